@@ -1,0 +1,48 @@
+#!/bin/sh
+# Sets up a fresh machine for pharos: system packages, npm packages, the
+# build (TypeScript, BPF objects, native addon) and the BPF filesystems.
+# Idempotent and quick when everything is already in place; used by
+# `npm test`, `npm run demo` and .ci/run.
+set -eu
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES="clang llvm libbpf-dev bpftool iproute2 iputils-ping tcpdump ethtool
+  arping ndisc6 iptables nftables conntrack bird2 gobgpd frr curl make g++ python3"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+  log "pharos needs root (BPF, network namespaces); run as root"
+  exit 1
+fi
+
+missing=""
+for p in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  log "installing:$missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# bpffs: the default pin root, and one outside /sys that stays visible
+# inside `ip netns exec` (which remounts /sys; see LAB-FACTS).
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+mkdir -p /run/pharos/bpffs
+mountpoint -q /run/pharos/bpffs || mount -t bpf bpf /run/pharos/bpffs
+
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund >/dev/null 2>&1 || npm ci --no-audit --no-fund
+fi
+
+log "build"
+npm run --silent build:ts
+npm run --silent build:bpf
+addon=native/build/Release/pharos_native.node
+if [ -f native/binding.gyp ] && { [ ! -f "$addon" ] || [ -n "$(find native -path native/build -prune -o -newer "$addon" -type f -print | head -1)" ]; }; then
+  npm run --silent build:native >/dev/null
+fi

@@ -1,0 +1,130 @@
+/**
+ * The store: the one typed snapshot of the world that sources write and
+ * controllers read. Sources call `apply`/`remove`/`replaceAll`; controllers
+ * subscribe to `change` events and read an immutable `Snapshot`.
+ *
+ * The store never validates (src/model/parse.ts did) and never decides
+ * anything; it only keeps the last good version of every object.
+ */
+import { EventEmitter } from 'node:events';
+import {
+  objectKey,
+  type BgpPolicy,
+  type EndpointSlice,
+  type IPPool,
+  type Kind,
+  type L2Policy,
+  type Lease,
+  type ModelObject,
+  type Node,
+  type Secret,
+  type Service,
+} from '../model/types.js';
+
+/** A read-only view of everything the store holds at one instant. */
+export interface Snapshot {
+  readonly revision: number;
+  readonly services: ReadonlyMap<string, Service>;
+  readonly endpointSlices: ReadonlyMap<string, EndpointSlice>;
+  readonly nodes: ReadonlyMap<string, Node>;
+  readonly pools: ReadonlyMap<string, IPPool>;
+  readonly l2Policies: ReadonlyMap<string, L2Policy>;
+  readonly bgpPolicies: ReadonlyMap<string, BgpPolicy>;
+  readonly leases: ReadonlyMap<string, Lease>;
+  readonly secrets: ReadonlyMap<string, Secret>;
+}
+
+export interface StoreChange {
+  kind: Kind;
+  key: string;
+  type: 'upsert' | 'delete';
+}
+
+type KindMaps = { [K in Kind]: Map<string, Extract<ModelObject, { kind: K }>> };
+
+export class Store extends EventEmitter<{ change: [StoreChange[]]; synced: [] }> {
+  private readonly maps: KindMaps = {
+    Service: new Map(),
+    EndpointSlice: new Map(),
+    Node: new Map(),
+    LoadBalancerIPPool: new Map(),
+    L2AnnouncementPolicy: new Map(),
+    BGPPeeringPolicy: new Map(),
+    Lease: new Map(),
+    Secret: new Map(),
+  };
+  private revision = 0;
+  private cached?: Snapshot;
+  private isSynced = false;
+
+  /** Insert or replace one object. Emits a change only when something changed. */
+  apply(obj: ModelObject): void {
+    const key = objectKey(obj.meta);
+    const map = this.maps[obj.kind] as Map<string, ModelObject>;
+    const prev = map.get(key);
+    if (prev && JSON.stringify(prev) === JSON.stringify(obj)) return;
+    map.set(key, obj);
+    this.bump([{ kind: obj.kind, key, type: 'upsert' }]);
+  }
+
+  remove(kind: Kind, key: string): void {
+    const map = this.maps[kind] as Map<string, ModelObject>;
+    if (!map.delete(key)) return;
+    this.bump([{ kind, key, type: 'delete' }]);
+  }
+
+  /** Replace every object of one kind at once (a relist); emits one batched change. */
+  replaceAll(kind: Kind, objects: ModelObject[]): void {
+    const map = this.maps[kind] as Map<string, ModelObject>;
+    const next = new Map<string, ModelObject>();
+    for (const o of objects) next.set(objectKey(o.meta), o);
+    const changes: StoreChange[] = [];
+    for (const key of map.keys()) if (!next.has(key)) changes.push({ kind, key, type: 'delete' });
+    for (const [key, o] of next) {
+      const prev = map.get(key);
+      if (!prev || JSON.stringify(prev) !== JSON.stringify(o)) changes.push({ kind, key, type: 'upsert' });
+    }
+    if (changes.length === 0) return;
+    map.clear();
+    for (const [k, v] of next) map.set(k, v);
+    this.bump(changes);
+  }
+
+  get<K extends Kind>(kind: K, key: string): Extract<ModelObject, { kind: K }> | undefined {
+    return this.maps[kind].get(key) as Extract<ModelObject, { kind: K }> | undefined;
+  }
+
+  /** Sources call this once their first full listing is in. */
+  markSynced(): void {
+    if (this.isSynced) return;
+    this.isSynced = true;
+    this.emit('synced');
+  }
+
+  get synced(): boolean {
+    return this.isSynced;
+  }
+
+  snapshot(): Snapshot {
+    if (!this.cached) {
+      this.cached = {
+        revision: this.revision,
+        services: new Map(this.maps.Service),
+        endpointSlices: new Map(this.maps.EndpointSlice),
+        nodes: new Map(this.maps.Node),
+        pools: new Map(this.maps.LoadBalancerIPPool),
+        l2Policies: new Map(this.maps.L2AnnouncementPolicy),
+        bgpPolicies: new Map(this.maps.BGPPeeringPolicy),
+        leases: new Map(this.maps.Lease),
+        secrets: new Map(this.maps.Secret),
+      };
+    }
+    return this.cached;
+  }
+
+  private bump(changes: StoreChange[]): void {
+    this.revision++;
+    this.cached = undefined;
+    this.emit('change', changes);
+  }
+}
