@@ -1,0 +1,296 @@
+/**
+ * The agent's configuration: flags, an optional YAML file with the same keys
+ * (`--config`), and PHAROS_* environment variables (for the in-cluster
+ * DaemonSet). Precedence: flag > environment > file > default.
+ *
+ * Pure: parsing and validation only; the caller reads files and the
+ * environment and hands them in, so every rule is unit-testable.
+ */
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+
+export type ForwardingMode = 'snat' | 'dsr';
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
+export type LogFormat = 'text' | 'json';
+export type XdpAttachMode = 'native' | 'generic' | 'auto';
+
+export interface AgentConfig {
+  manifests?: string;
+  kubeconfig?: string;
+  /** True when running inside a pod (KUBERNETES_SERVICE_HOST set) and no other source was given. */
+  inCluster: boolean;
+  nodeName: string;
+  interfaces: string[];
+  stateDir: string;
+  http: string;
+  pinDir: string;
+  mode: ForwardingMode;
+  logLevel: LogLevel;
+  logFormat: LogFormat;
+  config?: string;
+  /** Namespace for Leases (pharos-ipam, pharos-l2announce-*, pharos-node-*). */
+  namespace: string;
+  /** Whether services without a loadBalancerClass are ours. */
+  defaultLoadBalancerClass: boolean;
+  xdpMode: XdpAttachMode;
+  /** Cluster-wide Maglev hash seed: every LB node must use the same one. */
+  hashSeed: number;
+  maglevTableSize: number;
+  conntrackSize: number;
+  /** SNAT source port range (inclusive). */
+  snatPorts: [number, number];
+  /** SNAT source addresses (default: the first address of each interface, per family). */
+  snatAddresses: string[];
+  /** Seconds the XDP responder keeps answering without a liveness refresh from the agent. */
+  responderMaxAgeSeconds: number;
+  l2NodeLeaseSeconds: number;
+  l2NodeRenewMs: number;
+  l2ServiceLeaseSeconds: number;
+  l2ServiceRenewSeconds: number;
+  l2ServiceRetrySeconds: number;
+  k8sQps: number;
+  k8sBurst: number;
+  /** On SIGTERM: keep BGP routes via graceful restart (default) or withdraw them. */
+  bgpShutdown: 'graceful' | 'withdraw';
+}
+
+export interface FlagSpec {
+  key: keyof AgentConfig;
+  flag: string;
+  env: string;
+  kind: 'string' | 'number' | 'list' | 'bool' | 'range';
+  help: string;
+  choices?: string[];
+}
+
+export const FLAGS: FlagSpec[] = [
+  { key: 'manifests', flag: 'manifests', env: 'PHAROS_MANIFESTS', kind: 'string', help: 'watch a directory of YAML/JSON manifests instead of Kubernetes' },
+  { key: 'kubeconfig', flag: 'kubeconfig', env: 'KUBECONFIG', kind: 'string', help: 'talk to Kubernetes through this kubeconfig (standalone LB node)' },
+  { key: 'nodeName', flag: 'node-name', env: 'PHAROS_NODE_NAME', kind: 'string', help: 'this node\'s name (default: hostname)' },
+  { key: 'interfaces', flag: 'interfaces', env: 'PHAROS_INTERFACES', kind: 'list', help: 'comma-separated interfaces where the data path attaches and announcements go' },
+  { key: 'stateDir', flag: 'state-dir', env: 'PHAROS_STATE_DIR', kind: 'string', help: 'where the agent keeps its own state (allocations in manifests mode)' },
+  { key: 'http', flag: 'http', env: 'PHAROS_HTTP', kind: 'string', help: 'address of the HTTP endpoint (/metrics, /healthz, /readyz, /v1/state)' },
+  { key: 'pinDir', flag: 'pin-dir', env: 'PHAROS_PIN_DIR', kind: 'string', help: 'bpffs directory for pinned maps (default /sys/fs/bpf/pharos/<node-name>)' },
+  { key: 'mode', flag: 'mode', env: 'PHAROS_MODE', kind: 'string', choices: ['snat', 'dsr'], help: 'forwarding mode' },
+  { key: 'logLevel', flag: 'log-level', env: 'PHAROS_LOG_LEVEL', kind: 'string', choices: ['debug', 'info', 'warn', 'error'], help: 'log level' },
+  { key: 'logFormat', flag: 'log-format', env: 'PHAROS_LOG_FORMAT', kind: 'string', choices: ['text', 'json'], help: 'log format' },
+  { key: 'config', flag: 'config', env: 'PHAROS_CONFIG', kind: 'string', help: 'YAML file with the same keys as these flags (camelCase or flag spelling)' },
+  { key: 'namespace', flag: 'namespace', env: 'PHAROS_NAMESPACE', kind: 'string', help: 'namespace for the agent\'s Leases' },
+  { key: 'defaultLoadBalancerClass', flag: 'default-lb-class', env: 'PHAROS_DEFAULT_LB_CLASS', kind: 'bool', help: 'treat services without loadBalancerClass as ours' },
+  { key: 'xdpMode', flag: 'xdp-mode', env: 'PHAROS_XDP_MODE', kind: 'string', choices: ['native', 'generic', 'auto'], help: 'XDP attach mode (auto: native, generic as a logged fallback)' },
+  { key: 'hashSeed', flag: 'hash-seed', env: 'PHAROS_HASH_SEED', kind: 'number', help: 'cluster-wide Maglev hash seed (same on every LB node)' },
+  { key: 'maglevTableSize', flag: 'maglev-table-size', env: 'PHAROS_MAGLEV_TABLE_SIZE', kind: 'number', help: 'Maglev table size (a prime > 100 x backends)' },
+  { key: 'conntrackSize', flag: 'conntrack-size', env: 'PHAROS_CONNTRACK_SIZE', kind: 'number', help: 'conntrack entries' },
+  { key: 'snatPorts', flag: 'snat-ports', env: 'PHAROS_SNAT_PORTS', kind: 'range', help: 'SNAT source port range, FIRST-LAST' },
+  { key: 'snatAddresses', flag: 'snat-addresses', env: 'PHAROS_SNAT_ADDRESSES', kind: 'list', help: 'SNAT source addresses (default: first address of the interfaces)' },
+  { key: 'responderMaxAgeSeconds', flag: 'responder-max-age', env: 'PHAROS_RESPONDER_MAX_AGE', kind: 'number', help: 'seconds the XDP ARP/NDP responder answers without an agent heartbeat' },
+  { key: 'l2NodeLeaseSeconds', flag: 'l2-node-lease', env: 'PHAROS_L2_NODE_LEASE', kind: 'number', help: 'node liveness lease duration, seconds' },
+  { key: 'l2NodeRenewMs', flag: 'l2-node-renew-ms', env: 'PHAROS_L2_NODE_RENEW_MS', kind: 'number', help: 'node liveness lease renew interval, milliseconds' },
+  { key: 'l2ServiceLeaseSeconds', flag: 'l2-lease-duration', env: 'PHAROS_L2_LEASE_DURATION', kind: 'number', help: 'per-service L2 lease duration, seconds' },
+  { key: 'l2ServiceRenewSeconds', flag: 'l2-lease-renew', env: 'PHAROS_L2_LEASE_RENEW', kind: 'number', help: 'per-service L2 lease renew deadline, seconds' },
+  { key: 'l2ServiceRetrySeconds', flag: 'l2-lease-retry', env: 'PHAROS_L2_LEASE_RETRY', kind: 'number', help: 'per-service L2 lease retry period, seconds' },
+  { key: 'k8sQps', flag: 'k8s-qps', env: 'PHAROS_K8S_QPS', kind: 'number', help: 'Kubernetes API write rate limit, per second' },
+  { key: 'k8sBurst', flag: 'k8s-burst', env: 'PHAROS_K8S_BURST', kind: 'number', help: 'Kubernetes API write burst' },
+  { key: 'bgpShutdown', flag: 'bgp-shutdown', env: 'PHAROS_BGP_SHUTDOWN', kind: 'string', choices: ['graceful', 'withdraw'], help: 'on SIGTERM keep routes (graceful restart) or withdraw them' },
+];
+
+export function defaults(host = hostname()): AgentConfig {
+  return {
+    inCluster: false,
+    nodeName: host,
+    interfaces: [],
+    stateDir: '/var/lib/pharos',
+    http: '127.0.0.1:9643',
+    pinDir: '', // derived from nodeName in finalize()
+    mode: 'snat',
+    logLevel: 'info',
+    logFormat: 'text',
+    namespace: 'kube-system',
+    defaultLoadBalancerClass: true,
+    xdpMode: 'auto',
+    hashSeed: 0x50484152, // "PHAR": any fixed value works as long as every LB node shares it
+    maglevTableSize: 16381,
+    conntrackSize: 262144,
+    snatPorts: [32768, 60999],
+    snatAddresses: [],
+    responderMaxAgeSeconds: 3,
+    l2NodeLeaseSeconds: 1,
+    l2NodeRenewMs: 250,
+    l2ServiceLeaseSeconds: 15,
+    l2ServiceRenewSeconds: 5,
+    l2ServiceRetrySeconds: 2,
+    k8sQps: 20,
+    k8sBurst: 40,
+    bgpShutdown: 'graceful',
+  };
+}
+
+export class ConfigError extends Error {}
+
+export interface ConfigInputs {
+  argv: string[];
+  env: Record<string, string | undefined>;
+  /** Reads the --config file; injected so tests need no disk. */
+  readFile: (path: string) => string;
+  hostname?: string;
+}
+
+function coerce(spec: FlagSpec, raw: unknown, origin: string): unknown {
+  const where = `${origin} ${spec.flag}`;
+  switch (spec.kind) {
+    case 'string': {
+      if (typeof raw !== 'string' || raw === '') throw new ConfigError(`${where}: expected a non-empty string`);
+      if (spec.choices && !spec.choices.includes(raw)) {
+        throw new ConfigError(`${where}: "${raw}" is not one of ${spec.choices.join(', ')}`);
+      }
+      return raw;
+    }
+    case 'number': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && raw.trim() !== '' ? Number(raw) : NaN;
+      if (!Number.isFinite(n) || n < 0) throw new ConfigError(`${where}: "${String(raw)}" is not a non-negative number`);
+      return n;
+    }
+    case 'bool': {
+      if (typeof raw === 'boolean') return raw;
+      if (raw === 'true' || raw === '1' || raw === 'yes') return true;
+      if (raw === 'false' || raw === '0' || raw === 'no') return false;
+      throw new ConfigError(`${where}: "${String(raw)}" is not true or false`);
+    }
+    case 'list': {
+      const items = Array.isArray(raw) ? raw.map(String) : typeof raw === 'string' ? raw.split(',') : null;
+      if (!items) throw new ConfigError(`${where}: expected a comma-separated list`);
+      return items.map((s) => s.trim()).filter((s) => s !== '');
+    }
+    case 'range': {
+      const m = typeof raw === 'string' ? /^(\d+)-(\d+)$/.exec(raw.trim()) : null;
+      const pair = Array.isArray(raw) && raw.length === 2 ? raw.map(Number) : m ? [Number(m[1]), Number(m[2])] : null;
+      if (!pair || pair.some((p) => !Number.isInteger(p) || p < 1 || p > 65535) || pair[0]! > pair[1]!) {
+        throw new ConfigError(`${where}: "${String(raw)}" is not a port range FIRST-LAST within 1-65535`);
+      }
+      return pair as [number, number];
+    }
+  }
+}
+
+function specByName(name: string): FlagSpec | undefined {
+  return FLAGS.find((f) => f.flag === name || f.key === name);
+}
+
+/** Parses `--flag value`, `--flag=value` and bare boolean flags; returns raw values by key. */
+function parseArgv(argv: string[]): Map<keyof AgentConfig, unknown> {
+  const out = new Map<keyof AgentConfig, unknown>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith('--')) throw new ConfigError(`unexpected argument "${arg}" (flags start with --)`);
+    const eq = arg.indexOf('=');
+    const name = arg.slice(2, eq < 0 ? undefined : eq);
+    const noPrefixed = name.startsWith('no-') ? specByName(name.slice(3)) : undefined;
+    const spec = specByName(name) ?? noPrefixed;
+    if (!spec) throw new ConfigError(`unknown flag --${name} (see pharos agent --help)`);
+    let value: unknown;
+    if (spec.kind === 'bool' && eq < 0) value = spec !== noPrefixed;
+    else if (eq >= 0) value = arg.slice(eq + 1);
+    else {
+      value = argv[++i];
+      if (value === undefined) throw new ConfigError(`flag --${name} needs a value`);
+    }
+    out.set(spec.key, coerce(spec, value, 'flag'));
+  }
+  return out;
+}
+
+function parseConfigFile(text: string, path: string): Map<keyof AgentConfig, unknown> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: not valid YAML: ${(err as Error).message}`);
+  }
+  const out = new Map<keyof AgentConfig, unknown>();
+  if (doc === null || doc === undefined) return out;
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`config file ${path}: expected a mapping of keys to values`);
+  for (const [name, value] of Object.entries(doc as Record<string, unknown>)) {
+    const spec = specByName(name);
+    if (!spec || spec.key === 'config') throw new ConfigError(`config file ${path}: unknown key "${name}"`);
+    out.set(spec.key, coerce(spec, value, `config file ${path}: key`));
+  }
+  return out;
+}
+
+/** Builds the effective configuration, or throws a ConfigError naming the flag/key at fault. */
+export function resolveConfig(inputs: ConfigInputs): AgentConfig {
+  const flags = parseArgv(inputs.argv);
+  const fromEnv = new Map<keyof AgentConfig, unknown>();
+  for (const spec of FLAGS) {
+    const v = inputs.env[spec.env];
+    if (v !== undefined && v !== '') fromEnv.set(spec.key, coerce(spec, v, `environment ${spec.env} for`));
+  }
+  const configPath = (flags.get('config') ?? fromEnv.get('config')) as string | undefined;
+  let fromFile = new Map<keyof AgentConfig, unknown>();
+  if (configPath) {
+    let text: string;
+    try {
+      text = inputs.readFile(configPath);
+    } catch (err) {
+      throw new ConfigError(`config file ${configPath}: cannot read: ${(err as Error).message}`);
+    }
+    fromFile = parseConfigFile(text, configPath);
+  }
+  const cfg = defaults(inputs.hostname) as unknown as Record<string, unknown>;
+  for (const layer of [fromFile, fromEnv, flags]) for (const [k, v] of layer) cfg[k] = v;
+  return finalize(cfg as unknown as AgentConfig, inputs.env);
+}
+
+function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): AgentConfig {
+  if (cfg.manifests && cfg.kubeconfig) throw new ConfigError('--manifests and --kubeconfig are exclusive: pick one source');
+  cfg.inCluster = !cfg.manifests && !cfg.kubeconfig && !!env.KUBERNETES_SERVICE_HOST;
+  if (!cfg.manifests && !cfg.kubeconfig && !cfg.inCluster) {
+    throw new ConfigError('no source: give --manifests DIR or --kubeconfig FILE (in a pod, the in-cluster API is used)');
+  }
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(cfg.nodeName)) {
+    throw new ConfigError(`--node-name: "${cfg.nodeName}" is not a valid node name (lowercase letters, digits, '-', '.')`);
+  }
+  if (!cfg.pinDir) cfg.pinDir = `/sys/fs/bpf/pharos/${cfg.nodeName}`;
+  for (const ifname of cfg.interfaces) {
+    if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname)) throw new ConfigError(`--interfaces: "${ifname}" is not a valid interface name`);
+  }
+  for (const a of cfg.snatAddresses) if (!isIP(a)) throw new ConfigError(`--snat-addresses: "${a}" is not an IP address`);
+  if (!parseHttpAddress(cfg.http)) throw new ConfigError(`--http: "${cfg.http}" is not HOST:PORT`);
+  if (cfg.mode === 'dsr') throw new ConfigError('--mode dsr is not supported yet; use snat');
+  if (!Number.isInteger(cfg.hashSeed) || cfg.hashSeed > 0xffffffff) throw new ConfigError('--hash-seed: must be an integer 0..4294967295');
+  if (!isPrime(cfg.maglevTableSize)) throw new ConfigError(`--maglev-table-size: ${cfg.maglevTableSize} is not a prime`);
+  if (cfg.l2NodeRenewMs >= cfg.l2NodeLeaseSeconds * 1000) {
+    throw new ConfigError('--l2-node-renew-ms must be shorter than --l2-node-lease');
+  }
+  if (cfg.l2ServiceRenewSeconds >= cfg.l2ServiceLeaseSeconds) {
+    throw new ConfigError('--l2-lease-renew must be shorter than --l2-lease-duration');
+  }
+  return cfg;
+}
+
+export function parseHttpAddress(s: string): { host: string; port: number } | null {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:]+)):(\d{1,5})$/.exec(s);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+function isPrime(n: number): boolean {
+  if (!Number.isInteger(n) || n < 2) return false;
+  for (let d = 2; d * d <= n; d++) if (n % d === 0) return false;
+  return true;
+}
+
+export function agentHelp(): string {
+  const d = defaults('<hostname>') as unknown as Record<string, unknown>;
+  d.pinDir = '/sys/fs/bpf/pharos/<node-name>';
+  const rows = FLAGS.map((f) => {
+    const def = d[f.key];
+    const shown = def === undefined || (Array.isArray(def) && def.length === 0) ? '' : ` (default: ${Array.isArray(def) ? def.join(f.kind === 'range' ? '-' : ',') : String(def)})`;
+    const choices = f.choices ? ` [${f.choices.join('|')}]` : '';
+    return `  --${f.flag.padEnd(20)} ${f.help}${choices}${shown}\n  ${''.padEnd(22)} env ${f.env}`;
+  });
+  return ['Usage: pharos agent [flags]', '', 'Sources: --manifests DIR | --kubeconfig FILE | in-cluster (inside a pod)', '', 'Flags:', ...rows].join('\n');
+}

@@ -1,0 +1,52 @@
+/**
+ * Structured logging: one line per event, text (`level=info msg="..." k=v`)
+ * or JSON, with the objects concerned as fields (`service=default/echo`).
+ */
+import type { LogFormat, LogLevel } from './config.js';
+
+const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
+
+export type LogFields = Record<string, string | number | boolean | undefined | null>;
+
+export interface Logger {
+  debug(msg: string, fields?: LogFields): void;
+  info(msg: string, fields?: LogFields): void;
+  warn(msg: string, fields?: LogFields): void;
+  error(msg: string, fields?: LogFields): void;
+  /** A logger that adds `fields` to every line (e.g. `{ controller: 'ipam' }`). */
+  with(fields: LogFields): Logger;
+}
+
+function quoteText(v: string): string {
+  return /^[A-Za-z0-9_./:@,+-]+$/.test(v) ? v : JSON.stringify(v);
+}
+
+export function createLogger(opts: { level: LogLevel; format: LogFormat; write?: (line: string) => void; base?: LogFields }): Logger {
+  const write = opts.write ?? ((line: string) => process.stderr.write(line + '\n'));
+  const min = ORDER[opts.level];
+  const make = (base: LogFields): Logger => {
+    const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
+      if (ORDER[level] < min) return;
+      const all: LogFields = { ...base, ...fields };
+      const time = new Date().toISOString();
+      if (opts.format === 'json') {
+        const rec: Record<string, unknown> = { time, level, msg };
+        for (const [k, v] of Object.entries(all)) if (v !== undefined) rec[k] = v;
+        write(JSON.stringify(rec));
+      } else {
+        const kv = Object.entries(all)
+          .filter(([, v]) => v !== undefined)
+          .map(([k, v]) => `${k}=${quoteText(String(v))}`);
+        write([`time=${time}`, `level=${level}`, `msg=${JSON.stringify(msg)}`, ...kv].join(' '));
+      }
+    };
+    return {
+      debug: (m, f) => emit('debug', m, f),
+      info: (m, f) => emit('info', m, f),
+      warn: (m, f) => emit('warn', m, f),
+      error: (m, f) => emit('error', m, f),
+      with: (f) => make({ ...base, ...f }),
+    };
+  };
+  return make(opts.base ?? {});
+}

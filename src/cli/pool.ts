@@ -1,0 +1,17 @@
+/** `pharos pool list`: NAME DISABLED CONFLICTING IPS AVAILABLE AGE, as `kubectl get ippools`. */
+import { CliError, EXIT, fetchState, parseCommon, printStructured, runCli } from './agent-client.js';
+import { age, renderTable } from './table.js';
+
+export function run(argv: string[]): Promise<number> {
+  return runCli(async () => {
+    const opts = parseCommon(argv);
+    if (opts.rest[0] !== 'list') throw new CliError('usage: pharos pool list [-o json|yaml] [--agent URL]', EXIT.usage);
+    const s = await fetchState(opts.agent);
+    if (printStructured(s.pools, opts.output)) return 0;
+    const rows = [...s.pools]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((p) => [p.name, String(p.disabled), p.conflicting ? 'True' : 'False', p.total, p.available, age(p.createdAt)]);
+    console.log(renderTable(['NAME', 'DISABLED', 'CONFLICTING', 'IPS', 'AVAILABLE', 'AGE'], rows));
+    return 0;
+  });
+}

@@ -1,0 +1,54 @@
+/**
+ * One prom-client registry for the whole agent. Each module that counts
+ * owns its metrics and registers them here (`registry`); values that live in
+ * BPF maps are read when Prometheus scrapes (collect callbacks), never polled.
+ */
+import client from 'prom-client';
+
+export const registry = new client.Registry();
+registry.setDefaultLabels({});
+client.collectDefaultMetrics({ register: registry, prefix: 'pharos_' });
+
+export const reconcileDuration = new client.Histogram({
+  name: 'pharos_reconcile_duration_seconds',
+  help: 'Time a controller takes to reconcile its desired state with its sink',
+  labelNames: ['controller'] as const,
+  buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+  registers: [registry],
+});
+
+export const reconcileErrors = new client.Counter({
+  name: 'pharos_reconcile_errors_total',
+  help: 'Reconciliations that failed, by controller',
+  labelNames: ['controller'] as const,
+  registers: [registry],
+});
+
+export const configProblems = new client.Gauge({
+  name: 'pharos_config_problems',
+  help: 'Objects currently rejected by validation (the last good version stays in force)',
+  labelNames: ['source'] as const,
+  registers: [registry],
+});
+
+export const k8sApiWrites = new client.Counter({
+  name: 'pharos_k8s_api_writes_total',
+  help: 'Writes to the Kubernetes API, by resource and verb',
+  labelNames: ['resource', 'verb'] as const,
+  registers: [registry],
+});
+
+/** Times `fn` into pharos_reconcile_duration_seconds and counts its failure. */
+export async function timeReconcile<T>(controller: string, fn: () => Promise<T> | T): Promise<T> {
+  const end = reconcileDuration.startTimer({ controller });
+  try {
+    return await fn();
+  } catch (err) {
+    reconcileErrors.inc({ controller });
+    throw err;
+  } finally {
+    end();
+  }
+}
+
+export { client };
