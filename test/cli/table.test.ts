@@ -1,0 +1,36 @@
+import t from 'tap';
+import { age, renderTable } from '../../src/cli/table.js';
+import { serviceRows } from '../../src/cli/service.js';
+import { parseCommon } from '../../src/cli/agent-client.js';
+
+t.test('tables align like kubectl', async (t) => {
+  const out = renderTable(['NAME', 'DISABLED', 'AGE'], [['blue-pool', 'false', '5s'], ['red', 'true', '12m']]);
+  t.equal(out, ['NAME        DISABLED   AGE', 'blue-pool   false      5s', 'red         true       12m'].join('\n'));
+});
+
+t.test('multi-line cells as in cilium service list', async (t) => {
+  const rows = serviceRows([{
+    id: 1, service: 'default/echo', kind: 'LoadBalancer', address: '198.51.100.10', port: 80, protocol: 'TCP',
+    backends: [
+      { id: 1, address: '203.0.113.11', port: 8080, weight: 1, state: 'active' },
+      { id: 2, address: '2001:db8::5', port: 8080, weight: 1, state: 'terminating' },
+    ],
+  }]);
+  const out = renderTable(['ID', 'FRONTEND', 'SERVICE', 'TYPE', 'BACKEND'], rows);
+  t.equal(out.split('\n')[1], '1    198.51.100.10:80/TCP   default/echo   LoadBalancer   1 => 203.0.113.11:8080 (active)');
+  t.match(out.split('\n')[2], /^ {58}2 => \[2001:db8::5\]:8080 \(terminating\)$/);
+});
+
+t.test('age column', async (t) => {
+  const now = Date.parse('2026-01-01T00:10:00Z');
+  t.equal(age('2026-01-01T00:09:30Z', now), '30s');
+  t.equal(age('2026-01-01T00:00:00Z', now), '10m');
+  t.equal(age('2025-12-31T21:00:00Z', now), '3h10m');
+  t.equal(age(undefined, now), '<unknown>');
+});
+
+t.test('common CLI options', async (t) => {
+  t.same(parseCommon(['list', '-o', 'json', '--agent', 'http://127.0.0.1:1'], {}), { agent: 'http://127.0.0.1:1', output: 'json', rest: ['list'] });
+  t.same(parseCommon(['-ojson', 'x'], { PHAROS_AGENT: 'http://h:2' }).agent, 'http://h:2');
+  t.throws(() => parseCommon(['-o', 'xml'], {}), /unknown output format/);
+});
