@@ -53,12 +53,15 @@ export class Store extends EventEmitter<{ change: [StoreChange[]]; synced: [] }>
     Lease: new Map(),
     Secret: new Map(),
   };
+  /** Service status written by pharos itself where there is no API server (manifests mode). */
+  private readonly statusOverlay = new Map<string, Service['status']>();
   private revision = 0;
   private cached?: Snapshot;
   private isSynced = false;
 
   /** Insert or replace one object. Emits a change only when something changed. */
   apply(obj: ModelObject): void {
+    obj = this.withOverlay(obj);
     const key = objectKey(obj.meta);
     const map = this.maps[obj.kind] as Map<string, ModelObject>;
     const prev = map.get(key);
@@ -77,7 +80,7 @@ export class Store extends EventEmitter<{ change: [StoreChange[]]; synced: [] }>
   replaceAll(kind: Kind, objects: ModelObject[]): void {
     const map = this.maps[kind] as Map<string, ModelObject>;
     const next = new Map<string, ModelObject>();
-    for (const o of objects) next.set(objectKey(o.meta), o);
+    for (const o of objects) next.set(objectKey(o.meta), this.withOverlay(o));
     const changes: StoreChange[] = [];
     for (const key of map.keys()) if (!next.has(key)) changes.push({ kind, key, type: 'delete' });
     for (const [key, o] of next) {
@@ -88,6 +91,31 @@ export class Store extends EventEmitter<{ change: [StoreChange[]]; synced: [] }>
     map.clear();
     for (const [k, v] of next) map.set(k, v);
     this.bump(changes);
+  }
+
+  /**
+   * Manifests mode: pharos is the only writer of Service status, so its
+   * writes are kept here and laid over whatever the source supplies (a
+   * manifest has no status, and a rescan must not blank an assigned address).
+   * `undefined` removes the overlay.
+   */
+  setServiceStatus(key: string, status: Service['status'] | undefined): void {
+    if (status) this.statusOverlay.set(key, status);
+    else this.statusOverlay.delete(key);
+    const current = this.maps.Service.get(key);
+    if (current) {
+      const next: Service = { ...current, status: status ?? { ingress: [], conditions: [] } };
+      if (JSON.stringify(next) !== JSON.stringify(current)) {
+        this.maps.Service.set(key, next);
+        this.bump([{ kind: 'Service', key, type: 'upsert' }]);
+      }
+    }
+  }
+
+  private withOverlay(obj: ModelObject): ModelObject {
+    if (obj.kind !== 'Service') return obj;
+    const status = this.statusOverlay.get(objectKey(obj.meta));
+    return status ? { ...obj, status } : obj;
   }
 
   get<K extends Kind>(kind: K, key: string): Extract<ModelObject, { kind: K }> | undefined {

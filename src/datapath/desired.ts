@@ -1,0 +1,95 @@
+/**
+ * desired = f(snapshot) for the data path: which {VIP, port, protocol}
+ * frontends exist and which backends each one has. Pure; the datapath sync
+ * turns the result into map operations.
+ *
+ * - LoadBalancer addresses come from the service's status (written by IPAM,
+ *   by us or, for a foreign class, not at all: foreign services are skipped);
+ *   externalIPs are served for any service type, as kube-proxy does.
+ * - Backends come from the service's EndpointSlices of the same address
+ *   family. Ready endpoints are active; serving-but-terminating ones keep
+ *   their flows but take no new ones; the rest are left out.
+ * - externalTrafficPolicy: Local keeps only endpoints on this node.
+ */
+import { isIPv4 } from 'node:net';
+import { objectKey, type Backend, type EndpointSlice, type Frontend, type Service, type ServicePort } from '../model/types.js';
+import type { Snapshot } from '../store/store.js';
+
+export interface DesiredFrontendOptions {
+  nodeName: string;
+  /** Whether pharos handles this service's LoadBalancer addresses (its class is ours). */
+  isOurService: (svc: Service) => boolean;
+}
+
+function targetPortFor(slice: EndpointSlice, port: ServicePort): number | undefined {
+  const named = slice.ports.find((p) => p.name === port.name && p.protocol === port.protocol);
+  if (named) return named.port;
+  if (slice.ports.length === 0 && typeof port.targetPort === 'number') return port.targetPort;
+  return undefined;
+}
+
+/** Backends of one service port for one address family, deduplicated and in a stable order. */
+export function backendsFor(svc: Service, port: ServicePort, slices: EndpointSlice[], v4: boolean, nodeName: string): Backend[] {
+  const byKey = new Map<string, Backend>();
+  for (const slice of slices) {
+    if (slice.addressType !== (v4 ? 'IPv4' : 'IPv6')) continue;
+    const target = targetPortFor(slice, port);
+    if (target === undefined) continue;
+    for (const ep of slice.endpoints) {
+      if (svc.externalTrafficPolicy === 'Local' && ep.nodeName !== nodeName) continue;
+      const state = ep.ready ? 'active' : ep.serving && ep.terminating ? 'terminating' : undefined;
+      if (!state) continue;
+      for (const address of ep.addresses) {
+        const key = `${address}|${target}`;
+        const prev = byKey.get(key);
+        // The same endpoint listed twice: the more available state wins.
+        if (prev && prev.state === 'active') continue;
+        byKey.set(key, { address, port: target, weight: ep.weight, state, ...(ep.nodeName ? { nodeName: ep.nodeName } : {}) });
+      }
+    }
+  }
+  return [...byKey.values()].sort((a, b) => (a.address === b.address ? a.port - b.port : a.address < b.address ? -1 : 1));
+}
+
+export function desiredFrontends(snap: Snapshot, opts: DesiredFrontendOptions): Frontend[] {
+  const slicesByService = new Map<string, EndpointSlice[]>();
+  for (const slice of snap.endpointSlices.values()) {
+    const key = `${slice.meta.namespace ?? ''}/${slice.serviceName}`;
+    const list = slicesByService.get(key) ?? [];
+    list.push(slice);
+    slicesByService.set(key, list);
+  }
+  const out: Frontend[] = [];
+  for (const svc of snap.services.values()) {
+    const key = objectKey(svc.meta);
+    const addresses: { address: string; kind: Frontend['kind'] }[] = [];
+    if (svc.type === 'LoadBalancer' && opts.isOurService(svc)) {
+      for (const ing of svc.status.ingress) if (ing.ip) addresses.push({ address: ing.ip, kind: 'LoadBalancer' });
+    }
+    for (const ip of svc.externalIPs) addresses.push({ address: ip, kind: 'ExternalIP' });
+    if (addresses.length === 0) continue;
+    const slices = slicesByService.get(key) ?? [];
+    const seen = new Set<string>();
+    for (const { address, kind } of addresses) {
+      for (const port of svc.ports) {
+        if (port.protocol === 'SCTP') continue; // the data path carries TCP and UDP
+        const id = `${address}|${port.port}|${port.protocol}`;
+        if (seen.has(id)) continue;
+        seen.add(id);
+        out.push({
+          service: key,
+          kind,
+          address,
+          port: port.port,
+          protocol: port.protocol,
+          backends: backendsFor(svc, port, slices, isIPv4(address), opts.nodeName),
+          sessionAffinity: svc.sessionAffinity === 'ClientIP',
+          sessionAffinityTimeoutSeconds: svc.sessionAffinityTimeoutSeconds,
+          localOnly: svc.externalTrafficPolicy === 'Local',
+          sourceRanges: svc.loadBalancerSourceRanges,
+        });
+      }
+    }
+  }
+  return out.sort((a, b) => (a.address === b.address ? a.port - b.port || a.protocol.localeCompare(b.protocol) : a.address < b.address ? -1 : 1));
+}
