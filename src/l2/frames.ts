@@ -1,0 +1,103 @@
+/**
+ * Gratuitous announcements, built as raw Ethernet frames for the packet
+ * socket: the kernel sends none for addresses it does not own (LAB-FACTS:
+ * no GARP on `ip addr add`, no NA for nodad addresses), and a VIP answered
+ * by XDP is not a kernel address at all.
+ *
+ * IPv4: both a gratuitous request and a gratuitous reply (RFC 5227 §3 notes
+ * implementations differ in which one they honour). IPv6: an unsolicited
+ * Neighbor Advertisement to all-nodes with the Override flag (RFC 4861
+ * §7.2.6), so a client's existing entry moves to us.
+ */
+import { Address6 } from 'ip-address';
+
+const BROADCAST = Buffer.from('ffffffffffff', 'hex');
+
+export function parseMac(mac: string): Buffer {
+  const hex = mac.replace(/[:-]/g, '');
+  if (!/^[0-9a-fA-F]{12}$/.test(hex)) throw new Error(`"${mac}" is not a MAC address`);
+  return Buffer.from(hex, 'hex');
+}
+
+function ipv4Bytes(addr: string): Buffer {
+  const parts = addr.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`"${addr}" is not an IPv4 address`);
+  return Buffer.from(parts);
+}
+
+/** 16 bytes of an IPv6 address (ip-address drops leading zero bytes: pad them back). */
+export function ipv6Bytes(addr: string): Buffer {
+  if (!Address6.isValid(addr)) throw new Error(`"${addr}" is not an IPv6 address`);
+  const bytes = new Address6(addr).toUnsignedByteArray();
+  const out = Buffer.alloc(16);
+  Buffer.from(bytes).copy(out, 16 - bytes.length);
+  return out;
+}
+
+/** ARP for `ip` from `mac`: op 1 = request (who-has ip tell ip), 2 = reply. */
+export function gratuitousArp(mac: string, ip: string, op: 1 | 2): Buffer {
+  const src = parseMac(mac);
+  const spa = ipv4Bytes(ip);
+  const f = Buffer.alloc(42);
+  BROADCAST.copy(f, 0);
+  src.copy(f, 6);
+  f.writeUInt16BE(0x0806, 12);
+  f.writeUInt16BE(1, 14); // Ethernet
+  f.writeUInt16BE(0x0800, 16);
+  f[18] = 6;
+  f[19] = 4;
+  f.writeUInt16BE(op, 20);
+  src.copy(f, 22);
+  spa.copy(f, 28);
+  // Target MAC: zero in a request, broadcast in a reply (as Linux arping -U/-A does).
+  (op === 2 ? BROADCAST : Buffer.alloc(6)).copy(f, 32);
+  spa.copy(f, 38);
+  return f;
+}
+
+function checksum16(buf: Buffer, initial = 0): number {
+  let sum = initial;
+  for (let i = 0; i + 1 < buf.length; i += 2) sum += buf.readUInt16BE(i);
+  if (buf.length % 2) sum += buf[buf.length - 1]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/** Unsolicited NA for `ip` from `mac` to ff02::1, Override set, Solicited clear, with the target link-layer option. */
+export function unsolicitedNeighborAdvert(mac: string, ip: string, srcIp = ip): Buffer {
+  const src = parseMac(mac);
+  const target = ipv6Bytes(ip);
+  const source = ipv6Bytes(srcIp);
+  const allNodes = ipv6Bytes('ff02::1');
+  const icmpLen = 32; // type..reserved (8) + target (16) + option (8)
+  const f = Buffer.alloc(14 + 40 + icmpLen);
+  Buffer.from('333300000001', 'hex').copy(f, 0);
+  src.copy(f, 6);
+  f.writeUInt16BE(0x86dd, 12);
+  f.writeUInt32BE(0x60000000, 14);
+  f.writeUInt16BE(icmpLen, 18);
+  f[20] = 58; // ICMPv6
+  f[21] = 255; // hop limit must be 255 for ND (RFC 4861 §7.1.2)
+  source.copy(f, 22);
+  allNodes.copy(f, 38);
+  const icmp = 54;
+  f[icmp] = 136;
+  f[icmp + 1] = 0;
+  f.writeUInt32BE(0x20000000, icmp + 4); // R=0 S=0 O=1
+  target.copy(f, icmp + 8);
+  f[icmp + 24] = 2; // target link-layer address option
+  f[icmp + 25] = 1; // length in units of 8 bytes
+  src.copy(f, icmp + 26);
+  const pseudo = Buffer.alloc(40);
+  source.copy(pseudo, 0);
+  allNodes.copy(pseudo, 16);
+  pseudo.writeUInt32BE(icmpLen, 32);
+  pseudo[39] = 58;
+  f.writeUInt16BE(checksum16(Buffer.concat([pseudo, f.subarray(icmp)])), icmp + 2);
+  return f;
+}
+
+/** The frames announcing one address: two for IPv4, one for IPv6. */
+export function announcementFrames(mac: string, ip: string): Buffer[] {
+  return ip.includes(':') ? [unsolicitedNeighborAdvert(mac, ip)] : [gratuitousArp(mac, ip, 1), gratuitousArp(mac, ip, 2)];
+}
