@@ -278,3 +278,11 @@ export interface Frontend {
   localOnly: boolean;
   sourceRanges: string[];
 }
+
+// ---------------------------------------------------------------- validation
+
+/** One problem with an input, named by its field path (`spec.blocks[2].cidr`) so a condition or log can point at it. */
+export interface FieldError {
+  field: string;
+  message: string;
+}
