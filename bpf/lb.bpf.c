@@ -1,12 +1,402 @@
 // SPDX-License-Identifier: GPL-2.0
-/* Placeholder entry point; the data path lands with the foundation issue. */
+/*
+ * pharos data path: XDP L4 load balancer with an ARP/NDP responder, and the
+ * tc egress program that reverse-NATs replies of backends on this node.
+ *
+ * XDP, per packet:
+ *   parse -> ARP / NS for an announced address: answer (XDP_TX)
+ *         -> {VIP, port, proto} frontend?  no: reply to one of our SNAT
+ *            ports? (reverse NAT back to VIP -> client) else XDP_PASS untouched
+ *         -> conntrack hit: same backend, cached next hop
+ *         -> else Maglev pick, conntrack + reverse NAT entries, DNAT (+SNAT)
+ *         -> bpf_fib_lookup: XDP_TX / redirect; no neighbour yet: XDP_PASS
+ *            the rewritten packet so the kernel resolves and forwards it;
+ *            backend on this node: XDP_PASS after DNAT.
+ */
 #include <linux/bpf.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lib/config.h"
+#include "lib/maps.h"
+#include "lib/stats.h"
+#include "lib/parsing.h"
+#include "lib/csum.h"
+#include "lib/maglev.h"
+#include "lib/conntrack.h"
+#include "lib/nat.h"
+#include "lib/fib.h"
+#include "lib/icmp.h"
+#include "lib/responder.h"
+
+static __always_inline int count_and(__u32 reason, int verdict)
+{
+	stat_inc(reason);
+	return verdict;
+}
+
+static __always_inline int nh_stale(const struct ph_nexthop *nh, __u64 fib_at, __u64 now)
+{
+	return !nh->ifindex || now - fib_at > cfg_fib_refresh_ns;
+}
+
+/**
+ * forward() - send a rewritten packet to @nh, or to the kernel when the
+ * neighbour is not resolved yet (the first packet is not lost: the kernel
+ * forwards it and resolves the neighbour; later packets take the fast path).
+ */
+static __always_inline int forward(struct xdp_md *ctx, struct packet *p, enum fib_verdict v,
+				   const struct ph_nexthop *nh)
+{
+	if (v == FIB_NO_NEIGH)
+		return count_and(PH_STAT_NO_NEIGH, XDP_PASS);
+	return nh_transmit(ctx, p->eth, nh);
+}
+
+/* Reply from a backend to one of our SNAT ports: back to VIP -> client. */
+static __always_inline int lb_reverse(struct xdp_md *ctx, struct packet *p)
+{
+	struct ph_nexthop nh;
+	enum fib_verdict v = FIB_FORWARD;
+	struct ph_flow out = {};
+	struct ph_rev *rv;
+	__u64 now;
+
+	if (cfg_snat) {
+		struct ph_runtime *rt = runtime_get();
+		__u16 port = bpf_ntohs(p->flow.dport);
+		const union ph_addr *node;
+
+		if (!rt)
+			return XDP_PASS;
+		node = p->flow.family == PH_AF_INET ? &rt->snat_v4 : &rt->snat_v6;
+		if (p->flow.dst.w[0] != node->w[0] || p->flow.dst.w[1] != node->w[1] ||
+		    p->flow.dst.w[2] != node->w[2] || p->flow.dst.w[3] != node->w[3] ||
+		    port < rt->port_min || port > rt->port_max)
+			return XDP_PASS;
+	}
+	rv = bpf_map_lookup_elem(&ph_rev, &p->flow);
+	if (!rv || (rv->flags & PH_CTF_LOCAL))
+		return XDP_PASS;
+	now = bpf_ktime_get_ns();
+	if (now - rv->last_seen > PH_CT_TOUCH_NS)
+		rv->last_seen = now;
+
+	out.src = rv->new_src;
+	out.dst = rv->new_dst;
+	out.sport = rv->new_sport;
+	out.dport = rv->new_dport;
+	out.proto = p->flow.proto;
+	out.family = p->flow.family;
+
+	/* The backend closing: mark the client flow so it times out quickly. */
+	if (p->tcp_flags & (PH_TCP_FIN | PH_TCP_RST)) {
+		struct ph_flow fk = {};
+		struct ph_ct *ct;
+
+		fk.src = out.dst;
+		fk.dst = out.src;
+		fk.sport = out.dport;
+		fk.dport = out.sport;
+		fk.proto = out.proto;
+		fk.family = out.family;
+		ct = bpf_map_lookup_elem(&ph_ct, &fk);
+		if (ct)
+			ct->state = PH_CT_CLOSING;
+	}
+
+	if (nh_stale(&rv->nh, rv->fib_at, now)) {
+		v = fib_resolve(ctx, &out, p->l3_len, &nh);
+		if (v == FIB_FORWARD) {
+			rv->nh = nh;
+			rv->fib_at = now;
+		} else if (v != FIB_NO_NEIGH) {
+			return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+		}
+	} else {
+		nh = rv->nh;
+	}
+	if (nat_rewrite(ctx, p, &out))
+		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
+	stat_inc(PH_STAT_REV_NAT);
+	return forward(ctx, p, v, &nh);
+}
+
+/* Packet of a known flow. */
+static __always_inline int lb_established(struct xdp_md *ctx, struct packet *p, struct ph_ct *ct,
+					  const struct ph_backend *be, __u64 now)
+{
+	struct ph_nexthop nh;
+	enum fib_verdict v = FIB_FORWARD;
+	struct ph_flow out = p->flow;
+
+	ct_touch(ct, p, now);
+	out.dst = be->addr;
+	out.dport = be->port;
+	if (ct->flags & PH_CTF_SNAT) {
+		out.src = ct->snat_addr;
+		out.sport = ct->snat_port;
+	}
+	traffic_add(&ph_fe_stats, ct->frontend_id, p->l3_len);
+	traffic_add(&ph_be_stats, ct->backend_id, p->l3_len);
+	if (ct->flags & PH_CTF_LOCAL) {
+		if (nat_rewrite(ctx, p, &out))
+			return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
+		return count_and(PH_STAT_LOCAL_BACKEND, XDP_PASS);
+	}
+	if (nh_stale(&ct->nh, ct->fib_at, now)) {
+		v = fib_resolve(ctx, &out, p->l3_len, &nh);
+		if (v == FIB_FORWARD) {
+			ct->nh = nh;
+			ct->fib_at = now;
+		} else if (v != FIB_NO_NEIGH) {
+			return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+		}
+	} else {
+		nh = ct->nh;
+	}
+	if (nat_rewrite(ctx, p, &out))
+		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
+	return forward(ctx, p, v, &nh);
+}
+
+/* First packet of a flow (or of one whose backend went away): pick, record, rewrite, send. */
+static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, const struct ph_fe_value *fe,
+				       __u64 now)
+{
+	struct ph_ct ct = {};
+	struct ph_rev rv = {};
+	struct ph_flow out = p->flow;
+	struct ph_backend *be;
+	enum fib_verdict v;
+	__u32 hash, be_id;
+	int snat;
+
+	if (!fe->backends)
+		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);
+	hash = flow_hash(&p->flow);
+	be_id = maglev_pick(fe->id, hash);
+	be = be_id ? bpf_map_lookup_elem(&ph_backends, &be_id) : NULL;
+	if (!be)
+		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);
+
+	out.dst = be->addr;
+	out.dport = be->port;
+	snat = cfg_snat && !(fe->flags & PH_FE_LOCAL_ONLY);
+	if (snat) {
+		struct ph_runtime *rt = runtime_get();
+
+		if (!rt)
+			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
+		out.src = p->flow.family == PH_AF_INET ? rt->snat_v4 : rt->snat_v6;
+		if (!(out.src.w[0] | out.src.w[1] | out.src.w[2] | out.src.w[3]))
+			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
+	}
+
+	ct.last_seen = now;
+	ct.backend_id = be_id;
+	ct.frontend_id = fe->id;
+	ct.state = ct_initial_state(p);
+
+	rv.last_seen = now;
+	rv.new_src = p->flow.dst;
+	rv.new_dst = p->flow.src;
+	rv.new_sport = p->flow.dport;
+	rv.new_dport = p->flow.sport;
+	rv.frontend_id = fe->id;
+	rv.backend_id = be_id;
+
+	v = fib_resolve(ctx, &out, p->l3_len, &ct.nh);
+	if (v == FIB_UNREACHABLE)
+		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+	if (v == FIB_LOCAL) {
+		/* Backend on this node: no SNAT; the kernel delivers, tc egress reverses the reply. */
+		struct ph_flow rk = {};
+
+		out.src = p->flow.src;
+		out.sport = p->flow.sport;
+		ct.flags = PH_CTF_LOCAL;
+		rv.flags = PH_CTF_LOCAL;
+		rk.src = out.dst;
+		rk.dst = out.src;
+		rk.sport = out.dport;
+		rk.dport = out.sport;
+		rk.proto = out.proto;
+		rk.family = out.family;
+		if (bpf_map_update_elem(&ph_rev, &rk, &rv, BPF_ANY))
+			return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
+	} else if (snat) {
+		struct ph_runtime *rt = runtime_get();
+
+		if (!rt || snat_alloc(rt, &out, &rv, hash, now))
+			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
+		ct.flags = PH_CTF_SNAT;
+		ct.snat_addr = out.src;
+		ct.snat_port = out.sport;
+	} else {
+		/* DNAT only: replies come back through us from the backend to the client. */
+		struct ph_flow rk = {};
+
+		rk.src = out.dst;
+		rk.dst = out.src;
+		rk.sport = out.dport;
+		rk.dport = out.sport;
+		rk.proto = out.proto;
+		rk.family = out.family;
+		if (bpf_map_update_elem(&ph_rev, &rk, &rv, BPF_ANY))
+			return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
+	}
+	if (v == FIB_FORWARD)
+		ct.fib_at = now;
+	if (bpf_map_update_elem(&ph_ct, &p->flow, &ct, BPF_ANY))
+		return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
+	stat_inc(PH_STAT_CT_CREATE);
+	traffic_add(&ph_fe_stats, fe->id, p->l3_len);
+	traffic_add(&ph_be_stats, be_id, p->l3_len);
+	if (nat_rewrite(ctx, p, &out))
+		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
+	if (v == FIB_LOCAL)
+		return count_and(PH_STAT_LOCAL_BACKEND, XDP_PASS);
+	return forward(ctx, p, v, &ct.nh);
+}
+
+static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
+{
+	struct ph_fe_key fk = {};
+	struct ph_fe_value *fe;
+	struct ph_backend *be;
+	struct ph_ct *ct;
+	__u64 now;
+
+	fk.addr = p->flow.dst;
+	fk.port = p->flow.dport;
+	fk.proto = p->flow.proto;
+	fk.family = p->flow.family;
+	fe = bpf_map_lookup_elem(&ph_frontends, &fk);
+	if (!fe)
+		return lb_reverse(ctx, p);
+
+	now = bpf_ktime_get_ns();
+	ct = bpf_map_lookup_elem(&ph_ct, &p->flow);
+	if (ct && !ct_expired(ct, p->flow.proto, now) && !ct_is_reopen(ct, p)) {
+		be = bpf_map_lookup_elem(&ph_backends, &ct->backend_id);
+		if (be) {
+			stat_inc(PH_STAT_CT_HIT);
+			return lb_established(ctx, p, ct, be, now);
+		}
+		if (fe->flags & PH_FE_RESET_ON_REMOVE)
+			return count_and(PH_STAT_BACKEND_GONE, XDP_DROP);
+		stat_inc(PH_STAT_BACKEND_REBALANCED);
+	}
+	return lb_new_flow(ctx, p, fe, now);
+}
 
 SEC("xdp")
 int pharos_xdp(struct xdp_md *ctx)
 {
-	return XDP_PASS;
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct cursor c = { .pos = data, .end = data_end };
+	struct packet p = {};
+	int rc;
+
+	rc = parse_eth(&c, &p.eth);
+	if (rc == PARSE_MALFORMED_L2)
+		return count_and(PH_STAT_MALFORMED_L2, XDP_DROP);
+	if (rc < 0)
+		return XDP_PASS;
+	if (rc == bpf_htons(ETH_P_ARP))
+		return handle_arp(ctx, &c, p.eth);
+	if (rc == bpf_htons(ETH_P_IP))
+		rc = parse_ipv4(&c, &p);
+	else if (rc == bpf_htons(ETH_P_IPV6))
+		rc = parse_ipv6(&c, &p);
+	else
+		return XDP_PASS;
+
+	switch (rc) {
+	case PARSE_OK:
+		break;
+	case PARSE_MALFORMED_L3:
+		return count_and(PH_STAT_MALFORMED_L3, XDP_DROP);
+	case PARSE_FRAGMENT:
+		return count_and(PH_STAT_FRAGMENT, XDP_PASS);
+	case PARSE_EXT_LIMIT:
+		return count_and(PH_STAT_IPV6_EXT_LIMIT, XDP_PASS);
+	default:
+		return XDP_PASS;
+	}
+
+	if (p.flow.proto == IPPROTO_ICMPV6) {
+		p.l4 = c.pos;
+		return handle_ns(ctx, &p);
+	}
+	if (p.flow.proto != IPPROTO_TCP && p.flow.proto != IPPROTO_UDP)
+		return XDP_PASS;
+	rc = parse_l4(&c, &p);
+	if (rc == PARSE_MALFORMED_L3)
+		return count_and(PH_STAT_MALFORMED_L3, XDP_DROP);
+	if (rc == PARSE_MALFORMED_L4)
+		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
+	return lb_process(ctx, &p);
+}
+
+/*
+ * tc egress on the external interfaces: a backend on this node answers the
+ * client directly (it saw the client's address, no SNAT); make the reply
+ * come from the VIP again. Uses the skb helpers because locally generated
+ * packets may carry a partial (offloaded) checksum.
+ */
+SEC("tc")
+int pharos_tc_egress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct cursor c = { .pos = data, .end = data_end };
+	struct packet p = {};
+	struct ph_rev *rv;
+	__u32 l3_off, l4_off, csum_off, csum_flags;
+	__u32 diff;
+	int rc;
+
+	rc = parse_eth(&c, &p.eth);
+	if (rc == bpf_htons(ETH_P_IP))
+		rc = parse_ipv4(&c, &p);
+	else if (rc == bpf_htons(ETH_P_IPV6))
+		rc = parse_ipv6(&c, &p);
+	else
+		return TC_ACT_OK;
+	if (rc != PARSE_OK || (p.flow.proto != IPPROTO_TCP && p.flow.proto != IPPROTO_UDP))
+		return TC_ACT_OK;
+	if (parse_l4(&c, &p) != PARSE_OK)
+		return TC_ACT_OK;
+	rv = bpf_map_lookup_elem(&ph_rev, &p.flow);
+	if (!rv || !(rv->flags & PH_CTF_LOCAL))
+		return TC_ACT_OK;
+
+	l3_off = p.l3 - data;
+	l4_off = p.l4 - data;
+	csum_off = l4_off + p.l4_csum_off;
+	csum_flags = BPF_F_PSEUDO_HDR | (p.flow.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0);
+	if (p.flow.family == PH_AF_INET) {
+		__be32 from = p.flow.src.v4, to = rv->new_src.v4;
+
+		bpf_l4_csum_replace(skb, csum_off, from, to, csum_flags | 4);
+		bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), from, to, 4);
+		bpf_skb_store_bytes(skb, l3_off + offsetof(struct iphdr, saddr), &to, 4, 0);
+	} else {
+		union ph_addr to = rv->new_src;
+
+		diff = bpf_csum_diff(p.flow.src.w, 16, to.w, 16, 0);
+		bpf_l4_csum_replace(skb, csum_off, 0, diff, csum_flags);
+		bpf_skb_store_bytes(skb, l3_off + offsetof(struct ipv6hdr, saddr), to.w, 16, 0);
+	}
+	bpf_l4_csum_replace(skb, csum_off, p.flow.sport, rv->new_sport,
+			    (p.flow.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0) | 2);
+	bpf_skb_store_bytes(skb, l4_off, &rv->new_sport, 2, 0);
+	stat_inc(PH_STAT_TC_REV_NAT);
+	return TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Next-hop resolution with bpf_fib_lookup, cached per flow (ph_nexthop) so
+ * established packets skip the FIB.
+ */
+#ifndef PHAROS_FIB_H
+#define PHAROS_FIB_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "lib/maps.h"
+
+enum fib_verdict {
+	FIB_FORWARD,	/* nh filled: rewrite MACs and transmit */
+	FIB_NO_NEIGH,	/* route known, neighbour not: let the kernel resolve */
+	FIB_LOCAL,	/* destination is this node */
+	FIB_UNREACHABLE,
+};
+
+/**
+ * fib_resolve() - look up the next hop for a packet from @src to @dst.
+ * @nh: filled on FIB_FORWARD; ifindex 0 otherwise.
+ */
+static __always_inline enum fib_verdict fib_resolve(struct xdp_md *ctx, const struct ph_flow *f,
+						    __u32 tot_len, struct ph_nexthop *nh)
+{
+	struct bpf_fib_lookup p = {};
+	long rc;
+
+	p.ifindex = ctx->ingress_ifindex;
+	p.l4_protocol = f->proto;
+	p.sport = f->sport;
+	p.dport = f->dport;
+	p.tot_len = tot_len;
+	if (f->family == PH_AF_INET) {
+		p.family = PH_AF_INET;
+		p.ipv4_src = f->src.v4;
+		p.ipv4_dst = f->dst.v4;
+	} else {
+		p.family = PH_AF_INET6;
+		__builtin_memcpy(p.ipv6_src, f->src.w, 16);
+		__builtin_memcpy(p.ipv6_dst, f->dst.w, 16);
+	}
+	nh->ifindex = 0;
+	rc = bpf_fib_lookup(ctx, &p, sizeof(p), 0);
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+		nh->ifindex = p.ifindex;
+		__builtin_memcpy(nh->smac, p.smac, 6);
+		__builtin_memcpy(nh->dmac, p.dmac, 6);
+		return FIB_FORWARD;
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		return FIB_NO_NEIGH;
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		return FIB_LOCAL;
+	default:
+		/* blackhole, unreachable, prohibit, forwarding disabled, frag needed, unsupported */
+		return FIB_UNREACHABLE;
+	}
+}
+
+/**
+ * nh_transmit() - rewrite the MACs and send the frame to the cached next hop.
+ * Same interface: XDP_TX. Another one: the devmap if the agent put it there,
+ * else bpf_redirect.
+ */
+static __always_inline int nh_transmit(struct xdp_md *ctx, struct ethhdr *eth,
+				       const struct ph_nexthop *nh)
+{
+	int act;
+
+	__builtin_memcpy(eth->h_source, nh->smac, 6);
+	__builtin_memcpy(eth->h_dest, nh->dmac, 6);
+	if (nh->ifindex == ctx->ingress_ifindex) {
+		stat_inc(PH_STAT_FWD_TX);
+		return XDP_TX;
+	}
+	act = bpf_redirect_map(&ph_tx_ports, nh->ifindex, 0);
+	if (act != XDP_REDIRECT)
+		act = bpf_redirect(nh->ifindex, 0);
+	if (act != XDP_REDIRECT) {
+		stat_inc(PH_STAT_REDIRECT_FAIL);
+		return XDP_DROP;
+	}
+	stat_inc(PH_STAT_FWD_REDIRECT);
+	return act;
+}
+
+#endif

@@ -1,0 +1,226 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Map layout shared with userspace. src/datapath/abi.ts encodes and decodes
+ * every struct here byte for byte (offsets in the comments); sizes are set
+ * by the loader at load time, the max_entries below are only defaults.
+ * Addresses are 16 bytes; an IPv4 address sits in the first 4 (rest zero).
+ * Ports and addresses are in network byte order.
+ */
+#ifndef PHAROS_MAPS_H
+#define PHAROS_MAPS_H
+
+#include <linux/bpf.h>
+#include <linux/types.h>
+#include <bpf/bpf_helpers.h>
+
+#define PH_AF_INET 2
+#define PH_AF_INET6 10
+
+union ph_addr {
+	__u32 v4;
+	__u32 w[4];
+	__u8 b[16];
+};
+
+/* Frontend = {VIP, port, protocol}. 20 bytes. */
+struct ph_fe_key {
+	union ph_addr addr;	/* 0 */
+	__be16 port;		/* 16 */
+	__u8 proto;		/* 18: IPPROTO_TCP/UDP */
+	__u8 family;		/* 19: PH_AF_INET/INET6 */
+};
+
+/* ph_fe_value.flags */
+#define PH_FE_RESET_ON_REMOVE	(1 << 0) /* flows of a removed backend are dropped, not re-balanced */
+#define PH_FE_LOCAL_ONLY	(1 << 1) /* externalTrafficPolicy Local: no SNAT (issue 8) */
+#define PH_FE_AFFINITY		(1 << 2) /* sessionAffinity ClientIP (issue 8) */
+#define PH_FE_SOURCE_RANGES	(1 << 3) /* loadBalancerSourceRanges present (issue 8) */
+
+/* 16 bytes. */
+struct ph_fe_value {
+	__u32 id;		/* 0: index into ph_maglev / ph_fe_stats; 0 is never used */
+	__u16 flags;		/* 4 */
+	__u16 backends;		/* 6: backends in the Maglev table (0 = no_backend for new flows) */
+	__u32 affinity_timeout;	/* 8: seconds (issue 8) */
+	__u32 reserved;		/* 12 */
+};
+
+/* 20 bytes; key is the backend id (u32). */
+struct ph_backend {
+	union ph_addr addr;	/* 0 */
+	__be16 port;		/* 16 */
+	__u8 family;		/* 18 */
+	__u8 flags;		/* 19: reserved */
+};
+
+/* One direction of a flow, as seen on the wire. 40 bytes. */
+struct ph_flow {
+	union ph_addr src;	/* 0 */
+	union ph_addr dst;	/* 16 */
+	__be16 sport;		/* 32 */
+	__be16 dport;		/* 34 */
+	__u8 proto;		/* 36 */
+	__u8 family;		/* 37 */
+	__u16 pad;		/* 38 */
+};
+
+/* Cached next hop. 16 bytes. */
+struct ph_nexthop {
+	__u32 ifindex;		/* 0: 0 = not resolved yet */
+	__u8 smac[6];		/* 4 */
+	__u8 dmac[6];		/* 10 */
+};
+
+/* ph_ct.state */
+#define PH_CT_NEW		1 /* SYN seen / first UDP packet */
+#define PH_CT_ESTABLISHED	2
+#define PH_CT_CLOSING		3 /* FIN or RST seen */
+
+/* ph_ct.flags / ph_rev.flags */
+#define PH_CTF_SNAT	(1 << 0)
+#define PH_CTF_LOCAL	(1 << 1) /* backend on this node: kernel delivers, tc egress reverses */
+
+/* Conntrack, keyed by the client -> VIP flow. 64 bytes. */
+struct ph_ct {
+	__u64 last_seen;	/* 0: bpf_ktime_get_ns */
+	__u64 fib_at;		/* 8: when nh was resolved */
+	__u32 backend_id;	/* 16 */
+	__u32 frontend_id;	/* 20 */
+	struct ph_nexthop nh;	/* 24 */
+	union ph_addr snat_addr; /* 40 */
+	__be16 snat_port;	/* 56 */
+	__u8 state;		/* 58 */
+	__u8 flags;		/* 59 */
+	__u32 pad;		/* 60 */
+};
+
+/*
+ * Reverse NAT, keyed by the reply flow as it arrives (backend -> node:snat
+ * port, or backend -> client for a local backend); rewrites it to
+ * VIP -> client. 80 bytes.
+ */
+struct ph_rev {
+	__u64 last_seen;	/* 0 */
+	__u64 fib_at;		/* 8 */
+	union ph_addr new_src;	/* 16: VIP */
+	union ph_addr new_dst;	/* 32: client */
+	__be16 new_sport;	/* 48: VIP port */
+	__be16 new_dport;	/* 50: client port */
+	__u32 frontend_id;	/* 52 */
+	struct ph_nexthop nh;	/* 56 */
+	__u32 backend_id;	/* 72 */
+	__u8 flags;		/* 76 */
+	__u8 pad[3];		/* 77 */
+};
+
+/* Node-wide state the agent may change at any time. 48 bytes. */
+struct ph_runtime {
+	__u64 liveness_ns;	/* 0: agent's CLOCK_MONOTONIC stamp; 0 = never */
+	union ph_addr snat_v4;	/* 8: node address for SNAT (first 4 bytes) */
+	union ph_addr snat_v6;	/* 24 */
+	/* 40 */
+	__u16 port_min;		/* host order, inclusive */
+	__u16 port_max;		/* host order, inclusive */
+	__u32 flags;		/* reserved */
+};
+
+/* Responder key: an address we answer ARP/NS for on one interface. 24 bytes. */
+struct ph_resp_key {
+	union ph_addr addr;	/* 0 */
+	__u32 ifindex;		/* 16 */
+	__u8 family;		/* 20 */
+	__u8 pad[3];		/* 21 */
+};
+
+/* 8 bytes. */
+struct ph_resp_value {
+	__u8 mac[6];		/* 0: the MAC to answer with */
+	__u16 flags;		/* 6: reserved */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct ph_fe_key);
+	__type(value, struct ph_fe_value);
+} ph_frontends SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct ph_backend);
+} ph_backends SEC(".maps");
+
+/* Maglev tables: frontend id -> inner array of M backend ids, swapped whole. */
+struct ph_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	/* BPF_F_INNER_MAP: inner tables may have any size, so M is a load-time choice. */
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__array(values, struct ph_maglev_inner);
+} ph_maglev SEC(".maps");
+
+/*
+ * Conntrack and reverse NAT: LRU hashes with one LRU list shared by all CPUs.
+ * Measured with BPF_PROG_TEST_RUN on this 2-CPU VM (bench/datapath.ts, new-flow
+ * path): see the numbers in the comment of PH_CT_MAP_FLAGS.
+ */
+#ifndef PH_CT_MAP_FLAGS
+#define PH_CT_MAP_FLAGS 0
+#endif
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, PH_CT_MAP_FLAGS);
+	__uint(max_entries, 65536);
+	__type(key, struct ph_flow);
+	__type(value, struct ph_ct);
+} ph_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(map_flags, PH_CT_MAP_FLAGS);
+	__uint(max_entries, 65536);
+	__type(key, struct ph_flow);
+	__type(value, struct ph_rev);
+} ph_rev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ph_runtime);
+} ph_runtime SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct ph_resp_key);
+	__type(value, struct ph_resp_value);
+} ph_responder SEC(".maps");
+
+/* Egress interfaces for bpf_redirect_map, keyed by ifindex. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+} ph_tx_ports SEC(".maps");
+
+static __always_inline struct ph_runtime *runtime_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&ph_runtime, &zero);
+}
+
+#endif

@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Address/port rewriting with incremental checksums (XDP, direct packet
+ * access), and SNAT port allocation with its reverse entry.
+ */
+#ifndef PHAROS_NAT_H
+#define PHAROS_NAT_H
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "lib/config.h"
+#include "lib/maps.h"
+#include "lib/csum.h"
+#include "lib/parsing.h"
+#include "lib/conntrack.h"
+
+/* SNAT ports tried (from a hash-chosen start) before giving up on a flow. */
+#define PH_SNAT_TRIES 8
+
+/**
+ * nat_rewrite() - rewrite the packet's 5-tuple to @out, fixing the IPv4
+ * header checksum and the TCP/UDP checksum (pseudo-header and ports).
+ * A UDP/IPv4 zero checksum ("none") stays zero.
+ * Returns: 0, or -1 if the L4 header is not where parsing left it.
+ */
+static __always_inline int nat_rewrite(struct xdp_md *ctx, struct packet *p, const struct ph_flow *out)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+	__u32 addr_diff = 0, l4_diff;
+
+	addr_diff = csum_diff_addr(addr_diff, &p->flow.src, &out->src, p->flow.family);
+	addr_diff = csum_diff_addr(addr_diff, &p->flow.dst, &out->dst, p->flow.family);
+
+	if (p->flow.family == PH_AF_INET) {
+		struct iphdr *ip = p->l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		ip->saddr = out->src.v4;
+		ip->daddr = out->dst.v4;
+		ip->check = csum_apply(ip->check, addr_diff);
+	} else {
+		struct ipv6hdr *ip6 = p->l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		__builtin_memcpy(&ip6->saddr, out->src.w, 16);
+		__builtin_memcpy(&ip6->daddr, out->dst.w, 16);
+	}
+
+	l4_diff = csum_diff16(addr_diff, p->flow.sport, out->sport);
+	l4_diff = csum_diff16(l4_diff, p->flow.dport, out->dport);
+	if (p->flow.proto == IPPROTO_TCP) {
+		struct tcphdr *th = p->l4;
+
+		if ((void *)(th + 1) > data_end)
+			return -1;
+		th->source = out->sport;
+		th->dest = out->dport;
+		th->check = csum_apply(th->check, l4_diff);
+	} else {
+		struct udphdr *uh = p->l4;
+
+		if ((void *)(uh + 1) > data_end)
+			return -1;
+		uh->source = out->sport;
+		uh->dest = out->dport;
+		if (uh->check || p->flow.family == PH_AF_INET6) {
+			__u16 c = csum_apply(uh->check, l4_diff);
+
+			/* 0 means "no checksum" in UDP: send the equivalent 0xffff. */
+			uh->check = c ? c : 0xffff;
+		}
+	}
+	return 0;
+}
+
+static __always_inline int rev_expired(const struct ph_rev *r, __u8 proto, __u64 now)
+{
+	__u64 timeout = proto == IPPROTO_TCP ? cfg_tcp_est_ns : cfg_udp_ns;
+
+	return now - r->last_seen > timeout;
+}
+
+/**
+ * snat_alloc() - choose a node port for @out (src already the node address)
+ * and insert the reverse entry @rv for it with BPF_NOEXIST, trying
+ * PH_SNAT_TRIES ports from a start chosen by @hash. A port whose reverse
+ * entry has gone idle, or that already belongs to this very client flow,
+ * is taken over.
+ * Returns: 0 with out->sport set, or -1 when every try collided.
+ */
+static __always_inline int snat_alloc(const struct ph_runtime *rt, struct ph_flow *out,
+				      struct ph_rev *rv, __u32 hash, __u64 now)
+{
+	__u32 lo = rt->port_min, hi = rt->port_max, range, i;
+	struct ph_flow rk = {};
+
+	if (!lo || hi < lo)
+		return -1;
+	range = hi - lo + 1;
+	rk.src = out->dst;
+	rk.dst = out->src;
+	rk.sport = out->dport;
+	rk.proto = out->proto;
+	rk.family = out->family;
+
+	for (i = 0; i < PH_SNAT_TRIES; i++) {
+		__u16 port = lo + (hash + i) % range;
+		struct ph_rev *old;
+
+		rk.dport = bpf_htons(port);
+		if (!bpf_map_update_elem(&ph_rev, &rk, rv, BPF_NOEXIST))
+			goto found;
+		old = bpf_map_lookup_elem(&ph_rev, &rk);
+		if (!old)
+			continue;
+		if (rev_expired(old, out->proto, now) ||
+		    (old->new_dport == rv->new_dport && old->new_dst.w[0] == rv->new_dst.w[0] &&
+		     old->new_dst.w[1] == rv->new_dst.w[1] && old->new_dst.w[2] == rv->new_dst.w[2] &&
+		     old->new_dst.w[3] == rv->new_dst.w[3] && old->new_sport == rv->new_sport)) {
+			if (!bpf_map_update_elem(&ph_rev, &rk, rv, BPF_ANY))
+				goto found;
+		}
+	}
+	return -1;
+found:
+	out->sport = rk.dport;
+	return 0;
+}
+
+#endif
