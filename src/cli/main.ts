@@ -24,7 +24,7 @@ export const COMMANDS: CommandSpec[] = [
   { name: 'bpf', summary: 'bpf ct list: connection tracking entries in the data path' },
   { name: 'config', summary: 'config view: the agent\'s effective configuration', module: 'config' },
   { name: 'convert', summary: 'convert Cilium and MetalLB manifests into pharos manifests' },
-  { name: 'demo', summary: 'run a self-contained lab: a client reaches a load-balanced service through XDP' },
+  { name: 'demo', summary: 'run a self-contained lab: a client reaches a load-balanced service through XDP', module: 'demo' },
   { name: 'lab', summary: 'lab up | lab down: an emulated Kubernetes cluster of network namespaces' },
 ];
 
