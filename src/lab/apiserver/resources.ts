@@ -1,0 +1,214 @@
+/**
+ * The resource types the emulator serves: enough of core v1, discovery,
+ * coordination and the pharos (and optionally Cilium) CRDs for the agent,
+ * the tests and kubectl. Each type says how it is addressed, what discovery
+ * advertises, and how `kubectl get` renders it (printer columns, the same
+ * JSONPath form a CRD's `additionalPrinterColumns` uses).
+ *
+ * Custom resources may also be registered at run time from a
+ * CustomResourceDefinition object (`resourceFromCrd`), which is how
+ * `kubectl apply -f deploy/crds/` works against the emulator.
+ */
+
+export interface PrinterColumn {
+  name: string;
+  type: 'string' | 'integer' | 'number' | 'boolean' | 'date';
+  jsonPath: string;
+  description?: string;
+  priority?: number;
+}
+
+export interface ResourceType {
+  /** '' for the core group. */
+  group: string;
+  version: string;
+  plural: string;
+  singular: string;
+  kind: string;
+  namespaced: boolean;
+  shortNames: string[];
+  categories?: string[];
+  /** Has a `/status` subresource (spec writes keep status, status writes keep the rest). */
+  statusSubresource: boolean;
+  /** Create drops `.status` (what the real API does for Services and CRs with a status subresource). */
+  dropStatusOnCreate: boolean;
+  /** Custom resource: strategic merge patch is refused with 415, as on a real API server. */
+  custom: boolean;
+  /**
+   * Columns for server-side Table output; NAME comes first implicitly.
+   * Absent: the built-in renderer for the kind, or NAME/AGE.
+   */
+  printerColumns?: PrinterColumn[];
+}
+
+export function apiVersionOf(r: Pick<ResourceType, 'group' | 'version'>): string {
+  return r.group ? `${r.group}/${r.version}` : r.version;
+}
+
+/** `/api/v1` or `/apis/G/V`. */
+export function groupVersionPath(r: Pick<ResourceType, 'group' | 'version'>): string {
+  return r.group ? `/apis/${r.group}/${r.version}` : `/api/${r.version}`;
+}
+
+const verbsWithStatus = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'];
+
+function builtin(
+  group: string,
+  version: string,
+  plural: string,
+  kind: string,
+  namespaced: boolean,
+  shortNames: string[],
+  opts: Partial<ResourceType> = {},
+): ResourceType {
+  return {
+    group,
+    version,
+    plural,
+    singular: kind.toLowerCase(),
+    kind,
+    namespaced,
+    shortNames,
+    statusSubresource: false,
+    dropStatusOnCreate: false,
+    custom: false,
+    ...opts,
+  };
+}
+
+const age: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
+
+/** Pool columns as `kubectl get ippools` shows them for Cilium: NAME DISABLED CONFLICTING IPS AVAILABLE AGE. */
+function poolColumns(conditionPrefix: string): PrinterColumn[] {
+  return [
+    { name: 'Disabled', type: 'boolean', jsonPath: '.spec.disabled' },
+    {
+      name: 'Conflicting',
+      type: 'string',
+      jsonPath: `.status.conditions[?(@.type=="${conditionPrefix}/PoolConflict")].status`,
+    },
+    {
+      name: 'IPs Available',
+      type: 'string',
+      jsonPath: `.status.conditions[?(@.type=="${conditionPrefix}/IPsAvailable")].message`,
+    },
+    age,
+  ];
+}
+
+export const coreResources: ResourceType[] = [
+  builtin('', 'v1', 'namespaces', 'Namespace', false, ['ns'], { statusSubresource: true }),
+  builtin('', 'v1', 'nodes', 'Node', false, ['no'], { statusSubresource: true }),
+  builtin('', 'v1', 'secrets', 'Secret', true, []),
+  builtin('', 'v1', 'configmaps', 'ConfigMap', true, ['cm']),
+  builtin('', 'v1', 'services', 'Service', true, ['svc'], {
+    statusSubresource: true,
+    dropStatusOnCreate: true,
+    categories: ['all'],
+  }),
+  builtin('discovery.k8s.io', 'v1', 'endpointslices', 'EndpointSlice', true, []),
+  builtin('coordination.k8s.io', 'v1', 'leases', 'Lease', true, [], {
+    printerColumns: [{ name: 'Holder', type: 'string', jsonPath: '.spec.holderIdentity' }, age],
+  }),
+];
+
+function customResource(
+  group: string,
+  version: string,
+  plural: string,
+  kind: string,
+  shortNames: string[],
+  printerColumns?: PrinterColumn[],
+): ResourceType {
+  return builtin(group, version, plural, kind, false, shortNames, {
+    statusSubresource: true,
+    dropStatusOnCreate: true,
+    custom: true,
+    printerColumns,
+  });
+}
+
+/**
+ * The pharos CRDs as built-ins, so the emulator is useful before any CRD is
+ * applied. A CRD applied later for the same group/plural replaces them
+ * (its printer columns and short names win).
+ */
+export const pharosResources: ResourceType[] = [
+  customResource('lb.pharos.io', 'v1alpha1', 'loadbalancerippools', 'LoadBalancerIPPool', ['ippools', 'ippool', 'lbippool'], poolColumns('lb.pharos.io')),
+  customResource('lb.pharos.io', 'v1alpha1', 'l2announcementpolicies', 'L2AnnouncementPolicy', ['l2policy', 'l2policies', 'l2announcement']),
+  customResource('lb.pharos.io', 'v1alpha1', 'bgppeeringpolicies', 'BGPPeeringPolicy', ['bgppolicy', 'bgppolicies']),
+];
+
+/** Cilium's CRDs, registered only when asked for (the agent probes discovery for them). */
+export const ciliumResources: ResourceType[] = [
+  customResource('cilium.io', 'v2alpha1', 'ciliumloadbalancerippools', 'CiliumLoadBalancerIPPool', ['ciliumippools', 'lbippool'], poolColumns('cilium.io')),
+  customResource('cilium.io', 'v2alpha1', 'ciliuml2announcementpolicies', 'CiliumL2AnnouncementPolicy', ['l2announcement']),
+  customResource('cilium.io', 'v2alpha1', 'ciliumbgppeeringpolicies', 'CiliumBGPPeeringPolicy', ['bgpp']),
+];
+
+export const crdResource: ResourceType = builtin(
+  'apiextensions.k8s.io',
+  'v1',
+  'customresourcedefinitions',
+  'CustomResourceDefinition',
+  false,
+  ['crd', 'crds'],
+  { statusSubresource: true },
+);
+
+/** The discovery entry for one resource (and its `/status`), as in an APIResourceList. */
+export function discoveryEntries(r: ResourceType): object[] {
+  const main = {
+    name: r.plural,
+    singularName: r.singular,
+    namespaced: r.namespaced,
+    kind: r.kind,
+    verbs: verbsWithStatus,
+    ...(r.shortNames.length ? { shortNames: r.shortNames } : {}),
+    ...(r.categories ? { categories: r.categories } : {}),
+  };
+  if (!r.statusSubresource) return [main];
+  return [main, { name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] }];
+}
+
+/**
+ * One ResourceType per served version of a CustomResourceDefinition.
+ * Throws with a readable message when the CRD lacks what the emulator needs.
+ */
+export function resourcesFromCrd(crd: any): ResourceType[] {
+  const spec = crd?.spec;
+  const names = spec?.names;
+  if (!spec?.group || !names?.plural || !names?.kind || !Array.isArray(spec.versions)) {
+    throw new Error('CustomResourceDefinition needs spec.group, spec.names.plural, spec.names.kind and spec.versions');
+  }
+  const out: ResourceType[] = [];
+  for (const v of spec.versions) {
+    if (v?.served === false || typeof v?.name !== 'string') continue;
+    const columns: PrinterColumn[] | undefined = Array.isArray(v.additionalPrinterColumns)
+      ? v.additionalPrinterColumns.map((c: any) => ({
+          name: String(c.name),
+          type: c.type ?? 'string',
+          jsonPath: String(c.jsonPath),
+          description: c.description,
+          priority: c.priority,
+        }))
+      : undefined;
+    const hasAge = columns?.some((c) => c.jsonPath === '.metadata.creationTimestamp');
+    out.push({
+      group: spec.group,
+      version: v.name,
+      plural: names.plural,
+      singular: names.singular ?? names.kind.toLowerCase(),
+      kind: names.kind,
+      namespaced: spec.scope !== 'Cluster',
+      shortNames: Array.isArray(names.shortNames) ? names.shortNames : [],
+      categories: Array.isArray(names.categories) ? names.categories : undefined,
+      statusSubresource: !!v.subresources?.status,
+      dropStatusOnCreate: !!v.subresources?.status,
+      custom: true,
+      // The API server appends AGE to CRD columns unless the CRD lists it.
+      printerColumns: columns ? (hasAge ? columns : [...columns, age]) : undefined,
+    });
+  }
+  return out;
+}

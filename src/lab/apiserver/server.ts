@@ -1,0 +1,836 @@
+/**
+ * An in-memory Kubernetes API server over node:http, faithful enough for
+ * the real @kubernetes/client-node informers and for kubectl (see
+ * ../../../shared facts in README.md next to this file): discovery, a
+ * generic REST router, list/watch with resourceVersion, 410 Gone after
+ * compaction, optimistic concurrency, status subresources, three patch
+ * formats, server-side Table output, and fault-injection hooks for tests.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { AdmissionError, admitService, checkName, specPart } from './admission.js';
+import { Database, resourceId, type Json, type StoredEvent } from './database.js';
+import { applyJsonPatch, applyMergePatch, applyStrategicMerge, PatchError } from './patch.js';
+import {
+  apiVersionOf,
+  ciliumResources,
+  coreResources,
+  crdResource,
+  discoveryEntries,
+  pharosResources,
+  resourcesFromCrd,
+  type ResourceType,
+} from './resources.js';
+import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, SelectorError } from './selectors.js';
+import { toTable, wantsTable, type IncludeObject } from './tables.js';
+
+export interface ApiServerOptions {
+  /** 0 (default) picks a free port. */
+  port?: number;
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** Serve an existing Database (a restart on the same port keeps the cluster state). */
+  database?: Database;
+  /** Register Cilium's CRDs (cilium.io/v2alpha1) as if installed. */
+  cilium?: boolean;
+  /** Extra CustomResourceDefinition objects to install at start. */
+  crds?: Json[];
+  /** How often a watch that asked for bookmarks gets one. Default 1000 ms. */
+  bookmarkIntervalMs?: number;
+  /** 410 for a too-old watch as an ERROR event on a 200 stream (default, as the real server) or as HTTP 410. */
+  goneAs?: 'event' | 'http';
+}
+
+export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete' | 'deletecollection';
+
+export interface RequestRecord {
+  verb: Verb;
+  /** `plural` or `plural/status`. */
+  resource: string;
+  code: number;
+}
+
+interface Fault {
+  verb: Verb | '*';
+  resource?: string;
+  code: number;
+  remaining: number;
+}
+
+interface Watcher {
+  resource: ResourceType;
+  namespace?: string;
+  accepts: (obj: Json) => boolean;
+  send: (type: string, obj: Json) => void;
+  end: (expired: boolean) => void;
+  pending: string[];
+  res: ServerResponse;
+}
+
+export interface ApiServer {
+  url: string;
+  port: number;
+  host: string;
+  database: Database;
+  /** Stop serving: ends watches and destroys every connection. The Database stays usable. */
+  close(): Promise<void>;
+  /** End every open watch stream cleanly (clients re-watch from their last resourceVersion). */
+  closeAllWatches(): void;
+  /** Send `ERROR 410 Expired` on every open watch and end it (clients relist). */
+  expireAllWatches(): void;
+  /** Forget the event log: later watches from an older resourceVersion get 410. */
+  compact(): void;
+  /** The next `count` requests of `verb` (optionally on `resource`, e.g. 'services') fail with `code`. */
+  failNext(verb: Verb | '*', code: number, opts?: { resource?: string; count?: number }): void;
+  /** Hold every new request and every watch event until resume(). */
+  pause(): void;
+  resume(): void;
+  /** Deliver the next `n` events to no watcher (they stay in the log for replay). */
+  dropEvents(n: number): void;
+  /** Requests served so far, by `verb resource` (e.g. `patch services/status`). */
+  requestCounts(): Record<string, number>;
+  resetRequestCounts(): void;
+  /** Called after each request (for rate measurements). */
+  onRequest(cb: (r: RequestRecord) => void): void;
+  /** Number of open watch streams. */
+  openWatches(): number;
+  /** Direct store access for tests and the lab (bypasses HTTP; still bumps RVs and notifies watches). */
+  objects: {
+    get(resource: string, namespace: string | undefined, name: string): Json | undefined;
+    list(resource: string, namespace?: string): Json[];
+    /** Create or replace, with admission (like a PUT that may create). `resource` is a plural, e.g. 'services'. */
+    put(resource: string, obj: Json): Json;
+    delete(resource: string, namespace: string | undefined, name: string): Json | undefined;
+  };
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+    readonly details?: Json,
+  ) {
+    super(message);
+  }
+}
+
+const statusReasons: Record<number, string> = {
+  400: 'BadRequest',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  404: 'NotFound',
+  405: 'MethodNotAllowed',
+  409: 'Conflict',
+  410: 'Expired',
+  415: 'UnsupportedMediaType',
+  422: 'Invalid',
+  429: 'TooManyRequests',
+  500: 'InternalError',
+  503: 'ServiceUnavailable',
+  504: 'Timeout',
+};
+
+function statusBody(code: number, reason: string, message: string, details?: Json): Json {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
+}
+
+function sendJson(res: ServerResponse, code: number, body: Json, extraHeaders: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...extraHeaders });
+  res.end(text);
+}
+
+/** JSON with sorted keys, to tell a no-op write from a change regardless of key order. */
+function canonicalJson(v: Json): string {
+  return JSON.stringify(v, (_k, val) =>
+    val && typeof val === 'object' && !Array.isArray(val) ? Object.fromEntries(Object.entries(val).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : val,
+  );
+}
+
+function readBody(req: IncomingMessage, limit = 8 << 20): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) reject(new HttpError(413, 'RequestEntityTooLarge', 'request body too large'));
+      else chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+function parseObjectBody(text: string, contentType: string): Json {
+  try {
+    return /yaml/.test(contentType) ? parseYaml(text) : JSON.parse(text);
+  } catch (e) {
+    throw new HttpError(400, 'BadRequest', `the request body is not valid ${/yaml/.test(contentType) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
+  }
+}
+
+interface Route {
+  resource: ResourceType;
+  namespace?: string;
+  name?: string;
+  subresource?: string;
+}
+
+const defaultNamespaces = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
+
+export async function startApiServer(options: ApiServerOptions = {}): Promise<ApiServer> {
+  const host = options.host ?? '127.0.0.1';
+  const db = options.database ?? new Database();
+  const bookmarkIntervalMs = options.bookmarkIntervalMs ?? 1000;
+  const goneAs = options.goneAs ?? 'event';
+
+  /** group → version → plural → type */
+  const registry = new Map<string, Map<string, Map<string, ResourceType>>>();
+  const register = (r: ResourceType) => {
+    const versions = registry.get(r.group) ?? new Map<string, Map<string, ResourceType>>();
+    registry.set(r.group, versions);
+    const plurals = versions.get(r.version) ?? new Map<string, ResourceType>();
+    versions.set(r.version, plurals);
+    plurals.set(r.plural, r);
+  };
+  const unregister = (r: Pick<ResourceType, 'group' | 'version' | 'plural'>) => {
+    const versions = registry.get(r.group);
+    versions?.get(r.version)?.delete(r.plural);
+    if (versions?.get(r.version)?.size === 0) versions.delete(r.version);
+    if (versions?.size === 0) registry.delete(r.group);
+  };
+  const lookup = (group: string, version: string, plural: string) => registry.get(group)?.get(version)?.get(plural);
+  const byPlural = (plural: string): ResourceType | undefined => {
+    for (const versions of registry.values()) for (const plurals of versions.values()) if (plurals.has(plural)) return plurals.get(plural);
+    return undefined;
+  };
+
+  for (const r of [...coreResources, crdResource, ...pharosResources, ...(options.cilium ? ciliumResources : [])]) register(r);
+
+  // ------------------------------------------------------------ watch fan-out and hooks
+  const watchers = new Set<Watcher>();
+  let paused = false;
+  const heldRequests: (() => void)[] = [];
+  let eventsToDrop = 0;
+  const faults: Fault[] = [];
+  const counts: Record<string, number> = {};
+  const requestListeners: ((r: RequestRecord) => void)[] = [];
+
+  const onDbEvent = (ev: StoredEvent) => {
+    if (eventsToDrop > 0) {
+      eventsToDrop--;
+      return;
+    }
+    for (const w of watchers) deliver(w, ev);
+  };
+  db.on('event', onDbEvent);
+
+  function deliver(w: Watcher, ev: StoredEvent): void {
+    if (resourceId(w.resource) !== ev.resource) return;
+    const nowIn = w.accepts(ev.object);
+    const wasIn = ev.old !== undefined && w.accepts(ev.old);
+    if (ev.type === 'DELETED') {
+      if (wasIn) w.send('DELETED', ev.object);
+    } else if (nowIn && wasIn) w.send('MODIFIED', ev.object);
+    else if (nowIn) w.send('ADDED', ev.object);
+    else if (wasIn) w.send('DELETED', ev.object); // left the selector: a filtered watch sees it go
+  }
+
+  // ------------------------------------------------------------ writes (shared by HTTP and the programmatic API)
+  function prepareCreate(r: ResourceType, obj: Json, namespace: string | undefined): Json {
+    if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw new HttpError(400, 'BadRequest', 'the body must be a JSON object');
+    const o = structuredClone(obj);
+    o.apiVersion = apiVersionOf(r);
+    o.kind = r.kind;
+    const meta = (o.metadata ??= {});
+    if (!meta.name && meta.generateName) meta.name = `${meta.generateName}${Math.random().toString(36).slice(2, 7)}`;
+    if (r.namespaced) {
+      if (meta.namespace && namespace && meta.namespace !== namespace) {
+        throw new HttpError(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request');
+      }
+      meta.namespace = namespace ?? meta.namespace ?? 'default';
+    } else delete meta.namespace;
+    delete meta.resourceVersion;
+    delete meta.uid;
+    delete meta.creationTimestamp;
+    delete meta.deletionTimestamp;
+    meta.generation = 1;
+    if (r.statusSubresource && r.dropStatusOnCreate) delete o.status;
+    return o;
+  }
+
+  function admit(r: ResourceType, o: Json, old: Json | undefined): void {
+    try {
+      checkName(o.metadata.name);
+      if (r.group === '' && r.plural === 'services') admitService(o, old, db);
+      if (r.group === '' && r.plural === 'namespaces') o.status = { phase: 'Active' };
+      if (r === crdResource) {
+        for (const t of resourcesFromCrd(o)) register(t);
+        o.status = {
+          conditions: [
+            { type: 'NamesAccepted', status: 'True', reason: 'NoConflicts', message: 'no conflicts found' },
+            { type: 'Established', status: 'True', reason: 'InitialNamesAccepted', message: 'the initial names have been accepted' },
+          ],
+          acceptedNames: o.spec.names,
+          storedVersions: (o.spec.versions ?? []).filter((v: Json) => v.storage).map((v: Json) => v.name),
+        };
+      }
+    } catch (e) {
+      if (e instanceof AdmissionError || r === crdResource) {
+        const field = e instanceof AdmissionError ? e.field : 'spec';
+        throw new HttpError(422, 'Invalid', `${r.kind} "${o.metadata?.name ?? ''}" is invalid: ${field}: ${(e as Error).message}`, {
+          name: o.metadata?.name,
+          group: r.group,
+          kind: r.kind,
+          causes: [{ reason: 'FieldValueInvalid', message: (e as Error).message, field }],
+        });
+      }
+      throw e;
+    }
+  }
+
+  function create(r: ResourceType, body: Json, namespace: string | undefined, dryRun: boolean): Json {
+    const o = prepareCreate(r, body, namespace);
+    admit(r, o, undefined);
+    if (db.get(resourceId(r), o.metadata.namespace, o.metadata.name)) {
+      throw new HttpError(409, 'AlreadyExists', `${r.plural}${r.group ? '.' + r.group : ''} "${o.metadata.name}" already exists`, {
+        name: o.metadata.name,
+        group: r.group,
+        kind: r.plural,
+      });
+    }
+    return dryRun ? o : db.put(resourceId(r), o);
+  }
+
+  function notFound(r: ResourceType, name: string): HttpError {
+    return new HttpError(404, 'NotFound', `${r.plural}${r.group ? '.' + r.group : ''} "${name}" not found`, { name, group: r.group, kind: r.plural });
+  }
+
+  function conflict(r: ResourceType, name: string): HttpError {
+    return new HttpError(
+      409,
+      'Conflict',
+      `Operation cannot be fulfilled on ${r.plural}${r.group ? '.' + r.group : ''} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+      { name, group: r.group, kind: r.plural },
+    );
+  }
+
+  /** PUT semantics for the main resource or `/status`; `incoming` is the full desired object. */
+  function update(r: ResourceType, namespace: string | undefined, name: string, incoming: Json, status: boolean, dryRun: boolean): Json {
+    if (typeof incoming !== 'object' || incoming === null || Array.isArray(incoming)) throw new HttpError(400, 'BadRequest', 'the body must be a JSON object');
+    const current = db.get(resourceId(r), namespace, name);
+    if (!current) throw notFound(r, name);
+    const meta = incoming.metadata ?? {};
+    if (meta.name !== undefined && meta.name !== name) {
+      throw new HttpError(400, 'BadRequest', `the name of the object (${meta.name}) does not match the name on the URL (${name})`);
+    }
+    if (meta.resourceVersion !== undefined && meta.resourceVersion !== '' && String(meta.resourceVersion) !== current.metadata.resourceVersion) {
+      throw conflict(r, name);
+    }
+    let next: Json;
+    if (status) {
+      next = structuredClone(current);
+      if (incoming.status === undefined) delete next.status;
+      else next.status = structuredClone(incoming.status);
+    } else {
+      next = structuredClone(incoming);
+      next.apiVersion = apiVersionOf(r);
+      next.kind = r.kind;
+      next.metadata = {
+        ...structuredClone(meta),
+        name,
+        uid: current.metadata.uid,
+        creationTimestamp: current.metadata.creationTimestamp,
+        generation: current.metadata.generation ?? 1,
+      };
+      if (r.namespaced) next.metadata.namespace = current.metadata.namespace;
+      else delete next.metadata.namespace;
+      if (r.statusSubresource) {
+        if (current.status === undefined) delete next.status;
+        else next.status = structuredClone(current.status);
+      }
+      admit(r, next, current);
+      if (specPart(next) !== specPart(current)) next.metadata.generation = (current.metadata.generation ?? 1) + 1;
+    }
+    if (canonicalJson({ ...next, metadata: { ...next.metadata, resourceVersion: current.metadata.resourceVersion } }) === canonicalJson(current)) {
+      // A no-op write keeps the resourceVersion, as upstream does (no event either).
+      return current;
+    }
+    return dryRun ? next : db.put(resourceId(r), next);
+  }
+
+  function remove(r: ResourceType, namespace: string | undefined, name: string, preconditions: Json, dryRun: boolean): Json {
+    const current = db.get(resourceId(r), namespace, name);
+    if (!current) throw notFound(r, name);
+    if (preconditions?.resourceVersion && preconditions.resourceVersion !== current.metadata.resourceVersion) throw conflict(r, name);
+    if (preconditions?.uid && preconditions.uid !== current.metadata.uid) throw conflict(r, name);
+    if (dryRun) return current;
+    if (r.group === '' && r.plural === 'namespaces') {
+      for (const { resource, object } of db.allInNamespace(name)) db.delete(resource, object.metadata.namespace, object.metadata.name);
+    }
+    if (r === crdResource) {
+      for (const t of resourcesFromCrd(current)) {
+        for (const o of db.list(resourceId(t))) db.delete(resourceId(t), o.metadata.namespace, o.metadata.name);
+        unregister(t);
+        // A built-in definition of the same resource comes back (the emulator's defaults stay usable).
+        const fallback = [...pharosResources, ...(options.cilium ? ciliumResources : [])].find((b) => b.group === t.group && b.plural === t.plural);
+        if (fallback) register(fallback);
+      }
+    }
+    return db.delete(resourceId(r), namespace, name);
+  }
+
+  for (const ns of defaultNamespaces) {
+    if (!db.get('/namespaces', undefined, ns)) create(lookup('', 'v1', 'namespaces')!, { metadata: { name: ns } }, undefined, false);
+  }
+  for (const crd of options.crds ?? []) {
+    const existing = db.get(resourceId(crdResource), undefined, crd?.metadata?.name);
+    if (existing) for (const t of resourcesFromCrd(existing)) register(t);
+    else create(crdResource, crd, undefined, false);
+  }
+  // CRDs already in a reused database.
+  for (const crd of db.list(resourceId(crdResource))) for (const t of resourcesFromCrd(crd)) register(t);
+
+  // ------------------------------------------------------------ routing
+  function route(path: string): Route | 'discovery' | undefined {
+    const segs = path.split('/').filter((s) => s !== '').map(decodeURIComponent);
+    let group: string;
+    let version: string;
+    let rest: string[];
+    if (segs[0] === 'api' && segs.length >= 2) {
+      group = '';
+      version = segs[1]!;
+      rest = segs.slice(2);
+    } else if (segs[0] === 'apis' && segs.length >= 3) {
+      group = segs[1]!;
+      version = segs[2]!;
+      rest = segs.slice(3);
+    } else return undefined;
+    if (!registry.get(group)?.has(version)) return undefined;
+    if (rest.length === 0) return 'discovery';
+    if (rest[0] === 'namespaces' && rest.length >= 3) {
+      const r = lookup(group, version, rest[2]!);
+      if (r?.namespaced) {
+        if (rest.length > 5) return undefined;
+        return { resource: r, namespace: rest[1], name: rest[3], subresource: rest[4] };
+      }
+    }
+    const r = lookup(group, version, rest[0]!);
+    if (!r || rest.length > 3) return undefined;
+    return { resource: r, name: rest[1], subresource: rest[2] };
+  }
+
+  function discoveryDocument(path: string, port: number): Json | undefined {
+    if (path === '/version') {
+      return {
+        major: '1',
+        minor: '32',
+        gitVersion: 'v1.32.0-pharos-emulator',
+        gitCommit: '0000000000000000000000000000000000000000',
+        gitTreeState: 'clean',
+        buildDate: '2026-01-01T00:00:00Z',
+        goVersion: 'go1.23.0',
+        compiler: 'gc',
+        platform: 'linux/amd64',
+      };
+    }
+    if (path === '/api') {
+      return {
+        kind: 'APIVersions',
+        versions: ['v1'],
+        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${host}:${port}` }],
+      };
+    }
+    const groupEntry = (group: string) => {
+      const versions = [...(registry.get(group)?.keys() ?? [])].map((v) => ({ groupVersion: `${group}/${v}`, version: v }));
+      return { name: group, versions, preferredVersion: versions[0] };
+    };
+    if (path === '/apis') {
+      const groups = [...registry.keys()].filter((g) => g !== '').sort();
+      return { kind: 'APIGroupList', apiVersion: 'v1', groups: groups.map(groupEntry) };
+    }
+    const segs = path.split('/').filter((s) => s);
+    if (segs[0] === 'apis' && segs.length === 2 && registry.has(segs[1]!)) {
+      return { kind: 'APIGroup', apiVersion: 'v1', ...groupEntry(segs[1]!) };
+    }
+    const gv = segs[0] === 'api' && segs.length === 2 ? ['', segs[1]!] : segs[0] === 'apis' && segs.length === 3 ? [segs[1]!, segs[2]!] : undefined;
+    const plurals = gv && registry.get(gv[0]!)?.get(gv[1]!);
+    if (gv && plurals) {
+      return {
+        kind: 'APIResourceList',
+        apiVersion: 'v1',
+        groupVersion: gv[0] ? `${gv[0]}/${gv[1]}` : gv[1],
+        resources: [...plurals.values()].flatMap(discoveryEntries),
+      };
+    }
+    return undefined;
+  }
+
+  function selectorsOf(query: URLSearchParams, name: string | undefined) {
+    try {
+      const labels = parseLabelSelector(query.get('labelSelector'));
+      const fields = parseFieldSelector(query.get('fieldSelector'));
+      return (o: Json) => matchesLabels(labels, o.metadata?.labels) && matchesFields(fields, o.metadata ?? {}) && (name === undefined || o.metadata?.name === name);
+    } catch (e) {
+      if (e instanceof SelectorError) throw new HttpError(400, 'BadRequest', e.message);
+      throw e;
+    }
+  }
+
+  function includeObjectOf(query: URLSearchParams): IncludeObject {
+    const v = query.get('includeObject');
+    return v === 'None' || v === 'Object' ? v : 'Metadata';
+  }
+
+  function listObjects(rt: Route, query: URLSearchParams, accept: string | undefined): Json {
+    const r = rt.resource;
+    const accepts = selectorsOf(query, undefined);
+    let items = db.list(resourceId(r), rt.namespace).filter(accepts);
+    let rv = db.resourceVersion;
+    const limit = Number(query.get('limit') ?? 0);
+    const token = query.get('continue');
+    let start = 0;
+    if (token) {
+      let parsed: { rv: number; after: string };
+      try {
+        parsed = JSON.parse(Buffer.from(token, 'base64url').toString('utf8'));
+      } catch {
+        throw new HttpError(400, 'BadRequest', 'invalid continue token');
+      }
+      if (parsed.rv < db.compactedResourceVersion) {
+        throw new HttpError(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
+      }
+      rv = parsed.rv;
+      const keyOf = (o: Json) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+      start = items.findIndex((o) => keyOf(o) > parsed.after);
+      if (start < 0) start = items.length;
+    }
+    const listMeta: Json = { resourceVersion: String(rv) };
+    if (limit > 0 && items.length - start > limit) {
+      const page = items.slice(start, start + limit);
+      const last = page[page.length - 1];
+      listMeta.continue = Buffer.from(JSON.stringify({ rv, after: `${last.metadata.namespace ?? ''}/${last.metadata.name}` })).toString('base64url');
+      listMeta.remainingItemCount = items.length - start - limit;
+      items = page;
+    } else items = items.slice(start);
+    if (wantsTable(accept)) return toTable(r, items, includeObjectOf(query), listMeta);
+    return { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: listMeta, items };
+  }
+
+  function startWatch(rt: Route, query: URLSearchParams, req: IncomingMessage, res: ServerResponse): void {
+    const r = rt.resource;
+    const accepts = selectorsOf(query, rt.name);
+    const inNamespace = (o: Json) => rt.namespace === undefined || o.metadata?.namespace === rt.namespace;
+    const table = wantsTable(req.headers.accept);
+    const include = includeObjectOf(query);
+    const rvParam = query.get('resourceVersion') ?? '';
+    let since: number | undefined;
+    if (rvParam !== '' && rvParam !== '0') {
+      since = Number(rvParam);
+      if (!Number.isInteger(since) || since < 0) throw new HttpError(400, 'BadRequest', `invalid resourceVersion "${rvParam}"`);
+    }
+    const backlog = since === undefined ? undefined : db.eventsSince(resourceId(r), since);
+    const tooOld = since !== undefined && backlog === undefined;
+    const goneMessage = `too old resource version: ${since} (${db.compactedResourceVersion})`;
+    if (tooOld && goneAs === 'http') throw new HttpError(410, 'Expired', goneMessage);
+
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
+    res.flushHeaders();
+    const timers: NodeJS.Timeout[] = [];
+    let ended = false;
+    const write = (line: string) => {
+      if (ended) return;
+      if (paused) w.pending.push(line);
+      else res.write(line);
+    };
+    const w: Watcher = {
+      resource: r,
+      namespace: rt.namespace,
+      accepts: (o) => inNamespace(o) && accepts(o),
+      pending: [],
+      res,
+      send: (type, obj) => {
+        const object = table && type !== 'BOOKMARK' && type !== 'ERROR' ? toTable(r, [obj], include, { resourceVersion: obj.metadata.resourceVersion }) : obj;
+        write(JSON.stringify({ type, object }) + '\n');
+      },
+      end: (expired) => {
+        if (ended) return;
+        if (expired) w.send('ERROR', statusBody(410, 'Expired', goneMessage));
+        for (const line of w.pending) res.write(line);
+        ended = true;
+        for (const t of timers) clearTimeout(t);
+        watchers.delete(w);
+        res.end();
+      },
+    };
+    res.on('close', () => {
+      ended = true;
+      for (const t of timers) clearTimeout(t);
+      watchers.delete(w);
+    });
+    if (tooOld) {
+      w.end(true);
+      return;
+    }
+    if (since === undefined) {
+      for (const o of db.list(resourceId(r), rt.namespace)) if (w.accepts(o)) w.send('ADDED', o);
+    } else {
+      for (const ev of backlog!) deliver(w, ev);
+    }
+    watchers.add(w);
+    const timeoutSeconds = Number(query.get('timeoutSeconds') ?? 0);
+    if (timeoutSeconds > 0) timers.push(setTimeout(() => w.end(false), timeoutSeconds * 1000));
+    if (query.get('allowWatchBookmarks') === 'true') {
+      const tick = () => {
+        if (!paused && w.pending.length === 0) {
+          w.send('BOOKMARK', { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(db.resourceVersion) } });
+        }
+        timers.push(setTimeout(tick, bookmarkIntervalMs));
+      };
+      timers.push(setTimeout(tick, bookmarkIntervalMs));
+    }
+  }
+
+  function patchBody(r: ResourceType, current: Json, contentType: string, text: string): Json {
+    const type = contentType.split(';')[0]!.trim();
+    try {
+      switch (type) {
+        case 'application/json-patch+json':
+          return applyJsonPatch(current, parseObjectBody(text, 'json'));
+        case 'application/merge-patch+json':
+          return applyMergePatch(current, parseObjectBody(text, 'json'));
+        case 'application/strategic-merge-patch+json':
+          if (r.custom) {
+            throw new HttpError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`);
+          }
+          return applyStrategicMerge(current, parseObjectBody(text, 'json'));
+        default:
+          throw new HttpError(
+            415,
+            'UnsupportedMediaType',
+            `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json${r.custom ? '' : ', application/strategic-merge-patch+json'} (server-side apply is not implemented by the pharos emulator)`,
+          );
+      }
+    } catch (e) {
+      if (e instanceof PatchError) throw new HttpError(e.code, statusReasons[e.code] ?? 'Invalid', e.message);
+      throw e;
+    }
+  }
+
+  function verbOf(method: string, rt: Route, query: URLSearchParams): Verb {
+    const watch = query.get('watch') === 'true' || query.get('watch') === '1';
+    switch (method) {
+      case 'GET':
+        return watch ? 'watch' : rt.name === undefined ? 'list' : 'get';
+      case 'POST':
+        return 'create';
+      case 'PUT':
+        return 'update';
+      case 'PATCH':
+        return 'patch';
+      case 'DELETE':
+        return rt.name === undefined ? 'deletecollection' : 'delete';
+      default:
+        throw new HttpError(405, 'MethodNotAllowed', `method ${method} is not supported`);
+    }
+  }
+
+  async function serveResource(rt: Route, verb: Verb, req: IncomingMessage, res: ServerResponse, query: URLSearchParams): Promise<void> {
+    const r = rt.resource;
+    if (rt.subresource !== undefined && (rt.subresource !== 'status' || !r.statusSubresource)) {
+      throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${r.plural}/${rt.subresource})`);
+    }
+    const status = rt.subresource === 'status';
+    const dryRun = query.get('dryRun') === 'All';
+    const accept = req.headers.accept;
+    const contentType = String(req.headers['content-type'] ?? 'application/json');
+    switch (verb) {
+      case 'list':
+        return sendJson(res, 200, listObjects(rt, query, accept));
+      case 'watch':
+        return startWatch(rt, query, req, res);
+      case 'get': {
+        const o = db.get(resourceId(r), rt.namespace, rt.name!);
+        if (!o) throw notFound(r, rt.name!);
+        return sendJson(res, 200, wantsTable(accept) ? toTable(r, [o], includeObjectOf(query), { resourceVersion: o.metadata.resourceVersion }) : o);
+      }
+      case 'create': {
+        if (rt.name !== undefined) throw new HttpError(405, 'MethodNotAllowed', 'POST to a named resource is not allowed');
+        const body = parseObjectBody(await readBody(req), contentType);
+        return sendJson(res, 201, create(r, body, rt.namespace, dryRun));
+      }
+      case 'update': {
+        const body = parseObjectBody(await readBody(req), contentType);
+        return sendJson(res, 200, update(r, rt.namespace, rt.name!, body, status, dryRun));
+      }
+      case 'patch': {
+        const text = await readBody(req);
+        const current = db.get(resourceId(r), rt.namespace, rt.name!);
+        if (!current) throw notFound(r, rt.name!);
+        const patched = patchBody(r, current, contentType, text);
+        if (typeof patched !== 'object' || patched === null) throw new HttpError(422, 'Invalid', 'the patch produced something that is not an object');
+        return sendJson(res, 200, update(r, rt.namespace, rt.name!, patched, status, dryRun));
+      }
+      case 'delete': {
+        const text = await readBody(req);
+        const opts = text.trim() ? parseObjectBody(text, contentType) : {};
+        return sendJson(res, 200, remove(r, rt.namespace, rt.name!, opts?.preconditions, dryRun));
+      }
+      case 'deletecollection': {
+        await readBody(req);
+        const accepts = selectorsOf(query, undefined);
+        const items = db.list(resourceId(r), rt.namespace).filter(accepts);
+        const gone = items.map((o) => remove(r, o.metadata.namespace, o.metadata.name, undefined, dryRun));
+        return sendJson(res, 200, { kind: `${r.kind}List`, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(db.resourceVersion) }, items: gone });
+      }
+    }
+  }
+
+  function takeFault(verb: Verb, resource: string): Fault | undefined {
+    const i = faults.findIndex((f) => (f.verb === '*' || f.verb === verb) && (f.resource === undefined || f.resource === resource));
+    if (i < 0) return undefined;
+    const f = faults[i]!;
+    if (--f.remaining <= 0) faults.splice(i, 1);
+    return f;
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse, port: number): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://emulator');
+    const path = url.pathname.replace(/\/+$/, '') || '/';
+    const method = req.method ?? 'GET';
+    let record: RequestRecord | undefined;
+    try {
+      if (path.startsWith('/openapi') || path.startsWith('/swagger')) {
+        // Not served: kubectl needs --validate=false for apply/create (see README.md).
+        throw new HttpError(404, 'NotFound', 'the pharos emulator serves no OpenAPI documents; use kubectl --validate=false');
+      }
+      if (path === '/healthz' || path === '/livez' || path === '/readyz') {
+        res.writeHead(200, { 'Content-Type': 'text/plain' });
+        res.end('ok');
+        return;
+      }
+      const doc = method === 'GET' ? discoveryDocument(path, port) : undefined;
+      if (doc) return sendJson(res, 200, doc);
+      const rt = route(path);
+      if (rt === undefined || rt === 'discovery') throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
+      const verb = verbOf(method, rt, url.searchParams);
+      record = { verb, resource: rt.subresource ? `${rt.resource.plural}/${rt.subresource}` : rt.resource.plural, code: 200 };
+      const fault = takeFault(verb, rt.resource.plural);
+      if (fault) {
+        throw new HttpError(fault.code, statusReasons[fault.code] ?? 'InternalError', `injected failure (${verb} ${record.resource})`);
+      }
+      await serveResource(rt, verb, req, res, url.searchParams);
+    } catch (e) {
+      const err =
+        e instanceof HttpError
+          ? e
+          : new HttpError(500, 'InternalError', `Internal error occurred: ${(e as Error)?.message ?? String(e)}`);
+      if (record) record.code = err.code;
+      if (res.headersSent) res.end();
+      else sendJson(res, err.code, statusBody(err.code, err.reason, err.message, err.details), err.code === 429 ? { 'Retry-After': '1' } : {});
+    } finally {
+      if (record) {
+        const key = `${record.verb} ${record.resource}`;
+        counts[key] = (counts[key] ?? 0) + 1;
+        for (const cb of requestListeners) cb(record);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------ HTTP server
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((req, res) => {
+    const run = () => void handle(req, res, (server.address() as { port: number }).port);
+    if (paused) heldRequests.push(run);
+    else run();
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  // Watches are long-lived; node's default request timeouts must not cut them.
+  server.requestTimeout = 0;
+  server.headersTimeout = 0;
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as { port: number }).port;
+
+  const plural = (name: string): ResourceType => {
+    const r = byPlural(name);
+    if (!r) throw new Error(`unknown resource "${name}"`);
+    return r;
+  };
+
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    host,
+    database: db,
+    async close() {
+      db.off('event', onDbEvent);
+      for (const w of [...watchers]) w.end(false);
+      for (const run of heldRequests.splice(0)) run();
+      paused = false;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+    closeAllWatches() {
+      for (const w of [...watchers]) w.end(false);
+    },
+    expireAllWatches() {
+      for (const w of [...watchers]) w.end(true);
+    },
+    compact() {
+      db.compact();
+    },
+    failNext(verb, code, opts = {}) {
+      faults.push({ verb, code, resource: opts.resource, remaining: opts.count ?? 1 });
+    },
+    pause() {
+      paused = true;
+    },
+    resume() {
+      paused = false;
+      for (const w of watchers) {
+        for (const line of w.pending.splice(0)) w.res.write(line);
+      }
+      for (const run of heldRequests.splice(0)) run();
+    },
+    dropEvents(n) {
+      eventsToDrop += n;
+    },
+    requestCounts: () => ({ ...counts }),
+    resetRequestCounts() {
+      for (const k of Object.keys(counts)) delete counts[k];
+    },
+    onRequest(cb) {
+      requestListeners.push(cb);
+    },
+    openWatches: () => watchers.size,
+    objects: {
+      get: (name, namespace, objName) => db.get(resourceId(plural(name)), namespace, objName),
+      list: (name, namespace) => db.list(resourceId(plural(name)), namespace),
+      put(name, obj) {
+        const r = plural(name);
+        const ns = r.namespaced ? (obj?.metadata?.namespace ?? 'default') : undefined;
+        const current = db.get(resourceId(r), ns, obj?.metadata?.name);
+        const { resourceVersion: _rv, ...meta } = obj.metadata;
+        const written = current ? update(r, ns, obj.metadata.name, { ...obj, metadata: meta }, false, false) : create(r, obj, ns, false);
+        return obj.status !== undefined && r.statusSubresource ? update(r, ns, obj.metadata.name, { status: obj.status }, true, false) : written;
+      },
+      delete: (name, namespace, objName) => {
+        const r = plural(name);
+        return db.get(resourceId(r), namespace, objName) ? remove(r, namespace, objName, undefined, false) : undefined;
+      },
+    },
+  };
+}

@@ -1,0 +1,185 @@
+/**
+ * Server-side `meta.k8s.io/v1 Table` output, which is what `kubectl get`
+ * asks for (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`) and
+ * prints as is. Services get their built-in columns (as the real API's
+ * printers), other kinds their printer columns (CRD style JSONPath), and
+ * anything else NAME/AGE.
+ */
+import type { PrinterColumn, ResourceType } from './resources.js';
+
+type Json = any;
+
+/** k8s.io/apimachinery/pkg/util/duration.HumanDuration, which kubectl's AGE column uses. */
+export function humanDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  if (s < -1) return '<invalid>';
+  if (s < 0) return '0s';
+  if (s < 60 * 2) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 10) return s % 60 === 0 ? `${m}m` : `${m}m${s % 60}s`;
+  if (m < 60 * 3) return `${m}m`;
+  const h = Math.floor(s / 3600);
+  if (h < 8) return m % 60 === 0 ? `${h}h` : `${h}h${m % 60}m`;
+  if (h < 48) return `${h}h`;
+  if (h < 24 * 8) return h % 24 === 0 ? `${Math.floor(h / 24)}d` : `${Math.floor(h / 24)}d${h % 24}h`;
+  if (h < 24 * 365 * 2) return `${Math.floor(h / 24)}d`;
+  const d = Math.floor(h / 24);
+  if (h < 24 * 365 * 8) return d % 365 === 0 ? `${Math.floor(d / 365)}y` : `${Math.floor(d / 365)}y${d % 365}d`;
+  return `${Math.floor(d / 365)}y`;
+}
+
+function age(obj: Json, now: number): string {
+  const created = Date.parse(obj?.metadata?.creationTimestamp ?? '');
+  return Number.isNaN(created) ? '<unknown>' : humanDuration(now - created);
+}
+
+/**
+ * The JSONPath subset printer columns use: `.a.b`, `[0]`, `[*]`, and
+ * `[?(@.field=="value")]` filters. Returns every match (a filter may match several).
+ */
+export function jsonPathValues(obj: Json, path: string): Json[] {
+  let current: Json[] = [obj];
+  const re = /\.([A-Za-z0-9_$-]+)|\[(\d+|\*)\]|\[\?\(@\.([A-Za-z0-9_.$-]+)\s*(==|!=)\s*["']?([^"'\]]*)["']?\)\]|\['([^']+)'\]/gy;
+  let m: RegExpExecArray | null;
+  let consumed = 0;
+  while ((m = re.exec(path)) !== null) {
+    consumed = re.lastIndex;
+    const next: Json[] = [];
+    for (const c of current) {
+      if (c === undefined || c === null) continue;
+      if (m[1] !== undefined || m[6] !== undefined) {
+        const v = c[m[1] ?? m[6]!];
+        if (v !== undefined) next.push(v);
+      } else if (m[2] !== undefined) {
+        if (!Array.isArray(c)) continue;
+        if (m[2] === '*') next.push(...c);
+        else if (c[Number(m[2])] !== undefined) next.push(c[Number(m[2])]);
+      } else if (m[3] !== undefined) {
+        if (!Array.isArray(c)) continue;
+        for (const el of c) {
+          const v = m[3].split('.').reduce((acc: Json, k) => (acc == null ? undefined : acc[k]), el);
+          const equal = String(v) === m[5];
+          if (v !== undefined && (m[4] === '==' ? equal : !equal)) next.push(el);
+        }
+      }
+    }
+    current = next;
+    if (consumed === path.length) break;
+  }
+  return consumed === path.length || path === '' ? current : [];
+}
+
+function cell(obj: Json, col: PrinterColumn, now: number): Json {
+  const values = jsonPathValues(obj, col.jsonPath);
+  if (col.type === 'date') {
+    const v = values[0];
+    return typeof v === 'string' && !Number.isNaN(Date.parse(v)) ? humanDuration(now - Date.parse(v)) : '<unknown>';
+  }
+  if (values.length === 0) return null;
+  if (values.length === 1) {
+    const v = values[0];
+    if (col.type === 'string') return typeof v === 'object' ? JSON.stringify(v) : String(v);
+    return v;
+  }
+  return values.map((v) => (typeof v === 'object' ? JSON.stringify(v) : String(v))).join(',');
+}
+
+interface TableSpec {
+  columns: { name: string; type: string; format?: string; description: string; priority: number }[];
+  row: (obj: Json, now: number) => Json[];
+}
+
+function servicePorts(svc: Json): string {
+  const ports: Json[] = svc?.spec?.ports ?? [];
+  if (ports.length === 0) return '<none>';
+  return ports
+    .map((p) => `${p.port}${p.nodePort ? `:${p.nodePort}` : ''}/${p.protocol ?? 'TCP'}`)
+    .join(',');
+}
+
+function serviceExternalIp(svc: Json): string {
+  const external: string[] = svc?.spec?.externalIPs ?? [];
+  const type = svc?.spec?.type ?? 'ClusterIP';
+  if (type === 'ExternalName') return svc.spec.externalName ?? '<none>';
+  if (type === 'LoadBalancer') {
+    const ingress: string[] = (svc?.status?.loadBalancer?.ingress ?? []).map((i: Json) => i.ip ?? i.hostname).filter(Boolean);
+    const all = [...ingress, ...external];
+    return all.length ? all.join(',') : '<pending>';
+  }
+  return external.length ? external.join(',') : '<none>';
+}
+
+function serviceSelector(svc: Json): string {
+  const sel: Record<string, string> = svc?.spec?.selector ?? {};
+  const parts = Object.entries(sel).map(([k, v]) => `${k}=${v}`);
+  return parts.length ? parts.join(',') : '<none>';
+}
+
+const serviceTable: TableSpec = {
+  columns: [
+    { name: 'Name', type: 'string', format: 'name', description: 'Name of the service', priority: 0 },
+    { name: 'Type', type: 'string', description: 'The type of the service', priority: 0 },
+    { name: 'Cluster-IP', type: 'string', description: 'The cluster IP of the service', priority: 0 },
+    { name: 'External-IP', type: 'string', description: 'The external IPs of the service', priority: 0 },
+    { name: 'Port(s)', type: 'string', description: 'The ports of the service', priority: 0 },
+    { name: 'Age', type: 'string', description: 'Age of the service', priority: 0 },
+    { name: 'Selector', type: 'string', description: 'The selector of the service', priority: 1 },
+  ],
+  row: (svc, now) => [
+    svc.metadata.name,
+    svc?.spec?.type ?? 'ClusterIP',
+    svc?.spec?.clusterIP || '<none>',
+    serviceExternalIp(svc),
+    servicePorts(svc),
+    age(svc, now),
+    serviceSelector(svc),
+  ],
+};
+
+function columnsTable(columns: PrinterColumn[]): TableSpec {
+  return {
+    columns: [
+      { name: 'Name', type: 'string', format: 'name', description: 'Name of the object', priority: 0 },
+      ...columns.map((c) => ({
+        name: c.name,
+        type: c.type === 'date' ? 'string' : c.type,
+        ...(c.type === 'date' ? { format: 'date' } : {}),
+        description: c.description ?? c.name,
+        priority: c.priority ?? 0,
+      })),
+    ],
+    row: (obj, now) => [obj.metadata.name, ...columns.map((c) => cell(obj, c, now))],
+  };
+}
+
+const nameAgeTable = columnsTable([{ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }]);
+
+function tableSpec(r: ResourceType): TableSpec {
+  if (r.group === '' && r.plural === 'services') return serviceTable;
+  return r.printerColumns ? columnsTable(r.printerColumns) : nameAgeTable;
+}
+
+export type IncludeObject = 'None' | 'Metadata' | 'Object';
+
+function rowObject(obj: Json, include: IncludeObject): Json {
+  if (include === 'None') return undefined;
+  if (include === 'Object') return obj;
+  return { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: obj.metadata };
+}
+
+export function toTable(r: ResourceType, objects: Json[], include: IncludeObject, listMeta: Json): Json {
+  const spec = tableSpec(r);
+  const now = Date.now();
+  return {
+    kind: 'Table',
+    apiVersion: 'meta.k8s.io/v1',
+    metadata: listMeta,
+    columnDefinitions: spec.columns,
+    rows: objects.map((o) => ({ cells: spec.row(o, now), object: rowObject(o, include) })),
+  };
+}
+
+/** Does the Accept header ask for a server-side Table? */
+export function wantsTable(accept: string | undefined): boolean {
+  return !!accept && /as=Table/.test(accept);
+}
