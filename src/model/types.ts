@@ -208,6 +208,7 @@ export interface BgpNeighbor {
 export interface BgpVirtualRouter {
   localASN: number;
   exportPodCIDR: boolean;
+  /** As in Cilium: absent = NO service is advertised (unlike pools, where absent = every service). */
   serviceSelector?: LabelSelector;
   /** Which address kinds to advertise. */
   serviceAdvertisements: ('LoadBalancerIP' | 'ExternalIP')[];
