@@ -118,6 +118,11 @@ export interface NativeAddon {
   sendFrame(ifindex: number, frame: Buffer, netns?: string): void;
   /** setsockopt(TCP_MD5SIG) on a socket fd for `peer` (IPv4/IPv6 literal); empty key removes it. */
   setTcpMd5(fd: number, peer: string, key: string): void;
+  /**
+   * A new unconnected, non-blocking TCP socket fd, so TCP_MD5SIG can be set
+   * before connect; then `new net.Socket({ fd }).connect(...)` adopts it.
+   */
+  tcpSocket(family: 'ipv4' | 'ipv6'): number;
   possibleCpus(): number;
 }
 
@@ -129,3 +134,282 @@ export class BpfError extends Error {
 }
 
 // Implementation (addon loading, error wrapping) follows below; see native/README.md.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { PROJECT_ROOT } from './bpf-build.js';
+
+/** Where `npm run build:native` (node-gyp) leaves the addon. */
+export const ADDON_PATH = join(PROJECT_ROOT, 'native', 'build', 'Release', 'pharos_native.node');
+
+/** Bytes one CPU's slot takes in a per-CPU value buffer. */
+export function perCpuStride(valueSize: number): number {
+  return Math.ceil(valueSize / 8) * 8;
+}
+
+// ---- The raw binding (native/src/*.cc); only this module sees it. ----------
+
+interface NativeMapInfo extends MapInfo {
+  perCpu: boolean;
+  valueBufferSize: number;
+}
+
+interface NativeMapHandle {
+  readonly fd: number;
+  info(): NativeMapInfo;
+  lookup(key: Buffer): Buffer | null;
+  update(key: Buffer, value: Buffer, flags?: number): void;
+  delete(key: Buffer): boolean;
+  updateBatch(keys: Buffer, values: Buffer, count: number, flags?: number): number;
+  deleteBatch(keys: Buffer, count: number): number;
+  keys(): { keys: Buffer; count: number };
+  entries(): { keys: Buffer; values: Buffer; count: number };
+  pin(path: string): void;
+  close(): void;
+}
+
+interface NativeProgramHandle {
+  readonly fd: number;
+  info(): { name: string; type: string; id: number };
+  pin(path: string): void;
+}
+
+interface NativeObjectHandle {
+  readonly path: string;
+  readonly loaded: boolean;
+  setRodata(variable: string, value: Buffer): void;
+  setMaxEntries(map: string, n: number): void;
+  setPinPath(map: string, path: string): void;
+  load(): void;
+  map(name: string): NativeMapHandle;
+  program(name: string): NativeProgramHandle;
+  mapNames(): string[];
+  programNames(): string[];
+  close(): void;
+}
+
+type Passthrough = Pick<NativeAddon,
+  'ifIndex' | 'xdpAttach' | 'xdpDetach' | 'xdpQuery' | 'tcAttach' | 'tcDetach' |
+  'testRun' | 'testRunAsync' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'possibleCpus'>;
+
+interface NativeBinding extends Passthrough {
+  /** The addon builds its errors with this constructor (message, errno, code). */
+  setErrorClass(ctor: typeof BpfError): void;
+  openObject(path: string): NativeObjectHandle;
+  openPinnedMap(path: string): NativeMapHandle;
+  createMap(type: MapType, keySize: number, valueSize: number, maxEntries: number,
+    opts?: { name?: string; flags?: number; innerMapFd?: number }): NativeMapHandle;
+  mapFromId(id: number): NativeMapHandle;
+}
+
+// ---- Wrappers implementing the contract -----------------------------------
+
+function sliceRecords(buf: Buffer, size: number, count: number): Buffer[] {
+  const out: Buffer[] = new Array(count);
+  for (let i = 0; i < count; i++) out[i] = buf.subarray(i * size, (i + 1) * size);
+  return out;
+}
+
+class LibbpfMap implements BpfMap {
+  readonly name: string;
+  readonly type: MapType;
+  readonly keySize: number;
+  readonly valueSize: number;
+  readonly maxEntries: number;
+  readonly flags: number;
+  readonly id: number;
+  readonly perCpu: boolean;
+  readonly valueBufferSize: number;
+  private readonly possibleCpus: number;
+
+  constructor(private readonly handle: NativeMapHandle) {
+    const info = handle.info();
+    this.name = info.name;
+    this.type = info.type;
+    this.keySize = info.keySize;
+    this.valueSize = info.valueSize;
+    this.maxEntries = info.maxEntries;
+    this.flags = info.flags;
+    this.id = info.id;
+    this.perCpu = info.perCpu;
+    this.valueBufferSize = info.valueBufferSize;
+    this.possibleCpus = info.perCpu ? info.valueBufferSize / perCpuStride(info.valueSize) : 1;
+  }
+
+  /** -1 once closed (or once the object it came from is closed). */
+  get fd(): number {
+    return this.handle.fd;
+  }
+
+  lookup(key: Buffer): Buffer | null {
+    return this.handle.lookup(key);
+  }
+
+  update(key: Buffer, value: Buffer, flags = 0): void {
+    this.handle.update(key, value, flags);
+  }
+
+  delete(key: Buffer): boolean {
+    return this.handle.delete(key);
+  }
+
+  updateBatch(keys: Buffer, values: Buffer, count: number, flags = 0): number {
+    return this.handle.updateBatch(keys, values, count, flags);
+  }
+
+  deleteBatch(keys: Buffer, count: number): number {
+    return this.handle.deleteBatch(keys, count);
+  }
+
+  keys(): Buffer[] {
+    const { keys, count } = this.handle.keys();
+    return sliceRecords(keys, this.keySize, count);
+  }
+
+  entries(): Array<[Buffer, Buffer]> {
+    const { keys, values, count } = this.handle.entries();
+    const ks = sliceRecords(keys, this.keySize, count);
+    const vs = sliceRecords(values, this.valueBufferSize, count);
+    return ks.map((k, i) => [k, vs[i]]);
+  }
+
+  splitPerCpu(value: Buffer): Buffer[] {
+    if (!this.perCpu) return [value];
+    if (value.length !== this.valueBufferSize) {
+      throw new BpfError(`map '${this.name}': per-CPU value is ${value.length} bytes, expected ${this.valueBufferSize}`,
+        22, 'EINVAL');
+    }
+    const stride = perCpuStride(this.valueSize);
+    const out: Buffer[] = [];
+    for (let cpu = 0; cpu < this.possibleCpus; cpu++) out.push(value.subarray(cpu * stride, cpu * stride + this.valueSize));
+    return out;
+  }
+
+  pin(path: string): void {
+    this.handle.pin(path);
+  }
+
+  /** Idempotent; a map taken from an object leaves the object's fd alone. */
+  close(): void {
+    this.handle.close();
+  }
+}
+
+class LibbpfProgram implements BpfProgram {
+  readonly name: string;
+  readonly type: string;
+  readonly id: number;
+
+  constructor(private readonly handle: NativeProgramHandle) {
+    const info = handle.info();
+    this.name = info.name;
+    this.type = info.type;
+    this.id = info.id;
+  }
+
+  /** Owned by the object: -1 once the object is closed. */
+  get fd(): number {
+    return this.handle.fd;
+  }
+
+  pin(path: string): void {
+    this.handle.pin(path);
+  }
+}
+
+class LibbpfObject implements BpfObject {
+  constructor(private readonly handle: NativeObjectHandle) {}
+
+  get path(): string {
+    return this.handle.path;
+  }
+
+  get loaded(): boolean {
+    return this.handle.loaded;
+  }
+
+  setRodata(variable: string, value: Buffer): void {
+    this.handle.setRodata(variable, value);
+  }
+
+  setMaxEntries(map: string, n: number): void {
+    this.handle.setMaxEntries(map, n);
+  }
+
+  setPinPath(map: string, path: string): void {
+    this.handle.setPinPath(map, path);
+  }
+
+  load(): void {
+    this.handle.load();
+  }
+
+  program(name: string): BpfProgram {
+    return new LibbpfProgram(this.handle.program(name));
+  }
+
+  /** After load. Valid until this object is closed. */
+  map(name: string): BpfMap {
+    return new LibbpfMap(this.handle.map(name));
+  }
+
+  mapNames(): string[] {
+    return this.handle.mapNames();
+  }
+
+  programNames(): string[] {
+    return this.handle.programNames();
+  }
+
+  /** Idempotent. Pinned maps and attached programs stay in the kernel. */
+  close(): void {
+    this.handle.close();
+  }
+}
+
+/**
+ * Loads native/build/Release/pharos_native.node. Throws a BpfError (ENOENT)
+ * telling to build it when it is missing.
+ */
+export function loadAddon(path: string = ADDON_PATH): NativeAddon {
+  if (!existsSync(path)) {
+    throw new BpfError(`pharos native addon not built: ${path} is missing; run \`npm run build\` (or \`npm run build:native\`)`,
+      2, 'ENOENT');
+  }
+  let binding: NativeBinding;
+  try {
+    binding = createRequire(import.meta.url)(path) as NativeBinding;
+  } catch (err) {
+    throw new BpfError(`cannot load the pharos native addon ${path}: ${(err as Error).message} ` +
+      '(is libbpf installed: apt-get install libbpf1? rebuild with `npm run build:native`)', 2, 'ENOENT');
+  }
+  binding.setErrorClass(BpfError);
+  return {
+    openObject: (p) => new LibbpfObject(binding.openObject(p)),
+    openPinnedMap: (p) => new LibbpfMap(binding.openPinnedMap(p)),
+    createMap: (type, keySize, valueSize, maxEntries, opts) =>
+      new LibbpfMap(binding.createMap(type, keySize, valueSize, maxEntries, opts)),
+    mapFromId: (id) => new LibbpfMap(binding.mapFromId(id)),
+    ifIndex: (name, netns) => binding.ifIndex(name, netns),
+    xdpAttach: (ifindex, progFd, mode, netns) => binding.xdpAttach(ifindex, progFd, mode, netns),
+    xdpDetach: (ifindex, netns) => binding.xdpDetach(ifindex, netns),
+    xdpQuery: (ifindex, netns) => binding.xdpQuery(ifindex, netns),
+    tcAttach: (ifindex, direction, progFd, opts) => binding.tcAttach(ifindex, direction, progFd, opts),
+    tcDetach: (ifindex, direction, opts) => binding.tcDetach(ifindex, direction, opts),
+    testRun: (progFd, opts) => binding.testRun(progFd, opts),
+    testRunAsync: (progFd, opts) => binding.testRunAsync(progFd, opts),
+    sendFrame: (ifindex, frame, netns) => binding.sendFrame(ifindex, frame, netns),
+    setTcpMd5: (fd, peer, key) => binding.setTcpMd5(fd, peer, key),
+    tcpSocket: (family) => binding.tcpSocket(family),
+    possibleCpus: () => binding.possibleCpus(),
+  };
+}
+
+let cachedAddon: NativeAddon | undefined;
+
+/** The process-wide addon, loaded on first use. */
+export function addon(): NativeAddon {
+  cachedAddon ??= loadAddon();
+  return cachedAddon;
+}

@@ -1,0 +1,17 @@
+// Per-environment state of the addon (constructors kept alive across calls).
+#pragma once
+
+#include <napi.h>
+
+namespace pharos {
+
+struct AddonData {
+  Napi::FunctionReference errorClass;    // BpfError from src/datapath/libbpf.ts
+  Napi::FunctionReference mapClass;      // NativeMap
+  Napi::FunctionReference objectClass;   // NativeObject
+  Napi::FunctionReference programClass;  // NativeProgram
+};
+
+inline AddonData &Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }
+
+}  // namespace pharos

@@ -1,0 +1,411 @@
+#include "map.h"
+
+#include <bpf/bpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "addon_data.h"
+#include "args.h"
+#include "errors.h"
+
+namespace pharos {
+
+namespace {
+
+struct TypeName {
+  uint32_t type;
+  const char *name;
+};
+
+const TypeName kTypeNames[] = {
+    {BPF_MAP_TYPE_HASH, "hash"},
+    {BPF_MAP_TYPE_ARRAY, "array"},
+    {BPF_MAP_TYPE_PERCPU_HASH, "percpu_hash"},
+    {BPF_MAP_TYPE_PERCPU_ARRAY, "percpu_array"},
+    {BPF_MAP_TYPE_LRU_HASH, "lru_hash"},
+    {BPF_MAP_TYPE_LRU_PERCPU_HASH, "lru_percpu_hash"},
+    {BPF_MAP_TYPE_LPM_TRIE, "lpm_trie"},
+    {BPF_MAP_TYPE_ARRAY_OF_MAPS, "array_of_maps"},
+    {BPF_MAP_TYPE_HASH_OF_MAPS, "hash_of_maps"},
+    {BPF_MAP_TYPE_DEVMAP, "devmap"},
+    {BPF_MAP_TYPE_DEVMAP_HASH, "devmap_hash"},
+    {BPF_MAP_TYPE_PROG_ARRAY, "prog_array"},
+};
+
+bool IsPerCpu(uint32_t type) {
+  return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY ||
+         type == BPF_MAP_TYPE_LRU_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
+
+// The kernel's "no such batch op" (ENOTSUPP, 524) or EOPNOTSUPP: fall back
+// to one syscall per element.
+bool BatchUnsupported(int err) { return err == 524 || err == EOPNOTSUPP; }
+
+}  // namespace
+
+const char *MapTypeName(uint32_t type) {
+  for (const TypeName &t : kTypeNames) {
+    if (t.type == type) return t.name;
+  }
+  return "other";
+}
+
+bool MapTypeFromName(const std::string &name, uint32_t *type) {
+  for (const TypeName &t : kTypeNames) {
+    if (name == t.name) {
+      *type = t.type;
+      return true;
+    }
+  }
+  return false;
+}
+
+Napi::Function NativeMap::Define(Napi::Env env) {
+  return DefineClass(env, "NativeMap",
+                     {
+                         InstanceAccessor<&NativeMap::GetFd>("fd"),
+                         InstanceMethod<&NativeMap::Info>("info"),
+                         InstanceMethod<&NativeMap::Lookup>("lookup"),
+                         InstanceMethod<&NativeMap::Update>("update"),
+                         InstanceMethod<&NativeMap::Delete>("delete"),
+                         InstanceMethod<&NativeMap::UpdateBatch>("updateBatch"),
+                         InstanceMethod<&NativeMap::DeleteBatch>("deleteBatch"),
+                         InstanceMethod<&NativeMap::Keys>("keys"),
+                         InstanceMethod<&NativeMap::Entries>("entries"),
+                         InstanceMethod<&NativeMap::Pin>("pin"),
+                         InstanceMethod<&NativeMap::Close>("close"),
+                     });
+}
+
+NativeMap::NativeMap(const Napi::CallbackInfo &info) : Napi::ObjectWrap<NativeMap>(info) {}
+
+NativeMap::~NativeMap() {
+  if (ownedFd_ >= 0) close(ownedFd_);
+}
+
+Napi::Object NativeMap::FromFd(Napi::Env env, int fd, const std::string &what) {
+  Napi::Object obj = Data(env).mapClass.New({});
+  NativeMap *self = Unwrap(obj);
+  self->ownedFd_ = fd;  // owned from here on, also if ReadInfo throws
+  self->closed_ = false;
+  self->ReadInfo(env, fd, what);
+  return obj;
+}
+
+Napi::Object NativeMap::FromObject(Napi::Env env, std::shared_ptr<ObjectState> owner,
+                                   struct bpf_map *map) {
+  Napi::Object obj = Data(env).mapClass.New({});
+  NativeMap *self = Unwrap(obj);
+  self->owner_ = std::move(owner);
+  self->objectMap_ = map;
+  self->closed_ = false;
+  self->ReadInfo(env, bpf_map__fd(map), "map '" + std::string(bpf_map__name(map)) + "'");
+  // libbpf's full name (the kernel keeps 15 characters).
+  self->name_ = bpf_map__name(map);
+  return obj;
+}
+
+void NativeMap::ReadInfo(Napi::Env env, int fd, const std::string &what) {
+  struct bpf_map_info info;
+  memset(&info, 0, sizeof(info));
+  uint32_t len = sizeof(info);
+  if (bpf_obj_get_info_by_fd(fd, &info, &len) != 0) Throw(env, errno, what + ": reading map info");
+  name_ = info.name;
+  type_ = info.type;
+  keySize_ = info.key_size;
+  valueSize_ = info.value_size;
+  maxEntries_ = info.max_entries;
+  flags_ = info.map_flags;
+  id_ = info.id;
+  perCpu_ = IsPerCpu(type_);
+  valueBufferSize_ = valueSize_;
+  if (perCpu_) {
+    int cpus = libbpf_num_possible_cpus();
+    if (cpus <= 0) Throw(env, cpus < 0 ? -cpus : EINVAL, "counting possible CPUs");
+    valueBufferSize_ = static_cast<size_t>(cpus) * ((valueSize_ + 7) / 8 * 8);
+  }
+}
+
+int NativeMap::Fd(Napi::Env env) const {
+  if (closed_) ThrowInvalid(env, Label() + " is closed");
+  if (owner_) {
+    if (!owner_->open()) {
+      throw MakeErrorRaw(env, EBADF, Label() + ": its object " + owner_->path + " is closed");
+    }
+    return bpf_map__fd(objectMap_);
+  }
+  return ownedFd_;
+}
+
+void NativeMap::CheckKey(Napi::Env env, size_t len, size_t count) const {
+  if (len != keySize_ * count) {
+    ThrowInvalid(env, Label() + ": key buffer is " + std::to_string(len) + " bytes, expected " +
+                          (count == 1 ? std::to_string(keySize_)
+                                      : std::to_string(count) + " x " + std::to_string(keySize_)));
+  }
+}
+
+void NativeMap::CheckValue(Napi::Env env, size_t len, size_t count) const {
+  if (len != valueBufferSize_ * count) {
+    std::string expected = std::to_string(valueBufferSize_);
+    if (count != 1) expected = std::to_string(count) + " x " + expected;
+    if (perCpu_) expected += " (per-CPU: possible CPUs x round_up(" + std::to_string(valueSize_) + ", 8))";
+    ThrowInvalid(env, Label() + ": value buffer is " + std::to_string(len) + " bytes, expected " +
+                          expected);
+  }
+}
+
+Napi::Value NativeMap::GetFd(const Napi::CallbackInfo &info) {
+  if (closed_ || (owner_ && !owner_->open())) return Napi::Number::New(info.Env(), -1);
+  return Napi::Number::New(info.Env(), owner_ ? bpf_map__fd(objectMap_) : ownedFd_);
+}
+
+Napi::Value NativeMap::Info(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("name", name_);
+  o.Set("type", MapTypeName(type_));
+  o.Set("keySize", keySize_);
+  o.Set("valueSize", valueSize_);
+  o.Set("maxEntries", maxEntries_);
+  o.Set("flags", flags_);
+  o.Set("id", id_);
+  o.Set("perCpu", perCpu_);
+  o.Set("valueBufferSize", static_cast<double>(valueBufferSize_));
+  return o;
+}
+
+Napi::Value NativeMap::Lookup(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Fd(env);
+  Napi::Buffer<uint8_t> key = ArgBuffer(ArgAt(info, 0), Label() + ": key");
+  CheckKey(env, key.Length());
+  Napi::Buffer<uint8_t> value = Napi::Buffer<uint8_t>::New(env, valueBufferSize_);
+  if (bpf_map_lookup_elem(fd, key.Data(), value.Data()) != 0) {
+    if (errno == ENOENT) return env.Null();
+    Throw(env, errno, Label() + ": lookup");
+  }
+  return value;
+}
+
+Napi::Value NativeMap::Update(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Fd(env);
+  Napi::Buffer<uint8_t> key = ArgBuffer(ArgAt(info, 0), Label() + ": key");
+  Napi::Buffer<uint8_t> value = ArgBuffer(ArgAt(info, 1), Label() + ": value");
+  uint64_t flags = OptInt(ArgAt(info, 2), Label() + ": flags", 0, UINT32_MAX, BPF_ANY);
+  CheckKey(env, key.Length());
+  CheckValue(env, value.Length());
+  if (bpf_map_update_elem(fd, key.Data(), value.Data(), flags) != 0) {
+    Throw(env, errno, Label() + ": update");
+  }
+  return env.Undefined();
+}
+
+Napi::Value NativeMap::Delete(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Fd(env);
+  Napi::Buffer<uint8_t> key = ArgBuffer(ArgAt(info, 0), Label() + ": key");
+  CheckKey(env, key.Length());
+  if (bpf_map_delete_elem(fd, key.Data()) != 0) {
+    if (errno == ENOENT) return Napi::Boolean::New(env, false);
+    Throw(env, errno, Label() + ": delete");
+  }
+  return Napi::Boolean::New(env, true);
+}
+
+Napi::Value NativeMap::UpdateBatch(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Fd(env);
+  Napi::Buffer<uint8_t> keys = ArgBuffer(ArgAt(info, 0), Label() + ": keys");
+  Napi::Buffer<uint8_t> values = ArgBuffer(ArgAt(info, 1), Label() + ": values");
+  uint32_t count = ArgInt(ArgAt(info, 2), Label() + ": count", 0, UINT32_MAX);
+  uint64_t flags = OptInt(ArgAt(info, 3), Label() + ": flags", 0, UINT32_MAX, BPF_ANY);
+  CheckKey(env, keys.Length(), count);
+  CheckValue(env, values.Length(), count);
+  if (count == 0) return Napi::Number::New(env, 0);
+
+  LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
+  uint32_t done = count;
+  if (bpf_map_update_batch(fd, keys.Data(), values.Data(), &done, &opts) == 0) {
+    return Napi::Number::New(env, done);
+  }
+  int err = errno;
+  if (!BatchUnsupported(err)) {
+    Throw(env, err, Label() + ": batch update stopped after " + std::to_string(done) + " of " +
+                        std::to_string(count));
+  }
+  for (uint32_t i = 0; i < count; i++) {
+    if (bpf_map_update_elem(fd, keys.Data() + i * keySize_, values.Data() + i * valueBufferSize_,
+                            flags) != 0) {
+      Throw(env, errno, Label() + ": batch update stopped after " + std::to_string(i) + " of " +
+                            std::to_string(count));
+    }
+  }
+  return Napi::Number::New(env, count);
+}
+
+Napi::Value NativeMap::DeleteBatch(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Fd(env);
+  Napi::Buffer<uint8_t> keys = ArgBuffer(ArgAt(info, 0), Label() + ": keys");
+  uint32_t count = ArgInt(ArgAt(info, 1), Label() + ": count", 0, UINT32_MAX);
+  CheckKey(env, keys.Length(), count);
+
+  // The kernel stops a batch at the first absent key: skip it and go on, so
+  // the result is "how many of these keys were present and are now gone".
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  uint32_t deleted = 0, pos = 0;
+  bool batchWorks = true;
+  while (pos < count) {
+    if (batchWorks) {
+      uint32_t n = count - pos;
+      if (bpf_map_delete_batch(fd, keys.Data() + pos * keySize_, &n, &opts) == 0) {
+        deleted += n;
+        break;
+      }
+      int err = errno;
+      if (BatchUnsupported(err)) {
+        batchWorks = false;
+        continue;
+      }
+      if (err != ENOENT) {
+        Throw(env, err, Label() + ": batch delete stopped after " + std::to_string(deleted) +
+                            " deleted");
+      }
+      deleted += n;
+      pos += n + 1;  // n deleted, then the absent one
+      continue;
+    }
+    if (bpf_map_delete_elem(fd, keys.Data() + pos * keySize_) == 0) {
+      deleted++;
+    } else if (errno != ENOENT) {
+      Throw(env, errno, Label() + ": batch delete stopped after " + std::to_string(deleted) +
+                            " deleted");
+    }
+    pos++;
+  }
+  return Napi::Number::New(env, deleted);
+}
+
+// Every key, by BPF_MAP_GET_NEXT_KEY; bounded in case the map churns.
+static int WalkKeys(int fd, uint32_t keySize, uint32_t maxEntries, std::vector<uint8_t> *out,
+                    uint32_t *count) {
+  std::vector<uint8_t> prev(keySize), next(keySize);
+  const uint64_t bound = static_cast<uint64_t>(maxEntries) * 2 + 16;
+  bool first = true;
+  *count = 0;
+  for (uint64_t i = 0; i < bound; i++) {
+    if (bpf_map_get_next_key(fd, first ? nullptr : prev.data(), next.data()) != 0) {
+      return errno == ENOENT ? 0 : errno;
+    }
+    out->insert(out->end(), next.begin(), next.end());
+    (*count)++;
+    prev.swap(next);
+    first = false;
+  }
+  return 0;
+}
+
+Napi::Value NativeMap::Keys(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Fd(env);
+  std::vector<uint8_t> keys;
+  uint32_t count = 0;
+  int err = WalkKeys(fd, keySize_, maxEntries_, &keys, &count);
+  if (err != 0) Throw(env, err, Label() + ": iterating keys");
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
+  out.Set("count", count);
+  return out;
+}
+
+Napi::Value NativeMap::Entries(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Fd(env);
+  std::vector<uint8_t> keys, values;
+  uint32_t total = 0;
+
+  // Batch lookup: the token is a bucket index (hash) or a key (array), so
+  // room for the larger of the two. ENOSPC means a hash bucket holds more
+  // than `chunk` entries: grow and retry. The last call ends with ENOENT
+  // while still returning entries.
+  uint32_t chunk = maxEntries_ < 256 ? (maxEntries_ == 0 ? 1 : maxEntries_) : 256;
+  std::vector<uint8_t> inBatch(keySize_ + 8), outBatch(keySize_ + 8);
+  bool first = true, batchWorks = true;
+  const uint64_t bound = static_cast<uint64_t>(maxEntries_) + 64;
+  for (uint64_t iter = 0; iter < bound; iter++) {
+    std::vector<uint8_t> k(static_cast<size_t>(chunk) * keySize_),
+        v(static_cast<size_t>(chunk) * valueBufferSize_);
+    uint32_t n = chunk;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    int rc = bpf_map_lookup_batch(fd, first ? nullptr : inBatch.data(), outBatch.data(), k.data(),
+                                  v.data(), &n, &opts);
+    int err = rc == 0 ? 0 : errno;
+    if (err != 0 && err != ENOENT) {
+      if (first && BatchUnsupported(err)) {
+        batchWorks = false;
+        break;
+      }
+      if (err == ENOSPC && chunk < (1u << 20)) {
+        chunk *= 2;
+        continue;
+      }
+      Throw(env, err, Label() + ": batch lookup");
+    }
+    keys.insert(keys.end(), k.begin(), k.begin() + static_cast<size_t>(n) * keySize_);
+    values.insert(values.end(), v.begin(), v.begin() + static_cast<size_t>(n) * valueBufferSize_);
+    total += n;
+    if (err == ENOENT) break;
+    inBatch = outBatch;
+    first = false;
+  }
+
+  if (!batchWorks) {
+    // Key walk, then one lookup per key (a key deleted meanwhile is skipped).
+    std::vector<uint8_t> walked;
+    uint32_t count = 0;
+    int err = WalkKeys(fd, keySize_, maxEntries_, &walked, &count);
+    if (err != 0) Throw(env, err, Label() + ": iterating keys");
+    std::vector<uint8_t> v(valueBufferSize_);
+    for (uint32_t i = 0; i < count; i++) {
+      const uint8_t *key = walked.data() + static_cast<size_t>(i) * keySize_;
+      if (bpf_map_lookup_elem(fd, key, v.data()) != 0) {
+        if (errno == ENOENT) continue;
+        Throw(env, errno, Label() + ": lookup while iterating");
+      }
+      keys.insert(keys.end(), key, key + keySize_);
+      values.insert(values.end(), v.begin(), v.end());
+      total++;
+    }
+  }
+
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
+  out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
+  out.Set("count", total);
+  return out;
+}
+
+Napi::Value NativeMap::Pin(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Fd(env);
+  std::string path = ArgString(ArgAt(info, 0), Label() + ": pin path");
+  if (bpf_obj_pin(fd, path.c_str()) != 0) Throw(env, errno, Label() + ": pinning at " + path);
+  return env.Undefined();
+}
+
+Napi::Value NativeMap::Close(const Napi::CallbackInfo &info) {
+  // Idempotent. A map borrowed from an object only lets go of the object.
+  if (ownedFd_ >= 0) close(ownedFd_);
+  ownedFd_ = -1;
+  owner_.reset();
+  objectMap_ = nullptr;
+  closed_ = true;
+  return info.Env().Undefined();
+}
+
+}  // namespace pharos

@@ -1,0 +1,125 @@
+// Raw frames out of an interface (gratuitous ARP / unsolicited NA) and
+// TCP MD5 signatures (RFC 2385) for BGP sessions.
+#include <arpa/inet.h>
+#include <linux/if_packet.h>
+#include <linux/tcp.h>
+#include <net/ethernet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "args.h"
+#include "bindings.h"
+#include "errors.h"
+
+namespace pharos {
+
+// sendFrame(ifindex, frame, netns?): one complete Ethernet frame, as given.
+Napi::Value SendFrame(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int ifindex = ArgInt(ArgAt(info, 0), "sendFrame: ifindex", 1, INT32_MAX);
+  Napi::Buffer<uint8_t> frame = ArgBuffer(ArgAt(info, 1), "sendFrame: frame");
+  std::optional<std::string> netns = OptString(ArgAt(info, 2), "sendFrame: netns");
+  if (frame.Length() < ETH_HLEN) {
+    ThrowInvalid(env, "sendFrame: frame is " + std::to_string(frame.Length()) +
+                          " bytes, an Ethernet header alone is 14");
+  }
+  NetnsGuard guard;
+  EnterNetns(env, guard, netns);
+  std::string what = "sendFrame on " + DescribeIfindex(ifindex) + (netns ? " in netns " + *netns : "");
+  // Protocol 0: a send-only socket, it never queues received frames.
+  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+  if (fd < 0) Throw(env, errno, what + ": socket(AF_PACKET)");
+  struct sockaddr_ll addr;
+  memset(&addr, 0, sizeof(addr));
+  addr.sll_family = AF_PACKET;
+  addr.sll_ifindex = ifindex;
+  addr.sll_halen = ETH_ALEN;
+  memcpy(&addr.sll_protocol, frame.Data() + 12, 2);  // already network order
+  memcpy(addr.sll_addr, frame.Data(), ETH_ALEN);
+  ssize_t sent = sendto(fd, frame.Data(), frame.Length(), 0,
+                        reinterpret_cast<struct sockaddr *>(&addr), sizeof(addr));
+  int err = errno;
+  close(fd);
+  if (sent < 0) Throw(env, err, what);
+  if (static_cast<size_t>(sent) != frame.Length()) {
+    throw MakeErrorRaw(env, EIO, what + ": sent " + std::to_string(sent) + " of " +
+                                     std::to_string(frame.Length()) + " bytes");
+  }
+  return env.Undefined();
+}
+
+// setTcpMd5(fd, peer, key): the key for segments to/from `peer`; "" removes it.
+Napi::Value SetTcpMd5(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(ArgAt(info, 0), "setTcpMd5: fd", 0, INT32_MAX);
+  std::string peer = ArgString(ArgAt(info, 1), "setTcpMd5: peer");
+  std::string key = ArgString(ArgAt(info, 2), "setTcpMd5: key");
+  std::string what = "setTcpMd5 on fd " + std::to_string(fd) + " for " + peer;
+  if (key.size() > TCP_MD5SIG_MAXKEYLEN) {
+    ThrowInvalid(env, what + ": key is " + std::to_string(key.size()) + " bytes, at most " +
+                          std::to_string(TCP_MD5SIG_MAXKEYLEN));
+  }
+  int domain = 0;
+  socklen_t len = sizeof(domain);
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) Throw(env, errno, what);
+
+  struct tcp_md5sig sig;
+  memset(&sig, 0, sizeof(sig));
+  struct in_addr v4;
+  struct in6_addr v6;
+  if (inet_pton(AF_INET, peer.c_str(), &v4) == 1) {
+    if (domain == AF_INET6) {
+      // A dual-stack socket sees an IPv4 peer as ::ffff:a.b.c.d.
+      auto *sa = reinterpret_cast<struct sockaddr_in6 *>(&sig.tcpm_addr);
+      sa->sin6_family = AF_INET6;
+      sa->sin6_addr.s6_addr[10] = 0xff;
+      sa->sin6_addr.s6_addr[11] = 0xff;
+      memcpy(&sa->sin6_addr.s6_addr[12], &v4, 4);
+    } else {
+      auto *sa = reinterpret_cast<struct sockaddr_in *>(&sig.tcpm_addr);
+      sa->sin_family = AF_INET;
+      sa->sin_addr = v4;
+    }
+  } else if (inet_pton(AF_INET6, peer.c_str(), &v6) == 1) {
+    if (domain != AF_INET6) {
+      ThrowInvalid(env, what + ": an IPv6 peer needs an IPv6 socket");
+    }
+    auto *sa = reinterpret_cast<struct sockaddr_in6 *>(&sig.tcpm_addr);
+    sa->sin6_family = AF_INET6;
+    sa->sin6_addr = v6;
+  } else {
+    ThrowInvalid(env, what + ": peer is not an IPv4 or IPv6 address");
+  }
+  sig.tcpm_keylen = key.size();
+  memcpy(sig.tcpm_key, key.data(), key.size());
+  if (setsockopt(fd, IPPROTO_TCP, TCP_MD5SIG, &sig, sizeof(sig)) != 0) {
+    // Removing a key that is not there is already the wanted state.
+    if (key.empty() && errno == ENOENT) return env.Undefined();
+    Throw(env, errno, what);
+  }
+  return env.Undefined();
+}
+
+// tcpSocket(family): a fresh non-blocking TCP socket fd, for options that
+// must be set before connect (TCP_MD5SIG); hand it to `new net.Socket({ fd })`.
+Napi::Value TcpSocket(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::string family = ArgString(ArgAt(info, 0), "tcpSocket: family");
+  int domain;
+  if (family == "ipv4") {
+    domain = AF_INET;
+  } else if (family == "ipv6") {
+    domain = AF_INET6;
+  } else {
+    ThrowInvalid(env, "tcpSocket: family must be 'ipv4' or 'ipv6', got '" + family + "'");
+  }
+  int fd = socket(domain, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) Throw(env, errno, "tcpSocket(" + family + ")");
+  return Napi::Number::New(env, fd);
+}
+
+}  // namespace pharos
