@@ -1,0 +1,441 @@
+/**
+ * The TypeScript mirror of bpf/lib/maps.h and bpf/lib/stats.h: map names,
+ * struct layouts (encode/decode byte for byte), flags and the counter enum.
+ * test/datapath/abi.test.ts parses the C headers and fails when this file
+ * and the C disagree, so the two cannot drift silently.
+ *
+ * Addresses travel as 16 bytes (IPv4 in the first 4), ports and addresses
+ * in network byte order, everything else in host (little-endian) order.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+
+export type L4Protocol = 'TCP' | 'UDP';
+
+export function protoNumber(p: L4Protocol): number {
+  return p === 'TCP' ? IPPROTO_TCP : IPPROTO_UDP;
+}
+
+export function protoName(n: number): L4Protocol | `proto-${number}` {
+  return n === IPPROTO_TCP ? 'TCP' : n === IPPROTO_UDP ? 'UDP' : `proto-${n}`;
+}
+
+/** Every map of bpf/lb.bpf.c, by role. Names are the C names (≤ 15 chars). */
+export const MAP = {
+  frontends: 'ph_frontends',
+  backends: 'ph_backends',
+  maglev: 'ph_maglev',
+  conntrack: 'ph_ct',
+  reverseNat: 'ph_rev',
+  runtime: 'ph_runtime',
+  responder: 'ph_responder',
+  txPorts: 'ph_tx_ports',
+  stats: 'ph_stats',
+  frontendStats: 'ph_fe_stats',
+  backendStats: 'ph_be_stats',
+} as const;
+export type MapRole = keyof typeof MAP;
+
+/** Programs in the object. */
+export const PROG = { xdp: 'pharos_xdp', tcEgress: 'pharos_tc_egress' } as const;
+
+// ph_fe_value.flags
+export const FE_RESET_ON_REMOVE = 1 << 0;
+export const FE_LOCAL_ONLY = 1 << 1;
+export const FE_AFFINITY = 1 << 2;
+export const FE_SOURCE_RANGES = 1 << 3;
+
+// ph_ct.state
+export const CT_NEW = 1;
+export const CT_ESTABLISHED = 2;
+export const CT_CLOSING = 3;
+// ph_ct.flags / ph_rev.flags
+export const CTF_SNAT = 1 << 0;
+export const CTF_LOCAL = 1 << 1;
+
+export const SIZE = {
+  feKey: 20,
+  feValue: 16,
+  backend: 20,
+  flow: 40,
+  ct: 64,
+  rev: 80,
+  runtime: 48,
+  respKey: 24,
+  respValue: 8,
+  traffic: 16,
+} as const;
+
+/**
+ * enum ph_stat, in order (index = value). Names are the C names without
+ * PH_STAT_, lower-cased.
+ */
+export const STAT_REASONS = [
+  'malformed_l2',
+  'malformed_l3',
+  'malformed_l4',
+  'fragment',
+  'ipv6_ext_limit',
+  'no_backend',
+  'backend_gone',
+  'snat_exhausted',
+  'ct_insert_fail',
+  'fib_fail',
+  'no_neigh',
+  'local_backend',
+  'redirect_fail',
+  'fwd_tx',
+  'fwd_redirect',
+  'ct_create',
+  'ct_hit',
+  'rev_nat',
+  'arp_reply',
+  'na_reply',
+  'responder_stale',
+  'arp_ignored',
+  'tc_rev_nat',
+  'backend_rebalanced',
+  'icmp_pass',
+] as const;
+export type StatReason = (typeof STAT_REASONS)[number];
+
+/** `.rodata` variables the loader sets (name → byte size), from bpf/lib/config.h. */
+export const RODATA = {
+  cfg_maglev_m: 4,
+  cfg_hash_seed: 4,
+  cfg_liveness_max_ns: 8,
+  cfg_tcp_est_ns: 8,
+  cfg_tcp_transient_ns: 8,
+  cfg_udp_ns: 8,
+  cfg_fib_refresh_ns: 8,
+  cfg_snat: 1,
+} as const;
+export type RodataName = keyof typeof RODATA;
+
+export function encodeRodata(name: RodataName, value: number | bigint): Buffer {
+  const b = Buffer.alloc(RODATA[name]);
+  if (b.length === 8) b.writeBigUInt64LE(BigInt(value));
+  else if (b.length === 4) b.writeUInt32LE(Number(value) >>> 0);
+  else b.writeUInt8(Number(value));
+  return b;
+}
+
+// ---------------------------------------------------------------- addresses
+
+export type Family = 'IPv4' | 'IPv6';
+
+export class AbiError extends Error {}
+
+export function familyOf(address: string): Family {
+  if (isIPv4(address)) return 'IPv4';
+  if (isIPv6(address)) return 'IPv6';
+  throw new AbiError(`not an IP address: ${JSON.stringify(address)}`);
+}
+
+export function afOf(family: Family): number {
+  return family === 'IPv4' ? AF_INET : AF_INET6;
+}
+
+function parseV6Groups(text: string): number[] {
+  let s = text;
+  const v4tail = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(s);
+  if (v4tail) {
+    const o = v4tail[2]!.split('.').map(Number);
+    s = `${v4tail[1]}${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
+  }
+  const halves = s.split('::');
+  const head = halves[0] ? halves[0].split(':') : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+  const zeros = 8 - head.length - tail.length;
+  return [...head, ...Array<string>(halves.length === 2 ? zeros : 0).fill('0'), ...tail].map((g) => parseInt(g, 16));
+}
+
+/** Write an address into 16 bytes at `off`. */
+export function writeAddr(buf: Buffer, off: number, address: string): Family {
+  const family = familyOf(address);
+  buf.fill(0, off, off + 16);
+  if (family === 'IPv4') {
+    address.split('.').forEach((o, i) => buf.writeUInt8(Number(o), off + i));
+  } else {
+    parseV6Groups(address).forEach((g, i) => buf.writeUInt16BE(g, off + 2 * i));
+  }
+  return family;
+}
+
+export function addrBytes(address: string): Buffer {
+  const b = Buffer.alloc(16);
+  writeAddr(b, 0, address);
+  return b;
+}
+
+/** Read an address of the given AF_* family from 16 bytes at `off` (IPv6 in RFC 5952 form). */
+export function readAddr(buf: Buffer, off: number, af: number): string {
+  if (af === AF_INET) return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
+  const groups: number[] = [];
+  for (let i = 0; i < 8; i++) groups.push(buf.readUInt16BE(off + 2 * i));
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+// ---------------------------------------------------------------- frontends
+
+export interface FrontendKey {
+  address: string;
+  port: number;
+  protocol: L4Protocol;
+}
+
+export function encodeFrontendKey(k: FrontendKey): Buffer {
+  const b = Buffer.alloc(SIZE.feKey);
+  const family = writeAddr(b, 0, k.address);
+  b.writeUInt16BE(k.port, 16);
+  b.writeUInt8(protoNumber(k.protocol), 18);
+  b.writeUInt8(afOf(family), 19);
+  return b;
+}
+
+export function decodeFrontendKey(b: Buffer): FrontendKey {
+  const proto = protoName(b[18]!);
+  if (proto !== 'TCP' && proto !== 'UDP') throw new AbiError(`frontend key with protocol ${b[18]}`);
+  return { address: readAddr(b, 0, b[19]!), port: b.readUInt16BE(16), protocol: proto };
+}
+
+export interface FrontendValue {
+  id: number;
+  flags: number;
+  /** Backends in the Maglev table; 0 → new flows dropped as no_backend. */
+  backends: number;
+  affinityTimeout: number;
+}
+
+export function encodeFrontendValue(v: FrontendValue): Buffer {
+  const b = Buffer.alloc(SIZE.feValue);
+  b.writeUInt32LE(v.id, 0);
+  b.writeUInt16LE(v.flags, 4);
+  b.writeUInt16LE(Math.min(v.backends, 0xffff), 6);
+  b.writeUInt32LE(v.affinityTimeout, 8);
+  return b;
+}
+
+export function decodeFrontendValue(b: Buffer): FrontendValue {
+  return { id: b.readUInt32LE(0), flags: b.readUInt16LE(4), backends: b.readUInt16LE(6), affinityTimeout: b.readUInt32LE(8) };
+}
+
+// ---------------------------------------------------------------- backends
+
+export interface BackendValue {
+  address: string;
+  port: number;
+}
+
+export function u32Key(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(n >>> 0);
+  return b;
+}
+
+export function encodeBackend(v: BackendValue): Buffer {
+  const b = Buffer.alloc(SIZE.backend);
+  const family = writeAddr(b, 0, v.address);
+  b.writeUInt16BE(v.port, 16);
+  b.writeUInt8(afOf(family), 18);
+  return b;
+}
+
+export function decodeBackend(b: Buffer): BackendValue {
+  return { address: readAddr(b, 0, b[18]!), port: b.readUInt16BE(16) };
+}
+
+// ---------------------------------------------------------------- flows, conntrack, reverse NAT
+
+export interface Flow {
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  /** IP protocol number. */
+  proto: number;
+}
+
+export function encodeFlow(f: Flow): Buffer {
+  const b = Buffer.alloc(SIZE.flow);
+  const family = writeAddr(b, 0, f.src);
+  if (writeAddr(b, 16, f.dst) !== family) throw new AbiError(`flow mixes address families: ${f.src} -> ${f.dst}`);
+  b.writeUInt16BE(f.sport, 32);
+  b.writeUInt16BE(f.dport, 34);
+  b.writeUInt8(f.proto, 36);
+  b.writeUInt8(afOf(family), 37);
+  return b;
+}
+
+export function decodeFlow(b: Buffer): Flow {
+  const af = b[37]!;
+  return { src: readAddr(b, 0, af), dst: readAddr(b, 16, af), sport: b.readUInt16BE(32), dport: b.readUInt16BE(34), proto: b[36]! };
+}
+
+export interface NextHop {
+  ifindex: number;
+  smac: string;
+  dmac: string;
+}
+
+function readMac(b: Buffer, off: number): string {
+  return [...b.subarray(off, off + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+export function macBytes(mac: string): Buffer {
+  const parts = mac.split(':');
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p))) throw new AbiError(`not a MAC address: ${JSON.stringify(mac)}`);
+  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+}
+
+function readNextHop(b: Buffer, off: number): NextHop {
+  return { ifindex: b.readUInt32LE(off), smac: readMac(b, off + 4), dmac: readMac(b, off + 10) };
+}
+
+export interface ConntrackEntry {
+  lastSeenNs: bigint;
+  fibAtNs: bigint;
+  backendId: number;
+  frontendId: number;
+  nextHop: NextHop;
+  /** Empty when the flow is not SNATed. */
+  snatAddress: string;
+  snatPort: number;
+  state: number;
+  flags: number;
+}
+
+export function decodeConntrack(b: Buffer, af: number): ConntrackEntry {
+  const flags = b[59]!;
+  return {
+    lastSeenNs: b.readBigUInt64LE(0),
+    fibAtNs: b.readBigUInt64LE(8),
+    backendId: b.readUInt32LE(16),
+    frontendId: b.readUInt32LE(20),
+    nextHop: readNextHop(b, 24),
+    snatAddress: flags & CTF_SNAT ? readAddr(b, 40, af) : '',
+    snatPort: b.readUInt16BE(56),
+    state: b[58]!,
+    flags,
+  };
+}
+
+export interface ReverseNatEntry {
+  lastSeenNs: bigint;
+  newSrc: string;
+  newDst: string;
+  newSport: number;
+  newDport: number;
+  frontendId: number;
+  backendId: number;
+  nextHop: NextHop;
+  flags: number;
+}
+
+export function decodeReverseNat(b: Buffer, af: number): ReverseNatEntry {
+  return {
+    lastSeenNs: b.readBigUInt64LE(0),
+    newSrc: readAddr(b, 16, af),
+    newDst: readAddr(b, 32, af),
+    newSport: b.readUInt16BE(48),
+    newDport: b.readUInt16BE(50),
+    frontendId: b.readUInt32LE(52),
+    nextHop: readNextHop(b, 56),
+    backendId: b.readUInt32LE(72),
+    flags: b[76]!,
+  };
+}
+
+// ---------------------------------------------------------------- runtime
+
+export interface Runtime {
+  /** CLOCK_MONOTONIC ns (process.hrtime.bigint() on Linux); 0 = never. */
+  livenessNs: bigint;
+  snatV4?: string;
+  snatV6?: string;
+  portMin: number;
+  portMax: number;
+}
+
+export function encodeRuntime(r: Runtime): Buffer {
+  const b = Buffer.alloc(SIZE.runtime);
+  b.writeBigUInt64LE(r.livenessNs, 0);
+  if (r.snatV4) {
+    if (familyOf(r.snatV4) !== 'IPv4') throw new AbiError(`SNAT v4 address ${r.snatV4} is not IPv4`);
+    writeAddr(b, 8, r.snatV4);
+  }
+  if (r.snatV6) {
+    if (familyOf(r.snatV6) !== 'IPv6') throw new AbiError(`SNAT v6 address ${r.snatV6} is not IPv6`);
+    writeAddr(b, 24, r.snatV6);
+  }
+  b.writeUInt16LE(r.portMin, 40);
+  b.writeUInt16LE(r.portMax, 42);
+  return b;
+}
+
+function isZero(b: Buffer, off: number, len: number): boolean {
+  for (let i = off; i < off + len; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+export function decodeRuntime(b: Buffer): Runtime {
+  const r: Runtime = { livenessNs: b.readBigUInt64LE(0), portMin: b.readUInt16LE(40), portMax: b.readUInt16LE(42) };
+  if (!isZero(b, 8, 16)) r.snatV4 = readAddr(b, 8, AF_INET);
+  if (!isZero(b, 24, 16)) r.snatV6 = readAddr(b, 24, AF_INET6);
+  return r;
+}
+
+// ---------------------------------------------------------------- responder
+
+export interface ResponderKey {
+  address: string;
+  ifindex: number;
+}
+
+export function encodeResponderKey(k: ResponderKey): Buffer {
+  const b = Buffer.alloc(SIZE.respKey);
+  const family = writeAddr(b, 0, k.address);
+  b.writeUInt32LE(k.ifindex, 16);
+  b.writeUInt8(afOf(family), 20);
+  return b;
+}
+
+export function decodeResponderKey(b: Buffer): ResponderKey {
+  return { address: readAddr(b, 0, b[20]!), ifindex: b.readUInt32LE(16) };
+}
+
+export function encodeResponderValue(mac: string): Buffer {
+  const b = Buffer.alloc(SIZE.respValue);
+  macBytes(mac).copy(b, 0);
+  return b;
+}
+
+export function decodeResponderValue(b: Buffer): { mac: string } {
+  return { mac: readMac(b, 0) };
+}
+
+// ---------------------------------------------------------------- counters
+
+export interface Traffic {
+  packets: bigint;
+  bytes: bigint;
+}
+
+export function decodeTraffic(b: Buffer): Traffic {
+  return { packets: b.readBigUInt64LE(0), bytes: b.readBigUInt64LE(8) };
+}

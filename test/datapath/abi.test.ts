@@ -1,0 +1,175 @@
+/**
+ * abi.ts must agree with the C: the counter enum and the .rodata names are
+ * parsed from the headers, the struct layouts are read from the compiled
+ * object's BTF (bpftool), and every codec is checked against those offsets.
+ */
+import t from 'tap';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BPF_SOURCE_DIR, ensureBpfObject } from '../../src/datapath/bpf-build.js';
+import * as abi from '../../src/datapath/abi.js';
+
+interface BtfStruct { size: number; offsets: Record<string, number> }
+
+function btfStructs(object: string): Map<string, BtfStruct> {
+  const dump = JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', object, 'format', 'raw'], { encoding: 'utf8' })) as {
+    types: Array<{ kind: string; name: string; size?: number; members?: Array<{ name: string; bits_offset: number }> }>;
+  };
+  const out = new Map<string, BtfStruct>();
+  for (const ty of dump.types) {
+    if (ty.kind !== 'STRUCT' || !ty.name.startsWith('ph_')) continue;
+    out.set(ty.name, { size: ty.size!, offsets: Object.fromEntries(ty.members!.map((m) => [m.name, m.bits_offset / 8])) });
+  }
+  return out;
+}
+
+let structs: Map<string, BtfStruct> | undefined;
+function layout(name: string): BtfStruct {
+  structs ??= btfStructs(ensureBpfObject('lb'));
+  const s = structs.get(name);
+  if (!s) throw new Error(`struct ${name} not in BTF`);
+  return s;
+}
+
+t.test('stat enum in stats.h equals STAT_REASONS', async (t) => {
+  const src = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'stats.h'), 'utf8');
+  const entries = [...src.matchAll(/^\s*PH_STAT_([A-Z0-9_]+)\s*=\s*(\d+),/gm)].map((m) => [m[1]!.toLowerCase(), Number(m[2])] as const);
+  const max = entries.find(([n]) => n === 'max');
+  const reasons = entries.filter(([n]) => n !== 'max');
+  t.same(reasons.map(([, v]) => v), reasons.map((_, i) => i), 'values are 0..n-1 in order');
+  t.same(reasons.map(([n]) => n), [...abi.STAT_REASONS]);
+  t.equal(max?.[1], abi.STAT_REASONS.length, 'PH_STAT_MAX');
+});
+
+t.test('.rodata variables in config.h equal RODATA', async (t) => {
+  const src = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'config.h'), 'utf8');
+  const sizes: Record<string, number> = { __u8: 1, __u16: 2, __u32: 4, __u64: 8 };
+  const vars = Object.fromEntries([...src.matchAll(/const volatile (__u\d+) (cfg_\w+)/g)].map((m) => [m[2]!, sizes[m[1]!]!]));
+  t.same(vars, abi.RODATA);
+});
+
+t.test('map names in maps.h/stats.h match MAP and fit 15 chars', async (t) => {
+  const src = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'maps.h'), 'utf8') + readFileSync(join(BPF_SOURCE_DIR, 'lib', 'stats.h'), 'utf8');
+  const names = [...src.matchAll(/^\}\s*(ph_\w+)\s+SEC\("\.maps"\)/gm)].map((m) => m[1]!).sort();
+  t.same(names, Object.values(abi.MAP).sort());
+  for (const n of names) t.ok(n.length <= 15, `${n} ≤ 15 chars`);
+});
+
+t.test('flag constants match the C', async (t) => {
+  const src = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'maps.h'), 'utf8');
+  const defs = Object.fromEntries([...src.matchAll(/#define (PH_\w+)\s+\(?(\d+)(?: << (\d+))?\)?/g)].map((m) => [m[1]!, Number(m[2]) << Number(m[3] ?? 0)]));
+  t.equal(defs.PH_FE_RESET_ON_REMOVE, abi.FE_RESET_ON_REMOVE);
+  t.equal(defs.PH_FE_LOCAL_ONLY, abi.FE_LOCAL_ONLY);
+  t.equal(defs.PH_FE_AFFINITY, abi.FE_AFFINITY);
+  t.equal(defs.PH_FE_SOURCE_RANGES, abi.FE_SOURCE_RANGES);
+  t.equal(defs.PH_CT_NEW, abi.CT_NEW);
+  t.equal(defs.PH_CT_ESTABLISHED, abi.CT_ESTABLISHED);
+  t.equal(defs.PH_CT_CLOSING, abi.CT_CLOSING);
+  t.equal(defs.PH_CTF_SNAT, abi.CTF_SNAT);
+  t.equal(defs.PH_CTF_LOCAL, abi.CTF_LOCAL);
+  t.equal(defs.PH_AF_INET, abi.AF_INET);
+  t.equal(defs.PH_AF_INET6, abi.AF_INET6);
+});
+
+t.test('struct sizes match BTF', async (t) => {
+  const sizes: Record<string, number> = {
+    ph_fe_key: abi.SIZE.feKey, ph_fe_value: abi.SIZE.feValue, ph_backend: abi.SIZE.backend, ph_flow: abi.SIZE.flow,
+    ph_ct: abi.SIZE.ct, ph_rev: abi.SIZE.rev, ph_runtime: abi.SIZE.runtime, ph_resp_key: abi.SIZE.respKey,
+    ph_resp_value: abi.SIZE.respValue, ph_traffic: abi.SIZE.traffic,
+  };
+  for (const [name, size] of Object.entries(sizes)) t.equal(layout(name).size, size, name);
+});
+
+t.test('frontend codecs write at the BTF offsets and round-trip', async (t) => {
+  const o = layout('ph_fe_key').offsets;
+  const k = abi.encodeFrontendKey({ address: '198.51.100.7', port: 8080, protocol: 'UDP' });
+  t.same([...k.subarray(o.addr!, o.addr! + 4)], [198, 51, 100, 7]);
+  t.equal(k.readUInt16BE(o.port!), 8080);
+  t.equal(k[o.proto!], abi.IPPROTO_UDP);
+  t.equal(k[o.family!], abi.AF_INET);
+  t.same(abi.decodeFrontendKey(k), { address: '198.51.100.7', port: 8080, protocol: 'UDP' });
+  const k6 = abi.encodeFrontendKey({ address: '2001:db8::7', port: 443, protocol: 'TCP' });
+  t.same(abi.decodeFrontendKey(k6), { address: '2001:db8::7', port: 443, protocol: 'TCP' });
+  t.equal(k6[o.family!], abi.AF_INET6);
+
+  const vo = layout('ph_fe_value').offsets;
+  const v = abi.encodeFrontendValue({ id: 77, flags: abi.FE_RESET_ON_REMOVE, backends: 3, affinityTimeout: 10800 });
+  t.equal(v.readUInt32LE(vo.id!), 77);
+  t.equal(v.readUInt16LE(vo.flags!), 1);
+  t.equal(v.readUInt16LE(vo.backends!), 3);
+  t.equal(v.readUInt32LE(vo.affinity_timeout!), 10800);
+  t.same(abi.decodeFrontendValue(v), { id: 77, flags: 1, backends: 3, affinityTimeout: 10800 });
+});
+
+t.test('backend, flow, runtime and responder codecs match BTF', async (t) => {
+  const bo = layout('ph_backend').offsets;
+  const b = abi.encodeBackend({ address: '2001:db8:1::2', port: 9000 });
+  t.equal(b.readUInt16BE(bo.port!), 9000);
+  t.equal(b[bo.family!], abi.AF_INET6);
+  t.same(abi.decodeBackend(b), { address: '2001:db8:1::2', port: 9000 });
+
+  const fo = layout('ph_flow').offsets;
+  const f = abi.encodeFlow({ src: '192.0.2.1', dst: '198.51.100.1', sport: 1234, dport: 80, proto: 6 });
+  t.same([...f.subarray(fo.dst!, fo.dst! + 4)], [198, 51, 100, 1]);
+  t.equal(f.readUInt16BE(fo.sport!), 1234);
+  t.equal(f.readUInt16BE(fo.dport!), 80);
+  t.equal(f[fo.proto!], 6);
+  t.equal(f[fo.family!], abi.AF_INET);
+  t.same(abi.decodeFlow(f), { src: '192.0.2.1', dst: '198.51.100.1', sport: 1234, dport: 80, proto: 6 });
+  t.throws(() => abi.encodeFlow({ src: '192.0.2.1', dst: '2001:db8::1', sport: 1, dport: 1, proto: 6 }), /mixes/);
+
+  const ro = layout('ph_runtime').offsets;
+  const r = abi.encodeRuntime({ livenessNs: 123456789n, snatV4: '198.18.1.1', snatV6: '2001:db8::1', portMin: 40000, portMax: 49999 });
+  t.equal(r.readBigUInt64LE(ro.liveness_ns!), 123456789n);
+  t.same([...r.subarray(ro.snat_v4!, ro.snat_v4! + 4)], [198, 18, 1, 1]);
+  t.equal(r.readUInt16LE(ro.port_min!), 40000);
+  t.equal(r.readUInt16LE(ro.port_max!), 49999);
+  t.same(abi.decodeRuntime(r), { livenessNs: 123456789n, snatV4: '198.18.1.1', snatV6: '2001:db8::1', portMin: 40000, portMax: 49999 });
+  t.throws(() => abi.encodeRuntime({ livenessNs: 0n, snatV4: '2001:db8::1', portMin: 1, portMax: 2 }), /not IPv4/);
+
+  const ko = layout('ph_resp_key').offsets;
+  const k = abi.encodeResponderKey({ address: '203.0.113.9', ifindex: 42 });
+  t.equal(k.readUInt32LE(ko.ifindex!), 42);
+  t.equal(k[ko.family!], abi.AF_INET);
+  t.same(abi.decodeResponderKey(k), { address: '203.0.113.9', ifindex: 42 });
+  t.same(abi.decodeResponderValue(abi.encodeResponderValue('02:00:5e:10:00:01')), { mac: '02:00:5e:10:00:01' });
+  t.throws(() => abi.encodeResponderValue('02:00'), /MAC/);
+});
+
+t.test('conntrack and reverse NAT decoders read the BTF offsets', async (t) => {
+  const co = layout('ph_ct').offsets;
+  const ct = Buffer.alloc(abi.SIZE.ct);
+  ct.writeBigUInt64LE(5n, co.last_seen!);
+  ct.writeUInt32LE(9, co.backend_id!);
+  ct.writeUInt32LE(4, co.frontend_id!);
+  ct.writeUInt32LE(3, co.nh!);
+  ct.set([198, 18, 0, 2], co.snat_addr!);
+  ct.writeUInt16BE(40001, co.snat_port!);
+  ct[co.state!] = abi.CT_ESTABLISHED;
+  ct[co.flags!] = abi.CTF_SNAT;
+  const d = abi.decodeConntrack(ct, abi.AF_INET);
+  t.match(d, { lastSeenNs: 5n, backendId: 9, frontendId: 4, snatAddress: '198.18.0.2', snatPort: 40001, state: abi.CT_ESTABLISHED, nextHop: { ifindex: 3 } });
+
+  const ro = layout('ph_rev').offsets;
+  const rv = Buffer.alloc(abi.SIZE.rev);
+  abi.addrBytes('2001:db8::5').copy(rv, ro.new_src!);
+  abi.addrBytes('2001:db8::99').copy(rv, ro.new_dst!);
+  rv.writeUInt16BE(80, ro.new_sport!);
+  rv.writeUInt16BE(5555, ro.new_dport!);
+  rv.writeUInt32LE(12, ro.backend_id!);
+  rv[ro.flags!] = abi.CTF_LOCAL;
+  t.match(abi.decodeReverseNat(rv, abi.AF_INET6), { newSrc: '2001:db8::5', newDst: '2001:db8::99', newSport: 80, newDport: 5555, backendId: 12, flags: abi.CTF_LOCAL });
+});
+
+t.test('addresses round-trip in RFC 5952 form', async (t) => {
+  for (const a of ['::', '::1', '2001:db8::', '2001:db8:0:1::1', '2001:db8:1:2:3:4:5:6', 'fe80::1:0:0:1', '0.0.0.0', '255.255.255.255']) {
+    const b = abi.addrBytes(a);
+    t.equal(abi.readAddr(b, 0, a.includes(':') ? abi.AF_INET6 : abi.AF_INET), a);
+  }
+  t.equal(abi.readAddr(abi.addrBytes('::ffff:192.0.2.1'), 0, abi.AF_INET6), '::ffff:c000:201');
+  t.equal(abi.readAddr(abi.addrBytes('2001:DB8:0:0:1:0:0:1'), 0, abi.AF_INET6), '2001:db8::1:0:0:1');
+  t.throws(() => abi.addrBytes('nope'), /not an IP/);
+  t.same(abi.encodeRodata('cfg_snat', 1), Buffer.from([1]));
+  t.equal(abi.encodeRodata('cfg_udp_ns', 5n).readBigUInt64LE(0), 5n);
+});
