@@ -1,0 +1,117 @@
+/**
+ * Pool analysis: parse every pool's blocks, check its selector, and decide
+ * which pools conflict. Pure and independent of services.
+ *
+ * Rules (issue 4):
+ * - Pools are taken oldest first (creationTimestamp, then name). A pool whose
+ *   own blocks overlap, or that overlaps an older non-conflicting pool, is
+ *   conflicting and holds nothing; the conflict clears when the overlap goes.
+ * - `allowFirstLastIPs: No` removes the first and last address of each CIDR
+ *   block of prefix < /31 (IPv4) or < /127 (IPv6); ranges never reserve.
+ * - A pool with an invalid block or selector is `invalid`: its valid blocks
+ *   still keep the addresses services already hold (nothing already serving
+ *   moves because of a typo), but it hands out nothing new.
+ */
+import { FAMILY_BITS, parseBlock, rangesOverlap, formatRange, type AddressRange, type ParsedBlock } from '../model/cidr.js';
+import { validateSelector } from '../model/selector.js';
+import type { FieldError, IPFamily, IPPool } from '../model/types.js';
+
+export type PoolState = 'active' | 'disabled' | 'invalid' | 'conflicting';
+
+export interface PoolConflict {
+  /** The older pool this one overlaps, or undefined for a self-overlap. */
+  withPool?: string;
+  message: string;
+}
+
+export interface AnalysedPool {
+  name: string;
+  pool: IPPool;
+  order: string;
+  /** Valid blocks, whole (reservations not removed); in spec order. */
+  blocks: (ParsedBlock & { field: string })[];
+  /** What may be handed out, per family, after reservations, sorted by address. */
+  allocatable: Record<IPFamily, AddressRange[]>;
+  errors: FieldError[];
+  /** The selector could not be checked: the pool keeps what it holds, regardless of selector. */
+  selectorInvalid: boolean;
+  conflict?: PoolConflict;
+  state: PoolState;
+}
+
+export function poolOrder(pool: IPPool): string {
+  return `${pool.meta.creationTimestamp ?? ''}\u0000${pool.meta.name}`;
+}
+
+function reserve(block: ParsedBlock, allowFirstLast: boolean): AddressRange | undefined {
+  if (allowFirstLast || block.prefixLength === undefined) return block;
+  // /31 and /127 are point-to-point sized; /32 and /128 single addresses: nothing to reserve.
+  if (block.prefixLength >= FAMILY_BITS[block.family] - 1) return block;
+  return { family: block.family, first: block.first + 1n, last: block.last - 1n };
+}
+
+export function analysePool(pool: IPPool): AnalysedPool {
+  const errors: FieldError[] = [];
+  const blocks: AnalysedPool['blocks'] = [];
+  pool.blocks.forEach((block, i) => {
+    const field = `spec.blocks[${i}]`;
+    const parsed = parseBlock(block, field);
+    if (parsed.ok) blocks.push({ ...parsed.value, field });
+    else errors.push(parsed.error);
+  });
+  const selectorErrors = pool.serviceSelector ? validateSelector(pool.serviceSelector, 'spec.serviceSelector') : [];
+  errors.push(...selectorErrors);
+  const allocatable: Record<IPFamily, AddressRange[]> = { IPv4: [], IPv6: [] };
+  for (const b of blocks) {
+    const r = reserve(b, pool.allowFirstLastIPs);
+    if (r) allocatable[b.family].push(r);
+  }
+  for (const family of ['IPv4', 'IPv6'] as const) allocatable[family].sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
+  let conflict: PoolConflict | undefined;
+  const sorted = [...blocks].sort((a, b) => (a.family !== b.family ? (a.family < b.family ? -1 : 1) : a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
+  for (let i = 1; i < sorted.length && !conflict; i++) {
+    const a = sorted[i - 1]!;
+    const b = sorted[i]!;
+    if (rangesOverlap(a, b)) {
+      conflict = { message: `${a.field} (${formatRange(a)}) overlaps ${b.field} (${formatRange(b)}) of the same pool` };
+    }
+  }
+  return {
+    name: pool.meta.name,
+    pool,
+    order: poolOrder(pool),
+    blocks,
+    allocatable,
+    errors,
+    selectorInvalid: selectorErrors.length > 0,
+    ...(conflict ? { conflict } : {}),
+    state: conflict ? 'conflicting' : errors.length > 0 ? 'invalid' : pool.disabled ? 'disabled' : 'active',
+  };
+}
+
+/** Every pool analysed, oldest first, with cross-pool conflicts decided. */
+export function analysePools(pools: Iterable<IPPool>): AnalysedPool[] {
+  const analysed = [...pools].map(analysePool).sort((a, b) => (a.order < b.order ? -1 : a.order > b.order ? 1 : 0));
+  const kept: AnalysedPool[] = [];
+  for (const p of analysed) {
+    if (p.state === 'conflicting') continue;
+    let clash: { other: AnalysedPool; mine: AddressRange; theirs: AddressRange } | undefined;
+    for (const other of kept) {
+      for (const mine of p.blocks) {
+        const theirs = other.blocks.find((b) => rangesOverlap(mine, b));
+        if (theirs) { clash = { other, mine, theirs }; break; }
+      }
+      if (clash) break;
+    }
+    if (clash) {
+      p.conflict = {
+        withPool: clash.other.name,
+        message: `${formatRange(clash.mine)} overlaps ${formatRange(clash.theirs)} of older pool ${clash.other.name}`,
+      };
+      p.state = 'conflicting';
+    } else {
+      kept.push(p);
+    }
+  }
+  return analysed;
+}
