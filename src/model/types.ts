@@ -278,6 +278,8 @@ export interface Frontend {
   /** Local traffic policy: only node-local backends, client address kept. */
   localOnly: boolean;
   sourceRanges: string[];
+  /** Flows of a backend that disappears: moved to another backend (default) or dropped so clients reset. */
+  removedBackendPolicy?: 'rebalance' | 'reset';
 }
 
 // ---------------------------------------------------------------- validation
