@@ -1,6 +1,6 @@
 /**
- * Compiles test/native/bpf/addon_test.bpf.c (test-only BPF) once per test
- * file into a temporary directory, with the product's own clang flags.
+ * Compiles the test-only BPF under test/native/bpf/ into a temporary
+ * directory, with the product's own clang flags.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -9,13 +9,19 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clangArgs } from '../../src/datapath/bpf-build.js';
 
-const SOURCE = join(dirname(fileURLToPath(import.meta.url)), 'bpf', 'addon_test.bpf.c');
+const SOURCE_DIR = join(dirname(fileURLToPath(import.meta.url)), 'bpf');
 
-/** Returns the object path and a cleanup function removing the temp dir. */
-export function compileTestObject(): { path: string; cleanup: () => void } {
+/** Compiles bpf/<name>.bpf.c; returns the object path and a cleanup removing the temp dir. */
+export function compileTestObject(name = 'addon_test'): { path: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'phn-bpf-'));
-  const path = join(dir, 'addon_test.o');
-  execFileSync('clang', clangArgs(SOURCE, path), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const path = join(dir, `${name}.o`);
+  try {
+    execFileSync('clang', clangArgs(join(SOURCE_DIR, `${name}.bpf.c`), path), { stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    const stderr = (err as { stderr?: Buffer }).stderr?.toString() ?? '';
+    throw new Error(`clang failed on ${name}.bpf.c: ${stderr || (err as Error).message}`);
+  }
   return { path, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
