@@ -1,0 +1,494 @@
+/**
+ * Network-namespace lab for tests that send real packets.
+ *
+ *   const lab = await withLab(t, 'phd');
+ *   await lab.addNamespace('client');
+ *   await lab.addNamespace('lb', { forwarding: true });
+ *   await lab.addLink({ ns: 'client', ifname: 'eth0', addrs: ['198.18.0.1/24'] },
+ *                     { ns: 'lb', ifname: 'c0', addrs: ['198.18.0.2/24'] });
+ *   await lab.exec('client', ['ping', '-c1', '-W1', '198.18.0.2']);
+ *
+ * Every namespace is named `${prefix}-${name}` and removed by that exact name
+ * at teardown — after the test (tap teardown), when the process exits, and
+ * when it is killed by SIGTERM/SIGINT/SIGHUP. `withLab` also removes leftovers
+ * of the same prefix from an earlier crashed run. Processes started with
+ * `spawn` are tracked by PID and killed (SIGTERM, then SIGKILL); they also
+ * get a parent-death SIGKILL so a crashed test leaves no orphan behind.
+ *
+ * Every address the lab assigns must lie in the test ranges
+ * (`assertLabAddress`). Methods take the short namespace name; a full name
+ * that this lab created is accepted too.
+ */
+import { execFileSync, spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PROJECT_ROOT, clangArgs } from '../../src/datapath/bpf-build.js';
+
+export interface ExecResult { stdout: string; stderr: string; code: number }
+
+export interface LinkEnd {
+  ns: string;
+  ifname: string;
+  addrs?: string[];
+  mac?: string;
+  mtu?: number;
+}
+
+/** What `withLab` needs of a tap test. */
+export interface TeardownHost {
+  teardown(fn: () => unknown): void;
+}
+
+const SUPPORT_DIR = fileURLToPath(new URL('.', import.meta.url));
+const DEFAULT_EXEC_TIMEOUT_MS = 30_000;
+const KILL_GRACE_MS = 2_000;
+const MAX_IFNAME = 15;
+
+// ---------------------------------------------------------------------------
+// Address guard
+
+interface Range { family: 4 | 6; base: bigint; len: number }
+
+function parseV4(s: string): bigint | null {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
+  if (!m) return null;
+  let v = 0n;
+  for (let i = 1; i <= 4; i++) {
+    const o = Number(m[i]);
+    if (o > 255) return null;
+    v = (v << 8n) | BigInt(o);
+  }
+  return v;
+}
+
+function parseV6(s: string): bigint | null {
+  if (!/^[0-9a-fA-F:.]+$/.test(s)) return null;
+  let text = s;
+  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hex groups.
+  const v4tail = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(text);
+  if (v4tail) {
+    const v4 = parseV4(v4tail[2]!);
+    if (v4 === null) return null;
+    text = `${v4tail[1]}${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
+  }
+  const halves = text.split('::');
+  if (halves.length > 2) return null;
+  const head = halves[0] ? halves[0].split(':') : [];
+  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 1 ? missing !== 0 : missing < 1) return null;
+  const groups = [...head, ...Array<string>(halves.length === 2 ? missing : 0).fill('0'), ...tail];
+  let v = 0n;
+  for (const g of groups) {
+    if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
+    v = (v << 16n) | BigInt(parseInt(g, 16));
+  }
+  return v;
+}
+
+function range(cidr: string): Range {
+  const [addr, len] = cidr.split('/') as [string, string];
+  const v4 = parseV4(addr);
+  if (v4 !== null) return { family: 4, base: v4, len: Number(len) };
+  return { family: 6, base: parseV6(addr)!, len: Number(len) };
+}
+
+/** The only ranges lab traffic may use (RFC 2544 benchmarking, RFC 5737 and RFC 3849 documentation). */
+export const LAB_RANGES: readonly string[] = ['198.18.0.0/15', '192.0.2.0/24', '198.51.100.0/24', '203.0.113.0/24', '2001:db8::/32'];
+const ALLOWED: Range[] = LAB_RANGES.map(range);
+
+/** Throws unless `addr` (an address or a CIDR) lies entirely inside one of LAB_RANGES. */
+export function assertLabAddress(addr: string): void {
+  const [host, lenText, ...rest] = addr.split('/');
+  const v4 = parseV4(host ?? '');
+  const v6 = v4 === null ? parseV6(host ?? '') : null;
+  const family = v4 !== null ? 4 : 6;
+  const value = v4 ?? v6;
+  const bits = family === 4 ? 32 : 128;
+  const len = lenText === undefined ? bits : Number(lenText);
+  if (value === null || rest.length > 0 || !Number.isInteger(len) || len < 0 || len > bits || (lenText !== undefined && !/^\d+$/.test(lenText))) {
+    throw new Error(`lab address guard: '${addr}' is not an IP address or CIDR`);
+  }
+  for (const r of ALLOWED) {
+    if (r.family !== family || len < r.len) continue;
+    const shift = BigInt(bits - r.len);
+    if (value >> shift === r.base >> shift) return;
+  }
+  throw new Error(`lab address guard: '${addr}' is outside the test ranges ${LAB_RANGES.join(', ')}`);
+}
+
+// ---------------------------------------------------------------------------
+// Process-wide safety net: every live lab is torn down synchronously when the
+// process exits or is killed by a catchable signal.
+
+const liveLabs = new Set<Lab>();
+let safetyNetInstalled = false;
+// SIGALRM is how tap ends a test file that ran past its timeout.
+const FATAL_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGALRM'];
+
+function installSafetyNet(): void {
+  if (safetyNetInstalled) return;
+  safetyNetInstalled = true;
+  process.on('exit', () => {
+    for (const lab of liveLabs) lab.teardownSync();
+  });
+  for (const sig of FATAL_SIGNALS) {
+    // Runs first and then steps aside, so another handler (tap's signal-exit,
+    // which only acts when it is the last listener left) still sees the
+    // signal and decides; with no other handler, die of the signal as we
+    // would have without this one.
+    const onSignal = (): void => {
+      for (const lab of liveLabs) lab.teardownSync();
+      process.removeListener(sig, onSignal);
+      if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+    };
+    process.prependListener(sig, onSignal);
+  }
+}
+
+function runSync(cmd: string[]): void {
+  try {
+    execFileSync(cmd[0]!, cmd.slice(1), { stdio: 'ignore', timeout: 10_000 });
+  } catch {
+    // best effort: teardown of something already gone
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Runs a host command (no shell), collecting output; bounded by timeoutMs. */
+export function run(cmd: string[], opts: { timeoutMs?: number; input?: string; allowFail?: boolean } = {}): Promise<ExecResult> {
+  const timeoutMs = opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
+  return new Promise((resolve, reject) => {
+    const child = spawnChild(cmd[0]!, cmd.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(new Error(`${cmd.join(' ')}: ${e.message}`));
+    });
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      const res: ExecResult = {
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+        code: code ?? (signal ? 128 : 1),
+      };
+      if (timedOut) {
+        if (opts.allowFail) resolve({ ...res, code: 124 });
+        else reject(new Error(`${cmd.join(' ')}: timed out after ${timeoutMs} ms\n${res.stderr}`));
+        return;
+      }
+      if (res.code !== 0 && !opts.allowFail) {
+        reject(new Error(`${cmd.join(' ')}: exit ${res.code}${signal ? ` (${signal})` : ''}\n${res.stderr.trim()}`));
+        return;
+      }
+      resolve(res);
+    });
+    child.stdin.on('error', () => { /* the command may exit before reading */ });
+    child.stdin.end(opts.input ?? '');
+  });
+}
+
+// ---------------------------------------------------------------------------
+
+export class Lab {
+  readonly prefix: string;
+  private readonly namespaces = new Set<string>();
+  private readonly children = new Set<ChildProcess>();
+  private tornDown = false;
+
+  constructor(prefix: string) {
+    if (!/^[a-z][a-z0-9]{0,7}$/.test(prefix)) {
+      throw new Error(`lab prefix '${prefix}' must be 1-8 lowercase letters/digits starting with a letter (no '-')`);
+    }
+    this.prefix = prefix;
+    liveLabs.add(this);
+    installSafetyNet();
+  }
+
+  /** Full namespace name. A full name this lab created is returned as is. */
+  ns(name: string): string {
+    if (this.namespaces.has(name)) return name;
+    if (!/^[A-Za-z0-9_.-]+$/.test(name)) throw new Error(`bad namespace name '${name}'`);
+    return `${this.prefix}-${name}`;
+  }
+
+  nsPath(name: string): string {
+    return `/run/netns/${this.ns(name)}`;
+  }
+
+  /** Names of existing namespaces that belong to `prefix` (exactly `${prefix}-*`). */
+  static async list(prefix: string): Promise<string[]> {
+    const res = await run(['ip', 'netns', 'list'], { allowFail: true });
+    return res.stdout
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/)[0] ?? '')
+      .filter((n) => n.startsWith(`${prefix}-`));
+  }
+
+  /** Removes leftover namespaces of this exact prefix. Kills no process. */
+  static async cleanup(prefix: string): Promise<void> {
+    if (!/^[a-z][a-z0-9]{0,7}$/.test(prefix)) throw new Error(`bad lab prefix '${prefix}'`);
+    for (const name of await Lab.list(prefix)) {
+      await run(['ip', 'netns', 'del', name], { allowFail: true });
+    }
+  }
+
+  async addNamespace(name: string, opts: { forwarding?: boolean } = {}): Promise<void> {
+    this.assertLive();
+    const full = this.ns(name);
+    await run(['ip', 'netns', 'add', full]);
+    this.namespaces.add(full);
+    await run(['ip', '-n', full, 'link', 'set', 'lo', 'up']);
+    const sysctls = [
+      'net.ipv6.conf.all.accept_dad=0',
+      'net.ipv6.conf.default.accept_dad=0',
+      `net.ipv4.ip_forward=${opts.forwarding ? 1 : 0}`,
+      `net.ipv6.conf.all.forwarding=${opts.forwarding ? 1 : 0}`,
+    ];
+    await run(['ip', 'netns', 'exec', full, 'sysctl', '-q', '-w', ...sysctls]);
+  }
+
+  async addLink(a: LinkEnd, b: LinkEnd): Promise<void> {
+    this.assertLive();
+    for (const end of [a, b]) this.checkEnd(end);
+    const side = (end: LinkEnd): string[] => [
+      end.ifname, 'netns', this.ns(end.ns),
+      ...(end.mac ? ['address', end.mac] : []),
+      ...(end.mtu ? ['mtu', String(end.mtu)] : []),
+    ];
+    // Created directly in the target namespaces: no name clash in the host namespace.
+    await run(['ip', 'link', 'add', 'name', ...side(a), 'type', 'veth', 'peer', 'name', ...side(b)]);
+    for (const end of [a, b]) {
+      await this.addAddrs(end.ns, end.ifname, end.addrs ?? []);
+      await run(['ip', '-n', this.ns(end.ns), 'link', 'set', 'dev', end.ifname, 'up']);
+    }
+  }
+
+  async addBridge(ns: string, name: string, opts: { addrs?: string[] } = {}): Promise<void> {
+    this.assertLive();
+    this.checkIfname(name);
+    for (const a of opts.addrs ?? []) assertLabAddress(a);
+    const full = this.ns(ns);
+    // No STP (no forwarding delay) and no snooping, so NS/NA multicast is flooded.
+    await run(['ip', '-n', full, 'link', 'add', 'name', name, 'type', 'bridge', 'stp_state', '0', 'mcast_snooping', '0']);
+    await this.addAddrs(ns, name, opts.addrs ?? []);
+    await run(['ip', '-n', full, 'link', 'set', 'dev', name, 'up']);
+  }
+
+  async attachToBridge(ns: string, ifname: string, bridge: string): Promise<void> {
+    await run(['ip', '-n', this.ns(ns), 'link', 'set', 'dev', ifname, 'master', bridge]);
+  }
+
+  /** Adds addresses (CIDR) to an interface; IPv6 ones without DAD. */
+  async addAddrs(ns: string, ifname: string, addrs: string[]): Promise<void> {
+    for (const addr of addrs) {
+      assertLabAddress(addr);
+      const v6 = addr.includes(':');
+      await run(['ip', '-n', this.ns(ns), 'addr', 'add', addr, 'dev', ifname, ...(v6 ? ['nodad'] : [])]);
+    }
+  }
+
+  /** Runs a command inside the namespace; throws with stderr on non-zero exit unless allowFail. */
+  exec(ns: string, cmd: string[], opts: { timeoutMs?: number; input?: string; allowFail?: boolean } = {}): Promise<ExecResult> {
+    return run(['ip', 'netns', 'exec', this.ns(ns), ...cmd], opts);
+  }
+
+  /**
+   * Starts a long-running process inside the namespace. `ip netns exec` and
+   * `setpriv` both exec, so the child's PID is the command's own; it is
+   * killed by PID at teardown, and by the kernel if this process dies first.
+   */
+  spawn(ns: string, cmd: string[], opts: { env?: Record<string, string> } = {}): ChildProcess {
+    this.assertLive();
+    const child = spawnChild('ip', ['netns', 'exec', this.ns(ns), 'setpriv', '--pdeathsig', 'KILL', '--', ...cmd], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...opts.env },
+    });
+    this.children.add(child);
+    child.on('exit', () => this.children.delete(child));
+    child.on('error', () => this.children.delete(child));
+    return child;
+  }
+
+  async ifIndex(ns: string, ifname: string): Promise<number> {
+    return (await this.linkInfo(ns, ifname)).ifindex;
+  }
+
+  async mac(ns: string, ifname: string): Promise<string> {
+    return (await this.linkInfo(ns, ifname)).address;
+  }
+
+  /** Attaches a native XDP_PASS program, so XDP_TX/redirected frames into the peer veth are not dropped. */
+  async attachXdpPass(ns: string, ifname: string): Promise<void> {
+    const obj = await xdpPassObject();
+    await run(['ip', '-n', this.ns(ns), '-force', 'link', 'set', 'dev', ifname, 'xdpdrv', 'obj', obj, 'sec', 'xdp']);
+  }
+
+  /** Kills tracked processes and deletes this lab's namespaces by exact name. Idempotent. */
+  async teardown(): Promise<void> {
+    const children = [...this.children];
+    for (const c of children) if (c.pid && c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    const deadline = Date.now() + KILL_GRACE_MS;
+    while (Date.now() < deadline && children.some((c) => c.pid && isAlive(c.pid) && c.exitCode === null && c.signalCode === null)) {
+      await sleep(25);
+    }
+    for (const c of children) if (c.pid && c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    this.children.clear();
+    for (const full of [...this.namespaces]) {
+      await run(['ip', 'netns', 'del', full], { allowFail: true });
+      this.namespaces.delete(full);
+    }
+    this.tornDown = true;
+    liveLabs.delete(this);
+  }
+
+  /** Synchronous last resort used by the exit/signal handlers. */
+  teardownSync(): void {
+    for (const c of this.children) if (c.pid && c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    this.children.clear();
+    for (const full of this.namespaces) runSync(['ip', 'netns', 'del', full]);
+    this.namespaces.clear();
+    this.tornDown = true;
+    liveLabs.delete(this);
+  }
+
+  private async linkInfo(ns: string, ifname: string): Promise<{ ifindex: number; address: string }> {
+    const res = await run(['ip', '-n', this.ns(ns), '-j', 'link', 'show', 'dev', ifname]);
+    const info = (JSON.parse(res.stdout) as Array<{ ifindex: number; address: string }>)[0];
+    if (!info) throw new Error(`no interface ${ifname} in ${this.ns(ns)}`);
+    return info;
+  }
+
+  private checkEnd(end: LinkEnd): void {
+    this.checkIfname(end.ifname);
+    if (!this.namespaces.has(this.ns(end.ns))) throw new Error(`namespace ${this.ns(end.ns)} was not added to this lab`);
+    for (const a of end.addrs ?? []) assertLabAddress(a);
+  }
+
+  private checkIfname(name: string): void {
+    if (!/^[A-Za-z0-9_.-]+$/.test(name) || name.length > MAX_IFNAME) {
+      throw new Error(`interface name '${name}' must be 1-${MAX_IFNAME} characters of [A-Za-z0-9_.-]`);
+    }
+  }
+
+  private assertLive(): void {
+    if (this.tornDown) throw new Error(`lab ${this.prefix} was already torn down`);
+  }
+}
+
+/** Creates a Lab, cleans leftovers of the prefix first, registers t.teardown(() => lab.teardown()). */
+export async function withLab(t: TeardownHost, prefix: string): Promise<Lab> {
+  await Lab.cleanup(prefix);
+  const lab = new Lab(prefix);
+  t.teardown(() => lab.teardown());
+  return lab;
+}
+
+// ---------------------------------------------------------------------------
+// XDP_PASS object for veth peers
+
+const XDP_PASS_SOURCE = join(SUPPORT_DIR, 'bpf', 'xdp_pass.bpf.c');
+const XDP_PASS_OBJECT = join(PROJECT_ROOT, 'build', 'test', 'xdp_pass.o');
+
+/** Compiles test/support/bpf/xdp_pass.bpf.c into build/test/ when missing or stale. */
+export async function xdpPassObject(): Promise<string> {
+  if (!existsSync(XDP_PASS_OBJECT) || statSync(XDP_PASS_OBJECT).mtimeMs < statSync(XDP_PASS_SOURCE).mtimeMs) {
+    mkdirSync(join(PROJECT_ROOT, 'build', 'test'), { recursive: true });
+    // Compile to a per-process temp name then rename: parallel test files may race here.
+    const tmp = `${XDP_PASS_OBJECT}.${process.pid}.tmp`;
+    await run(['clang', ...clangArgs(XDP_PASS_SOURCE, tmp)]);
+    await run(['mv', '-f', tmp, XDP_PASS_OBJECT]);
+  }
+  return XDP_PASS_OBJECT;
+}
+
+// ---------------------------------------------------------------------------
+// Echo server and HTTP client
+
+const ECHO_SERVER = join(SUPPORT_DIR, 'echo-server.mjs');
+const READY_TIMEOUT_MS = 5_000;
+
+/**
+ * Starts test/support/echo-server.mjs in `ns`. HTTP mode answers every
+ * request with the body `<name> <clientaddr>`; UDP mode answers each datagram
+ * with `<name> <clientaddr> <payload>`. `host` defaults to `::` (IPv4 and
+ * IPv6). Resolves once the server reports it is listening (bounded wait).
+ */
+export async function startEchoServer(lab: Lab, ns: string, opts: { name: string; port: number; udp?: boolean; host?: string }): Promise<ChildProcess> {
+  if (opts.host && opts.host !== '::' && opts.host !== '0.0.0.0') assertLabAddress(opts.host);
+  const args = [process.execPath, ECHO_SERVER, opts.udp ? 'udp' : 'http', opts.name, String(opts.port), opts.host ?? '::'];
+  const child = lab.spawn(ns, args);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    let errText = '';
+    const timer = setTimeout(() => finish(new Error(`echo server ${opts.name} in ${lab.ns(ns)} not listening after ${READY_TIMEOUT_MS} ms: ${errText}`)), READY_TIMEOUT_MS);
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      if (out.includes('listening')) finish();
+    };
+    const onErr = (d: Buffer): void => { errText += d.toString(); };
+    const onExit = (code: number | null): void => finish(new Error(`echo server ${opts.name} exited (${code}): ${errText}`));
+    function finish(err?: Error): void {
+      clearTimeout(timer);
+      child.stdout?.off('data', onData);
+      child.off('exit', onExit);
+      if (err) reject(err);
+      else resolve();
+    }
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', onErr);
+    child.on('exit', onExit);
+  });
+  // Keep draining so a chatty server never blocks on a full pipe.
+  child.stdout?.resume();
+  return child;
+}
+
+function urlHost(url: string): string {
+  const m = /^[a-z]+:\/\/(\[[^\]]+\]|[^/:]+)/.exec(url);
+  if (!m) throw new Error(`bad url ${url}`);
+  return m[1]!.replace(/^\[|\]$/g, '');
+}
+
+/** GET `url` with curl inside `ns`; returns the body. Throws on failure (connection, timeout, HTTP error). */
+export async function httpGet(lab: Lab, ns: string, url: string, opts: { timeoutMs?: number; localAddress?: string } = {}): Promise<string> {
+  assertLabAddress(urlHost(url));
+  if (opts.localAddress) assertLabAddress(opts.localAddress);
+  const timeoutMs = opts.timeoutMs ?? 5_000;
+  const cmd = ['curl', '-sS', '-g', '--fail', '--noproxy', '*', '--max-time', String(timeoutMs / 1000)];
+  if (opts.localAddress) cmd.push('--interface', opts.localAddress);
+  cmd.push(url);
+  const res = await lab.exec(ns, cmd, { timeoutMs: timeoutMs + 2_000 });
+  return res.stdout;
+}
+
+/** Sends one UDP datagram from `ns` and returns the first reply (or throws after timeoutMs). */
+export async function udpQuery(lab: Lab, ns: string, host: string, port: number, payload: string, opts: { timeoutMs?: number; localAddress?: string } = {}): Promise<string> {
+  assertLabAddress(host);
+  if (opts.localAddress) assertLabAddress(opts.localAddress);
+  const timeoutMs = opts.timeoutMs ?? 3_000;
+  const args = [process.execPath, ECHO_SERVER, 'udp-client', host, String(port), payload, String(timeoutMs), opts.localAddress ?? ''];
+  const res = await lab.exec(ns, args, { timeoutMs: timeoutMs + 3_000 });
+  return res.stdout;
+}
