@@ -73,6 +73,10 @@ Napi::Value XdpAttach(const Napi::CallbackInfo &info) {
 }
 
 static void QueryXdp(Napi::Env env, int ifindex, const std::string &what, struct bpf_xdp_query_opts *opts) {
+  // The netlink dump behind bpf_xdp_query just finds nothing for an unknown
+  // index: check the interface exists so a typo is not reported as "none".
+  char name[IF_NAMESIZE];
+  if (if_indextoname(ifindex, name) == nullptr) Throw(env, ENODEV, what);
   memset(opts, 0, sizeof(*opts));
   opts->sz = sizeof(*opts);
   uint64_t mark = LogMark();
