@@ -208,7 +208,11 @@ struct {
 	__type(value, struct ph_resp_value);
 } ph_responder SEC(".maps");
 
-/* Egress interfaces for bpf_redirect_map, keyed by ifindex. */
+/*
+ * Egress interfaces for bpf_redirect_map, keyed by ifindex. Not pinned: the
+ * kernel adds BPF_F_RDONLY_PROG to a devmap's flags, so libbpf refuses to
+ * re-adopt the pin; the loader refills it on attach (bpf_redirect covers the gap).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
 	__uint(max_entries, 64);

@@ -1,0 +1,246 @@
+/**
+ * Loads bpf/lb.bpf.c: open, set .rodata config and map sizes, pin every
+ * stateful map under the pin directory (re-adopting maps already pinned
+ * there, so conntrack and counters survive an agent restart or a program
+ * upgrade), load, and attach XDP / tc egress to interfaces.
+ *
+ * Hitless restart = `loadDatapath` again with the same pin dir, then
+ * `attachXdp` on the same interfaces: the kernel swaps the program
+ * atomically (no detach in between) and the new program sees the old maps.
+ */
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensureBpfObject } from './bpf-build.js';
+import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from './libbpf.js';
+import { encodeRodata, MAP, PROG, SIZE, type MapRole, type RodataName } from './abi.js';
+import { DEFAULT_MAGLEV_M, isPrime } from './maglev.js';
+
+export interface DatapathSizes {
+  /** Frontends ({VIP, port, proto}); also the Maglev outer map and per-frontend counters. */
+  frontends: number;
+  /** Backends; also per-backend counters. */
+  backends: number;
+  /** Conntrack entries (and as many reverse-NAT entries). */
+  conntrack: number;
+  /** Responder (address, interface) entries. */
+  responder: number;
+  /** Egress interfaces in the devmap. */
+  txPorts: number;
+}
+
+export const DEFAULT_SIZES: DatapathSizes = { frontends: 1024, backends: 4096, conntrack: 262144, responder: 1024, txPorts: 64 };
+
+export interface DatapathConfig {
+  /** Maglev table size (prime). */
+  maglevM: number;
+  /** Flow-hash seed; must be equal on every LB node of a cluster. */
+  hashSeed: number;
+  /** ARP/NDP answers stop when the liveness stamp is older. */
+  livenessMaxMs: number;
+  tcpEstablishedTimeoutS: number;
+  tcpTransientTimeoutS: number;
+  udpTimeoutS: number;
+  /** Age after which a flow's cached next hop is looked up again. */
+  fibRefreshMs: number;
+  /** SNAT to the node address (default) or DNAT only. */
+  snat: boolean;
+}
+
+export const DEFAULT_CONFIG: DatapathConfig = {
+  maglevM: DEFAULT_MAGLEV_M,
+  hashSeed: 0x7068726f,
+  livenessMaxMs: 3000,
+  tcpEstablishedTimeoutS: 3600,
+  tcpTransientTimeoutS: 30,
+  udpTimeoutS: 60,
+  fibRefreshMs: 1000,
+  snat: true,
+};
+
+export interface LoadOptions {
+  addon: NativeAddon;
+  /** Where maps are pinned; must be on a bpffs. Default for the agent: /sys/fs/bpf/pharos/<node-name>. */
+  pinDir: string;
+  /** Compiled object; default: build/bpf/lb.o, compiled if stale. */
+  objectPath?: string;
+  sizes?: Partial<DatapathSizes>;
+  config?: Partial<DatapathConfig>;
+}
+
+export type DatapathMaps = Record<MapRole, BpfMap>;
+
+/**
+ * Maps pinned (and re-adopted on restart): all but the devmap, which the
+ * kernel marks BPF_F_RDONLY_PROG so libbpf cannot reuse a pinned one; it is
+ * refilled by `attachXdp`.
+ */
+export const PINNED: readonly MapRole[] = (Object.keys(MAP) as MapRole[]).filter((r) => r !== 'txPorts');
+
+export class DatapathLoadError extends Error {}
+
+/** Expected shape of each pinned map, to refuse a mismatched pin with a clear message before load. */
+function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; keySize: number; valueSize: number; maxEntries: number }> {
+  return {
+    frontends: { type: 'hash', keySize: SIZE.feKey, valueSize: SIZE.feValue, maxEntries: sizes.frontends },
+    backends: { type: 'hash', keySize: 4, valueSize: SIZE.backend, maxEntries: sizes.backends },
+    maglev: { type: 'array_of_maps', keySize: 4, valueSize: 4, maxEntries: sizes.frontends },
+    conntrack: { type: 'lru_hash', keySize: SIZE.flow, valueSize: SIZE.ct, maxEntries: sizes.conntrack },
+    reverseNat: { type: 'lru_hash', keySize: SIZE.flow, valueSize: SIZE.rev, maxEntries: sizes.conntrack },
+    runtime: { type: 'array', keySize: 4, valueSize: SIZE.runtime, maxEntries: 1 },
+    responder: { type: 'hash', keySize: SIZE.respKey, valueSize: SIZE.respValue, maxEntries: sizes.responder },
+    txPorts: { type: 'devmap_hash', keySize: 4, valueSize: 8, maxEntries: sizes.txPorts },
+    stats: { type: 'percpu_array', keySize: 4, valueSize: 8, maxEntries: -1 },
+    frontendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.frontends },
+    backendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.backends },
+  };
+}
+
+export interface AttachOptions {
+  /** Network namespace path (/run/netns/NAME) of the interface. */
+  netns?: string;
+  mode?: XdpMode;
+}
+
+export class LoadedDatapath {
+  constructor(
+    readonly object: BpfObject,
+    readonly maps: DatapathMaps,
+    readonly xdp: BpfProgram,
+    readonly tcEgress: BpfProgram,
+    readonly config: DatapathConfig,
+    readonly sizes: DatapathSizes,
+    readonly pinDir: string,
+    /** True when existing pinned maps were taken over (restart), false on a fresh pin dir. */
+    readonly adopted: boolean,
+    private readonly addon: NativeAddon,
+  ) {}
+
+  /**
+   * Attach (or atomically replace) the XDP program on an interface. Native
+   * mode by default; 'auto' falls back to generic and says so in the result.
+   */
+  attachXdp(ifname: string, opts: AttachOptions = {}): { ifindex: number; mode: 'native' | 'generic' } {
+    const ifindex = this.addon.ifIndex(ifname, opts.netns);
+    const mode = this.addon.xdpAttach(ifindex, this.xdp.fd, opts.mode ?? 'native', opts.netns);
+    // A devmap resolves ifindexes in the updating process's namespace: only use it for host interfaces.
+    if (!opts.netns) this.addTxPort(ifindex);
+    return { ifindex, mode };
+  }
+
+  /** tc egress (clsact) reverse NAT for replies of backends on this node. Idempotent (replaces). */
+  attachTcEgress(ifname: string, opts: { netns?: string } = {}): number {
+    const ifindex = this.addon.ifIndex(ifname, opts.netns);
+    this.addon.tcAttach(ifindex, 'egress', this.tcEgress.fd, { handle: 1, priority: 1, ...(opts.netns ? { netns: opts.netns } : {}) });
+    return ifindex;
+  }
+
+  /** Put an interface into the redirect devmap (XDP redirects to it go through the devmap fast path). */
+  addTxPort(ifindex: number): void {
+    const key = Buffer.alloc(4);
+    key.writeUInt32LE(ifindex);
+    const val = Buffer.alloc(8);
+    val.writeUInt32LE(ifindex);
+    this.maps.txPorts.update(key, val);
+  }
+
+  detach(ifname: string, opts: { netns?: string } = {}): void {
+    const ifindex = this.addon.ifIndex(ifname, opts.netns);
+    this.addon.xdpDetach(ifindex, opts.netns);
+    try {
+      this.addon.tcDetach(ifindex, 'egress', { handle: 1, priority: 1, ...(opts.netns ? { netns: opts.netns } : {}) });
+    } catch (err) {
+      if (!(err instanceof BpfError && (err.code === 'ENOENT' || err.code === 'EINVAL'))) throw err;
+    }
+  }
+
+  /** Close our handles. Pinned maps and attached programs stay in the kernel (the data path keeps forwarding). */
+  close(): void {
+    for (const m of Object.values(this.maps)) m.close();
+    this.object.close();
+  }
+}
+
+function resolveConfig(c: Partial<DatapathConfig> | undefined): DatapathConfig {
+  const cfg = { ...DEFAULT_CONFIG, ...c };
+  if (!isPrime(cfg.maglevM)) throw new DatapathLoadError(`maglevM ${cfg.maglevM} must be a prime`);
+  return cfg;
+}
+
+function rodataValues(cfg: DatapathConfig): Record<RodataName, number | bigint> {
+  const ns = (s: number): bigint => BigInt(Math.round(s * 1e9));
+  return {
+    cfg_maglev_m: cfg.maglevM,
+    cfg_hash_seed: cfg.hashSeed >>> 0,
+    cfg_liveness_max_ns: ns(cfg.livenessMaxMs / 1000),
+    cfg_tcp_est_ns: ns(cfg.tcpEstablishedTimeoutS),
+    cfg_tcp_transient_ns: ns(cfg.tcpTransientTimeoutS),
+    cfg_udp_ns: ns(cfg.udpTimeoutS),
+    cfg_fib_refresh_ns: ns(cfg.fibRefreshMs / 1000),
+    cfg_snat: cfg.snat ? 1 : 0,
+  };
+}
+
+/**
+ * Open, configure and load the data path, pinning (or re-adopting) its maps
+ * under `pinDir`. Does not attach anything.
+ */
+export function loadDatapath(opts: LoadOptions): LoadedDatapath {
+  const { addon, pinDir } = opts;
+  const sizes = { ...DEFAULT_SIZES, ...opts.sizes };
+  const config = resolveConfig(opts.config);
+  const objectPath = opts.objectPath ?? ensureBpfObject('lb');
+  mkdirSync(pinDir, { recursive: true });
+
+  const expected = expectedMaps(sizes);
+  let adopted = false;
+  for (const role of PINNED) {
+    const path = join(pinDir, MAP[role]);
+    if (!existsSync(path)) continue;
+    adopted = true;
+    const pinned = addon.openPinnedMap(path);
+    try {
+      const want = expected[role];
+      const bad = pinned.type !== want.type || pinned.keySize !== want.keySize || pinned.valueSize !== want.valueSize ||
+        (want.maxEntries >= 0 && pinned.maxEntries !== want.maxEntries);
+      if (bad) {
+        throw new DatapathLoadError(`pinned map ${path} (${pinned.type}, key ${pinned.keySize}, value ${pinned.valueSize}, ` +
+          `${pinned.maxEntries} entries) does not match this configuration (${want.type}, key ${want.keySize}, value ${want.valueSize}, ` +
+          `${want.maxEntries} entries); keep the previous sizes or remove the pin directory (this drops established flows)`);
+      }
+    } finally {
+      pinned.close();
+    }
+  }
+
+  const object = addon.openObject(objectPath);
+  try {
+    for (const [name, value] of Object.entries(rodataValues(config)) as Array<[RodataName, number | bigint]>) {
+      object.setRodata(name, encodeRodata(name, value));
+    }
+    object.setMaxEntries(MAP.frontends, sizes.frontends);
+    object.setMaxEntries(MAP.maglev, sizes.frontends);
+    object.setMaxEntries(MAP.frontendStats, sizes.frontends);
+    object.setMaxEntries(MAP.backends, sizes.backends);
+    object.setMaxEntries(MAP.backendStats, sizes.backends);
+    object.setMaxEntries(MAP.conntrack, sizes.conntrack);
+    object.setMaxEntries(MAP.reverseNat, sizes.conntrack);
+    object.setMaxEntries(MAP.responder, sizes.responder);
+    object.setMaxEntries(MAP.txPorts, sizes.txPorts);
+    for (const role of PINNED) object.setPinPath(MAP[role], join(pinDir, MAP[role]));
+    object.load();
+    const maps = Object.fromEntries((Object.keys(MAP) as MapRole[]).map((r) => [r, object.map(MAP[r])])) as DatapathMaps;
+    return new LoadedDatapath(object, maps, object.program(PROG.xdp), object.program(PROG.tcEgress), config, sizes, pinDir, adopted, addon);
+  } catch (err) {
+    object.close();
+    if (err instanceof BpfError) throw new DatapathLoadError(`loading ${objectPath} with pins in ${pinDir}: ${err.message}`);
+    throw err;
+  }
+}
+
+/** Remove every pinned map of ours under pinDir (drops established flows; for tests and `pharos bpf reset`). */
+export function removePins(pinDir: string): void {
+  if (!existsSync(pinDir)) return;
+  const ours = new Set<string>(Object.values(MAP));
+  for (const f of readdirSync(pinDir)) if (ours.has(f)) rmSync(join(pinDir, f));
+  if (readdirSync(pinDir).length === 0) rmSync(pinDir, { recursive: true });
+}

@@ -1,0 +1,463 @@
+/**
+ * Keeps the data path's maps equal to the desired frontends.
+ *
+ *   const sync = new DatapathSync(addon, loaded.maps, { maglevM: loaded.config.maglevM });
+ *   sync.readState();                 // rebuild the view from the (possibly re-adopted) maps
+ *   const result = sync.apply(frontends);
+ *
+ * `planSync` is the pure part (desired vs current view → operations);
+ * `apply` performs them in an order where no packet sees a half state:
+ * backends first, then Maglev tables (each a fresh inner array, filled, then
+ * swapped in with one outer-map update), then frontend entries, then removals.
+ * Ids are stable: a frontend or backend keeps its id for as long as it
+ * exists, and ids are reused only after the whole id space went round, so a
+ * stale conntrack entry never lands on an unrelated new backend quickly.
+ */
+import { BpfError, type BpfMap, type NativeAddon } from './libbpf.js';
+import {
+  decodeBackend, decodeFrontendKey, decodeRuntime, decodeFrontendValue, encodeBackend, encodeFrontendKey, encodeFrontendValue, encodeResponderKey,
+  encodeResponderValue, encodeRuntime, familyOf, u32Key, FE_LOCAL_ONLY, FE_RESET_ON_REMOVE, SIZE, type FrontendValue, type Runtime,
+} from './abi.js';
+import { buildMaglevTable, MaglevError } from './maglev.js';
+import type { DatapathMaps } from './loader.js';
+import type { Frontend } from '../model/types.js';
+
+/** BPF_F_INNER_MAP: inner tables of any size (bpf/lib/maps.h). */
+const BPF_F_INNER_MAP = 1 << 12;
+
+export function frontendKeyString(f: { address: string; port: number; protocol: string }): string {
+  return `${f.protocol}/${f.address}/${f.port}`;
+}
+
+export function backendKeyString(b: { address: string; port: number }): string {
+  return `${b.address}|${b.port}`;
+}
+
+// ---------------------------------------------------------------- the view (what is in the maps)
+
+export interface ViewFrontend {
+  id: number;
+  address: string;
+  port: number;
+  protocol: 'TCP' | 'UDP';
+  value: FrontendValue;
+  /** Backend ids of the published table; empty = none. */
+  table: Uint32Array;
+}
+
+export interface ViewBackend {
+  id: number;
+  address: string;
+  port: number;
+}
+
+export interface View {
+  frontends: Map<string, ViewFrontend>;
+  backends: Map<string, ViewBackend>;
+}
+
+// ---------------------------------------------------------------- the plan (pure)
+
+export interface SyncError {
+  /** The frontend (`TCP/VIP/port`) or backend it concerns, and the owning service when known. */
+  object: string;
+  service?: string;
+  /** Set when a map is full. */
+  map?: string;
+  message: string;
+}
+
+export interface PlannedFrontend {
+  key: string;
+  id: number;
+  address: string;
+  port: number;
+  protocol: 'TCP' | 'UDP';
+  value: FrontendValue;
+  /** New table to publish, or undefined when the published one is already right. */
+  table?: Uint32Array;
+  /** Whether the frontend entry must be written. */
+  writeValue: boolean;
+}
+
+export interface SyncPlan {
+  addBackends: ViewBackend[];
+  frontends: PlannedFrontend[];
+  removeFrontends: ViewFrontend[];
+  removeBackends: ViewBackend[];
+  errors: SyncError[];
+}
+
+export interface PlanOptions {
+  maglevM: number;
+  maxFrontends: number;
+  maxBackends: number;
+  /** Next id to try (round-robin allocation); updated in place. */
+  cursor: { frontend: number; backend: number };
+}
+
+function allocId(used: Set<number>, max: number, cursor: { next: number }): number | undefined {
+  for (let i = 0; i < max - 1; i++) {
+    const id = ((cursor.next - 1 + i) % (max - 1)) + 1; // 1..max-1; 0 is "none"
+    if (!used.has(id)) {
+      used.add(id);
+      cursor.next = id + 1;
+      return id;
+    }
+  }
+  return undefined;
+}
+
+function sameTable(a: Uint32Array, b: Uint32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+function sameValue(a: FrontendValue, b: FrontendValue): boolean {
+  return a.id === b.id && a.flags === b.flags && a.backends === b.backends && a.affinityTimeout === b.affinityTimeout;
+}
+
+/** Desired frontends + current view → the operations that make the maps equal to the desired state. */
+export function planSync(view: View, desired: readonly Frontend[], opts: PlanOptions): SyncPlan {
+  const errors: SyncError[] = [];
+  const wanted = new Map<string, Frontend>();
+  for (const f of desired) {
+    const key = frontendKeyString(f);
+    if (f.protocol === 'SCTP') {
+      errors.push({ object: key, service: f.service, message: 'SCTP frontends are not supported by the data path; skipped' });
+      continue;
+    }
+    let family;
+    try {
+      family = familyOf(f.address);
+    } catch (err) {
+      errors.push({ object: key, service: f.service, message: (err as Error).message });
+      continue;
+    }
+    const bad = f.backends.find((b) => { try { return familyOf(b.address) !== family; } catch { return true; } });
+    if (bad) {
+      errors.push({ object: key, service: f.service, message: `backend ${bad.address} is not an ${family} address; frontend skipped` });
+      continue;
+    }
+    if (wanted.has(key)) {
+      errors.push({ object: key, service: f.service, message: `frontend also claimed by ${wanted.get(key)!.service}; first one kept` });
+      continue;
+    }
+    wanted.set(key, f);
+  }
+
+  // Backends: every backend of a wanted frontend exists (terminating ones keep their flows).
+  const usedBackendIds = new Set([...view.backends.values()].map((b) => b.id));
+  const backendIds = new Map<string, number>();
+  for (const [k, b] of view.backends) backendIds.set(k, b.id);
+  const addBackends: ViewBackend[] = [];
+  const bcursor = { next: opts.cursor.backend };
+  const unplaceable = new Set<string>();
+  for (const [fkey, f] of wanted) {
+    for (const b of f.backends) {
+      const bk = backendKeyString(b);
+      if (backendIds.has(bk) || unplaceable.has(bk)) continue;
+      const id = allocId(usedBackendIds, opts.maxBackends, bcursor);
+      if (id === undefined) {
+        unplaceable.add(bk);
+        errors.push({ object: bk, service: f.service, map: 'ph_backends', message: `backend map full (${opts.maxBackends} entries): backend ${bk} of ${fkey} not added` });
+        continue;
+      }
+      backendIds.set(bk, id);
+      addBackends.push({ id, address: b.address, port: b.port });
+    }
+  }
+  opts.cursor.backend = bcursor.next;
+
+  // Frontends and their tables.
+  const usedFrontendIds = new Set([...view.frontends.values()].map((f) => f.id));
+  const fcursor = { next: opts.cursor.frontend };
+  const frontends: PlannedFrontend[] = [];
+  for (const [key, f] of wanted) {
+    const current = view.frontends.get(key);
+    const id = current?.id ?? allocId(usedFrontendIds, opts.maxFrontends, fcursor);
+    if (id === undefined) {
+      errors.push({ object: key, service: f.service, map: 'ph_frontends', message: `frontend map full (${opts.maxFrontends} entries): ${key} not added` });
+      continue;
+    }
+    const eligible = f.backends.filter((b) => b.state === 'active' && b.weight > 0 && backendIds.has(backendKeyString(b)));
+    let table: Uint32Array = new Uint32Array(0);
+    if (eligible.length > 0) {
+      try {
+        const idx = buildMaglevTable(eligible.map((b) => ({ key: backendKeyString(b), weight: b.weight })), opts.maglevM);
+        table = Uint32Array.from(idx, (i) => backendIds.get(backendKeyString(eligible[i]!))!);
+      } catch (err) {
+        if (!(err instanceof MaglevError)) throw err;
+        errors.push({ object: key, service: f.service, message: `${err.message}; previous table kept` });
+        if (current) table = current.table;
+        else continue;
+      }
+    }
+    const value: FrontendValue = {
+      id,
+      flags: (f.removedBackendPolicy === 'reset' ? FE_RESET_ON_REMOVE : 0) | (f.localOnly ? FE_LOCAL_ONLY : 0),
+      backends: table.length > 0 ? Math.max(1, eligible.length) : 0,
+      affinityTimeout: f.sessionAffinity ? f.sessionAffinityTimeoutSeconds : 0,
+    };
+    const tableChanged = !current || !sameTable(current.table, table);
+    frontends.push({
+      key, id, address: f.address, port: f.port, protocol: f.protocol as 'TCP' | 'UDP', value,
+      ...(tableChanged ? { table } : {}),
+      writeValue: !current || !sameValue(current.value, value),
+    });
+  }
+  opts.cursor.frontend = fcursor.next;
+
+  const removeFrontends = [...view.frontends.entries()].filter(([k]) => !wanted.has(k)).map(([, f]) => f);
+  const referenced = new Set<string>();
+  for (const f of wanted.values()) for (const b of f.backends) referenced.add(backendKeyString(b));
+  const removeBackends = [...view.backends.entries()].filter(([k]) => !referenced.has(k)).map(([, b]) => b);
+  return { addBackends, frontends, removeFrontends, removeBackends, errors };
+}
+
+// ---------------------------------------------------------------- applying
+
+export interface SyncResult {
+  frontendsWritten: number;
+  frontendsRemoved: number;
+  backendsAdded: number;
+  backendsRemoved: number;
+  tablesPublished: number;
+  errors: SyncError[];
+}
+
+export interface SyncOptions {
+  maglevM: number;
+}
+
+function isMapFull(err: unknown): boolean {
+  return err instanceof BpfError && (err.code === 'E2BIG' || err.code === 'ENOSPC' || err.code === 'ENOMEM');
+}
+
+export class DatapathSync {
+  private view: View = { frontends: new Map(), backends: new Map() };
+  private readonly cursor = { frontend: 1, backend: 1 };
+  /** Refusals because a map (or id space) was full, by map name: for a metric. */
+  readonly mapFull: Record<string, number> = {};
+  private runtime: Runtime = { livenessNs: 0n, portMin: 0, portMax: 0 };
+
+  constructor(
+    private readonly addon: NativeAddon,
+    private readonly maps: DatapathMaps,
+    private readonly opts: SyncOptions,
+  ) {}
+
+  /** Rebuild the view from the maps: frontends (with their published tables) and backends. */
+  readState(): View {
+    const backends = new Map<string, ViewBackend>();
+    let maxB = 0;
+    for (const [k, v] of this.maps.backends.entries()) {
+      const id = k.readUInt32LE(0);
+      const b = decodeBackend(v);
+      backends.set(backendKeyString(b), { id, ...b });
+      maxB = Math.max(maxB, id);
+    }
+    const frontends = new Map<string, ViewFrontend>();
+    let maxF = 0;
+    for (const [k, v] of this.maps.frontends.entries()) {
+      const key = decodeFrontendKey(k);
+      const value = decodeFrontendValue(v);
+      frontends.set(frontendKeyString(key), { ...key, id: value.id, value, table: this.readTable(value.id) });
+      maxF = Math.max(maxF, value.id);
+    }
+    this.view = { frontends, backends };
+    this.cursor.frontend = maxF + 1;
+    this.cursor.backend = maxB + 1;
+    const rt = this.maps.runtime.lookup(u32Key(0));
+    if (rt) this.runtime = decodeRuntime(rt.subarray(0, SIZE.runtime));
+    return this.view;
+  }
+
+  private readTable(frontendId: number): Uint32Array {
+    const innerId = this.maps.maglev.lookup(u32Key(frontendId));
+    if (!innerId) return new Uint32Array(0);
+    const inner = this.addon.mapFromId(innerId.readUInt32LE(0));
+    try {
+      const out = new Uint32Array(inner.maxEntries);
+      for (const [k, v] of inner.entries()) out[k.readUInt32LE(0)] = v.readUInt32LE(0);
+      // A table of another size than M (config changed) must be rebuilt: report it as different.
+      return inner.maxEntries === this.opts.maglevM ? out : new Uint32Array(0);
+    } finally {
+      inner.close();
+    }
+  }
+
+  /** The current view (ids for metrics labels, `pharos service list`). */
+  current(): View {
+    return this.view;
+  }
+
+  apply(desired: readonly Frontend[]): SyncResult {
+    const plan = planSync(this.view, desired, {
+      maglevM: this.opts.maglevM,
+      maxFrontends: this.maps.frontends.maxEntries,
+      maxBackends: this.maps.backends.maxEntries,
+      cursor: this.cursor,
+    });
+    const errors = [...plan.errors];
+    for (const e of errors) if (e.map) this.mapFull[e.map] = (this.mapFull[e.map] ?? 0) + 1;
+    const result: SyncResult = { frontendsWritten: 0, frontendsRemoved: 0, backendsAdded: 0, backendsRemoved: 0, tablesPublished: 0, errors };
+    const failedBackends = new Set<number>();
+
+    // 1. Backends (their counters zeroed: an id may have served an older backend).
+    for (const b of plan.addBackends) {
+      try {
+        this.maps.backends.update(u32Key(b.id), encodeBackend(b));
+        this.zeroCounters(this.maps.backendStats, b.id);
+        this.view.backends.set(backendKeyString(b), b);
+        result.backendsAdded++;
+      } catch (err) {
+        failedBackends.add(b.id);
+        this.fail(errors, err, 'ph_backends', backendKeyString(b));
+      }
+    }
+
+    // 2 + 3. Tables, then frontend entries.
+    const feKeys: Buffer[] = [];
+    const feValues: Buffer[] = [];
+    const feWritten: PlannedFrontend[] = [];
+    for (const f of plan.frontends) {
+      let table = f.table;
+      if (table && table.some((id) => failedBackends.has(id))) {
+        errors.push({ object: f.key, message: 'some backends could not be added; previous table kept' });
+        table = undefined;
+      }
+      const isNew = !this.view.frontends.has(f.key);
+      if (table) {
+        try {
+          this.publishTable(f.id, table);
+          result.tablesPublished++;
+        } catch (err) {
+          this.fail(errors, err, 'ph_maglev', f.key);
+          continue;
+        }
+      }
+      if (isNew) this.zeroCounters(this.maps.frontendStats, f.id);
+      const prev = this.view.frontends.get(f.key);
+      this.view.frontends.set(f.key, {
+        id: f.id, address: f.address, port: f.port, protocol: f.protocol, value: prev?.value ?? f.value,
+        table: table ?? prev?.table ?? new Uint32Array(0),
+      });
+      if (f.writeValue || isNew) {
+        feKeys.push(encodeFrontendKey(f));
+        feValues.push(encodeFrontendValue(f.value));
+        feWritten.push(f);
+      }
+    }
+    this.writeFrontends(feKeys, feValues, feWritten, errors, result);
+
+    // 4. Removed frontends: entry first (packets stop matching), then the table.
+    for (const f of plan.removeFrontends) {
+      this.maps.frontends.delete(encodeFrontendKey(f));
+      this.maps.maglev.delete(u32Key(f.id));
+      this.view.frontends.delete(frontendKeyString(f));
+      result.frontendsRemoved++;
+    }
+    // 5. Backends no frontend references: their flows re-balance or reset by frontend policy.
+    if (plan.removeBackends.length > 0) {
+      const keys = Buffer.concat(plan.removeBackends.map((b) => u32Key(b.id)));
+      let n = 0;
+      try {
+        n = this.maps.backends.deleteBatch(keys, plan.removeBackends.length);
+      } catch {
+        n = 0;
+      }
+      if (n < plan.removeBackends.length) for (const b of plan.removeBackends.slice(n)) this.maps.backends.delete(u32Key(b.id));
+      for (const b of plan.removeBackends) this.view.backends.delete(backendKeyString(b));
+      result.backendsRemoved += plan.removeBackends.length;
+    }
+    return result;
+  }
+
+  private writeFrontends(keys: Buffer[], values: Buffer[], planned: PlannedFrontend[], errors: SyncError[], result: SyncResult): void {
+    if (keys.length === 0) return;
+    let done = 0;
+    try {
+      done = this.maps.frontends.updateBatch(Buffer.concat(keys), Buffer.concat(values), keys.length);
+    } catch {
+      done = 0; // fall back to one by one below, to name the one that failed
+    }
+    for (let i = 0; i < keys.length; i++) {
+      const f = planned[i]!;
+      if (i >= done) {
+        try {
+          this.maps.frontends.update(keys[i]!, values[i]!);
+        } catch (err) {
+          this.fail(errors, err, 'ph_frontends', f.key);
+          // Not in the map: forget it so the next apply retries, and drop its table.
+          this.view.frontends.delete(f.key);
+          this.maps.maglev.delete(u32Key(f.id));
+          continue;
+        }
+      }
+      const v = this.view.frontends.get(f.key);
+      if (v) v.value = f.value;
+      result.frontendsWritten++;
+    }
+  }
+
+  /** A fresh inner array, filled, then swapped in with one update of the outer map. */
+  private publishTable(frontendId: number, table: Uint32Array): void {
+    if (table.length === 0) {
+      this.maps.maglev.delete(u32Key(frontendId));
+      return;
+    }
+    const inner = this.addon.createMap('array', 4, 4, table.length, { name: `ph_mg_${frontendId}`.slice(0, 15), flags: BPF_F_INNER_MAP });
+    try {
+      const keys = Buffer.alloc(4 * table.length);
+      for (let i = 0; i < table.length; i++) keys.writeUInt32LE(i, 4 * i);
+      const values = Buffer.from(table.buffer, table.byteOffset, table.byteLength);
+      const n = inner.updateBatch(keys, values, table.length);
+      if (n !== table.length) throw new BpfError(`Maglev table for frontend ${frontendId}: wrote ${n} of ${table.length} slots`, 5, 'EIO');
+      this.maps.maglev.update(u32Key(frontendId), u32Key(inner.fd));
+    } finally {
+      inner.close(); // the outer map holds its own reference
+    }
+  }
+
+  private zeroCounters(map: BpfMap, id: number): void {
+    map.update(u32Key(id), Buffer.alloc(map.valueBufferSize));
+  }
+
+  private fail(errors: SyncError[], err: unknown, map: string, object: string): void {
+    if (isMapFull(err)) {
+      this.mapFull[map] = (this.mapFull[map] ?? 0) + 1;
+      errors.push({ object, map, message: `map ${map} is full: ${object} not written` });
+    } else {
+      errors.push({ object, map, message: `writing ${object} to ${map}: ${(err as Error).message}` });
+    }
+  }
+
+  // ---------------------------------------------------------------- node-wide state and responder
+
+  /** SNAT addresses and port range (keep them outside net.ipv4.ip_local_port_range). */
+  setNodeConfig(c: { snatV4?: string; snatV6?: string; portMin: number; portMax: number }): void {
+    if (!(c.portMin >= 1 && c.portMax <= 65535 && c.portMin <= c.portMax)) {
+      throw new RangeError(`SNAT port range ${c.portMin}-${c.portMax} is invalid`);
+    }
+    const { snatV4, snatV6, ...ports } = c;
+    this.runtime = { livenessNs: this.runtime.livenessNs, ...ports, ...(snatV4 ? { snatV4 } : {}), ...(snatV6 ? { snatV6 } : {}) };
+    this.maps.runtime.update(u32Key(0), encodeRuntime(this.runtime));
+  }
+
+  /** Stamp the agent's liveness (CLOCK_MONOTONIC, the clock bpf_ktime_get_ns reads); ARP/NDP answers need it fresh. */
+  touchLiveness(nowNs: bigint = process.hrtime.bigint()): void {
+    this.runtime.livenessNs = nowNs;
+    this.maps.runtime.update(u32Key(0), encodeRuntime(this.runtime));
+  }
+
+  /** Answer ARP/NS for `address` on `ifindex` with `mac`. */
+  setResponder(address: string, ifindex: number, mac: string): void {
+    this.maps.responder.update(encodeResponderKey({ address, ifindex }), encodeResponderValue(mac));
+  }
+
+  deleteResponder(address: string, ifindex: number): boolean {
+    return this.maps.responder.delete(encodeResponderKey({ address, ifindex }));
+  }
+}
