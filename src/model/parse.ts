@@ -33,6 +33,7 @@ import type {
   IPFamily,
   IPFamilyPolicy,
   IPPool,
+  Kind,
   L2Policy,
   LabelSelector,
   LabelSelectorRequirement,
@@ -78,19 +79,19 @@ interface Context {
 type KindParser = (ctx: Context) => ModelObject;
 
 /** `apiVersion kind` → parser. Anything else is ignored, with the reason. */
-const PARSERS: ReadonlyMap<string, { parse: KindParser; flavor: Flavor }> = new Map([
-  ['v1 Service', { parse: parseServiceObject, flavor: 'pharos' }],
-  ['v1 Node', { parse: parseNodeObject, flavor: 'pharos' }],
-  ['v1 Secret', { parse: parseSecretObject, flavor: 'pharos' }],
-  ['discovery.k8s.io/v1 EndpointSlice', { parse: parseEndpointSliceObject, flavor: 'pharos' }],
-  ['coordination.k8s.io/v1 Lease', { parse: parseLeaseObject, flavor: 'pharos' }],
-  [`${PHAROS_API_VERSION} LoadBalancerIPPool`, { parse: parsePoolObject, flavor: 'pharos' }],
-  [`${PHAROS_API_VERSION} L2AnnouncementPolicy`, { parse: parseL2PolicyObject, flavor: 'pharos' }],
-  [`${PHAROS_API_VERSION} BGPPeeringPolicy`, { parse: parseBgpPolicyObject, flavor: 'pharos' }],
-  ['cilium.io/v2alpha1 CiliumLoadBalancerIPPool', { parse: parsePoolObject, flavor: 'cilium' }],
-  ['cilium.io/v2 CiliumLoadBalancerIPPool', { parse: parsePoolObject, flavor: 'cilium' }],
-  ['cilium.io/v2alpha1 CiliumL2AnnouncementPolicy', { parse: parseL2PolicyObject, flavor: 'cilium' }],
-  ['cilium.io/v2alpha1 CiliumBGPPeeringPolicy', { parse: parseBgpPolicyObject, flavor: 'cilium' }],
+const PARSERS: ReadonlyMap<string, { model: Kind; parse: KindParser; flavor: Flavor }> = new Map([
+  ['v1 Service', { model: 'Service', parse: parseServiceObject, flavor: 'pharos' }],
+  ['v1 Node', { model: 'Node', parse: parseNodeObject, flavor: 'pharos' }],
+  ['v1 Secret', { model: 'Secret', parse: parseSecretObject, flavor: 'pharos' }],
+  ['discovery.k8s.io/v1 EndpointSlice', { model: 'EndpointSlice', parse: parseEndpointSliceObject, flavor: 'pharos' }],
+  ['coordination.k8s.io/v1 Lease', { model: 'Lease', parse: parseLeaseObject, flavor: 'pharos' }],
+  [`${PHAROS_API_VERSION} LoadBalancerIPPool`, { model: 'LoadBalancerIPPool', parse: parsePoolObject, flavor: 'pharos' }],
+  [`${PHAROS_API_VERSION} L2AnnouncementPolicy`, { model: 'L2AnnouncementPolicy', parse: parseL2PolicyObject, flavor: 'pharos' }],
+  [`${PHAROS_API_VERSION} BGPPeeringPolicy`, { model: 'BGPPeeringPolicy', parse: parseBgpPolicyObject, flavor: 'pharos' }],
+  ['cilium.io/v2alpha1 CiliumLoadBalancerIPPool', { model: 'LoadBalancerIPPool', parse: parsePoolObject, flavor: 'cilium' }],
+  ['cilium.io/v2 CiliumLoadBalancerIPPool', { model: 'LoadBalancerIPPool', parse: parsePoolObject, flavor: 'cilium' }],
+  ['cilium.io/v2alpha1 CiliumL2AnnouncementPolicy', { model: 'L2AnnouncementPolicy', parse: parseL2PolicyObject, flavor: 'cilium' }],
+  ['cilium.io/v2alpha1 CiliumBGPPeeringPolicy', { model: 'BGPPeeringPolicy', parse: parseBgpPolicyObject, flavor: 'cilium' }],
 ]);
 
 /** The (apiVersion, kind) pairs parseObject understands, for sources that decide what to watch. */
@@ -99,6 +100,12 @@ export function supportedKinds(): { apiVersion: string; kind: string }[] {
     const [apiVersion, kind] = k.split(' ') as [string, string];
     return { apiVersion, kind };
   });
+}
+
+/** The model kind a raw object would become (`CiliumLoadBalancerIPPool` → `LoadBalancerIPPool`), if supported. */
+export function modelKindOf(raw: unknown): Kind | undefined {
+  if (!isRecord(raw)) return undefined;
+  return PARSERS.get(`${String(raw.apiVersion)} ${String(raw.kind)}`)?.model;
 }
 
 /** Parses any supported object, dispatching on apiVersion + kind. Never throws. */

@@ -1,0 +1,240 @@
+/**
+ * The pure core of manifests mode: file texts (plus what was good last time)
+ * → the objects in force and the problems to report. No I/O here; the
+ * watching and persistence live in source.ts.
+ *
+ * Rules (issue 5 and DESIGN.md "Bad input and faults"):
+ * - A file that does not parse as YAML keeps every object it last had in force.
+ * - A document that does not validate keeps the last good version of that
+ *   object (found by kind + namespace/name, else by its position in the
+ *   file); the other documents of the file still apply.
+ * - The same object defined twice: the first in (file name, document) order
+ *   wins, every other definition is reported and ignored.
+ */
+import { LineCounter, parseAllDocuments } from 'yaml';
+import { modelKindOf, parseObject } from '../../model/parse.js';
+import { objectKey, type Kind, type ModelObject } from '../../model/types.js';
+
+export type ProblemSeverity = 'error' | 'warning' | 'ignored';
+
+export interface ManifestProblem {
+  severity: ProblemSeverity;
+  /** File name relative to the manifests directory ('' for the directory itself). */
+  file: string;
+  /** 0-based index of the YAML document in the file. */
+  document?: number;
+  /** 1-based line where the document starts. */
+  line?: number;
+  /** Index inside a `kind: List` document. */
+  item?: number;
+  kind?: string;
+  name?: string;
+  namespace?: string;
+  field?: string;
+  message: string;
+  /** A previous good version of the object (or of the whole file) is still in force. */
+  keptLastGood?: boolean;
+}
+
+/** One object a file contributes, with where it came from. */
+export interface FileRecord {
+  /** `Kind/namespace/name` (model kind): two records with one identity are the same object. */
+  identity: string;
+  document: number;
+  item?: number;
+  /** The kind as written (`CiliumLoadBalancerIPPool`), for position matching and messages. */
+  rawKind: string;
+  object: ModelObject;
+}
+
+export interface FileOutcome {
+  /** What the file puts in force now (fresh objects plus kept last-good ones). */
+  records: FileRecord[];
+  problems: ManifestProblem[];
+}
+
+export function identityOf(obj: ModelObject): string {
+  return `${obj.kind}/${objectKey(obj.meta)}`;
+}
+
+/** `pools.yaml doc 2 (line 14): LoadBalancerIPPool "blue": spec.blocks[0].cidr: ... (last good version kept)` */
+export function formatProblem(p: ManifestProblem): string {
+  let where = p.file || '(directory)';
+  if (p.document !== undefined) where += ` doc ${p.document}`;
+  if (p.item !== undefined) where += ` item ${p.item}`;
+  if (p.line !== undefined) where += ` (line ${p.line})`;
+  let who = '';
+  if (p.kind) {
+    const name = p.namespace ? `${p.namespace}/${p.name ?? ''}` : (p.name ?? '');
+    who = `${p.kind} "${name}": `;
+  }
+  const field = p.field ? `${p.field}: ` : '';
+  const kept = p.keptLastGood ? ' (last good version kept)' : '';
+  return `${where}: ${who}${field}${p.message}${kept}`;
+}
+
+interface RawDocument {
+  document: number;
+  line: number;
+  item?: number;
+  value: unknown;
+}
+
+/**
+ * One file's text → its outcome, given what it put in force last time.
+ * `text` undefined with `readError` means the file could not be read: kept as a whole.
+ */
+export function interpretFile(file: string, text: string | undefined, previous: FileOutcome | undefined, readError?: string): FileOutcome {
+  const lastGood = previous?.records ?? [];
+  if (text === undefined) {
+    return {
+      records: lastGood,
+      problems: [{ severity: 'error', file, message: `cannot read: ${readError ?? 'unknown error'}`, keptLastGood: lastGood.length > 0 }],
+    };
+  }
+
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const list = Array.isArray(docs) ? docs : [];
+  const syntaxProblems: ManifestProblem[] = [];
+  list.forEach((doc, index) => {
+    const first = doc.errors[0];
+    if (first) {
+      const pos = first.pos ? lineCounter.linePos(first.pos[0]) : undefined;
+      syntaxProblems.push({
+        severity: 'error',
+        file,
+        document: index,
+        ...(pos ? { line: pos.line } : {}),
+        message: `not valid YAML: ${first.message.split('\n')[0]}`,
+        keptLastGood: lastGood.length > 0,
+      });
+    }
+  });
+  // A file that does not parse keeps everything it had: half a file is not what anyone meant.
+  if (syntaxProblems.length > 0) return { records: lastGood, problems: syntaxProblems };
+
+  const raws: RawDocument[] = [];
+  list.forEach((doc, index) => {
+    const start = doc.contents?.range?.[0] ?? doc.range[0];
+    const line = lineCounter.linePos(start).line;
+    const value: unknown = doc.toJS({ maxAliasCount: 1000 });
+    if (value === null || value === undefined) return; // empty document, e.g. a trailing `---`
+    if (isListObject(value)) {
+      value.items.forEach((item, i) => raws.push({ document: index, line, item: i, value: item }));
+    } else {
+      raws.push({ document: index, line, value });
+    }
+  });
+
+  const records: FileRecord[] = [];
+  const problems: ManifestProblem[] = [];
+  const usedLastGood = new Set<FileRecord>();
+  const fresh = new Set<string>();
+  const failed: { raw: RawDocument; identity?: string; rawKind: string; problem: ManifestProblem }[] = [];
+
+  for (const raw of raws) {
+    const where = { file, document: raw.document, line: raw.line, ...(raw.item !== undefined ? { item: raw.item } : {}) };
+    const result = parseObject(raw.value);
+    if (result.ok) {
+      const record: FileRecord = {
+        identity: identityOf(result.object),
+        document: raw.document,
+        rawKind: rawKindOf(raw.value),
+        object: result.object,
+        ...(raw.item !== undefined ? { item: raw.item } : {}),
+      };
+      records.push(record);
+      fresh.add(record.identity);
+      const who = whoOf(result.object, record.rawKind);
+      for (const message of result.warnings) problems.push({ severity: 'warning', ...where, ...who, message });
+    } else if (result.ignored) {
+      problems.push({ severity: 'ignored', ...where, message: result.reason });
+    } else {
+      const e = result.error;
+      const modelKind = modelKindOf(raw.value);
+      const identity = modelKind && e.objectName ? `${modelKind}/${e.namespace ? `${e.namespace}/` : ''}${e.objectName}` : undefined;
+      const problem: ManifestProblem = {
+        severity: 'error',
+        ...where,
+        kind: e.kind,
+        name: e.objectName,
+        ...(e.namespace ? { namespace: e.namespace } : {}),
+        field: e.field,
+        message: e.message,
+      };
+      problems.push(problem);
+      failed.push({ raw, rawKind: rawKindOf(raw.value), problem, ...(identity ? { identity } : {}) });
+    }
+  }
+
+  // Keep the last good version of each object that failed, unless the file now defines it validly elsewhere.
+  for (const f of failed) {
+    const candidates = lastGood.filter((r) => !usedLastGood.has(r) && !fresh.has(r.identity));
+    const kept =
+      (f.identity ? candidates.find((r) => r.identity === f.identity) : undefined) ??
+      candidates.find((r) => r.document === f.raw.document && r.item === f.raw.item && r.rawKind === f.rawKind);
+    if (kept) {
+      usedLastGood.add(kept);
+      fresh.add(kept.identity);
+      records.push({ ...kept, document: f.raw.document, ...(f.raw.item !== undefined ? { item: f.raw.item } : {}) });
+      f.problem.keptLastGood = true;
+    }
+  }
+  records.sort((a, b) => a.document - b.document || (a.item ?? -1) - (b.item ?? -1));
+  return { records, problems };
+}
+
+export interface Combined {
+  /** Winners per kind, in file order. */
+  byKind: Map<Kind, ModelObject[]>;
+  problems: ManifestProblem[];
+}
+
+/** All files' outcomes → the objects in force; duplicates resolved by (file name, document) order. */
+export function combineOutcomes(outcomes: ReadonlyMap<string, FileOutcome>): Combined {
+  const files = [...outcomes.keys()].sort();
+  const winners = new Map<string, { file: string; record: FileRecord }>();
+  const byKind = new Map<Kind, ModelObject[]>();
+  const problems: ManifestProblem[] = [];
+  for (const file of files) {
+    const outcome = outcomes.get(file)!;
+    problems.push(...outcome.problems);
+    for (const record of outcome.records) {
+      const winner = winners.get(record.identity);
+      if (winner) {
+        problems.push({
+          severity: 'error',
+          file,
+          document: record.document,
+          ...(record.item !== undefined ? { item: record.item } : {}),
+          ...whoOf(record.object, record.rawKind),
+          message: `duplicate: also defined in ${winner.file} doc ${winner.record.document}, which wins; this one is ignored`,
+        });
+        continue;
+      }
+      winners.set(record.identity, { file, record });
+      const list = byKind.get(record.object.kind) ?? [];
+      list.push(record.object);
+      byKind.set(record.object.kind, list);
+    }
+  }
+  return { byKind, problems };
+}
+
+function whoOf(obj: ModelObject, rawKind: string): Pick<ManifestProblem, 'kind' | 'name' | 'namespace'> {
+  return { kind: rawKind || obj.kind, name: obj.meta.name, ...(obj.meta.namespace ? { namespace: obj.meta.namespace } : {}) };
+}
+
+function rawKindOf(value: unknown): string {
+  return typeof value === 'object' && value !== null && typeof (value as { kind?: unknown }).kind === 'string'
+    ? (value as { kind: string }).kind
+    : '';
+}
+
+/** `kubectl get -o yaml` of several objects gives `kind: List` with items. */
+function isListObject(value: unknown): value is { items: unknown[] } {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as { kind?: unknown; apiVersion?: unknown; items?: unknown };
+  return v.kind === 'List' && v.apiVersion === 'v1' && Array.isArray(v.items);
+}

@@ -1,0 +1,350 @@
+/**
+ * Manifests mode: a directory of YAML/JSON manifests, watched, applied into
+ * the store. fs.watch (debounced) picks changes up within a second; a
+ * periodic rescan is the safety net for what inotify misses (directories
+ * swapped under a ConfigMap mount, network filesystems).
+ *
+ * What is good last time stays in force when a file or document goes bad
+ * (see interpret.ts); that last-good set and the creation timestamps stamped
+ * on objects that lack one are persisted under the state directory, so a
+ * restart with a broken file still serves what was served, and pool ages
+ * (which decide pool conflicts) do not change across restarts.
+ */
+import { EventEmitter } from 'node:events';
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Store } from '../../store/store.js';
+import type { Kind, ModelObject } from '../../model/types.js';
+import {
+  combineOutcomes,
+  formatProblem,
+  identityOf,
+  interpretFile,
+  type FileOutcome,
+  type FileRecord,
+  type ManifestProblem,
+} from './interpret.js';
+
+export { formatProblem, type ManifestProblem } from './interpret.js';
+
+export interface ManifestsSourceOptions {
+  directory: string;
+  /** Where `manifests-state.json` lives (the agent's --state-dir). */
+  stateDir: string;
+  store: Store;
+  /** Quiet time after a file event before rescanning. */
+  debounceMs?: number;
+  /** Safety-net rescan period. */
+  rescanIntervalMs?: number;
+  /** Bounds: files beyond these are reported, not read. */
+  maxFiles?: number;
+  maxFileBytes?: number;
+  now?: () => Date;
+}
+
+export interface ScanReport {
+  /** Manifest files considered. */
+  files: number;
+  /** Objects in force after the scan. */
+  objects: number;
+  errors: ManifestProblem[];
+  warnings: ManifestProblem[];
+  ignored: ManifestProblem[];
+}
+
+const STATE_FILE = 'manifests-state.json';
+const MANIFEST_NAME = /\.(ya?ml|json)$/i;
+
+interface PersistedState {
+  version: 1;
+  directory: string;
+  /** identity → RFC 3339 */
+  creationTimestamps: Record<string, string>;
+  /** file → what it last put in force */
+  files: Record<string, FileRecord[]>;
+}
+
+export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; report: [ScanReport] }> {
+  private readonly directory: string;
+  private readonly statePath: string;
+  private readonly store: Store;
+  private readonly debounceMs: number;
+  private readonly rescanIntervalMs: number;
+  private readonly maxFiles: number;
+  private readonly maxFileBytes: number;
+  private readonly now: () => Date;
+
+  private outcomes = new Map<string, FileOutcome>();
+  private texts = new Map<string, string>();
+  private creationTimestamps = new Map<string, string>();
+  /** Kinds this source has ever written; only these are replaced, so other writers' kinds are left alone. */
+  private readonly ownedKinds = new Set<Kind>();
+  private persisted = '';
+  private reportKey = '';
+  private errorKeys = new Set<string>();
+  private current: ScanReport = { files: 0, objects: 0, errors: [], warnings: [], ignored: [] };
+
+  private watcher: FSWatcher | undefined;
+  private debounceTimer: NodeJS.Timeout | undefined;
+  private rescanTimer: NodeJS.Timeout | undefined;
+  private running: Promise<ScanReport> | undefined;
+  private pending: Promise<ScanReport> | undefined;
+  private stopped = true;
+
+  constructor(options: ManifestsSourceOptions) {
+    super();
+    this.directory = options.directory;
+    this.statePath = join(options.stateDir, STATE_FILE);
+    this.store = options.store;
+    this.debounceMs = options.debounceMs ?? 100;
+    this.rescanIntervalMs = options.rescanIntervalMs ?? 2000;
+    this.maxFiles = options.maxFiles ?? 10_000;
+    this.maxFileBytes = options.maxFileBytes ?? 16 * 1024 * 1024;
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /** Loads persisted state, scans once (the store is marked synced when the directory was readable), then watches. */
+  async start(): Promise<ScanReport> {
+    this.stopped = false;
+    await this.loadState();
+    const report = await this.scanNow();
+    this.startWatching();
+    this.rescanTimer = setInterval(() => {
+      if (!this.watcher) this.startWatching();
+      void this.scanNow();
+    }, this.rescanIntervalMs);
+    this.rescanTimer.unref();
+    return report;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.watcher?.close();
+    this.watcher = undefined;
+    clearTimeout(this.debounceTimer);
+    clearInterval(this.rescanTimer);
+    await this.pending?.catch(() => undefined);
+    await this.running?.catch(() => undefined);
+  }
+
+  /** The problems of the latest scan, errors first. */
+  get problems(): ManifestProblem[] {
+    return [...this.current.errors, ...this.current.warnings, ...this.current.ignored];
+  }
+
+  get errors(): ManifestProblem[] {
+    return this.current.errors;
+  }
+
+  get lastReport(): ScanReport {
+    return this.current;
+  }
+
+  /** Scans now; scans never overlap (a request during a scan runs once after it). */
+  scanNow(): Promise<ScanReport> {
+    if (this.running) {
+      this.pending ??= this.running.then(() => {
+        this.pending = undefined;
+        return this.scanNow();
+      });
+      return this.pending;
+    }
+    this.running = this.scanOnce()
+      .catch((err: unknown) =>
+        // Never an unhandled rejection from a timer-driven scan: the failure becomes a reported error.
+        this.publish({ ...this.current, errors: [{ severity: 'error', file: '', message: `scan failed: ${(err as Error).message}` }] }),
+      )
+      .finally(() => {
+        this.running = undefined;
+      });
+    return this.running;
+  }
+
+  private startWatching(): void {
+    if (this.stopped || this.watcher) return;
+    try {
+      this.watcher = watch(this.directory, { persistent: false }, () => this.scheduleScan());
+      this.watcher.on('error', () => {
+        // The directory went away or was replaced: the periodic rescan re-establishes the watch.
+        this.watcher?.close();
+        this.watcher = undefined;
+      });
+    } catch {
+      this.watcher = undefined;
+    }
+  }
+
+  private scheduleScan(): void {
+    if (this.stopped) return;
+    clearTimeout(this.debounceTimer);
+    this.debounceTimer = setTimeout(() => void this.scanNow(), this.debounceMs);
+    this.debounceTimer.unref();
+  }
+
+  private async scanOnce(): Promise<ScanReport> {
+    let names: string[];
+    try {
+      const entries = await readdir(this.directory);
+      // Hidden names skipped: editors' swap files, ConfigMap mounts' `..data` machinery.
+      names = entries.filter((n) => !n.startsWith('.') && MANIFEST_NAME.test(n)).sort();
+    } catch (err) {
+      // An unreadable directory keeps everything in force; tearing down every service is never the fix.
+      const problem: ManifestProblem = {
+        severity: 'error',
+        file: '',
+        message: `cannot read directory ${this.directory}: ${(err as Error).message}`,
+        keptLastGood: this.outcomes.size > 0,
+      };
+      return this.publish({ ...this.current, errors: [problem] });
+    }
+
+    const extra: ManifestProblem[] = [];
+    if (names.length > this.maxFiles) {
+      for (const n of names.slice(this.maxFiles)) {
+        extra.push({ severity: 'error', file: n, message: `not read: more than ${this.maxFiles} manifest files` });
+      }
+      names = names.slice(0, this.maxFiles);
+    }
+
+    const next = new Map<string, FileOutcome>();
+    for (const name of names) {
+      const previous = this.outcomes.get(name);
+      const { text, error } = await this.readManifest(name);
+      if (text !== undefined && previous && this.texts.get(name) === text) {
+        next.set(name, previous);
+        continue;
+      }
+      next.set(name, interpretFile(name, text, previous, error));
+      if (text !== undefined) this.texts.set(name, text);
+      else this.texts.delete(name);
+    }
+    for (const name of this.texts.keys()) if (!next.has(name)) this.texts.delete(name);
+    this.outcomes = next;
+
+    const combined = combineOutcomes(next);
+    const stamped = this.stamp(combined.byKind);
+    const problems = [...combined.problems, ...extra];
+    let objects = 0;
+    for (const list of stamped.values()) objects += list.length;
+    const report: ScanReport = {
+      files: names.length,
+      objects,
+      errors: problems.filter((p) => p.severity === 'error'),
+      warnings: problems.filter((p) => p.severity === 'warning'),
+      ignored: problems.filter((p) => p.severity === 'ignored'),
+    };
+    // The report is current before the store changes, so a reader woken by the store sees matching errors.
+    this.current = report;
+    for (const kind of stamped.keys()) this.ownedKinds.add(kind);
+    for (const kind of this.ownedKinds) this.store.replaceAll(kind, stamped.get(kind) ?? []);
+    if (!this.store.synced) this.store.markSynced();
+    try {
+      await this.saveState();
+    } catch (err) {
+      report.errors.push({ severity: 'error', file: '', message: `cannot save ${this.statePath}: ${(err as Error).message}` });
+    }
+    return this.publish(report);
+  }
+
+  private async readManifest(name: string): Promise<{ text?: string; error?: string }> {
+    const path = join(this.directory, name);
+    try {
+      const info = await stat(path);
+      if (!info.isFile()) return { error: 'not a regular file' };
+      if (info.size > this.maxFileBytes) return { error: `larger than ${this.maxFileBytes} bytes` };
+      return { text: await readFile(path, 'utf8') };
+    } catch (err) {
+      return { error: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
+    }
+  }
+
+  /** Objects without a creationTimestamp get the time they were first seen, kept stable across scans and restarts. */
+  private stamp(byKind: Map<Kind, ModelObject[]>): Map<Kind, ModelObject[]> {
+    const seen = new Set<string>();
+    const nowText = this.now().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const out = new Map<Kind, ModelObject[]>();
+    for (const [kind, list] of byKind) {
+      out.set(
+        kind,
+        list.map((obj) => {
+          if (obj.meta.creationTimestamp) return obj;
+          const identity = identityOf(obj);
+          seen.add(identity);
+          let created = this.creationTimestamps.get(identity);
+          if (!created) {
+            created = nowText;
+            this.creationTimestamps.set(identity, created);
+          }
+          return { ...obj, meta: { ...obj.meta, creationTimestamp: created } } as ModelObject;
+        }),
+      );
+    }
+    // Deleted objects forget their age, as in Kubernetes: re-creating one makes it new.
+    for (const identity of this.creationTimestamps.keys()) if (!seen.has(identity)) this.creationTimestamps.delete(identity);
+    return out;
+  }
+
+  private publish(report: ScanReport): ScanReport {
+    this.current = report;
+    const errorKeys = new Set(report.errors.map(formatProblem));
+    if (this.listenerCount('error') > 0) {
+      for (const p of report.errors) if (!this.errorKeys.has(formatProblem(p))) this.emit('error', p);
+    }
+    this.errorKeys = errorKeys;
+    const key = JSON.stringify([report.files, report.objects, this.problems.map(formatProblem)]);
+    if (key !== this.reportKey) {
+      this.reportKey = key;
+      this.emit('report', report);
+    }
+    return report;
+  }
+
+  private async loadState(): Promise<void> {
+    let text: string;
+    try {
+      text = await readFile(this.statePath, 'utf8');
+    } catch {
+      return; // first start
+    }
+    try {
+      const state = JSON.parse(text) as PersistedState;
+      if (state.version !== 1 || state.directory !== this.directory) return;
+      this.creationTimestamps = new Map(Object.entries(state.creationTimestamps ?? {}));
+      for (const [file, records] of Object.entries(state.files ?? {})) {
+        this.outcomes.set(file, { records, problems: [] });
+      }
+      this.persisted = text;
+    } catch {
+      // A corrupt state file is replaced on the next save; objects get fresh ages.
+    }
+  }
+
+  private async saveState(): Promise<void> {
+    const state: PersistedState = {
+      version: 1,
+      directory: this.directory,
+      creationTimestamps: Object.fromEntries([...this.creationTimestamps].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
+      files: Object.fromEntries([...this.outcomes].map(([file, o]) => [file, o.records])),
+    };
+    const text = `${JSON.stringify(state)}\n`;
+    if (text === this.persisted) return;
+    await writeFileAtomic(this.statePath, text);
+    this.persisted = text;
+  }
+}
+
+/** temp file + fsync + rename: a crash leaves the old or the new file, never half of one. */
+export async function writeFileAtomic(path: string, text: string): Promise<void> {
+  const dir = join(path, '..');
+  await mkdir(dir, { recursive: true });
+  const temp = `${path}.tmp-${process.pid}`;
+  const handle = await open(temp, 'w', 0o600);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+  await rename(temp, path);
+}
