@@ -15,7 +15,7 @@
         "src/sockets.cc"
       ],
       "dependencies": [
-        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except"
+        "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"
       ],
       "defines": ["NAPI_VERSION=8", "_GNU_SOURCE"],
       "cflags_cc": ["-std=gnu++17", "-Wall", "-Wextra", "-Wno-missing-field-initializers"],

@@ -24,6 +24,7 @@ struct RunRequest {
   uint32_t dataOutSize = 0;
   int repeat = 0;
   uint32_t flags = 0;
+  uint32_t batchSize = 0;
   std::string netns;
 };
 
@@ -52,6 +53,7 @@ RunRequest ParseRequest(const Napi::CallbackInfo &info, const char *fn) {
                          64 * 1024 * 1024, static_cast<int64_t>(r.data.size()) + 256);
   r.repeat = OptInt(opts.Get("repeat"), std::string(fn) + ": opts.repeat", 0, INT32_MAX, 0);
   r.flags = OptInt(opts.Get("flags"), std::string(fn) + ": opts.flags", 0, UINT32_MAX, 0);
+  r.batchSize = OptInt(opts.Get("batchSize"), std::string(fn) + ": opts.batchSize", 0, UINT32_MAX, 0);
   r.netns = OptString(opts.Get("netns"), std::string(fn) + ": opts.netns").value_or("");
   return r;
 }
@@ -84,6 +86,7 @@ RunResult Run(const RunRequest &r) {
   }
   opts.repeat = r.repeat;
   opts.flags = r.flags;
+  opts.batch_size = r.batchSize;
   if (bpf_prog_test_run_opts(r.progFd, &opts) != 0) {
     res.err = errno;
     std::string context = "testRun on program fd " + std::to_string(r.progFd);

@@ -85,6 +85,8 @@ export interface TestRunOptions {
   ctxIn?: Buffer;
   /** Run inside this network namespace (path such as /run/netns/NAME). */
   netns?: string;
+  /** Live frames: frames per batch (kernel default 64). */
+  batchSize?: number;
 }
 
 export interface TestRunResult {
