@@ -50,12 +50,18 @@ int PrintCallback(enum libbpf_print_level level, const char *fmt, va_list args) 
     va_end(copy);
   }
   if (level != LIBBPF_WARN) return 0;
-  char buf[8192];
-  int n = vsnprintf(buf, sizeof(buf), fmt, args);
+  // The verifier log arrives as one call of any length, its reason at the
+  // end: format all of it, then split it into lines.
+  va_list sizing;
+  va_copy(sizing, args);
+  int n = vsnprintf(nullptr, 0, fmt, sizing);
+  va_end(sizing);
   if (n < 0) return 0;
+  std::string formatted(static_cast<size_t>(n) + 1, '\0');
+  vsnprintf(formatted.data(), formatted.size(), fmt, args);
+  formatted.resize(static_cast<size_t>(n));
   std::lock_guard<std::mutex> lock(ring.mu);
-  // The verifier log arrives as one call with many lines: split it.
-  std::string text = ring.partial + std::string(buf, std::min<size_t>(n, sizeof(buf) - 1));
+  std::string text = ring.partial + formatted;
   ring.partial.clear();
   size_t start = 0;
   for (;;) {
