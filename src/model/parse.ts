@@ -804,7 +804,10 @@ function readVirtualRouter(r: FieldReader, ctx: Context): BgpVirtualRouter {
   if (!adsReader.absent) {
     serviceAdvertisements = [];
     for (const item of adsReader.list()) {
-      const kind = item.oneOf(['LoadBalancerIP', 'ExternalIP', 'ClusterIP'] as const);
+      // Cilium also knows ClusterIP (skipped with a warning); pharos' own kind does not.
+      const kind = item.oneOf<'LoadBalancerIP' | 'ExternalIP' | 'ClusterIP'>(
+        ctx.flavor === 'cilium' ? ['LoadBalancerIP', 'ExternalIP', 'ClusterIP'] : ['LoadBalancerIP', 'ExternalIP'],
+      );
       if (kind === 'ClusterIP') {
         ctx.warn(`${item.path}: ClusterIP advertisement is not supported by pharos; skipped`);
         continue;
