@@ -1,6 +1,7 @@
 /** `pharos l2 list`: which node answers ARP/NDP for which address. */
 import { CliError, EXIT, fetchState, parseCommon, printStructured, runCli } from './agent-client.js';
-import { age, renderTable } from './table.js';
+import { renderTable } from './table.js';
+import { formatAge } from '../ipam/pool-status.js';
 
 export function run(argv: string[]): Promise<number> {
   return runCli(async () => {
@@ -10,7 +11,7 @@ export function run(argv: string[]): Promise<number> {
     if (printStructured(s.l2, opts.output)) return 0;
     const rows = [...s.l2]
       .sort((a, b) => a.service.localeCompare(b.service) || a.address.localeCompare(b.address))
-      .map((l) => [l.service, l.address, l.interfaces.join(',') || '-', l.holder || '<none>', l.since ? age(l.since) : '-', String(l.transitions)]);
+      .map((l) => [l.service, l.address, l.interfaces.join(',') || '-', l.holder || '<none>', l.since ? formatAge(l.since, new Date()) : '-', String(l.transitions)]);
     console.log(renderTable(['SERVICE', 'ADDRESS', 'INTERFACES', 'HOLDER', 'SINCE', 'TRANSITIONS'], rows));
     return 0;
   });

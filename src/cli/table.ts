@@ -16,16 +16,3 @@ export function renderTable(headers: string[], rows: (string | string[])[][]): s
   }
   return out.join('\n');
 }
-
-/** kubectl's AGE column: 45s, 12m, 3h4m, 5d. */
-export function age(from: string | undefined, now = Date.now()): string {
-  if (!from) return '<unknown>';
-  const s = Math.max(0, Math.floor((now - Date.parse(from)) / 1000));
-  if (!Number.isFinite(s)) return '<unknown>';
-  if (s < 120) return `${s}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m`;
-  const h = Math.floor(m / 60);
-  if (h < 24) return m % 60 ? `${h}h${m % 60}m` : `${h}h`;
-  return `${Math.floor(h / 24)}d`;
-}

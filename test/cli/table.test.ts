@@ -1,5 +1,5 @@
 import t from 'tap';
-import { age, renderTable } from '../../src/cli/table.js';
+import { renderTable } from '../../src/cli/table.js';
 import { serviceRows } from '../../src/cli/service.js';
 import { parseCommon } from '../../src/cli/agent-client.js';
 
@@ -19,14 +19,6 @@ t.test('multi-line cells as in cilium service list', async (t) => {
   const out = renderTable(['ID', 'FRONTEND', 'SERVICE', 'TYPE', 'BACKEND'], rows);
   t.equal(out.split('\n')[1], '1    198.51.100.10:80/TCP   default/echo   LoadBalancer   1 => 203.0.113.11:8080 (active)');
   t.match(out.split('\n')[2], /^ {58}2 => \[2001:db8::5\]:8080 \(terminating\)$/);
-});
-
-t.test('age column', async (t) => {
-  const now = Date.parse('2026-01-01T00:10:00Z');
-  t.equal(age('2026-01-01T00:09:30Z', now), '30s');
-  t.equal(age('2026-01-01T00:00:00Z', now), '10m');
-  t.equal(age('2025-12-31T21:00:00Z', now), '3h10m');
-  t.equal(age(undefined, now), '<unknown>');
 });
 
 t.test('common CLI options', async (t) => {
