@@ -1,0 +1,222 @@
+/**
+ * What this node should tell its BGP neighbors, as a pure function of the
+ * store snapshot: `desiredBgp(snapshot, nodeName)` → neighbors and, per
+ * neighbor, the /32 and /128 routes with their communities and local-pref.
+ *
+ * Semantics follow Cilium's CiliumBGPPeeringPolicy v2alpha1, whose manifests
+ * are accepted as they are:
+ *  - `nodeSelector` absent = every node.
+ *  - `serviceSelector` absent = no service for Cilium-flavoured policies (as
+ *    Cilium), every service for pharos' own kind. Services also carry the
+ *    virtual labels `io.kubernetes.service.name` / `.namespace`, as in Cilium.
+ *  - `advertisedPathAttributes`: every entry whose selector matches adds its
+ *    communities; the highest localPreference wins.
+ *  - `externalTrafficPolicy: Local` advertises only while this node has a
+ *    ready endpoint of the service.
+ * Services of a foreign `loadBalancerClass` are not advertised.
+ */
+import { matchesSelector } from '../model/selector.js';
+import { parseBlock, rangeContains, tryParseAddress } from '../model/cidr.js';
+import type { BgpNeighbor, BgpPolicy, BgpVirtualRouter, IPPool, LabelSelector, Service } from '../model/types.js';
+import type { Snapshot } from '../store/store.js';
+import { parseCommunity, parseLargeCommunity } from './codec.js';
+import { AFI_IPV4, AFI_IPV6, canonicalPrefix, familyOf, type Afi } from './prefix.js';
+import type { DesiredBgp, PeerSpec, RouteSpec } from './speaker.js';
+
+export type SelectorMatcher = (selector: LabelSelector, labels: Readonly<Record<string, string>>) => boolean;
+
+/** Load balancer classes whose services pharos advertises over BGP (unset = ours too). */
+export const BGP_LOAD_BALANCER_CLASSES: readonly string[] = ['lb.pharos.io/bgp', 'io.cilium/bgp-control-plane'];
+
+export interface BgpPolicyOptions {
+  /** Router ID when the node has no IPv4 address to derive it from. */
+  routerId?: string;
+  /** Namespace searched first for `authSecretRef` Secrets. */
+  secretNamespace?: string;
+  matches?: SelectorMatcher;
+}
+
+export interface DesiredBgpResult extends DesiredBgp {
+  /** BGP identifier for this node (first IPv4 InternalIP, else the option, else undefined). */
+  routerId?: string;
+  /** Human-readable problems (a missing secret, a duplicate neighbor), each naming its policy. */
+  problems: string[];
+}
+
+function serviceLabels(svc: Service): Record<string, string> {
+  return {
+    ...svc.meta.labels,
+    'io.kubernetes.service.namespace': svc.meta.namespace ?? '',
+    'io.kubernetes.service.name': svc.meta.name,
+  };
+}
+
+function isOurs(svc: Service): boolean {
+  return svc.loadBalancerClass === undefined || BGP_LOAD_BALANCER_CLASSES.includes(svc.loadBalancerClass);
+}
+
+function hasLocalReadyEndpoint(snapshot: Snapshot, svc: Service, nodeName: string): boolean {
+  for (const slice of snapshot.endpointSlices.values()) {
+    if (slice.meta.namespace !== svc.meta.namespace || slice.serviceName !== svc.meta.name) continue;
+    if (slice.endpoints.some((e) => e.ready && e.nodeName === nodeName)) return true;
+  }
+  return false;
+}
+
+/** Addresses of `svc` this virtual router advertises. */
+function advertisedAddresses(svc: Service, router: BgpVirtualRouter): string[] {
+  const out: string[] = [];
+  if (router.serviceAdvertisements.includes('LoadBalancerIP') && svc.type === 'LoadBalancer') {
+    for (const ing of svc.status.ingress) if (ing.ip) out.push(ing.ip);
+  }
+  if (router.serviceAdvertisements.includes('ExternalIP')) out.push(...svc.externalIPs);
+  return out;
+}
+
+function poolsContaining(pools: Iterable<IPPool>, address: string): IPPool[] {
+  const addr = tryParseAddress(address);
+  if (!addr) return [];
+  const out: IPPool[] = [];
+  for (const pool of pools) {
+    const hit = pool.blocks.some((b, i) => {
+      const parsed = parseBlock(b, `blocks[${i}]`);
+      return parsed.ok && rangeContains(parsed.value, addr);
+    });
+    if (hit) out.push(pool);
+  }
+  return out;
+}
+
+function peerAddressOf(n: BgpNeighbor): string {
+  return n.peerAddress.split('/')[0]!;
+}
+
+export function peerId(localAsn: number, address: string, port: number): string {
+  return `${localAsn}/${address.includes(':') ? `[${address}]` : address}:${port}`;
+}
+
+function resolvePassword(snapshot: Snapshot, n: BgpNeighbor, secretNamespace: string | undefined): string | undefined | null {
+  if (n.password !== undefined) return n.password;
+  if (n.authSecretRef === undefined) return undefined;
+  const secrets = [...snapshot.secrets.values()].filter((s) => s.meta.name === n.authSecretRef);
+  secrets.sort((a, b) => Number(b.meta.namespace === secretNamespace) - Number(a.meta.namespace === secretNamespace));
+  const pw = secrets[0]?.data.password;
+  return pw === undefined ? null : pw;
+}
+
+/** The desired BGP state of `nodeName` given everything in the store. */
+export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPolicyOptions = {}): DesiredBgpResult {
+  const matches = options.matches ?? matchesSelector;
+  const problems: string[] = [];
+  const node = snapshot.nodes.get(nodeName);
+  const nodeLabels = { 'kubernetes.io/hostname': nodeName, ...(node?.meta.labels ?? {}) };
+  const nodeV4 = node?.addresses.find((a) => a.type === 'InternalIP' && tryParseAddress(a.address)?.family === 'IPv4')?.address;
+  const routerId = nodeV4 ?? options.routerId;
+
+  const policies = [...snapshot.bgpPolicies.values()]
+    .filter((p) => !p.nodeSelector || matches(p.nodeSelector, nodeLabels))
+    .sort((a, b) => a.meta.name.localeCompare(b.meta.name));
+  const peers = new Map<string, PeerSpec>();
+  const services = [...snapshot.services.values()].filter(isOurs)
+    .sort((a, b) => `${a.meta.namespace}/${a.meta.name}`.localeCompare(`${b.meta.namespace}/${b.meta.name}`));
+
+  for (const policy of policies) {
+    for (const router of policy.virtualRouters) {
+      const routes = routesOf(snapshot, policy, router, services, nodeName, matches, problems);
+      for (const n of router.neighbors) {
+        const address = peerAddressOf(n);
+        const id = peerId(router.localASN, address, n.peerPort);
+        if (peers.has(id)) {
+          problems.push(`BGPPeeringPolicy ${policy.meta.name}: neighbor ${address} (local AS ${router.localASN}) is already configured by another policy; ignored`);
+          continue;
+        }
+        const password = resolvePassword(snapshot, n, options.secretNamespace);
+        if (password === null) {
+          problems.push(`BGPPeeringPolicy ${policy.meta.name}: neighbor ${address}: secret ${n.authSecretRef} with key "password" not found; neighbor not configured`);
+          continue;
+        }
+        const families: Afi[] = n.families.map((f) => (f.afi === 'ipv4' ? AFI_IPV4 : AFI_IPV6));
+        const spec: PeerSpec = {
+          id,
+          localAsn: router.localASN,
+          peerAsn: n.peerASN,
+          peerAddress: address,
+          peerPort: n.peerPort,
+          holdTimeSeconds: n.holdTimeSeconds,
+          keepaliveSeconds: n.keepAliveTimeSeconds,
+          connectRetrySeconds: n.connectRetryTimeSeconds,
+          ebgpMultihopTtl: n.eBGPMultihopTTL,
+          families,
+          gracefulRestart: { ...n.gracefulRestart },
+          routes: routes.filter((r) => families.includes(familyOf(r.prefix.split('/')[0]!)))
+            .map((r) => withNeighborAttributes(r, n, { snapshot, matches, problems, policy })),
+        };
+        if (n.sourceAddress) spec.localAddress = n.sourceAddress;
+        if (password !== undefined) spec.password = password;
+        peers.set(id, spec);
+      }
+    }
+  }
+  return { peers: [...peers.values()], problems, ...(routerId ? { routerId } : {}) };
+}
+
+interface RouteDraft {
+  prefix: string;
+  service: Service;
+  address: string;
+}
+
+function routesOf(
+  snapshot: Snapshot, policy: BgpPolicy, router: BgpVirtualRouter, services: Service[], nodeName: string,
+  matches: SelectorMatcher, problems: string[],
+): (RouteDraft & { drafts: RouteDraft[] })[] {
+  const selectAll = policy.flavor === 'pharos';
+  const byPrefix = new Map<string, RouteDraft[]>();
+  for (const svc of services) {
+    if (router.serviceSelector ? !matches(router.serviceSelector, serviceLabels(svc)) : !selectAll) continue;
+    if (svc.externalTrafficPolicy === 'Local' && !hasLocalReadyEndpoint(snapshot, svc, nodeName)) continue;
+    for (const address of advertisedAddresses(svc, router)) {
+      let prefix: string;
+      try {
+        prefix = canonicalPrefix(address);
+      } catch {
+        problems.push(`Service ${svc.meta.namespace}/${svc.meta.name}: ${JSON.stringify(address)} is not an IP address; not advertised`);
+        continue;
+      }
+      const list = byPrefix.get(prefix) ?? byPrefix.set(prefix, []).get(prefix)!;
+      list.push({ prefix, service: svc, address });
+    }
+  }
+  return [...byPrefix.values()].map((drafts) => ({ ...drafts[0]!, drafts }));
+}
+
+interface AttributeContext {
+  snapshot: Snapshot;
+  matches: SelectorMatcher;
+  problems: string[];
+  policy: BgpPolicy;
+}
+
+/** Applies a neighbor's advertisedPathAttributes to one route (all services sharing the address count). */
+function withNeighborAttributes(route: RouteDraft & { drafts: RouteDraft[] }, n: BgpNeighbor, ctx: AttributeContext): RouteSpec {
+  const spec: RouteSpec = { prefix: route.prefix, communities: [], largeCommunities: [] };
+  for (const attrs of n.advertisedPathAttributes) {
+    let hit = false;
+    if (attrs.selectorType === 'Service') {
+      hit = route.drafts.some((d) => !attrs.selector || ctx.matches(attrs.selector, serviceLabels(d.service)));
+    } else if (attrs.selectorType === 'LoadBalancerIPPool' || attrs.selectorType === 'CiliumLoadBalancerIPPool') {
+      hit = poolsContaining(ctx.snapshot.pools.values(), route.address).some((p) => !attrs.selector || ctx.matches(attrs.selector, p.meta.labels));
+    }
+    if (!hit) continue;
+    for (const c of attrs.communities.standard) {
+      try {
+        spec.communities.push(parseCommunity(c));
+      } catch (e) {
+        ctx.problems.push(`BGPPeeringPolicy ${ctx.policy.meta.name}: ${(e as Error).message}`);
+      }
+    }
+    for (const c of attrs.communities.large) spec.largeCommunities.push(parseLargeCommunity(c));
+    if (attrs.localPreference !== undefined) spec.localPreference = Math.max(spec.localPreference ?? 0, attrs.localPreference);
+  }
+  return spec;
+}
