@@ -130,7 +130,7 @@ void NativeMap::ReadInfo(Napi::Env env, int fd, const std::string &what) {
 }
 
 int NativeMap::Fd(Napi::Env env) const {
-  if (closed_) ThrowInvalid(env, Label() + " is closed");
+  if (closed_) throw MakeErrorRaw(env, EBADF, Label() + " is closed");
   if (owner_) {
     if (!owner_->open()) {
       throw MakeErrorRaw(env, EBADF, Label() + ": its object " + owner_->path + " is closed");
