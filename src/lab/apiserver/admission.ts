@@ -28,10 +28,17 @@ export function checkName(name: unknown): string {
   return name;
 }
 
+/** JSON with sorted keys, to tell a change from a mere reordering of keys. */
+export function canonicalJson(v: Json): string {
+  return JSON.stringify(v, (_k, val) =>
+    val && typeof val === 'object' && !Array.isArray(val) ? Object.fromEntries(Object.entries(val).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : val,
+  );
+}
+
 /** Everything but metadata and status: a change here bumps metadata.generation. */
 export function specPart(obj: Json): string {
   const { metadata: _m, status: _s, ...rest } = obj ?? {};
-  return JSON.stringify(rest);
+  return canonicalJson(rest);
 }
 
 // ---------------------------------------------------------------- Services

@@ -9,7 +9,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { parse as parseYaml } from 'yaml';
-import { AdmissionError, admitService, checkName, specPart } from './admission.js';
+import { AdmissionError, admitService, canonicalJson, checkName, specPart } from './admission.js';
 import { Database, resourceId, type Json, type StoredEvent } from './database.js';
 import { applyJsonPatch, applyMergePatch, applyStrategicMerge, PatchError } from './patch.js';
 import {
@@ -140,13 +140,6 @@ function sendJson(res: ServerResponse, code: number, body: Json, extraHeaders: R
   const text = JSON.stringify(body);
   res.writeHead(code, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text), ...extraHeaders });
   res.end(text);
-}
-
-/** JSON with sorted keys, to tell a no-op write from a change regardless of key order. */
-function canonicalJson(v: Json): string {
-  return JSON.stringify(v, (_k, val) =>
-    val && typeof val === 'object' && !Array.isArray(val) ? Object.fromEntries(Object.entries(val).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : val,
-  );
 }
 
 function readBody(req: IncomingMessage, limit = 8 << 20): Promise<string> {
