@@ -15,7 +15,7 @@ export interface CommandSpec {
 }
 
 export const COMMANDS: CommandSpec[] = [
-  { name: 'agent', summary: 'run the agent (Kubernetes in-cluster, --kubeconfig, or --manifests DIR)' },
+  { name: 'agent', summary: 'run the agent (Kubernetes in-cluster, --kubeconfig, or --manifests DIR)', module: 'agent' },
   { name: 'status', summary: 'show the agent\'s health, data path and sources', module: 'status' },
   { name: 'service', summary: 'service list: frontends and their backends', module: 'service' },
   { name: 'pool', summary: 'pool list: LB IP pools, conflicts and free addresses', module: 'pool' },
@@ -23,7 +23,7 @@ export const COMMANDS: CommandSpec[] = [
   { name: 'bgp', summary: 'bgp peers | bgp routes: BGP sessions and advertised routes', module: 'bgp' },
   { name: 'bpf', summary: 'bpf ct list: connection tracking entries in the data path' },
   { name: 'config', summary: 'config view: the agent\'s effective configuration', module: 'config' },
-  { name: 'convert', summary: 'convert Cilium and MetalLB manifests into pharos manifests' },
+  { name: 'convert', summary: 'convert Cilium and MetalLB manifests into pharos manifests', module: 'convert' },
   { name: 'demo', summary: 'run a self-contained lab: a client reaches a load-balanced service through XDP', module: 'demo' },
   { name: 'lab', summary: 'lab up | lab down: an emulated Kubernetes cluster of network namespaces' },
 ];
