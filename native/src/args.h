@@ -19,6 +19,13 @@ inline Napi::Buffer<uint8_t> ArgBuffer(const Napi::Value &v, const std::string &
   return v.As<Napi::Buffer<uint8_t>>();
 }
 
+// Same, naming the argument only when it is wrong (hot paths: map ops).
+template <typename Describe>
+inline Napi::Buffer<uint8_t> ArgBufferNamed(const Napi::Value &v, Describe describe) {
+  if (!v.IsBuffer()) ThrowInvalid(v.Env(), describe() + " must be a Buffer");
+  return v.As<Napi::Buffer<uint8_t>>();
+}
+
 inline std::string ArgString(const Napi::Value &v, const std::string &what) {
   if (!v.IsString()) ThrowInvalid(v.Env(), what + " must be a string");
   return v.As<Napi::String>().Utf8Value();
@@ -30,15 +37,21 @@ inline std::optional<std::string> OptString(const Napi::Value &v, const std::str
 }
 
 // An integer in [min, max]; doubles with a fraction and NaN are refused.
-inline int64_t ArgInt(const Napi::Value &v, const std::string &what, int64_t min, int64_t max) {
-  if (!v.IsNumber()) ThrowInvalid(v.Env(), what + " must be a number");
+// `describe()` names the argument, called only when it is wrong.
+template <typename Describe>
+inline int64_t ArgIntNamed(const Napi::Value &v, Describe describe, int64_t min, int64_t max) {
+  if (!v.IsNumber()) ThrowInvalid(v.Env(), describe() + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || std::floor(d) != d || d < static_cast<double>(min) ||
       d > static_cast<double>(max)) {
-    ThrowInvalid(v.Env(), what + " must be an integer in [" + std::to_string(min) + ", " +
+    ThrowInvalid(v.Env(), describe() + " must be an integer in [" + std::to_string(min) + ", " +
                               std::to_string(max) + "], got " + v.ToString().Utf8Value());
   }
   return static_cast<int64_t>(d);
+}
+
+inline int64_t ArgInt(const Napi::Value &v, const std::string &what, int64_t min, int64_t max) {
+  return ArgIntNamed(v, [&what] { return what; }, min, max);
 }
 
 inline int64_t OptInt(const Napi::Value &v, const std::string &what, int64_t min, int64_t max,

@@ -181,7 +181,7 @@ Napi::Value NativeMap::Info(const Napi::CallbackInfo &info) {
 Napi::Value NativeMap::Lookup(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = Fd(env);
-  Napi::Buffer<uint8_t> key = ArgBuffer(ArgAt(info, 0), Label() + ": key");
+  Napi::Buffer<uint8_t> key = ArgBufferNamed(ArgAt(info, 0), [this] { return Label() + ": key"; });
   CheckKey(env, key.Length());
   Napi::Buffer<uint8_t> value = Napi::Buffer<uint8_t>::New(env, valueBufferSize_);
   if (bpf_map_lookup_elem(fd, key.Data(), value.Data()) != 0) {
@@ -194,9 +194,12 @@ Napi::Value NativeMap::Lookup(const Napi::CallbackInfo &info) {
 Napi::Value NativeMap::Update(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = Fd(env);
-  Napi::Buffer<uint8_t> key = ArgBuffer(ArgAt(info, 0), Label() + ": key");
-  Napi::Buffer<uint8_t> value = ArgBuffer(ArgAt(info, 1), Label() + ": value");
-  uint64_t flags = OptInt(ArgAt(info, 2), Label() + ": flags", 0, UINT32_MAX, BPF_ANY);
+  Napi::Buffer<uint8_t> key = ArgBufferNamed(ArgAt(info, 0), [this] { return Label() + ": key"; });
+  Napi::Buffer<uint8_t> value = ArgBufferNamed(ArgAt(info, 1), [this] { return Label() + ": value"; });
+  uint64_t flags = BPF_ANY;
+  if (!IsAbsent(ArgAt(info, 2))) {
+    flags = ArgIntNamed(ArgAt(info, 2), [this] { return Label() + ": flags"; }, 0, UINT32_MAX);
+  }
   CheckKey(env, key.Length());
   CheckValue(env, value.Length());
   if (bpf_map_update_elem(fd, key.Data(), value.Data(), flags) != 0) {
@@ -208,7 +211,7 @@ Napi::Value NativeMap::Update(const Napi::CallbackInfo &info) {
 Napi::Value NativeMap::Delete(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = Fd(env);
-  Napi::Buffer<uint8_t> key = ArgBuffer(ArgAt(info, 0), Label() + ": key");
+  Napi::Buffer<uint8_t> key = ArgBufferNamed(ArgAt(info, 0), [this] { return Label() + ": key"; });
   CheckKey(env, key.Length());
   if (bpf_map_delete_elem(fd, key.Data()) != 0) {
     if (errno == ENOENT) return Napi::Boolean::New(env, false);
@@ -220,8 +223,8 @@ Napi::Value NativeMap::Delete(const Napi::CallbackInfo &info) {
 Napi::Value NativeMap::UpdateBatch(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = Fd(env);
-  Napi::Buffer<uint8_t> keys = ArgBuffer(ArgAt(info, 0), Label() + ": keys");
-  Napi::Buffer<uint8_t> values = ArgBuffer(ArgAt(info, 1), Label() + ": values");
+  Napi::Buffer<uint8_t> keys = ArgBufferNamed(ArgAt(info, 0), [this] { return Label() + ": keys"; });
+  Napi::Buffer<uint8_t> values = ArgBufferNamed(ArgAt(info, 1), [this] { return Label() + ": values"; });
   uint32_t count = ArgInt(ArgAt(info, 2), Label() + ": count", 0, UINT32_MAX);
   uint64_t flags = OptInt(ArgAt(info, 3), Label() + ": flags", 0, UINT32_MAX, BPF_ANY);
   CheckKey(env, keys.Length(), count);
@@ -251,7 +254,7 @@ Napi::Value NativeMap::UpdateBatch(const Napi::CallbackInfo &info) {
 Napi::Value NativeMap::DeleteBatch(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = Fd(env);
-  Napi::Buffer<uint8_t> keys = ArgBuffer(ArgAt(info, 0), Label() + ": keys");
+  Napi::Buffer<uint8_t> keys = ArgBufferNamed(ArgAt(info, 0), [this] { return Label() + ": keys"; });
   uint32_t count = ArgInt(ArgAt(info, 1), Label() + ": count", 0, UINT32_MAX);
   CheckKey(env, keys.Length(), count);
 
