@@ -20,12 +20,20 @@
  * that this lab created is accepted too.
  */
 import { execFileSync, spawn as spawnChild, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PROJECT_ROOT, clangArgs } from '../../src/datapath/bpf-build.js';
+import { readPcap } from './packet.js';
 
 export interface ExecResult { stdout: string; stderr: string; code: number }
+
+/** A running tcpdump; `stop` ends it and returns the frames it saw. */
+export interface Capture {
+  /** Waits `settleMs` (default 100) for frames in flight, stops tcpdump, returns the frames. */
+  stop(settleMs?: number): Promise<Buffer[]>;
+}
 
 export interface LinkEnd {
   ns: string;
@@ -343,6 +351,53 @@ export class Lab {
   async attachXdpPass(ns: string, ifname: string): Promise<void> {
     const obj = await xdpPassObject();
     await run(['ip', '-n', this.ns(ns), '-force', 'link', 'set', 'dev', ifname, 'xdpdrv', 'obj', obj, 'sec', 'xdp']);
+  }
+
+  /**
+   * Starts tcpdump on an interface inside the namespace (optional filter
+   * words, e.g. ['udp', 'or', 'arp']). Resolves once tcpdump is listening.
+   */
+  async capture(ns: string, ifname: string, filter: string[] = []): Promise<Capture> {
+    const dir = mkdtempSync(join(tmpdir(), `${this.prefix}-cap-`));
+    const file = join(dir, 'cap.pcap');
+    // -Z root: tcpdump would otherwise drop to a user that cannot write here.
+    const child = this.spawn(ns, ['tcpdump', '-i', ifname, '-n', '-U', '--immediate-mode', '-s', '0', '-Z', 'root', '-w', file, ...filter]);
+    let stderr = '';
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => done(new Error(`tcpdump on ${this.ns(ns)}/${ifname} not listening after 5 s: ${stderr}`)), 5_000);
+      const onErr = (d: Buffer): void => {
+        stderr += d.toString();
+        if (stderr.includes('listening on')) done();
+      };
+      const onExit = (): void => done(new Error(`tcpdump on ${this.ns(ns)}/${ifname} exited: ${stderr}`));
+      function done(err?: Error): void {
+        clearTimeout(timer);
+        child.stderr?.off('data', onErr);
+        child.off('exit', onExit);
+        if (err) { rmSync(dir, { recursive: true, force: true }); reject(err); } else resolve();
+      }
+      child.stderr?.on('data', onErr);
+      child.on('exit', onExit);
+    });
+    child.stderr?.resume();
+    return {
+      stop: async (settleMs = 100) => {
+        if (child.exitCode === null && child.signalCode === null) {
+          // tcpdump drops what it has not read yet when interrupted.
+          await sleep(settleMs);
+          const exited = new Promise<void>((r) => child.once('exit', () => r()));
+          child.kill('SIGINT');
+          const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+          await exited;
+          clearTimeout(timer);
+        }
+        try {
+          return existsSync(file) ? readPcap(readFileSync(file)) : [];
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      },
+    };
   }
 
   /** Kills tracked processes and deletes this lab's namespaces by exact name. Idempotent. */

@@ -362,13 +362,16 @@ export class PacketBuilder {
   }
 
   /** Nearest IP layer before index i, for pseudo-headers. */
-  private enclosingIp(i: number): { v4?: Ipv4Spec; v6?: Ipv6Spec; finalDst?: string } {
-    let finalDst: string | undefined;
+  private enclosingIp(i: number): { v4?: Ipv4Spec; v6?: Ipv6Spec; finalDst?: Buffer } {
+    let finalDst: Buffer | undefined;
     for (let j = i - 1; j >= 0; j--) {
       const l = this.layers[j]!;
       // With a routing header, the pseudo-header uses the final destination (RFC 8200 8.1).
-      if (l.kind === 'ext' && l.ext === 'routing' && l.spec.addresses?.length && (l.spec.segmentsLeft ?? l.spec.addresses.length) > 0) {
-        finalDst = l.spec.addresses[l.spec.addresses.length - 1];
+      if (l.kind === 'ext' && l.ext === 'routing') {
+        const r = l.spec;
+        const left = r.segmentsLeft ?? r.addresses?.length ?? 0;
+        if (left > 0 && r.addresses?.length) finalDst = ipv6Bytes(r.addresses[r.addresses.length - 1]!);
+        else if (left > 0 && (r.routingType ?? 0) === 0 && r.data && r.data.length >= 20) finalDst = r.data.subarray(r.data.length - 16);
       }
       if (l.kind === 'ipv4') return { v4: l.spec };
       if (l.kind === 'ipv6') return { v6: l.spec, finalDst };
@@ -377,10 +380,11 @@ export class PacketBuilder {
   }
 
   private l4Checksum(i: number, proto: number, segment: Buffer): number {
+    // ICMPv4 sums only its own bytes; every other L4 protocol adds a pseudo-header.
+    if (proto === IPPROTO.ICMP) return inetChecksum(segment);
     const ip = this.enclosingIp(i);
     if (ip.v4) return inetChecksum(pseudoHeader4(ipv4Bytes(ip.v4.src), ipv4Bytes(ip.v4.dst), proto, segment.length), segment);
-    if (ip.v6) return inetChecksum(pseudoHeader6(ipv6Bytes(ip.v6.src), ipv6Bytes(ip.finalDst ?? ip.v6.dst), proto, segment.length), segment);
-    if (proto === IPPROTO.ICMP) return inetChecksum(segment);
+    if (ip.v6) return inetChecksum(pseudoHeader6(ipv6Bytes(ip.v6.src), ip.finalDst ?? ipv6Bytes(ip.v6.dst), proto, segment.length), segment);
     throw new Error(`layer ${i} (${this.layers[i]!.kind}) needs an IP layer before it for its checksum`);
   }
 
@@ -613,6 +617,11 @@ export interface ParsedPacket {
   icmp?: ParsedIcmp;
   icmp6?: ParsedIcmp;
   ndp?: ParsedNdp;
+  /**
+   * TCP/UDP ports whenever their first 4 bytes are there, even if the rest
+   * of the header is cut (as in the packet quoted by an ICMP error).
+   */
+  ports?: { proto: number; sport: number; dport: number };
   /** Packet inside an IP-in-IP / IPv6-in-IP encapsulation, decoded from its IP header. */
   inner?: ParsedPacket;
   /** Bytes after the last decoded header (L4 payload for TCP/UDP/ICMP). */
@@ -761,6 +770,9 @@ function parseIpInto(p: ParsedPacket, b: Buffer, version: 4 | 6): ParsedPacket {
   const complete = !p.truncated;
   const l4ok = (pr: number, seg: Buffer): boolean | undefined =>
     complete ? inetChecksum(pr === IPPROTO.ICMP ? Buffer.alloc(0) : pseudo(pr, seg.length), seg) === 0 : undefined;
+  if ((proto === IPPROTO.TCP || proto === IPPROTO.UDP) && l4.length >= 4) {
+    p.ports = { proto, sport: l4.readUInt16BE(0), dport: l4.readUInt16BE(2) };
+  }
   switch (proto) {
     case IPPROTO.TCP: {
       if (l4.length < 20) return cut(p, 'tcp header', l4);
@@ -880,7 +892,7 @@ export function hexdump(buf: Buffer): string {
 export function hexDiff(expected: Buffer, actual: Buffer): string {
   if (expected.equals(actual)) return '';
   const n = Math.max(expected.length, actual.length);
-  const byte = (b: Buffer, i: number): string => (i < b.length ? b[i]!.toString(16).padStart(2, '0') : '--');
+  const byte = (b: Buffer, i: number): string => (i >= 0 && i < b.length ? b[i]!.toString(16).padStart(2, '0') : '--');
   const out: string[] = [`expected ${expected.length} bytes, actual ${actual.length} bytes`];
   const differs = (row: number): boolean => {
     for (let i = row; i < Math.min(row + 16, n); i++) if (byte(expected, i) !== byte(actual, i)) return true;
