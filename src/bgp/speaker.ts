@@ -376,11 +376,9 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
   private setListenerMd5(spec: PeerSpec, key: string): void {
     const fd = (this.server as unknown as { _handle?: { fd?: number } })?._handle?.fd;
     if (!this.options.setTcpMd5 || fd === undefined || fd < 0) return;
-    const v6Listener = (this.server!.address() as net.AddressInfo | null)?.family === 'IPv6';
-    // A dual-stack socket keys IPv4 peers by their IPv4-mapped address.
-    const peer = v6Listener && net.isIPv4(spec.peerAddress) ? `::ffff:${spec.peerAddress}` : spec.peerAddress;
     try {
-      this.options.setTcpMd5(fd, peer, key);
+      // The addon keys an IPv4 peer by its mapped address on a dual-stack listener.
+      this.options.setTcpMd5(fd, spec.peerAddress, key);
     } catch (e) {
       this.log('error', 'cannot set TCP MD5 on the BGP listener', { peer: spec.id, error: (e as Error).message });
     }

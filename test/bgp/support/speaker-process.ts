@@ -1,0 +1,82 @@
+/**
+ * Test side of speaker-child.ts: starts the speaker inside a namespace and
+ * talks to it over stdin/stdout. Killed by PID (and by parent-death signal).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { AdvertisedRoute, DesiredBgp, PeerStatus, SpeakerTotals } from '../../../src/bgp/speaker.js';
+
+const CHILD = fileURLToPath(new URL('./speaker-child.ts', import.meta.url));
+
+export interface ChildStatus {
+  peers: PeerStatus[];
+  advertised: AdvertisedRoute[];
+  totals: SpeakerTotals;
+}
+
+export class SpeakerProcess {
+  private readonly child: ChildProcess;
+  private nextId = 1;
+  private readonly waiting = new Map<number, (reply: Record<string, unknown>) => void>();
+  stderr = '';
+
+  constructor(netnsName: string, options: { routerId: string; restarting?: boolean; md5?: boolean; listenPort?: number }) {
+    this.child = spawn('ip', ['netns', 'exec', netnsName, 'setpriv', '--pdeathsig', 'KILL', '--',
+      process.execPath, '--import', 'tsx', CHILD, JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as Record<string, unknown>;
+        const done = this.waiting.get(msg.id as number);
+        this.waiting.delete(msg.id as number);
+        done?.(msg);
+      } catch {
+        // not a reply
+      }
+    });
+    this.child.stderr!.on('data', (d: Buffer) => {
+      this.stderr = (this.stderr + d.toString()).slice(-20_000);
+    });
+    this.child.stdin!.on('error', () => {});
+  }
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  private request(cmd: Record<string, unknown>, timeoutMs = 15_000): Promise<Record<string, unknown>> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new Error(`speaker child: no reply to ${String(cmd.cmd)} in ${timeoutMs} ms\n${this.stderr.slice(-2000)}`));
+      }, timeoutMs);
+      this.waiting.set(id, (r) => {
+        clearTimeout(timer);
+        if (r.ok) resolve(r);
+        else reject(new Error(`speaker child: ${String(r.error)}`));
+      });
+      this.child.stdin!.write(`${JSON.stringify({ ...cmd, id })}\n`);
+    });
+  }
+
+  async apply(desired: DesiredBgp): Promise<void> {
+    await this.request({ cmd: 'apply', desired });
+  }
+
+  async status(): Promise<ChildStatus> {
+    return (await this.request({ cmd: 'status' })) as unknown as ChildStatus;
+  }
+
+  async stop(graceful: boolean): Promise<void> {
+    await this.request({ cmd: 'stop', graceful });
+  }
+
+  /** SIGKILL: the abrupt agent death graceful restart is for. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise<void>((r) => this.child.once('exit', () => r()));
+    this.child.kill('SIGKILL');
+    await exited;
+  }
+}
