@@ -462,7 +462,7 @@ t.test('several files at once, stdin, and name clashes', async (t) => {
   const pending = run(['-'], { ...c.io, stdin });
   stdin.end('apiVersion: cilium.io/v2alpha1\nkind: CiliumLoadBalancerIPPool\nmetadata: {name: piped}\nspec: {blocks: [{cidr: 198.18.0.0/24}]}\n');
   t.equal(await pending, 0);
-  t.match(c.text().out, /kind: LoadBalancerIPPool\nmetadata:\n  name: piped/);
+  t.match(c.text().out, /kind: LoadBalancerIPPool\nmetadata:\n {2}name: piped/);
   t.equal(c.text().err, '', 'nothing to report');
 });
 
