@@ -120,7 +120,6 @@ interface Slot {
   family: IPFamily;
   requested?: RequestedAddress;
   group?: Group;
-  failure?: Failure;
 }
 
 interface Entry {
@@ -186,6 +185,8 @@ export class Ipam {
   private poolStatuses = new Map<string, PoolStatus>();
   /** Pools whose free space changed since their status was last computed. */
   private dirtyPools = new Set<PoolRuntime>();
+  /** Families whose holders or free space changed during the current operation. */
+  private touched = new Set<IPFamily>();
 
   constructor(options: IpamOptions) {
     this.options = options;
@@ -214,7 +215,7 @@ export class Ipam {
     for (const e of inScope) {
       for (const text of previous?.services[e.req.key] ?? []) {
         const parsed = parseAddress(text, 'state');
-        if (parsed.ok) this.adopt(e, parsed.value, 'ordered', [], new Set());
+        if (parsed.ok) this.adopt(e, parsed.value, 'ordered', []);
       }
     }
     this.runPhasesBC(inScope);
@@ -234,14 +235,14 @@ export class Ipam {
     const old = this.entries.get(key);
     const changes: ChangeSet = { services: new Set(), pools: new Set() };
     if (!isOurService(svc, this.options)) {
-      const touched = new Set<IPFamily>();
+      this.touched.clear();
       if (old) {
-        this.release(old, touched);
+        this.release(old);
         this.entries.delete(key);
         this.forgetPending(old);
       }
       this.setOutcome(key, this.outOfScopeOutcome(svc), changes);
-      this.retryPending([], touched, changes);
+      this.retryPending([], changes);
       return changes;
     }
     const next = this.makeEntry(svc);
@@ -251,16 +252,16 @@ export class Ipam {
       return changes;
     }
     const claims = old ? this.held(old) : [];
-    const touched = new Set<IPFamily>();
+    this.touched.clear();
     if (old) {
-      this.release(old, touched);
+      this.release(old);
       this.forgetPending(old);
     }
     this.entries.set(key, next);
     const displaced: Entry[] = [];
-    for (const c of claims) this.adopt(next, c, 'ordered', displaced, touched);
+    for (const c of claims) this.adopt(next, c, 'ordered', displaced);
     for (const d of displaced) this.forgetPending(d);
-    this.retryPending([next, ...displaced], touched, changes);
+    this.retryPending([next, ...displaced], changes);
     return changes;
   }
 
@@ -268,15 +269,15 @@ export class Ipam {
     const changes: ChangeSet = { services: new Set(), pools: new Set() };
     if (!this.services.delete(key)) return changes;
     const e = this.entries.get(key);
-    const touched = new Set<IPFamily>();
+    this.touched.clear();
     if (e) {
-      this.release(e, touched);
+      this.release(e);
       this.entries.delete(key);
       this.forgetPending(e);
     }
     this.outcomes.delete(key);
     changes.services.add(key);
-    this.retryPending([], touched, changes);
+    this.retryPending([], changes);
     return changes;
   }
 
@@ -365,7 +366,7 @@ export class Ipam {
   private runPhasesBC(entries: Entry[]): void {
     const sorted = [...entries].sort(compareOrder);
     for (const e of sorted) {
-      for (const c of e.statusClaims) this.adopt(e, c, 'append', [], new Set());
+      for (const c of e.statusClaims) this.adopt(e, c, 'append', []);
     }
     for (const e of sorted) {
       this.allocateMissing(e);
@@ -379,12 +380,16 @@ export class Ipam {
    * sharing groups changed. Waiting services of other families cannot have
    * become satisfiable (nothing they could use appeared).
    */
-  private retryPending(affected: Entry[], touched: Set<IPFamily>, changes: ChangeSet): void {
+  private retryPending(affected: Entry[], changes: ChangeSet): void {
     const rerun = new Set(affected);
-    for (const family of touched) for (const e of this.pending[family]) rerun.add(e);
+    for (const family of this.touched) for (const e of this.pending[family]) rerun.add(e);
     for (const e of rerun) this.forgetPending(e);
     this.runPhasesBC([...rerun]);
-    for (const e of rerun) this.setOutcome(e.req.key, this.managedOutcome(e), changes);
+    // Why a waiting service waits depends on who holds what now: refresh every
+    // waiting service of a family whose holders changed during this change.
+    const explain = new Set(rerun);
+    for (const family of this.touched) for (const e of this.pending[family]) explain.add(e);
+    for (const e of explain) this.setOutcome(e.req.key, this.managedOutcome(e), changes);
     this.flushPools(changes);
   }
 
@@ -444,15 +449,10 @@ export class Ipam {
   private newGroup(e: Entry, slot: Slot, pool: PoolRuntime, value: bigint): void {
     pool.free[slot.family].delete(value);
     const group: Group = { family: slot.family, value, pool, members: [e] };
-    if (e.req.sharingKey !== undefined) {
-      group.sharingKey = e.req.sharingKey;
-      let set = this.groupsByKey.get(e.req.sharingKey);
-      if (!set) this.groupsByKey.set(e.req.sharingKey, (set = new Set()));
-      set.add(group);
-    }
+    this.indexKey(group);
     this.groups[slot.family].set(value, group);
     slot.group = group;
-    delete slot.failure;
+    this.touched.add(slot.family);
     this.dirtyPools.add(pool);
   }
 
@@ -461,28 +461,43 @@ export class Ipam {
     if (at < 0) group.members.push(e);
     else group.members.splice(at, 0, e);
     slot.group = group;
-    delete slot.failure;
+    this.touched.add(slot.family);
   }
 
-  private leaveGroup(e: Entry, slot: Slot, touched: Set<IPFamily>): void {
+  private leaveGroup(e: Entry, slot: Slot): void {
     const group = slot.group!;
     group.members = group.members.filter((m) => m !== e);
     delete slot.group;
-    touched.add(group.family);
+    this.touched.add(group.family);
+    this.indexKey(group);
     if (group.members.length === 0) {
       this.groups[group.family].delete(group.value);
-      if (group.sharingKey !== undefined) {
-        const set = this.groupsByKey.get(group.sharingKey);
-        set?.delete(group);
-        if (set && set.size === 0) this.groupsByKey.delete(group.sharingKey);
-      }
       group.pool.free[group.family].add(group.value);
       this.dirtyPools.add(group.pool);
     }
   }
 
-  private release(e: Entry, touched: Set<IPFamily>): void {
-    for (const slot of e.slots) if (slot.group) this.leaveGroup(e, slot, touched);
+  private release(e: Entry): void {
+    for (const slot of e.slots) if (slot.group) this.leaveGroup(e, slot);
+  }
+
+  /** Keep `groupsByKey` in step with the group's members (all of whom share one key, if any). */
+  private indexKey(group: Group): void {
+    const key = group.members[0]?.req.sharingKey;
+    if (key === group.sharingKey) return;
+    if (group.sharingKey !== undefined) {
+      const set = this.groupsByKey.get(group.sharingKey);
+      set?.delete(group);
+      if (set && set.size === 0) this.groupsByKey.delete(group.sharingKey);
+    }
+    if (key === undefined) {
+      delete group.sharingKey;
+      return;
+    }
+    group.sharingKey = key;
+    let set = this.groupsByKey.get(key);
+    if (!set) this.groupsByKey.set(key, (set = new Set()));
+    set.add(group);
   }
 
   private compatibleWithAll(e: Entry, members: readonly Entry[]): boolean {
@@ -495,7 +510,7 @@ export class Ipam {
    * address greedily in service order, so an earlier service can displace a
    * later one that no longer fits beside it; `append` (phase B) only joins.
    */
-  private adopt(e: Entry, addr: IPAddress, mode: 'ordered' | 'append', displaced: Entry[], touched: Set<IPFamily>): boolean {
+  private adopt(e: Entry, addr: IPAddress, mode: 'ordered' | 'append', displaced: Entry[]): boolean {
     const slot = e.slots.find((s) => s.family === addr.family && !s.group);
     if (!slot) return false;
     if (slot.requested && slot.requested.value !== addr.value) return false;
@@ -521,10 +536,11 @@ export class Ipam {
       const theirs = m.slots.find((s) => s.group === group)!;
       delete theirs.group;
       displaced.push(m);
-      touched.add(group.family);
+      this.touched.add(group.family);
     }
     group.members = admitted.filter((m) => m !== e);
     this.joinGroup(e, slot, group);
+    this.indexKey(group);
     return true;
   }
 
@@ -533,16 +549,24 @@ export class Ipam {
   private allocateMissing(e: Entry): void {
     for (const slot of e.slots) {
       if (slot.group) continue;
-      if (e.req.error) {
-        slot.failure = { reason: 'invalid_request', message: `${e.req.error.field}: ${e.req.error.message}` };
-        continue;
-      }
-      const failure = slot.requested ? this.takeRequested(e, slot, slot.requested) : this.takeAny(e, slot);
-      if (failure) slot.failure = failure;
+      if (e.req.error) continue;
+      if (slot.requested) this.takeRequested(e, slot, slot.requested, true);
+      else this.takeAny(e, slot, true);
     }
   }
 
-  private takeRequested(e: Entry, slot: Slot, want: RequestedAddress): Failure | undefined {
+  /**
+   * Why a slot is empty, judged on the state as it is now (not as it was at
+   * the service's turn), so the same state always gives the same message.
+   */
+  private explain(e: Entry, slot: Slot): Failure {
+    if (e.req.error) return { reason: 'invalid_request', message: `${e.req.error.field}: ${e.req.error.message}` };
+    const failure = slot.requested ? this.takeRequested(e, slot, slot.requested, false) : this.takeAny(e, slot, false);
+    return failure ?? { reason: 'out_of_ips', message: `no ${slot.family} address allocated yet` };
+  }
+
+  /** Take the requested address if it can be had (`take` false: only say why not). */
+  private takeRequested(e: Entry, slot: Slot, want: RequestedAddress, take: boolean): Failure | undefined {
     const field = e.req.requestedField ?? 'lb.pharos.io/ips';
     const addr: IPAddress = { family: slot.family, value: want.value };
     const pool = this.coveringPool(addr);
@@ -556,7 +580,7 @@ export class Ipam {
     }
     const group = this.groups[slot.family].get(want.value);
     if (!group) {
-      this.newGroup(e, slot, pool, want.value);
+      if (take) this.newGroup(e, slot, pool, want.value);
       return undefined;
     }
     for (const m of group.members) {
@@ -579,7 +603,7 @@ export class Ipam {
         message: `${field}: ${want.text} is already allocated to ${m.req.key}${e.req.sharingKey !== undefined || m.req.sharingKey !== undefined ? ' (sharing needs the same lb.pharos.io/sharing-key on both)' : ''}`,
       };
     }
-    this.joinGroup(e, slot, group);
+    if (take) this.joinGroup(e, slot, group);
     return undefined;
   }
 
@@ -595,7 +619,8 @@ export class Ipam {
     return `${text} is not in any pool`;
   }
 
-  private takeAny(e: Entry, slot: Slot): Failure | undefined {
+  /** Share an address under the service's key, else take the lowest free one (`take` false: only say why not). */
+  private takeAny(e: Entry, slot: Slot, take: boolean): Failure | undefined {
     const family = slot.family;
     const key = e.req.sharingKey;
     if (key !== undefined) {
@@ -606,7 +631,7 @@ export class Ipam {
         if (!best || g.value < best.value) best = g;
       }
       if (best) {
-        this.joinGroup(e, slot, best);
+        if (take) this.joinGroup(e, slot, best);
         return undefined;
       }
     }
@@ -614,7 +639,7 @@ export class Ipam {
     for (const p of selecting) {
       const lowest = p.free[family].min();
       if (lowest !== undefined) {
-        this.newGroup(e, slot, p, lowest);
+        if (take) this.newGroup(e, slot, p, lowest);
         return undefined;
       }
     }
@@ -647,11 +672,11 @@ export class Ipam {
     const requestedMissing = missing.find((s) => s.requested);
     const satisfied = !requestedMissing && (e.req.requireAll || e.slots.length === 1 ? missing.length === 0 : allocations.length > 0);
     if (satisfied) {
-      const notes = missing.map((s) => `; no ${s.family}: ${s.failure?.message ?? 'not allocated'}`).join('');
+      const notes = missing.map((s) => `; no ${s.family}: ${this.explain(e, s).message}`).join('');
       return condition('True', 'satisfied', `assigned ${assigned}${notes}`);
     }
     const first = requestedMissing ?? missing[0]!;
-    const failure = first.failure ?? { reason: 'out_of_ips' as const, message: `no ${first.family} address allocated` };
+    const failure = this.explain(e, first);
     return condition('False', failure.reason, assigned ? `${failure.message}; holding ${assigned}` : failure.message);
   }
 

@@ -1,0 +1,316 @@
+/**
+ * Property tests of the allocator over random histories of service and pool
+ * events in a deliberately tiny address space (so pools run out, overlap and
+ * get shared). After every event the incremental `Ipam` must agree exactly
+ * with the pure full reconcile, and the allocation must obey the invariants
+ * of issue 4.
+ */
+import t from 'tap';
+import fc from 'fast-check';
+import { Ipam, reconcile, type AllocationState, type ServiceOutcome } from '../../src/ipam/allocator.js';
+import { tryParseAddress } from '../../src/model/cidr.js';
+import { matchesSelector } from '../../src/model/selector.js';
+import { analysePools } from '../../src/ipam/pools.js';
+import { readRequest, shareProblem } from '../../src/ipam/request.js';
+import { objectKey, type IPPool, type Service } from '../../src/model/types.js';
+import { pool, svc, withStatus, type PoolSpec, type ServiceSpec } from './fixtures.js';
+
+const OPTIONS = { pharosIsDefaultClass: true };
+
+// ---------------------------------------------------------------- generators
+
+const BLOCKS: (string | [string, string])[] = [
+  '192.0.2.0/30',
+  '192.0.2.0/29', // overlaps the /30
+  '192.0.2.8/30',
+  ['192.0.2.12', '192.0.2.14'],
+  '192.0.2.16/31',
+  '2001:db8::/126',
+  '2001:db8::/64', // overlaps the /126
+  ['2001:db8:1::5', '2001:db8:1::7'],
+];
+const V4_IPS = ['192.0.2.0', '192.0.2.1', '192.0.2.3', '192.0.2.5', '192.0.2.9', '192.0.2.13', '192.0.2.17', '198.51.100.1'];
+const V6_IPS = ['2001:db8::1', '2001:db8::3', '2001:db8:1::6', '2001:db8::'];
+const TIMES = ['2024-01-01T00:00:00Z', '2024-01-02T00:00:00Z', '2024-01-03T00:00:00Z'];
+
+const poolArb: fc.Arbitrary<PoolSpec> = fc.record({
+  name: fc.constantFrom('p0', 'p1', 'p2', 'p3'),
+  created: fc.constantFrom(...TIMES),
+  blocks: fc.uniqueArray(fc.constantFrom(...BLOCKS), { minLength: 1, maxLength: 2 }),
+  selector: fc.option(
+    fc.oneof(
+      fc.constant(undefined),
+      fc.record({ matchLabels: fc.constant({ color: 'blue' }) }),
+      fc.record({ matchExpressions: fc.constant([{ key: 'color', operator: 'In' as const, values: ['blue', 'red'] }]) }),
+      fc.record({ matchExpressions: fc.constant([{ key: 'color', operator: 'DoesNotExist' as const, values: [] }]) }),
+    ),
+    { nil: undefined, freq: 2 },
+  ),
+  disabled: fc.constantFrom(false, false, false, false, false, true),
+  allowFirstLastIPs: fc.boolean(),
+});
+
+const serviceArb: fc.Arbitrary<ServiceSpec> = fc
+  .record({
+    name: fc.constantFrom('s0', 's1', 's2', 's3', 's4', 's5', 's6', 's7'),
+    namespace: fc.constantFrom('ns-a', 'ns-b'),
+    created: fc.constantFrom(...TIMES),
+    color: fc.constantFrom('blue', 'blue', 'red', undefined),
+    type: fc.constantFrom('LoadBalancer', 'LoadBalancer', 'LoadBalancer', 'LoadBalancer', 'LoadBalancer', 'LoadBalancer', 'ClusterIP'),
+    cls: fc.constantFrom(undefined, undefined, undefined, undefined, 'lb.pharos.io/l2', 'example.com/other'),
+    family: fc.constantFrom('v4', 'v4', 'v6', 'prefer', 'require'),
+    ip: fc.option(fc.nat(7), { freq: 4, nil: undefined }),
+    key: fc.constantFrom(undefined, 'k1', 'k1', 'k1', 'k2'),
+    crossNs: fc.constantFrom(true, true, false),
+    ports: fc.uniqueArray(fc.constantFrom(80, 443, 53, 8080), { minLength: 1, maxLength: 2 }),
+    badAnnotation: fc.constantFrom(false, false, false, false, false, false, false, false, false, true),
+  })
+  .map((r) => {
+    const annotations: Record<string, string> = {};
+    if (r.ip !== undefined) annotations['lb.pharos.io/ips'] = r.family === 'v6' ? V6_IPS[r.ip % V6_IPS.length]! : V4_IPS[r.ip]!;
+    if (r.key) annotations['lb.pharos.io/sharing-key'] = r.key;
+    if (r.crossNs) annotations['lb.pharos.io/sharing-cross-namespace'] = '*';
+    if (r.badAnnotation) annotations['lbipam.cilium.io/ips'] = '192.0.2.300';
+    return {
+      name: r.name,
+      namespace: r.namespace,
+      created: r.created,
+      labels: r.color ? { color: r.color } : {},
+      annotations,
+      type: r.type as Service['type'],
+      ...(r.cls ? { class: r.cls } : {}),
+      families: r.family === 'v6' ? ['IPv6' as const] : ['IPv4' as const],
+      policy: r.family === 'prefer' ? 'PreferDualStack' as const : r.family === 'require' ? 'RequireDualStack' as const : 'SingleStack' as const,
+      ports: r.ports,
+    };
+  });
+
+type Event =
+  | { kind: 'upsertService'; spec: ServiceSpec }
+  | { kind: 'deleteService'; name: string; namespace: string }
+  | { kind: 'upsertPool'; spec: PoolSpec }
+  | { kind: 'deletePool'; name: string }
+  | { kind: 'echoStatus' }
+  /** Someone else writes status (a restart, a migration from another LB controller, a hand edit). */
+  | { kind: 'foreignStatus'; name: string; namespace: string; ips: string[] };
+
+const eventArb: fc.Arbitrary<Event> = fc.oneof(
+  { weight: 6, arbitrary: serviceArb.map((spec) => ({ kind: 'upsertService' as const, spec })) },
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('deleteService' as const), name: fc.constantFrom('s0', 's1', 's2', 's3', 's4', 's5', 's6', 's7'), namespace: fc.constantFrom('ns-a', 'ns-b') }) },
+  { weight: 3, arbitrary: poolArb.map((spec) => ({ kind: 'upsertPool' as const, spec })) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('deletePool' as const), name: fc.constantFrom('p0', 'p1', 'p2', 'p3') }) },
+  { weight: 3, arbitrary: fc.constant({ kind: 'echoStatus' as const }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('foreignStatus' as const),
+      name: fc.constantFrom('s0', 's1', 's2', 's3', 's4', 's5', 's6', 's7'),
+      namespace: fc.constantFrom('ns-a', 'ns-b'),
+      ips: fc.uniqueArray(fc.constantFrom(...V4_IPS, ...V6_IPS), { maxLength: 2 }),
+    }),
+  },
+);
+
+// ---------------------------------------------------------------- the world a history builds
+
+class World {
+  services = new Map<string, Service>();
+  pools = new Map<string, IPPool>();
+  ipam = new Ipam(OPTIONS);
+
+  /** Write outcomes into service status, as a sink would, and feed the echo back. */
+  echo(): void {
+    for (const [key, outcome] of [...this.ipam.allOutcomes()]) {
+      const s = this.services.get(key);
+      if (!s) continue;
+      const next = statusFromOutcome(s, outcome);
+      if (next !== s) {
+        this.services.set(key, next);
+        this.ipam.upsertService(next);
+      }
+    }
+  }
+}
+
+function statusFromOutcome(s: Service, outcome: ServiceOutcome): Service {
+  if (outcome.kind === 'leave-alone') return s;
+  const next = outcome.kind === 'managed' ? withStatus(s, outcome.ingress, outcome.condition) : withStatus(s, outcome.ingress, null);
+  return JSON.stringify(next.status) === JSON.stringify(s.status) ? s : next;
+}
+
+function plain(outcomes: ReadonlyMap<string, ServiceOutcome>): Record<string, ServiceOutcome> {
+  return Object.fromEntries([...outcomes].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+function apply(world: World, e: Event): void {
+  switch (e.kind) {
+    case 'upsertService': {
+      const s = svc(e.spec);
+      const key = objectKey(s.meta);
+      const prev = world.services.get(key);
+      // Keep the status it had: a spec edit does not clear status in Kubernetes.
+      const withOld = prev ? { ...s, status: prev.status } : s;
+      world.services.set(key, withOld);
+      world.ipam.upsertService(withOld);
+      break;
+    }
+    case 'deleteService': {
+      const key = `${e.namespace}/${e.name}`;
+      world.services.delete(key);
+      world.ipam.deleteService(key);
+      break;
+    }
+    case 'upsertPool': {
+      const p = pool(e.spec);
+      world.pools.set(p.meta.name, p);
+      world.ipam.upsertPool(p);
+      break;
+    }
+    case 'deletePool':
+      world.pools.delete(e.name);
+      world.ipam.deletePool(e.name);
+      break;
+    case 'echoStatus':
+      world.echo();
+      break;
+    case 'foreignStatus': {
+      const key = `${e.namespace}/${e.name}`;
+      const s = world.services.get(key);
+      if (!s) break;
+      const next = { ...s, status: { ...s.status, ingress: e.ips.map((ip) => ({ ip })) } };
+      world.services.set(key, next);
+      world.ipam.upsertService(next);
+      break;
+    }
+  }
+}
+
+/** Check the invariants on the current allocation; `before` is the state before the last event. */
+function checkInvariants(world: World, before: AllocationState): string | undefined {
+  const pools = analysePools(world.pools.values());
+  const holders = new Map<string, string[]>();
+  for (const [key, outcome] of world.ipam.allOutcomes()) {
+    if (outcome.kind !== 'managed') continue;
+    const s = world.services.get(key)!;
+    const req = readRequest(s);
+    for (const a of outcome.allocations) {
+      const addr = tryParseAddress(a.ip)!;
+      const p = pools.find((x) => x.name === a.pool);
+      if (!p || p.state === 'conflicting') return `${key} holds ${a.ip} from missing or conflicting pool ${a.pool}`;
+      if (!p.allocatable[addr.family].some((r) => r.first <= addr.value && addr.value <= r.last)) return `${key}: ${a.ip} outside pool ${a.pool}`;
+      const sel = p.pool.serviceSelector;
+      if (sel && !matchesSelector(sel, req.selectorLabels)) return `${key}: pool ${a.pool} does not select it`;
+      // A disabled pool keeps what services held (in the allocation state or, after a restart, in their status).
+      const heldBefore = (before.services[key] ?? []).includes(a.ip) || s.status.ingress.some((i) => i.ip === a.ip);
+      if (p.state === 'disabled' && !heldBefore) return `${key}: new address ${a.ip} from disabled pool ${a.pool}`;
+      const list = holders.get(a.ip) ?? [];
+      list.push(key);
+      holders.set(a.ip, list);
+    }
+  }
+  for (const [ip, keys] of holders) {
+    for (let i = 0; i < keys.length; i++) {
+      for (let j = i + 1; j < keys.length; j++) {
+        const a = readRequest(world.services.get(keys[i]!)!);
+        const b = readRequest(world.services.get(keys[j]!)!);
+        const problem = shareProblem(a, b);
+        if (problem) return `${ip} held by ${keys[i]} and ${keys[j]} (${problem})`;
+      }
+    }
+  }
+  return undefined;
+}
+
+const historyArb = fc
+  .tuple(fc.array(poolArb, { minLength: 1, maxLength: 3 }), fc.array(eventArb, { minLength: 10, maxLength: 40, size: 'max' }))
+  .map(([initialPools, events]): Event[] => [...initialPools.map((spec) => ({ kind: 'upsertPool' as const, spec })), ...events]);
+
+const RUNS = { numRuns: 150, ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}) };
+
+t.test('incremental Ipam equals the full reconcile after every event', async (t) => {
+  fc.assert(
+    fc.property(historyArb, (history) => {
+      const world = new World();
+      for (const e of history) {
+        const before = world.ipam.exportState();
+        apply(world, e);
+        const full = reconcile({ pools: world.pools.values(), services: world.services.values(), previous: before }, OPTIONS);
+        const got = plain(world.ipam.allOutcomes());
+        const want = plain(full.services);
+        if (JSON.stringify(got) !== JSON.stringify(want)) {
+          throw new Error(`after ${JSON.stringify(e)}:\nincremental ${JSON.stringify(got, null, 1)}\nfull ${JSON.stringify(want, null, 1)}`);
+        }
+        if (JSON.stringify(world.ipam.exportState()) !== JSON.stringify(full.state)) throw new Error(`after ${JSON.stringify(e)}: state differs`);
+        if (JSON.stringify(plain(world.ipam.allPoolStatuses() as never)) !== JSON.stringify(plain(full.pools as never))) {
+          throw new Error(`after ${JSON.stringify(e)}: pool status differs`);
+        }
+      }
+    }),
+    RUNS,
+  );
+  t.pass('random histories agree');
+});
+
+t.test('no shared address without a common key and apart ports; no address outside a selecting, usable pool', async (t) => {
+  fc.assert(
+    fc.property(historyArb, (history) => {
+      const world = new World();
+      for (const e of history) {
+        const before = world.ipam.exportState();
+        apply(world, e);
+        const problem = checkInvariants(world, before);
+        if (problem) throw new Error(`after ${JSON.stringify(e)}: ${problem}`);
+      }
+    }),
+    RUNS,
+  );
+  t.pass('invariants held');
+});
+
+t.test('pool edits never move an address a usable, selecting pool still covers', async (t) => {
+  fc.assert(
+    fc.property(historyArb, (history) => {
+      const world = new World();
+      for (const e of history) {
+        const before = world.ipam.exportState();
+        apply(world, e);
+        if (e.kind !== 'upsertPool' && e.kind !== 'deletePool') continue;
+        const pools = analysePools(world.pools.values());
+        const after = world.ipam.exportState();
+        for (const [key, ips] of Object.entries(before.services)) {
+          const s = world.services.get(key)!;
+          const req = readRequest(s);
+          for (const ip of ips) {
+            const addr = tryParseAddress(ip)!;
+            const covered = pools.some(
+              (p) =>
+                p.state !== 'conflicting' &&
+                p.allocatable[addr.family].some((r) => r.first <= addr.value && addr.value <= r.last) &&
+                (!p.pool.serviceSelector || matchesSelector(p.pool.serviceSelector, req.selectorLabels)),
+            );
+            if (covered && !(after.services[key] ?? []).includes(ip)) throw new Error(`after ${JSON.stringify(e)}: ${key} lost ${ip}, still covered`);
+          }
+        }
+      }
+    }),
+    RUNS,
+  );
+  t.pass('covered addresses stayed');
+});
+
+t.test('a restart (no previous state, only status) reproduces the allocations', async (t) => {
+  fc.assert(
+    fc.property(historyArb, (history) => {
+      const world = new World();
+      for (const e of history) apply(world, e);
+      world.echo();
+      const restarted = reconcile({ pools: world.pools.values(), services: world.services.values() }, OPTIONS);
+      if (JSON.stringify(restarted.state) !== JSON.stringify(world.ipam.exportState())) {
+        throw new Error(`restart gave ${JSON.stringify(restarted.state)}, running ${JSON.stringify(world.ipam.exportState())}`);
+      }
+      if (JSON.stringify(plain(restarted.services)) !== JSON.stringify(plain(world.ipam.allOutcomes()))) throw new Error('restart outcomes differ');
+    }),
+    RUNS,
+  );
+  t.pass('restarts reproduced');
+});
