@@ -1,0 +1,218 @@
+/**
+ * The Kubernetes source: informers for everything pharos reads, each object
+ * validated by src/model/parse.ts and written into the Store.
+ *
+ * Rules (DESIGN.md, "Bad input and faults"):
+ * - an object that does not parse is reported (event + counter) and the
+ *   last good version stays in the store;
+ * - while the API server is unreachable nothing is removed: informers keep
+ *   retrying and only a successful relist can delete;
+ * - the store is marked synced once every informer has listed once.
+ *
+ * Optional kinds are found through discovery: the pharos CRDs (absent CRDs
+ * are not an error, only a warning) and Cilium's, re-probed periodically so
+ * installing them later is noticed.
+ */
+import { EventEmitter } from 'node:events';
+import type { KubeConfig } from '@kubernetes/client-node';
+import { parseObject, type ParseError, type ParseResult } from '../../model/parse.js';
+import { objectKey, type Kind } from '../../model/types.js';
+import type { Store } from '../../store/store.js';
+import { KubeInformer, type InformerSpec, type InformerTuning } from './informer.js';
+import { KubeHttpError, RestClient } from './rest-client.js';
+
+export interface KubeSourceOptions {
+  kc: KubeConfig;
+  store: Store;
+  /** The agent's namespace: Leases and Secrets are read there only. Default kube-system. */
+  namespace?: string;
+  /** Watch Secrets (BGP passwords). Default false. */
+  secrets?: boolean;
+  /** Cilium CRDs: 'auto' (default) watches them when discovery shows them. */
+  cilium?: 'auto' | boolean;
+  /** How often absent optional CRDs are looked for again. Default 60 s. */
+  crdProbeIntervalMs?: number;
+  tuning?: Partial<InformerTuning>;
+  /** Injected for tests; default parseObject. */
+  parse?: (raw: unknown) => ParseResult;
+}
+
+export interface ParseFailure {
+  kind: Kind;
+  key: string;
+  error: ParseError;
+  /** `LoadBalancerIPPool "blue": spec.blocks[2].cidr: ...` */
+  message: string;
+}
+
+export interface KubeSourceEvents {
+  parseError: [ParseFailure];
+  /** Accepted with caveats (unsupported Cilium options, ...). */
+  warning: [string];
+  /** An informer failed; it retries by itself. */
+  failure: [{ kind: Kind; path: string; error: Error; retryInMs: number }];
+  synced: [];
+}
+
+interface Watched {
+  model: Kind;
+  spec: InformerSpec;
+}
+
+interface OptionalGroup {
+  groupVersion: string;
+  kinds: { model: Kind; plural: string; kind: string }[];
+}
+
+const pharosGroup: OptionalGroup = {
+  groupVersion: 'lb.pharos.io/v1alpha1',
+  kinds: [
+    { model: 'LoadBalancerIPPool', plural: 'loadbalancerippools', kind: 'LoadBalancerIPPool' },
+    { model: 'L2AnnouncementPolicy', plural: 'l2announcementpolicies', kind: 'L2AnnouncementPolicy' },
+    { model: 'BGPPeeringPolicy', plural: 'bgppeeringpolicies', kind: 'BGPPeeringPolicy' },
+  ],
+};
+
+const ciliumGroup: OptionalGroup = {
+  groupVersion: 'cilium.io/v2alpha1',
+  kinds: [
+    { model: 'LoadBalancerIPPool', plural: 'ciliumloadbalancerippools', kind: 'CiliumLoadBalancerIPPool' },
+    { model: 'L2AnnouncementPolicy', plural: 'ciliuml2announcementpolicies', kind: 'CiliumL2AnnouncementPolicy' },
+    { model: 'BGPPeeringPolicy', plural: 'ciliumbgppeeringpolicies', kind: 'CiliumBGPPeeringPolicy' },
+  ],
+};
+
+export class KubeSource extends EventEmitter<KubeSourceEvents> {
+  readonly rest: RestClient;
+  private readonly informers = new Map<string, KubeInformer>();
+  private readonly notListed = new Set<string>();
+  private readonly parse: (raw: unknown) => ParseResult;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  /** Counters for metrics (plain numbers; the metrics module reads them on scrape). */
+  readonly counters = {
+    parseErrors: {} as Record<string, number>,
+    applied: {} as Record<string, number>,
+    deleted: {} as Record<string, number>,
+    informerFailures: {} as Record<string, number>,
+  };
+
+  constructor(private readonly opts: KubeSourceOptions) {
+    super();
+    this.rest = new RestClient(opts.kc);
+    this.parse = opts.parse ?? parseObject;
+  }
+
+  get namespace(): string {
+    return this.opts.namespace ?? 'kube-system';
+  }
+
+  /** Resolves once the optional groups were probed and every informer started (not when synced). */
+  async start(): Promise<void> {
+    this.stopped = false;
+    const ns = encodeURIComponent(this.namespace);
+    const core: Watched[] = [
+      { model: 'Service', spec: { path: '/api/v1/services', apiVersion: 'v1', kind: 'Service' } },
+      { model: 'EndpointSlice', spec: { path: '/apis/discovery.k8s.io/v1/endpointslices', apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice' } },
+      { model: 'Node', spec: { path: '/api/v1/nodes', apiVersion: 'v1', kind: 'Node' } },
+      { model: 'Lease', spec: { path: `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`, apiVersion: 'coordination.k8s.io/v1', kind: 'Lease' } },
+    ];
+    if (this.opts.secrets) core.push({ model: 'Secret', spec: { path: `/api/v1/namespaces/${ns}/secrets`, apiVersion: 'v1', kind: 'Secret' } });
+    // Register every initial informer before starting any, so `synced` waits for all of them.
+    const initial = [...core, ...(await this.probeOptional())];
+    for (const w of initial) this.notListed.add(w.spec.path);
+    for (const w of initial) this.watch(w);
+    this.scheduleProbe();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.probeTimer);
+    await Promise.all([...this.informers.values()].map((i) => i.stop()));
+    this.informers.clear();
+  }
+
+  /** The informers by path, for tests and metrics. */
+  informerStats(): Record<string, KubeInformer['stats']> {
+    return Object.fromEntries([...this.informers].map(([p, i]) => [p, { ...i.stats }]));
+  }
+
+  private groups(): OptionalGroup[] {
+    return this.opts.cilium === false ? [pharosGroup] : [pharosGroup, ciliumGroup];
+  }
+
+  /** The optional kinds discovery shows and that are not watched yet. Unreachable discovery = nothing new (retry later). */
+  private async probeOptional(): Promise<Watched[]> {
+    const out: Watched[] = [];
+    for (const g of this.groups()) {
+      const missing = g.kinds.filter((k) => !this.informers.has(`/apis/${g.groupVersion}/${k.plural}`));
+      if (missing.length === 0) continue;
+      let served: Set<string>;
+      if (g === ciliumGroup && this.opts.cilium === true) {
+        served = new Set(missing.map((k) => k.plural));
+      } else {
+        try {
+          const doc = await this.rest.getJson(`/apis/${g.groupVersion}`, {}, 10_000);
+          served = new Set((doc?.resources ?? []).map((r: any) => String(r.name)));
+        } catch (e) {
+          if (!(e instanceof KubeHttpError && e.statusCode === 404)) continue;
+          if (g === pharosGroup) this.emit('warning', `the pharos CRDs (${g.groupVersion}) are not installed; pools and policies will be read once they are`);
+          served = new Set();
+        }
+      }
+      for (const k of missing) {
+        if (!served.has(k.plural)) continue;
+        out.push({ model: k.model, spec: { path: `/apis/${g.groupVersion}/${k.plural}`, apiVersion: g.groupVersion, kind: k.kind } });
+      }
+    }
+    return out;
+  }
+
+  private scheduleProbe(): void {
+    const interval = this.opts.crdProbeIntervalMs ?? 60_000;
+    this.probeTimer = setTimeout(async () => {
+      if (this.stopped) return;
+      for (const w of await this.probeOptional()) if (!this.stopped) this.watch(w);
+      if (!this.stopped) this.scheduleProbe();
+    }, interval);
+    this.probeTimer.unref();
+  }
+
+  private watch(w: Watched): void {
+    const { store } = this.opts;
+    const inf = new KubeInformer(this.rest, w.spec, this.opts.tuning);
+    this.informers.set(w.spec.path, inf);
+    const upsert = (raw: any) => {
+      const r = this.parse(raw);
+      const key = objectKey({ name: String(raw?.metadata?.name ?? ''), namespace: raw?.metadata?.namespace });
+      if (r.ok) {
+        for (const msg of r.warnings) this.emit('warning', msg);
+        store.apply(r.object);
+        this.counters.applied[w.model] = (this.counters.applied[w.model] ?? 0) + 1;
+      } else if (!r.ignored) {
+        // Keep the last good version: the store is not touched.
+        this.counters.parseErrors[w.model] = (this.counters.parseErrors[w.model] ?? 0) + 1;
+        this.emit('parseError', { kind: w.model, key, error: r.error, message: r.error.toString() });
+      }
+    };
+    inf.on('add', upsert);
+    inf.on('update', upsert);
+    inf.on('delete', (raw) => {
+      const key = objectKey({ name: String(raw?.metadata?.name ?? ''), namespace: raw?.metadata?.namespace });
+      store.remove(w.model, key);
+      this.counters.deleted[w.model] = (this.counters.deleted[w.model] ?? 0) + 1;
+    });
+    inf.on('listed', () => {
+      if (!this.notListed.delete(w.spec.path)) return;
+      if (this.notListed.size === 0) {
+        store.markSynced();
+        this.emit('synced');
+      }
+    });
+    inf.on('failure', (error, retryInMs) => {
+      this.counters.informerFailures[w.model] = (this.counters.informerFailures[w.model] ?? 0) + 1;
+      this.emit('failure', { kind: w.model, path: w.spec.path, error, retryInMs });
+    });
+    inf.start();
+  }
+}
