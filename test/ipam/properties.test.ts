@@ -40,9 +40,9 @@ const poolArb: fc.Arbitrary<PoolSpec> = fc.record({
   selector: fc.option(
     fc.oneof(
       fc.constant(undefined),
-      fc.record({ matchLabels: fc.constant({ color: 'blue' }) }),
-      fc.record({ matchExpressions: fc.constant([{ key: 'color', operator: 'In' as const, values: ['blue', 'red'] }]) }),
-      fc.record({ matchExpressions: fc.constant([{ key: 'color', operator: 'DoesNotExist' as const, values: [] }]) }),
+      fc.constant<PoolSpec['selector']>({ matchLabels: { color: 'blue' } }),
+      fc.constant<PoolSpec['selector']>({ matchExpressions: [{ key: 'color', operator: 'In', values: ['blue', 'red'] }] }),
+      fc.constant<PoolSpec['selector']>({ matchExpressions: [{ key: 'color', operator: 'DoesNotExist', values: [] }] }),
     ),
     { nil: undefined, freq: 2 },
   ),
@@ -75,7 +75,7 @@ const serviceArb: fc.Arbitrary<ServiceSpec> = fc
       name: r.name,
       namespace: r.namespace,
       created: r.created,
-      labels: r.color ? { color: r.color } : {},
+      labels: (r.color ? { color: r.color } : {}) as Record<string, string>,
       annotations,
       type: r.type as Service['type'],
       ...(r.cls ? { class: r.cls } : {}),
