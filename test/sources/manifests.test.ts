@@ -285,6 +285,14 @@ t.test('unreadable directory keeps state; the store is synced only after a good 
   await rm(missing, { recursive: true });
   await waitFor('dir error', () => source.errors.some((e) => /cannot read directory/.test(e.message)));
   t.ok(store.snapshot().pools.has('late') && store.snapshot().pools.has('later'), 'objects stay in force');
+
+  // re-created with other content: watched anew (new inode), and the new content applies
+  await mkdir(missing);
+  await writeFile(join(missing, 'r.yaml'), POOL('reborn', '198.18.9.0/24'));
+  await waitFor('reborn pool', () => store.snapshot().pools.has('reborn') && store.snapshot().pools.size === 1);
+  await writeAtomic(join(missing, 'r.yaml'), POOL('reborn', '198.18.19.0/24'));
+  await waitFor('reborn edited', () => poolCidr(store, 'reborn') === '198.18.19.0/24');
+  t.same(source.errors, []);
   void dir;
 });
 
@@ -310,4 +318,23 @@ t.test('kinds the source never wrote are left to other writers; ignored kinds an
   t.equal(svc?.type, 'ClusterIP');
   const pool: IPPool | undefined = store.snapshot().pools.get('none');
   t.equal(pool, undefined);
+});
+
+t.test('bounds: too many files and oversized files are reported, not read', async (t) => {
+  const { dir, stateDir } = await setup(t);
+  await writeFile(join(dir, 'a.yaml'), POOL('a', '198.18.0.0/24'));
+  await writeFile(join(dir, 'b.yaml'), POOL('b', '198.18.1.0/24'));
+  await writeFile(join(dir, 'c.yaml'), POOL('c', '198.18.2.0/24'));
+  const store = new Store();
+  const source = new ManifestsSource({ directory: dir, stateDir, store, maxFiles: 2, maxFileBytes: 400, rescanIntervalMs: 60_000 });
+  t.teardown(() => source.stop());
+  const report = await source.start();
+  t.same([...store.snapshot().pools.keys()].sort(), ['a', 'b']);
+  t.same(report.errors.map((e) => [e.file, e.message]), [['c.yaml', 'not read: more than 2 manifest files']]);
+
+  // a file growing past the size bound keeps its last good objects
+  await writeAtomic(join(dir, 'a.yaml'), `${POOL('a', '198.18.0.0/24')}# ${'x'.repeat(500)}\n`);
+  const next = await source.scanNow();
+  t.ok(store.snapshot().pools.has('a'));
+  t.match(formatProblem(next.errors.find((e) => e.file === 'a.yaml')!), /^a\.yaml: cannot read: larger than 400 bytes \(last good version kept\)$/);
 });

@@ -86,6 +86,7 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
   private current: ScanReport = { files: 0, objects: 0, errors: [], warnings: [], ignored: [] };
 
   private watcher: FSWatcher | undefined;
+  private watchedInode: number | undefined;
   private debounceTimer: NodeJS.Timeout | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
   private running: Promise<ScanReport> | undefined;
@@ -109,19 +110,14 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     this.stopped = false;
     await this.loadState();
     const report = await this.scanNow();
-    this.startWatching();
-    this.rescanTimer = setInterval(() => {
-      if (!this.watcher) this.startWatching();
-      void this.scanNow();
-    }, this.rescanIntervalMs);
+    this.rescanTimer = setInterval(() => void this.scanNow(), this.rescanIntervalMs);
     this.rescanTimer.unref();
     return report;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    this.watcher?.close();
-    this.watcher = undefined;
+    this.closeWatcher();
     clearTimeout(this.debounceTimer);
     clearInterval(this.rescanTimer);
     await this.pending?.catch(() => undefined);
@@ -165,14 +161,17 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     if (this.stopped || this.watcher) return;
     try {
       this.watcher = watch(this.directory, { persistent: false }, () => this.scheduleScan());
-      this.watcher.on('error', () => {
-        // The directory went away or was replaced: the periodic rescan re-establishes the watch.
-        this.watcher?.close();
-        this.watcher = undefined;
-      });
+      // The directory went away or was replaced: the periodic rescan re-establishes the watch.
+      this.watcher.on('error', () => this.closeWatcher());
     } catch {
       this.watcher = undefined;
     }
+  }
+
+  private closeWatcher(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+    this.watchedInode = undefined;
   }
 
   private scheduleScan(): void {
@@ -185,10 +184,16 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
   private async scanOnce(): Promise<ScanReport> {
     let names: string[];
     try {
+      // A directory deleted and re-created (or a mount swapped) leaves inotify on the old inode: watch anew.
+      const { ino } = await stat(this.directory);
+      if (this.watchedInode !== undefined && ino !== this.watchedInode) this.closeWatcher();
+      this.watchedInode = ino;
+      if (!this.watcher) this.startWatching();
       const entries = await readdir(this.directory);
       // Hidden names skipped: editors' swap files, ConfigMap mounts' `..data` machinery.
       names = entries.filter((n) => !n.startsWith('.') && MANIFEST_NAME.test(n)).sort();
     } catch (err) {
+      this.closeWatcher();
       // An unreadable directory keeps everything in force; tearing down every service is never the fix.
       const problem: ManifestProblem = {
         severity: 'error',
