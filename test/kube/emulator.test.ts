@@ -513,8 +513,10 @@ spec: {holderIdentity: node-a, leaseDurationSeconds: 15}
   t.equal(after.metadata.labels.app, 'echo', 'apply restores the label it owns');
 
   await k.ok(['patch', 'ippool', 'blue', '--type', 'merge', '-p', '{"spec":{"disabled":true}}']);
-  await k.ok(['patch', 'ippool', 'blue', '--subresource', 'status', '--type', 'merge', '-p', '{"status":{"conditions":[{"type":"lb.pharos.io/IPsAvailable","status":"True","reason":"x","message":"254"}]}}']);
+  await k.ok(['patch', 'ippool', 'blue', '--subresource', 'status', '--type', 'merge', '-p', '{"status":{"available":"254","used":"2","total":"256"}}']);
   t.match(await k.ok(['get', 'ippools']), /blue\s+true\s+254\s/);
+  t.match(await k.ok(['get', 'ippools', '-o', 'wide']), /^NAME\s+DISABLED\s+CONFLICTING\s+IPS AVAILABLE\s+USED\s+TOTAL\s+AGE\nblue\s+true\s+254\s+2\s+256\s/, 'CRD printer columns from deploy/crds');
+  t.match(await k.ok(['get', 'crds']), /loadbalancerippools\.lb\.pharos\.io/);
 
   // get -w for a bounded time sees a status change.
   const watching = k.run(['get', 'svc', 'echo', '-w', '--request-timeout=3s'], { timeoutMs: 4000 });

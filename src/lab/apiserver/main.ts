@@ -1,12 +1,12 @@
 /**
  * `node dist/lab/apiserver/main.js [--port N] [--host H] [--cilium] [--crds DIR] [--kubeconfig FILE]`
+ * (`--crds` defaults to the bundled deploy/crds/).
  *
  * Runs the emulator in the foreground for manual kubectl use; writes a
  * kubeconfig pointing at it when asked. Stops on SIGINT/SIGTERM.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { writeFileSync } from 'node:fs';
+import { readCrds } from './crds.js';
 import { startApiServer } from './server.js';
 
 export function kubeconfigFor(url: string): string {
@@ -31,19 +31,6 @@ export function kubeconfigFor(url: string): string {
   ].join('\n');
 }
 
-/** Every CustomResourceDefinition in the *.yaml/*.yml/*.json files of `dir`. */
-export function readCrds(dir: string): object[] {
-  const out: object[] = [];
-  for (const f of readdirSync(dir).sort()) {
-    if (!/\.(ya?ml|json)$/.test(f)) continue;
-    for (const doc of parseAllDocuments(readFileSync(join(dir, f), 'utf8'))) {
-      const o = doc.toJS();
-      if (o?.kind === 'CustomResourceDefinition') out.push(o);
-    }
-  }
-  return out;
-}
-
 async function main(argv: string[]): Promise<void> {
   const arg = (name: string) => {
     const i = argv.indexOf(name);
@@ -55,7 +42,7 @@ async function main(argv: string[]): Promise<void> {
     port,
     host: arg('--host') ?? '127.0.0.1',
     cilium: argv.includes('--cilium'),
-    crds: crdDir ? readCrds(crdDir) : [],
+    ...(crdDir ? { crds: readCrds(crdDir) } : {}),
   });
   const kubeconfig = arg('--kubeconfig');
   if (kubeconfig) writeFileSync(kubeconfig, kubeconfigFor(api.url));

@@ -78,23 +78,26 @@ function builtin(
 
 const age: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
 
-/** Pool columns as `kubectl get ippools` shows them for Cilium: NAME DISABLED CONFLICTING IPS AVAILABLE AGE. */
-function poolColumns(conditionPrefix: string): PrinterColumn[] {
-  return [
-    { name: 'Disabled', type: 'boolean', jsonPath: '.spec.disabled' },
-    {
-      name: 'Conflicting',
-      type: 'string',
-      jsonPath: `.status.conditions[?(@.type=="${conditionPrefix}/PoolConflict")].status`,
-    },
-    {
-      name: 'IPs Available',
-      type: 'string',
-      jsonPath: `.status.conditions[?(@.type=="${conditionPrefix}/IPsAvailable")].message`,
-    },
-    age,
-  ];
-}
+/**
+ * Pool columns, NAME DISABLED CONFLICTING IPS AVAILABLE AGE (as `kubectl get
+ * ippools` shows for Cilium). The pharos ones mirror deploy/crds/loadbalancerippools.yaml,
+ * which replaces them whenever it is found; Cilium's are Cilium's own.
+ */
+const pharosPoolColumns: PrinterColumn[] = [
+  { name: 'Disabled', type: 'boolean', jsonPath: '.spec.disabled' },
+  { name: 'Conflicting', type: 'string', jsonPath: '.status.conditions[?(@.type=="lb.pharos.io/PoolConflict")].status' },
+  { name: 'IPs Available', type: 'string', jsonPath: '.status.available' },
+  { name: 'Used', type: 'string', jsonPath: '.status.used', priority: 1 },
+  { name: 'Total', type: 'string', jsonPath: '.status.total', priority: 1 },
+  age,
+];
+
+const ciliumPoolColumns: PrinterColumn[] = [
+  { name: 'Disabled', type: 'boolean', jsonPath: '.spec.disabled' },
+  { name: 'Conflicting', type: 'string', jsonPath: '.status.conditions[?(@.type=="cilium.io/PoolConflict")].status' },
+  { name: 'IPs Available', type: 'string', jsonPath: '.status.conditions[?(@.type=="cilium.io/IPsAvailable")].message' },
+  age,
+];
 
 export const coreResources: ResourceType[] = [
   builtin('', 'v1', 'namespaces', 'Namespace', false, ['ns'], { statusSubresource: true }),
@@ -134,16 +137,16 @@ function customResource(
  * (its printer columns and short names win).
  */
 export const pharosResources: ResourceType[] = [
-  customResource('lb.pharos.io', 'v1alpha1', 'loadbalancerippools', 'LoadBalancerIPPool', ['ippools', 'ippool', 'lbippool'], poolColumns('lb.pharos.io')),
+  customResource('lb.pharos.io', 'v1alpha1', 'loadbalancerippools', 'LoadBalancerIPPool', ['ippools', 'ippool', 'lbippool'], pharosPoolColumns),
   customResource('lb.pharos.io', 'v1alpha1', 'l2announcementpolicies', 'L2AnnouncementPolicy', ['l2policy', 'l2policies', 'l2announcement']),
   customResource('lb.pharos.io', 'v1alpha1', 'bgppeeringpolicies', 'BGPPeeringPolicy', ['bgppolicy', 'bgppolicies']),
 ];
 
 /** Cilium's CRDs, registered only when asked for (the agent probes discovery for them). */
 export const ciliumResources: ResourceType[] = [
-  customResource('cilium.io', 'v2alpha1', 'ciliumloadbalancerippools', 'CiliumLoadBalancerIPPool', ['ciliumippools', 'lbippool'], poolColumns('cilium.io')),
-  customResource('cilium.io', 'v2alpha1', 'ciliuml2announcementpolicies', 'CiliumL2AnnouncementPolicy', ['l2announcement']),
-  customResource('cilium.io', 'v2alpha1', 'ciliumbgppeeringpolicies', 'CiliumBGPPeeringPolicy', ['bgpp']),
+  customResource('cilium.io', 'v2alpha1', 'ciliumloadbalancerippools', 'CiliumLoadBalancerIPPool', ['ciliumippools'], ciliumPoolColumns),
+  customResource('cilium.io', 'v2alpha1', 'ciliuml2announcementpolicies', 'CiliumL2AnnouncementPolicy', ['ciliuml2policy']),
+  customResource('cilium.io', 'v2alpha1', 'ciliumbgppeeringpolicies', 'CiliumBGPPeeringPolicy', ['ciliumbgppolicy']),
 ];
 
 export const crdResource: ResourceType = builtin(

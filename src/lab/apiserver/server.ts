@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { AdmissionError, admitService, canonicalJson, checkName, specPart } from './admission.js';
+import { bundledCrdDir, readCrds } from './crds.js';
 import { Database, resourceId, type Json, type StoredEvent } from './database.js';
 import { applyJsonPatch, applyMergePatch, applyStrategicMerge, PatchError } from './patch.js';
 import {
@@ -34,7 +35,11 @@ export interface ApiServerOptions {
   database?: Database;
   /** Register Cilium's CRDs (cilium.io/v2alpha1) as if installed. */
   cilium?: boolean;
-  /** Extra CustomResourceDefinition objects to install at start. */
+  /**
+   * CustomResourceDefinition objects installed at start. Default: the
+   * bundled deploy/crds/ when present (built-in definitions otherwise).
+   * `[]` starts with the built-in pharos resources only.
+   */
   crds?: Json[];
   /** How often a watch that asked for bookmarks gets one. Default 1000 ms. */
   bookmarkIntervalMs?: number;
@@ -378,7 +383,8 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   for (const ns of defaultNamespaces) {
     if (!db.get('/namespaces', undefined, ns)) create(lookup('', 'v1', 'namespaces')!, { metadata: { name: ns } }, undefined, false);
   }
-  for (const crd of options.crds ?? []) {
+  const bundled = options.crds === undefined ? bundledCrdDir() : undefined;
+  for (const crd of options.crds ?? (bundled ? readCrds(bundled) : [])) {
     const existing = db.get(resourceId(crdResource), undefined, crd?.metadata?.name);
     if (existing) for (const t of resourcesFromCrd(existing)) register(t);
     else create(crdResource, crd, undefined, false);
