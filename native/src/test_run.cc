@@ -1,9 +1,13 @@
 // BPF_PROG_TEST_RUN, synchronously or on a worker thread (long live-frames
 // generator runs must not block the event loop).
 #include <bpf/bpf.h>
+#include <pthread.h>
+#include <signal.h>
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "args.h"
@@ -30,6 +34,7 @@ struct RunRequest {
 
 struct RunResult {
   int err = 0;  // positive errno, 0 on success
+  bool interrupted = false;
   std::string message;
   uint32_t retval = 0;
   uint32_t duration = 0;
@@ -58,7 +63,39 @@ RunRequest ParseRequest(const Napi::CallbackInfo &info, const char *fn) {
   return r;
 }
 
-RunResult Run(const RunRequest &r) {
+// Stopping a long run early: the kernel's test-run loop ends with EINTR when
+// a signal is pending for the running thread, so the canceller signals the
+// worker thread (SIGURG: ignored by default, unused by Node). The JS side
+// repeats cancel() until the run ends, which covers a signal landing just
+// before the syscall starts.
+constexpr int kInterruptSignal = SIGURG;
+
+struct Cancellation {
+  std::mutex mu;
+  bool requested = false;
+  bool running = false;
+  pthread_t thread{};
+};
+
+void NoopHandler(int) {}
+
+void InstallInterruptHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current;
+    if (sigaction(kInterruptSignal, nullptr, &current) == 0 && current.sa_handler != SIG_DFL &&
+        current.sa_handler != SIG_IGN) {
+      return;  // someone handles it already: any handler interrupts the syscall
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = NoopHandler;  // no SA_RESTART; test runs return EINTR anyway
+    sigemptyset(&sa.sa_mask);
+    sigaction(kInterruptSignal, &sa, nullptr);
+  });
+}
+
+RunResult Run(const RunRequest &r, Cancellation *cancel = nullptr) {
   RunResult res;
   NetnsGuard guard;
   std::string error;
@@ -87,8 +124,33 @@ RunResult Run(const RunRequest &r) {
   opts.repeat = r.repeat;
   opts.flags = r.flags;
   opts.batch_size = r.batchSize;
-  if (bpf_prog_test_run_opts(r.progFd, &opts) != 0) {
-    res.err = errno;
+  sigset_t interruptible, previous;
+  if (cancel != nullptr) {
+    std::lock_guard<std::mutex> lock(cancel->mu);
+    if (cancel->requested) {
+      res.interrupted = true;
+      return res;
+    }
+    cancel->running = true;
+    cancel->thread = pthread_self();
+    sigemptyset(&interruptible);
+    sigaddset(&interruptible, kInterruptSignal);
+    pthread_sigmask(SIG_UNBLOCK, &interruptible, &previous);
+  }
+  int rc = bpf_prog_test_run_opts(r.progFd, &opts);
+  int runErr = rc == 0 ? 0 : errno;
+  if (cancel != nullptr) {
+    std::lock_guard<std::mutex> lock(cancel->mu);
+    cancel->running = false;
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    if (runErr == EINTR && cancel->requested) {
+      res.interrupted = true;
+      res.dataOut.clear();
+      return res;
+    }
+  }
+  if (rc != 0) {
+    res.err = runErr;
     std::string context = "testRun on program fd " + std::to_string(r.progFd);
     if (!r.netns.empty()) context += " in netns " + r.netns;
     if (res.err == ENOSPC) {
@@ -111,17 +173,22 @@ Napi::Object ResultToJs(Napi::Env env, const RunResult &res) {
   out.Set("retval", res.retval);
   out.Set("duration", res.duration);
   out.Set("dataOut", Napi::Buffer<uint8_t>::Copy(env, res.dataOut.data(), res.dataOut.size()));
+  if (res.interrupted) out.Set("interrupted", true);
   return out;
 }
 
 class TestRunWorker : public Napi::AsyncWorker {
  public:
-  TestRunWorker(Napi::Env env, RunRequest request)
-      : Napi::AsyncWorker(env, "pharos:testRun"), request_(std::move(request)), deferred_(env) {}
+  TestRunWorker(Napi::Env env, RunRequest request, std::shared_ptr<Cancellation> cancel)
+      : Napi::AsyncWorker(env, "pharos:testRun"),
+        request_(std::move(request)),
+        cancel_(std::move(cancel)),
+        deferred_(env) {}
 
   Napi::Promise Promise() { return deferred_.Promise(); }
 
-  void Execute() override { result_ = Run(request_); }  // worker thread: setns happens here
+  // Worker thread: the setns and the signal-interruptible syscall happen here.
+  void Execute() override { result_ = Run(request_, cancel_.get()); }
 
   void OnOK() override {
     Napi::Env env = Env();
@@ -134,6 +201,7 @@ class TestRunWorker : public Napi::AsyncWorker {
 
  private:
   RunRequest request_;
+  std::shared_ptr<Cancellation> cancel_;
   RunResult result_;
   Napi::Promise::Deferred deferred_;
 };
@@ -147,12 +215,22 @@ Napi::Value TestRun(const Napi::CallbackInfo &info) {
   return ResultToJs(env, res);
 }
 
+// testRunAsync(progFd, opts) -> { promise, cancel() }
 Napi::Value TestRunAsync(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  auto *worker = new TestRunWorker(env, ParseRequest(info, "testRunAsync"));
-  Napi::Promise promise = worker->Promise();
+  InstallInterruptHandler();
+  auto cancel = std::make_shared<Cancellation>();
+  auto *worker = new TestRunWorker(env, ParseRequest(info, "testRunAsync"), cancel);
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("promise", worker->Promise());
+  out.Set("cancel", Napi::Function::New(env, [cancel](const Napi::CallbackInfo &ci) {
+            std::lock_guard<std::mutex> lock(cancel->mu);
+            cancel->requested = true;
+            if (cancel->running) pthread_kill(cancel->thread, kInterruptSignal);
+            return ci.Env().Undefined();
+          }, "cancel"));
   worker->Queue();  // deletes itself when done
-  return promise;
+  return out;
 }
 
 }  // namespace pharos

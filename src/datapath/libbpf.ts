@@ -87,6 +87,12 @@ export interface TestRunOptions {
   netns?: string;
   /** Live frames: frames per batch (kernel default 64). */
   batchSize?: number;
+  /**
+   * testRunAsync only: aborting stops the run early (the kernel checks for a
+   * pending signal between batches); the promise then resolves with
+   * `interrupted: true` and no retval/duration. For open-ended generators.
+   */
+  signal?: AbortSignal;
 }
 
 export interface TestRunResult {
@@ -94,6 +100,8 @@ export interface TestRunResult {
   /** Average ns per run as the kernel reports it. */
   duration: number;
   dataOut: Buffer;
+  /** Set when `signal` stopped an async run before its `repeat` count. */
+  interrupted?: boolean;
 }
 
 export type XdpMode = 'native' | 'generic' | 'auto';
@@ -193,7 +201,7 @@ interface NativeObjectHandle {
 
 type Passthrough = Pick<NativeAddon,
   'ifIndex' | 'xdpAttach' | 'xdpDetach' | 'xdpQuery' | 'tcAttach' | 'tcDetach' |
-  'testRun' | 'testRunAsync' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'possibleCpus'>;
+  'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'possibleCpus'>;
 
 interface NativeBinding extends Passthrough {
   /** The addon builds its errors with this constructor (message, errno, code). */
@@ -203,6 +211,8 @@ interface NativeBinding extends Passthrough {
   createMap(type: MapType, keySize: number, valueSize: number, maxEntries: number,
     opts?: { name?: string; flags?: number; innerMapFd?: number }): NativeMapHandle;
   mapFromId(id: number): NativeMapHandle;
+  /** Starts the run on a worker thread; cancel() interrupts it (call again until it settles). */
+  testRunAsync(progFd: number, opts: Omit<TestRunOptions, 'signal'>): { promise: Promise<TestRunResult>; cancel(): void };
 }
 
 // ---- Wrappers implementing the contract -----------------------------------
@@ -370,6 +380,30 @@ class LibbpfObject implements BpfObject {
   }
 }
 
+/** Async test run that an AbortSignal can stop. */
+async function testRunAbortable(binding: NativeBinding, progFd: number, opts: TestRunOptions): Promise<TestRunResult> {
+  const { signal, ...rest } = opts;
+  // Not even started: the worker would otherwise race the first cancel().
+  if (signal?.aborted) return { retval: 0, duration: 0, dataOut: Buffer.alloc(0), interrupted: true };
+  const run = binding.testRunAsync(progFd, rest);
+  if (!signal) return run.promise;
+  // A signal sent just before the worker enters the syscall is lost: repeat
+  // until the run settles.
+  let retry: NodeJS.Timeout | undefined;
+  const onAbort = () => {
+    run.cancel();
+    retry ??= setInterval(() => run.cancel(), 20);
+  };
+  if (signal.aborted) onAbort();
+  else signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await run.promise;
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    clearInterval(retry);
+  }
+}
+
 /**
  * Loads native/build/Release/pharos_native.node. Throws a BpfError (ENOENT)
  * telling to build it when it is missing.
@@ -400,7 +434,7 @@ export function loadAddon(path: string = ADDON_PATH): NativeAddon {
     tcAttach: (ifindex, direction, progFd, opts) => binding.tcAttach(ifindex, direction, progFd, opts),
     tcDetach: (ifindex, direction, opts) => binding.tcDetach(ifindex, direction, opts),
     testRun: (progFd, opts) => binding.testRun(progFd, opts),
-    testRunAsync: (progFd, opts) => binding.testRunAsync(progFd, opts),
+    testRunAsync: (progFd, opts) => testRunAbortable(binding, progFd, opts),
     sendFrame: (ifindex, frame, netns) => binding.sendFrame(ifindex, frame, netns),
     setTcpMd5: (fd, peer, key) => binding.setTcpMd5(fd, peer, key),
     tcpSocket: (family) => binding.tcpSocket(family),

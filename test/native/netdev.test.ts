@@ -193,6 +193,15 @@ t.test('live-frames test run (async, in a netns) transmits frames the peer recei
   t.equal(await waitForCount(() => counter(peer, 'xdp_seen', 0x88b7), 50), 50, 'the peer received all 50');
   t.equal(counter(generator, 'xdp_seen', 0x88b7), 50, 'the generator ran 50 times');
   t.equal(readlinkSync('/proc/thread-self/ns/net'), hostNetns, 'the JS thread never left the host netns');
+
+  // An open-ended generator: stopped by an AbortSignal, not by its repeat count.
+  const stopped = await addon().testRunAsync(generator.program('xdp_test').fd, {
+    data: frame, repeat: 2 ** 31 - 1, flags: 2, ctxIn: ctx, netns: A, signal: AbortSignal.timeout(200),
+  });
+  t.equal(stopped.interrupted, true, 'generator stopped by the signal');
+  const sent = counter(generator, 'xdp_seen', 0x88b7) - 50;
+  t.ok(sent > 0 && sent < 2 ** 31 - 1, `${sent} frames generated in ~200 ms`);
+  t.ok(await waitForCount(() => counter(peer, 'xdp_seen', 0x88b7), 50 + sent) > 50, 'the peer received them');
   const e = bpfErrorOf(() => addon().testRun(generator.program('xdp_test').fd, {
     data: frame, repeat: 1, flags: 2, ctxIn: ctx, netns: '/run/netns/phn-missing',
   }));

@@ -211,3 +211,33 @@ t.test('bad names and misuse give clear errors', { skip }, async (t) => {
   map.close();
   t.match(bpfErrorOf(() => o.mapNames()).message, 'is closed');
 });
+
+t.test('testRunAsync: an AbortSignal stops a long run; the event loop stays free', { skip }, async (t) => {
+  const o = loadTestObject(t);
+  const fd = o.program('xdp_test').fd;
+  const frame = testFrame(0x0800);
+  let ticks = 0;
+  const ticker = setInterval(() => ticks++, 10);
+  t.teardown(() => clearInterval(ticker));
+  const started = Date.now();
+  // ~2^31 runs would take minutes: only the abort ends it.
+  const run = addon().testRunAsync(fd, { data: frame, repeat: 2 ** 31 - 1, signal: AbortSignal.timeout(300) });
+  const result = await run;
+  const elapsed = Date.now() - started;
+  t.equal(result.interrupted, true, 'reported as interrupted');
+  t.equal(result.dataOut.length, 0, 'no output from an interrupted run');
+  t.ok(elapsed >= 250 && elapsed < 5000, `stopped after ${elapsed} ms`);
+  t.ok(ticks >= 5, `timers kept firing during the run (${ticks} ticks)`);
+  const ran = perCpuSum(o, 'runs');
+  t.ok(ran > 1000 && ran < 2 ** 31 - 1, `${ran} runs before the abort`);
+
+  const controller = new AbortController();
+  controller.abort();
+  const before = perCpuSum(o, 'runs');
+  const early = await addon().testRunAsync(fd, { data: frame, repeat: 1000, signal: controller.signal });
+  t.equal(early.interrupted, true, 'an already aborted signal does not run');
+  t.equal(perCpuSum(o, 'runs'), before);
+  const normal = await addon().testRunAsync(fd, { data: frame, repeat: 10, signal: new AbortController().signal });
+  t.equal(normal.interrupted, undefined, 'a run that completes is not marked');
+  t.equal(perCpuSum(o, 'runs'), before + 10);
+});
