@@ -461,21 +461,28 @@ export async function withLab(t: TeardownHost, prefix: string): Promise<Lab> {
 }
 
 // ---------------------------------------------------------------------------
-// XDP_PASS object for veth peers
+// Test-only BPF objects (test/support/bpf/*.bpf.c)
 
-const XDP_PASS_SOURCE = join(SUPPORT_DIR, 'bpf', 'xdp_pass.bpf.c');
-const XDP_PASS_OBJECT = join(PROJECT_ROOT, 'build', 'test', 'xdp_pass.o');
-
-/** Compiles test/support/bpf/xdp_pass.bpf.c into build/test/ when missing or stale. */
-export async function xdpPassObject(): Promise<string> {
-  if (!existsSync(XDP_PASS_OBJECT) || statSync(XDP_PASS_OBJECT).mtimeMs < statSync(XDP_PASS_SOURCE).mtimeMs) {
+/**
+ * Compiles test/support/bpf/<name>.bpf.c into build/test/<name>.o with the
+ * product's clang flags, when the object is missing or older than its source.
+ */
+export async function supportBpfObject(name: string): Promise<string> {
+  const source = join(SUPPORT_DIR, 'bpf', `${name}.bpf.c`);
+  const object = join(PROJECT_ROOT, 'build', 'test', `${name}.o`);
+  if (!existsSync(object) || statSync(object).mtimeMs < statSync(source).mtimeMs) {
     mkdirSync(join(PROJECT_ROOT, 'build', 'test'), { recursive: true });
     // Compile to a per-process temp name then rename: parallel test files may race here.
-    const tmp = `${XDP_PASS_OBJECT}.${process.pid}.tmp`;
-    await run(['clang', ...clangArgs(XDP_PASS_SOURCE, tmp)]);
-    await run(['mv', '-f', tmp, XDP_PASS_OBJECT]);
+    const tmp = `${object}.${process.pid}.tmp`;
+    await run(['clang', ...clangArgs(source, tmp)]);
+    await run(['mv', '-f', tmp, object]);
   }
-  return XDP_PASS_OBJECT;
+  return object;
+}
+
+/** The minimal native XDP_PASS program for veth peers. */
+export function xdpPassObject(): Promise<string> {
+  return supportBpfObject('xdp_pass');
 }
 
 // ---------------------------------------------------------------------------
