@@ -136,7 +136,7 @@ struct TcTarget {
   uint32_t handle;
   uint32_t priority;
   std::optional<std::string> netns;
-  std::string what;
+  std::string direction;
 };
 
 // (ifindex, direction, [progFd,] opts?) common parsing.
@@ -162,9 +162,14 @@ static TcTarget ParseTc(const Napi::CallbackInfo &info, const char *fn, size_t o
     t.priority = OptInt(o.Get("priority"), std::string(fn) + ": priority", 1, UINT16_MAX, 1);
     t.netns = OptString(o.Get("netns"), std::string(fn) + ": netns");
   }
-  t.what = direction + " of " + DescribeIfindex(t.ifindex) + InNetns(t.netns) + " (handle " +
-           std::to_string(t.handle) + ", priority " + std::to_string(t.priority) + ")";
+  t.direction = direction;
   return t;
+}
+
+// After entering the netns, so the interface name is the one in there.
+static std::string DescribeTc(const TcTarget &t) {
+  return t.direction + " of " + DescribeIfindex(t.ifindex) + InNetns(t.netns) + " (handle " +
+         std::to_string(t.handle) + ", priority " + std::to_string(t.priority) + ")";
 }
 
 // tcAttach(ifindex, direction, progFd, opts?): clsact qdisc + direct-action filter.
@@ -185,7 +190,7 @@ Napi::Value TcAttach(const Napi::CallbackInfo &info) {
   LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = progFd, .flags = BPF_TC_F_REPLACE,
               .handle = t.handle, .priority = t.priority);
   rc = bpf_tc_attach(&hook, &opts);
-  if (rc != 0) Throw(env, -rc, "tc attach on " + t.what, mark);
+  if (rc != 0) Throw(env, -rc, "tc attach on " + DescribeTc(t), mark);
   return env.Undefined();
 }
 
@@ -199,7 +204,7 @@ Napi::Value TcDetach(const Napi::CallbackInfo &info) {
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = t.ifindex, .attach_point = t.point);
   LIBBPF_OPTS(bpf_tc_opts, opts, .handle = t.handle, .priority = t.priority);
   int rc = bpf_tc_detach(&hook, &opts);
-  if (rc != 0 && rc != -ENOENT) Throw(env, -rc, "tc detach from " + t.what, mark);
+  if (rc != 0 && rc != -ENOENT) Throw(env, -rc, "tc detach from " + DescribeTc(t), mark);
   return env.Undefined();
 }
 

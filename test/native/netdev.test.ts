@@ -159,6 +159,9 @@ t.test('tc clsact: attach counts frames, detach stops it', { skip }, async (t) =
   t.match(e.message, "direction must be 'ingress' or 'egress'");
   t.ok(bpfErrorOf(() => addon().tcAttach(999_999, 'ingress', egress.program('tc_test').fd, { netns: A })).errno > 0,
     'unknown ifindex');
+  const notAProgram = egress.map('tc_seen');
+  const wrongFd = bpfErrorOf(() => addon().tcAttach(ifA, 'ingress', notAProgram.fd, { netns: A }));
+  t.match(wrongFd.message, `tc attach on ingress of ifindex ${ifA} (phn0) in netns ${A}`, 'names the interface in its netns');
 });
 
 t.test('sendFrame: one raw frame arrives at the peer (seen by its native XDP program)', { skip }, async (t) => {
