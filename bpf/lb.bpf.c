@@ -342,6 +342,9 @@ int pharos_xdp(struct xdp_md *ctx)
 	return lb_process(ctx, &p);
 }
 
+/* Ethernet + IPv6 with a few extension headers + TCP with options. */
+#define PH_TC_PULL_LEN 192
+
 /*
  * tc egress on the external interfaces: a backend on this node answers the
  * client directly (it saw the client's address, no SNAT); make the reply
@@ -351,14 +354,22 @@ int pharos_xdp(struct xdp_md *ctx)
 SEC("tc")
 int pharos_tc_egress(struct __sk_buff *skb)
 {
-	void *data = (void *)(long)skb->data;
-	void *data_end = (void *)(long)skb->data_end;
-	struct cursor c = { .pos = data, .end = data_end };
-	struct packet p = {};
 	struct ph_rev *rv;
+	struct packet p = {};
 	__u32 l3_off, l4_off, csum_off, csum_flags;
 	__u32 diff;
+	void *data, *data_end;
+	struct cursor c;
 	int rc;
+
+	/* Headers of a locally built skb may sit partly in paged data: make the first bytes linear. */
+	if (skb->data_end - skb->data < PH_TC_PULL_LEN)
+		bpf_skb_pull_data(skb, skb->len < PH_TC_PULL_LEN ? skb->len : PH_TC_PULL_LEN);
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	c.pos = data;
+	c.end = data_end;
+	c.partial = 1;
 
 	rc = parse_eth(&c, &p.eth);
 	if (rc == bpf_htons(ETH_P_IP))

@@ -37,6 +37,11 @@
 struct cursor {
 	void *pos;
 	void *end;
+	/*
+	 * 1 when bytes may exist past `end` (tc: an skb's paged data): lengths
+	 * in headers are then not checked against `end`, only header reads are.
+	 */
+	int partial;
 };
 
 struct arp_eth {
@@ -116,7 +121,7 @@ static __always_inline int parse_ipv4(struct cursor *c, struct packet *p)
 		return PARSE_MALFORMED_L3;
 	ihl_len = ip->ihl * 4;
 	tot_len = bpf_ntohs(ip->tot_len);
-	if (tot_len < ihl_len || (void *)ip + tot_len > c->end)
+	if (tot_len < ihl_len || (!c->partial && (void *)ip + tot_len > c->end))
 		return PARSE_MALFORMED_L3;
 	/* ihl <= 15 so this is bounded; the check is for the verifier. */
 	if ((void *)ip + ihl_len > c->end)
@@ -162,7 +167,7 @@ static __always_inline int parse_ipv6(struct cursor *c, struct packet *p)
 		return PARSE_MALFORMED_L3;
 	if (ip6->version != 6)
 		return PARSE_MALFORMED_L3;
-	if ((void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > c->end)
+	if (!c->partial && (void *)(ip6 + 1) + bpf_ntohs(ip6->payload_len) > c->end)
 		return PARSE_MALFORMED_L3;
 	p->l3 = ip6;
 	p->l3_len = sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
@@ -224,7 +229,7 @@ static __always_inline int parse_l4(struct cursor *c, struct packet *p)
 {
 	void *l3_end = p->l3 + (p->l3_len & 0xffff);
 
-	if (l3_end > c->end)
+	if (!c->partial && l3_end > c->end)
 		return PARSE_MALFORMED_L3;
 	p->l4 = c->pos;
 	if (p->flow.proto == IPPROTO_TCP) {

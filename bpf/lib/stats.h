@@ -35,8 +35,7 @@ enum ph_stat {
 	PH_STAT_ARP_IGNORED = 21,	/* pass: gratuitous/conflicting ARP for one of our addresses */
 	PH_STAT_TC_REV_NAT = 22,	/* tc egress: locally delivered reply rewritten to come from the VIP */
 	PH_STAT_BACKEND_REBALANCED = 23, /* flow moved off a removed backend */
-	PH_STAT_ICMP_PASS = 24,		/* pass: ICMP to a frontend address (handled by the kernel for now) */
-	PH_STAT_MAX = 25,
+	PH_STAT_MAX = 24,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

@@ -99,7 +99,6 @@ export const STAT_REASONS = [
   'arp_ignored',
   'tc_rev_nat',
   'backend_rebalanced',
-  'icmp_pass',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 

@@ -43,6 +43,8 @@ function desired(holdBackends = BACKENDS, holdWeights: Record<number, number> = 
     fe(VIP4, 7000, 'TCP', backends(4, 7000, holdBackends, holdWeights)),
     fe(VIP6, 80, 'TCP', backends(6, 8080)),
     fe(VIP6, 53, 'UDP', backends(6, 5353)),
+    // A backend on the LB node itself (its own address): DNAT only, tc egress reverses the reply.
+    fe(VIP4, 8081, 'TCP', [{ address: '198.18.0.2', port: 8081, weight: 1, state: 'active' }]),
   ];
 }
 
@@ -59,7 +61,10 @@ function startAgent(): Agent {
   const sync = new DatapathSync(addon, dp.maps, { maglevM: dp.config.maglevM });
   sync.readState();
   const lbNs = lab.nsPath('lb');
-  for (const ifname of LB_IFACES) dp.attachXdp(ifname, { netns: lbNs });
+  for (const ifname of LB_IFACES) {
+    dp.attachXdp(ifname, { netns: lbNs });
+    dp.attachTcEgress(ifname, { netns: lbNs });
+  }
   sync.setNodeConfig({ snatV4: '198.18.0.2', snatV6: '2001:db8::2', portMin: 40000, portMax: 49999 });
   const c0 = addon.ifIndex('c0', lbNs);
   sync.setResponder(VIP4, c0, c0Mac);
@@ -161,6 +166,7 @@ t.before(async () => {
   // accept a local source address on input to forward it.
   await lab.exec('lb', ['sysctl', '-qw', 'net.ipv4.conf.all.accept_local=1', 'net.ipv4.conf.c0.accept_local=1',
     ...LB_IFACES.slice(1).map((i) => `net.ipv4.conf.${i}.accept_local=1`), 'net.ipv4.conf.all.rp_filter=0']);
+  await startEchoServer(lab, 'lb', { name: 'lbself', port: 8081 });
   c0Mac = (await lab.mac('lb', 'c0'));
   agent = startAgent();
   const r = agent.sync.apply(desired());
@@ -223,6 +229,16 @@ t.test('HTTP over IPv6 and UDP over IPv4/IPv6 through the VIPs', { skip }, async
     }
     t.ok(seen.size >= 2, `UDP via ${host} spread over ${seen.size} backends`);
   }
+});
+
+t.test('a backend on the LB node itself: DNAT in XDP, reply reverse-NATed by tc egress', { skip }, async (t) => {
+  const before = readReasonCounters(agent!.dp.maps.stats);
+  const { bodies, failures } = await httpMany(`http://${VIP4}:8081/`, 20, 4);
+  t.same(failures, []);
+  t.ok(bodies.length === 20 && bodies.every((b) => b === 'lbself 198.18.0.1'), 'served locally, client address kept');
+  const after = readReasonCounters(agent!.dp.maps.stats);
+  t.ok(after.local_backend - before.local_backend >= 20n * 3n, `local_backend counted (${after.local_backend - before.local_backend})`);
+  t.ok(after.tc_rev_nat - before.tc_rev_nat >= 20n * 3n, `replies rewritten by tc egress (${after.tc_rev_nat - before.tc_rev_nat})`);
 });
 
 t.test('backend set changes keep established connections; removing a backend moves only its flows', { skip }, async (t) => {
