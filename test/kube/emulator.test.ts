@@ -175,7 +175,7 @@ t.test('patch formats: json-patch (library default), merge, strategic, 415 for a
   t.same(ssa, { code: 415, reason: 'UnsupportedMediaType' });
   const custom = kc.makeApiClient(CustomObjectsApi);
   const pool = { group: 'lb.pharos.io', version: 'v1alpha1', plural: 'loadbalancerippools' };
-  await custom.createClusterCustomObject({ ...pool, body: { apiVersion: 'lb.pharos.io/v1alpha1', kind: 'LoadBalancerIPPool', metadata: { name: 'blue' }, spec: { blocks: [] } } });
+  await custom.createClusterCustomObject({ ...pool, body: { apiVersion: 'lb.pharos.io/v1alpha1', kind: 'LoadBalancerIPPool', metadata: { name: 'blue' }, spec: { blocks: [{ cidr: '198.18.100.0/24' }] } } });
   const crSmp = await failure(custom.patchClusterCustomObject({ ...pool, name: 'blue', body: { spec: {} } }, setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch)));
   t.equal(crSmp.code, 415, 'strategic merge on a custom resource is refused, as upstream');
 });
@@ -399,6 +399,25 @@ t.test('custom resources: cluster-scoped CRUD, status merge-patch, CRD registrat
   t.equal(specPatch.status.conditions.length, 1, 'spec patch keeps status');
   t.equal(specPatch.metadata.generation, 2);
 
+  // The CRD schema (deploy/crds) is enforced as a real API server does: prune, default, validate.
+  const green: any = await custom.createClusterCustomObject({
+    ...pool,
+    body: { apiVersion: 'lb.pharos.io/v1alpha1', kind: 'LoadBalancerIPPool', metadata: { name: 'green' }, spec: { blocks: [{ cidr: '198.18.101.0/24' }], bogus: 1 } },
+  });
+  t.equal(green.spec.bogus, undefined, 'unknown field pruned');
+  t.equal(green.spec.disabled, false, 'schema default applied');
+  const invalid = await failure(
+    custom.createClusterCustomObject({
+      ...pool,
+      body: { apiVersion: 'lb.pharos.io/v1alpha1', kind: 'LoadBalancerIPPool', metadata: { name: 'bad' }, spec: { blocks: [{ cidr: 'not a cidr' }], disabled: 'no' } },
+    }),
+  );
+  t.same(invalid, { code: 422, reason: 'Invalid' });
+  const badStatus = await failure(
+    custom.patchClusterCustomObjectStatus({ ...pool, name: 'green', body: { status: { available: 'many' } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)),
+  );
+  t.equal(badStatus.code, 422, 'status writes are validated too');
+
   // A CRD applied at run time becomes a served resource.
   await fetch(`${api.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions`, {
     method: 'POST',
@@ -526,6 +545,10 @@ spec: {holderIdentity: node-a, leaseDurationSeconds: 15}
   api.closeAllWatches();
   const w = await watching;
   t.match(w.stdout, /echo\s+LoadBalancer\s+\S+\s+<pending>[\s\S]*echo\s+LoadBalancer\s+\S+\s+198\.18\.100\.1\s/, 'watch printed the new EXTERNAL-IP');
+
+  const bad = await k.run(['apply', '--validate=false', '-f', '-'], { input: 'apiVersion: lb.pharos.io/v1alpha1\nkind: LoadBalancerIPPool\nmetadata: {name: red}\nspec:\n  blocks: [{cidr: "10.0.0.0/8/8"}]\n' });
+  t.not(bad.code, 0, 'an invalid pool is refused');
+  t.match(bad.stderr, /is invalid: spec\.blocks\[0\]\.cidr/);
 
   t.match(await k.ok(['delete', 'svc', 'echo']), /service "echo" deleted/);
   t.equal(api.objects.get('services', 'default', 'echo'), undefined);

@@ -39,6 +39,8 @@ export interface ResourceType {
    * Absent: the built-in renderer for the kind, or NAME/AGE.
    */
   printerColumns?: PrinterColumn[];
+  /** A CRD's openAPIV3Schema: writes are pruned, defaulted and validated against it. */
+  schema?: unknown;
 }
 
 export function apiVersionOf(r: Pick<ResourceType, 'group' | 'version'>): string {
@@ -211,6 +213,7 @@ export function resourcesFromCrd(crd: any): ResourceType[] {
       custom: true,
       // The API server appends AGE to CRD columns unless the CRD lists it.
       printerColumns: columns ? (hasAge ? columns : [...columns, age]) : undefined,
+      schema: v.schema?.openAPIV3Schema,
     });
   }
   return out;

@@ -23,6 +23,7 @@ import {
   resourcesFromCrd,
   type ResourceType,
 } from './resources.js';
+import { pruneAndDefault, validateSchema } from './schema.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, SelectorError } from './selectors.js';
 import { toTable, wantsTable, type IncludeObject } from './tables.js';
 
@@ -54,6 +55,8 @@ export interface RequestRecord {
   /** `plural` or `plural/status`. */
   resource: string;
   code: number;
+  /** performance.now() when the request arrived. */
+  arrivedAt: number;
 }
 
 interface Fault {
@@ -259,7 +262,23 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     return o;
   }
 
+  /** Prune, default and validate a custom resource against its CRD schema (422 with every cause). */
+  function applySchema(r: ResourceType, o: Json): void {
+    if (!r.schema) return;
+    pruneAndDefault(o, r.schema, true);
+    const issues = validateSchema(o, r.schema, '', true);
+    if (issues.length === 0) return;
+    const name = o.metadata?.name ?? '';
+    throw new HttpError(
+      422,
+      'Invalid',
+      `${r.kind}.${r.group} "${name}" is invalid: ${issues.map((i) => `${i.field}: ${i.message}`).join(', ')}`,
+      { name, group: r.group, kind: r.kind, causes: issues.map((i) => ({ reason: 'FieldValueInvalid', message: i.message, field: i.field })) },
+    );
+  }
+
   function admit(r: ResourceType, o: Json, old: Json | undefined): void {
+    applySchema(r, o);
     try {
       checkName(o.metadata.name);
       if (r.group === '' && r.plural === 'services') admitService(o, old, db);
@@ -332,6 +351,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       next = structuredClone(current);
       if (incoming.status === undefined) delete next.status;
       else next.status = structuredClone(incoming.status);
+      applySchema(r, next);
     } else {
       next = structuredClone(incoming);
       next.apiVersion = apiVersionOf(r);
@@ -695,7 +715,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     return f;
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse, port: number): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, port: number, arrivedAt: number): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://emulator');
     const path = url.pathname.replace(/\/+$/, '') || '/';
     const method = req.method ?? 'GET';
@@ -715,7 +735,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       const rt = route(path);
       if (rt === undefined || rt === 'discovery') throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
       const verb = verbOf(method, rt, url.searchParams);
-      record = { verb, resource: rt.subresource ? `${rt.resource.plural}/${rt.subresource}` : rt.resource.plural, code: 200 };
+      record = { verb, resource: rt.subresource ? `${rt.resource.plural}/${rt.subresource}` : rt.resource.plural, code: 200, arrivedAt };
       const fault = takeFault(verb, rt.resource.plural);
       if (fault) {
         throw new HttpError(fault.code, statusReasons[fault.code] ?? 'InternalError', `injected failure (${verb} ${record.resource})`);
@@ -741,7 +761,8 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   // ------------------------------------------------------------ HTTP server
   const sockets = new Set<Socket>();
   const server: Server = createServer((req, res) => {
-    const run = () => void handle(req, res, (server.address() as { port: number }).port);
+    const arrivedAt = performance.now();
+    const run = () => void handle(req, res, (server.address() as { port: number }).port, arrivedAt);
     if (paused) heldRequests.push(run);
     else run();
   });
