@@ -23,7 +23,7 @@
  * the same services, pools and previous state.
  */
 import { formatAddress, parseAddress, IntervalSet, type IPAddress } from '../model/cidr.js';
-import { matchesSelector } from '../model/selector.js';
+import { matchesSelectorWith } from '../model/selector.js';
 import { objectKey, type Condition, type IPFamily, type IPPool, type Service } from '../model/types.js';
 import { analysePools, type AnalysedPool } from './pools.js';
 import { poolStatus, type PoolStatus } from './pool-status.js';
@@ -105,6 +105,8 @@ interface PoolRuntime {
 interface Group {
   family: IPFamily;
   value: bigint;
+  /** The address as written in status (canonical form). */
+  text: string;
   pool: PoolRuntime;
   sharingKey?: string;
   /** Sorted by service order. */
@@ -126,8 +128,8 @@ interface Entry {
   svc: Service;
   req: IpamRequest;
   slots: Slot[];
-  /** Everything about the service that decides its allocation, except its status. */
-  signature: string;
+  /** Everything about the service that decides its allocation, except its status; computed when first compared. */
+  signature?: string;
   statusClaims: IPAddress[];
 }
 
@@ -146,7 +148,9 @@ function statusAddresses(svc: Service): IPAddress[] {
   return out;
 }
 
-function signatureOf(req: IpamRequest): string {
+function signatureOf(e: Entry): string {
+  const req = e.req;
+  const labels = Object.entries(e.svc.meta.labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return JSON.stringify([
     req.order,
     req.families,
@@ -155,7 +159,7 @@ function signatureOf(req: IpamRequest): string {
     req.sharingKey ?? null,
     req.shareWithNamespaces === '*' ? '*' : [...req.shareWithNamespaces].sort(),
     [...req.ports].sort(),
-    Object.entries(req.selectorLabels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+    labels,
     req.error ?? null,
   ]);
 }
@@ -165,7 +169,22 @@ function hasOurCondition(svc: Service): boolean {
 }
 
 function sameOutcome(a: ServiceOutcome | undefined, b: ServiceOutcome | undefined): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+  if (a === undefined || b === undefined || a.kind !== b.kind) return a === b;
+  if (a.kind === 'leave-alone') return true;
+  const bi = (b as typeof a).ingress;
+  if (a.ingress.length !== bi.length || a.ingress.some((ip, i) => ip !== bi[i])) return false;
+  if (a.kind === 'release') return true;
+  const bm = b as typeof a;
+  return (
+    a.condition.status === bm.condition.status &&
+    a.condition.reason === bm.condition.reason &&
+    a.condition.message === bm.condition.message &&
+    a.allocations.every((x, i) => x.pool === bm.allocations[i]?.pool)
+  );
+}
+
+function signature(e: Entry): string {
+  return (e.signature ??= signatureOf(e));
 }
 
 // ---------------------------------------------------------------- the allocator
@@ -246,7 +265,7 @@ export class Ipam {
       return changes;
     }
     const next = this.makeEntry(svc);
-    if (old && old.signature === next.signature && !this.couldAdoptMore(old, next.statusClaims)) {
+    if (old && signature(old) === signature(next) && !this.couldAdoptMore(old, next.statusClaims)) {
       old.svc = svc;
       old.statusClaims = next.statusClaims;
       return changes;
@@ -316,7 +335,7 @@ export class Ipam {
     const services: Record<string, string[]> = {};
     for (const key of [...this.entries.keys()].sort()) {
       const e = this.entries.get(key)!;
-      const ips = e.slots.filter((s) => s.group).map((s) => formatAddress(s.family, s.group!.value));
+      const ips = e.slots.filter((s) => s.group).map((s) => s.group!.text);
       if (ips.length) services[key] = ips;
     }
     return { version: 1, services };
@@ -356,7 +375,7 @@ export class Ipam {
       const requested = req.error ? undefined : req.requested.get(family);
       return requested ? { family, requested } : { family };
     });
-    return { svc, req, slots, signature: signatureOf(req), statusClaims: statusAddresses(svc) };
+    return { svc, req, slots, statusClaims: statusAddresses(svc) };
   }
 
   /**
@@ -417,7 +436,7 @@ export class Ipam {
 
   private selects(pool: PoolRuntime, e: Entry): boolean {
     const selector = pool.a.pool.serviceSelector;
-    return selector === undefined || matchesSelector(selector, e.req.selectorLabels);
+    return selector === undefined || matchesSelectorWith(selector, e.req.selectorLabel);
   }
 
   /** The non-conflicting pool whose allocatable ranges hold `addr` (pools never overlap once conflicts are out). */
@@ -448,7 +467,7 @@ export class Ipam {
 
   private newGroup(e: Entry, slot: Slot, pool: PoolRuntime, value: bigint): void {
     pool.free[slot.family].delete(value);
-    const group: Group = { family: slot.family, value, pool, members: [e] };
+    const group: Group = { family: slot.family, value, text: formatAddress(slot.family, value), pool, members: [e] };
     this.indexKey(group);
     this.groups[slot.family].set(value, group);
     slot.group = group;
@@ -635,14 +654,15 @@ export class Ipam {
         return undefined;
       }
     }
-    const selecting = this.pools.filter((p) => p.a.state === 'active' && p.a.allocatable[family].length > 0 && this.selects(p, e));
-    for (const p of selecting) {
+    const usable = (p: PoolRuntime): boolean => p.a.state === 'active' && p.a.allocatable[family].length > 0 && this.selects(p, e);
+    for (const p of this.pools) {
       const lowest = p.free[family].min();
-      if (lowest !== undefined) {
+      if (lowest !== undefined && usable(p)) {
         if (take) this.newGroup(e, slot, p, lowest);
         return undefined;
       }
     }
+    const selecting = this.pools.filter(usable);
     if (selecting.length === 0) {
       return { reason: 'no_pool', message: `no enabled, non-conflicting pool with ${family} addresses selects this service (pools select by spec.serviceSelector)` };
     }
@@ -654,7 +674,7 @@ export class Ipam {
   private managedOutcome(e: Entry): ServiceOutcome {
     const allocations: AllocatedAddress[] = [];
     for (const s of e.slots) {
-      if (s.group) allocations.push({ ip: formatAddress(s.family, s.group.value), family: s.family, pool: s.group.pool.a.name });
+      if (s.group) allocations.push({ ip: s.group.text, family: s.family, pool: s.group.pool.a.name });
     }
     const ingress = allocations.map((a) => a.ip);
     const assigned = allocations.map((a) => `${a.ip} (pool ${a.pool})`).join(', ');

@@ -8,6 +8,7 @@
  * allocator then keeps what the service already has and changes nothing else.
  */
 import { parseAddress } from '../model/cidr.js';
+import type { LabelLookup } from '../model/selector.js';
 import { objectKey, type FieldError, type IPFamily, type Service } from '../model/types.js';
 
 export const L2_CLASS = 'lb.pharos.io/l2';
@@ -67,17 +68,17 @@ export interface IpamRequest {
   /** RequireDualStack: every family or unsatisfied. SingleStack has one family anyway. */
   requireAll: boolean;
   /** A named address per family (the other wanted family, if any, is allocated freely). */
-  requested: Map<IPFamily, RequestedAddress>;
+  requested: ReadonlyMap<IPFamily, RequestedAddress>;
   /** Field the requested addresses came from, for messages. */
   requestedField?: string;
   sharingKey?: string;
   sharingKeyField?: string;
   /** Namespaces this service agrees to share with, besides its own; '*' = any. */
   shareWithNamespaces: '*' | ReadonlySet<string>;
-  /** `TCP/80` style, for the sharing clash check. */
+  /** `TCP/80` style, for the sharing clash check (only filled when there is a sharing key). */
   ports: ReadonlySet<string>;
   /** Labels plus the namespace/name pseudo-labels, for pool selectors. */
-  selectorLabels: Readonly<Record<string, string>>;
+  selectorLabel: LabelLookup;
   /** Set when an annotation or field could not be understood. */
   error?: FieldError;
 }
@@ -102,21 +103,30 @@ export function readRequest(svc: Service): IpamRequest {
   const key = objectKey(svc.meta);
   const namespace = svc.meta.namespace ?? '';
   const annotations = svc.meta.annotations;
+  const labels = svc.meta.labels;
+  const name = svc.meta.name;
   const request: IpamRequest = {
     key,
     namespace,
     order: serviceOrder(svc),
     families: wantedFamilies(svc),
     requireAll: svc.ipFamilyPolicy === 'RequireDualStack',
-    requested: new Map(),
-    shareWithNamespaces: new Set(),
-    ports: new Set(svc.ports.map((p) => `${p.protocol}/${p.port}`)),
-    selectorLabels: { ...svc.meta.labels, [SERVICE_NAMESPACE_LABEL]: namespace, [SERVICE_NAME_LABEL]: svc.meta.name },
+    requested: NOTHING_REQUESTED,
+    shareWithNamespaces: NO_NAMESPACES,
+    ports: NO_PORTS,
+    selectorLabel: (k) =>
+      k === SERVICE_NAMESPACE_LABEL ? namespace : k === SERVICE_NAME_LABEL ? name : Object.prototype.hasOwnProperty.call(labels, k) ? labels[k] : undefined,
   };
   const error = readRequestedAddresses(svc, request) ?? readSharing(annotations, request);
   if (error) request.error = error;
+  if (request.sharingKey !== undefined) request.ports = new Set(svc.ports.map((p) => `${p.protocol}/${p.port}`));
   return request;
 }
+
+// Shared empty values: most services request nothing and share nothing, and 10,000 empty Maps add up.
+const NOTHING_REQUESTED: ReadonlyMap<IPFamily, RequestedAddress> = new Map();
+const NO_NAMESPACES: ReadonlySet<string> = new Set();
+const NO_PORTS: ReadonlySet<string> = new Set();
 
 function readRequestedAddresses(svc: Service, request: IpamRequest): FieldError | undefined {
   for (const source of REQUESTED_IPS_SOURCES) {
@@ -125,6 +135,8 @@ function readRequestedAddresses(svc: Service, request: IpamRequest): FieldError 
     const field = source === 'spec.loadBalancerIP' ? source : annotationField(source);
     request.requestedField = field;
     const texts = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    const requested = new Map<IPFamily, RequestedAddress>();
+    request.requested = requested;
     for (const text of texts) {
       const parsed = parseAddress(text, field);
       if (!parsed.ok) return parsed.error;
@@ -135,7 +147,7 @@ function readRequestedAddresses(svc: Service, request: IpamRequest): FieldError 
       if (!request.families.includes(family)) {
         return { field, message: `${text} is ${family} but the service is ${svc.ipFamilyPolicy} ${request.families.join('/')} (spec.ipFamilies)` };
       }
-      request.requested.set(family, { value, text });
+      requested.set(family, { value, text });
     }
     return undefined;
   }

@@ -13,14 +13,18 @@ import type { FieldError, LabelSelector, LabelSelectorRequirement } from './type
 
 const OPERATORS: ReadonlySet<string> = new Set(['In', 'NotIn', 'Exists', 'DoesNotExist']);
 
-function requirementMatches(req: LabelSelectorRequirement, labels: Readonly<Record<string, string>>): boolean {
-  const has = Object.prototype.hasOwnProperty.call(labels, req.key);
+/** Reads one label; undefined when the object does not have it. */
+export type LabelLookup = (key: string) => string | undefined;
+
+function requirementMatches(req: LabelSelectorRequirement, label: LabelLookup): boolean {
+  const value = label(req.key);
+  const has = value !== undefined;
   switch (req.operator) {
     case 'In':
-      return has && req.values.includes(labels[req.key]!);
+      return has && req.values.includes(value);
     case 'NotIn':
       // Kubernetes: a missing key satisfies NotIn.
-      return !has || !req.values.includes(labels[req.key]!);
+      return !has || !req.values.includes(value);
     case 'Exists':
       return has;
     case 'DoesNotExist':
@@ -31,15 +35,24 @@ function requirementMatches(req: LabelSelectorRequirement, labels: Readonly<Reco
   }
 }
 
-/** Whether `labels` satisfy `selector`. */
-export function matchesSelector(selector: LabelSelector, labels: Readonly<Record<string, string>>): boolean {
-  for (const key of Object.keys(selector.matchLabels)) {
-    if (!Object.prototype.hasOwnProperty.call(labels, key) || labels[key] !== selector.matchLabels[key]) return false;
+/**
+ * Whether the labels `label` reads satisfy `selector`. A lookup rather than a
+ * record, so callers can add pseudo-labels (a service's namespace and name)
+ * without copying every object's labels.
+ */
+export function matchesSelectorWith(selector: LabelSelector, label: LabelLookup): boolean {
+  for (const key in selector.matchLabels) {
+    if (label(key) !== selector.matchLabels[key]) return false;
   }
   for (const req of selector.matchExpressions) {
-    if (!requirementMatches(req, labels)) return false;
+    if (!requirementMatches(req, label)) return false;
   }
   return true;
+}
+
+/** Whether `labels` satisfy `selector`. */
+export function matchesSelector(selector: LabelSelector, labels: Readonly<Record<string, string>>): boolean {
+  return matchesSelectorWith(selector, (key) => (Object.prototype.hasOwnProperty.call(labels, key) ? labels[key] : undefined));
 }
 
 /** Problems with `selector`, each naming its field under `field` (e.g. `spec.serviceSelector`). Empty when valid. */

@@ -9,7 +9,7 @@ import t from 'tap';
 import fc from 'fast-check';
 import { Ipam, reconcile, type AllocationState, type ServiceOutcome } from '../../src/ipam/allocator.js';
 import { tryParseAddress } from '../../src/model/cidr.js';
-import { matchesSelector } from '../../src/model/selector.js';
+import { matchesSelectorWith } from '../../src/model/selector.js';
 import { analysePools } from '../../src/ipam/pools.js';
 import { readRequest, shareProblem } from '../../src/ipam/request.js';
 import { objectKey, type IPPool, type Service } from '../../src/model/types.js';
@@ -199,7 +199,7 @@ function checkInvariants(world: World, before: AllocationState): string | undefi
       if (!p || p.state === 'conflicting') return `${key} holds ${a.ip} from missing or conflicting pool ${a.pool}`;
       if (!p.allocatable[addr.family].some((r) => r.first <= addr.value && addr.value <= r.last)) return `${key}: ${a.ip} outside pool ${a.pool}`;
       const sel = p.pool.serviceSelector;
-      if (sel && !matchesSelector(sel, req.selectorLabels)) return `${key}: pool ${a.pool} does not select it`;
+      if (sel && !matchesSelectorWith(sel, req.selectorLabel)) return `${key}: pool ${a.pool} does not select it`;
       // A disabled pool keeps what services held (in the allocation state or, after a restart, in their status).
       const heldBefore = (before.services[key] ?? []).includes(a.ip) || s.status.ingress.some((i) => i.ip === a.ip);
       if (p.state === 'disabled' && !heldBefore) return `${key}: new address ${a.ip} from disabled pool ${a.pool}`;
@@ -286,7 +286,7 @@ t.test('pool edits never move an address a usable, selecting pool still covers',
               (p) =>
                 p.state !== 'conflicting' &&
                 p.allocatable[addr.family].some((r) => r.first <= addr.value && addr.value <= r.last) &&
-                (!p.pool.serviceSelector || matchesSelector(p.pool.serviceSelector, req.selectorLabels)),
+                (!p.pool.serviceSelector || matchesSelectorWith(p.pool.serviceSelector, req.selectorLabel)),
             );
             if (covered && !(after.services[key] ?? []).includes(ip)) throw new Error(`after ${JSON.stringify(e)}: ${key} lost ${ip}, still covered`);
           }
