@@ -23,6 +23,7 @@ import { loadDatapath, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { readCounters } from '../datapath/stats.js';
 import { desiredFrontends } from '../datapath/desired.js';
+import { NeighbourPrimer } from '../datapath/neighbours.js';
 import { Ipam, IPAM_CONDITION, type AllocationState } from '../ipam/allocator.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
 import { L2Announcer } from '../l2/announcer.js';
@@ -58,6 +59,7 @@ export class Agent {
   private ipam?: Ipam;
   private poolStatuses = new Map<string, PoolStatus>();
   private announcer?: L2Announcer;
+  private readonly neighbours = new NeighbourPrimer((backend, message) => this.log.warn('backend next hop not primed', { backend, error: message }));
   private interfaces: NodeInterface[] = [];
   private problems: ConfigProblemView[] = [];
   private heartbeat?: NodeJS.Timeout;
@@ -284,6 +286,8 @@ export class Agent {
 
   private async reconcileDatapath(): Promise<void> {
     const desired = desiredFrontends(this.store.snapshot(), { nodeName: this.config.nodeName, isOurService: this.isOurService });
+    // Next hops first, so the first packet to a new backend finds its MAC in the FIB.
+    await this.neighbours.sync(desired.flatMap((f) => f.backends.map((b) => b.address)));
     const result = this.sync!.apply(desired);
     for (const e of result.errors) this.log.error('data path refused an object; everything else is unchanged', { object: e.object, service: e.service, map: e.map, error: e.message });
     if (result.frontendsWritten || result.frontendsRemoved || result.backendsAdded || result.backendsRemoved) {

@@ -20,9 +20,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { NetnsSet } from '../lab/netns.js';
 import { PROJECT_ROOT, ensureBpfObject } from '../datapath/bpf-build.js';
+import { removePins } from '../datapath/loader.js';
 
 const PREFIX = 'pharos-demo';
 const AGENT_HTTP = '127.0.0.1:9643';
+/** Outside /sys: `ip netns exec` remounts /sys, so /sys/fs/bpf is no bpffs inside it (LAB-FACTS). */
+const PIN_DIR = `/run/pharos/bpffs/${PREFIX}-lb`;
 const BACKENDS = [
   { name: 'be1', lb: '203.0.113.1/30', addr: '203.0.113.2', cidr: '203.0.113.2/30', gw: '203.0.113.1' },
   { name: 'be2', lb: '203.0.113.5/30', addr: '203.0.113.6', cidr: '203.0.113.6/30', gw: '203.0.113.5' },
@@ -120,6 +123,7 @@ export async function run(argv: string[]): Promise<number> {
     if (cleaned) return;
     cleaned = true;
     await lab.teardown();
+    removePins(PIN_DIR);
     rmSync(work, { recursive: true, force: true });
   };
   const onSignal = (): void => {
@@ -146,8 +150,13 @@ export async function run(argv: string[]): Promise<number> {
     // A frame redirected or XDP_TX'd into a veth is only delivered when the
     // peer has a native XDP program (LAB-FACTS): give every peer an XDP_PASS.
     const pass = ensureBpfObject('pass');
+    // veth senders leave TCP/UDP checksums partial (offload) and an XDP
+    // redirect drops the skb's "checksum pending" mark, so the receiver sees
+    // a bad checksum: make the hosts' veths compute full checksums, as a
+    // real NIC delivers them.
     for (const [ns, ifname] of [['client', 'eth0'], ...BACKENDS.map((b) => [b.name, 'eth0'])] as [string, string][]) {
       await lab.exec(ns, ['ip', '-force', 'link', 'set', 'dev', ifname, 'xdpdrv', 'obj', pass, 'sec', 'xdp']);
+      await lab.exec(ns, ['ethtool', '-K', ifname, 'tx', 'off']);
     }
     for (const b of BACKENDS) {
       lab.spawn(b.name, [process.execPath, join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js'), '--name', b.name, '--port', '8080']);
@@ -163,7 +172,8 @@ export async function run(argv: string[]): Promise<number> {
     show(`${manifestsDir}/demo.yaml: LoadBalancerIPPool demo-pool (198.51.100.200-198.51.100.207), L2AnnouncementPolicy demo-l2, Service default/echo, EndpointSlice default/echo-1`);
 
     step('Starting the agent on the LB node (manifests mode, XDP on eth0 and the backend links)');
-    const pinDir = `/run/pharos/bpffs/${PREFIX}-lb`;
+    const pinDir = PIN_DIR;
+    removePins(pinDir); // a fresh demo starts from empty maps
     if (!existsSync('/run/pharos/bpffs')) throw new Error('/run/pharos/bpffs is not mounted: run `npm run setup` (deploy/setup.sh) first');
     const agentArgs = [cli, 'agent', '--manifests', manifestsDir, '--node-name', 'demo-lb', '--interfaces', ['eth0', ...BACKENDS.map((b) => b.name)].join(','),
       '--state-dir', stateDir, '--pin-dir', pinDir, '--http', AGENT_HTTP, '--log-level', 'info'];
@@ -225,13 +235,17 @@ export async function run(argv: string[]): Promise<number> {
   ip netns exec ${lab.name('lb')} curl -s http://${AGENT_HTTP}/metrics | grep ^pharos_
   edit ${manifestsDir}/demo.yaml (the agent picks changes up within a second)
 Remove it with: for ns in $(ip netns list | grep -o '^${PREFIX}-[a-z0-9]*'); do ip netns del $ns; done; kill ${agent.pid}`);
-      agent.unref();
+      lab.detachAll();
       return 0;
     }
     console.log('\ndemo complete: every step succeeded');
     return 0;
   } catch (err) {
     console.error(`\npharos demo: FAILED: ${(err as Error).message}`);
+    if (values.keep) {
+      console.error(`--keep: the lab is left as it is for inspection (namespaces ${PREFIX}-*, agent log in ${work})`);
+      lab.detachAll();
+    }
     return 1;
   } finally {
     process.off('SIGINT', onSignal);

@@ -12,6 +12,7 @@
  * - externalTrafficPolicy: Local keeps only endpoints on this node.
  */
 import { isIPv4 } from 'node:net';
+import { tryParseAddress } from '../model/cidr.js';
 import { objectKey, type Backend, type EndpointSlice, type Frontend, type Service, type ServicePort } from '../model/types.js';
 import type { Snapshot } from '../store/store.js';
 
@@ -48,7 +49,16 @@ export function backendsFor(svc: Service, port: ServicePort, slices: EndpointSli
       }
     }
   }
-  return [...byKey.values()].sort((a, b) => (a.address === b.address ? a.port - b.port : a.address < b.address ? -1 : 1));
+  return [...byKey.values()].sort((a, b) => compareAddresses(a.address, b.address) || a.port - b.port);
+}
+
+/** Numeric address order (203.0.113.2 before 203.0.113.10), so tables and listings read naturally. */
+export function compareAddresses(a: string, b: string): number {
+  const x = tryParseAddress(a);
+  const y = tryParseAddress(b);
+  if (!x || !y) return a < b ? -1 : a > b ? 1 : 0;
+  if (x.family !== y.family) return x.family === 'IPv4' ? -1 : 1;
+  return x.value < y.value ? -1 : x.value > y.value ? 1 : 0;
 }
 
 export function desiredFrontends(snap: Snapshot, opts: DesiredFrontendOptions): Frontend[] {
@@ -91,5 +101,5 @@ export function desiredFrontends(snap: Snapshot, opts: DesiredFrontendOptions): 
       }
     }
   }
-  return out.sort((a, b) => (a.address === b.address ? a.port - b.port || a.protocol.localeCompare(b.protocol) : a.address < b.address ? -1 : 1));
+  return out.sort((a, b) => compareAddresses(a.address, b.address) || a.port - b.port || a.protocol.localeCompare(b.protocol));
 }

@@ -86,6 +86,13 @@ export class NetnsSet {
     clearTimeout(timer);
   }
 
+  /** Lets this process exit while the started processes keep running (`--keep`). */
+  detachAll(): void {
+    for (const c of this.children) c.unref();
+    this.children.length = 0;
+    this.created.length = 0;
+  }
+
   /** Stops every process this set started and deletes its namespaces by exact name. */
   async teardown(): Promise<void> {
     await Promise.all(this.children.map((c) => this.stopChild(c)));

@@ -339,11 +339,14 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
   }
 }
 
+/** Distinguishes concurrent writes of one file by this process. */
+let tempCounter = 0;
+
 /** temp file + fsync + rename: a crash leaves the old or the new file, never half of one. */
 export async function writeFileAtomic(path: string, text: string): Promise<void> {
   const dir = join(path, '..');
   await mkdir(dir, { recursive: true });
-  const temp = `${path}.tmp-${process.pid}`;
+  const temp = `${path}.tmp-${process.pid}-${++tempCounter}`;
   const handle = await open(temp, 'w', 0o600);
   try {
     await handle.writeFile(text);
