@@ -15,25 +15,30 @@ export interface ObjectRef {
   namespace?: string;
 }
 
-export class ParseError extends Error {
+/**
+ * A validation failure, returned as a value (never thrown past parse.ts).
+ * Not an Error subclass, so `name` can be the object's name as in the rest
+ * of the model.
+ */
+export class ParseError {
   readonly kind: string;
-  readonly objectName: string;
+  readonly name: string;
   readonly namespace: string | undefined;
   /** Dotted path with indexes, `''` when the whole object is wrong. */
   readonly field: string;
+  readonly message: string;
 
   constructor(ref: ObjectRef, field: string, message: string) {
-    super(message);
-    this.name = 'ParseError';
     this.kind = ref.kind;
-    this.objectName = ref.name;
+    this.name = ref.name;
     this.namespace = ref.namespace;
     this.field = field;
+    this.message = message;
   }
 
   /** `LoadBalancerIPPool "blue": spec.blocks[2].cidr: "10.0.0/24" is not a CIDR` */
-  override toString(): string {
-    const who = this.namespace ? `${this.namespace}/${this.objectName}` : this.objectName;
+  toString(): string {
+    const who = this.namespace ? `${this.namespace}/${this.name}` : this.name;
     const where = this.field ? `${this.field}: ` : '';
     return `${this.kind} "${who}": ${where}${this.message}`;
   }
@@ -42,7 +47,7 @@ export class ParseError extends Error {
   toJSON(): { kind: string; name: string; namespace?: string; field: string; message: string } {
     return {
       kind: this.kind,
-      name: this.objectName,
+      name: this.name,
       ...(this.namespace ? { namespace: this.namespace } : {}),
       field: this.field,
       message: this.message,

@@ -153,12 +153,12 @@ export function interpretFile(file: string, text: string | undefined, previous: 
     } else {
       const e = result.error;
       const modelKind = modelKindOf(raw.value);
-      const identity = modelKind && e.objectName ? `${modelKind}/${e.namespace ? `${e.namespace}/` : ''}${e.objectName}` : undefined;
+      const identity = modelKind && e.name ? `${modelKind}/${e.namespace ? `${e.namespace}/` : ''}${e.name}` : undefined;
       const problem: ManifestProblem = {
         severity: 'error',
         ...where,
         kind: e.kind,
-        name: e.objectName,
+        name: e.name,
         ...(e.namespace ? { namespace: e.namespace } : {}),
         field: e.field,
         message: e.message,
