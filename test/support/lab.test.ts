@@ -67,6 +67,13 @@ t.test('namespaces, veth, bridge, exec, echo servers, teardown', { skip }, async
   await lab.exec('a', ['ping', '-6', '-c1', '-W2', '2001:db8:2::2']);
   await lab.exec('c', ['ping', '-c1', '-W2', '198.18.2.2']);
 
+  await lab.attachXdpPass('a', 'eth0');
+  await lab.attachXdpPass('a', 'eth0'); // replaces: idempotent
+  const link = JSON.parse((await lab.exec('a', ['ip', '-j', 'link', 'show', 'dev', 'eth0'])).stdout) as Array<{ xdp?: { mode: number; prog?: { name: string } } }>;
+  t.equal(link[0]?.xdp?.mode, 1, 'XDP_PASS attached in native (driver) mode');
+  t.equal(link[0]?.xdp?.prog?.name, 'xdp_pass');
+  await lab.exec('a', ['ping', '-c1', '-W2', '198.18.2.2']);
+
   const failed = await lab.exec('a', ['sh', '-c', 'echo oops >&2; exit 3'], { allowFail: true });
   t.equal(failed.code, 3);
   t.equal(failed.stderr.trim(), 'oops');
