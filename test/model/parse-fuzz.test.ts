@@ -34,8 +34,17 @@ function mutate(doc: unknown, pick: number, replacement: unknown): unknown {
   const copy = structuredClone(doc);
   const all: { parent: any; key: string | number }[] = [];
   const walk = (v: any) => {
-    if (Array.isArray(v)) v.forEach((x, i) => (all.push({ parent: v, key: i }), walk(x)));
-    else if (v && typeof v === 'object') for (const k of Object.keys(v)) (all.push({ parent: v, key: k }), walk(v[k]));
+    if (Array.isArray(v)) {
+      v.forEach((x, i) => {
+        all.push({ parent: v, key: i });
+        walk(x);
+      });
+    } else if (v && typeof v === 'object') {
+      for (const k of Object.keys(v)) {
+        all.push({ parent: v, key: k });
+        walk(v[k]);
+      }
+    }
   };
   walk(copy);
   if (all.length === 0) return replacement;
