@@ -550,6 +550,20 @@ spec: {holderIdentity: node-a, leaseDurationSeconds: 15}
   t.not(bad.code, 0, 'an invalid pool is refused');
   t.match(bad.stderr, /is invalid: spec\.blocks\[0\]\.cidr/);
 
+  // Typed `kubectl create` commands send protobuf; the emulator decodes the kinds they make.
+  await k.ok(['create', 'namespace', 'team']);
+  await k.ok(['-n', 'team', 'create', 'service', 'loadbalancer', 'web', '--tcp=80:8080', '--tcp=443:https']);
+  const web = JSON.parse(await k.ok(['-n', 'team', 'get', 'svc', 'web', '-o', 'json']));
+  const wanted = JSON.parse(await k.ok(['-n', 'team', 'create', 'service', 'loadbalancer', 'web', '--tcp=80:8080', '--tcp=443:https', '--dry-run=client', '-o', 'json']));
+  t.same(web.spec.ports.map((p: any) => ({ ...p, nodePort: undefined })), wanted.spec.ports.map((p: any) => ({ ...p, nodePort: undefined })), 'protobuf ports decoded');
+  t.same([web.spec.type, web.spec.selector, web.metadata.labels, web.spec.sessionAffinity], ['LoadBalancer', { app: 'web' }, { app: 'web' }, 'None'], 'protobuf spec decoded, defaults applied');
+  await k.ok(['-n', 'kube-system', 'create', 'secret', 'generic', 'bgp', '--from-literal=password=s3cret']);
+  t.equal(Buffer.from(await k.ok(['-n', 'kube-system', 'get', 'secret', 'bgp', '-o', 'jsonpath={.data.password}']), 'base64').toString(), 's3cret');
+  t.match(await k.ok(['-n', 'team', 'describe', 'svc', 'web']), /Type:\s+LoadBalancer[\s\S]*NodePort:\s+80-8080\s+3\d{4}\/TCP/);
+  t.match(await k.ok(['-n', 'team', 'wait', '--for=jsonpath={.spec.type}=LoadBalancer', 'svc/web', '--timeout=5s']), /condition met/);
+  await k.ok(['delete', 'namespace', 'team']);
+  t.equal(api.objects.get('services', 'team', 'web'), undefined, 'namespace deletion removed its service');
+
   t.match(await k.ok(['delete', 'svc', 'echo']), /service "echo" deleted/);
   t.equal(api.objects.get('services', 'default', 'echo'), undefined);
   t.match(await k.ok(['api-resources']), /services\s+svc\s+v1\s+true\s+Service/);

@@ -95,7 +95,7 @@ export function admitService(svc: Json, old: Json | undefined, db: Database): vo
   spec.type ??= 'ClusterIP';
   spec.sessionAffinity ??= 'None';
   spec.internalTrafficPolicy ??= 'Cluster';
-  const ports: Json[] = (spec.ports ??= []);
+  const ports: Json[] = spec.ports ?? [];
   for (const p of ports) {
     p.protocol ??= 'TCP';
     p.targetPort ??= p.port;

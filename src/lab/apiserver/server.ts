@@ -11,6 +11,7 @@ import type { Socket } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { AdmissionError, admitService, canonicalJson, checkName, specPart } from './admission.js';
 import { bundledCrdDir, readCrds } from './crds.js';
+import { decodeKubernetesProtobuf } from './protobuf.js';
 import { Database, resourceId, type Json, type StoredEvent } from './database.js';
 import { applyJsonPatch, applyMergePatch, applyStrategicMerge, PatchError } from './patch.js';
 import {
@@ -150,7 +151,7 @@ function sendJson(res: ServerResponse, code: number, body: Json, extraHeaders: R
   res.end(text);
 }
 
-function readBody(req: IncomingMessage, limit = 8 << 20): Promise<string> {
+function readBody(req: IncomingMessage, limit = 8 << 20): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -159,16 +160,27 @@ function readBody(req: IncomingMessage, limit = 8 << 20): Promise<string> {
       if (size > limit) reject(new HttpError(413, 'RequestEntityTooLarge', 'request body too large'));
       else chunks.push(c);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }
 
-function parseObjectBody(text: string, contentType: string): Json {
+function parseObjectBody(body: Buffer, contentType: string): Json {
+  if (/protobuf/.test(contentType)) {
+    try {
+      return decodeKubernetesProtobuf(body);
+    } catch (e) {
+      throw new HttpError(415, 'UnsupportedMediaType', (e as Error).message);
+    }
+  }
+  if (/cbor/.test(contentType)) {
+    throw new HttpError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml');
+  }
+  const yaml = /yaml/.test(contentType);
   try {
-    return /yaml/.test(contentType) ? parseYaml(text) : JSON.parse(text);
+    return yaml ? parseYaml(body.toString('utf8')) : JSON.parse(body.toString('utf8'));
   } catch (e) {
-    throw new HttpError(400, 'BadRequest', `the request body is not valid ${/yaml/.test(contentType) ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
+    throw new HttpError(400, 'BadRequest', `the request body is not valid ${yaml ? 'YAML' : 'JSON'}: ${(e as Error).message}`);
   }
 }
 
@@ -283,6 +295,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       checkName(o.metadata.name);
       if (r.group === '' && r.plural === 'services') admitService(o, old, db);
       if (r.group === '' && r.plural === 'namespaces') o.status = { phase: 'Active' };
+      if (r.group === '' && r.plural === 'secrets') o.type ??= 'Opaque';
       if (r === crdResource) {
         for (const t of resourcesFromCrd(o)) register(t);
         o.status = {
@@ -612,19 +625,19 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     }
   }
 
-  function patchBody(r: ResourceType, current: Json, contentType: string, text: string): Json {
+  function patchBody(r: ResourceType, current: Json, contentType: string, text: Buffer): Json {
     const type = contentType.split(';')[0]!.trim();
     try {
       switch (type) {
         case 'application/json-patch+json':
-          return applyJsonPatch(current, parseObjectBody(text, 'json'));
+          return applyJsonPatch(current, parseObjectBody(text, 'application/json'));
         case 'application/merge-patch+json':
-          return applyMergePatch(current, parseObjectBody(text, 'json'));
+          return applyMergePatch(current, parseObjectBody(text, 'application/json'));
         case 'application/strategic-merge-patch+json':
           if (r.custom) {
             throw new HttpError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`);
           }
-          return applyStrategicMerge(current, parseObjectBody(text, 'json'));
+          return applyStrategicMerge(current, parseObjectBody(text, 'application/json'));
         default:
           throw new HttpError(
             415,
@@ -694,7 +707,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       }
       case 'delete': {
         const text = await readBody(req);
-        const opts = text.trim() ? parseObjectBody(text, contentType) : {};
+        const opts = text.toString('utf8').trim() ? parseObjectBody(text, contentType) : {};
         return sendJson(res, 200, remove(r, rt.namespace, rt.name!, opts?.preconditions, dryRun));
       }
       case 'deletecollection': {
