@@ -22,6 +22,7 @@ import {
   ErrorCode,
   FsmSubcode,
   MessageReader,
+  MessageType,
   OpenSubcode,
   classicRouteFields,
   decodeMessage,
@@ -453,6 +454,21 @@ export class BgpSession extends EventEmitter<SessionEvents> {
   }
 
   private onMessage(conn: Conn, raw: Buffer): void {
+    // The FSM decides on the message type before the body is decoded: an
+    // UPDATE cannot be decoded before the OPEN exchange fixed the AS width.
+    const type = raw[18];
+    const connState = conn === this.candidate ? 'OpenSent' : this.state;
+    if (type !== MessageType.Notification) {
+      if (connState === 'OpenSent' && type !== MessageType.Open) {
+        throw new BgpError(ErrorCode.Fsm, FsmSubcode.UnexpectedInOpenSent, undefined, `message type ${type} in OpenSent`);
+      }
+      if (connState === 'OpenConfirm' && type !== MessageType.Keepalive) {
+        throw new BgpError(ErrorCode.Fsm, FsmSubcode.UnexpectedInOpenConfirm, undefined, `message type ${type} in OpenConfirm`);
+      }
+      if (connState === 'Established' && type === MessageType.Open) {
+        throw new BgpError(ErrorCode.Fsm, FsmSubcode.UnexpectedInEstablished, undefined, 'OPEN in Established');
+      }
+    }
     let msg;
     try {
       msg = decodeMessage(raw, this.decodeContext());
