@@ -139,7 +139,7 @@ t.test('status subresource: each side keeps the other', async (t) => {
   t.equal(same.metadata?.resourceVersion, merged.metadata?.resourceVersion, 'a no-op write keeps the RV');
 });
 
-t.test('patch formats: json-patch (library default), merge, strategic, 415 for apply and for strategic on CRs', async (t) => {
+t.test('patch formats: json-patch (library default), merge, strategic, server-side apply; 415 for strategic on CRs', async (t) => {
   const api = await withApi(t);
   const kc = kubeConfigFor(api.url);
   const core = kc.makeApiClient(CoreV1Api);
@@ -169,10 +169,23 @@ t.test('patch formats: json-patch (library default), merge, strategic, 415 for a
   );
   const badJp = await failure(core.patchNamespacedService({ namespace: 'default', name: 'p', body: [{ op: 'remove', path: '/spec/nothing' }] }));
   t.equal(badJp.code, 422);
-  const ssa = await failure(
-    core.patchNamespacedService({ namespace: 'default', name: 'p', body: { metadata: {} }, fieldManager: 'x' }, setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply)),
+  // Server-side apply: merge by ownership; fields the manager stops applying go away, others' stay.
+  const ssaOpts = setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply);
+  const applyCfg = (labels: Record<string, string>) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'p', labels }, spec: { ports: [{ port: 80, targetPort: 9090 }] } });
+  const ssa1 = await core.patchNamespacedService({ namespace: 'default', name: 'p', body: applyCfg({ owner: 'ssa', extra: 'x' }), fieldManager: 'pharos', force: true }, ssaOpts);
+  t.same(ssa1.metadata?.labels, { b: '2', c: '3', owner: 'ssa', extra: 'x' });
+  t.equal(ssa1.spec?.ports?.find((p) => p.port === 80)?.targetPort, 9090, 'list item merged by key');
+  t.equal(ssa1.spec?.ports?.length, 2, 'the other port (not applied) stays');
+  const ssa2 = await core.patchNamespacedService({ namespace: 'default', name: 'p', body: applyCfg({ owner: 'ssa' }), fieldManager: 'pharos', force: true }, ssaOpts);
+  t.same(ssa2.metadata?.labels, { b: '2', c: '3', owner: 'ssa' }, 'a label no longer applied is removed');
+  t.equal(ssa2.metadata?.managedFields?.find((m) => m.manager === 'pharos')?.operation, 'Apply');
+  const created = await core.patchNamespacedService(
+    { namespace: 'default', name: 'fresh', body: { ...applyCfg({}), metadata: { name: 'fresh' } }, fieldManager: 'pharos', force: true },
+    ssaOpts,
   );
-  t.same(ssa, { code: 415, reason: 'UnsupportedMediaType' });
+  t.ok(created.metadata?.uid && created.spec?.clusterIP, 'apply creates a missing object');
+  const noManager = await failure(core.patchNamespacedService({ namespace: 'default', name: 'p', body: applyCfg({}) }, ssaOpts));
+  t.equal(noManager.code, 422, 'fieldManager is required');
   const custom = kc.makeApiClient(CustomObjectsApi);
   const pool = { group: 'lb.pharos.io', version: 'v1alpha1', plural: 'loadbalancerippools' };
   await custom.createClusterCustomObject({ ...pool, body: { apiVersion: 'lb.pharos.io/v1alpha1', kind: 'LoadBalancerIPPool', metadata: { name: 'blue' }, spec: { blocks: [{ cidr: '198.18.100.0/24' }] } } });
@@ -545,6 +558,11 @@ spec: {holderIdentity: node-a, leaseDurationSeconds: 15}
   api.closeAllWatches();
   const w = await watching;
   t.match(w.stdout, /echo\s+LoadBalancer\s+\S+\s+<pending>[\s\S]*echo\s+LoadBalancer\s+\S+\s+198\.18\.100\.1\s/, 'watch printed the new EXTERNAL-IP');
+
+  await k.ok(['apply', '--server-side', '--validate=false', '-f', '-'], 'apiVersion: v1\nkind: Service\nmetadata: {name: ssa, labels: {a: "1", b: "2"}}\nspec:\n  ports: [{port: 80}]\n');
+  await k.ok(['label', 'svc', 'ssa', 'manual=yes']);
+  t.match(await k.ok(['apply', '--server-side', '--validate=false', '-f', '-'], 'apiVersion: v1\nkind: Service\nmetadata: {name: ssa, labels: {a: "1"}}\nspec:\n  ports: [{port: 80}]\n'), /serverside-applied/);
+  t.same(JSON.parse(await k.ok(['get', 'svc', 'ssa', '-o', 'jsonpath={.metadata.labels}'])), { a: '1', manual: 'yes' }, 'kubectl apply --server-side');
 
   const bad = await k.run(['apply', '--validate=false', '-f', '-'], { input: 'apiVersion: lb.pharos.io/v1alpha1\nkind: LoadBalancerIPPool\nmetadata: {name: red}\nspec:\n  blocks: [{cidr: "10.0.0.0/8/8"}]\n' });
   t.not(bad.code, 0, 'an invalid pool is refused');

@@ -9,6 +9,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { parse as parseYaml } from 'yaml';
+import { listKindFrom, serverSideApply } from './apply.js';
 import { AdmissionError, admitService, canonicalJson, checkName, specPart } from './admission.js';
 import { bundledCrdDir, readCrds } from './crds.js';
 import { decodeKubernetesProtobuf } from './protobuf.js';
@@ -635,20 +636,45 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
           return applyMergePatch(current, parseObjectBody(text, 'application/json'));
         case 'application/strategic-merge-patch+json':
           if (r.custom) {
-            throw new HttpError(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml`);
+            throw new HttpError(415, 'UnsupportedMediaType', 'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml');
           }
           return applyStrategicMerge(current, parseObjectBody(text, 'application/json'));
         default:
           throw new HttpError(
             415,
             'UnsupportedMediaType',
-            `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json${r.custom ? '' : ', application/strategic-merge-patch+json'} (server-side apply is not implemented by the pharos emulator)`,
+            `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json${r.custom ? '' : ', application/strategic-merge-patch+json'}, application/apply-patch+yaml`,
           );
       }
     } catch (e) {
       if (e instanceof PatchError) throw new HttpError(e.code, statusReasons[e.code] ?? 'Invalid', e.message);
       throw e;
     }
+  }
+
+  /** Server-side apply (see apply.ts): 201 when it creates, 200 otherwise. */
+  function applyPatch(rt: Route, status: boolean, query: URLSearchParams, body: Buffer, dryRun: boolean): [number, Json] {
+    const r = rt.resource;
+    const manager = query.get('fieldManager');
+    if (!manager) throw new HttpError(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch');
+    const applied = parseObjectBody(body, 'application/yaml');
+    if (typeof applied !== 'object' || applied === null || Array.isArray(applied)) throw new HttpError(400, 'BadRequest', 'the applied configuration must be an object');
+    if (applied.kind !== r.kind || applied.apiVersion !== apiVersionOf(r)) {
+      throw new HttpError(400, 'BadRequest', `the applied configuration must have apiVersion ${apiVersionOf(r)} and kind ${r.kind}`);
+    }
+    if (applied.metadata?.name !== undefined && applied.metadata.name !== rt.name) {
+      throw new HttpError(400, 'BadRequest', `the name of the object (${applied.metadata.name}) does not match the name on the URL (${rt.name})`);
+    }
+    const current = db.get(resourceId(r), rt.namespace, rt.name!);
+    const listKind = listKindFrom(r.schema);
+    if (!current) {
+      if (status) throw notFound(r, rt.name!);
+      const obj = serverSideApply(undefined, { ...applied, metadata: { ...applied.metadata, name: rt.name } }, manager, apiVersionOf(r), listKind);
+      return [201, create(r, obj, rt.namespace, dryRun)];
+    }
+    const merged = serverSideApply(current, applied, manager, apiVersionOf(r), listKind);
+    merged.metadata.resourceVersion = applied.metadata?.resourceVersion ?? current.metadata.resourceVersion;
+    return [200, update(r, rt.namespace, rt.name!, merged, status, dryRun)];
   }
 
   function verbOf(method: string, rt: Route, query: URLSearchParams): Verb {
@@ -699,6 +725,10 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       }
       case 'patch': {
         const text = await readBody(req);
+        if (contentType.split(';')[0]!.trim() === 'application/apply-patch+yaml') {
+          const [code, obj] = applyPatch(rt, status, query, text, dryRun);
+          return sendJson(res, code, obj);
+        }
         const current = db.get(resourceId(r), rt.namespace, rt.name!);
         if (!current) throw notFound(r, rt.name!);
         const patched = patchBody(r, current, contentType, text);
