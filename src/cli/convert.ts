@@ -538,7 +538,9 @@ export function convertDocuments(docs: InputDocument[]): ConvertResult {
 export function renderYaml(objects: OutputObject[]): string {
   return objects
     .map((o) => {
-      const doc = new Document(o.object);
+      // YAML 1.1 output quotes what kubectl (a YAML 1.1 reader) would turn into booleans
+      // or numbers: allowFirstLastIPs "No", communities such as "1234:1".
+      const doc = new Document(o.object, { version: '1.1' });
       if (doc.contents) doc.contents.commentBefore = ` converted from ${o.from}`;
       return doc.toString({ lineWidth: 0 });
     })

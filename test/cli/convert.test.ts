@@ -310,6 +310,7 @@ t.test('Cilium manifests convert field for field', async (t) => {
     spec: { blocks: [{ cidr: '203.0.113.0/24' }], disabled: true },
   }, 'spec.cidrs become blocks; uid, resourceVersion, status dropped');
   t.equal(byName(docs, 'LoadBalancerIPPool', 'v6-pool').spec.allowFirstLastIPs, 'No');
+  t.match(out, /allowFirstLastIPs: "No"/, 'quoted, so kubectl (YAML 1.1) does not read a boolean');
 
   const l2 = byName(docs, 'L2AnnouncementPolicy', 'policy1');
   t.same(l2.spec, {
@@ -359,7 +360,7 @@ t.test('Cilium manifests convert field for field', async (t) => {
 
 t.test('MetalLB manifests convert, with what could not be carried over', async (t) => {
   const files = await tempFiles(t, { 'metallb.yaml': METALLB });
-  const { code, err, docs } = await convert([files['metallb.yaml']!]);
+  const { code, out, err, docs } = await convert([files['metallb.yaml']!]);
   t.equal(code, 0);
   t.same(
     docs.map((d) => `${d.kind} ${d.metadata.name}`),
@@ -430,6 +431,7 @@ t.test('MetalLB manifests convert, with what could not be carried over', async (
   for (const d of docs) t.ok(parseObject(d).ok, `${d.kind} ${d.metadata.name} parses`);
   const model = (parseObject(bgp) as { ok: true; object: BgpPolicy }).object;
   t.same(model.virtualRouters[0]!.neighbors[0]!.advertisedPathAttributes[0]!.communities.standard, ['65535:65282', '1234:1']);
+  t.match(out, /- "1234:1"/, 'a community YAML 1.1 would read as a base-60 number is quoted');
 
   for (const expected of [
     /IPAddressPool\/manual: autoAssign: false has no pharos equivalent/,
