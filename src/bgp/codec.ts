@@ -597,8 +597,8 @@ function decodeAsPath(v: Buffer, asnSize: 2 | 4, data: Buffer, withdrawable: boo
 }
 
 function isUnicastV4NextHop(b: Buffer): boolean {
-  // 0.0.0.0/8, 127/8 loopback, 224/4 multicast, 240/4 reserved and broadcast are never valid next hops.
-  return b[0] !== 0 && b[0] !== 127 && b[0]! < 224;
+  // Not a host address at all: 0.0.0.0/8 ("this network"), 224/4 multicast, 240/4 reserved and broadcast.
+  return b[0] !== 0 && b[0]! < 224;
 }
 
 function isUnicastV6NextHop(b: Buffer): boolean {

@@ -57,6 +57,16 @@ export class PeerConnection {
     }
   }
 
+  /** The next message of `kind`, discarding anything else before it. */
+  async until<K extends BgpMessage['kind']>(kind: K, timeoutMs = 5000): Promise<Extract<BgpMessage, { kind: K }>> {
+    const deadline = Date.now() + timeoutMs;
+    for (let i = 0; i < 100_000; i++) {
+      const m = await this.next(undefined, Math.max(1, deadline - Date.now()));
+      if (m.kind === kind) return m as Extract<BgpMessage, { kind: K }>;
+    }
+    throw new Error(`no ${kind}`);
+  }
+
   /** Messages received so far and not consumed, then clears them. */
   drain(): BgpMessage[] {
     return this.queue.splice(0);
