@@ -1,0 +1,219 @@
+/**
+ * The product as a user runs it: `pharos agent --manifests DIR` in an LB
+ * namespace, real traffic from a client namespace, and every CLI command
+ * against the running agent (tables, -o json/yaml, exit codes), then the
+ * agent gone. Start-up errors are checked with their messages and codes.
+ */
+import t from 'tap';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { privilegedUnavailable } from '../support/privileged.js';
+import { httpGet, startEchoServer, withLab, type Lab } from '../support/lab.js';
+import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
+import { removePins } from '../../src/datapath/loader.js';
+import { parseExposition } from '../support/prom.js';
+
+const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
+const HTTP = '127.0.0.1:9643';
+const PIN_DIR = '/run/pharos/bpffs/phc-lb';
+
+const MANIFESTS = `apiVersion: lb.pharos.io/v1alpha1
+kind: LoadBalancerIPPool
+metadata: { name: blue-pool }
+spec:
+  blocks: [{ cidr: 198.51.100.64/29 }]
+---
+apiVersion: lb.pharos.io/v1alpha1
+kind: LoadBalancerIPPool
+metadata: { name: overlapping }
+spec:
+  blocks: [{ start: 198.51.100.66, stop: 198.51.100.70 }]
+---
+apiVersion: lb.pharos.io/v1alpha1
+kind: L2AnnouncementPolicy
+metadata: { name: l2 }
+spec: { loadBalancerIPs: true }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: web, namespace: shop }
+spec:
+  type: LoadBalancer
+  ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: web-1, namespace: shop, labels: { kubernetes.io/service-name: web } }
+addressType: IPv4
+ports: [{ name: http, port: 8080, protocol: TCP }]
+endpoints:
+  - addresses: [203.0.113.2]
+    conditions: { ready: true }
+`;
+
+async function pharos(lab: Lab, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const r = await lab.exec('lb', [process.execPath, CLI, ...args, '--agent', `http://${HTTP}`], { allowFail: true, timeoutMs: 15_000 });
+  return r;
+}
+
+async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+t.test('agent in manifests mode, driven through the CLI', { skip: privilegedUnavailable() }, async (t) => {
+  const lab = await withLab(t, 'phc');
+  const work = mkdtempSync(join(tmpdir(), 'phc-'));
+  t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(PIN_DIR); });
+  removePins(PIN_DIR);
+  await lab.addNamespace('client');
+  await lab.addNamespace('lb', { forwarding: true });
+  await lab.addNamespace('be');
+  await lab.addLink({ ns: 'client', ifname: 'eth0', addrs: ['198.51.100.1/24'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.51.100.2/24'] });
+  await lab.addLink({ ns: 'lb', ifname: 'be', addrs: ['203.0.113.1/30'] }, { ns: 'be', ifname: 'eth0', addrs: ['203.0.113.2/30'] });
+  await lab.exec('be', ['ip', 'route', 'add', 'default', 'via', '203.0.113.1']);
+  for (const ns of ['client', 'be']) {
+    await lab.attachXdpPass(ns, 'eth0');
+    await lab.exec(ns, ['ethtool', '-K', 'eth0', 'tx', 'off']);
+  }
+  await startEchoServer(lab, 'be', { name: 'be', port: 8080 });
+  const dir = join(work, 'manifests');
+  await lab.exec('lb', ['mkdir', '-p', dir]);
+  writeFileSync(join(dir, 'app.yaml'), MANIFESTS);
+
+  const agent = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'lb-1', '--interfaces', 'eth0,be',
+    '--state-dir', join(work, 'state'), '--pin-dir', PIN_DIR, '--http', HTTP, '--log-format', 'json']);
+  let log = '';
+  agent.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
+  agent.stdout?.resume();
+  t.teardown(() => { if (agent.exitCode === null) agent.kill('SIGKILL'); });
+  await waitFor('agent ready', 30_000, async () => ((await pharos(lab, ['status'])).code === 0 ? true : undefined)).catch((e: Error) => {
+    throw new Error(`${e.message}\nagent log:\n${log}`);
+  });
+
+  t.test('status', async (t) => {
+    const r = await pharos(lab, ['status']);
+    t.equal(r.code, 0);
+    t.match(r.stdout, /Ready:\s+yes/);
+    t.match(r.stdout, /XDP on eth0 \(ifindex \d+, native\)/);
+    const j = JSON.parse((await pharos(lab, ['status', '-o', 'json'])).stdout) as { ready: boolean; node: string };
+    t.equal(j.ready, true);
+    t.equal(j.node, 'lb-1');
+  });
+
+  const vip = await waitFor('an address for shop/web', 10_000, async () => {
+    const s = JSON.parse((await pharos(lab, ['service', 'list', '-o', 'json'])).stdout) as { address: string }[];
+    return s[0]?.address;
+  });
+
+  t.test('the allocated address serves real TCP through XDP', async (t) => {
+    t.equal(vip, '198.51.100.64', 'lowest free address of the older pool (the newer, overlapping one conflicts)');
+    const body = await waitFor('an answer', 10_000, () => httpGet(lab, 'client', `http://${vip}/`));
+    t.match(body, /^be 198\.51\.100\.2/, 'answered by the backend, SNATed to the LB node address');
+  });
+
+  t.test('service list, pool list, l2 list, bgp, config view', async (t) => {
+    const svc = await pharos(lab, ['service', 'list']);
+    t.equal(svc.code, 0);
+    t.match(svc.stdout, /^ID\s+FRONTEND\s+SERVICE\s+TYPE\s+BACKEND$/m);
+    t.match(svc.stdout, /198\.51\.100\.64:80\/TCP\s+shop\/web\s+LoadBalancer\s+1 => 203\.0\.113\.2:8080 \(active\)/);
+    const pools = await pharos(lab, ['pool', 'list']);
+    t.match(pools.stdout, /^NAME\s+DISABLED\s+CONFLICTING\s+IPS AVAILABLE\s+AGE$/m);
+    t.match(pools.stdout, /^blue-pool\s+false\s+False\s+7\s+\d+s$/m);
+    t.match(pools.stdout, /^overlapping\s+false\s+True\s+0\s+\d+s$/m);
+    const l2 = await pharos(lab, ['l2', 'list']);
+    t.match(l2.stdout, /shop\/web\s+198\.51\.100\.64\s+eth0,be\s+lb-1/, "no interfaces in the policy: every interface with an address");
+    const peers = await pharos(lab, ['bgp', 'peers', '-o', 'json']);
+    t.same(JSON.parse(peers.stdout), []);
+    const cfg = await pharos(lab, ['config', 'view', '-o', 'yaml']);
+    t.match(cfg.stdout, /nodeName: lb-1/);
+    t.match((await pharos(lab, ['config', 'view'])).stdout, /^pinDir\s+\/run\/pharos\/bpffs\/phc-lb$/m);
+    const usage = await pharos(lab, ['service', 'frobnicate']);
+    t.equal(usage.code, 2);
+    t.match(usage.stderr, /usage: pharos service list/);
+  });
+
+  t.test('metrics are valid exposition with the pharos families', async (t) => {
+    const text = (await lab.exec('lb', ['curl', '-sf', `http://${HTTP}/metrics`])).stdout;
+    const families = parseExposition(text);
+    for (const name of ['pharos_datapath_packets_total', 'pharos_datapath_drops_total', 'pharos_conntrack_entries', 'pharos_bpf_map_entries',
+      'pharos_bpf_map_capacity', 'pharos_ipam_pool_addresses', 'pharos_ipam_conflicting_pools', 'pharos_ipam_services_unsatisfied',
+      'pharos_l2_announced', 'pharos_reconcile_duration_seconds', 'pharos_process_resident_memory_bytes']) {
+      t.ok(families.has(name), `${name} present`);
+    }
+    t.equal(families.get('pharos_ipam_conflicting_pools')?.samples[0]?.value, 1);
+    const pkts = families.get('pharos_datapath_packets_total')?.samples.find((s) => s.labels.service === 'shop/web');
+    t.ok(pkts && pkts.value > 0, 'packets counted for shop/web');
+    const post = await lab.exec('lb', ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST', `http://${HTTP}/v1/state`]);
+    t.equal(post.stdout, '405', 'no write endpoints');
+  });
+
+  t.test('a broken manifest keeps the last good state and is reported', async (t) => {
+    writeFileSync(join(dir, 'app.yaml'), MANIFESTS.replace('cidr: 198.51.100.64/29', 'cidr: 198.51.100.64/299'));
+    const problems = await waitFor('the problem to be reported', 10_000, async () => {
+      const s = JSON.parse((await lab.exec('lb', ['curl', '-sf', `http://${HTTP}/v1/state`])).stdout) as { problems: { message: string }[] };
+      return s.problems.length ? s.problems : undefined;
+    });
+    t.match(problems[0]!.message, /blue-pool.*spec\.blocks\[0\]\.cidr/);
+    const body = await httpGet(lab, 'client', `http://${vip}/`);
+    t.match(body, /^be /, 'still served');
+    const svc = JSON.parse((await pharos(lab, ['service', 'list', '-o', 'json'])).stdout) as { address: string }[];
+    t.equal(svc[0]?.address, vip, 'address unchanged');
+  });
+
+  t.test('agent restart keeps the address and the open connection', async (t) => {
+    agent.kill('SIGTERM');
+    await new Promise((r) => agent.once('exit', r));
+    t.match(log, /"msg":"agent stopped; the data path keeps forwarding from pinned maps"/);
+    const down = await pharos(lab, ['status']);
+    t.equal(down.code, 3, 'exit code 3 when the agent is unreachable');
+    t.match(down.stderr, /cannot reach the pharos agent at http:\/\/127\.0\.0\.1:9643/);
+    t.match(await httpGet(lab, 'client', `http://${vip}/`), /^be /, 'traffic flows while the agent is away (pinned maps)');
+    const again = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'lb-1', '--interfaces', 'eth0,be',
+      '--state-dir', join(work, 'state'), '--pin-dir', PIN_DIR, '--http', HTTP]);
+    let log2 = '';
+    again.stderr?.on('data', (d: Buffer) => { log2 += d.toString(); });
+    again.stdout?.resume();
+    t.teardown(() => { if (again.exitCode === null) again.kill('SIGKILL'); });
+    await waitFor('restarted agent ready', 30_000, async () => ((await pharos(lab, ['status'])).code === 0 ? true : undefined)).catch((e: Error) => {
+      throw new Error(`${e.message}\nagent log:\n${log2}`);
+    });
+    const svc = JSON.parse((await pharos(lab, ['service', 'list', '-o', 'json'])).stdout) as { address: string }[];
+    t.equal(svc[0]?.address, vip, 'same address after restart');
+    again.kill('SIGTERM');
+    await new Promise((r) => again.once('exit', r));
+  });
+});
+
+t.test('start-up errors name the problem and exit non-zero', { skip: privilegedUnavailable() }, async (t) => {
+  const run = (args: string[]) => spawnSync(process.execPath, [CLI, 'agent', ...args], { encoding: 'utf8', timeout: 20_000 });
+  const dir = mkdtempSync(join(tmpdir(), 'phc-err-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  let r = run(['--bogus']);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /unknown flag --bogus/);
+  r = run([]);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /no source/);
+  r = run(['--manifests', join(dir, 'nope'), '--interfaces', 'lo']);
+  t.equal(r.status, 1);
+  t.match(r.stderr, /--manifests .*nope: directory not found/);
+  r = run(['--manifests', dir, '--interfaces', 'doesnotexist0', '--state-dir', join(dir, 's'), '--pin-dir', '/run/pharos/bpffs/phc-err']);
+  t.equal(r.status, 1);
+  t.match(r.stderr, /--interfaces: interface "doesnotexist0" does not exist/);
+  r = run(['--manifests', dir, '--config', join(dir, 'missing.yaml')]);
+  t.equal(r.status, 2);
+  t.match(r.stderr, /config file .*missing\.yaml: cannot read/);
+  const help = spawnSync(process.execPath, [CLI, 'agent', '--help'], { encoding: 'utf8' });
+  t.equal(help.status, 0);
+  t.match(help.stdout, /--pin-dir/);
+  const unknown = spawnSync(process.execPath, [CLI, 'frobnicate'], { encoding: 'utf8' });
+  t.equal(unknown.status, 2);
+});
