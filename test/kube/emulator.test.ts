@@ -524,7 +524,19 @@ spec: {holderIdentity: node-a, leaseDurationSeconds: 15}
   t.match(await k.ok(['get', 'ippools']), /^NAME\s+DISABLED\s+CONFLICTING\s+IPS AVAILABLE\s+AGE\nblue\s/);
   t.match(await k.ok(['-n', 'kube-system', 'get', 'leases']), /^NAME\s+HOLDER\s+AGE\npharos-l2announce-default-echo\s+node-a\s/);
   t.equal(await k.ok(['-n', 'kube-system', 'get', 'lease', 'pharos-l2announce-default-echo', '-o', 'jsonpath={.spec.holderIdentity}']), 'node-a');
-  t.match(await k.ok(['get', 'ns']), /kube-system/);
+  t.match(await k.ok(['get', 'ns']), /^NAME\s+STATUS\s+AGE\n[\s\S]*kube-system\s+Active/);
+  api.objects.put('nodes', {
+    metadata: { name: 'node-a', labels: { 'node-role.kubernetes.io/lb': '' } },
+    status: { addresses: [{ type: 'InternalIP', address: '198.18.1.1' }], conditions: [{ type: 'Ready', status: 'True' }] },
+  });
+  t.match(await k.ok(['get', 'nodes', '-o', 'wide']), /^NAME\s+STATUS\s+ROLES\s+AGE\s+VERSION\s+INTERNAL-IP\s+EXTERNAL-IP\nnode-a\s+Ready\s+lb\s+\S+\s+198\.18\.1\.1\s+<none>/);
+  api.objects.put('endpointslices', {
+    metadata: { name: 'echo-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'echo' } },
+    addressType: 'IPv4',
+    ports: [{ port: 8080 }],
+    endpoints: [{ addresses: ['198.18.2.10'] }, { addresses: ['198.18.2.11'] }],
+  });
+  t.match(await k.ok(['get', 'endpointslices']), /echo-1\s+IPv4\s+8080\s+198\.18\.2\.10,198\.18\.2\.11\s/);
 
   await k.ok(['label', 'svc', 'echo', 'app=other', '--overwrite']);
   await k.ok(['annotate', 'svc', 'echo', 'note=hello']);

@@ -136,6 +136,60 @@ const serviceTable: TableSpec = {
   ],
 };
 
+const col = (name: string, description: string, priority = 0) => ({ name, type: 'string', description, priority });
+
+function nodeStatus(node: Json): string {
+  const ready = (node?.status?.conditions ?? []).find((c: Json) => c.type === 'Ready');
+  const status = !ready ? 'Unknown' : ready.status === 'True' ? 'Ready' : 'NotReady';
+  return node?.spec?.unschedulable ? `${status},SchedulingDisabled` : status;
+}
+
+function nodeRoles(node: Json): string {
+  const roles = Object.keys(node?.metadata?.labels ?? {})
+    .filter((l) => l.startsWith('node-role.kubernetes.io/'))
+    .map((l) => l.slice('node-role.kubernetes.io/'.length))
+    .filter(Boolean);
+  return roles.length ? roles.sort().join(',') : '<none>';
+}
+
+function nodeAddress(node: Json, type: string): string {
+  return (node?.status?.addresses ?? []).find((a: Json) => a.type === type)?.address ?? '<none>';
+}
+
+/** The columns of the real API server's printers for the built-in kinds the lab shows. */
+const builtinTables: Record<string, TableSpec> = {
+  '/nodes': {
+    columns: [col('Name', 'Name'), col('Status', 'Status'), col('Roles', 'Roles'), col('Age', 'Age'), col('Version', 'Kubelet version'), col('Internal-IP', 'Internal IP', 1), col('External-IP', 'External IP', 1)],
+    row: (n, now) => [n.metadata.name, nodeStatus(n), nodeRoles(n), age(n, now), n?.status?.nodeInfo?.kubeletVersion ?? '', nodeAddress(n, 'InternalIP'), nodeAddress(n, 'ExternalIP')],
+  },
+  '/namespaces': {
+    columns: [col('Name', 'Name'), col('Status', 'Phase'), col('Age', 'Age')],
+    row: (n, now) => [n.metadata.name, n?.status?.phase ?? 'Active', age(n, now)],
+  },
+  '/secrets': {
+    columns: [col('Name', 'Name'), col('Type', 'Type'), { ...col('Data', 'Number of keys'), type: 'integer' }, col('Age', 'Age')],
+    row: (o, now) => [o.metadata.name, o.type ?? 'Opaque', Object.keys(o.data ?? {}).length, age(o, now)],
+  },
+  '/configmaps': {
+    columns: [col('Name', 'Name'), { ...col('Data', 'Number of keys'), type: 'integer' }, col('Age', 'Age')],
+    row: (o, now) => [o.metadata.name, Object.keys({ ...(o.data ?? {}), ...(o.binaryData ?? {}) }).length, age(o, now)],
+  },
+  'discovery.k8s.io/endpointslices': {
+    columns: [col('Name', 'Name'), col('AddressType', 'Address type'), col('Ports', 'Ports'), col('Endpoints', 'Endpoint addresses'), col('Age', 'Age')],
+    row: (o, now) => {
+      const ports: Json[] = o.ports ?? [];
+      const addrs: string[] = (o.endpoints ?? []).flatMap((e: Json) => e.addresses ?? []);
+      return [
+        o.metadata.name,
+        o.addressType ?? '',
+        ports.length ? ports.map((p) => p.port ?? '<unset>').join(',') : '<unset>',
+        addrs.length === 0 ? '<unset>' : addrs.length > 3 ? `${addrs.slice(0, 3).join(',')} + ${addrs.length - 3} more...` : addrs.join(','),
+        age(o, now),
+      ];
+    },
+  },
+};
+
 function columnsTable(columns: PrinterColumn[]): TableSpec {
   return {
     columns: [
@@ -156,6 +210,8 @@ const nameAgeTable = columnsTable([{ name: 'Age', type: 'date', jsonPath: '.meta
 
 function tableSpec(r: ResourceType): TableSpec {
   if (r.group === '' && r.plural === 'services') return serviceTable;
+  const builtin = builtinTables[`${r.group}/${r.plural}`];
+  if (builtin && !r.custom) return builtin;
   return r.printerColumns ? columnsTable(r.printerColumns) : nameAgeTable;
 }
 
