@@ -500,3 +500,19 @@ t.test('pharos convert through the CLI entry point', async (t) => {
   t.match(stdout, /kind: BGPPeeringPolicy/);
   t.match(stderr, /could not carry over/);
 });
+
+t.test('converted output is accepted by an API server with the pharos CRDs (kubectl create)', async (t) => {
+  const { startApiServer } = await import('../../src/lab/apiserver/server.js');
+  const { Kubectl } = await import('../kube/kube-support.js');
+  const api = await startApiServer({});
+  t.teardown(() => api.close());
+  const kubectl = new Kubectl(api.url);
+  t.teardown(() => kubectl.cleanup());
+  const files = await tempFiles(t, { 'cilium.yaml': CILIUM, 'metallb.yaml': METALLB });
+  const { out, docs } = await convert([files['cilium.yaml']!, files['metallb.yaml']!]);
+  const r = await kubectl.run(['create', '--validate=false', '-f', '-'], { input: out });
+  t.equal(r.code, 0, `kubectl create: ${r.stderr}`);
+  t.equal(r.stdout.trim().split('\n').length, docs.length, 'every converted object created');
+  const pools = await kubectl.ok(['get', 'ippools', '-o', 'name']);
+  t.match(pools, /loadbalancerippool\.lb\.pharos\.io\/v6-pool/);
+});
