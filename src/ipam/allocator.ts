@@ -139,7 +139,10 @@ function compareOrder(a: Entry, b: Entry): number {
   return a.req.order < b.req.order ? -1 : a.req.order > b.req.order ? 1 : 0;
 }
 
+const NO_ADDRESSES: IPAddress[] = [];
+
 function statusAddresses(svc: Service): IPAddress[] {
+  if (svc.status.ingress.length === 0) return NO_ADDRESSES;
   const out: IPAddress[] = [];
   for (const ing of svc.status.ingress) {
     const parsed = parseAddress(ing.ip ?? '', 'status.loadBalancer.ingress');
@@ -733,5 +736,6 @@ export class Ipam {
 export function reconcile(input: ReconcileInput, options: IpamOptions = { pharosIsDefaultClass: true }): ReconcileResult {
   const ipam = new Ipam(options);
   ipam.loadAll(input.pools, input.services, input.previous);
-  return { services: new Map(ipam.allOutcomes()), pools: new Map(ipam.allPoolStatuses()), state: ipam.exportState() };
+  // The engine is private to this call, so its maps can be handed out as they are.
+  return { services: ipam.allOutcomes() as Map<string, ServiceOutcome>, pools: ipam.allPoolStatuses() as Map<string, PoolStatus>, state: ipam.exportState() };
 }

@@ -64,7 +64,7 @@ export interface IpamRequest {
   /** Sort key: creation time, then key. Decides who wins a contested address. */
   order: string;
   /** Wanted families, primary first. */
-  families: IPFamily[];
+  families: readonly IPFamily[];
   /** RequireDualStack: every family or unsatisfied. SingleStack has one family anyway. */
   requireAll: boolean;
   /** A named address per family (the other wanted family, if any, is allocated freely). */
@@ -91,10 +91,15 @@ export function serviceOrder(svc: Service): string {
   return `${svc.meta.creationTimestamp ?? ''}\u0000${objectKey(svc.meta)}`;
 }
 
-function wantedFamilies(svc: Service): IPFamily[] {
-  const primary: IPFamily = svc.ipFamilies[0] ?? 'IPv4';
-  if (svc.ipFamilyPolicy === 'SingleStack') return [primary];
-  return [primary, primary === 'IPv4' ? 'IPv6' : 'IPv4'];
+// Shared, never mutated: one array per shape instead of one per service.
+const FAMILY_LISTS: Record<IPFamily, { single: readonly IPFamily[]; dual: readonly IPFamily[] }> = {
+  IPv4: { single: ['IPv4'], dual: ['IPv4', 'IPv6'] },
+  IPv6: { single: ['IPv6'], dual: ['IPv6', 'IPv4'] },
+};
+
+function wantedFamilies(svc: Service): readonly IPFamily[] {
+  const primary: IPFamily = svc.ipFamilies[0] === 'IPv6' ? 'IPv6' : 'IPv4';
+  return svc.ipFamilyPolicy === 'SingleStack' ? FAMILY_LISTS[primary].single : FAMILY_LISTS[primary].dual;
 }
 
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
