@@ -40,6 +40,8 @@ export interface SyncReport {
 interface WrittenService {
   ingress: string[];
   condition: Condition | null;
+  /** False when seeded from what the service showed before we wrote anything. */
+  byUs?: boolean;
 }
 
 function rfc3339(d: Date): string {
@@ -179,7 +181,7 @@ export class IpamController {
     let desired: WrittenService;
     if (outcome.kind === 'release') {
       // Besides addresses inside our pools (outcome.ingress has those removed), drop what we wrote ourselves.
-      const ours = new Set(last.condition ? last.ingress : []);
+      const ours = new Set(last.byUs && last.condition ? last.ingress : []);
       desired = { ingress: outcome.ingress.filter((ip) => !ours.has(ip)), condition: null };
     } else {
       const generation = svc.meta.generation;
@@ -193,7 +195,7 @@ export class IpamController {
     if (sameWrite(last, desired) && (!changed || sameWrite(seen, desired))) return;
     try {
       await this.sink.writeServiceStatus(key, desired.ingress, desired.condition);
-      this.writtenServices.set(key, desired);
+      this.writtenServices.set(key, { ...desired, byUs: true });
       report.servicesWritten++;
     } catch (err) {
       this.retryServices.add(key);

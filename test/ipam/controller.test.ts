@@ -160,3 +160,14 @@ t.test('lastTransitionTime moves only when the condition status flips', async (t
   t.equal(sink.services.get('default/b')?.condition?.lastTransitionTime, '2024-06-01T00:02:00Z', 'flipped to True: time moved');
   t.equal(sink.pools.get('q')?.conditions[0]?.lastTransitionTime, '2024-06-01T00:01:00Z');
 });
+
+t.test('release after a restart removes addresses of our pools and keeps others', async (t) => {
+  const { store, sink, controller } = setup();
+  store.apply(pool({ name: 'p', blocks: ['192.0.2.0/30'] }));
+  const ours: Condition = { type: IPAM_CONDITION, status: 'True', reason: 'satisfied', message: 'assigned 192.0.2.1 (pool p)' };
+  store.apply(svc({ name: 'a', type: 'NodePort', ingress: ['192.0.2.1', '203.0.113.5'], conditions: [ours] }));
+  const report = await controller.sync(store.snapshot());
+  t.equal(report.servicesWritten, 1);
+  t.same(sink.services.get('default/a'), { ingress: ['203.0.113.5'], condition: null });
+  t.same(await controller.sync(store.snapshot()), { servicesWritten: 0, poolsWritten: 0, errors: [] }, 'done once');
+});
