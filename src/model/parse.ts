@@ -121,6 +121,12 @@ export function parseObject(raw: unknown): ParseResult {
     const entry = PARSERS.get(`${apiVersion} ${kind}`);
     if (!entry) {
       const knownKind = [...PARSERS.keys()].find((k) => k.endsWith(` ${kind}`));
+      // Our own group has no kinds to ignore: anything else there is a typo worth an error.
+      if (apiVersion.startsWith('lb.pharos.io/')) {
+        if (knownKind) root.get('apiVersion').fail(`${show(apiVersion)} is not served (use ${knownKind.split(' ')[0]})`);
+        const ours = [...PARSERS.keys()].filter((k) => k.startsWith('lb.pharos.io/')).map((k) => k.split(' ')[1]);
+        root.get('kind').fail(`${show(kind)} is not a kind of lb.pharos.io (${ours.join(', ')})`);
+      }
       return {
         ok: false,
         ignored: true,

@@ -299,8 +299,14 @@ t.test('Node, Secret', async (t) => {
 t.test('dispatch: unknown kinds ignored, missing apiVersion an error', async (t) => {
   const cm = parseObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } });
   t.ok(!cm.ok && cm.ignored && /not one pharos uses/.test(cm.reason));
-  const wrongVersion = parseObject({ apiVersion: 'lb.pharos.io/v1', kind: 'LoadBalancerIPPool', metadata: { name: 'x' } });
-  t.ok(!wrongVersion.ok && wrongVersion.ignored && /use lb.pharos.io\/v1alpha1/.test(wrongVersion.reason));
+  const wrongVersion = failure(parseObject({ apiVersion: 'lb.pharos.io/v1', kind: 'LoadBalancerIPPool', metadata: { name: 'x' } }));
+  t.equal(wrongVersion.text, 'LoadBalancerIPPool "x": apiVersion: "lb.pharos.io/v1" is not served (use lb.pharos.io/v1alpha1)');
+  const kindTypo = failure(parseObject({ apiVersion: 'lb.pharos.io/v1alpha1', kind: 'LoadBalancerIPPol', metadata: { name: 'x' } }));
+  t.equal(kindTypo.field, 'kind', 'a typo in our own group is an error, not silently ignored');
+  const ciliumOther = parseObject({ apiVersion: 'cilium.io/v2', kind: 'CiliumNetworkPolicy', metadata: { name: 'x' } });
+  t.ok(!ciliumOther.ok && ciliumOther.ignored, 'other Cilium kinds are ignored');
+  const ciliumOldVersion = parseObject({ apiVersion: 'cilium.io/v2alpha1', kind: 'CiliumPodIPPool', metadata: { name: 'x' } });
+  t.ok(!ciliumOldVersion.ok && ciliumOldVersion.ignored);
   t.equal(failure(parseObject({ kind: 'Service', metadata: { name: 'x' } })).field, 'apiVersion');
   t.equal(failure(parseObject({ apiVersion: 'v1', metadata: { name: 'x' } })).field, 'kind');
   t.equal(failure(parseObject('hello')).field, '');

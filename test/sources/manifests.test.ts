@@ -201,6 +201,12 @@ t.test('one bad document among good ones', async (t) => {
   await writeAtomic(file, `${POOL('Blue', '198.18.0.0/24')}---\n${SERVICE('echo', 81)}---\n${POOL('red', '198.18.9.0/24')}`);
   await waitFor('name error', () => errors.some((e) => e.field === 'metadata.name'));
   t.ok(store.snapshot().pools.has('blue'), 'kept by document position');
+
+  // a typo in kind is an error too (not an ignored kind), and the object stays
+  await writeAtomic(file, `${POOL('blue', '198.18.0.0/24').replace('kind: LoadBalancerIPPool', 'kind: LoadBalancerIPPol')}---\n${SERVICE('echo', 81)}---\n${POOL('red', '198.18.9.0/24')}`);
+  await waitFor('kind error', () => errors.some((e) => e.field === 'kind'));
+  t.ok(store.snapshot().pools.has('blue'), 'kept through a kind typo');
+  t.equal(errors.at(-1)!.keptLastGood, true);
 });
 
 t.test('duplicates across files: the first file by name wins, the other is reported', async (t) => {

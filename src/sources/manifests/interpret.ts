@@ -173,7 +173,10 @@ export function interpretFile(file: string, text: string | undefined, previous: 
     const candidates = lastGood.filter((r) => !usedLastGood.has(r) && !fresh.has(r.identity));
     const kept =
       (f.identity ? candidates.find((r) => r.identity === f.identity) : undefined) ??
-      candidates.find((r) => r.document === f.raw.document && r.item === f.raw.item && r.rawKind === f.rawKind);
+      // By position only for the same kind, or when the kind itself is what broke (a typo in `kind`).
+      candidates.find(
+        (r) => r.document === f.raw.document && r.item === f.raw.item && (r.rawKind === f.rawKind || !modelKindOf(f.raw.value)),
+      );
     if (kept) {
       usedLastGood.add(kept);
       fresh.add(kept.identity);
