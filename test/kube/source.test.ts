@@ -202,6 +202,29 @@ t.test('API server outage: the store keeps everything; restart on the same port 
   await eventually(() => !!store.get('Service', 'default/new'), 3000, 'live again');
 });
 
+t.test('API server down at start: not synced until everything, pools included, is listed', async (t) => {
+  const probe = await startApiServer();
+  const port = probe.port;
+  const database = probe.database;
+  seed(probe);
+  await probe.close();
+  const store = new Store();
+  const source = new KubeSource({ kc: kubeConfigFor(`http://127.0.0.1:${port}`), store, tuning, crdProbeIntervalMs: 60_000 });
+  let failures = 0;
+  source.on('failure', () => failures++);
+  await source.start();
+  await eventually(() => failures >= 4, 3000, 'informers failing');
+  t.notOk(store.synced, 'not synced while the API server is down');
+  const api = await startApiServer({ port, database });
+  t.teardown(async () => {
+    await source.stop();
+    await api.close();
+  });
+  await eventually(() => store.synced, 5000, 'synced once the server is up');
+  t.ok(store.get('LoadBalancerIPPool', 'blue'), 'pools were listed before synced');
+  t.ok(store.get('L2AnnouncementPolicy', 'l2'));
+});
+
 t.test('a stalled API server: silent watches are restarted, nothing lost', async (t) => {
   const { api, store, synced, source, failures } = await setup(t);
   await synced;

@@ -89,6 +89,9 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
   private readonly parse: (raw: unknown) => ParseResult;
   private probeTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  /** Optional groups whose discovery has not answered yet (1 until the first probe ends). */
+  private groupsUndecided = 1;
+  private warnedNoPharosCrds = false;
   /** Counters for metrics (plain numbers; the metrics module reads them on scrape). */
   readonly counters = {
     parseErrors: {} as Record<string, number>,
@@ -107,7 +110,7 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
     return this.opts.namespace ?? 'kube-system';
   }
 
-  /** Resolves once the optional groups were probed and every informer started (not when synced). */
+  /** Resolves once the core informers started and the optional groups were probed once (not when synced). */
   async start(): Promise<void> {
     this.stopped = false;
     const ns = encodeURIComponent(this.namespace);
@@ -119,10 +122,9 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
     ];
     if (this.opts.secrets) core.push({ model: 'Secret', spec: { path: `/api/v1/namespaces/${ns}/secrets`, apiVersion: 'v1', kind: 'Secret' } });
     // Register every initial informer before starting any, so `synced` waits for all of them.
-    const initial = [...core, ...(await this.probeOptional())];
-    for (const w of initial) this.notListed.add(w.spec.path);
-    for (const w of initial) this.watch(w);
-    this.scheduleProbe();
+    for (const w of core) this.notListed.add(w.spec.path);
+    for (const w of core) this.watch(w);
+    await this.probe();
   }
 
   async stop(): Promise<void> {
@@ -141,9 +143,15 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
     return this.opts.cilium === false ? [pharosGroup] : [pharosGroup, ciliumGroup];
   }
 
-  /** The optional kinds discovery shows and that are not watched yet. Unreachable discovery = nothing new (retry later). */
-  private async probeOptional(): Promise<Watched[]> {
-    const out: Watched[] = [];
+  /**
+   * Look for the optional groups and watch what they serve. A group whose
+   * discovery failed (API unreachable) is undecided: the store is not marked
+   * synced until every group has a definite answer, or the agent could act
+   * on a world without its pools. Undecided groups are retried within a
+   * second; decided ones every crdProbeIntervalMs (CRDs installed later).
+   */
+  private async probe(): Promise<void> {
+    const undecided = new Set<OptionalGroup>();
     for (const g of this.groups()) {
       const missing = g.kinds.filter((k) => !this.informers.has(`/apis/${g.groupVersion}/${k.plural}`));
       if (missing.length === 0) continue;
@@ -155,27 +163,37 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
           const doc = await this.rest.getJson(`/apis/${g.groupVersion}`, {}, 10_000);
           served = new Set((doc?.resources ?? []).map((r: any) => String(r.name)));
         } catch (e) {
-          if (!(e instanceof KubeHttpError && e.statusCode === 404)) continue;
-          if (g === pharosGroup) this.emit('warning', `the pharos CRDs (${g.groupVersion}) are not installed; pools and policies will be read once they are`);
+          if (!(e instanceof KubeHttpError && e.statusCode === 404)) {
+            undecided.add(g);
+            continue;
+          }
+          if (g === pharosGroup && !this.warnedNoPharosCrds) {
+            this.warnedNoPharosCrds = true;
+            this.emit('warning', `the pharos CRDs (${g.groupVersion}) are not installed; pools and policies will be read once they are`);
+          }
           served = new Set();
         }
       }
+      if (this.stopped) return;
       for (const k of missing) {
         if (!served.has(k.plural)) continue;
-        out.push({ model: k.model, spec: { path: `/apis/${g.groupVersion}/${k.plural}`, apiVersion: g.groupVersion, kind: k.kind } });
+        const w: Watched = { model: k.model, spec: { path: `/apis/${g.groupVersion}/${k.plural}`, apiVersion: g.groupVersion, kind: k.kind } };
+        if (!this.opts.store.synced) this.notListed.add(w.spec.path);
+        this.watch(w);
       }
     }
-    return out;
+    this.groupsUndecided = undecided.size;
+    this.maybeSynced();
+    if (this.stopped) return;
+    const interval = this.opts.crdProbeIntervalMs ?? 60_000;
+    this.probeTimer = setTimeout(() => void this.probe(), undecided.size > 0 ? Math.min(1000, interval) : interval);
+    this.probeTimer.unref();
   }
 
-  private scheduleProbe(): void {
-    const interval = this.opts.crdProbeIntervalMs ?? 60_000;
-    this.probeTimer = setTimeout(async () => {
-      if (this.stopped) return;
-      for (const w of await this.probeOptional()) if (!this.stopped) this.watch(w);
-      if (!this.stopped) this.scheduleProbe();
-    }, interval);
-    this.probeTimer.unref();
+  private maybeSynced(): void {
+    if (this.notListed.size > 0 || this.groupsUndecided > 0 || this.opts.store.synced) return;
+    this.opts.store.markSynced();
+    this.emit('synced');
   }
 
   private watch(w: Watched): void {
@@ -203,11 +221,7 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
       this.counters.deleted[w.model] = (this.counters.deleted[w.model] ?? 0) + 1;
     });
     inf.on('listed', () => {
-      if (!this.notListed.delete(w.spec.path)) return;
-      if (this.notListed.size === 0) {
-        store.markSynced();
-        this.emit('synced');
-      }
+      if (this.notListed.delete(w.spec.path)) this.maybeSynced();
     });
     inf.on('failure', (error, retryInMs) => {
       this.counters.informerFailures[w.model] = (this.counters.informerFailures[w.model] ?? 0) + 1;
