@@ -363,6 +363,10 @@ function parseServiceObject(ctx: Context): Service {
   if (ipFamilies.length === 0) {
     if (clusterIPFamilies.length > 0) ipFamilies = [...clusterIPFamilies];
     else ipFamilies = ipFamilyPolicy === 'SingleStack' ? ['IPv4'] : ['IPv4', 'IPv6'];
+  } else if (ipFamilies.length === 1 && ipFamilyPolicy !== 'SingleStack' && clusterIPs.length === 0) {
+    // No API server has defaulted this object (manifests mode, a dual-stack "cluster"): as a
+    // dual-stack API server does, a dual-stack policy gets the other family appended.
+    ipFamilies = [ipFamilies[0]!, ipFamilies[0] === 'IPv4' ? 'IPv6' : 'IPv4'];
   }
   if (ipFamilyPolicy === 'SingleStack' && ipFamilies.length > 1) {
     policyReader.fail('SingleStack allows one family, but ipFamilies lists two (use PreferDualStack or RequireDualStack)');

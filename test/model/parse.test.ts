@@ -66,6 +66,12 @@ t.test('Service families come from clusterIPs when ipFamilies is absent', async 
   const twoFamilies = ok<Service>(parseObject(service({ ipFamilies: ['IPv6', 'IPv4'], ports: [{ port: 80 }] })));
   t.equal(twoFamilies.ipFamilyPolicy, 'RequireDualStack');
   t.same(twoFamilies.ipFamilies, ['IPv6', 'IPv4']);
+  const preferV6 = ok<Service>(parseObject(service({ type: 'LoadBalancer', ipFamilyPolicy: 'PreferDualStack', ipFamilies: ['IPv6'], ports: [{ port: 80 }] })));
+  t.same(preferV6.ipFamilies, ['IPv6', 'IPv4'], 'no API server defaulted it: the other family appended, primary kept');
+  const served = ok<Service>(
+    parseObject(service({ type: 'LoadBalancer', ipFamilyPolicy: 'PreferDualStack', ipFamilies: ['IPv4'], clusterIPs: ['198.19.0.1'], ports: [{ port: 80 }] })),
+  );
+  t.same(served.ipFamilies, ['IPv4'], 'an API server chose one family (single-stack cluster): kept');
   const headless = ok<Service>(parseObject(service({ clusterIP: 'None' })));
   t.same(headless.clusterIPs, ['None']);
   t.same(headless.ipFamilies, ['IPv4']);
