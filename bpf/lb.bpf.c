@@ -42,6 +42,30 @@ static __always_inline int nh_stale(const struct ph_nexthop *nh, __u64 fib_at, _
 }
 
 /**
+ * backend_nexthop() - next hop toward backend @be_id for the rewritten
+ * packet @out: from the per-backend cache while it is fresh, else from the
+ * FIB (and cached when complete; an unresolved neighbour is retried by the
+ * next packet).
+ */
+static __always_inline enum fib_verdict backend_nexthop(struct xdp_md *ctx, __u32 be_id, const struct ph_flow *out,
+							__u32 tot_len, __u64 now, struct ph_nexthop *nh)
+{
+	struct ph_be_nh *c = bpf_map_lookup_elem(&ph_be_nh, &be_id);
+	enum fib_verdict v;
+
+	if (c && !nh_stale(&c->nh, c->fib_at, now)) {
+		*nh = c->nh;
+		return FIB_FORWARD;
+	}
+	v = fib_resolve(ctx, out, tot_len, nh);
+	if (c && v == FIB_FORWARD) {
+		c->nh = *nh;
+		c->fib_at = now;
+	}
+	return v;
+}
+
+/**
  * forward() - send a rewritten packet to @nh, or to the kernel when the
  * neighbour is not resolved yet (the first packet is not lost: the kernel
  * forwards it and resolves the neighbour; later packets take the fast path).
@@ -79,7 +103,7 @@ static __always_inline int lb_reverse(struct xdp_md *ctx, struct packet *p)
 	rv = bpf_map_lookup_elem(&ph_rev, &p->flow);
 	if (!rv || (rv->flags & PH_CTF_LOCAL))
 		return XDP_PASS;
-	now = bpf_ktime_get_ns();
+	now = bpf_ktime_get_coarse_ns();
 	if (now - rv->last_seen > PH_CT_TOUCH_NS)
 		rv->last_seen = now;
 
@@ -128,7 +152,7 @@ static __always_inline int lb_established(struct xdp_md *ctx, struct packet *p, 
 					  const struct ph_backend *be, __u64 now)
 {
 	struct ph_nexthop nh;
-	enum fib_verdict v = FIB_FORWARD;
+	enum fib_verdict v;
 	struct ph_flow out = p->flow;
 
 	ct_touch(ct, p, now);
@@ -145,17 +169,9 @@ static __always_inline int lb_established(struct xdp_md *ctx, struct packet *p, 
 			return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
 		return count_and(PH_STAT_LOCAL_BACKEND, XDP_PASS);
 	}
-	if (nh_stale(&ct->nh, ct->fib_at, now)) {
-		v = fib_resolve(ctx, &out, p->l3_len, &nh);
-		if (v == FIB_FORWARD) {
-			ct->nh = nh;
-			ct->fib_at = now;
-		} else if (v != FIB_NO_NEIGH) {
-			return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
-		}
-	} else {
-		nh = ct->nh;
-	}
+	v = backend_nexthop(ctx, ct->backend_id, &out, p->l3_len, now, &nh);
+	if (v != FIB_FORWARD && v != FIB_NO_NEIGH)
+		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
 	if (nat_rewrite(ctx, p, &out))
 		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
 	return forward(ctx, p, v, &nh);
@@ -168,6 +184,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 	struct ph_ct ct = {};
 	struct ph_rev rv = {};
 	struct ph_flow out = p->flow;
+	struct ph_nexthop nh;
 	struct ph_backend *be;
 	enum fib_verdict v;
 	__u32 hash, be_id;
@@ -177,7 +194,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);
 	hash = flow_hash(&p->flow);
 	be_id = maglev_pick(fe->id, hash);
-	be = be_id ? bpf_map_lookup_elem(&ph_backends, &be_id) : NULL;
+	be = be_id ? backend_get(be_id) : NULL;
 	if (!be)
 		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);
 
@@ -207,7 +224,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 	rv.frontend_id = fe->id;
 	rv.backend_id = be_id;
 
-	v = fib_resolve(ctx, &out, p->l3_len, &ct.nh);
+	v = backend_nexthop(ctx, be_id, &out, p->l3_len, now, &nh);
 	if (v == FIB_UNREACHABLE)
 		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
 	if (v == FIB_LOCAL) {
@@ -247,8 +264,6 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 		if (bpf_map_update_elem(&ph_rev, &rk, &rv, BPF_ANY))
 			return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
 	}
-	if (v == FIB_FORWARD)
-		ct.fib_at = now;
 	if (bpf_map_update_elem(&ph_ct, &p->flow, &ct, BPF_ANY))
 		return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
 	stat_inc(PH_STAT_CT_CREATE);
@@ -258,7 +273,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
 	if (v == FIB_LOCAL)
 		return count_and(PH_STAT_LOCAL_BACKEND, XDP_PASS);
-	return forward(ctx, p, v, &ct.nh);
+	return forward(ctx, p, v, &nh);
 }
 
 static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
@@ -277,10 +292,10 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
 	if (!fe)
 		return lb_reverse(ctx, p);
 
-	now = bpf_ktime_get_ns();
+	now = bpf_ktime_get_coarse_ns();
 	ct = bpf_map_lookup_elem(&ph_ct, &p->flow);
 	if (ct && !ct_expired(ct, p->flow.proto, now) && !ct_is_reopen(ct, p)) {
-		be = bpf_map_lookup_elem(&ph_backends, &ct->backend_id);
+		be = backend_get(ct->backend_id);
 		if (be) {
 			stat_inc(PH_STAT_CT_HIT);
 			return lb_established(ctx, p, ct, be, now);

@@ -86,12 +86,32 @@ static __always_inline int rev_expired(const struct ph_rev *r, __u8 proto, __u64
 	return now - r->last_seen > timeout;
 }
 
+/*
+ * A reverse entry is stale when the client flow it was made for no longer
+ * holds that SNAT port: its conntrack entry was evicted by the LRU, expired,
+ * or moved to another port. The port is then free to take.
+ */
+static __always_inline int rev_orphaned(const struct ph_rev *r, const struct ph_flow *rk, __u64 now)
+{
+	struct ph_flow fk = {};
+	struct ph_ct *ct;
+
+	fk.src = r->new_dst;
+	fk.dst = r->new_src;
+	fk.sport = r->new_dport;
+	fk.dport = r->new_sport;
+	fk.proto = rk->proto;
+	fk.family = rk->family;
+	ct = bpf_map_lookup_elem(&ph_ct, &fk);
+	return !ct || ct->snat_port != rk->dport || ct_expired(ct, rk->proto, now);
+}
+
 /**
  * snat_alloc() - choose a node port for @out (src already the node address)
  * and insert the reverse entry @rv for it with BPF_NOEXIST, trying
  * PH_SNAT_TRIES ports from a start chosen by @hash. A port whose reverse
- * entry has gone idle, or that already belongs to this very client flow,
- * is taken over.
+ * entry has gone idle or lost its client flow, or that already belongs to
+ * this very client flow, is taken over.
  * Returns: 0 with out->sport set, or -1 when every try collided.
  */
 static __always_inline int snat_alloc(const struct ph_runtime *rt, struct ph_flow *out,
@@ -114,12 +134,13 @@ static __always_inline int snat_alloc(const struct ph_runtime *rt, struct ph_flo
 		struct ph_rev *old;
 
 		rk.dport = bpf_htons(port);
+		/* Common case first: the port is free (one bucket walk, no lookup before). */
 		if (!bpf_map_update_elem(&ph_rev, &rk, rv, BPF_NOEXIST))
 			goto found;
 		old = bpf_map_lookup_elem(&ph_rev, &rk);
 		if (!old)
 			continue;
-		if (rev_expired(old, out->proto, now) ||
+		if (rev_expired(old, out->proto, now) || rev_orphaned(old, &rk, now) ||
 		    (old->new_dport == rv->new_dport && old->new_dst.w[0] == rv->new_dst.w[0] &&
 		     old->new_dst.w[1] == rv->new_dst.w[1] && old->new_dst.w[2] == rv->new_dst.w[2] &&
 		     old->new_dst.w[3] == rv->new_dst.w[3] && old->new_sport == rv->new_sport)) {

@@ -28,6 +28,7 @@ export function protoName(n: number): L4Protocol | `proto-${number}` {
 export const MAP = {
   frontends: 'ph_frontends',
   backends: 'ph_backends',
+  backendNextHop: 'ph_be_nh',
   maglev: 'ph_maglev',
   conntrack: 'ph_ct',
   reverseNat: 'ph_rev',
@@ -62,7 +63,8 @@ export const SIZE = {
   feValue: 16,
   backend: 20,
   flow: 40,
-  ct: 64,
+  ct: 40,
+  beNextHop: 24,
   rev: 80,
   runtime: 48,
   respKey: 24,
@@ -308,10 +310,8 @@ function readNextHop(b: Buffer, off: number): NextHop {
 
 export interface ConntrackEntry {
   lastSeenNs: bigint;
-  fibAtNs: bigint;
   backendId: number;
   frontendId: number;
-  nextHop: NextHop;
   /** Empty when the flow is not SNATed. */
   snatAddress: string;
   snatPort: number;
@@ -320,18 +320,20 @@ export interface ConntrackEntry {
 }
 
 export function decodeConntrack(b: Buffer, af: number): ConntrackEntry {
-  const flags = b[59]!;
+  const flags = b[35]!;
   return {
     lastSeenNs: b.readBigUInt64LE(0),
-    fibAtNs: b.readBigUInt64LE(8),
-    backendId: b.readUInt32LE(16),
-    frontendId: b.readUInt32LE(20),
-    nextHop: readNextHop(b, 24),
-    snatAddress: flags & CTF_SNAT ? readAddr(b, 40, af) : '',
-    snatPort: b.readUInt16BE(56),
-    state: b[58]!,
+    backendId: b.readUInt32LE(8),
+    frontendId: b.readUInt32LE(12),
+    snatAddress: flags & CTF_SNAT ? readAddr(b, 16, af) : '',
+    snatPort: b.readUInt16BE(32),
+    state: b[34]!,
     flags,
   };
+}
+
+export function decodeBackendNextHop(b: Buffer): NextHop & { resolvedAtNs: bigint } {
+  return { ...readNextHop(b, 0), resolvedAtNs: b.readBigUInt64LE(16) };
 }
 
 export interface ReverseNatEntry {

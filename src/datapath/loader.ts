@@ -82,7 +82,8 @@ export class DatapathLoadError extends Error {}
 function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; keySize: number; valueSize: number; maxEntries: number }> {
   return {
     frontends: { type: 'hash', keySize: SIZE.feKey, valueSize: SIZE.feValue, maxEntries: sizes.frontends },
-    backends: { type: 'hash', keySize: 4, valueSize: SIZE.backend, maxEntries: sizes.backends },
+    backends: { type: 'array', keySize: 4, valueSize: SIZE.backend, maxEntries: sizes.backends },
+    backendNextHop: { type: 'array', keySize: 4, valueSize: SIZE.beNextHop, maxEntries: sizes.backends },
     maglev: { type: 'array_of_maps', keySize: 4, valueSize: 4, maxEntries: sizes.frontends },
     conntrack: { type: 'lru_hash', keySize: SIZE.flow, valueSize: SIZE.ct, maxEntries: sizes.conntrack },
     reverseNat: { type: 'lru_hash', keySize: SIZE.flow, valueSize: SIZE.rev, maxEntries: sizes.conntrack },
@@ -222,6 +223,7 @@ export function loadDatapath(opts: LoadOptions): LoadedDatapath {
     object.setMaxEntries(MAP.frontendStats, sizes.frontends);
     object.setMaxEntries(MAP.backends, sizes.backends);
     object.setMaxEntries(MAP.backendStats, sizes.backends);
+    object.setMaxEntries(MAP.backendNextHop, sizes.backends);
     object.setMaxEntries(MAP.conntrack, sizes.conntrack);
     object.setMaxEntries(MAP.reverseNat, sizes.conntrack);
     object.setMaxEntries(MAP.responder, sizes.responder);

@@ -253,6 +253,7 @@ export class DatapathSync {
     const backends = new Map<string, ViewBackend>();
     let maxB = 0;
     for (const [k, v] of this.maps.backends.entries()) {
+      if (v[18] === 0) continue; // free slot (family 0)
       const id = k.readUInt32LE(0);
       const b = decodeBackend(v);
       backends.set(backendKeyString(b), { id, ...b });
@@ -308,6 +309,8 @@ export class DatapathSync {
     // 1. Backends (their counters zeroed: an id may have served an older backend).
     for (const b of plan.addBackends) {
       try {
+        // Forget any next hop cached for an earlier backend with this id, then publish the backend.
+        this.zeroCounters(this.maps.backendNextHop, b.id);
         this.maps.backends.update(u32Key(b.id), encodeBackend(b));
         this.zeroCounters(this.maps.backendStats, b.id);
         this.view.backends.set(backendKeyString(b), b);
@@ -360,15 +363,17 @@ export class DatapathSync {
       result.frontendsRemoved++;
     }
     // 5. Backends no frontend references: their flows re-balance or reset by frontend policy.
+    // ph_backends is an array: a removed backend is a zeroed slot.
     if (plan.removeBackends.length > 0) {
       const keys = Buffer.concat(plan.removeBackends.map((b) => u32Key(b.id)));
+      const zeros = Buffer.alloc(SIZE.backend * plan.removeBackends.length);
       let n = 0;
       try {
-        n = this.maps.backends.deleteBatch(keys, plan.removeBackends.length);
+        n = this.maps.backends.updateBatch(keys, zeros, plan.removeBackends.length);
       } catch {
         n = 0;
       }
-      if (n < plan.removeBackends.length) for (const b of plan.removeBackends.slice(n)) this.maps.backends.delete(u32Key(b.id));
+      for (const b of plan.removeBackends.slice(n)) this.maps.backends.update(u32Key(b.id), Buffer.alloc(SIZE.backend));
       for (const b of plan.removeBackends) this.view.backends.delete(backendKeyString(b));
       result.backendsRemoved += plan.removeBackends.length;
     }

@@ -75,7 +75,7 @@ t.test('flag constants match the C', async (t) => {
 t.test('struct sizes match BTF', async (t) => {
   const sizes: Record<string, number> = {
     ph_fe_key: abi.SIZE.feKey, ph_fe_value: abi.SIZE.feValue, ph_backend: abi.SIZE.backend, ph_flow: abi.SIZE.flow,
-    ph_ct: abi.SIZE.ct, ph_rev: abi.SIZE.rev, ph_runtime: abi.SIZE.runtime, ph_resp_key: abi.SIZE.respKey,
+    ph_ct: abi.SIZE.ct, ph_be_nh: abi.SIZE.beNextHop, ph_rev: abi.SIZE.rev, ph_runtime: abi.SIZE.runtime, ph_resp_key: abi.SIZE.respKey,
     ph_resp_value: abi.SIZE.respValue, ph_traffic: abi.SIZE.traffic,
   };
   for (const [name, size] of Object.entries(sizes)) t.equal(layout(name).size, size, name);
@@ -143,13 +143,19 @@ t.test('conntrack and reverse NAT decoders read the BTF offsets', async (t) => {
   ct.writeBigUInt64LE(5n, co.last_seen!);
   ct.writeUInt32LE(9, co.backend_id!);
   ct.writeUInt32LE(4, co.frontend_id!);
-  ct.writeUInt32LE(3, co.nh!);
   ct.set([198, 18, 0, 2], co.snat_addr!);
   ct.writeUInt16BE(40001, co.snat_port!);
   ct[co.state!] = abi.CT_ESTABLISHED;
   ct[co.flags!] = abi.CTF_SNAT;
   const d = abi.decodeConntrack(ct, abi.AF_INET);
-  t.match(d, { lastSeenNs: 5n, backendId: 9, frontendId: 4, snatAddress: '198.18.0.2', snatPort: 40001, state: abi.CT_ESTABLISHED, nextHop: { ifindex: 3 } });
+  t.match(d, { lastSeenNs: 5n, backendId: 9, frontendId: 4, snatAddress: '198.18.0.2', snatPort: 40001, state: abi.CT_ESTABLISHED });
+
+  const no = layout('ph_be_nh').offsets;
+  const nh = Buffer.alloc(abi.SIZE.beNextHop);
+  nh.writeUInt32LE(7, no.nh!);
+  nh.set([2, 0, 0, 0, 0, 1], no.nh! + 10);
+  nh.writeBigUInt64LE(99n, no.fib_at!);
+  t.match(abi.decodeBackendNextHop(nh), { ifindex: 7, dmac: '02:00:00:00:00:01', resolvedAtNs: 99n });
 
   const ro = layout('ph_rev').offsets;
   const rv = Buffer.alloc(abi.SIZE.rev);

@@ -87,7 +87,8 @@ export class FixtureEnv {
     this.sync = new DatapathSync(addon, dp.maps, { maglevM: dp.config.maglevM });
   }
 
-  static async create(lab: Lab, pinDir: string, nsName = 'fx'): Promise<FixtureEnv> {
+  static async create(lab: Lab, pinDir: string, opts: { nsName?: string; objectPath?: string; conntrack?: number } = {}): Promise<FixtureEnv> {
+    const nsName = opts.nsName ?? 'fx';
     await lab.addNamespace(nsName, { forwarding: true });
     const sh = (cmd: string): Promise<unknown> => lab.exec(nsName, ['sh', '-c', cmd]);
     await sh([
@@ -108,7 +109,7 @@ export class FixtureEnv {
     ].join(' && '));
     const addon = loadAddon();
     removePins(pinDir);
-    const dp = loadDatapath({ addon, pinDir, sizes: { conntrack: 16384, frontends: 64, backends: 64 } });
+    const dp = loadDatapath({ addon, pinDir, sizes: { conntrack: opts.conntrack ?? 16384, frontends: 64, backends: 256 }, ...(opts.objectPath ? { objectPath: opts.objectPath } : {}) });
     const nsPath = lab.nsPath(nsName);
     const env = new FixtureEnv(addon, dp, nsPath, { fx0: addon.ifIndex('fx0', nsPath), fb0: addon.ifIndex('fb0', nsPath) });
     env.sync.readState();
