@@ -70,7 +70,7 @@ async function setup(t: { teardown(fn: () => unknown): void }, opts: { cilium?: 
 }
 
 t.test('initial lists fill the store and mark it synced; adds, updates, deletes follow', async (t) => {
-  const { api, store, synced } = await setup(t);
+  const { api, store, synced, source } = await setup(t);
   await synced;
   const snap = store.snapshot();
   t.equal(snap.services.get('default/echo')?.type, 'LoadBalancer');
@@ -89,6 +89,9 @@ t.test('initial lists fill the store and mark it synced; adds, updates, deletes 
     return !!s.services.get('default/second') && s.services.get('default/echo')?.meta.labels.color === 'blue' && !s.endpointSlices.has('default/echo-1') && s.pools.has('green');
   }, 3000, 'changes in the store');
   t.pass('add, update, delete reached the store');
+  await source.stop();
+  await eventually(() => api.openWatches() === 0, 3000, 'watches closed by stop()');
+  t.pass('stop() leaves no watch open');
 });
 
 t.test('an object that does not parse is reported and the last good version kept', async (t) => {
