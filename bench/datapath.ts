@@ -39,7 +39,7 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 1000);
 /** Traffic before each window: the first establishes the 65,000 flows; for "new" it brings conntrack to its steady state. */
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 300);
-const TEST_RUN_REPEAT = 1_000_000;
+const TEST_RUN_REPEAT = Number(process.env.BENCH_TESTRUN_REPEAT ?? 1_000_000);
 
 const FRAME_LEN = 60; // 64 bytes on the wire with the FCS
 const VIP = '198.19.0.10';
@@ -309,7 +309,13 @@ async function setupMode(mode: Mode, lab: Lab, chain: Chain, native: NativeAddon
   switch (mode) {
     case 'pharos': {
       removePins(PIN_DIR);
-      const dp = loadDatapath({ addon: native, pinDir: PIN_DIR });
+      // BENCH_PHAROS_OBJECT / BENCH_PHAROS_SNAT=0: try a variant of bpf/lb.bpf.c or DNAT-only mode (investigation).
+      const objectPath = process.env.BENCH_PHAROS_OBJECT;
+      const dp = loadDatapath({
+        addon: native, pinDir: PIN_DIR, ...(objectPath ? { objectPath } : {}),
+        ...(process.env.BENCH_PHAROS_CT_SIZE ? { sizes: { conntrack: Number(process.env.BENCH_PHAROS_CT_SIZE) } } : {}),
+        config: { snat: process.env.BENCH_PHAROS_SNAT !== '0' },
+      });
       const sync = new DatapathSync(native, dp.maps, { maglevM: dp.config.maglevM });
       sync.readState();
       sync.setNodeConfig({ snatV4: '198.18.1.1', portMin: 1024, portMax: 65535 });
