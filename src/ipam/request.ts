@@ -122,7 +122,10 @@ export function readRequest(svc: Service): IpamRequest {
     selectorLabel: (k) =>
       k === SERVICE_NAMESPACE_LABEL ? namespace : k === SERVICE_NAME_LABEL ? name : Object.prototype.hasOwnProperty.call(labels, k) ? labels[k] : undefined,
   };
-  const error = readRequestedAddresses(svc, request) ?? readSharing(annotations, request);
+  // Both are read even when one fails, so a typo in one annotation does not also drop the sharing key.
+  const requestError = readRequestedAddresses(svc, request);
+  const sharingError = readSharing(annotations, request);
+  const error = requestError ?? sharingError;
   if (error) request.error = error;
   if (request.sharingKey !== undefined) request.ports = new Set(svc.ports.map((p) => `${p.protocol}/${p.port}`));
   return request;
@@ -175,11 +178,13 @@ function readSharing(annotations: Record<string, string>, request: IpamRequest):
       request.shareWithNamespaces = '*';
     } else if (value !== '' && value !== 'false') {
       const names = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-      const bad = names.find((n) => n !== '*' && (n.length > 63 || !NAMESPACE.test(n)));
+      const valid = (n: string): boolean => n === '*' || (n.length <= 63 && NAMESPACE.test(n));
+      // The valid names still count: the service keeps sharing with them while the typo is reported.
+      request.shareWithNamespaces = names.includes('*') ? '*' : new Set(names.filter(valid));
+      const bad = names.find((n) => !valid(n));
       if (bad !== undefined) {
         return { field: annotationField(name), message: `${JSON.stringify(bad)} is not a namespace name; use "*" or a comma-separated list of namespaces` };
       }
-      request.shareWithNamespaces = names.includes('*') ? '*' : new Set(names);
     }
     break;
   }

@@ -314,3 +314,50 @@ t.test('a restart (no previous state, only status) reproduces the allocations', 
   );
   t.pass('restarts reproduced');
 });
+
+t.test('an unparsable annotation names its field and changes nothing else', async (t) => {
+  const corruptions: [string, string, RegExp][] = [
+    ['lb.pharos.io/ips', '192.0.2.999', /^metadata\.annotations\["lb\.pharos\.io\/ips"\]: /],
+    ['metallb.io/loadBalancerIPs', '192.0.2.1,,banana', /^metadata\.annotations\["metallb\.io\/loadBalancerIPs"\]: /],
+    ['lb.pharos.io/sharing-cross-namespace', 'ns-a,NOT_A_NS', /^metadata\.annotations\["lb\.pharos\.io\/sharing-cross-namespace"\]: /],
+  ];
+  fc.assert(
+    fc.property(historyArb, fc.nat(), fc.constantFrom(...corruptions), (history, pick, [annotation, value, field]) => {
+      const world = new World();
+      for (const e of history) apply(world, e);
+      world.echo();
+      const managed = [...world.ipam.allOutcomes()]
+        .filter(([, o]) => o.kind === 'managed' && o.condition.reason !== 'invalid_request')
+        .map(([k]) => k);
+      if (managed.length === 0) return;
+      const key = managed[pick % managed.length]!;
+      const before = world.ipam.exportState();
+      const outcomesBefore = plain(world.ipam.allOutcomes());
+      const s = world.services.get(key)!;
+      const annotations = { ...s.meta.annotations };
+      // The first requested-address source present wins: make the corrupted one the only one.
+      if (annotation !== 'lb.pharos.io/sharing-cross-namespace') {
+        delete annotations['lb.pharos.io/ips'];
+        delete annotations['lbipam.cilium.io/ips'];
+      }
+      const bad = { ...s, meta: { ...s.meta, annotations: { ...annotations, [annotation]: value } } };
+      // A cross-namespace typo keeps the valid names, so keep the ones the service had.
+      if (annotation === 'lb.pharos.io/sharing-cross-namespace' && s.meta.annotations[annotation] === '*') bad.meta.annotations[annotation] = '*,NOT_A_NS';
+      world.services.set(key, bad);
+      world.ipam.upsertService(bad);
+      const outcome = world.ipam.outcome(key)!;
+      if (outcome.kind !== 'managed' || outcome.condition.reason !== 'invalid_request' || !field.test(outcome.condition.message)) {
+        throw new Error(`${key}: ${JSON.stringify(outcome)}`);
+      }
+      if (JSON.stringify(world.ipam.exportState()) !== JSON.stringify(before)) {
+        throw new Error(`allocations changed:\n${JSON.stringify(before)}\n${JSON.stringify(world.ipam.exportState())}`);
+      }
+      const after = plain(world.ipam.allOutcomes());
+      for (const k of Object.keys(outcomesBefore)) {
+        if (k !== key && JSON.stringify(after[k]) !== JSON.stringify(outcomesBefore[k])) throw new Error(`${k} changed: ${JSON.stringify(after[k])}`);
+      }
+    }),
+    RUNS,
+  );
+  t.pass('bad annotations isolated');
+});
