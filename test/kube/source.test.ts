@@ -205,6 +205,21 @@ t.test('API server outage: the store keeps everything; restart on the same port 
   await eventually(() => !!store.get('Service', 'default/new'), 3000, 'live again');
 });
 
+t.test('an emulator restarted without its state: informers relist and drop what is gone', async (t) => {
+  const { api, store, synced, source } = await setup(t);
+  await synced;
+  for (let i = 0; i < 20; i++) api.objects.put('services', service(`bump${i}`));
+  await eventually(() => !!store.get('Service', 'default/bump19'), 3000, 'caught up');
+  const port = api.port;
+  await api.close();
+  const fresh = await startApiServer({ port });
+  t.teardown(() => fresh.close());
+  fresh.objects.put('services', service('only-this'));
+  await eventually(() => !!store.get('Service', 'default/only-this') && !store.get('Service', 'default/echo'), 5000, 'relisted against the new server');
+  t.equal(store.snapshot().services.size, 1);
+  await source.stop();
+});
+
 t.test('API server down at start: not synced until everything, pools included, is listed', async (t) => {
   const probe = await startApiServer();
   const port = probe.port;

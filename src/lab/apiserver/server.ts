@@ -532,7 +532,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       } catch {
         throw new HttpError(400, 'BadRequest', 'invalid continue token');
       }
-      if (parsed.rv < db.compactedResourceVersion) {
+      if (parsed.rv < db.compactedResourceVersion || parsed.rv > db.resourceVersion) {
         throw new HttpError(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.');
       }
       rv = parsed.rv;
@@ -564,9 +564,14 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       since = Number(rvParam);
       if (!Number.isInteger(since) || since < 0) throw new HttpError(400, 'BadRequest', `invalid resourceVersion "${rvParam}"`);
     }
-    const backlog = since === undefined ? undefined : db.eventsSince(resourceId(r), since);
+    // A resourceVersion from the future means the client saw another incarnation of this
+    // emulator (restarted without its Database): 410 makes it relist instead of waiting forever.
+    const fromFuture = since !== undefined && since > db.resourceVersion;
+    const backlog = since === undefined || fromFuture ? undefined : db.eventsSince(resourceId(r), since);
     const tooOld = since !== undefined && backlog === undefined;
-    const goneMessage = `too old resource version: ${since} (${db.compactedResourceVersion})`;
+    const goneMessage = fromFuture
+      ? `resource version ${since} is newer than the server's (${db.resourceVersion}): the server restarted`
+      : `too old resource version: ${since} (${db.compactedResourceVersion})`;
     if (tooOld && goneAs === 'http') throw new HttpError(410, 'Expired', goneMessage);
 
     res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
