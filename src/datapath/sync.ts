@@ -289,6 +289,19 @@ export class DatapathSync {
     }
   }
 
+  /**
+   * Map pressure for metrics: entries in use vs capacity of the maps sync
+   * fills (conntrack pressure shows as LRU evictions, not as refusals).
+   */
+  pressure(): Record<'ph_frontends' | 'ph_backends' | 'ph_responder', { used: number; max: number }> {
+    return {
+      ph_frontends: { used: this.view.frontends.size, max: this.maps.frontends.maxEntries },
+      // Id 0 is never used, so one slot less.
+      ph_backends: { used: this.view.backends.size, max: this.maps.backends.maxEntries - 1 },
+      ph_responder: { used: this.maps.responder.keys().length, max: this.maps.responder.maxEntries },
+    };
+  }
+
   /** The current view (ids for metrics labels, `pharos service list`). */
   current(): View {
     return this.view;

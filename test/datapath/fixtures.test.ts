@@ -497,3 +497,32 @@ for (const row of rows) {
     }
   });
 }
+
+// ------------------------------------------------------------------ tc egress (reverse NAT of a same-node backend's replies)
+
+function tcRun(e: FixtureEnv, frame: Buffer): { retval: number; out: Buffer } {
+  const r = e.addon.testRun(e.dp.tcEgress.fd, { data: frame, netns: e.nsPath });
+  return { retval: r.retval, out: r.dataOut };
+}
+
+t.test('tc egress: reply of the same-node backend leaves as VIP:80 → client, checksums valid', { skip }, async (t) => {
+  const e = env!;
+  e.run(clientPacket(4, 'tcp', 10400, {}, '198.51.100.12')); // DNAT to 198.18.3.1:8080, reverse entry for tc
+  const before = e.counters();
+  const reply = frame(4, { src: MAC.fx0, dst: MAC.client }, { src: ADDR.local4, dst: ADDR.client4, sport: 8080, dport: 10400 }, 'tcp', { flags: 'SA' });
+  const { retval, out } = tcRun(e, reply);
+  t.equal(retval, 0, 'TC_ACT_OK');
+  const want = frame(4, { src: MAC.fx0, dst: MAC.client }, { src: '198.51.100.12', dst: ADDR.client4, sport: 80, dport: 10400 }, 'tcp', { flags: 'SA' });
+  t.equal(hexDiff(want, out), '', 'rewritten to come from the VIP');
+  t.equal(Number(e.counters().tc_rev_nat - before.tc_rev_nat), 1);
+});
+
+t.test('tc egress: other traffic leaves untouched', { skip }, async (t) => {
+  const e = env!;
+  const other = frame(4, { src: MAC.fx0, dst: MAC.client }, { src: ADDR.local4, dst: ADDR.client4, sport: 8080, dport: 10401 }, 'udp');
+  const { retval, out } = tcRun(e, other);
+  t.equal(retval, 0);
+  t.equal(hexDiff(other, out), '');
+  const arp = arpRequest();
+  t.equal(hexDiff(arp, tcRun(e, arp).out), '', 'ARP untouched');
+});
