@@ -115,10 +115,11 @@ export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPol
 
   const policies = [...snapshot.bgpPolicies.values()]
     .filter((p) => !p.nodeSelector || matches(p.nodeSelector, nodeLabels))
-    .sort((a, b) => a.meta.name.localeCompare(b.meta.name));
+    .sort((a, b) => (a.meta.name < b.meta.name ? -1 : a.meta.name > b.meta.name ? 1 : 0));
   const peers = new Map<string, PeerSpec>();
-  const services = [...snapshot.services.values()].filter(isOurs)
-    .sort((a, b) => `${a.meta.namespace}/${a.meta.name}`.localeCompare(`${b.meta.namespace}/${b.meta.name}`));
+  // Store keys order services deterministically (plain comparison: localeCompare costs ~µs per call).
+  const services = [...snapshot.services.entries()].filter(([, s]) => isOurs(s))
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, s]) => s);
 
   for (const policy of policies) {
     for (const router of policy.virtualRouters) {

@@ -71,7 +71,13 @@ export class Bird implements Router {
   private child?: ChildProcess;
   log = '';
 
-  constructor(private readonly setup: RouterSetup) {}
+  /** `extraConfig` goes at the top of bird.conf (e.g. `timeformat route iso long ms;`). */
+  constructor(private readonly setup: RouterSetup, private readonly extraConfig = '') {}
+
+  /** birdc with arbitrary arguments. */
+  birdc(args: string[]): Promise<{ stdout: string; code: number }> {
+    return run(['birdc', '-s', this.sock, ...args], { allowFail: true, timeoutMs: 60_000 });
+  }
 
   private protoName(n: RouterNeighbor): string {
     return `p_${n.address.replace(/[.:]/g, '_')}`;
@@ -92,6 +98,7 @@ protocol bgp ${this.protoName(n)} {
   ipv6 { import all; export none; };
 }`).join('\n');
     const conf = `router id ${s.routerId};
+${this.extraConfig}
 log stderr all;
 protocol device { scan time 10; }
 protocol direct { ipv4; ipv6; }

@@ -5,16 +5,37 @@
  * argv[2]: JSON { routerId, restarting?, md5?: boolean, listenPort?: number }
  * stdin:   one JSON command per line: {id, cmd: 'apply', desired} | {id, cmd: 'status'}
  *          | {id, cmd: 'stop', graceful} | {id, cmd: 'exit'}
+ *          With `nodeName` in the options the speaker is driven by a Store through
+ *          BgpController instead: {cmd: 'store-apply', objects} | {cmd: 'store-sync'}
+ *          | {cmd: 'bench-services', count, prefix} (generates `count` LoadBalancer
+ *          services with addresses 198.18.x.y in one relist); these reply with `t0`,
+ *          the wall-clock ms just before the store changed.
  * stdout:  one JSON reply per line: {id, ok, ...}; log lines go to stderr.
  */
 import { createInterface } from 'node:readline';
 import { BgpSpeaker, type DesiredBgp, type SpeakerOptions } from '../../../src/bgp/speaker.js';
+import { BgpController } from '../../../src/bgp/controller.js';
+import { Store } from '../../../src/store/store.js';
+import type { ModelObject, Service } from '../../../src/model/types.js';
 
 interface ChildOptions {
   routerId: string;
   restarting?: boolean;
   md5?: boolean;
   listenPort?: number;
+  nodeName?: string;
+}
+
+function benchService(i: number): Service {
+  return {
+    kind: 'Service',
+    meta: { name: `bench-${i}`, namespace: 'bench', labels: {}, annotations: {} },
+    type: 'LoadBalancer', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', clusterIPs: [],
+    ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 80 }], externalIPs: [],
+    externalTrafficPolicy: 'Cluster', sessionAffinity: 'None', sessionAffinityTimeoutSeconds: 10800,
+    loadBalancerSourceRanges: [], allocateLoadBalancerNodePorts: true,
+    status: { ingress: [{ ip: `198.18.${128 + (i >> 8)}.${i & 255}` }], conditions: [] },
+  };
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as ChildOptions;
@@ -31,6 +52,8 @@ if (opts.md5) {
 }
 const speaker = new BgpSpeaker(speakerOptions);
 await speaker.listen();
+const store = new Store();
+if (opts.nodeName) new BgpController(store, speaker, { nodeName: opts.nodeName }).start();
 
 function reply(obj: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
@@ -38,7 +61,7 @@ function reply(obj: Record<string, unknown>): void {
 
 const rl = createInterface({ input: process.stdin });
 rl.on('line', (line) => {
-  let cmd: { id: number; cmd: string; desired?: DesiredBgp; graceful?: boolean };
+  let cmd: { id: number; cmd: string; desired?: DesiredBgp; graceful?: boolean; objects?: ModelObject[]; count?: number };
   try {
     cmd = JSON.parse(line);
   } catch {
@@ -51,6 +74,23 @@ rl.on('line', (line) => {
           speaker.apply(cmd.desired!);
           reply({ id: cmd.id, ok: true });
           break;
+        case 'store-apply': {
+          const t0 = Date.now();
+          for (const o of cmd.objects ?? []) store.apply(o);
+          reply({ id: cmd.id, ok: true, t0 });
+          break;
+        }
+        case 'store-sync':
+          store.markSynced();
+          reply({ id: cmd.id, ok: true });
+          break;
+        case 'bench-services': {
+          const services = Array.from({ length: cmd.count ?? 0 }, (_, i) => benchService(i));
+          const t0 = Date.now();
+          store.replaceAll('Service', services);
+          reply({ id: cmd.id, ok: true, t0 });
+          break;
+        }
         case 'status':
           reply({ id: cmd.id, ok: true, peers: speaker.status(), advertised: speaker.advertised(), totals: speaker.totals() });
           break;

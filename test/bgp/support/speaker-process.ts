@@ -6,6 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { AdvertisedRoute, DesiredBgp, PeerStatus, SpeakerTotals } from '../../../src/bgp/speaker.js';
+import type { ModelObject } from '../../../src/model/types.js';
 
 const CHILD = fileURLToPath(new URL('./speaker-child.ts', import.meta.url));
 
@@ -21,7 +22,7 @@ export class SpeakerProcess {
   private readonly waiting = new Map<number, (reply: Record<string, unknown>) => void>();
   stderr = '';
 
-  constructor(netnsName: string, options: { routerId: string; restarting?: boolean; md5?: boolean; listenPort?: number }) {
+  constructor(netnsName: string, options: { routerId: string; restarting?: boolean; md5?: boolean; listenPort?: number; nodeName?: string }) {
     this.child = spawn('ip', ['netns', 'exec', netnsName, 'setpriv', '--pdeathsig', 'KILL', '--',
       process.execPath, '--import', 'tsx', CHILD, JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'pipe'] });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
@@ -62,6 +63,20 @@ export class SpeakerProcess {
 
   async apply(desired: DesiredBgp): Promise<void> {
     await this.request({ cmd: 'apply', desired });
+  }
+
+  /** Controller mode: objects into the child's store; returns the ms timestamp just before. */
+  async storeApply(objects: ModelObject[]): Promise<number> {
+    return (await this.request({ cmd: 'store-apply', objects })).t0 as number;
+  }
+
+  async storeSync(): Promise<void> {
+    await this.request({ cmd: 'store-sync' });
+  }
+
+  /** Controller mode: `count` generated LoadBalancer services in one relist; returns t0. */
+  async benchServices(count: number): Promise<number> {
+    return (await this.request({ cmd: 'bench-services', count }, 60_000)).t0 as number;
   }
 
   async status(): Promise<ChildStatus> {
