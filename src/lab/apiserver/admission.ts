@@ -7,6 +7,7 @@
 import type { Database, Json } from './database.js';
 
 export class AdmissionError extends Error {
+  override name = 'AdmissionError';
   constructor(
     message: string,
     readonly field: string,

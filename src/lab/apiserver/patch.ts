@@ -12,6 +12,7 @@
  */
 
 export class PatchError extends Error {
+  override name = 'PatchError';
   constructor(
     message: string,
     readonly code = 422,

@@ -73,7 +73,9 @@ const kinds: Record<string, Msg> = {
   'v1/ConfigMap': { 1: ['metadata', objectMeta], 2: ['data', ['map', 'string']], 3: ['binaryData', ['map', 'bytes']], 4: ['immutable', 'bool'] },
 };
 
-export class ProtobufError extends Error {}
+export class ProtobufError extends Error {
+  override name = 'ProtobufError';
+}
 
 interface RawField {
   field: number;

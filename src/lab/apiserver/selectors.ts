@@ -11,7 +11,9 @@ export type LabelRequirement =
   | { key: string; op: 'in' | 'notin'; values: string[] }
   | { key: string; op: 'exists' | 'notexists' };
 
-export class SelectorError extends Error {}
+export class SelectorError extends Error {
+  override name = 'SelectorError';
+}
 
 /** Split on commas that are not inside parentheses. */
 function splitTopLevel(s: string): string[] {
