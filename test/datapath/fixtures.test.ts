@@ -526,3 +526,24 @@ t.test('tc egress: other traffic leaves untouched', { skip }, async (t) => {
   const arp = arpRequest();
   t.equal(hexDiff(arp, tcRun(e, arp).out), '', 'ARP untouched');
 });
+
+t.test('a full frontend map refuses the overflow with an error naming the map; existing frontends keep working', { skip }, async (t) => {
+  const e = env!;
+  const max = e.dp.maps.frontends.maxEntries;
+  const extra: Frontend[] = Array.from({ length: max + 5 }, (_, i) => ({
+    ...baseFrontends()[0]!, service: `fx/extra-${i}`, address: `203.0.113.${i % 250}`, port: 1000 + i,
+  }));
+  try {
+    const r = e.sync.apply([...baseFrontends(), ...extra]);
+    const full = r.errors.filter((x) => x.map === 'ph_frontends');
+    t.ok(full.length >= 5, `${full.length} frontends refused`);
+    t.match(full[0]!.message, /frontend map full/);
+    t.ok((e.sync.mapFull.ph_frontends ?? 0) >= full.length, 'counted for the metric');
+    t.equal(e.sync.pressure().ph_frontends.used, max - 1, 'every usable id taken');
+    const res = e.run(clientPacket(4, 'tcp', 10500));
+    t.equal(res.retval, XDP.REDIRECT, 'the VIP still balances');
+  } finally {
+    e.apply(baseFrontends());
+  }
+  t.equal(e.sync.pressure().ph_frontends.used, baseFrontends().length, 'overflow removed again');
+});
