@@ -26,122 +26,65 @@ export function registerDatapathMetrics(source: DatapathMetricsSource): void {
     if (Date.now() - cached.at > 200) cached = { at: Date.now(), value: source.counters() };
     return cached.value;
   };
-  new client.Counter({
-    name: 'pharos_datapath_packets_total',
-    help: 'Packets the XDP data path forwarded, per frontend (client to backend direction)',
-    labelNames: ['service', 'frontend'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const c = counters();
-      if (!c) return;
-      for (const [id, t] of c.frontends) {
-        const l = source.frontendLabels(id);
-        if (l) this.inc(l, Number(t.packets));
-      }
-    },
-  });
-  new client.Counter({
-    name: 'pharos_datapath_bytes_total',
-    help: 'Bytes the XDP data path forwarded, per frontend',
-    labelNames: ['service', 'frontend'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const c = counters();
-      if (!c) return;
-      for (const [id, t] of c.frontends) {
-        const l = source.frontendLabels(id);
-        if (l) this.inc(l, Number(t.bytes));
-      }
-    },
-  });
-  new client.Counter({
-    name: 'pharos_datapath_backend_packets_total',
-    help: 'Packets the XDP data path sent to each backend',
-    labelNames: ['backend'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const c = counters();
-      if (!c) return;
-      for (const [id, t] of c.backends) {
-        const l = source.backendLabels(id);
-        if (l) this.inc(l, Number(t.packets));
-      }
-    },
-  });
-  new client.Counter({
-    name: 'pharos_datapath_backend_bytes_total',
-    help: 'Bytes the XDP data path sent to each backend',
-    labelNames: ['backend'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const c = counters();
-      if (!c) return;
-      for (const [id, t] of c.backends) {
-        const l = source.backendLabels(id);
-        if (l) this.inc(l, Number(t.bytes));
-      }
-    },
-  });
-  new client.Counter({
-    name: 'pharos_datapath_drops_total',
-    help: 'Packets of ours the data path dropped, by reason',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const c = counters();
-      if (!c) return;
-      for (const [reason, n] of Object.entries(c.reasons)) if (DROP_REASONS.has(reason)) this.inc({ reason }, Number(n));
-    },
-  });
-  new client.Counter({
-    name: 'pharos_datapath_passes_total',
-    help: 'Packets of ours the data path handed to the kernel (XDP_PASS), by reason',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const c = counters();
-      if (!c) return;
-      for (const [reason, n] of Object.entries(c.reasons)) if (PASS_REASONS.has(reason)) this.inc({ reason }, Number(n));
-    },
-  });
-  new client.Counter({
-    name: 'pharos_datapath_events_total',
-    help: 'Data path events: conntrack creations and hits, reverse NAT, ARP/NA replies, forwarding verdicts',
-    labelNames: ['event'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const c = counters();
-      if (!c) return;
-      for (const [event, n] of Object.entries(c.reasons)) if (!DROP_REASONS.has(event) && !PASS_REASONS.has(event)) this.inc({ event }, Number(n));
-    },
-  });
-  new client.Counter({
-    name: 'pharos_l2_arp_replies_total',
-    help: 'ARP requests for announced addresses answered by the XDP responder',
-    registers: [registry],
-    collect() {
-      this.reset();
-      const n = counters()?.reasons.arp_reply;
-      if (n !== undefined) this.inc(Number(n));
-    },
-  });
-  new client.Counter({
-    name: 'pharos_l2_na_replies_total',
-    help: 'IPv6 neighbour solicitations for announced addresses answered by the XDP responder',
-    registers: [registry],
-    collect() {
-      this.reset();
-      const n = counters()?.reasons.na_reply;
-      if (n !== undefined) this.inc(Number(n));
-    },
-  });
+  // Packets/bytes per frontend and per backend: four families of one shape.
+  const traffic = [
+    { name: 'pharos_datapath_packets_total', help: 'Packets the XDP data path forwarded, per frontend (client to backend direction)', field: 'packets', side: 'frontends' },
+    { name: 'pharos_datapath_bytes_total', help: 'Bytes the XDP data path forwarded, per frontend', field: 'bytes', side: 'frontends' },
+    { name: 'pharos_datapath_backend_packets_total', help: 'Packets the XDP data path sent to each backend', field: 'packets', side: 'backends' },
+    { name: 'pharos_datapath_backend_bytes_total', help: 'Bytes the XDP data path sent to each backend', field: 'bytes', side: 'backends' },
+  ] as const;
+  for (const spec of traffic) {
+    new client.Counter({
+      name: spec.name,
+      help: spec.help,
+      labelNames: spec.side === 'frontends' ? ['service', 'frontend'] : ['backend'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const c = counters();
+        if (!c) return;
+        for (const [id, t] of c[spec.side]) {
+          const labels = spec.side === 'frontends' ? source.frontendLabels(id) : source.backendLabels(id);
+          if (labels) this.inc(labels, Number(t[spec.field]));
+        }
+      },
+    });
+  }
+  // Per-reason counters, split into what was dropped, what was passed to the kernel, and the rest.
+  const reasons = [
+    { name: 'pharos_datapath_drops_total', help: 'Packets of ours the data path dropped, by reason', label: 'reason', keep: (r: string) => DROP_REASONS.has(r) },
+    { name: 'pharos_datapath_passes_total', help: 'Packets of ours the data path handed to the kernel (XDP_PASS), by reason', label: 'reason', keep: (r: string) => PASS_REASONS.has(r) },
+    { name: 'pharos_datapath_events_total', help: 'Data path events: conntrack creations and hits, reverse NAT, ARP/NA replies, forwarding verdicts', label: 'event', keep: (r: string) => !DROP_REASONS.has(r) && !PASS_REASONS.has(r) },
+  ] as const;
+  for (const spec of reasons) {
+    new client.Counter({
+      name: spec.name,
+      help: spec.help,
+      labelNames: [spec.label],
+      registers: [registry],
+      collect() {
+        this.reset();
+        const c = counters();
+        if (!c) return;
+        for (const [reason, n] of Object.entries(c.reasons)) if (spec.keep(reason)) this.inc({ [spec.label]: reason }, Number(n));
+      },
+    });
+  }
+  for (const [name, help, reason] of [
+    ['pharos_l2_arp_replies_total', 'ARP requests for announced addresses answered by the XDP responder', 'arp_reply'],
+    ['pharos_l2_na_replies_total', 'IPv6 neighbour solicitations for announced addresses answered by the XDP responder', 'na_reply'],
+  ] as const) {
+    new client.Counter({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const n = counters()?.reasons[reason];
+        if (n !== undefined) this.inc(Number(n));
+      },
+    });
+  }
   new client.Gauge({
     name: 'pharos_conntrack_entries',
     help: 'Flows in the data path\'s conntrack table',
