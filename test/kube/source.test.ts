@@ -354,6 +354,16 @@ t.test('KubeWriter: Lease create, renew and release with optimistic concurrency'
   const taken = await b.updateLease(fresh!, { holderIdentity: 'node-b', leaseDurationSeconds: 15, acquireTime: new Date(), renewTime: new Date(), leaseTransitions: 1 });
   t.equal(taken.holderIdentity, 'node-b');
   t.equal(taken.leaseTransitions, 1);
+
+  // A stalled API server: a renewal fails by its deadline instead of hanging (the holder must fence in time).
+  const quick = new KubeWriter({ kc: kubeConfigFor(api.url), timeoutMs: 300 });
+  api.pause();
+  const started = performance.now();
+  await t.rejects(quick.updateLease(taken, { ...taken, renewTime: new Date() }));
+  const took = performance.now() - started;
+  api.resume();
+  t.ok(took >= 250 && took < 2000, `timed out after ${took.toFixed(0)} ms`);
+  t.equal(quick.counters['Lease update error'], 1);
 });
 
 t.test('writes honour the QPS/burst limit', async (t) => {
