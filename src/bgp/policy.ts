@@ -200,7 +200,8 @@ interface AttributeContext {
 
 /** Applies a neighbor's advertisedPathAttributes to one route (all services sharing the address count). */
 function withNeighborAttributes(route: RouteDraft & { drafts: RouteDraft[] }, n: BgpNeighbor, ctx: AttributeContext): RouteSpec {
-  const spec: RouteSpec = { prefix: route.prefix, communities: [], largeCommunities: [] };
+  const services = [...new Set(route.drafts.map((d) => `${d.service.meta.namespace}/${d.service.meta.name}`))];
+  const spec: RouteSpec = { prefix: route.prefix, communities: [], largeCommunities: [], services };
   for (const attrs of n.advertisedPathAttributes) {
     let hit = false;
     if (attrs.selectorType === 'Service') {

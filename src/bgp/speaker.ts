@@ -35,6 +35,8 @@ export interface RouteSpec {
   largeCommunities: [number, number, number][];
   localPreference?: number;
   med?: number;
+  /** Services (`ns/name`) the address belongs to, for display only. */
+  services?: string[];
 }
 
 /** One neighbor as the policy wants it. */
@@ -100,6 +102,7 @@ export interface AdvertisedRoute {
   largeCommunities: string[];
   localPreference?: number;
   med?: number;
+  services?: string[];
 }
 
 export interface SpeakerTotals {
@@ -268,6 +271,7 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
     for (const p of this.peers.values()) {
       if (p.session.state !== 'Established') continue;
       for (const [prefix, r] of p.adjRibOut) {
+        const services = p.desired.get(prefix)?.services;
         out.push({
           peer: p.spec.id,
           prefix,
@@ -277,6 +281,7 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
           largeCommunities: r.attrs.largeCommunities.map((l) => l.join(':')),
           ...(r.attrs.localPref !== undefined ? { localPreference: r.attrs.localPref } : {}),
           ...(r.attrs.med !== undefined ? { med: r.attrs.med } : {}),
+          ...(services ? { services } : {}),
         });
       }
     }

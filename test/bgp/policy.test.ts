@@ -106,8 +106,9 @@ t.test('Cilium policy as is: neighbors with their timers, routes with pool-selec
     communities: [parseCommunity('65001:100'), parseCommunity('no-export'), parseCommunity('65001:999')],
     largeCommunities: [[65001, 1, 2]],
     localPreference: 200,
+    services: ['default/a'],
   }, 'both matching attribute sets apply; the highest local preference wins');
-  t.same(routes.get('203.0.113.5/32'), { prefix: '203.0.113.5/32', communities: [parseCommunity('65001:999')], largeCommunities: [], localPreference: 150 });
+  t.same(routes.get('203.0.113.5/32'), { prefix: '203.0.113.5/32', communities: [parseCommunity('65001:999')], largeCommunities: [], localPreference: 150, services: ['default/b'] });
   const v6 = d.peers.find((p) => p.peerAddress === '2001:db8::1')!;
   t.equal(v6.id, '65001/[2001:db8::1]:179');
   t.same(v6.routes.map((r) => r.prefix), ['2001:db8:1::10/128'], 'an IPv6-only neighbor gets IPv6 routes only');
@@ -183,9 +184,9 @@ endpoints: [ { addresses: [ 198.18.0.10 ], nodeName: ${node}, conditions: { read
   const routes = new Map(p!.routes.map((r) => [r.prefix, r]));
   t.same([...routes.keys()].sort(), ['198.51.100.10/32', '198.51.100.11/32', '198.51.100.13/32', '203.0.113.50/32'].sort(),
     'no foreign class, no Local service without a local endpoint, no IPv6 on an IPv4-only neighbor');
-  t.same(routes.get('198.51.100.11/32'), { prefix: '198.51.100.11/32', communities: [parseCommunity('65000:1')], largeCommunities: [], localPreference: 300 },
+  t.same(routes.get('198.51.100.11/32'), { prefix: '198.51.100.11/32', communities: [parseCommunity('65000:1')], largeCommunities: [], localPreference: 300, services: ['default/gold', 'default/shared'] },
     'an address shared by two services takes the attributes any of them selects');
-  t.same(routes.get('198.51.100.10/32'), { prefix: '198.51.100.10/32', communities: [], largeCommunities: [] });
+  t.same(routes.get('198.51.100.10/32'), { prefix: '198.51.100.10/32', communities: [], largeCommunities: [], services: ['default/plain'] });
 
   const noSecret = desiredBgp(storeOf([NODE, PHAROS_POLICY].join('---')).snapshot(), 'lb-1');
   t.same(noSecret.peers, [], 'a neighbor whose secret is missing is not configured (never without its password)');

@@ -7,7 +7,9 @@
 import t, { type Test } from 'tap';
 import net from 'node:net';
 import { endOfRibFamily, type UpdateMessage } from '../../src/bgp/codec.js';
-import { encodeRouteRefresh } from '../../src/bgp/codec.js';
+import { encodeNotification, encodeRouteRefresh } from '../../src/bgp/codec.js';
+import client from 'prom-client';
+import { bgpPeerViews, bgpRouteViews, registerBgpMetrics } from '../../src/bgp/metrics.js';
 import { canonicalPrefix } from '../../src/bgp/prefix.js';
 import { BgpSpeaker, type PeerSpec, type RouteSpec } from '../../src/bgp/speaker.js';
 import { PeerConnection, ScriptedPeer } from './support/scripted-peer.js';
@@ -202,4 +204,32 @@ t.test('graceful stop closes without NOTIFICATION; a hard stop sends Cease/2', a
   await speaker.stop({ graceful: true });
   await c.closed;
   t.same(c.drain().filter((m) => m.kind === 'notification'), []);
+});
+
+t.test('views for `pharos bgp peers/routes` and the pharos_bgp_* metrics', async (t) => {
+  const { peer, port, speaker } = await setup(t);
+  speaker.apply({ peers: [spec(port, [route('203.0.113.1/32', { services: ['default/web'], communities: [0xffffff01] }), route('2001:db8:ff::1/128')])] });
+  const c = await peer.accept();
+  await c.establish({ asn: 65000 });
+  await readUpdates(c, { untilEor: 2 });
+  const peers = bgpPeerViews(speaker);
+  t.match(peers, [{ peer: 'p1', asn: 65000, localAsn: 65001, state: 'Established', prefixesSent: 2, prefixesReceived: 0 }]);
+  t.same(bgpRouteViews(speaker), [
+    { prefix: '2001:db8:ff::1/128', nextHop: '2001:db8:1::1', peers: ['p1'], communities: [] },
+    { prefix: '203.0.113.1/32', nextHop: '127.0.0.1', peers: ['p1'], communities: ['no-export'], service: 'default/web' },
+  ]);
+  const registry = new client.Registry();
+  registerBgpMetrics(registry, () => speaker);
+  const text = await registry.metrics();
+  t.match(text, /pharos_bgp_session_up\{peer="p1",peer_asn="65000"\} 1/);
+  t.match(text, /pharos_bgp_advertised_routes\{peer="p1"\} 2/);
+  t.match(text, /pharos_bgp_updates_total\{peer="p1",direction="sent"\} 4/);
+  t.match(text, /pharos_bgp_notifications_total\{peer="p1",direction="received"\} 0/);
+  c.send(encodeNotification(6, 4));
+  await c.closed;
+  await new Promise((r) => setTimeout(r, 50));
+  const after = await registry.metrics();
+  t.match(after, /pharos_bgp_session_up\{peer="p1",peer_asn="65000"\} 0/);
+  t.match(after, /pharos_bgp_notifications_total\{peer="p1",direction="received"\} 1/);
+  t.match(bgpPeerViews(speaker)[0]!.lastError, /received: cease \/ administrative reset/);
 });
