@@ -1,7 +1,8 @@
 // The Kubernetes source (informers → parse → Store) and the KubeWriter,
 // against the API emulator: normal flow, 410 relists, dropped and silent
 // watches, 5xx, a full outage, status conflicts, Lease semantics, rate limits.
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -389,6 +390,50 @@ t.test('writes honour the QPS/burst limit', async (t) => {
   now += 2;
   t.ok(bucket.tryTake(), 'refilled at qps');
   t.throws(() => new TokenBucket(0, 1));
+});
+
+t.test('HTTPS with a CA from the kubeconfig; a wrong CA is a reported failure', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pharos-tls-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const cert = (name: string) => {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1',
+      '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`)], { stdio: 'ignore' });
+    return { key: readFileSync(join(dir, `${name}.key`)), cert: readFileSync(join(dir, `${name}.crt`)) };
+  };
+  const good = cert('server');
+  const other = cert('other');
+  const api = await startApiServer({ tls: good });
+  t.teardown(() => api.close());
+  t.match(api.url, /^https:/);
+  seed(api);
+  const kubeconfig = (ca: Buffer) => {
+    const file = join(dir, `kubeconfig-${Math.random()}`);
+    writeFileSync(
+      file,
+      `apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {server: "${api.url}", certificate-authority-data: ${ca.toString('base64')}}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: x\n  context: {cluster: c, user: u}\ncurrent-context: x\n`,
+    );
+    return kubeConfigFrom({ kubeconfig: file });
+  };
+  const store = new Store();
+  const source = new KubeSource({ kc: kubeconfig(good.cert), store, tuning });
+  const synced = new Promise<void>((resolve) => store.once('synced', () => resolve()));
+  await source.start();
+  t.teardown(() => source.stop());
+  await synced;
+  t.ok(store.get('Service', 'default/echo'), 'listed over HTTPS');
+  api.objects.put('services', service('over-tls'));
+  await eventually(() => !!store.get('Service', 'default/over-tls'), 3000, 'watched over HTTPS');
+  const writer = new KubeWriter({ kc: kubeconfig(good.cert) });
+  await writer.createLease('tls', { holderIdentity: 'a' });
+  t.ok(api.objects.get('leases', 'kube-system', 'tls'), 'written over HTTPS');
+
+  const distrusting = new KubeSource({ kc: kubeconfig(other.cert), store: new Store(), tuning });
+  const errors: string[] = [];
+  distrusting.on('failure', (f) => errors.push(f.error.message));
+  await distrusting.start();
+  t.teardown(() => distrusting.stop());
+  await eventually(() => errors.length > 0, 3000, 'TLS failure reported');
+  t.match(errors[0], /certificate|self.signed|verify/i);
 });
 
 t.test('kubeConfigFrom: file, server override, clear errors', async (t) => {

@@ -6,7 +6,8 @@
  * compaction, optimistic concurrency, status subresources, three patch
  * formats, server-side Table output, and fault-injection hooks for tests.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import { parse as parseYaml } from 'yaml';
 import { listKindFrom, serverSideApply } from './apply.js';
@@ -46,6 +47,8 @@ export interface ApiServerOptions {
   crds?: Json[];
   /** How often a watch that asked for bookmarks gets one. Default 1000 ms. */
   bookmarkIntervalMs?: number;
+  /** Serve HTTPS with this key and certificate (PEM) instead of plain HTTP. */
+  tls?: { key: string | Buffer; cert: string | Buffer };
   /** 410 for a too-old watch as an ERROR event on a 200 stream (default, as the real server) or as HTTP 410. */
   goneAs?: 'event' | 'http';
 }
@@ -808,13 +811,14 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
 
   // ------------------------------------------------------------ HTTP server
   const sockets = new Set<Socket>();
-  const server: Server = createServer((req, res) => {
+  const listener: RequestListener = (req, res) => {
     const arrivedAt = performance.now();
     const run = () => void handle(req, res, (server.address() as { port: number }).port, arrivedAt);
     if (paused) heldRequests.push(run);
     else run();
-  });
-  server.on('connection', (s) => {
+  };
+  const server: Server = options.tls ? createTlsServer({ key: options.tls.key, cert: options.tls.cert }, listener) : createServer(listener);
+  server.on('connection', (s: Socket) => {
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
@@ -838,7 +842,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   };
 
   return {
-    url: `http://${host}:${port}`,
+    url: `${options.tls ? 'https' : 'http'}://${host}:${port}`,
     port,
     host,
     database: db,
