@@ -73,6 +73,50 @@ export function formatProblem(p: ManifestProblem): string {
   return `${where}: ${who}${field}${p.message}${kept}`;
 }
 
+/**
+ * Text → documents. A `.json` file that is plain JSON skips the YAML parser (far
+ * faster); anything else, or JSON that does not parse, goes through YAML (a
+ * superset), which also gives line numbers for errors.
+ */
+function splitDocuments(file: string, text: string): { raws: RawDocument[] } | { problems: ManifestProblem[] } {
+  const raws: RawDocument[] = [];
+  const push = (value: unknown, document: number, line: number) => {
+    if (value === null || value === undefined) return; // empty document, e.g. a trailing `---`
+    if (isListObject(value)) value.items.forEach((item, i) => raws.push({ document, line, item: i, value: item }));
+    else raws.push({ document, line, value });
+  };
+  if (/\.json$/i.test(file)) {
+    try {
+      push(JSON.parse(text) as unknown, 0, 1);
+      return { raws };
+    } catch {
+      // fall through: the YAML parser says where it breaks
+    }
+  }
+  const lineCounter = new LineCounter();
+  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
+  const list = Array.isArray(docs) ? docs : [];
+  const problems: ManifestProblem[] = [];
+  list.forEach((doc, index) => {
+    const first = doc.errors[0];
+    if (!first) return;
+    const pos = first.pos ? lineCounter.linePos(first.pos[0]) : undefined;
+    problems.push({
+      severity: 'error',
+      file,
+      document: index,
+      ...(pos ? { line: pos.line } : {}),
+      message: `not valid YAML: ${first.message.split('\n')[0]}`,
+    });
+  });
+  if (problems.length > 0) return { problems };
+  list.forEach((doc, index) => {
+    const start = doc.contents?.range?.[0] ?? doc.range[0];
+    push(doc.toJS({ maxAliasCount: 1000 }), index, lineCounter.linePos(start).line);
+  });
+  return { raws };
+}
+
 interface RawDocument {
   document: number;
   line: number;
@@ -93,39 +137,12 @@ export function interpretFile(file: string, text: string | undefined, previous: 
     };
   }
 
-  const lineCounter = new LineCounter();
-  const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
-  const list = Array.isArray(docs) ? docs : [];
-  const syntaxProblems: ManifestProblem[] = [];
-  list.forEach((doc, index) => {
-    const first = doc.errors[0];
-    if (first) {
-      const pos = first.pos ? lineCounter.linePos(first.pos[0]) : undefined;
-      syntaxProblems.push({
-        severity: 'error',
-        file,
-        document: index,
-        ...(pos ? { line: pos.line } : {}),
-        message: `not valid YAML: ${first.message.split('\n')[0]}`,
-        keptLastGood: lastGood.length > 0,
-      });
-    }
-  });
-  // A file that does not parse keeps everything it had: half a file is not what anyone meant.
-  if (syntaxProblems.length > 0) return { records: lastGood, problems: syntaxProblems };
-
-  const raws: RawDocument[] = [];
-  list.forEach((doc, index) => {
-    const start = doc.contents?.range?.[0] ?? doc.range[0];
-    const line = lineCounter.linePos(start).line;
-    const value: unknown = doc.toJS({ maxAliasCount: 1000 });
-    if (value === null || value === undefined) return; // empty document, e.g. a trailing `---`
-    if (isListObject(value)) {
-      value.items.forEach((item, i) => raws.push({ document: index, line, item: i, value: item }));
-    } else {
-      raws.push({ document: index, line, value });
-    }
-  });
+  const split = splitDocuments(file, text);
+  if ('problems' in split) {
+    // A file that does not parse keeps everything it had: half a file is not what anyone meant.
+    return { records: lastGood, problems: split.problems.map((p) => ({ ...p, keptLastGood: lastGood.length > 0 })) };
+  }
+  const raws = split.raws;
 
   const records: FileRecord[] = [];
   const problems: ManifestProblem[] = [];

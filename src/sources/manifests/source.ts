@@ -15,7 +15,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Store } from '../../store/store.js';
-import type { Kind, ModelObject } from '../../model/types.js';
+import { objectKey, type Kind, type ModelObject } from '../../model/types.js';
 import {
   combineOutcomes,
   formatProblem,
@@ -56,6 +56,12 @@ export interface ScanReport {
 const STATE_FILE = 'manifests-state.json';
 const MANIFEST_NAME = /\.(ya?ml|json)$/i;
 
+/** An object as last put in the store, with its JSON for cheap comparisons. */
+interface AppliedObject {
+  object: ModelObject;
+  json: string;
+}
+
 interface PersistedState {
   version: 1;
   directory: string;
@@ -78,6 +84,15 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
   private outcomes = new Map<string, FileOutcome>();
   private texts = new Map<string, string>();
   private creationTimestamps = new Map<string, string>();
+  /** Parsed object → its stamped copy, so an unchanged object stays the same reference. */
+  private stamped = new WeakMap<ModelObject, ModelObject>();
+  /** What this source last put in the store, per kind (references, for cheap diffs). */
+  private readonly applied = new Map<Kind, Map<string, AppliedObject>>();
+  /** Per file: the outcome last serialised and its JSON, so saving does not re-serialise unchanged files. */
+  private recordJson = new Map<string, { outcome: FileOutcome; json: string }>();
+  private stateDirty = true;
+  /** The creation timestamps as persisted JSON; undefined when they changed since. */
+  private creationJson: string | undefined;
   /** Kinds this source has ever written; only these are replaced, so other writers' kinds are left alone. */
   private readonly ownedKinds = new Set<Kind>();
   private persisted = '';
@@ -242,7 +257,7 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     // The report is current before the store changes, so a reader woken by the store sees matching errors.
     this.current = report;
     for (const kind of stamped.keys()) this.ownedKinds.add(kind);
-    for (const kind of this.ownedKinds) this.store.replaceAll(kind, stamped.get(kind) ?? []);
+    for (const kind of this.ownedKinds) this.applyKind(kind, stamped.get(kind) ?? []);
     if (!this.store.synced) this.store.markSynced();
     try {
       await this.saveState();
@@ -264,7 +279,10 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     }
   }
 
-  /** Objects without a creationTimestamp get the time they were first seen, kept stable across scans and restarts. */
+  /**
+   * Objects without a creationTimestamp get the time they were first seen, kept stable across scans and restarts.
+   * An object that did not change keeps its identity (the same reference), so applying it is cheap.
+   */
   private stamp(byKind: Map<Kind, ModelObject[]>): Map<Kind, ModelObject[]> {
     const seen = new Set<string>();
     const nowText = this.now().toISOString().replace(/\.\d{3}Z$/, 'Z');
@@ -280,14 +298,56 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
           if (!created) {
             created = nowText;
             this.creationTimestamps.set(identity, created);
+            this.creationJson = undefined;
           }
-          return { ...obj, meta: { ...obj.meta, creationTimestamp: created } } as ModelObject;
+          const cached = this.stamped.get(obj);
+          if (cached?.meta.creationTimestamp === created) return cached;
+          const stamped = { ...obj, meta: { ...obj.meta, creationTimestamp: created } } as ModelObject;
+          this.stamped.set(obj, stamped);
+          return stamped;
         }),
       );
     }
     // Deleted objects forget their age, as in Kubernetes: re-creating one makes it new.
-    for (const identity of this.creationTimestamps.keys()) if (!seen.has(identity)) this.creationTimestamps.delete(identity);
+    for (const identity of this.creationTimestamps.keys()) {
+      if (!seen.has(identity)) {
+        this.creationTimestamps.delete(identity);
+        this.creationJson = undefined;
+      }
+    }
     return out;
+  }
+
+  /**
+   * Brings the store in line with `objects` for one kind. Unchanged objects are the same
+   * references as last time, and a re-read file's objects are compared by content here, so
+   * the store only sees real changes: a few applied one by one, many at once with
+   * replaceAll (one batched change event).
+   */
+  private applyKind(kind: Kind, objects: ModelObject[]): void {
+    const previous = this.applied.get(kind) ?? new Map<string, AppliedObject>();
+    const next = new Map<string, AppliedObject>();
+    const changed: ModelObject[] = [];
+    for (const o of objects) {
+      const key = objectKey(o.meta);
+      const prev = previous.get(key);
+      if (prev?.object === o) {
+        next.set(key, prev);
+        continue;
+      }
+      const json = JSON.stringify(o);
+      next.set(key, { object: o, json });
+      if (prev?.json !== json) changed.push(o);
+    }
+    const removed = [...previous.keys()].filter((key) => !next.has(key));
+    this.applied.set(kind, next);
+    if (changed.length === 0 && removed.length === 0) return;
+    if (changed.length + removed.length > 64) {
+      this.store.replaceAll(kind, objects);
+      return;
+    }
+    for (const key of removed) this.store.remove(kind, key);
+    for (const o of changed) this.store.apply(o);
   }
 
   private publish(report: ScanReport): ScanReport {
@@ -326,16 +386,31 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
   }
 
   private async saveState(): Promise<void> {
-    const state: PersistedState = {
-      version: 1,
-      directory: this.directory,
-      creationTimestamps: Object.fromEntries([...this.creationTimestamps].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))),
-      files: Object.fromEntries([...this.outcomes].map(([file, o]) => [file, o.records])),
-    };
-    const text = `${JSON.stringify(state)}\n`;
-    if (text === this.persisted) return;
-    await writeFileAtomic(this.statePath, text);
-    this.persisted = text;
+    const files: string[] = [];
+    const nextJson = new Map<string, { outcome: FileOutcome; json: string }>();
+    for (const [file, outcome] of this.outcomes) {
+      let entry = this.recordJson.get(file);
+      if (entry?.outcome !== outcome) {
+        entry = { outcome, json: JSON.stringify(outcome.records) };
+        this.stateDirty = true;
+      }
+      nextJson.set(file, entry);
+      files.push(`${JSON.stringify(file)}:${entry.json}`);
+    }
+    if (nextJson.size !== this.recordJson.size) this.stateDirty = true;
+    this.recordJson = nextJson;
+    if (this.creationJson === undefined) {
+      const sorted = [...this.creationTimestamps].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      this.creationJson = JSON.stringify(Object.fromEntries(sorted));
+      this.stateDirty = true;
+    }
+    if (!this.stateDirty) return;
+    const text = `{"version":1,"directory":${JSON.stringify(this.directory)},"creationTimestamps":${this.creationJson},"files":{${files.join(',')}}}\n`;
+    if (text !== this.persisted) {
+      await writeFileAtomic(this.statePath, text);
+      this.persisted = text;
+    }
+    this.stateDirty = false;
   }
 }
 
