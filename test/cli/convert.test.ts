@@ -466,6 +466,13 @@ t.test('several files at once, stdin, and name clashes', async (t) => {
   t.equal(await pending, 0);
   t.match(c.text().out, /kind: LoadBalancerIPPool\nmetadata:\n {2}name: piped/);
   t.equal(c.text().err, '', 'nothing to report');
+
+  // `kubectl get ciliumloadbalancerippools -o yaml` gives a List
+  const listed = await tempFiles(t, {
+    'list.yaml': `apiVersion: v1\nkind: List\nitems:\n- apiVersion: cilium.io/v2alpha1\n  kind: CiliumLoadBalancerIPPool\n  metadata: {name: from-list, resourceVersion: "9"}\n  spec: {blocks: [{cidr: 198.18.4.0/24}]}\n`,
+  });
+  const fromList = await convert([listed['list.yaml']!]);
+  t.same(fromList.docs.map((d) => d.metadata), [{ name: 'from-list' }]);
 });
 
 t.test('bad input: exit codes and messages', async (t) => {
