@@ -14,7 +14,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, release } from 'node:os';
+import { cpus, loadavg, release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clangArgs, PROJECT_ROOT } from '../src/datapath/bpf-build.js';
@@ -430,13 +430,14 @@ function fmtMpps(pps: number): string {
   return (pps / 1e6).toFixed(2);
 }
 
-function markdown(results: Result[], nsNew: number, nsEst: number, kernel: string, cpu: string, notes: { counters: Record<string, Record<string, number>>; nsDetail: Record<string, unknown> }): string {
+function markdown(results: Result[], nsNew: number, nsEst: number, kernel: string, cpu: string, notes: { counters: Record<string, Record<string, number>>; nsDetail: Record<string, unknown>; load: string }): string {
   const get = (m: Mode, f: Flows): number => results.find((r) => r.mode === m && r.flows === f)?.pps_median ?? NaN;
   const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}×` : 'n/a');
   const out: string[] = [];
   out.push('# Data-path benchmark', '');
   out.push(`Kernel ${kernel}, ${cpu}. 64-byte UDP (60-byte frames + FCS), ${BACKENDS} backends, generator → LB → sink on veth;`);
-  out.push(`median of ${RUNS} windows of ${WINDOW_MS} ms after ${WARMUP_MS} ms of warm-up, counted at the sink. The whole chain runs on one core (veth receives on the sending CPU), so compare ratios within this table.`, '');
+  out.push(`median of ${RUNS} windows of ${WINDOW_MS} ms after ${WARMUP_MS} ms of warm-up, counted at the sink. The whole chain runs on one core (veth receives on the sending CPU), so compare ratios within this table.`);
+  out.push(`Load average (1 min) at start / end of the run: ${notes.load} — other work on the machine shares the two vCPUs.`, '');
   out.push('| mode | flows | Mpps (median) | runs (Mpps) | vs ceiling (xdp-redirect) | vs iptables |');
   out.push('|---|---|---:|---|---:|---:|');
   for (const f of FLOWS) {
@@ -465,6 +466,7 @@ function markdown(results: Result[], nsNew: number, nsEst: number, kernel: strin
 
 async function main(): Promise<void> {
   const started = Date.now();
+  const loadStart = loadavg()[0]!.toFixed(1);
   const native = addon();
   await Lab.cleanup(PREFIX);
   removePins(PIN_DIR);
@@ -491,7 +493,8 @@ async function main(): Promise<void> {
     }
     // Modes take turns window by window (in a rotating order), so a change in
     // the machine's load during the run hits every mode alike.
-    for (const flows of FLOWS) {
+    const flowSet = process.env.BENCH_FLOWS ? FLOWS.filter((f) => process.env.BENCH_FLOWS!.split(',').includes(f)) : FLOWS;
+    for (const flows of flowSet) {
       const runs = new Map<Mode, number[]>(chains.map((c) => [c.mode, []]));
       const before = new Map(chains.map((c) => [c.mode, c.setup.reasons?.()]));
       for (let i = 0; i < RUNS; i++) {
@@ -531,7 +534,7 @@ async function main(): Promise<void> {
   const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'datapath.json'), JSON.stringify(json, null, 2) + '\n');
-  writeFileSync(join(dir, 'datapath.md'), markdown(results, ns.newFlow, ns.established, kernel, cpu, { counters, nsDetail: ns.detail }));
+  writeFileSync(join(dir, 'datapath.md'), markdown(results, ns.newFlow, ns.established, kernel, cpu, { counters, nsDetail: ns.detail, load: `${loadStart} / ${loadavg()[0]!.toFixed(1)}` }));
   log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; wrote ${join(dir, 'datapath.json')} and datapath.md`);
 }
 
