@@ -117,6 +117,26 @@ export const coreResources: ResourceType[] = [
   }),
 ];
 
+/**
+ * Kinds that are only stored, so complete manifests (a walkthrough's
+ * Deployment, the agent's RBAC and DaemonSet) apply without errors. Nothing
+ * acts on them: there is no scheduler or controller behind the emulator.
+ */
+export const storedOnlyResources: ResourceType[] = [
+  builtin('', 'v1', 'serviceaccounts', 'ServiceAccount', true, ['sa']),
+  builtin('', 'v1', 'pods', 'Pod', true, ['po'], { statusSubresource: true, categories: ['all'] }),
+  builtin('', 'v1', 'endpoints', 'Endpoints', true, ['ep']),
+  builtin('', 'v1', 'events', 'Event', true, ['ev']),
+  builtin('apps', 'v1', 'deployments', 'Deployment', true, ['deploy'], { statusSubresource: true, categories: ['all'] }),
+  builtin('apps', 'v1', 'daemonsets', 'DaemonSet', true, ['ds'], { statusSubresource: true, categories: ['all'] }),
+  builtin('apps', 'v1', 'statefulsets', 'StatefulSet', true, ['sts'], { statusSubresource: true, categories: ['all'] }),
+  builtin('apps', 'v1', 'replicasets', 'ReplicaSet', true, ['rs'], { statusSubresource: true, categories: ['all'] }),
+  builtin('rbac.authorization.k8s.io', 'v1', 'roles', 'Role', true, []),
+  builtin('rbac.authorization.k8s.io', 'v1', 'rolebindings', 'RoleBinding', true, []),
+  builtin('rbac.authorization.k8s.io', 'v1', 'clusterroles', 'ClusterRole', false, []),
+  builtin('rbac.authorization.k8s.io', 'v1', 'clusterrolebindings', 'ClusterRoleBinding', false, []),
+];
+
 function customResource(
   group: string,
   version: string,

@@ -24,6 +24,7 @@ import {
   discoveryEntries,
   pharosResources,
   resourcesFromCrd,
+  storedOnlyResources,
   type ResourceType,
 } from './resources.js';
 import { pruneAndDefault, validateSchema } from './schema.js';
@@ -224,7 +225,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     return undefined;
   };
 
-  for (const r of [...coreResources, crdResource, ...pharosResources, ...(options.cilium ? ciliumResources : [])]) register(r);
+  for (const r of [...coreResources, ...storedOnlyResources, crdResource, ...pharosResources, ...(options.cilium ? ciliumResources : [])]) register(r);
 
   // ------------------------------------------------------------ watch fan-out and hooks
   const watchers = new Set<Watcher>();
