@@ -177,17 +177,28 @@ static __always_inline int lb_established(struct xdp_md *ctx, struct packet *p, 
 	return forward(ctx, p, v, &nh);
 }
 
+/* Reverse entry for a flow that is not SNATed: the reply comes from the backend to the client. */
+static __always_inline int rev_insert_direct(const struct ph_flow *out, struct ph_scratch *s)
+{
+	s->rk.src = out->dst;
+	s->rk.dst = out->src;
+	s->rk.sport = out->dport;
+	s->rk.dport = out->sport;
+	s->rk.proto = out->proto;
+	s->rk.family = out->family;
+	return bpf_map_update_elem(&ph_rev, &s->rk, &s->rv, BPF_ANY);
+}
+
 /* First packet of a flow (or of one whose backend went away): pick, record, rewrite, send. */
 static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, const struct ph_fe_value *fe,
 				       __u64 now)
 {
-	struct ph_ct ct = {};
-	struct ph_rev rv = {};
 	struct ph_flow out = p->flow;
+	struct ph_scratch *s;
 	struct ph_nexthop nh;
 	struct ph_backend *be;
 	enum fib_verdict v;
-	__u32 hash, be_id;
+	__u32 hash, be_id, zero = 0;
 	int snat;
 
 	if (!fe->backends)
@@ -197,6 +208,10 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 	be = be_id ? backend_get(be_id) : NULL;
 	if (!be)
 		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);
+	s = bpf_map_lookup_elem(&ph_scratch, &zero);
+	if (!s)
+		return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
+	__builtin_memset(s, 0, sizeof(*s));
 
 	out.dst = be->addr;
 	out.dport = be->port;
@@ -211,60 +226,43 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
 	}
 
-	ct.last_seen = now;
-	ct.backend_id = be_id;
-	ct.frontend_id = fe->id;
-	ct.state = ct_initial_state(p);
+	s->ct.last_seen = now;
+	s->ct.backend_id = be_id;
+	s->ct.frontend_id = fe->id;
+	s->ct.state = ct_initial_state(p);
 
-	rv.last_seen = now;
-	rv.new_src = p->flow.dst;
-	rv.new_dst = p->flow.src;
-	rv.new_sport = p->flow.dport;
-	rv.new_dport = p->flow.sport;
-	rv.frontend_id = fe->id;
-	rv.backend_id = be_id;
+	s->rv.last_seen = now;
+	s->rv.new_src = p->flow.dst;
+	s->rv.new_dst = p->flow.src;
+	s->rv.new_sport = p->flow.dport;
+	s->rv.new_dport = p->flow.sport;
+	s->rv.frontend_id = fe->id;
+	s->rv.backend_id = be_id;
 
 	v = backend_nexthop(ctx, be_id, &out, p->l3_len, now, &nh);
 	if (v == FIB_UNREACHABLE)
 		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
 	if (v == FIB_LOCAL) {
 		/* Backend on this node: no SNAT; the kernel delivers, tc egress reverses the reply. */
-		struct ph_flow rk = {};
-
 		out.src = p->flow.src;
 		out.sport = p->flow.sport;
-		ct.flags = PH_CTF_LOCAL;
-		rv.flags = PH_CTF_LOCAL;
-		rk.src = out.dst;
-		rk.dst = out.src;
-		rk.sport = out.dport;
-		rk.dport = out.sport;
-		rk.proto = out.proto;
-		rk.family = out.family;
-		if (bpf_map_update_elem(&ph_rev, &rk, &rv, BPF_ANY))
+		s->ct.flags = PH_CTF_LOCAL;
+		s->rv.flags = PH_CTF_LOCAL;
+		if (rev_insert_direct(&out, s))
 			return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
 	} else if (snat) {
 		struct ph_runtime *rt = runtime_get();
 
-		if (!rt || snat_alloc(rt, &out, &rv, hash, now))
+		if (!rt || snat_alloc(rt, &out, &s->rv, &s->rk, hash, now))
 			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
-		ct.flags = PH_CTF_SNAT;
-		ct.snat_addr = out.src;
-		ct.snat_port = out.sport;
-	} else {
+		s->ct.flags = PH_CTF_SNAT;
+		s->ct.snat_addr = out.src;
+		s->ct.snat_port = out.sport;
+	} else if (rev_insert_direct(&out, s)) {
 		/* DNAT only: replies come back through us from the backend to the client. */
-		struct ph_flow rk = {};
-
-		rk.src = out.dst;
-		rk.dst = out.src;
-		rk.sport = out.dport;
-		rk.dport = out.sport;
-		rk.proto = out.proto;
-		rk.family = out.family;
-		if (bpf_map_update_elem(&ph_rev, &rk, &rv, BPF_ANY))
-			return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
+		return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
 	}
-	if (bpf_map_update_elem(&ph_ct, &p->flow, &ct, BPF_ANY))
+	if (bpf_map_update_elem(&ph_ct, &p->flow, &s->ct, BPF_ANY))
 		return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
 	stat_inc(PH_STAT_CT_CREATE);
 	traffic_add(&ph_fe_stats, fe->id, p->l3_len);

@@ -249,6 +249,20 @@ struct {
 	__type(value, struct bpf_devmap_val);
 } ph_tx_ports SEC(".maps");
 
+/* Per-CPU scratch where the new-flow path builds its entries, off the 512-byte stack. */
+struct ph_scratch {
+	struct ph_ct ct;
+	struct ph_rev rv;
+	struct ph_flow rk;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ph_scratch);
+} ph_scratch SEC(".maps");
+
 static __always_inline struct ph_runtime *runtime_get(void)
 {
 	__u32 zero = 0;

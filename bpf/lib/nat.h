@@ -108,49 +108,50 @@ static __always_inline int rev_orphaned(const struct ph_rev *r, const struct ph_
 
 /**
  * snat_alloc() - choose a node port for @out (src already the node address)
- * and insert the reverse entry @rv for it with BPF_NOEXIST, trying
+ * and insert the reverse entry @rv (key built in @rkp, zeroed scratch
+ * memory) for it with BPF_NOEXIST, trying
  * PH_SNAT_TRIES ports from a start chosen by @hash. A port whose reverse
  * entry has gone idle or lost its client flow, or that already belongs to
  * this very client flow, is taken over.
  * Returns: 0 with out->sport set, or -1 when every try collided.
  */
 static __always_inline int snat_alloc(const struct ph_runtime *rt, struct ph_flow *out,
-				      struct ph_rev *rv, __u32 hash, __u64 now)
+				      struct ph_rev *rv, struct ph_flow *rkp, __u32 hash, __u64 now)
 {
 	__u32 lo = rt->port_min, hi = rt->port_max, range, i;
-	struct ph_flow rk = {};
+	struct ph_flow *rk = rkp;
 
 	if (!lo || hi < lo)
 		return -1;
 	range = hi - lo + 1;
-	rk.src = out->dst;
-	rk.dst = out->src;
-	rk.sport = out->dport;
-	rk.proto = out->proto;
-	rk.family = out->family;
+	rk->src = out->dst;
+	rk->dst = out->src;
+	rk->sport = out->dport;
+	rk->proto = out->proto;
+	rk->family = out->family;
 
 	for (i = 0; i < PH_SNAT_TRIES; i++) {
 		__u16 port = lo + (hash + i) % range;
 		struct ph_rev *old;
 
-		rk.dport = bpf_htons(port);
+		rk->dport = bpf_htons(port);
 		/* Common case first: the port is free (one bucket walk, no lookup before). */
-		if (!bpf_map_update_elem(&ph_rev, &rk, rv, BPF_NOEXIST))
+		if (!bpf_map_update_elem(&ph_rev, rk, rv, BPF_NOEXIST))
 			goto found;
-		old = bpf_map_lookup_elem(&ph_rev, &rk);
+		old = bpf_map_lookup_elem(&ph_rev, rk);
 		if (!old)
 			continue;
-		if (rev_expired(old, out->proto, now) || rev_orphaned(old, &rk, now) ||
+		if (rev_expired(old, out->proto, now) || rev_orphaned(old, rk, now) ||
 		    (old->new_dport == rv->new_dport && old->new_dst.w[0] == rv->new_dst.w[0] &&
 		     old->new_dst.w[1] == rv->new_dst.w[1] && old->new_dst.w[2] == rv->new_dst.w[2] &&
 		     old->new_dst.w[3] == rv->new_dst.w[3] && old->new_sport == rv->new_sport)) {
-			if (!bpf_map_update_elem(&ph_rev, &rk, rv, BPF_ANY))
+			if (!bpf_map_update_elem(&ph_rev, rk, rv, BPF_ANY))
 				goto found;
 		}
 	}
 	return -1;
 found:
-	out->sport = rk.dport;
+	out->sport = rk->dport;
 	return 0;
 }
 

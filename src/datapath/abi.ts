@@ -38,6 +38,7 @@ export const MAP = {
   stats: 'ph_stats',
   frontendStats: 'ph_fe_stats',
   backendStats: 'ph_be_stats',
+  scratch: 'ph_scratch',
 } as const;
 export type MapRole = keyof typeof MAP;
 

@@ -71,10 +71,10 @@ export type DatapathMaps = Record<MapRole, BpfMap>;
 
 /**
  * Maps pinned (and re-adopted on restart): all but the devmap, which the
- * kernel marks BPF_F_RDONLY_PROG so libbpf cannot reuse a pinned one; it is
- * refilled by `attachXdp`.
+ * kernel marks BPF_F_RDONLY_PROG so libbpf cannot reuse a pinned one (it is
+ * refilled by `attachXdp`), and the stateless per-CPU scratch.
  */
-export const PINNED: readonly MapRole[] = (Object.keys(MAP) as MapRole[]).filter((r) => r !== 'txPorts');
+export const PINNED: readonly MapRole[] = (Object.keys(MAP) as MapRole[]).filter((r) => r !== 'txPorts' && r !== 'scratch');
 
 export class DatapathLoadError extends Error {}
 
@@ -93,6 +93,7 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     stats: { type: 'percpu_array', keySize: 4, valueSize: 8, maxEntries: -1 },
     frontendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.frontends },
     backendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.backends },
+    scratch: { type: 'percpu_array', keySize: 4, valueSize: SIZE.ct + SIZE.rev + SIZE.flow, maxEntries: 1 },
   };
 }
 
