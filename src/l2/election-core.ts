@@ -1,0 +1,255 @@
+/**
+ * The L2 lease election, as a pure function: given what this node sees of
+ * the Leases (node liveness leases and one lease per announced service),
+ * which services it could announce, and its own health, decide which leases
+ * to write (acquire, renew, release) and which services to announce now.
+ * No clock, no I/O: `election.ts` feeds it and carries the actions out.
+ *
+ * Rules (issue 7, DESIGN.md "Control plane"):
+ * - Ownership is sticky: a lease held by a live node stays with it; a node
+ *   that recovers does not take anything back.
+ * - A lease whose holder's node lease has expired may be taken at once; any
+ *   other lease only once it has expired itself. Every write is
+ *   resourceVersion-checked by the caller, so exactly one taker wins.
+ * - Expiry is judged on local observation time (client-go's rule: clocks of
+ *   other nodes are never compared), and only while this node's view is
+ *   fresh — its watch delivered its own latest renewal recently — counted
+ *   from when it became fresh, so an API outage or a stalled watch never
+ *   makes live nodes look dead.
+ * - Free leases are spread: every node computes the same balanced
+ *   assignment (least-loaded live eligible node, ties by rendezvous hash) and
+ *   takes only what is assigned to it; what another node was assigned but
+ *   did not take within `graceMs` (it may lack a matching interface, which
+ *   only it knows) goes to whoever wants it, up to a fair share of
+ *   ceil(candidates / live eligible nodes) — summed per service, 1/(live
+ *   nodes eligible for it), when eligibility differs between services.
+ * - Fencing: an unhealthy node (node lease not renewed in time, API
+ *   unreachable) announces nothing and writes nothing; a service it no
+ *   longer qualifies for (policy, interface down, no local endpoint) is
+ *   released at once so another node takes it without waiting.
+ */
+
+export interface LeaseView {
+  name: string;
+  /** Empty or absent: released. */
+  holder?: string;
+  durationMs: number;
+  resourceVersion: string;
+  /** Local time (ms) at which this node saw the lease's current version first. */
+  observedAt: number;
+}
+
+export interface ServiceCandidate {
+  service: string;
+  lease: string;
+}
+
+export interface HeldLease {
+  service: string;
+  /** Local time the last successful write of ours was sent (the hold is valid from there). */
+  renewedAt: number;
+  resourceVersion: string;
+}
+
+export interface ElectionInput {
+  now: number;
+  me: string;
+  /** My node lease is fresh (renewed within its deadline): false fences everything. */
+  healthy: boolean;
+  /** Since when the view has been fresh without a break; undefined while stale (no time-based takeover). */
+  freshSince: number | undefined;
+  nodeLeases: ReadonlyMap<string, LeaseView>;
+  serviceLeases: ReadonlyMap<string, LeaseView>;
+  /** Services this node may announce right now (policy, interfaces up, local endpoints). */
+  candidates: readonly ServiceCandidate[];
+  /** For every service lease name that anyone could hold: the nodes its policies select (interfaces unknown for others). */
+  eligible: ReadonlyMap<string, readonly string[]>;
+  /** Leases this node holds, by lease name (from its own successful writes). */
+  held: ReadonlyMap<string, HeldLease>;
+  /** Local time each lease was first seen takeable (kept by the caller from `takeable`). */
+  takeableSince: ReadonlyMap<string, number>;
+  serviceLeaseMs: number;
+  serviceRenewMs: number;
+  graceMs: number;
+}
+
+export type AcquireReason = 'free' | 'released' | 'holder-dead' | 'expired' | 'reclaim';
+
+export type ElectionAction =
+  | { type: 'acquire'; lease: string; service: string; reason: AcquireReason; /** absent: create */ resourceVersion?: string }
+  | { type: 'renew'; lease: string; service: string }
+  | { type: 'release'; lease: string; service?: string }
+  /** Someone else wrote a lease we held: drop the hold (nothing to write). */
+  | { type: 'lost'; lease: string; service: string };
+
+export interface ElectionOutput {
+  actions: ElectionAction[];
+  /** Services to announce now (held, healthy, still a candidate). */
+  announce: string[];
+  /** Leases currently takeable by somebody (for the caller's takeableSince bookkeeping). */
+  takeable: string[];
+  /** Live nodes as judged by this view. */
+  liveNodes: string[];
+  /** This node's fair share of its candidates. */
+  fairShare: number;
+}
+
+/** FNV-1a, 32 bit: the rendezvous hash every node computes alike. */
+export function rendezvous(lease: string, node: string): number {
+  let h = 0x811c9dc5;
+  const s = `${lease}\u0000${node}`;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+/** Has `lease` expired in this view? Never while the view is stale. */
+export function expired(lease: LeaseView, now: number, freshSince: number | undefined): boolean {
+  if (freshSince === undefined) return false;
+  return now - Math.max(lease.observedAt, freshSince) > lease.durationMs;
+}
+
+export function nodeAlive(input: Pick<ElectionInput, 'me' | 'healthy' | 'nodeLeases' | 'now' | 'freshSince'>, node: string): boolean {
+  if (node === input.me) return input.healthy;
+  const lease = input.nodeLeases.get(node);
+  if (!lease || !lease.holder) return false;
+  return !expired(lease, input.now, input.freshSince);
+}
+
+/** Renew a little before the period ends, spread per lease so a batch acquired together does not renew in one burst. */
+function renewDue(lease: string, held: HeldLease, now: number, renewMs: number): boolean {
+  const spread = (rendezvous(lease, 'renew') % 1000) / 1000; // 0..1
+  return now - held.renewedAt >= renewMs * (0.9 + 0.1 * spread);
+}
+
+export function decide(input: ElectionInput): ElectionOutput {
+  const { now, me } = input;
+  const actions: ElectionAction[] = [];
+  const announce: string[] = [];
+  const takeable: string[] = [];
+  const alive = new Map<string, boolean>();
+  const isAlive = (node: string): boolean => {
+    let a = alive.get(node);
+    if (a === undefined) alive.set(node, (a = nodeAlive(input, node)));
+    return a;
+  };
+  const liveNodes = [...new Set([...input.nodeLeases.keys(), me])].filter(isAlive).sort();
+
+  // Fair shares: ceil(candidates / live eligible nodes), generalised to services whose eligible
+  // sets differ — each service counts 1/(live nodes eligible for it) towards each of them.
+  const candidates = new Map(input.candidates.map((c) => [c.lease, c]));
+  const electorate = (lease: string, exclude?: string): string[] => {
+    const set = new Set((input.eligible.get(lease) ?? []).filter((n) => n !== exclude && isAlive(n)));
+    if (candidates.has(lease) && input.healthy) set.add(me);
+    return [...set].sort();
+  };
+  const shares = new Map<string, number>();
+  for (const lease of new Set([...input.eligible.keys(), ...candidates.keys()])) {
+    const voters = electorate(lease);
+    for (const n of voters) shares.set(n, (shares.get(n) ?? 0) + 1 / voters.length);
+  }
+  const capOf = (n: string): number => Math.ceil((shares.get(n) ?? 0) - 1e-9);
+  const fairShare = capOf(me);
+
+  if (!input.healthy) {
+    // Fenced: nothing announced, nothing written (writes would fail or race a takeover).
+    return { actions, announce, takeable, liveNodes, fairShare };
+  }
+
+  // Leases I hold but no longer qualify for: give them up at once.
+  for (const [lease, h] of input.held) {
+    if (!candidates.has(lease)) actions.push({ type: 'release', lease, service: h.service });
+  }
+  // Leases the API says are mine that I do not track (e.g. after a restart, with a changed config): release too.
+  for (const [name, view] of input.serviceLeases) {
+    if (view.holder === me && !input.held.has(name) && !candidates.has(name)) actions.push({ type: 'release', lease: name });
+  }
+
+  // Load per live node, from every service lease anyone holds.
+  const load = new Map<string, number>();
+  for (const view of input.serviceLeases.values()) {
+    if (!view.holder) continue;
+    if (view.holder === me ? !input.held.has(view.name) && !candidates.has(view.name) : !isAlive(view.holder)) continue;
+    if (view.holder !== me && expired(view, now, input.freshSince)) continue;
+    load.set(view.holder, (load.get(view.holder) ?? 0) + 1);
+  }
+  let mine = 0;
+  for (const lease of input.held.keys()) if (candidates.has(lease)) mine++;
+
+  // Classify every lease that some node could take, in one order all nodes share.
+  interface Free { lease: string; reason: AcquireReason; resourceVersion?: string; exclude?: string }
+  const free: Free[] = [];
+  const names = new Set<string>([...input.eligible.keys(), ...candidates.keys()]);
+  for (const name of [...names].sort()) {
+    const view = input.serviceLeases.get(name);
+    const held = input.held.get(name);
+    const cand = candidates.get(name);
+    if (held && cand) {
+      if (view && view.holder && view.holder !== me && view.resourceVersion !== held.resourceVersion) {
+        // Someone else wrote it: it is theirs now (we were fenced or slow).
+        actions.push({ type: 'lost', lease: name, service: held.service });
+        continue;
+      }
+      if (now - held.renewedAt < input.serviceLeaseMs) announce.push(cand.service);
+      if (renewDue(name, held, now, input.serviceRenewMs)) actions.push({ type: 'renew', lease: name, service: cand.service });
+      continue;
+    }
+    if (!view) {
+      free.push({ lease: name, reason: 'free' });
+    } else if (!view.holder) {
+      free.push({ lease: name, reason: 'released', resourceVersion: view.resourceVersion });
+    } else if (view.holder === me) {
+      // Ours by the API's record but not tracked (agent restart): confirm it by a write, then announce.
+      if (cand) actions.push({ type: 'acquire', lease: name, service: cand.service, reason: 'reclaim', resourceVersion: view.resourceVersion });
+      continue;
+    } else if (!isAlive(view.holder)) {
+      free.push({ lease: name, reason: 'holder-dead', resourceVersion: view.resourceVersion });
+    } else if (expired(view, now, input.freshSince)) {
+      // Its holder let it lapse: it is not going to renew it, so it is not assigned it again.
+      free.push({ lease: name, reason: 'expired', resourceVersion: view.resourceVersion, exclude: view.holder });
+    }
+  }
+
+  // The shared balanced assignment: the live eligible node with the least load for its share
+  // (none past its fair share while another has room), ties by rendezvous hash.
+  for (const f of free) {
+    takeable.push(f.lease);
+    const voters = electorate(f.lease, f.exclude);
+    const cand = candidates.get(f.lease);
+    if (voters.length === 0) continue;
+    const withRoom = voters.filter((n) => (load.get(n) ?? 0) < capOf(n));
+    let best: string | undefined;
+    let bestScore = Infinity;
+    for (const n of withRoom.length > 0 ? withRoom : voters) {
+      const score = ((load.get(n) ?? 0) + 1) / Math.max(shares.get(n) ?? 1, 1e-9);
+      if (best === undefined || score < bestScore - 1e-12 || (Math.abs(score - bestScore) <= 1e-12 && rendezvous(f.lease, n) > rendezvous(f.lease, best))) {
+        best = n;
+        bestScore = score;
+      }
+    }
+    load.set(best!, (load.get(best!) ?? 0) + 1);
+    if (!cand) continue;
+    const assignedToMe = best === me;
+    const since = input.takeableSince.get(f.lease) ?? now;
+    const overdue = now - since >= input.graceMs;
+    // Assigned to me: up to my fair share. Left untaken by its assignee past the grace period (it
+    // lacks a matching interface, which only it knows): whoever can announce it takes it.
+    if ((assignedToMe && mine < fairShare) || overdue) {
+      actions.push({ type: 'acquire', lease: f.lease, service: cand.service, reason: f.reason, ...(f.resourceVersion ? { resourceVersion: f.resourceVersion } : {}) });
+      mine++;
+    }
+  }
+  return { actions, announce: announce.sort(), takeable, liveNodes, fairShare };
+}
+
+/** `pharos-l2announce-<namespace>-<name>`, kept within the 253-character object name limit. */
+export function serviceLeaseName(serviceKey: string): string {
+  const name = `pharos-l2announce-${serviceKey.replace('/', '-')}`;
+  return name.length <= 253 ? name : `${name.slice(0, 244)}-${rendezvous(name, '').toString(16).padStart(8, '0')}`;
+}
+
+export function nodeLeaseName(node: string): string {
+  return `pharos-node-${node}`;
+}
