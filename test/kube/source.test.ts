@@ -142,6 +142,18 @@ t.test('dropped watches reconnect from their resourceVersion without relisting',
   }
   await eventually(() => [0, 1, 2].every((i) => store.get('Service', `default/svc${i}`)), 3000, 'events after reconnects');
   t.equal(api.requestCounts()['list services'], lists, 'no relist');
+
+  // A server that ends every watch at once: re-watches back off instead of spinning.
+  await new Promise((r) => setTimeout(r, 1100));
+  const before = api.requestCounts()['watch services'] ?? 0;
+  for (let i = 0; i < 40; i++) {
+    api.closeAllWatches();
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const rewatches = (api.requestCounts()['watch services'] ?? 0) - before;
+  t.ok(rewatches <= 8, `${rewatches} re-watches in ~0.5 s of instantly closed streams`);
+  api.objects.put('services', service('after-spin'));
+  await eventually(() => !!store.get('Service', 'default/after-spin'), 3000, 'still following');
 });
 
 t.test('a 500 on list or watch: the informer backs off, retries and recovers', async (t) => {

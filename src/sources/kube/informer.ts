@@ -63,6 +63,8 @@ export class KubeInformer extends EventEmitter<InformerEvents> {
   private failures = 0;
   private retryTimer: NodeJS.Timeout | undefined;
   private listedPending = false;
+  /** Consecutive watches that ended at once without an event. */
+  private quietEnds = 0;
   /** Counters for metrics: lists, watches opened, failures, events. */
   readonly stats = { lists: 0, watches: 0, failures: 0, events: 0 };
 
@@ -82,15 +84,31 @@ export class KubeInformer extends EventEmitter<InformerEvents> {
           this.emit('listed');
         }
         const jitter = 0.75 + Math.random() * 0.5;
+        const openedAt = performance.now();
+        let events = 0;
+        // A stream that ends at once with nothing in it (a broken proxy, a server closing every
+        // watch) would make ListWatch re-watch in a tight loop — 1.4.0 has no back-off there
+        // (K8S-CLIENT-FACTS: three watches in 0.3 s). Such ends are delayed, doubling.
+        const endedQuietly = (err: any) => {
+          if (err || this.stopping || events > 0 || performance.now() - openedAt >= 1000) {
+            this.quietEnds = 0;
+            done(err);
+            return;
+          }
+          const delay = Math.min(this.tuning.maxBackoffMs, this.tuning.initialBackoffMs * 2 ** this.quietEnds++);
+          clearTimeout(this.retryTimer);
+          this.retryTimer = setTimeout(() => done(null), delay);
+        };
         return this.rest.watch(
           path,
           { ...query, allowWatchBookmarks: 'true', timeoutSeconds: Math.max(1, Math.round(this.tuning.watchTimeoutSeconds * jitter)) },
           (type, obj) => {
+            events++;
             this.stats.events++;
             this.failures = 0;
             cb(type, type === 'ADDED' || type === 'MODIFIED' || type === 'DELETED' ? stamp(obj) : obj);
           },
-          done,
+          endedQuietly,
           { headersMs: this.tuning.watchHeadersTimeoutMs, idleMs: this.tuning.watchIdleTimeoutMs },
         );
       },
