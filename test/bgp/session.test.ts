@@ -6,6 +6,7 @@
  */
 import t, { type Test } from 'tap';
 import net from 'node:net';
+import fc from 'fast-check';
 import {
   ErrorCode,
   encodeAnnouncements,
@@ -350,4 +351,45 @@ t.test('passive session: waits in Active and takes an incoming connection', asyn
   await c.establish({ asn: 65000 });
   await waitState(session, 'Established');
   t.pass('Established on an incoming connection');
+});
+
+t.test('fuzz over TCP: random bytes from an Established peer never crash the session', async (t) => {
+  const peer = new ScriptedPeer();
+  const port = await peer.start();
+  t.teardown(() => peer.stop());
+  const valid = encodeAnnouncements(['203.0.113.7/32'], { origin: 0, asPath: [65000], communities: [1], largeCommunities: [[1, 2, 3]] }, '198.51.100.1', { fourOctetAs: true })[0]!;
+  const inputs: Buffer[] = [];
+  fc.assert(fc.property(fc.uint8Array({ minLength: 19, maxLength: 200 }), fc.nat(), (bytes, mode) => {
+    const b = Buffer.from(bytes);
+    if (mode % 3 === 0) inputs.push(b); // raw garbage
+    else if (mode % 3 === 1) inputs.push(Buffer.concat([valid.subarray(0, 19 + (mode % 20)), b])); // a good start, then garbage
+    else { // a well-framed message with a random body
+      const h = Buffer.alloc(19, 0xff);
+      h.writeUInt16BE(Math.min(4096, 19 + b.length), 16);
+      h[18] = 1 + (mode % 5);
+      inputs.push(Buffer.concat([h, b]));
+    }
+    return true;
+  }), { numRuns: 40 });
+  let notified = 0;
+  for (const input of inputs) {
+    const session = new BgpSession(config(port, { connectRetrySeconds: 30 }));
+    session.start();
+    const c = await peer.accept();
+    await c.establish({ asn: 65000 });
+    c.send(input);
+    // Either a NOTIFICATION and a close, or (a message still incomplete / valid) the session stays up.
+    await Promise.race([c.closed, new Promise((r) => setTimeout(r, 150))]);
+    if (c.ended) {
+      notified++;
+      // A NOTIFICATION from the peer is not answered; anything else faulty is.
+      const answered = c.drain().some((m) => m.kind === 'notification');
+      t.ok(answered || session.lastError?.direction === 'received', 'closed with a NOTIFICATION, or after receiving one',
+        { input: input.toString('hex'), error: session.lastError });
+    } else {
+      t.equal(session.state, 'Established');
+    }
+    session.stop();
+  }
+  t.ok(notified >= inputs.length / 2, `${notified}/${inputs.length} inputs ended the session (the rest are incomplete messages still awaited); none crashed the process`);
 });
