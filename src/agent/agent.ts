@@ -11,34 +11,41 @@
  * module and applies only the difference. A failing controller is logged
  * and counted; the others still run, and what already serves keeps serving.
  */
-import { mkdirSync, readFileSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync, existsSync } from 'node:fs';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import { readInterfaces } from './interfaces.js';
-import { Store } from '../store/store.js';
-import { objectKey, type Service, type Condition } from '../model/types.js';
+import type { AgentController } from './controller.js';
+import { LocalIpamController, type IpamView } from './ipam.js';
+import { LocalL2Controller, type L2Counters } from './l2.js';
+import type { ElectedL2Controller } from './l2-elected.js';
+import { Store, type StoreChange } from '../store/store.js';
+import { objectKey, type Service } from '../model/types.js';
+import { IPAM_CONDITION } from '../ipam/allocator.js';
+import type { PoolStatus } from '../ipam/pool-status.js';
 import { addon as loadAddon, type NativeAddon } from '../datapath/libbpf.js';
 import { loadDatapath, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { readCounters } from '../datapath/stats.js';
 import { desiredFrontends } from '../datapath/desired.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
-import { Ipam, IPAM_CONDITION, type AllocationState } from '../ipam/allocator.js';
-import type { PoolStatus } from '../ipam/pool-status.js';
-import { L2Announcer } from '../l2/announcer.js';
-import { l2Candidates, nodeLabels, type NodeInterface } from '../l2/policy.js';
-import { ManifestsSource, formatProblem, writeFileAtomic } from '../sources/manifests/source.js';
+import type { L2Sink } from '../l2/announcer.js';
+import type { NodeInterface } from '../l2/policy.js';
+import { ManifestsSource, formatProblem } from '../sources/manifests/source.js';
+import type { KubeSource } from '../sources/kube/source.js';
+import type { WriteRecord } from '../sources/kube/writer.js';
+import type { KubeConfig } from '@kubernetes/client-node';
 import { HttpEndpoint } from '../metrics/server.js';
-import { registry, timeReconcile, configProblems } from '../metrics/registry.js';
+import { registry, timeReconcile, configProblems, k8sApiWrites } from '../metrics/registry.js';
 import { registerDatapathMetrics } from '../metrics/datapath.js';
 import { registerAgentMetrics } from '../metrics/agent.js';
 import { STATE_API_VERSION, type AgentStateView, type ConfigProblemView } from '../metrics/state-view.js';
 
 export const VERSION = '0.1.0';
-const IPAM_STATE_FILE = 'ipam-state.json';
+/** Manifests mode: how often the XDP responder's liveness stamp is refreshed. */
 const HEARTBEAT_MS = 500;
 const RECONCILE_DEBOUNCE_MS = 10;
+const DATAPATH_KINDS = new Set(['Service', 'EndpointSlice', 'Node'] as const);
 
 export class AgentStartError extends Error {}
 
@@ -48,17 +55,24 @@ interface Attachment {
   mode: string;
 }
 
+function writeResource(kind: WriteRecord['kind']): string {
+  return kind === 'Service' ? 'services' : kind === 'Lease' ? 'leases' : 'loadbalancerippools';
+}
+
 export class Agent {
   readonly store = new Store();
   private addon?: NativeAddon;
   private datapath?: LoadedDatapath;
   private sync?: DatapathSync;
   private readonly attachments: Attachment[] = [];
-  private source?: ManifestsSource;
+  private manifests?: ManifestsSource;
+  private kube?: KubeSource;
   private http?: HttpEndpoint;
-  private ipam?: Ipam;
-  private poolStatuses = new Map<string, PoolStatus>();
-  private announcer?: L2Announcer;
+  private ipam?: AgentController & IpamView;
+  private l2?: LocalL2Controller | ElectedL2Controller;
+  /** Every controller, in reconcile order (IPAM first: the others read the addresses it assigns). */
+  private readonly controllers: AgentController[] = [];
+  private readonly dirty = new Set<AgentController>();
   private readonly neighbours = new NeighbourPrimer((backend, message) => this.log.warn('backend next hop not primed', { backend, error: message }));
   private interfaces: NodeInterface[] = [];
   private problems: ConfigProblemView[] = [];
@@ -68,21 +82,27 @@ export class Agent {
   private again = false;
   private stopping = false;
   private readonly startedAt = new Date().toISOString();
-  private l2Since = new Map<string, string>();
-  private l2Transitions = new Map<string, number>();
-  private readonly conditionTimes = new Map<string, string>();
-  private lastPersisted = '';
-  readonly counters = { gratuitousSent: { ipv4: 0, ipv6: 0 }, l2Errors: 0 };
+  readonly counters: L2Counters = { gratuitousSent: { ipv4: 0, ipv6: 0 }, l2Errors: 0, leaseTransitions: 0 };
 
   constructor(readonly config: AgentConfig, private readonly log: Logger) {}
+
+  private get kubernetes(): boolean {
+    return !!(this.config.kubeconfig || this.config.inCluster);
+  }
 
   /** Checks inputs, loads and attaches the data path, starts the HTTP endpoint and the source. Throws AgentStartError with a clear message. */
   async start(): Promise<void> {
     const cfg = this.config;
-    if (cfg.kubeconfig || cfg.inCluster) {
-      throw new AgentStartError('Kubernetes mode is not wired into the agent yet; use --manifests DIR');
-    }
-    if (!cfg.manifests || !existsSync(cfg.manifests)) throw new AgentStartError(`--manifests ${cfg.manifests}: directory not found`);
+    let kc: KubeConfig | undefined;
+    if (this.kubernetes) {
+      // Loaded only here: the Kubernetes client costs seconds of start-up that manifests mode need not pay.
+      const { kubeConfigFrom } = await import('../sources/kube/kubeconfig.js');
+      try {
+        kc = kubeConfigFrom(cfg.kubeconfig ? { kubeconfig: cfg.kubeconfig } : {});
+      } catch (err) {
+        throw new AgentStartError((err as Error).message);
+      }
+    } else if (!cfg.manifests || !existsSync(cfg.manifests)) throw new AgentStartError(`--manifests ${cfg.manifests}: directory not found`);
     try {
       mkdirSync(cfg.stateDir, { recursive: true });
     } catch (err) {
@@ -103,12 +123,17 @@ export class Agent {
         throw new AgentStartError(`--interfaces: interface "${name}" does not exist in this network namespace`);
       }
     }
+    // With leases, the responder must fall silent before another node may take over:
+    // the stamp is the send time of the last node-lease renewal, its age limit below the lease.
+    const livenessMaxMs = this.kubernetes
+      ? Math.min(cfg.responderMaxAgeSeconds * 1000, cfg.l2NodeLeaseSeconds * 1000 - cfg.l2NodeRenewMs)
+      : cfg.responderMaxAgeSeconds * 1000;
     try {
       this.datapath = loadDatapath({
         addon: this.addon,
         pinDir: cfg.pinDir,
         sizes: { conntrack: cfg.conntrackSize },
-        config: { maglevM: cfg.maglevTableSize, hashSeed: cfg.hashSeed, livenessMaxMs: cfg.responderMaxAgeSeconds * 1000, snat: cfg.mode === 'snat' },
+        config: { maglevM: cfg.maglevTableSize, hashSeed: cfg.hashSeed, livenessMaxMs, snat: cfg.mode === 'snat' },
       });
     } catch (err) {
       const msg = (err as Error).message;
@@ -121,7 +146,7 @@ export class Agent {
     this.sync.readState();
     this.interfaces = readInterfaces(cfg.interfaces);
     this.configureNode();
-    this.sync.touchLiveness();
+    if (!this.kubernetes) this.sync.touchLiveness();
     for (const name of cfg.interfaces) {
       const { ifindex, mode } = this.datapath.attachXdp(name, { mode: cfg.xdpMode });
       if (mode === 'generic') this.log.warn('XDP attached in generic mode (driver lacks native XDP): slower', { interface: name });
@@ -129,7 +154,7 @@ export class Agent {
       this.attachments.push({ interface: name, ifindex, mode });
       this.log.info('XDP attached', { interface: name, ifindex, mode });
     }
-    this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    if (!this.kubernetes) this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
 
     // 2. Metrics and the read-only HTTP endpoint.
     registerDatapathMetrics({
@@ -149,22 +174,29 @@ export class Agent {
       throw new AgentStartError((err as Error).message);
     }
 
-    // 3. Controllers' local state, then the source.
-    this.ipam = new Ipam({ pharosIsDefaultClass: cfg.defaultLoadBalancerClass });
-    this.announcer = new L2Announcer({
+    // 3. Controllers, then the source.
+    const sink: L2Sink = {
       addResponder: (address, i) => this.sync!.setResponder(address, i.ifindex, i.mac),
       removeResponder: (address, i) => void this.sync!.deleteResponder(address, i.ifindex),
       sendFrame: (i, frame) => this.addon!.sendFrame(i.ifindex, frame),
-    }, {
-      onSent: (family) => this.counters.gratuitousSent[family]++,
-      onError: (err, address, iface) => {
-        this.counters.l2Errors++;
-        this.log.warn('L2 announcement failed', { address, interface: iface, error: err.message });
-      },
-    });
-    this.store.on('change', () => this.scheduleReconcile());
-    this.source = new ManifestsSource({ directory: cfg.manifests, stateDir: cfg.stateDir, store: this.store });
-    this.source.on('report', (report) => {
+    };
+    const l2Common = { nodeName: cfg.nodeName, interfaceNames: cfg.interfaces, sink, isOurService: this.isOurService, counters: this.counters, log: this.log };
+    this.store.on('change', (changes) => this.onStoreChange(changes));
+    if (kc) {
+      await this.startKubernetes(kc, l2Common);
+    } else {
+      this.ipam = new LocalIpamController(this.store, { stateDir: cfg.stateDir, nodeName: cfg.nodeName, pharosIsDefaultClass: cfg.defaultLoadBalancerClass, log: this.log });
+      this.l2 = new LocalL2Controller(l2Common);
+      this.controllers.push(this.ipam, this.datapathController(), this.l2);
+      await this.startManifests();
+    }
+    this.scheduleReconcile(0);
+  }
+
+  private async startManifests(): Promise<void> {
+    const cfg = this.config;
+    this.manifests = new ManifestsSource({ directory: cfg.manifests!, stateDir: cfg.stateDir, store: this.store });
+    this.manifests.on('report', (report) => {
       this.problems = [...report.errors, ...report.warnings].map((p) => ({
         source: 'manifests',
         object: p.kind ? `${p.kind} ${p.namespace ? `${p.namespace}/` : ''}${p.name ?? ''}`.trim() : p.file,
@@ -174,10 +206,91 @@ export class Agent {
       }));
       configProblems.set({ source: 'manifests' }, report.errors.length);
     });
-    this.source.on('error', (p) => this.log.error('manifest rejected; the last good version stays in force', { problem: formatProblem(p) }));
-    const report = await this.source.start();
+    this.manifests.on('error', (p) => this.log.error('manifest rejected; the last good version stays in force', { problem: formatProblem(p) }));
+    const report = await this.manifests.start();
     this.log.info('manifests loaded', { directory: cfg.manifests, files: report.files, objects: report.objects, errors: report.errors.length });
-    this.scheduleReconcile(0);
+  }
+
+  private async startKubernetes(kc: KubeConfig, l2Common: ConstructorParameters<typeof LocalL2Controller>[0]): Promise<void> {
+    const cfg = this.config;
+    const [{ KubeWriter }, { KubeSource }, { KubeIpamController }, { ElectedL2Controller }] = await Promise.all([
+      import('../sources/kube/writer.js'), import('../sources/kube/source.js'), import('./ipam.js'), import('./l2-elected.js'),
+    ]);
+    const onWrite = (w: WriteRecord): void => k8sApiWrites.inc({ resource: writeResource(w.kind), verb: w.verb });
+    const writer = new KubeWriter({ kc, namespace: cfg.namespace, qps: cfg.k8sQps, burst: cfg.k8sBurst, onWrite });
+    // The node lease has a bucket of its own: a burst of service-lease writes must never delay it past its deadline.
+    const nodeWriter = new KubeWriter({
+      kc, namespace: cfg.namespace, qps: Math.max(2, 2000 / cfg.l2NodeRenewMs), burst: 4, timeoutMs: cfg.l2NodeLeaseSeconds * 1000, onWrite,
+    });
+    const requestReconcile = (): void => this.markDirty(this.ipam!);
+    const ipam = new KubeIpamController(this.store, {
+      writer, nodeName: cfg.nodeName, pharosIsDefaultClass: cfg.defaultLoadBalancerClass,
+      leaseMs: cfg.l2ServiceLeaseSeconds * 1000, renewDeadlineMs: cfg.l2ServiceRenewSeconds * 2000, retryMs: cfg.l2ServiceRetrySeconds * 1000,
+      log: this.log.with({ controller: 'ipam' }), requestReconcile,
+    });
+    const l2 = new ElectedL2Controller({
+      ...l2Common,
+      namespace: cfg.namespace,
+      writer,
+      nodeWriter,
+      nodeLeaseMs: cfg.l2NodeLeaseSeconds * 1000,
+      nodeRenewMs: cfg.l2NodeRenewMs,
+      serviceLeaseMs: cfg.l2ServiceLeaseSeconds * 1000,
+      serviceRenewMs: cfg.l2ServiceRenewSeconds * 1000,
+      retryMs: cfg.l2ServiceRetrySeconds * 1000,
+      store: this.store,
+      datapathReady: () => this.datapathAttached(),
+      onNodeRenewed: (sentAtNs) => this.stampLiveness(sentAtNs),
+    });
+    this.ipam = ipam;
+    this.l2 = l2;
+    this.controllers.push(ipam, this.datapathController(), l2);
+    this.kube = new KubeSource({ kc, store: this.store, namespace: cfg.namespace, tuning: { maxBackoffMs: 5000 } });
+    const rejected = new Map<string, ConfigProblemView>();
+    this.kube.on('parseError', (f) => {
+      rejected.set(`${f.kind} ${f.key}`, { source: 'kubernetes', object: `${f.kind} ${f.key}`, message: f.message, at: new Date().toISOString() });
+      this.problems = [...rejected.values()];
+      configProblems.set({ source: 'kubernetes' }, rejected.size);
+      this.log.error('object rejected; the last good version stays in force', { object: `${f.kind} ${f.key}`, problem: f.message });
+    });
+    this.kube.on('warning', (msg) => this.log.warn(msg));
+    let failures = 0;
+    this.kube.on('failure', ({ kind, error, retryInMs }) => {
+      if (failures++ % 20 === 0) this.log.warn('Kubernetes API unreachable; serving from the last known state', { kind, error: error.message, retryInMs });
+    });
+    this.store.on('synced', () => {
+      this.log.info('informers synced', { namespace: cfg.namespace });
+      for (const c of this.controllers) this.markDirty(c);
+    });
+    ipam.start();
+    l2.start();
+    await this.kube.start();
+  }
+
+  private datapathAttached(): boolean {
+    return !!this.datapath && this.attachments.length === this.config.interfaces.length;
+  }
+
+  private stampLiveness(sentAtNs: bigint): void {
+    try {
+      this.sync?.touchLiveness(sentAtNs);
+    } catch (err) {
+      this.log.error('liveness refresh failed: the XDP responder will fall silent', { error: (err as Error).message });
+    }
+  }
+
+  private datapathController(): AgentController {
+    return {
+      name: 'datapath',
+      kinds: DATAPATH_KINDS,
+      reconcile: (snap) => this.reconcileDatapath(snap),
+      stop: () => undefined,
+    };
+  }
+
+  /** Add a controller (e.g. BGP) before start(); it runs after the built-in ones. */
+  addController(c: AgentController): void {
+    this.controllers.push(c);
   }
 
   /** SNAT addresses: the flag, else the first global address per family of the first interface that has one. */
@@ -199,7 +312,20 @@ export class Agent {
   }
 
   poolFamilies(): Map<string, Record<string, { total: string; used: string; available: string }>> {
-    return new Map([...this.poolStatuses].map(([name, st]) => [name, st.families]));
+    return new Map([...(this.ipam?.poolStatuses() ?? [])].map(([name, st]) => [name, st.families]));
+  }
+
+  private onStoreChange(changes: StoreChange[]): void {
+    const kinds = new Set(changes.map((c) => c.kind));
+    for (const c of this.controllers) {
+      if (c.kinds === 'all' || [...kinds].some((k) => (c.kinds as ReadonlySet<string>).has(k))) this.dirty.add(c);
+    }
+    this.scheduleReconcile();
+  }
+
+  private markDirty(c: AgentController): void {
+    this.dirty.add(c);
+    this.scheduleReconcile();
   }
 
   scheduleReconcile(delay = RECONCILE_DEBOUNCE_MS): void {
@@ -220,72 +346,28 @@ export class Agent {
     }, delay);
   }
 
-  /** One pass of every controller over the current snapshot. */
+  /** One pass of every controller whose inputs changed (all of them on the first pass). */
   async reconcile(): Promise<void> {
-    await timeReconcile('ipam', () => this.reconcileIpam()).catch((err) => this.log.error('IPAM reconcile failed', { error: (err as Error).message }));
-    await timeReconcile('datapath', () => this.reconcileDatapath()).catch((err) => this.log.error('data path reconcile failed', { error: (err as Error).message }));
-    await timeReconcile('l2', () => this.reconcileL2()).catch((err) => this.log.error('L2 reconcile failed', { error: (err as Error).message }));
+    // Kubernetes mode acts only on a fully listed world (a half-listed one would release addresses and frontends).
+    if (this.kubernetes && !this.store.synced) return;
+    const first = !this.reconciledOnce;
+    this.reconciledOnce = true;
+    for (const c of this.controllers) {
+      if (!first && !this.dirty.has(c)) continue;
+      this.dirty.delete(c);
+      await timeReconcile(c.name, () => c.reconcile(this.store.snapshot()))
+        .catch((err) => this.log.error(`${c.name} reconcile failed`, { controller: c.name, error: (err as Error).message }));
+    }
   }
+
+  private reconciledOnce = false;
 
   private isOurService = (svc: Service): boolean =>
     svc.loadBalancerClass === undefined ? this.config.defaultLoadBalancerClass : svc.loadBalancerClass === 'lb.pharos.io/l2' || svc.loadBalancerClass === 'lb.pharos.io/bgp';
 
-  /** Manifests mode: pharos is the IPAM leader and the only status writer; allocations persist in --state-dir. */
-  private async reconcileIpam(): Promise<void> {
-    const snap = this.store.snapshot();
-    const statePath = join(this.config.stateDir, IPAM_STATE_FILE);
-    let previous: AllocationState | undefined;
-    if (this.lastPersisted) previous = JSON.parse(this.lastPersisted) as AllocationState;
-    else if (existsSync(statePath)) {
-      try {
-        previous = JSON.parse(readFileSync(statePath, 'utf8')) as AllocationState;
-        this.lastPersisted = JSON.stringify(previous);
-      } catch (err) {
-        this.log.warn('IPAM state file unreadable; rebuilding from service status', { file: statePath, error: (err as Error).message });
-      }
-    }
-    const ipam = this.ipam!;
-    ipam.loadAll(snap.pools.values(), snap.services.values(), previous);
-    for (const [key, outcome] of ipam.allOutcomes()) {
-      if (outcome.kind === 'leave-alone') continue;
-      const svc = snap.services.get(key);
-      if (!svc) continue;
-      if (outcome.kind === 'managed') {
-        const condition = this.stampCondition(key, outcome.condition);
-        const status = { ingress: outcome.ingress.map((ip) => ({ ip })), conditions: [...svc.status.conditions.filter((c) => c.type !== IPAM_CONDITION), condition] };
-        if (JSON.stringify(status) !== JSON.stringify(svc.status)) {
-          this.store.setServiceStatus(key, status);
-          this.log.info(outcome.ingress.length ? 'address assigned' : 'no address assigned', {
-            service: key, addresses: outcome.ingress.join(','), reason: condition.reason, message: condition.status === 'True' ? undefined : condition.message,
-          });
-        }
-      } else {
-        this.store.setServiceStatus(key, undefined);
-        this.conditionTimes.delete(key);
-        this.log.info('service left pharos\'s scope: address released', { service: key });
-      }
-    }
-    this.poolStatuses = new Map(ipam.allPoolStatuses());
-    const state = JSON.stringify(ipam.exportState());
-    if (state !== this.lastPersisted) {
-      await writeFileAtomic(statePath, state);
-      this.lastPersisted = state;
-    }
-  }
-
-  private stampCondition(key: string, c: Condition): Condition {
-    const id = `${key}|${c.status}|${c.reason}`;
-    let at = this.conditionTimes.get(id);
-    if (!at) {
-      at = new Date().toISOString();
-      for (const k of [...this.conditionTimes.keys()]) if (k.startsWith(`${key}|`)) this.conditionTimes.delete(k);
-      this.conditionTimes.set(id, at);
-    }
-    return { ...c, lastTransitionTime: at };
-  }
-
-  private async reconcileDatapath(): Promise<void> {
-    const desired = desiredFrontends(this.store.snapshot(), { nodeName: this.config.nodeName, isOurService: this.isOurService });
+  private async reconcileDatapath(snap: ReturnType<Store['snapshot']>): Promise<void> {
+    if (this.kubernetes && !this.store.synced) return; // a half-listed world would remove live frontends
+    const desired = desiredFrontends(snap, { nodeName: this.config.nodeName, isOurService: this.isOurService });
     // Next hops first, so the first packet to a new backend finds its MAC in the FIB.
     await this.neighbours.sync(desired.flatMap((f) => f.backends.map((b) => b.address)));
     const result = this.sync!.apply(desired);
@@ -294,38 +376,6 @@ export class Agent {
       this.log.info('data path updated', { ...result, errors: result.errors.length });
     }
   }
-
-  /** Manifests mode has one node: it holds every address its policies select. */
-  private async reconcileL2(): Promise<void> {
-    const snap = this.store.snapshot();
-    this.interfaces = readInterfaces(this.config.interfaces);
-    const candidates = l2Candidates(snap, {
-      nodeName: this.config.nodeName,
-      nodeLabels: nodeLabels(snap.nodes.get(this.config.nodeName), this.config.nodeName),
-      interfaces: this.interfaces,
-      isOurService: this.isOurService,
-    });
-    const announcements = candidates.flatMap((c) => c.addresses.map((address) => ({ service: c.service, address, interfaces: c.interfaces })));
-    const now = new Date().toISOString();
-    const live = new Set<string>();
-    for (const a of announcements) {
-      const key = `${a.service}|${a.address}`;
-      live.add(key);
-      if (!this.l2Since.has(key)) {
-        this.l2Since.set(key, now);
-        this.l2Transitions.set(key, (this.l2Transitions.get(key) ?? 0) + 1);
-        this.log.info('announcing address', { service: a.service, address: a.address, interfaces: a.interfaces.map((i) => i.name).join(',') });
-      }
-    }
-    for (const key of [...this.l2Since.keys()]) {
-      if (live.has(key)) continue;
-      this.l2Since.delete(key);
-      const [service, address] = key.split('|');
-      this.log.info('stopped announcing address', { service, address });
-    }
-    this.announcer!.update(announcements);
-  }
-
   private readDatapathCounters() {
     if (!this.datapath || !this.sync) return undefined;
     const view = this.sync.current();
@@ -401,8 +451,9 @@ export class Agent {
         ...(cond ? { ipam: { status: cond.status, reason: cond.reason, message: cond.message } } : {}),
       };
     });
+    const poolStatuses: ReadonlyMap<string, PoolStatus> = this.ipam?.poolStatuses() ?? new Map<string, PoolStatus>();
     const pools = [...snap.pools.values()].map((p) => {
-      const st = this.poolStatuses.get(p.meta.name);
+      const st = poolStatuses.get(p.meta.name);
       return {
         name: p.meta.name,
         disabled: p.disabled,
@@ -414,24 +465,18 @@ export class Agent {
         ...(p.meta.creationTimestamp ? { createdAt: p.meta.creationTimestamp } : {}),
       };
     });
-    const held = this.announcer?.heldAddresses() ?? [];
-    const l2 = [...this.l2Since.entries()].map(([key, since]) => {
-      const [service, address] = key.split('|') as [string, string];
-      return {
-        service, address, since, local: true, holder: this.config.nodeName,
-        interfaces: held.filter((h) => h.address === address).map((h) => h.interface),
-        transitions: this.l2Transitions.get(key) ?? 0,
-      };
-    });
+    const l2 = this.l2 ? this.l2.rows(snap) : [];
     const readiness = {
-      source: { ok: this.store.synced, detail: this.store.synced ? `manifests ${this.config.manifests} loaded` : 'waiting for the first scan' },
-      datapath: { ok: this.attachments.length === this.config.interfaces.length, detail: `XDP on ${this.attachments.map((a) => a.interface).join(',') || 'nothing'}` },
+      source: this.kubernetes
+        ? { ok: this.store.synced, detail: this.store.synced ? `informers synced (namespace ${this.config.namespace})` : 'waiting for the informers to list' }
+        : { ok: this.store.synced, detail: this.store.synced ? `manifests ${this.config.manifests} loaded` : 'waiting for the first scan' },
+      datapath: { ok: this.datapathAttached(), detail: `XDP on ${this.attachments.map((a) => a.interface).join(',') || 'nothing'}` },
     };
     return {
       apiVersion: STATE_API_VERSION,
       node: this.config.nodeName,
       version: VERSION,
-      source: 'manifests',
+      source: this.kubernetes ? 'kubernetes' : 'manifests',
       startedAt: this.startedAt,
       ready: Object.values(readiness).every((r) => r.ok),
       readiness,
@@ -444,10 +489,12 @@ export class Agent {
   }
 
   /**
-   * Graceful stop: the source and HTTP endpoint stop; programs stay attached
-   * and maps stay pinned, so traffic keeps flowing while the agent is away
-   * (the next agent re-adopts them). The responder keeps answering until
-   * the liveness stamp goes stale.
+   * Graceful stop: controllers stop (in Kubernetes mode every lease is handed
+   * over at once, announcements withdrawn first), the source and HTTP
+   * endpoint stop; programs stay attached and maps stay pinned, so traffic
+   * keeps flowing while the agent is away (the next agent re-adopts them).
+   * In manifests mode the responder keeps answering until the liveness
+   * stamp goes stale.
    */
   async stop(): Promise<void> {
     if (this.stopping) return;
@@ -455,7 +502,15 @@ export class Agent {
     clearTimeout(this.reconcileTimer);
     await this.reconciling;
     clearInterval(this.heartbeat);
-    await this.source?.stop();
+    await Promise.all([...this.controllers].reverse().map(async (c) => {
+      try {
+        await c.stop();
+      } catch (err) {
+        this.log.warn(`${c.name} stop failed`, { error: (err as Error).message });
+      }
+    }));
+    await this.manifests?.stop();
+    await this.kube?.stop();
     await this.http?.stop();
     this.datapath?.close();
     this.log.info('agent stopped; the data path keeps forwarding from pinned maps');
@@ -469,7 +524,7 @@ export class Agent {
     }
     Object.assign(this.config, { snatPorts: next.snatPorts, snatAddresses: next.snatAddresses });
     if (changed.includes('snatPorts') || changed.includes('snatAddresses')) this.configureNode();
-    const restartOnly = (['manifests', 'interfaces', 'pinDir', 'http', 'mode', 'nodeName'] as const).filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(next[k]));
+    const restartOnly = (['manifests', 'kubeconfig', 'namespace', 'interfaces', 'pinDir', 'http', 'mode', 'nodeName'] as const).filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(next[k]));
     this.log.info('configuration reloaded', { applied: changed.join(',') || 'nothing', needsRestart: restartOnly.join(',') || undefined });
     this.scheduleReconcile();
   }

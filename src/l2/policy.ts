@@ -106,3 +106,51 @@ export function l2Candidates(snap: Snapshot, input: L2PolicyInput): L2Candidate[
   }
   return out.sort((a, b) => a.service.localeCompare(b.service));
 }
+
+/**
+ * For every service some policy would announce: the nodes that could compete
+ * for it (policy nodeSelector; with externalTrafficPolicy Local, a ready
+ * local endpoint). Interfaces are not known for other nodes, so they are
+ * assumed to match; a node without one simply never takes the lease.
+ */
+export function l2EligibleNodes(snap: Snapshot, nodeNames: Iterable<string>, isOurService: (svc: Service) => boolean): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const nodes = [...new Set(nodeNames)].sort().map((name) => ({ name, labels: nodeLabels(snap.nodes.get(name), name) }));
+  const policies = [...snap.l2Policies.values()];
+  if (policies.length === 0) return out;
+  for (const svc of snap.services.values()) {
+    if (!isOurService(svc)) continue;
+    if (svc.loadBalancerClass && svc.loadBalancerClass !== 'lb.pharos.io/l2') continue;
+    const labels = serviceLabels(svc);
+    const selecting = policies.filter((p) => {
+      if (p.serviceSelector && !matchesSelector(p.serviceSelector, labels)) return false;
+      const hasLb = p.loadBalancerIPs && svc.type === 'LoadBalancer' && svc.status.ingress.some((i) => i.ip);
+      return hasLb || (p.externalIPs && svc.externalIPs.length > 0);
+    });
+    if (selecting.length === 0) continue;
+    const names = nodes
+      .filter((n) => selecting.some((p) => !p.nodeSelector || matchesSelector(p.nodeSelector, n.labels)))
+      .filter((n) => svc.externalTrafficPolicy !== 'Local' || hasLocalReadyEndpoint(snap, svc, n.name))
+      .map((n) => n.name);
+    out.set(objectKey(svc.meta), names);
+  }
+  return out;
+}
+
+/** Every address some policy would announce for each service (whoever holds it), for `pharos l2 list`. */
+export function l2AnnouncedAddresses(snap: Snapshot, isOurService: (svc: Service) => boolean): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  const policies = [...snap.l2Policies.values()];
+  for (const svc of snap.services.values()) {
+    if (!isOurService(svc) || (svc.loadBalancerClass && svc.loadBalancerClass !== 'lb.pharos.io/l2')) continue;
+    const labels = serviceLabels(svc);
+    const addrs = new Set<string>();
+    for (const p of policies) {
+      if (p.serviceSelector && !matchesSelector(p.serviceSelector, labels)) continue;
+      if (p.loadBalancerIPs && svc.type === 'LoadBalancer') for (const i of svc.status.ingress) if (i.ip) addrs.add(i.ip);
+      if (p.externalIPs) for (const a of svc.externalIPs) addrs.add(a);
+    }
+    if (addrs.size > 0) out.set(objectKey(svc.meta), [...addrs].sort());
+  }
+  return out;
+}

@@ -9,7 +9,7 @@ import type { AgentStateView } from './state-view.js';
 
 export interface AgentMetricsSource {
   state(): AgentStateView;
-  readonly counters: { gratuitousSent: { ipv4: number; ipv6: number } };
+  readonly counters: { gratuitousSent: { ipv4: number; ipv6: number }; leaseTransitions?: number };
   poolFamilies?(): Map<string, Record<string, { total: string; used: string; available: string }>>;
 }
 
@@ -78,11 +78,11 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
   });
   new client.Counter({
     name: 'pharos_l2_lease_transitions_total',
-    help: 'Times this node took over announcing an address',
+    help: 'Times this node took over announcing an address (lease acquired, or the one node of manifests mode started announcing it)',
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(agent.state().l2.reduce((n, l) => n + l.transitions, 0));
+      this.inc(agent.counters.leaseTransitions ?? agent.state().l2.filter((l) => l.local).reduce((n, l) => n + l.transitions, 0));
     },
   });
 }

@@ -1,0 +1,316 @@
+/**
+ * The L2 lease election against the Kubernetes API: keeps this node's
+ * liveness Lease (`pharos-node-<node>`) renewed, watches every node's and
+ * service's Lease through the store (the informer: no polling reads), runs
+ * the pure `decide()` of election-core.ts on every change and every tick,
+ * and carries its actions out with resourceVersion-checked writes.
+ *
+ * The node lease has its own writer (its own token bucket), so a burst of
+ * service-lease writes can never delay it past its deadline.
+ *
+ * Fencing: `healthy` means the node lease was renewed (request sent) within
+ * nodeLease − renew; past that nothing is announced. The same send time is
+ * stamped into the data path's liveness word, whose age limit is set to the
+ * same bound at load, so a wedged or killed agent's XDP responder falls
+ * silent before any other node may take over.
+ */
+import type { KubeWriter, LeaseRecord } from '../sources/kube/writer.js';
+import { WriteConflictError, NotFoundError } from '../sources/kube/writer.js';
+import type { Lease } from '../model/types.js';
+import { decide, nodeLeaseName, serviceLeaseName, type ElectionAction, type ElectionOutput, type HeldLease, type LeaseView, type ServiceCandidate } from './election-core.js';
+
+export interface ElectionLog {
+  info(msg: string, fields?: Record<string, string | number | boolean | undefined>): void;
+  warn(msg: string, fields?: Record<string, string | number | boolean | undefined>): void;
+  debug(msg: string, fields?: Record<string, string | number | boolean | undefined>): void;
+}
+
+export interface L2ElectionOptions {
+  node: string;
+  namespace: string;
+  /** Service leases. */
+  writer: KubeWriter;
+  /** The node lease only. */
+  nodeWriter: KubeWriter;
+  nodeLeaseMs: number;
+  nodeRenewMs: number;
+  serviceLeaseMs: number;
+  serviceRenewMs: number;
+  /** How long a lease assigned to another node may stay untaken before anyone takes it (the retry period). */
+  graceMs: number;
+  log: ElectionLog;
+  /** After each successful node-lease renewal: the CLOCK_MONOTONIC time the request was sent. */
+  onNodeRenewed?: (sentAtNs: bigint) => void;
+  /** Something changed that may change what to announce. */
+  onChange?: () => void;
+  now?: () => number;
+}
+
+export interface ElectionInputs {
+  candidates: ServiceCandidate[];
+  eligible: Map<string, string[]>;
+  leases: Iterable<Lease>;
+}
+
+const NODE_PREFIX = 'pharos-node-';
+const SERVICE_PREFIX = 'pharos-l2announce-';
+const TICK_MS = 50;
+
+export class L2Election {
+  private readonly now: () => number;
+  private nodeLease?: LeaseRecord;
+  private lastRenewSentAt = -Infinity;
+  private nodeRenewTimer?: NodeJS.Timeout;
+  private nodeRenewing = false;
+  /** rv of each own node-lease write → its send time; the view is confirmed fresh when the watch brings one back. */
+  private readonly ownWrites = new Map<string, number>();
+  private confirmedSentAt = -Infinity;
+  private freshSince: number | undefined;
+  private readonly views = new Map<string, LeaseView & { acquireTime?: string; transitions?: number; renewTime?: string }>();
+  private readonly held = new Map<string, HeldLease & { acquireTime: Date; transitions: number }>();
+  private readonly takeableSince = new Map<string, number>();
+  private readonly inFlight = new Set<string>();
+  private inputs: ElectionInputs = { candidates: [], eligible: new Map(), leases: [] };
+  private eligibleByLease = new Map<string, string[]>();
+  private tickTimer?: NodeJS.Timeout;
+  private last?: ElectionOutput;
+  private stopped = false;
+  /** Takeovers by this node (counted for pharos_l2_lease_transitions_total). */
+  takeovers = 0;
+
+  constructor(private readonly opts: L2ElectionOptions) {
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  start(): void {
+    this.renewNodeLease();
+    this.nodeRenewTimer = setInterval(() => this.renewNodeLease(), this.opts.nodeRenewMs);
+    // Time alone changes decisions (expiries, renewals, grace): look again often.
+    this.tickTimer = setInterval(() => this.tick(), TICK_MS);
+  }
+
+  get healthy(): boolean {
+    return this.now() - this.lastRenewSentAt < this.opts.nodeLeaseMs - this.opts.nodeRenewMs;
+  }
+
+  get viewFresh(): boolean {
+    return this.freshSince !== undefined;
+  }
+
+  /** The latest decision (what to announce, live nodes). */
+  get output(): ElectionOutput | undefined {
+    return this.last;
+  }
+
+  /** Leases as observed (for `pharos l2 list`). */
+  leaseView(name: string): { holder?: string; acquireTime?: string; transitions?: number } | undefined {
+    return this.views.get(name);
+  }
+
+  heldLeases(): ReadonlyMap<string, HeldLease> {
+    return this.held;
+  }
+
+  /** New store contents: leases observed, candidates recomputed. Runs a decision. */
+  update(inputs: ElectionInputs): void {
+    this.inputs = inputs;
+    this.eligibleByLease = new Map([...inputs.eligible].map(([svc, nodes]) => [serviceLeaseName(svc), nodes]));
+    const now = this.now();
+    const seen = new Set<string>();
+    for (const l of inputs.leases) {
+      if (l.meta.namespace !== this.opts.namespace) continue;
+      const name = l.meta.name;
+      if (!name.startsWith(NODE_PREFIX) && !name.startsWith(SERVICE_PREFIX)) continue;
+      seen.add(name);
+      const rv = l.meta.resourceVersion ?? '';
+      const prev = this.views.get(name);
+      if (!prev || prev.resourceVersion !== rv) {
+        this.views.set(name, {
+          name,
+          ...(l.holderIdentity ? { holder: l.holderIdentity } : {}),
+          durationMs: (l.leaseDurationSeconds ?? 15) * 1000,
+          resourceVersion: rv,
+          observedAt: now,
+          ...(l.acquireTime ? { acquireTime: l.acquireTime } : {}),
+          ...(l.renewTime ? { renewTime: l.renewTime } : {}),
+          ...(l.leaseTransitions !== undefined ? { transitions: l.leaseTransitions } : {}),
+        });
+      }
+      if (name === nodeLeaseName(this.opts.node)) {
+        const sentAt = this.ownWrites.get(rv);
+        if (sentAt !== undefined && sentAt > this.confirmedSentAt) this.confirmedSentAt = sentAt;
+      }
+    }
+    for (const name of [...this.views.keys()]) if (!seen.has(name)) this.views.delete(name);
+    this.tick();
+  }
+
+  /** One decision over the current view; writes what it decides. */
+  tick(): void {
+    if (this.stopped) return;
+    const now = this.now();
+    // Fresh: the watch has shown us one of our own renewals sent within half a node lease.
+    const fresh = now - this.confirmedSentAt <= this.opts.nodeLeaseMs / 2;
+    if (!fresh) this.freshSince = undefined;
+    else if (this.freshSince === undefined) this.freshSince = now;
+    const nodeLeases = new Map<string, LeaseView>();
+    const serviceLeases = new Map<string, LeaseView>();
+    for (const v of this.views.values()) {
+      if (v.name.startsWith(NODE_PREFIX)) nodeLeases.set(v.name.slice(NODE_PREFIX.length), v);
+      else serviceLeases.set(v.name, v);
+    }
+    const out = decide({
+      now,
+      me: this.opts.node,
+      healthy: this.healthy,
+      freshSince: this.freshSince,
+      nodeLeases,
+      serviceLeases,
+      candidates: this.inputs.candidates,
+      eligible: this.eligibleByLease,
+      held: this.held,
+      takeableSince: this.takeableSince,
+      serviceLeaseMs: this.opts.serviceLeaseMs,
+      serviceRenewMs: this.opts.serviceRenewMs,
+      graceMs: this.opts.graceMs,
+    });
+    const takeable = new Set(out.takeable);
+    for (const name of [...this.takeableSince.keys()]) if (!takeable.has(name)) this.takeableSince.delete(name);
+    for (const name of takeable) if (!this.takeableSince.has(name)) this.takeableSince.set(name, now);
+    const changed = JSON.stringify(this.last?.announce) !== JSON.stringify(out.announce);
+    this.last = out;
+    for (const a of out.actions) this.carryOut(a, serviceLeases.get(a.lease));
+    if (changed) this.opts.onChange?.();
+  }
+
+  private carryOut(a: ElectionAction, view: LeaseView | undefined): void {
+    if (this.inFlight.has(a.lease)) return;
+    const { writer, log } = this.opts;
+    const me = this.opts.node;
+    const seconds = Math.round(this.opts.serviceLeaseMs / 1000);
+    if (a.type === 'lost') {
+      this.held.delete(a.lease);
+      log.warn('L2 lease taken by another node: stopped announcing', { service: a.service, lease: a.lease, holder: view?.holder });
+      this.opts.onChange?.();
+      return;
+    }
+    this.inFlight.add(a.lease);
+    const sentAt = this.now();
+    const done = (): void => {
+      this.inFlight.delete(a.lease);
+      this.tick();
+    };
+    if (a.type === 'acquire') {
+      const now = new Date();
+      const prevTransitions = (view && this.views.get(a.lease)?.transitions) ?? 0;
+      const transitions = a.reason === 'reclaim' ? prevTransitions : a.resourceVersion ? prevTransitions + 1 : 0;
+      const spec = { holderIdentity: me, leaseDurationSeconds: seconds, acquireTime: now, renewTime: now, leaseTransitions: transitions };
+      const write = a.resourceVersion
+        ? writer.updateLease({ name: a.lease, namespace: this.opts.namespace, resourceVersion: a.resourceVersion }, spec)
+        : writer.createLease(a.lease, spec);
+      write.then(
+        (rec) => {
+          if (this.stopped) return;
+          this.held.set(a.lease, { service: a.service, renewedAt: sentAt, resourceVersion: rec.resourceVersion, acquireTime: now, transitions });
+          if (a.reason !== 'reclaim') this.takeovers++;
+          log.info('L2 lease acquired', { service: a.service, lease: a.lease, reason: a.reason, previousHolder: view?.holder });
+          this.opts.onChange?.();
+        },
+        (err: Error) => {
+          if (!(err instanceof WriteConflictError)) log.warn('L2 lease acquire failed', { service: a.service, lease: a.lease, error: err.message });
+          else log.debug('L2 lease acquire lost the race', { service: a.service, lease: a.lease });
+        },
+      ).finally(done);
+      return;
+    }
+    const held = this.held.get(a.lease);
+    if (a.type === 'renew') {
+      if (!held) return void this.inFlight.delete(a.lease);
+      const spec = { holderIdentity: me, leaseDurationSeconds: seconds, acquireTime: held.acquireTime, renewTime: new Date(), leaseTransitions: held.transitions };
+      writer.updateLease({ name: a.lease, namespace: this.opts.namespace, resourceVersion: held.resourceVersion }, spec).then(
+        (rec) => {
+          const h = this.held.get(a.lease);
+          if (h) Object.assign(h, { renewedAt: sentAt, resourceVersion: rec.resourceVersion });
+        },
+        (err: Error) => {
+          if (err instanceof WriteConflictError || err instanceof NotFoundError) {
+            // Changed or gone behind our back: not ours any more.
+            this.held.delete(a.lease);
+            log.warn('L2 lease lost on renewal: stopped announcing', { service: a.service, lease: a.lease, error: err.message });
+            this.opts.onChange?.();
+          } else log.warn('L2 lease renewal failed; retrying', { service: a.service, lease: a.lease, error: err.message });
+        },
+      ).finally(done);
+      return;
+    }
+    // release: stop announcing first, then hand the lease over.
+    const rv = held?.resourceVersion ?? view?.resourceVersion;
+    this.held.delete(a.lease);
+    this.opts.onChange?.();
+    if (!rv) return void this.inFlight.delete(a.lease);
+    writer.releaseLease({ name: a.lease, namespace: this.opts.namespace, resourceVersion: rv, leaseTransitions: held?.transitions ?? (view ? this.views.get(a.lease)?.transitions : undefined) }).then(
+      () => log.info('L2 lease released', { service: a.service, lease: a.lease }),
+      (err: Error) => log.debug('L2 lease release failed (another node may have it already)', { lease: a.lease, error: err.message }),
+    ).finally(done);
+  }
+
+  private renewNodeLease(): void {
+    if (this.nodeRenewing || this.stopped) return;
+    this.nodeRenewing = true;
+    const name = nodeLeaseName(this.opts.node);
+    const sentAt = this.now();
+    const sentAtNs = process.hrtime.bigint();
+    const seconds = this.opts.nodeLeaseMs / 1000;
+    const spec = { holderIdentity: this.opts.node, leaseDurationSeconds: Math.max(1, Math.round(seconds)), renewTime: new Date(), acquireTime: new Date() };
+    const attempt = async (): Promise<LeaseRecord> => {
+      const { nodeWriter } = this.opts;
+      if (this.nodeLease) {
+        try {
+          return await nodeWriter.updateLease(this.nodeLease, { ...spec, acquireTime: this.nodeLease.acquireTime ?? spec.acquireTime });
+        } catch (err) {
+          if (!(err instanceof WriteConflictError) && !(err instanceof NotFoundError)) throw err;
+        }
+      }
+      const current = await nodeWriter.getLease(name);
+      if (!current) return nodeWriter.createLease(name, spec);
+      return nodeWriter.updateLease(current, spec);
+    };
+    attempt().then(
+      (rec) => {
+        if (this.stopped) return;
+        this.nodeLease = rec;
+        this.lastRenewSentAt = sentAt;
+        this.ownWrites.set(rec.resourceVersion, sentAt);
+        if (this.ownWrites.size > 64) this.ownWrites.delete(this.ownWrites.keys().next().value!);
+        this.opts.onNodeRenewed?.(sentAtNs);
+      },
+      (err: Error) => this.opts.log.debug('node lease renewal failed', { lease: name, error: err.message }),
+    ).finally(() => {
+      this.nodeRenewing = false;
+    });
+  }
+
+  /**
+   * Clean shutdown: stop announcing, drop the node lease (others see this node
+   * gone at once) and release every held lease in parallel, so another node
+   * takes over within one watch round trip.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.nodeRenewTimer);
+    clearInterval(this.tickTimer);
+    const held = [...this.held.entries()];
+    this.held.clear();
+    this.last = undefined;
+    this.opts.onChange?.();
+    const deadline = <T>(p: Promise<T>): Promise<T | undefined> =>
+      Promise.race([p.catch(() => undefined), new Promise<undefined>((r) => setTimeout(() => r(undefined), 2000).unref())]);
+    await Promise.all([
+      deadline(this.opts.nodeWriter.deleteLease(nodeLeaseName(this.opts.node))),
+      ...held.map(([lease, h]) =>
+        deadline(this.opts.writer.releaseLease({ name: lease, namespace: this.opts.namespace, resourceVersion: h.resourceVersion, leaseTransitions: h.transitions })),
+      ),
+    ]);
+  }
+}
