@@ -8,7 +8,7 @@
  */
 import t, { type Test } from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { withLab } from '../support/lab.js';
+import { withLab, type Lab } from '../support/lab.js';
 import { hexDiff, inetChecksum, parse, pkt, truncate, IPPROTO } from '../support/packet.js';
 import { ADDR, baseFrontends, FixtureEnv, MAC, PORT_MIN, XDP } from './fixture-env.js';
 import { encodeFlow, STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
@@ -459,11 +459,12 @@ add({ name: 'SNAT port range exhausted: drop snat_exhausted, nothing else distur
 
 const skip = privilegedUnavailable();
 let env: FixtureEnv | undefined;
+let fixtureLab: Lab | undefined;
 
 t.before(async () => {
   if (skip) return;
-  const lab = await withLab(t, 'phd');
-  env = await FixtureEnv.create(lab, '/run/pharos/bpffs/phd-fixtures');
+  fixtureLab = await withLab(t, 'phd');
+  env = await FixtureEnv.create(fixtureLab, '/run/pharos/bpffs/phd-fixtures');
 });
 t.teardown(() => env?.close());
 
@@ -546,4 +547,27 @@ t.test('a full frontend map refuses the overflow with an error naming the map; e
     e.apply(baseFrontends());
   }
   t.equal(e.sync.pressure().ph_frontends.used, baseFrontends().length, 'overflow removed again');
+});
+
+t.test('two LB nodes with the same seed send every flow to the same backend (ids assigned in another order)', { skip }, async (t) => {
+  const other = await FixtureEnv.create(fixtureLab!, '/run/pharos/bpffs/phd-fixtures-b', { nsName: 'fxb' });
+  try {
+    // Node B learned the backends in the opposite order, so its backend ids differ from node A's.
+    const reversed = baseFrontends().map((f) => ({ ...f, backends: [...f.backends].reverse() }));
+    other.apply([]);
+    other.apply(reversed.map((f) => ({ ...f, backends: f.backends.slice(0, 1) })));
+    other.apply(reversed);
+    const idsA = [...env!.sync.current().backends.values()].map((b) => `${b.address}=${b.id}`).sort();
+    const idsB = [...other.sync.current().backends.values()].map((b) => `${b.address}=${b.id}`).sort();
+    t.notSame(idsA, idsB, 'backend ids differ between the nodes');
+    let same = 0;
+    for (let sport = 30000; sport < 30040; sport++) {
+      const a = parse(env!.run(clientPacket(4, 'tcp', sport)).dataOut).ip?.dst;
+      const b = parse(other.run(clientPacket(4, 'tcp', sport)).dataOut).ip?.dst;
+      if (a && a === b) same++;
+    }
+    t.equal(same, 40, 'all 40 flows picked the same backend on both nodes');
+  } finally {
+    other.close();
+  }
 });
