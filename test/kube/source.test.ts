@@ -105,8 +105,11 @@ t.test('an object that does not parse is reported and the last good version kept
   t.match(parseErrors[0]!.message, /spec\.blocks\[0\]\.cidr/);
   t.same(store.get('LoadBalancerIPPool', 'blue')?.blocks, [{ cidr: '198.18.100.0/24' }], 'last good version stays');
   t.equal(source.counters.parseErrors.LoadBalancerIPPool, 1);
+  const recovered: string[] = [];
+  source.on('parseRecovered', (r) => recovered.push(`${r.kind} ${r.key}`));
   api.objects.put('loadbalancerippools', pool('blue', '198.18.102.0/24'));
   await eventually(() => JSON.stringify(store.get('LoadBalancerIPPool', 'blue')?.blocks) === '[{"cidr":"198.18.102.0/24"}]', 3000, 'fixed pool');
+  t.same(recovered, ['LoadBalancerIPPool blue'], 'recovery reported');
 });
 
 t.test('relist after 410: missed changes are repaired after compaction', async (t) => {

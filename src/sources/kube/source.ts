@@ -47,6 +47,8 @@ export interface ParseFailure {
 
 export interface KubeSourceEvents {
   parseError: [ParseFailure];
+  /** An object that failed to parse is now good again, or gone (clear what parseError reported). */
+  parseRecovered: [{ kind: Kind; key: string }];
   /** Accepted with caveats (unsupported Cilium options, ...). */
   warning: [string];
   /** An informer failed; it retries by itself. */
@@ -87,6 +89,8 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
   private readonly informers = new Map<string, KubeInformer>();
   private readonly notListed = new Set<string>();
   private readonly parse: (raw: unknown) => ParseResult;
+  /** `Kind key` of objects whose latest version did not parse. */
+  private readonly failing = new Set<string>();
   private probeTimer: NodeJS.Timeout | undefined;
   private stopped = false;
   /** Optional groups whose discovery has not answered yet (1 until the first probe ends). */
@@ -204,12 +208,14 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
       const r = this.parse(raw);
       const key = objectKey({ name: String(raw?.metadata?.name ?? ''), namespace: raw?.metadata?.namespace });
       if (r.ok) {
+        if (this.failing.delete(`${w.model} ${key}`)) this.emit('parseRecovered', { kind: w.model, key });
         for (const msg of r.warnings) this.emit('warning', msg);
         store.apply(r.object);
         this.counters.applied[w.model] = (this.counters.applied[w.model] ?? 0) + 1;
       } else if (!r.ignored) {
         // Keep the last good version: the store is not touched.
         this.counters.parseErrors[w.model] = (this.counters.parseErrors[w.model] ?? 0) + 1;
+        this.failing.add(`${w.model} ${key}`);
         this.emit('parseError', { kind: w.model, key, error: r.error, message: r.error.toString() });
       }
     };
@@ -218,6 +224,7 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
     inf.on('delete', (raw) => {
       const key = objectKey({ name: String(raw?.metadata?.name ?? ''), namespace: raw?.metadata?.namespace });
       store.remove(w.model, key);
+      if (this.failing.delete(`${w.model} ${key}`)) this.emit('parseRecovered', { kind: w.model, key });
       this.counters.deleted[w.model] = (this.counters.deleted[w.model] ?? 0) + 1;
     });
     inf.on('listed', () => {
