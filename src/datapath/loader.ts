@@ -8,7 +8,7 @@
  * `attachXdp` on the same interfaces: the kernel swaps the program
  * atomically (no detach in between) and the new program sees the old maps.
  */
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from './libbpf.js';
@@ -125,7 +125,10 @@ export class LoadedDatapath {
     const ifindex = this.addon.ifIndex(ifname, opts.netns);
     const mode = this.addon.xdpAttach(ifindex, this.xdp.fd, opts.mode ?? 'native', opts.netns);
     // A devmap resolves ifindexes in the updating process's namespace: only use it for host interfaces.
-    if (!opts.netns) this.addTxPort(ifindex);
+    if (!opts.netns) {
+      this.addTxPort(ifindex);
+      if (this.config.snat) enableAcceptLocal(ifname);
+    }
     return { ifindex, mode };
   }
 
@@ -159,6 +162,24 @@ export class LoadedDatapath {
   close(): void {
     for (const m of Object.values(this.maps)) m.close();
     this.object.close();
+  }
+}
+
+/**
+ * The first packet of a flow whose next hop is not resolved yet leaves XDP
+ * already SNATed to the node's own address (XDP_PASS, the kernel forwards it
+ * and resolves the neighbour). IPv4 drops packets that arrive with a local
+ * source address unless accept_local is set on the interface: seen in the
+ * lab, the first SYN and every later one were dropped until something else
+ * resolved the backend's neighbour. Interfaces in other namespaces (tests)
+ * set it themselves.
+ */
+export function enableAcceptLocal(ifname: string): void {
+  const path = `/proc/sys/net/ipv4/conf/${ifname}/accept_local`;
+  try {
+    if (readFileSync(path, 'utf8').trim() !== '1') writeFileSync(path, '1');
+  } catch (err) {
+    throw new DatapathLoadError(`cannot set ${path} = 1 (needed so the kernel forwards SNATed first packets): ${(err as Error).message}`);
   }
 }
 
