@@ -1,10 +1,11 @@
 /**
- * An in-memory Kubernetes API server over node:http, faithful enough for
- * the real @kubernetes/client-node informers and for kubectl (see
- * ../../../shared facts in README.md next to this file): discovery, a
- * generic REST router, list/watch with resourceVersion, 410 Gone after
- * compaction, optimistic concurrency, status subresources, three patch
- * formats, server-side Table output, and fault-injection hooks for tests.
+ * An in-memory Kubernetes API server over node:http(s), faithful enough for
+ * the real @kubernetes/client-node informers and for kubectl (README.md next
+ * to this file): a generic REST router, list/watch with resourceVersion, 410
+ * Gone after compaction, optimistic concurrency, status subresources, the
+ * patch formats and server-side apply, Table output, and fault-injection
+ * hooks for tests. Storage is database.ts; discovery, admission, schema,
+ * patches and tables live in their own modules.
  */
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
@@ -14,6 +15,7 @@ import { listKindFrom, serverSideApply } from './apply.js';
 import { AdmissionError, admitService, canonicalJson, checkName, specPart } from './admission.js';
 import { bundledCrdDir, readCrds } from './crds.js';
 import { decodeKubernetesProtobuf } from './protobuf.js';
+import { discoveryDocument, type Registry } from './discovery.js';
 import { Database, resourceId, type Json, type StoredEvent } from './database.js';
 import { applyJsonPatch, applyMergePatch, applyStrategicMerge, PatchError } from './patch.js';
 import {
@@ -21,7 +23,6 @@ import {
   ciliumResources,
   coreResources,
   crdResource,
-  discoveryEntries,
   pharosResources,
   resourcesFromCrd,
   storedOnlyResources,
@@ -205,7 +206,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   const goneAs = options.goneAs ?? 'event';
 
   /** group → version → plural → type */
-  const registry = new Map<string, Map<string, Map<string, ResourceType>>>();
+  const registry: Registry = new Map();
   const register = (r: ResourceType) => {
     const versions = registry.get(r.group) ?? new Map<string, Map<string, ResourceType>>();
     registry.set(r.group, versions);
@@ -457,52 +458,6 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     const r = lookup(group, version, rest[0]!);
     if (!r || rest.length > 3) return undefined;
     return { resource: r, name: rest[1], subresource: rest[2] };
-  }
-
-  function discoveryDocument(path: string, port: number): Json | undefined {
-    if (path === '/version') {
-      return {
-        major: '1',
-        minor: '32',
-        gitVersion: 'v1.32.0-pharos-emulator',
-        gitCommit: '0000000000000000000000000000000000000000',
-        gitTreeState: 'clean',
-        buildDate: '2026-01-01T00:00:00Z',
-        goVersion: 'go1.23.0',
-        compiler: 'gc',
-        platform: 'linux/amd64',
-      };
-    }
-    if (path === '/api') {
-      return {
-        kind: 'APIVersions',
-        versions: ['v1'],
-        serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: `${host}:${port}` }],
-      };
-    }
-    const groupEntry = (group: string) => {
-      const versions = [...(registry.get(group)?.keys() ?? [])].map((v) => ({ groupVersion: `${group}/${v}`, version: v }));
-      return { name: group, versions, preferredVersion: versions[0] };
-    };
-    if (path === '/apis') {
-      const groups = [...registry.keys()].filter((g) => g !== '').sort();
-      return { kind: 'APIGroupList', apiVersion: 'v1', groups: groups.map(groupEntry) };
-    }
-    const segs = path.split('/').filter((s) => s);
-    if (segs[0] === 'apis' && segs.length === 2 && registry.has(segs[1]!)) {
-      return { kind: 'APIGroup', apiVersion: 'v1', ...groupEntry(segs[1]!) };
-    }
-    const gv = segs[0] === 'api' && segs.length === 2 ? ['', segs[1]!] : segs[0] === 'apis' && segs.length === 3 ? [segs[1]!, segs[2]!] : undefined;
-    const plurals = gv && registry.get(gv[0]!)?.get(gv[1]!);
-    if (gv && plurals) {
-      return {
-        kind: 'APIResourceList',
-        apiVersion: 'v1',
-        groupVersion: gv[0] ? `${gv[0]}/${gv[1]}` : gv[1],
-        resources: [...plurals.values()].flatMap(discoveryEntries),
-      };
-    }
-    return undefined;
   }
 
   function selectorsOf(query: URLSearchParams, name: string | undefined) {
@@ -782,7 +737,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
         res.end('ok');
         return;
       }
-      const doc = method === 'GET' ? discoveryDocument(path, port) : undefined;
+      const doc = method === 'GET' ? discoveryDocument(path, registry, `${host}:${port}`) : undefined;
       if (doc) return sendJson(res, 200, doc);
       const rt = route(path);
       if (rt === undefined || rt === 'discovery') throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
