@@ -1,0 +1,46 @@
+// The Kubernetes API emulator as a child process inside a lab namespace (the
+// agents reach it over their management links), driven by the test over
+// stdin/stdout, one JSON object per line:
+//   → {"id":1,"op":"put","args":["services",{...}]}   ← {"id":1,"result":{...}}
+// ops: put, get, list, delete, counts, reset, pause, resume, failNext.
+// Usage: node emulator-child.mjs HOST PORT   (prints {"ready":URL} once bound)
+import readline from 'node:readline';
+import { startApiServer } from '../../dist/lab/apiserver/server.js';
+
+const [host, port] = process.argv.slice(2);
+const api = await startApiServer({ host, port: Number(port), crds: [] });
+const writes = [];
+api.onRequest((r) => {
+  if (['create', 'update', 'patch', 'delete'].includes(r.verb)) writes.push({ verb: r.verb, resource: r.resource, code: r.code, at: performance.now() });
+  if (writes.length > 200_000) writes.splice(0, 100_000);
+});
+const ops = {
+  put: (resource, obj) => api.objects.put(resource, obj),
+  get: (resource, ns, name) => api.objects.get(resource, ns ?? undefined, name) ?? null,
+  list: (resource, ns) => api.objects.list(resource, ns ?? undefined),
+  delete: (resource, ns, name) => api.objects.delete(resource, ns ?? undefined, name) ?? null,
+  counts: () => api.requestCounts(),
+  reset: () => { api.resetRequestCounts(); writes.length = 0; return null; },
+  /** Writes within the last `ms` milliseconds, by `verb resource`. */
+  writesSince: (ms) => {
+    const from = performance.now() - ms;
+    const out = {};
+    for (const w of writes) if (w.at >= from) out[`${w.verb} ${w.resource}`] = (out[`${w.verb} ${w.resource}`] ?? 0) + 1;
+    return out;
+  },
+  pause: () => { api.pause(); return null; },
+  resume: () => { api.resume(); return null; },
+  failNext: (verb, code, opts) => { api.failNext(verb, code, opts); return null; },
+};
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  let msg;
+  try {
+    msg = JSON.parse(line);
+    const result = ops[msg.op](...(msg.args ?? []));
+    process.stdout.write(JSON.stringify({ id: msg.id, result }) + '\n');
+  } catch (e) {
+    process.stdout.write(JSON.stringify({ id: msg?.id, error: String(e?.message ?? e) }) + '\n');
+  }
+});
+process.stdin.on('end', () => void api.close().then(() => process.exit(0)));
+process.stdout.write(JSON.stringify({ ready: api.url }) + '\n');

@@ -1,0 +1,118 @@
+/**
+ * L2 announcements across nodes, with real kernels asking: two LB nodes run
+ * the agent in Kubernetes mode against the API emulator (over management
+ * links), a client on the same segment resolves the VIPs by ARP and NDP to
+ * the lease holder and gets TCP answers through it. Then the holder dies
+ * (SIGKILL), stops cleanly, loses its link; policies change; the old holder
+ * comes back and takes nothing back.
+ */
+import t from 'tap';
+import { privilegedUnavailable } from '../support/privileged.js';
+import { CLIENT, L2Lab, longestGap, sleep, waitFor } from './l2-lab.js';
+
+const PREFIX = 'phe';
+
+t.test('two LB nodes, leases, ARP/NDP to the holder, failover', { skip: privilegedUnavailable() }, async (t) => {
+  const lab = await L2Lab.create(t, PREFIX, 2);
+  await lab.basePolicy();
+  await lab.service('web', { dual: true });
+  await lab.startAgent('n1');
+  await lab.startAgent('n2');
+
+  const vips = await waitFor('addresses for default/web', 20_000, async () => {
+    const v = await lab.vips('web');
+    return v.length === 2 ? v : undefined;
+  });
+  const v4 = vips.find((a) => !a.includes(':'))!;
+  const v6 = vips.find((a) => a.includes(':'))!;
+  const first = await waitFor('a lease holder for web', 20_000, () => lab.holder('web'));
+  const other = first === 'n1' ? 'n2' : 'n1';
+  const mac = { n1: await lab.lab.mac('n1', 'eth0'), n2: await lab.lab.mac('n2', 'eth0') } as Record<string, string>;
+
+  await t.test('the client resolves the VIPs by ARP and NDP to the holder and gets TCP answers', async (t) => {
+    for (const vip of [v4, v6]) {
+      const url = vip.includes(':') ? `http://[${vip}]/` : `http://${vip}/`;
+      const body = await waitFor(`an answer from ${url}`, 15_000, async () => {
+        const r = await lab.lab.exec('client', ['curl', '-sS', '-g', '--max-time', '1', url], { allowFail: true });
+        return r.code === 0 ? r.stdout : undefined;
+      });
+      t.match(body, /^backend /, `${url} answered through the holder`);
+      t.equal(await lab.neighbourMac('client', vip), mac[first], `${vip} resolves to ${first}'s MAC`);
+    }
+    const st = await lab.state(other);
+    const rows = st.l2.filter((r: { service: string }) => r.service === 'default/web');
+    t.equal(rows.length, 2, 'the other node lists both addresses');
+    t.ok(rows.every((r: { holder: string; local: boolean }) => r.holder === first && !r.local), 'with the holder, not local');
+  });
+
+  const measure = async (what: string, act: (holder: string) => Promise<void>): Promise<{ gap: number; from: string; to: string }> => {
+    const from = (await lab.holder('web'))!;
+    const to = from === 'n1' ? 'n2' : 'n1';
+    const prober = lab.startProber(`http://${v4}/`);
+    await sleep(1000);
+    const at = performance.now() - prober.started;
+    await act(from);
+    await waitFor(`${to} to take web over after ${what}`, 20_000, async () => ((await lab.holder('web')) === to ? true : undefined), 50);
+    await waitFor(`the client to resolve ${v4} to ${to}`, 20_000, async () => ((await lab.neighbourMac('client', v4)) === mac[to] ? true : undefined), 50);
+    await sleep(1500);
+    const times = await prober.stop();
+    const end = performance.now() - prober.started - 300;
+    return { gap: longestGap(times, at - 200, end), from, to };
+  };
+
+  await t.test('SIGKILL of the holder\'s agent: the other node takes over', async (t) => {
+    const r = await measure('SIGKILL', (h) => lab.kill(h, 'SIGKILL'));
+    t.comment(`SIGKILL: ${r.from} -> ${r.to}, client-seen gap ${r.gap} ms`);
+    t.ok(r.gap < 3000, `gap ${r.gap} ms`);
+    await lab.startAgent(r.from);
+    await sleep(3000);
+    t.equal(await lab.holder('web'), r.to, 'the recovered node does not take the service back');
+  });
+
+  await t.test('clean stop (SIGTERM): fast handover', async (t) => {
+    const r = await measure('SIGTERM', (h) => lab.kill(h, 'SIGTERM'));
+    t.comment(`clean stop: ${r.from} -> ${r.to}, client-seen gap ${r.gap} ms`);
+    t.ok(r.gap < 1000, `gap ${r.gap} ms`);
+    await lab.startAgent(r.from);
+  });
+
+  await t.test('the holder\'s announcing link goes down: the other node takes over', async (t) => {
+    let downed = '';
+    const r = await measure('link down', async (h) => {
+      downed = h;
+      await lab.lab.exec(h, ['ip', 'link', 'set', 'eth0', 'down']);
+    });
+    t.comment(`link down: ${r.from} -> ${r.to}, client-seen gap ${r.gap} ms`);
+    t.ok(r.gap < 3000, `gap ${r.gap} ms`);
+    await lab.lab.exec(downed, ['ip', 'link', 'set', 'eth0', 'up']);
+    await sleep(2000);
+    t.equal(await lab.holder('web'), r.to, 'link back up: no fail-back');
+  });
+
+  await t.test('policy edits: relabel, nodeSelector, back', async (t) => {
+    const holder = (await lab.holder('web'))!;
+    const svc = await lab.api.get('services', 'default', 'web');
+    svc.metadata.labels.announce = 'no';
+    await lab.api.put('services', svc);
+    await waitFor('web released after relabel', 10_000, async () => ((await lab.holder('web')) === undefined ? true : undefined));
+    const st = await lab.state(holder);
+    t.equal(st.l2.filter((r: { local: boolean }) => r.local).length, 0, 'relabelled: nobody announces');
+    svc.metadata.labels.announce = 'yes';
+    delete svc.metadata.resourceVersion;
+    await lab.api.put('services', svc);
+    const back = await waitFor('web announced again', 10_000, () => lab.holder('web'));
+    t.ok(back, `announced again by ${back}`);
+    const target = back === 'n1' ? 'n2' : 'n1';
+    const policy = await lab.api.get('l2announcementpolicies', null, 'lab-l2');
+    policy.spec.nodeSelector = { matchLabels: { 'kubernetes.io/hostname': target } };
+    delete policy.metadata.resourceVersion;
+    await lab.api.put('l2announcementpolicies', policy);
+    await waitFor(`web moved to ${target}`, 10_000, async () => ((await lab.holder('web')) === target ? true : undefined));
+    await waitFor(`client resolves to ${target}`, 10_000, async () => {
+      await lab.lab.exec('client', ['ping', '-c1', '-W1', v4], { allowFail: true });
+      return (await lab.neighbourMac('client', v4)) === mac[target] ? true : undefined;
+    });
+    t.pass(`nodeSelector moved web to ${target}`);
+  });
+  t.comment(`client ${CLIENT.v4}`);
+});

@@ -1,0 +1,338 @@
+/**
+ * The L2 failover lab, shared by test/l2/failover.test.ts and
+ * bench/failover.ts:
+ *
+ *   client ─┐                      ┌─ n1 (pharos agent, Kubernetes mode) ─┐
+ *   backend ┼── br0 (sw) ──────────┼─ n2 (pharos agent)                   ├─ mgmt link ── br0 (mgmt): API emulator 192.0.2.254:6443
+ *           │  198.51.100.0/24     └─ n3 ...                              ┘   192.0.2.0/24
+ *           │  2001:db8:51::/64
+ *
+ * Each LB node reaches the emulator over its own management veth; the
+ * emulator runs as a child process in the mgmt namespace and is driven over
+ * stdin (emulator-child.mjs). The client and the backend share the segment
+ * with the LB nodes: the client's kernel resolves VIPs by ARP/NDP to the
+ * holder, the holder's XDP program DNATs (+SNAT) to the backend and sends
+ * the frame back out of the same interface.
+ */
+import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import readline from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Lab, startEchoServer, type TeardownHost } from '../support/lab.js';
+import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
+import { removePins } from '../../src/datapath/loader.js';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
+export const API = '192.0.2.254';
+export const CLIENT = { v4: '198.51.100.1', v6: '2001:db8:51::1' };
+export const BACKEND = { v4: '198.51.100.100', v6: '2001:db8:51::100' };
+export const POOL = { name: 'lab-pool', v4: ['198.51.100.200', '198.51.100.239'], v6: ['2001:db8:51::200', '2001:db8:51::239'] };
+export const NAMESPACE = 'kube-system';
+
+export type Json = any;
+
+/** RPC to the emulator child. */
+export class Emulator {
+  private next = 1;
+  private readonly waiting = new Map<number, { resolve: (v: Json) => void; reject: (e: Error) => void }>();
+  constructor(private readonly child: ChildProcess) {
+    readline.createInterface({ input: child.stdout! }).on('line', (line) => {
+      let msg: Json;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        return;
+      }
+      const w = this.waiting.get(msg.id);
+      if (!w) return;
+      this.waiting.delete(msg.id);
+      if (msg.error) w.reject(new Error(msg.error));
+      else w.resolve(msg.result);
+    });
+  }
+
+  call(op: string, ...args: Json[]): Promise<Json> {
+    const id = this.next++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        reject(new Error(`emulator ${op}: no answer in 10 s`));
+      }, 10_000);
+      this.waiting.set(id, { resolve: (v) => { clearTimeout(timer); resolve(v); }, reject: (e) => { clearTimeout(timer); reject(e); } });
+      this.child.stdin!.write(JSON.stringify({ id, op, args }) + '\n');
+    });
+  }
+
+  put(resource: string, obj: Json): Promise<Json> {
+    return this.call('put', resource, obj);
+  }
+
+  get(resource: string, ns: string | null, name: string): Promise<Json> {
+    return this.call('get', resource, ns, name);
+  }
+
+  list(resource: string, ns?: string): Promise<Json[]> {
+    return this.call('list', resource, ns ?? null);
+  }
+
+  delete(resource: string, ns: string | null, name: string): Promise<Json> {
+    return this.call('delete', resource, ns, name);
+  }
+}
+
+export interface AgentHandle {
+  node: string;
+  ns: string;
+  proc: ChildProcess;
+  log: string[];
+  exited: Promise<number | null>;
+}
+
+export class L2Lab {
+  readonly work = mkdtempSync(join(tmpdir(), 'phe-l2-'));
+  readonly kubeconfig = join(this.work, 'kubeconfig');
+  api!: Emulator;
+  readonly nodes: string[];
+  readonly agents = new Map<string, AgentHandle>();
+  private emulatorProc?: ChildProcess;
+
+  private constructor(readonly lab: Lab, nodeCount: number) {
+    this.nodes = Array.from({ length: nodeCount }, (_, i) => `n${i + 1}`);
+  }
+
+  pinDir(node: string): string {
+    return `/run/pharos/bpffs/${this.lab.prefix}-${node}`;
+  }
+
+  nodeAddr(node: string): { v4: string; v6: string; mgmt: string } {
+    const i = this.nodes.indexOf(node) + 11;
+    return { v4: `198.51.100.${i}`, v6: `2001:db8:51::${i}`, mgmt: `192.0.2.${i}` };
+  }
+
+  static async create(t: TeardownHost, prefix: string, nodeCount: number): Promise<L2Lab> {
+    await Lab.cleanup(prefix);
+    const lab = new Lab(prefix);
+    const l2 = new L2Lab(lab, nodeCount);
+    t.teardown(() => l2.teardown());
+    await l2.build();
+    return l2;
+  }
+
+  private async build(): Promise<void> {
+    const { lab } = this;
+    for (const n of this.nodes) removePins(this.pinDir(n));
+    await lab.addNamespace('sw');
+    await lab.addNamespace('mgmt');
+    await lab.addBridge('sw', 'br0');
+    await lab.addBridge('mgmt', 'br0', { addrs: [`${API}/24`] });
+    await lab.addNamespace('client');
+    await lab.addNamespace('backend');
+    const hosts: [string, string[]][] = [
+      ['client', [`${CLIENT.v4}/24`, `${CLIENT.v6}/64`]],
+      ['backend', [`${BACKEND.v4}/24`, `${BACKEND.v6}/64`]],
+    ];
+    for (const [ns, addrs] of hosts) {
+      await lab.addLink({ ns, ifname: 'eth0', addrs }, { ns: 'sw', ifname: `p-${ns}`.slice(0, 15) });
+      await lab.attachToBridge('sw', `p-${ns}`.slice(0, 15), 'br0');
+      // Frames XDP_TX'd by a node reach these veths; senders need full checksums (LAB-FACTS).
+      await lab.attachXdpPass(ns, 'eth0');
+      await lab.exec(ns, ['ethtool', '-K', 'eth0', 'tx', 'off']);
+    }
+    for (const n of this.nodes) {
+      const a = this.nodeAddr(n);
+      await lab.addNamespace(n, { forwarding: true });
+      await lab.addLink({ ns: n, ifname: 'eth0', addrs: [`${a.v4}/24`, `${a.v6}/64`] }, { ns: 'sw', ifname: `p-${n}` });
+      await lab.attachToBridge('sw', `p-${n}`, 'br0');
+      // The node's XDP_TX lands on this peer: it needs a native XDP program to be delivered.
+      await lab.attachXdpPass('sw', `p-${n}`);
+      await lab.addLink({ ns: n, ifname: 'mgmt', addrs: [`${a.mgmt}/24`] }, { ns: 'mgmt', ifname: `m-${n}` });
+      await lab.attachToBridge('mgmt', `m-${n}`, 'br0');
+    }
+    // Frames the bridge floods to the client/backend ports come through p-client/p-backend: native XDP there too.
+    for (const ns of ['client', 'backend']) await lab.attachXdpPass('sw', `p-${ns}`.slice(0, 15));
+    await startEchoServer(lab, 'backend', { name: 'backend', port: 8080 });
+
+    // Spawned here, not with lab.spawn: the RPC needs the child's stdin.
+    const child = spawnChild('ip', ['netns', 'exec', lab.ns('mgmt'), 'setpriv', '--pdeathsig', 'KILL', '--', process.execPath, join(HERE, 'emulator-child.mjs'), API, '6443'],
+      { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.emulatorProc = child;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('emulator not ready in 15 s')), 15_000);
+      const rl = readline.createInterface({ input: child.stdout! });
+      rl.once('line', () => {
+        clearTimeout(timer);
+        rl.close();
+        resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`emulator exited ${code}`)));
+    });
+    this.api = new Emulator(child);
+    writeFileSync(this.kubeconfig, [
+      'apiVersion: v1', 'kind: Config',
+      'clusters:', '- name: lab', '  cluster:', `    server: http://${API}:6443`,
+      'users:', '- name: lab', '  user:', '    token: lab',
+      'contexts:', '- name: lab', '  context:', '    cluster: lab', '    user: lab',
+      'current-context: lab', '',
+    ].join('\n'));
+    for (const n of this.nodes) await this.api.put('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n, labels: { 'kubernetes.io/hostname': n, role: 'lb' } } });
+  }
+
+  /** The base objects: the pool and one L2 policy on eth0. */
+  async basePolicy(extra: Json = {}): Promise<void> {
+    await this.api.put('loadbalancerippools', {
+      apiVersion: 'lb.pharos.io/v1alpha1', kind: 'LoadBalancerIPPool', metadata: { name: POOL.name },
+      spec: { blocks: [{ start: POOL.v4[0], stop: POOL.v4[1] }, { start: POOL.v6[0], stop: POOL.v6[1] }] },
+    });
+    await this.api.put('l2announcementpolicies', {
+      apiVersion: 'lb.pharos.io/v1alpha1', kind: 'L2AnnouncementPolicy', metadata: { name: 'lab-l2' },
+      spec: { interfaces: ['^eth0$'], loadBalancerIPs: true, serviceSelector: { matchLabels: { announce: 'yes' } }, ...extra },
+    });
+  }
+
+  async service(name: string, opts: { dual?: boolean; labels?: Record<string, string>; endpoints?: boolean } = {}): Promise<void> {
+    await this.api.put('services', {
+      apiVersion: 'v1', kind: 'Service',
+      metadata: { name, namespace: 'default', labels: { announce: 'yes', ...opts.labels } },
+      spec: {
+        type: 'LoadBalancer', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }],
+        ...(opts.dual ? { ipFamilyPolicy: 'RequireDualStack', ipFamilies: ['IPv4', 'IPv6'] } : {}),
+      },
+    });
+    if (opts.endpoints === false) return;
+    for (const [family, addr] of [['IPv4', BACKEND.v4], ...(opts.dual ? [['IPv6', BACKEND.v6]] : [])] as [string, string][]) {
+      await this.api.put('endpointslices', {
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+        metadata: { name: `${name}-${family.toLowerCase()}`, namespace: 'default', labels: { 'kubernetes.io/service-name': name } },
+        addressType: family, ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+        endpoints: [{ addresses: [addr], conditions: { ready: true } }],
+      });
+    }
+  }
+
+  /** Starts (or restarts) the agent of `node`; resolves when /readyz says ready. */
+  async startAgent(node: string, extra: string[] = []): Promise<AgentHandle> {
+    const ns = this.lab.ns(node);
+    const proc = this.lab.spawn(node, [process.execPath, CLI, 'agent', '--kubeconfig', this.kubeconfig, '--node-name', node, '--interfaces', 'eth0',
+      '--pin-dir', this.pinDir(node), '--state-dir', join(this.work, `state-${node}`), '--http', '127.0.0.1:9643', '--log-format', 'text', ...extra]);
+    const log: string[] = [];
+    const collect = (d: Buffer): void => {
+      for (const line of d.toString().split('\n')) if (line) log.push(line);
+      if (log.length > 5000) log.splice(0, 2500);
+    };
+    proc.stderr?.on('data', collect);
+    proc.stdout?.on('data', collect);
+    const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+    const handle: AgentHandle = { node, ns, proc, log, exited };
+    this.agents.set(node, handle);
+    await waitFor(`agent ${node} ready`, 40_000, async () => {
+      if (proc.exitCode !== null) throw new Error(`agent ${node} exited ${proc.exitCode}:\n${log.slice(-20).join('\n')}`);
+      const r = await this.lab.exec(node, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:9643/readyz'], { allowFail: true });
+      return r.stdout === '200' ? true : undefined;
+    }).catch((e: Error) => {
+      throw new Error(`${e.message}\n${log.slice(-30).join('\n')}`);
+    });
+    return handle;
+  }
+
+  async state(node: string): Promise<Json> {
+    const r = await this.lab.exec(node, ['curl', '-sf', 'http://127.0.0.1:9643/v1/state']);
+    return JSON.parse(r.stdout);
+  }
+
+  async metrics(node: string): Promise<string> {
+    return (await this.lab.exec(node, ['curl', '-sf', 'http://127.0.0.1:9643/metrics'])).stdout;
+  }
+
+  async kill(node: string, signal: NodeJS.Signals): Promise<void> {
+    const a = this.agents.get(node);
+    if (!a || a.proc.exitCode !== null || a.proc.signalCode !== null) return;
+    a.proc.kill(signal);
+    await Promise.race([a.exited, sleep(10_000)]);
+  }
+
+  /** Lease holder of a service, as the API has it. */
+  async holder(service: string): Promise<string | undefined> {
+    const l = await this.api.get('leases', NAMESPACE, `pharos-l2announce-default-${service}`);
+    return l?.spec?.holderIdentity || undefined;
+  }
+
+  async vips(service: string): Promise<string[]> {
+    const s = await this.api.get('services', 'default', service);
+    return (s?.status?.loadBalancer?.ingress ?? []).map((i: Json) => i.ip);
+  }
+
+  async neighbourMac(ns: string, ip: string): Promise<string | undefined> {
+    const r = await this.lab.exec(ns, ['ip', '-j', 'neigh', 'show', ip, 'dev', 'eth0'], { allowFail: true });
+    try {
+      const e = (JSON.parse(r.stdout || '[]') as { lladdr?: string; state?: string[] }[])[0];
+      return e?.state?.includes('FAILED') || e?.state?.includes('INCOMPLETE') ? undefined : e?.lladdr;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Starts the 10 ms prober in the client; `stop()` returns the send times (ms) of answered requests. */
+  startProber(url: string, opts: { intervalMs?: number; timeoutMs?: number; durationMs?: number } = {}): { stop: () => Promise<number[]>; started: number } {
+    const proc = this.lab.spawn('client', [process.execPath, join(HERE, 'prober.mjs'), url, String(opts.intervalMs ?? 10), String(opts.timeoutMs ?? 300), String(opts.durationMs ?? 60_000)]);
+    const times: number[] = [];
+    let buf = '';
+    proc.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split('\n');
+      buf = lines.pop()!;
+      for (const l of lines) if (/^\d+ backend/.test(l)) times.push(Number(l.split(' ')[0]));
+    });
+    const started = performance.now();
+    return {
+      started,
+      stop: async () => {
+        const done = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await Promise.race([done, sleep(2000)]);
+        return times;
+      },
+    };
+  }
+
+  async teardown(): Promise<void> {
+    for (const a of this.agents.values()) if (a.proc.exitCode === null && a.proc.signalCode === null) a.proc.kill('SIGKILL');
+    this.emulatorProc?.stdin?.end();
+    if (this.emulatorProc && this.emulatorProc.exitCode === null) this.emulatorProc.kill('SIGKILL');
+    await this.lab.teardown();
+    for (const n of this.nodes) removePins(this.pinDir(n));
+    rmSync(this.work, { recursive: true, force: true });
+  }
+}
+
+/** Longest interval between consecutive answered requests inside [from, to] (prober ms), minus the send interval. */
+export function longestGap(times: number[], from: number, to: number, intervalMs = 10): number {
+  const inside = times.filter((x) => x >= from && x <= to).sort((a, b) => a - b);
+  if (inside.length === 0) return to - from;
+  let gap = Math.max(inside[0]! - from, to - inside[inside.length - 1]!);
+  for (let i = 1; i < inside.length; i++) gap = Math.max(gap, inside[i]! - inside[i - 1]!);
+  return Math.max(0, gap - intervalMs);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>, everyMs = 100): Promise<T> {
+  const deadline = Date.now() + ms;
+  let last: unknown;
+  for (let i = 0; i < 100_000 && Date.now() < deadline; i++) {
+    try {
+      const v = await probe();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+      if ((err as Error).message.includes('exited')) throw err;
+    }
+    await sleep(everyMs);
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
+

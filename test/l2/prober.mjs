@@ -1,0 +1,24 @@
+// A client that sends one HTTP request every INTERVAL ms (a new TCP
+// connection each, TIMEOUT ms to answer) and prints one line per answer:
+// "<ms since start> <body>". Runs for at most DURATION ms, or until killed.
+// Usage: node prober.mjs URL INTERVAL_MS TIMEOUT_MS DURATION_MS
+import http from 'node:http';
+
+const [url, interval, timeout, duration] = process.argv.slice(2);
+const start = performance.now();
+const agent = new http.Agent({ keepAlive: false });
+const tick = setInterval(() => {
+  const sent = performance.now();
+  if (sent - start > Number(duration)) return stop();
+  const req = http.get(url, { agent, timeout: Number(timeout) }, (res) => {
+    let body = '';
+    res.on('data', (d) => { body += d; });
+    res.on('end', () => process.stdout.write(`${Math.round(sent - start)} ${body.split(' ')[0]}\n`));
+  });
+  req.on('timeout', () => req.destroy());
+  req.on('error', () => {});
+}, Number(interval));
+function stop() {
+  clearInterval(tick);
+  setTimeout(() => process.exit(0), Number(timeout) + 50);
+}
