@@ -16,7 +16,9 @@ import { AdmissionError, admitService, canonicalJson, checkName, specPart } from
 import { bundledCrdDir, readCrds } from './crds.js';
 import { decodeKubernetesProtobuf } from './protobuf.js';
 import { discoveryDocument, type Registry } from './discovery.js';
-import { Database, resourceId, type Json, type StoredEvent } from './database.js';
+import { Database, resourceId, type Json } from './database.js';
+import { HttpError, statusBody, statusReasons } from './status.js';
+import { WatchHub } from './watch.js';
 import { applyJsonPatch, applyMergePatch, applyStrategicMerge, PatchError } from './patch.js';
 import {
   apiVersionOf,
@@ -73,16 +75,6 @@ interface Fault {
   remaining: number;
 }
 
-interface Watcher {
-  resource: ResourceType;
-  namespace?: string;
-  accepts: (obj: Json) => boolean;
-  send: (type: string, obj: Json) => void;
-  end: (expired: boolean) => void;
-  pending: string[];
-  res: ServerResponse;
-}
-
 export interface ApiServer {
   url: string;
   port: number;
@@ -118,37 +110,6 @@ export interface ApiServer {
     put(resource: string, obj: Json): Json;
     delete(resource: string, namespace: string | undefined, name: string): Json | undefined;
   };
-}
-
-class HttpError extends Error {
-  constructor(
-    readonly code: number,
-    readonly reason: string,
-    message: string,
-    readonly details?: Json,
-  ) {
-    super(message);
-  }
-}
-
-const statusReasons: Record<number, string> = {
-  400: 'BadRequest',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'NotFound',
-  405: 'MethodNotAllowed',
-  409: 'Conflict',
-  410: 'Expired',
-  415: 'UnsupportedMediaType',
-  422: 'Invalid',
-  429: 'TooManyRequests',
-  500: 'InternalError',
-  503: 'ServiceUnavailable',
-  504: 'Timeout',
-};
-
-function statusBody(code: number, reason: string, message: string, details?: Json): Json {
-  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, ...(details ? { details } : {}), code };
 }
 
 function sendJson(res: ServerResponse, code: number, body: Json, extraHeaders: Record<string, string> = {}): void {
@@ -228,34 +189,13 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
 
   for (const r of [...coreResources, ...storedOnlyResources, crdResource, ...pharosResources, ...(options.cilium ? ciliumResources : [])]) register(r);
 
-  // ------------------------------------------------------------ watch fan-out and hooks
-  const watchers = new Set<Watcher>();
+  // ------------------------------------------------------------ watches and hooks
+  const watches = new WatchHub(db, { bookmarkIntervalMs, goneAs });
   let paused = false;
   const heldRequests: (() => void)[] = [];
-  let eventsToDrop = 0;
   const faults: Fault[] = [];
   const counts: Record<string, number> = {};
   const requestListeners: ((r: RequestRecord) => void)[] = [];
-
-  const onDbEvent = (ev: StoredEvent) => {
-    if (eventsToDrop > 0) {
-      eventsToDrop--;
-      return;
-    }
-    for (const w of watchers) deliver(w, ev);
-  };
-  db.on('event', onDbEvent);
-
-  function deliver(w: Watcher, ev: StoredEvent): void {
-    if (resourceId(w.resource) !== ev.resource) return;
-    const nowIn = w.accepts(ev.object);
-    const wasIn = ev.old !== undefined && w.accepts(ev.old);
-    if (ev.type === 'DELETED') {
-      if (wasIn) w.send('DELETED', ev.object);
-    } else if (nowIn && wasIn) w.send('MODIFIED', ev.object);
-    else if (nowIn) w.send('ADDED', ev.object);
-    else if (wasIn) w.send('DELETED', ev.object); // left the selector: a filtered watch sees it go
-  }
 
   // ------------------------------------------------------------ writes (shared by HTTP and the programmatic API)
   function prepareCreate(r: ResourceType, obj: Json, namespace: string | undefined): Json {
@@ -512,82 +452,20 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   }
 
   function startWatch(rt: Route, query: URLSearchParams, req: IncomingMessage, res: ServerResponse): void {
-    const r = rt.resource;
-    const accepts = selectorsOf(query, rt.name);
-    const inNamespace = (o: Json) => rt.namespace === undefined || o.metadata?.namespace === rt.namespace;
-    const table = wantsTable(req.headers.accept);
-    const include = includeObjectOf(query);
-    const rvParam = query.get('resourceVersion') ?? '';
-    let since: number | undefined;
-    if (rvParam !== '' && rvParam !== '0') {
-      since = Number(rvParam);
-      if (!Number.isInteger(since) || since < 0) throw new HttpError(400, 'BadRequest', `invalid resourceVersion "${rvParam}"`);
-    }
-    // A resourceVersion from the future means the client saw another incarnation of this
-    // emulator (restarted without its Database): 410 makes it relist instead of waiting forever.
-    const fromFuture = since !== undefined && since > db.resourceVersion;
-    const backlog = since === undefined || fromFuture ? undefined : db.eventsSince(resourceId(r), since);
-    const tooOld = since !== undefined && backlog === undefined;
-    const goneMessage = fromFuture
-      ? `resource version ${since} is newer than the server's (${db.resourceVersion}): the server restarted`
-      : `too old resource version: ${since} (${db.compactedResourceVersion})`;
-    if (tooOld && goneAs === 'http') throw new HttpError(410, 'Expired', goneMessage);
-
-    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
-    res.flushHeaders();
-    const timers: NodeJS.Timeout[] = [];
-    let ended = false;
-    const write = (line: string) => {
-      if (ended) return;
-      if (paused) w.pending.push(line);
-      else res.write(line);
-    };
-    const w: Watcher = {
-      resource: r,
-      namespace: rt.namespace,
-      accepts: (o) => inNamespace(o) && accepts(o),
-      pending: [],
+    const refused = watches.open(
+      {
+        resource: rt.resource,
+        namespace: rt.namespace,
+        accepts: selectorsOf(query, rt.name),
+        table: wantsTable(req.headers.accept),
+        include: includeObjectOf(query),
+        resourceVersion: query.get('resourceVersion') ?? '',
+        timeoutSeconds: Number(query.get('timeoutSeconds') ?? 0),
+        bookmarks: query.get('allowWatchBookmarks') === 'true',
+      },
       res,
-      send: (type, obj) => {
-        const object = table && type !== 'BOOKMARK' && type !== 'ERROR' ? toTable(r, [obj], include, { resourceVersion: obj.metadata.resourceVersion }) : obj;
-        write(JSON.stringify({ type, object }) + '\n');
-      },
-      end: (expired) => {
-        if (ended) return;
-        if (expired) w.send('ERROR', statusBody(410, 'Expired', goneMessage));
-        for (const line of w.pending) res.write(line);
-        ended = true;
-        for (const t of timers) clearTimeout(t);
-        watchers.delete(w);
-        res.end();
-      },
-    };
-    res.on('close', () => {
-      ended = true;
-      for (const t of timers) clearTimeout(t);
-      watchers.delete(w);
-    });
-    if (tooOld) {
-      w.end(true);
-      return;
-    }
-    if (since === undefined) {
-      for (const o of db.list(resourceId(r), rt.namespace)) if (w.accepts(o)) w.send('ADDED', o);
-    } else {
-      for (const ev of backlog!) deliver(w, ev);
-    }
-    watchers.add(w);
-    const timeoutSeconds = Number(query.get('timeoutSeconds') ?? 0);
-    if (timeoutSeconds > 0) timers.push(setTimeout(() => w.end(false), timeoutSeconds * 1000));
-    if (query.get('allowWatchBookmarks') === 'true') {
-      const tick = () => {
-        if (!paused && w.pending.length === 0) {
-          w.send('BOOKMARK', { kind: r.kind, apiVersion: apiVersionOf(r), metadata: { resourceVersion: String(db.resourceVersion) } });
-        }
-        timers.push(setTimeout(tick, bookmarkIntervalMs));
-      };
-      timers.push(setTimeout(tick, bookmarkIntervalMs));
-    }
+    );
+    if (refused) throw new HttpError(refused.code, statusReasons[refused.code]!, refused.message);
   }
 
   function patchBody(r: ResourceType, current: Json, contentType: string, text: Buffer): Json {
@@ -803,8 +681,8 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     host,
     database: db,
     async close() {
-      db.off('event', onDbEvent);
-      for (const w of [...watchers]) w.end(false);
+      watches.detach();
+      watches.closeAll();
       for (const run of heldRequests.splice(0)) run();
       paused = false;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -812,10 +690,10 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       await closed;
     },
     closeAllWatches() {
-      for (const w of [...watchers]) w.end(false);
+      watches.closeAll();
     },
     expireAllWatches() {
-      for (const w of [...watchers]) w.end(true);
+      watches.expireAll();
     },
     compact() {
       db.compact();
@@ -825,16 +703,15 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     },
     pause() {
       paused = true;
+      watches.pause();
     },
     resume() {
       paused = false;
-      for (const w of watchers) {
-        for (const line of w.pending.splice(0)) w.res.write(line);
-      }
+      watches.resume();
       for (const run of heldRequests.splice(0)) run();
     },
     dropEvents(n) {
-      eventsToDrop += n;
+      watches.dropEvents(n);
     },
     requestCounts: () => ({ ...counts }),
     resetRequestCounts() {
@@ -843,7 +720,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     onRequest(cb) {
       requestListeners.push(cb);
     },
-    openWatches: () => watchers.size,
+    openWatches: () => watches.size,
     objects: {
       get: (name, namespace, objName) => db.get(resourceId(plural(name)), namespace, objName),
       list: (name, namespace) => db.list(resourceId(plural(name)), namespace),
