@@ -101,6 +101,8 @@ export interface SessionCounters {
   routeRefreshesReceived: number;
   /** UPDATEs whose routes were treated as withdrawn (RFC 7606). */
   treatAsWithdraw: number;
+  /** UPDATEs discarded because their AS_PATH holds our own AS. */
+  asPathLoops: number;
   /** Times the session left Established. */
   flaps: number;
   /** Times a TCP connection was established (either direction). */
@@ -157,7 +159,7 @@ export class BgpSession extends EventEmitter<SessionEvents> {
   readonly counters: SessionCounters = {
     messagesSent: 0, messagesReceived: 0, updatesSent: 0, updatesReceived: 0,
     notificationsSent: 0, notificationsReceived: 0, keepalivesSent: 0, keepalivesReceived: 0,
-    routeRefreshesReceived: 0, treatAsWithdraw: 0, flaps: 0, connections: 0,
+    routeRefreshesReceived: 0, treatAsWithdraw: 0, asPathLoops: 0, flaps: 0, connections: 0,
   };
   lastError?: LastError;
   establishedAt?: number;
@@ -617,8 +619,16 @@ export class BgpSession extends EventEmitter<SessionEvents> {
   private applyReceived(u: UpdateMessage): void {
     for (const p of u.withdrawn) this.received.delete(p);
     for (const p of u.attributes.mpUnreach?.withdrawn ?? []) this.received.delete(p);
-    for (const p of u.nlri) this.received.add(p);
-    for (const p of u.attributes.mpReach?.nlri ?? []) this.received.add(p);
+    const announced = [...u.nlri, ...(u.attributes.mpReach?.nlri ?? [])];
+    // RFC 4271 §9.1.2: a route whose AS_PATH holds our own AS is a loop and is discarded
+    // (routers such as FRR do send our own routes back to us).
+    const path = [...(u.attributes.asPath ?? []), ...(u.attributes.as4Path ?? [])];
+    const loop = path.some((seg) => seg.asns.includes(this.config.localAsn));
+    if (loop && announced.length) this.counters.asPathLoops++;
+    for (const p of announced) {
+      if (loop) this.received.delete(p);
+      else this.received.add(p);
+    }
   }
 
   private sendOpen(conn: Conn): void {

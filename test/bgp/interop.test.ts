@@ -13,7 +13,7 @@ import { withLab, type Lab } from '../support/lab.js';
 import { ADDON_PATH } from '../../src/datapath/libbpf.js';
 import { parseCommunity, WellKnownCommunity } from '../../src/bgp/codec.js';
 import type { DesiredBgp, PeerSpec, RouteSpec } from '../../src/bgp/speaker.js';
-import { Bird, Frr, GoBgp, type Router, type RouterNeighbor, type RouterRoute } from './routers.js';
+import { Bird, Frr, GoBgp, ROUTER_ORIGINATED, type Router, type RouterNeighbor, type RouterRoute } from './routers.js';
 import { SpeakerProcess } from './support/speaker-process.js';
 
 const ROUTER_ASN = 65000;
@@ -142,11 +142,26 @@ t.test('interop with bird2, gobgpd and FRR as eBGP and iBGP', { skip }, async (t
   }
 
   await t.test('speaker state: peers Established, prefixes counted, routes listed', async (t) => {
-    const st = await speaker.status();
+    // FRR batches its own announcements (update coalescing), so give the routers' routes a moment.
+    const st = await until('every router\'s routes received', async () => {
+      const s = await speaker.status();
+      return s.peers.every((p) => p.prefixesReceived === ROUTER_ORIGINATED.length) && s;
+    }, 10_000).catch(async () => {
+      const frr = sites.find((s) => s.router instanceof Frr);
+      if (frr) {
+        const f = frr.router as Frr;
+        t.comment((await f.vtysh('show bgp ipv4 unicast')).stdout);
+        t.comment((await f.vtysh(`show bgp ipv4 unicast neighbors ${frr.ebgp.address} advertised-routes`)).stdout);
+        t.comment((await f.vtysh(`show bgp neighbors ${frr.ebgp.address}`)).stdout.slice(0, 3000));
+      }
+      return speaker.status();
+    });
     t.equal(st.peers.length, 6);
     for (const p of st.peers) {
       t.equal(p.state, 'Established', `${p.id} Established`);
       t.equal(p.prefixesSent, p.id.endsWith('ebgp') ? 3 : 2, `${p.id} prefixes sent`);
+      t.equal(p.prefixesReceived, ROUTER_ORIGINATED.length, `${p.id}: the router's own IPv4 and IPv6 routes received, validated and counted`);
+      t.equal(p.counters.notificationsSent, 0, `${p.id}: nothing the router sent was rejected`);
     }
     t.equal(st.totals.sessionsUp, 6);
     t.equal(st.advertised.length, 15);

@@ -45,6 +45,9 @@ export interface RouterSetup {
   neighbors: RouterNeighbor[];
 }
 
+/** What every router announces to the speaker, to check inbound parsing and counting. */
+export const ROUTER_ORIGINATED = ['192.0.2.128/25', '2001:db8:ee::/48'] as const;
+
 function tempDir(tag: string): string {
   return mkdtempSync(join(tmpdir(), `phb-${tag}-`));
 }
@@ -94,14 +97,16 @@ protocol bgp ${this.protoName(n)} {
   graceful restart on;
   ${n.asn === s.asn ? 'direct;' : ''}
   ${n.password ? `password "${n.password}";` : ''}
-  ipv4 { import all; export none; };
-  ipv6 { import all; export none; };
+  ipv4 { import all; export where source = RTS_STATIC; };
+  ipv6 { import all; export where source = RTS_STATIC; };
 }`).join('\n');
     const conf = `router id ${s.routerId};
 ${this.extraConfig}
 log stderr all;
 protocol device { scan time 10; }
 protocol direct { ipv4; ipv6; }
+protocol static { ipv4; route ${ROUTER_ORIGINATED[0]} blackhole; }
+protocol static { ipv6; route ${ROUTER_ORIGINATED[1]} blackhole; }
 ${protocols}
 `;
     const path = join(this.dir, 'bird.conf');
@@ -209,7 +214,11 @@ ${neighbors}`;
     this.child.stdout!.on('data', collect);
     for (let i = 0; i < 100; i++) {
       const r = await this.cli(['neighbor', '-j']);
-      if (r.code === 0 && r.stdout.trim().startsWith('[')) return;
+      if (r.code === 0 && r.stdout.trim().startsWith('[')) {
+        await this.cli(['global', 'rib', '-a', 'ipv4', 'add', ROUTER_ORIGINATED[0]]);
+        await this.cli(['global', 'rib', '-a', 'ipv6', 'add', ROUTER_ORIGINATED[1]]);
+        return;
+      }
       await new Promise((res) => setTimeout(res, 100));
     }
     throw new Error(`gobgpd did not start:\n${this.log}`);
@@ -274,7 +283,7 @@ export class Frr implements Router {
 
   constructor(private readonly setup: RouterSetup) {}
 
-  private vtysh(cmd: string): Promise<{ stdout: string; code: number }> {
+  vtysh(cmd: string): Promise<{ stdout: string; code: number }> {
     return run(['vtysh', '--vty_socket', this.dir, '-c', cmd], { allowFail: true });
   }
 
@@ -285,10 +294,14 @@ export class Frr implements Router {
 hostname phb-frr
 log stdout debugging
 !
+ip prefix-list PHB-OWN seq 5 permit ${ROUTER_ORIGINATED[0]}
+ipv6 prefix-list PHB-OWN6 seq 5 permit ${ROUTER_ORIGINATED[1]}
+!
 router bgp ${s.asn}
  bgp router-id ${s.routerId}
  no bgp ebgp-requires-policy
  no bgp default ipv4-unicast
+ no bgp network import-check
  bgp graceful-restart
 ${nb.map((n) => ` neighbor ${n.address} remote-as ${n.asn}
  neighbor ${n.address} update-source ${n.local}
@@ -297,10 +310,12 @@ ${nb.map((n) => ` neighbor ${n.address} remote-as ${n.asn}
  neighbor ${n.address} advertisement-interval 0
 ${n.password ? ` neighbor ${n.address} password ${n.password}\n` : ''}`).join('')} !
  address-family ipv4 unicast
-${nb.map((n) => `  neighbor ${n.address} activate\n`).join('')} exit-address-family
+  network ${ROUTER_ORIGINATED[0]}
+${nb.map((n) => `  neighbor ${n.address} activate\n  neighbor ${n.address} prefix-list PHB-OWN out\n`).join('')} exit-address-family
  !
  address-family ipv6 unicast
-${nb.map((n) => `  neighbor ${n.address} activate\n`).join('')} exit-address-family
+  network ${ROUTER_ORIGINATED[1]}
+${nb.map((n) => `  neighbor ${n.address} activate\n  neighbor ${n.address} prefix-list PHB-OWN6 out\n`).join('')} exit-address-family
 !
 `;
     const zconf = join(this.dir, 'zebra.conf');

@@ -277,6 +277,20 @@ t.test('treat-as-withdraw (RFC 7606) keeps the session when enabled', async (t) 
   t.equal(session.counters.notificationsSent, 0);
 });
 
+t.test('received routes are counted; AS_PATH loops are discarded (RFC 4271 §9.1.2)', async (t) => {
+  const { peer, session } = await setup(t);
+  const c = await peer.accept();
+  await c.establish({ asn: 65000 });
+  const attrs = (asPath: number[]) => ({ origin: 0, asPath, communities: [], largeCommunities: [] });
+  c.send(...encodeAnnouncements(['203.0.113.1/32', '203.0.113.2/32'], attrs([65000]), '198.51.100.1', { fourOctetAs: true }));
+  c.send(...encodeAnnouncements(['2001:db8::1/128'], attrs([65000, 64999]), '2001:db8:1::1', { fourOctetAs: true }));
+  c.send(...encodeAnnouncements(['203.0.113.2/32', '203.0.113.3/32'], attrs([65000, 65001]), '198.51.100.1', { fourOctetAs: true }));
+  await new Promise((r) => setTimeout(r, 200));
+  t.same([...session.received].sort(), ['2001:db8::1/128', '203.0.113.1/32'], 'a looped route replaces the earlier one as not received');
+  t.equal(session.counters.asPathLoops, 1);
+  t.equal(session.counters.updatesReceived, 3);
+});
+
 t.test('route refresh is reported to the speaker', async (t) => {
   const { peer, session } = await setup(t);
   const c = await peer.accept();
