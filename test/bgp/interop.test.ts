@@ -239,3 +239,41 @@ t.test('TCP MD5: a session comes up only with the right password', { skip: skip 
   await until('MD5 session Established', () => site.router.established(site.ebgp.address), 15_000);
   t.ok(await until('route over MD5 session', () => site.router.route(`203.0.113.${site.net * 10 + 1}/32`)), 'route received over the MD5 session');
 });
+
+t.test('ECMP: two LB nodes advertise one VIP; bird installs a multipath route, and a single path when one leaves', { skip }, async (t) => {
+  const lab = await withLab(t, 'phbe');
+  await lab.addNamespace('r');
+  const nodes = ['a', 'b'];
+  const neighbors: RouterNeighbor[] = [];
+  for (const [i, n] of nodes.entries()) {
+    await lab.addNamespace(n);
+    const base = 48 + i * 8;
+    await lab.addLink({ ns: n, ifname: 'up0', addrs: [`198.51.100.${base + 1}/29`] }, { ns: 'r', ifname: `d${n}`, addrs: [`198.51.100.${base + 2}/29`] });
+    neighbors.push({ address: `198.51.100.${base + 1}`, asn: 65001, local: `198.51.100.${base + 2}` });
+  }
+  const bird = new Bird({ lab, ns: lab.ns('r'), asn: ROUTER_ASN, routerId: '198.51.100.50', neighbors },
+    'protocol kernel { ipv4 { export all; }; merge paths on; }');
+  await bird.start();
+  t.teardown(() => bird.stop());
+  const speakers = nodes.map((n, i) => new SpeakerProcess(lab.ns(n), { routerId: `192.0.2.${10 + i}` }));
+  t.teardown(async () => { for (const s of speakers) await s.kill(); });
+  const vip = '203.0.113.200/32';
+  for (const [i, s] of speakers.entries()) {
+    await s.apply({ peers: [{
+      id: 'r', localAsn: 65001, peerAsn: ROUTER_ASN, peerAddress: neighbors[i]!.local, peerPort: 179, localAddress: neighbors[i]!.address,
+      holdTimeSeconds: 9, keepaliveSeconds: 3, connectRetrySeconds: 1, ebgpMultihopTtl: 1, families: [1],
+      gracefulRestart: { enabled: false, restartTimeSeconds: 60 }, routes: [routeSpec(vip)],
+    }] });
+  }
+  const kernelNexthops = async (): Promise<string[]> => {
+    const r = await lab.exec('r', ['ip', '-j', 'route', 'show', vip.split('/')[0]!], { allowFail: true });
+    const routes = JSON.parse(r.stdout || '[]') as { gateway?: string; nexthops?: { gateway: string }[] }[];
+    return routes.flatMap((x) => x.nexthops?.map((n) => n.gateway) ?? (x.gateway ? [x.gateway] : [])).sort();
+  };
+  const both = neighbors.map((n) => n.address).sort();
+  await until('a two-path route in the router\'s kernel table', async () => JSON.stringify(await kernelNexthops()) === JSON.stringify(both), 20_000);
+  t.same(await kernelNexthops(), both, 'the VIP is routed over both LB nodes');
+  await speakers[0]!.stop(false);
+  await until('a single path once node a withdrew', async () => JSON.stringify(await kernelNexthops()) === JSON.stringify([neighbors[1]!.address]), 10_000);
+  t.pass('node a leaving (Cease) moves all traffic to node b');
+});
