@@ -65,6 +65,7 @@ export interface FuzzRunOptions {
   /** Hard cap on the worker's run time. */
   timeoutMs: number;
   onFailure?: (f: FuzzFailure) => void;
+  onProgress?: (p: { frames: number; seconds: number }) => void;
 }
 
 export interface RegressionResult { name: string; verdict: number; problems: string[] }
@@ -108,7 +109,8 @@ export async function runXdpFuzz(lab: Lab, opts: FuzzRunOptions): Promise<FuzzRu
         const line = buffered.slice(0, nl);
         buffered = buffered.slice(nl + 1);
         if (!line.startsWith('{')) continue;
-        const msg = JSON.parse(line) as { failure?: FuzzFailure; summary?: FuzzSummary; regression?: RegressionResult };
+        const msg = JSON.parse(line) as { failure?: FuzzFailure; summary?: FuzzSummary; regression?: RegressionResult; progress?: { frames: number; seconds: number } };
+        if (msg.progress) opts.onProgress?.(msg.progress);
         if (msg.regression) regressions.push(msg.regression);
         if (msg.failure) { failures.push(msg.failure); opts.onFailure?.(msg.failure); }
         if (msg.summary) summary = msg.summary;

@@ -153,6 +153,7 @@ function main(): void {
       oracle.forgetFlows();
     }
     runOne(fuzzFrame(args.seed, i, oracle.seen), index);
+    if (index % 100_000 === 99_999) emit({ progress: { frames: index + 1, seconds: Number(process.hrtime.bigint() - t0) / 1e9 } });
   }
   closeBlock(index);
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
