@@ -122,6 +122,12 @@ export interface SpeakerOptions {
   listen?: { port?: number; host?: string };
   /** `setTcpMd5(fd, peer, key)` from the native addon; without it, peers with a password fail to connect. */
   setTcpMd5?: (fd: number, peer: string, key: string) => void;
+  /**
+   * setsockopt(IP_TTL / IPV6_UNICAST_HOPS) on a socket fd, for eBGP sessions
+   * (`ebgpMultihopTtl`; 1 = directly connected). Node has no such call; without
+   * it the kernel default TTL (64) is used, which peers accept.
+   */
+  setTtl?: (fd: number, ttl: number) => void;
   /** Set the GR restart bit on the first sessions (this process is a restart of an earlier agent). */
   restarting?: boolean;
   revisedErrorHandling?: boolean;
@@ -375,6 +381,15 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
       socket.destroy();
       return;
     }
+    const ttl = peer.spec.localAsn !== peer.spec.peerAsn ? peer.spec.ebgpMultihopTtl : undefined;
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    if (ttl !== undefined && this.options.setTtl && fd !== undefined && fd >= 0) {
+      try {
+        this.options.setTtl(fd, ttl);
+      } catch (e) {
+        this.log('warn', 'cannot set the TTL of an incoming BGP connection', { peer: peer.spec.id, error: (e as Error).message });
+      }
+    }
     peer.session.acceptIncoming(socket);
   }
 
@@ -389,13 +404,17 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
     }
   }
 
-  /** Outgoing connections: TCP MD5 needs the socket before connect(), so it is created by hand. */
+  /** Outgoing connections: TCP MD5 and TTL need the socket before connect(), so it is created by hand. */
   private connectorFor(spec: PeerSpec): Connector | undefined {
-    if (!spec.password) return undefined;
-    const setTcpMd5 = this.options.setTcpMd5;
+    const { setTcpMd5, setTtl } = this.options;
+    const ttl = spec.localAsn !== spec.peerAsn && setTtl ? spec.ebgpMultihopTtl : undefined;
+    if (!spec.password && ttl === undefined) return undefined;
     return (cfg) => {
-      if (!setTcpMd5) throw new Error('TCP MD5 requested but the native addon is not available');
-      return md5Socket(cfg, (fd) => setTcpMd5(fd, cfg.peerAddress, spec.password!));
+      if (spec.password && !setTcpMd5) throw new Error('TCP MD5 requested but the native addon is not available');
+      return preparedSocket(cfg, (fd) => {
+        if (spec.password) setTcpMd5!(fd, cfg.peerAddress, spec.password);
+        if (ttl !== undefined) setTtl!(fd, ttl);
+      });
     };
   }
 
@@ -493,11 +512,11 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
 }
 
 /**
- * A TCP socket whose fd exists before connect(), so TCP_MD5SIG can be set
- * on it. Node offers no public way to get there; the libuv TCP handle from
+ * A TCP socket whose fd exists before connect(), so TCP_MD5SIG (and the TTL)
+ * can be set on it. Node offers no public way to get there; the libuv TCP handle from
  * `tcp_wrap` is bound first (which creates the fd), then wrapped.
  */
-function md5Socket(cfg: SessionConfig, prepare: (fd: number) => void): net.Socket {
+function preparedSocket(cfg: SessionConfig, prepare: (fd: number) => void): net.Socket {
   const binding = (process as unknown as { binding(name: string): any }).binding('tcp_wrap');
   const handle = new binding.TCP(binding.constants.SOCKET);
   const v6 = net.isIPv6(cfg.peerAddress);

@@ -87,7 +87,12 @@ async function buildSite(lab: Lab, net: number, make: (s: { ns: string; neighbor
   const ebgp: RouterNeighbor = { address: speakerA, asn: SPEAKER_EBGP_ASN, local: routerA, ...(password ? { password } : {}) };
   const ibgp: RouterNeighbor = { address: speakerB, asn: ROUTER_ASN, local: routerA, ...(password ? { password } : {}) };
   const router = make({ ns: lab.ns(rns), neighbors: [ebgp, ibgp], routerId: routerA });
-  await router.start();
+  try {
+    await router.start();
+  } catch (e) {
+    await router.stop(); // its temp directory and any half-started daemon
+    throw e;
+  }
   return { router, ebgp, ibgp, v6Self, net };
 }
 
@@ -253,8 +258,8 @@ t.test('ECMP: two LB nodes advertise one VIP; bird installs a multipath route, a
   }
   const bird = new Bird({ lab, ns: lab.ns('r'), asn: ROUTER_ASN, routerId: '198.51.100.50', neighbors },
     'protocol kernel { ipv4 { export all; }; merge paths on; }');
-  await bird.start();
   t.teardown(() => bird.stop());
+  await bird.start();
   const speakers = nodes.map((n, i) => new SpeakerProcess(lab.ns(n), { routerId: `192.0.2.${10 + i}` }));
   t.teardown(async () => { for (const s of speakers) await s.kill(); });
   const vip = '203.0.113.200/32';

@@ -233,3 +233,16 @@ t.test('views for `pharos bgp peers/routes` and the pharos_bgp_* metrics', async
   t.match(after, /pharos_bgp_notifications_total\{peer="p1",direction="received"\} 1/);
   t.match(bgpPeerViews(speaker)[0]!.lastError, /received: cease \/ administrative reset/);
 });
+
+t.test('eBGP sockets are prepared before connect (TTL hook) and still come up', async (t) => {
+  const calls: [number, number][] = [];
+  const { peer, port, speaker } = await setup(t, { routerId: '192.0.2.100', setTtl: (fd, ttl) => { calls.push([fd, ttl]); } });
+  speaker.apply({ peers: [spec(port, [route('203.0.113.1/32')], { ebgpMultihopTtl: 3, localAddress: '127.0.0.1' })] });
+  const c = await peer.accept();
+  await c.establish({ asn: 65000 });
+  const ups = await readUpdates(c, { untilEor: 2 });
+  t.same(announced(ups), ['203.0.113.1/32']);
+  t.equal(calls.length, 1);
+  t.ok(calls[0]![0] > 2, 'a real fd, before connect');
+  t.equal(calls[0]![1], 3, 'the configured multihop TTL');
+});
