@@ -35,7 +35,7 @@ type Mode = (typeof MODES)[number];
 type Flows = (typeof FLOWS)[number];
 
 /** Measurement windows per (mode, flows); the median is reported. */
-const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 1000);
 /** Traffic before each window: the first establishes the 65,000 flows; for "new" it brings conntrack to its steady state. */
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 300);
