@@ -29,6 +29,8 @@
 #include "lib/fib.h"
 #include "lib/icmp.h"
 #include "lib/responder.h"
+#include "lib/source_range.h"
+#include "lib/affinity.h"
 
 static __always_inline int count_and(__u32 reason, int verdict)
 {
@@ -203,15 +205,23 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 
 	if (!fe->backends)
 		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);
-	hash = flow_hash(&p->flow);
-	be_id = maglev_pick(fe->id, hash);
-	be = be_id ? backend_get(be_id) : NULL;
-	if (!be)
-		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);
 	s = bpf_map_lookup_elem(&ph_scratch, &zero);
 	if (!s)
 		return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
 	__builtin_memset(s, 0, sizeof(*s));
+	hash = flow_hash(&p->flow);
+	be_id = 0;
+	if (fe->flags & PH_FE_AFFINITY) {
+		affinity_key(s, fe->id, &p->flow);
+		be_id = affinity_backend(s, fe->affinity_timeout, now);
+		if (be_id)
+			stat_inc(PH_STAT_AFFINITY_HIT);
+	}
+	if (!be_id)
+		be_id = maglev_pick(fe->id, hash);
+	be = be_id ? backend_get(be_id) : NULL;
+	if (!be)
+		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);
 
 	out.dst = be->addr;
 	out.dport = be->port;
@@ -265,6 +275,8 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 	if (bpf_map_update_elem(&ph_ct, &p->flow, &s->ct, BPF_ANY))
 		return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
 	stat_inc(PH_STAT_CT_CREATE);
+	if (fe->flags & PH_FE_AFFINITY)
+		affinity_remember(s, be_id, now);
 	traffic_add(&ph_fe_stats, fe->id, p->l3_len);
 	traffic_add(&ph_be_stats, be_id, p->l3_len);
 	if (nat_rewrite(ctx, p, &out))
@@ -290,6 +302,8 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
 	if (!fe)
 		return lb_reverse(ctx, p);
 
+	if ((fe->flags & PH_FE_SOURCE_RANGES) && !source_allowed(fe->id, &p->flow.src))
+		return count_and(PH_STAT_SOURCE_RANGE, XDP_DROP);
 	now = bpf_ktime_get_coarse_ns();
 	ct = bpf_map_lookup_elem(&ph_ct, &p->flow);
 	if (ct && !ct_expired(ct, p->flow.proto, now) && !ct_is_reopen(ct, p)) {
@@ -395,8 +409,14 @@ int pharos_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (parse_l4(&c, &p) != PARSE_OK)
 		return TC_ACT_OK;
+	/*
+	 * Keys of SNAT entries name the node as destination, so they never
+	 * match a packet leaving it: a hit is a direct (DNAT-only) reply — a
+	 * backend on this node, or a Local-policy backend whose reply the
+	 * kernel forwarded without passing our XDP (pod veths carry none).
+	 */
 	rv = bpf_map_lookup_elem(&ph_rev, &p.flow);
-	if (!rv || !(rv->flags & PH_CTF_LOCAL))
+	if (!rv)
 		return TC_ACT_OK;
 
 	l3_off = p.l3 - data;

@@ -32,16 +32,16 @@ struct ph_fe_key {
 
 /* ph_fe_value.flags */
 #define PH_FE_RESET_ON_REMOVE	(1 << 0) /* flows of a removed backend are dropped, not re-balanced */
-#define PH_FE_LOCAL_ONLY	(1 << 1) /* externalTrafficPolicy Local: no SNAT (issue 8) */
-#define PH_FE_AFFINITY		(1 << 2) /* sessionAffinity ClientIP (issue 8) */
-#define PH_FE_SOURCE_RANGES	(1 << 3) /* loadBalancerSourceRanges present (issue 8) */
+#define PH_FE_LOCAL_ONLY	(1 << 1) /* externalTrafficPolicy Local: node-local backends only, no SNAT */
+#define PH_FE_AFFINITY		(1 << 2) /* sessionAffinity ClientIP: ph_affinity keeps client -> backend */
+#define PH_FE_SOURCE_RANGES	(1 << 3) /* loadBalancerSourceRanges: sources must match ph_src_ranges */
 
 /* 16 bytes. */
 struct ph_fe_value {
 	__u32 id;		/* 0: index into ph_maglev / ph_fe_stats; 0 is never used */
 	__u16 flags;		/* 4 */
 	__u16 backends;		/* 6: backends in the Maglev table (0 = no_backend for new flows) */
-	__u32 affinity_timeout;	/* 8: seconds (issue 8) */
+	__u32 affinity_timeout;	/* 8: seconds, with PH_FE_AFFINITY */
 	__u32 reserved;		/* 12 */
 };
 
@@ -50,8 +50,11 @@ struct ph_backend {
 	union ph_addr addr;	/* 0 */
 	__be16 port;		/* 16 */
 	__u8 family;		/* 18: PH_AF_INET/INET6, 0 = free slot */
-	__u8 flags;		/* 19: reserved */
+	__u8 flags;		/* 19: PH_BE_* */
 };
+
+/* ph_backend.flags */
+#define PH_BE_DRAINING		(1 << 0) /* terminating/maintenance: keeps its flows, takes no new ones (not even by affinity) */
 
 /* One direction of a flow, as seen on the wire. 40 bytes. */
 struct ph_flow {
@@ -249,11 +252,55 @@ struct {
 	__type(value, struct bpf_devmap_val);
 } ph_tx_ports SEC(".maps");
 
+/*
+ * loadBalancerSourceRanges: LPM trie keyed {frontend id, source prefix}.
+ * prefixlen counts the 32 bits of the frontend id plus the prefix bits, so
+ * one trie serves every frontend. 24 bytes.
+ */
+struct ph_src_key {
+	__u32 prefixlen;	/* 0: 32 + prefix length */
+	__u32 frontend_id;	/* 4: always matched in full (prefixlen >= 32) */
+	union ph_addr addr;	/* 8 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct ph_src_key);
+	__type(value, __u32);
+} ph_src_ranges SEC(".maps");
+
+/* sessionAffinity ClientIP: {frontend id, client address} -> backend. 24 bytes. */
+struct ph_aff_key {
+	__u32 frontend_id;	/* 0 */
+	__u8 family;		/* 4 */
+	__u8 pad[3];		/* 5 */
+	union ph_addr client;	/* 8 */
+};
+
+/* 16 bytes. */
+struct ph_aff_value {
+	__u64 last_seen;	/* 0: coarse ns of the client's last new flow */
+	__u32 backend_id;	/* 8 */
+	__u32 pad;		/* 12 */
+};
+
+/* LRU: a forgotten affinity only means the next flow is placed by Maglev again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ph_aff_key);
+	__type(value, struct ph_aff_value);
+} ph_affinity SEC(".maps");
+
 /* Per-CPU scratch where the new-flow path builds its entries, off the 512-byte stack. */
 struct ph_scratch {
 	struct ph_ct ct;
 	struct ph_rev rv;
 	struct ph_flow rk;
+	struct ph_aff_key ak;
+	struct ph_aff_value av;
 };
 
 struct {

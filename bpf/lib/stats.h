@@ -35,7 +35,9 @@ enum ph_stat {
 	PH_STAT_ARP_IGNORED = 21,	/* pass: gratuitous/conflicting ARP for one of our addresses */
 	PH_STAT_TC_REV_NAT = 22,	/* tc egress: locally delivered reply rewritten to come from the VIP */
 	PH_STAT_BACKEND_REBALANCED = 23, /* flow moved off a removed backend */
-	PH_STAT_MAX = 24,
+	PH_STAT_SOURCE_RANGE = 24,	/* drop: source outside the frontend's loadBalancerSourceRanges */
+	PH_STAT_AFFINITY_HIT = 25,	/* new flow placed on the client's affinity backend */
+	PH_STAT_MAX = 26,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

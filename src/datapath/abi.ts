@@ -39,6 +39,8 @@ export const MAP = {
   frontendStats: 'ph_fe_stats',
   backendStats: 'ph_be_stats',
   scratch: 'ph_scratch',
+  sourceRanges: 'ph_src_ranges',
+  affinity: 'ph_affinity',
 } as const;
 export type MapRole = keyof typeof MAP;
 
@@ -50,6 +52,9 @@ export const FE_RESET_ON_REMOVE = 1 << 0;
 export const FE_LOCAL_ONLY = 1 << 1;
 export const FE_AFFINITY = 1 << 2;
 export const FE_SOURCE_RANGES = 1 << 3;
+
+// ph_backend.flags
+export const BE_DRAINING = 1 << 0;
 
 // ph_ct.state
 export const CT_NEW = 1;
@@ -71,6 +76,9 @@ export const SIZE = {
   respKey: 24,
   respValue: 8,
   traffic: 16,
+  srcKey: 24,
+  affKey: 24,
+  affValue: 16,
 } as const;
 
 /**
@@ -102,6 +110,8 @@ export const STAT_REASONS = [
   'arp_ignored',
   'tc_rev_nat',
   'backend_rebalanced',
+  'source_range',
+  'affinity_hit',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 
@@ -242,6 +252,8 @@ export function decodeFrontendValue(b: Buffer): FrontendValue {
 export interface BackendValue {
   address: string;
   port: number;
+  /** Takes no new flows (terminating/maintenance): BE_DRAINING. */
+  draining?: boolean;
 }
 
 export function u32Key(n: number): Buffer {
@@ -255,11 +267,51 @@ export function encodeBackend(v: BackendValue): Buffer {
   const family = writeAddr(b, 0, v.address);
   b.writeUInt16BE(v.port, 16);
   b.writeUInt8(afOf(family), 18);
+  b.writeUInt8(v.draining ? BE_DRAINING : 0, 19);
   return b;
 }
 
 export function decodeBackend(b: Buffer): BackendValue {
-  return { address: readAddr(b, 0, b[18]!), port: b.readUInt16BE(16) };
+  return { address: readAddr(b, 0, b[18]!), port: b.readUInt16BE(16), ...(b[19]! & BE_DRAINING ? { draining: true } : {}) };
+}
+
+// ---------------------------------------------------------------- source ranges, affinity
+
+/** Key of ph_src_ranges for one CIDR of a frontend: prefixlen = 32 (frontend id) + prefix bits. */
+export function encodeSourceRangeKey(frontendId: number, cidr: string): Buffer {
+  const slash = cidr.indexOf('/');
+  const address = slash < 0 ? cidr : cidr.slice(0, slash);
+  const family = familyOf(address);
+  const max = family === 'IPv4' ? 32 : 128;
+  const bits = slash < 0 ? max : Number(cidr.slice(slash + 1));
+  if (!Number.isInteger(bits) || bits < 0 || bits > max || (slash >= 0 && !/^\d+$/.test(cidr.slice(slash + 1)))) {
+    throw new AbiError(`not a CIDR: ${JSON.stringify(cidr)}`);
+  }
+  const b = Buffer.alloc(SIZE.srcKey);
+  b.writeUInt32LE(32 + bits, 0);
+  b.writeUInt32LE(frontendId >>> 0, 4);
+  writeAddr(b, 8, address);
+  // Host bits cleared, so one prefix has one key however it was written.
+  for (let bit = bits; bit < max; bit++) {
+    const i = 8 + (bit >> 3);
+    b[i] = b[i]! & ~(0x80 >> (bit & 7));
+  }
+  return b;
+}
+
+export function decodeSourceRangeKey(b: Buffer): { frontendId: number; prefixBits: number; addressBytes: Buffer } {
+  return { frontendId: b.readUInt32LE(4), prefixBits: b.readUInt32LE(0) - 32, addressBytes: Buffer.from(b.subarray(8, 24)) };
+}
+
+export function encodeAffinityKey(frontendId: number, client: string): Buffer {
+  const b = Buffer.alloc(SIZE.affKey);
+  b.writeUInt32LE(frontendId >>> 0, 0);
+  b.writeUInt8(afOf(writeAddr(b, 8, client)), 4);
+  return b;
+}
+
+export function decodeAffinityValue(b: Buffer): { lastSeenNs: bigint; backendId: number } {
+  return { lastSeenNs: b.readBigUInt64LE(0), backendId: b.readUInt32LE(8) };
 }
 
 // ---------------------------------------------------------------- flows, conntrack, reverse NAT

@@ -26,9 +26,13 @@ export interface DatapathSizes {
   responder: number;
   /** Egress interfaces in the devmap. */
   txPorts: number;
+  /** loadBalancerSourceRanges prefixes, over all frontends. */
+  sourceRanges: number;
+  /** Remembered client → backend choices (sessionAffinity ClientIP); LRU. */
+  affinity: number;
 }
 
-export const DEFAULT_SIZES: DatapathSizes = { frontends: 1024, backends: 4096, conntrack: 262144, responder: 1024, txPorts: 64 };
+export const DEFAULT_SIZES: DatapathSizes = { frontends: 1024, backends: 4096, conntrack: 262144, responder: 1024, txPorts: 64, sourceRanges: 16384, affinity: 65536 };
 
 export interface DatapathConfig {
   /** Maglev table size (prime). */
@@ -93,7 +97,9 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     stats: { type: 'percpu_array', keySize: 4, valueSize: 8, maxEntries: -1 },
     frontendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.frontends },
     backendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.backends },
-    scratch: { type: 'percpu_array', keySize: 4, valueSize: SIZE.ct + SIZE.rev + SIZE.flow, maxEntries: 1 },
+    scratch: { type: 'percpu_array', keySize: 4, valueSize: SIZE.ct + SIZE.rev + SIZE.flow + SIZE.affKey + SIZE.affValue, maxEntries: 1 },
+    sourceRanges: { type: 'lpm_trie', keySize: SIZE.srcKey, valueSize: 4, maxEntries: sizes.sourceRanges },
+    affinity: { type: 'lru_hash', keySize: SIZE.affKey, valueSize: SIZE.affValue, maxEntries: sizes.affinity },
   };
 }
 
@@ -250,6 +256,8 @@ export function loadDatapath(opts: LoadOptions): LoadedDatapath {
     object.setMaxEntries(MAP.reverseNat, sizes.conntrack);
     object.setMaxEntries(MAP.responder, sizes.responder);
     object.setMaxEntries(MAP.txPorts, sizes.txPorts);
+    object.setMaxEntries(MAP.sourceRanges, sizes.sourceRanges);
+    object.setMaxEntries(MAP.affinity, sizes.affinity);
     for (const role of PINNED) object.setPinPath(MAP[role], join(pinDir, MAP[role]));
     object.load();
     const maps = Object.fromEntries((Object.keys(MAP) as MapRole[]).map((r) => [r, object.map(MAP[r])])) as DatapathMaps;

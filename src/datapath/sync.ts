@@ -16,7 +16,8 @@
 import { BpfError, type BpfMap, type NativeAddon } from './libbpf.js';
 import {
   decodeBackend, decodeFrontendKey, decodeRuntime, decodeFrontendValue, encodeBackend, encodeFrontendKey, encodeFrontendValue, encodeResponderKey,
-  encodeResponderValue, encodeRuntime, familyOf, u32Key, FE_LOCAL_ONLY, FE_RESET_ON_REMOVE, SIZE, type FrontendValue, type Runtime,
+  encodeResponderValue, encodeRuntime, encodeSourceRangeKey, decodeSourceRangeKey, familyOf, u32Key, FE_AFFINITY, FE_LOCAL_ONLY,
+  FE_RESET_ON_REMOVE, FE_SOURCE_RANGES, SIZE, type FrontendValue, type Runtime,
 } from './abi.js';
 import { buildMaglevTable, MaglevError } from './maglev.js';
 import type { DatapathMaps } from './loader.js';
@@ -24,6 +25,9 @@ import type { Frontend } from '../model/types.js';
 
 /** BPF_F_INNER_MAP: inner tables of any size (bpf/lib/maps.h). */
 const BPF_F_INNER_MAP = 1 << 12;
+
+/** Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds. */
+export const DEFAULT_AFFINITY_TIMEOUT_S = 10800;
 
 export function frontendKeyString(f: { address: string; port: number; protocol: string }): string {
   return `${f.protocol}/${f.address}/${f.port}`;
@@ -49,11 +53,15 @@ export interface ViewBackend {
   id: number;
   address: string;
   port: number;
+  /** No frontend lists it as active: keeps its flows, takes no new ones (affinity included). */
+  draining?: boolean;
 }
 
 export interface View {
   frontends: Map<string, ViewFrontend>;
   backends: Map<string, ViewBackend>;
+  /** ph_src_ranges keys (hex) by frontend id. */
+  sourceRanges: Map<number, Set<string>>;
 }
 
 // ---------------------------------------------------------------- the plan (pure)
@@ -78,10 +86,14 @@ export interface PlannedFrontend {
   table?: Uint32Array;
   /** Whether the frontend entry must be written. */
   writeValue: boolean;
+  /** ph_src_ranges keys (hex) the frontend must have. */
+  sourceRangeKeys: Set<string>;
 }
 
 export interface SyncPlan {
   addBackends: ViewBackend[];
+  /** Existing backends whose draining state changes. */
+  updateBackends: ViewBackend[];
   frontends: PlannedFrontend[];
   removeFrontends: ViewFrontend[];
   removeBackends: ViewBackend[];
@@ -118,6 +130,22 @@ function sameValue(a: FrontendValue, b: FrontendValue): boolean {
   return a.id === b.id && a.flags === b.flags && a.backends === b.backends && a.affinityTimeout === b.affinityTimeout;
 }
 
+/** Source-range keys of one frontend; a CIDR that does not parse is reported and left out (the frontend then admits less, never more). */
+function sourceRangeKeys(id: number, f: Frontend, key: string, errors: SyncError[]): Set<string> {
+  const out = new Set<string>();
+  const family = familyOf(f.address);
+  for (const cidr of f.sourceRanges) {
+    try {
+      if (cidr.includes(':') !== (family === 'IPv6')) continue; // the other family's ranges belong to the twin frontend
+      out.add(encodeSourceRangeKey(id, cidr).toString('hex'));
+    } catch (err) {
+      errors.push({ object: key, service: f.service, message: `loadBalancerSourceRanges: ${(err as Error).message}; range ignored` });
+    }
+  }
+  return out;
+}
+
+
 /** Desired frontends + current view → the operations that make the maps equal to the desired state. */
 export function planSync(view: View, desired: readonly Frontend[], opts: PlanOptions): SyncPlan {
   const errors: SyncError[] = [];
@@ -152,11 +180,23 @@ export function planSync(view: View, desired: readonly Frontend[], opts: PlanOpt
   const backendIds = new Map<string, number>();
   for (const [k, b] of view.backends) backendIds.set(k, b.id);
   const addBackends: ViewBackend[] = [];
+  const updateBackends: ViewBackend[] = [];
   const bcursor = { next: opts.cursor.backend };
   const unplaceable = new Set<string>();
+  // A backend (address|port, shared by frontends) takes new flows if any frontend lists it active.
+  const active = new Set<string>();
+  for (const f of wanted.values()) for (const b of f.backends) if (b.state === 'active') active.add(backendKeyString(b));
   for (const [fkey, f] of wanted) {
     for (const b of f.backends) {
       const bk = backendKeyString(b);
+      const draining = !active.has(bk);
+      const existing = view.backends.get(bk);
+      if (existing) {
+        if (Boolean(existing.draining) !== draining && !updateBackends.some((u) => u.id === existing.id)) {
+          updateBackends.push({ id: existing.id, address: b.address, port: b.port, ...(draining ? { draining } : {}) });
+        }
+        continue;
+      }
       if (backendIds.has(bk) || unplaceable.has(bk)) continue;
       const id = allocId(usedBackendIds, opts.maxBackends, bcursor);
       if (id === undefined) {
@@ -165,7 +205,7 @@ export function planSync(view: View, desired: readonly Frontend[], opts: PlanOpt
         continue;
       }
       backendIds.set(bk, id);
-      addBackends.push({ id, address: b.address, port: b.port });
+      addBackends.push({ id, address: b.address, port: b.port, ...(draining ? { draining } : {}) });
     }
   }
   opts.cursor.backend = bcursor.next;
@@ -194,17 +234,22 @@ export function planSync(view: View, desired: readonly Frontend[], opts: PlanOpt
         else continue;
       }
     }
+    // Like kube-proxy, ranges count per family: only IPv4 ranges leave an IPv6 frontend open.
+    const ownRanges = f.sourceRanges.filter((c) => c.includes(':') === f.address.includes(':'));
+    const srcKeys = ownRanges.length > 0 ? sourceRangeKeys(id, f, key, errors) : new Set<string>();
     const value: FrontendValue = {
       id,
-      flags: (f.removedBackendPolicy === 'reset' ? FE_RESET_ON_REMOVE : 0) | (f.localOnly ? FE_LOCAL_ONLY : 0),
+      flags: (f.removedBackendPolicy === 'reset' ? FE_RESET_ON_REMOVE : 0) | (f.localOnly ? FE_LOCAL_ONLY : 0) |
+        (f.sessionAffinity ? FE_AFFINITY : 0) | (ownRanges.length > 0 ? FE_SOURCE_RANGES : 0),
       backends: table.length > 0 ? Math.max(1, eligible.length) : 0,
-      affinityTimeout: f.sessionAffinity ? f.sessionAffinityTimeoutSeconds : 0,
+      affinityTimeout: f.sessionAffinity ? (f.sessionAffinityTimeoutSeconds > 0 ? f.sessionAffinityTimeoutSeconds : DEFAULT_AFFINITY_TIMEOUT_S) : 0,
     };
     const tableChanged = !current || !sameTable(current.table, table);
     frontends.push({
       key, id, address: f.address, port: f.port, protocol: f.protocol as 'TCP' | 'UDP', value,
       ...(tableChanged ? { table } : {}),
       writeValue: !current || !sameValue(current.value, value),
+      sourceRangeKeys: srcKeys,
     });
   }
   opts.cursor.frontend = fcursor.next;
@@ -213,7 +258,7 @@ export function planSync(view: View, desired: readonly Frontend[], opts: PlanOpt
   const referenced = new Set<string>();
   for (const f of wanted.values()) for (const b of f.backends) referenced.add(backendKeyString(b));
   const removeBackends = [...view.backends.entries()].filter(([k]) => !referenced.has(k)).map(([, b]) => b);
-  return { addBackends, frontends, removeFrontends, removeBackends, errors };
+  return { addBackends, updateBackends, frontends, removeFrontends, removeBackends, errors };
 }
 
 // ---------------------------------------------------------------- applying
@@ -236,7 +281,7 @@ function isMapFull(err: unknown): boolean {
 }
 
 export class DatapathSync {
-  private view: View = { frontends: new Map(), backends: new Map() };
+  private view: View = { frontends: new Map(), backends: new Map(), sourceRanges: new Map() };
   private readonly cursor = { frontend: 1, backend: 1 };
   /** Refusals because a map (or id space) was full, by map name: for a metric. */
   readonly mapFull: Record<string, number> = {};
@@ -267,7 +312,14 @@ export class DatapathSync {
       frontends.set(frontendKeyString(key), { ...key, id: value.id, value, table: this.readTable(value.id) });
       maxF = Math.max(maxF, value.id);
     }
-    this.view = { frontends, backends };
+    const sourceRanges = new Map<number, Set<string>>();
+    for (const k of this.maps.sourceRanges.keys()) {
+      const id = decodeSourceRangeKey(k).frontendId;
+      const set = sourceRanges.get(id) ?? new Set<string>();
+      set.add(k.toString('hex'));
+      sourceRanges.set(id, set);
+    }
+    this.view = { frontends, backends, sourceRanges };
     this.cursor.frontend = maxF + 1;
     this.cursor.backend = maxB + 1;
     const rt = this.maps.runtime.lookup(u32Key(0));
@@ -334,6 +386,30 @@ export class DatapathSync {
       }
     }
 
+    for (const b of plan.updateBackends) {
+      try {
+        this.maps.backends.update(u32Key(b.id), encodeBackend(b));
+        this.view.backends.set(backendKeyString(b), b);
+      } catch (err) {
+        this.fail(errors, err, 'ph_backends', backendKeyString(b));
+      }
+    }
+
+    // Source ranges added before the frontend entries that rely on them (a new range never drops a packet it admits).
+    for (const f of plan.frontends) {
+      const have = this.view.sourceRanges.get(f.id) ?? new Set<string>();
+      for (const k of f.sourceRangeKeys) {
+        if (have.has(k)) continue;
+        try {
+          this.maps.sourceRanges.update(Buffer.from(k, 'hex'), u32Key(1));
+          have.add(k);
+        } catch (err) {
+          this.fail(errors, err, 'ph_src_ranges', f.key);
+        }
+      }
+      if (have.size > 0) this.view.sourceRanges.set(f.id, have);
+    }
+
     // 2 + 3. Tables, then frontend entries.
     const feKeys: Buffer[] = [];
     const feValues: Buffer[] = [];
@@ -368,11 +444,15 @@ export class DatapathSync {
     }
     this.writeFrontends(feKeys, feValues, feWritten, errors, result);
 
+    // Ranges no longer wanted go after the entries stopped needing them.
+    for (const f of plan.frontends) this.pruneSourceRanges(f.id, f.sourceRangeKeys);
+
     // 4. Removed frontends: entry first (packets stop matching), then the table.
     for (const f of plan.removeFrontends) {
       this.maps.frontends.delete(encodeFrontendKey(f));
       this.maps.maglev.delete(u32Key(f.id));
       this.view.frontends.delete(frontendKeyString(f));
+      this.pruneSourceRanges(f.id, new Set());
       result.frontendsRemoved++;
     }
     // 5. Backends no frontend references: their flows re-balance or reset by frontend policy.
@@ -437,6 +517,17 @@ export class DatapathSync {
     } finally {
       inner.close(); // the outer map holds its own reference
     }
+  }
+
+  private pruneSourceRanges(frontendId: number, keep: Set<string>): void {
+    const have = this.view.sourceRanges.get(frontendId);
+    if (!have) return;
+    for (const k of [...have]) {
+      if (keep.has(k)) continue;
+      this.maps.sourceRanges.delete(Buffer.from(k, 'hex'));
+      have.delete(k);
+    }
+    if (have.size === 0) this.view.sourceRanges.delete(frontendId);
   }
 
   private zeroCounters(map: BpfMap, id: number): void {

@@ -18,7 +18,7 @@ function fe(address: string, backends: Backend[], extra: Partial<Frontend> = {})
 }
 
 function emptyView(): View {
-  return { frontends: new Map(), backends: new Map() };
+  return { frontends: new Map(), backends: new Map(), sourceRanges: new Map() };
 }
 
 function opts(): PlanOptions {
