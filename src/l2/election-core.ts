@@ -37,6 +37,8 @@ export interface LeaseView {
   resourceVersion: string;
   /** Local time (ms) at which this node saw the lease's current version first. */
   observedAt: number;
+  /** For a released lease: who released it (seen in the previous version), so it is not assigned back to it. */
+  releasedBy?: string;
 }
 
 export interface ServiceCandidate {
@@ -49,6 +51,8 @@ export interface HeldLease {
   /** Local time the last successful write of ours was sent (the hold is valid from there). */
   renewedAt: number;
   resourceVersion: string;
+  /** The version our last write replaced: a view still showing it is merely behind, not lost. */
+  replacedResourceVersion?: string;
 }
 
 export interface ElectionInput {
@@ -145,17 +149,10 @@ export function decide(input: ElectionInput): ElectionOutput {
     if (candidates.has(lease) && input.healthy) set.add(me);
     return [...set].sort();
   };
-  const shares = new Map<string, number>();
-  for (const lease of new Set([...input.eligible.keys(), ...candidates.keys()])) {
-    const voters = electorate(lease);
-    for (const n of voters) shares.set(n, (shares.get(n) ?? 0) + 1 / voters.length);
-  }
-  const capOf = (n: string): number => Math.ceil((shares.get(n) ?? 0) - 1e-9);
-  const fairShare = capOf(me);
 
   if (!input.healthy) {
     // Fenced: nothing announced, nothing written (writes would fail or race a takeover).
-    return { actions, announce, takeable, liveNodes, fairShare };
+    return { actions, announce, takeable, liveNodes, fairShare: 0 };
   }
 
   // Leases I hold but no longer qualify for: give them up at once.
@@ -187,7 +184,7 @@ export function decide(input: ElectionInput): ElectionOutput {
     const held = input.held.get(name);
     const cand = candidates.get(name);
     if (held && cand) {
-      if (view && view.holder && view.holder !== me && view.resourceVersion !== held.resourceVersion) {
+      if (view && view.holder && view.holder !== me && view.resourceVersion !== held.resourceVersion && view.resourceVersion !== held.replacedResourceVersion) {
         // Someone else wrote it: it is theirs now (we were fenced or slow).
         actions.push({ type: 'lost', lease: name, service: held.service });
         continue;
@@ -199,7 +196,8 @@ export function decide(input: ElectionInput): ElectionOutput {
     if (!view) {
       free.push({ lease: name, reason: 'free' });
     } else if (!view.holder) {
-      free.push({ lease: name, reason: 'released', resourceVersion: view.resourceVersion });
+      // Whoever just released it cannot serve it (link down, policy, shutting down): assign it elsewhere.
+      free.push({ lease: name, reason: 'released', resourceVersion: view.resourceVersion, ...(view.releasedBy ? { exclude: view.releasedBy } : {}) });
     } else if (view.holder === me) {
       // Ours by the API's record but not tracked (agent restart): confirm it by a write, then announce.
       if (cand) actions.push({ type: 'acquire', lease: name, service: cand.service, reason: 'reclaim', resourceVersion: view.resourceVersion });
@@ -211,6 +209,15 @@ export function decide(input: ElectionInput): ElectionOutput {
       free.push({ lease: name, reason: 'expired', resourceVersion: view.resourceVersion, exclude: view.holder });
     }
   }
+
+  const shares = new Map<string, number>();
+  const excluded = new Map(free.map((f) => [f.lease, f.exclude]));
+  for (const lease of new Set([...input.eligible.keys(), ...candidates.keys()])) {
+    const voters = electorate(lease, excluded.get(lease));
+    for (const n of voters) shares.set(n, (shares.get(n) ?? 0) + 1 / voters.length);
+  }
+  const capOf = (n: string): number => Math.ceil((shares.get(n) ?? 0) - 1e-9);
+  const fairShare = capOf(me);
 
   // The shared balanced assignment: the live eligible node with the least load for its share
   // (none past its fair share while another has room), ties by rendezvous hash.

@@ -125,7 +125,9 @@ export class L2Election {
       const rv = l.meta.resourceVersion ?? '';
       const prev = this.views.get(name);
       if (!prev || prev.resourceVersion !== rv) {
+        const releasedBy = l.holderIdentity ? undefined : prev?.holder ?? prev?.releasedBy;
         this.views.set(name, {
+          ...(releasedBy ? { releasedBy } : {}),
           name,
           ...(l.holderIdentity ? { holder: l.holderIdentity } : {}),
           durationMs: (l.leaseDurationSeconds ?? 15) * 1000,
@@ -211,7 +213,10 @@ export class L2Election {
       write.then(
         (rec) => {
           if (this.stopped) return;
-          this.held.set(a.lease, { service: a.service, renewedAt: sentAt, resourceVersion: rec.resourceVersion, acquireTime: now, transitions });
+          this.held.set(a.lease, {
+            service: a.service, renewedAt: sentAt, resourceVersion: rec.resourceVersion, acquireTime: now, transitions,
+            ...(a.resourceVersion ? { replacedResourceVersion: a.resourceVersion } : {}),
+          });
           if (a.reason !== 'reclaim') this.takeovers++;
           log.info('L2 lease acquired', { service: a.service, lease: a.lease, reason: a.reason, previousHolder: view?.holder });
           this.opts.onChange?.();
@@ -230,7 +235,7 @@ export class L2Election {
       writer.updateLease({ name: a.lease, namespace: this.opts.namespace, resourceVersion: held.resourceVersion }, spec).then(
         (rec) => {
           const h = this.held.get(a.lease);
-          if (h) Object.assign(h, { renewedAt: sentAt, resourceVersion: rec.resourceVersion });
+          if (h) Object.assign(h, { renewedAt: sentAt, resourceVersion: rec.resourceVersion, replacedResourceVersion: h.resourceVersion });
         },
         (err: Error) => {
           if (err instanceof WriteConflictError || err instanceof NotFoundError) {

@@ -136,6 +136,11 @@ const rows: Row[] = [
     lost: [S1.lease], release: [], announce: [],
   },
   {
+    name: 'just taken over, the watch still shows the old holder: not lost',
+    in: { candidates: [S1], held: new Map([[S1.lease, { ...heldBy('9'), replacedResourceVersion: '7' }]]), nodeLeases: nodeLeases(now, { a: now }), serviceLeases: new Map([[S1.lease, lease(S1.lease, 'b', now - 1200, SVC_MS, '7')]]) },
+    lost: [], announce: [S1.service],
+  },
+  {
     name: 'the API says the lease is mine but I do not track it (restart): reclaim',
     in: { candidates: [S1], nodeLeases: nodeLeases(now, { a: now }), serviceLeases: new Map([[S1.lease, lease(S1.lease, 'a', now - 100)]]) },
     reason: 'reclaim',
@@ -235,6 +240,15 @@ t.test('grace: a lease assigned to a node that never takes it goes to another af
   const other = list.find((s) => !mine.includes(s.lease))!.lease;
   const later = decide(input({ ...base, takeableSince: new Map([[other, now - 2500]]), held: new Map([[mine[0]!, { service: 'x', renewedAt: now, resourceVersion: '1' }]]) }));
   t.ok(later.actions.some((a) => a.type === 'acquire' && a.lease === other), 'b did not take its lease within the grace period: a does');
+});
+
+t.test('a lease released by a node that cannot serve it (link down) is assigned to another at once', async (t) => {
+  const list = Array.from({ length: 8 }, (_, i) => svc(i));
+  const eligible = new Map(list.map((s) => [s.lease, ['a', 'b']]));
+  // a released them all (its link went down); b holds nothing: without the hint half would be assigned back to a.
+  const serviceLeases = new Map(list.map((s) => [s.lease, { ...lease(s.lease, undefined, now - 5, SVC_MS, '3'), releasedBy: 'a' }]));
+  const out = decide(input({ me: 'b', nodeLeases: nodeLeases(now, { a: now, b: now }), serviceLeases, candidates: list, eligible }));
+  t.equal(out.actions.filter((a) => a.type === 'acquire').length, 8, 'b takes all of them without waiting for the grace period');
 });
 
 t.test('clean handover: released leases and a deleted node lease move everything at once', async (t) => {

@@ -192,6 +192,22 @@ export class L2Lab {
     });
   }
 
+  /** A /24 pool and a policy for many services (no traffic is sent to them). */
+  async bulkPolicy(): Promise<void> {
+    await this.api.put('loadbalancerippools', {
+      apiVersion: 'lb.pharos.io/v1alpha1', kind: 'LoadBalancerIPPool', metadata: { name: 'bulk-pool' },
+      spec: { blocks: [{ cidr: '198.18.0.0/24' }] },
+    });
+    await this.api.put('l2announcementpolicies', {
+      apiVersion: 'lb.pharos.io/v1alpha1', kind: 'L2AnnouncementPolicy', metadata: { name: 'bulk-l2' },
+      spec: { interfaces: ['^eth0$'], loadBalancerIPs: true },
+    });
+  }
+
+  async bulkServices(count: number): Promise<void> {
+    for (let i = 0; i < count; i++) await this.service(`svc${String(i).padStart(3, '0')}`, { endpoints: false });
+  }
+
   async service(name: string, opts: { dual?: boolean; labels?: Record<string, string>; endpoints?: boolean } = {}): Promise<void> {
     await this.api.put('services', {
       apiVersion: 'v1', kind: 'Service',
@@ -275,19 +291,24 @@ export class L2Lab {
   }
 
   /** Starts the 10 ms prober in the client; `stop()` returns the send times (ms) of answered requests. */
-  startProber(url: string, opts: { intervalMs?: number; timeoutMs?: number; durationMs?: number } = {}): { stop: () => Promise<number[]>; started: number } {
+  startProber(url: string, opts: { intervalMs?: number; timeoutMs?: number; durationMs?: number } = {}): { stop: () => Promise<number[]>; started: number; lines: string[] } {
     const proc = this.lab.spawn('client', [process.execPath, join(HERE, 'prober.mjs'), url, String(opts.intervalMs ?? 10), String(opts.timeoutMs ?? 300), String(opts.durationMs ?? 60_000)]);
     const times: number[] = [];
+    const all: string[] = [];
     let buf = '';
     proc.stdout?.on('data', (d: Buffer) => {
       buf += d.toString();
       const lines = buf.split('\n');
       buf = lines.pop()!;
-      for (const l of lines) if (/^\d+ backend/.test(l)) times.push(Number(l.split(' ')[0]));
+      for (const l of lines) {
+        all.push(l);
+        if (/^\d+ backend/.test(l)) times.push(Number(l.split(' ')[0]));
+      }
     });
     const started = performance.now();
     return {
       started,
+      lines: all,
       stop: async () => {
         const done = new Promise((r) => proc.once('exit', r));
         proc.kill('SIGTERM');

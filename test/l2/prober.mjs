@@ -15,8 +15,8 @@ const tick = setInterval(() => {
     res.on('data', (d) => { body += d; });
     res.on('end', () => process.stdout.write(`${Math.round(sent - start)} ${body.split(' ')[0]}\n`));
   });
-  req.on('timeout', () => req.destroy());
-  req.on('error', () => {});
+  req.on('timeout', () => req.destroy(new Error('timeout')));
+  req.on('error', (e) => process.stdout.write(`${Math.round(sent - start)} fail ${e.code ?? e.message} ${Math.round(performance.now() - sent)}\n`));
 }, Number(interval));
 function stop() {
   clearInterval(tick);
