@@ -25,7 +25,7 @@ export const COMMANDS: CommandSpec[] = [
   { name: 'config', summary: 'config view: the agent\'s effective configuration', module: 'config' },
   { name: 'convert', summary: 'convert Cilium and MetalLB manifests into pharos manifests', module: 'convert' },
   { name: 'demo', summary: 'run a self-contained lab: a client reaches a load-balanced service through XDP', module: 'demo' },
-  { name: 'lab', summary: 'lab up | lab down: an emulated Kubernetes cluster of network namespaces' },
+  { name: 'lab', summary: 'lab up | lab down: an emulated Kubernetes cluster of network namespaces', module: 'lab' },
 ];
 
 export function usage(): string {
