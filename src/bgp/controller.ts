@@ -5,9 +5,13 @@
  * would withdraw routes, and after a restart the router must get the whole
  * table before End-of-RIB (see speaker.ts).
  */
+import type { Kind } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import { desiredBgp, type BgpPolicyOptions } from './policy.js';
 import type { BgpSpeaker, Log } from './speaker.js';
+
+/** Kinds desiredBgp reads; Lease renewals (every second or so) must not recompute BGP. */
+const RELEVANT: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice', 'Node', 'LoadBalancerIPPool', 'BGPPeeringPolicy', 'Secret']);
 
 export interface BgpControllerOptions extends BgpPolicyOptions {
   nodeName: string;
@@ -30,7 +34,9 @@ export class BgpController {
   start(): void {
     if (this.started) return;
     this.started = true;
-    this.store.on('change', () => this.schedule());
+    this.store.on('change', (changes) => {
+      if (changes.some((c) => RELEVANT.has(c.kind))) this.schedule();
+    });
     if (this.store.synced) this.schedule();
     else this.store.once('synced', () => this.schedule());
   }

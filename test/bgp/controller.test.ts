@@ -60,6 +60,15 @@ status: { loadBalancer: { ingress: [ { ip: "${ip}" } ] } }
   const moved = [await c.next('update'), await c.next('update')];
   t.same(moved.flatMap((u) => u.withdrawn), ['198.51.100.10/32']);
   t.same(moved.flatMap((u) => u.nlri), ['198.51.100.11/32']);
+  const appliedAt = controller.lastAppliedAt;
+  store.apply(obj(`
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: { name: pharos-node-lb-1, namespace: kube-system }
+spec: { holderIdentity: lb-1, renewTime: "2026-01-01T00:00:00.000000Z" }
+`));
+  await new Promise((r) => setTimeout(r, 20));
+  t.equal(controller.lastAppliedAt, appliedAt, 'a Lease renewal does not recompute BGP');
   store.remove('Service', 'default/web');
   t.same((await c.next('update')).withdrawn, ['198.51.100.11/32'], 'a removed service is withdrawn');
 });
