@@ -55,12 +55,13 @@ function isOurs(svc: Service): boolean {
   return svc.loadBalancerClass === undefined || BGP_LOAD_BALANCER_CLASSES.includes(svc.loadBalancerClass);
 }
 
-function hasLocalReadyEndpoint(snapshot: Snapshot, svc: Service, nodeName: string): boolean {
+/** `namespace/name` of every service with a ready endpoint on `nodeName` (one pass over the slices). */
+function servicesWithLocalEndpoints(snapshot: Snapshot, nodeName: string): Set<string> {
+  const out = new Set<string>();
   for (const slice of snapshot.endpointSlices.values()) {
-    if (slice.meta.namespace !== svc.meta.namespace || slice.serviceName !== svc.meta.name) continue;
-    if (slice.endpoints.some((e) => e.ready && e.nodeName === nodeName)) return true;
+    if (slice.endpoints.some((e) => e.ready && e.nodeName === nodeName)) out.add(`${slice.meta.namespace}/${slice.serviceName}`);
   }
-  return false;
+  return out;
 }
 
 /** Addresses of `svc` this virtual router advertises. */
@@ -172,10 +173,14 @@ function routesOf(
   matches: SelectorMatcher, problems: string[],
 ): (RouteDraft & { drafts: RouteDraft[] })[] {
   const selectAll = policy.flavor === 'pharos';
+  let local: Set<string> | undefined;
   const byPrefix = new Map<string, RouteDraft[]>();
   for (const svc of services) {
     if (router.serviceSelector ? !matches(router.serviceSelector, serviceLabels(svc)) : !selectAll) continue;
-    if (svc.externalTrafficPolicy === 'Local' && !hasLocalReadyEndpoint(snapshot, svc, nodeName)) continue;
+    if (svc.externalTrafficPolicy === 'Local') {
+      local ??= servicesWithLocalEndpoints(snapshot, nodeName);
+      if (!local.has(`${svc.meta.namespace}/${svc.meta.name}`)) continue;
+    }
     for (const address of advertisedAddresses(svc, router)) {
       let prefix: string;
       try {
