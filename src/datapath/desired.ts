@@ -9,7 +9,12 @@
  * - Backends come from the service's EndpointSlices of the same address
  *   family. Ready endpoints are active; serving-but-terminating ones keep
  *   their flows but take no new ones; the rest are left out.
- * - externalTrafficPolicy: Local keeps only endpoints on this node.
+ * - externalTrafficPolicy: Local keeps only endpoints on this node; such a
+ *   frontend without a ready local endpoint drops new flows, and
+ *   `addressesWithoutLocalEndpoints` tells L2/BGP not to attract its traffic.
+ * - NodePort frontends: `{node address, nodePort}` for every port of a
+ *   NodePort service, and of a LoadBalancer service unless
+ *   allocateLoadBalancerNodePorts is false, with the same backends.
  */
 import { isIPv4 } from 'node:net';
 import { tryParseAddress } from '../model/cidr.js';
@@ -20,6 +25,8 @@ export interface DesiredFrontendOptions {
   nodeName: string;
   /** Whether pharos handles this service's LoadBalancer addresses (its class is ours). */
   isOurService: (svc: Service) => boolean;
+  /** This node's addresses NodePort frontends answer on; none when absent. */
+  nodeAddresses?: readonly string[];
 }
 
 function targetPortFor(slice: EndpointSlice, port: ServicePort): number | undefined {
@@ -77,20 +84,24 @@ export function desiredFrontends(snap: Snapshot, opts: DesiredFrontendOptions): 
       for (const ing of svc.status.ingress) if (ing.ip) addresses.push({ address: ing.ip, kind: 'LoadBalancer' });
     }
     for (const ip of svc.externalIPs) addresses.push({ address: ip, kind: 'ExternalIP' });
+    const nodePorts = svc.type === 'NodePort' || (svc.type === 'LoadBalancer' && svc.allocateLoadBalancerNodePorts !== false);
+    if (nodePorts) for (const ip of opts.nodeAddresses ?? []) addresses.push({ address: ip, kind: 'NodePort' });
     if (addresses.length === 0) continue;
     const slices = slicesByService.get(key) ?? [];
     const seen = new Set<string>();
     for (const { address, kind } of addresses) {
       for (const port of svc.ports) {
         if (port.protocol === 'SCTP') continue; // the data path carries TCP and UDP
-        const id = `${address}|${port.port}|${port.protocol}`;
+        const frontendPort = kind === 'NodePort' ? port.nodePort : port.port;
+        if (!frontendPort) continue; // NodePort not allocated (yet)
+        const id = `${address}|${frontendPort}|${port.protocol}`;
         if (seen.has(id)) continue;
         seen.add(id);
         out.push({
           service: key,
           kind,
           address,
-          port: port.port,
+          port: frontendPort,
           protocol: port.protocol,
           backends: backendsFor(svc, port, slices, isIPv4(address), opts.nodeName),
           sessionAffinity: svc.sessionAffinity === 'ClientIP',
@@ -102,4 +113,26 @@ export function desiredFrontends(snap: Snapshot, opts: DesiredFrontendOptions): 
     }
   }
   return out.sort((a, b) => compareAddresses(a.address, b.address) || a.port - b.port || a.protocol.localeCompare(b.protocol));
+}
+
+/** Frontends of Local-policy services with no ready endpoint on this node: new flows to them are dropped here. */
+export function frontendsWithoutLocalEndpoints(frontends: readonly Frontend[]): Frontend[] {
+  return frontends.filter((f) => f.localOnly && !f.backends.some((b) => b.state === 'active'));
+}
+
+/**
+ * LoadBalancer/external addresses this node should not announce (L2) or
+ * advertise (BGP): every frontend of the address belongs to a Local-policy
+ * service and none has a ready local endpoint. An address with one port
+ * served locally stays announced. Keys are `service|address`.
+ */
+export function addressesWithoutLocalEndpoints(frontends: readonly Frontend[]): Set<string> {
+  const served = new Map<string, boolean>();
+  for (const f of frontends) {
+    if (f.kind === 'NodePort') continue;
+    const k = `${f.service}|${f.address}`;
+    const local = !f.localOnly || f.backends.some((b) => b.state === 'active');
+    served.set(k, (served.get(k) ?? false) || local);
+  }
+  return new Set([...served].filter(([, ok]) => !ok).map(([k]) => k));
 }

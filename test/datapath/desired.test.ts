@@ -1,0 +1,80 @@
+/**
+ * desired.ts for the service semantics of issue 8: NodePort frontends on the
+ * node's addresses, Local policy (local endpoints only, and which addresses
+ * L2/BGP must stop attracting), affinity and source ranges carried through.
+ */
+import t from 'tap';
+import { addressesWithoutLocalEndpoints, desiredFrontends, frontendsWithoutLocalEndpoints } from '../../src/datapath/desired.js';
+import type { EndpointSlice, Service } from '../../src/model/types.js';
+import type { Snapshot } from '../../src/store/store.js';
+
+function service(name: string, extra: Partial<Service> = {}): Service {
+  return {
+    kind: 'Service', meta: { name, namespace: 'ns', labels: {}, annotations: {} }, type: 'LoadBalancer', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack',
+    clusterIPs: [], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 30080 }], externalIPs: [],
+    externalTrafficPolicy: 'Cluster', sessionAffinity: 'None', sessionAffinityTimeoutSeconds: 10800, loadBalancerSourceRanges: [],
+    allocateLoadBalancerNodePorts: true, status: { ingress: [{ ip: '198.51.100.10' }], conditions: [] }, ...extra,
+  };
+}
+
+function slice(svc: string, eps: Array<{ ip: string; node: string; ready?: boolean; terminating?: boolean }>, family: 'IPv4' | 'IPv6' = 'IPv4'): EndpointSlice {
+  return {
+    kind: 'EndpointSlice', meta: { name: `${svc}-${family}`, namespace: 'ns', labels: {}, annotations: {} }, serviceName: svc, addressType: family,
+    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    endpoints: eps.map((e) => ({ addresses: [e.ip], ready: e.ready ?? true, serving: true, terminating: e.terminating ?? false, nodeName: e.node, weight: 1 })),
+  } as EndpointSlice;
+}
+
+function snap(services: Service[], slices: EndpointSlice[]): Snapshot {
+  return {
+    revision: 1, services: new Map(services.map((s) => [`ns/${s.meta.name}`, s])), endpointSlices: new Map(slices.map((s) => [`ns/${s.meta.name}`, s])),
+    nodes: new Map(), pools: new Map(), l2Policies: new Map(), bgpPolicies: new Map(), leases: new Map(), secrets: new Map(),
+  };
+}
+
+const opts = { nodeName: 'n1', isOurService: () => true };
+const eps = [{ ip: '198.18.2.1', node: 'n1' }, { ip: '198.18.2.2', node: 'n2' }];
+
+t.test('NodePort frontends on every node address of the matching family, same backends', async (t) => {
+  const s = snap([service('web'), service('np', { type: 'NodePort', status: { ingress: [], conditions: [] }, ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 30081 }] })],
+    [slice('web', eps), slice('np', eps), slice('np', [{ ip: '2001:db8:2::1', node: 'n1' }], 'IPv6')]);
+  const out = desiredFrontends(s, { ...opts, nodeAddresses: ['198.18.0.2', '2001:db8::2'] });
+  const np = out.filter((f) => f.kind === 'NodePort').map((f) => `${f.service} ${f.address}:${f.port} ${f.backends.map((b) => b.address).join(',')}`);
+  t.same(np.sort(), [
+    'ns/np 198.18.0.2:30081 198.18.2.1,198.18.2.2',
+    'ns/np 2001:db8::2:30081 2001:db8:2::1',
+    'ns/web 198.18.0.2:30080 198.18.2.1,198.18.2.2',
+    'ns/web 2001:db8::2:30080 ',
+  ].sort());
+  t.equal(out.filter((f) => f.kind === 'LoadBalancer').length, 1, 'the LoadBalancer frontend is still there');
+});
+
+t.test('no NodePort frontends without node addresses, with allocateLoadBalancerNodePorts false, or without a nodePort', async (t) => {
+  const s = snap([service('a', { allocateLoadBalancerNodePorts: false }), service('b', { ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }] }), service('c', { type: 'ClusterIP', status: { ingress: [], conditions: [] } })], []);
+  t.same(desiredFrontends(s, opts).filter((f) => f.kind === 'NodePort'), [], 'no addresses given');
+  const out = desiredFrontends(s, { ...opts, nodeAddresses: ['198.18.0.2'] });
+  t.same(out.filter((f) => f.kind === 'NodePort'), []);
+  t.equal(out.length, 2, 'LoadBalancer frontends of a and b only');
+});
+
+t.test('Local policy: only this node\'s endpoints; frontends and addresses without one are reported', async (t) => {
+  const local = service('loc', { externalTrafficPolicy: 'Local' });
+  const none = service('none', { externalTrafficPolicy: 'Local', status: { ingress: [{ ip: '198.51.100.11' }], conditions: [] } });
+  const term = service('term', { externalTrafficPolicy: 'Local', status: { ingress: [{ ip: '198.51.100.12' }], conditions: [] } });
+  const cluster = service('cl', { status: { ingress: [{ ip: '198.51.100.13' }], conditions: [] } });
+  const s = snap([local, none, term, cluster], [slice('loc', eps), slice('none', [{ ip: '198.18.2.5', node: 'n2' }]),
+    slice('term', [{ ip: '198.18.2.6', node: 'n1', ready: false, terminating: true }]), slice('cl', [{ ip: '198.18.2.7', node: 'n2' }])]);
+  const out = desiredFrontends(s, { ...opts, nodeAddresses: ['198.18.0.2'] });
+  const loc = out.find((f) => f.service === 'ns/loc' && f.kind === 'LoadBalancer')!;
+  t.same(loc.backends.map((b) => b.address), ['198.18.2.1']);
+  t.equal(loc.localOnly, true);
+  t.same(frontendsWithoutLocalEndpoints(out).map((f) => `${f.service} ${f.address}:${f.port}`).sort(),
+    ['ns/none 198.18.0.2:30080', 'ns/none 198.51.100.11:80', 'ns/term 198.18.0.2:30080', 'ns/term 198.51.100.12:80']);
+  t.same([...addressesWithoutLocalEndpoints(out)].sort(), ['ns/none|198.51.100.11', 'ns/term|198.51.100.12'], 'NodePorts and Cluster services never withdrawn');
+});
+
+t.test('affinity and source ranges are carried to the frontend', async (t) => {
+  const s = snap([service('aff', { sessionAffinity: 'ClientIP', sessionAffinityTimeoutSeconds: 60, loadBalancerSourceRanges: ['192.0.2.0/24'] })], [slice('aff', eps)]);
+  const [f] = desiredFrontends(s, opts);
+  t.match(f, { sessionAffinity: true, sessionAffinityTimeoutSeconds: 60, sourceRanges: ['192.0.2.0/24'] });
+});
