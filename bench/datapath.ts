@@ -14,8 +14,8 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, release } from 'node:os';
-import { dirname, join } from 'node:path';
+import { cpus, loadavg, release, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clangArgs, PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import { addon, type BpfMap, type BpfObject, type NativeAddon } from '../src/datapath/libbpf.js';
@@ -32,7 +32,7 @@ const PIN_DIR = '/run/pharos/bpffs/phk-bench';
 const MODES = ['pharos', 'iptables', 'nftables', 'xdp-redirect'] as const;
 const FLOWS = ['1', '65000', 'new'] as const;
 type Mode = (typeof MODES)[number];
-type Flows = (typeof FLOWS)[number];
+export type Flows = (typeof FLOWS)[number];
 
 /** Measurement windows per (mode, flows); the median is reported. */
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
@@ -41,15 +41,15 @@ const WINDOW_MS = Number(process.env.BENCH_WINDOW_MS ?? 1000);
 const WARMUP_MS = Number(process.env.BENCH_WARMUP_MS ?? 300);
 const TEST_RUN_REPEAT = Number(process.env.BENCH_TESTRUN_REPEAT ?? 1_000_000);
 
-const FRAME_LEN = 60; // 64 bytes on the wire with the FCS
-const VIP = '198.19.0.10';
-const PORT = 5000;
+export const FRAME_LEN = 60; // 64 bytes on the wire with the FCS
+export const VIP = '198.19.0.10';
+export const PORT = 5000;
 const BACKENDS = 16;
 const backendAddr = (i: number): string => `198.18.1.${10 + i}`;
 /** Generator source addresses start here (198.18.64.0/18 holds the all-new stream's 16,384). */
-const SRC_BASE = '198.18.64.0';
-const CYCLE_FLOWS = 65_000;
-const CYCLE_PORTS_PER_ADDR = 1000;
+export const SRC_BASE = '198.18.64.0';
+export const CYCLE_FLOWS = 65_000;
+export const CYCLE_PORTS_PER_ADDR = 1000;
 const MAC = { gen: '02:70:68:00:00:01', lbin: '02:70:68:00:00:02', lbout: '02:70:68:00:00:03', sink: '02:70:68:00:00:04' };
 
 const GEN_MODE: Record<Flows, number> = { '1': 0, '65000': 1, new: 2 };
@@ -87,7 +87,7 @@ function log(msg: string): void {
 }
 
 /** Compiles bench/bpf/<name>.bpf.c into build/bench/<name>.o with the product's flags, when stale. */
-function benchObject(name: string): string {
+export function benchObject(name: string): string {
   const source = join(PROJECT_ROOT, 'bench', 'bpf', `${name}.bpf.c`);
   const object = join(PROJECT_ROOT, 'build', 'bench', `${name}.o`);
   if (!existsSync(object) || statSync(object).mtimeMs < statSync(source).mtimeMs) {
@@ -124,7 +124,7 @@ function diffReasons(after: ReasonCounters, before: ReasonCounters): Record<stri
 
 // ---------------------------------------------------------------- generator
 
-class Generator {
+export class Generator {
   readonly cfg: BpfMap;
   readonly seq: BpfMap;
   readonly next: BpfMap;
@@ -540,14 +540,20 @@ async function main(): Promise<void> {
   const kernel = release();
   const cpu = cpuModel();
   const json = { results, ns_per_pkt_new_flow: ns.newFlow, ns_per_pkt_established: ns.established, kernel, cpu };
-  const dir = join(dirname(fileURLToPath(import.meta.url)), 'results');
+  // A run with investigation knobs is not the benchmark: keep it out of bench/results.
+  const knobs = Object.keys(process.env).filter((k) => k.startsWith('BENCH_'));
+  const dir = knobs.length ? join(tmpdir(), 'pharos-bench') : join(dirname(fileURLToPath(import.meta.url)), 'results');
+  if (knobs.length) log(`${knobs.join(', ')} set: writing to ${dir}, not bench/results`);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'datapath.json'), JSON.stringify(json, null, 2) + '\n');
   writeFileSync(join(dir, 'datapath.md'), markdown(results, ns.newFlow, ns.established, kernel, cpu, { counters, nsDetail: ns.detail, load: `${loadStart} / ${loadavg()[0]!.toFixed(1)}` }));
   log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; wrote ${join(dir, 'datapath.json')} and datapath.md`);
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exitCode = 1;
-});
+// Run only as a script (`npm run bench:datapath`); test/bench imports the generator from here.
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err) => {
+    console.error(err);
+    process.exitCode = 1;
+  });
+}
