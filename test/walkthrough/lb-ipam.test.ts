@@ -1,0 +1,112 @@
+/**
+ * The LB-IPAM walkthrough, as a user follows it against `pharos lab`, only
+ * through kubectl: apply a pool and see it with `kubectl get ippools`,
+ * create a LoadBalancer service and watch it get an EXTERNAL-IP with
+ * `kubectl get svc -w`, then the blue/red pools of deploy/examples pick
+ * addresses by service label. The addresses come from the agents (the
+ * pharos-ipam lease holder), not from the lab.
+ */
+import t from 'tap';
+import { privilegedUnavailable } from '../support/privileged.js';
+import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
+import { join } from 'node:path';
+import { WalkthroughLab, sleep, waitFor } from './walkthrough-lab.js';
+
+const PREFIX = 'phw-a';
+
+const POOL = `apiVersion: lb.pharos.io/v1alpha1
+kind: LoadBalancerIPPool
+metadata:
+  name: lab-pool
+spec:
+  blocks:
+    - cidr: 198.51.100.64/28
+  serviceSelector:
+    matchLabels:
+      pool: lab
+`;
+
+const SERVICE = `apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: default
+  labels:
+    pool: lab
+spec:
+  type: LoadBalancer
+  selector:
+    app: echo
+  ports:
+    - name: http
+      port: 80
+      targetPort: 8080
+`;
+
+function columns(line: string): string[] {
+  return line.trim().split(/\s{2,}|\s+/);
+}
+
+function ipv4ToInt(ip: string): number {
+  return ip.split('.').reduce((a, o) => a * 256 + Number(o), 0);
+}
+
+t.test('LB-IPAM walkthrough with kubectl', { skip: privilegedUnavailable() }, async (t) => {
+  const lab = await WalkthroughLab.up(t, PREFIX, 2);
+
+  await t.test('kubectl apply a pool; kubectl get ippools shows its columns', async (t) => {
+    t.match(await lab.kubectl(['apply', '--validate=false', '-f', '-'], { input: POOL }), /loadbalancerippool\.lb\.pharos\.io\/lab-pool created/);
+    const out = await lab.kubectl(['get', 'ippools']);
+    const [header, row] = out.trim().split('\n');
+    t.same(columns(header!), ['NAME', 'DISABLED', 'CONFLICTING', 'IPS', 'AVAILABLE', 'AGE'], 'the CRD printer columns');
+    t.same(columns(row!).slice(0, 4), ['lab-pool', 'false', 'False', '16'], 'lab-pool: enabled, no conflict, 16 addresses');
+  });
+
+  await t.test('a LoadBalancer service gets an EXTERNAL-IP from the pool, seen through kubectl get svc -w', async (t) => {
+    const w = lab.watch(['get', 'svc', '-w']);
+    await sleep(1000); // the watch is open before the service exists, so it sees <pending> first
+    t.match(await lab.kubectl(['apply', '--validate=false', '-f', '-'], { input: SERVICE }), /service\/web created/);
+    const assigned = await waitFor('web to get an EXTERNAL-IP in the watch', 30_000, async () => {
+      const row = w.lines.map((l) => columns(l.text)).find((c) => c[0] === 'web' && /^198\.51\.100\./.test(c[3] ?? ''));
+      return row?.[3];
+    });
+    w.stop();
+    const webLines = w.lines.map((l) => columns(l.text)).filter((c) => c[0] === 'web');
+    t.comment(`kubectl get svc -w:\n${w.lines.map((l) => l.text).join('\n')}`);
+    t.equal(webLines[0]?.[1], 'LoadBalancer', 'TYPE column');
+    t.match(webLines[0]?.[2] ?? '', /^198\.19\./, 'a ClusterIP was allocated');
+    t.ok(ipv4ToInt(assigned) >= ipv4ToInt('198.51.100.64') && ipv4ToInt(assigned) <= ipv4ToInt('198.51.100.79'), `${assigned} is in 198.51.100.64/28`);
+    t.equal((await lab.kubectl(['get', 'svc', 'web', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim(), assigned, 'the same address in status');
+    const row = await waitFor('the pool to count the allocation', 15_000, async () => {
+      const c = columns((await lab.kubectl(['get', 'ippools', 'lab-pool', '--no-headers'])).trim());
+      return c[3] === '15' ? c : undefined;
+    });
+    t.equal(row[3], '15', 'IPS AVAILABLE dropped to 15');
+  });
+
+  await t.test('blue and red pools pick services by label (deploy/examples/blue-red-pools.yaml)', async (t) => {
+    const out = await lab.kubectl(['apply', '--validate=false', '-f', join(PROJECT_ROOT, 'deploy', 'examples', 'blue-red-pools.yaml')]);
+    t.match(out, /service\/service-blue created/);
+    t.match(out, /service\/service-red created/);
+    const ip = (svc: string) => waitFor(`${svc} to get an address`, 30_000, async () =>
+      (await lab.kubectl(['get', 'svc', svc, '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim() || undefined);
+    const blue = await ip('service-blue');
+    const red = await ip('service-red');
+    t.comment(`service-blue ${blue}, service-red ${red}`);
+    // color=blue matches the blue pool (203.0.113.0/28) and the cyan pool (203.0.113.16/28, color in (blue, cyan)).
+    t.ok(ipv4ToInt(blue) >= ipv4ToInt('203.0.113.0') && ipv4ToInt(blue) <= ipv4ToInt('203.0.113.31'), `service-blue ${blue} from blue or cyan`);
+    // The red pool is the range 203.0.113.100–119.
+    t.ok(ipv4ToInt(red) >= ipv4ToInt('203.0.113.100') && ipv4ToInt(red) <= ipv4ToInt('203.0.113.119'), `service-red ${red} from red`);
+    const pools = (await lab.kubectl(['get', 'ippools', '--no-headers'])).trim().split('\n').map((l) => columns(l)[0]).sort();
+    t.same(pools, ['blue', 'cyan', 'lab-pool', 'red'], 'kubectl get ippools lists the four pools');
+
+    // Relabel red → blue: the address moves to a blue/cyan pool.
+    await lab.kubectl(['label', 'svc', 'service-red', 'color=blue', '--overwrite']);
+    const moved = await waitFor('service-red to move to a blue pool', 30_000, async () => {
+      const a = (await lab.kubectl(['get', 'svc', 'service-red', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim();
+      return a && ipv4ToInt(a) <= ipv4ToInt('203.0.113.31') ? a : undefined;
+    });
+    t.pass(`kubectl label color=blue moved service-red ${red} → ${moved}`);
+    t.equal((await lab.kubectl(['get', 'svc', 'web', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim().startsWith('198.51.100.'), true, 'web keeps its lab-pool address');
+  });
+});
