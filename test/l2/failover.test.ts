@@ -61,6 +61,26 @@ t.test('two LB nodes, leases, ARP/NDP to the holder, failover', { skip: privileg
     return { gap: longestGap(times, at - 200, end), from, to };
   };
 
+  await t.test('API outage: forwarding goes on, the holder fences itself, nobody takes over after', async (t) => {
+    const holder = (await lab.holder('web'))!;
+    const prober = lab.startProber(`http://${v4}/`);
+    await sleep(500);
+    const at = performance.now() - prober.started;
+    await lab.api.call('pause');
+    await sleep(1500);
+    const fenced = await lab.metrics(holder);
+    await lab.api.call('resume');
+    await sleep(3000);
+    const end = performance.now() - prober.started - 500;
+    const times = await prober.stop();
+    t.match(fenced, /pharos_l2_announced 0/, 'during the outage the holder stopped announcing (its node lease lapsed)');
+    const gap = longestGap(times, at, end);
+    t.comment(`API paused 1.5 s: client-seen gap ${gap} ms`);
+    t.ok(gap < 500, `traffic kept flowing through the outage (gap ${gap} ms)`);
+    t.equal(await lab.holder('web'), holder, 'same holder after the API came back');
+    await waitFor('the holder announcing again', 10_000, async () => (/pharos_l2_announced [1-9]/.test(await lab.metrics(holder)) ? true : undefined));
+  });
+
   await t.test('SIGKILL of the holder\'s agent: the other node takes over', async (t) => {
     const r = await measure('SIGKILL', (h) => lab.kill(h, 'SIGKILL'));
     t.comment(`SIGKILL: ${r.from} -> ${r.to}, client-seen gap ${r.gap} ms`);

@@ -148,6 +148,10 @@ export class L2Lab {
       await lab.attachToBridge('sw', `p-${n}`, 'br0');
       // The node's XDP_TX lands on this peer: it needs a native XDP program to be delivered.
       await lab.attachXdpPass('sw', `p-${n}`);
+      // No unknown-unicast flooding towards LB nodes: a veth hands every frame to XDP whatever its
+      // destination MAC, so a frame for a downed node's MAC flooded to the others would be served by
+      // them — which a physical NIC, filtering on its own MAC, never does.
+      await lab.exec('sw', ['bridge', 'link', 'set', 'dev', `p-${n}`, 'flood', 'off']);
       await lab.addLink({ ns: n, ifname: 'mgmt', addrs: [`${a.mgmt}/24`] }, { ns: 'mgmt', ifname: `m-${n}` });
       await lab.attachToBridge('mgmt', `m-${n}`, 'br0');
     }

@@ -13,7 +13,7 @@ export const SERVICES = 200;
 t.test('200 services over 3 nodes: spread and API writes', { skip: privilegedUnavailable() }, async (t) => {
   const lab = await L2Lab.create(t, 'phe', 3);
   await lab.bulkPolicy();
-  for (const n of lab.nodes) await lab.startAgent(n);
+  await Promise.all(lab.nodes.map((n) => lab.startAgent(n)));
   await lab.bulkServices(SERVICES);
   const holders = await waitFor('every service lease held', 90_000, async () => {
     const leases = (await lab.api.list('leases', NAMESPACE)).filter((l: any) => l.metadata.name.startsWith('pharos-l2announce-') && l.spec?.holderIdentity);
@@ -26,8 +26,8 @@ t.test('200 services over 3 nodes: spread and API writes', { skip: privilegedUna
   for (const n of lab.nodes) t.ok(Math.abs((counts[n] ?? 0) - even) <= even * 0.2, `${n} holds ${counts[n] ?? 0} (even ${even.toFixed(1)}, ±20%)`);
 
   // Steady state: node leases renewed every 250 ms, service leases every ~5 s.
-  await sleep(6000);
-  const windowMs = 15_000;
+  await sleep(5000);
+  const windowMs = 10_000;
   await sleep(windowMs);
   const writes: Record<string, number> = await lab.api.call('writesSince', windowMs);
   const total = Object.values(writes).reduce((a, b) => a + b, 0);
