@@ -26,6 +26,7 @@ Napi::Value TestRunAsync(const Napi::CallbackInfo &info);
 Napi::Value SendFrame(const Napi::CallbackInfo &info);
 Napi::Value SetTcpMd5(const Napi::CallbackInfo &info);
 Napi::Value TcpSocket(const Napi::CallbackInfo &info);
+Napi::Value SetTtl(const Napi::CallbackInfo &info);
 
 // Enters `netns` (if any) on the calling thread or throws a BpfError.
 void EnterNetns(Napi::Env env, NetnsGuard &guard, const std::optional<std::string> &netns);

@@ -122,4 +122,30 @@ Napi::Value TcpSocket(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, fd);
 }
 
+// setTtl(fd, ttl): the unicast TTL / hop limit of a socket's own packets
+// (eBGP multihop: 1 keeps a session to directly connected peers). The family
+// comes from getsockname; an IPv6 socket also gets IP_TTL, because IPv4
+// peers of a dual-stack socket (::ffff:a.b.c.d) are sent with the IPv4 TTL.
+Napi::Value SetTtl(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(ArgAt(info, 0), "setTtl: fd", 0, INT32_MAX);
+  int ttl = ArgInt(ArgAt(info, 1), "setTtl: ttl", 1, 255);
+  std::string what = "setTtl(" + std::to_string(ttl) + ") on fd " + std::to_string(fd);
+  struct sockaddr_storage local;
+  socklen_t len = sizeof(local);
+  memset(&local, 0, sizeof(local));
+  if (getsockname(fd, reinterpret_cast<struct sockaddr *>(&local), &len) != 0) Throw(env, errno, what);
+  if (local.ss_family == AF_INET) {
+    if (setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl)) != 0) Throw(env, errno, what + ": IP_TTL");
+  } else if (local.ss_family == AF_INET6) {
+    if (setsockopt(fd, IPPROTO_IPV6, IPV6_UNICAST_HOPS, &ttl, sizeof(ttl)) != 0) {
+      Throw(env, errno, what + ": IPV6_UNICAST_HOPS");
+    }
+    if (setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl)) != 0) Throw(env, errno, what + ": IP_TTL");
+  } else {
+    ThrowInvalid(env, what + ": not an IPv4 or IPv6 socket (family " + std::to_string(local.ss_family) + ")");
+  }
+  return env.Undefined();
+}
+
 }  // namespace pharos

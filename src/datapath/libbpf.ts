@@ -133,6 +133,12 @@ export interface NativeAddon {
    * before connect; then `new net.Socket({ fd }).connect(...)` adopts it.
    */
   tcpSocket(family: 'ipv4' | 'ipv6'): number;
+  /**
+   * Unicast TTL of a socket's packets: IP_TTL on IPv4 sockets, IPV6_UNICAST_HOPS
+   * (and IP_TTL, for IPv4-mapped peers) on IPv6 ones; the family comes from
+   * getsockname. ttl 1..255 (eBGP multihop).
+   */
+  setTtl(fd: number, ttl: number): void;
   possibleCpus(): number;
 }
 
@@ -201,7 +207,7 @@ interface NativeObjectHandle {
 
 type Passthrough = Pick<NativeAddon,
   'ifIndex' | 'xdpAttach' | 'xdpDetach' | 'xdpQuery' | 'tcAttach' | 'tcDetach' |
-  'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'possibleCpus'>;
+  'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'setTtl' | 'possibleCpus'>;
 
 interface NativeBinding extends Passthrough {
   /** The addon builds its errors with this constructor (message, errno, code). */
@@ -438,6 +444,7 @@ export function loadAddon(path: string = ADDON_PATH): NativeAddon {
     sendFrame: (ifindex, frame, netns) => binding.sendFrame(ifindex, frame, netns),
     setTcpMd5: (fd, peer, key) => binding.setTcpMd5(fd, peer, key),
     tcpSocket: (family) => binding.tcpSocket(family),
+    setTtl: (fd, ttl) => binding.setTtl(fd, ttl),
     possibleCpus: () => binding.possibleCpus(),
   };
 }
