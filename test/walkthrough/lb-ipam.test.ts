@@ -9,8 +9,10 @@
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { WalkthroughLab, sleep, waitFor } from './walkthrough-lab.js';
+import { processAlive } from '../../src/lab/cluster.js';
+import { WalkthroughLab, run, sleep, waitFor } from './walkthrough-lab.js';
 
 const PREFIX = 'phw-a';
 
@@ -108,5 +110,34 @@ t.test('LB-IPAM walkthrough with kubectl', { skip: privilegedUnavailable() }, as
     });
     t.pass(`kubectl label color=blue moved service-red ${red} → ${moved}`);
     t.equal((await lab.kubectl(['get', 'svc', 'web', '-o', 'jsonpath={.status.loadBalancer.ingress[0].ip}'])).trim().startsWith('198.51.100.'), true, 'web keeps its lab-pool address');
+  });
+
+  await t.test('the lab writes EndpointSlices for services selecting its backends, and removes them with the service', async (t) => {
+    const slices = await lab.kubectl(['get', 'endpointslices', '-l', 'kubernetes.io/service-name=web', '-o', 'jsonpath={range .items[*]}{.addressType} {.endpoints[*].addresses[0]} {.ports[0].port}{"\\n"}{end}']);
+    t.equal(slices.trim(), 'IPv4 198.51.100.141 198.51.100.142 8080', 'web (selector app=echo): both backends, target port 8080');
+    t.equal((await lab.kubectl(['get', 'endpointslices', '-l', 'kubernetes.io/service-name=service-blue', '-o', 'name'])).trim(), '', 'service-blue selects no lab backend: no slice');
+    await lab.kubectl(['delete', 'svc', 'web']);
+    await waitFor('the slice of web to go', 10_000, async () =>
+      ((await lab.kubectl(['get', 'endpointslices', '-l', 'kubernetes.io/service-name=web', '-o', 'name'])).trim() === '' ? true : undefined));
+    t.pass('kubectl delete svc web removed its EndpointSlice');
+  });
+
+  await t.test('lab up again says it is up; lab down removes every namespace, process, pin and file; down again is a no-op', async (t) => {
+    const again = await lab.lab(['up', '--nodes', '2']);
+    t.equal(again.code, 0);
+    t.match(again.stdout, /already up/, 'a second `lab up` says so');
+    const state = JSON.parse(readFileSync(join(lab.stateDir, 'state.json'), 'utf8')) as { supervisor: { pid: number }; children: Record<string, { pid: number }>; namespaces: string[]; pinDirs: string[] };
+    const pids = [state.supervisor.pid, ...Object.values(state.children).map((c) => c.pid)];
+    t.equal(Object.keys(state.children).filter((r) => r.startsWith('agent/')).length, 2, 'two agents recorded');
+    const down = await lab.lab(['down']);
+    t.equal(down.code, 0, down.stdout.trim());
+    const left = (await run('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith(`${PREFIX}-`));
+    t.same(left, [], 'no namespace of the lab is left');
+    t.same(pids.filter((pid) => processAlive(pid)), [], 'no process of the lab runs');
+    t.notOk(existsSync(lab.stateDir), 'state directory removed');
+    t.same(state.pinDirs.filter((d) => existsSync(d)), [], 'pin directories removed');
+    const twice = await lab.lab(['down']);
+    t.equal(twice.code, 0);
+    t.match(twice.stdout, /not up/, 'a second `lab down` says the lab is not up');
   });
 });
