@@ -1,0 +1,69 @@
+/**
+ * The IPAM leader election (Lease pharos-ipam) against the API emulator:
+ * exactly one leader, a clean stop hands over at once, a crashed leader is
+ * replaced after the lease duration, and a leader that cannot renew steps
+ * down (stops writing) before its lease could be taken.
+ */
+import t from 'tap';
+import { startApiServer } from '../../src/lab/apiserver/server.js';
+import { KubeWriter } from '../../src/sources/kube/writer.js';
+import { LeaderElector } from '../../src/agent/leader.js';
+import { kubeConfigFor, eventually } from '../kube/kube-support.js';
+
+const quiet = { info: () => undefined, debug: () => undefined };
+
+t.test('one leader; clean stop hands over; a crashed leader is replaced after the lease', async (t) => {
+  const api = await startApiServer({ crds: [] });
+  t.teardown(() => api.close());
+  const writer = new KubeWriter({ kc: kubeConfigFor(api.url), namespace: 'kube-system', timeoutMs: 1000 });
+  const leading = new Set<string>();
+  const make = (id: string): LeaderElector =>
+    new LeaderElector({
+      writer, lease: 'pharos-ipam', identity: id, leaseMs: 1000, renewDeadlineMs: 600, retryMs: 100, log: quiet,
+      onStartedLeading: () => leading.add(id), onStoppedLeading: () => leading.delete(id),
+    });
+  const a = make('a');
+  const b = make('b');
+  a.start();
+  await eventually(() => leading.has('a'), 3000, 'a leads');
+  b.start();
+  await new Promise((r) => setTimeout(r, 500));
+  t.same([...leading], ['a'], 'exactly one leader');
+  t.equal(b.holder, 'a', 'b sees a as the holder');
+
+  const stoppedAt = performance.now();
+  await a.stop();
+  await eventually(() => leading.has('b'), 3000, 'b leads after a stops');
+  t.ok(performance.now() - stoppedAt < 1000, 'clean stop: handed over without waiting out the lease');
+  t.equal(api.objects.get('leases', 'kube-system', 'pharos-ipam')?.spec?.holderIdentity, 'b');
+
+  // b "crashes": its timers stop, the lease stays with b's name.
+  const c = make('c');
+  (b as unknown as { timer?: NodeJS.Timeout }).timer && clearInterval((b as unknown as { timer: NodeJS.Timeout }).timer);
+  const crashedAt = performance.now();
+  c.start();
+  await eventually(() => leading.has('c'), 5000, 'c leads after b\'s lease lapses');
+  t.ok(performance.now() - crashedAt >= 900, 'not before the lease duration');
+  t.notOk(b.isLeader, 'b no longer counts itself leader (past its renew deadline)');
+  await c.stop();
+});
+
+t.test('a leader that cannot renew steps down before the lease could be taken', async (t) => {
+  const api = await startApiServer({ crds: [] });
+  t.teardown(() => api.close());
+  const writer = new KubeWriter({ kc: kubeConfigFor(api.url), namespace: 'kube-system', timeoutMs: 300 });
+  let stoppedLeadingAt = 0;
+  const a = new LeaderElector({
+    writer, lease: 'pharos-ipam', identity: 'a', leaseMs: 1000, renewDeadlineMs: 600, retryMs: 100, log: quiet,
+    onStartedLeading: () => undefined, onStoppedLeading: () => { stoppedLeadingAt = performance.now(); },
+  });
+  a.start();
+  await eventually(() => a.isLeader, 3000, 'a leads');
+  const lastRenew = performance.now();
+  api.pause();
+  await eventually(() => !a.isLeader, 3000, 'a steps down');
+  t.ok(performance.now() - lastRenew < 1000, 'stepped down within the renew deadline, before the lease lapses');
+  api.resume();
+  await eventually(() => stoppedLeadingAt > 0 || a.isLeader, 3000, 'the step-down was reported or leadership renewed');
+  await a.stop();
+});
