@@ -13,6 +13,7 @@
  * Received routes are validated and counted, never installed.
  */
 import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
 import {
@@ -25,6 +26,7 @@ import {
   type RouteAttributes,
 } from './codec.js';
 import { AFI_IPV4, AFI_IPV6, familyOf, type Afi } from './prefix.js';
+import type { NativeAddon } from '../datapath/libbpf.js';
 import { BgpSession, plainAddress, type Connector, type Negotiated, type SessionConfig, type SessionCounters, type SessionState } from './session.js';
 
 /** One route to advertise to one neighbor. */
@@ -114,20 +116,23 @@ export interface SpeakerTotals {
   notificationsReceived: number;
 }
 
+/** The native socket calls the speaker uses. */
+export type SocketOps = Pick<NativeAddon, 'tcpSocket' | 'setTcpMd5' | 'setTtl'>;
+
 export type Log = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface SpeakerOptions {
   routerId: string;
   /** Accept incoming sessions on this port (default none: we always initiate unless a peer is passive). */
   listen?: { port?: number; host?: string };
-  /** `setTcpMd5(fd, peer, key)` from the native addon; without it, peers with a password fail to connect. */
-  setTcpMd5?: (fd: number, peer: string, key: string) => void;
   /**
-   * setsockopt(IP_TTL / IPV6_UNICAST_HOPS) on a socket fd, for eBGP sessions
-   * (`ebgpMultihopTtl`; 1 = directly connected). Node has no such call; without
-   * it the kernel default TTL (64) is used, which peers accept.
+   * Socket calls of the native addon (`addon()` from src/datapath/libbpf.ts
+   * fits). Outgoing sessions are made from `tcpSocket` so TCP MD5 and the
+   * eBGP TTL are set before connect; accepted ones get the TTL on arrival.
+   * Without it, peers with a password cannot connect and eBGP sessions use
+   * the kernel's default TTL (64).
    */
-  setTtl?: (fd: number, ttl: number) => void;
+  sockets?: SocketOps;
   /** Set the GR restart bit on the first sessions (this process is a restart of an earlier agent). */
   restarting?: boolean;
   revisedErrorHandling?: boolean;
@@ -383,9 +388,9 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
     }
     const ttl = peer.spec.localAsn !== peer.spec.peerAsn ? peer.spec.ebgpMultihopTtl : undefined;
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
-    if (ttl !== undefined && this.options.setTtl && fd !== undefined && fd >= 0) {
+    if (ttl !== undefined && this.options.sockets && fd !== undefined && fd >= 0) {
       try {
-        this.options.setTtl(fd, ttl);
+        this.options.sockets.setTtl(fd, ttl);
       } catch (e) {
         this.log('warn', 'cannot set the TTL of an incoming BGP connection', { peer: peer.spec.id, error: (e as Error).message });
       }
@@ -395,27 +400,28 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
 
   private setListenerMd5(spec: PeerSpec, key: string): void {
     const fd = (this.server as unknown as { _handle?: { fd?: number } })?._handle?.fd;
-    if (!this.options.setTcpMd5 || fd === undefined || fd < 0) return;
+    if (!this.options.sockets || fd === undefined || fd < 0) return;
     try {
       // The addon keys an IPv4 peer by its mapped address on a dual-stack listener.
-      this.options.setTcpMd5(fd, spec.peerAddress, key);
+      this.options.sockets.setTcpMd5(fd, spec.peerAddress, key);
     } catch (e) {
       this.log('error', 'cannot set TCP MD5 on the BGP listener', { peer: spec.id, error: (e as Error).message });
     }
   }
 
-  /** Outgoing connections: TCP MD5 and TTL need the socket before connect(), so it is created by hand. */
+  /** Outgoing connections: TCP MD5 and TTL need the socket before connect(), so it is made by the addon. */
   private connectorFor(spec: PeerSpec): Connector | undefined {
-    const { setTcpMd5, setTtl } = this.options;
-    const ttl = spec.localAsn !== spec.peerAsn && setTtl ? spec.ebgpMultihopTtl : undefined;
+    const sockets = this.options.sockets;
+    const ttl = spec.localAsn !== spec.peerAsn ? spec.ebgpMultihopTtl : undefined;
+    if (!sockets) {
+      if (!spec.password) return undefined;
+      return () => { throw new Error('TCP MD5 requested but the native addon is not available'); };
+    }
     if (!spec.password && ttl === undefined) return undefined;
-    return (cfg) => {
-      if (spec.password && !setTcpMd5) throw new Error('TCP MD5 requested but the native addon is not available');
-      return preparedSocket(cfg, (fd) => {
-        if (spec.password) setTcpMd5!(fd, cfg.peerAddress, spec.password);
-        if (ttl !== undefined) setTtl!(fd, ttl);
-      });
-    };
+    return (cfg) => preparedSocket(cfg, sockets, (fd) => {
+      if (spec.password) sockets.setTcpMd5(fd, cfg.peerAddress, spec.password);
+      if (ttl !== undefined) sockets.setTtl(fd, ttl);
+    });
   }
 
   // ---------------------------------------------------------------- routes
@@ -512,20 +518,20 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
 }
 
 /**
- * A TCP socket whose fd exists before connect(), so TCP_MD5SIG (and the TTL)
- * can be set on it. Node offers no public way to get there; the libuv TCP handle from
- * `tcp_wrap` is bound first (which creates the fd), then wrapped.
+ * A TCP socket whose fd exists before connect(), so TCP_MD5SIG and the TTL
+ * can be set on it: an unconnected fd from the addon, adopted by net.Socket,
+ * which binds the source address (if any) and connects.
  */
-function preparedSocket(cfg: SessionConfig, prepare: (fd: number) => void): net.Socket {
-  const binding = (process as unknown as { binding(name: string): any }).binding('tcp_wrap');
-  const handle = new binding.TCP(binding.constants.SOCKET);
-  const v6 = net.isIPv6(cfg.peerAddress);
-  const local = cfg.localAddress ?? (v6 ? '::' : '0.0.0.0');
-  const err = v6 ? handle.bind6(local, 0, 0) : handle.bind(local, 0);
-  if (err) throw new Error(`cannot bind ${local}: error ${err}`);
-  prepare(handle.fd as number);
-  const socket = new net.Socket({ handle, manualStart: true } as net.SocketConstructorOpts);
-  socket.connect({ host: cfg.peerAddress, port: cfg.peerPort });
+function preparedSocket(cfg: SessionConfig, sockets: SocketOps, prepare: (fd: number) => void): net.Socket {
+  const fd = sockets.tcpSocket(net.isIPv6(cfg.peerAddress) ? 'ipv6' : 'ipv4');
+  try {
+    prepare(fd);
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+  const socket = new net.Socket({ fd, readable: true, writable: true });
+  socket.connect({ host: cfg.peerAddress, port: cfg.peerPort, ...(cfg.localAddress ? { localAddress: cfg.localAddress } : {}) });
   return socket;
 }
 

@@ -19,6 +19,8 @@ import { SpeakerProcess } from './support/speaker-process.js';
 const ROUTER_ASN = 65000;
 const SPEAKER_EBGP_ASN = 4200000001; // 4-octet: exercises RFC 6793 for real
 const SPEAKER_ID = '192.0.2.1';
+// eBGP sockets get their TTL (1 here) and MD5 keys through the addon when it is built.
+const NATIVE = existsSync(ADDON_PATH);
 
 async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -130,7 +132,7 @@ t.test('interop with bird2, gobgpd and FRR as eBGP and iBGP', { skip }, async (t
   sites.push(await buildSite(lab, 2, (s) => new GoBgp({ lab, asn: ROUTER_ASN, ...s })));
   sites.push(await buildSite(lab, 3, (s) => new Frr({ lab, asn: ROUTER_ASN, ...s })));
 
-  let speaker = new SpeakerProcess(lab.ns('spk'), { routerId: SPEAKER_ID });
+  let speaker = new SpeakerProcess(lab.ns('spk'), { routerId: SPEAKER_ID, native: NATIVE });
   t.teardown(() => speaker.kill());
   const desired = (): DesiredBgp => ({ peers: sites.flatMap((s) => peerSpecs(s)) });
   await speaker.apply(desired());
@@ -202,7 +204,7 @@ t.test('interop with bird2, gobgpd and FRR as eBGP and iBGP', { skip }, async (t
       const r = await site.router.route(`203.0.113.${site.net * 10 + 1}/32`);
       t.ok(r, `${site.router.name} keeps our route after the speaker died`);
     }
-    speaker = new SpeakerProcess(lab.ns('spk'), { routerId: SPEAKER_ID, restarting: true });
+    speaker = new SpeakerProcess(lab.ns('spk'), { routerId: SPEAKER_ID, restarting: true, native: NATIVE });
     const next = desired();
     for (const p of next.peers) p.routes = p.routes.filter((r) => !r.prefix.endsWith('2/32'));
     // Watch the kept route continuously while the new speaker comes up.
@@ -233,7 +235,7 @@ t.test('TCP MD5: a session comes up only with the right password', { skip: skip 
   await lab.addNamespace('spk');
   const site = await buildSite(lab, 4, (s) => new Bird({ lab, asn: ROUTER_ASN, ...s }), 'phb-secret');
   t.teardown(() => site.router.stop());
-  const speaker = new SpeakerProcess(lab.ns('spk'), { routerId: SPEAKER_ID, md5: true });
+  const speaker = new SpeakerProcess(lab.ns('spk'), { routerId: SPEAKER_ID, native: true });
   t.teardown(() => speaker.kill());
   const [ebgp] = peerSpecs(site, undefined, 'wrong-password');
   await speaker.apply({ peers: [ebgp!] });
@@ -260,7 +262,7 @@ t.test('ECMP: two LB nodes advertise one VIP; bird installs a multipath route, a
     'protocol kernel { ipv4 { export all; }; merge paths on; }');
   t.teardown(() => bird.stop());
   await bird.start();
-  const speakers = nodes.map((n, i) => new SpeakerProcess(lab.ns(n), { routerId: `192.0.2.${10 + i}` }));
+  const speakers = nodes.map((n, i) => new SpeakerProcess(lab.ns(n), { routerId: `192.0.2.${10 + i}`, native: NATIVE }));
   t.teardown(async () => { for (const s of speakers) await s.kill(); });
   const vip = '203.0.113.200/32';
   for (const [i, s] of speakers.entries()) {

@@ -11,8 +11,12 @@ import { encodeNotification, encodeRouteRefresh } from '../../src/bgp/codec.js';
 import client from 'prom-client';
 import { bgpPeerViews, bgpRouteViews, registerBgpMetrics } from '../../src/bgp/metrics.js';
 import { canonicalPrefix } from '../../src/bgp/prefix.js';
-import { BgpSpeaker, type PeerSpec, type RouteSpec } from '../../src/bgp/speaker.js';
+import { BgpSpeaker, type PeerSpec, type RouteSpec, type SocketOps } from '../../src/bgp/speaker.js';
+import { existsSync } from 'node:fs';
+import { addon, ADDON_PATH } from '../../src/datapath/libbpf.js';
 import { PeerConnection, ScriptedPeer } from './support/scripted-peer.js';
+
+const noAddon = !existsSync(ADDON_PATH) && 'native addon not built (npm run build:native)';
 
 function route(prefix: string, extra: Partial<RouteSpec> = {}): RouteSpec {
   return { prefix, communities: [], largeCommunities: [], ...extra };
@@ -234,15 +238,33 @@ t.test('views for `pharos bgp peers/routes` and the pharos_bgp_* metrics', async
   t.match(bgpPeerViews(speaker)[0]!.lastError, /received: cease \/ administrative reset/);
 });
 
-t.test('eBGP sockets are prepared before connect (TTL hook) and still come up', async (t) => {
-  const calls: [number, number][] = [];
-  const { peer, port, speaker } = await setup(t, { routerId: '192.0.2.100', setTtl: (fd, ttl) => { calls.push([fd, ttl]); } });
-  speaker.apply({ peers: [spec(port, [route('203.0.113.1/32')], { ebgpMultihopTtl: 3, localAddress: '127.0.0.1' })] });
+t.test('eBGP sockets come from the addon: TTL and MD5 set before connect, source address bound', { skip: noAddon }, async (t) => {
+  const native = addon();
+  const calls: string[] = [];
+  const sockets: SocketOps = {
+    tcpSocket: (family) => { const fd = native.tcpSocket(family); calls.push(`socket ${family}`); return fd; },
+    setTtl: (fd, ttl) => { calls.push(`ttl ${ttl}`); native.setTtl(fd, ttl); },
+    setTcpMd5: (fd, peer, key) => { calls.push(`md5 ${peer}`); native.setTcpMd5(fd, peer, key); },
+  };
+  const { peer, port, speaker } = await setup(t, { routerId: '192.0.2.100', sockets });
+  speaker.apply({ peers: [spec(port, [route('203.0.113.1/32')], { ebgpMultihopTtl: 3, localAddress: '127.0.0.2' })] });
   const c = await peer.accept();
+  t.equal(c.socket.remoteAddress, '127.0.0.2', 'the session comes from the configured source address');
   await c.establish({ asn: 65000 });
   const ups = await readUpdates(c, { untilEor: 2 });
   t.same(announced(ups), ['203.0.113.1/32']);
-  t.equal(calls.length, 1);
-  t.ok(calls[0]![0] > 2, 'a real fd, before connect');
-  t.equal(calls[0]![1], 3, 'the configured multihop TTL');
+  t.same(calls, ['socket ipv4', 'ttl 3'], 'a native socket, given the configured multihop TTL');
+  t.equal(speaker.status()[0]!.negotiated?.localAddress, '127.0.0.2');
+});
+
+t.test('iBGP sessions and sessions without the addon use a plain socket; MD5 without the addon fails clearly', async (t) => {
+  const { peer, port, speaker } = await setup(t, { routerId: '192.0.2.100' });
+  speaker.apply({ peers: [spec(port, [route('203.0.113.1/32')], { localAddress: '127.0.0.3' })] });
+  const c = await peer.accept();
+  t.equal(c.socket.remoteAddress, '127.0.0.3', 'plain socket bound to the source address');
+  await c.establish({ asn: 65000 });
+  await readUpdates(c, { untilEor: 2 });
+  speaker.apply({ peers: [spec(port, [], { id: 'md5', password: 'secret' })] });
+  await new Promise((r) => setTimeout(r, 300));
+  t.match(speaker.status()[0]!.lastError, /TCP MD5 requested but the native addon is not available/);
 });

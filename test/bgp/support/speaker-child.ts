@@ -2,7 +2,8 @@
  * A BgpSpeaker in its own process, so a test can run it inside a network
  * namespace (`ip netns exec NS node --import tsx speaker-child.ts OPTIONS`).
  *
- * argv[2]: JSON { routerId, restarting?, md5?: boolean, listenPort?: number }
+ * argv[2]: JSON { routerId, restarting?, native?: boolean (TCP MD5 and eBGP TTL through
+ *          the native addon), listenPort?: number }
  * stdin:   one JSON command per line: {id, cmd: 'apply', desired} | {id, cmd: 'status'}
  *          | {id, cmd: 'stop', graceful} | {id, cmd: 'exit'}
  *          With `nodeName` in the options the speaker is driven by a Store through
@@ -21,7 +22,7 @@ import type { ModelObject, Service } from '../../../src/model/types.js';
 interface ChildOptions {
   routerId: string;
   restarting?: boolean;
-  md5?: boolean;
+  native?: boolean;
   listenPort?: number;
   nodeName?: string;
 }
@@ -45,10 +46,9 @@ const speakerOptions: SpeakerOptions = {
   log: (level, msg, fields) => process.stderr.write(`${level} ${msg} ${fields ? JSON.stringify(fields) : ''}\n`),
 };
 if (opts.listenPort !== undefined) speakerOptions.listen = { port: opts.listenPort };
-if (opts.md5) {
+if (opts.native) {
   const { addon } = await import('../../../src/datapath/libbpf.js');
-  const native = addon();
-  speakerOptions.setTcpMd5 = (fd, peer, key) => native.setTcpMd5(fd, peer, key);
+  speakerOptions.sockets = addon();
 }
 const speaker = new BgpSpeaker(speakerOptions);
 await speaker.listen();

@@ -22,7 +22,7 @@ export class SpeakerProcess {
   private readonly waiting = new Map<number, (reply: Record<string, unknown>) => void>();
   stderr = '';
 
-  constructor(netnsName: string, options: { routerId: string; restarting?: boolean; md5?: boolean; listenPort?: number; nodeName?: string }) {
+  constructor(netnsName: string, options: { routerId: string; restarting?: boolean; native?: boolean; listenPort?: number; nodeName?: string }) {
     this.child = spawn('ip', ['netns', 'exec', netnsName, 'setpriv', '--pdeathsig', 'KILL', '--',
       process.execPath, '--import', 'tsx', CHILD, JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'pipe'] });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
