@@ -294,6 +294,24 @@ struct {
 	__type(value, struct ph_aff_value);
 } ph_affinity SEC(".maps");
 
+/*
+ * Backends that may take new flows of a frontend, for frontends with
+ * PH_FE_AFFINITY: a remembered backend is used only while it is still a
+ * member (a backend shared with other frontends may leave this one and stay
+ * in ph_backends). Key {frontend id, backend id}, 8 bytes; value unused.
+ */
+struct ph_member_key {
+	__u32 frontend_id;	/* 0 */
+	__u32 backend_id;	/* 4 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct ph_member_key);
+	__type(value, __u32);
+} ph_fe_members SEC(".maps");
+
 /* Per-CPU scratch where the new-flow path builds its entries, off the 512-byte stack. */
 struct ph_scratch {
 	struct ph_ct ct;

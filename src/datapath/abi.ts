@@ -41,6 +41,7 @@ export const MAP = {
   scratch: 'ph_scratch',
   sourceRanges: 'ph_src_ranges',
   affinity: 'ph_affinity',
+  members: 'ph_fe_members',
 } as const;
 export type MapRole = keyof typeof MAP;
 
@@ -301,6 +302,13 @@ export function encodeSourceRangeKey(frontendId: number, cidr: string): Buffer {
 
 export function decodeSourceRangeKey(b: Buffer): { frontendId: number; prefixBits: number; addressBytes: Buffer } {
   return { frontendId: b.readUInt32LE(4), prefixBits: b.readUInt32LE(0) - 32, addressBytes: Buffer.from(b.subarray(8, 24)) };
+}
+
+export function encodeMemberKey(frontendId: number, backendId: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeUInt32LE(frontendId >>> 0, 0);
+  b.writeUInt32LE(backendId >>> 0, 4);
+  return b;
 }
 
 export function encodeAffinityKey(frontendId: number, client: string): Buffer {

@@ -30,9 +30,11 @@ export interface DatapathSizes {
   sourceRanges: number;
   /** Remembered client → backend choices (sessionAffinity ClientIP); LRU. */
   affinity: number;
+  /** {frontend, backend} pairs of affinity frontends (ph_fe_members). */
+  members: number;
 }
 
-export const DEFAULT_SIZES: DatapathSizes = { frontends: 1024, backends: 4096, conntrack: 262144, responder: 1024, txPorts: 64, sourceRanges: 16384, affinity: 65536 };
+export const DEFAULT_SIZES: DatapathSizes = { frontends: 1024, backends: 4096, conntrack: 262144, responder: 1024, txPorts: 64, sourceRanges: 16384, affinity: 65536, members: 65536 };
 
 export interface DatapathConfig {
   /** Maglev table size (prime). */
@@ -100,6 +102,7 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     scratch: { type: 'percpu_array', keySize: 4, valueSize: SIZE.ct + SIZE.rev + SIZE.flow + SIZE.affKey + SIZE.affValue, maxEntries: 1 },
     sourceRanges: { type: 'lpm_trie', keySize: SIZE.srcKey, valueSize: 4, maxEntries: sizes.sourceRanges },
     affinity: { type: 'lru_hash', keySize: SIZE.affKey, valueSize: SIZE.affValue, maxEntries: sizes.affinity },
+    members: { type: 'hash', keySize: 8, valueSize: 4, maxEntries: sizes.members },
   };
 }
 
@@ -258,6 +261,7 @@ export function loadDatapath(opts: LoadOptions): LoadedDatapath {
     object.setMaxEntries(MAP.txPorts, sizes.txPorts);
     object.setMaxEntries(MAP.sourceRanges, sizes.sourceRanges);
     object.setMaxEntries(MAP.affinity, sizes.affinity);
+    object.setMaxEntries(MAP.members, sizes.members);
     for (const role of PINNED) object.setPinPath(MAP[role], join(pinDir, MAP[role]));
     object.load();
     const maps = Object.fromEntries((Object.keys(MAP) as MapRole[]).map((r) => [r, object.map(MAP[r])])) as DatapathMaps;

@@ -16,7 +16,7 @@
 import { BpfError, type BpfMap, type NativeAddon } from './libbpf.js';
 import {
   decodeBackend, decodeFrontendKey, decodeRuntime, decodeFrontendValue, encodeBackend, encodeFrontendKey, encodeFrontendValue, encodeResponderKey,
-  encodeResponderValue, encodeRuntime, encodeSourceRangeKey, decodeSourceRangeKey, familyOf, u32Key, FE_AFFINITY, FE_LOCAL_ONLY,
+  encodeResponderValue, encodeRuntime, encodeSourceRangeKey, decodeSourceRangeKey, encodeMemberKey, familyOf, u32Key, FE_AFFINITY, FE_LOCAL_ONLY,
   FE_RESET_ON_REMOVE, FE_SOURCE_RANGES, SIZE, type FrontendValue, type Runtime,
 } from './abi.js';
 import { buildMaglevTable, MaglevError } from './maglev.js';
@@ -62,6 +62,8 @@ export interface View {
   backends: Map<string, ViewBackend>;
   /** ph_src_ranges keys (hex) by frontend id. */
   sourceRanges: Map<number, Set<string>>;
+  /** ph_fe_members: backend ids that may take new flows, by frontend id (affinity frontends only). */
+  members?: Map<number, Set<number>>;
 }
 
 // ---------------------------------------------------------------- the plan (pure)
@@ -88,6 +90,8 @@ export interface PlannedFrontend {
   writeValue: boolean;
   /** ph_src_ranges keys (hex) the frontend must have. */
   sourceRangeKeys: Set<string>;
+  /** Backend ids for ph_fe_members (affinity frontends; empty otherwise). */
+  memberIds: Set<number>;
 }
 
 export interface SyncPlan {
@@ -250,6 +254,7 @@ export function planSync(view: View, desired: readonly Frontend[], opts: PlanOpt
       ...(tableChanged ? { table } : {}),
       writeValue: !current || !sameValue(current.value, value),
       sourceRangeKeys: srcKeys,
+      memberIds: new Set(f.sessionAffinity ? eligible.map((b) => backendIds.get(backendKeyString(b))!) : []),
     });
   }
   opts.cursor.frontend = fcursor.next;
@@ -281,7 +286,7 @@ function isMapFull(err: unknown): boolean {
 }
 
 export class DatapathSync {
-  private view: View = { frontends: new Map(), backends: new Map(), sourceRanges: new Map() };
+  private view: View = { frontends: new Map(), backends: new Map(), sourceRanges: new Map(), members: new Map() };
   private readonly cursor = { frontend: 1, backend: 1 };
   /** Refusals because a map (or id space) was full, by map name: for a metric. */
   readonly mapFull: Record<string, number> = {};
@@ -319,7 +324,14 @@ export class DatapathSync {
       set.add(k.toString('hex'));
       sourceRanges.set(id, set);
     }
-    this.view = { frontends, backends, sourceRanges };
+    const members = new Map<number, Set<number>>();
+    for (const k of this.maps.members.keys()) {
+      const id = k.readUInt32LE(0);
+      const set = members.get(id) ?? new Set<number>();
+      set.add(k.readUInt32LE(4));
+      members.set(id, set);
+    }
+    this.view = { frontends, backends, sourceRanges, members };
     this.cursor.frontend = maxF + 1;
     this.cursor.backend = maxB + 1;
     const rt = this.maps.runtime.lookup(u32Key(0));
@@ -408,6 +420,16 @@ export class DatapathSync {
         }
       }
       if (have.size > 0) this.view.sourceRanges.set(f.id, have);
+      const mine = this.members(f.id);
+      for (const id of f.memberIds) {
+        if (mine.has(id) || failedBackends.has(id)) continue;
+        try {
+          this.maps.members.update(encodeMemberKey(f.id, id), u32Key(1));
+          mine.add(id);
+        } catch (err) {
+          this.fail(errors, err, 'ph_fe_members', f.key);
+        }
+      }
     }
 
     // 2 + 3. Tables, then frontend entries.
@@ -445,7 +467,10 @@ export class DatapathSync {
     this.writeFrontends(feKeys, feValues, feWritten, errors, result);
 
     // Ranges no longer wanted go after the entries stopped needing them.
-    for (const f of plan.frontends) this.pruneSourceRanges(f.id, f.sourceRangeKeys);
+    for (const f of plan.frontends) {
+      this.pruneSourceRanges(f.id, f.sourceRangeKeys);
+      this.pruneMembers(f.id, f.memberIds);
+    }
 
     // 4. Removed frontends: entry first (packets stop matching), then the table.
     for (const f of plan.removeFrontends) {
@@ -453,6 +478,7 @@ export class DatapathSync {
       this.maps.maglev.delete(u32Key(f.id));
       this.view.frontends.delete(frontendKeyString(f));
       this.pruneSourceRanges(f.id, new Set());
+      this.pruneMembers(f.id, new Set());
       result.frontendsRemoved++;
     }
     // 5. Backends no frontend references: their flows re-balance or reset by frontend policy.
@@ -517,6 +543,24 @@ export class DatapathSync {
     } finally {
       inner.close(); // the outer map holds its own reference
     }
+  }
+
+  private members(frontendId: number): Set<number> {
+    this.view.members ??= new Map();
+    let set = this.view.members.get(frontendId);
+    if (!set) this.view.members.set(frontendId, (set = new Set()));
+    return set;
+  }
+
+  private pruneMembers(frontendId: number, keep: Set<number>): void {
+    const have = this.view.members?.get(frontendId);
+    if (!have) return;
+    for (const id of [...have]) {
+      if (keep.has(id)) continue;
+      this.maps.members.delete(encodeMemberKey(frontendId, id));
+      have.delete(id);
+    }
+    if (have.size === 0) this.view.members!.delete(frontendId);
   }
 
   private pruneSourceRanges(frontendId: number, keep: Set<string>): void {

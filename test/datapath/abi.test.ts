@@ -68,6 +68,7 @@ t.test('flag constants match the C', async (t) => {
   t.equal(defs.PH_CT_CLOSING, abi.CT_CLOSING);
   t.equal(defs.PH_CTF_SNAT, abi.CTF_SNAT);
   t.equal(defs.PH_CTF_LOCAL, abi.CTF_LOCAL);
+  t.equal(defs.PH_BE_DRAINING, abi.BE_DRAINING);
   t.equal(defs.PH_AF_INET, abi.AF_INET);
   t.equal(defs.PH_AF_INET6, abi.AF_INET6);
 });
@@ -76,7 +77,9 @@ t.test('struct sizes match BTF', async (t) => {
   const sizes: Record<string, number> = {
     ph_fe_key: abi.SIZE.feKey, ph_fe_value: abi.SIZE.feValue, ph_backend: abi.SIZE.backend, ph_flow: abi.SIZE.flow,
     ph_ct: abi.SIZE.ct, ph_be_nh: abi.SIZE.beNextHop, ph_rev: abi.SIZE.rev, ph_runtime: abi.SIZE.runtime, ph_resp_key: abi.SIZE.respKey,
-    ph_resp_value: abi.SIZE.respValue, ph_traffic: abi.SIZE.traffic,
+    ph_resp_value: abi.SIZE.respValue, ph_traffic: abi.SIZE.traffic, ph_src_key: abi.SIZE.srcKey, ph_aff_key: abi.SIZE.affKey,
+    ph_aff_value: abi.SIZE.affValue, ph_member_key: 8,
+    ph_scratch: abi.SIZE.ct + abi.SIZE.rev + abi.SIZE.flow + abi.SIZE.affKey + abi.SIZE.affValue,
   };
   for (const [name, size] of Object.entries(sizes)) t.equal(layout(name).size, size, name);
 });
@@ -178,4 +181,32 @@ t.test('addresses round-trip in RFC 5952 form', async (t) => {
   t.throws(() => abi.addrBytes('nope'), /not an IP/);
   t.same(abi.encodeRodata('cfg_snat', 1), Buffer.from([1]));
   t.equal(abi.encodeRodata('cfg_udp_ns', 5n).readBigUInt64LE(0), 5n);
+});
+
+t.test('source-range, affinity and member keys match BTF; CIDRs are masked and checked', async (t) => {
+  const so = layout('ph_src_key').offsets;
+  const k = abi.encodeSourceRangeKey(9, '192.0.2.77/24');
+  t.equal(k.readUInt32LE(so.prefixlen!), 32 + 24);
+  t.equal(k.readUInt32LE(so.frontend_id!), 9);
+  t.same([...k.subarray(so.addr!, so.addr! + 4)], [192, 0, 2, 0], 'host bits cleared');
+  t.equal(abi.encodeSourceRangeKey(9, '2001:db8::1').readUInt32LE(0), 32 + 128, 'bare address = full length');
+  t.same(abi.decodeSourceRangeKey(abi.encodeSourceRangeKey(3, '2001:db8:ff::/47')).prefixBits, 47);
+  t.equal(abi.encodeSourceRangeKey(3, '2001:db8:1::/47').toString('hex'), abi.encodeSourceRangeKey(3, '2001:db8::/47').toString('hex'));
+  for (const bad of ['192.0.2.0/33', '192.0.2.0/x', 'nope/8', '2001:db8::/129']) t.throws(() => abi.encodeSourceRangeKey(1, bad), /CIDR|not an IP/, bad);
+  const ao = layout('ph_aff_key').offsets;
+  const a = abi.encodeAffinityKey(5, '2001:db8::9');
+  t.equal(a.readUInt32LE(ao.frontend_id!), 5);
+  t.equal(a[ao.family!], abi.AF_INET6);
+  t.equal(abi.readAddr(a, ao.client!, abi.AF_INET6), '2001:db8::9');
+  const vo = layout('ph_aff_value').offsets;
+  const v = Buffer.alloc(abi.SIZE.affValue);
+  v.writeBigUInt64LE(42n, vo.last_seen!);
+  v.writeUInt32LE(7, vo.backend_id!);
+  t.same(abi.decodeAffinityValue(v), { lastSeenNs: 42n, backendId: 7 });
+  const mo = layout('ph_member_key').offsets;
+  const m = abi.encodeMemberKey(4, 11);
+  t.same([m.readUInt32LE(mo.frontend_id!), m.readUInt32LE(mo.backend_id!)], [4, 11]);
+  const bo = layout('ph_backend').offsets;
+  t.equal(abi.encodeBackend({ address: '192.0.2.1', port: 1, draining: true })[bo.flags!], abi.BE_DRAINING);
+  t.same(abi.decodeBackend(abi.encodeBackend({ address: '192.0.2.1', port: 1, draining: true })), { address: '192.0.2.1', port: 1, draining: true });
 });

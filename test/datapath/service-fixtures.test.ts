@@ -1,0 +1,236 @@
+/**
+ * BPF_PROG_TEST_RUN fixtures for the service semantics (issue 8), v4 and v6,
+ * in the same fixture world as fixtures.test.ts (real FIB neighbours):
+ * externalTrafficPolicy Local, loadBalancerSourceRanges, sessionAffinity
+ * ClientIP, draining (terminating) backends. Rows are data: input, verdict,
+ * expected output or checks, exact counter deltas.
+ */
+import t, { type Test } from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { privilegedUnavailable } from '../support/privileged.js';
+import { withLab } from '../support/lab.js';
+import { hexDiff, parse, pkt } from '../support/packet.js';
+import { ADDR, baseFrontends, FixtureEnv, MAC, XDP } from './fixture-env.js';
+import { STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
+import type { Backend, Frontend } from '../../src/model/types.js';
+
+type Fam = 4 | 6;
+const PAYLOAD = Buffer.from('pharos service fixture');
+const fromClient = { src: MAC.client, dst: MAC.fx0 };
+
+const client = (f: Fam): string => (f === 4 ? ADDR.client4 : ADDR.client6);
+const other = (f: Fam): string => (f === 4 ? ADDR.far4 : '2001:db8::50');
+const be = (f: Fam, i: number): string => (f === 4 ? ADDR.backend4(i) : ADDR.backend6(i));
+/** Service VIPs of this file: 198.51.100.3x / 2001:db8:100::3x. */
+const vip = (f: Fam, n: number): string => (f === 4 ? `198.51.100.${n}` : `2001:db8:100::${n}`);
+
+function tcp(f: Fam, macs: { src: string; dst: string }, src: string, dst: string, sport: number, dport: number, flags = 'S'): Buffer {
+  const b = pkt().eth(macs);
+  if (f === 4) b.ipv4({ src, dst, id: 7 });
+  else b.ipv6({ src, dst });
+  return b.tcp({ sport, dport, flags, seq: 1000, ack: flags.includes('A') ? 5000 : 0 }).payload(PAYLOAD).build();
+}
+
+function backends(f: Fam, idx: number[], extra: Partial<Backend> = {}): Backend[] {
+  return idx.map((i) => ({ address: be(f, i), port: 8080, weight: 1, state: 'active' as const, ...extra }));
+}
+
+function fe(f: Fam, n: number, bes: Backend[], extra: Partial<Frontend> = {}): Frontend {
+  return { service: `phs/svc-${n}`, kind: 'LoadBalancer', address: vip(f, n), port: 80, protocol: 'TCP', backends: bes, sessionAffinity: false, sessionAffinityTimeoutSeconds: 0, localOnly: false, sourceRanges: [], ...extra };
+}
+
+/** Frontends of this file on top of the base set. */
+function serviceFrontends(over: Partial<Record<string, Frontend | null>> = {}): Frontend[] {
+  const mine: Frontend[] = [];
+  for (const f of [4, 6] as const) {
+    mine.push(
+      fe(f, 30, backends(f, [1]), { localOnly: true }),
+      fe(f, 31, [], { localOnly: true }),
+      fe(f, 32, backends(f, [1, 2, 3]), { sourceRanges: [f === 4 ? '198.18.0.1/32' : '2001:db8::1/128', f === 4 ? '2001:db8::1/128' : '198.18.0.1/32'] }),
+      fe(f, 33, backends(f, [1, 2, 3]), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 60 }),
+      fe(f, 34, backends(f, [1, 2, 3])),
+      fe(f, 35, backends(f, [1, 2, 3]), { sourceRanges: [f === 4 ? '2001:db8::/32' : '198.18.0.0/15'] }),
+    );
+  }
+  const all = [...baseFrontends(), ...mine];
+  return all.map((x) => (`${x.address}` in over ? over[x.address] : x)).filter((x): x is Frontend => x !== null && x !== undefined);
+}
+
+const skip = privilegedUnavailable();
+let env: FixtureEnv | undefined;
+
+t.before(async () => {
+  if (skip) return;
+  const lab = await withLab(t, 'phs');
+  env = await FixtureEnv.create(lab, '/run/pharos/bpffs/phs-fixtures', { nsName: 'fx' });
+  env.apply(serviceFrontends());
+});
+t.teardown(() => env?.close());
+
+const verdictName = (n: number): string => Object.entries(XDP).find(([, v]) => v === n)?.[0] ?? `verdict ${n}`;
+
+/** Run one frame and check verdict, output and the exact counter deltas. */
+function expectRun(t: Test, e: FixtureEnv, input: Buffer, want: { verdict: keyof typeof XDP; output?: Buffer; stats: Partial<Record<StatReason, number>>; ingress?: 'fx0' | 'fb0' }): Buffer {
+  const before = e.counters();
+  const res = e.run(input, want.ingress ?? 'fx0');
+  const after = e.counters();
+  t.equal(verdictName(res.retval), want.verdict, 'verdict');
+  if (want.output) {
+    const diff = hexDiff(want.output, res.dataOut);
+    t.ok(diff === '', diff === '' ? 'output frame as expected' : `output differs:\n${diff}`);
+  }
+  const moved = Object.fromEntries(STAT_REASONS.map((r) => [r, Number(after[r] - before[r])]).filter(([, d]) => d !== 0));
+  t.same(moved, want.stats, 'counter deltas');
+  return res.dataOut;
+}
+
+const dstOf = (out: Buffer): string | undefined => { const p = parse(out); return p.ip?.dst ?? p.ip6?.dst; };
+const srcOf = (out: Buffer): string | undefined => { const p = parse(out); return p.ip?.src ?? p.ip6?.src; };
+
+for (const f of [4, 6] as const) {
+  const v = `v${f}`;
+  const base = f === 4 ? 20000 : 21000;
+
+  t.test(`${v} Local policy: DNAT only, client address kept, to the local backend`, { skip }, async (t) => {
+    const e = env!;
+    expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 30), base + 1, 80), {
+      verdict: 'REDIRECT', output: tcp(f, { src: MAC.fb0, dst: MAC.backend(1) }, client(f), be(f, 1), base + 1, 8080), stats: { ct_create: 1, fwd_redirect: 1 },
+    });
+    expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 30), base + 1, 80, 'A'), {
+      verdict: 'REDIRECT', output: tcp(f, { src: MAC.fb0, dst: MAC.backend(1) }, client(f), be(f, 1), base + 1, 8080, 'A'), stats: { ct_hit: 1, fwd_redirect: 1 },
+    });
+  });
+
+  t.test(`${v} Local policy: the backend's reply passes XDP untouched and tc egress makes it come from the VIP`, { skip }, async (t) => {
+    const e = env!;
+    const reply = tcp(f, { src: MAC.backend(1), dst: MAC.fb0 }, be(f, 1), client(f), 8080, base + 1, 'SA');
+    expectRun(t, e, reply, { ingress: 'fb0', verdict: 'PASS', output: reply, stats: {} });
+    const leaving = tcp(f, { src: MAC.fx0, dst: MAC.client }, be(f, 1), client(f), 8080, base + 1, 'SA');
+    const before = e.counters();
+    const r = e.addon.testRun(e.dp.tcEgress.fd, { data: leaving, netns: e.nsPath });
+    t.equal(r.retval, 0, 'TC_ACT_OK');
+    const want = tcp(f, { src: MAC.fx0, dst: MAC.client }, vip(f, 30), client(f), 80, base + 1, 'SA');
+    t.equal(hexDiff(want, r.dataOut), '', 'VIP:80 → client, checksums valid');
+    t.equal(Number(e.counters().tc_rev_nat - before.tc_rev_nat), 1);
+  });
+
+  t.test(`${v} Local policy without a local endpoint: drop no_backend`, { skip }, async (t) => {
+    expectRun(t, env!, tcp(f, fromClient, client(f), vip(f, 31), base + 2, 80), { verdict: 'DROP', stats: { no_backend: 1 } });
+  });
+
+  t.test(`${v} source ranges: a source inside is balanced (SNAT as usual)`, { skip }, async (t) => {
+    const out = expectRun(t, env!, tcp(f, fromClient, client(f), vip(f, 32), base + 3, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } });
+    t.equal(srcOf(out), f === 4 ? ADDR.snat4 : ADDR.snat6);
+  });
+
+  t.test(`${v} source ranges: a source outside is dropped, counted source_range`, { skip }, async (t) => {
+    expectRun(t, env!, tcp(f, fromClient, other(f), vip(f, 32), base + 4, 80), { verdict: 'DROP', stats: { source_range: 1 } });
+  });
+
+  t.test(`${v} source ranges of the other family only: this family is not restricted`, { skip }, async (t) => {
+    expectRun(t, env!, tcp(f, fromClient, other(f), vip(f, 35), base + 5, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } });
+  });
+
+  t.test(`${v} source ranges changed: the established flow is cut, the new range admitted, removal opens the frontend`, { skip }, async (t) => {
+    const e = env!;
+    const narrowed = fe(f, 32, backends(f, [1, 2, 3]), { sourceRanges: [f === 4 ? '198.18.0.48/28' : '2001:db8::40/122'] });
+    try {
+      e.apply(serviceFrontends({ [vip(f, 32)]: narrowed }));
+      expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 32), base + 3, 80, 'A'), { verdict: 'DROP', stats: { source_range: 1 } });
+      expectRun(t, e, tcp(f, fromClient, other(f), vip(f, 32), base + 6, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } });
+      t.equal(e.sync.current().sourceRanges.get(e.sync.current().frontends.get(`TCP/${vip(f, 32)}/80`)!.id)?.size, 1, 'old prefix removed from the trie');
+      e.apply(serviceFrontends({ [vip(f, 32)]: { ...narrowed, sourceRanges: [] } }));
+      expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 32), base + 7, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } });
+    } finally {
+      e.apply(serviceFrontends());
+    }
+  });
+
+  t.test(`${v} affinity: 30 new flows of one client land on one backend (hits counted); without affinity they spread`, { skip }, async (t) => {
+    const e = env!;
+    const first = dstOf(expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 33), base + 100, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } }));
+    const seen = new Set<string | undefined>();
+    const before = e.counters();
+    for (let i = 1; i <= 30; i++) seen.add(dstOf(e.run(tcp(f, fromClient, client(f), vip(f, 33), base + 100 + i, 80)).dataOut));
+    t.same([...seen], [first], `all on ${first}`);
+    t.equal(Number(e.counters().affinity_hit - before.affinity_hit), 30);
+    const spread = new Set<string | undefined>();
+    for (let i = 0; i < 30; i++) spread.add(dstOf(e.run(tcp(f, fromClient, client(f), vip(f, 34), base + 100 + i, 80)).dataOut));
+    t.ok(spread.size >= 2, `no affinity: ${spread.size} backends`);
+    const otherClient = new Set<string | undefined>();
+    for (let i = 0; i < 5; i++) otherClient.add(dstOf(e.run(tcp(f, fromClient, other(f), vip(f, 33), base + 200 + i, 80)).dataOut));
+    t.equal(otherClient.size, 1, 'another client is sticky too');
+  });
+
+  t.test(`${v} affinity: the backend removed → next flow placed by Maglev elsewhere, and that sticks`, { skip }, async (t) => {
+    const e = env!;
+    const first = dstOf(e.run(tcp(f, fromClient, client(f), vip(f, 33), base + 300, 80)).dataOut)!;
+    const idx = Number(first.split(/[.:]/).pop());
+    const rest = [1, 2, 3].filter((i) => i !== idx);
+    try {
+      e.apply(serviceFrontends({ [vip(f, 33)]: fe(f, 33, backends(f, rest), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 60 }) }));
+      const moved = dstOf(expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 33), base + 301, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } }));
+      t.not(moved, first, `moved off ${first}`);
+      expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 33), base + 302, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1, affinity_hit: 1 } });
+      t.equal(dstOf(e.run(tcp(f, fromClient, client(f), vip(f, 33), base + 303, 80)).dataOut), moved, 'sticks to the new one');
+    } finally {
+      e.apply(serviceFrontends());
+    }
+  });
+
+  t.test(`${v} affinity: a terminating backend keeps its flow but takes no new one, not even by affinity`, { skip }, async (t) => {
+    const e = env!;
+    const first = dstOf(e.run(tcp(f, fromClient, client(f), vip(f, 33), base + 400, 80)).dataOut)!;
+    const idx = Number(first.split(/[.:]/).pop());
+    try {
+      e.apply(serviceFrontends({ [vip(f, 33)]: fe(f, 33, backends(f, [1, 2, 3]).map((b, i) => (i + 1 === idx ? { ...b, state: 'terminating' as const } : b)), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 60 }) }));
+      t.equal(dstOf(expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 33), base + 400, 80, 'A'), { verdict: 'REDIRECT', stats: { ct_hit: 1, fwd_redirect: 1 } })), first, 'established flow stays');
+      t.not(dstOf(expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 33), base + 401, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } })), first, 'new flow elsewhere');
+    } finally {
+      e.apply(serviceFrontends());
+    }
+  });
+}
+
+t.test('affinity expires after its timeout: the next flow is placed by Maglev (no hit)', { skip }, async (t) => {
+  const e = env!;
+  try {
+    e.apply(serviceFrontends({ [vip(4, 33)]: fe(4, 33, backends(4, [1, 2, 3]), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 1 }) }));
+    t.equal(e.sync.current().frontends.get(`TCP/${vip(4, 33)}/80`)!.value.affinityTimeout, 1);
+    e.run(tcp(4, fromClient, ADDR.client4, vip(4, 33), 22000, 80));
+    expectRun(t, e, tcp(4, fromClient, ADDR.client4, vip(4, 33), 22001, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1, affinity_hit: 1 } });
+    await sleep(1300);
+    expectRun(t, e, tcp(4, fromClient, ADDR.client4, vip(4, 33), 22002, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } });
+  } finally {
+    e.apply(serviceFrontends());
+  }
+});
+
+t.test('affinity timeout 0 means the Kubernetes default 10800 s', { skip }, async (t) => {
+  const e = env!;
+  try {
+    e.apply(serviceFrontends({ [vip(4, 33)]: fe(4, 33, backends(4, [1, 2, 3]), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 0 }) }));
+    t.equal(e.sync.current().frontends.get(`TCP/${vip(4, 33)}/80`)!.value.affinityTimeout, 10800);
+  } finally {
+    e.apply(serviceFrontends());
+  }
+});
+
+t.test('sync re-reads source ranges and draining backends from the maps (agent restart)', { skip }, async (t) => {
+  const e = env!;
+  // 198.18.2.7 belongs to this frontend only, so terminating here means draining everywhere.
+  const withDraining = (): Frontend[] => serviceFrontends({ [vip(4, 34)]: fe(4, 34, [...backends(4, [1, 2, 3]), ...backends(4, [7], { state: 'terminating' })], { sessionAffinity: true }) });
+  e.apply(withDraining());
+  try {
+    const before = e.sync.current();
+    const ranges = new Map([...before.sourceRanges].map(([k, s]) => [k, [...s].sort()]));
+    const view = e.sync.readState();
+    t.same(new Map([...view.sourceRanges].map(([k, s]) => [k, [...s].sort()])), ranges, 'same ranges');
+    t.same([...view.backends.values()].filter((b) => b.draining).map((b) => b.address), ['198.18.2.7'], 'draining flag read back');
+    t.equal(view.members?.get(view.frontends.get(`TCP/${vip(4, 34)}/80`)!.id)?.size, 3, 'affinity members read back (active ones only)');
+    const r = e.sync.apply(withDraining());
+    t.same([r.frontendsWritten, r.backendsAdded, r.tablesPublished], [0, 0, 0], 'nothing to rewrite');
+  } finally {
+    e.apply(serviceFrontends());
+  }
+});
