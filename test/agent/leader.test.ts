@@ -39,7 +39,7 @@ t.test('one leader; clean stop hands over; a crashed leader is replaced after th
 
   // b "crashes": its timers stop, the lease stays with b's name.
   const c = make('c');
-  (b as unknown as { timer?: NodeJS.Timeout }).timer && clearInterval((b as unknown as { timer: NodeJS.Timeout }).timer);
+  clearInterval((b as unknown as { timer?: NodeJS.Timeout }).timer);
   const crashedAt = performance.now();
   c.start();
   await eventually(() => leading.has('c'), 5000, 'c leads after b\'s lease lapses');
