@@ -24,7 +24,7 @@ export interface Regression {
   ingress: Ingress;
   /** How the fuzzer made the frame. */
   found: string;
-  /** Set while the bug is open (what is wrong, who owns it): the row runs as a todo. */
+  /** Set while the bug is open (what is wrong, who owns it): the test pins the wrong outcome until it is fixed. */
   open?: string;
 }
 
