@@ -641,6 +641,11 @@ export class Ipam {
     return `${text} is not in any pool`;
   }
 
+  private preferredPools(): PoolRuntime[] {
+    const specific = this.pools.filter((p) => p.a.pool.serviceSelector !== undefined);
+    return specific.length === 0 || specific.length === this.pools.length ? this.pools : [...specific, ...this.pools.filter((p) => p.a.pool.serviceSelector === undefined)];
+  }
+
   /** Share an address under the service's key, else take the lowest free one (`take` false: only say why not). */
   private takeAny(e: Entry, slot: Slot, take: boolean): Failure | undefined {
     const family = slot.family;
@@ -658,7 +663,10 @@ export class Ipam {
       }
     }
     const usable = (p: PoolRuntime): boolean => p.a.state === 'active' && p.a.allocatable[family].length > 0 && this.selects(p, e);
-    for (const p of this.pools) {
+    // A pool that selects the service by label is preferred over a catch-all
+    // pool without a serviceSelector: the more specific pool is what the
+    // user meant (a dual-stack `org: empire` pool must win over a v4 default).
+    for (const p of this.preferredPools()) {
       const lowest = p.free[family].min();
       if (lowest !== undefined && usable(p)) {
         if (take) this.newGroup(e, slot, p, lowest);

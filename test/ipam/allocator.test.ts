@@ -477,3 +477,19 @@ t.test('a service whose sharing partner changes key loses the address to the ear
   ipam.upsertService(svc({ name: 'c', created: '2024-01-03T00:00:00Z', ports: [82], annotations: { 'lb.pharos.io/sharing-key': 'other' } }));
   t.same(ipam.exportState().services['default/c'], ['192.0.2.0']);
 });
+
+t.test('a pool that selects the service by label wins over a catch-all pool', async (t) => {
+  const catchAll = pool({ name: 'default-pool', created: '2024-01-01T00:00:00Z', blocks: ['198.51.100.0/26'] });
+  const empireLater = pool({ name: 'empire', created: '2024-02-01T00:00:00Z', blocks: ['198.51.100.64/26', '2001:db8:e::/64'], selector: { matchLabels: { org: 'empire' } } });
+  const result = reconcile({
+    pools: [catchAll, empireLater],
+    services: [
+      svc({ name: 'deathstar', labels: { org: 'empire' }, policy: 'PreferDualStack', families: ['IPv4', 'IPv6'] }),
+      svc({ name: 'xwing', labels: { org: 'rebels' } }),
+    ],
+  });
+  const deathstar = result.services.get('default/deathstar');
+  t.same(deathstar?.kind === 'managed' ? deathstar.ingress : [], ['198.51.100.64', '2001:db8:e::'], 'both families from the selecting pool');
+  const xwing = result.services.get('default/xwing');
+  t.same(xwing?.kind === 'managed' ? xwing.ingress : [], ['198.51.100.0'], 'others still use the catch-all pool');
+});
