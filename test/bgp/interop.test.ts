@@ -284,3 +284,33 @@ t.test('ECMP: two LB nodes advertise one VIP; bird installs a multipath route, a
   await until('a single path once node a withdrew', async () => JSON.stringify(await kernelNexthops()) === JSON.stringify([neighbors[1]!.address]), 10_000);
   t.pass('node a leaving (Cease) moves all traffic to node b');
 });
+
+t.test('eBGP multihop TTL: a session to a router two hops away needs eBGPMultihopTTL 2', { skip: skip || (!existsSync(ADDON_PATH) && 'native addon not built (npm run build:native)') }, async (t) => {
+  const lab = await withLab(t, 'phbt');
+  await lab.addNamespace('spk');
+  await lab.addNamespace('mid', { forwarding: true });
+  await lab.addNamespace('r');
+  await lab.addLink({ ns: 'spk', ifname: 'm0', addrs: ['198.51.100.97/29'] }, { ns: 'mid', ifname: 's0', addrs: ['198.51.100.98/29'] });
+  await lab.addLink({ ns: 'mid', ifname: 'r0', addrs: ['198.51.100.105/29'] }, { ns: 'r', ifname: 'e0', addrs: ['198.51.100.106/29'] });
+  await lab.exec('spk', ['ip', 'route', 'add', '198.51.100.104/29', 'via', '198.51.100.98']);
+  await lab.exec('r', ['ip', 'route', 'add', '198.51.100.96/29', 'via', '198.51.100.105']);
+  const neighbor: RouterNeighbor = { address: '198.51.100.97', asn: SPEAKER_EBGP_ASN, local: '198.51.100.106', multihop: 2 };
+  const bird = new Bird({ lab, ns: lab.ns('r'), asn: ROUTER_ASN, routerId: '198.51.100.106', neighbors: [neighbor] });
+  t.teardown(() => bird.stop());
+  await bird.start();
+  const speaker = new SpeakerProcess(lab.ns('spk'), { routerId: SPEAKER_ID, native: true });
+  t.teardown(() => speaker.kill());
+  const peer = (ttl: number): PeerSpec => ({
+    id: 'r', localAsn: SPEAKER_EBGP_ASN, peerAsn: ROUTER_ASN, peerAddress: neighbor.local, peerPort: 179, localAddress: neighbor.address,
+    holdTimeSeconds: 9, keepaliveSeconds: 3, connectRetrySeconds: 1, ebgpMultihopTtl: ttl, families: [1],
+    gracefulRestart: { enabled: false, restartTimeSeconds: 60 }, routes: [routeSpec('203.0.113.77/32')],
+  });
+  await speaker.apply({ peers: [peer(1)] });
+  await new Promise((r) => setTimeout(r, 3000));
+  t.notOk(await bird.established(neighbor.address), 'TTL 1 (the default): no session across the middle router');
+  const st = await speaker.status();
+  t.match(st.peers[0]?.lastError ?? '', /EHOSTUNREACH/, `the SYN expired on the way: ${st.peers[0]?.lastError}`);
+  await speaker.apply({ peers: [peer(2)] });
+  await until('Established with TTL 2', () => bird.established(neighbor.address), 15_000);
+  t.ok(await until('route over the multihop session', () => bird.route('203.0.113.77/32')), 'TTL 2: Established, route received');
+});

@@ -27,6 +27,8 @@ export interface RouterNeighbor {
   /** Our source address towards it. */
   local: string;
   password?: string;
+  /** eBGP multihop (bird only): the neighbor is this many hops away. */
+  multihop?: number;
 }
 
 export interface Router {
@@ -97,6 +99,7 @@ protocol bgp ${this.protoName(n)} {
   graceful restart on;
   ${n.asn === s.asn ? 'direct;' : ''}
   ${n.password ? `password "${n.password}";` : ''}
+  ${n.multihop ? `multihop ${n.multihop};` : ''}
   ipv4 { import all; export where source = RTS_STATIC; };
   ipv6 { import all; export where source = RTS_STATIC; };
 }`).join('\n');
