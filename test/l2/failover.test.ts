@@ -134,6 +134,25 @@ t.test('two LB nodes, leases, ARP/NDP to the holder, failover', { skip: privileg
       return (await lab.neighbourMac('client', v4)) === mac[target] ? true : undefined;
     });
     t.pass(`nodeSelector moved web to ${target}`);
+
+    // interfaces: ^eth0$ -> ^eth1$: announced on the second segment only.
+    policy.spec.interfaces = ['^eth1$'];
+    await lab.api.put('l2announcementpolicies', policy);
+    await waitFor('web announced on eth1', 10_000, async () => {
+      const rows = (await lab.state(target)).l2.filter((r: { service: string; local: boolean }) => r.service === 'default/web' && r.local);
+      return rows.length > 0 && rows.every((r: { interfaces: string[] }) => r.interfaces.join() === 'eth1') ? true : undefined;
+    });
+    const eth1Mac = await lab.lab.mac(target, 'eth1');
+    await lab.lab.exec('client', ['ip', 'route', 'replace', `${v4}/32`, 'dev', 'eth1']);
+    await waitFor('the client resolves the VIP on eth1', 10_000, async () => {
+      await lab.lab.exec('client', ['ping', '-c1', '-W1', v4], { allowFail: true });
+      return (await lab.neighbourMac('client', v4, 'eth1')) === eth1Mac ? true : undefined;
+    });
+    t.pass(`${v4} resolves on eth1 to ${target}'s eth1`);
+    await lab.lab.exec('client', ['ip', 'route', 'del', `${v4}/32`, 'dev', 'eth1']);
+    await lab.lab.exec('client', ['ip', 'neigh', 'flush', 'dev', 'eth0']);
+    await lab.lab.exec('client', ['ping', '-c1', '-W1', v4], { allowFail: true });
+    t.equal(await lab.neighbourMac('client', v4, 'eth0'), undefined, 'no answer on eth0 any more');
   });
   t.comment(`client ${CLIENT.v4}`);
 });

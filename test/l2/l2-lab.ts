@@ -27,7 +27,7 @@ import { removePins } from '../../src/datapath/loader.js';
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 export const API = '192.0.2.254';
-export const CLIENT = { v4: '198.51.100.1', v6: '2001:db8:51::1' };
+export const CLIENT = { v4: '198.51.100.1', v6: '2001:db8:51::1', seg2: '203.0.113.1' };
 export const BACKEND = { v4: '198.51.100.100', v6: '2001:db8:51::100' };
 export const POOL = { name: 'lab-pool', v4: ['198.51.100.200', '198.51.100.239'], v6: ['2001:db8:51::200', '2001:db8:51::239'] };
 export const NAMESPACE = 'kube-system';
@@ -107,9 +107,9 @@ export class L2Lab {
     return `/run/pharos/bpffs/${this.lab.prefix}-${node}`;
   }
 
-  nodeAddr(node: string): { v4: string; v6: string; mgmt: string } {
+  nodeAddr(node: string): { v4: string; v6: string; mgmt: string; seg2: string } {
     const i = this.nodes.indexOf(node) + 11;
-    return { v4: `198.51.100.${i}`, v6: `2001:db8:51::${i}`, mgmt: `192.0.2.${i}` };
+    return { v4: `198.51.100.${i}`, v6: `2001:db8:51::${i}`, mgmt: `192.0.2.${i}`, seg2: `203.0.113.${i}` };
   }
 
   static async create(t: TeardownHost, prefix: string, nodeCount: number): Promise<L2Lab> {
@@ -127,6 +127,8 @@ export class L2Lab {
     await lab.addNamespace('sw');
     await lab.addNamespace('mgmt');
     await lab.addBridge('sw', 'br0');
+    // A second segment, for moving announcements between interfaces.
+    await lab.addBridge('sw', 'br1');
     await lab.addBridge('mgmt', 'br0', { addrs: [`${API}/24`] });
     await lab.addNamespace('client');
     await lab.addNamespace('backend');
@@ -141,9 +143,16 @@ export class L2Lab {
       await lab.attachXdpPass(ns, 'eth0');
       await lab.exec(ns, ['ethtool', '-K', 'eth0', 'tx', 'off']);
     }
+    await lab.addLink({ ns: 'client', ifname: 'eth1', addrs: [`${CLIENT.seg2}/24`] }, { ns: 'sw', ifname: 'q-client' });
+    await lab.attachToBridge('sw', 'q-client', 'br1');
+    await lab.attachXdpPass('client', 'eth1');
+    await lab.attachXdpPass('sw', 'q-client');
     for (const n of this.nodes) {
       const a = this.nodeAddr(n);
       await lab.addNamespace(n, { forwarding: true });
+      await lab.addLink({ ns: n, ifname: 'eth1', addrs: [`${a.seg2}/24`] }, { ns: 'sw', ifname: `q-${n}` });
+      await lab.attachToBridge('sw', `q-${n}`, 'br1');
+      await lab.attachXdpPass('sw', `q-${n}`);
       await lab.addLink({ ns: n, ifname: 'eth0', addrs: [`${a.v4}/24`, `${a.v6}/64`] }, { ns: 'sw', ifname: `p-${n}` });
       await lab.attachToBridge('sw', `p-${n}`, 'br0');
       // The node's XDP_TX lands on this peer: it needs a native XDP program to be delivered.
@@ -235,7 +244,10 @@ export class L2Lab {
   /** Starts (or restarts) the agent of `node`; resolves when /readyz says ready. */
   async startAgent(node: string, extra: string[] = []): Promise<AgentHandle> {
     const ns = this.lab.ns(node);
-    const proc = this.lab.spawn(node, [process.execPath, CLI, 'agent', '--kubeconfig', this.kubeconfig, '--node-name', node, '--interfaces', 'eth0',
+    // Fresh maps on every start: these tests are about leases, not hitless restarts, and a BPF
+    // object rebuilt in between (a changed map definition) could not re-adopt the old pins.
+    removePins(this.pinDir(node));
+    const proc = this.lab.spawn(node, [process.execPath, CLI, 'agent', '--kubeconfig', this.kubeconfig, '--node-name', node, '--interfaces', 'eth0,eth1',
       '--pin-dir', this.pinDir(node), '--state-dir', join(this.work, `state-${node}`), '--http', '127.0.0.1:9643', '--log-format', 'text', ...extra]);
     const log: string[] = [];
     const collect = (d: Buffer): void => {
@@ -284,8 +296,8 @@ export class L2Lab {
     return (s?.status?.loadBalancer?.ingress ?? []).map((i: Json) => i.ip);
   }
 
-  async neighbourMac(ns: string, ip: string): Promise<string | undefined> {
-    const r = await this.lab.exec(ns, ['ip', '-j', 'neigh', 'show', ip, 'dev', 'eth0'], { allowFail: true });
+  async neighbourMac(ns: string, ip: string, dev = 'eth0'): Promise<string | undefined> {
+    const r = await this.lab.exec(ns, ['ip', '-j', 'neigh', 'show', ip, 'dev', dev], { allowFail: true });
     try {
       const e = (JSON.parse(r.stdout || '[]') as { lladdr?: string; state?: string[] }[])[0];
       return e?.state?.includes('FAILED') || e?.state?.includes('INCOMPLETE') ? undefined : e?.lladdr;
