@@ -230,21 +230,26 @@ t.test('interop with bird2, gobgpd and FRR as eBGP and iBGP', { skip }, async (t
   });
 });
 
-t.test('TCP MD5: a session comes up only with the right password', { skip: skip || (!existsSync(ADDON_PATH) && 'native addon not built (npm run build:native)') }, async (t) => {
+t.test('TCP MD5 with bird2, FRR and gobgpd: a session comes up only with the right password', { skip: skip || (!existsSync(ADDON_PATH) && 'native addon not built (npm run build:native)') }, async (t) => {
   const lab = await withLab(t, 'phbm');
   await lab.addNamespace('spk');
-  const site = await buildSite(lab, 4, (s) => new Bird({ lab, asn: ROUTER_ASN, ...s }), 'phb-secret');
-  t.teardown(() => site.router.stop());
+  const sites: Site[] = [];
+  t.teardown(async () => { for (const s of sites) await s.router.stop(); });
+  sites.push(await buildSite(lab, 4, (s) => new Bird({ lab, asn: ROUTER_ASN, ...s }), 'phb-secret'));
+  sites.push(await buildSite(lab, 5, (s) => new Frr({ lab, asn: ROUTER_ASN, ...s }), 'phb-secret'));
+  sites.push(await buildSite(lab, 6, (s) => new GoBgp({ lab, asn: ROUTER_ASN, ...s }), 'phb-secret'));
   const speaker = new SpeakerProcess(lab.ns('spk'), { routerId: SPEAKER_ID, native: true });
   t.teardown(() => speaker.kill());
-  const [ebgp] = peerSpecs(site, undefined, 'wrong-password');
-  await speaker.apply({ peers: [ebgp!] });
+  const ebgpPeers = (password: string): PeerSpec[] => sites.map((site) => peerSpecs(site, undefined, password)[0]!);
+  await speaker.apply({ peers: ebgpPeers('wrong-password') });
   await new Promise((r) => setTimeout(r, 3000));
-  t.notOk(await site.router.established(site.ebgp.address), 'no session with the wrong password');
-  const [good] = peerSpecs(site, undefined, 'phb-secret');
-  await speaker.apply({ peers: [good!] });
-  await until('MD5 session Established', () => site.router.established(site.ebgp.address), 15_000);
-  t.ok(await until('route over MD5 session', () => site.router.route(`203.0.113.${site.net * 10 + 1}/32`)), 'route received over the MD5 session');
+  for (const site of sites) t.notOk(await site.router.established(site.ebgp.address), `${site.router.name}: no session with the wrong password`);
+  await speaker.apply({ peers: ebgpPeers('phb-secret') });
+  for (const site of sites) {
+    await until(`${site.router.name}: MD5 session Established`, () => site.router.established(site.ebgp.address), 20_000);
+    t.ok(await until(`${site.router.name}: route over the MD5 session`, () => site.router.route(`203.0.113.${site.net * 10 + 1}/32`)),
+      `${site.router.name}: Established, route received over the MD5 session`);
+  }
 });
 
 t.test('ECMP: two LB nodes advertise one VIP; bird installs a multipath route, and a single path when one leaves', { skip }, async (t) => {
