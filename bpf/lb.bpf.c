@@ -355,8 +355,14 @@ int pharos_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	if (p.flow.proto == IPPROTO_ICMPV6) {
+	if (p.flow.proto == IPPROTO_ICMPV6 || p.flow.proto == IPPROTO_ICMP) {
+		__u8 *icmp = c.pos;
+
 		p.l4 = c.pos;
+		if ((void *)(icmp + 1) > c.end)
+			return XDP_PASS;
+		if (p.flow.proto == IPPROTO_ICMP || *icmp == PH_ICMP6_ECHO_REQUEST)
+			return icmp_echo_reply(ctx, &p);
 		return handle_ns(ctx, &p);
 	}
 	if (p.flow.proto != IPPROTO_TCP && p.flow.proto != IPPROTO_UDP)

@@ -312,6 +312,24 @@ struct {
 	__type(value, __u32);
 } ph_fe_members SEC(".maps");
 
+/*
+ * Service addresses (LoadBalancer and external IPs) of this node's
+ * frontends, whatever the port: ICMP echo requests to them are answered in
+ * XDP. 20 bytes -> frontends using the address (informational).
+ */
+struct ph_vip_key {
+	union ph_addr addr;	/* 0 */
+	__u8 family;		/* 16 */
+	__u8 pad[3];		/* 17 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct ph_vip_key);
+	__type(value, __u32);
+} ph_vips SEC(".maps");
+
 /* Per-CPU scratch where the new-flow path builds its entries, off the 512-byte stack. */
 struct ph_scratch {
 	struct ph_ct ct;

@@ -37,7 +37,8 @@ enum ph_stat {
 	PH_STAT_BACKEND_REBALANCED = 23, /* flow moved off a removed backend */
 	PH_STAT_SOURCE_RANGE = 24,	/* drop: source outside the frontend's loadBalancerSourceRanges */
 	PH_STAT_AFFINITY_HIT = 25,	/* new flow placed on the client's affinity backend */
-	PH_STAT_MAX = 26,
+	PH_STAT_ICMP_ECHO_REPLY = 26,	/* ICMP/ICMPv6 echo request to a service address answered */
+	PH_STAT_MAX = 27,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

@@ -42,6 +42,7 @@ export const MAP = {
   sourceRanges: 'ph_src_ranges',
   affinity: 'ph_affinity',
   members: 'ph_fe_members',
+  vips: 'ph_vips',
 } as const;
 export type MapRole = keyof typeof MAP;
 
@@ -80,6 +81,7 @@ export const SIZE = {
   srcKey: 24,
   affKey: 24,
   affValue: 16,
+  vipKey: 20,
 } as const;
 
 /**
@@ -113,6 +115,7 @@ export const STAT_REASONS = [
   'backend_rebalanced',
   'source_range',
   'affinity_hit',
+  'icmp_echo_reply',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 
@@ -302,6 +305,13 @@ export function encodeSourceRangeKey(frontendId: number, cidr: string): Buffer {
 
 export function decodeSourceRangeKey(b: Buffer): { frontendId: number; prefixBits: number; addressBytes: Buffer } {
   return { frontendId: b.readUInt32LE(4), prefixBits: b.readUInt32LE(0) - 32, addressBytes: Buffer.from(b.subarray(8, 24)) };
+}
+
+/** Key of ph_vips: a service address answered for ICMP echo. */
+export function encodeVipKey(address: string): Buffer {
+  const b = Buffer.alloc(SIZE.vipKey);
+  b.writeUInt8(afOf(writeAddr(b, 0, address)), 16);
+  return b;
 }
 
 export function encodeMemberKey(frontendId: number, backendId: number): Buffer {

@@ -103,6 +103,7 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     sourceRanges: { type: 'lpm_trie', keySize: SIZE.srcKey, valueSize: 4, maxEntries: sizes.sourceRanges },
     affinity: { type: 'lru_hash', keySize: SIZE.affKey, valueSize: SIZE.affValue, maxEntries: sizes.affinity },
     members: { type: 'hash', keySize: 8, valueSize: 4, maxEntries: sizes.members },
+    vips: { type: 'hash', keySize: SIZE.vipKey, valueSize: 4, maxEntries: sizes.frontends },
   };
 }
 
@@ -262,6 +263,7 @@ export function loadDatapath(opts: LoadOptions): LoadedDatapath {
     object.setMaxEntries(MAP.sourceRanges, sizes.sourceRanges);
     object.setMaxEntries(MAP.affinity, sizes.affinity);
     object.setMaxEntries(MAP.members, sizes.members);
+    object.setMaxEntries(MAP.vips, sizes.frontends);
     for (const role of PINNED) object.setPinPath(MAP[role], join(pinDir, MAP[role]));
     object.load();
     const maps = Object.fromEntries((Object.keys(MAP) as MapRole[]).map((r) => [r, object.map(MAP[r])])) as DatapathMaps;

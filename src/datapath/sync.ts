@@ -16,7 +16,7 @@
 import { BpfError, type BpfMap, type NativeAddon } from './libbpf.js';
 import {
   decodeBackend, decodeFrontendKey, decodeRuntime, decodeFrontendValue, encodeBackend, encodeFrontendKey, encodeFrontendValue, encodeResponderKey,
-  encodeResponderValue, encodeRuntime, encodeSourceRangeKey, decodeSourceRangeKey, encodeMemberKey, familyOf, u32Key, FE_AFFINITY, FE_LOCAL_ONLY,
+  encodeResponderValue, encodeRuntime, encodeSourceRangeKey, decodeSourceRangeKey, encodeMemberKey, encodeVipKey, familyOf, u32Key, FE_AFFINITY, FE_LOCAL_ONLY,
   FE_RESET_ON_REMOVE, FE_SOURCE_RANGES, SIZE, type FrontendValue, type Runtime,
 } from './abi.js';
 import { buildMaglevTable, MaglevError } from './maglev.js';
@@ -481,6 +481,8 @@ export class DatapathSync {
       this.pruneMembers(f.id, new Set());
       result.frontendsRemoved++;
     }
+    this.syncVips(desired);
+
     // 5. Backends no frontend references: their flows re-balance or reset by frontend policy.
     // ph_backends is an array: a removed backend is a zeroed slot.
     if (plan.removeBackends.length > 0) {
@@ -543,6 +545,25 @@ export class DatapathSync {
     } finally {
       inner.close(); // the outer map holds its own reference
     }
+  }
+
+  /** Service addresses answered for ICMP echo: those of the frontends in the maps (NodePorts are the node's own). */
+  private syncVips(desired: readonly Frontend[]): void {
+    const want = new Map<string, string>();
+    for (const f of desired) {
+      if (f.kind === 'NodePort' || !this.view.frontends.has(frontendKeyString(f))) continue;
+      want.set(encodeVipKey(f.address).toString('hex'), f.address);
+    }
+    const have = new Set(this.maps.vips.keys().map((k) => k.toString('hex')));
+    for (const k of want.keys()) {
+      if (have.has(k)) continue;
+      try {
+        this.maps.vips.update(Buffer.from(k, 'hex'), u32Key(1));
+      } catch {
+        // A full map only costs echo replies (the kernel may still answer where the address is local).
+      }
+    }
+    for (const k of have) if (!want.has(k)) this.maps.vips.delete(Buffer.from(k, 'hex'));
   }
 
   private members(frontendId: number): Set<number> {

@@ -78,7 +78,7 @@ t.test('struct sizes match BTF', async (t) => {
     ph_fe_key: abi.SIZE.feKey, ph_fe_value: abi.SIZE.feValue, ph_backend: abi.SIZE.backend, ph_flow: abi.SIZE.flow,
     ph_ct: abi.SIZE.ct, ph_be_nh: abi.SIZE.beNextHop, ph_rev: abi.SIZE.rev, ph_runtime: abi.SIZE.runtime, ph_resp_key: abi.SIZE.respKey,
     ph_resp_value: abi.SIZE.respValue, ph_traffic: abi.SIZE.traffic, ph_src_key: abi.SIZE.srcKey, ph_aff_key: abi.SIZE.affKey,
-    ph_aff_value: abi.SIZE.affValue, ph_member_key: 8,
+    ph_aff_value: abi.SIZE.affValue, ph_member_key: 8, ph_vip_key: abi.SIZE.vipKey,
     ph_scratch: abi.SIZE.ct + abi.SIZE.rev + abi.SIZE.flow + abi.SIZE.affKey + abi.SIZE.affValue,
   };
   for (const [name, size] of Object.entries(sizes)) t.equal(layout(name).size, size, name);
@@ -206,6 +206,9 @@ t.test('source-range, affinity and member keys match BTF; CIDRs are masked and c
   const mo = layout('ph_member_key').offsets;
   const m = abi.encodeMemberKey(4, 11);
   t.same([m.readUInt32LE(mo.frontend_id!), m.readUInt32LE(mo.backend_id!)], [4, 11]);
+  const vk = layout('ph_vip_key').offsets;
+  t.equal(abi.encodeVipKey('2001:db8::1')[vk.family!], abi.AF_INET6);
+  t.same([...abi.encodeVipKey('192.0.2.9').subarray(vk.addr!, vk.addr! + 4)], [192, 0, 2, 9]);
   const bo = layout('ph_backend').offsets;
   t.equal(abi.encodeBackend({ address: '192.0.2.1', port: 1, draining: true })[bo.flags!], abi.BE_DRAINING);
   t.same(abi.decodeBackend(abi.encodeBackend({ address: '192.0.2.1', port: 1, draining: true })), { address: '192.0.2.1', port: 1, draining: true });

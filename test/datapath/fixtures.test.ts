@@ -263,10 +263,24 @@ add({ name: 'v4 backend behind an unreachable route: drop fib_fail',
   input: () => clientPacket(4, 'tcp', 10072, {}, '198.51.100.14'), verdict: 'DROP', stats: { fib_fail: 1 } });
 
 // Things that are not ours.
-add({ name: 'ICMP echo to the VIP: untouched PASS',
-  input: () => pkt().eth(fromClient).ipv4({ src: ADDR.client4, dst: ADDR.vip4 }).icmp({ type: 8, id: 1, seq: 1 }).payload(PAYLOAD).build(), verdict: 'PASS', stats: {} });
-add({ name: 'ICMPv6 echo to the VIP: untouched PASS',
-  input: () => pkt().eth(fromClient).ipv6({ src: ADDR.client6, dst: ADDR.vip6 }).icmp6({ type: 128, id: 1, seq: 1 }).payload(PAYLOAD).build(), verdict: 'PASS', stats: {} });
+add({ name: 'ICMP echo to the VIP: answered in place (XDP_TX), TTL 64, checksums valid',
+  input: () => pkt().eth(fromClient).ipv4({ src: ADDR.client4, dst: ADDR.vip4, ttl: 61 }).icmp({ type: 8, id: 1, seq: 1 }).payload(PAYLOAD).build(), verdict: 'TX',
+  output: () => pkt().eth(toClient).ipv4({ src: ADDR.vip4, dst: ADDR.client4, ttl: 64 }).icmp({ type: 0, id: 1, seq: 1 }).payload(PAYLOAD).build(),
+  check: (t, out) => { const p = parse(out); t.ok(p.ip?.checksumOk, 'IPv4 checksum valid'); t.ok(p.icmp?.checksumOk, 'ICMP checksum valid'); },
+  stats: { icmp_echo_reply: 1 } });
+add({ name: 'ICMPv6 echo to the VIP: answered in place (XDP_TX), hop limit 64, checksum valid',
+  input: () => pkt().eth(fromClient).ipv6({ src: ADDR.client6, dst: ADDR.vip6, hopLimit: 60 }).icmp6({ type: 128, id: 1, seq: 1 }).payload(PAYLOAD).build(), verdict: 'TX',
+  output: () => pkt().eth(toClient).ipv6({ src: ADDR.vip6, dst: ADDR.client6, hopLimit: 64 }).icmp6({ type: 129, id: 1, seq: 1 }).payload(PAYLOAD).build(),
+  check: (t, out) => t.ok(parse(out).icmp6?.checksumOk, 'ICMPv6 checksum valid'),
+  stats: { icmp_echo_reply: 1 } });
+add({ name: 'ICMP echo to a foreign address: untouched PASS',
+  input: () => pkt().eth(fromClient).ipv4({ src: ADDR.client4, dst: '198.51.100.200' }).icmp({ type: 8, id: 1, seq: 1 }).payload(PAYLOAD).build(), verdict: 'PASS', stats: {} });
+add({ name: 'ICMPv6 echo to a foreign address: untouched PASS',
+  input: () => pkt().eth(fromClient).ipv6({ src: ADDR.client6, dst: '2001:db8:100::200' }).icmp6({ type: 128, id: 1, seq: 1 }).payload(PAYLOAD).build(), verdict: 'PASS', stats: {} });
+add({ name: 'ICMP echo reply to the VIP: untouched PASS',
+  input: () => pkt().eth(fromClient).ipv4({ src: ADDR.client4, dst: ADDR.vip4 }).icmp({ type: 0, id: 1, seq: 1 }).payload(PAYLOAD).build(), verdict: 'PASS', stats: {} });
+add({ name: 'ICMP echo cut inside its header: untouched PASS',
+  input: () => truncate(pkt().eth(fromClient).ipv4({ src: ADDR.client4, dst: ADDR.vip4, totalLength: 24 }).icmp({ type: 8, id: 1, seq: 1 }).build(), 14 + 24), verdict: 'PASS', stats: {} });
 add({ name: 'GRE to the VIP: untouched PASS',
   input: () => pkt().eth(fromClient).ipv4({ src: ADDR.client4, dst: ADDR.vip4, proto: IPPROTO.GRE }).payload(Buffer.alloc(24)).build(), verdict: 'PASS', stats: {} });
 add({ name: 'LLDP frame: untouched PASS',

@@ -208,6 +208,17 @@ for (const f of [4, 6] as const) {
   });
 }
 
+t.test('ping to the IPv4 and IPv6 service addresses is answered by XDP (the LB node does not own them)', { skip }, async (t) => {
+  const before = readReasonCounters(dp!.maps.stats);
+  for (const target of [vip(4, 43), vip(6, 43)]) {
+    const r = await lab.exec('cli', ['ping', '-c', '3', '-i', '0.2', '-W', '1', target], { allowFail: true, timeoutMs: 8000 });
+    t.match(r.stdout, /3 received/, `${target}: ${r.stdout.split('\n').find((l) => l.includes('received')) ?? r.stderr}`);
+  }
+  t.equal(Number(readReasonCounters(dp!.maps.stats).icmp_echo_reply - before.icmp_echo_reply), 6, 'six echo replies from XDP');
+  const other = await lab.exec('cli', ['ping', '-c', '1', '-W', '1', '198.51.100.99'], { allowFail: true, timeoutMs: 5000 });
+  t.match(other.stdout, /0 received/, 'an address that is no service is not answered');
+});
+
 t.test('affinity spreads over many clients (16 client addresses)', { skip }, async (t) => {
   const seen: string[] = [];
   for (const a of MANY_CLIENTS) seen.push((await httpGet(lab, 'cli', url(4, 43), { localAddress: a })).split(' ')[0]!);
