@@ -3,7 +3,7 @@
  *
  * bird2 runs in namespace phbb-r1; the pharos speaker runs in phbb-spk in a
  * child process driven the way the agent drives it (Store → BgpController →
- * desiredBgp → BgpSpeaker), over an eBGP session.
+ * desiredBgp → BgpSpeaker, sockets from the native addon), over an eBGP session.
  *
  *  - assign_to_route_ms_median: 100 times, one LoadBalancer service gets an
  *    address in the store; the time until the /32 is in bird's table, read
@@ -83,7 +83,7 @@ async function main(): Promise<void> {
       neighbors: [{ address: '198.51.100.1', asn: SPEAKER_ASN, local: '198.51.100.2' }],
     }, 'timeformat route iso long ms;');
     await bird.start();
-    speaker = new SpeakerProcess(lab.ns('spk'), { routerId: '198.51.100.1', nodeName: 'bench-node' });
+    speaker = new SpeakerProcess(lab.ns('spk'), { routerId: '198.51.100.1', nodeName: 'bench-node', native: true });
     await speaker.storeApply([{
       kind: 'BGPPeeringPolicy', flavor: 'pharos',
       meta: { name: 'bench', labels: {}, annotations: {} },
