@@ -268,3 +268,19 @@ t.test('iBGP sessions and sessions without the addon use a plain socket; MD5 wit
   await new Promise((r) => setTimeout(r, 300));
   t.match(speaker.status()[0]!.lastError, /TCP MD5 requested but the native addon is not available/);
 });
+
+t.test('an accepted eBGP connection gets the multihop TTL on arrival', { skip: noAddon }, async (t) => {
+  const native = addon();
+  const ttls: number[] = [];
+  const sockets: SocketOps = { ...native, setTtl: (fd, ttl) => { ttls.push(ttl); native.setTtl(fd, ttl); } };
+  const speaker = new BgpSpeaker({ routerId: '192.0.2.100', listen: { port: 0, host: '127.0.0.1' }, sockets });
+  t.teardown(() => speaker.stop());
+  const port = await speaker.listen();
+  speaker.apply({ peers: [spec(1, [route('203.0.113.9/32')], { passive: true, ebgpMultihopTtl: 4 })] });
+  await new Promise((r) => setImmediate(r));
+  const c = new PeerConnection(net.connect(port!, '127.0.0.1'));
+  t.teardown(() => c.close());
+  await c.establish({ asn: 65000 });
+  t.same(announced(await readUpdates(c, { untilEor: 2 })), ['203.0.113.9/32']);
+  t.same(ttls, [4], 'setTtl(fd, 4) on the accepted socket (IPv4 peer on a listener socket)');
+});
