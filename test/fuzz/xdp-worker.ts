@@ -9,9 +9,9 @@
  */
 import { join } from 'node:path';
 import { loadAddon, type BpfMap } from '../../src/datapath/libbpf.js';
-import { MAP, STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
+import { addrBytes, decodeReverseNat, encodeFlow, MAP, STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
 import { fuzzFrame, truncationSweep, type FuzzFrame, type Ingress } from './xdp-frames.js';
-import { aggregateProblems, counterDelta, XdpOracle, type Accepted, type World } from './xdp-oracle.js';
+import { aggregateProblems, counterDelta, ECHO_COUNTED, XdpOracle, type Accepted, type World } from './xdp-oracle.js';
 
 export interface WorkerArgs {
   seed: number;
@@ -31,6 +31,8 @@ export interface WorkerArgs {
    * a row (as a todo) for each.
    */
   knownIssues: string[];
+  /** Also run every frame through the tc egress program (fd 4) and judge it. */
+  tcEgress: boolean;
   /** Extra frames to judge first (regression rows), hex + ingress. */
   regressions?: Array<{ name: string; hex: string; ingress: Ingress }>;
 }
@@ -49,11 +51,17 @@ export interface FuzzSummary {
   counters: Record<StatReason, number>;
   aggregateProblems: string[];
   failures: number;
+  /** Frames also run through tc egress, and frames the kernel refused to run there (IP frames shorter than the IP header). */
+  tcRuns: number;
+  tcRefused: number;
   /** Frames whose problems all match a known open issue, per issue. */
   known: Record<string, number>;
 }
 
 const PROG_FD = 3;
+/** Addresses of the fixture node (test/datapath/fixture-env.ts): frames to them never leave through tc egress. */
+const NODE_ADDRESSES = new Set(['198.18.0.2', '198.18.2.254', '198.18.3.1', '2001:db8:0:0:0:0:0:2', '2001:db8:2:0:0:0:0:fe']);
+const TC_PROG_FD = 4;
 
 function readCounters(stats: BpfMap): Record<StatReason, bigint> {
   const out = Object.fromEntries(STAT_REASONS.map((r) => [r, 0n])) as Record<StatReason, bigint>;
@@ -64,6 +72,12 @@ function readCounters(stats: BpfMap): Record<StatReason, bigint> {
     for (const cpu of stats.splitPerCpu(v)) out[reason] += cpu.readBigUInt64LE(0);
   }
   return out;
+}
+
+function ipv6Text(b: Buffer): string {
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(b.readUInt16BE(i).toString(16));
+  return groups.join(':');
 }
 
 function flush(map: BpfMap): void {
@@ -94,18 +108,74 @@ function main(): void {
     const hit = args.knownIssues.find((_k, i) => problems.every((p) => knownRes[i]!.test(p)));
     return hit;
   };
+  let tcRuns = 0;
+  let tcRefused = 0;
+  /** tc egress must let every frame through (TC_ACT_OK) and only rewrite replies of backends on this node. */
+  const judgeTc = (frame: Buffer): string[] => {
+    let r;
+    try {
+      r = addon.testRun(TC_PROG_FD, { data: frame, dataOutSize: frame.length + 256 });
+    } catch {
+      // The kernel's skb test run refuses IPv4 frames shorter than 14+20 bytes and IPv6 ones shorter than 14+40 (EINVAL).
+      tcRefused++;
+      return [];
+    }
+    tcRuns++;
+    const problems: string[] = [];
+    if (r.retval !== 0) problems.push(`tc verdict ${r.retval}, not TC_ACT_OK`);
+    if (!r.dataOut.equals(frame)) {
+      // A rewrite is the reverse of a direct (DNAT-only) flow: the frame's 5-tuple has a ph_rev entry and only
+      // its source (address, port) and checksums change, to the entry's VIP:port. Frames addressed to the node
+      // itself never leave it, so SNAT entries (keyed to the node) are not judged here (bpf/lb.bpf.c says why).
+      const entry = revOf(frame);
+      const v4 = frame.readUInt16BE(12) === 0x0800;
+      const dst = v4 ? [...frame.subarray(30, 34)].join('.') : ipv6Text(frame.subarray(38, 54));
+      if (!NODE_ADDRESSES.has(dst)) {
+        if (!entry) problems.push('tc rewrote a frame without a ph_rev entry');
+        else {
+          const l4 = v4 ? 14 + (frame[14]! & 0xf) * 4 : 54;
+          const srcOut = v4 ? [...r.dataOut.subarray(26, 30)].join('.') : ipv6Text(r.dataOut.subarray(22, 38));
+          if (srcOut !== entry.newSrc || r.dataOut.readUInt16BE(l4) !== entry.newSport) problems.push(`tc rewrote the source to ${srcOut}:${r.dataOut.readUInt16BE(l4)}, entry says ${entry.newSrc}:${entry.newSport}`);
+          for (let i = 0; i < frame.length; i++) {
+            const allowed = (i >= 24 && i < 30) || (!v4 && i >= 22 && i < 38) || (i >= l4 && i < l4 + 2) || i === l4 + 16 || i === l4 + 17 || i === l4 + 6 || i === l4 + 7;
+            if (r.dataOut[i] !== frame[i] && !allowed) { problems.push(`tc changed byte ${i} outside source/port/checksums`); break; }
+          }
+        }
+      }
+    }
+    return problems;
+  };
+  /** The reverse-NAT entry the frame's 5-tuple finds. */
+  const revOf = (frame: Buffer): { newSrc: string; newSport: number } | undefined => {
+    try {
+      const v4 = frame.readUInt16BE(12) === 0x0800;
+      const l4 = v4 ? 14 + (frame[14]! & 0xf) * 4 : 54;
+      const src = v4 ? [...frame.subarray(26, 30)].join('.') : ipv6Text(frame.subarray(22, 38));
+      const dst = v4 ? [...frame.subarray(30, 34)].join('.') : ipv6Text(frame.subarray(38, 54));
+      const key = encodeFlow({ src, dst, sport: frame.readUInt16BE(l4), dport: frame.readUInt16BE(l4 + 2), proto: v4 ? frame[23]! : frame[20]! });
+      const v = rev.lookup(key);
+      if (!v) return undefined;
+      const e = decodeReverseNat(v, v4 ? 2 : 10);
+      return { newSrc: v4 ? e.newSrc : ipv6Text(addrBytes(e.newSrc)), newSport: e.newSport };
+    } catch {
+      return undefined;
+    }
+  };
   let blockVerdicts: Record<number, number> = {};
   let blockStart = 0;
+  let blockEchoes = 0;
+  let echoes = 0;
   let exactNext = false;
   /** Counters of the frames since the last read must add up to their verdicts. */
   const closeBlock = (index: number): void => {
     const after = readCounters(stats);
-    const problems = aggregateProblems(blockVerdicts, counterDelta(before, after));
+    const problems = aggregateProblems(blockVerdicts, counterDelta(before, after), blockEchoes);
     if (problems.length && failures++ < args.maxFailures) {
       emit({ failure: { index: blockStart, how: `block of frames ${blockStart}..${index - 1} (seed ${args.seed})`, ingress: 'fx0', hex: '', verdict: -1, outHex: '', problems } });
     }
     before = after;
     blockVerdicts = {};
+    blockEchoes = 0;
     blockStart = index;
   };
   const runOne = (f: FuzzFrame, index: number, name?: string): void => {
@@ -129,8 +199,14 @@ function main(): void {
       j = oracle.judge(f.frame, f.ingress, res, counterDelta(before, after));
       before = after;
       blockVerdicts = {};
+      blockEchoes = 0;
     } else {
       j = oracle.judge(f.frame, f.ingress, res);
+    }
+    if (j.accepted === 'icmp-echo' && !ECHO_COUNTED) { blockEchoes++; echoes++; }
+    if (args.tcEgress) {
+      const tcProblems = judgeTc(f.frame);
+      if (tcProblems.length && failures++ < args.maxFailures) emit({ failure: { index, how: `tc egress: ${f.how}`, ingress: f.ingress, hex: f.frame.toString('hex'), verdict: -1, outHex: '', problems: tcProblems } });
     }
     if (name !== undefined) emit({ regression: { name, verdict: res.retval, problems: j.problems } });
     const open = j.problems.length ? knownIssue(j.problems) : undefined;
@@ -162,7 +238,7 @@ function main(): void {
   const summary: FuzzSummary = {
     seed: args.seed, frames: index, refused, seconds, framesPerSecond: Math.round(index / seconds),
     verdicts: Object.fromEntries(Object.entries(verdicts).map(([k, v]) => [names[Number(k)] ?? k, v])),
-    accepted: oracle.tally, counters: total, aggregateProblems: aggregateProblems(verdicts, total), failures, known,
+    accepted: oracle.tally, counters: total, aggregateProblems: aggregateProblems(verdicts, total, echoes), failures, known, tcRuns, tcRefused,
   };
   emit({ summary });
   for (const m of [stats, ct, rev]) m.close();
