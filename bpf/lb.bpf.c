@@ -88,6 +88,7 @@ static __always_inline int lb_reverse(struct xdp_md *ctx, struct packet *p)
 	struct ph_flow out = {};
 	struct ph_rev *rv;
 	__u64 now;
+	int rc;
 
 	if (cfg_snat) {
 		struct ph_runtime *rt = runtime_get();
@@ -143,6 +144,12 @@ static __always_inline int lb_reverse(struct xdp_md *ctx, struct packet *p)
 	} else {
 		nh = rv->nh;
 	}
+	if (v == FIB_FORWARD) {
+		__u32 mtu = egress_mtu_exceeded(ctx, p, nh.ifindex);
+
+		if (mtu && (rc = icmp_too_big(ctx, p, mtu)) >= 0)
+			return rc;
+	}
 	if (nat_rewrite(ctx, p, &out))
 		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
 	stat_inc(PH_STAT_REV_NAT);
@@ -174,6 +181,13 @@ static __always_inline int lb_established(struct xdp_md *ctx, struct packet *p, 
 	v = backend_nexthop(ctx, ct->backend_id, &out, p->l3_len, now, &nh);
 	if (v != FIB_FORWARD && v != FIB_NO_NEIGH)
 		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+	if (v == FIB_FORWARD) {
+		__u32 mtu = egress_mtu_exceeded(ctx, p, nh.ifindex);
+		int rc;
+
+		if (mtu && (rc = icmp_too_big(ctx, p, mtu)) >= 0)
+			return rc;
+	}
 	if (nat_rewrite(ctx, p, &out))
 		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
 	return forward(ctx, p, v, &nh);

@@ -31,7 +31,8 @@ static __always_inline enum fib_verdict fib_resolve(struct xdp_md *ctx, const st
 	p.l4_protocol = f->proto;
 	p.sport = f->sport;
 	p.dport = f->dport;
-	p.tot_len = tot_len;
+	/* No MTU verdict from the FIB (it would fail the lookup): egress_mtu_exceeded judges each large packet. */
+	p.tot_len = 0;
 	if (f->family == PH_AF_INET) {
 		p.family = PH_AF_INET;
 		p.ipv4_src = f->src.v4;

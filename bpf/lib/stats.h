@@ -38,7 +38,8 @@ enum ph_stat {
 	PH_STAT_SOURCE_RANGE = 24,	/* drop: source outside the frontend's loadBalancerSourceRanges */
 	PH_STAT_AFFINITY_HIT = 25,	/* new flow placed on the client's affinity backend */
 	PH_STAT_ICMP_ECHO_REPLY = 26,	/* ICMP/ICMPv6 echo request to a service address answered */
-	PH_STAT_MAX = 27,
+	PH_STAT_ICMP_TOO_BIG = 27,	/* too big for the egress MTU: ICMP frag-needed / packet-too-big sent back */
+	PH_STAT_MAX = 28,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

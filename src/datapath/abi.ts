@@ -116,6 +116,7 @@ export const STAT_REASONS = [
   'source_range',
   'affinity_hit',
   'icmp_echo_reply',
+  'icmp_too_big',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 

@@ -24,11 +24,11 @@ const be = (f: Fam, i: number): string => (f === 4 ? ADDR.backend4(i) : ADDR.bac
 /** Service VIPs of this file: 198.51.100.3x / 2001:db8:100::3x. */
 const vip = (f: Fam, n: number): string => (f === 4 ? `198.51.100.${n}` : `2001:db8:100::${n}`);
 
-function tcp(f: Fam, macs: { src: string; dst: string }, src: string, dst: string, sport: number, dport: number, flags = 'S'): Buffer {
+function tcp(f: Fam, macs: { src: string; dst: string }, src: string, dst: string, sport: number, dport: number, flags = 'S', payload = PAYLOAD): Buffer {
   const b = pkt().eth(macs);
-  if (f === 4) b.ipv4({ src, dst, id: 7 });
+  if (f === 4) b.ipv4({ src, dst, id: 7, flags: 'DF' });
   else b.ipv6({ src, dst });
-  return b.tcp({ sport, dport, flags, seq: 1000, ack: flags.includes('A') ? 5000 : 0 }).payload(PAYLOAD).build();
+  return b.tcp({ sport, dport, flags, seq: 1000, ack: flags.includes('A') ? 5000 : 0 }).payload(payload).build();
 }
 
 function backends(f: Fam, idx: number[], extra: Partial<Backend> = {}): Backend[] {
@@ -56,6 +56,7 @@ function serviceFrontends(over: Partial<Record<string, Frontend | null>> = {}): 
   return all.map((x) => (`${x.address}` in over ? over[x.address] : x)).filter((x): x is Frontend => x !== null && x !== undefined);
 }
 
+const SMALL_MTU = 1300;
 const skip = privilegedUnavailable();
 let env: FixtureEnv | undefined;
 
@@ -64,6 +65,8 @@ t.before(async () => {
   const lab = await withLab(t, 'phs');
   env = await FixtureEnv.create(lab, '/run/pharos/bpffs/phs-fixtures', { nsName: 'fx' });
   env.apply(serviceFrontends());
+  // Both sides of the LB get a small MTU, so big packets need PMTU discovery (bpf_check_mtu reads the device MTU).
+  await lab.exec('fx', ['sh', '-c', `ip link set fx0 mtu ${SMALL_MTU} && ip link set fb0 mtu ${SMALL_MTU}`]);
 });
 t.teardown(() => env?.close());
 
@@ -234,3 +237,50 @@ t.test('sync re-reads source ranges and draining backends from the maps (agent r
     e.apply(serviceFrontends());
   }
 });
+
+// ------------------------------------------------------------------ PMTU: too big for the egress link
+
+/** Checks an ICMP frag-needed / ICMPv6 packet-too-big built from `input` and sent to `to` from `from`. */
+function checkTooBig(t: Test, f: Fam, out: Buffer, input: Buffer, from: string, to: string, macs: { src: string; dst: string }): void {
+  const p = parse(out);
+  t.equal(out.length, f === 4 ? 14 + 20 + 8 + 28 : 14 + 40 + 8 + 48, 'frame cut to headers + quote');
+  t.same([p.eth?.src, p.eth?.dst], [macs.src, macs.dst], 'back to the sender');
+  if (f === 4) {
+    t.match(p.ip, { src: from, dst: to, proto: 1, ttl: 64, checksumOk: true });
+    t.match(p.icmp, { type: 3, code: 4, checksumOk: true });
+    t.equal(out.readUInt16BE(14 + 20 + 6), SMALL_MTU, 'next-hop MTU');
+    t.same(out.subarray(14 + 28), input.subarray(14, 14 + 28), 'quotes the packet as the sender sent it');
+  } else {
+    t.match(p.ip6, { src: from, dst: to, nextHeader: 58, hopLimit: 64 });
+    t.match(p.icmp6, { type: 2, code: 0, checksumOk: true });
+    t.equal(out.readUInt32BE(14 + 40 + 4), SMALL_MTU, 'MTU');
+    t.same(out.subarray(14 + 48), input.subarray(14, 14 + 48), 'quotes the packet as the sender sent it');
+  }
+}
+
+for (const f of [4, 6] as const) {
+  const v = `v${f}`;
+  const base = f === 4 ? 23000 : 24000;
+  const big = Buffer.alloc(1400, 0x5a);
+
+  t.test(`${v} client packet too big for the backend link: ICMP too-big from the VIP to the client, nothing forwarded`, { skip }, async (t) => {
+    const e = env!;
+    e.run(tcp(f, fromClient, client(f), vip(f, 34), base + 1, 80));
+    const input = tcp(f, fromClient, client(f), vip(f, 34), base + 1, 80, 'PA', big);
+    const out = expectRun(t, e, input, { verdict: 'TX', stats: { ct_hit: 1, icmp_too_big: 1 } });
+    checkTooBig(t, f, out, input, vip(f, 34), client(f), { src: MAC.fx0, dst: MAC.client });
+    expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 34), base + 1, 80, 'PA', Buffer.alloc(1200)), { verdict: 'REDIRECT', stats: { ct_hit: 1, fwd_redirect: 1 } });
+  });
+
+  t.test(`${v} backend reply too big for the client link: ICMP too-big from the SNAT address to the backend`, { skip }, async (t) => {
+    const e = env!;
+    e.run(tcp(f, fromClient, client(f), vip(f, 34), base + 2, 80));
+    const snat = f === 4 ? ADDR.snat4 : ADDR.snat6;
+    const pr = e.predict({ src: client(f), dst: vip(f, 34), sport: base + 2, dport: 80, proto: 6 }, 'TCP');
+    const input = tcp(f, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, snat, 8080, pr.snatPort, 'PA', big);
+    const out = expectRun(t, e, input, { ingress: 'fb0', verdict: 'TX', stats: { icmp_too_big: 1 } });
+    checkTooBig(t, f, out, input, snat, pr.backend, { src: MAC.fb0, dst: MAC.backend(pr.backendIndex) });
+    expectRun(t, e, tcp(f, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, snat, 8080, pr.snatPort, 'PA', Buffer.alloc(1200)),
+      { ingress: 'fb0', verdict: 'REDIRECT', stats: { rev_nat: 1, fwd_redirect: 1 } });
+  });
+}
