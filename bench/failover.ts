@@ -24,7 +24,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
-import { L2Lab, NAMESPACE, longestGap, sleep, waitFor } from '../test/l2/l2-lab.js';
+import { L2Lab, NAMESPACE, longestGap, sleep, waitFor, LAB_PREFIX } from '../test/l2/l2-lab.js';
 
 const RUNS = Number(process.env.PHAROS_BENCH_RUNS ?? 5);
 const SERVICES = 200;
@@ -50,7 +50,7 @@ function median(xs: number[]): number {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, BPF)');
   const teardowns: (() => unknown)[] = [];
-  const lab = await L2Lab.create({ teardown: (f) => teardowns.push(f) }, 'phe', 3);
+  const lab = await L2Lab.create({ teardown: (f) => teardowns.push(f) }, LAB_PREFIX, 3);
   const onSignal = (): void => void Promise.all(teardowns.map((f) => f())).then(() => process.exit(130));
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);

@@ -45,6 +45,10 @@ export class ElectedL2Controller implements AgentController {
   private interfaceKey = '';
   private pollTimer?: NodeJS.Timeout;
   private electing = false;
+  private inputKey = '';
+  private inputObjects?: ReadonlyMap<string, unknown>[];
+  private electionCandidates: { service: string; lease: string }[] = [];
+  private eligible = new Map<string, string[]>();
 
   constructor(private readonly c: ElectedL2Options) {
     this.announcer = makeAnnouncer(c);
@@ -90,22 +94,27 @@ export class ElectedL2Controller implements AgentController {
       this.election.start();
     }
     const ready = this.c.datapathReady();
-    const list = ready
-      ? l2Candidates(snap, {
-        nodeName: this.c.nodeName,
-        nodeLabels: nodeLabels(snap.nodes.get(this.c.nodeName), this.c.nodeName),
-        interfaces: this.interfaces,
-        isOurService: this.c.isOurService,
-      })
-      : [];
-    this.candidates = new Map(list.map((c) => [c.service, c]));
     const nodeNames = new Set<string>([this.c.nodeName, ...snap.nodes.keys()]);
     for (const l of snap.leases.values()) if (l.meta.name.startsWith('pharos-node-') && l.holderIdentity) nodeNames.add(l.holderIdentity);
-    this.election.update({
-      candidates: list.map((c) => ({ service: c.service, lease: serviceLeaseName(c.service) })),
-      eligible: l2EligibleNodes(snap, nodeNames, this.c.isOurService),
-      leases: snap.leases.values(),
-    });
+    // Lease renewals arrive many times a second and change no candidate: recompute only on real input changes.
+    const key = [ready, this.interfaceKey, [...nodeNames].sort().join(',')].join('|');
+    const inputs = [snap.services, snap.endpointSlices, snap.nodes, snap.l2Policies];
+    if (key !== this.inputKey || !this.inputObjects || inputs.some((m, i) => !sameObjects(m, this.inputObjects![i]!))) {
+      const list = ready
+        ? l2Candidates(snap, {
+          nodeName: this.c.nodeName,
+          nodeLabels: nodeLabels(snap.nodes.get(this.c.nodeName), this.c.nodeName),
+          interfaces: this.interfaces,
+          isOurService: this.c.isOurService,
+        })
+        : [];
+      this.candidates = new Map(list.map((c) => [c.service, c]));
+      this.electionCandidates = list.map((c) => ({ service: c.service, lease: serviceLeaseName(c.service) }));
+      this.eligible = l2EligibleNodes(snap, nodeNames, this.c.isOurService);
+      this.inputKey = key;
+      this.inputObjects = inputs;
+    }
+    this.election.update({ candidates: this.electionCandidates, eligible: this.eligible, leases: snap.leases.values() });
     this.applyAnnouncements();
   }
 
@@ -144,4 +153,12 @@ export class ElectedL2Controller implements AgentController {
     this.record.track([]);
     await this.election.stop();
   }
+}
+
+/** Same keys and the very same objects (the store replaces an object only when it changed). */
+function sameObjects(a: ReadonlyMap<string, unknown>, b: ReadonlyMap<string, unknown>): boolean {
+  if (a === b) return true;
+  if (a.size !== b.size) return false;
+  for (const [k, v] of a) if (b.get(k) !== v) return false;
+  return true;
 }

@@ -8,12 +8,11 @@
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { CLIENT, L2Lab, longestGap, sleep, waitFor } from './l2-lab.js';
+import { CLIENT, L2Lab, longestGap, sleep, waitFor, LAB_PREFIX } from './l2-lab.js';
 
-const PREFIX = 'phe';
 
 t.test('two LB nodes, leases, ARP/NDP to the holder, failover', { skip: privilegedUnavailable() }, async (t) => {
-  const lab = await L2Lab.create(t, PREFIX, 2);
+  const lab = await L2Lab.create(t, LAB_PREFIX, 2);
   await lab.basePolicy();
   await lab.service('web', { dual: true });
   await lab.startAgent('n1');

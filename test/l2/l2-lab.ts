@@ -34,6 +34,9 @@ export const NAMESPACE = 'kube-system';
 
 export type Json = any;
 
+/** Namespace prefix of the lab (`phe` by default; another one lets a second copy run beside a full test run). */
+export const LAB_PREFIX = process.env.PHAROS_L2_LAB_PREFIX ?? 'phe';
+
 /** RPC to the emulator child. */
 export class Emulator {
   private next = 1;
@@ -104,7 +107,7 @@ export class L2Lab {
   }
 
   pinDir(node: string): string {
-    return `/run/pharos/bpffs/${this.lab.prefix}-${node}`;
+    return `/run/pharos/bpffs/phe-${this.lab.prefix}-${node}`;
   }
 
   nodeAddr(node: string): { v4: string; v6: string; mgmt: string; seg2: string } {

@@ -6,12 +6,12 @@
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { L2Lab, NAMESPACE, sleep, waitFor } from './l2-lab.js';
+import { L2Lab, NAMESPACE, sleep, waitFor, LAB_PREFIX } from './l2-lab.js';
 
 export const SERVICES = 200;
 
 t.test('200 services over 3 nodes: spread and API writes', { skip: privilegedUnavailable() }, async (t) => {
-  const lab = await L2Lab.create(t, 'phe', 3);
+  const lab = await L2Lab.create(t, LAB_PREFIX, 3);
   await lab.bulkPolicy();
   await Promise.all(lab.nodes.map((n) => lab.startAgent(n)));
   await lab.bulkServices(SERVICES);
