@@ -5,6 +5,9 @@
 //   node lab-peer.mjs hold HOST PORT N            client: N long-lived connections, pinged every 100 ms;
 //                                                 prints "ready" then, on SIGUSR1, one JSON status line
 //   node lab-peer.mjs http-many URL N PARALLEL    client: N fresh HTTP connections, prints JSON {bodies, failures}
+//   node lab-peer.mjs http-big NAME PORT BYTES    server: answers every request with BYTES bytes ('x'), prints "listening"
+//
+// Run without arguments (as the test runner does with every file here) it reports a TAP skip.
 import net from 'node:net';
 import http from 'node:http';
 
@@ -89,7 +92,14 @@ if (mode === 'tcp-echo') {
   const worker = async () => { while (next < Number(n)) { next++; await one(); } };
   await Promise.all(Array.from({ length: Number(parallel) }, worker));
   console.log(JSON.stringify({ bodies, failures }));
+} else if (mode === 'http-big') {
+  const [, port, bytes] = args;
+  const body = Buffer.alloc(Number(bytes), 'x');
+  http.createServer((req, res) => { res.setHeader('content-length', body.length); res.end(body); })
+    .listen({ port: Number(port), host: '::', ipv6Only: false }, () => console.log('listening'));
+} else if (mode === undefined) {
+  console.log('1..0 # SKIP lab helper for lab.test.ts and services-lab.test.ts, not a test');
 } else {
-  console.error('usage: lab-peer.mjs tcp-echo NAME PORT | hold HOST PORT N | http-many URL N PARALLEL');
+  console.error('usage: lab-peer.mjs tcp-echo NAME PORT | hold HOST PORT N | http-many URL N PARALLEL | http-big NAME PORT BYTES');
   process.exit(2);
 }

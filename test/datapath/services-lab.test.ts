@@ -1,7 +1,8 @@
 /**
  * Service semantics with real TCP through the XDP load balancer (issue 8).
  *
- *   cli (198.18.0.1 + .10-.25, 2001:db8::1, ::3) ── eth0 ─ c0 [lb: XDP + tc on c0, b1-b3] bN ─ eth0 (beN: 198.18.1N.2, 2001:db8:1N::2)
+ *   cli (198.18.0.1 + .10-.25, 2001:db8::1, ::3) ── eth0 ─ c0 [lb: XDP + tc on c0, c2, b1-b3] bN ─ eth0 (beN: 198.18.1N.2, 2001:db8:1N::2)
+ *   cl2 (198.18.5.1, 2001:db8:5::1) ── eth0 ─ c2 (MTU 1280 on the LB side only: PMTU discovery must work through the LB)
  *
  * Backends answer HTTP with `<name> <client address>` (:8080) and run a line
  * echo for long-lived connections (:7000). The LB SNATs to its c0 address
@@ -23,7 +24,10 @@ import type { Backend, Frontend } from '../../src/model/types.js';
 
 const PEER = fileURLToPath(new URL('./lab-peer.mjs', import.meta.url));
 const PIN_DIR = '/run/pharos/bpffs/phs-lab';
-const LB_IFACES = ['c0', 'b1', 'b2', 'b3'];
+const LB_IFACES = ['c0', 'c2', 'b1', 'b2', 'b3'];
+/** MTU of the LB's side of the second client's link (PMTU test). */
+const SMALL_MTU = 1280;
+const BIG_RESPONSE = 1_000_000;
 const NODE4 = '198.18.0.2';
 const NODE6 = '2001:db8::2';
 const be4 = (i: number): string => `198.18.1${i}.2`;
@@ -59,6 +63,8 @@ function desired(k: Knobs = {}): Frontend[] {
   out.push(
     fe(vip(4, 44), 7000, backends(4, 7000, [1, 2, 3], (i) => (i === k.terminating ? { state: 'terminating' } : {}))),
     fe(vip(4, 45), 80, backends(4, 8080, [1, 2, 3], (i) => ({ weight: k.weights?.[i] ?? 1 }))),
+    fe(vip(4, 46), 80, backends(4, 8090, [1])),
+    fe(vip(6, 46), 80, backends(6, 8090, [1])),
   );
   return out;
 }
@@ -147,6 +153,15 @@ t.before(async () => {
   }
   await lab.attachXdpPass('cli', 'eth0');
   await lab.exec('cli', ['ethtool', '-K', 'eth0', 'tx', 'off']);
+  await lab.addNamespace('cl2');
+  await lab.addLink({ ns: 'cl2', ifname: 'eth0', addrs: ['198.18.5.1/24', '2001:db8:5::1/64'] }, { ns: 'lb', ifname: 'c2', addrs: ['198.18.5.2/24', '2001:db8:5::2/64'], mtu: SMALL_MTU });
+  await lab.exec('cl2', ['sh', '-c', 'ip route add 198.51.100.0/24 via 198.18.5.2 && ip -6 route add 2001:db8:100::/64 via 2001:db8:5::2 && ethtool -K eth0 tx off']);
+  await lab.attachXdpPass('cl2', 'eth0');
+  const big = lab.spawn('be1', [process.execPath, PEER, 'http-big', 'be1', '8090', String(BIG_RESPONSE)]);
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('http-big did not start')), 5000);
+    big.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) { clearTimeout(timer); resolve(); } });
+  });
   await lab.exec('lb', ['sysctl', '-qw', 'net.ipv4.conf.all.accept_local=1', ...LB_IFACES.map((i) => `net.ipv4.conf.${i}.accept_local=1`), 'net.ipv4.conf.all.rp_filter=0']);
   dp = loadDatapath({ addon, pinDir: PIN_DIR, sizes: { conntrack: 65536, frontends: 64, backends: 256 } });
   sync = new DatapathSync(addon, dp.maps, { maglevM: dp.config.maglevM });
@@ -261,5 +276,16 @@ t.test('weights skew Maglev: weight 4:1:1 sends about 2/3 of 300 connections to 
     t.ok((counts.be1 ?? 0) >= 160 && (counts.be1 ?? 0) <= 240, `be1 ${counts.be1} of 300: ${JSON.stringify(counts)}`);
   } finally {
     sync.apply(desired());
+  }
+});
+
+// Last: the backend's PMTU cache toward the SNAT address stays lowered afterwards.
+t.test('PMTU: a 1 MB HTTP response through a 1280-byte-MTU link completes (ICMP too-big from XDP to the backend), v4 and v6', { skip }, async (t) => {
+  for (const f of [4, 6] as const) {
+    const before = readReasonCounters(dp!.maps.stats);
+    const r = await lab.exec('cl2', ['curl', '-sS', '-g', '--fail', '--noproxy', '*', '--max-time', '10', '-o', '/dev/null', '-w', '%{size_download}', url(f, 46)], { allowFail: true, timeoutMs: 15_000 });
+    t.equal(r.stdout.trim(), String(BIG_RESPONSE), `v${f}: whole body received ${r.stderr.trim()}`);
+    const after = readReasonCounters(dp!.maps.stats);
+    t.ok(after.icmp_too_big > before.icmp_too_big, `v${f}: the backend was told the MTU (${after.icmp_too_big - before.icmp_too_big} ICMP too-big)`);
   }
 });
