@@ -241,9 +241,11 @@ export function decide(input: ElectionInput): ElectionOutput {
     const assignedToMe = best === me;
     const since = input.takeableSince.get(f.lease) ?? now;
     const overdue = now - since >= input.graceMs;
-    // Assigned to me: up to my fair share. Left untaken by its assignee past the grace period (it
-    // lacks a matching interface, which only it knows): whoever can announce it takes it.
-    if ((assignedToMe && mine < fairShare) || overdue) {
+    // Assigned to me, or left untaken by its assignee past the grace period: up to my fair share.
+    // Still untaken after five grace periods (its assignee lacks a matching interface, which only
+    // it knows, or is wedged): whoever can announce it takes it, fair share or not.
+    const abandoned = now - since >= 5 * input.graceMs;
+    if (((assignedToMe || overdue) && mine < fairShare) || abandoned) {
       actions.push({ type: 'acquire', lease: f.lease, service: cand.service, reason: f.reason, ...(f.resourceVersion ? { resourceVersion: f.resourceVersion } : {}) });
       mine++;
     }

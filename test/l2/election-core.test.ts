@@ -230,7 +230,7 @@ t.test('failover: a dead node\'s services split among the living, sticky for the
   t.ok(Math.abs(c.a! - c.b!) <= 1, `split evenly: a=${c.a} b=${c.b}`);
 });
 
-t.test('grace: a lease assigned to a node that never takes it goes to another after the retry period', async (t) => {
+t.test('grace: a lease its assignee never takes goes to another, within fair shares, or after five retry periods', async (t) => {
   const list = [svc(1), svc(2)];
   const eligible = new Map(list.map((s) => [s.lease, ['a', 'b']]));
   const base = { nodeLeases: nodeLeases(now, { a: now, b: now }), candidates: list, eligible };
@@ -238,8 +238,11 @@ t.test('grace: a lease assigned to a node that never takes it goes to another af
   const mine = first.actions.filter((a) => a.type === 'acquire').map((a) => a.lease);
   t.equal(mine.length, 1, 'a takes only its assigned half at first');
   const other = list.find((s) => !mine.includes(s.lease))!.lease;
-  const later = decide(input({ ...base, takeableSince: new Map([[other, now - 2500]]), held: new Map([[mine[0]!, { service: 'x', renewedAt: now, resourceVersion: '1' }]]) }));
-  t.ok(later.actions.some((a) => a.type === 'acquire' && a.lease === other), 'b did not take its lease within the grace period: a does');
+  const held = new Map([[mine[0]!, { service: 'x', renewedAt: now, resourceVersion: '1' }]]);
+  const later = decide(input({ ...base, takeableSince: new Map([[other, now - 2500]]), held }));
+  t.notOk(later.actions.some((a) => a.type === 'acquire'), 'after the grace period: not beyond a\'s fair share while b lives');
+  const much = decide(input({ ...base, takeableSince: new Map([[other, now - 10_500]]), held }));
+  t.ok(much.actions.some((a) => a.type === 'acquire' && a.lease === other), 'b never took it: after five grace periods a does');
 });
 
 t.test('a lease released by a node that cannot serve it (link down) is assigned to another at once', async (t) => {
