@@ -128,6 +128,10 @@ export function defaults(host = hostname()): AgentConfig {
 
 export class ConfigError extends Error {}
 
+/** The largest table Cilium offers too; M > 100 × N still allows 1,300 backends per service. */
+export const MAX_MAGLEV_TABLE = 131071;
+export const MAX_CONNTRACK = 16_777_216;
+
 export interface ConfigInputs {
   argv: string[];
   env: Record<string, string | undefined>;
@@ -260,6 +264,11 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
   if (cfg.mode === 'dsr') throw new ConfigError('--mode dsr is not supported yet; use snat');
   if (!Number.isInteger(cfg.hashSeed) || cfg.hashSeed > 0xffffffff) throw new ConfigError('--hash-seed: must be an integer 0..4294967295');
   if (!isPrime(cfg.maglevTableSize)) throw new ConfigError(`--maglev-table-size: ${cfg.maglevTableSize} is not a prime`);
+  // Bounds: a Maglev table is maglevTableSize × 4 bytes per frontend; a flow costs a conntrack and a reverse entry.
+  if (cfg.maglevTableSize > MAX_MAGLEV_TABLE) throw new ConfigError(`--maglev-table-size: ${cfg.maglevTableSize} is above the limit ${MAX_MAGLEV_TABLE}`);
+  if (!Number.isInteger(cfg.conntrackSize) || cfg.conntrackSize < 1024 || cfg.conntrackSize > MAX_CONNTRACK) {
+    throw new ConfigError(`--conntrack-size: ${cfg.conntrackSize} must be an integer from 1024 to ${MAX_CONNTRACK}`);
+  }
   if (cfg.l2NodeRenewMs >= cfg.l2NodeLeaseSeconds * 1000) {
     throw new ConfigError('--l2-node-renew-ms must be shorter than --l2-node-lease');
   }

@@ -23,7 +23,7 @@ export class HttpEndpoint {
   async start(): Promise<{ host: string; port: number }> {
     const server = createServer((req, res) => {
       void this.handle(req.method ?? 'GET', req.url ?? '/').then(({ status, type, body }) => {
-        res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store' });
+        res.writeHead(status, { 'content-type': type, 'cache-control': 'no-store', ...(status === 405 ? { allow: 'GET, HEAD' } : {}) });
         res.end(body);
       });
     });

@@ -118,7 +118,8 @@ function validValue(spec: FlagSpec): fc.Arbitrary<unknown> | undefined {
     case 'defaultLoadBalancerClass': return fc.boolean();
     case 'hashSeed': return fc.integer({ min: 0, max: 0xffffffff });
     case 'maglevTableSize': return fc.constantFrom(251, 4099, 16381, 65537);
-    case 'conntrackSize': case 'k8sQps': case 'k8sBurst': return fc.integer({ min: 1, max: 1 << 22 });
+    case 'conntrackSize': return fc.integer({ min: 1024, max: 1 << 22 });
+    case 'k8sQps': case 'k8sBurst': return fc.integer({ min: 1, max: 1 << 22 });
     case 'snatPorts': return fc.tuple(fc.integer({ min: 1, max: 65535 }), fc.integer({ min: 1, max: 65535 })).map(([a, b]) => [Math.min(a, b), Math.max(a, b)]);
     case 'snatAddresses': return fc.array(fc.oneof(fc.ipV4(), fc.constantFrom('2001:db8::1', '::1', 'fe80::1')), { maxLength: 2 });
     case 'responderMaxAgeSeconds': case 'l2ServiceRetrySeconds': return fc.integer({ min: 1, max: 60 });

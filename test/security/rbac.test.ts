@@ -62,7 +62,6 @@ const ACKNOWLEDGED_EXTRA: Record<string, string> = {
 
 /** Used but not granted, reported to the deploy/ owner; each is pinned as missing until rbac.yaml grants it. */
 const KNOWN_MISSING: Record<string, string> = {
-  'patch cilium.io/ciliumloadbalancerippools/status': 'the IPAM writes the status of Cilium pools (KubeStatusSink → patchPoolStatus flavor cilium); rbac.yaml grants cilium.io pools read-only',
 };
 
 interface Grant { group: string; resource: string; verb: string; namespace?: string }

@@ -93,6 +93,13 @@ function splitDocuments(file: string, text: string): { raws: RawDocument[] } | {
       // fall through: the YAML parser says where it breaks
     }
   }
+  const depth = nestingDepth(text);
+  if (depth > MAX_NESTING) {
+    // The yaml parser's flow-collection handling aborts the whole process on
+    // pathologically deep input (found by fuzzing: two 5,000-deep `[[[…`
+    // files killed Node): refuse before parsing.
+    return { problems: [{ severity: 'error', file, document: 0, message: `not valid YAML: nesting deeper than ${MAX_NESTING} levels` }] };
+  }
   const lineCounter = new LineCounter();
   const docs = parseAllDocuments(text, { lineCounter, prettyErrors: false });
   const list = Array.isArray(docs) ? docs : [];
@@ -110,11 +117,37 @@ function splitDocuments(file: string, text: string): { raws: RawDocument[] } | {
     });
   });
   if (problems.length > 0) return { problems };
-  list.forEach((doc, index) => {
+  for (const [index, doc] of list.entries()) {
     const start = doc.contents?.range?.[0] ?? doc.range[0];
-    push(doc.toJS({ maxAliasCount: 1000 }), index, lineCounter.linePos(start).line);
-  });
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: 1000 });
+    } catch (err) {
+      // Unresolved aliases and alias bombs throw here, not in doc.errors.
+      return { problems: [{ severity: 'error', file, document: index, line: lineCounter.linePos(start).line, message: `not valid YAML: ${(err as Error).message.split('\n')[0]}` }] };
+    }
+    push(value, index, lineCounter.linePos(start).line);
+  }
   return { raws };
+}
+
+/** Deepest nesting of flow brackets and block indentation; manifests need a few dozen levels at most. */
+const MAX_NESTING = 200;
+
+function nestingDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x5b || c === 0x7b) max = Math.max(max, ++depth); // [ {
+    else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--; // ] }
+  }
+  let indentMax = 0;
+  for (const line of text.split('\n')) {
+    const indent = line.length - line.trimStart().length;
+    if (indent > indentMax) indentMax = indent;
+  }
+  return Math.max(max, Math.floor(indentMax / 2));
 }
 
 interface RawDocument {
