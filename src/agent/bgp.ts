@@ -1,0 +1,66 @@
+/**
+ * BGP in the agent: one speaker, driven by the BGP controller
+ * (desired = desiredBgp(snapshot) → speaker.apply), its metrics, and its
+ * views for /v1/state. On stop the speaker either keeps the routers'
+ * routes (graceful restart: the XDP data path keeps forwarding while the
+ * agent is away) or withdraws them, by --bgp-shutdown.
+ */
+import { BgpController } from '../bgp/controller.js';
+import { BgpSpeaker } from '../bgp/speaker.js';
+import { bgpPeerViews, bgpRouteViews, registerBgpMetrics } from '../bgp/metrics.js';
+import type { NativeAddon } from '../datapath/libbpf.js';
+import type { Kind } from '../model/types.js';
+import type { Store } from '../store/store.js';
+import type { BgpPeerView, BgpRouteView } from '../metrics/state-view.js';
+import { registry } from '../metrics/registry.js';
+import type { AgentController } from './controller.js';
+import type { Logger } from './log.js';
+
+const BGP_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice', 'Node', 'LoadBalancerIPPool', 'BGPPeeringPolicy', 'Secret']);
+
+export interface BgpAgentOptions {
+  store: Store;
+  sockets: Pick<NativeAddon, 'tcpSocket' | 'setTcpMd5' | 'setTtl'>;
+  nodeName: string;
+  /** Default router ID when the policy gives none: an IPv4 address of this node. */
+  routerId: string;
+  /** True when this agent took over pinned maps of an earlier one (graceful-restart "restarting" bit). */
+  restarting: boolean;
+  shutdown: 'graceful' | 'withdraw';
+  log: Logger;
+}
+
+export interface BgpAgentPart extends AgentController {
+  views(): { peers: BgpPeerView[]; routes: BgpRouteView[] };
+}
+
+let metricsRegistered = false;
+
+export function bgpAgentPart(opts: BgpAgentOptions): BgpAgentPart {
+  const log = opts.log.with({ controller: 'bgp' });
+  const speaker = new BgpSpeaker({
+    routerId: opts.routerId,
+    sockets: opts.sockets,
+    restarting: opts.restarting,
+    log: (level, msg, fields) => log[level](msg, fields as Record<string, string | number | boolean | undefined>),
+  });
+  speaker.on('state-change', (peer, state) => log.info('BGP session state', { peer, state }));
+  const controller = new BgpController(opts.store, speaker, {
+    nodeName: opts.nodeName,
+    log: (level, msg, fields) => log[level](msg, fields as Record<string, string | number | boolean | undefined>),
+  });
+  if (!metricsRegistered) {
+    registerBgpMetrics(registry, () => speaker);
+    metricsRegistered = true;
+  }
+  return {
+    name: 'bgp',
+    kinds: BGP_KINDS,
+    reconcile: () => controller.reconcile(),
+    stop: async () => {
+      await speaker.stop({ graceful: opts.shutdown === 'graceful' });
+      log.info(opts.shutdown === 'graceful' ? 'BGP stopped gracefully: routers keep our routes until we return' : 'BGP stopped: routes withdrawn');
+    },
+    views: () => ({ peers: bgpPeerViews(speaker), routes: bgpRouteViews(speaker) }),
+  };
+}
