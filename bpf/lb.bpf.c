@@ -333,6 +333,9 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
 	return lb_new_flow(ctx, p, fe, now);
 }
 
+/* Needs count_and, nh_stale and backend_nexthop above. */
+#include "lib/icmp_nat.h"
+
 SEC("xdp")
 int pharos_xdp(struct xdp_md *ctx)
 {
@@ -375,6 +378,8 @@ int pharos_xdp(struct xdp_md *ctx)
 		p.l4 = c.pos;
 		if ((void *)(icmp + 1) > c.end)
 			return XDP_PASS;
+		if (p.flow.proto == IPPROTO_ICMP && *icmp != PH_ICMP_ECHO_REQUEST)
+			return icmp4_error_nat(ctx, &p);
 		if (p.flow.proto == IPPROTO_ICMP || *icmp == PH_ICMP6_ECHO_REQUEST)
 			return icmp_echo_reply(ctx, &p);
 		return handle_ns(ctx, &p);

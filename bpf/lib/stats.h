@@ -39,7 +39,8 @@ enum ph_stat {
 	PH_STAT_AFFINITY_HIT = 25,	/* new flow placed on the client's affinity backend */
 	PH_STAT_ICMP_ECHO_REPLY = 26,	/* ICMP/ICMPv6 echo request to a service address answered */
 	PH_STAT_ICMP_TOO_BIG = 27,	/* too big for the egress MTU: ICMP frag-needed / packet-too-big sent back */
-	PH_STAT_MAX = 28,
+	PH_STAT_ICMP_ERROR_NAT = 28,	/* ICMP error about a NATed flow translated and sent on */
+	PH_STAT_MAX = 29,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

@@ -117,6 +117,7 @@ export const STAT_REASONS = [
   'affinity_hit',
   'icmp_echo_reply',
   'icmp_too_big',
+  'icmp_error_nat',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 

@@ -17,6 +17,7 @@ import type { Backend, Frontend } from '../../src/model/types.js';
 type Fam = 4 | 6;
 const PAYLOAD = Buffer.from('pharos service fixture');
 const fromClient = { src: MAC.client, dst: MAC.fx0 };
+const toClientMacs = { src: MAC.fx0, dst: MAC.client };
 
 const client = (f: Fam): string => (f === 4 ? ADDR.client4 : ADDR.client6);
 const other = (f: Fam): string => (f === 4 ? ADDR.far4 : '2001:db8::50');
@@ -284,3 +285,48 @@ for (const f of [4, 6] as const) {
       { ingress: 'fb0', verdict: 'REDIRECT', stats: { rev_nat: 1, fwd_redirect: 1 } });
   });
 }
+
+// ------------------------------------------------------------------ ICMPv4 errors about NATed flows
+
+/** The first 28 bytes (IPv4 header + 8 bytes of TCP/UDP) of a packet, as an ICMP error quotes it at least. */
+const quote = (frame: Buffer): Buffer => frame.subarray(14, 14 + 28);
+const icmpError = (macs: { src: string; dst: string }, src: string, dst: string, type: number, code: number, mtu: number, quoted: Buffer): Buffer =>
+  pkt().eth(macs).ipv4({ src, dst, id: 9 }).icmp({ type, code, id: 0, seq: mtu }).payload(quoted).build();
+
+t.test('v4 frag-needed from a client-side router about VIP → client: sent to the backend about backend → SNAT address', { skip }, async (t) => {
+  const e = env!;
+  const sport = 25001;
+  e.run(tcp(4, fromClient, ADDR.client4, vip(4, 34), sport, 80));
+  const pr = e.predict({ src: ADDR.client4, dst: vip(4, 34), sport, dport: 80, proto: 6 }, 'TCP');
+  const asBackendSent = tcp(4, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat4, 8080, pr.snatPort, 'PA', Buffer.alloc(1400));
+  const asClientSaw = tcp(4, toClientMacs, vip(4, 34), ADDR.client4, 80, sport, 'PA', Buffer.alloc(1400));
+  const input = icmpError(fromClient, ADDR.far4, vip(4, 34), 3, 4, 1200, quote(asClientSaw));
+  const want = icmpError({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat4, pr.backend, 3, 4, 1200, quote(asBackendSent));
+  const out = expectRun(t, e, input, { verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
+  t.ok(parse(out).icmp?.checksumOk, 'ICMP checksum valid');
+});
+
+t.test('v4 port unreachable from the backend about SNAT → backend: sent to the client about client → VIP', { skip }, async (t) => {
+  const e = env!;
+  const sport = 25002;
+  const udp = (macs: { src: string; dst: string }, src: string, dst: string, sp: number, dp: number): Buffer =>
+    pkt().eth(macs).ipv4({ src, dst, id: 7 }).udp({ sport: sp, dport: dp }).payload(PAYLOAD).build();
+  e.run(udp(fromClient, ADDR.client4, ADDR.vip4, sport, 53));
+  const pr = e.predict({ src: ADDR.client4, dst: ADDR.vip4, sport, dport: 53, proto: 17 }, 'UDP');
+  const asBackendGot = udp({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat4, pr.backend, pr.snatPort, 5353);
+  const asClientSent = udp(fromClient, ADDR.client4, ADDR.vip4, sport, 53);
+  const input = icmpError({ src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat4, 3, 3, 0, quote(asBackendGot));
+  const want = icmpError(toClientMacs, ADDR.vip4, ADDR.client4, 3, 3, 0, quote(asClientSent));
+  const out = expectRun(t, e, input, { ingress: 'fb0', verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
+  t.ok(parse(out).icmp?.checksumOk, 'ICMP checksum valid');
+});
+
+t.test('v4 ICMP errors about flows we do not know: untouched PASS', { skip }, async (t) => {
+  const e = env!;
+  const stranger = tcp(4, fromClient, '198.51.100.200', ADDR.client4, 80, 25003);
+  expectRun(t, e, icmpError(fromClient, ADDR.far4, '198.51.100.200', 3, 4, 1200, quote(stranger)), { verdict: 'PASS', stats: {} });
+  const unknownFlow = tcp(4, fromClient, vip(4, 34), ADDR.client4, 80, 25004);
+  expectRun(t, e, icmpError(fromClient, ADDR.far4, vip(4, 34), 3, 4, 1200, quote(unknownFlow)), { verdict: 'PASS', stats: {} });
+  const known = tcp(4, fromClient, vip(4, 34), ADDR.client4, 80, 25001);
+  expectRun(t, e, icmpError(fromClient, ADDR.far4, vip(4, 34), 3, 4, 1200, quote(known).subarray(0, 20)), { verdict: 'PASS', stats: {} });
+});
