@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { planSync, frontendKeyString, backendKeyString, type View, type PlanOptions } from '../../src/datapath/sync.js';
-import { FE_LOCAL_ONLY, FE_RESET_ON_REMOVE } from '../../src/datapath/abi.js';
+import { FE_AFFINITY, FE_LOCAL_ONLY, FE_RESET_ON_REMOVE, FE_SOURCE_RANGES } from '../../src/datapath/abi.js';
 import type { Backend, Frontend } from '../../src/model/types.js';
 
 const M = 251; // prime > 100 × 2
@@ -126,4 +126,20 @@ t.test('too many backends for M keeps the previous table', async (t) => {
   const plan = planSync(view, [fe('198.51.100.1', [be('198.18.2.1'), be('198.18.2.2')])], o);
   t.match(plan.errors, [{ message: /too small/ }]);
   t.equal(plan.frontends[0]!.table, undefined, 'published table unchanged');
+});
+
+t.test('issue 8 plan: affinity/source-range flags, default timeout, per-family ranges, members, draining backends', async (t) => {
+  const o = opts();
+  const plan = planSync(emptyView(), [
+    fe('198.51.100.1', [be('198.18.2.1'), be('198.18.2.2', 'maintenance')], { sessionAffinity: true, sessionAffinityTimeoutSeconds: 0, sourceRanges: ['192.0.2.0/24', '2001:db8::/32', 'bogus/99'] }),
+    fe('2001:db8:100::1', [], { sourceRanges: ['192.0.2.0/24'] }),
+  ], o);
+  const [v4, v6] = plan.frontends;
+  t.equal(v4!.value.flags, FE_AFFINITY | FE_SOURCE_RANGES);
+  t.equal(v4!.value.affinityTimeout, 10800, 'Kubernetes default');
+  t.equal(v4!.sourceRangeKeys.size, 1, 'only the IPv4 range (the bad one reported)');
+  t.match(plan.errors, [{ message: /loadBalancerSourceRanges/ }]);
+  t.equal(v4!.memberIds.size, 1, 'only the active backend may take affinity flows');
+  t.equal(v6!.value.flags & FE_SOURCE_RANGES, 0, 'IPv4-only ranges leave the IPv6 frontend open');
+  t.same(plan.addBackends.filter((b) => b.draining).map((b) => b.address), ['198.18.2.2']);
 });
