@@ -28,6 +28,7 @@ import { loadDatapath, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { readCounters } from '../datapath/stats.js';
 import { desiredFrontends } from '../datapath/desired.js';
+import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
 import type { L2Sink } from '../l2/announcer.js';
 import type { NodeInterface } from '../l2/policy.js';
@@ -70,6 +71,7 @@ export class Agent {
   private http?: HttpEndpoint;
   private ipam?: AgentController & IpamView;
   private l2?: LocalL2Controller | ElectedL2Controller;
+  private bgp?: BgpAgentPart;
   /** Every controller, in reconcile order (IPAM first: the others read the addresses it assigns). */
   private readonly controllers: AgentController[] = [];
   private readonly dirty = new Set<AgentController>();
@@ -190,6 +192,13 @@ export class Agent {
       this.controllers.push(this.ipam, this.datapathController(), this.l2);
       await this.startManifests();
     }
+    // BGP: a speaker with no peers does nothing, so it is always part of the agent.
+    const routerId = this.interfaces.flatMap((i) => i.addresses).find((a) => !a.includes(':')) ?? '0.0.0.1';
+    this.bgp = bgpAgentPart({
+      store: this.store, sockets: this.addon, nodeName: cfg.nodeName, routerId,
+      restarting: this.datapath.adopted, shutdown: cfg.bgpShutdown, log: this.log,
+    });
+    this.controllers.push(this.bgp);
     this.scheduleReconcile(0);
   }
 
@@ -365,9 +374,15 @@ export class Agent {
   private isOurService = (svc: Service): boolean =>
     svc.loadBalancerClass === undefined ? this.config.defaultLoadBalancerClass : svc.loadBalancerClass === 'lb.pharos.io/l2' || svc.loadBalancerClass === 'lb.pharos.io/bgp';
 
+  /** Frontends this node serves: LoadBalancer and external IPs, and NodePorts on its own addresses. */
+  private desiredFrontends(snap: ReturnType<Store['snapshot']>) {
+    const nodeAddresses = this.interfaces.flatMap((i) => i.addresses);
+    return desiredFrontends(snap, { nodeName: this.config.nodeName, isOurService: this.isOurService, nodeAddresses });
+  }
+
   private async reconcileDatapath(snap: ReturnType<Store['snapshot']>): Promise<void> {
     if (this.kubernetes && !this.store.synced) return; // a half-listed world would remove live frontends
-    const desired = desiredFrontends(snap, { nodeName: this.config.nodeName, isOurService: this.isOurService });
+    const desired = this.desiredFrontends(snap);
     // Next hops first, so the first packet to a new backend finds its MAC in the FIB.
     await this.neighbours.sync(desired.flatMap((f) => f.backends.map((b) => b.address)));
     const result = this.sync!.apply(desired);
@@ -401,7 +416,7 @@ export class Agent {
 
   private frontendServiceIndex(): Map<string, string> {
     const out = new Map<string, string>();
-    for (const f of desiredFrontends(this.store.snapshot(), { nodeName: this.config.nodeName, isOurService: this.isOurService })) {
+    for (const f of this.desiredFrontends(this.store.snapshot())) {
       out.set(`${f.protocol}/${f.address}/${f.port}`, f.service);
     }
     return out;
@@ -427,7 +442,7 @@ export class Agent {
 
   state(): AgentStateView {
     const snap = this.store.snapshot();
-    const desired = desiredFrontends(snap, { nodeName: this.config.nodeName, isOurService: this.isOurService });
+    const desired = this.desiredFrontends(snap);
     const view = this.sync?.current();
     const backendIds = new Map([...(view?.backends.values() ?? [])].map((b) => [`${b.address}|${b.port}`, b.id]));
     const frontends = desired.map((f) => ({
@@ -482,7 +497,7 @@ export class Agent {
       readiness,
       datapath: { mode: this.config.mode, pinDir: this.config.pinDir, attachments: this.attachments, maps: this.mapPressure() },
       services, frontends, pools, l2,
-      bgp: { peers: [], routes: [] },
+      bgp: this.bgp?.views() ?? { peers: [], routes: [] },
       problems: this.problems,
       config: { ...this.config } as unknown as Record<string, unknown>,
     };
