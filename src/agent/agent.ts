@@ -28,6 +28,8 @@ import { loadDatapath, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { readCounters } from '../datapath/stats.js';
 import { desiredFrontends } from '../datapath/desired.js';
+import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, protoName } from '../datapath/abi.js';
+import type { ConntrackView } from '../metrics/state-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
 import type { L2Sink } from '../l2/announcer.js';
@@ -169,7 +171,7 @@ export class Agent {
     });
     registerAgentMetrics(this);
     const [host, port] = splitHostPort(cfg.http);
-    this.http = new HttpEndpoint({ host, port, registry, state: () => this.state() });
+    this.http = new HttpEndpoint({ host, port, registry, state: () => this.state(), documents: { '/v1/conntrack': (q) => this.conntrack(q) } });
     try {
       await this.http.start();
     } catch (err) {
@@ -440,6 +442,31 @@ export class Agent {
     return out;
   }
 
+  /** Conntrack entries for `pharos bpf ct list` (read-only; bounded by `limit`, default 10,000). */
+  conntrack(query: URLSearchParams): ConntrackView {
+    const limit = Math.min(Math.max(Number(query.get('limit') ?? 10_000) || 10_000, 1), 1_000_000);
+    const maps = this.datapath?.maps;
+    if (!maps) return { entries: [], truncated: false, total: 0 };
+    const backends = new Map([...(this.sync?.current().backends.values() ?? [])].map((b) => [b.id, b]));
+    const now = process.hrtime.bigint();
+    const all = maps.conntrack.entries();
+    const entries = all.slice(0, limit).map(([k, v]) => {
+      const flow = decodeFlow(k);
+      const ct = decodeConntrack(v, k[37]!);
+      const be = backends.get(ct.backendId);
+      return {
+        protocol: protoName(flow.proto),
+        source: endpointText(flow.src, flow.sport),
+        destination: endpointText(flow.dst, flow.dport),
+        backend: be ? endpointText(be.address, be.port) : `#${ct.backendId}`,
+        snat: ct.snatAddress ? endpointText(ct.snatAddress, ct.snatPort) : '',
+        state: CT_STATE_NAMES[ct.state] ?? String(ct.state),
+        idleSeconds: Number((now - ct.lastSeenNs) / 1_000_000n) / 1000,
+      };
+    });
+    return { entries, truncated: all.length > limit, total: all.length };
+  }
+
   state(): AgentStateView {
     const snap = this.store.snapshot();
     const desired = this.desiredFrontends(snap);
@@ -543,6 +570,12 @@ export class Agent {
     this.log.info('configuration reloaded', { applied: changed.join(',') || 'nothing', needsRestart: restartOnly.join(',') || undefined });
     this.scheduleReconcile();
   }
+}
+
+const CT_STATE_NAMES: Record<number, string> = { [CT_NEW]: 'new', [CT_ESTABLISHED]: 'established', [CT_CLOSING]: 'closing' };
+
+function endpointText(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
 }
 
 export function splitHostPort(s: string): [string, number] {

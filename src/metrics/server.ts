@@ -12,6 +12,8 @@ export interface HttpEndpointOptions {
   port: number;
   registry: Registry;
   state: () => AgentStateView;
+  /** More read-only JSON documents by path (e.g. /v1/conntrack), given the query string. */
+  documents?: Record<string, (query: URLSearchParams) => unknown>;
 }
 
 export class HttpEndpoint {
@@ -42,7 +44,7 @@ export class HttpEndpoint {
   }
 
   async handle(method: string, url: string): Promise<{ status: number; type: string; body: string }> {
-    const path = url.split('?')[0];
+    const [path = '/', queryText = ''] = url.split('?');
     if (method !== 'GET' && method !== 'HEAD') return { status: 405, type: 'text/plain', body: 'read-only endpoint\n' };
     switch (path) {
       case '/metrics':
@@ -56,8 +58,11 @@ export class HttpEndpoint {
       }
       case '/v1/state':
         return { status: 200, type: 'application/json', body: JSON.stringify(this.opts.state()) };
-      default:
+      default: {
+        const doc = this.opts.documents?.[path];
+        if (doc) return { status: 200, type: 'application/json', body: JSON.stringify(doc(new URLSearchParams(queryText))) };
         return { status: 404, type: 'text/plain', body: 'not found: try /metrics, /healthz, /readyz, /v1/state\n' };
+      }
     }
   }
 

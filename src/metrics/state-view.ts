@@ -107,3 +107,18 @@ export interface AgentStateView {
   problems: ConfigProblemView[];
   config: Record<string, unknown>;
 }
+
+/** GET /v1/conntrack: flows in the data path, as `pharos bpf ct list` shows them. */
+export interface ConntrackView {
+  entries: {
+    protocol: string;
+    source: string;
+    destination: string;
+    backend: string;
+    snat: string;
+    state: string;
+    idleSeconds: number;
+  }[];
+  truncated: boolean;
+  total: number;
+}

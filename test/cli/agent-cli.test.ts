@@ -140,6 +140,18 @@ t.test('agent in manifests mode, driven through the CLI', { skip: privilegedUnav
     t.match(usage.stderr, /usage: pharos service list/);
   });
 
+  t.test('bpf ct list shows the client flows with their backend and SNAT port', async (t) => {
+    const table = await pharos(lab, ['bpf', 'ct', 'list']);
+    t.equal(table.code, 0);
+    t.match(table.stdout, /^PROTO\s+SOURCE\s+DESTINATION\s+BACKEND\s+SNAT\s+STATE\s+IDLE$/m);
+    t.match(table.stdout, /TCP\s+198\.51\.100\.1:\d+\s+198\.51\.100\.64:80\s+203\.0\.113\.2:8080\s+198\.51\.100\.2:\d+\s+\w+\s+\d+s/);
+    const json = JSON.parse((await pharos(lab, ['bpf', 'ct', 'list', '--filter', '198.51.100.64:80', '-o', 'json'])).stdout) as { entries: { backend: string }[] };
+    t.ok(json.entries.length > 0 && json.entries.every((e) => e.backend === '203.0.113.2:8080'));
+    const none = JSON.parse((await pharos(lab, ['bpf', 'ct', 'list', '--filter', 'no-such-flow', '-o', 'json'])).stdout) as { entries: unknown[] };
+    t.same(none.entries, []);
+    t.equal((await pharos(lab, ['bpf', 'ct'])).code, 2, 'usage error');
+  });
+
   t.test('metrics are valid exposition with the pharos families', async (t) => {
     const text = (await lab.exec('lb', ['curl', '-sf', `http://${HTTP}/metrics`])).stdout;
     const families = parseExposition(text);
