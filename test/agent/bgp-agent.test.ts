@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { privilegedUnavailable } from '../support/privileged.js';
+import { waitFor } from '../support/wait.js';
 import { withLab } from '../support/lab.js';
 import { Bird } from '../bgp/routers.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
@@ -49,16 +50,6 @@ spec:
   type: LoadBalancer
   ports: [{ name: http, port: 80, targetPort: 8080 }]
 `;
-
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 t.test('the agent advertises its service addresses to a bird2 router', { skip: privilegedUnavailable() }, async (t) => {
   const lab = await withLab(t, 'pha');

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { privilegedUnavailable } from '../support/privileged.js';
+import { waitFor } from '../support/wait.js';
 import { httpGet, startEchoServer, withLab, type Lab } from '../support/lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
@@ -56,16 +57,6 @@ endpoints:
 async function pharos(lab: Lab, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const r = await lab.exec('lb', [process.execPath, CLI, ...args, '--agent', `http://${HTTP}`], { allowFail: true, timeoutMs: 15_000 });
   return r;
-}
-
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 t.test('agent in manifests mode, driven through the CLI', { skip: privilegedUnavailable() }, async (t) => {
