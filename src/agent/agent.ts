@@ -113,7 +113,26 @@ export class Agent {
       throw new AgentStartError(`--state-dir ${cfg.stateDir}: ${(err as Error).message}`);
     }
 
-    // 1. Data path: load (re-adopting pinned maps), attach to every interface.
+    // 1. Metrics and the read-only HTTP endpoint first: a taken port must fail the
+    //    start before anything in the kernel is touched (/readyz says not ready until attached).
+    registerDatapathMetrics({
+      counters: () => this.readDatapathCounters(),
+      frontendLabels: (id) => this.frontendLabel(id),
+      backendLabels: (id) => this.backendLabel(id),
+      mapPressure: () => this.mapPressure(),
+      conntrackEntries: () => this.mapPressure().find((m) => m.name === 'ph_ct')?.entries ?? 0,
+      mapFull: () => this.sync?.mapFull ?? {},
+    });
+    registerAgentMetrics(this);
+    const [host, port] = splitHostPort(cfg.http);
+    this.http = new HttpEndpoint({ host, port, registry, state: () => this.state(), documents: { '/v1/conntrack': (q) => this.conntrack(q) } });
+    try {
+      await this.http.start();
+    } catch (err) {
+      throw new AgentStartError((err as Error).message);
+    }
+
+    // 2. Data path: load (re-adopting pinned maps), attach to every interface.
     try {
       this.addon = loadAddon();
     } catch (err) {
@@ -159,24 +178,6 @@ export class Agent {
       this.log.info('XDP attached', { interface: name, ifindex, mode });
     }
     if (!this.kubernetes) this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
-
-    // 2. Metrics and the read-only HTTP endpoint.
-    registerDatapathMetrics({
-      counters: () => this.readDatapathCounters(),
-      frontendLabels: (id) => this.frontendLabel(id),
-      backendLabels: (id) => this.backendLabel(id),
-      mapPressure: () => this.mapPressure(),
-      conntrackEntries: () => this.mapPressure().find((m) => m.name === 'ph_ct')?.entries ?? 0,
-      mapFull: () => this.sync?.mapFull ?? {},
-    });
-    registerAgentMetrics(this);
-    const [host, port] = splitHostPort(cfg.http);
-    this.http = new HttpEndpoint({ host, port, registry, state: () => this.state(), documents: { '/v1/conntrack': (q) => this.conntrack(q) } });
-    try {
-      await this.http.start();
-    } catch (err) {
-      throw new AgentStartError((err as Error).message);
-    }
 
     // 3. Controllers, then the source.
     const sink: L2Sink = {

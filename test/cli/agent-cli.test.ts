@@ -214,9 +214,31 @@ t.test('start-up errors name the problem and exit non-zero', { skip: privilegedU
   r = run(['--manifests', dir, '--config', join(dir, 'missing.yaml')]);
   t.equal(r.status, 2);
   t.match(r.stderr, /config file .*missing\.yaml: cannot read/);
+  r = run(['--kubeconfig', join(dir, 'no-kubeconfig'), '--interfaces', 'eth0']);
+  t.equal(r.status, 1);
+  t.match(r.stderr, /no-kubeconfig/, 'an unreadable kubeconfig is named');
   const help = spawnSync(process.execPath, [CLI, 'agent', '--help'], { encoding: 'utf8' });
   t.equal(help.status, 0);
   t.match(help.stdout, /--pin-dir/);
   const unknown = spawnSync(process.execPath, [CLI, 'frobnicate'], { encoding: 'utf8' });
   t.equal(unknown.status, 2);
+});
+
+t.test('the HTTP port already in use is a clear start-up error, and the data path is left as it was', { skip: privilegedUnavailable() }, async (t) => {
+  const lab = await withLab(t, 'php');
+  const work = mkdtempSync(join(tmpdir(), 'php-'));
+  const pinDir = '/run/pharos/bpffs/php-lb';
+  t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(pinDir); });
+  await lab.addNamespace('lb');
+  await lab.addNamespace('peer');
+  await lab.addLink({ ns: 'lb', ifname: 'eth0', addrs: ['192.0.2.1/24'] }, { ns: 'peer', ifname: 'eth0', addrs: ['192.0.2.2/24'] });
+  const holder = lab.spawn('lb', [process.execPath, '-e', "require('net').createServer().listen(9643, '127.0.0.1', () => console.log('listening'))"]);
+  await waitFor('the port holder', 10_000, async () => ((await lab.exec('lb', ['ss', '-ltnH', 'sport = :9643'])).stdout.includes('9643') ? true : undefined));
+  const r = await lab.exec('lb', [process.execPath, CLI, 'agent', '--manifests', work, '--interfaces', 'eth0', '--state-dir', join(work, 's'),
+    '--pin-dir', pinDir, '--http', '127.0.0.1:9643'], { allowFail: true, timeoutMs: 30_000 });
+  t.equal(r.code, 1);
+  t.match(r.stderr, /--http 127\.0\.0\.1:9643: address already in use/);
+  const link = JSON.parse((await lab.exec('lb', ['ip', '-j', 'link', 'show', 'eth0'])).stdout) as { xdp?: unknown }[];
+  t.notOk(link[0]?.xdp, 'no XDP program was attached');
+  holder.kill('SIGKILL');
 });
