@@ -4,6 +4,7 @@
  * of RFC 4271 §4.3 shared by the UPDATE fields and MP_REACH/MP_UNREACH.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { formatAddressBytes as formatAddress } from '../model/cidr.js';
 
 export const AFI_IPV4 = 1;
 export const AFI_IPV6 = 2;
@@ -37,25 +38,8 @@ export function familyOf(address: string): Afi {
   throw new Error(`'${address}' is not an IP address`);
 }
 
-/** Text form of 4 or 16 address bytes (IPv6 per RFC 5952: lower case, longest zero run as `::`). */
-export function formatAddress(bytes: Uint8Array): string {
-  if (bytes.length === 4) return Array.from(bytes).join('.');
-  if (bytes.length !== 16) throw new Error(`address of ${bytes.length} bytes`);
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = (gs: number[]): string => gs.map((g) => g.toString(16)).join(':');
-  if (bestStart < 0) return hex(groups);
-  return `${hex(groups.slice(0, bestStart))}::${hex(groups.slice(bestStart + bestLen))}`;
-}
+/** Text form of 4 or 16 address bytes (IPv6 per RFC 5952). */
+export { formatAddress };
 
 /** A prefix in canonical text (`198.51.100.7/32`, `2001:db8::7/128`), host bits cleared. */
 export interface Prefix {

@@ -7,6 +7,7 @@
  * Addresses travel as 16 bytes (IPv4 in the first 4), ports and addresses
  * in network byte order, everything else in host (little-endian) order.
  */
+import { formatAddressBytes } from '../model/cidr.js';
 import { isIPv4, isIPv6 } from 'node:net';
 
 export const AF_INET = 2;
@@ -192,21 +193,7 @@ export function addrBytes(address: string): Buffer {
 
 /** Read an address of the given AF_* family from 16 bytes at `off` (IPv6 in RFC 5952 form). */
 export function readAddr(buf: Buffer, off: number, af: number): string {
-  if (af === AF_INET) return `${buf[off]}.${buf[off + 1]}.${buf[off + 2]}.${buf[off + 3]}`;
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push(buf.readUInt16BE(off + 2 * i));
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return formatAddressBytes(buf.subarray(off, off + (af === AF_INET ? 4 : 16)));
 }
 
 // ---------------------------------------------------------------- frontends

@@ -164,6 +164,25 @@ export function formatAddress(family: IPFamily, value: bigint): string {
   }
   const groups: number[] = [];
   for (let shift = 112n; shift >= 0n; shift -= 16n) groups.push(Number((value >> shift) & 0xffffn));
+  return ipv6Text(groups);
+}
+
+/** Text form of 4 or 16 address bytes in network order (wire formats: BPF maps, packets, BGP NLRI). */
+export function formatAddressBytes(bytes: Uint8Array): string {
+  if (bytes.length === 4) return Array.from(bytes).join('.');
+  if (bytes.length !== 16) throw new Error(`address of ${bytes.length} bytes`);
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[i]! << 8) | bytes[i + 1]!);
+  return ipv6Text(groups);
+}
+
+/** `address:port`, with IPv6 addresses in brackets. */
+export function formatEndpoint(address: string, port: number): string {
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+/** RFC 5952 text of eight 16-bit groups: lowercase, the longest run (≥ 2) of zero groups as `::`. */
+function ipv6Text(groups: number[]): string {
   let bestStart = -1;
   let bestLength = 1; // RFC 5952 4.2.2: a single zero group is not compressed
   for (let i = 0; i < 8; ) {

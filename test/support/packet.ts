@@ -15,6 +15,7 @@
  * `totalLength: 9999`, `ihl: 4`, ...). `parse` never throws: a frame that
  * ends early is decoded as far as it goes and flagged `truncated`.
  */
+import { formatAddressBytes } from '../../src/model/cidr.js';
 
 // ---------------------------------------------------------------------------
 // Addresses
@@ -62,20 +63,7 @@ export function ipv6Bytes(addr: string): Buffer {
 
 /** RFC 5952 text: lowercase, longest run (≥ 2) of zero groups as `::`. */
 export function ipv6String(b: Buffer): string {
-  const groups: number[] = [];
-  for (let i = 0; i < 8; i++) groups.push(b.readUInt16BE(i * 2));
-  let bestStart = -1;
-  let bestLen = 0;
-  for (let i = 0; i < 8;) {
-    if (groups[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestLen < 2) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return formatAddressBytes(b.subarray(0, 16));
 }
 
 // ---------------------------------------------------------------------------
