@@ -40,7 +40,8 @@ import type { WriteRecord } from '../sources/kube/writer.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { HttpEndpoint } from '../metrics/server.js';
 import { registry, timeReconcile, configProblems, k8sApiWrites } from '../metrics/registry.js';
-import { registerDatapathMetrics } from '../metrics/datapath.js';
+import { registerDatapathMetrics, type DatapathLabels } from '../metrics/datapath.js';
+import { formatEndpoint } from '../model/cidr.js';
 import { registerAgentMetrics } from '../metrics/agent.js';
 import { STATE_API_VERSION, type AgentStateView, type ConfigProblemView } from '../metrics/state-view.js';
 
@@ -117,8 +118,7 @@ export class Agent {
     //    start before anything in the kernel is touched (/readyz says not ready until attached).
     registerDatapathMetrics({
       counters: () => this.readDatapathCounters(),
-      frontendLabels: (id) => this.frontendLabel(id),
-      backendLabels: (id) => this.backendLabel(id),
+      labels: () => this.datapathLabels(),
       mapPressure: () => this.mapPressure(),
       conntrackEntries: () => this.mapPressure().find((m) => m.name === 'ph_ct')?.entries ?? 0,
       mapFull: () => this.sync?.mapFull ?? {},
@@ -400,29 +400,18 @@ export class Agent {
     return readCounters(this.datapath.maps, [...view.frontends.values()].map((f) => f.id), [...view.backends.values()].map((b) => b.id));
   }
 
-  private frontendLabel(id: number): { service: string; frontend: string } | undefined {
-    const snapFrontends = this.frontendServiceIndex();
-    for (const f of this.sync?.current().frontends.values() ?? []) {
-      if (f.id !== id) continue;
-      const name = `${f.address.includes(':') ? `[${f.address}]` : f.address}:${f.port}/${f.protocol}`;
-      return { service: snapFrontends.get(`${f.protocol}/${f.address}/${f.port}`) ?? '', frontend: name };
+  /** Metric labels by id: the data path's view joined with the service each frontend belongs to. */
+  private datapathLabels(): DatapathLabels {
+    const services = new Map<string, string>();
+    for (const f of this.desiredFrontends(this.store.snapshot())) services.set(`${f.protocol}/${f.address}/${f.port}`, f.service);
+    const view = this.sync?.current();
+    const frontends = new Map<number, { service: string; frontend: string }>();
+    for (const [key, f] of view?.frontends ?? []) {
+      frontends.set(f.id, { service: services.get(key) ?? '', frontend: `${formatEndpoint(f.address, f.port)}/${f.protocol}` });
     }
-    return undefined;
-  }
-
-  private backendLabel(id: number): { backend: string } | undefined {
-    for (const b of this.sync?.current().backends.values() ?? []) {
-      if (b.id === id) return { backend: `${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}` };
-    }
-    return undefined;
-  }
-
-  private frontendServiceIndex(): Map<string, string> {
-    const out = new Map<string, string>();
-    for (const f of this.desiredFrontends(this.store.snapshot())) {
-      out.set(`${f.protocol}/${f.address}/${f.port}`, f.service);
-    }
-    return out;
+    const backends = new Map<number, { backend: string }>();
+    for (const b of view?.backends.values() ?? []) backends.set(b.id, { backend: formatEndpoint(b.address, b.port) });
+    return { frontends, backends };
   }
 
   private pressureCache: { at: number; value: { name: string; entries: number; capacity: number }[] } = { at: 0, value: [] };
@@ -457,10 +446,10 @@ export class Agent {
       const be = backends.get(ct.backendId);
       return {
         protocol: protoName(flow.proto),
-        source: endpointText(flow.src, flow.sport),
-        destination: endpointText(flow.dst, flow.dport),
-        backend: be ? endpointText(be.address, be.port) : `#${ct.backendId}`,
-        snat: ct.snatAddress ? endpointText(ct.snatAddress, ct.snatPort) : '',
+        source: formatEndpoint(flow.src, flow.sport),
+        destination: formatEndpoint(flow.dst, flow.dport),
+        backend: be ? formatEndpoint(be.address, be.port) : `#${ct.backendId}`,
+        snat: ct.snatAddress ? formatEndpoint(ct.snatAddress, ct.snatPort) : '',
         state: CT_STATE_NAMES[ct.state] ?? String(ct.state),
         idleSeconds: Number((now - ct.lastSeenNs) / 1_000_000n) / 1000,
       };
@@ -574,10 +563,6 @@ export class Agent {
 }
 
 const CT_STATE_NAMES: Record<number, string> = { [CT_NEW]: 'new', [CT_ESTABLISHED]: 'established', [CT_CLOSING]: 'closing' };
-
-function endpointText(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 export function splitHostPort(s: string): [string, number] {
   const i = s.lastIndexOf(':');

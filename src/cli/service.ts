@@ -2,10 +2,8 @@
 import { CliError, EXIT, fetchState, parseCommon, printStructured, runCli } from './agent-client.js';
 import { renderTable } from './table.js';
 import type { FrontendView } from '../metrics/state-view.js';
+import { formatEndpoint } from '../model/cidr.js';
 
-export function formatEndpoint(address: string, port: number): string {
-  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
-}
 
 export function serviceRows(frontends: FrontendView[]): string[][][] {
   return [...frontends]

@@ -14,6 +14,12 @@ export interface AgentMetricsSource {
 }
 
 export function registerAgentMetrics(agent: AgentMetricsSource): void {
+  // One state document per scrape, shared by every collect callback below.
+  let cached: { at: number; value: AgentStateView } | undefined;
+  const state = (): AgentStateView => {
+    if (!cached || Date.now() - cached.at > 200) cached = { at: Date.now(), value: agent.state() };
+    return cached.value;
+  };
   new client.Gauge({
     name: 'pharos_ipam_pool_addresses',
     help: 'Addresses of each LB IP pool by family and state (used, available); a conflicting pool offers none',
@@ -22,7 +28,7 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
     collect() {
       this.reset();
       const families = agent.poolFamilies?.();
-      for (const p of agent.state().pools) {
+      for (const p of state().pools) {
         const fam = families?.get(p.name);
         if (fam) {
           for (const [family, c] of Object.entries(fam)) {
@@ -42,7 +48,7 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
     help: 'Pools marked conflicting (overlap with an older pool, or within themselves)',
     registers: [registry],
     collect() {
-      this.set(agent.state().pools.filter((p) => p.conflicting).length);
+      this.set(state().pools.filter((p) => p.conflicting).length);
     },
   });
   new client.Gauge({
@@ -52,7 +58,7 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
     registers: [registry],
     collect() {
       this.reset();
-      for (const s of agent.state().services) {
+      for (const s of state().services) {
         if (s.ipam && s.ipam.status !== 'True') this.inc({ reason: s.ipam.reason });
       }
     },
@@ -62,7 +68,7 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
     help: 'Addresses this node announces on the local segment (ARP/NDP)',
     registers: [registry],
     collect() {
-      this.set(agent.state().l2.filter((l) => l.local).length);
+      this.set(state().l2.filter((l) => l.local).length);
     },
   });
   new client.Counter({
@@ -82,7 +88,7 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(agent.counters.leaseTransitions ?? agent.state().l2.filter((l) => l.local).reduce((n, l) => n + l.transitions, 0));
+      this.inc(agent.counters.leaseTransitions ?? state().l2.filter((l) => l.local).reduce((n, l) => n + l.transitions, 0));
     },
   });
 }

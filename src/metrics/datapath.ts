@@ -6,11 +6,16 @@ import client from 'prom-client';
 import { registry } from './registry.js';
 import type { DatapathCounters } from '../datapath/stats.js';
 
+/** Metric labels of the frontend and backend ids currently programmed. */
+export interface DatapathLabels {
+  frontends: ReadonlyMap<number, { service: string; frontend: string }>;
+  backends: ReadonlyMap<number, { backend: string }>;
+}
+
 export interface DatapathMetricsSource {
   /** Summed counters for the frontends/backends currently programmed. */
   counters(): DatapathCounters | undefined;
-  frontendLabels(id: number): { service: string; frontend: string } | undefined;
-  backendLabels(id: number): { backend: string } | undefined;
+  labels(): DatapathLabels;
   mapPressure(): { name: string; entries: number; capacity: number }[];
   conntrackEntries(): number;
   mapFull(): Record<string, number>;
@@ -20,12 +25,13 @@ const DROP_REASONS = new Set(['malformed_l2', 'malformed_l3', 'malformed_l4', 'n
 const PASS_REASONS = new Set(['fragment', 'ipv6_ext_limit', 'no_neigh', 'local_backend', 'icmp_pass', 'responder_stale', 'arp_ignored']);
 
 export function registerDatapathMetrics(source: DatapathMetricsSource): void {
-  let cached: { at: number; value: DatapathCounters | undefined } = { at: 0, value: undefined };
-  // One map read per scrape, shared by every collect callback below.
-  const counters = (): DatapathCounters | undefined => {
-    if (Date.now() - cached.at > 200) cached = { at: Date.now(), value: source.counters() };
-    return cached.value;
+  let cached: { at: number; value: DatapathCounters | undefined; labels: DatapathLabels } | undefined;
+  // One map read and one label table per scrape, shared by every collect callback below.
+  const scrape = (): NonNullable<typeof cached> => {
+    if (!cached || Date.now() - cached.at > 200) cached = { at: Date.now(), value: source.counters(), labels: source.labels() };
+    return cached;
   };
+  const counters = (): DatapathCounters | undefined => scrape().value;
   // Packets/bytes per frontend and per backend: four families of one shape.
   const traffic = [
     { name: 'pharos_datapath_packets_total', help: 'Packets the XDP data path forwarded, per frontend (client to backend direction)', field: 'packets', side: 'frontends' },
@@ -44,7 +50,7 @@ export function registerDatapathMetrics(source: DatapathMetricsSource): void {
         const c = counters();
         if (!c) return;
         for (const [id, t] of c[spec.side]) {
-          const labels = spec.side === 'frontends' ? source.frontendLabels(id) : source.backendLabels(id);
+          const labels = scrape().labels[spec.side].get(id);
           if (labels) this.inc(labels, Number(t[spec.field]));
         }
       },
