@@ -39,7 +39,7 @@ import type { KubeSource } from '../sources/kube/source.js';
 import type { WriteRecord } from '../sources/kube/writer.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { HttpEndpoint } from '../metrics/server.js';
-import { registry, timeReconcile, configProblems, k8sApiWrites } from '../metrics/registry.js';
+import { registry, timeReconcile, configProblems, k8sApiWrites, manifestsRefused } from '../metrics/registry.js';
 import { registerDatapathMetrics, type DatapathLabels } from '../metrics/datapath.js';
 import { formatEndpoint } from '../model/cidr.js';
 import { registerAgentMetrics } from '../metrics/agent.js';
@@ -207,7 +207,14 @@ export class Agent {
 
   private async startManifests(): Promise<void> {
     const cfg = this.config;
-    this.manifests = new ManifestsSource({ directory: cfg.manifests!, stateDir: cfg.stateDir, store: this.store });
+    this.manifests = new ManifestsSource({
+      directory: cfg.manifests!, stateDir: cfg.stateDir, store: this.store,
+      maxFileBytes: cfg.manifestsMaxFileBytes, maxTotalBytes: cfg.manifestsMaxBytes,
+    });
+    this.manifests.on('refused', (r) => {
+      manifestsRefused.inc({ reason: r.reason });
+      this.log.error('manifest file refused unread; its last good version stays in force', { file: r.file, reason: r.reason, bytes: r.bytes, limit: r.limit });
+    });
     this.manifests.on('report', (report) => {
       this.problems = [...report.errors, ...report.warnings].map((p) => ({
         source: 'manifests',

@@ -53,6 +53,9 @@ export interface AgentConfig {
   k8sBurst: number;
   /** On SIGTERM: keep BGP routes via graceful restart (default) or withdraw them. */
   bgpShutdown: 'graceful' | 'withdraw';
+  /** Manifests mode: bytes of one manifest file, and of all of them together, beyond which files are refused. */
+  manifestsMaxFileBytes: number;
+  manifestsMaxBytes: number;
 }
 
 export interface FlagSpec {
@@ -92,6 +95,8 @@ export const FLAGS: FlagSpec[] = [
   { key: 'l2ServiceRetrySeconds', flag: 'l2-lease-retry', env: 'PHAROS_L2_LEASE_RETRY', kind: 'number', help: 'per-service L2 lease retry period, seconds' },
   { key: 'k8sQps', flag: 'k8s-qps', env: 'PHAROS_K8S_QPS', kind: 'number', help: 'Kubernetes API write rate limit, per second' },
   { key: 'k8sBurst', flag: 'k8s-burst', env: 'PHAROS_K8S_BURST', kind: 'number', help: 'Kubernetes API write burst' },
+  { key: 'manifestsMaxFileBytes', flag: 'manifests-max-file-bytes', env: 'PHAROS_MANIFESTS_MAX_FILE_BYTES', kind: 'number', help: 'manifests mode: a larger file is refused (last good version kept)' },
+  { key: 'manifestsMaxBytes', flag: 'manifests-max-bytes', env: 'PHAROS_MANIFESTS_MAX_BYTES', kind: 'number', help: 'manifests mode: total bytes of the directory; files past it are refused (last good version kept)' },
   { key: 'bgpShutdown', flag: 'bgp-shutdown', env: 'PHAROS_BGP_SHUTDOWN', kind: 'string', choices: ['graceful', 'withdraw'], help: 'on SIGTERM keep routes (graceful restart) or withdraw them' },
 ];
 
@@ -123,6 +128,8 @@ export function defaults(host = hostname()): AgentConfig {
     k8sQps: 20,
     k8sBurst: 40,
     bgpShutdown: 'graceful',
+    manifestsMaxFileBytes: 16 * 1024 * 1024,
+    manifestsMaxBytes: 64 * 1024 * 1024,
   };
 }
 
@@ -266,6 +273,9 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
   if (!isPrime(cfg.maglevTableSize)) throw new ConfigError(`--maglev-table-size: ${cfg.maglevTableSize} is not a prime`);
   // Bounds: a Maglev table is maglevTableSize × 4 bytes per frontend; a flow costs a conntrack and a reverse entry.
   if (cfg.maglevTableSize > MAX_MAGLEV_TABLE) throw new ConfigError(`--maglev-table-size: ${cfg.maglevTableSize} is above the limit ${MAX_MAGLEV_TABLE}`);
+  for (const [flag, v] of [['manifests-max-file-bytes', cfg.manifestsMaxFileBytes], ['manifests-max-bytes', cfg.manifestsMaxBytes]] as const) {
+    if (!Number.isInteger(v) || v < 1 || v > 2 ** 31) throw new ConfigError(`--${flag}: ${v} must be an integer from 1 to ${2 ** 31}`);
+  }
   if (!Number.isInteger(cfg.conntrackSize) || cfg.conntrackSize < 1024 || cfg.conntrackSize > MAX_CONNTRACK) {
     throw new ConfigError(`--conntrack-size: ${cfg.conntrackSize} must be an integer from 1024 to ${MAX_CONNTRACK}`);
   }

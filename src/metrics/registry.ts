@@ -31,6 +31,13 @@ export const configProblems = new client.Gauge({
   registers: [registry],
 });
 
+export const manifestsRefused = new client.Counter({
+  name: 'pharos_manifests_refused_total',
+  help: 'Manifest files refused unread (file_too_large, total_too_large, too_many_files); counted once per file and size',
+  labelNames: ['reason'] as const,
+  registers: [registry],
+});
+
 export const k8sApiWrites = new client.Counter({
   name: 'pharos_k8s_api_writes_total',
   help: 'Writes to the Kubernetes API, by resource and verb',

@@ -40,8 +40,24 @@ export interface ManifestsSourceOptions {
   /** Bounds: files beyond these are reported, not read. */
   maxFiles?: number;
   maxFileBytes?: number;
+  /** Bytes of all manifest files together; a file that would go past it is refused (name order decides). */
+  maxTotalBytes?: number;
   now?: () => Date;
 }
+
+/** Why a file was not read (`refused` events, pharos_manifests_refused_total). */
+export type RefusalReason = 'file_too_large' | 'total_too_large' | 'too_many_files';
+
+export interface Refusal {
+  file: string;
+  reason: RefusalReason;
+  /** The file's size (0 for too_many_files). */
+  bytes: number;
+  limit: number;
+}
+
+export const DEFAULT_MAX_FILE_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_MAX_TOTAL_BYTES = 64 * 1024 * 1024;
 
 export interface ScanReport {
   /** Manifest files considered. */
@@ -54,6 +70,10 @@ export interface ScanReport {
 }
 
 const STATE_FILE = 'manifests-state.json';
+
+function totalMessage(bytes: number, limit: number, budget: number): string {
+  return `${bytes} bytes would take the directory past its ${limit}-byte total (--manifests-max-bytes; ${limit - Math.max(budget, 0)} bytes in the files before it)`;
+}
 const MANIFEST_NAME = /\.(ya?ml|json)$/i;
 
 /** An object as last put in the store, with its JSON for cheap comparisons. */
@@ -71,7 +91,7 @@ interface PersistedState {
   files: Record<string, FileRecord[]>;
 }
 
-export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; report: [ScanReport] }> {
+export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; report: [ScanReport]; refused: [Refusal] }> {
   private readonly directory: string;
   private readonly statePath: string;
   private readonly store: Store;
@@ -79,6 +99,9 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
   private readonly rescanIntervalMs: number;
   private readonly maxFiles: number;
   private readonly maxFileBytes: number;
+  private readonly maxTotalBytes: number;
+  /** Refusals of the previous scan (file, reason, size): a `refused` event fires only for new ones. */
+  private refusedKeys = new Set<string>();
   private readonly now: () => Date;
 
   private outcomes = new Map<string, FileOutcome>();
@@ -116,7 +139,8 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     this.debounceMs = options.debounceMs ?? 100;
     this.rescanIntervalMs = options.rescanIntervalMs ?? 2000;
     this.maxFiles = options.maxFiles ?? 10_000;
-    this.maxFileBytes = options.maxFileBytes ?? 16 * 1024 * 1024;
+    this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
+    this.maxTotalBytes = options.maxTotalBytes ?? DEFAULT_MAX_TOTAL_BYTES;
     this.now = options.now ?? (() => new Date());
   }
 
@@ -220,17 +244,22 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     }
 
     const extra: ManifestProblem[] = [];
+    const refusals: Refusal[] = [];
     if (names.length > this.maxFiles) {
       for (const n of names.slice(this.maxFiles)) {
         extra.push({ severity: 'error', file: n, message: `not read: more than ${this.maxFiles} manifest files` });
+        refusals.push({ file: n, reason: 'too_many_files', bytes: 0, limit: this.maxFiles });
       }
       names = names.slice(0, this.maxFiles);
     }
 
     const next = new Map<string, FileOutcome>();
+    let total = 0;
     for (const name of names) {
       const previous = this.outcomes.get(name);
-      const { text, error } = await this.readManifest(name);
+      const { text, error, refusal } = await this.readManifest(name, this.maxTotalBytes - total);
+      if (refusal) refusals.push(refusal);
+      if (text !== undefined) total += Buffer.byteLength(text);
       if (text !== undefined && previous && this.texts.get(name) === text) {
         next.set(name, previous);
         continue;
@@ -241,6 +270,7 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     }
     for (const name of this.texts.keys()) if (!next.has(name)) this.texts.delete(name);
     this.outcomes = next;
+    this.noteRefusals(refusals);
 
     const combined = combineOutcomes(next);
     const stamped = this.stamp(combined.byKind);
@@ -267,16 +297,50 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     return this.publish(report);
   }
 
-  private async readManifest(name: string): Promise<{ text?: string; error?: string }> {
+  /**
+   * Reads one file unless it is over the per-file bound or larger than what is left of the
+   * directory's total (`budget`); a refused file is not read at all, and interpretFile keeps
+   * its last good objects in force.
+   */
+  private async readManifest(name: string, budget: number): Promise<{ text?: string; error?: string; refusal?: Refusal }> {
     const path = join(this.directory, name);
     try {
       const info = await stat(path);
       if (!info.isFile()) return { error: 'not a regular file' };
-      if (info.size > this.maxFileBytes) return { error: `larger than ${this.maxFileBytes} bytes` };
-      return { text: await readFile(path, 'utf8') };
+      if (info.size > this.maxFileBytes) {
+        return { error: `larger than ${this.maxFileBytes} bytes`, refusal: { file: name, reason: 'file_too_large', bytes: info.size, limit: this.maxFileBytes } };
+      }
+      if (info.size > budget) {
+        return {
+          error: totalMessage(info.size, this.maxTotalBytes, budget),
+          refusal: { file: name, reason: 'total_too_large', bytes: info.size, limit: this.maxTotalBytes },
+        };
+      }
+      const text = await readFile(path, 'utf8');
+      // Grown between stat and read: judged by what was read.
+      const bytes = Buffer.byteLength(text);
+      if (bytes > this.maxFileBytes) return { error: `larger than ${this.maxFileBytes} bytes`, refusal: { file: name, reason: 'file_too_large', bytes, limit: this.maxFileBytes } };
+      if (bytes > budget) {
+        return {
+          error: totalMessage(bytes, this.maxTotalBytes, budget),
+          refusal: { file: name, reason: 'total_too_large', bytes, limit: this.maxTotalBytes },
+        };
+      }
+      return { text };
     } catch (err) {
       return { error: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
     }
+  }
+
+  /** Emits `refused` for refusals that were not there in the previous scan (a file still refused is counted once). */
+  private noteRefusals(refusals: Refusal[]): void {
+    const keys = new Set<string>();
+    for (const r of refusals) {
+      const key = `${r.file}\0${r.reason}\0${r.bytes}`;
+      keys.add(key);
+      if (!this.refusedKeys.has(key)) this.emit('refused', r);
+    }
+    this.refusedKeys = keys;
   }
 
   /**
