@@ -11,6 +11,7 @@
         "src/map.cc",
         "src/object.cc",
         "src/attach.cc",
+        "src/cgroup.cc",
         "src/test_run.cc",
         "src/sockets.cc"
       ],

@@ -111,7 +111,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"xdpQuery", XdpQuery},             {"tcAttach", TcAttach},       {"tcDetach", TcDetach},
       {"testRun", TestRun},               {"testRunAsync", TestRunAsync}, {"sendFrame", SendFrame},
       {"setTcpMd5", SetTcpMd5},           {"tcpSocket", TcpSocket},
-      {"setTtl", SetTtl},
+      {"setTtl", SetTtl},                 {"cgroupLinkAttach", CgroupLinkAttach},
+      {"cgroupLinkDetach", CgroupLinkDetach}, {"cgroupQuery", CgroupQuery},
   };
   for (const Fn &f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   return exports;

@@ -18,6 +18,11 @@ Napi::Value XdpQuery(const Napi::CallbackInfo &info);
 Napi::Value TcAttach(const Napi::CallbackInfo &info);
 Napi::Value TcDetach(const Napi::CallbackInfo &info);
 
+// cgroup.cc
+Napi::Value CgroupLinkAttach(const Napi::CallbackInfo &info);
+Napi::Value CgroupLinkDetach(const Napi::CallbackInfo &info);
+Napi::Value CgroupQuery(const Napi::CallbackInfo &info);
+
 // test_run.cc
 Napi::Value TestRun(const Napi::CallbackInfo &info);
 Napi::Value TestRunAsync(const Napi::CallbackInfo &info);

@@ -24,6 +24,7 @@ Napi::Function NativeObject::Define(Napi::Env env) {
                          InstanceMethod<&NativeObject::SetRodata>("setRodata"),
                          InstanceMethod<&NativeObject::SetMaxEntries>("setMaxEntries"),
                          InstanceMethod<&NativeObject::SetPinPath>("setPinPath"),
+                         InstanceMethod<&NativeObject::SetAutocreate>("setAutocreate"),
                          InstanceMethod<&NativeObject::Load>("load"),
                          InstanceMethod<&NativeObject::Map>("map"),
                          InstanceMethod<&NativeObject::Program>("program"),
@@ -156,6 +157,22 @@ Napi::Value NativeObject::SetPinPath(const Napi::CallbackInfo &info) {
   struct bpf_map *map = FindMap(env, name);
   uint64_t mark = LogMark();
   int rc = bpf_map__set_pin_path(map, path.c_str());
+  if (rc != 0) Throw(env, -rc, what, mark);
+  return env.Undefined();
+}
+
+// setAutocreate(map, bool): before load. An object that shares a header with
+// another may carry maps it never uses; false leaves them uncreated.
+Napi::Value NativeObject::SetAutocreate(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::string name = ArgString(ArgAt(info, 0), "setAutocreate: map");
+  Napi::Value flag = ArgAt(info, 1);
+  if (!flag.IsBoolean()) ThrowInvalid(env, "setAutocreate(" + name + "): value must be a boolean");
+  std::string what = "setAutocreate(" + name + ") on " + state_->path;
+  RequireNotLoaded(env, what);
+  struct bpf_map *map = FindMap(env, name);
+  uint64_t mark = LogMark();
+  int rc = bpf_map__set_autocreate(map, flag.As<Napi::Boolean>().Value());
   if (rc != 0) Throw(env, -rc, what, mark);
   return env.Undefined();
 }

@@ -30,6 +30,7 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
   Napi::Value SetRodata(const Napi::CallbackInfo &info);
   Napi::Value SetMaxEntries(const Napi::CallbackInfo &info);
   Napi::Value SetPinPath(const Napi::CallbackInfo &info);
+  Napi::Value SetAutocreate(const Napi::CallbackInfo &info);
   Napi::Value Load(const Napi::CallbackInfo &info);
   Napi::Value Map(const Napi::CallbackInfo &info);
   Napi::Value Program(const Napi::CallbackInfo &info);

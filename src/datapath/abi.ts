@@ -500,3 +500,36 @@ export interface Traffic {
 export function decodeTraffic(b: Buffer): Traffic {
   return { packets: b.readBigUInt64LE(0), bytes: b.readBigUInt64LE(8) };
 }
+
+// ------------------------------------------------- socket LB (bpf/lib/sock_maps.h)
+
+/** Maps of bpf/sock.bpf.c that the XDP object does not have. */
+export const SOCK_MAP = { reverse: 'ph_sock_rev', affinity: 'ph_sock_aff', stats: 'ph_sock_stats' } as const;
+export type SockMapRole = keyof typeof SOCK_MAP;
+
+export const SOCK_SIZE = { revKey: 32, revValue: 24, affKey: 16 } as const;
+
+/** enum ph_sock_stat, in order; names without PH_SOCK_STAT_, lower-cased. */
+export const SOCK_STAT_REASONS = ['connect', 'sendmsg', 'no_backend', 'rev', 'rev_fail', 'affinity_hit'] as const;
+export type SockStatReason = (typeof SOCK_STAT_REASONS)[number];
+
+/** A ph_sock_rev entry: a socket's backend address as it sees it → the service address it asked for. */
+export interface SockRevEntry {
+  cookie: bigint;
+  backend: string;
+  backendPort: number;
+  service: string;
+  servicePort: number;
+  frontendId: number;
+}
+
+export function decodeSockRev(key: Buffer, value: Buffer): SockRevEntry {
+  return {
+    cookie: key.readBigUInt64LE(0),
+    backend: readAddr(key, 8, key[26]!),
+    backendPort: key.readUInt16BE(24),
+    service: readAddr(value, 0, value[18]!),
+    servicePort: value.readUInt16BE(16),
+    frontendId: value.readUInt32LE(20),
+  };
+}

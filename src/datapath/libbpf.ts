@@ -66,6 +66,8 @@ export interface BpfObject {
   setMaxEntries(map: string, n: number): void;
   /** Before load: reuse the map pinned at `path` if it exists (and matches), else pin it there after load. */
   setPinPath(map: string, path: string): void;
+  /** Before load: false leaves a map the programs never use uncreated. */
+  setAutocreate(map: string, on: boolean): void;
   load(): void;
   program(name: string): BpfProgram;
   map(name: string): BpfMap;
@@ -106,6 +108,10 @@ export interface TestRunResult {
 
 export type XdpMode = 'native' | 'generic' | 'auto';
 
+/** cgroup v2 sock_addr hooks (the `SEC("cgroup/...")` names). */
+export type CgroupAttachType =
+  | 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';
+
 export interface NativeAddon {
   openObject(path: string): BpfObject;
   openPinnedMap(path: string): BpfMap;
@@ -140,6 +146,17 @@ export interface NativeAddon {
    */
   setTtl(fd: number, ttl: number): void;
   possibleCpus(): number;
+  /**
+   * Attach a program to a cgroup v2 hook through a BPF link pinned at
+   * `pinPath` (bpffs). A link already pinned there for the same cgroup and
+   * hook gets the new program atomically (`replaced: true`); one for
+   * another cgroup or hook is detached first.
+   */
+  cgroupLinkAttach(cgroupPath: string, progFd: number, attachType: CgroupAttachType, pinPath: string): { replaced: boolean; linkId: number };
+  /** Detach the link pinned at `pinPath` and remove the pin; false when there was none. */
+  cgroupLinkDetach(pinPath: string): boolean;
+  /** Ids of the programs attached directly to a cgroup on a hook (not inherited ones). */
+  cgroupQuery(cgroupPath: string, attachType: CgroupAttachType): number[];
 }
 
 export class BpfError extends Error {
@@ -197,6 +214,7 @@ interface NativeObjectHandle {
   setRodata(variable: string, value: Buffer): void;
   setMaxEntries(map: string, n: number): void;
   setPinPath(map: string, path: string): void;
+  setAutocreate(map: string, on: boolean): void;
   load(): void;
   map(name: string): NativeMapHandle;
   program(name: string): NativeProgramHandle;
@@ -207,7 +225,8 @@ interface NativeObjectHandle {
 
 type Passthrough = Pick<NativeAddon,
   'ifIndex' | 'xdpAttach' | 'xdpDetach' | 'xdpQuery' | 'tcAttach' | 'tcDetach' |
-  'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'setTtl' | 'possibleCpus'>;
+  'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'setTtl' | 'possibleCpus' |
+  'cgroupLinkAttach' | 'cgroupLinkDetach' | 'cgroupQuery'>;
 
 interface NativeBinding extends Passthrough {
   /** The addon builds its errors with this constructor (message, errno, code). */
@@ -359,6 +378,10 @@ class LibbpfObject implements BpfObject {
     this.handle.setPinPath(map, path);
   }
 
+  setAutocreate(map: string, on: boolean): void {
+    this.handle.setAutocreate(map, on);
+  }
+
   load(): void {
     this.handle.load();
   }
@@ -446,6 +469,9 @@ export function loadAddon(path: string = ADDON_PATH): NativeAddon {
     tcpSocket: (family) => binding.tcpSocket(family),
     setTtl: (fd, ttl) => binding.setTtl(fd, ttl),
     possibleCpus: () => binding.possibleCpus(),
+    cgroupLinkAttach: (cgroupPath, progFd, attachType, pinPath) => binding.cgroupLinkAttach(cgroupPath, progFd, attachType, pinPath),
+    cgroupLinkDetach: (pinPath) => binding.cgroupLinkDetach(pinPath),
+    cgroupQuery: (cgroupPath, attachType) => binding.cgroupQuery(cgroupPath, attachType),
   };
 }
 
