@@ -330,32 +330,41 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
 			return count_and(PH_STAT_BACKEND_GONE, XDP_DROP);
 		stat_inc(PH_STAT_BACKEND_REBALANCED);
 	}
-	return lb_new_flow(ctx, p, fe, now);
+	bpf_tail_call(ctx, &ph_progs, PH_PROG_NEW_FLOW);
+	return count_and(PH_STAT_TAIL_CALL_FAIL, XDP_PASS);
 }
 
 /* Needs count_and, nh_stale and backend_nexthop above. */
 #include "lib/icmp_nat.h"
 
-SEC("xdp")
-int pharos_xdp(struct xdp_md *ctx)
+/* What parse_frame() found: a final verdict (>= 0) or one of these. */
+#define PH_FRAME_LB	-1	/* TCP/UDP over IPv4/IPv6, parsed through L4 */
+#define PH_FRAME_ARP	-2
+#define PH_FRAME_ICMP	-3	/* ICMP or ICMPv6; p->l4 points at its first byte */
+
+/**
+ * parse_frame() - parse @ctx into @p, counting and judging what is not
+ * ours (malformed: XDP_DROP; fragments, other protocols: XDP_PASS).
+ * Every program of the object starts here, so each sees the same packet.
+ */
+static __always_inline int parse_frame(struct xdp_md *ctx, struct cursor *c, struct packet *p)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct cursor c = { .pos = data, .end = data_end };
-	struct packet p = {};
 	int rc;
 
-	rc = parse_eth(&c, &p.eth);
+	c->pos = (void *)(long)ctx->data;
+	c->end = (void *)(long)ctx->data_end;
+	c->partial = 0;
+	rc = parse_eth(c, &p->eth);
 	if (rc == PARSE_MALFORMED_L2)
 		return count_and(PH_STAT_MALFORMED_L2, XDP_DROP);
 	if (rc < 0)
 		return XDP_PASS;
 	if (rc == bpf_htons(ETH_P_ARP))
-		return handle_arp(ctx, &c, p.eth);
+		return PH_FRAME_ARP;
 	if (rc == bpf_htons(ETH_P_IP))
-		rc = parse_ipv4(&c, &p);
+		rc = parse_ipv4(c, p);
 	else if (rc == bpf_htons(ETH_P_IPV6))
-		rc = parse_ipv6(&c, &p);
+		rc = parse_ipv6(c, p);
 	else
 		return XDP_PASS;
 
@@ -372,26 +381,87 @@ int pharos_xdp(struct xdp_md *ctx)
 		return XDP_PASS;
 	}
 
-	if (p.flow.proto == IPPROTO_ICMPV6 || p.flow.proto == IPPROTO_ICMP) {
-		__u8 *icmp = c.pos;
-
-		p.l4 = c.pos;
-		if ((void *)(icmp + 1) > c.end)
+	if (p->flow.proto == IPPROTO_ICMPV6 || p->flow.proto == IPPROTO_ICMP) {
+		p->l4 = c->pos;
+		if (c->pos + 1 > c->end)
 			return XDP_PASS;
-		if (p.flow.proto == IPPROTO_ICMP && *icmp != PH_ICMP_ECHO_REQUEST)
-			return icmp4_error_nat(ctx, &p);
-		if (p.flow.proto == IPPROTO_ICMP || *icmp == PH_ICMP6_ECHO_REQUEST)
-			return icmp_echo_reply(ctx, &p);
-		return handle_ns(ctx, &p);
+		return PH_FRAME_ICMP;
 	}
-	if (p.flow.proto != IPPROTO_TCP && p.flow.proto != IPPROTO_UDP)
+	if (p->flow.proto != IPPROTO_TCP && p->flow.proto != IPPROTO_UDP)
 		return XDP_PASS;
-	rc = parse_l4(&c, &p);
+	rc = parse_l4(c, p);
 	if (rc == PARSE_MALFORMED_L3)
 		return count_and(PH_STAT_MALFORMED_L3, XDP_DROP);
 	if (rc == PARSE_MALFORMED_L4)
 		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
-	return lb_process(ctx, &p);
+	return PH_FRAME_LB;
+}
+
+/* Entry point: packets of known flows and replies are handled here; the rest is tail-called. */
+SEC("xdp")
+int pharos_xdp(struct xdp_md *ctx)
+{
+	struct packet p = {};
+	struct cursor c;
+	int rc;
+
+	rc = parse_frame(ctx, &c, &p);
+	if (rc == PH_FRAME_LB)
+		return lb_process(ctx, &p);
+	if (rc == PH_FRAME_ARP || rc == PH_FRAME_ICMP) {
+		bpf_tail_call(ctx, &ph_progs, PH_PROG_CONTROL);
+		return count_and(PH_STAT_TAIL_CALL_FAIL, XDP_PASS);
+	}
+	return rc;
+}
+
+/*
+ * First packet of a flow, tail-called by pharos_xdp once it found the
+ * frontend and no usable conntrack entry. The packet is parsed again (a
+ * tail call keeps only the context); that costs far less than the inserts.
+ */
+SEC("xdp")
+int pharos_xdp_new_flow(struct xdp_md *ctx)
+{
+	struct ph_fe_key fk = {};
+	struct ph_fe_value *fe;
+	struct packet p = {};
+	struct cursor c;
+
+	if (parse_frame(ctx, &c, &p) != PH_FRAME_LB)
+		return XDP_PASS;
+	fk.addr = p.flow.dst;
+	fk.port = p.flow.dport;
+	fk.proto = p.flow.proto;
+	fk.family = p.flow.family;
+	fe = bpf_map_lookup_elem(&ph_frontends, &fk);
+	if (!fe)
+		return XDP_PASS;
+	return lb_new_flow(ctx, &p, fe, bpf_ktime_get_coarse_ns());
+}
+
+/* ARP, ICMP and ICMPv6 (NDP, echo, errors about our flows), tail-called by pharos_xdp. */
+SEC("xdp")
+int pharos_xdp_control(struct xdp_md *ctx)
+{
+	struct packet p = {};
+	struct cursor c;
+	__u8 *icmp;
+	int rc;
+
+	rc = parse_frame(ctx, &c, &p);
+	if (rc == PH_FRAME_ARP)
+		return handle_arp(ctx, &c, p.eth);
+	if (rc != PH_FRAME_ICMP)
+		return XDP_PASS;
+	icmp = p.l4;
+	if ((void *)(icmp + 1) > c.end)
+		return XDP_PASS;
+	if (p.flow.proto == IPPROTO_ICMP && *icmp != PH_ICMP_ECHO_REQUEST)
+		return icmp4_error_nat(ctx, &p);
+	if (p.flow.proto == IPPROTO_ICMP || *icmp == PH_ICMP6_ECHO_REQUEST)
+		return icmp_echo_reply(ctx, &p);
+	return handle_ns(ctx, &p);
 }
 
 /* Ethernet + IPv6 with a few extension headers + TCP with options. */

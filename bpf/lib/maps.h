@@ -241,16 +241,24 @@ struct {
 } ph_responder SEC(".maps");
 
 /*
- * Egress interfaces for bpf_redirect_map, keyed by ifindex. Not pinned: the
- * kernel adds BPF_F_RDONLY_PROG to a devmap's flags, so libbpf refuses to
- * re-adopt the pin; the loader refills it on attach (bpf_redirect covers the gap).
+ * Tail-call slots. The entry program (pharos_xdp) keeps the per-packet path
+ * of known flows; the first packet of a flow and the control traffic
+ * (ARP, ICMP, NDP) are separate programs, each verified on its own (one
+ * program with everything came within 2% of the verifier's 1M-instruction
+ * budget). Pinned like the data maps: an unpinned prog array is emptied by
+ * the kernel when the agent's last fd closes, which would stop new flows
+ * while the agent is down. The loader fills it from its own object.
  */
+#define PH_PROG_NEW_FLOW	0
+#define PH_PROG_CONTROL		1
+#define PH_PROG_MAX		2
+
 struct {
-	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
-	__uint(max_entries, 64);
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, PH_PROG_MAX);
 	__type(key, __u32);
-	__type(value, struct bpf_devmap_val);
-} ph_tx_ports SEC(".maps");
+	__type(value, __u32);
+} ph_progs SEC(".maps");
 
 /*
  * loadBalancerSourceRanges: LPM trie keyed {frontend id, source prefix}.

@@ -115,18 +115,21 @@ static __always_inline int handle_ns(struct xdp_md *ctx, struct packet *p)
 {
 	void *data, *data_end = (void *)(long)ctx->data_end;
 	struct ipv6hdr *ip6 = p->l3;
-	__u8 *icmp = p->l4;
 	struct ph_resp_value *v;
+	__u8 *icmp;
 	struct na_msg na = {};
 	__u8 client_mac[6], mac[6];
 	__u32 client_ip[4];
 	struct ethhdr *eth;
 	int len;
 
-	if ((void *)(ip6 + 1) > data_end || (void *)(icmp + 24) > data_end)
+	/* No extension headers: the NS directly follows the IPv6 header (derive it from ip6 so the verifier keeps the bounds). */
+	if ((void *)(ip6 + 1) > data_end || p->l4 != (void *)(ip6 + 1))
 		return XDP_PASS;
-	if (icmp[0] != PH_NDP_NS || icmp[1] != 0 || ip6->hop_limit != 255 ||
-	    (void *)icmp != (void *)(ip6 + 1) || p->l3_len < 40 + 24)
+	icmp = (__u8 *)(ip6 + 1);
+	if ((void *)(icmp + 24) > data_end)
+		return XDP_PASS;
+	if (icmp[0] != PH_NDP_NS || icmp[1] != 0 || ip6->hop_limit != 255 || p->l3_len < 40 + 24)
 		return XDP_PASS;
 	if (!(ip6->saddr.in6_u.u6_addr32[0] | ip6->saddr.in6_u.u6_addr32[1] |
 	      ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3]))

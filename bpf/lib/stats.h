@@ -40,7 +40,8 @@ enum ph_stat {
 	PH_STAT_ICMP_ECHO_REPLY = 26,	/* ICMP/ICMPv6 echo request to a service address answered */
 	PH_STAT_ICMP_TOO_BIG = 27,	/* too big for the egress MTU: ICMP frag-needed / packet-too-big sent back */
 	PH_STAT_ICMP_ERROR_NAT = 28,	/* ICMP error about a NATed flow translated and sent on */
-	PH_STAT_MAX = 29,
+	PH_STAT_TAIL_CALL_FAIL = 29,	/* a tail-call slot was empty (object loaded without the loader): XDP_PASS */
+	PH_STAT_MAX = 30,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

@@ -35,7 +35,7 @@ export const MAP = {
   reverseNat: 'ph_rev',
   runtime: 'ph_runtime',
   responder: 'ph_responder',
-  txPorts: 'ph_tx_ports',
+  progs: 'ph_progs',
   stats: 'ph_stats',
   frontendStats: 'ph_fe_stats',
   backendStats: 'ph_be_stats',
@@ -48,7 +48,10 @@ export const MAP = {
 export type MapRole = keyof typeof MAP;
 
 /** Programs in the object. */
-export const PROG = { xdp: 'pharos_xdp', tcEgress: 'pharos_tc_egress' } as const;
+export const PROG = { xdp: 'pharos_xdp', xdpNewFlow: 'pharos_xdp_new_flow', xdpControl: 'pharos_xdp_control', tcEgress: 'pharos_tc_egress' } as const;
+
+/** Tail-call slots of ph_progs (PH_PROG_* in bpf/lib/maps.h) and the program each holds. */
+export const TAIL_CALLS = [PROG.xdpNewFlow, PROG.xdpControl] as const;
 
 // ph_fe_value.flags
 export const FE_RESET_ON_REMOVE = 1 << 0;
@@ -119,6 +122,7 @@ export const STAT_REASONS = [
   'icmp_echo_reply',
   'icmp_too_big',
   'icmp_error_nat',
+  'tail_call_fail',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 

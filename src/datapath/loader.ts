@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from './libbpf.js';
-import { encodeRodata, MAP, PROG, SIZE, type MapRole, type RodataName } from './abi.js';
+import { encodeRodata, MAP, PROG, SIZE, TAIL_CALLS, u32Key, type MapRole, type RodataName } from './abi.js';
 import { DEFAULT_MAGLEV_M, isPrime } from './maglev.js';
 
 export interface DatapathSizes {
@@ -24,8 +24,6 @@ export interface DatapathSizes {
   conntrack: number;
   /** Responder (address, interface) entries. */
   responder: number;
-  /** Egress interfaces in the devmap. */
-  txPorts: number;
   /** loadBalancerSourceRanges prefixes, over all frontends. */
   sourceRanges: number;
   /** Remembered client → backend choices (sessionAffinity ClientIP); LRU. */
@@ -34,7 +32,7 @@ export interface DatapathSizes {
   members: number;
 }
 
-export const DEFAULT_SIZES: DatapathSizes = { frontends: 1024, backends: 4096, conntrack: 262144, responder: 1024, txPorts: 64, sourceRanges: 16384, affinity: 65536, members: 65536 };
+export const DEFAULT_SIZES: DatapathSizes = { frontends: 1024, backends: 4096, conntrack: 262144, responder: 1024, sourceRanges: 16384, affinity: 65536, members: 65536 };
 
 export interface DatapathConfig {
   /** Maglev table size (prime). */
@@ -76,11 +74,12 @@ export interface LoadOptions {
 export type DatapathMaps = Record<MapRole, BpfMap>;
 
 /**
- * Maps pinned (and re-adopted on restart): all but the devmap, which the
- * kernel marks BPF_F_RDONLY_PROG so libbpf cannot reuse a pinned one (it is
- * refilled by `attachXdp`), and the stateless per-CPU scratch.
+ * Maps pinned (and re-adopted on restart): all but the stateless per-CPU
+ * scratch. The tail-call array is pinned too: the kernel empties a prog
+ * array when its last user reference goes, which would stop new flows while
+ * the agent is down.
  */
-export const PINNED: readonly MapRole[] = (Object.keys(MAP) as MapRole[]).filter((r) => r !== 'txPorts' && r !== 'scratch');
+export const PINNED: readonly MapRole[] = (Object.keys(MAP) as MapRole[]).filter((r) => r !== 'scratch');
 
 export class DatapathLoadError extends Error {}
 
@@ -95,7 +94,7 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     reverseNat: { type: 'lru_hash', keySize: SIZE.flow, valueSize: SIZE.rev, maxEntries: sizes.conntrack },
     runtime: { type: 'array', keySize: 4, valueSize: SIZE.runtime, maxEntries: 1 },
     responder: { type: 'hash', keySize: SIZE.respKey, valueSize: SIZE.respValue, maxEntries: sizes.responder },
-    txPorts: { type: 'devmap_hash', keySize: 4, valueSize: 8, maxEntries: sizes.txPorts },
+    progs: { type: 'prog_array', keySize: 4, valueSize: 4, maxEntries: TAIL_CALLS.length },
     stats: { type: 'percpu_array', keySize: 4, valueSize: 8, maxEntries: -1 },
     frontendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.frontends },
     backendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.backends },
@@ -134,11 +133,7 @@ export class LoadedDatapath {
   attachXdp(ifname: string, opts: AttachOptions = {}): { ifindex: number; mode: 'native' | 'generic' } {
     const ifindex = this.addon.ifIndex(ifname, opts.netns);
     const mode = this.addon.xdpAttach(ifindex, this.xdp.fd, opts.mode ?? 'native', opts.netns);
-    // A devmap resolves ifindexes in the updating process's namespace: only use it for host interfaces.
-    if (!opts.netns) {
-      this.addTxPort(ifindex);
-      if (this.config.snat) enableAcceptLocal(ifname);
-    }
+    if (!opts.netns && this.config.snat) enableAcceptLocal(ifname);
     return { ifindex, mode };
   }
 
@@ -147,15 +142,6 @@ export class LoadedDatapath {
     const ifindex = this.addon.ifIndex(ifname, opts.netns);
     this.addon.tcAttach(ifindex, 'egress', this.tcEgress.fd, { handle: 1, priority: 1, ...(opts.netns ? { netns: opts.netns } : {}) });
     return ifindex;
-  }
-
-  /** Put an interface into the redirect devmap (XDP redirects to it go through the devmap fast path). */
-  addTxPort(ifindex: number): void {
-    const key = Buffer.alloc(4);
-    key.writeUInt32LE(ifindex);
-    const val = Buffer.alloc(8);
-    val.writeUInt32LE(ifindex);
-    this.maps.txPorts.update(key, val);
   }
 
   detach(ifname: string, opts: { netns?: string } = {}): void {
@@ -259,7 +245,6 @@ export function loadDatapath(opts: LoadOptions): LoadedDatapath {
     object.setMaxEntries(MAP.conntrack, sizes.conntrack);
     object.setMaxEntries(MAP.reverseNat, sizes.conntrack);
     object.setMaxEntries(MAP.responder, sizes.responder);
-    object.setMaxEntries(MAP.txPorts, sizes.txPorts);
     object.setMaxEntries(MAP.sourceRanges, sizes.sourceRanges);
     object.setMaxEntries(MAP.affinity, sizes.affinity);
     object.setMaxEntries(MAP.members, sizes.members);
@@ -267,6 +252,9 @@ export function loadDatapath(opts: LoadOptions): LoadedDatapath {
     for (const role of PINNED) object.setPinPath(MAP[role], join(pinDir, MAP[role]));
     object.load();
     const maps = Object.fromEntries((Object.keys(MAP) as MapRole[]).map((r) => [r, object.map(MAP[r])])) as DatapathMaps;
+    // This object's programs into the (possibly re-adopted) tail-call slots: from here on the
+    // program still attached from before also takes new flows through this version.
+    TAIL_CALLS.forEach((name, slot) => maps.progs.update(u32Key(slot), u32Key(object.program(name).fd)));
     return new LoadedDatapath(object, maps, object.program(PROG.xdp), object.program(PROG.tcEgress), config, sizes, pinDir, adopted, addon);
   } catch (err) {
     object.close();

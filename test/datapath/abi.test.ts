@@ -56,6 +56,17 @@ t.test('map names in maps.h/stats.h match MAP and fit 15 chars', async (t) => {
   for (const n of names) t.ok(n.length <= 15, `${n} ≤ 15 chars`);
 });
 
+t.test('tail-call slots in maps.h match TAIL_CALLS, and each names a program of the object', async (t) => {
+  const src = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'maps.h'), 'utf8');
+  const slots = Object.fromEntries([...src.matchAll(/^#define PH_PROG_(\w+)\s+(\d+)/gm)].map((m) => [m[1]!, Number(m[2])]));
+  t.same(slots, { NEW_FLOW: 0, CONTROL: 1, MAX: 2 });
+  t.equal(abi.TAIL_CALLS[slots.NEW_FLOW!], abi.PROG.xdpNewFlow);
+  t.equal(abi.TAIL_CALLS[slots.CONTROL!], abi.PROG.xdpControl);
+  t.equal(abi.TAIL_CALLS.length, slots.MAX);
+  const lb = readFileSync(join(BPF_SOURCE_DIR, 'lb.bpf.c'), 'utf8');
+  for (const name of Object.values(abi.PROG)) t.match(lb, new RegExp(`^int ${name}\\(`, 'm'), `${name} defined in lb.bpf.c`);
+});
+
 t.test('flag constants match the C', async (t) => {
   const src = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'maps.h'), 'utf8');
   const defs = Object.fromEntries([...src.matchAll(/#define (PH_\w+)\s+\(?(\d+)(?: << (\d+))?\)?/g)].map((m) => [m[1]!, Number(m[2]) << Number(m[3] ?? 0)]));

@@ -283,6 +283,9 @@ t.test('agent restart (re-load from pins, re-attach) in the middle of 50 open co
     stopAgent(agent!);
     agent = undefined;
     await sleep(300); // forwarding continues with no agent at all
+    // ... and so do new flows: the tail-call slots (first packet of a flow) outlive the agent's fds.
+    const { bodies: whileDown } = await httpMany(`http://${VIP4}/`, 10, 5);
+    t.equal(whileDown.length, 10, 'new connections served while no agent holds the data path open');
     agent = startAgent();
     t.ok(agent.dp.adopted, 'pinned maps re-adopted');
     const r = agent.sync.apply(desired());
