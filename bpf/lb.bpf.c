@@ -457,10 +457,12 @@ int pharos_xdp_control(struct xdp_md *ctx)
 	icmp = p.l4;
 	if ((void *)(icmp + 1) > c.end)
 		return XDP_PASS;
-	if (p.flow.proto == IPPROTO_ICMP && *icmp != PH_ICMP_ECHO_REQUEST)
-		return icmp4_error_nat(ctx, &p);
-	if (p.flow.proto == IPPROTO_ICMP || *icmp == PH_ICMP6_ECHO_REQUEST)
+	if (p.flow.proto == IPPROTO_ICMP)
+		return *icmp == PH_ICMP_ECHO_REQUEST ? icmp_echo_reply(ctx, &p) : icmp4_error_nat(ctx, &p);
+	if (*icmp == PH_ICMP6_ECHO_REQUEST)
 		return icmp_echo_reply(ctx, &p);
+	if (*icmp < 128) /* ICMPv6 error messages are types 0-127 (RFC 4443) */
+		return icmp6_error_nat(ctx, &p);
 	return handle_ns(ctx, &p);
 }
 

@@ -325,6 +325,54 @@ t.test('v4 ICMP errors about flows we do not know: untouched PASS', { skip }, as
   const e = env!;
   const stranger = tcp(4, fromClient, '198.51.100.200', ADDR.client4, 80, 25003);
   expectRun(t, e, icmpError(fromClient, ADDR.far4, '198.51.100.200', 3, 4, 1200, quote(stranger)), { verdict: 'PASS', stats: {} });
+
+// ------------------------------------------------------------------ ICMPv6 errors about NATed flows
+
+/** IPv6 header + 8 bytes of TCP/UDP: what an ICMPv6 error quotes at least. */
+const quote6 = (frame: Buffer): Buffer => frame.subarray(14, 14 + 48);
+const icmp6Error = (macs: { src: string; dst: string }, src: string, dst: string, type: number, code: number, mtu: number, quoted: Buffer): Buffer =>
+  pkt().eth(macs).ipv6({ src, dst }).icmp6({ type, code, mtu }).payload(quoted).build();
+
+t.test('v6 packet too big from a client-side router about VIP → client: sent to the backend about backend → SNAT address', { skip }, async (t) => {
+  const e = env!;
+  const sport = 26001;
+  e.run(tcp(6, fromClient, ADDR.client6, vip(6, 34), sport, 80));
+  const pr = e.predict({ src: ADDR.client6, dst: vip(6, 34), sport, dport: 80, proto: 6 }, 'TCP');
+  const asBackendSent = tcp(6, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat6, 8080, pr.snatPort, 'PA', Buffer.alloc(1400));
+  const asClientSaw = tcp(6, toClientMacs, vip(6, 34), ADDR.client6, 80, sport, 'PA', Buffer.alloc(1400));
+  const input = icmp6Error(fromClient, other(6), vip(6, 34), 2, 0, 1280, quote6(asClientSaw));
+  const want = icmp6Error({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat6, pr.backend, 2, 0, 1280, quote6(asBackendSent));
+  const out = expectRun(t, e, input, { verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
+  t.ok(parse(out).icmp6?.checksumOk, 'ICMPv6 checksum valid (pseudo-header with the new addresses)');
+});
+
+t.test('v6 port unreachable from the backend about SNAT → backend: sent to the client about client → VIP, quoted UDP checksum kept true', { skip }, async (t) => {
+  const e = env!;
+  const sport = 26002;
+  const udp = (macs: { src: string; dst: string }, src: string, dst: string, sp: number, dp: number): Buffer =>
+    pkt().eth(macs).ipv6({ src, dst }).udp({ sport: sp, dport: dp }).payload(PAYLOAD).build();
+  e.run(udp(fromClient, ADDR.client6, ADDR.vip6, sport, 53));
+  const pr = e.predict({ src: ADDR.client6, dst: ADDR.vip6, sport, dport: 53, proto: 17 }, 'UDP');
+  const asBackendGot = udp({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat6, pr.backend, pr.snatPort, 5353);
+  const asClientSent = udp(fromClient, ADDR.client6, ADDR.vip6, sport, 53);
+  const input = icmp6Error({ src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat6, 1, 4, 0, quote6(asBackendGot));
+  const want = icmp6Error(toClientMacs, ADDR.vip6, ADDR.client6, 1, 4, 0, quote6(asClientSent));
+  const out = expectRun(t, e, input, { ingress: 'fb0', verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
+  t.ok(parse(out).icmp6?.checksumOk, 'ICMPv6 checksum valid');
+});
+
+t.test('v6 ICMP errors about flows we do not know, or not about a packet from their destination: untouched PASS', { skip }, async (t) => {
+  const e = env!;
+  const stranger = tcp(6, fromClient, '2001:db8:100::200', ADDR.client6, 80, 26003);
+  expectRun(t, e, icmp6Error(fromClient, other(6), '2001:db8:100::200', 2, 0, 1280, quote6(stranger)), { verdict: 'PASS', stats: {} });
+  const unknownFlow = tcp(6, fromClient, vip(6, 34), ADDR.client6, 80, 26004);
+  expectRun(t, e, icmp6Error(fromClient, other(6), vip(6, 34), 1, 0, 0, quote6(unknownFlow)), { verdict: 'PASS', stats: {} });
+  const known = tcp(6, fromClient, vip(6, 34), ADDR.client6, 80, 26001);
+  expectRun(t, e, icmp6Error(fromClient, other(6), vip(6, 34), 2, 0, 1280, quote6(known).subarray(0, 44)), { verdict: 'PASS', stats: {} });
+  expectRun(t, e, icmp6Error(fromClient, other(6), vip(6, 35), 2, 0, 1280, quote6(known)), { verdict: 'PASS', stats: {} });
+  // Informational ICMPv6 (not echo, not NS) is not ours either.
+  expectRun(t, e, pkt().eth(fromClient).ipv6({ src: ADDR.client6, dst: vip(6, 34) }).icmp6({ type: 129, id: 1, seq: 1 }).build(), { verdict: 'PASS', stats: {} });
+});
   const unknownFlow = tcp(4, fromClient, vip(4, 34), ADDR.client4, 80, 25004);
   expectRun(t, e, icmpError(fromClient, ADDR.far4, vip(4, 34), 3, 4, 1200, quote(unknownFlow)), { verdict: 'PASS', stats: {} });
   const known = tcp(4, fromClient, vip(4, 34), ADDR.client4, 80, 25001);
