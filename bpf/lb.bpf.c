@@ -77,6 +77,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct packet *p, enum fi
 {
 	if (v == FIB_NO_NEIGH)
 		return count_and(PH_STAT_NO_NEIGH, XDP_PASS);
+	ttl_decrement(ctx, p);
 	return nh_transmit(ctx, p->eth, nh);
 }
 
@@ -106,6 +107,8 @@ static __always_inline int lb_reverse(struct xdp_md *ctx, struct packet *p)
 	rv = bpf_map_lookup_elem(&ph_rev, &p->flow);
 	if (!rv || (rv->flags & PH_CTF_LOCAL))
 		return XDP_PASS;
+	if (p->ttl <= 1)
+		return count_and(PH_STAT_TTL_EXCEEDED, XDP_PASS);
 	now = bpf_ktime_get_coarse_ns();
 	if (now - rv->last_seen > PH_CT_TOUCH_NS)
 		rv->last_seen = now;
@@ -318,6 +321,9 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
 
 	if ((fe->flags & PH_FE_SOURCE_RANGES) && !source_allowed(fe->id, &p->flow.src))
 		return count_and(PH_STAT_SOURCE_RANGE, XDP_DROP);
+	/* Would expire on the next hop: untouched to the kernel, which answers with time exceeded. */
+	if (p->ttl <= 1)
+		return count_and(PH_STAT_TTL_EXCEEDED, XDP_PASS);
 	now = bpf_ktime_get_coarse_ns();
 	ct = bpf_map_lookup_elem(&ph_ct, &p->flow);
 	if (ct && !ct_expired(ct, p->flow.proto, now) && !ct_is_reopen(ct, p)) {

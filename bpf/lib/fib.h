@@ -7,8 +7,12 @@
 #define PHAROS_FIB_H
 
 #include <linux/bpf.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <bpf/bpf_helpers.h>
 #include "lib/maps.h"
+#include "lib/csum.h"
+#include "lib/parsing.h"
 
 enum fib_verdict {
 	FIB_FORWARD,	/* nh filled: rewrite MACs and transmit */
@@ -57,6 +61,34 @@ static __always_inline enum fib_verdict fib_resolve(struct xdp_md *ctx, const st
 	default:
 		/* blackhole, unreachable, prohibit, forwarding disabled, frag needed, unsupported */
 		return FIB_UNREACHABLE;
+	}
+}
+
+/**
+ * ttl_decrement() - what a router does to a packet it forwards: one less
+ * IPv4 TTL (header checksum adjusted) or IPv6 hop limit. Only for frames we
+ * transmit ourselves; a frame passed to the kernel is forwarded (and
+ * decremented) or delivered there. Callers turned TTL <= 1 away before.
+ */
+static __always_inline void ttl_decrement(struct xdp_md *ctx, struct packet *p)
+{
+	void *data_end = (void *)(long)ctx->data_end;
+
+	if (p->flow.family == PH_AF_INET) {
+		struct iphdr *ip = p->l3;
+		__u16 old;
+
+		if ((void *)(ip + 1) > data_end)
+			return;
+		old = *(__u16 *)&ip->ttl; /* TTL shares a checksum word with the protocol */
+		ip->ttl--;
+		ip->check = csum_apply(ip->check, csum_diff16(0, old, *(__u16 *)&ip->ttl));
+	} else {
+		struct ipv6hdr *ip6 = p->l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return;
+		ip6->hop_limit--;
 	}
 }
 

@@ -99,6 +99,7 @@ static __always_inline int icmp_error_send(struct xdp_md *ctx, struct packet *p,
 	stat_inc(PH_STAT_ICMP_ERROR_NAT);
 	if (v == FIB_NO_NEIGH)
 		return count_and(PH_STAT_NO_NEIGH, XDP_PASS);
+	ttl_decrement(ctx, p);
 	return nh_transmit(ctx, p->eth, nh);
 }
 
@@ -179,6 +180,8 @@ static __always_inline int icmp4_error_nat(struct xdp_md *ctx, struct packet *p)
 	k.dport = ports[0];
 	k.proto = in->protocol;
 	k.family = PH_AF_INET;
+	if (p->ttl <= 1)
+		return count_and(PH_STAT_TTL_EXCEEDED, XDP_PASS);
 	v = icmp_error_target(ctx, &k, p->l3_len, &x, &nh);
 	if (v < 0)
 		return XDP_PASS;
@@ -250,6 +253,8 @@ static __always_inline int icmp6_error_nat(struct xdp_md *ctx, struct packet *p)
 	k.dport = ports[0];
 	k.proto = in->nexthdr;
 	k.family = PH_AF_INET6;
+	if (p->ttl <= 1)
+		return count_and(PH_STAT_TTL_EXCEEDED, XDP_PASS);
 	v = icmp_error_target(ctx, &k, p->l3_len, &x, &nh);
 	if (v < 0)
 		return XDP_PASS;

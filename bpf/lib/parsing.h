@@ -65,6 +65,7 @@ struct packet {
 	__u32 l3_len;		/* bytes from l3 to the end of the IP datagram */
 	__u8 tcp_flags;		/* TCP byte 13 (FIN 0x01, SYN 0x02, RST 0x04, ACK 0x10) */
 	__u8 l4_csum_off;	/* offset of the L4 checksum from l4, 0 = none */
+	__u8 ttl;		/* IPv4 TTL / IPv6 hop limit as received */
 };
 
 #define PH_TCP_FIN 0x01
@@ -130,6 +131,7 @@ static __always_inline int parse_ipv4(struct cursor *c, struct packet *p)
 	p->l3_len = tot_len;
 	p->flow.family = PH_AF_INET;
 	p->flow.proto = ip->protocol;
+	p->ttl = ip->ttl;
 	p->flow.src.v4 = ip->saddr;
 	p->flow.dst.v4 = ip->daddr;
 	if (ip->frag_off & bpf_htons(0x3fff)) /* MF or offset */
@@ -176,6 +178,7 @@ static __always_inline int parse_ipv6(struct cursor *c, struct packet *p)
 	__builtin_memcpy(&p->flow.dst, &ip6->daddr, 16);
 	c->pos = ip6 + 1;
 	nexthdr = ip6->nexthdr;
+	p->ttl = ip6->hop_limit;
 
 #pragma unroll
 	for (i = 0; i < PH_IPV6_MAX_EXT; i++) {

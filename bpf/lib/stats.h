@@ -41,7 +41,8 @@ enum ph_stat {
 	PH_STAT_ICMP_TOO_BIG = 27,	/* too big for the egress MTU: ICMP frag-needed / packet-too-big sent back */
 	PH_STAT_ICMP_ERROR_NAT = 28,	/* ICMP error about a NATed flow translated and sent on */
 	PH_STAT_TAIL_CALL_FAIL = 29,	/* a tail-call slot was empty (object loaded without the loader): XDP_PASS */
-	PH_STAT_MAX = 30,
+	PH_STAT_TTL_EXCEEDED = 30,	/* TTL / hop limit would reach 0 here: XDP_PASS untouched, the kernel sends time exceeded */
+	PH_STAT_MAX = 31,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

@@ -123,6 +123,7 @@ export const STAT_REASONS = [
   'icmp_too_big',
   'icmp_error_nat',
   'tail_call_fail',
+  'ttl_exceeded',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 

@@ -42,10 +42,12 @@ type L4 = 'tcp' | 'udp';
 
 interface Side { src: string; dst: string; sport: number; dport: number }
 
-function frame(family: 4 | 6, macs: { src: string; dst: string }, s: Side, l4: L4, opts: { flags?: string; udpChecksum?: 'zero'; payload?: Buffer; ipv4?: object } = {}): Buffer {
+/** `hops`: routers passed since the sender (TTL / hop limit 64 - hops); pharos counts as one when it transmits. */
+function frame(family: 4 | 6, macs: { src: string; dst: string }, s: Side, l4: L4, opts: { flags?: string; udpChecksum?: 'zero'; payload?: Buffer; ipv4?: object; hops?: number } = {}): Buffer {
   const b = pkt().eth(macs);
-  if (family === 4) b.ipv4({ src: s.src, dst: s.dst, id: 7, ...opts.ipv4 });
-  else b.ipv6({ src: s.src, dst: s.dst });
+  const ttl = 64 - (opts.hops ?? 0);
+  if (family === 4) b.ipv4({ src: s.src, dst: s.dst, id: 7, ttl, ...opts.ipv4 });
+  else b.ipv6({ src: s.src, dst: s.dst, hopLimit: ttl });
   if (l4 === 'tcp') b.tcp({ sport: s.sport, dport: s.dport, flags: opts.flags ?? 'S', seq: 1000, ack: opts.flags?.includes('A') ? 5000 : 0 });
   else b.udp({ sport: s.sport, dport: s.dport, ...(opts.udpChecksum ? { checksum: opts.udpChecksum } : {}) });
   return b.payload(opts.payload ?? PAYLOAD).build();
@@ -76,7 +78,7 @@ function flowOf(family: 4 | 6, l4: L4, sport: number, vip = vipOf(family), vport
 /** What the LB must send to the backend for a client packet (SNAT + DNAT, MACs from the FIB). */
 function toBackend(env: FixtureEnv, family: 4 | 6, l4: L4, sport: number, opts: Parameters<typeof frame>[4] = {}, vip = vipOf(family), vport = l4 === 'tcp' ? 80 : 53): Buffer {
   const p = env.predict(flowOf(family, l4, sport, vip, vport), l4 === 'tcp' ? 'TCP' : 'UDP');
-  return frame(family, { src: MAC.fb0, dst: MAC.backend(p.backendIndex) }, { src: snatOf(family), dst: p.backend, sport: p.snatPort, dport: p.backendPort }, l4, opts);
+  return frame(family, { src: MAC.fb0, dst: MAC.backend(p.backendIndex) }, { src: snatOf(family), dst: p.backend, sport: p.snatPort, dport: p.backendPort }, l4, { hops: 1, ...opts });
 }
 
 /** Backend → node:snat-port, for the flow of `sport`. */
@@ -87,7 +89,7 @@ function fromBackend(env: FixtureEnv, family: 4 | 6, l4: L4, sport: number, opts
 
 /** VIP → client, what a reply must become. */
 function replyToClient(family: 4 | 6, l4: L4, sport: number, opts: Parameters<typeof frame>[4] = {}): Buffer {
-  return frame(family, toClient, { src: vipOf(family), dst: clientOf(family), sport: l4 === 'tcp' ? 80 : 53, dport: sport }, l4, opts);
+  return frame(family, toClient, { src: vipOf(family), dst: clientOf(family), sport: l4 === 'tcp' ? 80 : 53, dport: sport }, l4, { hops: 1, ...opts });
 }
 
 function arpRequest(opts: { spa?: string; tpa?: string; op?: 'request' | 'reply'; pad?: number } = {}): Buffer {
@@ -233,7 +235,7 @@ add({ name: 'v6 TCP behind hop-by-hop + destination-options headers: balanced, h
   verdict: 'REDIRECT',
   output: (env) => {
     const p = env.predict(flowOf(6, 'tcp', 11060), 'TCP');
-    return pkt().eth({ src: MAC.fb0, dst: MAC.backend(p.backendIndex) }).ipv6({ src: ADDR.snat6, dst: p.backend }).ext('hop', { options: Buffer.from([1, 2, 0, 0]) }).ext('dest')
+    return pkt().eth({ src: MAC.fb0, dst: MAC.backend(p.backendIndex) }).ipv6({ src: ADDR.snat6, dst: p.backend, hopLimit: 63 }).ext('hop', { options: Buffer.from([1, 2, 0, 0]) }).ext('dest')
       .tcp({ sport: p.snatPort, dport: 8080, flags: 'S', seq: 1000 }).payload(PAYLOAD).build();
   },
   stats: { ct_create: 1, fwd_redirect: 1 } });
@@ -242,14 +244,27 @@ add({ name: 'v6 atomic fragment (offset 0, no M): walked and balanced',
   verdict: 'REDIRECT',
   output: (env) => {
     const p = env.predict(flowOf(6, 'udp', 11061), 'UDP');
-    return pkt().eth({ src: MAC.fb0, dst: MAC.backend(p.backendIndex) }).ipv6({ src: ADDR.snat6, dst: p.backend }).ext('frag', { id: 9 }).udp({ sport: p.snatPort, dport: 5353 }).payload(PAYLOAD).build();
+    return pkt().eth({ src: MAC.fb0, dst: MAC.backend(p.backendIndex) }).ipv6({ src: ADDR.snat6, dst: p.backend, hopLimit: 63 }).ext('frag', { id: 9 }).udp({ sport: p.snatPort, dport: 5353 }).payload(PAYLOAD).build();
   },
   stats: { ct_create: 1, fwd_redirect: 1 } });
+
+// TTL: pharos is a hop.
+add({ name: 'v4 TTL 2: forwarded with TTL 1 (header checksum adjusted)',
+  input: () => clientPacket(4, 'tcp', 10080, { hops: 62 }), verdict: 'REDIRECT',
+  output: (env) => toBackend(env, 4, 'tcp', 10080, { hops: 63 }),
+  check: (t, out) => t.ok(parse(out).ip?.checksumOk, 'IPv4 header checksum valid'), stats: { ct_create: 1, fwd_redirect: 1 } });
+add({ name: 'v4 TTL 1 to a VIP: untouched PASS (the kernel sends time exceeded)',
+  input: () => clientPacket(4, 'tcp', 10081, { hops: 63 }), verdict: 'PASS', output: () => clientPacket(4, 'tcp', 10081, { hops: 63 }), stats: { ttl_exceeded: 1 } });
+add({ name: 'v6 hop limit 1 to a VIP: untouched PASS',
+  input: () => clientPacket(6, 'udp', 10082, { hops: 63 }), verdict: 'PASS', output: () => clientPacket(6, 'udp', 10082, { hops: 63 }), stats: { ttl_exceeded: 1 } });
+add({ name: 'v4 reply with TTL 1 from a backend: untouched PASS',
+  ingress: 'fb0', setup: (env) => env.run(clientPacket(4, 'udp', 10083)),
+  input: (env) => fromBackend(env, 4, 'udp', 10083, { hops: 63 }), verdict: 'PASS', stats: { ttl_exceeded: 1 } });
 
 // Forwarding variants.
 add({ name: 'v4 backend reached through the ingress interface: XDP_TX',
   input: () => clientPacket(4, 'tcp', 10070, {}, '198.51.100.17'), verdict: 'TX',
-  output: (env) => frame(4, { src: MAC.fx0, dst: MAC.far }, { src: ADDR.snat4, dst: ADDR.far4, sport: env.predict(flowOf(4, 'tcp', 10070, '198.51.100.17'), 'TCP').snatPort, dport: 8080 }, 'tcp'),
+  output: (env) => frame(4, { src: MAC.fx0, dst: MAC.far }, { src: ADDR.snat4, dst: ADDR.far4, sport: env.predict(flowOf(4, 'tcp', 10070, '198.51.100.17'), 'TCP').snatPort, dport: 8080 }, 'tcp', { hops: 1 }),
   stats: { ct_create: 1, fwd_tx: 1 } });
 add({ name: 'v4 backend on this node: DNAT only (client address kept), PASS to the local stack',
   input: () => clientPacket(4, 'tcp', 10071, {}, '198.51.100.12'), verdict: 'PASS',

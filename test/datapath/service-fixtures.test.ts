@@ -25,10 +25,11 @@ const be = (f: Fam, i: number): string => (f === 4 ? ADDR.backend4(i) : ADDR.bac
 /** Service VIPs of this file: 198.51.100.3x / 2001:db8:100::3x. */
 const vip = (f: Fam, n: number): string => (f === 4 ? `198.51.100.${n}` : `2001:db8:100::${n}`);
 
-function tcp(f: Fam, macs: { src: string; dst: string }, src: string, dst: string, sport: number, dport: number, flags = 'S', payload = PAYLOAD): Buffer {
+/** `ttl` 63 for a frame as pharos transmits it (one hop). */
+function tcp(f: Fam, macs: { src: string; dst: string }, src: string, dst: string, sport: number, dport: number, flags = 'S', payload = PAYLOAD, ttl = 64): Buffer {
   const b = pkt().eth(macs);
-  if (f === 4) b.ipv4({ src, dst, id: 7, flags: 'DF' });
-  else b.ipv6({ src, dst });
+  if (f === 4) b.ipv4({ src, dst, id: 7, flags: 'DF', ttl });
+  else b.ipv6({ src, dst, hopLimit: ttl });
   return b.tcp({ sport, dport, flags, seq: 1000, ack: flags.includes('A') ? 5000 : 0 }).payload(payload).build();
 }
 
@@ -98,10 +99,10 @@ for (const f of [4, 6] as const) {
   t.test(`${v} Local policy: DNAT only, client address kept, to the local backend`, { skip }, async (t) => {
     const e = env!;
     expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 30), base + 1, 80), {
-      verdict: 'REDIRECT', output: tcp(f, { src: MAC.fb0, dst: MAC.backend(1) }, client(f), be(f, 1), base + 1, 8080), stats: { ct_create: 1, fwd_redirect: 1 },
+      verdict: 'REDIRECT', output: tcp(f, { src: MAC.fb0, dst: MAC.backend(1) }, client(f), be(f, 1), base + 1, 8080, 'S', PAYLOAD, 63), stats: { ct_create: 1, fwd_redirect: 1 },
     });
     expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 30), base + 1, 80, 'A'), {
-      verdict: 'REDIRECT', output: tcp(f, { src: MAC.fb0, dst: MAC.backend(1) }, client(f), be(f, 1), base + 1, 8080, 'A'), stats: { ct_hit: 1, fwd_redirect: 1 },
+      verdict: 'REDIRECT', output: tcp(f, { src: MAC.fb0, dst: MAC.backend(1) }, client(f), be(f, 1), base + 1, 8080, 'A', PAYLOAD, 63), stats: { ct_hit: 1, fwd_redirect: 1 },
     });
   });
 
@@ -290,8 +291,9 @@ for (const f of [4, 6] as const) {
 
 /** The first 28 bytes (IPv4 header + 8 bytes of TCP/UDP) of a packet, as an ICMP error quotes it at least. */
 const quote = (frame: Buffer): Buffer => frame.subarray(14, 14 + 28);
-const icmpError = (macs: { src: string; dst: string }, src: string, dst: string, type: number, code: number, mtu: number, quoted: Buffer): Buffer =>
-  pkt().eth(macs).ipv4({ src, dst, id: 9 }).icmp({ type, code, id: 0, seq: mtu }).payload(quoted).build();
+/** `ttl` 63: as pharos forwards it (one hop). */
+const icmpError = (macs: { src: string; dst: string }, src: string, dst: string, type: number, code: number, mtu: number, quoted: Buffer, ttl = 64): Buffer =>
+  pkt().eth(macs).ipv4({ src, dst, id: 9, ttl }).icmp({ type, code, id: 0, seq: mtu }).payload(quoted).build();
 
 t.test('v4 frag-needed from a client-side router about VIP → client: sent to the backend about backend → SNAT address', { skip }, async (t) => {
   const e = env!;
@@ -301,7 +303,7 @@ t.test('v4 frag-needed from a client-side router about VIP → client: sent to t
   const asBackendSent = tcp(4, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat4, 8080, pr.snatPort, 'PA', Buffer.alloc(1400));
   const asClientSaw = tcp(4, toClientMacs, vip(4, 34), ADDR.client4, 80, sport, 'PA', Buffer.alloc(1400));
   const input = icmpError(fromClient, ADDR.far4, vip(4, 34), 3, 4, 1200, quote(asClientSaw));
-  const want = icmpError({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat4, pr.backend, 3, 4, 1200, quote(asBackendSent));
+  const want = icmpError({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat4, pr.backend, 3, 4, 1200, quote(asBackendSent), 63);
   const out = expectRun(t, e, input, { verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
   t.ok(parse(out).icmp?.checksumOk, 'ICMP checksum valid');
 });
@@ -316,7 +318,7 @@ t.test('v4 port unreachable from the backend about SNAT → backend: sent to the
   const asBackendGot = udp({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat4, pr.backend, pr.snatPort, 5353);
   const asClientSent = udp(fromClient, ADDR.client4, ADDR.vip4, sport, 53);
   const input = icmpError({ src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat4, 3, 3, 0, quote(asBackendGot));
-  const want = icmpError(toClientMacs, ADDR.vip4, ADDR.client4, 3, 3, 0, quote(asClientSent));
+  const want = icmpError(toClientMacs, ADDR.vip4, ADDR.client4, 3, 3, 0, quote(asClientSent), 63);
   const out = expectRun(t, e, input, { ingress: 'fb0', verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
   t.ok(parse(out).icmp?.checksumOk, 'ICMP checksum valid');
 });
@@ -330,8 +332,8 @@ t.test('v4 ICMP errors about flows we do not know: untouched PASS', { skip }, as
 
 /** IPv6 header + 8 bytes of TCP/UDP: what an ICMPv6 error quotes at least. */
 const quote6 = (frame: Buffer): Buffer => frame.subarray(14, 14 + 48);
-const icmp6Error = (macs: { src: string; dst: string }, src: string, dst: string, type: number, code: number, mtu: number, quoted: Buffer): Buffer =>
-  pkt().eth(macs).ipv6({ src, dst }).icmp6({ type, code, mtu }).payload(quoted).build();
+const icmp6Error = (macs: { src: string; dst: string }, src: string, dst: string, type: number, code: number, mtu: number, quoted: Buffer, hopLimit = 64): Buffer =>
+  pkt().eth(macs).ipv6({ src, dst, hopLimit }).icmp6({ type, code, mtu }).payload(quoted).build();
 
 t.test('v6 packet too big from a client-side router about VIP → client: sent to the backend about backend → SNAT address', { skip }, async (t) => {
   const e = env!;
@@ -341,7 +343,7 @@ t.test('v6 packet too big from a client-side router about VIP → client: sent t
   const asBackendSent = tcp(6, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat6, 8080, pr.snatPort, 'PA', Buffer.alloc(1400));
   const asClientSaw = tcp(6, toClientMacs, vip(6, 34), ADDR.client6, 80, sport, 'PA', Buffer.alloc(1400));
   const input = icmp6Error(fromClient, other(6), vip(6, 34), 2, 0, 1280, quote6(asClientSaw));
-  const want = icmp6Error({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat6, pr.backend, 2, 0, 1280, quote6(asBackendSent));
+  const want = icmp6Error({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat6, pr.backend, 2, 0, 1280, quote6(asBackendSent), 63);
   const out = expectRun(t, e, input, { verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
   t.ok(parse(out).icmp6?.checksumOk, 'ICMPv6 checksum valid (pseudo-header with the new addresses)');
 });
@@ -356,7 +358,7 @@ t.test('v6 port unreachable from the backend about SNAT → backend: sent to the
   const asBackendGot = udp({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat6, pr.backend, pr.snatPort, 5353);
   const asClientSent = udp(fromClient, ADDR.client6, ADDR.vip6, sport, 53);
   const input = icmp6Error({ src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat6, 1, 4, 0, quote6(asBackendGot));
-  const want = icmp6Error(toClientMacs, ADDR.vip6, ADDR.client6, 1, 4, 0, quote6(asClientSent));
+  const want = icmp6Error(toClientMacs, ADDR.vip6, ADDR.client6, 1, 4, 0, quote6(asClientSent), 63);
   const out = expectRun(t, e, input, { ingress: 'fb0', verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
   t.ok(parse(out).icmp6?.checksumOk, 'ICMPv6 checksum valid');
 });

@@ -274,8 +274,16 @@ export class XdpOracle {
     const wo = where(o)!;
     const tout = tupleOf(o, wo);
     if (!tout) { problems.push('output is not TCP/UDP any more'); return undefined; }
-    // Only MACs, addresses, ports and checksums may change.
-    const mutable = new Set<number>();
+    // TTL / hop limit: one less when pharos transmits the frame (a router hop), untouched when the kernel gets it.
+    const ttlAt = w.l3 + (w.family === 4 ? 8 : 7);
+    const transmitted = out.retval === XDP.TX || out.retval === XDP.REDIRECT;
+    if (ttlAt < o.length) {
+      const want = transmitted ? input[ttlAt]! - 1 : input[ttlAt]!;
+      if (transmitted && input[ttlAt]! <= 1) problems.push(`transmitted a frame that arrived with TTL/hop limit ${input[ttlAt]}`);
+      if (o[ttlAt] !== want) problems.push(`TTL/hop limit ${input[ttlAt]} → ${o[ttlAt]} (want ${want})`);
+    }
+    // Otherwise only MACs, addresses, ports and checksums may change.
+    const mutable = new Set<number>([ttlAt]);
     const mark = (a: number, n: number): void => { for (let i = a; i < a + n; i++) mutable.add(i); };
     mark(0, 12);
     if (w.family === 4) { mark(24, 2); mark(26, 8); } else mark(22, 32);
