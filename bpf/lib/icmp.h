@@ -80,6 +80,9 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct packet *p)
 
 	if ((void *)(icmp + 8) > data_end || (void *)(p->eth + 1) > data_end)
 		return XDP_PASS;
+	/* The 8-byte header must lie inside the IP datagram, not in trailing frame padding. */
+	if ((void *)icmp + 8 > p->l3 + p->l3_len)
+		return XDP_PASS;
 	if (icmp[1] != 0 || icmp[0] != (p->flow.family == PH_AF_INET ? PH_ICMP_ECHO_REQUEST : PH_ICMP6_ECHO_REQUEST))
 		return XDP_PASS;
 	if (!is_service_address(&p->flow.dst, p->flow.family))
