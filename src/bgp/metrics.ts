@@ -112,4 +112,24 @@ export function registerBgpMetrics(registry: client.Registry, getSpeaker: () => 
       for (const p of peers()) this.inc({ peer: p.id }, p.counters.flaps);
     },
   });
+  new client.Counter({
+    name: 'pharos_bgp_max_prefix_exceeded_total',
+    help: 'Times a neighbor announced more prefixes than its maxPrefixes limit (restart: session reset with Cease/Maximum Number of Prefixes Reached; drop: routes past it ignored)',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of peers()) this.inc({ peer: p.id }, p.counters.maxPrefixExceeded);
+    },
+  });
+  new client.Counter({
+    name: 'pharos_bgp_received_prefixes_dropped_total',
+    help: 'Prefixes a neighbor announced past its maxPrefixes limit and that were ignored (maxPrefixAction drop)',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of peers()) this.inc({ peer: p.id }, p.counters.prefixesDropped);
+    },
+  });
 }

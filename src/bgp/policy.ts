@@ -154,6 +154,8 @@ export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPol
             .map((r) => withNeighborAttributes(r, n, { snapshot, matches, problems, policy })),
         };
         if (n.sourceAddress) spec.localAddress = n.sourceAddress;
+        if (n.maxPrefixes !== undefined) spec.maxPrefixes = n.maxPrefixes;
+        if (n.maxPrefixAction) spec.maxPrefixAction = n.maxPrefixAction;
         if (password !== undefined) spec.password = password;
         peers.set(id, spec);
       }

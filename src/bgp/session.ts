@@ -68,7 +68,20 @@ export interface SessionConfig {
   maxBackoffSeconds?: number;
   /** An Established session that lasted this long forgets earlier failures (default 60 s). */
   stableSeconds?: number;
+  /**
+   * Most prefixes the peer may announce to us (default DEFAULT_MAX_PREFIXES;
+   * pharos only advertises and uses nothing it receives). Past it, `restart`
+   * (default, as FRR's `maximum-prefix` and bird's `receive limit`) sends
+   * NOTIFICATION Cease / Maximum Number of Prefixes Reached (RFC 4486
+   * subcode 1) and reconnects after the back-off; `drop` keeps the session
+   * and ignores (does not hold) the routes past the limit.
+   */
+  maxPrefixes?: number;
+  maxPrefixAction?: MaxPrefixAction;
 }
+
+export type MaxPrefixAction = 'restart' | 'drop';
+export const DEFAULT_MAX_PREFIXES = 1000;
 
 /** Opens the outgoing TCP connection; the speaker swaps this for one that sets MD5 and TTL. */
 export type Connector = (cfg: SessionConfig) => net.Socket;
@@ -107,6 +120,10 @@ export interface SessionCounters {
   flaps: number;
   /** Times a TCP connection was established (either direction). */
   connections: number;
+  /** Times the peer went past maxPrefixes (each ends the session with `restart`). */
+  maxPrefixExceeded: number;
+  /** Announced prefixes ignored because the limit was reached (`drop`). */
+  prefixesDropped: number;
 }
 
 export interface LastError {
@@ -152,6 +169,8 @@ export interface SessionEvents {
   down: [reason: string];
   update: [update: UpdateMessage];
   'route-refresh': [afi: number, safi: number];
+  /** The peer announced more than maxPrefixes; `action` says what was done. */
+  'max-prefix': [info: { limit: number; received: number; action: MaxPrefixAction }];
 }
 
 export class BgpSession extends EventEmitter<SessionEvents> {
@@ -160,7 +179,10 @@ export class BgpSession extends EventEmitter<SessionEvents> {
     messagesSent: 0, messagesReceived: 0, updatesSent: 0, updatesReceived: 0,
     notificationsSent: 0, notificationsReceived: 0, keepalivesSent: 0, keepalivesReceived: 0,
     routeRefreshesReceived: 0, treatAsWithdraw: 0, asPathLoops: 0, flaps: 0, connections: 0,
+    maxPrefixExceeded: 0, prefixesDropped: 0,
   };
+  /** `drop`: the limit was reached in this Established period (counted once per period). */
+  private overLimit = false;
   lastError?: LastError;
   establishedAt?: number;
   negotiated?: Negotiated;
@@ -510,7 +532,8 @@ export class BgpSession extends EventEmitter<SessionEvents> {
         } else if (msg.kind === 'update') {
           this.counters.updatesReceived++;
           this.applyReceived(msg);
-          this.emit('update', msg);
+          // The limit may have ended the session just now.
+          if (this.state === 'Established') this.emit('update', msg);
         } else if (msg.kind === 'route-refresh') {
           this.counters.routeRefreshesReceived++;
           if (msg.subtype === 0) this.emit('route-refresh', msg.afi, msg.safi);
@@ -609,6 +632,7 @@ export class BgpSession extends EventEmitter<SessionEvents> {
   private becomeEstablished(): void {
     this.establishedAt = Date.now();
     this.received.clear();
+    this.overLimit = false;
     this.setState('Established');
     this.clearTimer('stableTimer');
     this.stableTimer = setTimeout(() => { this.failures = 0; }, (this.config.stableSeconds ?? 60) * 1000);
@@ -625,10 +649,34 @@ export class BgpSession extends EventEmitter<SessionEvents> {
     const path = [...(u.attributes.asPath ?? []), ...(u.attributes.as4Path ?? [])];
     const loop = path.some((seg) => seg.asns.includes(this.config.localAsn));
     if (loop && announced.length) this.counters.asPathLoops++;
+    const limit = this.config.maxPrefixes ?? DEFAULT_MAX_PREFIXES;
+    const action = this.config.maxPrefixAction ?? 'restart';
+    let dropped = 0;
     for (const p of announced) {
       if (loop) this.received.delete(p);
-      else this.received.add(p);
+      else if (this.received.size < limit || this.received.has(p)) this.received.add(p);
+      else if (action === 'drop') dropped++;
+      else {
+        // One past the limit: the session ends here, before anything more is held (RFC 4486 §4 data: AFI, SAFI, limit).
+        this.counters.maxPrefixExceeded++;
+        const data = Buffer.alloc(7);
+        data.writeUInt16BE(p.includes(':') ? AFI_IPV6 : AFI_IPV4, 0);
+        data[2] = SAFI_UNICAST;
+        data.writeUInt32BE(Math.min(limit, 0xffffffff), 3);
+        this.emit('max-prefix', { limit, received: this.received.size + 1, action });
+        this.dropConnection(`peer sent more than ${limit} prefixes (maximum-prefix limit)`,
+          new BgpError(ErrorCode.Cease, CeaseSubcode.MaxPrefixes, data, `maximum number of prefixes reached (${limit})`), true);
+        return;
+      }
     }
+    if (dropped > 0) {
+      this.counters.prefixesDropped += dropped;
+      if (!this.overLimit) {
+        this.overLimit = true;
+        this.counters.maxPrefixExceeded++;
+        this.emit('max-prefix', { limit, received: this.received.size + dropped, action });
+      }
+    } else if (this.received.size < limit) this.overLimit = false;
   }
 
   private sendOpen(conn: Conn): void {

@@ -27,7 +27,7 @@ import {
 } from './codec.js';
 import { AFI_IPV4, AFI_IPV6, familyOf, type Afi } from './prefix.js';
 import type { NativeAddon } from '../datapath/libbpf.js';
-import { BgpSession, plainAddress, type Connector, type Negotiated, type SessionConfig, type SessionCounters, type SessionState } from './session.js';
+import { BgpSession, plainAddress, type Connector, type MaxPrefixAction, type Negotiated, type SessionConfig, type SessionCounters, type SessionState } from './session.js';
 
 /** One route to advertise to one neighbor. */
 export interface RouteSpec {
@@ -64,6 +64,9 @@ export interface PeerSpec {
   /** Next hops for the family the session does not run over (discovered from the interface when absent). */
   nextHopV4?: string;
   nextHopV6?: string;
+  /** Received-prefix limit and what to do past it (session.ts; defaults 1000, `restart`). */
+  maxPrefixes?: number;
+  maxPrefixAction?: MaxPrefixAction;
   routes: RouteSpec[];
 }
 
@@ -339,6 +342,8 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
         },
       } : {}),
       revisedErrorHandling: this.options.revisedErrorHandling ?? false,
+      ...(spec.maxPrefixes !== undefined ? { maxPrefixes: spec.maxPrefixes } : {}),
+      ...(spec.maxPrefixAction ? { maxPrefixAction: spec.maxPrefixAction } : {}),
     };
     const session = new BgpSession(config, this.connectorFor(spec));
     const peer: Peer = {
@@ -360,6 +365,11 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
       peer.adjRibOut.clear();
       peer.eorSent.clear();
       this.log('warn', 'BGP session down', { peer: spec.id, reason });
+    });
+    session.on('max-prefix', ({ limit, received, action }) => {
+      this.log('error', action === 'restart'
+        ? 'BGP neighbor sent more prefixes than its limit: NOTIFICATION Cease/Maximum Number of Prefixes Reached sent, reconnecting after back-off'
+        : 'BGP neighbor sent more prefixes than its limit: the routes past it are ignored', { peer: spec.id, limit, received, action });
     });
     session.on('route-refresh', (afi) => {
       // RFC 2918: resend the Adj-RIB-Out of that family.

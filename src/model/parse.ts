@@ -866,6 +866,8 @@ function readNeighbor(r: FieldReader, ctx: Context): BgpNeighbor {
       'authSecretRef',
       'password',
       'sourceAddress',
+      'maxPrefixes',
+      'maxPrefixAction',
     ]);
   }
   const peerReader = r.get('peerAddress');
@@ -936,6 +938,11 @@ function readNeighbor(r: FieldReader, ctx: Context): BgpNeighbor {
       }
       neighbor.sourceAddress = sourceAddress;
     }
+    // Received-prefix limit (pharos extension; FRR `maximum-prefix`, bird `receive limit`).
+    const maxPrefixes = r.get('maxPrefixes').optInteger(1, 4294967295);
+    if (maxPrefixes !== undefined) neighbor.maxPrefixes = maxPrefixes;
+    const actionReader = r.get('maxPrefixAction');
+    if (!actionReader.absent) neighbor.maxPrefixAction = actionReader.oneOf(['restart', 'drop'] as const);
   }
   return neighbor;
 }

@@ -203,6 +203,9 @@ export interface BgpNeighbor {
   password?: string;
   authSecretRef?: string;
   sourceAddress?: string;
+  /** Most prefixes the neighbor may announce (default 1000) and what happens past it (default `restart`: Cease/Maximum Number of Prefixes Reached). */
+  maxPrefixes?: number;
+  maxPrefixAction?: 'restart' | 'drop';
 }
 
 export interface BgpVirtualRouter {

@@ -4,7 +4,7 @@
  * todo tests naming what is missing (reported to the owners).
  *
  *   BGP        4096-byte messages (RFC 4271) enforced by the stream reader
- *              before buffering; prefixes received from a peer: no limit (todo)
+ *              before buffering; prefixes received from a peer: maxPrefixes (default 1000)
  *   manifests  maxFiles, maxFileBytes per file, deep YAML, alias bombs (todo)
  *   config     map sizes from flags: no upper bound (todo)
  */
@@ -78,20 +78,17 @@ async function establishedSession(t: { teardown(fn: () => unknown): void }) {
   return { session, c };
 }
 
-// Known bugs below are pinned as they are today (reported to the owners): each test passes while the
-// bug is there and fails once it is fixed, saying so — then turn it into a plain assertion of the fix.
-const FIXED = 'if this fails, the bug was fixed: assert the fixed behaviour here instead';
-
-t.test('known bug (reported): prefixes a peer announces are not bounded (no max-prefix, RFC 4486 Cease 1)', async (t) => {
+t.test('BGP: prefixes a peer announces are bounded (default 1000): past it, NOTIFICATION Cease/Maximum Number of Prefixes Reached (RFC 4486)', async (t) => {
   const { session, c } = await establishedSession(t);
   const N = 60_000;
   const prefixes = Array.from({ length: N }, (_, i) => `198.18.${(i >> 8) & 255}.${i & 255}/32`).concat(Array.from({ length: N }, (_, i) => `203.0.${(i >> 8) & 255}.${i & 255}/32`)).slice(0, N);
   c.send(...encodeAnnouncements(prefixes, { origin: 0, asPath: [65000], communities: [], largeCommunities: [] }, '127.0.0.1', { fourOctetAs: true }), encodeKeepalive());
-  const until = Date.now() + 5000;
-  while (session.received.size < N && session.state === 'Established' && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-  t.comment(`received prefixes held: ${session.received.size} (src/bgp/session.ts \`received\`, no limit)`);
-  t.equal(session.received.size, N, `all ${N} prefixes held, session still Established (${FIXED})`);
-  t.equal(session.state, 'Established');
+  const n = await c.until('notification', 10_000);
+  t.same([n.code, n.subcode], [6, 1], 'Cease / Maximum Number of Prefixes Reached');
+  t.same([n.data.readUInt16BE(0), n.data[2], n.data.readUInt32BE(3)], [1, 1, 1000], 'data: AFI IPv4, SAFI unicast, the limit');
+  t.ok(session.received.size <= 1000, `at most 1000 prefixes held (${session.received.size})`);
+  t.not(session.state, 'Established');
+  t.equal(session.counters.maxPrefixExceeded, 1);
 });
 
 // ------------------------------------------------------------------ manifests
