@@ -2,7 +2,7 @@
 // agents reach it over their management links), driven by the test over
 // stdin/stdout, one JSON object per line:
 //   → {"id":1,"op":"put","args":["services",{...}]}   ← {"id":1,"result":{...}}
-// ops: put, get, list, delete, counts, reset, pause, resume, failNext.
+// ops: put, get, list, delete, counts, reset, pause, resume, failNext, closeAllWatches, openWatches.
 // Usage: node emulator-child.mjs HOST PORT   (prints {"ready":URL} once bound)
 import readline from 'node:readline';
 import { startApiServer } from '../../dist/lab/apiserver/server.js';
@@ -31,6 +31,8 @@ const ops = {
   pause: () => { api.pause(); return null; },
   resume: () => { api.resume(); return null; },
   failNext: (verb, code, opts) => { api.failNext(verb, code, opts); return null; },
+  closeAllWatches: () => { api.closeAllWatches(); return null; },
+  openWatches: () => api.openWatches(),
 };
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
   let msg;
