@@ -35,6 +35,16 @@
 #include "lib/maglev.h"
 #include "lib/sock_maps.h"
 
+/*
+ * Network namespace whose sockets are translated (its cookie, set by the
+ * loader); 0 = every namespace. A cgroup holds processes of any network
+ * namespace, but a service address means something only in the agent's:
+ * by default the node's own processes are balanced, pods (other
+ * namespaces) only with --socket-lb-all-namespaces, and two agents on one
+ * host in separate namespaces (the lab) never translate each other's clients.
+ */
+const volatile __u64 cfg_sock_netns = 0;
+
 #define PH_ECONNREFUSED 111
 
 #define SYS_REJECT 0
@@ -145,6 +155,8 @@ static __always_inline int sock4_xlate(struct bpf_sock_addr *ctx, __u32 stat)
 	__u32 fe_id = 0;
 	int r;
 
+	if (cfg_sock_netns && bpf_get_netns_cookie(ctx) != cfg_sock_netns)
+		return SYS_PROCEED;
 	key.addr.v4 = ctx->user_ip4;
 	key.port = (__be16)ctx->user_port;
 	key.proto = (__u8)ctx->protocol;
@@ -232,6 +244,8 @@ static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, __u32 stat)
 	__u32 fe_id = 0;
 	int r, mapped;
 
+	if (cfg_sock_netns && bpf_get_netns_cookie(ctx) != cfg_sock_netns)
+		return SYS_PROCEED;
 	read_ip6(ctx, &user);
 	mapped = v4_mapped(&user);
 	if (mapped) {

@@ -22,6 +22,7 @@ Napi::Value TcDetach(const Napi::CallbackInfo &info);
 Napi::Value CgroupLinkAttach(const Napi::CallbackInfo &info);
 Napi::Value CgroupLinkDetach(const Napi::CallbackInfo &info);
 Napi::Value CgroupQuery(const Napi::CallbackInfo &info);
+Napi::Value NetnsCookie(const Napi::CallbackInfo &info);
 
 // test_run.cc
 Napi::Value TestRun(const Napi::CallbackInfo &info);

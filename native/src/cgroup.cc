@@ -6,6 +6,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -163,6 +164,23 @@ Napi::Value CgroupQuery(const Napi::CallbackInfo &info) {
   Napi::Array out = Napi::Array::New(env, count);
   for (uint32_t i = 0; i < count; i++) out.Set(i, ids[i]);
   return out;
+}
+
+// netnsCookie(netns?) -> bigint: the cookie bpf_get_netns_cookie() returns
+// for sockets of that network namespace (this thread's when absent), read
+// with SO_NETNS_COOKIE (Linux 5.14) from a throwaway socket.
+Napi::Value NetnsCookie(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  std::optional<std::string> netns = OptString(ArgAt(info, 0), "netnsCookie: netns");
+  NetnsGuard guard;
+  EnterNetns(env, guard, netns);
+  Fd s;
+  s.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s.fd < 0) Throw(env, errno, "netnsCookie: socket");
+  uint64_t cookie = 0;
+  socklen_t len = sizeof(cookie);
+  if (getsockopt(s.fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) != 0) Throw(env, errno, "netnsCookie: getsockopt(SO_NETNS_COOKIE)");
+  return Napi::BigInt::New(env, cookie);
 }
 
 }  // namespace pharos

@@ -26,6 +26,7 @@ import type { PoolStatus } from '../ipam/pool-status.js';
 import { addon as loadAddon, type NativeAddon } from '../datapath/libbpf.js';
 import { loadDatapath, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
+import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
 import { readCounters } from '../datapath/stats.js';
 import { desiredFrontends } from '../datapath/desired.js';
 import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, protoName } from '../datapath/abi.js';
@@ -69,6 +70,7 @@ export class Agent {
   private datapath?: LoadedDatapath;
   private sync?: DatapathSync;
   private readonly attachments: Attachment[] = [];
+  private socketLb?: { loaded: LoadedSocketLb; attachment: SocketLbAttachment };
   private manifests?: ManifestsSource;
   private kube?: KubeSource;
   private http?: HttpEndpoint;
@@ -177,6 +179,7 @@ export class Agent {
       this.attachments.push({ interface: name, ifindex, mode });
       this.log.info('XDP attached', { interface: name, ifindex, mode });
     }
+    this.startSocketLb();
     if (!this.kubernetes) this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
 
     // 3. Controllers, then the source.
@@ -284,6 +287,62 @@ export class Agent {
     ipam.start();
     l2.start();
     await this.kube.start();
+  }
+
+  /**
+   * Node-local access (--socket-lb): load the socket programs over the XDP
+   * object's pinned maps and attach them to the cgroup (swapping the
+   * programs of links a previous agent left, with no gap). Off: remove any
+   * links a previous agent left. An explicit cgroup that cannot be used
+   * fails the start; with the default, a host without cgroup v2 only warns,
+   * and an agent outside the host's network namespace does not attach.
+   */
+  private startSocketLb(): void {
+    const cfg = this.config;
+    const outside = cfg.socketLb && !cfg.socketLbCgroup ? outsideHostNetworkNamespace() : undefined;
+    const off = !cfg.socketLb ? 'turned off' : outside ? `${outside} and the default cgroup is the whole host: give --socket-lb-cgroup to attach` : '';
+    if (off) {
+      const removed = detachSocketLb(this.addon!, cfg.pinDir);
+      this.log.info(`socket LB not attached: ${off}`, removed ? { removedHooks: removed } : {});
+      return;
+    }
+    const cgroup = cfg.socketLbCgroup || findCgroup2Mount();
+    if (!cgroup) {
+      this.log.warn('socket LB not attached: no cgroup v2 mount in /proc/self/mountinfo (node-local access to services is off; --no-socket-lb silences this)');
+      return;
+    }
+    try {
+      const loaded = loadSocketLb({ addon: this.addon!, datapath: this.datapath!, ...(cfg.socketLbAllNamespaces ? { netnsCookie: 0n } : {}) });
+      try {
+        this.socketLb = { loaded, attachment: loaded.attach(cgroup) };
+      } catch (err) {
+        loaded.close();
+        throw err;
+      }
+    } catch (err) {
+      throw new AgentStartError(`--socket-lb-cgroup ${cgroup}: ${(err as Error).message} (or turn node-local access off with --no-socket-lb)`);
+    }
+    const replaced = this.socketLb.attachment.hooks.filter((h) => h.replaced).length;
+    this.log.info('socket LB attached: node-local connections to services are balanced', {
+      cgroup, hooks: this.socketLb.attachment.hooks.length, replaced, namespaces: cfg.socketLbAllNamespaces ? 'all' : 'own',
+    });
+  }
+
+  /**
+   * Unlike XDP (which stays for a hitless restart), the socket hooks come
+   * off on a clean stop: they act on every process of the cgroup, usually
+   * the whole host, and nothing would keep their frontends current. A
+   * crashed agent leaves them pinned; the next one swaps its programs in.
+   */
+  private stopSocketLb(): void {
+    if (!this.socketLb) return;
+    try {
+      this.socketLb.loaded.detach();
+    } catch (err) {
+      this.log.warn('socket LB detach failed', { error: (err as Error).message });
+    }
+    this.socketLb.loaded.close();
+    this.socketLb = undefined;
   }
 
   private datapathAttached(): boolean {
@@ -519,11 +578,23 @@ export class Agent {
       startedAt: this.startedAt,
       ready: Object.values(readiness).every((r) => r.ok),
       readiness,
-      datapath: { mode: this.config.mode, pinDir: this.config.pinDir, attachments: this.attachments, maps: this.mapPressure() },
+      datapath: {
+        mode: this.config.mode, pinDir: this.config.pinDir, attachments: this.attachments, maps: this.mapPressure(),
+        ...(this.socketLb ? { socketLb: this.socketLbView(this.socketLb) } : {}),
+      },
       services, frontends, pools, l2,
       bgp: this.bgp?.views() ?? { peers: [], routes: [] },
       problems: this.problems,
       config: { ...this.config } as unknown as Record<string, unknown>,
+    };
+  }
+
+  private socketLbView(s: { loaded: LoadedSocketLb; attachment: SocketLbAttachment }): NonNullable<AgentStateView['datapath']['socketLb']> {
+    const counters = s.loaded.counters();
+    return {
+      cgroup: s.attachment.cgroup,
+      hooks: s.attachment.hooks.map((h) => h.hook),
+      counters: Object.fromEntries(Object.entries(counters).map(([k, v]) => [k, Number(v)])),
     };
   }
 
@@ -551,6 +622,7 @@ export class Agent {
     await this.manifests?.stop();
     await this.kube?.stop();
     await this.http?.stop();
+    this.stopSocketLb();
     this.datapath?.close();
     this.log.info('agent stopped; the data path keeps forwarding from pinned maps');
   }

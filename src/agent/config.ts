@@ -56,6 +56,12 @@ export interface AgentConfig {
   /** Manifests mode: bytes of one manifest file, and of all of them together, beyond which files are refused. */
   manifestsMaxFileBytes: number;
   manifestsMaxBytes: number;
+  /** Node-local access: cgroup socket hooks balance the node's own connections to services. */
+  socketLb: boolean;
+  /** cgroup v2 directory the socket hooks attach to; '' = the cgroup v2 mount (every process on the node). */
+  socketLbCgroup: string;
+  /** Balance sockets of every network namespace in the cgroup (pods), not only the agent's own. */
+  socketLbAllNamespaces: boolean;
 }
 
 export interface FlagSpec {
@@ -97,6 +103,9 @@ export const FLAGS: FlagSpec[] = [
   { key: 'k8sBurst', flag: 'k8s-burst', env: 'PHAROS_K8S_BURST', kind: 'number', help: 'Kubernetes API write burst' },
   { key: 'manifestsMaxFileBytes', flag: 'manifests-max-file-bytes', env: 'PHAROS_MANIFESTS_MAX_FILE_BYTES', kind: 'number', help: 'manifests mode: a larger file is refused (last good version kept)' },
   { key: 'manifestsMaxBytes', flag: 'manifests-max-bytes', env: 'PHAROS_MANIFESTS_MAX_BYTES', kind: 'number', help: 'manifests mode: total bytes of the directory; files past it are refused (last good version kept)' },
+  { key: 'socketLb', flag: 'socket-lb', env: 'PHAROS_SOCKET_LB', kind: 'bool', help: 'node-local access: balance the node\'s own connections to service addresses with cgroup socket hooks (--no-socket-lb: off, hooks removed)' },
+  { key: 'socketLbCgroup', flag: 'socket-lb-cgroup', env: 'PHAROS_SOCKET_LB_CGROUP', kind: 'string', help: 'cgroup v2 directory for the socket hooks (default: the cgroup v2 mount found in /proc/self/mountinfo)' },
+  { key: 'socketLbAllNamespaces', flag: 'socket-lb-all-namespaces', env: 'PHAROS_SOCKET_LB_ALL_NAMESPACES', kind: 'bool', help: 'socket hooks also balance other network namespaces in the cgroup (pods of a DaemonSet node), not only the agent\'s own' },
   { key: 'bgpShutdown', flag: 'bgp-shutdown', env: 'PHAROS_BGP_SHUTDOWN', kind: 'string', choices: ['graceful', 'withdraw'], help: 'on SIGTERM keep routes (graceful restart) or withdraw them' },
 ];
 
@@ -130,6 +139,9 @@ export function defaults(host = hostname()): AgentConfig {
     bgpShutdown: 'graceful',
     manifestsMaxFileBytes: 16 * 1024 * 1024,
     manifestsMaxBytes: 64 * 1024 * 1024,
+    socketLb: true,
+    socketLbCgroup: '', // found at start (cgroup v2 mount)
+    socketLbAllNamespaces: false,
   };
 }
 
@@ -267,6 +279,7 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
     if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname)) throw new ConfigError(`--interfaces: "${ifname}" is not a valid interface name`);
   }
   for (const a of cfg.snatAddresses) if (!isIP(a)) throw new ConfigError(`--snat-addresses: "${a}" is not an IP address`);
+  if (cfg.socketLbCgroup && !cfg.socketLbCgroup.startsWith('/')) throw new ConfigError(`--socket-lb-cgroup: "${cfg.socketLbCgroup}" must be an absolute path`);
   if (!parseHttpAddress(cfg.http)) throw new ConfigError(`--http: "${cfg.http}" is not HOST:PORT`);
   if (cfg.mode === 'dsr') throw new ConfigError('--mode dsr is not supported yet; use snat');
   if (!Number.isInteger(cfg.hashSeed) || cfg.hashSeed > 0xffffffff) throw new ConfigError('--hash-seed: must be an integer 0..4294967295');
@@ -305,6 +318,7 @@ function isPrime(n: number): boolean {
 export function agentHelp(): string {
   const d = defaults('<hostname>') as unknown as Record<string, unknown>;
   d.pinDir = '/sys/fs/bpf/pharos/<node-name>';
+  d.socketLbCgroup = '<cgroup v2 mount>';
   const rows = FLAGS.map((f) => {
     const def = d[f.key];
     const shown = def === undefined || (Array.isArray(def) && def.length === 0) ? '' : ` (default: ${Array.isArray(def) ? def.join(f.kind === 'range' ? '-' : ',') : String(def)})`;

@@ -14,6 +14,7 @@ export function run(argv: string[]): Promise<number> {
       ...Object.entries(s.readiness).map(([k, v]) => `  ${v.ok ? 'OK ' : 'NO '} ${k}: ${v.detail}`),
       `Data path:   ${s.datapath.mode}, maps pinned at ${s.datapath.pinDir}`,
       ...s.datapath.attachments.map((a) => `  XDP on ${a.interface} (ifindex ${a.ifindex}, ${a.mode})`),
+      ...(s.datapath.socketLb ? [`  socket LB on cgroup ${s.datapath.socketLb.cgroup} (${s.datapath.socketLb.hooks.length} hooks, ${s.datapath.socketLb.counters.connect ?? 0} connects, ${s.datapath.socketLb.counters.sendmsg ?? 0} datagrams translated)`] : []),
       `Services:    ${s.services.length} (${s.frontends.length} frontends)`,
       `Pools:       ${s.pools.length}${s.pools.some((p) => p.conflicting) ? ' (some conflicting!)' : ''}`,
       `L2:          ${s.l2.filter((l) => l.local).length} addresses announced here, ${s.l2.length} known`,

@@ -157,6 +157,8 @@ export interface NativeAddon {
   cgroupLinkDetach(pinPath: string): boolean;
   /** Ids of the programs attached directly to a cgroup on a hook (not inherited ones). */
   cgroupQuery(cgroupPath: string, attachType: CgroupAttachType): number[];
+  /** Cookie of a network namespace (this process's when absent), as bpf_get_netns_cookie() sees it. */
+  netnsCookie(netns?: string): bigint;
 }
 
 export class BpfError extends Error {
@@ -226,7 +228,7 @@ interface NativeObjectHandle {
 type Passthrough = Pick<NativeAddon,
   'ifIndex' | 'xdpAttach' | 'xdpDetach' | 'xdpQuery' | 'tcAttach' | 'tcDetach' |
   'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'setTtl' | 'possibleCpus' |
-  'cgroupLinkAttach' | 'cgroupLinkDetach' | 'cgroupQuery'>;
+  'cgroupLinkAttach' | 'cgroupLinkDetach' | 'cgroupQuery' | 'netnsCookie'>;
 
 interface NativeBinding extends Passthrough {
   /** The addon builds its errors with this constructor (message, errno, code). */
@@ -472,6 +474,7 @@ export function loadAddon(path: string = ADDON_PATH): NativeAddon {
     cgroupLinkAttach: (cgroupPath, progFd, attachType, pinPath) => binding.cgroupLinkAttach(cgroupPath, progFd, attachType, pinPath),
     cgroupLinkDetach: (pinPath) => binding.cgroupLinkDetach(pinPath),
     cgroupQuery: (cgroupPath, attachType) => binding.cgroupQuery(cgroupPath, attachType),
+    netnsCookie: (netns) => binding.netnsCookie(netns),
   };
 }
 

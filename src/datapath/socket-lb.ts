@@ -7,12 +7,14 @@
  * affinity members from the same pins (a frontend written by DatapathSync
  * is live for sockets at once), and keep their own reverse-translation,
  * affinity and counter maps pinned beside them. Attachments are BPF links
- * pinned in the pin directory: like XDP they stay when the agent stops
- * (node-local access keeps working across a restart) and a restarted agent
- * swaps its programs in with bpf_link_update; `detachSocketLb` takes them
- * off (the agent does so when started with --no-socket-lb).
+ * pinned in the pin directory, so they survive an agent that dies: the next
+ * agent swaps its programs in with bpf_link_update (no gap). A clean stop
+ * and --no-socket-lb take them off (`detachSocketLb`).
+ *
+ * Only sockets of one network namespace are translated unless told
+ * otherwise (cfg_sock_netns in bpf/sock.bpf.c): a cgroup spans namespaces.
  */
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type CgroupAttachType, type MapType, type NativeAddon } from './libbpf.js';
@@ -77,6 +79,36 @@ export function findCgroup2Mount(): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Why this process is not in the host's network namespace, or undefined
+ * when it is (as far as can be told): it is in a namespace named under
+ * /run/netns (`ip netns exec`: the lab, `pharos demo`, tests), or not in
+ * PID 1's (checked where /proc/1 is readable). The default cgroup is the
+ * whole host, so such an agent must name a cgroup to get the hooks.
+ */
+export function outsideHostNetworkNamespace(): string | undefined {
+  let self: { dev: number; ino: number };
+  try {
+    self = statSync('/proc/self/ns/net');
+  } catch {
+    return undefined;
+  }
+  try {
+    for (const name of readdirSync('/run/netns')) {
+      const st = statSync(join('/run/netns', name));
+      if (st.dev === self.dev && st.ino === self.ino) return `it runs in network namespace "${name}" (ip netns)`;
+    }
+  } catch {
+    // no /run/netns: no named namespaces
+  }
+  try {
+    if (readlinkSync('/proc/self/ns/net') !== readlinkSync('/proc/1/ns/net')) return 'it runs in another network namespace than PID 1';
+  } catch {
+    // /proc/1 not readable (a PID namespace or a restricted /proc): cannot tell, assume the host's
+  }
+  return undefined;
 }
 
 type Expected = { type: MapType; keySize: number; valueSize: number; maxEntries: number };
@@ -173,6 +205,12 @@ export interface SocketLbLoadOptions {
   /** Compiled object; default build/bpf/sock.o, compiled if stale. */
   objectPath?: string;
   sizes?: Partial<SocketLbSizes>;
+  /**
+   * Network namespace whose sockets are balanced, by cookie
+   * (`addon.netnsCookie(path)`); 0n = every namespace (pods too). Default:
+   * this process's own namespace.
+   */
+  netnsCookie?: bigint;
 }
 
 /**
@@ -204,6 +242,9 @@ export function loadSocketLb(opts: SocketLbLoadOptions): LoadedSocketLb {
   try {
     object.setRodata('cfg_maglev_m', encodeRodata('cfg_maglev_m', datapath.config.maglevM));
     object.setRodata('cfg_hash_seed', encodeRodata('cfg_hash_seed', datapath.config.hashSeed >>> 0));
+    const netns = Buffer.alloc(8);
+    netns.writeBigUInt64LE(opts.netnsCookie ?? addon.netnsCookie());
+    object.setRodata('cfg_sock_netns', netns);
     const shared = new Map<string, MapRole>(SOCK_SHARED.map((r) => [MAP[r], r]));
     const mine = new Map<string, SockMapRole>((Object.keys(SOCK_MAP) as SockMapRole[]).map((r) => [SOCK_MAP[r], r]));
     for (const name of object.mapNames()) {

@@ -98,6 +98,8 @@ export interface AgentStateView {
     pinDir: string;
     attachments: { interface: string; ifindex: number; mode: string }[];
     maps: { name: string; entries: number; capacity: number }[];
+    /** Node-local access (cgroup socket hooks), when attached. */
+    socketLb?: { cgroup: string; hooks: string[]; counters: Record<string, number> };
   };
   services: ServiceView[];
   frontends: FrontendView[];
