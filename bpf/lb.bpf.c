@@ -403,6 +403,24 @@ static __always_inline int parse_frame(struct xdp_md *ctx, struct cursor *c, str
 	return PH_FRAME_LB;
 }
 
+/*
+ * Unicast to another MAC than the ingress interface's: what the kernel would
+ * drop as PACKET_OTHERHOST. Interfaces the loader did not record (test runs)
+ * are not judged.
+ */
+static __always_inline int for_this_host(struct xdp_md *ctx, const struct ethhdr *eth)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct ph_if_mac *m = bpf_map_lookup_elem(&ph_if_macs, &ifindex);
+
+	if (!m || (eth->h_dest[0] & 1))
+		return 1;
+	for (int i = 0; i < 6; i++)
+		if (eth->h_dest[i] != m->mac[i])
+			return 0;
+	return 1;
+}
+
 /* Entry point: packets of known flows and replies are handled here; the rest is tail-called. */
 SEC("xdp")
 int pharos_xdp(struct xdp_md *ctx)
@@ -436,6 +454,13 @@ int pharos_xdp_new_flow(struct xdp_md *ctx)
 
 	if (parse_frame(ctx, &c, &p) != PH_FRAME_LB)
 		return XDP_PASS;
+	/*
+	 * Checked here, not per packet: a host that never starts a flow for a
+	 * frame meant for another never forwards its copies either (known
+	 * flows and replies need an entry made from a frame sent to us).
+	 */
+	if (!for_this_host(ctx, p.eth))
+		return count_and(PH_STAT_FOREIGN_MAC, XDP_PASS);
 	fk.addr = p.flow.dst;
 	fk.port = p.flow.dport;
 	fk.proto = p.flow.proto;

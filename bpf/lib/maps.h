@@ -241,6 +241,23 @@ struct {
 } ph_responder SEC(".maps");
 
 /*
+ * MAC of each interface the program is attached to (ifindex -> MAC), so a
+ * frame addressed to another host (flooded by a switch, or seen on a veth)
+ * starts no flow here. Written by the loader on attach.
+ */
+struct ph_if_mac {
+	__u8 mac[6];		/* 0 */
+	__u16 pad;		/* 6 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct ph_if_mac);
+} ph_if_macs SEC(".maps");
+
+/*
  * Tail-call slots. The entry program (pharos_xdp) keeps the per-packet path
  * of known flows; the first packet of a flow and the control traffic
  * (ARP, ICMP, NDP) are separate programs, each verified on its own (one

@@ -42,7 +42,8 @@ enum ph_stat {
 	PH_STAT_ICMP_ERROR_NAT = 28,	/* ICMP error about a NATed flow translated and sent on */
 	PH_STAT_TAIL_CALL_FAIL = 29,	/* a tail-call slot was empty (object loaded without the loader): XDP_PASS */
 	PH_STAT_TTL_EXCEEDED = 30,	/* TTL / hop limit would reach 0 here: XDP_PASS untouched, the kernel sends time exceeded */
-	PH_STAT_MAX = 31,
+	PH_STAT_FOREIGN_MAC = 31,	/* first packet of a flow sent to another host's MAC (flooded, promiscuous): XDP_PASS, no flow made */
+	PH_STAT_MAX = 32,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

@@ -36,6 +36,7 @@ export const MAP = {
   runtime: 'ph_runtime',
   responder: 'ph_responder',
   progs: 'ph_progs',
+  ifMacs: 'ph_if_macs',
   stats: 'ph_stats',
   frontendStats: 'ph_fe_stats',
   backendStats: 'ph_be_stats',
@@ -86,6 +87,7 @@ export const SIZE = {
   affKey: 24,
   affValue: 16,
   vipKey: 20,
+  ifMac: 8,
 } as const;
 
 /**
@@ -124,6 +126,7 @@ export const STAT_REASONS = [
   'icmp_error_nat',
   'tail_call_fail',
   'ttl_exceeded',
+  'foreign_mac',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 
@@ -537,4 +540,11 @@ export function decodeSockRev(key: Buffer, value: Buffer): SockRevEntry {
     servicePort: value.readUInt16BE(16),
     frontendId: value.readUInt32LE(20),
   };
+}
+
+/** struct ph_if_mac (8 bytes): the MAC of an interface pharos is attached to. */
+export function encodeIfMac(mac: string): Buffer {
+  const b = Buffer.alloc(SIZE.ifMac);
+  macBytes(mac).copy(b, 0);
+  return b;
 }

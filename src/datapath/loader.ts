@@ -9,10 +9,11 @@
  * atomically (no detach in between) and the new program sees the old maps.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { basename, join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from './libbpf.js';
-import { encodeRodata, MAP, PROG, SIZE, TAIL_CALLS, u32Key, type MapRole, type RodataName } from './abi.js';
+import { encodeIfMac, encodeRodata, MAP, PROG, SIZE, TAIL_CALLS, u32Key, type MapRole, type RodataName } from './abi.js';
 import { DEFAULT_MAGLEV_M, isPrime } from './maglev.js';
 
 export interface DatapathSizes {
@@ -95,6 +96,7 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     runtime: { type: 'array', keySize: 4, valueSize: SIZE.runtime, maxEntries: 1 },
     responder: { type: 'hash', keySize: SIZE.respKey, valueSize: SIZE.respValue, maxEntries: sizes.responder },
     progs: { type: 'prog_array', keySize: 4, valueSize: 4, maxEntries: TAIL_CALLS.length },
+    ifMacs: { type: 'hash', keySize: 4, valueSize: SIZE.ifMac, maxEntries: 256 },
     stats: { type: 'percpu_array', keySize: 4, valueSize: 8, maxEntries: -1 },
     frontendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.frontends },
     backendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.backends },
@@ -134,6 +136,7 @@ export class LoadedDatapath {
     const ifindex = this.addon.ifIndex(ifname, opts.netns);
     const mode = this.addon.xdpAttach(ifindex, this.xdp.fd, opts.mode ?? 'native', opts.netns);
     if (!opts.netns && this.config.snat) enableAcceptLocal(ifname);
+    this.maps.ifMacs.update(u32Key(ifindex), encodeIfMac(interfaceMac(ifname, opts.netns)));
     return { ifindex, mode };
   }
 
@@ -147,6 +150,7 @@ export class LoadedDatapath {
   detach(ifname: string, opts: { netns?: string } = {}): void {
     const ifindex = this.addon.ifIndex(ifname, opts.netns);
     this.addon.xdpDetach(ifindex, opts.netns);
+    this.maps.ifMacs.delete(u32Key(ifindex));
     try {
       this.addon.tcDetach(ifindex, 'egress', { handle: 1, priority: 1, ...(opts.netns ? { netns: opts.netns } : {}) });
     } catch (err) {
@@ -170,6 +174,19 @@ export class LoadedDatapath {
  * resolved the backend's neighbour. Interfaces in other namespaces (tests)
  * set it themselves.
  */
+/** The interface's MAC, from sysfs, or through `ip -n` for an interface in a named namespace (/run/netns/NAME). */
+export function interfaceMac(ifname: string, netns?: string): string {
+  try {
+    if (!netns) return readFileSync(`/sys/class/net/${ifname}/address`, 'utf8').trim();
+    const out = execFileSync('ip', ['-n', basename(netns), '-j', 'link', 'show', 'dev', ifname], { encoding: 'utf8' });
+    const mac = (JSON.parse(out) as Array<{ address?: string }>)[0]?.address;
+    if (!mac) throw new Error('no link-layer address');
+    return mac;
+  } catch (err) {
+    throw new DatapathLoadError(`cannot read the MAC address of ${ifname}${netns ? ` in ${netns}` : ''}: ${(err as Error).message}`);
+  }
+}
+
 export function enableAcceptLocal(ifname: string): void {
   const path = `/proc/sys/net/ipv4/conf/${ifname}/accept_local`;
   try {

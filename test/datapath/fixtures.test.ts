@@ -11,7 +11,7 @@ import { privilegedUnavailable } from '../support/privileged.js';
 import { withLab, type Lab } from '../support/lab.js';
 import { hexDiff, inetChecksum, parse, pkt, truncate, IPPROTO } from '../support/packet.js';
 import { ADDR, baseFrontends, FixtureEnv, MAC, PORT_MIN, XDP } from './fixture-env.js';
-import { encodeFlow, STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
+import { encodeFlow, encodeIfMac, STAT_REASONS, u32Key, type StatReason } from '../../src/datapath/abi.js';
 import { buildMaglevTable, flowHash, type MaglevMember } from '../../src/datapath/maglev.js';
 import type { Frontend } from '../../src/model/types.js';
 
@@ -260,6 +260,20 @@ add({ name: 'v6 hop limit 1 to a VIP: untouched PASS',
 add({ name: 'v4 reply with TTL 1 from a backend: untouched PASS',
   ingress: 'fb0', setup: (env) => env.run(clientPacket(4, 'udp', 10083)),
   input: (env) => fromBackend(env, 4, 'udp', 10083, { hops: 63 }), verdict: 'PASS', stats: { ttl_exceeded: 1 } });
+
+// Destination MAC: with the ingress interface's MAC recorded (as attach does), a frame for another host starts no flow.
+const recordMac = (env: FixtureEnv): void => { env.dp.maps.ifMacs.update(u32Key(env.ifindex.fx0), encodeIfMac(MAC.fx0)); };
+const forgetMac = (env: FixtureEnv): void => { env.dp.maps.ifMacs.delete(u32Key(env.ifindex.fx0)); };
+const OTHER_HOST = '02:00:00:00:99:99';
+add({ name: 'v4 first packet to another host\'s MAC: untouched PASS, no flow (foreign_mac)', setup: recordMac, after: forgetMac,
+  input: () => frame(4, { src: MAC.client, dst: OTHER_HOST }, { src: ADDR.client4, dst: ADDR.vip4, sport: 10085, dport: 80 }, 'tcp'), verdict: 'PASS', stats: { foreign_mac: 1 } });
+add({ name: 'v6 first packet to another host\'s MAC: untouched PASS, no flow (foreign_mac)', setup: recordMac, after: forgetMac,
+  input: () => frame(6, { src: MAC.client, dst: OTHER_HOST }, { src: ADDR.client6, dst: ADDR.vip6, sport: 10085, dport: 53 }, 'udp'), verdict: 'PASS', stats: { foreign_mac: 1 } });
+add({ name: 'v4 first packet to our MAC with the MAC recorded: balanced as usual', setup: recordMac, after: forgetMac,
+  input: () => clientPacket(4, 'tcp', 10086), verdict: 'REDIRECT', output: (env) => toBackend(env, 4, 'tcp', 10086), stats: { ct_create: 1, fwd_redirect: 1 } });
+add({ name: 'v4 first packet to a multicast MAC: not judged by MAC', setup: recordMac, after: forgetMac,
+  input: () => frame(4, { src: MAC.client, dst: '01:00:5e:00:00:01' }, { src: ADDR.client4, dst: ADDR.vip4, sport: 10087, dport: 80 }, 'tcp'), verdict: 'REDIRECT',
+  output: (env) => toBackend(env, 4, 'tcp', 10087), stats: { ct_create: 1, fwd_redirect: 1 } });
 
 // Forwarding variants.
 add({ name: 'v4 backend reached through the ingress interface: XDP_TX',

@@ -17,6 +17,7 @@ import { loadAddon, type NativeAddon } from '../../src/datapath/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';
+import { encodeIfMac, u32Key } from '../../src/datapath/abi.js';
 import type { Backend, Frontend } from '../../src/model/types.js';
 
 const PEER = fileURLToPath(new URL('./lab-peer.mjs', import.meta.url));
@@ -187,6 +188,12 @@ t.test('the client resolves the VIP by ARP and the IPv6 VIP by NDP through the X
   const after = readReasonCounters(agent!.dp.maps.stats);
   t.ok(after.arp_reply > before.arp_reply, 'answered by XDP (arp_reply counted)');
   t.ok(after.na_reply > before.na_reply, 'answered by XDP (na_reply counted)');
+});
+
+t.test('attach records each interface\'s MAC, so frames for other hosts start no flow', { skip }, async (t) => {
+  const c0 = addon.ifIndex('c0', lab.nsPath('lb'));
+  t.same(agent!.dp.maps.ifMacs.lookup(u32Key(c0)), encodeIfMac(c0Mac), `ph_if_macs[c0] = ${c0Mac}`);
+  t.equal(agent!.dp.maps.ifMacs.entries().length, LB_IFACES.length, 'one entry per attached interface');
 });
 
 t.test('first packet to a backend whose neighbour is unknown is neither lost nor misrouted', { skip }, async (t) => {
