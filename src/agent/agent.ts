@@ -44,6 +44,7 @@ import { registry, timeReconcile, configProblems, k8sApiWrites, manifestsRefused
 import { registerDatapathMetrics, type DatapathLabels } from '../metrics/datapath.js';
 import { formatEndpoint } from '../model/cidr.js';
 import { registerAgentMetrics } from '../metrics/agent.js';
+import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
 import { STATE_API_VERSION, type AgentStateView, type ConfigProblemView } from '../metrics/state-view.js';
 
 export const VERSION = '0.1.0';
@@ -126,6 +127,7 @@ export class Agent {
       mapFull: () => this.sync?.mapFull ?? {},
     });
     registerAgentMetrics(this);
+    registerSocketLbMetrics(() => this.socketLb?.loaded.counters());
     const [host, port] = splitHostPort(cfg.http);
     this.http = new HttpEndpoint({ host, port, registry, state: () => this.state(), documents: { '/v1/conntrack': (q) => this.conntrack(q) } });
     try {

@@ -165,6 +165,9 @@ t.test('agent: node-local access through socket hooks on a child cgroup', { skip
     t.same([...new Set(r.bodies.map((b) => b.split(' ')[0]))].sort(), ['be1', 'be2']);
     t.same([...new Set(r.peers)], [`${vip}:80`]);
     t.ok(((await state()).datapath.socketLb?.counters.connect ?? 0) >= 20, 'connects counted in /v1/state');
+    const metrics = (await lab.exec('lb', ['curl', '-sS', '--fail', '--max-time', '2', `http://${HTTP}/metrics`])).stdout;
+    const m = /^pharos_socket_lb_total\{event="connect"\} (\d+)$/m.exec(metrics);
+    t.ok(m && Number(m[1]) >= 20, `pharos_socket_lb_total{event="connect"}: ${m?.[1]}`);
   });
 
   await t.test('killed: the pinned links stay and keep balancing; the next agent swaps its programs in', async (t) => {
