@@ -125,6 +125,9 @@ export class KubeIpamController implements AgentController, IpamView {
   private readonly elector: LeaderElector;
   private readonly sink: KubeStatusSink;
   private controller?: IpamController;
+  /** Follower's view: the snapshot last seen, and pool counts worked out from it on demand. */
+  private lastSnap?: Snapshot;
+  private followerView?: { snap: Snapshot; statuses: ReadonlyMap<string, PoolStatus> };
 
   constructor(store: Store, private readonly opts: KubeIpamOptions) {
     this.sink = new KubeStatusSink(opts.writer, store, () => this.elector.isLeader);
@@ -151,8 +154,22 @@ export class KubeIpamController implements AgentController, IpamView {
     this.elector.start();
   }
 
+  /**
+   * The leader's controller knows the counts. A follower works them out
+   * from what the leader wrote (every address in Service status is adopted,
+   * as a new leader would), without writing anything; computed when asked,
+   * once per snapshot.
+   */
   poolStatuses(): ReadonlyMap<string, PoolStatus> {
-    return this.controller?.poolStatuses() ?? new Map();
+    if (this.controller) return this.controller.poolStatuses();
+    const snap = this.lastSnap;
+    if (!snap) return new Map();
+    if (this.followerView?.snap !== snap) {
+      const shadow = new Ipam({ pharosIsDefaultClass: this.opts.pharosIsDefaultClass });
+      shadow.loadAll(snap.pools.values(), snap.services.values());
+      this.followerView = { snap, statuses: new Map(shadow.allPoolStatuses()) };
+    }
+    return this.followerView.statuses;
   }
 
   leader(): string | undefined {
@@ -160,6 +177,7 @@ export class KubeIpamController implements AgentController, IpamView {
   }
 
   async reconcile(snap: Snapshot): Promise<void> {
+    this.lastSnap = snap;
     const ctrl = this.controller;
     if (!ctrl || !this.elector.isLeader) return;
     const report = await ctrl.sync(snap);

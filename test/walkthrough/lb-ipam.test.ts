@@ -12,7 +12,7 @@ import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { processAlive } from '../../src/lab/cluster.js';
-import { WalkthroughLab, run, sleep, waitFor } from './walkthrough-lab.js';
+import { CLI, WalkthroughLab, run, sleep, waitFor } from './walkthrough-lab.js';
 
 const PREFIX = 'phw-a';
 
@@ -84,6 +84,17 @@ t.test('LB-IPAM walkthrough with kubectl', { skip: privilegedUnavailable() }, as
       return c[3] === '15' ? c : undefined;
     });
     t.equal(row[3], '15', 'IPS AVAILABLE dropped to 15');
+  });
+
+  await t.test('pharos pool list on every node, the IPAM leader and the follower alike, counts the allocation', async (t) => {
+    for (const node of ['n1', 'n2']) {
+      const pool = await waitFor(`${node} to count the allocation`, 15_000, async () => {
+        const r = await run('ip', ['netns', 'exec', `${PREFIX}-${node}`, process.execPath, CLI, 'pool', 'list', '-o', 'json'], { timeoutMs: 10_000 });
+        const p = (JSON.parse(r.stdout || '[]') as Array<{ name: string; used: string; available: string }>).find((x) => x.name === 'lab-pool');
+        return p?.used === '1' ? p : undefined;
+      });
+      t.same({ used: pool.used, available: pool.available }, { used: '1', available: '15' }, `${node}: 1 used, 15 available`);
+    }
   });
 
   await t.test('blue and red pools pick services by label (deploy/examples/blue-red-pools.yaml)', async (t) => {
