@@ -296,8 +296,9 @@ export class Agent {
    * object's pinned maps and attach them to the cgroup (swapping the
    * programs of links a previous agent left, with no gap). Off: remove any
    * links a previous agent left. An explicit cgroup that cannot be used
-   * fails the start; with the default, a host without cgroup v2 only warns,
-   * and an agent outside the host's network namespace does not attach.
+   * fails the start; with the default, a host without cgroup v2 or a
+   * kernel that refuses the programs only logs, and an agent outside the
+   * host's network namespace does not attach.
    */
   private startSocketLb(): void {
     const cfg = this.config;
@@ -322,7 +323,11 @@ export class Agent {
         throw err;
       }
     } catch (err) {
-      throw new AgentStartError(`--socket-lb-cgroup ${cgroup}: ${(err as Error).message} (or turn node-local access off with --no-socket-lb)`);
+      const msg = `--socket-lb-cgroup ${cgroup}: ${(err as Error).message}`;
+      if (cfg.socketLbCgroup) throw new AgentStartError(`${msg} (or turn node-local access off with --no-socket-lb)`);
+      // On by default: a kernel without the hooks (< 5.18) keeps the rest of the agent working.
+      this.log.error('socket LB not attached: node-local access to services is off (--no-socket-lb silences this)', { error: msg });
+      return;
     }
     const replaced = this.socketLb.attachment.hooks.filter((h) => h.replaced).length;
     this.log.info('socket LB attached: node-local connections to services are balanced', {

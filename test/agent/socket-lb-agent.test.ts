@@ -199,4 +199,13 @@ t.test('agent: node-local access through socket hooks on a child cgroup', { skip
       await stop(b, 'SIGTERM');
     }
   });
+
+  await t.test('an explicit cgroup that cannot be used fails the start with a clear error', async (t) => {
+    const missing = join(CG_MOUNT, 'phksa-missing');
+    const r = await lab.exec('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'lb-1', '--interfaces', 'eth0',
+      '--state-dir', join(work, 'state'), '--pin-dir', PIN_DIR, '--http', HTTP, '--socket-lb-cgroup', missing], { allowFail: true, timeoutMs: 30_000 });
+    t.not(r.code, 0, 'exits non-zero');
+    t.match(r.stderr, new RegExp(`--socket-lb-cgroup ${missing}: .*opening cgroup ${missing}: No such file or directory \\(ENOENT\\).*--no-socket-lb`));
+    t.same(attached(), none, 'nothing attached to the real child cgroup');
+  });
 });
