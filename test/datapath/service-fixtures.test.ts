@@ -287,96 +287,76 @@ for (const f of [4, 6] as const) {
   });
 }
 
-// ------------------------------------------------------------------ ICMPv4 errors about NATed flows
+// ------------------------------------------------------------------ ICMP errors about NATed flows
 
-/** The first 28 bytes (IPv4 header + 8 bytes of TCP/UDP) of a packet, as an ICMP error quotes it at least. */
-const quote = (frame: Buffer): Buffer => frame.subarray(14, 14 + 28);
-/** `ttl` 63: as pharos forwards it (one hop). */
-const icmpError = (macs: { src: string; dst: string }, src: string, dst: string, type: number, code: number, mtu: number, quoted: Buffer, ttl = 64): Buffer =>
-  pkt().eth(macs).ipv4({ src, dst, id: 9, ttl }).icmp({ type, code, id: 0, seq: mtu }).payload(quoted).build();
+/**
+ * An ICMP / ICMPv6 error quoting `quoted` (what a router or host sends
+ * back). The quote is the IP header + 8 bytes of TCP/UDP, as RFC 792 / 4443
+ * senders include at least. `hops` 1: as pharos forwards it.
+ */
+function icmpError(f: Fam, macs: { src: string; dst: string }, src: string, dst: string, kind: 'too-big' | 'port-unreachable', quotedFrame: Buffer, hops = 0): Buffer {
+  const quoted = quotedFrame.subarray(14, 14 + (f === 4 ? 28 : 48));
+  const b = pkt().eth(macs);
+  if (f === 4) {
+    const [type, code, mtu] = kind === 'too-big' ? [3, 4, 1200] : [3, 3, 0];
+    return b.ipv4({ src, dst, id: 9, ttl: 64 - hops }).icmp({ type, code, id: 0, seq: mtu }).payload(quoted).build();
+  }
+  const [type, code, mtu] = kind === 'too-big' ? [2, 0, 1280] : [1, 4, 0];
+  return b.ipv6({ src, dst, hopLimit: 64 - hops }).icmp6({ type, code, mtu }).payload(quoted).build();
+}
+const icmpOf = (f: Fam, out: Buffer) => (f === 4 ? parse(out).icmp : parse(out).icmp6);
+const snatAddr = (f: Fam): string => (f === 4 ? ADDR.snat4 : ADDR.snat6);
+const udpVip = (f: Fam): string => (f === 4 ? ADDR.vip4 : ADDR.vip6);
+function udp(f: Fam, macs: { src: string; dst: string }, src: string, dst: string, sport: number, dport: number): Buffer {
+  const b = pkt().eth(macs);
+  if (f === 4) b.ipv4({ src, dst, id: 7 });
+  else b.ipv6({ src, dst });
+  return b.udp({ sport, dport }).payload(PAYLOAD).build();
+}
 
-t.test('v4 frag-needed from a client-side router about VIP → client: sent to the backend about backend → SNAT address', { skip }, async (t) => {
-  const e = env!;
-  const sport = 25001;
-  e.run(tcp(4, fromClient, ADDR.client4, vip(4, 34), sport, 80));
-  const pr = e.predict({ src: ADDR.client4, dst: vip(4, 34), sport, dport: 80, proto: 6 }, 'TCP');
-  const asBackendSent = tcp(4, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat4, 8080, pr.snatPort, 'PA', Buffer.alloc(1400));
-  const asClientSaw = tcp(4, toClientMacs, vip(4, 34), ADDR.client4, 80, sport, 'PA', Buffer.alloc(1400));
-  const input = icmpError(fromClient, ADDR.far4, vip(4, 34), 3, 4, 1200, quote(asClientSaw));
-  const want = icmpError({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat4, pr.backend, 3, 4, 1200, quote(asBackendSent), 63);
-  const out = expectRun(t, e, input, { verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
-  t.ok(parse(out).icmp?.checksumOk, 'ICMP checksum valid');
-});
+for (const f of [4, 6] as const) {
+  const v = `v${f}`;
+  const base = f === 4 ? 25000 : 26000;
 
-t.test('v4 port unreachable from the backend about SNAT → backend: sent to the client about client → VIP', { skip }, async (t) => {
-  const e = env!;
-  const sport = 25002;
-  const udp = (macs: { src: string; dst: string }, src: string, dst: string, sp: number, dp: number): Buffer =>
-    pkt().eth(macs).ipv4({ src, dst, id: 7 }).udp({ sport: sp, dport: dp }).payload(PAYLOAD).build();
-  e.run(udp(fromClient, ADDR.client4, ADDR.vip4, sport, 53));
-  const pr = e.predict({ src: ADDR.client4, dst: ADDR.vip4, sport, dport: 53, proto: 17 }, 'UDP');
-  const asBackendGot = udp({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat4, pr.backend, pr.snatPort, 5353);
-  const asClientSent = udp(fromClient, ADDR.client4, ADDR.vip4, sport, 53);
-  const input = icmpError({ src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat4, 3, 3, 0, quote(asBackendGot));
-  const want = icmpError(toClientMacs, ADDR.vip4, ADDR.client4, 3, 3, 0, quote(asClientSent), 63);
-  const out = expectRun(t, e, input, { ingress: 'fb0', verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
-  t.ok(parse(out).icmp?.checksumOk, 'ICMP checksum valid');
-});
+  t.test(`${v} ${f === 4 ? 'frag-needed' : 'packet too big'} from a client-side router about VIP → client: sent to the backend about backend → SNAT address`, { skip }, async (t) => {
+    const e = env!;
+    const sport = base + 1;
+    e.run(tcp(f, fromClient, client(f), vip(f, 34), sport, 80));
+    const pr = e.predict({ src: client(f), dst: vip(f, 34), sport, dport: 80, proto: 6 }, 'TCP');
+    const asBackendSent = tcp(f, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, snatAddr(f), 8080, pr.snatPort, 'PA', Buffer.alloc(1400));
+    const asClientSaw = tcp(f, toClientMacs, vip(f, 34), client(f), 80, sport, 'PA', Buffer.alloc(1400));
+    const input = icmpError(f, fromClient, other(f), vip(f, 34), 'too-big', asClientSaw);
+    const want = icmpError(f, { src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, snatAddr(f), pr.backend, 'too-big', asBackendSent, 1);
+    const out = expectRun(t, e, input, { verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
+    t.ok(icmpOf(f, out)?.checksumOk, f === 4 ? 'ICMP checksum valid' : 'ICMPv6 checksum valid (pseudo-header with the new addresses)');
+  });
 
-t.test('v4 ICMP errors about flows we do not know: untouched PASS', { skip }, async (t) => {
-  const e = env!;
-  const stranger = tcp(4, fromClient, '198.51.100.200', ADDR.client4, 80, 25003);
-  expectRun(t, e, icmpError(fromClient, ADDR.far4, '198.51.100.200', 3, 4, 1200, quote(stranger)), { verdict: 'PASS', stats: {} });
+  t.test(`${v} port unreachable from the backend about SNAT → backend: sent to the client about client → VIP, quoted UDP checksum kept true`, { skip }, async (t) => {
+    const e = env!;
+    const sport = base + 2;
+    e.run(udp(f, fromClient, client(f), udpVip(f), sport, 53));
+    const pr = e.predict({ src: client(f), dst: udpVip(f), sport, dport: 53, proto: 17 }, 'UDP');
+    const asBackendGot = udp(f, { src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, snatAddr(f), pr.backend, pr.snatPort, 5353);
+    const asClientSent = udp(f, fromClient, client(f), udpVip(f), sport, 53);
+    const input = icmpError(f, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, snatAddr(f), 'port-unreachable', asBackendGot);
+    const want = icmpError(f, toClientMacs, udpVip(f), client(f), 'port-unreachable', asClientSent, 1);
+    const out = expectRun(t, e, input, { ingress: 'fb0', verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
+    t.ok(icmpOf(f, out)?.checksumOk, 'ICMP checksum valid');
+  });
 
-// ------------------------------------------------------------------ ICMPv6 errors about NATed flows
+  t.test(`${v} ICMP errors about flows we do not know, or not about a packet from their destination: untouched PASS`, { skip }, async (t) => {
+    const e = env!;
+    const stranger = f === 4 ? '198.51.100.200' : '2001:db8:100::200';
+    expectRun(t, e, icmpError(f, fromClient, other(f), stranger, 'too-big', tcp(f, fromClient, stranger, client(f), 80, base + 3)), { verdict: 'PASS', stats: {} });
+    const unknownFlow = tcp(f, fromClient, vip(f, 34), client(f), 80, base + 4);
+    expectRun(t, e, icmpError(f, fromClient, other(f), vip(f, 34), 'port-unreachable', unknownFlow), { verdict: 'PASS', stats: {} });
+    const known = tcp(f, fromClient, vip(f, 34), client(f), 80, base + 1);
+    const headerOnly = known.subarray(0, 14 + (f === 4 ? 20 : 40)); // a quote without the ports
+    expectRun(t, e, icmpError(f, fromClient, other(f), vip(f, 34), 'too-big', headerOnly), { verdict: 'PASS', stats: {} });
+    expectRun(t, e, icmpError(f, fromClient, other(f), vip(f, 35), 'too-big', known), { verdict: 'PASS', stats: {} });
+  });
+}
 
-/** IPv6 header + 8 bytes of TCP/UDP: what an ICMPv6 error quotes at least. */
-const quote6 = (frame: Buffer): Buffer => frame.subarray(14, 14 + 48);
-const icmp6Error = (macs: { src: string; dst: string }, src: string, dst: string, type: number, code: number, mtu: number, quoted: Buffer, hopLimit = 64): Buffer =>
-  pkt().eth(macs).ipv6({ src, dst, hopLimit }).icmp6({ type, code, mtu }).payload(quoted).build();
-
-t.test('v6 packet too big from a client-side router about VIP → client: sent to the backend about backend → SNAT address', { skip }, async (t) => {
-  const e = env!;
-  const sport = 26001;
-  e.run(tcp(6, fromClient, ADDR.client6, vip(6, 34), sport, 80));
-  const pr = e.predict({ src: ADDR.client6, dst: vip(6, 34), sport, dport: 80, proto: 6 }, 'TCP');
-  const asBackendSent = tcp(6, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat6, 8080, pr.snatPort, 'PA', Buffer.alloc(1400));
-  const asClientSaw = tcp(6, toClientMacs, vip(6, 34), ADDR.client6, 80, sport, 'PA', Buffer.alloc(1400));
-  const input = icmp6Error(fromClient, other(6), vip(6, 34), 2, 0, 1280, quote6(asClientSaw));
-  const want = icmp6Error({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat6, pr.backend, 2, 0, 1280, quote6(asBackendSent), 63);
-  const out = expectRun(t, e, input, { verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
-  t.ok(parse(out).icmp6?.checksumOk, 'ICMPv6 checksum valid (pseudo-header with the new addresses)');
-});
-
-t.test('v6 port unreachable from the backend about SNAT → backend: sent to the client about client → VIP, quoted UDP checksum kept true', { skip }, async (t) => {
-  const e = env!;
-  const sport = 26002;
-  const udp = (macs: { src: string; dst: string }, src: string, dst: string, sp: number, dp: number): Buffer =>
-    pkt().eth(macs).ipv6({ src, dst }).udp({ sport: sp, dport: dp }).payload(PAYLOAD).build();
-  e.run(udp(fromClient, ADDR.client6, ADDR.vip6, sport, 53));
-  const pr = e.predict({ src: ADDR.client6, dst: ADDR.vip6, sport, dport: 53, proto: 17 }, 'UDP');
-  const asBackendGot = udp({ src: MAC.fb0, dst: MAC.backend(pr.backendIndex) }, ADDR.snat6, pr.backend, pr.snatPort, 5353);
-  const asClientSent = udp(fromClient, ADDR.client6, ADDR.vip6, sport, 53);
-  const input = icmp6Error({ src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, ADDR.snat6, 1, 4, 0, quote6(asBackendGot));
-  const want = icmp6Error(toClientMacs, ADDR.vip6, ADDR.client6, 1, 4, 0, quote6(asClientSent), 63);
-  const out = expectRun(t, e, input, { ingress: 'fb0', verdict: 'REDIRECT', output: want, stats: { icmp_error_nat: 1, fwd_redirect: 1 } });
-  t.ok(parse(out).icmp6?.checksumOk, 'ICMPv6 checksum valid');
-});
-
-t.test('v6 ICMP errors about flows we do not know, or not about a packet from their destination: untouched PASS', { skip }, async (t) => {
-  const e = env!;
-  const stranger = tcp(6, fromClient, '2001:db8:100::200', ADDR.client6, 80, 26003);
-  expectRun(t, e, icmp6Error(fromClient, other(6), '2001:db8:100::200', 2, 0, 1280, quote6(stranger)), { verdict: 'PASS', stats: {} });
-  const unknownFlow = tcp(6, fromClient, vip(6, 34), ADDR.client6, 80, 26004);
-  expectRun(t, e, icmp6Error(fromClient, other(6), vip(6, 34), 1, 0, 0, quote6(unknownFlow)), { verdict: 'PASS', stats: {} });
-  const known = tcp(6, fromClient, vip(6, 34), ADDR.client6, 80, 26001);
-  expectRun(t, e, icmp6Error(fromClient, other(6), vip(6, 34), 2, 0, 1280, quote6(known).subarray(0, 44)), { verdict: 'PASS', stats: {} });
-  expectRun(t, e, icmp6Error(fromClient, other(6), vip(6, 35), 2, 0, 1280, quote6(known)), { verdict: 'PASS', stats: {} });
-  // Informational ICMPv6 (not echo, not NS) is not ours either.
-  expectRun(t, e, pkt().eth(fromClient).ipv6({ src: ADDR.client6, dst: vip(6, 34) }).icmp6({ type: 129, id: 1, seq: 1 }).build(), { verdict: 'PASS', stats: {} });
-});
-  const unknownFlow = tcp(4, fromClient, vip(4, 34), ADDR.client4, 80, 25004);
-  expectRun(t, e, icmpError(fromClient, ADDR.far4, vip(4, 34), 3, 4, 1200, quote(unknownFlow)), { verdict: 'PASS', stats: {} });
-  const known = tcp(4, fromClient, vip(4, 34), ADDR.client4, 80, 25001);
-  expectRun(t, e, icmpError(fromClient, ADDR.far4, vip(4, 34), 3, 4, 1200, quote(known).subarray(0, 20)), { verdict: 'PASS', stats: {} });
+t.test('v6 informational ICMPv6 (not echo, not NDP) to a VIP: untouched PASS', { skip }, async (t) => {
+  expectRun(t, env!, pkt().eth(fromClient).ipv6({ src: ADDR.client6, dst: vip(6, 34) }).icmp6({ type: 129, id: 1, seq: 1 }).build(), { verdict: 'PASS', stats: {} });
 });
