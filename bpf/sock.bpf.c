@@ -231,6 +231,9 @@ static __always_inline void write_ip6(struct bpf_sock_addr *ctx, const union ph_
 /*
  * connect6 / sendmsg6. An IPv4-mapped destination on a dual-stack socket is
  * looked up as the IPv4 frontend and gets the IPv4 backend, mapped again.
+ * (An unconnected UDP send to a mapped address reaches sendmsg4 instead, and
+ * the kernel runs no recvmsg hook for IPv4 datagrams on an IPv6 socket, so
+ * such replies show the backend: seen in test/datapath/sock-lab.test.ts.)
  */
 static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, __u32 stat)
 {
