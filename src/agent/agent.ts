@@ -642,7 +642,7 @@ export class Agent {
     }
     Object.assign(this.config, { snatPorts: next.snatPorts, snatAddresses: next.snatAddresses });
     if (changed.includes('snatPorts') || changed.includes('snatAddresses')) this.configureNode();
-    const restartOnly = (['manifests', 'kubeconfig', 'namespace', 'interfaces', 'pinDir', 'http', 'mode', 'nodeName'] as const).filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(next[k]));
+    const restartOnly = (['manifests', 'kubeconfig', 'namespace', 'interfaces', 'pinDir', 'http', 'mode', 'nodeName', 'socketLb', 'socketLbCgroup', 'socketLbAllNamespaces'] as const).filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(next[k]));
     this.log.info('configuration reloaded', { applied: changed.join(',') || 'nothing', needsRestart: restartOnly.join(',') || undefined });
     this.scheduleReconcile();
   }
