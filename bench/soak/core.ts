@@ -167,6 +167,21 @@ export interface TargetCheck {
   detail: string;
 }
 
+/** Samples at each end of the run whose median is the start / end RSS. */
+export const RSS_EDGE = 10;
+
+/** Start and end RSS from periodic samples: the median of the first and of the last RSS_EDGE samples (one sample of a GC'd heap is noise). */
+export function rssEnds(samples: number[]): { start: number; end: number } {
+  const median = (xs: number[]): number => {
+    const s = [...xs].sort((a, b) => a - b);
+    if (s.length === 0) return 0;
+    const m = s.length >> 1;
+    return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+  };
+  const n = Math.min(RSS_EDGE, Math.ceil(samples.length / 2));
+  return { start: median(samples.slice(0, n)), end: median(samples.slice(samples.length - n)) };
+}
+
 /** RSS may move by GC noise: "does not grow" means not more than this above the start. */
 export const RSS_TOLERANCE = { ratio: 0.1, mb: 8 };
 

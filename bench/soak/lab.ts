@@ -30,8 +30,12 @@ export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const ECHO = join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js');
 const EMULATOR_CHILD = join(PROJECT_ROOT, 'test', 'l2', 'emulator-child.mjs');
 export const LOADGEN = join(PROJECT_ROOT, 'bench', 'soak', 'loadgen.ts');
-/** Run under tap, NODE_OPTIONS carries the test runner's loaders: agents and the load generator run without them (RSS as in production). */
-const CLEAN_ENV = { NODE_OPTIONS: '' };
+/**
+ * Under tap, child processes get the test runner's process-info loader through NODE_OPTIONS
+ * (tap re-adds it to every spawn), which more than doubles an agent's RSS: agents and the load
+ * generator start through `env -u NODE_OPTIONS`, so they run as in production.
+ */
+const NO_NODE_OPTIONS = ['env', '-u', 'NODE_OPTIONS'];
 
 export const API = '192.0.2.254';
 export const CLIENT = '198.18.0.1';
@@ -225,7 +229,7 @@ export class SoakLab {
     }
 
     // The API emulator in the mgmt namespace, driven over stdin (test/l2/emulator-child.mjs).
-    const child = spawnChild('ip', ['netns', 'exec', lab.ns('mgmt'), 'setpriv', '--pdeathsig', 'KILL', '--', process.execPath, EMULATOR_CHILD, API, '6443'],
+    const child = spawnChild('ip', ['netns', 'exec', lab.ns('mgmt'), 'setpriv', '--pdeathsig', 'KILL', '--', ...NO_NODE_OPTIONS, process.execPath, EMULATOR_CHILD, API, '6443'],
       { stdio: ['pipe', 'pipe', 'inherit'] });
     this.emulatorProc = child;
     await new Promise<void>((resolve, reject) => {
@@ -325,9 +329,9 @@ ${BACKENDS.map((b) => `  - addresses: [${b.addr}]\n    conditions: { ready: true
   async startAgent(name: string): Promise<AgentProc> {
     const node = NODES.find((n) => n.name === name)!;
     const source = node.mode === 'kube' ? ['--kubeconfig', this.kubeconfig] : ['--manifests', this.manifests];
-    const proc = this.lab.spawn(name, [process.execPath, CLI, 'agent', ...source, '--node-name', name, '--interfaces', 'up0,b0',
+    const proc = this.lab.spawn(name, [...NO_NODE_OPTIONS, process.execPath, CLI, 'agent', ...source, '--node-name', name, '--interfaces', 'up0,b0',
       '--pin-dir', this.pinDir(name), '--state-dir', join(this.work, `state-${name}`), '--http', HTTP, '--log-format', 'text',
-      '--snat-addresses', node.snat, '--conntrack-size', String(this.profile.conntrackSize)], { env: CLEAN_ENV });
+      '--snat-addresses', node.snat, '--conntrack-size', String(this.profile.conntrackSize)]);
     const log: string[] = [];
     const collect = (d: Buffer): void => {
       for (const line of d.toString().split('\n')) if (line) log.push(line);
@@ -394,8 +398,8 @@ ${BACKENDS.map((b) => `  - addresses: [${b.addr}]\n    conditions: { ready: true
 
   /** Starts the load generator in the client namespace; resolves once it runs. */
   async startLoad(cfg: Json): Promise<LoadHandle> {
-    const proc = spawnChild('ip', ['netns', 'exec', this.lab.ns('cli'), 'setpriv', '--pdeathsig', 'KILL', '--', process.execPath, '--import', 'tsx', LOADGEN, 'run', JSON.stringify(cfg)],
-      { stdio: ['pipe', 'pipe', 'pipe'], cwd: PROJECT_ROOT, env: { ...process.env, ...CLEAN_ENV } });
+    const proc = spawnChild('ip', ['netns', 'exec', this.lab.ns('cli'), 'setpriv', '--pdeathsig', 'KILL', '--', ...NO_NODE_OPTIONS, process.execPath, '--import', 'tsx', LOADGEN, 'run', JSON.stringify(cfg)],
+      { stdio: ['pipe', 'pipe', 'pipe'], cwd: PROJECT_ROOT });
     this.loadProc = proc;
     return LoadHandle.attach(proc);
   }
@@ -403,7 +407,7 @@ ${BACKENDS.map((b) => `  - addresses: [${b.addr}]\n    conditions: { ready: true
   private loadProc?: ChildProcess;
 
   async fill(host: string, port: number, flows: number): Promise<Json> {
-    const r = await this.lab.exec('cli', [process.execPath, '--import', 'tsx', LOADGEN, 'fill', host, String(port), String(flows)], { timeoutMs: 120_000 });
+    const r = await this.lab.exec('cli', [...NO_NODE_OPTIONS, process.execPath, '--import', 'tsx', LOADGEN, 'fill', host, String(port), String(flows)], { timeoutMs: 120_000 });
     return JSON.parse(r.stdout.trim().split('\n').pop()!);
   }
 

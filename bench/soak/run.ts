@@ -9,7 +9,7 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseExposition } from '../../test/support/prom.js';
-import { checkTargets, markdownTable, schedule, soakReport, type FaultKind, type SoakProfile, type SoakReport, type TargetCheck, type WindowStats } from './core.js';
+import { RSS_EDGE, checkTargets, markdownTable, rssEnds, schedule, soakReport, type FaultKind, type SoakProfile, type SoakReport, type TargetCheck, type WindowStats } from './core.js';
 import { BACKENDS, SoakLab, until, type Json } from './lab.js';
 import type { TeardownHost } from '../../test/support/lab.js';
 
@@ -69,7 +69,10 @@ export async function runSoak(t: TeardownHost, opts: { prefix: string; profile: 
   const warm = await load.close();
   log(`warmup: ${JSON.stringify(warm)}`);
   if (warm.requests === 0 || warm.failed > 0) throw new Error(`the lab does not serve cleanly before any fault: ${JSON.stringify(warm)}`);
-  const rssStart = s.rss('n2');
+  // RSS of n2's agent, sampled every second; start and end are medians of the first and last samples (GC noise).
+  const rssSamples: number[] = [];
+  const rssTimer = setInterval(() => { const v = s.rss('n2'); if (v > 0) rssSamples.push(v); }, 1000);
+  rssSamples.push(s.rss('n2'));
 
   const notes: string[] = [];
   let conntrackPeak: Record<string, { entries: number; capacity: number }> = {};
@@ -231,14 +234,16 @@ export async function runSoak(t: TeardownHost, opts: { prefix: string; profile: 
     log(`  ${JSON.stringify(w)}`);
     await sleep(profile.gapBetweenMs);
   }
-  const rssEnd = s.rss('n2');
+  rssSamples.push(s.rss('n2'));
+  clearInterval(rssTimer);
+  const { start: rssStart, end: rssEnd } = rssEnds(rssSamples);
   const final = await load.stop();
   log(`load: ${JSON.stringify(final)}`);
   const windows = load.windows.filter((w: WindowStats) => w.name !== 'warmup') as WindowStats[];
   const report = soakReport(windows, changed, rssStart, rssEnd);
   const checks = checkTargets(report);
   notes.push(`load: ${final.requests} requests (${final.ok} answered) over ${Math.round(final.elapsedMs / 1000)} s on ${final.connections} HTTP connections + ${profile.udpWorkers} UDP streams; per backend ${JSON.stringify(final.perBackend)}, per LB node (SNAT source the backends saw: n1 198.18.10.1, n2 .2, m1 .3) ${JSON.stringify(final.perSource)}`);
-  notes.push(`RSS is the agent on n2, which runs through every fault (n1's agent is restarted twice); n1 at the end: ${Math.round(s.rss('n1') / 1048576)} MB, m1: ${Math.round(s.rss('m1') / 1048576)} MB`);
+  notes.push(`RSS is the agent on n2, which runs through every fault (n1's agent is restarted twice), sampled every second (${rssSamples.length} samples, ${RSS_EDGE} at each end give the medians; highest ${Math.round(Math.max(...rssSamples) / 104857.6) / 10} MB); n1 at the end: ${Math.round(s.rss('n1') / 1048576)} MB, m1: ${Math.round(s.rss('m1') / 1048576)} MB`);
   for (const w of windows) if (w.samples.length) notes.push(`${w.name} failures (first ${w.samples.length}): ${w.samples.join('; ')}`);
   return { report, checks, markdown: markdownTable(report, checks, notes), windows, notes, load: final, conntrackPeak };
 }

@@ -4,7 +4,7 @@
  * target checks.
  */
 import t from 'tap';
-import { FAULTS, WindowTracker, checkTargets, markdownTable, schedule, soakReport, type SoakReport } from '../../bench/soak/core.js';
+import { FAULTS, RSS_EDGE, WindowTracker, checkTargets, markdownTable, rssEnds, schedule, soakReport, type SoakReport } from '../../bench/soak/core.js';
 
 t.test('a request counts in the window it started in; failures and resets counted', async (t) => {
   const w = new WindowTracker(['a', 'b']);
@@ -110,4 +110,13 @@ t.test('markdown: one row per fault, the targets, the notes', async (t) => {
   t.match(md, /\| API outage: zero failed \| \*\*no\*\* \| failed 3 \|/);
   t.match(md, /- a note/);
   t.equal(md.split('\n').filter((l) => /^\| (agent|api|watch|bgp|backend|pool|bad|conntrack)-/.test(l)).length, FAULTS.length);
+});
+
+t.test('rssEnds: medians of the first and last samples, robust to one GC dip or spike', async (t) => {
+  const samples = [100, 90, 140, 100, 101, 99, 100, 102, 98, 100, ...Array(30).fill(120), 110, 111, 60, 109, 110, 112, 108, 200, 110, 110];
+  t.same(rssEnds(samples), { start: 100, end: 110 });
+  t.same(rssEnds([5]), { start: 5, end: 5 }, 'one sample is both ends');
+  t.same(rssEnds([1, 2, 3, 4]), { start: 1.5, end: 3.5 }, 'few samples: each half');
+  t.same(rssEnds([]), { start: 0, end: 0 });
+  t.equal(RSS_EDGE, 10);
 });
