@@ -51,7 +51,6 @@ const volatile __u64 cfg_sock_netns = 0;
 #define SYS_PROCEED 1
 
 enum sock_pick {
-	PICK_NOT_OURS = 0,
 	PICK_BACKEND = 1,
 	PICK_NO_BACKEND = 2,
 };
@@ -80,24 +79,20 @@ static __always_inline __u32 sock_affinity(const struct ph_sock_aff_key *ak, __u
 }
 
 /**
- * sock_pick() - backend for a socket going to @key.
+ * sock_pick() - backend for a socket going to frontend @fe (@key).
  * @be_out: the backend (PICK_BACKEND only).
- * @fe_id: the frontend's id (PICK_BACKEND only).
- * Returns: PICK_NOT_OURS when @key is no frontend, PICK_NO_BACKEND when it
- * is one without a usable backend.
+ * Returns: PICK_BACKEND, or PICK_NO_BACKEND when the frontend has no
+ * usable backend.
  */
-static __always_inline int sock_pick(struct bpf_sock_addr *ctx, const struct ph_fe_key *key, __u64 cookie,
-				     struct ph_backend **be_out, __u32 *fe_id)
+static __always_inline int sock_pick(struct bpf_sock_addr *ctx, const struct ph_fe_key *key,
+				     const struct ph_fe_value *fe, __u64 cookie, struct ph_backend **be_out)
 {
-	struct ph_fe_value *fe = bpf_map_lookup_elem(&ph_frontends, key);
 	struct ph_sock_aff_key ak = {};
 	struct ph_flow flow = {};
 	struct ph_backend *be;
 	__u64 now = 0;
 	__u32 be_id = 0;
 
-	if (!fe)
-		return PICK_NOT_OURS;
 	if (!fe->backends)
 		return PICK_NO_BACKEND;
 	if (fe->flags & PH_FE_AFFINITY) {
@@ -127,12 +122,18 @@ static __always_inline int sock_pick(struct bpf_sock_addr *ctx, const struct ph_
 		bpf_map_update_elem(&ph_sock_aff, &ak, &av, BPF_ANY);
 	}
 	*be_out = be;
-	*fe_id = fe->id;
 	return PICK_BACKEND;
 }
 
+/* Store a reverse entry; a UDP socket sending again to the same backend finds it in place (lookup, no write). */
 static __always_inline void sock_rev_store(const struct ph_sock_rev_key *rk, const struct ph_sock_rev_value *rv)
 {
+	struct ph_sock_rev_value *old = bpf_map_lookup_elem(&ph_sock_rev, rk);
+
+	if (old && old->addr.w[0] == rv->addr.w[0] && old->addr.w[1] == rv->addr.w[1] &&
+	    old->addr.w[2] == rv->addr.w[2] && old->addr.w[3] == rv->addr.w[3] && old->port == rv->port &&
+	    old->family == rv->family && old->frontend_id == rv->frontend_id)
+		return;
 	if (bpf_map_update_elem(&ph_sock_rev, rk, rv, BPF_ANY))
 		sock_stat_inc(PH_SOCK_STAT_REV_FAIL);
 }
@@ -151,9 +152,8 @@ static __always_inline int sock4_xlate(struct bpf_sock_addr *ctx, __u32 stat)
 	struct ph_sock_rev_key rk = {};
 	struct ph_fe_key key = {};
 	struct ph_backend *be = NULL;
+	struct ph_fe_value *fe;
 	__u64 cookie;
-	__u32 fe_id = 0;
-	int r;
 
 	if (cfg_sock_netns && bpf_get_netns_cookie(ctx) != cfg_sock_netns)
 		return SYS_PROCEED;
@@ -161,14 +161,12 @@ static __always_inline int sock4_xlate(struct bpf_sock_addr *ctx, __u32 stat)
 	key.port = (__be16)ctx->user_port;
 	key.proto = (__u8)ctx->protocol;
 	key.family = PH_AF_INET;
-	/* Cheap miss first: most connects are not to a service. */
-	if (!bpf_map_lookup_elem(&ph_frontends, &key))
+	/* Most connects are not to a service: one lookup and out. */
+	fe = bpf_map_lookup_elem(&ph_frontends, &key);
+	if (!fe)
 		return SYS_PROCEED;
 	cookie = bpf_get_socket_cookie(ctx);
-	r = sock_pick(ctx, &key, cookie, &be, &fe_id);
-	if (r == PICK_NOT_OURS)
-		return SYS_PROCEED;
-	if (r != PICK_BACKEND || !be)
+	if (sock_pick(ctx, &key, fe, cookie, &be) != PICK_BACKEND || !be)
 		return sock_refuse();
 
 	rk.cookie = cookie;
@@ -178,7 +176,7 @@ static __always_inline int sock4_xlate(struct bpf_sock_addr *ctx, __u32 stat)
 	rv.addr = key.addr;
 	rv.port = key.port;
 	rv.family = PH_AF_INET;
-	rv.frontend_id = fe_id;
+	rv.frontend_id = fe->id;
 	sock_rev_store(&rk, &rv);
 
 	ctx->user_ip4 = be->addr.v4;
@@ -243,9 +241,9 @@ static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, __u32 stat)
 	union ph_addr user = {};
 	union ph_addr out = {};
 	struct ph_backend *be = NULL;
+	struct ph_fe_value *fe;
 	__u64 cookie;
-	__u32 fe_id = 0;
-	int r, mapped;
+	int mapped;
 
 	if (cfg_sock_netns && bpf_get_netns_cookie(ctx) != cfg_sock_netns)
 		return SYS_PROCEED;
@@ -260,13 +258,11 @@ static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, __u32 stat)
 	}
 	key.port = (__be16)ctx->user_port;
 	key.proto = (__u8)ctx->protocol;
-	if (!bpf_map_lookup_elem(&ph_frontends, &key))
+	fe = bpf_map_lookup_elem(&ph_frontends, &key);
+	if (!fe)
 		return SYS_PROCEED;
 	cookie = bpf_get_socket_cookie(ctx);
-	r = sock_pick(ctx, &key, cookie, &be, &fe_id);
-	if (r == PICK_NOT_OURS)
-		return SYS_PROCEED;
-	if (r != PICK_BACKEND || !be)
+	if (sock_pick(ctx, &key, fe, cookie, &be) != PICK_BACKEND || !be)
 		return sock_refuse();
 
 	if (mapped) {
@@ -284,7 +280,7 @@ static __always_inline int sock6_xlate(struct bpf_sock_addr *ctx, __u32 stat)
 	rv.addr = user;
 	rv.port = key.port;
 	rv.family = PH_AF_INET6;
-	rv.frontend_id = fe_id;
+	rv.frontend_id = fe->id;
 	sock_rev_store(&rk, &rv);
 
 	write_ip6(ctx, &out);
