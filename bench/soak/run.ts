@@ -192,7 +192,7 @@ export async function runSoak(t: TeardownHost, opts: { prefix: string; profile: 
       rmSync(bad);
       await until('m1 to clear the problem', 30_000, async () => metric(await s.httpGet('m1', '/metrics'), 'pharos_config_problems', { source: 'manifests' }) === 0);
       notes.push(`bad-manifest: malformed zz-bad.yaml in m1's directory: pharos_config_problems=${problems}, m1's services/frontends ${svc(before) === svc(during) ? 'unchanged' : 'CHANGED'} while it was there`);
-      if (svc(before) !== svc(during)) changed['bad-manifest'] = true;
+      if (svc(before) !== svc(during) || !svc(before).includes('m1web')) changed['bad-manifest'] = true;
     },
     'conntrack-full': async () => {
       // The agent caches map sizes for 5 s: sample while the flows are opened and keep the largest.
