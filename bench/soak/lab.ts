@@ -165,6 +165,8 @@ export class SoakLab {
   api!: Emulator;
   bird!: Bird;
   readonly agents = new Map<string, AgentProc>();
+  /** Extra agent flags per node (the CI test's negative control uses them). */
+  agentArgs: Record<string, string[]> = {};
   private emulatorProc?: ChildProcess;
 
   private constructor(readonly lab: Lab, readonly profile: SoakProfile) {}
@@ -331,7 +333,7 @@ ${BACKENDS.map((b) => `  - addresses: [${b.addr}]\n    conditions: { ready: true
     const source = node.mode === 'kube' ? ['--kubeconfig', this.kubeconfig] : ['--manifests', this.manifests];
     const proc = this.lab.spawn(name, [...NO_NODE_OPTIONS, process.execPath, CLI, 'agent', ...source, '--node-name', name, '--interfaces', 'up0,b0',
       '--pin-dir', this.pinDir(name), '--state-dir', join(this.work, `state-${name}`), '--http', HTTP, '--log-format', 'text',
-      '--snat-addresses', node.snat, '--conntrack-size', String(this.profile.conntrackSize)]);
+      '--snat-addresses', node.snat, '--conntrack-size', String(this.profile.conntrackSize), ...(this.agentArgs[name] ?? [])]);
     const log: string[] = [];
     const collect = (d: Buffer): void => {
       for (const line of d.toString().split('\n')) if (line) log.push(line);

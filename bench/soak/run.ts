@@ -33,10 +33,15 @@ function metric(text: string | undefined, name: string, labels: Record<string, s
   return samples.length ? samples.reduce((a, s) => a + s.value, 0) : undefined;
 }
 
-export async function runSoak(t: TeardownHost, opts: { prefix: string; profile: SoakProfile; only?: FaultKind[]; log?: (msg: string) => void }): Promise<SoakResult> {
+export async function runSoak(t: TeardownHost, opts: {
+  prefix: string; profile: SoakProfile; only?: FaultKind[]; log?: (msg: string) => void;
+  /** Extra agent flags per node, e.g. { n1: ['--bgp-shutdown', 'withdraw'] }. */
+  agentArgs?: Record<string, string[]>;
+}): Promise<SoakResult> {
   const log = opts.log ?? ((m: string) => process.stderr.write(`${new Date().toISOString()} ${m}\n`));
   const { profile } = opts;
   const s = await SoakLab.create(t, opts.prefix, profile);
+  s.agentArgs = opts.agentArgs ?? {};
   log(`lab ${opts.prefix} built`);
   for (const n of ['n1', 'n2', 'm1']) await s.startAgent(n);
   log('agents ready');

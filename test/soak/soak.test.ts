@@ -39,3 +39,14 @@ t.test('soak under faults (CI variant)', { skip: privilegedUnavailable(), timeou
   t.equal(Object.keys(r.conntrackPeak).length, 2, 'conntrack sampled on both Kubernetes-mode nodes');
   t.equal(r.load.failed, r.report.faults.reduce((a, f) => a + f.failed, 0), 'every failed request of the run is in a fault window (none hidden between windows or in the warmup)');
 });
+
+// Negative control: the same harness must see broken connections when a restart does break them.
+// With --bgp-shutdown withdraw, a clean stop of n1's agent withdraws its routes; bird moves n1's
+// flows to n2, which has no conntrack entry for them (SNAT), so they are reset.
+t.test('negative control: a restart that withdraws its BGP routes is seen as resets', { skip: privilegedUnavailable(), timeout: 150_000 }, async (t) => {
+  const r = await runSoak(t, { prefix: 'phos', profile: PROFILES.ci, only: ['agent-restart'], agentArgs: { n1: ['--bgp-shutdown', 'withdraw'] }, log: (m) => t.comment(m) });
+  const f = r.report.faults[0]!;
+  t.equal(f.fault, 'agent-restart');
+  t.ok(f.resets > 0 || f.failed > 0, `agent-restart with withdraw: ${f.failed} failed, ${f.resets} resets (the harness sees it)`);
+  t.notOk(r.checks.find((c) => /clean restart/.test(c.target))!.met, 'and the target check reports it missed');
+});
