@@ -33,6 +33,7 @@
 #include "lib/config.h"
 #include "lib/maps.h"
 #include "lib/maglev.h"
+#include "lib/affinity.h"
 #include "lib/sock_maps.h"
 
 /*
@@ -55,27 +56,10 @@ enum sock_pick {
 	PICK_NO_BACKEND = 2,
 };
 
-/**
- * sock_affinity() - remembered backend of this network namespace.
- * Returns: its id while it is alive, a member of the frontend and not
- * draining (the same rules as affinity.h), else 0.
- */
+/* The remembered backend of this network namespace, by the XDP path's rules (affinity.h), or 0. */
 static __always_inline __u32 sock_affinity(const struct ph_sock_aff_key *ak, __u32 timeout_s, __u64 now)
 {
-	struct ph_aff_value *a = bpf_map_lookup_elem(&ph_sock_aff, ak);
-	struct ph_member_key mk;
-	struct ph_backend *be;
-
-	if (!a || now - a->last_seen > (__u64)timeout_s * 1000000000ULL)
-		return 0;
-	be = backend_get(a->backend_id);
-	if (!be || (be->flags & PH_BE_DRAINING))
-		return 0;
-	mk.frontend_id = ak->frontend_id;
-	mk.backend_id = a->backend_id;
-	if (!bpf_map_lookup_elem(&ph_fe_members, &mk))
-		return 0;
-	return a->backend_id;
+	return affinity_usable(bpf_map_lookup_elem(&ph_sock_aff, ak), ak->frontend_id, timeout_s, now);
 }
 
 /**

@@ -23,13 +23,14 @@ static __always_inline void affinity_key(struct ph_scratch *s, __u32 fe_id, cons
 }
 
 /**
- * affinity_backend() - the remembered backend of the client in @s->ak.
- * Returns: its id, or 0 when none is remembered, it expired, or it can no
- * longer take new flows.
+ * affinity_usable() - the backend remembered in @a (may be NULL) if it may
+ * still take the client's new flows to frontend @frontend_id: remembered
+ * within @timeout_s, alive, not draining, still a member of the frontend.
+ * Shared with the socket hooks (sock.bpf.c), which remember per namespace.
+ * Returns: its id, or 0.
  */
-static __always_inline __u32 affinity_backend(struct ph_scratch *s, __u32 timeout_s, __u64 now)
+static __always_inline __u32 affinity_usable(const struct ph_aff_value *a, __u32 frontend_id, __u32 timeout_s, __u64 now)
 {
-	struct ph_aff_value *a = bpf_map_lookup_elem(&ph_affinity, &s->ak);
 	struct ph_member_key mk;
 	struct ph_backend *be;
 
@@ -38,11 +39,15 @@ static __always_inline __u32 affinity_backend(struct ph_scratch *s, __u32 timeou
 	be = backend_get(a->backend_id);
 	if (!be || (be->flags & PH_BE_DRAINING))
 		return 0;
-	mk.frontend_id = s->ak.frontend_id;
+	mk.frontend_id = frontend_id;
 	mk.backend_id = a->backend_id;
-	if (!bpf_map_lookup_elem(&ph_fe_members, &mk))
-		return 0;
-	return a->backend_id;
+	return bpf_map_lookup_elem(&ph_fe_members, &mk) ? a->backend_id : 0;
+}
+
+/* The remembered backend of the client in @s->ak, or 0 (see affinity_usable). */
+static __always_inline __u32 affinity_backend(struct ph_scratch *s, __u32 timeout_s, __u64 now)
+{
+	return affinity_usable(bpf_map_lookup_elem(&ph_affinity, &s->ak), s->ak.frontend_id, timeout_s, now);
 }
 
 static __always_inline void affinity_remember(struct ph_scratch *s, __u32 be_id, __u64 now)
