@@ -25,6 +25,7 @@ import { Emulator } from '../../test/l2/l2-lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import type { SoakProfile } from './core.js';
+import { lbServiceYaml } from '../../test/support/manifests.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const ECHO = join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js');
@@ -310,21 +311,8 @@ spec:
 `);
     // JSON is YAML: the same policy object the kube nodes get.
     writeFileSync(join(this.manifests, 'bgp.yaml'), `${JSON.stringify(bgpPolicy('to-router', routerSide(m1)))}\n`);
-    writeFileSync(join(this.manifests, 'service.yaml'), `apiVersion: v1
-kind: Service
-metadata: { name: m1web, namespace: default, labels: { soak: "yes" } }
-spec:
-  type: LoadBalancer
-  ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: m1web-1, namespace: default, labels: { kubernetes.io/service-name: m1web } }
-addressType: IPv4
-ports: [{ name: http, port: 8080, protocol: TCP }]
-endpoints:
-${BACKENDS.map((b) => `  - addresses: [${b.addr}]\n    conditions: { ready: true }`).join('\n')}
-`);
+    writeFileSync(join(this.manifests, 'service.yaml'),
+      lbServiceYaml({ name: 'm1web', namespace: 'default', labels: { soak: 'yes' }, endpoints: BACKENDS.map((b) => b.addr) }));
   }
 
   /** Starts the agent of `node` on its existing pins (never removed between starts: restarts are hitless). */

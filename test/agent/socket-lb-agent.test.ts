@@ -24,6 +24,7 @@ import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { loadAddon, type NativeAddon } from '../../src/datapath/libbpf.js';
 import { removePins } from '../../src/datapath/loader.js';
 import { findCgroup2Mount, removeSocketLbPins, SOCK_HOOKS } from '../../src/datapath/socket-lb.js';
+import { lbServiceYaml } from '../support/manifests.js';
 
 const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const PEER = fileURLToPath(new URL('../datapath/sock-peer.mjs', import.meta.url));
@@ -34,24 +35,7 @@ kind: LoadBalancerIPPool
 metadata: { name: pool }
 spec: { blocks: [{ cidr: 198.51.100.64/29 }] }
 ---
-apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: shop }
-spec:
-  type: LoadBalancer
-  ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: web-1, namespace: shop, labels: { kubernetes.io/service-name: web } }
-addressType: IPv4
-ports: [{ name: http, port: 8080, protocol: TCP }]
-endpoints:
-  - addresses: [198.18.11.2]
-    conditions: { ready: true }
-  - addresses: [198.18.12.2]
-    conditions: { ready: true }
-`;
+${lbServiceYaml({ name: 'web', namespace: 'shop', endpoints: ['198.18.11.2', '198.18.12.2'] })}`;
 
 /** Whether `dir` is already a cgroup2 mount point (a crashed earlier run). */
 function findCgroup2MountAt(dir: string): boolean {

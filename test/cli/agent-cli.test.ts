@@ -15,6 +15,7 @@ import { httpGet, startEchoServer, withLab, type Lab } from '../support/lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import { parseExposition } from '../support/prom.js';
+import { lbServiceYaml } from '../support/manifests.js';
 
 const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const HTTP = '127.0.0.1:9643';
@@ -37,22 +38,7 @@ kind: L2AnnouncementPolicy
 metadata: { name: l2 }
 spec: { loadBalancerIPs: true }
 ---
-apiVersion: v1
-kind: Service
-metadata: { name: web, namespace: shop }
-spec:
-  type: LoadBalancer
-  ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: { name: web-1, namespace: shop, labels: { kubernetes.io/service-name: web } }
-addressType: IPv4
-ports: [{ name: http, port: 8080, protocol: TCP }]
-endpoints:
-  - addresses: [203.0.113.2]
-    conditions: { ready: true }
-`;
+${lbServiceYaml({ name: 'web', namespace: 'shop', endpoints: ['203.0.113.2'] })}`;
 
 async function pharos(lab: Lab, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const r = await lab.exec('lb', [process.execPath, CLI, ...args, '--agent', `http://${HTTP}`], { allowFail: true, timeoutMs: 15_000 });
