@@ -267,6 +267,9 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 	s->rv.backend_id = be_id;
 
 	v = backend_nexthop(ctx, be_id, &out, p->l3_len, now, &nh);
+	/* "Not forwarded" is also what the FIB says with no route: local only for the node's own addresses. */
+	if (v == FIB_LOCAL && !(be->flags & PH_BE_LOCAL))
+		v = FIB_UNREACHABLE;
 	if (v == FIB_UNREACHABLE)
 		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
 	if (v == FIB_LOCAL) {

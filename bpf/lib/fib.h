@@ -17,7 +17,7 @@
 enum fib_verdict {
 	FIB_FORWARD,	/* nh filled: rewrite MACs and transmit */
 	FIB_NO_NEIGH,	/* route known, neighbour not: let the kernel resolve */
-	FIB_LOCAL,	/* destination is this node */
+	FIB_LOCAL,	/* not forwarded: this node's address, or no route (BPF_FIB_LKUP_RET_NOT_FWDED is both) */
 	FIB_UNREACHABLE,
 };
 

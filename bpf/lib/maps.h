@@ -55,6 +55,7 @@ struct ph_backend {
 
 /* ph_backend.flags */
 #define PH_BE_DRAINING		(1 << 0) /* terminating/maintenance: keeps its flows, takes no new ones (not even by affinity) */
+#define PH_BE_LOCAL		(1 << 1) /* an address of this node: the local stack delivers (the agent knows, the FIB cannot tell it from no route) */
 
 /* One direction of a flow, as seen on the wire. 40 bytes. */
 struct ph_flow {

@@ -14,7 +14,7 @@
 import { mkdirSync, existsSync } from 'node:fs';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
-import { readInterfaces } from './interfaces.js';
+import { localAddresses, readInterfaces } from './interfaces.js';
 import type { AgentController } from './controller.js';
 import { LocalIpamController, type IpamView } from './ipam.js';
 import { LocalL2Controller, type L2Counters } from './l2.js';
@@ -461,6 +461,7 @@ export class Agent {
     const desired = this.desiredFrontends(snap);
     // Next hops first, so the first packet to a new backend finds its MAC in the FIB.
     await this.neighbours.sync(desired.flatMap((f) => f.backends.map((b) => b.address)));
+    this.sync!.setLocalAddresses(localAddresses());
     const result = this.sync!.apply(desired);
     for (const e of result.errors) this.log.error('data path refused an object; everything else is unchanged', { object: e.object, service: e.service, map: e.map, error: e.message });
     if (result.frontendsWritten || result.frontendsRemoved || result.backendsAdded || result.backendsRemoved) {

@@ -6,6 +6,7 @@
 import { readFileSync, existsSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
 import type { NodeInterface } from '../l2/policy.js';
+import { canonicalAddress } from '../model/cidr.js';
 
 function sysfs(ifname: string, attr: string): string | undefined {
   const p = `/sys/class/net/${ifname}/${attr}`;
@@ -32,4 +33,16 @@ export function readInterfaces(names: string[]): NodeInterface[] {
 /** Every interface of the namespace except loopback (the default when --interfaces is not given). */
 export function allInterfaceNames(): string[] {
   return Object.keys(networkInterfaces()).filter((n) => n !== 'lo');
+}
+
+/**
+ * Every address of every interface in the namespace, loopback included, in
+ * canonical form: the backends the data path must hand to the local stack.
+ */
+export function localAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flatMap((list) => list ?? [])
+    .filter((a) => !(a.family === 'IPv6' && a.address.startsWith('fe80:')))
+    .map((a) => canonicalAddress(a.address))
+    .filter((a): a is string => a !== undefined);
 }

@@ -62,6 +62,7 @@ export const FE_SOURCE_RANGES = 1 << 3;
 
 // ph_backend.flags
 export const BE_DRAINING = 1 << 0;
+export const BE_LOCAL = 1 << 1;
 
 // ph_ct.state
 export const CT_NEW = 1;
@@ -255,6 +256,8 @@ export interface BackendValue {
   port: number;
   /** Takes no new flows (terminating/maintenance): BE_DRAINING. */
   draining?: boolean;
+  /** An address of this node (delivered by the local stack): BE_LOCAL. */
+  local?: boolean;
 }
 
 export function u32Key(n: number): Buffer {
@@ -268,12 +271,12 @@ export function encodeBackend(v: BackendValue): Buffer {
   const family = writeAddr(b, 0, v.address);
   b.writeUInt16BE(v.port, 16);
   b.writeUInt8(afOf(family), 18);
-  b.writeUInt8(v.draining ? BE_DRAINING : 0, 19);
+  b.writeUInt8((v.draining ? BE_DRAINING : 0) | (v.local ? BE_LOCAL : 0), 19);
   return b;
 }
 
 export function decodeBackend(b: Buffer): BackendValue {
-  return { address: readAddr(b, 0, b[18]!), port: b.readUInt16BE(16), ...(b[19]! & BE_DRAINING ? { draining: true } : {}) };
+  return { address: readAddr(b, 0, b[18]!), port: b.readUInt16BE(16), ...(b[19]! & BE_DRAINING ? { draining: true } : {}), ...(b[19]! & BE_LOCAL ? { local: true } : {}) };
 }
 
 // ---------------------------------------------------------------- source ranges, affinity

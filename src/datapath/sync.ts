@@ -55,6 +55,8 @@ export interface ViewBackend {
   port: number;
   /** No frontend lists it as active: keeps its flows, takes no new ones (affinity included). */
   draining?: boolean;
+  /** An address of this node: the data path hands its flows to the local stack. */
+  local?: boolean;
 }
 
 export interface View {
@@ -96,7 +98,7 @@ export interface PlannedFrontend {
 
 export interface SyncPlan {
   addBackends: ViewBackend[];
-  /** Existing backends whose draining state changes. */
+  /** Existing backends whose draining or local state changes. */
   updateBackends: ViewBackend[];
   frontends: PlannedFrontend[];
   removeFrontends: ViewFrontend[];
@@ -110,6 +112,8 @@ export interface PlanOptions {
   maxBackends: number;
   /** Next id to try (round-robin allocation); updated in place. */
   cursor: { frontend: number; backend: number };
+  /** This node's own addresses: backends there are delivered locally (BE_LOCAL). */
+  localAddresses?: ReadonlySet<string>;
 }
 
 function allocId(used: Set<number>, max: number, cursor: { next: number }): number | undefined {
@@ -194,10 +198,13 @@ export function planSync(view: View, desired: readonly Frontend[], opts: PlanOpt
     for (const b of f.backends) {
       const bk = backendKeyString(b);
       const draining = !active.has(bk);
+      const local = opts.localAddresses?.has(b.address) ?? false;
+      const flags = { ...(draining ? { draining } : {}), ...(local ? { local } : {}) };
       const existing = view.backends.get(bk);
       if (existing) {
-        if (Boolean(existing.draining) !== draining && !updateBackends.some((u) => u.id === existing.id)) {
-          updateBackends.push({ id: existing.id, address: b.address, port: b.port, ...(draining ? { draining } : {}) });
+        const changed = Boolean(existing.draining) !== draining || Boolean(existing.local) !== local;
+        if (changed && !updateBackends.some((u) => u.id === existing.id)) {
+          updateBackends.push({ id: existing.id, address: b.address, port: b.port, ...flags });
         }
         continue;
       }
@@ -209,7 +216,7 @@ export function planSync(view: View, desired: readonly Frontend[], opts: PlanOpt
         continue;
       }
       backendIds.set(bk, id);
-      addBackends.push({ id, address: b.address, port: b.port, ...(draining ? { draining } : {}) });
+      addBackends.push({ id, address: b.address, port: b.port, ...flags });
     }
   }
   opts.cursor.backend = bcursor.next;
@@ -291,6 +298,7 @@ export class DatapathSync {
   /** Refusals because a map (or id space) was full, by map name: for a metric. */
   readonly mapFull: Record<string, number> = {};
   private runtime: Runtime = { livenessNs: 0n, portMin: 0, portMax: 0 };
+  private localAddresses: ReadonlySet<string> = new Set();
 
   constructor(
     private readonly addon: NativeAddon,
@@ -377,6 +385,7 @@ export class DatapathSync {
       maxFrontends: this.maps.frontends.maxEntries,
       maxBackends: this.maps.backends.maxEntries,
       cursor: this.cursor,
+      localAddresses: this.localAddresses,
     });
     const errors = [...plan.errors];
     for (const e of errors) if (e.map) this.mapFull[e.map] = (this.mapFull[e.map] ?? 0) + 1;
@@ -609,6 +618,16 @@ export class DatapathSync {
   }
 
   // ---------------------------------------------------------------- node-wide state and responder
+
+  /**
+   * This node's own addresses, applied with the next `apply`. The FIB says
+   * "not forwarded" both for a local address and for no route at all; only
+   * backends listed here are handed to the local stack, the rest count as
+   * fib_fail.
+   */
+  setLocalAddresses(addresses: Iterable<string>): void {
+    this.localAddresses = new Set(addresses);
+  }
 
   /** SNAT addresses and port range (keep them outside net.ipv4.ip_local_port_range). */
   setNodeConfig(c: { snatV4?: string; snatV6?: string; portMin: number; portMax: number }): void {

@@ -80,6 +80,8 @@ t.test('flag constants match the C', async (t) => {
   t.equal(defs.PH_CTF_SNAT, abi.CTF_SNAT);
   t.equal(defs.PH_CTF_LOCAL, abi.CTF_LOCAL);
   t.equal(defs.PH_BE_DRAINING, abi.BE_DRAINING);
+  t.equal(defs.PH_BE_LOCAL, abi.BE_LOCAL);
+  t.same(abi.decodeBackend(abi.encodeBackend({ address: '198.18.0.2', port: 80, local: true, draining: true })), { address: '198.18.0.2', port: 80, local: true, draining: true });
   t.equal(defs.PH_AF_INET, abi.AF_INET);
   t.equal(defs.PH_AF_INET6, abi.AF_INET6);
 });

@@ -114,6 +114,8 @@ export class FixtureEnv {
     const env = new FixtureEnv(addon, dp, nsPath, { fx0: addon.ifIndex('fx0', nsPath), fb0: addon.ifIndex('fb0', nsPath) });
     env.sync.readState();
     env.sync.setNodeConfig({ snatV4: ADDR.snat4, snatV6: ADDR.snat6, portMin: PORT_MIN, portMax: PORT_MAX });
+    // What the agent reads from the namespace's interfaces (ADDR.local4 is the one on lo the fixtures use as a backend).
+    env.sync.setLocalAddresses(['198.18.0.2', '2001:db8::2', ADDR.snat4, ADDR.snat6, ADDR.local4]);
     env.apply();
     env.sync.setResponder(ADDR.vip4, env.ifindex.fx0, MAC.vip);
     env.sync.setResponder(ADDR.vip6, env.ifindex.fx0, MAC.vip);

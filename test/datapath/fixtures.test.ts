@@ -275,6 +275,16 @@ add({ name: 'v4 first packet to a multicast MAC: not judged by MAC', setup: reco
   input: () => frame(4, { src: MAC.client, dst: '01:00:5e:00:00:01' }, { src: ADDR.client4, dst: ADDR.vip4, sport: 10087, dport: 80 }, 'tcp'), verdict: 'REDIRECT',
   output: (env) => toBackend(env, 4, 'tcp', 10087), stats: { ct_create: 1, fwd_redirect: 1 } });
 
+// A backend the FIB does not forward to and that is not a node address: no route at all, not "local".
+const UNROUTED_VIP = '198.51.100.19';
+const unrouted = (env: FixtureEnv): void => env.apply([...baseFrontends(), {
+  service: 'fx/unrouted', kind: 'LoadBalancer', address: UNROUTED_VIP, port: 80, protocol: 'TCP',
+  backends: [{ address: '192.0.2.50', port: 8080, weight: 1, state: 'active' }],
+  sessionAffinity: false, sessionAffinityTimeoutSeconds: 0, localOnly: false, sourceRanges: [],
+}]);
+add({ name: 'v4 backend with no route (FIB "not forwarded", not a node address): drop fib_fail, no flow', setup: unrouted, after: (env) => env.apply(baseFrontends()),
+  input: () => clientPacket(4, 'tcp', 10088, {}, UNROUTED_VIP), verdict: 'DROP', stats: { fib_fail: 1 } });
+
 // Forwarding variants.
 add({ name: 'v4 backend reached through the ingress interface: XDP_TX',
   input: () => clientPacket(4, 'tcp', 10070, {}, '198.51.100.17'), verdict: 'TX',

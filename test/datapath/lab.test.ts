@@ -67,6 +67,7 @@ function startAgent(): Agent {
     dp.attachTcEgress(ifname, { netns: lbNs });
   }
   sync.setNodeConfig({ snatV4: '198.18.0.2', snatV6: '2001:db8::2', portMin: 40000, portMax: 49999 });
+  sync.setLocalAddresses(['198.18.0.2', '2001:db8::2']); // the lbself backend listens on the LB node itself
   const c0 = addon.ifIndex('c0', lbNs);
   sync.setResponder(VIP4, c0, c0Mac);
   sync.setResponder(VIP6, c0, c0Mac);

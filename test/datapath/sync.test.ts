@@ -143,3 +143,15 @@ t.test('issue 8 plan: affinity/source-range flags, default timeout, per-family r
   t.equal(v6!.value.flags & FE_SOURCE_RANGES, 0, 'IPv4-only ranges leave the IPv6 frontend open');
   t.same(plan.addBackends.filter((b) => b.draining).map((b) => b.address), ['198.18.2.2']);
 });
+
+t.test('backends on the node\'s own addresses are marked local; a change of addresses updates them in place', async (t) => {
+  const desired = [fe('198.51.100.1', [be('198.18.0.2'), be('198.18.2.1')])];
+  const local = { ...opts(), localAddresses: new Set(['198.18.0.2']) };
+  const plan = planSync(emptyView(), desired, local);
+  t.same(plan.addBackends.map((b) => [b.address, Boolean(b.local)]), [['198.18.0.2', true], ['198.18.2.1', false]]);
+  const view = applyToView(emptyView(), plan);
+  t.same(planSync(view, desired, local).updateBackends, [], 'same addresses: nothing to rewrite');
+  const moved = planSync(view, desired, { ...opts(), localAddresses: new Set(['198.18.2.1']) });
+  t.same(moved.updateBackends.map((b) => [b.address, Boolean(b.local)]), [['198.18.0.2', false], ['198.18.2.1', true]], 'flags follow the addresses');
+  t.same(moved.addBackends, [], 'same ids, no new backends');
+});

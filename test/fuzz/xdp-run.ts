@@ -34,8 +34,6 @@ export interface Regression {
  * apart, so a run keeps hunting for new problems. Remove a line when fixed.
  */
 export const KNOWN_ISSUES: readonly string[] = [
-  // bpf/lib/fib.h maps BPF_FIB_LKUP_RET_NOT_FWDED (also "no route") to FIB_LOCAL.
-  '^client source kept \\(no SNAT\\) for backend 192\\.0\\.2\\.50',
 ];
 
 export function loadRegressions(): Regression[] {

@@ -88,6 +88,7 @@ t.before(async () => {
   if (attached.mode !== 'native') throw new Error(`XDP attached in ${attached.mode} mode, expected native`);
   dp.attachTcEgress('eth0', { netns });
   sync.setNodeConfig({ snatV4: SRV4, snatV6: SRV6, portMin: 40000, portMax: 40999 });
+  sync.setLocalAddresses([SRV4, SRV6]); // the backends are this namespace's own servers
   const ifindex = addon.ifIndex('eth0', netns);
   sync.setResponder(VIP4, ifindex, srvMac);
   sync.setResponder(VIP6, ifindex, srvMac);
