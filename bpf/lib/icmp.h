@@ -129,7 +129,8 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct packet *p)
  */
 static __always_inline __u32 egress_mtu_exceeded(struct xdp_md *ctx, const struct packet *p, __u32 ifindex)
 {
-	__u32 mtu = 0;
+	/* A non-zero input is the L3 length to check: the datagram, not the frame with any trailing padding. */
+	__u32 mtu = p->l3_len;
 
 	if (p->l3_len <= PH_MTU_CHECK_MIN || !ifindex)
 		return 0;

@@ -285,6 +285,20 @@ for (const f of [4, 6] as const) {
     expectRun(t, e, tcp(f, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, snat, 8080, pr.snatPort, 'PA', Buffer.alloc(1200)),
       { ingress: 'fb0', verdict: 'REDIRECT', stats: { rev_nat: 1, fwd_redirect: 1 } });
   });
+
+  // Found by `npm run fuzz` (seed 649241152): the MTU check measured the frame, not the datagram.
+  t.test(`${v} datagrams that fit, in frames padded past the MTU: forwarded both ways, no too-big`, { skip }, async (t) => {
+    const e = env!;
+    const pad = Buffer.alloc(300, 0xee);
+    const fits = Buffer.alloc(f === 4 ? 1250 : 1230); // a 1,290-byte datagram: over the 1,280 below which nothing is checked, under SMALL_MTU
+    e.run(tcp(f, fromClient, client(f), vip(f, 34), base + 3, 80));
+    const toBackend = Buffer.concat([tcp(f, fromClient, client(f), vip(f, 34), base + 3, 80, 'PA', fits), pad]);
+    expectRun(t, e, toBackend, { verdict: 'REDIRECT', stats: { ct_hit: 1, fwd_redirect: 1 } });
+    const snat = f === 4 ? ADDR.snat4 : ADDR.snat6;
+    const pr = e.predict({ src: client(f), dst: vip(f, 34), sport: base + 3, dport: 80, proto: 6 }, 'TCP');
+    const reply = Buffer.concat([tcp(f, { src: MAC.backend(pr.backendIndex), dst: MAC.fb0 }, pr.backend, snat, 8080, pr.snatPort, 'PA', fits), pad]);
+    expectRun(t, e, reply, { ingress: 'fb0', verdict: 'REDIRECT', stats: { rev_nat: 1, fwd_redirect: 1 } });
+  });
 }
 
 // ------------------------------------------------------------------ ICMP errors about NATed flows
