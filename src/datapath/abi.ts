@@ -131,6 +131,10 @@ export const STAT_REASONS = [
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 
+/** Reasons that end in XDP_DROP, and in XDP_PASS (the rest are events: replies, forwarding, conntrack). */
+export const DROP_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['malformed_l2', 'malformed_l3', 'malformed_l4', 'no_backend', 'backend_gone', 'snat_exhausted', 'ct_insert_fail', 'fib_fail', 'redirect_fail', 'source_range']);
+export const PASS_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['fragment', 'ipv6_ext_limit', 'no_neigh', 'local_backend', 'responder_stale', 'arp_ignored', 'tail_call_fail', 'ttl_exceeded', 'foreign_mac']);
+
 /** `.rodata` variables the loader sets (name → byte size), from bpf/lib/config.h. */
 export const RODATA = {
   cfg_maglev_m: 4,

@@ -5,6 +5,7 @@
 import client from 'prom-client';
 import { registry } from './registry.js';
 import type { DatapathCounters } from '../datapath/stats.js';
+import { DROP_REASONS, PASS_REASONS, type StatReason } from '../datapath/abi.js';
 
 /** Metric labels of the frontend and backend ids currently programmed. */
 export interface DatapathLabels {
@@ -21,8 +22,6 @@ export interface DatapathMetricsSource {
   mapFull(): Record<string, number>;
 }
 
-const DROP_REASONS = new Set(['malformed_l2', 'malformed_l3', 'malformed_l4', 'no_backend', 'backend_gone', 'snat_exhausted', 'ct_insert_fail', 'fib_fail', 'redirect_fail', 'source_range']);
-const PASS_REASONS = new Set(['fragment', 'ipv6_ext_limit', 'no_neigh', 'local_backend', 'icmp_pass', 'responder_stale', 'arp_ignored']);
 
 export function registerDatapathMetrics(source: DatapathMetricsSource): void {
   let cached: { at: number; value: DatapathCounters | undefined; labels: DatapathLabels } | undefined;
@@ -58,9 +57,9 @@ export function registerDatapathMetrics(source: DatapathMetricsSource): void {
   }
   // Per-reason counters, split into what was dropped, what was passed to the kernel, and the rest.
   const reasons = [
-    { name: 'pharos_datapath_drops_total', help: 'Packets of ours the data path dropped, by reason', label: 'reason', keep: (r: string) => DROP_REASONS.has(r) },
-    { name: 'pharos_datapath_passes_total', help: 'Packets of ours the data path handed to the kernel (XDP_PASS), by reason', label: 'reason', keep: (r: string) => PASS_REASONS.has(r) },
-    { name: 'pharos_datapath_events_total', help: 'Data path events: conntrack creations and hits, reverse NAT, ARP/NA replies, forwarding verdicts', label: 'event', keep: (r: string) => !DROP_REASONS.has(r) && !PASS_REASONS.has(r) },
+    { name: 'pharos_datapath_drops_total', help: 'Packets of ours the data path dropped, by reason', label: 'reason', keep: (r: StatReason) => DROP_REASONS.has(r) },
+    { name: 'pharos_datapath_passes_total', help: 'Packets of ours the data path handed to the kernel (XDP_PASS), by reason', label: 'reason', keep: (r: StatReason) => PASS_REASONS.has(r) },
+    { name: 'pharos_datapath_events_total', help: 'Data path events: conntrack creations and hits, reverse NAT, ARP/NA replies, forwarding verdicts', label: 'event', keep: (r: StatReason) => !DROP_REASONS.has(r) && !PASS_REASONS.has(r) },
   ] as const;
   for (const spec of reasons) {
     new client.Counter({
@@ -72,7 +71,7 @@ export function registerDatapathMetrics(source: DatapathMetricsSource): void {
         this.reset();
         const c = counters();
         if (!c) return;
-        for (const [reason, n] of Object.entries(c.reasons)) if (spec.keep(reason)) this.inc({ [spec.label]: reason }, Number(n));
+        for (const [reason, n] of Object.entries(c.reasons) as Array<[StatReason, bigint]>) if (spec.keep(reason)) this.inc({ [spec.label]: reason }, Number(n));
       },
     });
   }

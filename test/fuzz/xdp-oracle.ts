@@ -18,17 +18,17 @@
  */
 import { IPPROTO, macBytes, pkt, ipv4Bytes, ipv6Bytes, ipv4String, ipv6String } from '../support/packet.js';
 import { ADDR, MAC, PORT_MAX, PORT_MIN, XDP } from '../datapath/fixture-env.js';
-import { STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
+import { DROP_REASONS as DROPS, PASS_REASONS as PASSES, STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
 import type { Frontend } from '../../src/model/types.js';
 import type { Ingress, SeenReverse } from './xdp-frames.js';
 
-export const DROP_REASONS: readonly StatReason[] = ['malformed_l2', 'malformed_l3', 'malformed_l4', 'no_backend', 'backend_gone', 'snat_exhausted', 'ct_insert_fail', 'fib_fail', 'redirect_fail', 'source_range'];
+export const DROP_REASONS: readonly StatReason[] = [...DROPS];
 /** ICMP echo replies for VIPs (issue 8) are counted by a reason named like /echo|icmp/ once src/datapath/abi.ts has one. */
 const ECHO_REASONS = STAT_REASONS.filter((r) => /echo|icmp/.test(r));
 export const ECHO_COUNTED = ECHO_REASONS.length > 0;
 export const TX_REASONS: readonly StatReason[] = ['fwd_tx', 'arp_reply', 'na_reply', ...ECHO_REASONS];
 export const REDIRECT_REASONS: readonly StatReason[] = ['fwd_redirect'];
-export const PASS_REASONS: readonly StatReason[] = ['fragment', 'ipv6_ext_limit', 'no_neigh', 'local_backend', 'responder_stale', 'arp_ignored'];
+export const PASS_REASONS: readonly StatReason[] = [...PASSES];
 const TERMINAL = new Set<StatReason>([...DROP_REASONS, ...TX_REASONS, ...REDIRECT_REASONS, ...PASS_REASONS]);
 const MALFORMED = new Set<StatReason>(['malformed_l2', 'malformed_l3', 'malformed_l4']);
 
