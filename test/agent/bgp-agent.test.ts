@@ -14,42 +14,19 @@ import { withLab } from '../support/lab.js';
 import { Bird } from '../bgp/routers.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
+import { BGP_SERVICE, bgpPoolAndPolicy } from '../support/manifests.js';
 
 const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const HTTP = '127.0.0.1:9643';
 const PIN_DIR = '/run/pharos/bpffs/pha-lb';
 
-const POOL_AND_POLICY = `apiVersion: lb.pharos.io/v1alpha1
-kind: LoadBalancerIPPool
-metadata: { name: bgp-pool }
-spec:
-  blocks: [{ cidr: 203.0.113.128/28 }]
----
-apiVersion: lb.pharos.io/v1alpha1
-kind: BGPPeeringPolicy
-metadata: { name: to-router }
-spec:
-  virtualRouters:
-    - localASN: 64512
-      serviceSelector: { matchLabels: { bgp: "yes" } }
-      neighbors:
-        - peerAddress: 198.18.0.1/32
-          peerASN: 64500
-          connectRetryTimeSeconds: 1
-          holdTimeSeconds: 9
-          keepAliveTimeSeconds: 3
-          advertisedPathAttributes:
-            - selectorType: Service
-              selector: { matchLabels: { bgp: "yes" } }
-              communities: { standard: ["64512:100"] }
-`;
-const SERVICE = `apiVersion: v1
-kind: Service
-metadata: { name: api, namespace: prod, labels: { bgp: "yes" } }
-spec:
-  type: LoadBalancer
-  ports: [{ name: http, port: 80, targetPort: 8080 }]
-`;
+const POOL_AND_POLICY = bgpPoolAndPolicy([
+  'advertisedPathAttributes:',
+  '  - selectorType: Service',
+  '    selector: { matchLabels: { bgp: "yes" } }',
+  '    communities: { standard: ["64512:100"] }',
+]);
+const SERVICE = BGP_SERVICE;
 
 t.test('the agent advertises its service addresses to a bird2 router', { skip: privilegedUnavailable() }, async (t) => {
   const lab = await withLab(t, 'pha');

@@ -27,6 +27,7 @@ import { parseExposition } from '../support/prom.js';
 import { Bird, ROUTER_ORIGINATED } from './routers.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
+import { BGP_SERVICE, bgpPoolAndPolicy } from '../support/manifests.js';
 
 const ATTRS = { origin: 0, asPath: [65000], communities: [], largeCommunities: [] };
 const v4 = (n: number, base = 0): string[] => Array.from({ length: n }, (_, i) => `198.18.${(base + i) >> 8 & 255}.${(base + i) & 255}/32`);
@@ -112,35 +113,7 @@ const PIN_DIR = '/run/pharos/bpffs/phop-lb';
 const ROUTES = 20;
 const birdStatics = `protocol static { ipv4; ${Array.from({ length: ROUTES }, (_, i) => `route 198.19.${i}.0/24 blackhole;`).join(' ')} }`;
 
-const manifests = (action: string): string => `apiVersion: lb.pharos.io/v1alpha1
-kind: LoadBalancerIPPool
-metadata: { name: bgp-pool }
-spec:
-  blocks: [{ cidr: 203.0.113.128/28 }]
----
-apiVersion: lb.pharos.io/v1alpha1
-kind: BGPPeeringPolicy
-metadata: { name: to-router }
-spec:
-  virtualRouters:
-    - localASN: 64512
-      serviceSelector: { matchLabels: { bgp: "yes" } }
-      neighbors:
-        - peerAddress: 198.18.0.1/32
-          peerASN: 64500
-          connectRetryTimeSeconds: 1
-          holdTimeSeconds: 9
-          keepAliveTimeSeconds: 3
-          maxPrefixes: 10
-          maxPrefixAction: ${action}
----
-apiVersion: v1
-kind: Service
-metadata: { name: api, namespace: prod, labels: { bgp: "yes" } }
-spec:
-  type: LoadBalancer
-  ports: [{ name: http, port: 80, targetPort: 8080 }]
-`;
+const manifests = (action: string): string => `${bgpPoolAndPolicy(['maxPrefixes: 10', `maxPrefixAction: ${action}`])}---\n${BGP_SERVICE}`;
 
 for (const action of ['restart', 'drop'] as const) {
   t.test(`bird2 exports ${ROUTES} routes to an agent whose limit is 10 (${action})`, { skip: privilegedUnavailable() }, async (t) => {

@@ -4,25 +4,12 @@
  * object's BTF (bpftool), and every codec is checked against those offsets.
  */
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPF_SOURCE_DIR, ensureBpfObject } from '../../src/datapath/bpf-build.js';
 import * as abi from '../../src/datapath/abi.js';
+import { btfStructs, type BtfStruct } from '../support/btf.js';
 
-interface BtfStruct { size: number; offsets: Record<string, number> }
-
-function btfStructs(object: string): Map<string, BtfStruct> {
-  const dump = JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', object, 'format', 'raw'], { encoding: 'utf8' })) as {
-    types: Array<{ kind: string; name: string; size?: number; members?: Array<{ name: string; bits_offset: number }> }>;
-  };
-  const out = new Map<string, BtfStruct>();
-  for (const ty of dump.types) {
-    if (ty.kind !== 'STRUCT' || !ty.name.startsWith('ph_')) continue;
-    out.set(ty.name, { size: ty.size!, offsets: Object.fromEntries(ty.members!.map((m) => [m.name, m.bits_offset / 8])) });
-  }
-  return out;
-}
 
 let structs: Map<string, BtfStruct> | undefined;
 function layout(name: string): BtfStruct {

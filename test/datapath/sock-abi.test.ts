@@ -5,29 +5,15 @@
  * src/datapath/socket-lb.ts (cgroup v2 mount discovery).
  */
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPF_SOURCE_DIR, ensureBpfObject } from '../../src/datapath/bpf-build.js';
 import { SOCK_MAP, SOCK_SIZE, SOCK_STAT_REASONS, SIZE, addrBytes, decodeSockRev } from '../../src/datapath/abi.js';
 import { cgroup2Mount, linkPinPath, SOCK_HOOKS, SOCK_SHARED } from '../../src/datapath/socket-lb.js';
+import { btfStructs } from '../support/btf.js';
 
 const header = (): string => readFileSync(join(BPF_SOURCE_DIR, 'lib', 'sock_maps.h'), 'utf8');
 
-interface BtfStruct { size: number; offsets: Record<string, number> }
-
-function btfStructs(object: string): Map<string, BtfStruct> {
-  const dump = JSON.parse(execFileSync('bpftool', ['-j', 'btf', 'dump', 'file', object, 'format', 'raw'], { encoding: 'utf8' })) as {
-    types: Array<{ kind: string; name: string; size?: number; members?: Array<{ name: string; bits_offset: number }> }>;
-  };
-  const out = new Map<string, BtfStruct>();
-  for (const ty of dump.types) {
-    if (ty.kind === 'STRUCT' && ty.name.startsWith('ph_')) {
-      out.set(ty.name, { size: ty.size!, offsets: Object.fromEntries(ty.members!.map((m) => [m.name, m.bits_offset / 8])) });
-    }
-  }
-  return out;
-}
 
 t.test('ph_sock_stat in sock_maps.h equals SOCK_STAT_REASONS', async (t) => {
   const entries = [...header().matchAll(/^\s*PH_SOCK_STAT_([A-Z0-9_]+)\s*=\s*(\d+),/gm)].map((m) => [m[1]!.toLowerCase(), Number(m[2])] as const);

@@ -34,3 +34,41 @@ endpoints:
 ${s.endpoints.map((a) => `  - addresses: [${a}]\n    conditions: { ready: true }`).join('\n')}
 `;
 }
+
+/**
+ * A pool (203.0.113.128/28) and a BGPPeeringPolicy whose one neighbour is the
+ * test's router at 198.18.0.1 (AS 64500, short timers), for the services
+ * labelled bgp=yes. `neighbor` adds keys to the neighbour (YAML lines, as
+ * nested under it), e.g. path attributes or limits.
+ */
+export function bgpPoolAndPolicy(neighbor: string[] = []): string {
+  return `apiVersion: lb.pharos.io/v1alpha1
+kind: LoadBalancerIPPool
+metadata: { name: bgp-pool }
+spec:
+  blocks: [{ cidr: 203.0.113.128/28 }]
+---
+apiVersion: lb.pharos.io/v1alpha1
+kind: BGPPeeringPolicy
+metadata: { name: to-router }
+spec:
+  virtualRouters:
+    - localASN: 64512
+      serviceSelector: { matchLabels: { bgp: "yes" } }
+      neighbors:
+        - peerAddress: 198.18.0.1/32
+          peerASN: 64500
+          connectRetryTimeSeconds: 1
+          holdTimeSeconds: 9
+          keepAliveTimeSeconds: 3
+${neighbor.map((l) => `          ${l}\n`).join('')}`;
+}
+
+/** A LoadBalancer service the BGP policy above selects (prod/api, bgp=yes). */
+export const BGP_SERVICE = `apiVersion: v1
+kind: Service
+metadata: { name: api, namespace: prod, labels: { bgp: "yes" } }
+spec:
+  type: LoadBalancer
+  ports: [{ name: http, port: 80, targetPort: 8080 }]
+`;
