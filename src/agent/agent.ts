@@ -242,6 +242,10 @@ export class Agent {
     ]);
     const onWrite = (w: WriteRecord): void => k8sApiWrites.inc({ resource: writeResource(w.kind), verb: w.verb });
     const writer = new KubeWriter({ kc, namespace: cfg.namespace, qps: cfg.k8sQps, burst: cfg.k8sBurst, onWrite });
+    // Service leases have a bucket of their own: on the IPAM leader a burst of status writes (one
+    // per service) would otherwise hold its lease acquisitions back past the grace period, and the
+    // other nodes would take its share (seen as 50/67/83 of 200 services instead of ~67 each).
+    const leaseWriter = new KubeWriter({ kc, namespace: cfg.namespace, qps: cfg.k8sQps, burst: cfg.k8sBurst, onWrite });
     // The node lease has a bucket of its own: a burst of service-lease writes must never delay it past its deadline.
     const nodeWriter = new KubeWriter({
       kc, namespace: cfg.namespace, qps: Math.max(2, 2000 / cfg.l2NodeRenewMs), burst: 4, timeoutMs: cfg.l2NodeLeaseSeconds * 1000, onWrite,
@@ -255,7 +259,7 @@ export class Agent {
     const l2 = new ElectedL2Controller({
       ...l2Common,
       namespace: cfg.namespace,
-      writer,
+      writer: leaseWriter,
       nodeWriter,
       nodeLeaseMs: cfg.l2NodeLeaseSeconds * 1000,
       nodeRenewMs: cfg.l2NodeRenewMs,

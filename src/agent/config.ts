@@ -99,7 +99,7 @@ export const FLAGS: FlagSpec[] = [
   { key: 'l2ServiceLeaseSeconds', flag: 'l2-lease-duration', env: 'PHAROS_L2_LEASE_DURATION', kind: 'number', help: 'per-service L2 lease duration, seconds' },
   { key: 'l2ServiceRenewSeconds', flag: 'l2-lease-renew', env: 'PHAROS_L2_LEASE_RENEW', kind: 'number', help: 'per-service L2 lease renew deadline, seconds' },
   { key: 'l2ServiceRetrySeconds', flag: 'l2-lease-retry', env: 'PHAROS_L2_LEASE_RETRY', kind: 'number', help: 'per-service L2 lease retry period, seconds' },
-  { key: 'k8sQps', flag: 'k8s-qps', env: 'PHAROS_K8S_QPS', kind: 'number', help: 'Kubernetes API write rate limit, per second' },
+  { key: 'k8sQps', flag: 'k8s-qps', env: 'PHAROS_K8S_QPS', kind: 'number', help: 'Kubernetes API write rate limit per second, for status writes and for L2 service leases each (node leases have their own)' },
   { key: 'k8sBurst', flag: 'k8s-burst', env: 'PHAROS_K8S_BURST', kind: 'number', help: 'Kubernetes API write burst' },
   { key: 'manifestsMaxFileBytes', flag: 'manifests-max-file-bytes', env: 'PHAROS_MANIFESTS_MAX_FILE_BYTES', kind: 'number', help: 'manifests mode: a larger file is refused (last good version kept)' },
   { key: 'manifestsMaxBytes', flag: 'manifests-max-bytes', env: 'PHAROS_MANIFESTS_MAX_BYTES', kind: 'number', help: 'manifests mode: total bytes of the directory; files past it are refused (last good version kept)' },
