@@ -18,10 +18,10 @@
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import readline from 'node:readline';
+import { join } from 'node:path';
 import { Lab, run, type TeardownHost } from '../../test/support/lab.js';
-import { Emulator } from '../../test/l2/l2-lab.js';
+import { API, Emulator } from '../../test/l2/l2-lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import type { SoakProfile } from './core.js';
@@ -29,7 +29,6 @@ import { lbServiceYaml } from '../../test/support/manifests.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const ECHO = join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js');
-const EMULATOR_CHILD = join(PROJECT_ROOT, 'test', 'l2', 'emulator-child.mjs');
 export const LOADGEN = join(PROJECT_ROOT, 'bench', 'soak', 'loadgen.ts');
 /**
  * Under tap, child processes get the test runner's process-info loader through NODE_OPTIONS
@@ -38,7 +37,6 @@ export const LOADGEN = join(PROJECT_ROOT, 'bench', 'soak', 'loadgen.ts');
  */
 const NO_NODE_OPTIONS = ['env', '-u', 'NODE_OPTIONS'];
 
-export const API = '192.0.2.254';
 export const CLIENT = '198.18.0.1';
 export const ROUTER = { asn: 65000, id: '198.18.0.2', clientSide: '198.18.0.2' };
 export const LB_ASN = 65010;
@@ -232,23 +230,9 @@ export class SoakLab {
     }
 
     // The API emulator in the mgmt namespace, driven over stdin (test/l2/emulator-child.mjs).
-    const child = spawnChild('ip', ['netns', 'exec', lab.ns('mgmt'), 'setpriv', '--pdeathsig', 'KILL', '--', ...NO_NODE_OPTIONS, process.execPath, EMULATOR_CHILD, API, '6443'],
-      { stdio: ['pipe', 'pipe', 'inherit'] });
+    const { api, child } = await Emulator.start(lab.ns('mgmt'), this.kubeconfig, NO_NODE_OPTIONS);
     this.emulatorProc = child;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('emulator not ready in 15 s')), 15_000);
-      const rl = readline.createInterface({ input: child.stdout! });
-      rl.once('line', () => { clearTimeout(timer); rl.close(); resolve(); });
-      child.once('exit', (code) => reject(new Error(`emulator exited ${code}`)));
-    });
-    this.api = new Emulator(child);
-    writeFileSync(this.kubeconfig, [
-      'apiVersion: v1', 'kind: Config',
-      'clusters:', '- name: lab', '  cluster:', `    server: http://${API}:6443`,
-      'users:', '- name: lab', '  user:', '    token: lab',
-      'contexts:', '- name: lab', '  context:', '    cluster: lab', '    user: lab',
-      'current-context: lab', '',
-    ].join('\n'));
+    this.api = api;
     await this.seedApi();
     this.writeManifests();
 

@@ -84,6 +84,34 @@ export class Emulator {
   delete(resource: string, ns: string | null, name: string): Promise<Json> {
     return this.call('delete', resource, ns, name);
   }
+
+  /**
+   * Starts emulator-child.mjs on API:6443 in namespace `ns` (spawned here, not with lab.spawn: the
+   * RPC needs the child's stdin), waits for its ready line and writes a token kubeconfig for it.
+   * `wrap` goes before node (e.g. `env -u NODE_OPTIONS`).
+   */
+  static async start(ns: string, kubeconfig: string, wrap: string[] = []): Promise<{ api: Emulator; child: ChildProcess }> {
+    const child = spawnChild('ip', ['netns', 'exec', ns, 'setpriv', '--pdeathsig', 'KILL', '--', ...wrap, process.execPath, join(HERE, 'emulator-child.mjs'), API, '6443'],
+      { stdio: ['pipe', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('emulator not ready in 15 s')), 15_000);
+      const rl = readline.createInterface({ input: child.stdout! });
+      rl.once('line', () => {
+        clearTimeout(timer);
+        rl.close();
+        resolve();
+      });
+      child.once('exit', (code) => reject(new Error(`emulator exited ${code}`)));
+    });
+    writeFileSync(kubeconfig, [
+      'apiVersion: v1', 'kind: Config',
+      'clusters:', '- name: lab', '  cluster:', `    server: http://${API}:6443`,
+      'users:', '- name: lab', '  user:', '    token: lab',
+      'contexts:', '- name: lab', '  context:', '    cluster: lab', '    user: lab',
+      'current-context: lab', '',
+    ].join('\n'));
+    return { api: new Emulator(child), child };
+  }
 }
 
 export interface AgentHandle {
@@ -171,28 +199,9 @@ export class L2Lab {
     for (const ns of ['client', 'backend']) await lab.attachXdpPass('sw', `p-${ns}`.slice(0, 15));
     await startEchoServer(lab, 'backend', { name: 'backend', port: 8080 });
 
-    // Spawned here, not with lab.spawn: the RPC needs the child's stdin.
-    const child = spawnChild('ip', ['netns', 'exec', lab.ns('mgmt'), 'setpriv', '--pdeathsig', 'KILL', '--', process.execPath, join(HERE, 'emulator-child.mjs'), API, '6443'],
-      { stdio: ['pipe', 'pipe', 'inherit'] });
+    const { api, child } = await Emulator.start(lab.ns('mgmt'), this.kubeconfig);
     this.emulatorProc = child;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('emulator not ready in 15 s')), 15_000);
-      const rl = readline.createInterface({ input: child.stdout! });
-      rl.once('line', () => {
-        clearTimeout(timer);
-        rl.close();
-        resolve();
-      });
-      child.once('exit', (code) => reject(new Error(`emulator exited ${code}`)));
-    });
-    this.api = new Emulator(child);
-    writeFileSync(this.kubeconfig, [
-      'apiVersion: v1', 'kind: Config',
-      'clusters:', '- name: lab', '  cluster:', `    server: http://${API}:6443`,
-      'users:', '- name: lab', '  user:', '    token: lab',
-      'contexts:', '- name: lab', '  context:', '    cluster: lab', '    user: lab',
-      'current-context: lab', '',
-    ].join('\n'));
+    this.api = api;
     for (const n of this.nodes) await this.api.put('nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: n, labels: { 'kubernetes.io/hostname': n, role: 'lb' } } });
   }
 
