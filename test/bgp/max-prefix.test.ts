@@ -16,10 +16,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeAnnouncements, encodeKeepalive, encodeWithdrawals } from '../../src/bgp/codec.js';
-import { BgpSession, type SessionState } from '../../src/bgp/session.js';
 import YAML from 'yaml';
 import { parseObject } from '../../src/model/parse.js';
-import { ScriptedPeer } from './support/scripted-peer.js';
+import { establishedWithPeer } from './support/scripted-peer.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { withLab } from '../support/lab.js';
 import { waitFor } from '../support/wait.js';
@@ -32,25 +31,8 @@ import { BGP_SERVICE, bgpPoolAndPolicy } from '../support/manifests.js';
 const ATTRS = { origin: 0, asPath: [65000], communities: [], largeCommunities: [] };
 const v4 = (n: number, base = 0): string[] => Array.from({ length: n }, (_, i) => `198.18.${(base + i) >> 8 & 255}.${(base + i) & 255}/32`);
 
-async function established(t: { teardown(fn: () => unknown): void }, extra: { maxPrefixes?: number; maxPrefixAction?: 'restart' | 'drop' }) {
-  const peer = new ScriptedPeer();
-  const port = await peer.start();
-  const session = new BgpSession({ localAsn: 65001, peerAsn: 65000, routerId: '192.0.2.100', peerAddress: '127.0.0.1', peerPort: port, holdTimeSeconds: 90, connectRetrySeconds: 0.2, families: [1, 2], ...extra });
-  t.teardown(async () => { session.stop(); await peer.stop(); });
-  session.start();
-  const c = await peer.accept();
-  await c.establish({ asn: 65000 });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not Established (${session.state})`)), 5000);
-    const check = (s: SessionState): void => { if (s === 'Established') { clearTimeout(timer); resolve(); } };
-    if (session.state === 'Established') check('Established');
-    session.on('state', check);
-  });
-  return { session, c, peer };
-}
-
 t.test('restart: exactly the limit is fine; one more ends the session with Cease 1 and the AFI/SAFI/limit data', async (t) => {
-  const { session, c, peer } = await established(t, { maxPrefixes: 10 });
+  const { session, c, peer } = await establishedWithPeer(t, { maxPrefixes: 10 });
   const events: unknown[] = [];
   session.on('max-prefix', (e) => events.push(e));
   c.send(...encodeAnnouncements(v4(10), ATTRS, '127.0.0.1', { fourOctetAs: true }), encodeKeepalive());
@@ -76,7 +58,7 @@ t.test('restart: exactly the limit is fine; one more ends the session with Cease
 });
 
 t.test('drop: the session stays, routes past the limit are ignored and counted, counted once per excursion', async (t) => {
-  const { session, c } = await established(t, { maxPrefixes: 50, maxPrefixAction: 'drop' });
+  const { session, c } = await establishedWithPeer(t, { maxPrefixes: 50, maxPrefixAction: 'drop' });
   c.send(...encodeAnnouncements(v4(80), ATTRS, '127.0.0.1', { fourOctetAs: true }), encodeKeepalive());
   await new Promise((r) => setTimeout(r, 300));
   t.equal(session.state, 'Established');

@@ -14,12 +14,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { BgpError, encodeAnnouncements, encodeKeepalive, HEADER_SIZE, MAX_MESSAGE_SIZE, MessageReader } from '../../src/bgp/codec.js';
-import { BgpSession, type SessionState } from '../../src/bgp/session.js';
 import { ManifestsSource } from '../../src/sources/manifests/source.js';
 import { interpretFile } from '../../src/sources/manifests/interpret.js';
 import { resolveConfig } from '../../src/agent/config.js';
 import { Store } from '../../src/store/store.js';
-import { ScriptedPeer } from '../bgp/support/scripted-peer.js';
+import { establishedWithPeer } from '../bgp/support/scripted-peer.js';
 
 function header(length: number, type = 4): Buffer {
   const b = Buffer.alloc(HEADER_SIZE, 0xff);
@@ -61,25 +60,8 @@ t.test('BGP: a 1 MiB stream of maximum-size messages in small chunks never holds
   t.ok(most <= MAX_MESSAGE_SIZE + CHUNK, `at most ${most} bytes buffered`);
 });
 
-async function establishedSession(t: { teardown(fn: () => unknown): void }) {
-  const peer = new ScriptedPeer();
-  const port = await peer.start();
-  const session = new BgpSession({ localAsn: 65001, peerAsn: 65000, routerId: '192.0.2.100', peerAddress: '127.0.0.1', peerPort: port, holdTimeSeconds: 90, connectRetrySeconds: 0.2, families: [1, 2] });
-  t.teardown(async () => { session.stop(); await peer.stop(); });
-  session.start();
-  const c = await peer.accept();
-  await c.establish({ asn: 65000 });
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not Established (${session.state})`)), 5000);
-    const check = (s: SessionState): void => { if (s === 'Established') { clearTimeout(timer); resolve(); } };
-    if (session.state === 'Established') check('Established');
-    session.on('state', check);
-  });
-  return { session, c };
-}
-
 t.test('BGP: prefixes a peer announces are bounded (default 1000): past it, NOTIFICATION Cease/Maximum Number of Prefixes Reached (RFC 4486)', async (t) => {
-  const { session, c } = await establishedSession(t);
+  const { session, c } = await establishedWithPeer(t);
   const N = 60_000;
   const prefixes = Array.from({ length: N }, (_, i) => `198.18.${(i >> 8) & 255}.${i & 255}/32`).concat(Array.from({ length: N }, (_, i) => `203.0.${(i >> 8) & 255}.${i & 255}/32`)).slice(0, N);
   c.send(...encodeAnnouncements(prefixes, { origin: 0, asPath: [65000], communities: [], largeCommunities: [] }, '127.0.0.1', { fourOctetAs: true }), encodeKeepalive());

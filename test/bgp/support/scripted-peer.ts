@@ -4,6 +4,7 @@
  * including malformed ones.
  */
 import net from 'node:net';
+import { BgpSession, type SessionConfig, type SessionState } from '../../../src/bgp/session.js';
 import {
   AS_TRANS,
   MessageReader,
@@ -145,4 +146,25 @@ export class ScriptedPeer {
     for (const c of this.connections) c.close();
     await new Promise<void>((r) => this.server.close(() => r()));
   }
+}
+
+/**
+ * A BgpSession (AS 65001) connected to a fresh ScriptedPeer (AS 65000) and
+ * Established; both are stopped at teardown. `extra` adds session options.
+ */
+export async function establishedWithPeer(t: { teardown(fn: () => unknown): void }, extra: Partial<SessionConfig> = {}): Promise<{ session: BgpSession; c: PeerConnection; peer: ScriptedPeer }> {
+  const peer = new ScriptedPeer();
+  const port = await peer.start();
+  const session = new BgpSession({ localAsn: 65001, peerAsn: 65000, routerId: '192.0.2.100', peerAddress: '127.0.0.1', peerPort: port, holdTimeSeconds: 90, connectRetrySeconds: 0.2, families: [1, 2], ...extra });
+  t.teardown(async () => { session.stop(); await peer.stop(); });
+  session.start();
+  const c = await peer.accept();
+  await c.establish({ asn: 65000 });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not Established (${session.state})`)), 5000);
+    const check = (s: SessionState): void => { if (s === 'Established') { clearTimeout(timer); resolve(); } };
+    if (session.state === 'Established') check('Established');
+    session.on('state', check);
+  });
+  return { session, c, peer };
 }
