@@ -93,6 +93,29 @@ static __always_inline int icmp_error_target(struct xdp_md *ctx, const struct ph
 	return fib_resolve(ctx, &o, l3_len, nh);
 }
 
+/* icmp_error_route(): the error is ours to translate; @v and @nh say where it goes. */
+#define PH_ICMP_TRANSLATE (-1)
+
+/**
+ * icmp_error_route() - the checks both families make once the quote is read
+ * into @k: TTL, whose flow it is (icmp_error_target) and whether its next
+ * hop can be reached.
+ * Returns: PH_ICMP_TRANSLATE with @x, @nh and @v filled, else the verdict
+ * for the packet as it is.
+ */
+static __always_inline int icmp_error_route(struct xdp_md *ctx, const struct packet *p, const struct ph_flow *k,
+					    struct icmp_xlat *x, struct ph_nexthop *nh, int *v)
+{
+	if (p->ttl <= 1)
+		return count_and(PH_STAT_TTL_EXCEEDED, XDP_PASS);
+	*v = icmp_error_target(ctx, k, p->l3_len, x, nh);
+	if (*v < 0)
+		return XDP_PASS;
+	if (*v != FIB_FORWARD && *v != FIB_NO_NEIGH)
+		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+	return PH_ICMP_TRANSLATE;
+}
+
 /* Send the translated error on, or let the kernel resolve the neighbour first. */
 static __always_inline int icmp_error_send(struct xdp_md *ctx, struct packet *p, int v, const struct ph_nexthop *nh)
 {
@@ -161,7 +184,7 @@ static __always_inline int icmp4_error_nat(struct xdp_md *ctx, struct packet *p)
 	struct ph_flow k = {};
 	struct ph_nexthop nh;
 	struct icmp_xlat x = {};
-	int v;
+	int v, rc;
 
 	if ((void *)(ip + 1) > data_end || (void *)(icmp + 8) > data_end)
 		return XDP_PASS;
@@ -180,13 +203,9 @@ static __always_inline int icmp4_error_nat(struct xdp_md *ctx, struct packet *p)
 	k.dport = ports[0];
 	k.proto = in->protocol;
 	k.family = PH_AF_INET;
-	if (p->ttl <= 1)
-		return count_and(PH_STAT_TTL_EXCEEDED, XDP_PASS);
-	v = icmp_error_target(ctx, &k, p->l3_len, &x, &nh);
-	if (v < 0)
-		return XDP_PASS;
-	if (v != FIB_FORWARD && v != FIB_NO_NEIGH)
-		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+	rc = icmp_error_route(ctx, p, &k, &x, &nh, &v);
+	if (rc != PH_ICMP_TRANSLATE)
+		return rc;
 	icmp4_apply(ip, icmp, in, ports, &x);
 	return icmp_error_send(ctx, p, v, &nh);
 }
@@ -231,7 +250,7 @@ static __always_inline int icmp6_error_nat(struct xdp_md *ctx, struct packet *p)
 	struct icmp_xlat x = {};
 	__be16 *ports;
 	__u8 *icmp;
-	int v;
+	int v, rc;
 
 	if ((void *)(ip6 + 1) > data_end || p->l4 != (void *)(ip6 + 1))
 		return XDP_PASS;
@@ -253,13 +272,9 @@ static __always_inline int icmp6_error_nat(struct xdp_md *ctx, struct packet *p)
 	k.dport = ports[0];
 	k.proto = in->nexthdr;
 	k.family = PH_AF_INET6;
-	if (p->ttl <= 1)
-		return count_and(PH_STAT_TTL_EXCEEDED, XDP_PASS);
-	v = icmp_error_target(ctx, &k, p->l3_len, &x, &nh);
-	if (v < 0)
-		return XDP_PASS;
-	if (v != FIB_FORWARD && v != FIB_NO_NEIGH)
-		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+	rc = icmp_error_route(ctx, p, &k, &x, &nh, &v);
+	if (rc != PH_ICMP_TRANSLATE)
+		return rc;
 	icmp6_apply(ip6, icmp, in, ports, &x);
 	return icmp_error_send(ctx, p, v, &nh);
 }
