@@ -26,6 +26,7 @@ import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import type { SoakProfile } from './core.js';
 import { lbServiceYaml } from '../../test/support/manifests.js';
+import { sleep, waitFor } from '../../test/support/wait.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const ECHO = join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js');
@@ -72,21 +73,10 @@ export interface AgentProc {
   exited: Promise<void>;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export async function until<T>(what: string, ms: number, probe: () => Promise<T | undefined | false>, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (let i = 0; i < 100_000 && Date.now() < deadline; i++) {
-    try {
-      const v = await probe();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+/** waitFor of test/support/wait.ts, polling every `everyMs`. */
+export function until<T>(what: string, ms: number, probe: () => Promise<T | undefined | false>, everyMs = 200): Promise<Exclude<T, false>> {
+  return waitFor(what, ms, probe, { everyMs });
 }
 
 /** bird2 in the router namespace, restartable (graceful restart recovery with -R). */

@@ -25,6 +25,7 @@ import type { Frontend } from '../../src/model/types.js';
 import type { PeerSpec } from '../../src/bgp/speaker.js';
 import { Bird, type RouterNeighbor } from './routers.js';
 import { SpeakerProcess } from './support/speaker-process.js';
+import { waitFor } from '../support/wait.js';
 
 const PEER = fileURLToPath(new URL('../datapath/lab-peer.mjs', import.meta.url));
 const VIP = '203.0.113.100';
@@ -59,17 +60,6 @@ function frontends(): Frontend[] {
     backends: BACKENDS.map((i) => ({ address: be(i), port: 8080, weight: 1, state: 'active' as const })),
     sessionAffinity: false, sessionAffinityTimeoutSeconds: 0, localOnly: false, sourceRanges: [],
   }];
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000; i++) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`gave up waiting for ${what}`);
 }
 
 function countBy(xs: string[]): Record<string, number> {
@@ -169,7 +159,7 @@ t.test('ECMP scale-out: two XDP LB nodes behind a multipath bird2 router', { ski
     return routes.flatMap((x) => x.nexthops?.map((h) => h.gateway) ?? (x.gateway ? [x.gateway] : [])).sort();
   };
   const both = NODES.map((n) => n.uplink).sort();
-  await until('the VIP routed over both LB nodes', async () => JSON.stringify(await kernelNexthops()) === JSON.stringify(both), 20_000)
+  await waitFor('the VIP routed over both LB nodes', 20_000, async () => JSON.stringify(await kernelNexthops()) === JSON.stringify(both), { everyMs: 100 })
     .catch((e) => { throw new Error(`${(e as Error).message}\n${bird.log.slice(-2000)}\n${NODES.map((n) => n.speaker!.stderr.slice(-1500)).join('\n')}`); });
   t.pass('bird installed a two-path route to the VIP from both speakers');
 

@@ -15,23 +15,13 @@ import { parseCommunity, WellKnownCommunity } from '../../src/bgp/codec.js';
 import type { DesiredBgp, PeerSpec, RouteSpec } from '../../src/bgp/speaker.js';
 import { Bird, Frr, GoBgp, ROUTER_ORIGINATED, type Router, type RouterNeighbor, type RouterRoute } from './routers.js';
 import { SpeakerProcess } from './support/speaker-process.js';
+import { waitFor } from '../support/wait.js';
 
 const ROUTER_ASN = 65000;
 const SPEAKER_EBGP_ASN = 4200000001; // 4-octet: exercises RFC 6793 for real
 const SPEAKER_ID = '192.0.2.1';
 // eBGP sockets get their TTL (1 here) and MD5 keys through the addon when it is built.
 const NATIVE = existsSync(ADDON_PATH);
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let i = 0; i < 10_000; i++) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
 
 interface Site {
   router: Router;
@@ -101,22 +91,22 @@ async function buildSite(lab: Lab, net: number, make: (s: { ns: string; neighbor
 async function checkRoutes(t: Test, site: Site): Promise<void> {
   const r = site.router;
   const routes = sessionRoutes(site);
-  const e4 = await until(`${r.name}: ${routes.ebgp[0]!.prefix}`, () => r.route(routes.ebgp[0]!.prefix));
+  const e4 = await waitFor(`${r.name}: ${routes.ebgp[0]!.prefix}`, 15_000, () => r.route(routes.ebgp[0]!.prefix), { everyMs: 100 });
   t.equal(e4.nextHop, site.ebgp.address, `${r.name} eBGP IPv4 next hop is the session's source address`);
   t.same(e4.asPath, [SPEAKER_EBGP_ASN], `${r.name} eBGP AS_PATH is our 4-octet AS`);
   t.ok(e4.communities.includes('65001:100'), `${r.name} sees community 65001:100 (${e4.communities.join(' ')})`);
   t.ok(e4.communities.some((c) => c === '65535:65281' || c === 'no-export'), `${r.name} sees no-export`);
   t.same(e4.largeCommunities, ['4200000001:1:2'], `${r.name} sees the large community`);
-  const e6 = await until(`${r.name}: ${routes.ebgp[2]!.prefix}`, () => r.route(routes.ebgp[2]!.prefix));
+  const e6 = await waitFor(`${r.name}: ${routes.ebgp[2]!.prefix}`, 15_000, () => r.route(routes.ebgp[2]!.prefix), { everyMs: 100 });
   t.equal(e6.nextHop, site.v6Self, `${r.name} eBGP IPv6 next hop is our global IPv6 on the link`);
   t.same(e6.largeCommunities, ['4200000001:6:6'], `${r.name} IPv6 route carries its large community`);
-  const i4 = await until(`${r.name}: ${routes.ibgp[0]!.prefix}`, () => r.route(routes.ibgp[0]!.prefix));
+  const i4 = await waitFor(`${r.name}: ${routes.ibgp[0]!.prefix}`, 15_000, () => r.route(routes.ibgp[0]!.prefix), { everyMs: 100 });
   t.equal(i4.nextHop, site.ibgp.address, `${r.name} iBGP IPv4 next hop`);
   t.same(i4.asPath, [], `${r.name} iBGP AS_PATH is empty`);
   t.equal(i4.localPref, 250, `${r.name} iBGP LOCAL_PREF`);
   t.same(i4.communities, ['65000:7'], `${r.name} iBGP community`);
   t.same(i4.largeCommunities, ['65000:3:4'], `${r.name} iBGP large community`);
-  const i6 = await until(`${r.name}: ${routes.ibgp[1]!.prefix}`, () => r.route(routes.ibgp[1]!.prefix));
+  const i6 = await waitFor(`${r.name}: ${routes.ibgp[1]!.prefix}`, 15_000, () => r.route(routes.ibgp[1]!.prefix), { everyMs: 100 });
   t.equal(i6.nextHop, site.v6Self, `${r.name} iBGP IPv6 next hop`);
   t.equal(i6.localPref, 260, `${r.name} iBGP IPv6 LOCAL_PREF`);
 }
@@ -140,7 +130,7 @@ t.test('interop with bird2, gobgpd and FRR as eBGP and iBGP', { skip }, async (t
   for (const site of sites) {
     await t.test(`${site.router.name}: sessions reach Established`, async (t) => {
       for (const n of [site.ebgp, site.ibgp]) {
-        await until(`${site.router.name} Established with ${n.address}`, () => site.router.established(n.address), 20_000)
+        await waitFor(`${site.router.name} Established with ${n.address}`, 20_000, () => site.router.established(n.address), { everyMs: 100 })
           .catch((e) => { throw new Error(`${(e as Error).message}\n${(site.router as { log?: string }).log?.slice(-3000)}\n${speaker.stderr.slice(-3000)}`); });
         t.pass(`${site.router.name} Established with ${n.address}`);
       }
@@ -150,10 +140,10 @@ t.test('interop with bird2, gobgpd and FRR as eBGP and iBGP', { skip }, async (t
 
   await t.test('speaker state: peers Established, prefixes counted, routes listed', async (t) => {
     // FRR batches its own announcements (update coalescing), so give the routers' routes a moment.
-    const st = await until('every router\'s routes received', async () => {
+    const st = await waitFor('every router\'s routes received', 10_000, async () => {
       const s = await speaker.status();
       return s.peers.every((p) => p.prefixesReceived === ROUTER_ORIGINATED.length) && s;
-    }, 10_000).catch(async () => {
+    }, { everyMs: 100 }).catch(async () => {
       const frr = sites.find((s) => s.router instanceof Frr);
       if (frr) {
         const f = frr.router as Frr;
@@ -182,14 +172,14 @@ t.test('interop with bird2, gobgpd and FRR as eBGP and iBGP', { skip }, async (t
     for (const site of sites) {
       const gone4 = `203.0.113.${site.net * 10 + 2}/32`;
       const gone6 = `2001:db8:ff${site.net}::5/128`;
-      await until(`${site.router.name}: ${gone4} withdrawn`, async () => (await site.router.route(gone4)) === undefined);
-      await until(`${site.router.name}: ${gone6} withdrawn`, async () => (await site.router.route(gone6)) === undefined);
+      await waitFor(`${site.router.name}: ${gone4} withdrawn`, 15_000, async () => (await site.router.route(gone4)) === undefined, { everyMs: 100 });
+      await waitFor(`${site.router.name}: ${gone6} withdrawn`, 15_000, async () => (await site.router.route(gone6)) === undefined, { everyMs: 100 });
       t.ok(await site.router.route(`203.0.113.${site.net * 10 + 1}/32`), `${site.router.name} keeps the other routes`);
       t.pass(`${site.router.name} withdrew ${gone4} and ${gone6}`);
     }
     await speaker.apply(desired());
     for (const site of sites) {
-      await until(`${site.router.name}: re-announced`, () => site.router.route(`203.0.113.${site.net * 10 + 2}/32`));
+      await waitFor(`${site.router.name}: re-announced`, 15_000, () => site.router.route(`203.0.113.${site.net * 10 + 2}/32`), { everyMs: 100 });
     }
   });
 
@@ -218,9 +208,8 @@ t.test('interop with bird2, gobgpd and FRR as eBGP and iBGP', { skip }, async (t
     })();
     await speaker.apply(next);
     for (const site of sites) {
-      await until(`${site.router.name} re-established`, () => site.router.established(site.ebgp.address), 20_000);
-      await until(`${site.router.name}: stale ${dropped} flushed after End-of-RIB`,
-        async () => (await site.router.route(`203.0.113.${site.net * 10 + 2}/32`)) === undefined, 15_000);
+      await waitFor(`${site.router.name} re-established`, 20_000, () => site.router.established(site.ebgp.address), { everyMs: 100 });
+      await waitFor(`${site.router.name}: stale ${dropped} flushed after End-of-RIB`, 15_000, async () => (await site.router.route(`203.0.113.${site.net * 10 + 2}/32`)) === undefined, { everyMs: 100 });
       const r = await site.router.route(`203.0.113.${site.net * 10 + 1}/32`) as RouterRoute;
       t.ok(r && !r.stale, `${site.router.name} has the kept route, fresh`);
     }
@@ -246,8 +235,8 @@ t.test('TCP MD5 with bird2, FRR and gobgpd: a session comes up only with the rig
   for (const site of sites) t.notOk(await site.router.established(site.ebgp.address), `${site.router.name}: no session with the wrong password`);
   await speaker.apply({ peers: ebgpPeers('phb-secret') });
   for (const site of sites) {
-    await until(`${site.router.name}: MD5 session Established`, () => site.router.established(site.ebgp.address), 20_000);
-    t.ok(await until(`${site.router.name}: route over the MD5 session`, () => site.router.route(`203.0.113.${site.net * 10 + 1}/32`)),
+    await waitFor(`${site.router.name}: MD5 session Established`, 20_000, () => site.router.established(site.ebgp.address), { everyMs: 100 });
+    t.ok(await waitFor(`${site.router.name}: route over the MD5 session`, 15_000, () => site.router.route(`203.0.113.${site.net * 10 + 1}/32`), { everyMs: 100 }),
       `${site.router.name}: Established, route received over the MD5 session`);
   }
 });
@@ -283,10 +272,10 @@ t.test('ECMP: two LB nodes advertise one VIP; bird installs a multipath route, a
     return routes.flatMap((x) => x.nexthops?.map((n) => n.gateway) ?? (x.gateway ? [x.gateway] : [])).sort();
   };
   const both = neighbors.map((n) => n.address).sort();
-  await until('a two-path route in the router\'s kernel table', async () => JSON.stringify(await kernelNexthops()) === JSON.stringify(both), 20_000);
+  await waitFor('a two-path route in the router\'s kernel table', 20_000, async () => JSON.stringify(await kernelNexthops()) === JSON.stringify(both), { everyMs: 100 });
   t.same(await kernelNexthops(), both, 'the VIP is routed over both LB nodes');
   await speakers[0]!.stop(false);
-  await until('a single path once node a withdrew', async () => JSON.stringify(await kernelNexthops()) === JSON.stringify([neighbors[1]!.address]), 10_000);
+  await waitFor('a single path once node a withdrew', 10_000, async () => JSON.stringify(await kernelNexthops()) === JSON.stringify([neighbors[1]!.address]), { everyMs: 100 });
   t.pass('node a leaving (Cease) moves all traffic to node b');
 });
 
@@ -316,6 +305,6 @@ t.test('eBGP multihop TTL: a session to a router two hops away needs eBGPMultiho
   const st = await speaker.status();
   t.match(st.peers[0]?.lastError ?? '', /EHOSTUNREACH/, `the SYN expired on the way: ${st.peers[0]?.lastError}`);
   await speaker.apply({ peers: [peer(2)] });
-  await until('Established with TTL 2', () => bird.established(neighbor.address), 15_000);
-  t.ok(await until('route over the multihop session', () => bird.route('203.0.113.77/32')), 'TTL 2: Established, route received');
+  await waitFor('Established with TTL 2', 15_000, () => bird.established(neighbor.address), { everyMs: 100 });
+  t.ok(await waitFor('route over the multihop session', 15_000, () => bird.route('203.0.113.77/32'), { everyMs: 100 }), 'TTL 2: Established, route received');
 });

@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { Lab, startEchoServer, type TeardownHost } from '../support/lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
+import { sleep, waitFor as pollFor } from '../support/wait.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
@@ -365,23 +366,10 @@ export function longestGap(times: number[], from: number, to: number, intervalMs
   return Math.max(0, gap - intervalMs);
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep };
 
-export async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (let i = 0; i < 100_000 && Date.now() < deadline; i++) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-      if ((err as Error).message.includes('exited')) throw err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+/** waitFor of test/support/wait.ts, polling every `everyMs`; an agent that exited ends the wait at once. */
+export function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>, everyMs = 100): Promise<Exclude<T, false>> {
+  return pollFor(what, ms, probe, { everyMs, fatal: (err) => err.message.includes('exited') });
 }
 

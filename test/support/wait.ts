@@ -1,10 +1,31 @@
-/** Polls `probe` every 200 ms until it returns a value (errors count as "not yet"), or fails after `ms`. */
-export async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export interface WaitOptions {
+  /** Poll interval (default 200 ms). */
+  everyMs?: number;
+  /** An error after which waiting cannot succeed (e.g. the process probed has exited): thrown at once. */
+  fatal?: (err: Error) => boolean;
+}
+
+/**
+ * Polls `probe` until it returns a value other than undefined or false, or
+ * fails after `ms` naming `what` and the last error the probe threw (errors
+ * count as "not yet" unless `fatal`).
+ */
+export async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined | false>, opts: WaitOptions = {}): Promise<Exclude<T, false>> {
   const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    const v = await probe().catch(() => undefined);
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 200));
+  let last: unknown;
+  for (let i = 0; i < 100_000 && Date.now() < deadline; i++) {
+    try {
+      const v = await probe();
+      if (v !== undefined && v !== false) return v as Exclude<T, false>;
+    } catch (err) {
+      if (opts.fatal?.(err as Error)) throw err;
+      last = err;
+    }
+    await sleep(opts.everyMs ?? 200);
   }
-  throw new Error(`timed out waiting for ${what}`);
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }

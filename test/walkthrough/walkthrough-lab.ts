@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
+import { sleep, waitFor as pollFor } from '../support/wait.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 
@@ -27,23 +28,11 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
   });
 }
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
+export { sleep };
 
-export async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + ms;
-  let last: unknown;
-  for (let i = 0; i < 10_000 && Date.now() < deadline; i++) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+/** waitFor of test/support/wait.ts, polling every `everyMs`. */
+export function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>, everyMs = 100): Promise<Exclude<T, false>> {
+  return pollFor(what, ms, probe, { everyMs });
 }
 
 export interface TeardownHost {
