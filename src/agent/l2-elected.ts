@@ -8,9 +8,8 @@
 import type { Snapshot, Store } from '../store/store.js';
 import type { L2Announcer } from '../l2/announcer.js';
 import { l2AnnouncedAddresses, l2Candidates, l2EligibleNodes, nodeLabels, type L2Candidate, type NodeInterface } from '../l2/policy.js';
-import { L2Election } from '../l2/election.js';
+import { L2Election, type L2ElectionOptions } from '../l2/election.js';
 import { serviceLeaseName } from '../l2/election-core.js';
-import type { KubeWriter } from '../sources/kube/writer.js';
 import type { L2View } from '../metrics/state-view.js';
 import type { AgentController } from './controller.js';
 import { readInterfaces } from './interfaces.js';
@@ -18,14 +17,9 @@ import { L2_KINDS, LocalRecord, makeAnnouncer, toAnnouncements, type L2Common } 
 
 const INTERFACE_POLL_MS = 100;
 
-export interface ElectedL2Options extends L2Common {
-  namespace: string;
-  writer: KubeWriter;
-  nodeWriter: KubeWriter;
-  nodeLeaseMs: number;
-  nodeRenewMs: number;
-  serviceLeaseMs: number;
-  serviceRenewMs: number;
+/** The election's own settings pass through; the retry period becomes its grace period. */
+export interface ElectedL2Options extends L2Common,
+  Pick<L2ElectionOptions, 'namespace' | 'writer' | 'nodeWriter' | 'nodeLeaseMs' | 'nodeRenewMs' | 'serviceLeaseMs' | 'serviceRenewMs'> {
   retryMs: number;
   store: Store;
   /** The data path is attached on every interface: without it this node competes for nothing. */
