@@ -9,7 +9,6 @@
  * for long-lived connections (:7000). The LB SNATs to its c0 address.
  */
 import t from 'tap';
-import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { httpGet, startEchoServer, udpQuery, withLab, type Lab } from '../support/lab.js';
@@ -19,6 +18,8 @@ import { DatapathSync } from '../../src/datapath/sync.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';
 import { encodeIfMac, u32Key } from '../../src/datapath/abi.js';
 import type { Backend, Frontend } from '../../src/model/types.js';
+import { countBy, Holder, httpMany } from './lab-peer-client.js';
+import { sleep } from '../support/wait.js';
 
 const PEER = fileURLToPath(new URL('./lab-peer.mjs', import.meta.url));
 const PIN_DIR = '/run/pharos/bpffs/phd-lab';
@@ -82,54 +83,9 @@ function stopAgent(a: Agent): void {
   a.dp.close();
 }
 
-interface HoldStatus { backend: string; open: boolean; acked: number; errors: string[] }
 
-class Holder {
-  private lines: string[] = [];
-  private constructor(private readonly child: ChildProcess) {
-    child.stdout!.on('data', (d: Buffer) => this.lines.push(...d.toString().split('\n').filter(Boolean)));
-  }
 
-  static async open(n: number, host = VIP4, port = 7000): Promise<Holder> {
-    const h = new Holder(lab.spawn('cli', [process.execPath, PEER, 'hold', host, String(port), String(n)]));
-    await h.waitFor((l) => l === 'ready', 10_000, 'connections ready');
-    return h;
-  }
 
-  private async waitFor(pred: (line: string) => boolean, timeoutMs: number, what: string): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const i = this.lines.findIndex(pred);
-      if (i >= 0) return this.lines.splice(i, 1)[0]!;
-      await sleep(20);
-    }
-    throw new Error(`holder: no ${what} within ${timeoutMs} ms`);
-  }
-
-  async status(): Promise<HoldStatus[]> {
-    this.child.kill('SIGUSR1');
-    return JSON.parse(await this.waitFor((l) => l.startsWith('['), 3000, 'status')) as HoldStatus[];
-  }
-
-  close(): void {
-    this.child.kill('SIGTERM');
-  }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-function countBy(xs: string[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const x of xs) out[x] = (out[x] ?? 0) + 1;
-  return out;
-}
-
-async function httpMany(url: string, n: number, parallel = 8): Promise<{ bodies: string[]; failures: string[] }> {
-  const res = await lab.exec('cli', [process.execPath, PEER, 'http-many', url, String(n), String(parallel)], { timeoutMs: 60_000 });
-  return JSON.parse(res.stdout) as { bodies: string[]; failures: string[] };
-}
 
 const skip = privilegedUnavailable();
 
@@ -213,7 +169,7 @@ t.test('first packet to a backend whose neighbour is unknown is neither lost nor
 // connections σ ≈ 14, and ±20% (±60) is > 4σ, a bound that does not flake
 // (300 would give ±2.4σ: about one run in 20 would fail by chance).
 t.test('900 HTTP connections over IPv4: all succeed, spread within ±20%', { skip }, async (t) => {
-  const { bodies, failures } = await httpMany(`http://${VIP4}/`, 900, 8);
+  const { bodies, failures } = await httpMany(lab, 'cli', `http://${VIP4}/`, 900, 8);
   t.same(failures, [], 'no failed request');
   t.equal(bodies.length, 900);
   const counts = countBy(bodies.map((b) => b.split(' ')[0]!));
@@ -223,7 +179,7 @@ t.test('900 HTTP connections over IPv4: all succeed, spread within ±20%', { ski
 });
 
 t.test('HTTP over IPv6 and UDP over IPv4/IPv6 through the VIPs', { skip }, async (t) => {
-  const { bodies, failures } = await httpMany(`http://[${VIP6}]/`, 60, 6);
+  const { bodies, failures } = await httpMany(lab, 'cli', `http://[${VIP6}]/`, 60, 6);
   t.same(failures, []);
   t.equal(bodies.length, 60);
   t.ok(bodies.every((b) => /^be[123] 2001:db8::2$/.test(b)), 'IPv6 backends answer, SNAT to 2001:db8::2');
@@ -241,7 +197,7 @@ t.test('HTTP over IPv6 and UDP over IPv4/IPv6 through the VIPs', { skip }, async
 
 t.test('a backend on the LB node itself: DNAT in XDP, reply reverse-NATed by tc egress', { skip }, async (t) => {
   const before = readReasonCounters(agent!.dp.maps.stats);
-  const { bodies, failures } = await httpMany(`http://${VIP4}:8081/`, 20, 4);
+  const { bodies, failures } = await httpMany(lab, 'cli', `http://${VIP4}:8081/`, 20, 4);
   t.same(failures, []);
   t.ok(bodies.length === 20 && bodies.every((b) => b === 'lbself 198.18.0.1'), 'served locally, client address kept');
   const after = readReasonCounters(agent!.dp.maps.stats);
@@ -250,7 +206,7 @@ t.test('a backend on the LB node itself: DNAT in XDP, reply reverse-NATed by tc 
 });
 
 t.test('backend set changes keep established connections; removing a backend moves only its flows', { skip }, async (t) => {
-  const h = await Holder.open(30);
+  const h = await Holder.open(lab, 'cli', 30, VIP4, 7000);
   try {
     const start = await h.status();
     t.ok(start.every((c) => c.open && c.errors.length === 0), 'all 30 connections up');
@@ -271,7 +227,7 @@ t.test('backend set changes keep established connections; removing a backend mov
     t.same(onKept.filter((c) => !c.open || c.errors.length).map((c) => c.errors), [], 'connections on be1/be2 untouched');
     t.ok(onKept.every((c, i) => c.acked > mid.filter((m) => m.backend !== 'be3')[i]!.acked), 'and still exchanging data');
     t.ok(onGone.every((c) => c.errors.length > 0 || !c.open), 'be3 connections were moved (reset by the new backend)');
-    const { bodies } = await httpMany(`http://${VIP4}/`, 30, 6);
+    const { bodies } = await httpMany(lab, 'cli', `http://${VIP4}/`, 30, 6);
     t.ok(bodies.length === 30, 'new connections all served');
   } finally {
     h.close();
@@ -280,7 +236,7 @@ t.test('backend set changes keep established connections; removing a backend mov
 });
 
 t.test('agent restart (re-load from pins, re-attach) in the middle of 50 open connections breaks none', { skip }, async (t) => {
-  const h = await Holder.open(50);
+  const h = await Holder.open(lab, 'cli', 50, VIP4, 7000);
   try {
     await sleep(300);
     const before = await h.status();
@@ -292,7 +248,7 @@ t.test('agent restart (re-load from pins, re-attach) in the middle of 50 open co
     agent = undefined;
     await sleep(300); // forwarding continues with no agent at all
     // ... and so do new flows: the tail-call slots (first packet of a flow) outlive the agent's fds.
-    const { bodies: whileDown } = await httpMany(`http://${VIP4}/`, 10, 5);
+    const { bodies: whileDown } = await httpMany(lab, 'cli', `http://${VIP4}/`, 10, 5);
     t.equal(whileDown.length, 10, 'new connections served while no agent holds the data path open');
     agent = startAgent();
     t.ok(agent.dp.adopted, 'pinned maps re-adopted');

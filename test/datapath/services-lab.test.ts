@@ -11,7 +11,6 @@
  * makes them come from the VIP again.
  */
 import t from 'tap';
-import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { privilegedUnavailable } from '../support/privileged.js';
@@ -21,6 +20,7 @@ import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapat
 import { DatapathSync } from '../../src/datapath/sync.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';
 import type { Backend, Frontend } from '../../src/model/types.js';
+import { countBy, Holder, httpMany } from './lab-peer-client.js';
 
 const PEER = fileURLToPath(new URL('./lab-peer.mjs', import.meta.url));
 const PIN_DIR = '/run/pharos/bpffs/phs-lab';
@@ -74,10 +74,6 @@ let dp: LoadedDatapath | undefined;
 let sync: DatapathSync;
 let liveness: NodeJS.Timeout | undefined;
 
-async function httpMany(target: string, n: number, parallel = 8): Promise<{ bodies: string[]; failures: string[] }> {
-  const res = await lab.exec('cli', [process.execPath, PEER, 'http-many', target, String(n), String(parallel)], { timeoutMs: 60_000 });
-  return JSON.parse(res.stdout) as { bodies: string[]; failures: string[] };
-}
 
 async function refused(target: string, localAddress?: string): Promise<boolean> {
   try {
@@ -88,43 +84,7 @@ async function refused(target: string, localAddress?: string): Promise<boolean> 
   }
 }
 
-function countBy(xs: string[]): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const x of xs) out[x] = (out[x] ?? 0) + 1;
-  return out;
-}
 
-class Holder {
-  private lines: string[] = [];
-  private constructor(private readonly child: ChildProcess) {
-    child.stdout!.on('data', (d: Buffer) => this.lines.push(...d.toString().split('\n').filter(Boolean)));
-  }
-
-  static async open(n: number, host: string, port: number): Promise<Holder> {
-    const h = new Holder(lab.spawn('cli', [process.execPath, PEER, 'hold', host, String(port), String(n)]));
-    await h.waitFor((l) => l === 'ready', 10_000, 'connections ready');
-    return h;
-  }
-
-  private async waitFor(pred: (line: string) => boolean, timeoutMs: number, what: string): Promise<string> {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const i = this.lines.findIndex(pred);
-      if (i >= 0) return this.lines.splice(i, 1)[0]!;
-      await sleep(20);
-    }
-    throw new Error(`holder: no ${what} within ${timeoutMs} ms`);
-  }
-
-  async status(): Promise<Array<{ backend: string; open: boolean; acked: number; errors: string[] }>> {
-    this.child.kill('SIGUSR1');
-    return JSON.parse(await this.waitFor((l) => l.startsWith('['), 3000, 'status')) as Array<{ backend: string; open: boolean; acked: number; errors: string[] }>;
-  }
-
-  close(): void {
-    this.child.kill('SIGTERM');
-  }
-}
 
 const skip = privilegedUnavailable();
 
@@ -188,7 +148,7 @@ for (const f of [4, 6] as const) {
   const client = f === 4 ? '198.18.0.1' : '2001:db8::1';
   t.test(`v${f} Local policy: the backend sees the client's own address, replies come from the VIP`, { skip }, async (t) => {
     const before = readReasonCounters(dp!.maps.stats);
-    const { bodies, failures } = await httpMany(url(f, 40), 20, 4);
+    const { bodies, failures } = await httpMany(lab, 'cli', url(f, 40), 20, 4);
     t.same(failures, [], 'every request answered (the client accepts replies only from the VIP)');
     t.same([...new Set(bodies)], [`be1 ${client}`], 'only the local backend, client address preserved');
     const after = readReasonCounters(dp!.maps.stats);
@@ -210,14 +170,14 @@ for (const f of [4, 6] as const) {
   });
 
   t.test(`v${f} affinity: 100 connections from one client all reach one backend`, { skip }, async (t) => {
-    const { bodies, failures } = await httpMany(url(f, 43), 100, 8);
+    const { bodies, failures } = await httpMany(lab, 'cli', url(f, 43), 100, 8);
     t.same(failures, []);
     t.equal(bodies.length, 100);
     t.equal(new Set(bodies.map((b) => b.split(' ')[0])).size, 1, `one backend: ${JSON.stringify(countBy(bodies.map((b) => b.split(' ')[0]!)))}`);
   });
 
   t.test(`v${f} NodePort on the node address reaches the backends`, { skip }, async (t) => {
-    const { bodies, failures } = await httpMany(f === 4 ? `http://${NODE4}:30080/` : `http://[${NODE6}]:30080/`, 30, 6);
+    const { bodies, failures } = await httpMany(lab, 'cli', f === 4 ? `http://${NODE4}:30080/` : `http://[${NODE6}]:30080/`, 30, 6);
     t.same(failures, []);
     t.ok(new Set(bodies.map((b) => b.split(' ')[0])).size >= 2, 'spread over backends');
   });
@@ -244,7 +204,7 @@ t.test('affinity spreads over many clients (16 client addresses)', { skip }, asy
 });
 
 t.test('terminating backend keeps its connections but takes no new ones', { skip }, async (t) => {
-  const h = await Holder.open(30, vip(4, 44), 7000);
+  const h = await Holder.open(lab, 'cli', 30, vip(4, 44), 7000);
   let h2: Holder | undefined;
   try {
     const start = await h.status();
@@ -256,7 +216,7 @@ t.test('terminating backend keeps its connections but takes no new ones', { skip
     const mid = await h.status();
     t.same(mid.filter((c) => !c.open || c.errors.length).map((c) => c.errors), [], 'no connection broken');
     t.ok(mid.filter((c) => c.backend === 'be1').every((c, i) => c.acked > start.filter((s) => s.backend === 'be1')[i]!.acked), 'be1 connections still exchange data');
-    h2 = await Holder.open(30, vip(4, 44), 7000);
+    h2 = await Holder.open(lab, 'cli', 30, vip(4, 44), 7000);
     const fresh = await h2.status();
     t.equal(fresh.filter((c) => c.backend === 'be1').length, 0, `no new connection on be1: ${JSON.stringify(countBy(fresh.map((c) => c.backend)))}`);
   } finally {
@@ -269,7 +229,7 @@ t.test('terminating backend keeps its connections but takes no new ones', { skip
 t.test('weights skew Maglev: weight 4:1:1 sends about 2/3 of 300 connections to be1', { skip }, async (t) => {
   sync.apply(desired({ weights: { 1: 4 } }));
   try {
-    const { bodies, failures } = await httpMany(url(4, 45), 300, 8);
+    const { bodies, failures } = await httpMany(lab, 'cli', url(4, 45), 300, 8);
     t.same(failures, []);
     const counts = countBy(bodies.map((b) => b.split(' ')[0]!));
     // Expected 200 ± 8 (binomial σ); Maglev's own imbalance is small at M = 16381.
