@@ -316,7 +316,7 @@ async function setupMode(mode: Mode, lab: Lab, chain: Chain, native: NativeAddon
         ...(process.env.BENCH_PHAROS_CT_SIZE ? { sizes: { conntrack: Number(process.env.BENCH_PHAROS_CT_SIZE) } } : {}),
         config: { snat: process.env.BENCH_PHAROS_SNAT !== '0' },
       });
-      const sync = new DatapathSync(native, dp.maps, { maglevM: dp.config.maglevM });
+      const sync = new DatapathSync(native, dp.maps);
       sync.readState();
       sync.setNodeConfig({ snatV4: '198.18.1.1', portMin: 1024, portMax: 65535 });
       const res = sync.apply([benchFrontend()]);

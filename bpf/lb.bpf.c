@@ -235,7 +235,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 			stat_inc(PH_STAT_AFFINITY_HIT);
 	}
 	if (!be_id)
-		be_id = maglev_pick(fe->id, hash);
+		be_id = maglev_pick(fe, hash);
 	be = be_id ? backend_get(be_id) : NULL;
 	if (!be)
 		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);

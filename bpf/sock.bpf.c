@@ -95,7 +95,7 @@ static __always_inline int sock_pick(struct bpf_sock_addr *ctx, const struct ph_
 		flow.dport = key->port;
 		flow.proto = key->proto;
 		flow.family = key->family;
-		be_id = maglev_pick(fe->id, flow_hash(&flow));
+		be_id = maglev_pick(fe, flow_hash(&flow));
 	}
 	be = be_id ? backend_get(be_id) : NULL;
 	if (!be || be->family != key->family)

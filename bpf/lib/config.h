@@ -10,8 +10,6 @@
 
 #include <linux/types.h>
 
-/* Maglev table size M (prime, > 100 x backends); every inner table has M slots. */
-const volatile __u32 cfg_maglev_m = 16381;
 /* Seed of the flow hash; equal on every LB node so they all pick the same backend. */
 const volatile __u32 cfg_hash_seed = 0x7068726f;
 /* ARP/NDP answers stop when the agent's liveness stamp is older than this. */

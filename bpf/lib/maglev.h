@@ -53,19 +53,28 @@ static __always_inline __u32 flow_hash(const struct ph_flow *f)
 
 /**
  * maglev_pick() - backend id for a flow hash in a frontend's table.
+ * The table id and its size M come from the same frontend value, so a
+ * packet never pairs a table with another table's size.
  * Returns: the backend id, or 0 when the frontend has no table.
  */
-static __always_inline __u32 maglev_pick(__u32 frontend_id, __u32 hash)
+static __always_inline __u32 maglev_pick(const struct ph_fe_value *fe, __u32 hash)
 {
-	__u32 slot = hash % cfg_maglev_m;
-	__u32 *id;
+	__u32 m = fe->table_size;
+	__u32 slot, elem;
+	__u64 *pair;
 	void *table;
 
-	table = bpf_map_lookup_elem(&ph_maglev, &frontend_id);
+	if (!m)
+		return 0;
+	table = bpf_map_lookup_elem(&ph_maglev, &fe->table);
 	if (!table)
 		return 0;
-	id = bpf_map_lookup_elem(table, &slot);
-	return id ? *id : 0;
+	slot = hash % m;
+	elem = slot >> 1;
+	pair = bpf_map_lookup_elem(table, &elem);
+	if (!pair)
+		return 0;
+	return slot & 1 ? (__u32)(*pair >> 32) : (__u32)*pair;
 }
 
 #endif

@@ -36,13 +36,19 @@ struct ph_fe_key {
 #define PH_FE_AFFINITY		(1 << 2) /* sessionAffinity ClientIP: ph_affinity keeps client -> backend */
 #define PH_FE_SOURCE_RANGES	(1 << 3) /* loadBalancerSourceRanges: sources must match ph_src_ranges */
 
-/* 16 bytes. */
+/*
+ * 24 bytes. The table and its size travel together in this value, so one
+ * (atomic) update of the entry moves a frontend to a new Maglev table of
+ * any size; frontends with the same backend set share one table.
+ */
 struct ph_fe_value {
-	__u32 id;		/* 0: index into ph_maglev / ph_fe_stats; 0 is never used */
+	__u32 id;		/* 0: index into ph_fe_stats and flow state; 0 is never used */
 	__u16 flags;		/* 4 */
 	__u16 backends;		/* 6: backends in the Maglev table (0 = no_backend for new flows) */
 	__u32 affinity_timeout;	/* 8: seconds, with PH_FE_AFFINITY */
-	__u32 reserved;		/* 12 */
+	__u32 table;		/* 12: key of the Maglev table in ph_maglev */
+	__u32 table_size;	/* 16: M, the table's slot count (prime); 0 = no table */
+	__u32 reserved;		/* 20 */
 };
 
 /* 20 bytes; key is the backend id (u32). family 0 = no backend with this id. */
@@ -126,15 +132,22 @@ struct ph_rev {
 	__u8 pad[3];		/* 77 */
 };
 
-/* Node-wide state the agent may change at any time. 48 bytes. */
+/* Node-wide state the agent may change at any time. 40 bytes. */
 struct ph_runtime {
-	__u64 liveness_ns;	/* 0: agent's CLOCK_MONOTONIC stamp; 0 = never */
-	union ph_addr snat_v4;	/* 8: node address for SNAT (first 4 bytes) */
-	union ph_addr snat_v6;	/* 24 */
-	/* 40 */
-	__u16 port_min;		/* host order, inclusive */
-	__u16 port_max;		/* host order, inclusive */
-	__u32 flags;		/* reserved */
+	union ph_addr snat_v4;	/* 0: node address for SNAT (first 4 bytes) */
+	union ph_addr snat_v6;	/* 16 */
+	__u16 port_min;		/* 32: host order, inclusive */
+	__u16 port_max;		/* 34: host order, inclusive */
+	__u32 flags;		/* 36: reserved */
+};
+
+/*
+ * The agent's liveness stamp (CLOCK_MONOTONIC ns; 0 = never), alone in its
+ * map: a thread of the agent that JavaScript work cannot starve refreshes it
+ * without touching ph_runtime. 8 bytes.
+ */
+struct ph_liveness {
+	__u64 stamp_ns;		/* 0 */
 };
 
 /* Responder key: an address we answer ARP/NS for on one interface. 24 bytes. */
@@ -180,14 +193,20 @@ static __always_inline struct ph_backend *backend_get(__u32 id)
 	return be && be->family ? be : NULL;
 }
 
-/* Maglev tables: frontend id -> inner array of M backend ids, swapped whole. */
+/*
+ * Maglev tables: table id -> inner array holding M backend ids, two per
+ * 8-byte element (slot s is the low half of element s/2 when s is even, the
+ * high half when odd): array elements are 8-byte aligned in the kernel, so a
+ * u32 per element would waste half the table's memory. A table is never
+ * written while in use: a new one is built and frontends move to it.
+ */
 struct ph_maglev_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	/* BPF_F_INNER_MAP: inner tables may have any size, so M is a load-time choice. */
+	/* BPF_F_INNER_MAP: inner tables may have any size; M is chosen per backend set. */
 	__uint(map_flags, BPF_F_INNER_MAP);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, __u64);
 };
 
 struct {
@@ -233,6 +252,13 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ph_runtime);
 } ph_runtime SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ph_liveness);
+} ph_liveness SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -377,6 +403,13 @@ static __always_inline struct ph_runtime *runtime_get(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&ph_runtime, &zero);
+}
+
+static __always_inline struct ph_liveness *liveness_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&ph_liveness, &zero);
 }
 
 #endif

@@ -27,14 +27,17 @@
 
 static __always_inline int responder_alive(void)
 {
-	struct ph_runtime *rt = runtime_get();
-	__u64 now;
+	struct ph_liveness *l = liveness_get();
+	__u64 now, stamp;
 
-	if (!rt || !rt->liveness_ns)
+	if (!l)
+		return 0;
+	stamp = l->stamp_ns;
+	if (!stamp)
 		return 0;
 	now = bpf_ktime_get_ns();
 	/* A stamp slightly in the future (taken just after this packet's clock read) is fresh. */
-	return now < rt->liveness_ns || now - rt->liveness_ns <= cfg_liveness_max_ns;
+	return now < stamp || now - stamp <= cfg_liveness_max_ns;
 }
 
 static __always_inline struct ph_resp_value *responder_find(const void *addr, __u8 family, __u32 ifindex)

@@ -15,7 +15,7 @@ import { mkdirSync, existsSync } from 'node:fs';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import { localAddresses, readInterfaces } from './interfaces.js';
-import type { AgentController } from './controller.js';
+import { PendingChanges, type AgentController } from './controller.js';
 import { LocalIpamController, type IpamView } from './ipam.js';
 import { LocalL2Controller, type L2Counters } from './l2.js';
 import type { ElectedL2Controller } from './l2-elected.js';
@@ -26,9 +26,11 @@ import type { PoolStatus } from '../ipam/pool-status.js';
 import { addon as loadAddon, type NativeAddon } from '../datapath/libbpf.js';
 import { loadDatapath, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
+import { DatapathController } from '../datapath/controller.js';
+import { compareAddresses } from '../datapath/desired.js';
+import type { ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
 import { readCounters } from '../datapath/stats.js';
-import { desiredFrontends } from '../datapath/desired.js';
 import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, protoName } from '../datapath/abi.js';
 import type { ConntrackView } from '../metrics/state-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
@@ -51,7 +53,8 @@ export const VERSION = '0.1.0';
 /** Manifests mode: how often the XDP responder's liveness stamp is refreshed. */
 const HEARTBEAT_MS = 500;
 const RECONCILE_DEBOUNCE_MS = 10;
-const DATAPATH_KINDS = new Set(['Service', 'EndpointSlice', 'Node'] as const);
+/** Condition on a Service whose frontends are not all in the data path (written only once it fails, then kept up to date). */
+export const DATAPATH_CONDITION = 'lb.pharos.io/DataPathProgrammed';
 
 export class AgentStartError extends Error {}
 
@@ -70,6 +73,7 @@ export class Agent {
   private addon?: NativeAddon;
   private datapath?: LoadedDatapath;
   private sync?: DatapathSync;
+  private datapathCtl?: DatapathController;
   private readonly attachments: Attachment[] = [];
   private socketLb?: { loaded: LoadedSocketLb; attachment: SocketLbAttachment };
   private manifests?: ManifestsSource;
@@ -80,7 +84,7 @@ export class Agent {
   private bgp?: BgpAgentPart;
   /** Every controller, in reconcile order (IPAM first: the others read the addresses it assigns). */
   private readonly controllers: AgentController[] = [];
-  private readonly dirty = new Set<AgentController>();
+  private readonly pending = new Map<AgentController, PendingChanges>();
   private readonly neighbours = new NeighbourPrimer((backend, message) => this.log.warn('backend next hop not primed', { backend, error: message }));
   private interfaces: NodeInterface[] = [];
   private problems: ConfigProblemView[] = [];
@@ -159,8 +163,8 @@ export class Agent {
       this.datapath = loadDatapath({
         addon: this.addon,
         pinDir: cfg.pinDir,
-        sizes: { conntrack: cfg.conntrackSize },
-        config: { maglevM: cfg.maglevTableSize, hashSeed: cfg.hashSeed, livenessMaxMs, snat: cfg.mode === 'snat' },
+        sizes: { conntrack: cfg.conntrackSize, frontends: cfg.frontendMapSize, backends: cfg.backendMapSize, responder: cfg.responderMapSize },
+        config: { hashSeed: cfg.hashSeed, livenessMaxMs, snat: cfg.mode === 'snat' },
       });
     } catch (err) {
       const msg = (err as Error).message;
@@ -169,8 +173,26 @@ export class Agent {
     }
     this.log.info(this.datapath.adopted ? 'data path loaded, pinned maps re-adopted (hitless restart)' : 'data path loaded, maps pinned',
       { pinDir: cfg.pinDir });
-    this.sync = new DatapathSync(this.addon, this.datapath.maps, { maglevM: cfg.maglevTableSize });
+    this.sync = new DatapathSync(this.addon, this.datapath.maps, {
+      maglev: { max: cfg.maglevMaxTableSize, ...(cfg.maglevTableSize ? { fixed: cfg.maglevTableSize } : {}) },
+    });
     this.sync.readState();
+    this.datapathCtl = new DatapathController({
+      sync: this.sync,
+      nodeName: cfg.nodeName,
+      isOurService: this.isOurService,
+      nodeAddresses: () => this.interfaces.flatMap((i) => i.addresses),
+      localAddresses,
+      onStatus: (service, status) => this.onProgramStatus(service, status),
+      onBackends: (addresses) => {
+        this.neighbours.sync(addresses).catch((err: unknown) => this.log.warn('backend next hops not primed', { error: (err as Error).message }));
+      },
+      requestPass: () => {
+        this.pendingFor(this.datapathCtl!).poke();
+        this.scheduleReconcile();
+      },
+      log: this.log.with({ controller: 'datapath' }),
+    });
     this.interfaces = readInterfaces(cfg.interfaces);
     this.configureNode();
     if (!this.kubernetes) this.sync.touchLiveness();
@@ -197,7 +219,7 @@ export class Agent {
     } else {
       this.ipam = new LocalIpamController(this.store, { stateDir: cfg.stateDir, nodeName: cfg.nodeName, pharosIsDefaultClass: cfg.defaultLoadBalancerClass, log: this.log });
       this.l2 = new LocalL2Controller(l2Common);
-      this.controllers.push(this.ipam, this.datapathController(), this.l2);
+      this.controllers.push(this.ipam, this.datapathCtl!, this.l2);
       await this.startManifests();
     }
     // BGP: a speaker with no peers does nothing, so it is always part of the agent.
@@ -272,7 +294,7 @@ export class Agent {
     });
     this.ipam = ipam;
     this.l2 = l2;
-    this.controllers.push(ipam, this.datapathController(), l2);
+    this.controllers.push(ipam, this.datapathCtl!, l2);
     this.kube = new KubeSource({ kc, store: this.store, namespace: cfg.namespace, tuning: { maxBackoffMs: 5000 } });
     const rejected = new Map<string, ConfigProblemView>();
     this.kube.on('parseError', (f) => {
@@ -368,15 +390,6 @@ export class Agent {
     }
   }
 
-  private datapathController(): AgentController {
-    return {
-      name: 'datapath',
-      kinds: DATAPATH_KINDS,
-      reconcile: (snap) => this.reconcileDatapath(snap),
-      stop: () => undefined,
-    };
-  }
-
   /** Add a controller (e.g. BGP) before start(); it runs after the built-in ones. */
   addController(c: AgentController): void {
     this.controllers.push(c);
@@ -404,16 +417,27 @@ export class Agent {
     return new Map([...(this.ipam?.poolStatuses() ?? [])].map(([name, st]) => [name, st.families]));
   }
 
-  private onStoreChange(changes: StoreChange[]): void {
-    const kinds = new Set(changes.map((c) => c.kind));
-    for (const c of this.controllers) {
-      if (c.kinds === 'all' || [...kinds].some((k) => (c.kinds as ReadonlySet<string>).has(k))) this.dirty.add(c);
-    }
-    this.scheduleReconcile();
+  private pendingFor(c: AgentController): PendingChanges {
+    let p = this.pending.get(c);
+    if (!p) this.pending.set(c, (p = new PendingChanges()));
+    return p;
   }
 
+  private onStoreChange(changes: StoreChange[]): void {
+    let any = false;
+    for (const c of this.controllers) {
+      for (const ch of changes) {
+        if (c.kinds !== 'all' && !c.kinds.has(ch.kind)) continue;
+        this.pendingFor(c).add(ch.kind, ch.key);
+        any = true;
+      }
+    }
+    if (any) this.scheduleReconcile();
+  }
+
+  /** A full pass of one controller (it asked, or its inputs changed in a way change keys do not say). */
   private markDirty(c: AgentController): void {
-    this.dirty.add(c);
+    this.pendingFor(c).everything();
     this.scheduleReconcile();
   }
 
@@ -439,57 +463,65 @@ export class Agent {
   async reconcile(): Promise<void> {
     // Kubernetes mode acts only on a fully listed world (a half-listed one would release addresses and frontends).
     if (this.kubernetes && !this.store.synced) return;
-    const first = !this.reconciledOnce;
-    this.reconciledOnce = true;
     for (const c of this.controllers) {
-      if (!first && !this.dirty.has(c)) continue;
-      this.dirty.delete(c);
-      await timeReconcile(c.name, () => c.reconcile(this.store.snapshot()))
-        .catch((err) => this.log.error(`${c.name} reconcile failed`, { controller: c.name, error: (err as Error).message }));
+      const pending = this.pendingFor(c);
+      if (pending.empty) continue;
+      const changes = pending.take();
+      await timeReconcile(c.name, () => c.reconcile(this.store.snapshot(), changes))
+        .catch((err) => {
+          this.log.error(`${c.name} reconcile failed`, { controller: c.name, error: (err as Error).message });
+          // Whatever it did not finish is looked at again, whole, on the next pass.
+          this.pendingFor(c).everything();
+        });
     }
   }
-
-  private reconciledOnce = false;
 
   private isOurService = (svc: Service): boolean =>
     svc.loadBalancerClass === undefined ? this.config.defaultLoadBalancerClass : svc.loadBalancerClass === 'lb.pharos.io/l2' || svc.loadBalancerClass === 'lb.pharos.io/bgp';
 
-  /** Frontends this node serves: LoadBalancer and external IPs, and NodePorts on its own addresses. */
-  private desiredFrontends(snap: ReturnType<Store['snapshot']>) {
-    const nodeAddresses = this.interfaces.flatMap((i) => i.addresses);
-    return desiredFrontends(snap, { nodeName: this.config.nodeName, isOurService: this.isOurService, nodeAddresses });
+  /**
+   * A service's frontends went in or out of the data path. In manifests mode
+   * the condition is laid over the service's status (pharos is its only
+   * writer); a service that is not fully programmed is not announced (L2)
+   * nor advertised (BGP), which read the data-path controller directly.
+   */
+  private onProgramStatus(service: string, status: ServiceProgramStatus | undefined): void {
+    const blocking = status?.problems.filter((p) => p.blocking) ?? [];
+    const programmed = !status || status.programmed >= status.frontends;
+    if (!programmed) {
+      this.log.warn('service not fully in the data path: not announced', {
+        service, frontends: status!.frontends, programmed: status!.programmed, reason: blocking[0]?.reason, problem: blocking[0]?.message,
+      });
+    }
+    if (this.kubernetes) return;
+    const svc = this.store.get('Service', service);
+    if (!svc) return;
+    const had = svc.status.conditions.find((c) => c.type === DATAPATH_CONDITION);
+    // Written once a service fails; before that, no condition means programmed (10,000 status writes for nothing otherwise).
+    if (programmed && !had) return;
+    const condition = programmed
+      ? { type: DATAPATH_CONDITION, status: 'True' as const, reason: 'Programmed', message: `all ${status?.frontends ?? 0} frontends are in the data path` }
+      : {
+        type: DATAPATH_CONDITION, status: 'False' as const, reason: blocking[0]?.reason ?? 'NotProgrammed',
+        message: `${status!.frontends - status!.programmed} of ${status!.frontends} frontends not in the data path: ${blocking.map((p) => p.message).slice(0, 3).join('; ')}`,
+      };
+    if (had && had.status === condition.status && had.reason === condition.reason && had.message === condition.message) return;
+    const at = had && had.status === condition.status ? had.lastTransitionTime : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+    this.store.setServiceStatus(service, {
+      ...svc.status,
+      conditions: [...svc.status.conditions.filter((c) => c.type !== DATAPATH_CONDITION), { ...condition, ...(at ? { lastTransitionTime: at } : {}) }],
+    });
   }
 
-  private async reconcileDatapath(snap: ReturnType<Store['snapshot']>): Promise<void> {
-    if (this.kubernetes && !this.store.synced) return; // a half-listed world would remove live frontends
-    const desired = this.desiredFrontends(snap);
-    // Next hops first, so the first packet to a new backend finds its MAC in the FIB.
-    await this.neighbours.sync(desired.flatMap((f) => f.backends.map((b) => b.address)));
-    this.sync!.setLocalAddresses(localAddresses());
-    const result = this.sync!.apply(desired);
-    for (const e of result.errors) this.log.error('data path refused an object; everything else is unchanged', { object: e.object, service: e.service, map: e.map, error: e.message });
-    if (result.frontendsWritten || result.frontendsRemoved || result.backendsAdded || result.backendsRemoved) {
-      this.log.info('data path updated', { ...result, errors: result.errors.length });
-    }
-  }
   private readDatapathCounters() {
-    if (!this.datapath || !this.sync) return undefined;
-    const view = this.sync.current();
-    return readCounters(this.datapath.maps, [...view.frontends.values()].map((f) => f.id), [...view.backends.values()].map((b) => b.id));
+    if (!this.datapath || !this.datapathCtl) return undefined;
+    const labels = this.datapathCtl.labelTable();
+    return readCounters(this.datapath.maps, labels.frontends.keys(), labels.backends.keys());
   }
 
-  /** Metric labels by id: the data path's view joined with the service each frontend belongs to. */
+  /** Metric labels by id: the data path's programmed frontends (with their service) and backends. */
   private datapathLabels(): DatapathLabels {
-    const services = new Map<string, string>();
-    for (const f of this.desiredFrontends(this.store.snapshot())) services.set(`${f.protocol}/${f.address}/${f.port}`, f.service);
-    const view = this.sync?.current();
-    const frontends = new Map<number, { service: string; frontend: string }>();
-    for (const [key, f] of view?.frontends ?? []) {
-      frontends.set(f.id, { service: services.get(key) ?? '', frontend: `${formatEndpoint(f.address, f.port)}/${f.protocol}` });
-    }
-    const backends = new Map<number, { backend: string }>();
-    for (const b of view?.backends.values() ?? []) backends.set(b.id, { backend: formatEndpoint(b.address, b.port) });
-    return { frontends, backends };
+    return this.datapathCtl?.labelTable() ?? { version: 0, frontends: new Map(), backends: new Map() };
   }
 
   private pressureCache: { at: number; value: { name: string; entries: number; capacity: number }[] } = { at: 0, value: [] };
@@ -515,7 +547,7 @@ export class Agent {
     const limit = Math.min(Math.max(Number(query.get('limit') ?? 10_000) || 10_000, 1), 1_000_000);
     const maps = this.datapath?.maps;
     if (!maps) return { entries: [], truncated: false, total: 0 };
-    const backends = new Map([...(this.sync?.current().backends.values() ?? [])].map((b) => [b.id, b]));
+    const backends = new Map([...(this.sync?.backends.values() ?? [])].map((b) => [b.id, b]));
     const now = process.hrtime.bigint();
     const all = maps.conntrack.entries();
     const entries = all.slice(0, limit).map(([k, v]) => {
@@ -537,18 +569,16 @@ export class Agent {
 
   state(): AgentStateView {
     const snap = this.store.snapshot();
-    const desired = this.desiredFrontends(snap);
-    const view = this.sync?.current();
-    const backendIds = new Map([...(view?.backends.values() ?? [])].map((b) => [`${b.address}|${b.port}`, b.id]));
-    const frontends = desired.map((f) => ({
-      id: view?.frontends.get(`${f.protocol}/${f.address}/${f.port}`)?.id ?? 0,
+    const backendIds = this.sync?.backends;
+    const frontends = [...(this.sync?.desired() ?? [])].map(({ frontend: f, programmed }) => ({
+      id: programmed?.id ?? 0,
       service: f.service,
       kind: f.kind,
       address: f.address,
       port: f.port,
       protocol: f.protocol,
-      backends: f.backends.map((b) => ({ id: backendIds.get(`${b.address}|${b.port}`) ?? 0, address: b.address, port: b.port, weight: b.weight, state: b.state, ...(b.nodeName ? { node: b.nodeName } : {}) })),
-    }));
+      backends: f.backends.map((b) => ({ id: backendIds?.get(`${b.address}|${b.port}`)?.id ?? 0, address: b.address, port: b.port, weight: b.weight, state: b.state, ...(b.nodeName ? { node: b.nodeName } : {}) })),
+    })).sort((a, b) => compareAddresses(a.address, b.address) || a.port - b.port || a.protocol.localeCompare(b.protocol));
     const services = [...snap.services.values()].map((svc) => {
       const cond = svc.status.conditions.find((c) => c.type === IPAM_CONDITION);
       return {

@@ -36,8 +36,15 @@ export interface AgentConfig {
   xdpMode: XdpAttachMode;
   /** Cluster-wide Maglev hash seed: every LB node must use the same one. */
   hashSeed: number;
+  /** One Maglev table size for every frontend (a prime); 0 = chosen per backend set from its backend count. */
   maglevTableSize: number;
+  /** The largest Maglev table size chosen per backend set (a prime). */
+  maglevMaxTableSize: number;
   conntrackSize: number;
+  /** Capacities of the data path's maps (frontends, backends, responder entries). */
+  frontendMapSize: number;
+  backendMapSize: number;
+  responderMapSize: number;
   /** SNAT source port range (inclusive). */
   snatPorts: [number, number];
   /** SNAT source addresses (default: the first address of each interface, per family). */
@@ -89,8 +96,12 @@ export const FLAGS: FlagSpec[] = [
   { key: 'defaultLoadBalancerClass', flag: 'default-lb-class', env: 'PHAROS_DEFAULT_LB_CLASS', kind: 'bool', help: 'treat services without loadBalancerClass as ours' },
   { key: 'xdpMode', flag: 'xdp-mode', env: 'PHAROS_XDP_MODE', kind: 'string', choices: ['native', 'generic', 'auto'], help: 'XDP attach mode (auto: native, generic as a logged fallback)' },
   { key: 'hashSeed', flag: 'hash-seed', env: 'PHAROS_HASH_SEED', kind: 'number', help: 'cluster-wide Maglev hash seed (same on every LB node)' },
-  { key: 'maglevTableSize', flag: 'maglev-table-size', env: 'PHAROS_MAGLEV_TABLE_SIZE', kind: 'number', help: 'Maglev table size (a prime > 100 x backends)' },
+  { key: 'maglevTableSize', flag: 'maglev-table-size', env: 'PHAROS_MAGLEV_TABLE_SIZE', kind: 'number', help: 'one Maglev table size for every frontend (a prime > backends; 0: the smallest of 251, 509, 1021, ... above 100 x backends)' },
+  { key: 'maglevMaxTableSize', flag: 'maglev-max-table-size', env: 'PHAROS_MAGLEV_MAX_TABLE_SIZE', kind: 'number', help: 'largest Maglev table size chosen by backend count (a prime; past 100 x backends, balance stays even but more flows move when backends change)' },
   { key: 'conntrackSize', flag: 'conntrack-size', env: 'PHAROS_CONNTRACK_SIZE', kind: 'number', help: 'conntrack entries' },
+  { key: 'frontendMapSize', flag: 'frontend-map-size', env: 'PHAROS_FRONTEND_MAP_SIZE', kind: 'number', help: 'frontends ({address, port, protocol}: VIPs, external IPs and NodePorts) the data path holds' },
+  { key: 'backendMapSize', flag: 'backend-map-size', env: 'PHAROS_BACKEND_MAP_SIZE', kind: 'number', help: 'distinct backends (address:port) the data path holds' },
+  { key: 'responderMapSize', flag: 'responder-map-size', env: 'PHAROS_RESPONDER_MAP_SIZE', kind: 'number', help: 'announced (address, interface) pairs the ARP/NDP responder holds' },
   { key: 'snatPorts', flag: 'snat-ports', env: 'PHAROS_SNAT_PORTS', kind: 'range', help: 'SNAT source port range, FIRST-LAST' },
   { key: 'snatAddresses', flag: 'snat-addresses', env: 'PHAROS_SNAT_ADDRESSES', kind: 'list', help: 'SNAT source addresses (default: first address of the interfaces)' },
   { key: 'responderMaxAgeSeconds', flag: 'responder-max-age', env: 'PHAROS_RESPONDER_MAX_AGE', kind: 'number', help: 'seconds the XDP ARP/NDP responder answers without an agent heartbeat' },
@@ -124,8 +135,12 @@ export function defaults(host = hostname()): AgentConfig {
     defaultLoadBalancerClass: true,
     xdpMode: 'auto',
     hashSeed: 0x50484152, // "PHAR": any fixed value works as long as every LB node shares it
-    maglevTableSize: 16381,
+    maglevTableSize: 0,
+    maglevMaxTableSize: 65521,
     conntrackSize: 262144,
+    frontendMapSize: 65536,
+    backendMapSize: 131072,
+    responderMapSize: 32768,
     snatPorts: [32768, 60999],
     snatAddresses: [],
     responderMaxAgeSeconds: 3,
@@ -150,6 +165,8 @@ export class ConfigError extends Error {}
 /** The largest table Cilium offers too; M > 100 × N still allows 1,300 backends per service. */
 export const MAX_MAGLEV_TABLE = 131071;
 export const MAX_CONNTRACK = 16_777_216;
+/** Bounds of the map-size flags: at least a few entries, at most what the kernel allocates without trouble. */
+export const MAP_SIZE_BOUNDS = { frontendMapSize: [16, 1_048_576], backendMapSize: [16, 4_194_304], responderMapSize: [16, 1_048_576] } as const;
 
 export interface ConfigInputs {
   argv: string[];
@@ -283,9 +300,18 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
   if (!parseHttpAddress(cfg.http)) throw new ConfigError(`--http: "${cfg.http}" is not HOST:PORT`);
   if (cfg.mode === 'dsr') throw new ConfigError('--mode dsr is not supported yet; use snat');
   if (!Number.isInteger(cfg.hashSeed) || cfg.hashSeed > 0xffffffff) throw new ConfigError('--hash-seed: must be an integer 0..4294967295');
-  if (!isPrime(cfg.maglevTableSize)) throw new ConfigError(`--maglev-table-size: ${cfg.maglevTableSize} is not a prime`);
-  // Bounds: a Maglev table is maglevTableSize × 4 bytes per frontend; a flow costs a conntrack and a reverse entry.
+  if (cfg.maglevTableSize !== 0 && !isPrime(cfg.maglevTableSize)) throw new ConfigError(`--maglev-table-size: ${cfg.maglevTableSize} is not a prime (0: chosen by backend count)`);
+  if (!isPrime(cfg.maglevMaxTableSize)) throw new ConfigError(`--maglev-max-table-size: ${cfg.maglevMaxTableSize} is not a prime`);
+  // Bounds: a Maglev table costs 4 bytes a slot per backend set; a flow costs a conntrack and a reverse entry.
   if (cfg.maglevTableSize > MAX_MAGLEV_TABLE) throw new ConfigError(`--maglev-table-size: ${cfg.maglevTableSize} is above the limit ${MAX_MAGLEV_TABLE}`);
+  if (cfg.maglevMaxTableSize > MAX_MAGLEV_TABLE || cfg.maglevMaxTableSize < 251) {
+    throw new ConfigError(`--maglev-max-table-size: ${cfg.maglevMaxTableSize} must be from 251 to ${MAX_MAGLEV_TABLE}`);
+  }
+  for (const [key, [min, max]] of Object.entries(MAP_SIZE_BOUNDS) as Array<[keyof typeof MAP_SIZE_BOUNDS, readonly [number, number]]>) {
+    const v = cfg[key];
+    const flag = FLAGS.find((f) => f.key === key)!.flag;
+    if (!Number.isInteger(v) || v < min || v > max) throw new ConfigError(`--${flag}: ${v} must be an integer from ${min} to ${max}`);
+  }
   for (const [flag, v] of [['manifests-max-file-bytes', cfg.manifestsMaxFileBytes], ['manifests-max-bytes', cfg.manifestsMaxBytes]] as const) {
     if (!Number.isInteger(v) || v < 1 || v > 2 ** 31) throw new ConfigError(`--${flag}: ${v} must be an integer from 1 to ${2 ** 31}`);
   }

@@ -15,10 +15,60 @@
 import type { Kind } from '../model/types.js';
 import type { Snapshot } from '../store/store.js';
 
+/**
+ * What changed since a controller's last pass: keys by kind, or `all` (the
+ * first pass, a resync, or a relist) when the controller must look at
+ * everything. Controllers that recompute from the whole snapshot ignore it.
+ */
+export interface ChangeSet {
+  all: boolean;
+  keys: ReadonlyMap<Kind, ReadonlySet<string>>;
+}
+
 export interface AgentController {
   readonly name: string;
   /** Kinds whose changes call reconcile; 'all' for every change. */
   readonly kinds: ReadonlySet<Kind> | 'all';
-  reconcile(snapshot: Snapshot): Promise<void> | void;
+  reconcile(snapshot: Snapshot, changes: ChangeSet): Promise<void> | void;
   stop(): Promise<void> | void;
+}
+
+/** Accumulates the changes a controller has not seen yet. */
+export class PendingChanges {
+  private all = true;
+  private keys = new Map<Kind, Set<string>>();
+
+  add(kind: Kind, key: string): void {
+    if (this.all) return;
+    let set = this.keys.get(kind);
+    if (!set) this.keys.set(kind, (set = new Set()));
+    set.add(key);
+    // Past this many keys a full pass is cheaper than tracking them.
+    if (set.size > 100_000) this.everything();
+  }
+
+  everything(): void {
+    this.all = true;
+    this.keys.clear();
+  }
+
+  /** A pass with no new changes (the controller has work of its own left, e.g. retries). */
+  poke(): void {
+    this.poked = true;
+  }
+
+  private poked = false;
+
+  get empty(): boolean {
+    return !this.all && !this.poked && this.keys.size === 0;
+  }
+
+  /** The accumulated set, and start a new one. */
+  take(): ChangeSet {
+    const out: ChangeSet = { all: this.all, keys: this.keys };
+    this.all = false;
+    this.poked = false;
+    this.keys = new Map();
+    return out;
+  }
 }

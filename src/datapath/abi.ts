@@ -34,6 +34,7 @@ export const MAP = {
   conntrack: 'ph_ct',
   reverseNat: 'ph_rev',
   runtime: 'ph_runtime',
+  liveness: 'ph_liveness',
   responder: 'ph_responder',
   progs: 'ph_progs',
   ifMacs: 'ph_if_macs',
@@ -74,13 +75,14 @@ export const CTF_LOCAL = 1 << 1;
 
 export const SIZE = {
   feKey: 20,
-  feValue: 16,
+  feValue: 24,
   backend: 20,
   flow: 40,
   ct: 40,
   beNextHop: 24,
   rev: 80,
-  runtime: 48,
+  runtime: 40,
+  liveness: 8,
   respKey: 24,
   respValue: 8,
   traffic: 16,
@@ -137,7 +139,6 @@ export const PASS_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['fragm
 
 /** `.rodata` variables the loader sets (name → byte size), from bpf/lib/config.h. */
 export const RODATA = {
-  cfg_maglev_m: 4,
   cfg_hash_seed: 4,
   cfg_liveness_max_ns: 8,
   cfg_tcp_est_ns: 8,
@@ -238,6 +239,10 @@ export interface FrontendValue {
   /** Backends in the Maglev table; 0 → new flows dropped as no_backend. */
   backends: number;
   affinityTimeout: number;
+  /** Key of the frontend's Maglev table in ph_maglev (tables are shared by backend set); 0 = none. */
+  table: number;
+  /** M of that table (its slot count); 0 = no table. */
+  tableSize: number;
 }
 
 export function encodeFrontendValue(v: FrontendValue): Buffer {
@@ -246,11 +251,33 @@ export function encodeFrontendValue(v: FrontendValue): Buffer {
   b.writeUInt16LE(v.flags, 4);
   b.writeUInt16LE(Math.min(v.backends, 0xffff), 6);
   b.writeUInt32LE(v.affinityTimeout, 8);
+  b.writeUInt32LE(v.table, 12);
+  b.writeUInt32LE(v.tableSize, 16);
   return b;
 }
 
 export function decodeFrontendValue(b: Buffer): FrontendValue {
-  return { id: b.readUInt32LE(0), flags: b.readUInt16LE(4), backends: b.readUInt16LE(6), affinityTimeout: b.readUInt32LE(8) };
+  return {
+    id: b.readUInt32LE(0), flags: b.readUInt16LE(4), backends: b.readUInt16LE(6), affinityTimeout: b.readUInt32LE(8),
+    table: b.readUInt32LE(12), tableSize: b.readUInt32LE(16),
+  };
+}
+
+/**
+ * A Maglev table as ph_maglev's inner arrays hold it: two backend ids per
+ * 8-byte element, slot s in the low half of element s/2 when s is even and
+ * the high half when odd (maglev_pick in bpf/lib/maglev.h).
+ */
+export function encodeMaglevTable(slots: Uint32Array): Buffer {
+  const elements = Math.ceil(slots.length / 2);
+  const b = Buffer.alloc(elements * 8);
+  // Little-endian u64 = low u32 then high u32: the slots in order.
+  Buffer.from(slots.buffer, slots.byteOffset, slots.byteLength).copy(b, 0);
+  return b;
+}
+
+export function maglevTableElements(m: number): number {
+  return Math.ceil(m / 2);
 }
 
 // ---------------------------------------------------------------- backends
@@ -316,6 +343,10 @@ export function encodeVipKey(address: string): Buffer {
   const b = Buffer.alloc(SIZE.vipKey);
   b.writeUInt8(afOf(writeAddr(b, 0, address)), 16);
   return b;
+}
+
+export function decodeVipKey(b: Buffer): string {
+  return readAddr(b, 0, b[16]!);
 }
 
 export function encodeMemberKey(frontendId: number, backendId: number): Buffer {
@@ -440,8 +471,6 @@ export function decodeReverseNat(b: Buffer, af: number): ReverseNatEntry {
 // ---------------------------------------------------------------- runtime
 
 export interface Runtime {
-  /** CLOCK_MONOTONIC ns (process.hrtime.bigint() on Linux); 0 = never. */
-  livenessNs: bigint;
   snatV4?: string;
   snatV6?: string;
   portMin: number;
@@ -450,17 +479,16 @@ export interface Runtime {
 
 export function encodeRuntime(r: Runtime): Buffer {
   const b = Buffer.alloc(SIZE.runtime);
-  b.writeBigUInt64LE(r.livenessNs, 0);
   if (r.snatV4) {
     if (familyOf(r.snatV4) !== 'IPv4') throw new AbiError(`SNAT v4 address ${r.snatV4} is not IPv4`);
-    writeAddr(b, 8, r.snatV4);
+    writeAddr(b, 0, r.snatV4);
   }
   if (r.snatV6) {
     if (familyOf(r.snatV6) !== 'IPv6') throw new AbiError(`SNAT v6 address ${r.snatV6} is not IPv6`);
-    writeAddr(b, 24, r.snatV6);
+    writeAddr(b, 16, r.snatV6);
   }
-  b.writeUInt16LE(r.portMin, 40);
-  b.writeUInt16LE(r.portMax, 42);
+  b.writeUInt16LE(r.portMin, 32);
+  b.writeUInt16LE(r.portMax, 34);
   return b;
 }
 
@@ -470,10 +498,21 @@ function isZero(b: Buffer, off: number, len: number): boolean {
 }
 
 export function decodeRuntime(b: Buffer): Runtime {
-  const r: Runtime = { livenessNs: b.readBigUInt64LE(0), portMin: b.readUInt16LE(40), portMax: b.readUInt16LE(42) };
-  if (!isZero(b, 8, 16)) r.snatV4 = readAddr(b, 8, AF_INET);
-  if (!isZero(b, 24, 16)) r.snatV6 = readAddr(b, 24, AF_INET6);
+  const r: Runtime = { portMin: b.readUInt16LE(32), portMax: b.readUInt16LE(34) };
+  if (!isZero(b, 0, 16)) r.snatV4 = readAddr(b, 0, AF_INET);
+  if (!isZero(b, 16, 16)) r.snatV6 = readAddr(b, 16, AF_INET6);
   return r;
+}
+
+/** ph_liveness: the stamp (CLOCK_MONOTONIC ns, process.hrtime.bigint() on Linux); 0 = never. */
+export function encodeLiveness(stampNs: bigint): Buffer {
+  const b = Buffer.alloc(SIZE.liveness);
+  b.writeBigUInt64LE(stampNs, 0);
+  return b;
+}
+
+export function decodeLiveness(b: Buffer): bigint {
+  return b.readBigUInt64LE(0);
 }
 
 // ---------------------------------------------------------------- responder

@@ -37,7 +37,7 @@ function targetPortFor(slice: EndpointSlice, port: ServicePort): number | undefi
 }
 
 /** Backends of one service port for one address family, deduplicated and in a stable order. */
-export function backendsFor(svc: Service, port: ServicePort, slices: EndpointSlice[], v4: boolean, nodeName: string): Backend[] {
+export function backendsFor(svc: Service, port: ServicePort, slices: readonly EndpointSlice[], v4: boolean, nodeName: string): Backend[] {
   const byKey = new Map<string, Backend>();
   for (const slice of slices) {
     if (slice.addressType !== (v4 ? 'IPv4' : 'IPv6')) continue;
@@ -68,51 +68,75 @@ export function compareAddresses(a: string, b: string): number {
   return x.value < y.value ? -1 : x.value > y.value ? 1 : 0;
 }
 
-export function desiredFrontends(snap: Snapshot, opts: DesiredFrontendOptions): Frontend[] {
-  const slicesByService = new Map<string, EndpointSlice[]>();
-  for (const slice of snap.endpointSlices.values()) {
-    const key = `${slice.meta.namespace ?? ''}/${slice.serviceName}`;
-    const list = slicesByService.get(key) ?? [];
-    list.push(slice);
-    slicesByService.set(key, list);
+/** EndpointSlices grouped by their service's key (`ns/name`). */
+export function slicesByService(slices: Iterable<EndpointSlice>): Map<string, EndpointSlice[]> {
+  const out = new Map<string, EndpointSlice[]>();
+  for (const slice of slices) {
+    const key = serviceKeyOfSlice(slice);
+    const list = out.get(key);
+    if (list) list.push(slice);
+    else out.set(key, [slice]);
   }
+  return out;
+}
+
+export function serviceKeyOfSlice(slice: EndpointSlice): string {
+  return `${slice.meta.namespace ?? ''}/${slice.serviceName}`;
+}
+
+/** The frontends of one service (its VIPs, external IPs and NodePorts), in a stable order. */
+export function frontendsForService(svc: Service, slices: readonly EndpointSlice[], opts: DesiredFrontendOptions): Frontend[] {
+  const key = objectKey(svc.meta);
+  const addresses: { address: string; kind: Frontend['kind'] }[] = [];
+  if (svc.type === 'LoadBalancer' && opts.isOurService(svc)) {
+    for (const ing of svc.status.ingress) if (ing.ip) addresses.push({ address: ing.ip, kind: 'LoadBalancer' });
+  }
+  for (const ip of svc.externalIPs) addresses.push({ address: ip, kind: 'ExternalIP' });
+  const nodePorts = svc.type === 'NodePort' || (svc.type === 'LoadBalancer' && svc.allocateLoadBalancerNodePorts !== false);
+  if (nodePorts) for (const ip of opts.nodeAddresses ?? []) addresses.push({ address: ip, kind: 'NodePort' });
+  if (addresses.length === 0) return [];
   const out: Frontend[] = [];
-  for (const svc of snap.services.values()) {
-    const key = objectKey(svc.meta);
-    const addresses: { address: string; kind: Frontend['kind'] }[] = [];
-    if (svc.type === 'LoadBalancer' && opts.isOurService(svc)) {
-      for (const ing of svc.status.ingress) if (ing.ip) addresses.push({ address: ing.ip, kind: 'LoadBalancer' });
-    }
-    for (const ip of svc.externalIPs) addresses.push({ address: ip, kind: 'ExternalIP' });
-    const nodePorts = svc.type === 'NodePort' || (svc.type === 'LoadBalancer' && svc.allocateLoadBalancerNodePorts !== false);
-    if (nodePorts) for (const ip of opts.nodeAddresses ?? []) addresses.push({ address: ip, kind: 'NodePort' });
-    if (addresses.length === 0) continue;
-    const slices = slicesByService.get(key) ?? [];
-    const seen = new Set<string>();
-    for (const { address, kind } of addresses) {
-      for (const port of svc.ports) {
-        if (port.protocol === 'SCTP') continue; // the data path carries TCP and UDP
-        const frontendPort = kind === 'NodePort' ? port.nodePort : port.port;
-        if (!frontendPort) continue; // NodePort not allocated (yet)
-        const id = `${address}|${frontendPort}|${port.protocol}`;
-        if (seen.has(id)) continue;
-        seen.add(id);
-        out.push({
-          service: key,
-          kind,
-          address,
-          port: frontendPort,
-          protocol: port.protocol,
-          backends: backendsFor(svc, port, slices, isIPv4(address), opts.nodeName),
-          sessionAffinity: svc.sessionAffinity === 'ClientIP',
-          sessionAffinityTimeoutSeconds: svc.sessionAffinityTimeoutSeconds,
-          localOnly: svc.externalTrafficPolicy === 'Local',
-          sourceRanges: svc.loadBalancerSourceRanges,
-        });
-      }
+  const seen = new Set<string>();
+  // One backend list per port and family, shared by that port's frontends (a VIP and its NodePorts).
+  const backendLists = new Map<string, Frontend['backends']>();
+  for (const { address, kind } of addresses) {
+    for (const port of svc.ports) {
+      if (port.protocol === 'SCTP') continue; // the data path carries TCP and UDP
+      const frontendPort = kind === 'NodePort' ? port.nodePort : port.port;
+      if (!frontendPort) continue; // NodePort not allocated (yet)
+      const id = `${address}|${frontendPort}|${port.protocol}`;
+      if (seen.has(id)) continue;
+      seen.add(id);
+      const v4 = isIPv4(address);
+      const listKey = `${port.name ?? ''}|${port.port}|${port.protocol}|${v4}`;
+      let backends = backendLists.get(listKey);
+      if (!backends) backendLists.set(listKey, (backends = backendsFor(svc, port, slices, v4, opts.nodeName)));
+      out.push({
+        service: key,
+        kind,
+        address,
+        port: frontendPort,
+        protocol: port.protocol,
+        backends,
+        sessionAffinity: svc.sessionAffinity === 'ClientIP',
+        sessionAffinityTimeoutSeconds: svc.sessionAffinityTimeoutSeconds,
+        localOnly: svc.externalTrafficPolicy === 'Local',
+        sourceRanges: svc.loadBalancerSourceRanges,
+      });
     }
   }
-  return out.sort((a, b) => compareAddresses(a.address, b.address) || a.port - b.port || a.protocol.localeCompare(b.protocol));
+  return out.sort(compareFrontends);
+}
+
+function compareFrontends(a: Frontend, b: Frontend): number {
+  return compareAddresses(a.address, b.address) || a.port - b.port || a.protocol.localeCompare(b.protocol);
+}
+
+export function desiredFrontends(snap: Snapshot, opts: DesiredFrontendOptions): Frontend[] {
+  const slices = slicesByService(snap.endpointSlices.values());
+  const out: Frontend[] = [];
+  for (const svc of snap.services.values()) out.push(...frontendsForService(svc, slices.get(objectKey(svc.meta)) ?? [], opts));
+  return out.sort(compareFrontends);
 }
 
 /** Frontends of Local-policy services with no ready endpoint on this node: new flows to them are dropped here. */

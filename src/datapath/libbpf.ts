@@ -43,6 +43,8 @@ export interface BpfMap extends MapInfo {
   keys(): Buffer[];
   /** Every entry (batch lookup when the map supports it, else a key walk). */
   entries(): Array<[Buffer, Buffer]>;
+  /** Every entry as two concatenated buffers (keySize / valueBufferSize bytes a record), without a Buffer per entry. */
+  entriesRaw(): { keys: Buffer; values: Buffer; count: number };
   /** For per-CPU values: split one value buffer into one Buffer (valueSize bytes) per CPU. */
   splitPerCpu(value: Buffer): Buffer[];
   pin(path: string): void;
@@ -311,6 +313,10 @@ class LibbpfMap implements BpfMap {
     const ks = sliceRecords(keys, this.keySize, count);
     const vs = sliceRecords(values, this.valueBufferSize, count);
     return ks.map((k, i) => [k, vs[i]]);
+  }
+
+  entriesRaw(): { keys: Buffer; values: Buffer; count: number } {
+    return this.handle.entries();
   }
 
   splitPerCpu(value: Buffer): Buffer[] {

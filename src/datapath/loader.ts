@@ -14,12 +14,11 @@ import { basename, join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from './libbpf.js';
 import { encodeIfMac, encodeRodata, MAP, PROG, SIZE, TAIL_CALLS, u32Key, type MapRole, type RodataName } from './abi.js';
-import { DEFAULT_MAGLEV_M, isPrime } from './maglev.js';
 
 export interface DatapathSizes {
-  /** Frontends ({VIP, port, proto}); also the Maglev outer map and per-frontend counters. */
+  /** Frontends ({VIP, port, proto}); also per-frontend counters, echo VIPs and Maglev tables (at most one per frontend). */
   frontends: number;
-  /** Backends; also per-backend counters. */
+  /** Backends (address|port); also per-backend counters and cached next hops. */
   backends: number;
   /** Conntrack entries (and as many reverse-NAT entries). */
   conntrack: number;
@@ -33,11 +32,16 @@ export interface DatapathSizes {
   members: number;
 }
 
-export const DEFAULT_SIZES: DatapathSizes = { frontends: 1024, backends: 4096, conntrack: 262144, responder: 1024, sourceRanges: 16384, affinity: 65536, members: 65536 };
+/**
+ * Sized for 10,000 LoadBalancer services of 8 backends on one node: each
+ * has a VIP frontend and NodePort frontends on the node's addresses (about
+ * 30,000 frontends), 80,000 backends, and one responder entry per address
+ * and announcing interface. Memory in the kernel, with N possible CPUs:
+ * frontends 24 B + 32·N B (counters) each, backends 48 B + 16·N B each.
+ */
+export const DEFAULT_SIZES: DatapathSizes = { frontends: 65536, backends: 131072, conntrack: 262144, responder: 32768, sourceRanges: 16384, affinity: 65536, members: 65536 };
 
 export interface DatapathConfig {
-  /** Maglev table size (prime). */
-  maglevM: number;
   /** Flow-hash seed; must be equal on every LB node of a cluster. */
   hashSeed: number;
   /** ARP/NDP answers stop when the liveness stamp is older. */
@@ -52,7 +56,6 @@ export interface DatapathConfig {
 }
 
 export const DEFAULT_CONFIG: DatapathConfig = {
-  maglevM: DEFAULT_MAGLEV_M,
   hashSeed: 0x7068726f,
   livenessMaxMs: 3000,
   tcpEstablishedTimeoutS: 3600,
@@ -91,6 +94,7 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     backends: { type: 'array', keySize: 4, valueSize: SIZE.backend, maxEntries: sizes.backends },
     backendNextHop: { type: 'array', keySize: 4, valueSize: SIZE.beNextHop, maxEntries: sizes.backends },
     maglev: { type: 'array_of_maps', keySize: 4, valueSize: 4, maxEntries: sizes.frontends },
+    liveness: { type: 'array', keySize: 4, valueSize: SIZE.liveness, maxEntries: 1 },
     conntrack: { type: 'lru_hash', keySize: SIZE.flow, valueSize: SIZE.ct, maxEntries: sizes.conntrack },
     reverseNat: { type: 'lru_hash', keySize: SIZE.flow, valueSize: SIZE.rev, maxEntries: sizes.conntrack },
     runtime: { type: 'array', keySize: 4, valueSize: SIZE.runtime, maxEntries: 1 },
@@ -197,15 +201,12 @@ export function enableAcceptLocal(ifname: string): void {
 }
 
 function resolveConfig(c: Partial<DatapathConfig> | undefined): DatapathConfig {
-  const cfg = { ...DEFAULT_CONFIG, ...c };
-  if (!isPrime(cfg.maglevM)) throw new DatapathLoadError(`maglevM ${cfg.maglevM} must be a prime`);
-  return cfg;
+  return { ...DEFAULT_CONFIG, ...c };
 }
 
 function rodataValues(cfg: DatapathConfig): Record<RodataName, number | bigint> {
   const ns = (s: number): bigint => BigInt(Math.round(s * 1e9));
   return {
-    cfg_maglev_m: cfg.maglevM,
     cfg_hash_seed: cfg.hashSeed >>> 0,
     cfg_liveness_max_ns: ns(cfg.livenessMaxMs / 1000),
     cfg_tcp_est_ns: ns(cfg.tcpEstablishedTimeoutS),

@@ -240,7 +240,6 @@ export function loadSocketLb(opts: SocketLbLoadOptions): LoadedSocketLb {
 
   const object = addon.openObject(objectPath);
   try {
-    object.setRodata('cfg_maglev_m', encodeRodata('cfg_maglev_m', datapath.config.maglevM));
     object.setRodata('cfg_hash_seed', encodeRodata('cfg_hash_seed', datapath.config.hashSeed >>> 0));
     const netns = Buffer.alloc(8);
     netns.writeBigUInt64LE(opts.netnsCookie ?? addon.netnsCookie());

@@ -9,6 +9,8 @@ import { DROP_REASONS, PASS_REASONS, type StatReason } from '../datapath/abi.js'
 
 /** Metric labels of the frontend and backend ids currently programmed. */
 export interface DatapathLabels {
+  /** Moves whenever the tables below change: renderers cache by it. */
+  version: number;
   frontends: ReadonlyMap<number, { service: string; frontend: string }>;
   backends: ReadonlyMap<number, { backend: string }>;
 }

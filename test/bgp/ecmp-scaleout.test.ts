@@ -119,7 +119,7 @@ t.test('ECMP scale-out: two XDP LB nodes behind a multipath bird2 router', { ski
     const netns = lab.nsPath(n.name);
     const dp = loadDatapath({ addon, pinDir: pinDir(n), sizes: { conntrack: 65536, frontends: 16, backends: 64 }, config: { hashSeed: HASH_SEED } });
     n.dp = dp;
-    const sync = new DatapathSync(addon, dp.maps, { maglevM: dp.config.maglevM });
+    const sync = new DatapathSync(addon, dp.maps);
     n.sync = sync;
     sync.readState();
     for (const ifname of ['up0', 'b0']) {

@@ -76,7 +76,7 @@ t.test('flag constants match the C', async (t) => {
 t.test('struct sizes match BTF', async (t) => {
   const sizes: Record<string, number> = {
     ph_fe_key: abi.SIZE.feKey, ph_fe_value: abi.SIZE.feValue, ph_backend: abi.SIZE.backend, ph_flow: abi.SIZE.flow,
-    ph_ct: abi.SIZE.ct, ph_be_nh: abi.SIZE.beNextHop, ph_rev: abi.SIZE.rev, ph_runtime: abi.SIZE.runtime, ph_resp_key: abi.SIZE.respKey,
+    ph_ct: abi.SIZE.ct, ph_be_nh: abi.SIZE.beNextHop, ph_rev: abi.SIZE.rev, ph_runtime: abi.SIZE.runtime, ph_liveness: abi.SIZE.liveness, ph_resp_key: abi.SIZE.respKey,
     ph_resp_value: abi.SIZE.respValue, ph_traffic: abi.SIZE.traffic, ph_src_key: abi.SIZE.srcKey, ph_aff_key: abi.SIZE.affKey,
     ph_aff_value: abi.SIZE.affValue, ph_member_key: 8, ph_vip_key: abi.SIZE.vipKey,
     ph_scratch: abi.SIZE.ct + abi.SIZE.rev + abi.SIZE.flow + abi.SIZE.affKey + abi.SIZE.affValue,
@@ -97,12 +97,24 @@ t.test('frontend codecs write at the BTF offsets and round-trip', async (t) => {
   t.equal(k6[o.family!], abi.AF_INET6);
 
   const vo = layout('ph_fe_value').offsets;
-  const v = abi.encodeFrontendValue({ id: 77, flags: abi.FE_RESET_ON_REMOVE, backends: 3, affinityTimeout: 10800 });
+  const v = abi.encodeFrontendValue({ id: 77, flags: abi.FE_RESET_ON_REMOVE, backends: 3, affinityTimeout: 10800, table: 9, tableSize: 509 });
   t.equal(v.readUInt32LE(vo.id!), 77);
   t.equal(v.readUInt16LE(vo.flags!), 1);
   t.equal(v.readUInt16LE(vo.backends!), 3);
   t.equal(v.readUInt32LE(vo.affinity_timeout!), 10800);
-  t.same(abi.decodeFrontendValue(v), { id: 77, flags: 1, backends: 3, affinityTimeout: 10800 });
+  t.equal(v.readUInt32LE(vo.table!), 9);
+  t.equal(v.readUInt32LE(vo.table_size!), 509);
+  t.same(abi.decodeFrontendValue(v), { id: 77, flags: 1, backends: 3, affinityTimeout: 10800, table: 9, tableSize: 509 });
+});
+
+t.test('Maglev tables pack two slots per 8-byte element, as maglev_pick reads them', async (t) => {
+  const slots = Uint32Array.from([11, 22, 33, 44, 55]);
+  const b = abi.encodeMaglevTable(slots);
+  t.equal(b.length, 8 * abi.maglevTableElements(5));
+  for (let s = 0; s < slots.length; s++) {
+    const pair = b.readBigUInt64LE(8 * (s >> 1));
+    t.equal(Number(s & 1 ? pair >> 32n : pair & 0xffffffffn), slots[s], `slot ${s}`);
+  }
 });
 
 t.test('backend, flow, runtime and responder codecs match BTF', async (t) => {
@@ -123,13 +135,16 @@ t.test('backend, flow, runtime and responder codecs match BTF', async (t) => {
   t.throws(() => abi.encodeFlow({ src: '192.0.2.1', dst: '2001:db8::1', sport: 1, dport: 1, proto: 6 }), /mixes/);
 
   const ro = layout('ph_runtime').offsets;
-  const r = abi.encodeRuntime({ livenessNs: 123456789n, snatV4: '198.18.1.1', snatV6: '2001:db8::1', portMin: 40000, portMax: 49999 });
-  t.equal(r.readBigUInt64LE(ro.liveness_ns!), 123456789n);
+  const r = abi.encodeRuntime({ snatV4: '198.18.1.1', snatV6: '2001:db8::1', portMin: 40000, portMax: 49999 });
   t.same([...r.subarray(ro.snat_v4!, ro.snat_v4! + 4)], [198, 18, 1, 1]);
+  t.same([...r.subarray(ro.snat_v6!, ro.snat_v6! + 2)], [0x20, 0x01]);
   t.equal(r.readUInt16LE(ro.port_min!), 40000);
   t.equal(r.readUInt16LE(ro.port_max!), 49999);
-  t.same(abi.decodeRuntime(r), { livenessNs: 123456789n, snatV4: '198.18.1.1', snatV6: '2001:db8::1', portMin: 40000, portMax: 49999 });
-  t.throws(() => abi.encodeRuntime({ livenessNs: 0n, snatV4: '2001:db8::1', portMin: 1, portMax: 2 }), /not IPv4/);
+  t.same(abi.decodeRuntime(r), { snatV4: '198.18.1.1', snatV6: '2001:db8::1', portMin: 40000, portMax: 49999 });
+  t.throws(() => abi.encodeRuntime({ snatV4: '2001:db8::1', portMin: 1, portMax: 2 }), /not IPv4/);
+  const lo = layout('ph_liveness').offsets;
+  t.equal(abi.encodeLiveness(123456789n).readBigUInt64LE(lo.stamp_ns!), 123456789n);
+  t.equal(abi.decodeLiveness(abi.encodeLiveness(42n)), 42n);
 
   const ko = layout('ph_resp_key').offsets;
   const k = abi.encodeResponderKey({ address: '203.0.113.9', ifindex: 42 });

@@ -84,7 +84,7 @@ export class FixtureEnv {
     this.dp = dp;
     this.nsPath = nsPath;
     this.ifindex = ifindex;
-    this.sync = new DatapathSync(addon, dp.maps, { maglevM: dp.config.maglevM });
+    this.sync = new DatapathSync(addon, dp.maps);
   }
 
   static async create(lab: Lab, pinDir: string, opts: { nsName?: string; objectPath?: string; conntrack?: number } = {}): Promise<FixtureEnv> {
@@ -144,9 +144,10 @@ export class FixtureEnv {
   predict(flow: { src: string; dst: string; sport: number; dport: number; proto: number }, protocol: 'TCP' | 'UDP'): { backend: string; backendPort: number; snatPort: number; backendIndex: number } {
     const hash = flowHash(encodeFlow(flow), this.dp.config.hashSeed);
     const view = this.sync.current();
-    const fe = view.frontends.get(`${protocol}/${flow.dst}/${flow.dport}`);
-    if (!fe || fe.table.length === 0) throw new Error(`no table for ${protocol}/${flow.dst}/${flow.dport}`);
-    const id = fe.table[hash % fe.table.length]!;
+    // The table as the kernel holds it (its size M was chosen from the backend count).
+    const table = this.sync.frontendTable(`${protocol}/${flow.dst}/${flow.dport}`);
+    if (!table || table.length === 0) throw new Error(`no table for ${protocol}/${flow.dst}/${flow.dport}`);
+    const id = table[hash % table.length]!;
     const be = [...view.backends.values()].find((b) => b.id === id)!;
     const last = be.address.split(/[.:]/).pop()!;
     return { backend: be.address, backendPort: be.port, snatPort: PORT_MIN + (hash % (PORT_MAX - PORT_MIN + 1)), backendIndex: Number(last) };

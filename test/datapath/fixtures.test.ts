@@ -12,7 +12,7 @@ import { withLab, type Lab } from '../support/lab.js';
 import { hexDiff, inetChecksum, parse, pkt, truncate, IPPROTO } from '../support/packet.js';
 import { ADDR, baseFrontends, FixtureEnv, MAC, PORT_MIN, XDP } from './fixture-env.js';
 import { encodeFlow, encodeIfMac, STAT_REASONS, u32Key, type StatReason } from '../../src/datapath/abi.js';
-import { buildMaglevTable, flowHash, type MaglevMember } from '../../src/datapath/maglev.js';
+import { buildMaglevTable, DEFAULT_MAGLEV_MAX_M, flowHash, maglevTableSize, type MaglevMember } from '../../src/datapath/maglev.js';
 import type { Frontend } from '../../src/model/types.js';
 
 interface Row {
@@ -132,7 +132,7 @@ const fe18Backends = (states: Record<number, 'active' | 'terminating'> = {}, onl
 
 /** A client port whose flow on frontend 18 is in a slot that another backend owns in the table of `members`. */
 function portThatMoves(env: FixtureEnv, members: MaglevMember[], from: number): number {
-  const table = buildMaglevTable(members, env.dp.config.maglevM);
+  const table = buildMaglevTable(members, maglevTableSize(members.length, { max: DEFAULT_MAGLEV_MAX_M }).m);
   for (let sport = from; sport < from + 2000; sport++) {
     const flow = flowOf(4, 'tcp', sport, '198.51.100.18');
     const now = env.predict(flow, 'TCP').backend;

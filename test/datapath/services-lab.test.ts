@@ -124,7 +124,7 @@ t.before(async () => {
   });
   await lab.exec('lb', ['sysctl', '-qw', 'net.ipv4.conf.all.accept_local=1', ...LB_IFACES.map((i) => `net.ipv4.conf.${i}.accept_local=1`), 'net.ipv4.conf.all.rp_filter=0']);
   dp = loadDatapath({ addon, pinDir: PIN_DIR, sizes: { conntrack: 65536, frontends: 64, backends: 256 } });
-  sync = new DatapathSync(addon, dp.maps, { maglevM: dp.config.maglevM });
+  sync = new DatapathSync(addon, dp.maps);
   sync.readState();
   const lbNs = lab.nsPath('lb');
   for (const ifname of LB_IFACES) {

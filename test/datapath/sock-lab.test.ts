@@ -117,7 +117,7 @@ t.before(async () => {
     await startEchoServer(lab, `be${i}`, { name: `be${i}`, port: 5353, udp: true });
   }
   dp = loadDatapath({ addon, pinDir: PIN_DIR, sizes: { conntrack: 4096, frontends: 64, backends: 256 } });
-  const sync = new DatapathSync(addon, dp.maps, { maglevM: dp.config.maglevM });
+  const sync = new DatapathSync(addon, dp.maps);
   sync.readState();
   const r = sync.apply(desired());
   if (r.errors.length) throw new Error(JSON.stringify(r.errors));

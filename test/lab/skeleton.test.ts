@@ -81,7 +81,7 @@ t.before(async () => {
   srvMac = await lab.mac('srv', 'eth0');
 
   dp = loadDatapath({ addon, pinDir: PIN_DIR, sizes: { conntrack: 4096, frontends: 16, backends: 16 } });
-  sync = new DatapathSync(addon, dp.maps, { maglevM: dp.config.maglevM });
+  sync = new DatapathSync(addon, dp.maps);
   sync.readState();
   const netns = lab.nsPath('srv');
   const attached = dp.attachXdp('eth0', { netns });

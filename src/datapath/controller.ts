@@ -1,0 +1,270 @@
+/**
+ * The data-path controller: store changes → the frontends of the services
+ * they touch (desired.ts) → DatapathSync (plan + maps). A change to one
+ * Service or EndpointSlice costs only that service; the first pass, a
+ * change of the node's addresses (NodePort frontends, local backends) and an
+ * explicit resync recompute everything.
+ *
+ * It also keeps, per service, whether everything it asked for is in the
+ * data path (`programmed`), tells the agent when that changes (conditions,
+ * L2/BGP stop announcing what is not served), and keeps the id → label
+ * tables metrics render from, versioned so a scrape never recomputes them.
+ */
+import type { EndpointSlice, Frontend, Kind, Service } from '../model/types.js';
+import type { Snapshot } from '../store/store.js';
+import type { ChangeSet } from '../agent/controller.js';
+import { frontendsForService, serviceKeyOfSlice, slicesByService } from './desired.js';
+import type { DatapathSync, SyncError, SyncResult } from './sync.js';
+import type { ServiceProgramStatus } from './plan.js';
+import { formatEndpoint } from '../model/cidr.js';
+
+export const DATAPATH_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice']);
+
+/** Target time of one batch of a large pass (ms), and the bounds of its size (services). */
+const BATCH_MS = 8;
+const MIN_BATCH = 8;
+const MAX_BATCH = 2000;
+
+function emptyResult(): SyncResult {
+  return { frontendsWritten: 0, frontendsRemoved: 0, backendsAdded: 0, backendsRemoved: 0, tablesPublished: 0, errors: [], services: new Set() };
+}
+
+export interface DatapathControllerOptions {
+  sync: DatapathSync;
+  nodeName: string;
+  isOurService: (svc: Service) => boolean;
+  /** The node's addresses NodePort frontends answer on (read each pass; a change recomputes every service). */
+  nodeAddresses: () => string[];
+  /** Every address of the node (backends there are delivered locally). */
+  localAddresses: () => string[];
+  /** A service's programmed state changed (undefined: it has no frontends any more). */
+  onStatus?: (service: string, status: ServiceProgramStatus | undefined) => void;
+  /** Backends were added or removed: the next-hop primer gets the current set (called after the map writes). */
+  onBackends?: (addresses: Iterable<string>) => void;
+  /** Ask for another pass soon (room was freed for objects refused before). */
+  requestPass?: () => void;
+  log: { info(msg: string, f?: Record<string, unknown>): void; error(msg: string, f?: Record<string, unknown>): void };
+}
+
+/** Metric labels by id, rebuilt only when `version` moves. */
+export interface DatapathLabelTable {
+  version: number;
+  frontends: ReadonlyMap<number, { service: string; frontend: string }>;
+  backends: ReadonlyMap<number, { backend: string }>;
+}
+
+export class DatapathController {
+  readonly name = 'datapath';
+  readonly kinds = DATAPATH_KINDS;
+  /** EndpointSlice key → the service it belongs to (to find the service again when a slice is deleted). */
+  private readonly sliceOwner = new Map<string, string>();
+  private readonly slicesOf = new Map<string, Set<string>>();
+  private nodeAddressKey = '';
+  private indexed = false;
+  private readonly statuses = new Map<string, ServiceProgramStatus>();
+  /** Problems already logged (object|message), so a pass logs only what is new. */
+  private logged = new Set<string>();
+  private version = 0;
+  private labels?: DatapathLabelTable;
+
+  constructor(private readonly opts: DatapathControllerOptions) {}
+
+  async reconcile(snap: Snapshot, changes?: ChangeSet): Promise<void> {
+    const nodeAddresses = this.opts.nodeAddresses();
+    const nodeKey = nodeAddresses.join(',');
+    const full = !changes || changes.all || !this.indexed || nodeKey !== this.nodeAddressKey;
+    this.nodeAddressKey = nodeKey;
+    this.opts.sync.setLocalAddresses(this.opts.localAddresses());
+    const frontendOpts = { nodeName: this.opts.nodeName, isOurService: this.opts.isOurService, nodeAddresses };
+    const total = emptyResult();
+    const frontendsOf = (svc: Service | undefined, slices: () => readonly EndpointSlice[]): Frontend[] =>
+      svc ? frontendsForService(svc, slices(), frontendOpts) : [];
+    if (full) {
+      this.reindex(snap);
+      const bySvc = slicesByService(snap.endpointSlices.values());
+      this.opts.sync.beginFull();
+      await this.inBatches(snap.services.keys(), (key) => frontendsOf(snap.services.get(key), () => bySvc.get(key) ?? []), total);
+      this.merge(total, this.opts.sync.finishFull());
+    } else {
+      const dirty = this.dirtyServices(snap, changes);
+      if (dirty.size === 0 && !this.opts.sync.wantsRetry) return;
+      const slicesOf = (key: string): EndpointSlice[] => {
+        const out: EndpointSlice[] = [];
+        for (const s of this.slicesOf.get(key) ?? []) {
+          const slice = snap.endpointSlices.get(s);
+          if (slice) out.push(slice);
+        }
+        return out;
+      };
+      if (dirty.size === 0) this.merge(total, this.opts.sync.applyServices(new Map()));
+      else await this.inBatches(dirty, (key) => frontendsOf(snap.services.get(key), () => slicesOf(key)), total);
+    }
+    this.report(total, full);
+    if (this.opts.sync.wantsRetry) this.opts.requestPass?.();
+  }
+
+  /**
+   * Applies services a batch at a time and yields to the event loop between
+   * batches, so a start with 10,000 services never holds the loop (the
+   * liveness stamp, lease renewals and scrapes keep running). Batches are
+   * sized from the cost of the previous one, aiming at BATCH_MS each.
+   */
+  private async inBatches(keys: Iterable<string>, frontendsOf: (key: string) => Frontend[], total: SyncResult): Promise<void> {
+    let batch = new Map<string, Frontend[]>();
+    let size = this.batchSize;
+    const flush = async (): Promise<void> => {
+      const t0 = performance.now();
+      this.merge(total, this.opts.sync.applyServices(batch));
+      const ms = performance.now() - t0;
+      // Aim at BATCH_MS a batch: grow slowly, shrink at once.
+      const perService = ms / Math.max(1, batch.size);
+      size = Math.max(MIN_BATCH, Math.min(MAX_BATCH, Math.floor(BATCH_MS / Math.max(perService, 0.001))));
+      this.batchSize = size;
+      batch = new Map();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    };
+    for (const key of keys) {
+      batch.set(key, frontendsOf(key));
+      if (batch.size >= size) await flush();
+    }
+    if (batch.size > 0) await flush();
+  }
+
+  private batchSize = 64;
+
+  private merge(total: SyncResult, r: SyncResult): void {
+    total.frontendsWritten += r.frontendsWritten;
+    total.frontendsRemoved += r.frontendsRemoved;
+    total.backendsAdded += r.backendsAdded;
+    total.backendsRemoved += r.backendsRemoved;
+    total.tablesPublished += r.tablesPublished;
+    total.errors.push(...r.errors);
+    for (const s of r.services) total.services.add(s);
+  }
+
+  /** Recompute everything on the next pass (e.g. after a write the kernel refused). */
+  resync(): void {
+    this.indexed = false;
+  }
+
+  private reindex(snap: Snapshot): void {
+    this.sliceOwner.clear();
+    this.slicesOf.clear();
+    for (const [key, slice] of snap.endpointSlices) this.indexSlice(key, slice);
+    this.indexed = true;
+  }
+
+  private indexSlice(key: string, slice: EndpointSlice | undefined): void {
+    const before = this.sliceOwner.get(key);
+    const after = slice ? serviceKeyOfSlice(slice) : undefined;
+    if (before === after) return;
+    if (before) {
+      const set = this.slicesOf.get(before);
+      set?.delete(key);
+      if (set?.size === 0) this.slicesOf.delete(before);
+      this.sliceOwner.delete(key);
+    }
+    if (after) {
+      this.sliceOwner.set(key, after);
+      let set = this.slicesOf.get(after);
+      if (!set) this.slicesOf.set(after, (set = new Set()));
+      set.add(key);
+    }
+  }
+
+  /** Services touched by a set of changes: changed services, and the services of changed slices (before and after). */
+  private dirtyServices(snap: Snapshot, changes: ChangeSet): Set<string> {
+    const dirty = new Set<string>(changes.keys.get('Service') ?? []);
+    for (const key of changes.keys.get('EndpointSlice') ?? []) {
+      const before = this.sliceOwner.get(key);
+      if (before) dirty.add(before);
+      const slice = snap.endpointSlices.get(key);
+      this.indexSlice(key, slice);
+      if (slice) dirty.add(serviceKeyOfSlice(slice));
+    }
+    return dirty;
+  }
+
+  private report(result: SyncResult, full: boolean): void {
+    const changed = result.frontendsWritten || result.frontendsRemoved || result.backendsAdded || result.backendsRemoved;
+    if (changed) {
+      this.version++;
+      this.labels = undefined;
+      this.opts.log.info('data path updated', {
+        frontendsWritten: result.frontendsWritten, frontendsRemoved: result.frontendsRemoved, backendsAdded: result.backendsAdded,
+        backendsRemoved: result.backendsRemoved, tablesPublished: result.tablesPublished, services: result.services.size,
+      });
+    }
+    if (result.backendsAdded || result.backendsRemoved || full) this.opts.onBackends?.(this.backendAddresses());
+    this.logProblems(result.errors, full);
+    for (const svc of result.services) {
+      const st = this.opts.sync.status(svc);
+      const prev = this.statuses.get(svc);
+      if (st.frontends === 0 && st.problems.length === 0) {
+        if (prev) {
+          this.statuses.delete(svc);
+          this.opts.onStatus?.(svc, undefined);
+        }
+        continue;
+      }
+      this.statuses.set(svc, st);
+      if (!prev || !sameStatus(prev, st)) this.opts.onStatus?.(svc, st);
+    }
+  }
+
+  private *backendAddresses(): Iterable<string> {
+    for (const b of this.opts.sync.backends.values()) if (b.id !== 0) yield b.address;
+  }
+
+  /** One line per new problem while there are few; a summary when a pass brings many (10,000 lines help nobody). */
+  private logProblems(errors: SyncError[], full: boolean): void {
+    const now = new Set(errors.map((e) => `${e.object}|${e.message}`));
+    const fresh = errors.filter((e) => !this.logged.has(`${e.object}|${e.message}`));
+    if (full) this.logged = now;
+    else for (const k of now) this.logged.add(k);
+    if (fresh.length === 0) return;
+    for (const e of fresh.slice(0, 20)) {
+      this.opts.log.error('data path refused an object; everything else is unchanged', { object: e.object, service: e.service, map: e.map, error: e.message });
+    }
+    if (fresh.length > 20) {
+      const byMap = new Map<string, number>();
+      for (const e of fresh) byMap.set(e.map ?? 'none', (byMap.get(e.map ?? 'none') ?? 0) + 1);
+      this.opts.log.error('data path refused more objects (not logged one by one)', { more: fresh.length - 20, ...Object.fromEntries([...byMap].map(([m, n]) => [`map_${m}`, n])) });
+    }
+  }
+
+  /** Is every frontend of the service in the data path? (A service without frontends is.) */
+  isProgrammed(service: string): boolean {
+    const st = this.statuses.get(service);
+    return !st || st.programmed >= st.frontends;
+  }
+
+  status(service: string): ServiceProgramStatus | undefined {
+    return this.statuses.get(service);
+  }
+
+  /** Services not fully in the data path, with why. */
+  notProgrammed(): Map<string, ServiceProgramStatus> {
+    const out = new Map<string, ServiceProgramStatus>();
+    for (const [svc, st] of this.statuses) if (st.programmed < st.frontends) out.set(svc, st);
+    return out;
+  }
+
+  /** Labels for metrics by frontend/backend id; the same object until the programmed set changes. */
+  labelTable(): DatapathLabelTable {
+    if (this.labels) return this.labels;
+    const frontends = new Map<number, { service: string; frontend: string }>();
+    for (const f of this.opts.sync.frontends.values()) frontends.set(f.id, { service: f.service, frontend: `${formatEndpoint(f.address, f.port)}/${f.protocol}` });
+    const backends = new Map<number, { backend: string }>();
+    for (const b of this.opts.sync.backends.values()) if (b.id !== 0) backends.set(b.id, { backend: formatEndpoint(b.address, b.port) });
+    this.labels = { version: this.version, frontends, backends };
+    return this.labels;
+  }
+
+  stop(): void {}
+}
+
+function sameStatus(a: ServiceProgramStatus, b: ServiceProgramStatus): boolean {
+  return a.frontends === b.frontends && a.programmed === b.programmed && a.problems.length === b.problems.length &&
+    a.problems.every((p, i) => p.reason === b.problems[i]!.reason && p.message === b.problems[i]!.message && p.object === b.problems[i]!.object);
+}
