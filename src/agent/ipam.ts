@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import type { Condition, Kind } from '../model/types.js';
 import type { Snapshot, Store } from '../store/store.js';
 import { Ipam, IPAM_CONDITION, type AllocationState } from '../ipam/allocator.js';
-import { IpamController } from '../ipam/controller.js';
+import { IpamController, type IpamStatusSink } from '../ipam/controller.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
 import { writeFileAtomic } from '../sources/manifests/source.js';
 import type { KubeWriter } from '../sources/kube/writer.js';
@@ -30,23 +30,66 @@ export interface IpamView {
   leader(): string | undefined;
 }
 
+/**
+ * Manifests mode's sink: status is laid over the store (pharos is the only
+ * writer: there is no API server); pool status is kept for `pharos pool list`.
+ */
+class StoreStatusSink implements IpamStatusSink {
+  constructor(private readonly store: Store, private readonly onWrite: (key: string, ingress: string[], condition: Condition | null) => void) {}
+
+  async writeServiceStatus(key: string, ingress: string[], condition: Condition | null): Promise<void> {
+    const svc = this.store.get('Service', key);
+    const others = svc?.status.conditions.filter((c) => c.type !== IPAM_CONDITION) ?? [];
+    if (!condition && ingress.length === 0 && others.length === 0) this.store.setServiceStatus(key, undefined);
+    else this.store.setServiceStatus(key, { ingress: ingress.map((ip) => ({ ip })), conditions: condition ? [...others, condition] : others });
+    this.onWrite(key, ingress, condition);
+  }
+
+  async writePoolStatus(): Promise<void> {
+    // Pools in manifests mode have no status to write; IpamController keeps the counts (poolStatuses()).
+  }
+}
+
+/** Past this many address changes in one pass, one summary line instead of one line each. */
+const LOG_EACH_UP_TO = 20;
+
+/**
+ * Manifests mode: the same incremental IpamController as Kubernetes mode,
+ * writing status into the store, with allocations persisted in --state-dir
+ * so addresses survive a restart although manifests carry no status.
+ */
 export class LocalIpamController implements AgentController, IpamView {
   readonly name = 'ipam';
   readonly kinds = IPAM_KINDS;
-  private readonly ipam: Ipam;
-  private statuses = new Map<string, PoolStatus>();
-  private readonly conditionTimes = new Map<string, string>();
+  private readonly controller: IpamController;
+  private readonly statePath: string;
   private lastPersisted = '';
+  private persisting?: Promise<void>;
+  private persistAgain = false;
+  private written: Array<{ key: string; ingress: string[]; condition: Condition | null }> = [];
 
   constructor(
-    private readonly store: Store,
+    store: Store,
     private readonly opts: { stateDir: string; nodeName: string; pharosIsDefaultClass: boolean; log: Logger },
   ) {
-    this.ipam = new Ipam({ pharosIsDefaultClass: opts.pharosIsDefaultClass });
+    this.statePath = join(opts.stateDir, IPAM_STATE_FILE);
+    this.controller = new IpamController({
+      sink: new StoreStatusSink(store, (key, ingress, condition) => this.written.push({ key, ingress, condition })),
+      pharosIsDefaultClass: opts.pharosIsDefaultClass,
+    });
+    if (existsSync(this.statePath)) {
+      try {
+        const text = readFileSync(this.statePath, 'utf8');
+        this.controller.importState(JSON.parse(text) as AllocationState);
+        this.lastPersisted = text;
+      } catch (err) {
+        opts.log.warn('IPAM state file unreadable; rebuilding from service status', { file: this.statePath, error: (err as Error).message });
+      }
+    }
   }
 
   poolStatuses(): ReadonlyMap<string, PoolStatus> {
-    return this.statuses;
+    return this.controller.poolStatuses();
   }
 
   leader(): string {
@@ -54,58 +97,67 @@ export class LocalIpamController implements AgentController, IpamView {
   }
 
   async reconcile(snap: Snapshot): Promise<void> {
-    const statePath = join(this.opts.stateDir, IPAM_STATE_FILE);
-    let previous: AllocationState | undefined;
-    if (this.lastPersisted) previous = JSON.parse(this.lastPersisted) as AllocationState;
-    else if (existsSync(statePath)) {
-      try {
-        previous = JSON.parse(readFileSync(statePath, 'utf8')) as AllocationState;
-        this.lastPersisted = JSON.stringify(previous);
-      } catch (err) {
-        this.opts.log.warn('IPAM state file unreadable; rebuilding from service status', { file: statePath, error: (err as Error).message });
+    this.written = [];
+    const report = await this.controller.sync(snap);
+    this.logWrites();
+    for (const e of report.errors.slice(0, 5)) this.opts.log.warn('IPAM status write failed; retried on the next pass', { error: e });
+    if (report.servicesWritten > 0) this.schedulePersist();
+  }
+
+  private logWrites(): void {
+    const written = this.written;
+    if (written.length <= LOG_EACH_UP_TO) {
+      for (const w of written) {
+        if (!w.condition) this.opts.log.info('service left pharos\'s scope: address released', { service: w.key });
+        else this.opts.log.info(w.ingress.length ? 'address assigned' : 'no address assigned', {
+          service: w.key, addresses: w.ingress.join(','), reason: w.condition.reason, message: w.condition.status === 'True' ? undefined : w.condition.message,
+        });
       }
+      return;
     }
-    const ipam = this.ipam;
-    ipam.loadAll(snap.pools.values(), snap.services.values(), previous);
-    for (const [key, outcome] of ipam.allOutcomes()) {
-      if (outcome.kind === 'leave-alone') continue;
-      const svc = snap.services.get(key);
-      if (!svc) continue;
-      if (outcome.kind === 'managed') {
-        const condition = this.stampCondition(key, outcome.condition);
-        const status = { ingress: outcome.ingress.map((ip) => ({ ip })), conditions: [...svc.status.conditions.filter((c) => c.type !== IPAM_CONDITION), condition] };
-        if (JSON.stringify(status) !== JSON.stringify(svc.status)) {
-          this.store.setServiceStatus(key, status);
-          this.opts.log.info(outcome.ingress.length ? 'address assigned' : 'no address assigned', {
-            service: key, addresses: outcome.ingress.join(','), reason: condition.reason, message: condition.status === 'True' ? undefined : condition.message,
-          });
+    const assigned = written.filter((w) => w.condition && w.ingress.length > 0).length;
+    const pending = written.filter((w) => w.condition && w.ingress.length === 0);
+    this.opts.log.info('addresses assigned', {
+      services: written.length, assigned, pending: pending.length, released: written.filter((w) => !w.condition).length,
+      firstPendingReason: pending[0]?.condition?.reason,
+    });
+  }
+
+  /**
+   * Saves the allocations after every pass that changed status, without
+   * holding the next pass back: one write at a time, and passes that end
+   * meanwhile coalesce into one more write of the latest state (a restart
+   * must find every address it handed out).
+   */
+  private schedulePersist(): void {
+    if (this.persisting) {
+      this.persistAgain = true;
+      return;
+    }
+    this.persisting = this.persist()
+      .catch((err: unknown) => {
+        this.opts.log.error('cannot save IPAM state; retried', { file: this.statePath, error: (err as Error).message });
+        this.persistAgain = true;
+      })
+      .finally(() => {
+        this.persisting = undefined;
+        if (this.persistAgain) {
+          this.persistAgain = false;
+          this.schedulePersist();
         }
-      } else {
-        this.store.setServiceStatus(key, undefined);
-        this.conditionTimes.delete(key);
-        this.opts.log.info('service left pharos\'s scope: address released', { service: key });
-      }
-    }
-    this.statuses = new Map(ipam.allPoolStatuses());
-    const state = JSON.stringify(ipam.exportState());
-    if (state !== this.lastPersisted) {
-      await writeFileAtomic(statePath, state);
-      this.lastPersisted = state;
-    }
+      });
   }
 
-  private stampCondition(key: string, c: Condition): Condition {
-    const id = `${key}|${c.status}|${c.reason}`;
-    let at = this.conditionTimes.get(id);
-    if (!at) {
-      at = new Date().toISOString();
-      for (const k of [...this.conditionTimes.keys()]) if (k.startsWith(`${key}|`)) this.conditionTimes.delete(k);
-      this.conditionTimes.set(id, at);
-    }
-    return { ...c, lastTransitionTime: at };
+  private async persist(): Promise<void> {
+    const state = JSON.stringify(this.controller.exportState());
+    if (state === this.lastPersisted) return;
+    await writeFileAtomic(this.statePath, state);
+    this.lastPersisted = state;
   }
 
-  stop(): void {}
+  async stop(): Promise<void> {
+    while (this.persisting) await this.persisting;
+  }
 }
 
 export interface KubeIpamOptions {
