@@ -113,7 +113,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setTcpMd5", SetTcpMd5},           {"tcpSocket", TcpSocket},
       {"setTtl", SetTtl},                 {"cgroupLinkAttach", CgroupLinkAttach},
       {"cgroupLinkDetach", CgroupLinkDetach}, {"cgroupQuery", CgroupQuery},
-      {"netnsCookie", NetnsCookie},
+      {"netnsCookie", NetnsCookie},       {"livenessKeeper", LivenessKeeper},
   };
   for (const Fn &f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   return exports;

@@ -34,6 +34,9 @@ Napi::Value SetTcpMd5(const Napi::CallbackInfo &info);
 Napi::Value TcpSocket(const Napi::CallbackInfo &info);
 Napi::Value SetTtl(const Napi::CallbackInfo &info);
 
+// liveness.cc
+Napi::Value LivenessKeeper(const Napi::CallbackInfo &info);
+
 // Enters `netns` (if any) on the calling thread or throws a BpfError.
 void EnterNetns(Napi::Env env, NetnsGuard &guard, const std::optional<std::string> &netns);
 // "ifindex 7 (veth0)" or "ifindex 7", for messages.

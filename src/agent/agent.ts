@@ -23,7 +23,7 @@ import { Store, type StoreChange } from '../store/store.js';
 import { objectKey, type Service } from '../model/types.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
-import { addon as loadAddon, type NativeAddon } from '../datapath/libbpf.js';
+import { addon as loadAddon, type LivenessKeeper, type NativeAddon } from '../datapath/libbpf.js';
 import { loadDatapath, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
@@ -31,7 +31,7 @@ import { compareAddresses } from '../datapath/desired.js';
 import type { ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
 import { readCounters } from '../datapath/stats.js';
-import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, protoName } from '../datapath/abi.js';
+import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeLiveness, protoName, u32Key } from '../datapath/abi.js';
 import type { ConntrackView } from '../metrics/state-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
@@ -50,8 +50,11 @@ import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
 import { STATE_API_VERSION, type AgentStateView, type ConfigProblemView } from '../metrics/state-view.js';
 
 export const VERSION = '0.1.0';
-/** Manifests mode: how often the XDP responder's liveness stamp is refreshed. */
+/** Manifests mode: how often the XDP responder's liveness stamp is refreshed (by a native thread). */
 const HEARTBEAT_MS = 500;
+/** How often JavaScript tells that thread it is alive, and how long it may stay silent before the stamp stops. */
+const PET_MS = 250;
+const LIVENESS_WATCHDOG_MS = 10_000;
 const RECONCILE_DEBOUNCE_MS = 10;
 /** Condition on a Service whose frontends are not all in the data path (written only once it fails, then kept up to date). */
 export const DATAPATH_CONDITION = 'lb.pharos.io/DataPathProgrammed';
@@ -89,6 +92,7 @@ export class Agent {
   private interfaces: NodeInterface[] = [];
   private problems: ConfigProblemView[] = [];
   private heartbeat?: NodeJS.Timeout;
+  private keeper?: LivenessKeeper;
   private reconcileTimer?: NodeJS.Timeout;
   private reconciling?: Promise<void>;
   private again = false;
@@ -204,7 +208,7 @@ export class Agent {
       this.log.info('XDP attached', { interface: name, ifindex, mode });
     }
     this.startSocketLb();
-    if (!this.kubernetes) this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    if (!this.kubernetes) this.startLivenessKeeper();
 
     // 3. Controllers, then the source.
     const sink: L2Sink = {
@@ -403,6 +407,31 @@ export class Agent {
     const snatV6 = all.find((a) => a.includes(':'));
     this.sync!.setNodeConfig({ ...(snatV4 ? { snatV4 } : {}), ...(snatV6 ? { snatV6 } : {}), portMin: cfg.snatPorts[0], portMax: cfg.snatPorts[1] });
     this.log.info('node configured', { snatV4: snatV4 ?? 'none', snatV6: snatV6 ?? 'none', ports: `${cfg.snatPorts[0]}-${cfg.snatPorts[1]}` });
+  }
+
+  /**
+   * Manifests mode: the stamp is refreshed by a native thread (liveness.cc),
+   * so a long JavaScript task cannot silence every address; it keeps going
+   * only while the event loop pets it within LIVENESS_WATCHDOG_MS, so a
+   * wedged agent still falls silent. (Kubernetes mode stamps with each node
+   * lease renewal instead: answering must stop before others may take over.)
+   */
+  private startLivenessKeeper(): void {
+    try {
+      this.keeper = this.addon!.livenessKeeper(this.datapath!.maps.liveness.fd, HEARTBEAT_MS, LIVENESS_WATCHDOG_MS);
+      this.heartbeat = setInterval(() => this.keeper?.pet(), PET_MS);
+    } catch (err) {
+      this.log.warn('native liveness thread not started; the event loop refreshes the stamp', { error: (err as Error).message });
+      this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    }
+  }
+
+  /** Age of the responder's liveness stamp, seconds (undefined before the first). */
+  livenessAgeSeconds(): number | undefined {
+    const v = this.datapath?.maps.liveness.lookup(u32Key(0));
+    const stamp = v ? decodeLiveness(v) : 0n;
+    if (!stamp) return undefined;
+    return Number(process.hrtime.bigint() - stamp) / 1e9;
   }
 
   private beat(): void {
@@ -654,6 +683,7 @@ export class Agent {
     clearTimeout(this.reconcileTimer);
     await this.reconciling;
     clearInterval(this.heartbeat);
+    this.keeper?.stop();
     await Promise.all([...this.controllers].reverse().map(async (c) => {
       try {
         await c.stop();

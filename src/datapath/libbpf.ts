@@ -161,6 +161,18 @@ export interface NativeAddon {
   cgroupQuery(cgroupPath: string, attachType: CgroupAttachType): number[];
   /** Cookie of a network namespace (this process's when absent), as bpf_get_netns_cookie() sees it. */
   netnsCookie(netns?: string): bigint;
+  /**
+   * A native thread that writes CLOCK_MONOTONIC ns into key 0 of the array
+   * map `mapFd` every `periodMs`, while `pet()` was called within
+   * `watchdogMs` (liveness.cc). Stop it with `stop()`.
+   */
+  livenessKeeper(mapFd: number, periodMs: number, watchdogMs: number): LivenessKeeper;
+}
+
+export interface LivenessKeeper {
+  pet(): void;
+  stop(): void;
+  stats(): { stamps: number; withheld: number; failures: number; lastError: number; lastStampNs: bigint };
 }
 
 export class BpfError extends Error {
@@ -230,7 +242,7 @@ interface NativeObjectHandle {
 type Passthrough = Pick<NativeAddon,
   'ifIndex' | 'xdpAttach' | 'xdpDetach' | 'xdpQuery' | 'tcAttach' | 'tcDetach' |
   'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'setTtl' | 'possibleCpus' |
-  'cgroupLinkAttach' | 'cgroupLinkDetach' | 'cgroupQuery' | 'netnsCookie'>;
+  'cgroupLinkAttach' | 'cgroupLinkDetach' | 'cgroupQuery' | 'netnsCookie' | 'livenessKeeper'>;
 
 interface NativeBinding extends Passthrough {
   /** The addon builds its errors with this constructor (message, errno, code). */
@@ -481,6 +493,7 @@ export function loadAddon(path: string = ADDON_PATH): NativeAddon {
     cgroupLinkDetach: (pinPath) => binding.cgroupLinkDetach(pinPath),
     cgroupQuery: (cgroupPath, attachType) => binding.cgroupQuery(cgroupPath, attachType),
     netnsCookie: (netns) => binding.netnsCookie(netns),
+    livenessKeeper: (mapFd, periodMs, watchdogMs) => binding.livenessKeeper(mapFd, periodMs, watchdogMs),
   };
 }
 
