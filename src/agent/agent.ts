@@ -231,6 +231,7 @@ export class Agent {
     this.bgp = bgpAgentPart({
       store: this.store, sockets: this.addon, nodeName: cfg.nodeName, routerId,
       restarting: this.datapath.adopted, shutdown: cfg.bgpShutdown, log: this.log,
+      isOurService: this.isOurService, isProgrammed: (service) => this.datapathCtl?.isProgrammed(service) ?? true,
     });
     this.controllers.push(this.bgp);
     this.scheduleReconcile(0);
@@ -517,6 +518,8 @@ export class Agent {
   private onProgramStatus(service: string, status: ServiceProgramStatus | undefined): void {
     const blocking = status?.problems.filter((p) => p.blocking) ?? [];
     const programmed = !status || status.programmed >= status.frontends;
+    // Announcing (L2) and advertising (BGP) follow the programmed state: give them a pass.
+    for (const c of [this.l2, this.bgp]) if (c) this.markDirty(c);
     if (!programmed) {
       this.log.warn('service not fully in the data path: not announced', {
         service, frontends: status!.frontends, programmed: status!.programmed, reason: blocking[0]?.reason, problem: blocking[0]?.message,

@@ -9,7 +9,7 @@ import { BgpController } from '../bgp/controller.js';
 import { BgpSpeaker } from '../bgp/speaker.js';
 import { bgpPeerViews, bgpRouteViews, registerBgpMetrics } from '../bgp/metrics.js';
 import type { NativeAddon } from '../datapath/libbpf.js';
-import type { Kind } from '../model/types.js';
+import type { Kind, Service } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import type { BgpPeerView, BgpRouteView } from '../metrics/state-view.js';
 import { registry } from '../metrics/registry.js';
@@ -28,6 +28,10 @@ export interface BgpAgentOptions {
   restarting: boolean;
   shutdown: 'graceful' | 'withdraw';
   log: Logger;
+  /** The agent's scope (loadBalancerClass, --default-lb-class). */
+  isOurService: (svc: Service) => boolean;
+  /** Services fully in this node's data path (others are not advertised). */
+  isProgrammed: (service: string) => boolean;
 }
 
 export interface BgpAgentPart extends AgentController {
@@ -47,6 +51,8 @@ export function bgpAgentPart(opts: BgpAgentOptions): BgpAgentPart {
   speaker.on('state-change', (peer, state) => log.info('BGP session state', { peer, state }));
   const controller = new BgpController(opts.store, speaker, {
     nodeName: opts.nodeName,
+    isOurService: opts.isOurService,
+    isProgrammed: opts.isProgrammed,
     log: (level, msg, fields) => log[level](msg, fields as Record<string, string | number | boolean | undefined>),
   });
   if (!metricsRegistered) {

@@ -34,6 +34,10 @@ export interface BgpPolicyOptions {
   /** Namespace searched first for `authSecretRef` Secrets. */
   secretNamespace?: string;
   matches?: SelectorMatcher;
+  /** The agent's own scope (e.g. --no-default-lb-class): a service it does not handle is never advertised. */
+  isOurService?: (svc: Service) => boolean;
+  /** Whether a service (`ns/name`) is fully in this node's data path: one that is not is not advertised (it would attract traffic nobody serves). */
+  isProgrammed?: (service: string) => boolean;
 }
 
 export interface DesiredBgpResult extends DesiredBgp {
@@ -118,8 +122,12 @@ export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPol
     .filter((p) => !p.nodeSelector || matches(p.nodeSelector, nodeLabels))
     .sort((a, b) => (a.meta.name < b.meta.name ? -1 : a.meta.name > b.meta.name ? 1 : 0));
   const peers = new Map<string, PeerSpec>();
+  // No policy for this node: nothing to advertise, and no reason to walk every service.
+  if (policies.length === 0) return { peers: [], problems, ...(routerId ? { routerId } : {}) };
+  const scope = options.isOurService ?? (() => true);
+  const programmed = options.isProgrammed ?? (() => true);
   // Store keys order services deterministically (plain comparison: localeCompare costs ~µs per call).
-  const services = [...snapshot.services.entries()].filter(([, s]) => isOurs(s))
+  const services = [...snapshot.services.entries()].filter(([key, s]) => isOurs(s) && scope(s) && programmed(key))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, s]) => s);
 
   for (const policy of policies) {

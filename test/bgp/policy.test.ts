@@ -201,3 +201,13 @@ t.test('the same neighbor in two policies is configured once, with a problem rep
   t.equal(d.peers[0]!.password, 'y', 'policies are taken in name order');
   t.match(d.problems[0], /zz-dup.*already configured/);
 });
+
+t.test('the agent\'s scope and the data path decide too: a class-less service with --no-default-lb-class, or one not in the data path, is not advertised', async (t) => {
+  const store = storeOf([NODE, CILIUM_POLICY, POOLS, lbService('a', ['198.51.100.10']), lbService('b', ['198.51.100.11'])].join('---'));
+  const prefixes = (o: Parameters<typeof desiredBgp>[2]): string[] =>
+    desiredBgp(store.snapshot(), 'lb-1', o).peers.find((p) => p.peerAddress === '198.51.100.1')!.routes.map((r) => r.prefix).sort();
+  t.same(prefixes({}), ['198.51.100.10/32', '198.51.100.11/32'], 'both by default');
+  // The agent with --no-default-lb-class: class-less services are another implementation's.
+  t.same(prefixes({ isOurService: (svc) => svc.loadBalancerClass !== undefined }), [], 'nothing of another implementation');
+  t.same(prefixes({ isProgrammed: (key) => key !== 'default/b' }), ['198.51.100.10/32'], 'a service the data path could not take is withdrawn');
+});
