@@ -118,7 +118,8 @@ export type CgroupAttachType =
  * A send-only AF_PACKET socket kept open on one interface: no socket per
  * frame (closing one waits an RCU grace period, ~12 ms). Protocol 0, so it
  * never queues received frames. Non-blocking: a full device queue is
- * reported, never waited for.
+ * reported, never waited for. Sends on an interface that is down throw
+ * ENETDOWN; once it is deleted, ENXIO (open a socket on the new one).
  */
 export interface PacketSocket {
   readonly ifindex: number;

@@ -121,6 +121,26 @@ t.test('errors name the interface; a closed socket says so', { skip }, async (t)
   t.equal(socket.ifindex, pair.ifindex, 'still says which interface it was for');
 });
 
+t.test('an interface going down or away makes sends fail, naming it', { skip }, async (t) => {
+  const pair = await veth(t);
+  await pair.lab.addLink({ ns: 'a', ifname: 'phxp2' }, { ns: 'b', ifname: 'phxp3' });
+  const ifindex = await pair.lab.ifIndex('a', 'phxp2');
+  const socket = addon().packetSocket(ifindex, pair.sender);
+  t.teardown(() => socket.close());
+  socket.send(testFrame(ONE_BY_ONE));
+  await pair.lab.exec('a', ['ip', 'link', 'set', 'phxp2', 'down']);
+  let e = bpfErrorOf(() => socket.send(testFrame(ONE_BY_ONE)));
+  t.equal(e.code, 'ENETDOWN');
+  t.match(e.message, `packet socket on ifindex ${ifindex} (phxp2) in netns ${pair.sender}: send`);
+  e = bpfErrorOf(() => socket.sendMany([testFrame(ONE_BY_ONE), testFrame(ONE_BY_ONE)]));
+  t.equal(e.code, 'ENETDOWN', 'sendMany: not even the first frame went out');
+  t.match(e.message, 'sendMany: frame 0 of 2');
+  await pair.lab.exec('a', ['ip', 'link', 'del', 'phxp2']);
+  e = bpfErrorOf(() => socket.send(testFrame(ONE_BY_ONE)));
+  t.equal(e.code, 'ENXIO', 'a deleted interface: the owner should open a new socket');
+  t.match(e.message, `ifindex ${ifindex} (phxp2)`);
+});
+
 t.test('cost per frame: socket per frame vs kept socket (send and sendMany)', { skip }, async (t) => {
   const pair = await veth(t);
   const frame = testFrame(BENCH);
