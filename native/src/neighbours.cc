@@ -38,7 +38,7 @@ struct IpAddress {
   int family = AF_UNSPEC;
   uint8_t bytes[16] = {0};
   size_t len = 0;
-  std::string text;  // as the caller wrote it, echoed back in results
+  std::string text;  // as the caller wrote it, for messages
 };
 
 std::optional<IpAddress> ParseAddress(const std::string &text) {
@@ -123,7 +123,8 @@ class InterfaceNames {
 
 // ---- routeNextHops ---------------------------------------------------------
 
-// The codes are indexes into ROUTE_TYPES in src/datapath/libbpf.ts.
+// The codes are indexes into ROUTE_TYPES in src/datapath/libbpf.ts
+// (test/native/netlink.test.ts sees each of them from a real lookup).
 enum class RouteType : uint8_t { kUnicast = 0, kLocal = 1, kUnreachable = 2, kOther = 3 };
 
 RouteType FromRtmType(uint8_t type) {

@@ -38,6 +38,14 @@ export interface NeighbourPrimerOptions {
 
 /** Routes appear and neighbours come back; a periodic sync picks them up this long after a failure. */
 const DEFAULT_RETRY_MS = 30_000;
+/** Failures reported one by one per batch; the rest in one summary (a missing route can hit 50,000 backends). */
+const REPORTED_PER_BATCH = 5;
+/**
+ * Managed entries count against the neighbour table's gc_thresh3 (1024 by
+ * default, for all namespaces together); past it the kernel refuses new
+ * ones with ENOBUFS (seen: 3,000 on-link next hops, 1,023 written).
+ */
+const TABLE_FULL_HINT = 'the kernel neighbour table is full: raise net.ipv4.neigh.default.gc_thresh3 / net.ipv6.neigh.default.gc_thresh3 above the number of next hops';
 
 interface NextHop {
   address: string;
@@ -49,6 +57,25 @@ interface NextHop {
   primed: boolean;
   /** After a refused write: not before this time again. */
   retryAt: number;
+}
+
+/** Failures of one batch, reported when it ends: a few one by one, the rest counted. */
+class BatchFailures {
+  private readonly failures: Array<[string, string]> = [];
+
+  add(backend: string, message: string): void {
+    this.failures.push([backend, message]);
+  }
+
+  report(to: (backend: string, message: string) => void): void {
+    for (const [backend, message] of this.failures.slice(0, REPORTED_PER_BATCH)) to(backend, message);
+    const rest = this.failures.length - REPORTED_PER_BATCH;
+    if (rest > 0) to('', `${rest} more like these in this batch, the last: ${this.failures.at(-1)![1]}`);
+  }
+}
+
+function withHint(error: string): string {
+  return error.endsWith('(ENOBUFS)') ? `${error}; ${TABLE_FULL_HINT}` : error;
 }
 
 interface BackendState {
@@ -124,15 +151,20 @@ export class NeighbourPrimer {
   private async runBatch(wanted: ReadonlySet<string>): Promise<void> {
     const now = this.now();
     if (now < this.pausedUntil) return;
-    this.forgetRemoved(wanted);
-    const lookups = this.toLookUp(wanted, now);
-    if (lookups.length === 0 && !this.hasNeighbourWork(now)) return;
-    this.netlink ??= addon();
-    if (lookups.length > 0) {
-      const routes = await this.netlink.routeNextHops(lookups, this.netns);
-      routes.forEach((route, i) => this.settle(lookups[i]!, route, now));
+    const failures = new BatchFailures();
+    try {
+      this.forgetRemoved(wanted);
+      const lookups = this.toLookUp(wanted, now, failures);
+      if (lookups.length === 0 && !this.hasNeighbourWork(now)) return;
+      this.netlink ??= addon();
+      if (lookups.length > 0) {
+        const routes = await this.netlink.routeNextHops(lookups, this.netns);
+        routes.forEach((route, i) => this.settle(lookups[i]!, route, now, failures));
+      }
+      await this.writeNeighbours(this.netlink, now, failures);
+    } finally {
+      failures.report((backend, message) => this.report(backend, message));
     }
-    await this.writeNeighbours(this.netlink, now);
   }
 
   /** Drops backends no longer wanted; a hop left without users becomes unsettled. */
@@ -148,7 +180,7 @@ export class NeighbourPrimer {
   }
 
   /** Wanted backends never looked up, or due for another try. */
-  private toLookUp(wanted: ReadonlySet<string>, now: number): string[] {
+  private toLookUp(wanted: ReadonlySet<string>, now: number, failures: BatchFailures): string[] {
     const out: string[] = [];
     for (const backend of wanted) {
       const state = this.backends.get(backend);
@@ -156,7 +188,7 @@ export class NeighbourPrimer {
         // The addon refuses the whole call for one bad address: keep it out.
         if (isIP(backend) === 0 || backend.includes('%')) {
           this.backends.set(backend, {});
-          this.report(backend, `backend address '${backend}' is not an IPv4 or IPv6 address; not primed`);
+          failures.add(backend, `backend address '${backend}' is not an IPv4 or IPv6 address; not primed`);
           continue;
         }
         out.push(backend);
@@ -168,7 +200,7 @@ export class NeighbourPrimer {
   }
 
   /** Records where a backend's route goes; a unicast route through an interface needs its next hop primed. */
-  private settle(backend: string, route: RouteNextHop, now: number): void {
+  private settle(backend: string, route: RouteNextHop, now: number, failures: BatchFailures): void {
     if (route.type === 'unicast' && route.ifindex !== undefined && route.dev !== 'lo') {
       const address = route.gateway ?? backend;
       const key = hopKey(address, route.ifindex);
@@ -184,7 +216,7 @@ export class NeighbourPrimer {
     }
     if (route.type === 'unreachable' || route.error !== undefined) {
       if (!this.backends.has(backend)) {
-        this.report(backend, `no usable route to backend ${backend} (${route.error ?? route.type}); next hop not primed, next try in ${this.retryMs / 1000} s`);
+        failures.add(backend, `no usable route to backend ${backend} (${route.error ?? route.type}); next hop not primed, next try in ${this.retryMs / 1000} s`);
       }
       this.backends.set(backend, { retryAt: now + this.retryMs });
       return;
@@ -202,7 +234,7 @@ export class NeighbourPrimer {
   }
 
   /** One neighboursSet call: manage hops that gained users, release those that lost all. */
-  private async writeNeighbours(netlink: NeighbourNetlink, now: number): Promise<void> {
+  private async writeNeighbours(netlink: NeighbourNetlink, now: number, failures: BatchFailures): Promise<void> {
     const requests: NeighbourRequest[] = [];
     const keys: string[] = [];
     for (const key of this.unsettled) {
@@ -230,14 +262,14 @@ export class NeighbourPrimer {
       if (!requests[i]!.managed) {
         this.hops.delete(key);
         this.unsettled.delete(key);
-        if (result.error !== undefined) this.report(hop.address, `cannot release the managed neighbour ${hop.address} on ${hop.dev}: ${result.error}`);
+        if (result.error !== undefined) failures.add(hop.address, `cannot release the managed neighbour ${hop.address} on ${hop.dev}: ${result.error}`);
       } else if (result.error === undefined) {
         hop.primed = true;
         this.unsettled.delete(key);
       } else {
         hop.retryAt = now + this.retryMs;
         const [firstUser] = hop.users;
-        this.report(firstUser ?? hop.address, `cannot add a managed neighbour for ${hop.address} on ${hop.dev} (${hop.users.size} backends use it): ${result.error}`);
+        failures.add(firstUser ?? hop.address, `cannot add a managed neighbour for ${hop.address} on ${hop.dev} (${hop.users.size} backends use it): ${withHint(result.error)}`);
       }
     });
   }

@@ -31,6 +31,7 @@ class RecordingNetlink implements NeighbourNetlink {
   readonly lookups: string[][] = [];
   readonly writes: NeighbourRequest[][] = [];
   refuse = new Set<string>();
+  refusal = 'No such device (ENODEV)';
   failLookups = false;
   private gate: Promise<void> | undefined;
   private open: (() => void) | undefined;
@@ -54,7 +55,7 @@ class RecordingNetlink implements NeighbourNetlink {
   async neighboursSet(entries: NeighbourRequest[]): Promise<NeighbourResult[]> {
     this.writes.push(entries.map((e) => ({ ...e })));
     return entries.map(({ address, ifindex }) => (this.refuse.has(address)
-      ? { address, ifindex, error: `managed neighbour ${address} on ifindex ${ifindex}: No such device (ENODEV)` }
+      ? { address, ifindex, error: `managed neighbour ${address} on ifindex ${ifindex}: ${this.refusal}` }
       : { address, ifindex }));
   }
 }
@@ -169,6 +170,24 @@ t.test('failures are reported, retried later and never reject', async (t) => {
   await broken.sync(['198.18.1.1']);
   await new Promise((resolve) => setImmediate(resolve));
   t.same(unhandled, [], 'no unhandled rejection, even from a synchronous throw');
+});
+
+t.test('many failures in one batch: a few reported, the rest summed up; a full neighbour table says which sysctl', async (t) => {
+  const netlink = new RecordingNetlink();
+  const errors: Array<[string, string]> = [];
+  const primer = new NeighbourPrimer((b, m) => errors.push([b, m]), { netlink });
+  const unroutable = Array.from({ length: 40 }, (_, i) => `192.0.2.${i + 1}`);
+  await primer.sync(unroutable);
+  t.equal(errors.length, 6, 'five one by one and one summary');
+  t.same(errors.slice(0, 5).map(([b]) => b), unroutable.slice(0, 5));
+  t.same(errors[5], ['', `35 more like these in this batch, the last: no usable route to backend 192.0.2.40 (route to 192.0.2.40: Network is unreachable (ENETUNREACH)); next hop not primed, next try in 30 s`]);
+
+  errors.length = 0;
+  netlink.refuse = new Set(onLink(3));
+  netlink.refusal = 'No buffer space available (ENOBUFS)';
+  await primer.sync(onLink(3));
+  t.equal(errors.length, 3);
+  t.match(errors[0]![1], 'No buffer space available (ENOBUFS); the kernel neighbour table is full: raise net.ipv4.neigh.default.gc_thresh3');
 });
 
 t.test('against the kernel: managed entries for on-link backends and routers, released when unused', { skip }, async (t) => {
