@@ -12,8 +12,9 @@
  * How: incremental and batched, through rtnetlink in the native addon (no
  * process per backend). Each sync diffs the wanted backends against what the
  * primer already knows: only new backends are looked up (one routeNextHops
- * call for all of them) and only next hops that gained their first user or
- * lost their last one are written (one neighboursSet call). Next hops are
+ * call for all of them, up to 10,000 per call) and only next hops that
+ * gained their first user or lost their last one are written (one
+ * neighboursSet call). Long loops yield to the event loop. Next hops are
  * reference-counted: backends behind one router share its entry. One batch
  * runs at a time; syncs that arrive meanwhile coalesce into one follow-up
  * with the latest wanted set. A sync never rejects: failures go to onError
@@ -38,6 +39,17 @@ export interface NeighbourPrimerOptions {
 
 /** Routes appear and neighbours come back; a periodic sync picks them up this long after a failure. */
 const DEFAULT_RETRY_MS = 30_000;
+/**
+ * Backends handled between two yields to the event loop: a first sync of
+ * 50,000 backends would otherwise hold the JS thread for ~300 ms in one piece.
+ */
+const SLICE = 2000;
+/**
+ * Entries per addon call. Arguments and results of one call cross on the JS
+ * thread in one piece (~1 ms per 1,000 entries), so a first sync of 50,000
+ * backends goes as several calls, one after the other.
+ */
+const MAX_PER_CALL = 10_000;
 /** Failures reported one by one per batch; the rest in one summary (a missing route can hit 50,000 backends). */
 const REPORTED_PER_BATCH = 5;
 /**
@@ -71,6 +83,22 @@ class BatchFailures {
     for (const [backend, message] of this.failures.slice(0, REPORTED_PER_BATCH)) to(backend, message);
     const rest = this.failures.length - REPORTED_PER_BATCH;
     if (rest > 0) to('', `${rest} more like these in this batch, the last: ${this.failures.at(-1)![1]}`);
+  }
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** `call` on consecutive parts of `items` (at most MAX_PER_CALL), then `apply` to each result, yielding now and then. */
+async function callInParts<T, R>(items: readonly T[], call: (part: T[]) => Promise<R[]>, apply: (item: T, result: R) => void): Promise<void> {
+  for (let from = 0; from < items.length; from += MAX_PER_CALL) {
+    const part = items.slice(from, from + MAX_PER_CALL);
+    const results = await call(part);
+    for (let i = 0; i < part.length; i++) {
+      if (i > 0 && i % SLICE === 0) await yieldToEventLoop();
+      apply(part[i]!, results[i]!);
+    }
   }
 }
 
@@ -153,23 +181,25 @@ export class NeighbourPrimer {
     if (now < this.pausedUntil) return;
     const failures = new BatchFailures();
     try {
-      this.forgetRemoved(wanted);
-      const lookups = this.toLookUp(wanted, now, failures);
+      await this.forgetRemoved(wanted);
+      const lookups = await this.toLookUp(wanted, now, failures);
       if (lookups.length === 0 && !this.hasNeighbourWork(now)) return;
       this.netlink ??= addon();
-      if (lookups.length > 0) {
-        const routes = await this.netlink.routeNextHops(lookups, this.netns);
-        routes.forEach((route, i) => this.settle(lookups[i]!, route, now, failures));
-      }
-      await this.writeNeighbours(this.netlink, now, failures);
+      const netlink = this.netlink;
+      await callInParts(lookups, (part) => netlink.routeNextHops(part, this.netns),
+        (backend, route) => this.settle(backend, route, now, failures));
+      await this.writeNeighbours(netlink, now, failures);
     } finally {
       failures.report((backend, message) => this.report(backend, message));
     }
   }
 
   /** Drops backends no longer wanted; a hop left without users becomes unsettled. */
-  private forgetRemoved(wanted: ReadonlySet<string>): void {
+  private async forgetRemoved(wanted: ReadonlySet<string>): Promise<void> {
+    let seen = 0;
+    // Only this batch changes `backends`; a Map iterator survives the deletes.
     for (const [backend, state] of this.backends) {
+      if (++seen % SLICE === 0) await yieldToEventLoop();
       if (wanted.has(backend)) continue;
       this.backends.delete(backend);
       if (state.hop === undefined) continue;
@@ -180,9 +210,11 @@ export class NeighbourPrimer {
   }
 
   /** Wanted backends never looked up, or due for another try. */
-  private toLookUp(wanted: ReadonlySet<string>, now: number, failures: BatchFailures): string[] {
+  private async toLookUp(wanted: ReadonlySet<string>, now: number, failures: BatchFailures): Promise<string[]> {
     const out: string[] = [];
+    let seen = 0;
     for (const backend of wanted) {
+      if (++seen % SLICE === 0) await yieldToEventLoop();
       const state = this.backends.get(backend);
       if (state === undefined) {
         // The addon refuses the whole call for one bad address: keep it out.
@@ -235,8 +267,7 @@ export class NeighbourPrimer {
 
   /** One neighboursSet call: manage hops that gained users, release those that lost all. */
   private async writeNeighbours(netlink: NeighbourNetlink, now: number, failures: BatchFailures): Promise<void> {
-    const requests: NeighbourRequest[] = [];
-    const keys: string[] = [];
+    const writes: Array<{ key: string; hop: NextHop; request: NeighbourRequest }> = [];
     for (const key of this.unsettled) {
       const hop = this.hops.get(key);
       if (!hop) {
@@ -245,21 +276,15 @@ export class NeighbourPrimer {
         this.hops.delete(key);
         this.unsettled.delete(key);
       } else if (hop.users.size === 0) {
-        requests.push({ address: hop.address, ifindex: hop.ifindex, managed: false });
-        keys.push(key);
+        writes.push({ key, hop, request: { address: hop.address, ifindex: hop.ifindex, managed: false } });
       } else if (hop.primed) {
         this.unsettled.delete(key); // a user came back before the release
       } else if (hop.retryAt <= now) {
-        requests.push({ address: hop.address, ifindex: hop.ifindex, managed: true });
-        keys.push(key);
+        writes.push({ key, hop, request: { address: hop.address, ifindex: hop.ifindex, managed: true } });
       }
     }
-    if (requests.length === 0) return;
-    const results = await netlink.neighboursSet(requests, this.netns);
-    results.forEach((result, i) => {
-      const key = keys[i]!;
-      const hop = this.hops.get(key)!;
-      if (!requests[i]!.managed) {
+    await callInParts(writes, (part) => netlink.neighboursSet(part.map((w) => w.request), this.netns), ({ key, hop, request }, result) => {
+      if (!request.managed) {
         this.hops.delete(key);
         this.unsettled.delete(key);
         if (result.error !== undefined) failures.add(hop.address, `cannot release the managed neighbour ${hop.address} on ${hop.dev}: ${result.error}`);

@@ -1,6 +1,6 @@
 /**
  * NeighbourPrimer: batched (one route lookup and one neighbour write per
- * batch, for all new backends), incremental (only changes cost calls),
+ * batch, for all new backends, up to 10,000 per call), incremental (only changes cost calls),
  * reference-counted per next hop, coalescing (one batch in flight, one
  * follow-up with the latest set), and failures reported, retried, never
  * rejected. First against a recording netlink, then against the real kernel
@@ -16,10 +16,10 @@ const skip = privilegedUnavailable();
 const ETH0 = 2;
 const GATEWAYS = ['198.18.0.254', '198.18.0.253'];
 
-/** On-link: 198.18.1.0/24; through a gateway: 203.0.113.0/24 (even → .254, odd → .253); local: 198.18.0.1; 192.0.2.0/24 has no route. */
+/** On-link: 198.18.1.0/24 and 198.19.0.0/16; through a gateway: 203.0.113.0/24 (even → .254, odd → .253); local: 198.18.0.1; 192.0.2.0/24 has no route. */
 function route(address: string): RouteNextHop {
   if (address === '198.18.0.1') return { address, ifindex: 1, dev: 'lo', type: 'local' };
-  if (address.startsWith('198.18.1.')) return { address, ifindex: ETH0, dev: 'eth0', type: 'unicast' };
+  if (address.startsWith('198.18.1.') || address.startsWith('198.19.')) return { address, ifindex: ETH0, dev: 'eth0', type: 'unicast' };
   if (address.startsWith('203.0.113.')) {
     return { address, ifindex: ETH0, dev: 'eth0', gateway: GATEWAYS[Number(address.split('.')[3]) % 2], type: 'unicast' };
   }
@@ -84,6 +84,17 @@ t.test('a sync with many backends is one lookup and one write; the same set agai
   t.equal(netlink.lookups.length + netlink.writes.length, 2, 'unchanged sets make no call');
 });
 
+t.test('a first sync of 25,000 backends goes as calls of at most 10,000, one after the other', async (t) => {
+  const netlink = new RecordingNetlink();
+  const primer = new NeighbourPrimer(undefined, { netlink });
+  const backends = Array.from({ length: 25_000 }, (_, i) => `198.19.${i >> 8}.${i & 0xff}`);
+  await primer.sync(backends);
+  t.same(netlink.lookups.map((l) => l.length), [10_000, 10_000, 5_000]);
+  t.same(netlink.writes.map((w) => w.length), [10_000, 10_000, 5_000]);
+  t.same(netlink.lookups.flat(), backends, 'each backend looked up once, in order');
+  t.equal(primer.primed().length, 25_000);
+});
+
 t.test('only changes cost anything; next hops are reference-counted', async (t) => {
   const netlink = new RecordingNetlink();
   const primer = new NeighbourPrimer(undefined, { netlink });
@@ -109,6 +120,8 @@ t.test('syncs during a running batch coalesce into one follow-up with the latest
   const primer = new NeighbourPrimer(undefined, { netlink });
   netlink.hold();
   const first = primer.sync(onLink(100));
+  for (let i = 0; i < 100 && netlink.lookups.length === 0; i++) await new Promise((resolve) => setImmediate(resolve));
+  t.equal(netlink.lookups.length, 1, 'the first batch is waiting for its lookups');
   const during = [primer.sync(onLink(150)), primer.sync(onLink(120)), primer.sync([...onLink(110), '198.18.1.200'])];
   t.equal(during[0], during[2], 'every sync during the batch gets the same follow-up');
   t.equal(netlink.lookups.length, 1, 'nothing else started while the batch runs');
