@@ -1,10 +1,10 @@
 /**
  * NeighbourPrimer: batched (one route lookup and one neighbour write per
- * batch, for all new backends, up to 10,000 per call), incremental (only changes cost calls),
- * reference-counted per next hop, coalescing (one batch in flight, one
- * follow-up with the latest set), and failures reported, retried, never
- * rejected. First against a recording netlink, then against the real kernel
- * in namespaces this file creates.
+ * batch for all new backends, up to 10,000 per call), incremental (only
+ * changes cost calls), reference-counted per next hop, coalescing (one batch
+ * in flight, one follow-up with the latest set), and failures reported,
+ * retried, never rejected. First against a recording netlink, then against
+ * the real kernel in namespaces this file creates.
  */
 import t from 'tap';
 import { NeighbourPrimer, type NeighbourNetlink } from '../../src/datapath/neighbours.js';
