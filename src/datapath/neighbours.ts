@@ -167,7 +167,7 @@ export class NeighbourPrimer {
     const batch: Promise<void> = this.runBatch(this.wanted)
       .catch((err: unknown) => {
         this.pausedUntil = this.now() + this.retryMs;
-        this.report('', `neighbour priming failed, next try in ${this.retryMs / 1000} s: ${(err as Error).message ?? String(err)}`);
+        this.report('', `neighbour priming failed, next try in ${this.retryMs / 1000} s: ${err instanceof Error ? err.message : String(err)}`);
       })
       .finally(() => {
         if (this.running === batch) this.running = undefined;
