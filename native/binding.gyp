@@ -14,7 +14,10 @@
         "src/cgroup.cc",
         "src/test_run.cc",
         "src/sockets.cc",
-        "src/liveness.cc"
+        "src/liveness.cc",
+        "src/packet_socket.cc",
+        "src/netlink.cc",
+        "src/neighbours.cc"
       ],
       "dependencies": [
         "<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"

@@ -12,6 +12,7 @@
 #include "errors.h"
 #include "map.h"
 #include "object.h"
+#include "packet_socket.h"
 
 namespace pharos {
 
@@ -99,6 +100,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->mapClass = Napi::Persistent(NativeMap::Define(env));
   data->objectClass = Napi::Persistent(NativeObject::Define(env));
   data->programClass = Napi::Persistent(NativeProgram::Define(env));
+  data->packetSocketClass = Napi::Persistent(NativePacketSocket::Define(env));
 
   struct Fn {
     const char *name;
@@ -113,7 +115,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"setTcpMd5", SetTcpMd5},           {"tcpSocket", TcpSocket},
       {"setTtl", SetTtl},                 {"cgroupLinkAttach", CgroupLinkAttach},
       {"cgroupLinkDetach", CgroupLinkDetach}, {"cgroupQuery", CgroupQuery},
-      {"netnsCookie", NetnsCookie},       {"livenessKeeper", LivenessKeeper},
+      {"netnsCookie", NetnsCookie},       {"packetSocket", OpenPacketSocket},
+      {"routeNextHops", RouteNextHops},   {"neighboursSet", NeighboursSet},
+      {"livenessKeeper", LivenessKeeper},
   };
   for (const Fn &f : fns) exports.Set(f.name, Napi::Function::New(env, f.fn, f.name));
   return exports;

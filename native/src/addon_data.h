@@ -10,6 +10,7 @@ struct AddonData {
   Napi::FunctionReference mapClass;      // NativeMap
   Napi::FunctionReference objectClass;   // NativeObject
   Napi::FunctionReference programClass;  // NativeProgram
+  Napi::FunctionReference packetSocketClass;  // NativePacketSocket
 };
 
 inline AddonData &Data(Napi::Env env) { return *env.GetInstanceData<AddonData>(); }

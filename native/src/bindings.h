@@ -28,8 +28,15 @@ Napi::Value NetnsCookie(const Napi::CallbackInfo &info);
 Napi::Value TestRun(const Napi::CallbackInfo &info);
 Napi::Value TestRunAsync(const Napi::CallbackInfo &info);
 
-// sockets.cc
+// packet_socket.cc
 Napi::Value SendFrame(const Napi::CallbackInfo &info);
+Napi::Value OpenPacketSocket(const Napi::CallbackInfo &info);
+
+// neighbours.cc
+Napi::Value RouteNextHops(const Napi::CallbackInfo &info);
+Napi::Value NeighboursSet(const Napi::CallbackInfo &info);
+
+// sockets.cc
 Napi::Value SetTcpMd5(const Napi::CallbackInfo &info);
 Napi::Value TcpSocket(const Napi::CallbackInfo &info);
 Napi::Value SetTtl(const Napi::CallbackInfo &info);

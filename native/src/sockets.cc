@@ -1,9 +1,7 @@
-// Raw frames out of an interface (gratuitous ARP / unsolicited NA) and
-// TCP MD5 signatures (RFC 2385) for BGP sessions.
+// TCP sockets for BGP sessions: TCP MD5 signatures (RFC 2385), sockets
+// created before connect, TTL. Raw frames are in packet_socket.cc.
 #include <arpa/inet.h>
-#include <linux/if_packet.h>
 #include <linux/tcp.h>
-#include <net/ethernet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -16,41 +14,6 @@
 #include "errors.h"
 
 namespace pharos {
-
-// sendFrame(ifindex, frame, netns?): one complete Ethernet frame, as given.
-Napi::Value SendFrame(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  int ifindex = ArgInt(ArgAt(info, 0), "sendFrame: ifindex", 1, INT32_MAX);
-  Napi::Buffer<uint8_t> frame = ArgBuffer(ArgAt(info, 1), "sendFrame: frame");
-  std::optional<std::string> netns = OptString(ArgAt(info, 2), "sendFrame: netns");
-  if (frame.Length() < ETH_HLEN) {
-    ThrowInvalid(env, "sendFrame: frame is " + std::to_string(frame.Length()) +
-                          " bytes, an Ethernet header alone is 14");
-  }
-  NetnsGuard guard;
-  EnterNetns(env, guard, netns);
-  std::string what = "sendFrame on " + DescribeIfindex(ifindex) + (netns ? " in netns " + *netns : "");
-  // Protocol 0: a send-only socket, it never queues received frames.
-  int fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
-  if (fd < 0) Throw(env, errno, what + ": socket(AF_PACKET)");
-  struct sockaddr_ll addr;
-  memset(&addr, 0, sizeof(addr));
-  addr.sll_family = AF_PACKET;
-  addr.sll_ifindex = ifindex;
-  addr.sll_halen = ETH_ALEN;
-  memcpy(&addr.sll_protocol, frame.Data() + 12, 2);  // already network order
-  memcpy(addr.sll_addr, frame.Data(), ETH_ALEN);
-  ssize_t sent = sendto(fd, frame.Data(), frame.Length(), 0,
-                        reinterpret_cast<struct sockaddr *>(&addr), sizeof(addr));
-  int err = errno;
-  close(fd);
-  if (sent < 0) Throw(env, err, what);
-  if (static_cast<size_t>(sent) != frame.Length()) {
-    throw MakeErrorRaw(env, EIO, what + ": sent " + std::to_string(sent) + " of " +
-                                     std::to_string(frame.Length()) + " bytes");
-  }
-  return env.Undefined();
-}
 
 // setTcpMd5(fd, peer, key): the key for segments to/from `peer`; "" removes it.
 Napi::Value SetTcpMd5(const Napi::CallbackInfo &info) {

@@ -23,7 +23,7 @@ import { Store, type StoreChange } from '../store/store.js';
 import { objectKey, type Service } from '../model/types.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
-import { addon as loadAddon, type LivenessKeeper, type NativeAddon } from '../datapath/libbpf.js';
+import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../datapath/libbpf.js';
 import { loadDatapath, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
@@ -214,7 +214,7 @@ export class Agent {
     const sink: L2Sink = {
       addResponder: (address, i) => this.sync!.setResponder(address, i.ifindex, i.mac),
       removeResponder: (address, i) => void this.sync!.deleteResponder(address, i.ifindex),
-      sendFrame: (i, frame) => this.addon!.sendFrame(i.ifindex, frame),
+      sendFrame: (i, frame) => void this.sendFrames(i.ifindex, [frame]),
     };
     const l2Common = { nodeName: cfg.nodeName, interfaceNames: cfg.interfaces, sink, isOurService: this.isOurService, counters: this.counters, log: this.log };
     this.store.on('change', (changes) => this.onStoreChange(changes));
@@ -382,6 +382,28 @@ export class Agent {
     this.socketLb.loaded.close();
     this.socketLb = undefined;
   }
+
+  /**
+   * Gratuitous ARP/NA out of one kept packet socket per interface (a socket
+   * per frame costs an RCU grace period, ~13 ms, on close). A socket whose
+   * interface went away or down is reopened once.
+   */
+  private sendFrames(ifindex: number, frames: Buffer[]): number {
+    for (let attempt = 0; ; attempt++) {
+      let sock = this.packetSockets.get(ifindex);
+      if (!sock) this.packetSockets.set(ifindex, (sock = this.addon!.packetSocket(ifindex)));
+      try {
+        return sock.sendMany(frames);
+      } catch (err) {
+        sock.close();
+        this.packetSockets.delete(ifindex);
+        const code = (err as { code?: string }).code;
+        if (attempt > 0 || (code !== 'ENXIO' && code !== 'ENETDOWN' && code !== 'ENODEV')) throw err;
+      }
+    }
+  }
+
+  private readonly packetSockets = new Map<number, PacketSocket>();
 
   private datapathAttached(): boolean {
     return !!this.datapath && this.attachments.length === this.config.interfaces.length;
@@ -698,6 +720,8 @@ export class Agent {
     await this.kube?.stop();
     await this.http?.stop();
     this.stopSocketLb();
+    for (const sock of this.packetSockets.values()) sock.close();
+    this.packetSockets.clear();
     this.datapath?.close();
     this.log.info('agent stopped; the data path keeps forwarding from pinned maps');
   }

@@ -1,8 +1,8 @@
 /**
  * Typed surface of the native addon (native/, node-addon-api over the
  * system libbpf). Everything in pharos that touches the kernel's BPF side,
- * raw packet sockets or TCP MD5 goes through this module; nothing imports
- * the .node file directly.
+ * raw packet sockets, rtnetlink (routes, neighbours) or TCP MD5 goes
+ * through this module; nothing imports the .node file directly.
  *
  * Errors thrown by the addon are `BpfError`s: `errno` (positive), `code`
  * (e.g. 'ENOENT'), and a message that names the object/map/interface and
@@ -114,6 +114,65 @@ export type XdpMode = 'native' | 'generic' | 'auto';
 export type CgroupAttachType =
   | 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'recvmsg4' | 'recvmsg6' | 'getpeername4' | 'getpeername6';
 
+/**
+ * A send-only AF_PACKET socket kept open on one interface: no socket per
+ * frame (closing one waits an RCU grace period, ~12 ms). Protocol 0, so it
+ * never queues received frames. Non-blocking: a full device queue is
+ * reported, never waited for. Sends on an interface that is down throw
+ * ENETDOWN; once it is deleted, ENXIO (open a socket on the new one).
+ */
+export interface PacketSocket {
+  readonly ifindex: number;
+  /** One complete Ethernet frame (>= 14 bytes). Throws EAGAIN/ENOBUFS when the device queue is full. */
+  send(frame: Buffer): void;
+  /**
+   * Many frames in few syscalls (sendmmsg). Returns how many, from the first,
+   * went out: fewer than given when the queue filled up (send the rest
+   * later) or the kernel refused a frame (sending from that frame again
+   * throws why). Throws only when not even the first frame went out for a
+   * reason other than a full queue.
+   */
+  sendMany(frames: Buffer[]): number;
+  /** Idempotent. Later sends throw EBADF naming the interface. */
+  close(): void;
+}
+
+/** What the kernel's route lookup for an address found. */
+export type RouteType = 'unicast' | 'local' | 'unreachable' | 'other';
+
+export interface RouteNextHop {
+  /** The address asked about, as given. */
+  address: string;
+  /** Outgoing interface (for 'local': the loopback). */
+  ifindex?: number;
+  dev?: string;
+  /** Set when the route goes through a router; the next hop is then this, not `address`. */
+  gateway?: string;
+  /** 'unreachable': no route, or an unreachable/prohibit/blackhole route (`error` says which). */
+  type: RouteType;
+  /** The kernel's refusal, e.g. 'route to 203.0.113.9: Network is unreachable (ENETUNREACH)'. */
+  error?: string;
+}
+
+export interface NeighbourRequest {
+  address: string;
+  ifindex: number;
+  /**
+   * true: create or replace the entry as kernel-managed (NTF_EXT_MANAGED, as
+   * `ip neigh replace ADDR dev DEV managed`): resolved at once and kept
+   * REACHABLE by the kernel. false: drop the flag and let the entry age out
+   * (as `ip neigh change ADDR dev DEV nud stale`); an absent entry is fine,
+   * one that never resolved is deleted.
+   */
+  managed: boolean;
+}
+
+export interface NeighbourResult {
+  address: string;
+  ifindex: number;
+  error?: string;
+}
+
 export interface NativeAddon {
   openObject(path: string): BpfObject;
   openPinnedMap(path: string): BpfMap;
@@ -132,8 +191,27 @@ export interface NativeAddon {
   testRun(progFd: number, opts: TestRunOptions): TestRunResult;
   /** Same as testRun on a worker thread (for long live-frames generator runs). */
   testRunAsync(progFd: number, opts: TestRunOptions): Promise<TestRunResult>;
-  /** Send one raw Ethernet frame out of an interface (AF_PACKET, SOCK_RAW). */
+  /**
+   * Send one raw Ethernet frame out of an interface (AF_PACKET, SOCK_RAW)
+   * through a socket made for it: ~12 ms each. Use packetSocket for more.
+   */
   sendFrame(ifindex: number, frame: Buffer, netns?: string): void;
+  /** A kept packet socket bound to `ifindex` (in `netns`); throws naming the interface (ENODEV for an unknown one). */
+  packetSocket(ifindex: number, netns?: string): PacketSocket;
+  /**
+   * The kernel's route for each address (RTM_GETROUTE, IPv4 and IPv6), all
+   * over one rtnetlink socket on a worker thread. Results in the order
+   * given; a failed lookup is a result with `error`. Throws synchronously
+   * (EINVAL) for an argument that is not an address; rejects only when the
+   * namespace or the socket fails.
+   */
+  routeNextHops(addresses: string[], netns?: string): Promise<RouteNextHop[]>;
+  /**
+   * Sets or releases managed neighbour entries (RTM_NEWNEIGH), all over one
+   * rtnetlink socket on a worker thread. Per-entry failures are results with
+   * `error`; errors otherwise as routeNextHops.
+   */
+  neighboursSet(entries: NeighbourRequest[], netns?: string): Promise<NeighbourResult[]>;
   /** setsockopt(TCP_MD5SIG) on a socket fd for `peer` (IPv4/IPv6 literal); empty key removes it. */
   setTcpMd5(fd: number, peer: string, key: string): void;
   /**
@@ -242,7 +320,21 @@ interface NativeObjectHandle {
 type Passthrough = Pick<NativeAddon,
   'ifIndex' | 'xdpAttach' | 'xdpDetach' | 'xdpQuery' | 'tcAttach' | 'tcDetach' |
   'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'setTtl' | 'possibleCpus' |
-  'cgroupLinkAttach' | 'cgroupLinkDetach' | 'cgroupQuery' | 'netnsCookie' | 'livenessKeeper'>;
+  'cgroupLinkAttach' | 'cgroupLinkDetach' | 'cgroupQuery' | 'netnsCookie' | 'packetSocket' | 'livenessKeeper'>;
+
+/**
+ * routeNextHops's answer as columns (native/src/neighbours.cc): `types`
+ * index ROUTE_TYPES, `ifindexes` 0 is none, `gateways` index
+ * `gatewayNames` (-1 is none), `errors` as [index, message].
+ */
+interface NativeRouteColumns {
+  types: Uint8Array;
+  ifindexes: Uint32Array;
+  gateways: Int32Array;
+  gatewayNames: string[];
+  devs: Array<[number, string]>;
+  errors: Array<[number, string]>;
+}
 
 interface NativeBinding extends Passthrough {
   /** The addon builds its errors with this constructor (message, errno, code). */
@@ -252,6 +344,11 @@ interface NativeBinding extends Passthrough {
   createMap(type: MapType, keySize: number, valueSize: number, maxEntries: number,
     opts?: { name?: string; flags?: number; innerMapFd?: number }): NativeMapHandle;
   mapFromId(id: number): NativeMapHandle;
+  /** Addresses '\n'-joined (one N-API call instead of one per element); results as columns. */
+  routeNextHops(joinedAddresses: string, count: number, netns?: string): Promise<NativeRouteColumns>;
+  /** Same convention; resolves with [index, message] for the entries that failed. */
+  neighboursSet(joinedAddresses: string, count: number, ifindexes: Int32Array, managed: Uint8Array,
+    netns?: string): Promise<Array<[number, string]>>;
   /** Starts the run on a worker thread; cancel() interrupts it (call again until it settles). */
   testRunAsync(progFd: number, opts: Omit<TestRunOptions, 'signal'>): { promise: Promise<TestRunResult>; cancel(): void };
 }
@@ -453,6 +550,82 @@ async function testRunAbortable(binding: NativeBinding, progFd: number, opts: Te
   }
 }
 
+// Many routes and neighbours per call: the binding takes and gives columns
+// (one joined string, typed arrays) and the objects are built here, because
+// each N-API property access or object costs ~1-4 µs on the JS thread and a
+// first sync can carry 50,000 backends.
+
+/** Indexed by the codes of `enum class RouteType` in native/src/neighbours.cc. */
+const ROUTE_TYPES: readonly RouteType[] = ['unicast', 'local', 'unreachable', 'other'];
+const EINVAL = 22;
+
+function invalidArgument(message: string): BpfError {
+  return new BpfError(message, EINVAL, 'EINVAL');
+}
+
+/** Checks what the joined form cannot carry (non-strings, newlines); the addon parses the rest. */
+function joinAddresses(addresses: readonly unknown[], name: (i: number) => string): string {
+  for (let i = 0; i < addresses.length; i++) {
+    const a = addresses[i];
+    if (typeof a !== 'string') throw invalidArgument(`${name(i)} must be a string`);
+    if (a.includes('\n')) throw invalidArgument(`${name(i)} (${JSON.stringify(a)}) is not an IPv4 or IPv6 address`);
+  }
+  return addresses.join('\n');
+}
+
+function routeNextHops(binding: NativeBinding, addresses: string[], netns?: string): Promise<RouteNextHop[]> {
+  if (!Array.isArray(addresses)) throw invalidArgument('routeNextHops: addresses must be an array');
+  const asked = [...addresses];
+  const joined = joinAddresses(asked, (i) => `routeNextHops: addresses[${i}]`);
+  return binding.routeNextHops(joined, asked.length, netns).then((columns) => {
+    const devs = new Map(columns.devs);
+    const hops: RouteNextHop[] = new Array(asked.length);
+    for (let i = 0; i < asked.length; i++) {
+      const hop: RouteNextHop = { address: asked[i]!, type: ROUTE_TYPES[columns.types[i]!] ?? 'other' };
+      const ifindex = columns.ifindexes[i]!;
+      if (ifindex !== 0) {
+        hop.ifindex = ifindex;
+        const dev = devs.get(ifindex);
+        if (dev !== undefined) hop.dev = dev;
+      }
+      const gateway = columns.gateways[i]!;
+      if (gateway >= 0) hop.gateway = columns.gatewayNames[gateway];
+      hops[i] = hop;
+    }
+    for (const [i, error] of columns.errors) hops[i]!.error = error;
+    return hops;
+  });
+}
+
+function neighboursSet(binding: NativeBinding, entries: NeighbourRequest[], netns?: string): Promise<NeighbourResult[]> {
+  if (!Array.isArray(entries)) throw invalidArgument('neighboursSet: entries must be an array');
+  const count = entries.length;
+  const addresses: unknown[] = new Array(count);
+  const ifindexes = new Int32Array(count);
+  const managed = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    const entry: unknown = entries[i];
+    if (typeof entry !== 'object' || entry === null) {
+      throw invalidArgument(`neighboursSet: entries[${i}] must be an object { address, ifindex, managed }`);
+    }
+    const e = entry as Partial<Record<keyof NeighbourRequest, unknown>>;
+    if (typeof e.ifindex !== 'number' || !Number.isInteger(e.ifindex) || e.ifindex < 1 || e.ifindex > 0x7fffffff) {
+      throw invalidArgument(`neighboursSet: entries[${i}].ifindex must be an integer in [1, 2147483647], got ${String(e.ifindex)}`);
+    }
+    if (typeof e.managed !== 'boolean') throw invalidArgument(`neighboursSet: entries[${i}].managed must be a boolean`);
+    addresses[i] = e.address;
+    ifindexes[i] = e.ifindex;
+    managed[i] = e.managed ? 1 : 0;
+  }
+  const joined = joinAddresses(addresses, (i) => `neighboursSet: entries[${i}].address`);
+  return binding.neighboursSet(joined, count, ifindexes, managed, netns).then((errors) => {
+    const results: NeighbourResult[] = new Array(count);
+    for (let i = 0; i < count; i++) results[i] = { address: addresses[i] as string, ifindex: ifindexes[i]! };
+    for (const [i, error] of errors) results[i]!.error = error;
+    return results;
+  });
+}
+
 /**
  * Loads native/build/Release/pharos_native.node. Throws a BpfError (ENOENT)
  * telling to build it when it is missing.
@@ -494,6 +667,9 @@ export function loadAddon(path: string = ADDON_PATH): NativeAddon {
     cgroupQuery: (cgroupPath, attachType) => binding.cgroupQuery(cgroupPath, attachType),
     netnsCookie: (netns) => binding.netnsCookie(netns),
     livenessKeeper: (mapFd, periodMs, watchdogMs) => binding.livenessKeeper(mapFd, periodMs, watchdogMs),
+    packetSocket: (ifindex, netns) => binding.packetSocket(ifindex, netns),
+    routeNextHops: (addresses, netns) => routeNextHops(binding, addresses, netns),
+    neighboursSet: (entries, netns) => neighboursSet(binding, entries, netns),
   };
 }
 

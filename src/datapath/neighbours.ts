@@ -8,78 +8,302 @@
  * arriving from outside) and is dropped. A `managed` neighbour entry
  * (kernel ≥ 5.16, NTF_MANAGED — the same mechanism Cilium uses) makes the
  * kernel resolve the address at once and keep it REACHABLE by itself.
+ *
+ * How: incremental and batched, through rtnetlink in the native addon (no
+ * process per backend). Each sync diffs the wanted backends against what the
+ * primer already knows: only new backends are looked up (one routeNextHops
+ * call for all of them, up to 10,000 per call) and only next hops that
+ * gained their first user or lost their last one are written (one
+ * neighboursSet call). Long loops yield to the event loop. Next hops are
+ * reference-counted: backends behind one router share its entry. One batch
+ * runs at a time; syncs that arrive meanwhile coalesce into one follow-up
+ * with the latest wanted set. A sync never rejects: failures go to onError
+ * and are tried again after `retryMs`, at the next sync after that.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
+import { isIP } from 'node:net';
+import { addon, type NativeAddon, type NeighbourRequest, type RouteNextHop } from './libbpf.js';
 
-const run = promisify(execFile);
+/** The two rtnetlink calls the primer makes: the addon's, or a test's. */
+export type NeighbourNetlink = Pick<NativeAddon, 'routeNextHops' | 'neighboursSet'>;
 
-interface Route {
-  type?: string;
-  dst: string;
-  gateway?: string;
-  dev: string;
+export interface NeighbourPrimerOptions {
+  /** Network namespace to act in (a path such as /run/netns/NAME); default: this process's. */
+  netns?: string;
+  /** Default: the native addon, loaded at the first batch. */
+  netlink?: NeighbourNetlink;
+  /** Wait before looking up again a backend without a route, or writing again a refused entry. */
+  retryMs?: number;
+  /** Milliseconds clock (tests). */
+  now?: () => number;
 }
 
-export interface NextHop {
+/** Routes appear and neighbours come back; a periodic sync picks them up this long after a failure. */
+const DEFAULT_RETRY_MS = 30_000;
+/**
+ * Backends handled between two yields to the event loop: a first sync of
+ * 50,000 backends would otherwise hold the JS thread for ~300 ms in one piece.
+ */
+const SLICE = 2000;
+/**
+ * Entries per addon call. Arguments and results of one call cross on the JS
+ * thread in one piece (~1 ms per 1,000 entries), so a first sync of 50,000
+ * backends goes as several calls, one after the other.
+ */
+const MAX_PER_CALL = 10_000;
+/** Failures reported one by one per batch; the rest in one summary (a missing route can hit 50,000 backends). */
+const REPORTED_PER_BATCH = 5;
+/**
+ * Managed entries count against the neighbour table's gc_thresh3 (1024 by
+ * default, for all namespaces together); past it the kernel refuses new
+ * ones with ENOBUFS (seen: 3,000 on-link next hops, 1,023 written).
+ */
+const TABLE_FULL_HINT = 'the kernel neighbour table is full: raise net.ipv4.neigh.default.gc_thresh3 / net.ipv6.neigh.default.gc_thresh3 above the number of next hops';
+
+interface NextHop {
   address: string;
+  ifindex: number;
   dev: string;
+  /** Backends whose route goes through this hop. */
+  users: Set<string>;
+  /** The kernel holds a managed entry for it. */
+  primed: boolean;
+  /** After a refused write: not before this time again. */
+  retryAt: number;
+}
+
+/** Failures of one batch, reported when it ends: a few one by one, the rest counted. */
+class BatchFailures {
+  private readonly failures: Array<[string, string]> = [];
+
+  add(backend: string, message: string): void {
+    this.failures.push([backend, message]);
+  }
+
+  report(to: (backend: string, message: string) => void): void {
+    for (const [backend, message] of this.failures.slice(0, REPORTED_PER_BATCH)) to(backend, message);
+    const rest = this.failures.length - REPORTED_PER_BATCH;
+    if (rest > 0) to('', `${rest} more like these in this batch, the last: ${this.failures.at(-1)![1]}`);
+  }
+}
+
+function yieldToEventLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** `call` on consecutive parts of `items` (at most MAX_PER_CALL), then `apply` to each result, yielding now and then. */
+async function callInParts<T, R>(items: readonly T[], call: (part: T[]) => Promise<R[]>, apply: (item: T, result: R) => void): Promise<void> {
+  for (let from = 0; from < items.length; from += MAX_PER_CALL) {
+    const part = items.slice(from, from + MAX_PER_CALL);
+    const results = await call(part);
+    for (let i = 0; i < part.length; i++) {
+      if (i > 0 && i % SLICE === 0) await yieldToEventLoop();
+      apply(part[i]!, results[i]!);
+    }
+  }
+}
+
+function withHint(error: string): string {
+  return error.endsWith('(ENOBUFS)') ? `${error}; ${TABLE_FULL_HINT}` : error;
+}
+
+interface BackendState {
+  /** Key of the next hop it uses; absent when it needs none (a local address) or has no route yet. */
+  hop?: string;
+  /** No usable route: look it up again from this time on. */
+  retryAt?: number;
+}
+
+function hopKey(address: string, ifindex: number): string {
+  return `${address}%${ifindex}`;
 }
 
 export class NeighbourPrimer {
-  /** next-hop key `addr%dev` → backends using it */
-  private readonly managed = new Map<string, Set<string>>();
-  private readonly byBackend = new Map<string, string>();
+  private readonly hops = new Map<string, NextHop>();
+  private readonly backends = new Map<string, BackendState>();
+  /** Hops whose entry may need a write: new, unused, or refused earlier. */
+  private readonly unsettled = new Set<string>();
+  private wanted: ReadonlySet<string> = new Set();
+  private running: Promise<void> | undefined;
+  private followUp: Promise<void> | undefined;
+  /** After a whole batch failed (namespace, socket, addon): no batch before this time. */
+  private pausedUntil = 0;
+  private netlink: NeighbourNetlink | undefined;
+  private readonly netns: string | undefined;
+  private readonly retryMs: number;
+  private readonly now: () => number;
 
-  constructor(private readonly onError: (backend: string, message: string) => void = () => undefined) {}
-
-  /** The next hop the kernel would use for `address`, or undefined for local/unreachable addresses. */
-  static async nextHop(address: string): Promise<NextHop | undefined> {
-    try {
-      const { stdout } = await run('ip', ['-j', 'route', 'get', address]);
-      const [route] = JSON.parse(stdout) as Route[];
-      if (!route || route.type === 'local' || route.dev === 'lo') return undefined;
-      return { address: route.gateway ?? address, dev: route.dev };
-    } catch {
-      return undefined;
-    }
+  /** `onError(backend, message)`: backend is '' when a failure concerns no single backend. */
+  constructor(
+    private readonly onError: (backend: string, message: string) => void = () => undefined,
+    options: NeighbourPrimerOptions = {},
+  ) {
+    this.netlink = options.netlink;
+    this.netns = options.netns;
+    this.retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
+    this.now = options.now ?? Date.now;
   }
 
-  /** Make the set of primed backends equal to `backends` (addresses). */
-  async sync(backends: Iterable<string>): Promise<void> {
-    const want = new Set(backends);
-    for (const [backend, key] of [...this.byBackend]) {
-      if (want.has(backend)) continue;
-      this.byBackend.delete(backend);
-      const users = this.managed.get(key);
-      users?.delete(backend);
-      if (users && users.size === 0) {
-        this.managed.delete(key);
-        const [address, dev] = key.split('%') as [string, string];
-        // Leave the entry, drop the flag: the kernel ages it out normally.
-        await run('ip', ['neigh', 'change', address, 'dev', dev, 'nud', 'stale']).catch(() => undefined);
-      }
+  /**
+   * Make the set of primed backends equal to `backends` (addresses). Cheap
+   * when little changed; resolves when a batch covering this set is done;
+   * never rejects.
+   */
+  sync(backends: Iterable<string>): Promise<void> {
+    this.wanted = new Set(backends);
+    if (this.running) {
+      this.followUp ??= this.running.then(() => this.startBatch());
+      return this.followUp;
     }
-    for (const backend of want) {
-      if (this.byBackend.has(backend)) continue;
-      const hop = await NeighbourPrimer.nextHop(backend);
-      if (!hop) continue;
-      const key = `${hop.address}%${hop.dev}`;
-      this.byBackend.set(backend, key);
-      const users = this.managed.get(key) ?? new Set<string>();
-      users.add(backend);
-      if (users.size === 1) {
-        try {
-          await run('ip', ['neigh', 'replace', hop.address, 'dev', hop.dev, 'managed']);
-        } catch (err) {
-          this.onError(backend, `cannot add a managed neighbour for ${hop.address} on ${hop.dev}: ${((err as { stderr?: string }).stderr ?? (err as Error).message).trim()}`);
-        }
-      }
-      this.managed.set(key, users);
-    }
+    return this.startBatch();
   }
 
+  /** Next hops with a managed entry, as `address%dev`. */
   primed(): string[] {
-    return [...this.managed.keys()];
+    return [...this.hops.values()].filter((h) => h.primed).map((h) => `${h.address}%${h.dev}`);
+  }
+
+  private startBatch(): Promise<void> {
+    this.followUp = undefined;
+    const batch: Promise<void> = this.runBatch(this.wanted)
+      .catch((err: unknown) => {
+        this.pausedUntil = this.now() + this.retryMs;
+        this.report('', `neighbour priming failed, next try in ${this.retryMs / 1000} s: ${err instanceof Error ? err.message : String(err)}`);
+      })
+      .finally(() => {
+        if (this.running === batch) this.running = undefined;
+      });
+    this.running = batch;
+    return batch;
+  }
+
+  private async runBatch(wanted: ReadonlySet<string>): Promise<void> {
+    const now = this.now();
+    if (now < this.pausedUntil) return;
+    const failures = new BatchFailures();
+    try {
+      await this.forgetRemoved(wanted);
+      const lookups = await this.toLookUp(wanted, now, failures);
+      if (lookups.length === 0 && !this.hasNeighbourWork(now)) return;
+      this.netlink ??= addon();
+      const netlink = this.netlink;
+      await callInParts(lookups, (part) => netlink.routeNextHops(part, this.netns),
+        (backend, route) => this.settle(backend, route, now, failures));
+      await this.writeNeighbours(netlink, now, failures);
+    } finally {
+      failures.report((backend, message) => this.report(backend, message));
+    }
+  }
+
+  /** Drops backends no longer wanted; a hop left without users becomes unsettled. */
+  private async forgetRemoved(wanted: ReadonlySet<string>): Promise<void> {
+    let seen = 0;
+    // Only this batch changes `backends`; a Map iterator survives the deletes.
+    for (const [backend, state] of this.backends) {
+      if (++seen % SLICE === 0) await yieldToEventLoop();
+      if (wanted.has(backend)) continue;
+      this.backends.delete(backend);
+      if (state.hop === undefined) continue;
+      const hop = this.hops.get(state.hop);
+      hop?.users.delete(backend);
+      if (hop?.users.size === 0) this.unsettled.add(state.hop);
+    }
+  }
+
+  /** Wanted backends never looked up, or due for another try. */
+  private async toLookUp(wanted: ReadonlySet<string>, now: number, failures: BatchFailures): Promise<string[]> {
+    const out: string[] = [];
+    let seen = 0;
+    for (const backend of wanted) {
+      if (++seen % SLICE === 0) await yieldToEventLoop();
+      const state = this.backends.get(backend);
+      if (state === undefined) {
+        // The addon refuses the whole call for one bad address: keep it out.
+        if (isIP(backend) === 0 || backend.includes('%')) {
+          this.backends.set(backend, {});
+          failures.add(backend, `backend address '${backend}' is not an IPv4 or IPv6 address; not primed`);
+          continue;
+        }
+        out.push(backend);
+      } else if (state.retryAt !== undefined && state.retryAt <= now) {
+        out.push(backend);
+      }
+    }
+    return out;
+  }
+
+  /** Records where a backend's route goes; a unicast route through an interface needs its next hop primed. */
+  private settle(backend: string, route: RouteNextHop, now: number, failures: BatchFailures): void {
+    if (route.type === 'unicast' && route.ifindex !== undefined && route.dev !== 'lo') {
+      const address = route.gateway ?? backend;
+      const key = hopKey(address, route.ifindex);
+      let hop = this.hops.get(key);
+      if (!hop) {
+        hop = { address, ifindex: route.ifindex, dev: route.dev ?? String(route.ifindex), users: new Set(), primed: false, retryAt: now };
+        this.hops.set(key, hop);
+        this.unsettled.add(key);
+      }
+      hop.users.add(backend);
+      this.backends.set(backend, { hop: key });
+      return;
+    }
+    if (route.type === 'unreachable' || route.error !== undefined) {
+      if (!this.backends.has(backend)) {
+        failures.add(backend, `no usable route to backend ${backend} (${route.error ?? route.type}); next hop not primed, next try in ${this.retryMs / 1000} s`);
+      }
+      this.backends.set(backend, { retryAt: now + this.retryMs });
+      return;
+    }
+    // Local (a backend on this node), broadcast, multicast: no neighbour to keep.
+    this.backends.set(backend, {});
+  }
+
+  private hasNeighbourWork(now: number): boolean {
+    for (const key of this.unsettled) {
+      const hop = this.hops.get(key);
+      if (!hop || hop.users.size === 0 || hop.primed || hop.retryAt <= now) return true;
+    }
+    return false;
+  }
+
+  /** One neighboursSet call: manage hops that gained users, release those that lost all. */
+  private async writeNeighbours(netlink: NeighbourNetlink, now: number, failures: BatchFailures): Promise<void> {
+    const writes: Array<{ key: string; hop: NextHop; request: NeighbourRequest }> = [];
+    for (const key of this.unsettled) {
+      const hop = this.hops.get(key);
+      if (!hop) {
+        this.unsettled.delete(key);
+      } else if (hop.users.size === 0 && !hop.primed) {
+        this.hops.delete(key);
+        this.unsettled.delete(key);
+      } else if (hop.users.size === 0) {
+        writes.push({ key, hop, request: { address: hop.address, ifindex: hop.ifindex, managed: false } });
+      } else if (hop.primed) {
+        this.unsettled.delete(key); // a user came back before the release
+      } else if (hop.retryAt <= now) {
+        writes.push({ key, hop, request: { address: hop.address, ifindex: hop.ifindex, managed: true } });
+      }
+    }
+    await callInParts(writes, (part) => netlink.neighboursSet(part.map((w) => w.request), this.netns), ({ key, hop, request }, result) => {
+      if (!request.managed) {
+        this.hops.delete(key);
+        this.unsettled.delete(key);
+        if (result.error !== undefined) failures.add(hop.address, `cannot release the managed neighbour ${hop.address} on ${hop.dev}: ${result.error}`);
+      } else if (result.error === undefined) {
+        hop.primed = true;
+        this.unsettled.delete(key);
+      } else {
+        hop.retryAt = now + this.retryMs;
+        const [firstUser] = hop.users;
+        failures.add(firstUser ?? hop.address, `cannot add a managed neighbour for ${hop.address} on ${hop.dev} (${hop.users.size} backends use it): ${withHint(result.error)}`);
+      }
+    });
+  }
+
+  private report(backend: string, message: string): void {
+    try {
+      this.onError(backend, message);
+    } catch {
+      // A throwing callback must not stop priming nor become an unhandled rejection.
+    }
   }
 }
