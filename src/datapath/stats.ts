@@ -10,7 +10,7 @@
  * caller may yield between them.
  */
 import type { BpfMap } from './libbpf.js';
-import { decodeRuntime, decodeTraffic, u32Key, STAT_REASONS, type StatReason, type Traffic } from './abi.js';
+import { decodeLiveness, decodeTraffic, u32Key, STAT_REASONS, type StatReason, type Traffic } from './abi.js';
 import type { DatapathMaps } from './loader.js';
 
 export type ReasonCounters = Record<StatReason, bigint>;
@@ -149,13 +149,13 @@ export function readTraffic(map: BpfMap, ids: Iterable<number>): Map<number, Tra
 }
 
 /**
- * Seconds since the agent last stamped its liveness in ph_runtime (the
+ * Seconds since the agent last stamped its liveness in ph_liveness (the
  * stamp the XDP responder checks), by the same clock (CLOCK_MONOTONIC, which
  * process.hrtime reads); undefined before the first stamp.
  */
-export function readLivenessAgeSeconds(runtime: BpfMap, nowNs: bigint = process.hrtime.bigint()): number | undefined {
-  const value = runtime.lookup(u32Key(0));
-  const stamp = value ? decodeRuntime(value).livenessNs : 0n;
+export function readLivenessAgeSeconds(liveness: BpfMap, nowNs: bigint = process.hrtime.bigint()): number | undefined {
+  const value = liveness.lookup(u32Key(0));
+  const stamp = value ? decodeLiveness(value) : 0n;
   if (stamp === 0n) return undefined;
   return Number(nowNs - stamp) / 1e9;
 }
