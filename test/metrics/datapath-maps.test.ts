@@ -5,6 +5,8 @@
  * counts preferred to any walk, the liveness age, and the read cost of the
  * counter arrays at 30,000 frontends and 80,000 backends.
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import t from 'tap';
 import { Registry } from 'prom-client';
 import { addon, type BpfMap } from '../../src/datapath/libbpf.js';
@@ -13,11 +15,13 @@ import type { DatapathMaps } from '../../src/datapath/loader.js';
 import { countEntries, readLivenessAgeSeconds, readReasonCounters, readTraffic, readTrafficTable } from '../../src/datapath/stats.js';
 import { registerDatapathMetrics } from '../../src/metrics/datapath.js';
 import { renderMetrics } from '../../src/metrics/registry.js';
+import { HttpEndpoint } from '../../src/metrics/server.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { parseExposition } from '../support/prom.js';
 import { sliceMeter } from './slices.js';
 
 const skip = privilegedUnavailable();
+const execFileAsync = promisify(execFile);
 
 function u32(n: number): Buffer {
   const b = Buffer.alloc(4);
@@ -196,4 +200,79 @@ t.test('read cost of the counter arrays at 30,000 frontends and 80,000 backends'
     `${meter.pauses} pauses, longest slice ${meter.longestSliceCpuMs.toFixed(1)} ms CPU, longest event-loop turn ${meter.longestTurnMs.toFixed(1)} ms wall`);
   t.ok(feMs + beMs < 5000, 'generous bound');
   t.ok(meter.longestSliceCpuMs < 50, `read in short slices (longest ${meter.longestSliceCpuMs.toFixed(1)} ms of CPU)`);
+});
+
+t.test('a scrape at 10,000 services end to end: real maps, the HTTP endpoint, curl with gzip', { skip }, async (t) => {
+  const FRONTENDS = 30_000;
+  const BACKENDS = 80_000;
+  const FLOWS = 200_000;
+  const cpus = addon().possibleCpus();
+  const stats = track(t, addon().createMap('percpu_array', 4, 8, STAT_REASONS.length, { name: 'ph_stats' }));
+  const fe = track(t, addon().createMap('percpu_array', 4, SIZE.traffic, 32768, { name: 'ph_fe_stats' }));
+  const be = track(t, addon().createMap('percpu_array', 4, SIZE.traffic, 131072, { name: 'ph_be_stats' }));
+  const ct = track(t, addon().createMap('lru_hash', SIZE.flow, SIZE.ct, 262144, { name: 'ph_ct' }));
+  const rev = track(t, addon().createMap('lru_hash', SIZE.flow, SIZE.rev, 262144, { name: 'ph_rev' }));
+  const fill = (map: BpfMap, n: number, value: (i: number, v: Buffer, at: number) => void) => {
+    const keys = Buffer.alloc(n * map.keySize);
+    const values = Buffer.alloc(n * map.valueBufferSize);
+    for (let i = 0; i < n; i++) {
+      keys.writeUInt32LE(i, i * map.keySize);
+      value(i, values, i * map.valueBufferSize);
+    }
+    t.equal(map.updateBatch(keys, values, n), n);
+  };
+  const traffic = (i: number, v: Buffer, at: number) => {
+    for (let cpu = 0; cpu < cpus; cpu++) {
+      v.writeBigUInt64LE(BigInt(i + cpu), at + cpu * 16);
+      v.writeBigUInt64LE(BigInt((i + cpu) * 1400), at + cpu * 16 + 8);
+    }
+  };
+  fill(fe, FRONTENDS, traffic);
+  fill(be, BACKENDS, traffic);
+  fill(ct, FLOWS, () => {});
+  fill(rev, FLOWS, () => {});
+  const frontends = new Map<number, { service: string; frontend: string }>();
+  for (let i = 0; i < FRONTENDS; i++) {
+    frontends.set(i, { service: `team-${i % 50}/svc-${Math.floor(i / 3)}`, frontend: `198.18.${(i >> 8) & 255}.${i & 255}:${i % 3 === 2 ? 30000 + (i % 2000) : 80}/TCP` });
+  }
+  const backends = new Map<number, { backend: string }>();
+  for (let i = 0; i < BACKENDS; i++) backends.set(i, { backend: `198.19.${(i >> 8) & 255}.${i & 255}:8080` });
+  const maps = { stats, frontendStats: fe, backendStats: be, conntrack: ct, reverseNat: rev } as unknown as DatapathMaps;
+
+  const registry = new Registry();
+  const meter = sliceMeter();
+  const metrics = registerDatapathMetrics({ maps: () => maps, labels: () => ({ version: 1, frontends, backends }), mapFull: () => ({}) },
+    { registry, reuseMs: 0, pause: meter.pause });
+  t.teardown(() => metrics.close());
+  const ep = new HttpEndpoint({ host: '127.0.0.1', port: 0, registry, state: () => ({}) as never, limits: { metricsReuseMs: 0 } });
+  const { port } = await ep.start();
+  t.teardown(() => ep.stop());
+  const curl = async (headers: string[]) => {
+    const { stdout } = await execFileAsync('curl', ['-s', '-o', '/dev/null', ...headers.flatMap((h) => ['-H', h]),
+      '-w', '%{http_code} %{size_download} %{time_total}', `http://127.0.0.1:${port}/metrics`], { timeout: 30_000 });
+    const [code, bytes, seconds] = stdout.split(' ').map(Number);
+    return { code: code!, bytes: bytes!, ms: seconds! * 1000 };
+  };
+  const rss0 = process.memoryUsage().rss;
+  const cpu0 = process.cpuUsage();
+  const first = await curl(['Accept-Encoding: gzip']);
+  const cpuFirst = process.cpuUsage(cpu0);
+  await new Promise((r) => setTimeout(r, first.ms + 50)); // past the reuse window (as long as it took)
+  const cpu1 = process.cpuUsage();
+  const steady = await curl(['Accept-Encoding: gzip']);
+  const cpuSteady = process.cpuUsage(cpu1);
+  await new Promise((r) => setTimeout(r, steady.ms + 50));
+  const plain = await curl([]);
+  const rss1 = process.memoryUsage().rss;
+  meter.stop();
+  const cpuMs = (u: NodeJS.CpuUsage) => ((u.user + u.system) / 1000).toFixed(0);
+  t.comment(`first scrape (labels rendered, 2 x ${FLOWS} LRU entries counted) ${first.ms.toFixed(0)} ms, CPU ${cpuMs(cpuFirst)} ms; ` +
+    `steady scrape ${steady.ms.toFixed(0)} ms, CPU ${cpuMs(cpuSteady)} ms (incl. gzip in the pool), ${steady.bytes} bytes gzipped, ${plain.bytes} plain; ` +
+    `longest event-loop turn ${meter.longestTurnMs.toFixed(1)} ms; RSS ${((rss1 - rss0) / 2 ** 20).toFixed(0)} MiB more`);
+  t.same([first.code, steady.code, plain.code], [200, 200, 200]);
+  t.ok(steady.bytes < plain.bytes / 4, 'gzipped');
+  t.equal(metrics.mapRows().find((r) => r.name === 'ph_ct')?.entries, FLOWS, 'conntrack counted');
+  t.ok(steady.ms < 10_000, 'generous bound');
+  // Slices are asserted where nothing else runs (above, and in datapath-render.test.ts): here gzip's pool threads share the process's CPU time.
+  t.ok(meter.pauses > 100, `cut into event-loop turns (${meter.pauses} pauses)`);
 });
