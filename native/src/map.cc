@@ -3,6 +3,7 @@
 #include <bpf/bpf.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -75,6 +76,7 @@ Napi::Function NativeMap::Define(Napi::Env env) {
                          InstanceMethod<&NativeMap::DeleteBatch>("deleteBatch"),
                          InstanceMethod<&NativeMap::Keys>("keys"),
                          InstanceMethod<&NativeMap::Entries>("entries"),
+                         InstanceMethod<&NativeMap::LookupBatch>("lookupBatch"),
                          InstanceMethod<&NativeMap::Pin>("pin"),
                          InstanceMethod<&NativeMap::Close>("close"),
                      });
@@ -390,6 +392,46 @@ Napi::Value NativeMap::Entries(const Napi::CallbackInfo &info) {
   out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
   out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
   out.Set("count", total);
+  return out;
+}
+
+// lookupBatch(cursor, first, keys, values): one BPF_MAP_LOOKUP_BATCH into the
+// caller's buffers, as many entries as both hold. Big maps are then read in
+// chunks of a size the caller picks, with no copy and no allocation here, and
+// the caller may yield between chunks (reading a 131,072-slot per-CPU array
+// in one call blocks for ~50 ms). `cursor` (keySize + 8 bytes: a key for
+// arrays, a bucket index for hashes) is read unless `first`, and rewritten
+// with where the next call goes on; the kernel reads it before writing it.
+// Returns { count, done }; done once the map is exhausted (ENOENT).
+Napi::Value NativeMap::LookupBatch(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = Fd(env);
+  Napi::Buffer<uint8_t> cursor =
+      ArgBufferNamed(ArgAt(info, 0), [this] { return Label() + ": lookupBatch cursor"; });
+  bool first = ArgAt(info, 1).ToBoolean().Value();
+  Napi::Buffer<uint8_t> keys =
+      ArgBufferNamed(ArgAt(info, 2), [this] { return Label() + ": lookupBatch keys"; });
+  Napi::Buffer<uint8_t> values =
+      ArgBufferNamed(ArgAt(info, 3), [this] { return Label() + ": lookupBatch values"; });
+  if (cursor.Length() < keySize_ + 8) {
+    ThrowInvalid(env, Label() + ": lookupBatch cursor is " + std::to_string(cursor.Length()) +
+                          " bytes, needs " + std::to_string(keySize_ + 8));
+  }
+  size_t room = std::min(keys.Length() / keySize_, values.Length() / valueBufferSize_);
+  if (room == 0 || room > UINT32_MAX) {
+    ThrowInvalid(env, Label() + ": lookupBatch buffers must hold 1 to 2^32-1 entries (key " +
+                          std::to_string(keySize_) + " bytes, value " +
+                          std::to_string(valueBufferSize_) + ")");
+  }
+  uint32_t n = static_cast<uint32_t>(room);
+  LIBBPF_OPTS(bpf_map_batch_opts, opts);
+  int rc = bpf_map_lookup_batch(fd, first ? nullptr : cursor.Data(), cursor.Data(), keys.Data(),
+                                values.Data(), &n, &opts);
+  int err = rc == 0 ? 0 : errno;
+  if (err != 0 && err != ENOENT) Throw(env, err, Label() + ": batch lookup");
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("count", n);
+  out.Set("done", err == ENOENT);
   return out;
 }
 

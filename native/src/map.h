@@ -41,6 +41,7 @@ class NativeMap : public Napi::ObjectWrap<NativeMap> {
   Napi::Value DeleteBatch(const Napi::CallbackInfo &info);
   Napi::Value Keys(const Napi::CallbackInfo &info);
   Napi::Value Entries(const Napi::CallbackInfo &info);
+  Napi::Value LookupBatch(const Napi::CallbackInfo &info);
   Napi::Value Pin(const Napi::CallbackInfo &info);
   Napi::Value Close(const Napi::CallbackInfo &info);
 

@@ -45,6 +45,14 @@ export interface BpfMap extends MapInfo {
   entries(): Array<[Buffer, Buffer]>;
   /** Every entry as two concatenated buffers (keySize / valueBufferSize bytes a record), without a Buffer per entry. */
   entriesRaw(): { keys: Buffer; values: Buffer; count: number };
+  /**
+   * One batch lookup into the caller's buffers (as many entries as both hold,
+   * records as in `updateBatch`): big maps read in bounded chunks, no copies.
+   * `cursor` (keySize + 8 bytes) is read unless `first` and rewritten with
+   * where the next call goes on. Throws ENOTSUPP/EOPNOTSUPP where the map type
+   * has no batch lookup (lpm_trie).
+   */
+  lookupBatch(cursor: Buffer, first: boolean, keys: Buffer, values: Buffer): { count: number; done: boolean };
   /** For per-CPU values: split one value buffer into one Buffer (valueSize bytes) per CPU. */
   splitPerCpu(value: Buffer): Buffer[];
   pin(path: string): void;
@@ -426,6 +434,12 @@ class LibbpfMap implements BpfMap {
 
   entriesRaw(): { keys: Buffer; values: Buffer; count: number } {
     return this.handle.entries();
+  }
+
+  lookupBatch(cursor: Buffer, first: boolean, keys: Buffer, values: Buffer): { count: number; done: boolean } {
+    // The binding's method (native/src/map.cc LookupBatch), typed here to keep this change in one place.
+    const handle = this.handle as NativeMapHandle & { lookupBatch: BpfMap['lookupBatch'] };
+    return handle.lookupBatch(cursor, first, keys, values);
   }
 
   splitPerCpu(value: Buffer): Buffer[] {

@@ -1,9 +1,12 @@
 /**
  * One prom-client registry for the whole agent. Each module that counts
  * owns its metrics and registers them here (`registry`); values that live in
- * BPF maps are read when Prometheus scrapes (collect callbacks), never polled.
+ * BPF maps are read when Prometheus scrapes, never polled. Families with
+ * tens of thousands of series (the data path's per-frontend and per-backend
+ * counters) are rendered as text by their owner (`addTextRenderer`) and
+ * appended to prom-client's output (`renderMetrics`).
  */
-import client from 'prom-client';
+import client, { type Registry } from 'prom-client';
 
 export const registry = new client.Registry();
 registry.setDefaultLabels({});
@@ -56,6 +59,28 @@ export async function timeReconcile<T>(controller: string, fn: () => Promise<T> 
   } finally {
     end();
   }
+}
+
+/** Renders whole families as exposition text, in Buffer chunks (see exposition.ts). */
+export type TextRenderer = () => Promise<Buffer[]>;
+
+const textRenderers = new WeakMap<Registry, Set<TextRenderer>>();
+
+/** Appends a renderer's families to `reg`'s output; returns the function that removes it. */
+export function addTextRenderer(reg: Registry, render: TextRenderer): () => void {
+  let set = textRenderers.get(reg);
+  if (!set) textRenderers.set(reg, (set = new Set()));
+  set.add(render);
+  return () => set.delete(render);
+}
+
+/** The whole /metrics document of `reg` as chunks: prom-client's families, then the text renderers'. */
+export async function renderMetrics(reg: Registry): Promise<Buffer[]> {
+  const renderers = [...(textRenderers.get(reg) ?? [])];
+  const [own, ...rendered] = await Promise.all([reg.metrics(), ...renderers.map((r) => r())]);
+  // prom-client separates families with a blank line and ends with one newline; so do we.
+  const blankLine = Buffer.from('\n');
+  return [Buffer.from(own), ...rendered.flatMap((chunks) => (chunks.length ? [blankLine, ...chunks] : []))];
 }
 
 export { client };

@@ -27,7 +27,8 @@ function parseLabels(text: string, line: string): Record<string, string> {
     re.lastIndex = pos;
     const m = re.exec(text);
     if (!m) throw new Error(`bad labels in: ${line}`);
-    out[m[1]!] = m[2]!.replace(/\\n/g, '\n').replace(/\\"/g, '"').replace(/\\\\/g, '\\');
+    // One pass, so an escaped backslash before an `n` stays a backslash and an `n`.
+    out[m[1]!] = m[2]!.replace(/\\(.)/g, (_, c: string) => (c === 'n' ? '\n' : c));
     pos = re.lastIndex;
   }
   return out;
