@@ -30,7 +30,6 @@ import { DatapathController } from '../datapath/controller.js';
 import { compareAddresses } from '../datapath/desired.js';
 import type { ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
-import { readCounters } from '../datapath/stats.js';
 import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeLiveness, protoName, u32Key } from '../datapath/abi.js';
 import type { ConntrackView } from '../metrics/state-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
@@ -43,7 +42,8 @@ import type { WriteRecord } from '../sources/kube/writer.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { HttpEndpoint } from '../metrics/server.js';
 import { registry, timeReconcile, configProblems, k8sApiWrites, manifestsRefused } from '../metrics/registry.js';
-import { registerDatapathMetrics, type DatapathLabels } from '../metrics/datapath.js';
+import { registerDatapathMetrics, type DatapathLabels, type DatapathMetrics } from '../metrics/datapath.js';
+import { startEventLoopMonitor, type EventLoopMonitor } from '../metrics/event-loop.js';
 import { formatEndpoint } from '../model/cidr.js';
 import { registerAgentMetrics } from '../metrics/agent.js';
 import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
@@ -93,6 +93,8 @@ export class Agent {
   private problems: ConfigProblemView[] = [];
   private heartbeat?: NodeJS.Timeout;
   private keeper?: LivenessKeeper;
+  private datapathMetrics?: DatapathMetrics;
+  private eventLoop?: EventLoopMonitor;
   private reconcileTimer?: NodeJS.Timeout;
   private reconciling?: Promise<void>;
   private again = false;
@@ -127,17 +129,20 @@ export class Agent {
 
     // 1. Metrics and the read-only HTTP endpoint first: a taken port must fail the
     //    start before anything in the kernel is touched (/readyz says not ready until attached).
-    registerDatapathMetrics({
-      counters: () => this.readDatapathCounters(),
+    this.datapathMetrics = registerDatapathMetrics({
+      maps: () => this.datapath?.maps,
       labels: () => this.datapathLabels(),
-      mapPressure: () => this.mapPressure(),
-      conntrackEntries: () => this.mapPressure().find((m) => m.name === 'ph_ct')?.entries ?? 0,
+      mapEntries: () => this.sync?.mapEntries() ?? new Map<string, number>(),
+      livenessAgeSeconds: () => this.livenessAgeSeconds(),
       mapFull: () => this.sync?.mapFull ?? {},
-    });
+    }, { perBackend: cfg.metricsPerBackend });
+    this.eventLoop = startEventLoopMonitor();
     registerAgentMetrics(this);
     registerSocketLbMetrics(() => this.socketLb?.loaded.counters());
     const [host, port] = splitHostPort(cfg.http);
-    this.http = new HttpEndpoint({ host, port, registry, state: () => this.state(), documents: { '/v1/conntrack': (q) => this.conntrack(q) } });
+    this.http = new HttpEndpoint({
+      host, port, registry, state: () => this.state(), readiness: () => this.readiness(), documents: { '/v1/conntrack': (q) => this.conntrack(q) },
+    });
     try {
       await this.http.start();
     } catch (err) {
@@ -567,33 +572,9 @@ export class Agent {
     });
   }
 
-  private readDatapathCounters() {
-    if (!this.datapath || !this.datapathCtl) return undefined;
-    const labels = this.datapathCtl.labelTable();
-    return readCounters(this.datapath.maps, labels.frontends.keys(), labels.backends.keys());
-  }
-
   /** Metric labels by id: the data path's programmed frontends (with their service) and backends. */
   private datapathLabels(): DatapathLabels {
     return this.datapathCtl?.labelTable() ?? { version: 0, frontends: new Map(), backends: new Map() };
-  }
-
-  private pressureCache: { at: number; value: { name: string; entries: number; capacity: number }[] } = { at: 0, value: [] };
-
-  /** Entries per map (a key walk: cached for a few seconds so scrapes stay cheap). */
-  mapPressure(): { name: string; entries: number; capacity: number }[] {
-    if (!this.datapath) return [];
-    if (Date.now() - this.pressureCache.at < 5000) return this.pressureCache.value;
-    const out: { name: string; entries: number; capacity: number }[] = [];
-    for (const m of Object.values(this.datapath.maps)) {
-      if (m.type === 'array' || m.type === 'percpu_array' || m.type === 'array_of_maps' || m.type === 'devmap') {
-        out.push({ name: m.name, entries: m.maxEntries, capacity: m.maxEntries });
-      } else {
-        out.push({ name: m.name, entries: m.keys().length, capacity: m.maxEntries });
-      }
-    }
-    this.pressureCache = { at: Date.now(), value: out };
-    return out;
   }
 
   /** Conntrack entries for `pharos bpf ct list` (read-only; bounded by `limit`, default 10,000). */
@@ -619,6 +600,17 @@ export class Agent {
       };
     });
     return { entries, truncated: all.length > limit, total: all.length };
+  }
+
+  /** What /readyz reports (cheap: no walk over services). */
+  readiness(): Pick<AgentStateView, 'ready' | 'readiness'> {
+    const readiness = {
+      source: this.kubernetes
+        ? { ok: this.store.synced, detail: this.store.synced ? `informers synced (namespace ${this.config.namespace})` : 'waiting for the informers to list' }
+        : { ok: this.store.synced, detail: this.store.synced ? `manifests ${this.config.manifests} loaded` : 'waiting for the first scan' },
+      datapath: { ok: this.datapathAttached(), detail: `XDP on ${this.attachments.map((a) => a.interface).join(',') || 'nothing'}` },
+    };
+    return { ready: Object.values(readiness).every((r) => r.ok), readiness };
   }
 
   state(): AgentStateView {
@@ -660,22 +652,17 @@ export class Agent {
       };
     });
     const l2 = this.l2 ? this.l2.rows(snap) : [];
-    const readiness = {
-      source: this.kubernetes
-        ? { ok: this.store.synced, detail: this.store.synced ? `informers synced (namespace ${this.config.namespace})` : 'waiting for the informers to list' }
-        : { ok: this.store.synced, detail: this.store.synced ? `manifests ${this.config.manifests} loaded` : 'waiting for the first scan' },
-      datapath: { ok: this.datapathAttached(), detail: `XDP on ${this.attachments.map((a) => a.interface).join(',') || 'nothing'}` },
-    };
+    const { ready, readiness } = this.readiness();
     return {
       apiVersion: STATE_API_VERSION,
       node: this.config.nodeName,
       version: VERSION,
       source: this.kubernetes ? 'kubernetes' : 'manifests',
       startedAt: this.startedAt,
-      ready: Object.values(readiness).every((r) => r.ok),
+      ready,
       readiness,
       datapath: {
-        mode: this.config.mode, pinDir: this.config.pinDir, attachments: this.attachments, maps: this.mapPressure(),
+        mode: this.config.mode, pinDir: this.config.pinDir, attachments: this.attachments, maps: this.datapathMetrics?.mapRows() ?? [],
         ...(this.socketLb ? { socketLb: this.socketLbView(this.socketLb) } : {}),
       },
       services, frontends, pools, l2,
@@ -719,6 +706,7 @@ export class Agent {
     await this.manifests?.stop();
     await this.kube?.stop();
     await this.http?.stop();
+    this.eventLoop?.stop();
     this.stopSocketLb();
     for (const sock of this.packetSockets.values()) sock.close();
     this.packetSockets.clear();

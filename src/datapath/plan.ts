@@ -810,6 +810,20 @@ export class DatapathPlanner {
       frontendCapacity: this.frontendIds.capacity, backendCapacity: this.backendIds.capacity, tableCapacity: this.tableIds.capacity,
     };
   }
+
+  /** Entries of the maps this planner fills, as it wrote them (no map walk). */
+  entries(): Map<string, number> {
+    let ranges = 0;
+    let members = 0;
+    for (const f of this.frontends.values()) {
+      ranges += f.sourceRangeKeys.size;
+      members += f.memberIds.size;
+    }
+    return new Map([
+      ['ph_frontends', this.frontends.size], ['ph_backends', this.backendIds.size], ['ph_maglev', this.tableIds.size],
+      ['ph_vips', this.adoptedVips.size], ['ph_src_ranges', ranges], ['ph_fe_members', members],
+    ]);
+  }
 }
 
 /** A key both added and removed in one pass (a frontend id reused at once) must stay: drop it from the removals. */

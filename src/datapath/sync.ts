@@ -220,6 +220,13 @@ export class DatapathSync {
     return this.planner.notProgrammed();
   }
 
+  /** Entries of the maps sync fills, as written (for metrics: no map walk). */
+  mapEntries(): Map<string, number> {
+    const out = this.planner.entries();
+    out.set('ph_responder', this.responderEntries);
+    return out;
+  }
+
   /** Entries in use vs capacity of the maps sync fills (conntrack pressure shows as LRU evictions, not as refusals). */
   pressure(): Record<'ph_frontends' | 'ph_backends' | 'ph_maglev' | 'ph_responder', { used: number; max: number }> {
     const u = this.planner.usage();
