@@ -202,8 +202,12 @@ static __always_inline struct ph_backend *backend_get(__u32 id)
  */
 struct ph_maglev_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	/* BPF_F_INNER_MAP: inner tables may have any size; M is chosen per backend set. */
-	__uint(map_flags, BPF_F_INNER_MAP);
+	/*
+	 * BPF_F_INNER_MAP: inner tables may have any size; M is chosen per
+	 * backend set. BPF_F_MMAPABLE: the agent fills a new table with one
+	 * memcpy (a batched update copies element by element: ~0.2 ms a table).
+	 */
+	__uint(map_flags, BPF_F_INNER_MAP | BPF_F_MMAPABLE);
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, __u64);

@@ -38,6 +38,8 @@ class NativeMap : public Napi::ObjectWrap<NativeMap> {
   Napi::Value Update(const Napi::CallbackInfo &info);
   Napi::Value Delete(const Napi::CallbackInfo &info);
   Napi::Value UpdateBatch(const Napi::CallbackInfo &info);
+  Napi::Value UpdateBatchAsync(const Napi::CallbackInfo &info);
+  Napi::Value WriteMmapped(const Napi::CallbackInfo &info);
   Napi::Value DeleteBatch(const Napi::CallbackInfo &info);
   Napi::Value Keys(const Napi::CallbackInfo &info);
   Napi::Value Entries(const Napi::CallbackInfo &info);

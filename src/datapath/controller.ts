@@ -84,7 +84,7 @@ export class DatapathController {
       const bySvc = slicesByService(snap.endpointSlices.values());
       this.opts.sync.beginFull();
       await this.inBatches(snap.services.keys(), (key) => frontendsOf(snap.services.get(key), () => bySvc.get(key) ?? []), total);
-      this.merge(total, this.opts.sync.finishFull());
+      this.merge(total, await this.opts.sync.finishFullAsync());
     } else {
       const dirty = this.dirtyServices(snap, changes);
       if (dirty.size === 0 && !this.opts.sync.wantsRetry) return;
@@ -96,9 +96,10 @@ export class DatapathController {
         }
         return out;
       };
-      if (dirty.size === 0) this.merge(total, this.opts.sync.applyServices(new Map()));
+      if (dirty.size === 0) this.merge(total, await this.opts.sync.applyServicesAsync(new Map()));
       else await this.inBatches(dirty, (key) => frontendsOf(snap.services.get(key), () => slicesOf(key)), total);
     }
+    await this.opts.sync.flushTableRemovals();
     this.report(total, full);
     if (this.opts.sync.wantsRetry) this.opts.requestPass?.();
   }
@@ -112,19 +113,21 @@ export class DatapathController {
   private async inBatches(keys: Iterable<string>, frontendsOf: (key: string) => Frontend[], total: SyncResult): Promise<void> {
     let batch = new Map<string, Frontend[]>();
     let size = this.batchSize;
+    let computeMs = 0;
     const flush = async (): Promise<void> => {
-      const t0 = performance.now();
-      this.merge(total, this.opts.sync.applyServices(batch));
-      const ms = performance.now() - t0;
-      // Aim at BATCH_MS a batch: grow slowly, shrink at once.
-      const perService = ms / Math.max(1, batch.size);
+      this.merge(total, await this.opts.sync.applyServicesAsync(batch));
+      // The loop was held while the batch was computed, planned and written; not while a worker thread waited for the table publish.
+      const perService = (computeMs + this.opts.sync.lastBusyMs) / Math.max(1, batch.size);
       size = Math.max(MIN_BATCH, Math.min(MAX_BATCH, Math.floor(BATCH_MS / Math.max(perService, 0.001))));
       this.batchSize = size;
       batch = new Map();
+      computeMs = 0;
       await new Promise<void>((resolve) => setImmediate(resolve));
     };
     for (const key of keys) {
+      const t0 = performance.now();
       batch.set(key, frontendsOf(key));
+      computeMs += performance.now() - t0;
       if (batch.size >= size) await flush();
     }
     if (batch.size > 0) await flush();

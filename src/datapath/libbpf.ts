@@ -38,6 +38,13 @@ export interface BpfMap extends MapInfo {
   delete(key: Buffer): boolean;
   /** `keys` and `values` are concatenated fixed-size records; returns how many were applied. */
   updateBatch(keys: Buffer, values: Buffer, count: number, flags?: number): number;
+  /**
+   * The same on a worker thread: for map-in-map the kernel waits an RCU
+   * grace period (~12 ms) per call, which must not hold the event loop.
+   */
+  updateBatchAsync(keys: Buffer, values: Buffer, count: number, flags?: number): Promise<number>;
+  /** Every value of a BPF_F_MMAPABLE array at once (mmap + memcpy): for a table nothing reads yet. */
+  writeMmapped(values: Buffer): void;
   deleteBatch(keys: Buffer, count: number): number;
   /** Every key (BPF_MAP_GET_NEXT_KEY walk). */
   keys(): Buffer[];
@@ -297,6 +304,9 @@ interface NativeMapHandle {
   update(key: Buffer, value: Buffer, flags?: number): void;
   delete(key: Buffer): boolean;
   updateBatch(keys: Buffer, values: Buffer, count: number, flags?: number): number;
+  updateBatchAsync(keys: Buffer, values: Buffer, count: number, flags?: number): Promise<number>;
+  /** Every value of a BPF_F_MMAPABLE array at once (mmap + memcpy): for a table nothing reads yet. */
+  writeMmapped(values: Buffer): void;
   deleteBatch(keys: Buffer, count: number): number;
   keys(): { keys: Buffer; count: number };
   entries(): { keys: Buffer; values: Buffer; count: number };
@@ -414,6 +424,14 @@ class LibbpfMap implements BpfMap {
 
   updateBatch(keys: Buffer, values: Buffer, count: number, flags = 0): number {
     return this.handle.updateBatch(keys, values, count, flags);
+  }
+
+  updateBatchAsync(keys: Buffer, values: Buffer, count: number, flags = 0): Promise<number> {
+    return this.handle.updateBatchAsync(keys, values, count, flags);
+  }
+
+  writeMmapped(values: Buffer): void {
+    this.handle.writeMmapped(values);
   }
 
   deleteBatch(keys: Buffer, count: number): number {

@@ -33,8 +33,10 @@ import type { Frontend } from '../model/types.js';
 
 export { frontendKeyString, backendKeyString, DEFAULT_AFFINITY_TIMEOUT_S } from './plan.js';
 
-/** BPF_F_INNER_MAP: inner tables of any size (bpf/lib/maps.h). */
+/** BPF_F_INNER_MAP: inner tables of any size; BPF_F_MMAPABLE: filled by one memcpy (bpf/lib/maps.h). */
 const BPF_F_INNER_MAP = 1 << 12;
+const BPF_F_MMAPABLE = 1 << 10;
+const TABLE_FLAGS = BPF_F_INNER_MAP | BPF_F_MMAPABLE;
 
 // ---------------------------------------------------------------- the view (what is in the maps)
 
@@ -258,6 +260,65 @@ export class DatapathSync {
     return this.run(this.planner.finishFull());
   }
 
+  /** finishFull, and applyServicesAsync below: the table publish runs on a worker thread. */
+  finishFullAsync(): Promise<SyncResult> {
+    return this.runAsync(this.planner.finishFull());
+  }
+
+  applyServicesAsync(changes: ReadonlyMap<string, readonly Frontend[]>): Promise<SyncResult> {
+    return this.runAsync(this.planner.plan(changes));
+  }
+
+  /**
+   * Clears the slots of tables no frontend uses any more (one outer update on
+   * a worker thread). Until then they only cost kernel memory: no frontend
+   * points at them. An array of maps has no batched delete, and each single
+   * delete waits an RCU grace period (~10 ms), so a slot is cleared by
+   * pointing it at a one-element placeholder table, many in one batch.
+   */
+  async flushTableRemovals(): Promise<void> {
+    const keys: Buffer[] = [];
+    const fds: Buffer[] = [];
+    this.takeTableRemovals(keys, fds);
+    if (keys.length === 0) return;
+    try {
+      await this.maps.maglev.updateBatchAsync(Buffer.concat(keys), Buffer.concat(fds), keys.length);
+    } catch {
+      for (const k of keys) this.pendingTableRemovals.add(k.readUInt32LE(0));
+    }
+  }
+
+  private flushTableRemovalsSync(): void {
+    const keys: Buffer[] = [];
+    const fds: Buffer[] = [];
+    this.takeTableRemovals(keys, fds);
+    if (keys.length === 0) return;
+    try {
+      this.maps.maglev.updateBatch(Buffer.concat(keys), Buffer.concat(fds), keys.length);
+    } catch {
+      for (const k of keys) this.pendingTableRemovals.add(k.readUInt32LE(0));
+    }
+  }
+
+  /** Appends the pending removals (placeholder fd) to an outer update, except ids it republishes; returns how many. */
+  private takeTableRemovals(keys: Buffer[], fds: Buffer[]): number {
+    if (this.pendingTableRemovals.size === 0) return 0;
+    const publishing = new Set(keys.map((k) => k.readUInt32LE(0)));
+    this.placeholder ??= this.addon.createMap('array', 4, 8, 1, { name: 'ph_mg_free', flags: TABLE_FLAGS });
+    let n = 0;
+    for (const id of this.pendingTableRemovals) {
+      if (publishing.has(id)) continue;
+      keys.push(u32Key(id));
+      fds.push(u32Key(this.placeholder.fd));
+      n++;
+    }
+    this.pendingTableRemovals.clear();
+    return n;
+  }
+
+  private readonly pendingTableRemovals = new Set<number>();
+  private placeholder?: BpfMap;
+
   /** Apply the frontends of the given services (an empty list removes a service); others are untouched. */
   applyServices(changes: ReadonlyMap<string, readonly Frontend[]>): SyncResult {
     return this.run(this.planner.plan(changes));
@@ -276,7 +337,56 @@ export class DatapathSync {
 
   // ------------------------------------------------------------ applying a plan
 
+  /** Applies a plan with blocking calls (tests, benches, a full apply). */
   private run(ops: DatapathOps): SyncResult {
+    const steps = this.execute(ops);
+    let next = steps.next();
+    while (!next.done) {
+      const { keys, values, count } = next.value;
+      let written: number | Error;
+      try {
+        written = this.maps.maglev.updateBatch(keys, values, count);
+      } catch (err) {
+        written = err as Error;
+      }
+      next = steps.next(written);
+    }
+    this.flushTableRemovalsSync();
+    return next.value;
+  }
+
+  /** Applies a plan without holding the event loop while the kernel publishes tables (an RCU grace period). */
+  private async runAsync(ops: DatapathOps): Promise<SyncResult> {
+    const steps = this.execute(ops);
+    let t0 = performance.now();
+    let next = steps.next();
+    let busy = 0;
+    while (!next.done) {
+      busy += performance.now() - t0;
+      const { keys, values, count } = next.value;
+      let written: number | Error;
+      try {
+        written = await this.maps.maglev.updateBatchAsync(keys, values, count);
+      } catch (err) {
+        written = err as Error;
+      }
+      t0 = performance.now();
+      next = steps.next(written);
+    }
+    this.lastBusyMs = busy + performance.now() - t0;
+    return next.value;
+  }
+
+  /** Time the last async pass held the event loop (ms), not counting the publish it waited for on a worker thread. */
+  lastBusyMs = 0;
+
+  /**
+   * A plan's writes in order. The one write that waits on the kernel — the
+   * batch that publishes new tables (and clears removed ones) in ph_maglev —
+   * is yielded to the driver, which performs it blocking or on a worker
+   * thread and resumes with how many entries went in (or the error).
+   */
+  private *execute(ops: DatapathOps): Generator<{ keys: Buffer; values: Buffer; count: number }, SyncResult, number | Error> {
     const result: SyncResult = { frontendsWritten: 0, frontendsRemoved: 0, backendsAdded: 0, backendsRemoved: 0, tablesPublished: 0, errors: [], services: ops.services };
     const failed = (key: string, map: string, err: unknown): void => {
       const message = isMapFull(err) ? `map ${map} is full: ${key} not written` : `writing ${key} to ${map}: ${(err as Error).message}`;
@@ -296,38 +406,46 @@ export class DatapathSync {
         (i, err) => this.noteRefusal(`backend ${ops.updateBackends[i]!.address}|${ops.updateBackends[i]!.port}`, 'ph_backends', err));
     }
 
-    // 2. Tables: each built in a fresh inner array, then all published with one outer update.
+    // 2. Tables: each built in a fresh inner array, then all of them published with one outer update
+    //    (tables removed by earlier passes are cleared in the same update).
     const failedTables = new Set<number>();
-    if (ops.addTables.length > 0) {
-      const keys: Buffer[] = [];
-      const fds: Buffer[] = [];
-      const inners: BpfMap[] = [];
-      for (const t of ops.addTables) {
-        try {
-          const inner = this.addon.createMap('array', 4, 8, maglevTableElements(t.m), { name: `ph_mg_${t.id}`.slice(0, 15), flags: BPF_F_INNER_MAP });
-          inners.push(inner);
-          const n = maglevTableElements(t.m);
-          const ks = Buffer.alloc(4 * n);
-          for (let i = 0; i < n; i++) ks.writeUInt32LE(i, 4 * i);
-          const written = inner.updateBatch(ks, encodeMaglevTable(t.slots), n);
-          if (written !== n) throw new BpfError(`Maglev table ${t.id}: wrote ${written} of ${n} elements`, 5, 'EIO');
-          keys.push(u32Key(t.id));
-          fds.push(u32Key(inner.fd));
-        } catch (err) {
-          failedTables.add(t.id);
-          this.planner.tableFailed(t.id);
-          this.noteRefusal(`Maglev table ${t.id}`, 'ph_maglev', err);
+    const keys: Buffer[] = [];
+    const fds: Buffer[] = [];
+    const inners: BpfMap[] = [];
+    for (const t of ops.addTables) {
+      try {
+        const n = maglevTableElements(t.m);
+        const inner = this.addon.createMap('array', 4, 8, n, { name: `ph_mg_${t.id}`.slice(0, 15), flags: TABLE_FLAGS });
+        inners.push(inner);
+        inner.writeMmapped(encodeMaglevTable(t.slots));
+        keys.push(u32Key(t.id));
+        fds.push(u32Key(inner.fd));
+        this.pendingTableRemovals.delete(t.id);
+      } catch (err) {
+        failedTables.add(t.id);
+        this.planner.tableFailed(t.id);
+        this.noteRefusal(`Maglev table ${t.id}`, 'ph_maglev', err);
+      }
+    }
+    const publishing = keys.length;
+    this.takeTableRemovals(keys, fds);
+    if (keys.length > 0) {
+      const answer = yield { keys: Buffer.concat(keys), values: Buffer.concat(fds), count: keys.length };
+      const done = answer instanceof Error ? 0 : answer;
+      // A batch stops at its first failure: the tables after it are not in; removals not done are tried again later.
+      for (let i = done; i < keys.length; i++) {
+        const id = keys[i]!.readUInt32LE(0);
+        if (i < publishing) {
+          failedTables.add(id);
+          this.planner.tableFailed(id);
+          this.noteRefusal(`Maglev table ${id}`, 'ph_maglev', answer instanceof Error ? answer : new BpfError('not published', 5, 'EIO'));
+        } else {
+          this.pendingTableRemovals.add(id);
         }
       }
-      const published = this.writeBatch(this.maps.maglev, keys, fds, (i, err) => {
-        const id = keys[i]!.readUInt32LE(0);
-        failedTables.add(id);
-        this.planner.tableFailed(id);
-        this.noteRefusal(`Maglev table ${id}`, 'ph_maglev', err);
-      });
-      result.tablesPublished += published;
-      for (const inner of inners) inner.close(); // the outer map holds its own reference
+      result.tablesPublished += Math.min(done, publishing);
     }
+    for (const inner of inners) inner.close(); // the outer map holds its own reference
 
     // 3. Source ranges and affinity members before the entries that rely on them (a new range never drops a packet it admits).
     for (const k of ops.addSourceRanges) {
@@ -362,7 +480,8 @@ export class DatapathSync {
     }
     for (const k of ops.removeSourceRanges) this.maps.sourceRanges.delete(k);
     for (const [fid, bid] of ops.removeMembers) this.maps.members.delete(encodeMemberKey(fid, bid));
-    if (ops.removeTables.length > 0) this.deleteBatch(this.maps.maglev, ops.removeTables.map(u32Key));
+    // Tables no frontend uses any more are cleared by a later outer update (the next pass's, or flushTableRemovals).
+    for (const id of ops.removeTables) this.pendingTableRemovals.add(id);
     if (ops.removeBackends.length > 0) {
       // ph_backends is an array: a removed backend is a zeroed slot.
       this.writeBatch(this.maps.backends, ops.removeBackends.map(u32Key), ops.removeBackends.map(() => Buffer.alloc(SIZE.backend)), () => undefined);

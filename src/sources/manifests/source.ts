@@ -14,6 +14,7 @@ import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import type { Store } from '../../store/store.js';
 import { objectKey, type Kind, type ModelObject } from '../../model/types.js';
 import {
@@ -105,7 +106,11 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
   private readonly now: () => Date;
 
   private outcomes = new Map<string, FileOutcome>();
+  /** Per file: a digest of the text last interpreted (a rewrite with the same content is not parsed again). */
   private texts = new Map<string, string>();
+  private readonly textBytes = new Map<string, number>();
+  /** Per file: inode, size and times when last read (a file whose stat did not change is not read again). */
+  private readonly fileStats = new Map<string, string>();
   private creationTimestamps = new Map<string, string>();
   /** Parsed object → its stamped copy, so an unchanged object stays the same reference. */
   private stamped = new WeakMap<ModelObject, ModelObject>();
@@ -255,22 +260,42 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
 
     const next = new Map<string, FileOutcome>();
     let total = 0;
+    let changed = names.length !== this.outcomes.size;
     for (const name of names) {
       const previous = this.outcomes.get(name);
-      const { text, error, refusal } = await this.readManifest(name, this.maxTotalBytes - total);
+      const { text, error, refusal, unchanged } = await this.readManifest(name, this.maxTotalBytes - total);
       if (refusal) refusals.push(refusal);
-      if (text !== undefined) total += Buffer.byteLength(text);
-      if (text !== undefined && previous && this.texts.get(name) === text) {
+      if (unchanged && previous) {
+        total += this.textBytes.get(name) ?? 0;
         next.set(name, previous);
         continue;
       }
+      if (text !== undefined) total += Buffer.byteLength(text);
+      if (text !== undefined && previous && this.texts.get(name) === digest(text)) {
+        next.set(name, previous);
+        continue;
+      }
+      changed = true;
       next.set(name, interpretFile(name, text, previous, error));
-      if (text !== undefined) this.texts.set(name, text);
-      else this.texts.delete(name);
+      if (text !== undefined) {
+        this.texts.set(name, digest(text));
+        this.textBytes.set(name, Buffer.byteLength(text));
+      } else {
+        this.texts.delete(name);
+        this.textBytes.delete(name);
+        this.fileStats.delete(name);
+      }
     }
-    for (const name of this.texts.keys()) if (!next.has(name)) this.texts.delete(name);
+    for (const name of this.texts.keys()) {
+      if (next.has(name)) continue;
+      this.texts.delete(name);
+      this.textBytes.delete(name);
+      this.fileStats.delete(name);
+    }
     this.outcomes = next;
-    this.noteRefusals(refusals);
+    const refusalsChanged = this.noteRefusals(refusals);
+    // The periodic rescan of an unchanged directory stops here: a stat per file, nothing parsed, nothing compared.
+    if (!changed && !refusalsChanged && extra.length === 0 && this.store.synced) return this.publish(this.current);
 
     const combined = combineOutcomes(next);
     const stamped = this.stamp(combined.byKind);
@@ -302,11 +327,14 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
    * directory's total (`budget`); a refused file is not read at all, and interpretFile keeps
    * its last good objects in force.
    */
-  private async readManifest(name: string, budget: number): Promise<{ text?: string; error?: string; refusal?: Refusal }> {
+  private async readManifest(name: string, budget: number): Promise<{ text?: string; error?: string; refusal?: Refusal; unchanged?: boolean }> {
     const path = join(this.directory, name);
     try {
       const info = await stat(path);
       if (!info.isFile()) return { error: 'not a regular file' };
+      // Same inode, size and times as when it was last read: not read again (thousands of files rescanned every few seconds).
+      const sig = `${info.ino}:${info.size}:${info.mtimeMs}:${info.ctimeMs}`;
+      if (this.fileStats.get(name) === sig && this.texts.has(name) && info.size <= budget) return { unchanged: true };
       if (info.size > this.maxFileBytes) {
         return { error: `larger than ${this.maxFileBytes} bytes`, refusal: { file: name, reason: 'file_too_large', bytes: info.size, limit: this.maxFileBytes } };
       }
@@ -317,6 +345,7 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
         };
       }
       const text = await readFile(path, 'utf8');
+      this.fileStats.set(name, sig);
       // Grown between stat and read: judged by what was read.
       const bytes = Buffer.byteLength(text);
       if (bytes > this.maxFileBytes) return { error: `larger than ${this.maxFileBytes} bytes`, refusal: { file: name, reason: 'file_too_large', bytes, limit: this.maxFileBytes } };
@@ -332,15 +361,21 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     }
   }
 
-  /** Emits `refused` for refusals that were not there in the previous scan (a file still refused is counted once). */
-  private noteRefusals(refusals: Refusal[]): void {
+  /** Emits `refused` for refusals that were not there in the previous scan (a file still refused is counted once); true when the set changed. */
+  private noteRefusals(refusals: Refusal[]): boolean {
     const keys = new Set<string>();
+    let changed = false;
     for (const r of refusals) {
       const key = `${r.file}\0${r.reason}\0${r.bytes}`;
       keys.add(key);
-      if (!this.refusedKeys.has(key)) this.emit('refused', r);
+      if (!this.refusedKeys.has(key)) {
+        this.emit('refused', r);
+        changed = true;
+      }
     }
+    if (keys.size !== this.refusedKeys.size) changed = true;
     this.refusedKeys = keys;
+    return changed;
   }
 
   /**
@@ -476,6 +511,10 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     }
     this.stateDirty = false;
   }
+}
+
+function digest(text: string): string {
+  return createHash('sha1').update(text).digest('base64');
 }
 
 /** Distinguishes concurrent writes of one file by this process. */
