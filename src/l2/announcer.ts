@@ -135,6 +135,8 @@ interface Entry {
   error?: Error;
   /** Built on the first round, kept for the repeats, dropped after the last (memory follows the addresses being announced). */
   frames?: Buffer[];
+  /** The update() that last asked for it. */
+  pass: number;
 }
 
 interface Slot {
@@ -155,6 +157,9 @@ interface Lane {
 
 export class L2Announcer {
   private readonly entries = new Map<string, Entry>();
+  /** The pairs each Announcement object of the last update stood for. */
+  private readonly claims = new Map<Announcement, { entries: Entry[]; pass: number }>();
+  private updatePass = 0;
   private readonly byAddress = new Map<string, Set<Entry>>();
   /** Refused entries, oldest attempt first (a failed retry moves to the back). */
   private readonly refusedEntries = new Map<string, Entry>();
@@ -189,29 +194,58 @@ export class L2Announcer {
    * ones are withdrawn here and now (the responder stops answering before
    * this returns); new ones are queued: their responder entries are written
    * and they are announced by the timer, a bounded amount per tick.
+   * An Announcement object passed last time stands for the same pairs: only
+   * new objects are looked at closely, so passing mostly the same objects
+   * costs a reference lookup each.
    */
   update(desired: Announcement[]): void {
-    const wanted = new Map<string, { service: string; address: string; iface: L2Interface }>();
-    for (const a of desired) for (const iface of a.interfaces) wanted.set(`${a.address}|${iface.ifindex}`, { service: a.service, address: a.address, iface });
-    let freed = false;
+    const pass = ++this.updatePass;
     let changed = false;
-    for (const [key, e] of this.entries) {
-      const w = wanted.get(key);
-      // A new MAC on the same interface index is a new responder value: withdraw and take again.
-      if (w && w.iface.mac === e.iface.mac) continue;
-      if (this.withdraw(e)) freed = true;
-      changed = true;
-    }
-    for (const [key, w] of wanted) {
-      const e = this.entries.get(key);
-      if (e) {
-        e.service = w.service;
-        e.iface = w.iface;
+    let claimed = 0;
+    let objects = 0;
+    for (const a of desired) {
+      const known = this.claims.get(a);
+      if (known?.pass === pass) continue;
+      objects++;
+      if (known && known.entries.every((e) => e.state !== 'withdrawn')) {
+        known.pass = pass;
+        for (const e of known.entries) {
+          if (e.pass !== pass) claimed++;
+          e.pass = pass;
+          e.service = a.service;
+        }
         continue;
       }
-      this.take(key, w.service, w.address, w.iface);
-      changed = true;
+      const entries: Entry[] = [];
+      for (const iface of a.interfaces) {
+        const key = `${a.address}|${iface.ifindex}`;
+        let e = this.entries.get(key);
+        // A new MAC on the same interface index is a new responder value: withdraw and take again.
+        if (e && e.iface.mac !== iface.mac) {
+          this.withdraw(e);
+          e = undefined;
+        }
+        if (!e) {
+          e = this.take(key, a.service, a.address, iface);
+          changed = true;
+        }
+        if (e.pass !== pass) claimed++;
+        e.pass = pass;
+        e.service = a.service;
+        e.iface = iface;
+        entries.push(e);
+      }
+      this.claims.set(a, { entries, pass });
     }
+    let freed = false;
+    if (claimed < this.entries.size) {
+      for (const e of this.entries.values()) {
+        if (e.pass === pass) continue;
+        if (this.withdraw(e)) freed = true;
+        changed = true;
+      }
+    }
+    if (this.claims.size > objects) for (const [a, c] of this.claims) if (c.pass !== pass) this.claims.delete(a);
     if (freed) this.retryRefused();
     if (changed) this.arm(0);
   }
@@ -270,16 +304,17 @@ export class L2Announcer {
 
   // ------------------------------------------------------------ entries
 
-  private take(key: string, service: string, address: string, iface: L2Interface): void {
+  private take(key: string, service: string, address: string, iface: L2Interface): Entry {
     const e: Entry = {
       key, service, address, iface, lane: this.laneOf(iface.ifindex), frameCount: address.includes(':') ? 1 : 2,
-      state: 'programming', since: 0, left: 0, dueAt: 0, ticket: 0,
+      state: 'programming', since: 0, left: 0, dueAt: 0, ticket: 0, pass: 0,
     };
     this.entries.set(key, e);
     let set = this.byAddress.get(address);
     if (!set) this.byAddress.set(address, (set = new Set()));
     set.add(e);
     this.toProgram.push({ entry: e, ticket: e.ticket });
+    return e;
   }
 
   /** Returns true when a responder entry was removed (a slot freed). */
