@@ -324,6 +324,9 @@ abstract class PerServiceCache<T, R> {
   private context?: unknown[];
   private pass = 0;
   private last?: R;
+  /** The maps the last result was computed from: the very same maps again mean the very same result. */
+  private lastServices?: ReadonlyMap<string, Service>;
+  private lastSlices?: ReadonlyMap<string, EndpointSlice>;
 
   protected abstract judge(key: string, svc: Service): T | undefined;
   protected abstract same(a: T, b: T): boolean;
@@ -336,6 +339,9 @@ abstract class PerServiceCache<T, R> {
       this.context = context;
       this.last = undefined;
     }
+    if (this.last !== undefined && snap.services === this.lastServices && snap.endpointSlices === this.lastSlices) return this.last;
+    this.lastServices = snap.services;
+    this.lastSlices = snap.endpointSlices;
     // Only externalTrafficPolicy Local reads slices: without such services the slices are never looked at.
     let slicesRead = false;
     const slicesVersionOf = (key: string): number => {
