@@ -136,6 +136,11 @@ export class ElectedL2Controller implements AgentController {
     return this.announcer.refused();
   }
 
+  /** (address, interface) pairs answered, still to be written, refused, and answered but not yet announced once (for metrics). */
+  announcementCounts(): ReturnType<L2Announcer['counts']> {
+    return this.announcer.counts();
+  }
+
   private applyAnnouncements(): void {
     const announce = this.election.output?.announce ?? [];
     const applied = this.applied;

@@ -222,6 +222,11 @@ export class LocalL2Controller implements AgentController {
     return this.announcer.refused();
   }
 
+  /** (address, interface) pairs answered, still to be written, refused, and answered but not yet announced once (for metrics). */
+  announcementCounts(): ReturnType<L2Announcer['counts']> {
+    return this.announcer.counts();
+  }
+
   rows(_snap?: Snapshot): L2View[] {
     return [...this.record.since.entries()].map(([key, since]) => {
       const [service, address] = key.split('|') as [string, string];
