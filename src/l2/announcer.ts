@@ -222,6 +222,7 @@ export class L2Announcer {
         let e = this.entries.get(key);
         // A new MAC on the same interface index is a new responder value: withdraw and take again.
         if (e && e.iface.mac !== iface.mac) {
+          if (e.pass === pass) claimed--;
           this.withdraw(e);
           e = undefined;
         }
