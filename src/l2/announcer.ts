@@ -111,7 +111,7 @@ export interface RefusedAddress {
 /** Wake at most this often for rate-bound work: each wake sends ~10 ms of frames in one batch, not one frame per wake. */
 const PACE_MS = 10;
 /** Frames per sink call: the time bound is checked between calls. */
-const BATCH_FRAMES = 64;
+const BATCH_FRAMES = 32;
 
 type State = 'programming' | 'held' | 'refused' | 'withdrawn';
 

@@ -47,11 +47,20 @@ export function ipv6Bytes(addr: string): Buffer {
 
 const ALL_NODES = ipv6Bytes('ff02::1');
 
+/**
+ * A zeroed frame from Node's shared buffer pool: thousands of frames alive
+ * for their 5 s of repeats are slices of a few 8 KB slabs, not one
+ * ArrayBuffer each for the garbage collector to track.
+ */
+function frameBuffer(size: number): Buffer {
+  return Buffer.allocUnsafe(size).fill(0);
+}
+
 /** ARP for `ip` from `mac`: op 1 = request (who-has ip tell ip), 2 = reply. */
 export function gratuitousArp(mac: string, ip: string, op: 1 | 2): Buffer {
   const src = parseMac(mac);
   const spa = ipv4Bytes(ip);
-  const f = Buffer.alloc(42);
+  const f = frameBuffer(42);
   BROADCAST.copy(f, 0);
   src.copy(f, 6);
   f.writeUInt16BE(0x0806, 12);
@@ -86,7 +95,7 @@ export function unsolicitedNeighborAdvert(mac: string, ip: string, srcIp = ip): 
   const source = ipv6Bytes(srcIp);
   const allNodes = ALL_NODES;
   const icmpLen = 32; // type..reserved (8) + target (16) + option (8)
-  const f = Buffer.alloc(14 + 40 + icmpLen);
+  const f = frameBuffer(14 + 40 + icmpLen);
   Buffer.from('333300000001', 'hex').copy(f, 0);
   src.copy(f, 6);
   f.writeUInt16BE(0x86dd, 12);
