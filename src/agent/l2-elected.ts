@@ -11,7 +11,7 @@ import { L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, nodeLabels, ty
 import { L2Election, type L2ElectionOptions } from '../l2/election.js';
 import { serviceLeaseName } from '../l2/election-core.js';
 import type { L2View } from '../metrics/state-view.js';
-import type { AgentController } from './controller.js';
+import type { AgentController, ChangeSet } from './controller.js';
 import { readInterfaces } from './interfaces.js';
 import { L2_KINDS, LocalRecord, makeAnnouncer, programmedOnly, toAnnouncements, type L2Common } from './l2.js';
 
@@ -36,6 +36,8 @@ export class ElectedL2Controller implements AgentController {
   readonly election: L2Election;
   private readonly candidateCache = new L2CandidateCache();
   private readonly eligibleCache = new L2EligibleCache();
+  /** Whether each cache saw the previous pass (only then may it take that pass's changes alone). */
+  private cachesCurrent = { candidates: false, eligible: false };
   /** The candidates this node competes for (policy, interfaces, local endpoints, programmed), by service. */
   private candidates = new Map<string, L2Candidate>();
   private chosen?: L2Candidate[];
@@ -87,11 +89,15 @@ export class ElectedL2Controller implements AgentController {
 
   /**
    * Lease renewals arrive many times a second and change no candidate: the
-   * caches answer those passes by comparing references (per service), and
-   * the election gets the very same candidate list and eligible map.
+   * caches answer those passes from `changes` (or by comparing references,
+   * per service, without it), and the election gets the very same candidate
+   * list and eligible map.
    */
-  reconcile(snap: Snapshot): void {
-    if (!this.c.store.synced) return;
+  reconcile(snap: Snapshot, changes?: ChangeSet): void {
+    if (!this.c.store.synced) {
+      this.cachesCurrent = { candidates: false, eligible: false };
+      return;
+    }
     if (!this.electing) {
       // Only now does this node show itself alive: it can act on what it is assigned at once.
       this.electing = true;
@@ -106,8 +112,10 @@ export class ElectedL2Controller implements AgentController {
         nodeLabels: nodeLabels(snap.nodes.get(this.c.nodeName), this.c.nodeName),
         interfaces: this.interfaces,
         isOurService: this.c.isOurService,
-      })
+      }, this.cachesCurrent.candidates ? changes : undefined)
       : [];
+    // A cache not asked on this pass has not seen its changes: the next pass gives it none (a full look).
+    this.cachesCurrent.candidates = ready;
     // Not carried by the data path: not competed for (a held lease is released at once, and another node takes it).
     const chosen = programmedOnly(candidates, this.c.isProgrammed, this.chosen);
     if (chosen !== this.chosen) {
@@ -121,7 +129,8 @@ export class ElectedL2Controller implements AgentController {
       });
       this.leaseNames = names;
     }
-    const eligible = this.eligibleCache.compute(snap, nodeNames, this.c.isOurService);
+    const eligible = this.eligibleCache.compute(snap, nodeNames, this.c.isOurService, this.cachesCurrent.eligible ? changes : undefined);
+    this.cachesCurrent.eligible = true;
     this.election.update({ candidates: this.electionCandidates, eligible, leases: snap.leases.values() });
     this.applyAnnouncements();
   }

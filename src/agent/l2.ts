@@ -9,7 +9,7 @@ import type { Snapshot } from '../store/store.js';
 import { L2Announcer, type Announcement, type L2AnnouncerOptions, type L2Sink, type RefusedAddress } from '../l2/announcer.js';
 import { L2CandidateCache, nodeLabels, type L2Candidate, type NodeInterface } from '../l2/policy.js';
 import type { L2View } from '../metrics/state-view.js';
-import type { AgentController } from './controller.js';
+import type { AgentController, ChangeSet } from './controller.js';
 import type { LogFields, Logger } from './log.js';
 import { readInterfaces } from './interfaces.js';
 
@@ -196,14 +196,15 @@ export class LocalL2Controller implements AgentController {
     this.record = new LocalRecord(c.log, c.counters);
   }
 
-  reconcile(snap: Snapshot): void {
+  /** `changes` (what changed since the last pass) lets the caches look at those services only. */
+  reconcile(snap: Snapshot, changes?: ChangeSet): void {
     this.lastSnapshot = snap;
     const candidates = this.cache.compute(snap, {
       nodeName: this.c.nodeName,
       nodeLabels: nodeLabels(snap.nodes.get(this.c.nodeName), this.c.nodeName),
       interfaces: (this.c.interfaceReader ?? readInterfaces)(this.c.interfaceNames),
       isOurService: this.c.isOurService,
-    });
+    }, changes);
     const chosen = programmedOnly(candidates, this.c.isProgrammed, this.chosen);
     if (chosen === this.chosen) return;
     this.chosen = chosen;

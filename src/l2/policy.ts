@@ -20,6 +20,7 @@
 import type { EndpointSlice, L2Policy, Node, Service } from '../model/types.js';
 import { matchesSelector, matchesSelectorWith, type LabelLookup } from '../model/selector.js';
 import type { Snapshot } from '../store/store.js';
+import type { ChangeSet } from '../agent/controller.js';
 
 export interface NodeInterface {
   name: string;
@@ -257,6 +258,7 @@ export class SliceIndex {
   private pass = 0;
   private version = 0;
 
+  /** Brings the index up to `slices`, comparing every slice by reference. */
   update(slices: ReadonlyMap<string, EndpointSlice>): void {
     if (slices === this.source) return;
     this.source = slices;
@@ -268,12 +270,7 @@ export class SliceIndex {
         continue;
       }
       if (known) this.unlink(key, known.service);
-      const service = serviceKeyOfSlice(slice);
-      this.bySlice.set(key, { slice, service, pass });
-      let group = this.byService.get(service);
-      if (!group) this.byService.set(service, (group = { slices: new Map(), version: 0 }));
-      group.slices.set(key, slice);
-      group.version = ++this.version;
+      this.link(key, slice);
     }
     if (this.bySlice.size === slices.size) return;
     for (const [key, known] of this.bySlice) {
@@ -283,6 +280,32 @@ export class SliceIndex {
     }
   }
 
+  /**
+   * Brings the index up to `slices` when only `keys` changed since the map
+   * it reflects; returns the services whose slices changed.
+   */
+  updateKeys(slices: ReadonlyMap<string, EndpointSlice>, keys: Iterable<string>): Set<string> {
+    const touched = new Set<string>();
+    for (const key of keys) {
+      const slice = slices.get(key);
+      const known = this.bySlice.get(key);
+      if (known?.slice === slice) continue;
+      if (known) {
+        this.bySlice.delete(key);
+        this.unlink(key, known.service);
+        touched.add(known.service);
+      }
+      if (slice) touched.add(this.link(key, slice));
+    }
+    this.source = slices;
+    return touched;
+  }
+
+  /** Whether the index is exactly `slices`. */
+  reflects(slices: ReadonlyMap<string, EndpointSlice> | undefined): boolean {
+    return slices !== undefined && slices === this.source;
+  }
+
   slicesOf(service: string): Iterable<EndpointSlice> | undefined {
     return this.byService.get(service)?.slices.values();
   }
@@ -290,6 +313,16 @@ export class SliceIndex {
   /** Moves whenever the service's slices change; 0 when it has none. */
   versionOf(service: string): number {
     return this.byService.get(service)?.version ?? 0;
+  }
+
+  private link(key: string, slice: EndpointSlice): string {
+    const service = serviceKeyOfSlice(slice);
+    this.bySlice.set(key, { slice, service, pass: this.pass });
+    let group = this.byService.get(service);
+    if (!group) this.byService.set(service, (group = { slices: new Map(), version: 0 }));
+    group.slices.set(key, slice);
+    group.version = ++this.version;
+    return service;
   }
 
   private unlink(key: string, service: string): void {
@@ -332,46 +365,65 @@ abstract class PerServiceCache<T, R> {
   protected abstract same(a: T, b: T): boolean;
   protected abstract collect(values: Iterable<[string, T]>): R;
 
-  /** Recomputes every service when an element of `context` is not the same (===) as last time. */
-  protected run(snap: Snapshot, context: unknown[]): R {
+  /**
+   * Recomputes every service when an element of `context` is not the same
+   * (===) as last time. With `changes` (what changed since the maps of the
+   * last pass, as the agent tracks it), only the services named there and
+   * those whose slices are named there are looked at; without, every
+   * service is compared by reference. A caller that skipped a pass passes
+   * no `changes` on the next one.
+   */
+  protected run(snap: Snapshot, context: unknown[], changes?: ChangeSet): R {
     if (!this.context || context.length !== this.context.length || context.some((c, i) => c !== this.context![i])) {
       this.remembered.clear();
       this.context = context;
       this.last = undefined;
     }
     if (this.last !== undefined && snap.services === this.lastServices && snap.endpointSlices === this.lastSlices) return this.last;
-    this.lastServices = snap.services;
-    this.lastSlices = snap.endpointSlices;
-    // Only externalTrafficPolicy Local reads slices: without such services the slices are never looked at.
-    let slicesRead = false;
-    const slicesVersionOf = (key: string): number => {
-      if (!slicesRead) this.slices.update(snap.endpointSlices);
-      slicesRead = true;
-      return this.slices.versionOf(key);
-    };
+    const incremental = changes !== undefined && !changes.all && this.last !== undefined && this.lastServices !== undefined && this.slices.reflects(this.lastSlices);
+    // Until the pass completes the maps it started from are not recorded: a pass cut short is followed by a full one.
+    this.lastServices = undefined;
     const pass = ++this.pass;
     let changed = false;
-    for (const [key, svc] of snap.services) {
-      const r = this.remembered.get(key);
-      const slicesVersion = svc.externalTrafficPolicy === 'Local' ? slicesVersionOf(key) : 0;
-      if (r && r.svc === svc && r.slicesVersion === slicesVersion) {
-        r.pass = pass;
-        continue;
-      }
-      let value = this.judge(key, svc);
-      if (r?.value !== undefined && value !== undefined && this.same(r.value, value)) value = r.value;
-      else if (r?.value !== undefined || value !== undefined) changed = true;
-      this.remembered.set(key, { svc, slicesVersion, value, pass });
-    }
-    if (this.remembered.size > snap.services.size) {
-      for (const [key, r] of this.remembered) {
-        if (r.pass === pass) continue;
-        this.remembered.delete(key);
-        if (r.value !== undefined) changed = true;
+    if (incremental) {
+      const keys = this.slices.updateKeys(snap.endpointSlices, changes.keys.get('EndpointSlice') ?? []);
+      for (const key of changes.keys.get('Service') ?? []) keys.add(key);
+      for (const key of keys) if (this.judgeAgain(key, snap.services.get(key), pass)) changed = true;
+    } else {
+      this.slices.update(snap.endpointSlices);
+      for (const [key, svc] of snap.services) if (this.judgeAgain(key, svc, pass)) changed = true;
+      if (this.remembered.size > snap.services.size) {
+        for (const [key, r] of this.remembered) {
+          if (r.pass === pass) continue;
+          this.remembered.delete(key);
+          if (r.value !== undefined) changed = true;
+        }
       }
     }
     if (changed || this.last === undefined) this.last = this.collect(this.values());
+    this.lastServices = snap.services;
+    this.lastSlices = snap.endpointSlices;
     return this.last;
+  }
+
+  /** Brings one service's answer up to date (`svc` undefined: it is gone); true when the answer changed. */
+  private judgeAgain(key: string, svc: Service | undefined, pass: number): boolean {
+    const r = this.remembered.get(key);
+    if (!svc) {
+      this.remembered.delete(key);
+      return r?.value !== undefined;
+    }
+    const slicesVersion = svc.externalTrafficPolicy === 'Local' ? this.slices.versionOf(key) : 0;
+    if (r && r.svc === svc && r.slicesVersion === slicesVersion) {
+      r.pass = pass;
+      return false;
+    }
+    let value = this.judge(key, svc);
+    let changed = false;
+    if (r?.value !== undefined && value !== undefined && this.same(r.value, value)) value = r.value;
+    else if (r?.value !== undefined || value !== undefined) changed = true;
+    this.remembered.set(key, { svc, slicesVersion, value, pass });
+    return changed;
   }
 
   private *values(): Iterable<[string, T]> {
@@ -390,7 +442,7 @@ export class L2CandidateCache extends PerServiceCache<L2Candidate, L2Candidate[]
   private policies: L2Policy[] = [];
   private input?: L2PolicyInput;
 
-  compute(snap: Snapshot, input: L2PolicyInput): L2Candidate[] {
+  compute(snap: Snapshot, input: L2PolicyInput, changes?: ChangeSet): L2Candidate[] {
     const policies = [...snap.l2Policies.values()];
     // Interfaces are read afresh on every pass: compare what they say, not the objects.
     const plansKey = JSON.stringify([input.nodeName, input.nodeLabels, input.interfaces]);
@@ -400,7 +452,7 @@ export class L2CandidateCache extends PerServiceCache<L2Candidate, L2Candidate[]
       this.plans = nodePlans(policies, input);
     }
     this.input = input;
-    return this.run(snap, [this.plans, input.isOurService]);
+    return this.run(snap, [this.plans, input.isOurService], changes);
   }
 
   protected judge(key: string, svc: Service): L2Candidate | undefined {
@@ -427,7 +479,7 @@ export class L2EligibleCache extends PerServiceCache<string[], Map<string, strin
   private nodes?: NodesByPolicySet;
   private isOurService: (svc: Service) => boolean = () => false;
 
-  compute(snap: Snapshot, nodeNames: Iterable<string>, isOurService: (svc: Service) => boolean): Map<string, string[]> {
+  compute(snap: Snapshot, nodeNames: Iterable<string>, isOurService: (svc: Service) => boolean, changes?: ChangeSet): Map<string, string[]> {
     const policies = [...snap.l2Policies.values()];
     const names = [...new Set(nodeNames)].sort();
     const nodesKey = JSON.stringify(names.map((n) => [n, snap.nodes.get(n)?.meta.labels ?? null]));
@@ -437,7 +489,7 @@ export class L2EligibleCache extends PerServiceCache<string[], Map<string, strin
       this.nodes = new NodesByPolicySet(snap, policies, names);
     }
     this.isOurService = isOurService;
-    return this.run(snap, [this.nodes, isOurService]);
+    return this.run(snap, [this.nodes, isOurService], changes);
   }
 
   protected judge(key: string, svc: Service): string[] | undefined {
