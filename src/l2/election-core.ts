@@ -123,9 +123,32 @@ export function nodeAlive(input: Pick<ElectionInput, 'me' | 'healthy' | 'nodeLea
 }
 
 /** Renew a little before the period ends, spread per lease so a batch acquired together does not renew in one burst. */
-function renewDue(lease: string, held: HeldLease, now: number, renewMs: number): boolean {
-  const spread = (rendezvous(lease, 'renew') % 1000) / 1000; // 0..1
+function renewDue(lease: string, held: HeldLease, now: number, renewMs: number, spreads: Map<string, number>): boolean {
+  let spread = spreads.get(lease);
+  if (spread === undefined) spreads.set(lease, (spread = (rendezvous(lease, 'renew') % 1000) / 1000)); // 0..1
   return now - held.renewedAt >= renewMs * (0.9 + 0.1 * spread);
+}
+
+/**
+ * My candidates by lease name, and every lease name some node could take
+ * (eligible or mine) sorted: the one order all nodes share. Remembered for
+ * the last inputs seen: they stay the same objects from one tick to the next.
+ */
+interface LeaseIndex {
+  byLease: Map<string, ServiceCandidate>;
+  names: string[];
+  /** Each lease's renewal spread, a hash: computed once, not every tick. */
+  renewSpreads: Map<string, number>;
+}
+let indexMemo: (LeaseIndex & { eligible: ElectionInput['eligible']; candidates: ElectionInput['candidates'] }) | undefined;
+function leaseIndex(eligible: ElectionInput['eligible'], candidates: ElectionInput['candidates']): LeaseIndex {
+  if (indexMemo && indexMemo.eligible === eligible && indexMemo.candidates === candidates) return indexMemo;
+  const byLease = new Map(candidates.map((c) => [c.lease, c]));
+  const names = [...eligible.keys()];
+  for (const lease of byLease.keys()) if (!eligible.has(lease)) names.push(lease);
+  names.sort();
+  indexMemo = { eligible, candidates, byLease, names, renewSpreads: new Map() };
+  return indexMemo;
 }
 
 export function decide(input: ElectionInput): ElectionOutput {
@@ -143,11 +166,22 @@ export function decide(input: ElectionInput): ElectionOutput {
 
   // Fair shares: ceil(candidates / live eligible nodes), generalised to services whose eligible
   // sets differ — each service counts 1/(live nodes eligible for it) towards each of them.
-  const candidates = new Map(input.candidates.map((c) => [c.lease, c]));
+  const { byLease: candidates, names, renewSpreads } = leaseIndex(input.eligible, input.candidates);
+  // Services selected by the same policies share one eligible list: their electorates are computed once.
+  const electorates = new Map<readonly string[] | undefined, Map<string, string[]>>();
   const electorate = (lease: string, exclude?: string): string[] => {
-    const set = new Set((input.eligible.get(lease) ?? []).filter((n) => n !== exclude && isAlive(n)));
-    if (candidates.has(lease) && input.healthy) set.add(me);
-    return [...set].sort();
+    const eligible = input.eligible.get(lease);
+    const withMe = candidates.has(lease) && input.healthy;
+    let byVariant = electorates.get(eligible);
+    if (!byVariant) electorates.set(eligible, (byVariant = new Map()));
+    const variant = `${withMe ? 1 : 0}${exclude ?? ''}`;
+    let voters = byVariant.get(variant);
+    if (!voters) {
+      const set = new Set((eligible ?? []).filter((n) => n !== exclude && isAlive(n)));
+      if (withMe) set.add(me);
+      byVariant.set(variant, (voters = [...set].sort()));
+    }
+    return voters;
   };
 
   if (!input.healthy) {
@@ -178,8 +212,7 @@ export function decide(input: ElectionInput): ElectionOutput {
   // Classify every lease that some node could take, in one order all nodes share.
   interface Free { lease: string; reason: AcquireReason; resourceVersion?: string; exclude?: string }
   const free: Free[] = [];
-  const names = new Set<string>([...input.eligible.keys(), ...candidates.keys()]);
-  for (const name of [...names].sort()) {
+  for (const name of names) {
     const view = input.serviceLeases.get(name);
     const held = input.held.get(name);
     const cand = candidates.get(name);
@@ -190,7 +223,7 @@ export function decide(input: ElectionInput): ElectionOutput {
         continue;
       }
       if (now - held.renewedAt < input.serviceLeaseMs) announce.push(cand.service);
-      if (renewDue(name, held, now, input.serviceRenewMs)) actions.push({ type: 'renew', lease: name, service: cand.service });
+      if (renewDue(name, held, now, input.serviceRenewMs, renewSpreads)) actions.push({ type: 'renew', lease: name, service: cand.service });
       continue;
     }
     if (!view) {
@@ -210,11 +243,16 @@ export function decide(input: ElectionInput): ElectionOutput {
     }
   }
 
-  const shares = new Map<string, number>();
+  // Shares, summed per distinct electorate (many services share one).
   const excluded = new Map(free.map((f) => [f.lease, f.exclude]));
-  for (const lease of new Set([...input.eligible.keys(), ...candidates.keys()])) {
+  const electorateCounts = new Map<string[], number>();
+  for (const lease of names) {
     const voters = electorate(lease, excluded.get(lease));
-    for (const n of voters) shares.set(n, (shares.get(n) ?? 0) + 1 / voters.length);
+    electorateCounts.set(voters, (electorateCounts.get(voters) ?? 0) + 1);
+  }
+  const shares = new Map<string, number>();
+  for (const [voters, count] of electorateCounts) {
+    for (const n of voters) shares.set(n, (shares.get(n) ?? 0) + count / voters.length);
   }
   const capOf = (n: string): number => Math.ceil((shares.get(n) ?? 0) - 1e-9);
   const fairShare = capOf(me);

@@ -52,6 +52,8 @@ export interface ElectionInputs {
   leases: Iterable<Lease>;
 }
 
+type ObservedLease = LeaseView & { acquireTime?: string; transitions?: number; renewTime?: string; pass: number };
+
 const NODE_PREFIX = 'pharos-node-';
 const SERVICE_PREFIX = 'pharos-l2announce-';
 const TICK_MS = 50;
@@ -66,7 +68,11 @@ export class L2Election {
   private readonly ownWrites = new Map<string, number>();
   private confirmedSentAt = -Infinity;
   private freshSince: number | undefined;
-  private readonly views = new Map<string, LeaseView & { acquireTime?: string; transitions?: number; renewTime?: string }>();
+  private readonly views = new Map<string, ObservedLease>();
+  /** The same views split for decide(): node leases by node name, service leases by lease name. */
+  private readonly nodeViews = new Map<string, ObservedLease>();
+  private readonly serviceViews = new Map<string, ObservedLease>();
+  private viewPass = 0;
   private readonly held = new Map<string, HeldLease & { acquireTime: Date; transitions: number }>();
   private readonly takeableSince = new Map<string, number>();
   private readonly inFlight = new Set<string>();
@@ -113,20 +119,24 @@ export class L2Election {
 
   /** New store contents: leases observed, candidates recomputed. Runs a decision. */
   update(inputs: ElectionInputs): void {
+    // The controller hands the same eligible map while nothing changed: re-key it only when it is a new one.
+    if (inputs.eligible !== this.inputs.eligible) this.eligibleByLease = new Map([...inputs.eligible].map(([svc, nodes]) => [serviceLeaseName(svc), nodes]));
     this.inputs = inputs;
-    this.eligibleByLease = new Map([...inputs.eligible].map(([svc, nodes]) => [serviceLeaseName(svc), nodes]));
     const now = this.now();
-    const seen = new Set<string>();
+    const pass = ++this.viewPass;
+    let seen = 0;
     for (const l of inputs.leases) {
       if (l.meta.namespace !== this.opts.namespace) continue;
       const name = l.meta.name;
       if (!name.startsWith(NODE_PREFIX) && !name.startsWith(SERVICE_PREFIX)) continue;
-      seen.add(name);
+      seen++;
       const rv = l.meta.resourceVersion ?? '';
       const prev = this.views.get(name);
-      if (!prev || prev.resourceVersion !== rv) {
+      if (prev && prev.resourceVersion === rv) {
+        prev.pass = pass;
+      } else {
         const releasedBy = l.holderIdentity ? undefined : prev?.holder ?? prev?.releasedBy;
-        this.views.set(name, {
+        this.setView(name, {
           ...(releasedBy ? { releasedBy } : {}),
           name,
           ...(l.holderIdentity ? { holder: l.holderIdentity } : {}),
@@ -136,6 +146,7 @@ export class L2Election {
           ...(l.acquireTime ? { acquireTime: l.acquireTime } : {}),
           ...(l.renewTime ? { renewTime: l.renewTime } : {}),
           ...(l.leaseTransitions !== undefined ? { transitions: l.leaseTransitions } : {}),
+          pass,
         });
       }
       if (name === nodeLeaseName(this.opts.node)) {
@@ -143,8 +154,22 @@ export class L2Election {
         if (sentAt !== undefined && sentAt > this.confirmedSentAt) this.confirmedSentAt = sentAt;
       }
     }
-    for (const name of [...this.views.keys()]) if (!seen.has(name)) this.views.delete(name);
+    if (this.views.size > seen) for (const [name, v] of this.views) if (v.pass !== pass) this.setView(name, undefined);
     this.tick();
+  }
+
+  /** Keeps the views and their split by kind (what decide() reads) in step. */
+  private setView(name: string, view: ObservedLease | undefined): void {
+    const isNode = name.startsWith(NODE_PREFIX);
+    if (view) {
+      this.views.set(name, view);
+      if (isNode) this.nodeViews.set(name.slice(NODE_PREFIX.length), view);
+      else this.serviceViews.set(name, view);
+    } else {
+      this.views.delete(name);
+      if (isNode) this.nodeViews.delete(name.slice(NODE_PREFIX.length));
+      else this.serviceViews.delete(name);
+    }
   }
 
   /** One decision over the current view; writes what it decides. */
@@ -155,18 +180,13 @@ export class L2Election {
     const fresh = now - this.confirmedSentAt <= this.opts.nodeLeaseMs / 2;
     if (!fresh) this.freshSince = undefined;
     else if (this.freshSince === undefined) this.freshSince = now;
-    const nodeLeases = new Map<string, LeaseView>();
-    const serviceLeases = new Map<string, LeaseView>();
-    for (const v of this.views.values()) {
-      if (v.name.startsWith(NODE_PREFIX)) nodeLeases.set(v.name.slice(NODE_PREFIX.length), v);
-      else serviceLeases.set(v.name, v);
-    }
+    const serviceLeases = this.serviceViews;
     const out = decide({
       now,
       me: this.opts.node,
       healthy: this.healthy,
       freshSince: this.freshSince,
-      nodeLeases,
+      nodeLeases: this.nodeViews,
       serviceLeases,
       candidates: this.inputs.candidates,
       eligible: this.eligibleByLease,
@@ -179,7 +199,7 @@ export class L2Election {
     const takeable = new Set(out.takeable);
     for (const name of [...this.takeableSince.keys()]) if (!takeable.has(name)) this.takeableSince.delete(name);
     for (const name of takeable) if (!this.takeableSince.has(name)) this.takeableSince.set(name, now);
-    const changed = JSON.stringify(this.last?.announce) !== JSON.stringify(out.announce);
+    const changed = !sameStrings(this.last?.announce, out.announce);
     this.last = out;
     for (const a of out.actions) this.carryOut(a, serviceLeases.get(a.lease));
     if (changed) this.opts.onChange?.();
@@ -318,4 +338,8 @@ export class L2Election {
       ),
     ]);
   }
+}
+
+function sameStrings(a: readonly string[] | undefined, b: readonly string[]): boolean {
+  return a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
 }

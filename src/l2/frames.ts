@@ -9,14 +9,24 @@
  * Neighbor Advertisement to all-nodes with the Override flag (RFC 4861
  * §7.2.6), so a client's existing entry moves to us.
  */
-import { Address6 } from 'ip-address';
+import { tryParseAddress } from '../model/cidr.js';
 
 const BROADCAST = Buffer.from('ffffffffffff', 'hex');
+const ZERO_MAC = Buffer.alloc(6);
 
+/** Parsed MACs: a node has a handful of interfaces and announces thousands of addresses from them. */
+const macs = new Map<string, Buffer>();
+
+/** The 6 bytes of `mac` (shared: copy from it, never write to it). */
 export function parseMac(mac: string): Buffer {
+  let bytes = macs.get(mac);
+  if (bytes) return bytes;
   const hex = mac.replace(/[:-]/g, '');
   if (!/^[0-9a-fA-F]{12}$/.test(hex)) throw new Error(`"${mac}" is not a MAC address`);
-  return Buffer.from(hex, 'hex');
+  bytes = Buffer.from(hex, 'hex');
+  if (macs.size >= 64) macs.clear();
+  macs.set(mac, bytes);
+  return bytes;
 }
 
 function ipv4Bytes(addr: string): Buffer {
@@ -25,20 +35,32 @@ function ipv4Bytes(addr: string): Buffer {
   return Buffer.from(parts);
 }
 
-/** 16 bytes of an IPv6 address (ip-address drops leading zero bytes: pad them back). */
+/** 16 bytes of an IPv6 address. */
 export function ipv6Bytes(addr: string): Buffer {
-  if (!Address6.isValid(addr)) throw new Error(`"${addr}" is not an IPv6 address`);
-  const bytes = new Address6(addr).toUnsignedByteArray();
+  const parsed = tryParseAddress(addr);
+  if (!parsed || parsed.family !== 'IPv6') throw new Error(`"${addr}" is not an IPv6 address`);
   const out = Buffer.alloc(16);
-  Buffer.from(bytes).copy(out, 16 - bytes.length);
+  out.writeBigUInt64BE(parsed.value >> 64n, 0);
+  out.writeBigUInt64BE(parsed.value & 0xffff_ffff_ffff_ffffn, 8);
   return out;
+}
+
+const ALL_NODES = ipv6Bytes('ff02::1');
+
+/**
+ * A zeroed frame from Node's shared buffer pool: thousands of frames alive
+ * for their 5 s of repeats are slices of a few 8 KB slabs, not one
+ * ArrayBuffer each for the garbage collector to track.
+ */
+function frameBuffer(size: number): Buffer {
+  return Buffer.allocUnsafe(size).fill(0);
 }
 
 /** ARP for `ip` from `mac`: op 1 = request (who-has ip tell ip), 2 = reply. */
 export function gratuitousArp(mac: string, ip: string, op: 1 | 2): Buffer {
   const src = parseMac(mac);
   const spa = ipv4Bytes(ip);
-  const f = Buffer.alloc(42);
+  const f = frameBuffer(42);
   BROADCAST.copy(f, 0);
   src.copy(f, 6);
   f.writeUInt16BE(0x0806, 12);
@@ -50,15 +72,18 @@ export function gratuitousArp(mac: string, ip: string, op: 1 | 2): Buffer {
   src.copy(f, 22);
   spa.copy(f, 28);
   // Target MAC: zero in a request, broadcast in a reply (as Linux arping -U/-A does).
-  (op === 2 ? BROADCAST : Buffer.alloc(6)).copy(f, 32);
+  (op === 2 ? BROADCAST : ZERO_MAC).copy(f, 32);
   spa.copy(f, 38);
   return f;
 }
 
-function checksum16(buf: Buffer, initial = 0): number {
-  let sum = initial;
-  for (let i = 0; i + 1 < buf.length; i += 2) sum += buf.readUInt16BE(i);
-  if (buf.length % 2) sum += buf[buf.length - 1]! << 8;
+/** The Internet checksum (RFC 1071) over `parts` laid end to end (each but the last of even length). */
+function checksum16(...parts: Buffer[]): number {
+  let sum = 0;
+  for (const buf of parts) {
+    for (let i = 0; i + 1 < buf.length; i += 2) sum += buf.readUInt16BE(i);
+    if (buf.length % 2) sum += buf[buf.length - 1]! << 8;
+  }
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
 }
@@ -68,9 +93,9 @@ export function unsolicitedNeighborAdvert(mac: string, ip: string, srcIp = ip): 
   const src = parseMac(mac);
   const target = ipv6Bytes(ip);
   const source = ipv6Bytes(srcIp);
-  const allNodes = ipv6Bytes('ff02::1');
+  const allNodes = ALL_NODES;
   const icmpLen = 32; // type..reserved (8) + target (16) + option (8)
-  const f = Buffer.alloc(14 + 40 + icmpLen);
+  const f = frameBuffer(14 + 40 + icmpLen);
   Buffer.from('333300000001', 'hex').copy(f, 0);
   src.copy(f, 6);
   f.writeUInt16BE(0x86dd, 12);
@@ -93,7 +118,7 @@ export function unsolicitedNeighborAdvert(mac: string, ip: string, srcIp = ip): 
   allNodes.copy(pseudo, 16);
   pseudo.writeUInt32BE(icmpLen, 32);
   pseudo[39] = 58;
-  f.writeUInt16BE(checksum16(Buffer.concat([pseudo, f.subarray(icmp)])), icmp + 2);
+  f.writeUInt16BE(checksum16(pseudo, f.subarray(icmp)), icmp + 2);
   return f;
 }
 
