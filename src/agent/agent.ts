@@ -45,7 +45,7 @@ import { registry, timeReconcile, configProblems, k8sApiWrites, manifestsRefused
 import { registerDatapathMetrics, type DatapathLabels, type DatapathMetrics } from '../metrics/datapath.js';
 import { startEventLoopMonitor, type EventLoopMonitor } from '../metrics/event-loop.js';
 import { formatEndpoint } from '../model/cidr.js';
-import { registerAgentMetrics } from '../metrics/agent.js';
+import { registerAgentMetrics, type PoolCounts } from '../metrics/agent.js';
 import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
 import { STATE_API_VERSION, type AgentStateView, type ConfigProblemView } from '../metrics/state-view.js';
 
@@ -88,6 +88,8 @@ export class Agent {
   /** Every controller, in reconcile order (IPAM first: the others read the addresses it assigns). */
   private readonly controllers: AgentController[] = [];
   private readonly pending = new Map<AgentController, PendingChanges>();
+  /** Some service went in or out of the data path since L2 last looked. */
+  private programmedChanged = false;
   private readonly neighbours = new NeighbourPrimer((backend, message) => this.log.warn('backend next hop not primed', { backend, error: message }));
   private interfaces: NodeInterface[] = [];
   private problems: ConfigProblemView[] = [];
@@ -220,8 +222,14 @@ export class Agent {
       addResponder: (address, i) => this.sync!.setResponder(address, i.ifindex, i.mac),
       removeResponder: (address, i) => void this.sync!.deleteResponder(address, i.ifindex),
       sendFrame: (i, frame) => void this.sendFrames(i.ifindex, [frame]),
+      sendFrames: (i, frames) => this.sendFrames(i.ifindex, frames),
     };
-    const l2Common = { nodeName: cfg.nodeName, interfaceNames: cfg.interfaces, sink, isOurService: this.isOurService, counters: this.counters, log: this.log };
+    const l2Common = {
+      nodeName: cfg.nodeName, interfaceNames: cfg.interfaces, sink, isOurService: this.isOurService, counters: this.counters, log: this.log,
+      // Announced only once every frontend is in the data path (a service it has not seen yet is not).
+      isProgrammed: (service: string) => this.datapathCtl?.isProgrammed(service) ?? false,
+      announcer: { framesPerSecond: cfg.l2AnnounceRate },
+    };
     this.store.on('change', (changes) => this.onStoreChange(changes));
     if (kc) {
       await this.startKubernetes(kc, l2Common);
@@ -470,8 +478,26 @@ export class Agent {
     }
   }
 
-  poolFamilies(): Map<string, Record<string, { total: string; used: string; available: string }>> {
-    return new Map([...(this.ipam?.poolStatuses() ?? [])].map(([name, st]) => [name, st.families]));
+  // ---- cheap counts for /metrics (registerAgentMetrics): no state document is built per scrape
+
+  *pools(): Iterable<PoolCounts> {
+    for (const [name, st] of this.ipam?.poolStatuses() ?? []) yield { name, conflicting: st.conflicting, families: st.families };
+  }
+
+  *unsatisfiedReasons(): Iterable<string> {
+    for (const svc of this.store.snapshot().services.values()) {
+      const cond = svc.status.conditions.find((c) => c.type === IPAM_CONDITION);
+      if (cond && cond.status !== 'True') yield cond.reason;
+    }
+  }
+
+  *notProgrammedReasons(): Iterable<string> {
+    for (const st of this.datapathCtl?.notProgrammed().values() ?? []) yield st.problems.find((p) => p.blocking)?.reason ?? 'NotProgrammed';
+  }
+
+  l2Counts(): { held: number; refused: number; awaitingFirst: number } {
+    const c = this.l2?.announcementCounts();
+    return { held: c?.held ?? 0, refused: c?.refused ?? 0, awaitingFirst: c?.awaitingFirst ?? 0 };
   }
 
   private pendingFor(c: AgentController): PendingChanges {
@@ -521,6 +547,10 @@ export class Agent {
     // Kubernetes mode acts only on a fully listed world (a half-listed one would release addresses and frontends).
     if (this.kubernetes && !this.store.synced) return;
     for (const c of this.controllers) {
+      if (c === this.l2 && this.programmedChanged) {
+        this.programmedChanged = false;
+        this.l2.programmedChanged();
+      }
       const pending = this.pendingFor(c);
       if (pending.empty) continue;
       const changes = pending.take();
@@ -546,7 +576,8 @@ export class Agent {
     const blocking = status?.problems.filter((p) => p.blocking) ?? [];
     const programmed = !status || status.programmed >= status.frontends;
     // Announcing (L2) and advertising (BGP) follow the programmed state: give them a pass.
-    for (const c of [this.l2, this.bgp]) if (c) this.markDirty(c);
+    this.programmedChanged = true;
+    if (this.bgp) this.markDirty(this.bgp);
     if (!programmed) {
       this.log.warn('service not fully in the data path: not announced', {
         service, frontends: status!.frontends, programmed: status!.programmed, reason: blocking[0]?.reason, problem: blocking[0]?.message,

@@ -58,6 +58,8 @@ export interface AgentConfig {
   l2ServiceLeaseSeconds: number;
   l2ServiceRenewSeconds: number;
   l2ServiceRetrySeconds: number;
+  /** Gratuitous ARP/NA frames per second per interface (announcements are paced). */
+  l2AnnounceRate: number;
   k8sQps: number;
   k8sBurst: number;
   /** On SIGTERM: keep BGP routes via graceful restart (default) or withdraw them. */
@@ -113,6 +115,7 @@ export const FLAGS: FlagSpec[] = [
   { key: 'l2ServiceLeaseSeconds', flag: 'l2-lease-duration', env: 'PHAROS_L2_LEASE_DURATION', kind: 'number', help: 'per-service L2 lease duration, seconds' },
   { key: 'l2ServiceRenewSeconds', flag: 'l2-lease-renew', env: 'PHAROS_L2_LEASE_RENEW', kind: 'number', help: 'per-service L2 lease renew deadline, seconds' },
   { key: 'l2ServiceRetrySeconds', flag: 'l2-lease-retry', env: 'PHAROS_L2_LEASE_RETRY', kind: 'number', help: 'per-service L2 lease retry period, seconds' },
+  { key: 'l2AnnounceRate', flag: 'l2-announce-rate', env: 'PHAROS_L2_ANNOUNCE_RATE', kind: 'number', help: 'gratuitous ARP/NA frames per second per interface (first announcements go before repeats)' },
   { key: 'k8sQps', flag: 'k8s-qps', env: 'PHAROS_K8S_QPS', kind: 'number', help: 'Kubernetes API write rate limit per second, for status writes and for L2 service leases each (node leases have their own)' },
   { key: 'k8sBurst', flag: 'k8s-burst', env: 'PHAROS_K8S_BURST', kind: 'number', help: 'Kubernetes API write burst' },
   { key: 'manifestsMaxFileBytes', flag: 'manifests-max-file-bytes', env: 'PHAROS_MANIFESTS_MAX_FILE_BYTES', kind: 'number', help: 'manifests mode: a larger file is refused (last good version kept)' },
@@ -153,6 +156,7 @@ export function defaults(host = hostname()): AgentConfig {
     l2ServiceLeaseSeconds: 15,
     l2ServiceRenewSeconds: 5,
     l2ServiceRetrySeconds: 2,
+    l2AnnounceRate: 1000,
     k8sQps: 20,
     k8sBurst: 40,
     bgpShutdown: 'graceful',
@@ -321,6 +325,9 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
   }
   if (!Number.isInteger(cfg.conntrackSize) || cfg.conntrackSize < 1024 || cfg.conntrackSize > MAX_CONNTRACK) {
     throw new ConfigError(`--conntrack-size: ${cfg.conntrackSize} must be an integer from 1024 to ${MAX_CONNTRACK}`);
+  }
+  if (!Number.isInteger(cfg.l2AnnounceRate) || cfg.l2AnnounceRate < 10 || cfg.l2AnnounceRate > 1_000_000) {
+    throw new ConfigError(`--l2-announce-rate: ${cfg.l2AnnounceRate} must be an integer from 10 to 1000000 frames per second`);
   }
   if (cfg.l2NodeRenewMs >= cfg.l2NodeLeaseSeconds * 1000) {
     throw new ConfigError('--l2-node-renew-ms must be shorter than --l2-node-lease');

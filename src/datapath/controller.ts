@@ -236,10 +236,14 @@ export class DatapathController {
     }
   }
 
-  /** Is every frontend of the service in the data path? (A service without frontends is.) */
+  /**
+   * Is every frontend of the service in the data path? A service this
+   * controller has not programmed yet is not (L2 and BGP run after it in a
+   * pass, but may see a service added while it was busy).
+   */
   isProgrammed(service: string): boolean {
     const st = this.statuses.get(service);
-    return !st || st.programmed >= st.frontends;
+    return st !== undefined && st.programmed >= st.frontends;
   }
 
   status(service: string): ServiceProgramStatus | undefined {

@@ -1,25 +1,33 @@
 /**
- * IPAM and L2 metrics, computed from the agent's state when Prometheus
- * scrapes: pool addresses by family and state, conflicting pools,
- * unsatisfied services, announced addresses and gratuitous frames sent.
+ * IPAM, L2 and data-path status metrics, computed when Prometheus scrapes
+ * from the controllers' own counts: pool addresses by family and state,
+ * conflicting pools, unsatisfied services, services not in the data path,
+ * announced addresses, refused responder entries and gratuitous frames.
+ * Each callback costs O(pools) or one pass over the services, never a whole
+ * state document (at 10,000 services that is megabytes).
  */
 import client from 'prom-client';
 import { registry } from './registry.js';
-import type { AgentStateView } from './state-view.js';
+
+export interface PoolCounts {
+  name: string;
+  conflicting: boolean;
+  /** By family ('IPv4', 'IPv6'), as decimal strings (IPv6 pools are large). */
+  families: Record<string, { total: string; used: string; available: string }>;
+}
 
 export interface AgentMetricsSource {
-  state(): AgentStateView;
   readonly counters: { gratuitousSent: { ipv4: number; ipv6: number }; leaseTransitions?: number };
-  poolFamilies?(): Map<string, Record<string, { total: string; used: string; available: string }>>;
+  pools(): Iterable<PoolCounts>;
+  /** Reasons of services whose address request is not satisfied (one entry per service). */
+  unsatisfiedReasons(): Iterable<string>;
+  /** Services not fully in the data path, by the reason of their first problem. */
+  notProgrammedReasons(): Iterable<string>;
+  /** (address, interface) pairs answered and announced, refused by the responder map, and waiting for a first announcement. */
+  l2Counts(): { held: number; refused: number; awaitingFirst: number };
 }
 
 export function registerAgentMetrics(agent: AgentMetricsSource): void {
-  // One state document per scrape, shared by every collect callback below.
-  let cached: { at: number; value: AgentStateView } | undefined;
-  const state = (): AgentStateView => {
-    if (!cached || Date.now() - cached.at > 200) cached = { at: Date.now(), value: agent.state() };
-    return cached.value;
-  };
   new client.Gauge({
     name: 'pharos_ipam_pool_addresses',
     help: 'Addresses of each LB IP pool by family and state (used, available); a conflicting pool offers none',
@@ -27,18 +35,11 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
     registers: [registry],
     collect() {
       this.reset();
-      const families = agent.poolFamilies?.();
-      for (const p of state().pools) {
-        const fam = families?.get(p.name);
-        if (fam) {
-          for (const [family, c] of Object.entries(fam)) {
-            if (c.total === '0') continue;
-            this.set({ pool: p.name, family, state: 'used' }, Number(c.used));
-            this.set({ pool: p.name, family, state: 'available' }, Number(c.available));
-          }
-        } else {
-          this.set({ pool: p.name, family: 'all', state: 'used' }, Number(p.used));
-          this.set({ pool: p.name, family: 'all', state: 'available' }, Number(p.available));
+      for (const p of agent.pools()) {
+        for (const [family, c] of Object.entries(p.families)) {
+          if (c.total === '0') continue;
+          this.set({ pool: p.name, family, state: 'used' }, Number(c.used));
+          this.set({ pool: p.name, family, state: 'available' }, Number(c.available));
         }
       }
     },
@@ -48,29 +49,44 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
     help: 'Pools marked conflicting (overlap with an older pool, or within themselves)',
     registers: [registry],
     collect() {
-      this.set(state().pools.filter((p) => p.conflicting).length);
+      let n = 0;
+      for (const p of agent.pools()) if (p.conflicting) n++;
+      this.set(n);
     },
   });
-  new client.Gauge({
-    name: 'pharos_ipam_services_unsatisfied',
-    help: 'Services of ours whose address request is not satisfied, by reason',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const s of state().services) {
-        if (s.ipam && s.ipam.status !== 'True') this.inc({ reason: s.ipam.reason });
-      }
-    },
-  });
-  new client.Gauge({
-    name: 'pharos_l2_announced',
-    help: 'Addresses this node announces on the local segment (ARP/NDP)',
-    registers: [registry],
-    collect() {
-      this.set(state().l2.filter((l) => l.local).length);
-    },
-  });
+  const byReason = (name: string, help: string, reasons: () => Iterable<string>): void => {
+    new client.Gauge({
+      name,
+      help,
+      labelNames: ['reason'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        const counts = new Map<string, number>();
+        for (const r of reasons()) counts.set(r, (counts.get(r) ?? 0) + 1);
+        for (const [reason, n] of counts) this.set({ reason }, n);
+      },
+    });
+  };
+  byReason('pharos_ipam_services_unsatisfied', 'Services of ours whose address request is not satisfied, by reason', () => agent.unsatisfiedReasons());
+  byReason('pharos_datapath_services_not_programmed',
+    'Services with frontends that are not (all) in this node\'s data path, by reason (FrontendMapFull, BackendMapFull, TooManyBackends, ...): not announced nor advertised',
+    () => agent.notProgrammedReasons());
+  const l2 = [
+    ['pharos_l2_announced', 'Addresses this node announces on the local segment (ARP/NDP), per announcing interface', 'held'],
+    ['pharos_l2_responder_refused', 'Addresses this node should announce but could not write into the XDP responder (map full): not announced', 'refused'],
+    ['pharos_l2_announcements_pending', 'Addresses answered by the responder that still wait for their first gratuitous ARP/NA (paced by --l2-announce-rate)', 'awaitingFirst'],
+  ] as const;
+  for (const [name, help, field] of l2) {
+    new client.Gauge({
+      name,
+      help,
+      registers: [registry],
+      collect() {
+        this.set(agent.l2Counts()[field]);
+      },
+    });
+  }
   new client.Counter({
     name: 'pharos_l2_gratuitous_sent_total',
     help: 'Gratuitous ARP rounds and unsolicited neighbour advertisements sent, by family',
@@ -88,7 +104,7 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
     registers: [registry],
     collect() {
       this.reset();
-      this.inc(agent.counters.leaseTransitions ?? state().l2.filter((l) => l.local).reduce((n, l) => n + l.transitions, 0));
+      this.inc(agent.counters.leaseTransitions ?? 0);
     },
   });
 }

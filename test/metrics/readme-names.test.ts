@@ -11,7 +11,6 @@ import { registerDatapathMetrics } from '../../src/metrics/datapath.js';
 import { registerSocketLbMetrics } from '../../src/metrics/socket-lb.js';
 import { startEventLoopMonitor } from '../../src/metrics/event-loop.js';
 import { registerBgpMetrics } from '../../src/bgp/metrics.js';
-import type { AgentStateView } from '../../src/metrics/state-view.js';
 import { parseExposition } from '../support/prom.js';
 
 /** Backticked `pharos_…` names in the README's "## Metrics" section; `pharos_x_*` stands for a prefix. */
@@ -26,8 +25,10 @@ function readmeMetricNames(): string[] {
 t.test('every metric the README lists is served', async (t) => {
   const names = readmeMetricNames();
   t.ok(names.length >= 25, `${names.length} names in the README's Metrics section`);
-  const state = { pools: [], services: [], l2: [] } as unknown as AgentStateView;
-  registerAgentMetrics({ state: () => state, counters: { gratuitousSent: { ipv4: 0, ipv6: 0 } } });
+  registerAgentMetrics({
+    counters: { gratuitousSent: { ipv4: 0, ipv6: 0 } }, pools: () => [], unsatisfiedReasons: () => [], notProgrammedReasons: () => [],
+    l2Counts: () => ({ held: 0, refused: 0, awaitingFirst: 0 }),
+  });
   const datapath = registerDatapathMetrics({ labels: () => ({ version: 0, frontends: new Map(), backends: new Map() }), mapFull: () => ({}) });
   registerSocketLbMetrics(() => undefined);
   registerBgpMetrics(registry, () => undefined);
