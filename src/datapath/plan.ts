@@ -292,8 +292,8 @@ export class DatapathPlanner {
       if (f.value.table && f.value.tableSize) this.adoptedTables.set(f.value.table, f.value.tableSize);
       this.frontends.set(key, {
         key, id: f.value.id, address: f.address, port: f.port, protocol: f.protocol, service: '', value: f.value,
-        sourceRangeKeys: state.sourceRanges.get(f.value.id) ?? new Set(),
-        memberIds: state.members.get(f.value.id) ?? new Set(),
+        sourceRangeKeys: state.sourceRanges.get(f.value.id) ?? NO_KEYS,
+        memberIds: state.members.get(f.value.id) ?? NO_IDS,
       });
     }
     // Tables in the outer map that no frontend points at: removed by the first full pass.
@@ -516,7 +516,7 @@ export class DatapathPlanner {
 
     // Source ranges: like kube-proxy, ranges count per family (only IPv4 ranges leave an IPv6 frontend open).
     const ownRanges = want.sourceRanges.filter((c) => c.includes(':') === want.address.includes(':'));
-    const rangeKeys = new Set<string>();
+    const rangeKeys = ownRanges.length > 0 ? new Set<string>() : NO_KEYS;
     for (const cidr of ownRanges) {
       try {
         rangeKeys.add(encodeSourceRangeKey(id, cidr).toString('hex'));
@@ -524,7 +524,7 @@ export class DatapathPlanner {
         problems.push({ object: key, service: want.service, reason: 'InvalidFrontend', blocking: false, message: `loadBalancerSourceRanges: ${(err as Error).message}; range ignored` });
       }
     }
-    const memberIds = new Set<number>(want.sessionAffinity ? eligible.map((b) => this.backends.get(backendKeyString(b))!.id) : []);
+    const memberIds = want.sessionAffinity ? new Set<number>(eligible.map((b) => this.backends.get(backendKeyString(b))!.id)) : NO_IDS;
     const value: FrontendValue = {
       id,
       flags: (want.removedBackendPolicy === 'reset' ? FE_RESET_ON_REMOVE : 0) | (want.localOnly ? FE_LOCAL_ONLY : 0) |
@@ -825,6 +825,10 @@ export class DatapathPlanner {
     ]);
   }
 }
+
+/** Shared empty sets: most frontends have no source ranges and no affinity (20,000 empty Sets otherwise). */
+const NO_KEYS: Set<string> = new Set();
+const NO_IDS: Set<number> = new Set();
 
 /** A key both added and removed in one pass (a frontend id reused at once) must stay: drop it from the removals. */
 function dedupe(ops: DatapathOps): void {

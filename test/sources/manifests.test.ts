@@ -238,7 +238,7 @@ t.test('restart keeps ages and the last good state of a file broken meanwhile', 
   const first = new ManifestsSource({ directory: dir, stateDir, store: new Store(), now: () => clock, rescanIntervalMs: 60_000 });
   await first.start();
   await first.stop();
-  const state = JSON.parse(await readFile(join(stateDir, 'manifests-state.json'), 'utf8')) as { creationTimestamps: Record<string, string> };
+  const state = JSON.parse(await readFile(join(stateDir, 'manifests', '.created.json'), 'utf8')) as { creationTimestamps: Record<string, string> };
   t.same(state.creationTimestamps, {
     'LoadBalancerIPPool/blue': '2026-01-01T00:00:00Z',
     'LoadBalancerIPPool/red': '2026-01-01T00:00:00Z',
@@ -258,9 +258,10 @@ t.test('restart keeps ages and the last good state of a file broken meanwhile', 
   t.equal(pools.get('green')?.meta.creationTimestamp, '2026-02-01T00:00:00Z');
   t.equal(report.errors.length, 1);
   t.equal(report.errors[0]!.keptLastGood, true);
-  const ingress = await readFile(join(stateDir, 'manifests-state.json'), 'utf8');
-  t.same((await readdir(stateDir)).filter((n) => n.includes('.tmp-')), [], 'no temp file left');
-  t.ok(ingress.endsWith('\n'));
+  const record = await readFile(join(stateDir, 'manifests', 'pools.yaml.json'), 'utf8');
+  t.same((await readdir(join(stateDir, 'manifests'))).filter((n) => n.includes('.tmp-')), [], 'no temp file left');
+  t.ok(record.endsWith('\n'));
+  t.same((JSON.parse(record) as Array<{ identity: string }>).map((r) => r.identity), ['LoadBalancerIPPool/blue', 'LoadBalancerIPPool/red'], 'the broken file\'s record still holds its last good objects');
 
   // a manifest that carries its own creationTimestamp keeps it
   await writeAtomic(join(dir, 'more.yaml'), POOL('green', '198.18.5.0/24').replace('  name: green', '  name: green\n  creationTimestamp: "2020-05-05T05:05:05Z"'));
@@ -343,4 +344,26 @@ t.test('bounds: too many files and oversized files are reported, not read', asyn
   const next = await source.scanNow();
   t.ok(store.snapshot().pools.has('a'));
   t.match(formatProblem(next.errors.find((e) => e.file === 'a.yaml')!), /^a\.yaml: cannot read: larger than 400 bytes \(last good version kept\)$/);
+});
+
+t.test('a state from the single-file format is taken over once, then kept per file', async (t) => {
+  const { dir, stateDir } = await setup(t);
+  // What an earlier version saved: ages and the last good records, while the file is broken now.
+  await writeFile(join(dir, 'pools.yaml'), '\tbroken: [');
+  await mkdir(stateDir, { recursive: true });
+  const record = {
+    identity: 'LoadBalancerIPPool/blue', document: 0, rawKind: 'LoadBalancerIPPool',
+    object: { kind: 'LoadBalancerIPPool', meta: { name: 'blue', creationTimestamp: '2025-05-05T00:00:00Z' }, blocks: [{ cidr: '198.18.0.0/24' }], disabled: false, allowFirstLastIPs: false },
+  };
+  await writeFile(join(stateDir, 'manifests-state.json'), JSON.stringify({
+    version: 1, directory: dir, creationTimestamps: { 'LoadBalancerIPPool/blue': '2025-05-05T00:00:00Z' }, files: { 'pools.yaml': [record] },
+  }));
+  const store = new Store();
+  const source = new ManifestsSource({ directory: dir, stateDir, store, rescanIntervalMs: 60_000 });
+  t.teardown(() => source.stop());
+  await source.start();
+  t.equal(store.snapshot().pools.get('blue')?.meta.creationTimestamp, '2025-05-05T00:00:00Z', 'the broken file keeps its last good pool from the old state');
+  await t.rejects(readFile(join(stateDir, 'manifests-state.json'), 'utf8'), 'the old file is removed once the new state is written');
+  const kept = JSON.parse(await readFile(join(stateDir, 'manifests', 'pools.yaml.json'), 'utf8')) as Array<{ identity: string }>;
+  t.same(kept.map((r) => r.identity), ['LoadBalancerIPPool/blue']);
 });

@@ -12,7 +12,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Store } from '../../store/store.js';
@@ -70,14 +70,18 @@ export interface ScanReport {
   ignored: ManifestProblem[];
 }
 
-const STATE_FILE = 'manifests-state.json';
+/** Under --state-dir: one record per manifest file, and the objects' creation timestamps. */
+const STATE_DIRECTORY = 'manifests';
+const CREATED_FILE = '.created.json';
+/** The single-file state of earlier versions, read once and removed. */
+const LEGACY_STATE_FILE = 'manifests-state.json';
 
 function totalMessage(bytes: number, limit: number, budget: number): string {
   return `${bytes} bytes would take the directory past its ${limit}-byte total (--manifests-max-bytes; ${limit - Math.max(budget, 0)} bytes in the files before it)`;
 }
 const MANIFEST_NAME = /\.(ya?ml|json)$/i;
 
-/** An object as last put in the store, with its JSON for cheap comparisons. */
+/** An object as last put in the store, with a digest of its JSON for cheap comparisons. */
 interface AppliedObject {
   object: ModelObject;
   json: string;
@@ -94,7 +98,8 @@ interface PersistedState {
 
 export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; report: [ScanReport]; refused: [Refusal] }> {
   private readonly directory: string;
-  private readonly statePath: string;
+  private readonly stateDirectory: string;
+  private readonly legacyStatePath: string;
   private readonly store: Store;
   private readonly debounceMs: number;
   private readonly rescanIntervalMs: number;
@@ -117,13 +122,14 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
   /** What this source last put in the store, per kind (references, for cheap diffs). */
   private readonly applied = new Map<Kind, Map<string, AppliedObject>>();
   /** Per file: the outcome last serialised and its JSON, so saving does not re-serialise unchanged files. */
-  private recordJson = new Map<string, { outcome: FileOutcome; json: string }>();
-  private stateDirty = true;
-  /** The creation timestamps as persisted JSON; undefined when they changed since. */
-  private creationJson: string | undefined;
+  /** Per file: the outcome last written to its state file. */
+  private readonly savedOutcomes = new Map<string, FileOutcome>();
+  /** The creation timestamps as last written (undefined: never), and whether they changed since. */
+  private savedCreated: string | undefined;
+  private creationChanged = false;
+  private legacyToRemove = false;
   /** Kinds this source has ever written; only these are replaced, so other writers' kinds are left alone. */
   private readonly ownedKinds = new Set<Kind>();
-  private persisted = '';
   private reportKey = '';
   private errorKeys = new Set<string>();
   private current: ScanReport = { files: 0, objects: 0, errors: [], warnings: [], ignored: [] };
@@ -139,9 +145,10 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
   constructor(options: ManifestsSourceOptions) {
     super();
     this.directory = options.directory;
-    this.statePath = join(options.stateDir, STATE_FILE);
+    this.stateDirectory = join(options.stateDir, STATE_DIRECTORY);
+    this.legacyStatePath = join(options.stateDir, LEGACY_STATE_FILE);
     this.store = options.store;
-    this.debounceMs = options.debounceMs ?? 100;
+    this.debounceMs = options.debounceMs ?? 25;
     this.rescanIntervalMs = options.rescanIntervalMs ?? 2000;
     this.maxFiles = options.maxFiles ?? 10_000;
     this.maxFileBytes = options.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
@@ -317,7 +324,7 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     try {
       await this.saveState();
     } catch (err) {
-      report.errors.push({ severity: 'error', file: '', message: `cannot save ${this.statePath}: ${(err as Error).message}` });
+      report.errors.push({ severity: 'error', file: '', message: `cannot save ${this.stateDirectory}: ${(err as Error).message}` });
     }
     return this.publish(report);
   }
@@ -397,7 +404,7 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
           if (!created) {
             created = nowText;
             this.creationTimestamps.set(identity, created);
-            this.creationJson = undefined;
+            this.creationChanged = true;
           }
           const cached = this.stamped.get(obj);
           if (cached?.meta.creationTimestamp === created) return cached;
@@ -411,7 +418,7 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     for (const identity of this.creationTimestamps.keys()) {
       if (!seen.has(identity)) {
         this.creationTimestamps.delete(identity);
-        this.creationJson = undefined;
+        this.creationChanged = true;
       }
     }
     return out;
@@ -434,7 +441,8 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
         next.set(key, prev);
         continue;
       }
-      const json = JSON.stringify(o);
+      // A digest, not the JSON itself: 20,000 objects' JSON would be ~10 MB kept for comparisons.
+      const json = digest(JSON.stringify(o));
       next.set(key, { object: o, json });
       if (prev?.json !== json) changed.push(o);
     }
@@ -464,10 +472,46 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     return report;
   }
 
+  /**
+   * Persisted state: one small file per manifest file (what it put in force
+   * last), and one with the objects' creation timestamps, under
+   * `<state-dir>/manifests/`. An edit rewrites only its own file's record,
+   * so a directory of 10,000 services costs nothing per edit (one JSON of
+   * everything was ~15 MB, rebuilt and rewritten on every change).
+   * A state from before (one `manifests-state.json`) is read once, then removed.
+   */
   private async loadState(): Promise<void> {
+    let names: string[] = [];
+    try {
+      names = await readdir(this.stateDirectory);
+    } catch {
+      return this.loadLegacyState();
+    }
+    try {
+      const created = JSON.parse(await readFile(join(this.stateDirectory, CREATED_FILE), 'utf8')) as { directory?: string; creationTimestamps?: Record<string, string> };
+      if (created.directory !== this.directory) return; // another directory's state: start fresh
+      this.creationTimestamps = new Map(Object.entries(created.creationTimestamps ?? {}));
+      this.savedCreated = JSON.stringify(created);
+    } catch {
+      return; // no or corrupt timestamps: objects get fresh ages, records are rewritten on the next save
+    }
+    for (const name of names) {
+      if (!name.endsWith('.json') || name === CREATED_FILE) continue;
+      const file = decodeURIComponent(name.slice(0, -'.json'.length));
+      try {
+        const records = JSON.parse(await readFile(join(this.stateDirectory, name), 'utf8')) as FileRecord[];
+        this.outcomes.set(file, { records, problems: [] });
+        this.savedOutcomes.set(file, this.outcomes.get(file)!);
+      } catch {
+        // A corrupt record is replaced on the next save.
+      }
+    }
+  }
+
+  private async loadLegacyState(): Promise<void> {
     let text: string;
     try {
-      text = await readFile(this.statePath, 'utf8');
+      text = await readFile(this.legacyStatePath, 'utf8');
     } catch {
       return; // first start
     }
@@ -478,38 +522,35 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
       for (const [file, records] of Object.entries(state.files ?? {})) {
         this.outcomes.set(file, { records, problems: [] });
       }
-      this.persisted = text;
+      this.legacyToRemove = true;
     } catch {
       // A corrupt state file is replaced on the next save; objects get fresh ages.
     }
   }
 
   private async saveState(): Promise<void> {
-    const files: string[] = [];
-    const nextJson = new Map<string, { outcome: FileOutcome; json: string }>();
+    await mkdir(this.stateDirectory, { recursive: true });
     for (const [file, outcome] of this.outcomes) {
-      let entry = this.recordJson.get(file);
-      if (entry?.outcome !== outcome) {
-        entry = { outcome, json: JSON.stringify(outcome.records) };
-        this.stateDirty = true;
-      }
-      nextJson.set(file, entry);
-      files.push(`${JSON.stringify(file)}:${entry.json}`);
+      if (this.savedOutcomes.get(file) === outcome) continue;
+      await writeFileAtomic(join(this.stateDirectory, `${encodeURIComponent(file)}.json`), `${JSON.stringify(outcome.records)}\n`);
+      this.savedOutcomes.set(file, outcome);
     }
-    if (nextJson.size !== this.recordJson.size) this.stateDirty = true;
-    this.recordJson = nextJson;
-    if (this.creationJson === undefined) {
+    for (const file of [...this.savedOutcomes.keys()]) {
+      if (this.outcomes.has(file)) continue;
+      await unlink(join(this.stateDirectory, `${encodeURIComponent(file)}.json`)).catch(() => undefined);
+      this.savedOutcomes.delete(file);
+    }
+    if (this.creationChanged || this.savedCreated === undefined) {
       const sorted = [...this.creationTimestamps].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      this.creationJson = JSON.stringify(Object.fromEntries(sorted));
-      this.stateDirty = true;
+      const text = JSON.stringify({ version: 2, directory: this.directory, creationTimestamps: Object.fromEntries(sorted) });
+      if (text !== this.savedCreated) await writeFileAtomic(join(this.stateDirectory, CREATED_FILE), `${text}\n`);
+      this.savedCreated = text;
+      this.creationChanged = false;
     }
-    if (!this.stateDirty) return;
-    const text = `{"version":1,"directory":${JSON.stringify(this.directory)},"creationTimestamps":${this.creationJson},"files":{${files.join(',')}}}\n`;
-    if (text !== this.persisted) {
-      await writeFileAtomic(this.statePath, text);
-      this.persisted = text;
+    if (this.legacyToRemove) {
+      await unlink(this.legacyStatePath).catch(() => undefined);
+      this.legacyToRemove = false;
     }
-    this.stateDirty = false;
   }
 }
 
