@@ -55,7 +55,7 @@ const HEARTBEAT_MS = 500;
 /** How often JavaScript tells that thread it is alive, and how long it may stay silent before the stamp stops. */
 const PET_MS = 250;
 const LIVENESS_WATCHDOG_MS = 10_000;
-const RECONCILE_DEBOUNCE_MS = 10;
+const RECONCILE_DEBOUNCE_MS = 2;
 /** Condition on a Service whose frontends are not all in the data path (written only once it fails, then kept up to date). */
 export const DATAPATH_CONDITION = 'lb.pharos.io/DataPathProgrammed';
 

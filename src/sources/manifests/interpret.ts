@@ -275,7 +275,7 @@ export function combineOutcomes(outcomes: ReadonlyMap<string, FileOutcome>): Com
   return { byKind, problems };
 }
 
-function whoOf(obj: ModelObject, rawKind: string): Pick<ManifestProblem, 'kind' | 'name' | 'namespace'> {
+export function whoOf(obj: ModelObject, rawKind: string): Pick<ManifestProblem, 'kind' | 'name' | 'namespace'> {
   return { kind: rawKind || obj.kind, name: obj.meta.name, ...(obj.meta.namespace ? { namespace: obj.meta.namespace } : {}) };
 }
 
