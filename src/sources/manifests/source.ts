@@ -302,6 +302,9 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
 
   /** A scan of the files fs.watch named; the others are taken as they were (names in order, sizes known). */
   private async scanTargets(targets: ReadonlySet<string>): Promise<ScanReport> {
+    // A file gone because the whole directory went (or was swapped) is not a deletion: the full scan decides.
+    const dir = await stat(this.directory).catch(() => undefined);
+    if (!dir || dir.ino !== this.watchedInode) return this.scanOnce();
     const present = new Set(this.outcomes.keys());
     const stats = await statAll(this.directory, [...targets]);
     for (const name of targets) {
