@@ -20,14 +20,13 @@ import { LocalIpamController, type IpamView } from './ipam.js';
 import { LocalL2Controller, type L2Counters } from './l2.js';
 import type { ElectedL2Controller } from './l2-elected.js';
 import { Store, type StoreChange } from '../store/store.js';
-import { objectKey, type Service } from '../model/types.js';
+import type { Service } from '../model/types.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
 import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../datapath/libbpf.js';
 import { loadDatapath, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
-import { compareAddresses } from '../datapath/desired.js';
 import type { ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
 import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeLiveness, protoName, u32Key } from '../datapath/abi.js';
@@ -47,7 +46,12 @@ import { startEventLoopMonitor, type EventLoopMonitor } from '../metrics/event-l
 import { formatEndpoint } from '../model/cidr.js';
 import { registerAgentMetrics, type PoolCounts } from '../metrics/agent.js';
 import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
-import { STATE_API_VERSION, type AgentStateView, type ConfigProblemView } from '../metrics/state-view.js';
+import {
+  MAX_NOT_PROGRAMMED, pageOf, parseStateQuery, STATE_API_VERSION, type AgentStateView, type ConfigProblemView, type FrontendView, type PoolView,
+  type ServiceView, type StateSection,
+} from '../metrics/state-view.js';
+import { frontendKeyString } from '../datapath/plan.js';
+import { tryParseAddress } from '../model/cidr.js';
 
 export const VERSION = '0.1.0';
 /** Manifests mode: how often the XDP responder's liveness stamp is refreshed (by a native thread). */
@@ -644,45 +648,81 @@ export class Agent {
     return { ready: Object.values(readiness).every((r) => r.ok), readiness };
   }
 
-  state(): AgentStateView {
+  /**
+   * GET /v1/state: the sections asked for (all by default), list sections
+   * in pages of `limit` (state-view.ts parseStateQuery), and a summary that
+   * holds at any scale. Throws StateQueryError on a bad query.
+   */
+  state(query: URLSearchParams = new URLSearchParams()): AgentStateView {
+    const q = parseStateQuery(query);
+    const want = (s: StateSection): boolean => q.sections.has(s);
     const snap = this.store.snapshot();
-    const backendIds = this.sync?.backends;
-    const frontends = [...(this.sync?.desired() ?? [])].map(({ frontend: f, programmed }) => ({
-      id: programmed?.id ?? 0,
-      service: f.service,
-      kind: f.kind,
-      address: f.address,
-      port: f.port,
-      protocol: f.protocol,
-      backends: f.backends.map((b) => ({ id: backendIds?.get(`${b.address}|${b.port}`)?.id ?? 0, address: b.address, port: b.port, weight: b.weight, state: b.state, ...(b.nodeName ? { node: b.nodeName } : {}) })),
-    })).sort((a, b) => compareAddresses(a.address, b.address) || a.port - b.port || a.protocol.localeCompare(b.protocol));
-    const services = [...snap.services.values()].map((svc) => {
-      const cond = svc.status.conditions.find((c) => c.type === IPAM_CONDITION);
-      return {
-        key: objectKey(svc.meta),
-        type: svc.type,
-        ...(svc.loadBalancerClass ? { loadBalancerClass: svc.loadBalancerClass } : {}),
-        ingress: svc.status.ingress.map((i) => i.ip),
-        externalIPs: svc.externalIPs,
-        ports: svc.ports.map((p) => `${p.port}/${p.protocol}`),
-        ...(cond ? { ipam: { status: cond.status, reason: cond.reason, message: cond.message } } : {}),
-      };
-    });
-    const poolStatuses: ReadonlyMap<string, PoolStatus> = this.ipam?.poolStatuses() ?? new Map<string, PoolStatus>();
-    const pools = [...snap.pools.values()].map((p) => {
-      const st = poolStatuses.get(p.meta.name);
-      return {
-        name: p.meta.name,
-        disabled: p.disabled,
-        conflicting: st?.conflicting ?? false,
-        ...(st?.conflicting ? { conflictReason: st.conditions.find((c) => c.status === 'True')?.message ?? '' } : {}),
-        total: st?.total ?? '0',
-        available: st?.available ?? '0',
-        used: st?.used ?? '0',
-        ...(p.meta.creationTimestamp ? { createdAt: p.meta.creationTimestamp } : {}),
-      };
-    });
-    const l2 = this.l2 ? this.l2.rows(snap) : [];
+    let next: string | undefined;
+    const page = <T>(section: StateSection, items: T[], keyOf: (t: T) => string): T[] => {
+      const p = pageOf(section, items, keyOf, q);
+      if (p.next) next = p.next;
+      return p.items;
+    };
+
+    let frontends: FrontendView[] = [];
+    if (want('frontends')) {
+      const backendIds = this.sync?.backends;
+      const all = [...(this.sync?.desired() ?? [])].map(({ frontend: f, programmed }) => ({ key: frontendSortKey(f), f, programmed }))
+        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      frontends = page('frontends', all, (x) => x.key).map(({ f, programmed }) => {
+        const problem = programmed ? undefined : this.sync?.status(f.service).problems.find((p) => p.blocking && (p.object === frontendKeyString(f) || p.reason === 'InvalidFrontend'));
+        return {
+          id: programmed?.id ?? 0,
+          service: f.service,
+          kind: f.kind,
+          address: f.address,
+          port: f.port,
+          protocol: f.protocol,
+          backends: f.backends.map((b) => ({ id: backendIds?.get(`${b.address}|${b.port}`)?.id ?? 0, address: b.address, port: b.port, weight: b.weight, state: b.state, ...(b.nodeName ? { node: b.nodeName } : {}) })),
+          programmed: programmed !== undefined,
+          ...(programmed ? {} : { problem: problem?.message ?? 'not programmed yet' }),
+        };
+      });
+    }
+    let services: ServiceView[] = [];
+    if (want('services')) {
+      const keys = [...snap.services.keys()].sort();
+      services = page('services', keys, (k) => k).map((key) => {
+        const svc = snap.services.get(key)!;
+        const cond = svc.status.conditions.find((c) => c.type === IPAM_CONDITION);
+        return {
+          key,
+          type: svc.type,
+          ...(svc.loadBalancerClass ? { loadBalancerClass: svc.loadBalancerClass } : {}),
+          ingress: svc.status.ingress.map((i) => i.ip),
+          externalIPs: svc.externalIPs,
+          ports: svc.ports.map((p) => `${p.port}/${p.protocol}`),
+          ...(cond ? { ipam: { status: cond.status, reason: cond.reason, message: cond.message } } : {}),
+        };
+      });
+    }
+    let pools: PoolView[] = [];
+    if (want('pools')) {
+      const poolStatuses: ReadonlyMap<string, PoolStatus> = this.ipam?.poolStatuses() ?? new Map<string, PoolStatus>();
+      pools = [...snap.pools.values()].map((p) => {
+        const st = poolStatuses.get(p.meta.name);
+        return {
+          name: p.meta.name,
+          disabled: p.disabled,
+          conflicting: st?.conflicting ?? false,
+          ...(st?.conflicting ? { conflictReason: st.conditions.find((c) => c.status === 'True')?.message ?? '' } : {}),
+          total: st?.total ?? '0',
+          available: st?.available ?? '0',
+          used: st?.used ?? '0',
+          ...(p.meta.creationTimestamp ? { createdAt: p.meta.creationTimestamp } : {}),
+        };
+      });
+    }
+    const l2 = want('l2') && this.l2
+      ? page('l2', this.l2.rows(snap).map((r) => ({ key: `${r.service}|${r.address}`, r })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)), (x) => x.key).map((x) => x.r)
+      : [];
+    const notProgrammed = [...(this.datapathCtl?.notProgrammed() ?? [])];
+    const counts = this.l2?.announcementCounts();
     const { ready, readiness } = this.readiness();
     return {
       apiVersion: STATE_API_VERSION,
@@ -696,10 +736,24 @@ export class Agent {
         mode: this.config.mode, pinDir: this.config.pinDir, attachments: this.attachments, maps: this.datapathMetrics?.mapRows() ?? [],
         ...(this.socketLb ? { socketLb: this.socketLbView(this.socketLb) } : {}),
       },
+      summary: {
+        services: snap.services.size,
+        frontends: this.sync?.claimedFrontends() ?? 0,
+        frontendsProgrammed: this.sync?.frontends.size ?? 0,
+        backends: this.sync?.pressure().ph_backends.used ?? 0,
+        servicesNotProgrammed: notProgrammed.length,
+        l2: { announced: counts?.held ?? 0, refused: counts?.refused ?? 0, pendingFirstAnnouncement: counts?.awaitingFirst ?? 0 },
+      },
+      notProgrammed: notProgrammed.sort(([a], [b]) => (a < b ? -1 : 1)).slice(0, MAX_NOT_PROGRAMMED).map(([service, st]) => {
+        const first = st.problems.find((p) => p.blocking);
+        return { service, frontends: st.frontends, programmed: st.programmed, reason: first?.reason ?? 'NotProgrammed', message: first?.message ?? '' };
+      }),
+      sections: [...q.sections],
       services, frontends, pools, l2,
-      bgp: this.bgp?.views() ?? { peers: [], routes: [] },
-      problems: this.problems,
-      config: { ...this.config } as unknown as Record<string, unknown>,
+      bgp: want('bgp') ? this.bgp?.views() ?? { peers: [], routes: [] } : { peers: [], routes: [] },
+      problems: want('problems') ? this.problems : [],
+      config: want('config') ? { ...this.config } as unknown as Record<string, unknown> : {},
+      ...(next ? { continue: next } : {}),
     };
   }
 
@@ -757,6 +811,13 @@ export class Agent {
     this.log.info('configuration reloaded', { applied: changed.join(',') || 'nothing', needsRestart: restartOnly.join(',') || undefined });
     this.scheduleReconcile();
   }
+}
+
+/** A string key whose order is the listing's (address numerically, then port, then protocol), for paging. */
+function frontendSortKey(f: { address: string; port: number; protocol: string }): string {
+  const a = tryParseAddress(f.address);
+  const addr = a ? `${a.family === 'IPv4' ? 4 : 6}${a.value.toString(16).padStart(32, '0')}` : `9${f.address}`;
+  return `${addr}|${String(f.port).padStart(5, '0')}|${f.protocol}`;
 }
 
 const CT_STATE_NAMES: Record<number, string> = { [CT_NEW]: 'new', [CT_ESTABLISHED]: 'established', [CT_CLOSING]: 'closing' };

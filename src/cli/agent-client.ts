@@ -3,7 +3,7 @@
  * (`--agent URL`, default http://127.0.0.1:9643, or PHAROS_AGENT).
  */
 import { stringify as toYaml } from 'yaml';
-import { STATE_API_VERSION, type AgentStateView } from '../metrics/state-view.js';
+import { MAX_PAGE, STATE_API_VERSION, type AgentStateView, type StateSection } from '../metrics/state-view.js';
 
 export const DEFAULT_AGENT_URL = 'http://127.0.0.1:9643';
 
@@ -59,12 +59,30 @@ export async function fetchJson<T>(agent: string, path: string): Promise<T> {
   return (await res.json()) as T;
 }
 
-export async function fetchState(agent: string): Promise<AgentStateView> {
-  const state = await fetchJson<AgentStateView>(agent, '/v1/state');
+/** The sections of /v1/state a command needs (each command asks only for what it prints: at 10,000 services the whole document is megabytes). */
+export async function fetchState(agent: string, sections: readonly StateSection[] = []): Promise<AgentStateView> {
+  const state = await fetchJson<AgentStateView>(agent, `/v1/state?sections=${sections.join(',')}`);
   if (state.apiVersion !== STATE_API_VERSION) {
     throw new CliError(`agent at ${agent} speaks ${String(state.apiVersion)}, this CLI ${STATE_API_VERSION}`, EXIT.failure);
   }
   return state;
+}
+
+/** Every entry of one list section, page by page (`continue` tokens), without one huge response. */
+export async function fetchList<K extends 'services' | 'frontends' | 'l2'>(agent: string, section: K): Promise<AgentStateView[K]> {
+  const out: AgentStateView[K][number][] = [];
+  let token: string | undefined;
+  for (let pages = 0; pages < 10_000; pages++) {
+    const path = token ? `/v1/state?continue=${encodeURIComponent(token)}&limit=${MAX_PAGE}` : `/v1/state?sections=${section}&limit=${MAX_PAGE}`;
+    const state = await fetchJson<AgentStateView>(agent, path);
+    if (state.apiVersion !== STATE_API_VERSION) {
+      throw new CliError(`agent at ${agent} speaks ${String(state.apiVersion)}, this CLI ${STATE_API_VERSION}`, EXIT.failure);
+    }
+    out.push(...(state[section] as AgentStateView[K][number][]));
+    token = state.continue;
+    if (!token) break;
+  }
+  return out as AgentStateView[K];
 }
 
 export function printStructured(value: unknown, output: CommonOptions['output']): boolean {

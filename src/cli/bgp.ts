@@ -13,7 +13,7 @@ export function run(argv: string[]): Promise<number> {
     const opts = parseCommon(argv);
     const verb = opts.rest[0];
     if (verb !== 'peers' && verb !== 'routes') throw new CliError('usage: pharos bgp peers|routes [-o json|yaml] [--agent URL]', EXIT.usage);
-    const s = await fetchState(opts.agent);
+    const s = await fetchState(opts.agent, ['bgp']);
     if (verb === 'peers') {
       if (printStructured(s.bgp.peers, opts.output)) return 0;
       console.log(renderTable(['PEER', 'LOCAL ASN', 'PEER ASN', 'STATE', 'UPTIME', 'SENT', 'RECEIVED', 'LAST ERROR'],

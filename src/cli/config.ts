@@ -6,7 +6,7 @@ export function run(argv: string[]): Promise<number> {
   return runCli(async () => {
     const opts = parseCommon(argv);
     if (opts.rest[0] !== 'view') throw new CliError('usage: pharos config view [-o json|yaml] [--agent URL]', EXIT.usage);
-    const s = await fetchState(opts.agent);
+    const s = await fetchState(opts.agent, ['config']);
     if (printStructured(s.config, opts.output)) return 0;
     const rows = Object.entries(s.config)
       .sort(([a], [b]) => a.localeCompare(b))

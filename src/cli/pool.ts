@@ -7,7 +7,7 @@ export function run(argv: string[]): Promise<number> {
   return runCli(async () => {
     const opts = parseCommon(argv);
     if (opts.rest[0] !== 'list') throw new CliError('usage: pharos pool list [-o json|yaml] [--agent URL]', EXIT.usage);
-    const s = await fetchState(opts.agent);
+    const s = await fetchState(opts.agent, ['pools']);
     if (printStructured(s.pools, opts.output)) return 0;
     const rows = [...s.pools]
       .sort((a, b) => a.name.localeCompare(b.name))

@@ -4,8 +4,11 @@ import { fetchState, parseCommon, printStructured, runCli } from './agent-client
 export function run(argv: string[]): Promise<number> {
   return runCli(async () => {
     const opts = parseCommon(argv);
-    const s = await fetchState(opts.agent);
-    if (printStructured({ node: s.node, ready: s.ready, readiness: s.readiness, source: s.source, datapath: s.datapath, startedAt: s.startedAt }, opts.output)) return s.ready ? 0 : 1;
+    const s = await fetchState(opts.agent, ['pools', 'bgp', 'problems']);
+    if (printStructured({
+      node: s.node, ready: s.ready, readiness: s.readiness, source: s.source, datapath: s.datapath, startedAt: s.startedAt, summary: s.summary, notProgrammed: s.notProgrammed,
+    }, opts.output)) return s.ready ? 0 : 1;
+    const sum = s.summary;
     const lines = [
       `Node:        ${s.node}`,
       `Version:     ${s.version}`,
@@ -15,9 +18,14 @@ export function run(argv: string[]): Promise<number> {
       `Data path:   ${s.datapath.mode}, maps pinned at ${s.datapath.pinDir}`,
       ...s.datapath.attachments.map((a) => `  XDP on ${a.interface} (ifindex ${a.ifindex}, ${a.mode})`),
       ...(s.datapath.socketLb ? [`  socket LB on cgroup ${s.datapath.socketLb.cgroup} (${s.datapath.socketLb.hooks.length} hooks, ${s.datapath.socketLb.counters.connect ?? 0} connects, ${s.datapath.socketLb.counters.sendmsg ?? 0} datagrams translated)`] : []),
-      `Services:    ${s.services.length} (${s.frontends.length} frontends)`,
+      `Services:    ${sum.services} (${sum.frontends} frontends, ${sum.frontendsProgrammed} in the data path; ${sum.backends} backends)`,
+      ...(sum.servicesNotProgrammed ? [
+        `  NOT IN THE DATA PATH: ${sum.servicesNotProgrammed} services (not announced nor advertised from here)`,
+        ...s.notProgrammed.slice(0, 10).map((n) => `    ${n.service}: ${n.programmed}/${n.frontends} frontends, ${n.reason}: ${n.message}`),
+        ...(sum.servicesNotProgrammed > 10 ? [`    ... and ${sum.servicesNotProgrammed - 10} more (pharos service list)`] : []),
+      ] : []),
       `Pools:       ${s.pools.length}${s.pools.some((p) => p.conflicting) ? ' (some conflicting!)' : ''}`,
-      `L2:          ${s.l2.filter((l) => l.local).length} addresses announced here, ${s.l2.length} known`,
+      `L2:          ${sum.l2.announced} addresses announced here${sum.l2.refused ? `, ${sum.l2.refused} NOT ANNOUNCED (responder map full)` : ''}${sum.l2.pendingFirstAnnouncement ? `, ${sum.l2.pendingFirstAnnouncement} waiting for their first announcement` : ''}`,
       `BGP peers:   ${s.bgp.peers.length} (${s.bgp.peers.filter((p) => p.state === 'Established').length} established)`,
       ...(s.problems.length ? [`Problems:    ${s.problems.length}`, ...s.problems.map((p) => `  ${p.object}${p.field ? ` ${p.field}` : ''}: ${p.message}`)] : []),
     ];

@@ -793,6 +793,12 @@ export class DatapathPlanner {
     return out;
   }
 
+  claimedFrontends(): number {
+    let n = 0;
+    for (const map of this.byService.values()) n += map.size;
+    return n;
+  }
+
   /** Every frontend services ask for, with what is programmed for it (undefined: not in the data path). */
   *desired(): Iterable<{ frontend: Frontend; programmed?: ProgrammedFrontend }> {
     for (const [svc, map] of this.byService) {

@@ -209,6 +209,11 @@ export class DatapathSync {
     return this.planner.wantsRetry;
   }
 
+  /** How many frontends services ask for (programmed or not). */
+  claimedFrontends(): number {
+    return this.planner.claimedFrontends();
+  }
+
   /** Every frontend services ask for, with what is programmed for it. */
   desired(): Iterable<{ frontend: Frontend; programmed?: ProgrammedFrontend }> {
     return this.planner.desired();

@@ -21,13 +21,14 @@ import { createGzip, constants as zlibConstants } from 'node:zlib';
 import type { Registry } from 'prom-client';
 import { renderMetrics } from './registry.js';
 import { BUSY, SingleFlight } from './single-flight.js';
-import type { AgentStateView } from './state-view.js';
+import { StateQueryError, type AgentStateView } from './state-view.js';
 
 export interface HttpEndpointOptions {
   host: string;
   port: number;
   registry: Registry;
-  state: () => AgentStateView;
+  /** GET /v1/state with its query (sections, limit, continue). */
+  state: (query: URLSearchParams) => AgentStateView;
   /** What /readyz reports; default: taken from state(), which is the whole document. */
   readiness?: () => Pick<AgentStateView, 'ready' | 'readiness'>;
   /** More read-only JSON documents by path (e.g. /v1/conntrack), given the query string. */
@@ -179,12 +180,19 @@ export class HttpEndpoint {
         return textReply(200, 'ok\n');
       case '/readyz':
         return this.gated(path, '', 0, () => {
-          const { ready, readiness } = (this.opts.readiness ?? this.opts.state)();
+          const { ready, readiness } = this.opts.readiness ? this.opts.readiness() : this.opts.state(new URLSearchParams('sections=pools'));
           const lines = Object.entries(readiness).map(([k, v]) => `[${v.ok ? '+' : '-'}]${k} ${v.detail}`);
           return textReply(ready ? 200 : 503, `${lines.join('\n')}\n${ready ? 'ready' : 'not ready'}\n`);
         });
       case '/v1/state':
-        return this.gated(path, '', 0, () => jsonReply(this.opts.state()));
+        return this.gated(path, queryText, 0, () => {
+          try {
+            return jsonReply(this.opts.state(new URLSearchParams(queryText)));
+          } catch (err) {
+            if (err instanceof StateQueryError) return textReply(400, `${err.message}\n`);
+            throw err;
+          }
+        });
       default: {
         const doc = this.opts.documents?.[path];
         if (doc) return this.gated(path, queryText, 0, () => jsonReply(doc(new URLSearchParams(queryText))));

@@ -24,6 +24,28 @@ export interface FrontendView {
   port: number;
   protocol: string;
   backends: BackendView[];
+  /** False when the data path could not take it (map full, too many backends, conflict, ...): see `problem`. */
+  programmed: boolean;
+  problem?: string;
+}
+
+/** A service not (fully) in this node's data path: it is neither announced nor advertised from here. */
+export interface NotProgrammedView {
+  service: string;
+  frontends: number;
+  programmed: number;
+  reason: string;
+  message: string;
+}
+
+/** Counts that hold at any scale (what `pharos status` prints). */
+export interface StateSummary {
+  services: number;
+  frontends: number;
+  frontendsProgrammed: number;
+  backends: number;
+  servicesNotProgrammed: number;
+  l2: { announced: number; refused: number; pendingFirstAnnouncement: number };
 }
 
 export interface ServiceView {
@@ -101,6 +123,11 @@ export interface AgentStateView {
     /** Node-local access (cgroup socket hooks), when attached. */
     socketLb?: { cgroup: string; hooks: string[]; counters: Record<string, number> };
   };
+  summary: StateSummary;
+  /** Services not in the data path (the first MAX_NOT_PROGRAMMED; `summary.servicesNotProgrammed` has the count). */
+  notProgrammed: NotProgrammedView[];
+  /** Which sections below were filled (the others are empty): `?sections=` asks for some only. */
+  sections: StateSection[];
   services: ServiceView[];
   frontends: FrontendView[];
   pools: PoolView[];
@@ -108,6 +135,79 @@ export interface AgentStateView {
   bgp: { peers: BgpPeerView[]; routes: BgpRouteView[] };
   problems: ConfigProblemView[];
   config: Record<string, unknown>;
+  /** A list section stopped at `limit`: ask again with `continue=<this>` (and the same `sections`) for the next page. */
+  continue?: string;
+}
+
+// ---------------------------------------------------------------- sections and pages (GET /v1/state?sections=…&limit=…&continue=…)
+
+export const STATE_SECTIONS = ['services', 'frontends', 'pools', 'l2', 'bgp', 'problems', 'config'] as const;
+export type StateSection = (typeof STATE_SECTIONS)[number];
+/** The sections that can be long (one entry per service, frontend or address) and come in pages. */
+export const LIST_SECTIONS: readonly StateSection[] = ['services', 'frontends', 'l2'];
+/** Entries of a list section per response unless `limit` says otherwise, and the most `limit` may ask for. */
+export const DEFAULT_PAGE = 1000;
+export const MAX_PAGE = 10_000;
+export const MAX_NOT_PROGRAMMED = 100;
+
+export interface StateQuery {
+  sections: ReadonlySet<StateSection>;
+  limit: number;
+  /** Continue a list section after this key (the others are not filled). */
+  after?: { section: StateSection; key: string };
+}
+
+export class StateQueryError extends Error {}
+
+/** `?sections=a,b&limit=N&continue=T` → what to build; throws a StateQueryError naming the parameter at fault. */
+export function parseStateQuery(q: URLSearchParams): StateQuery {
+  const raw = q.get('sections');
+  const sections = new Set<StateSection>();
+  for (const name of raw ? raw.split(',').map((x) => x.trim()).filter(Boolean) : STATE_SECTIONS) {
+    if (!(STATE_SECTIONS as readonly string[]).includes(name)) throw new StateQueryError(`sections: unknown section "${name}" (${STATE_SECTIONS.join(', ')})`);
+    sections.add(name as StateSection);
+  }
+  const limitText = q.get('limit');
+  const limit = limitText === null ? DEFAULT_PAGE : Number(limitText);
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new StateQueryError(`limit: "${limitText}" must be an integer from 1 to ${MAX_PAGE}`);
+  const token = q.get('continue');
+  if (!token) return { sections, limit };
+  let after: StateQuery['after'];
+  try {
+    const t = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { s?: unknown; k?: unknown };
+    if (typeof t.s === 'string' && LIST_SECTIONS.includes(t.s as StateSection) && typeof t.k === 'string') after = { section: t.s as StateSection, key: t.k };
+  } catch {
+    after = undefined;
+  }
+  if (!after) throw new StateQueryError('continue: not a token this agent handed out');
+  return { sections: new Set([after.section]), limit, after };
+}
+
+export function continueToken(section: StateSection, key: string): string {
+  return Buffer.from(JSON.stringify({ s: section, k: key })).toString('base64url');
+}
+
+/**
+ * One page of a list already in key order: the entries after `after` (when
+ * it continues this section), at most `limit`, and the token for the next.
+ */
+export function pageOf<T>(section: StateSection, items: readonly T[], keyOf: (item: T) => string, q: StateQuery): { items: T[]; next?: string } {
+  let start = 0;
+  if (q.after?.section === section) {
+    const after = q.after.key;
+    // Binary search: items are sorted by key.
+    let lo = 0;
+    let hi = items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (keyOf(items[mid]!) <= after) lo = mid + 1;
+      else hi = mid;
+    }
+    start = lo;
+  }
+  const page = items.slice(start, start + q.limit);
+  const more = start + q.limit < items.length;
+  return { items: page, ...(more ? { next: continueToken(section, keyOf(page[page.length - 1]!)) } : {}) };
 }
 
 /** GET /v1/conntrack: flows in the data path, as `pharos bpf ct list` shows them. */

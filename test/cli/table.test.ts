@@ -10,7 +10,7 @@ t.test('tables align like kubectl', async (t) => {
 
 t.test('multi-line cells as in cilium service list', async (t) => {
   const rows = serviceRows([{
-    id: 1, service: 'default/echo', kind: 'LoadBalancer', address: '198.51.100.10', port: 80, protocol: 'TCP',
+    id: 1, service: 'default/echo', kind: 'LoadBalancer', address: '198.51.100.10', port: 80, protocol: 'TCP', programmed: true,
     backends: [
       { id: 1, address: '203.0.113.11', port: 8080, weight: 1, state: 'active' },
       { id: 2, address: '2001:db8::5', port: 8080, weight: 1, state: 'terminating' },
