@@ -690,6 +690,8 @@ export class Agent {
       services = page('services', keys, (k) => k).map((key) => {
         const svc = snap.services.get(key)!;
         const cond = svc.status.conditions.find((c) => c.type === IPAM_CONDITION);
+        const dp = this.datapathCtl?.status(key);
+        const problem = dp?.problems.find((p) => p.blocking);
         return {
           key,
           type: svc.type,
@@ -698,6 +700,12 @@ export class Agent {
           externalIPs: svc.externalIPs,
           ports: svc.ports.map((p) => `${p.port}/${p.protocol}`),
           ...(cond ? { ipam: { status: cond.status, reason: cond.reason, message: cond.message } } : {}),
+          ...(dp ? {
+            datapath: {
+              programmed: dp.programmed >= dp.frontends, frontends: dp.frontends, programmedFrontends: dp.programmed,
+              ...(problem ? { reason: problem.reason, message: problem.message } : {}),
+            },
+          } : {}),
         };
       });
     }

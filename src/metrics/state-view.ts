@@ -56,6 +56,8 @@ export interface ServiceView {
   externalIPs: string[];
   ports: string[];
   ipam?: { status: string; reason: string; message: string };
+  /** Whether this node's data path carries every frontend of the service (absent: it has none yet). */
+  datapath?: { programmed: boolean; frontends: number; programmedFrontends: number; reason?: string; message?: string };
 }
 
 export interface PoolView {
