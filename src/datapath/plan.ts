@@ -27,6 +27,7 @@
  * frontend moves to a new table by one update of its value (table id and
  * size travel together), so tables are never written while in use.
  */
+import { createHash } from 'node:crypto';
 import {
   encodeSourceRangeKey, familyOf, FE_AFFINITY, FE_LOCAL_ONLY, FE_RESET_ON_REMOVE, FE_SOURCE_RANGES, type FrontendValue,
 } from './abi.js';
@@ -255,10 +256,10 @@ export class DatapathPlanner {
   private readonly frontendIds: IdAllocator;
   private readonly backendIds: IdAllocator;
   private readonly tableIds: IdAllocator;
-  /** Claims: frontend key → service → its desired frontend. */
-  private readonly claims = new Map<string, Map<string, Frontend>>();
-  /** Current frontends of each service, by key (validated ones), and its invalid ones. */
-  private readonly byService = new Map<string, Map<string, Frontend>>();
+  /** Claims: frontend key → the services that ask for it, with their desired frontend. */
+  private readonly claims = new Claims();
+  /** Current frontends of each service (validated ones, keys unique), and its invalid ones. */
+  private readonly byService = new Map<string, Frontend[]>();
   private readonly invalid = new Map<string, FrontendProblem[]>();
   /** Problems by frontend key (blocking or warnings), owner's service. */
   private readonly problems = new Map<string, FrontendProblem[]>();
@@ -382,8 +383,9 @@ export class DatapathPlanner {
   // ------------------------------------------------------------ claims
 
   private setService(svc: string, list: readonly Frontend[], affected: Set<string>, pass: PlanPass): void {
-    const previous = this.byService.get(svc) ?? new Map<string, Frontend>();
-    const next = new Map<string, Frontend>();
+    const previous = this.byService.get(svc) ?? NO_FRONTENDS;
+    const next: Frontend[] = [];
+    const keys = new Set<string>();
     const invalid: FrontendProblem[] = [];
     for (const f of list) {
       const key = frontendKeyString(f);
@@ -392,22 +394,22 @@ export class DatapathPlanner {
         invalid.push(problem);
         continue;
       }
-      if (!next.has(key)) next.set(key, f);
+      if (keys.has(key)) continue;
+      keys.add(key);
+      next.push(f);
     }
-    for (const key of previous.keys()) {
-      if (next.has(key)) continue;
-      const claimants = this.claims.get(key);
-      claimants?.delete(svc);
-      if (claimants?.size === 0) this.claims.delete(key);
+    for (const f of previous) {
+      const key = frontendKeyString(f);
+      if (keys.has(key)) continue;
+      this.claims.remove(key, svc);
       affected.add(key);
     }
-    for (const [key, f] of next) {
-      let claimants = this.claims.get(key);
-      if (!claimants) this.claims.set(key, (claimants = new Map()));
-      claimants.set(svc, f);
+    for (const f of next) {
+      const key = frontendKeyString(f);
+      this.claims.add(key, f);
       affected.add(key);
     }
-    if (next.size > 0) this.byService.set(svc, next);
+    if (next.length > 0) this.byService.set(svc, next);
     else this.byService.delete(svc);
     if (invalid.length > 0) this.invalid.set(svc, invalid);
     else this.invalid.delete(svc);
@@ -417,16 +419,14 @@ export class DatapathPlanner {
 
   /** The service that owns a frontend key: the one programmed with it while it still claims it, else the first claimant by name. */
   private ownerOf(key: string): string | undefined {
-    const claimants = this.claims.get(key);
-    if (!claimants || claimants.size === 0) return undefined;
     const current = this.frontends.get(key)?.service;
-    if (current && claimants.has(current)) return current;
-    return [...claimants.keys()].sort()[0];
+    if (current && this.claims.of(key, current)) return current;
+    return this.claims.first(key)?.service;
   }
 
   private wantedFor(key: string): Frontend | undefined {
     const owner = this.ownerOf(key);
-    return owner === undefined ? undefined : this.claims.get(key)!.get(owner);
+    return owner === undefined ? undefined : this.claims.of(key, owner);
   }
 
   // ------------------------------------------------------------ one frontend
@@ -434,12 +434,12 @@ export class DatapathPlanner {
   private planFrontend(key: string, pass: PlanPass): void {
     const cur = this.frontends.get(key);
     const want = this.wantedFor(key);
-    const claimants = this.claims.get(key);
-    for (const svc of claimants?.keys() ?? []) pass.ops.services.add(svc);
+    const claimants = this.claims.all(key);
+    for (const c of claimants) pass.ops.services.add(c.service);
     if (cur?.service) pass.ops.services.add(cur.service);
     const problems: FrontendProblem[] = [];
-    if (want && claimants && claimants.size > 1) {
-      for (const other of claimants.keys()) {
+    if (want && claimants.length > 1) {
+      for (const { service: other } of claimants) {
         if (other === want.service) continue;
         this.addProblem(key, other, { reason: 'FrontendConflict', message: `frontend ${key} is also claimed by ${want.service}, which keeps it`, blocking: true });
       }
@@ -487,7 +487,8 @@ export class DatapathPlanner {
       try {
         const size = maglevTableSize(eligible.length, this.opts.maglev);
         const members = eligible.map((b) => ({ key: backendKeyString(b), weight: b.weight })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-        tableSig = `${size.m}#${members.map((m) => `${m.key}*${m.weight}`).join(',')}`;
+        // A digest of M and the members names the table (the member list itself is ~200 bytes a table, kept 10,000 times).
+        tableSig = createHash('sha1').update(`${size.m}#${members.map((m) => `${m.key}*${m.weight}`).join(',')}`).digest('base64');
         table = this.acquireTable(tableSig, size.m, members, cur, pass, size.fullRatio);
         if (!table) {
           problems.push({ object: key, service: want.service, reason: 'TableMapFull', map: 'ph_maglev', blocking: true, message: `Maglev table map full (${this.tableIds.capacity} tables): ${key} keeps its previous table` });
@@ -747,8 +748,7 @@ export class DatapathPlanner {
   private clearProblems(key: string, owner: string | undefined): void {
     const list = this.problems.get(key);
     if (!list) return;
-    const claimants = this.claims.get(key);
-    const keep = list.filter((p) => p.service !== owner && claimants?.has(p.service) && p.reason === 'FrontendConflict');
+    const keep = list.filter((p) => p.service !== owner && this.claims.of(key, p.service) !== undefined && p.reason === 'FrontendConflict');
     if (keep.length > 0) this.problems.set(key, keep);
     else this.problems.delete(key);
   }
@@ -772,13 +772,13 @@ export class DatapathPlanner {
     const mine = this.byService.get(service);
     const problems: FrontendProblem[] = [...(this.invalid.get(service) ?? [])];
     let programmed = 0;
-    for (const key of mine?.keys() ?? []) {
+    for (const key of (mine ?? NO_FRONTENDS).map(frontendKeyString)) {
       const own = (this.problems.get(key) ?? []).filter((p) => p.service === service);
       problems.push(...own);
       const f = this.frontends.get(key);
       if (f && f.service === service && !own.some((p) => p.blocking)) programmed++;
     }
-    return { frontends: (mine?.size ?? 0) + (this.invalid.get(service)?.length ?? 0), programmed, problems };
+    return { frontends: (mine?.length ?? 0) + (this.invalid.get(service)?.length ?? 0), programmed, problems };
   }
 
   /** Every service with a blocking problem, with its status (for `pharos status` and metrics). */
@@ -795,15 +795,15 @@ export class DatapathPlanner {
 
   claimedFrontends(): number {
     let n = 0;
-    for (const map of this.byService.values()) n += map.size;
+    for (const list of this.byService.values()) n += list.length;
     return n;
   }
 
   /** Every frontend services ask for, with what is programmed for it (undefined: not in the data path). */
   *desired(): Iterable<{ frontend: Frontend; programmed?: ProgrammedFrontend }> {
-    for (const [svc, map] of this.byService) {
-      for (const [key, f] of map) {
-        const p = this.frontends.get(key);
+    for (const [svc, list] of this.byService) {
+      for (const f of list) {
+        const p = this.frontends.get(frontendKeyString(f));
         yield p && p.service === svc ? { frontend: f, programmed: p } : { frontend: f };
       }
     }
@@ -831,6 +831,58 @@ export class DatapathPlanner {
     ]);
   }
 }
+
+/**
+ * Which services claim each frontend key. Nearly every key has exactly one
+ * claimant, stored as its Frontend (which names its service); a Map only
+ * for the rare shared key (10,000 one-entry Maps cost megabytes).
+ */
+class Claims {
+  private readonly byKey = new Map<string, Frontend | Map<string, Frontend>>();
+
+  has(key: string): boolean {
+    return this.byKey.has(key);
+  }
+
+  add(key: string, f: Frontend): void {
+    const cur = this.byKey.get(key);
+    if (cur === undefined || (!(cur instanceof Map) && cur.service === f.service)) this.byKey.set(key, f);
+    else if (cur instanceof Map) cur.set(f.service, f);
+    else this.byKey.set(key, new Map([[cur.service, cur], [f.service, f]]));
+  }
+
+  remove(key: string, service: string): void {
+    const cur = this.byKey.get(key);
+    if (cur === undefined) return;
+    if (!(cur instanceof Map)) {
+      if (cur.service === service) this.byKey.delete(key);
+      return;
+    }
+    cur.delete(service);
+    if (cur.size === 1) this.byKey.set(key, cur.values().next().value!);
+    else if (cur.size === 0) this.byKey.delete(key);
+  }
+
+  of(key: string, service: string): Frontend | undefined {
+    const cur = this.byKey.get(key);
+    if (cur === undefined) return undefined;
+    return cur instanceof Map ? cur.get(service) : cur.service === service ? cur : undefined;
+  }
+
+  /** The claimant first by service name. */
+  first(key: string): Frontend | undefined {
+    const cur = this.byKey.get(key);
+    if (cur === undefined || !(cur instanceof Map)) return cur;
+    return [...cur.values()].sort((a, b) => (a.service < b.service ? -1 : a.service > b.service ? 1 : 0))[0];
+  }
+
+  all(key: string): Frontend[] {
+    const cur = this.byKey.get(key);
+    return cur === undefined ? [] : cur instanceof Map ? [...cur.values()] : [cur];
+  }
+}
+
+const NO_FRONTENDS: Frontend[] = [];
 
 /** Shared empty sets: most frontends have no source ranges and no affinity (20,000 empty Sets otherwise). */
 const NO_KEYS: Set<string> = new Set();
