@@ -12,6 +12,7 @@
  * and counted; the others still run, and what already serves keeps serving.
  */
 import { mkdirSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import { localAddresses, readInterfaces } from './interfaces.js';
@@ -29,7 +30,7 @@ import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
 import type { ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
-import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeLiveness, protoName, u32Key } from '../datapath/abi.js';
+import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeLiveness, MAP, protoName, SIZE, u32Key } from '../datapath/abi.js';
 import type { ConntrackView } from '../metrics/state-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
@@ -59,6 +60,8 @@ const HEARTBEAT_MS = 500;
 /** How often JavaScript tells that thread it is alive, and how long it may stay silent before the stamp stops. */
 const PET_MS = 250;
 const LIVENESS_WATCHDOG_MS = 10_000;
+/** Manifests mode: how long after a clean stop the responder keeps answering (a restart takes a few seconds). */
+const STOP_GRACE_MS = 10_000;
 const RECONCILE_DEBOUNCE_MS = 2;
 /** Condition on a Service whose frontends are not all in the data path (written only once it fails, then kept up to date). */
 export const DATAPATH_CONDITION = 'lb.pharos.io/DataPathProgrammed';
@@ -169,6 +172,9 @@ export class Agent {
         throw new AgentStartError(`--interfaces: interface "${name}" does not exist in this network namespace`);
       }
     }
+    // A restart in manifests mode: the previous agent's responder entries are pinned and still right;
+    // keep them answered while this agent loads (verifying the programs takes seconds).
+    if (!this.kubernetes) this.startEarlyLivenessKeeper(join(cfg.pinDir, MAP.liveness));
     // With leases, the responder must fall silent before another node may take over:
     // the stamp is the send time of the last node-lease renewal, its age limit below the lease.
     const livenessMaxMs = this.kubernetes
@@ -457,12 +463,30 @@ export class Agent {
    * lease renewal instead: answering must stop before others may take over.)
    */
   private startLivenessKeeper(): void {
+    if (this.keeper) return; // started early on the pinned map: the same map
     try {
       this.keeper = this.addon!.livenessKeeper(this.datapath!.maps.liveness.fd, HEARTBEAT_MS, LIVENESS_WATCHDOG_MS);
       this.heartbeat = setInterval(() => this.keeper?.pet(), PET_MS);
     } catch (err) {
       this.log.warn('native liveness thread not started; the event loop refreshes the stamp', { error: (err as Error).message });
       this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
+    }
+  }
+
+  /** The keeper on a pinned ph_liveness left by a previous agent, before this one has loaded anything. */
+  private startEarlyLivenessKeeper(path: string): void {
+    if (!existsSync(path)) return;
+    try {
+      const map = this.addon!.openPinnedMap(path);
+      try {
+        if (map.type !== 'array' || map.valueSize !== SIZE.liveness) return;
+        this.keeper = this.addon!.livenessKeeper(map.fd, HEARTBEAT_MS, LIVENESS_WATCHDOG_MS);
+        this.heartbeat = setInterval(() => this.keeper?.pet(), PET_MS);
+      } finally {
+        map.close(); // the keeper works on its own duplicate of the fd
+      }
+    } catch (err) {
+      this.log.warn('could not refresh the pinned liveness stamp early', { error: (err as Error).message });
     }
   }
 
@@ -789,6 +813,15 @@ export class Agent {
     await this.reconciling;
     clearInterval(this.heartbeat);
     this.keeper?.stop();
+    if (!this.kubernetes) {
+      // Manifests mode: answer a while longer, so a restart (stop, load, attach) leaves no gap; a stamp
+      // in the future counts as fresh until it is --responder-max-age old (responder.h).
+      try {
+        this.sync?.touchLiveness(process.hrtime.bigint() + BigInt(STOP_GRACE_MS) * 1_000_000n);
+      } catch {
+        // The maps may be gone already; the stamp then ages out as it would.
+      }
+    }
     await Promise.all([...this.controllers].reverse().map(async (c) => {
       try {
         await c.stop();

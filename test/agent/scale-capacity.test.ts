@@ -188,3 +188,47 @@ t.test('capacity at a few hundred services: refused is reported and not announce
   const maxDelay = await metric(lab, 'pharos_event_loop_delay_max_seconds');
   t.ok(maxDelay !== undefined && maxDelay < 1, `event loop never held for a second (worst of the last 10 s: ${maxDelay?.toFixed(3)} s)`);
 });
+
+t.test('a restart leaves no gap in ARP answers: clean (SIGTERM) and crashed (SIGKILL), agent started again at once', { skip: privilegedUnavailable() }, async (t) => {
+  const lab = await withLab(t, 'phr');
+  const work = mkdtempSync(join(tmpdir(), 'phr-'));
+  const pinDir = '/run/pharos/bpffs/phr-lb';
+  t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(pinDir); });
+  removePins(pinDir);
+  await lab.addNamespace('client');
+  await lab.addNamespace('lb', { forwarding: true });
+  await lab.addLink({ ns: 'client', ifname: 'eth0', addrs: ['198.51.100.1/24'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.51.100.2/24'] });
+  await lab.exec('client', ['ip', 'route', 'add', '198.18.0.0/22', 'dev', 'eth0']);
+  await lab.attachXdpPass('client', 'eth0');
+  const dir = join(work, 'manifests');
+  await lab.exec('lb', ['mkdir', '-p', dir]);
+  writeFileSync(join(dir, '00-header.yaml'), HEADER);
+  writeFileSync(join(dir, '01-probe.yaml'), service('probe', 3, 1));
+  writeServices(dir, 's', 0, 50);
+  const start = () => {
+    const a = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'phr-lb', '--interfaces', 'eth0',
+      '--state-dir', join(work, 'state'), '--pin-dir', pinDir, '--http', HTTP, '--no-socket-lb']);
+    a.stderr?.resume();
+    a.stdout?.resume();
+    t.teardown(() => { if (a.exitCode === null) a.kill('SIGKILL'); });
+    return a;
+  };
+  let agent = start();
+  const vip = await addressOf(lab, 'scale/probe');
+  await waitFor('the probe VIP answered', 30_000, async () => ((await answers(lab, vip)) ? true : undefined));
+
+  for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+    // 8 s of probes every 100 ms, with the restart in the middle of them.
+    const probe = lab.exec('client', ['arping', '-D', '-i', 'eth0', '-c', '80', '-W', '0.1', vip], { allowFail: true, timeoutMs: 30_000 });
+    await new Promise((r) => setTimeout(r, 1000));
+    const exited = new Promise((r) => agent.once('exit', r));
+    agent.kill(signal);
+    await exited;
+    agent = start();
+    const out = (await probe).stdout;
+    const lost = (out.match(/\./g) ?? []).length;
+    t.equal((out.match(/!/g) ?? []).length + lost, 80, `${signal}: every probe accounted for`);
+    t.equal(lost, 0, `${signal}: no ARP probe lost while the agent restarted`);
+    await waitFor('the restarted agent serves', 30_000, async () => ((await state(lab, 'sections=pools').catch(() => undefined))?.ready ? true : undefined));
+  }
+});
