@@ -99,8 +99,9 @@ export class DatapathController {
       if (dirty.size === 0) this.merge(total, await this.opts.sync.applyServicesAsync(new Map()));
       else await this.inBatches(dirty, (key) => frontendsOf(snap.services.get(key), () => slicesOf(key)), total);
     }
-    await this.opts.sync.flushTableRemovals();
     this.report(total, full);
+    // Removed tables cleared and spares published for the next change, in one outer update (after the report: off the edit's path).
+    await this.opts.sync.maintainTables();
     if (this.opts.sync.wantsRetry) this.opts.requestPass?.();
   }
 

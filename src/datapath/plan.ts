@@ -126,6 +126,17 @@ export interface TableOp {
   m: number;
   /** Backend id per slot (M entries). */
   slots: Uint32Array;
+  /** The id is a spare the executor published ahead (empty, referenced by no frontend): fill it in place, no publish. */
+  spare?: boolean;
+}
+
+/**
+ * Empty tables published ahead of need, by size (sync.ts keeps them): a new
+ * table then costs a memcpy instead of a publish, which waits an RCU grace
+ * period (~12 ms) — most of a single edit's latency otherwise.
+ */
+export interface SpareTables {
+  take(m: number): number | undefined;
 }
 
 export interface FrontendOp {
@@ -632,12 +643,30 @@ export class DatapathPlanner {
         return t;
       }
     }
-    const id = this.tableIds.take();
+    const spare = this.spares?.take(m);
+    const id = spare ?? this.tableIds.take();
     if (id === undefined) return undefined;
     const t: Table = { id, m, refs: 1, published: true };
     this.tables.set(sig, t);
-    pass.ops.addTables.push({ id, m, slots });
+    pass.ops.addTables.push({ id, m, slots, ...(spare !== undefined ? { spare: true } : {}) });
     return t;
+  }
+
+  /** Where spare tables come from (their ids are reserved with reserveTableId). */
+  useSpares(spares: SpareTables): void {
+    this.spares = spares;
+  }
+
+  private spares?: SpareTables;
+
+  /** An id for a spare table (in use from now on); undefined when the table map is full. */
+  reserveTableId(): number | undefined {
+    return this.tableIds.take();
+  }
+
+  /** A spare that was never used goes back (its slot is cleared by the executor). */
+  releaseTableId(id: number): void {
+    this.tableIds.release(id);
   }
 
   private buildSlots(members: Array<{ key: string; weight: number }>, m: number, fullRatio: boolean): Uint32Array {

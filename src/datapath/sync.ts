@@ -37,6 +37,9 @@ export { frontendKeyString, backendKeyString, DEFAULT_AFFINITY_TIMEOUT_S } from 
 const BPF_F_INNER_MAP = 1 << 12;
 const BPF_F_MMAPABLE = 1 << 10;
 const TABLE_FLAGS = BPF_F_INNER_MAP | BPF_F_MMAPABLE;
+/** Spare tables kept per size in use, and how long a size counts as in use after it was last needed. */
+const SPARES_PER_SIZE = 4;
+const SPARE_SIZE_IDLE_MS = 10 * 60_000;
 
 // ---------------------------------------------------------------- the view (what is in the maps)
 
@@ -108,13 +111,90 @@ export class DatapathSync {
   }
 
   private newPlanner(): DatapathPlanner {
-    return new DatapathPlanner({
+    const planner = new DatapathPlanner({
       maglev: this.opts.maglev ?? { max: DEFAULT_MAGLEV_MAX_M },
       maxFrontends: this.maps.frontends.maxEntries,
       maxBackends: this.maps.backends.maxEntries,
       maxTables: this.maps.maglev.maxEntries,
     });
+    // Spares of an earlier planner are strays to this one (a restart): drop them, the full pass clears their slots.
+    for (const list of this.spares.values()) for (const s of list) s.map.close();
+    this.spares.clear();
+    planner.useSpares({ take: (m) => this.takeSpare(m) });
+    return planner;
   }
+
+  // ------------------------------------------------------------ spare tables
+
+  /** Published, empty tables by size, ready to be filled in place (see plan.ts SpareTables). */
+  private readonly spares = new Map<number, Array<{ id: number; map: BpfMap }>>();
+  /** Spares taken by a plan and not filled yet, by id. */
+  private readonly takenSpares = new Map<number, BpfMap>();
+  /** When each table size was last needed: sizes in use keep spares. */
+  private readonly sizeLastUsed = new Map<number, number>();
+
+  private takeSpare(m: number): number | undefined {
+    this.sizeLastUsed.set(m, Date.now());
+    const s = this.spares.get(m)?.pop();
+    if (!s) return undefined;
+    this.takenSpares.set(s.id, s.map);
+    return s.id;
+  }
+
+  /**
+   * Between passes, off the critical path: clear the slots of tables no
+   * frontend uses any more, and publish SPARES_PER_SIZE empty tables for
+   * each size needed lately, all in one outer update on a worker thread
+   * (one RCU grace period), so the next change fills a table in place.
+   */
+  async maintainTables(): Promise<void> {
+    const keys: Buffer[] = [];
+    const fds: Buffer[] = [];
+    const created: Array<{ id: number; m: number; map: BpfMap }> = [];
+    const now = Date.now();
+    for (const [m, at] of this.sizeLastUsed) {
+      if (now - at > SPARE_SIZE_IDLE_MS) {
+        this.sizeLastUsed.delete(m);
+        continue;
+      }
+      const have = this.spares.get(m)?.length ?? 0;
+      for (let i = have; i < SPARES_PER_SIZE; i++) {
+        const id = this.planner.reserveTableId();
+        if (id === undefined) break;
+        try {
+          const map = this.addon.createMap('array', 4, 8, maglevTableElements(m), { name: `ph_mg_${id}`.slice(0, 15), flags: TABLE_FLAGS });
+          created.push({ id, m, map });
+          keys.push(u32Key(id));
+          fds.push(u32Key(map.fd));
+          this.pendingTableRemovals.delete(id);
+        } catch {
+          this.planner.releaseTableId(id);
+          break;
+        }
+      }
+    }
+    this.takeTableRemovals(keys, fds);
+    if (keys.length === 0) return;
+    let done = 0;
+    try {
+      done = await this.maps.maglev.updateBatchAsync(Buffer.concat(keys), Buffer.concat(fds), keys.length);
+    } catch {
+      done = 0;
+    }
+    for (let i = 0; i < created.length; i++) {
+      const c = created[i]!;
+      if (i < done) {
+        const list = this.spares.get(c.m) ?? [];
+        list.push({ id: c.id, map: c.map });
+        this.spares.set(c.m, list);
+      } else {
+        c.map.close();
+        this.planner.releaseTableId(c.id);
+      }
+    }
+    for (let i = created.length; i < keys.length; i++) if (i >= done) this.pendingTableRemovals.add(keys[i]!.readUInt32LE(0));
+  }
+
 
   /** Re-adopt what the maps hold (a restart): frontends, backends, tables, ranges, members. Apply everything next. */
   readState(): View {
@@ -418,6 +498,22 @@ export class DatapathSync {
     const fds: Buffer[] = [];
     const inners: BpfMap[] = [];
     for (const t of ops.addTables) {
+      const spare = t.spare ? this.takenSpares.get(t.id) : undefined;
+      if (spare) {
+        // Published already and referenced by no frontend until this pass writes one: fill it in place.
+        this.takenSpares.delete(t.id);
+        try {
+          spare.writeMmapped(encodeMaglevTable(t.slots));
+          result.tablesPublished++;
+        } catch (err) {
+          failedTables.add(t.id);
+          this.planner.tableFailed(t.id);
+          this.noteRefusal(`Maglev table ${t.id}`, 'ph_maglev', err);
+        } finally {
+          spare.close();
+        }
+        continue;
+      }
       try {
         const n = maglevTableElements(t.m);
         const inner = this.addon.createMap('array', 4, 8, n, { name: `ph_mg_${t.id}`.slice(0, 15), flags: TABLE_FLAGS });
