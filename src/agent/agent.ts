@@ -25,7 +25,7 @@ import type { Service } from '../model/types.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
 import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../datapath/libbpf.js';
-import { loadDatapath, type LoadedDatapath } from '../datapath/loader.js';
+import { loadDatapath, mapMemory, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
 import type { ServiceProgramStatus } from '../datapath/plan.js';
@@ -192,8 +192,14 @@ export class Agent {
       const hint = /EPERM|EACCES/.test(msg) ? ' (needs root or CAP_BPF + CAP_NET_ADMIN)' : '';
       throw new AgentStartError(`data path: ${msg}${hint}`);
     }
-    this.log.info(this.datapath.adopted ? 'data path loaded, pinned maps re-adopted (hitless restart)' : 'data path loaded, maps pinned',
-      { pinDir: cfg.pinDir });
+    const memory = mapMemory(this.datapath.maps);
+    this.log.info(this.datapath.adopted ? 'data path loaded, pinned maps re-adopted (hitless restart)' : 'data path loaded, maps pinned', {
+      pinDir: cfg.pinDir,
+      // Charged to this process's memory cgroup (a DaemonSet's limit must leave room for it); per-CPU maps grow with the CPUs.
+      kernelMemoryMiB: Math.round(memory.reduce((n, m) => n + m.bytes, 0) / 2 ** 20),
+      largest: memory.slice(0, 4).map((m) => `${m.map} ${Math.round(m.bytes / 2 ** 20)} MiB`).join(', '),
+      possibleCpus: this.addon.possibleCpus(),
+    });
     this.sync = new DatapathSync(this.addon, this.datapath.maps, {
       maglev: { max: cfg.maglevMaxTableSize, ...(cfg.maglevTableSize ? { fixed: cfg.maglevTableSize } : {}) },
     });
@@ -521,6 +527,11 @@ export class Agent {
 
   *notProgrammedReasons(): Iterable<string> {
     for (const st of this.datapathCtl?.notProgrammed().values() ?? []) yield st.problems.find((p) => p.blocking)?.reason ?? 'NotProgrammed';
+  }
+
+  mapMemory(): Array<{ map: string; bytes: number }> {
+    if (!this.datapath) return [];
+    return [...mapMemory(this.datapath.maps), ...(this.sync ? [{ map: 'ph_maglev tables', bytes: this.sync.tableMemory() }] : [])];
   }
 
   l2Counts(): { held: number; refused: number; awaitingFirst: number } {

@@ -281,6 +281,27 @@ export function loadDatapath(opts: LoadOptions): LoadedDatapath {
   }
 }
 
+/**
+ * Kernel memory each map holds (the `memlock` the kernel reports in the
+ * map fd's fdinfo), charged to the agent's memory cgroup. Per-CPU maps grow
+ * with the number of possible CPUs: on a 64-CPU node the per-backend
+ * counters of 131,072 backends alone are 128 MiB.
+ */
+export function mapMemory(maps: Partial<Record<MapRole, BpfMap>>): Array<{ map: string; bytes: number }> {
+  const out: Array<{ map: string; bytes: number }> = [];
+  for (const m of Object.values(maps)) {
+    if (!m || m.fd < 0) continue;
+    try {
+      const info = readFileSync(`/proc/self/fdinfo/${m.fd}`, 'utf8');
+      const memlock = /^memlock:\s+(\d+)/m.exec(info);
+      if (memlock) out.push({ map: m.name, bytes: Number(memlock[1]) });
+    } catch {
+      // fdinfo unreadable: the map is left out.
+    }
+  }
+  return out.sort((a, b) => b.bytes - a.bytes);
+}
+
 /** Remove every pinned map of ours under pinDir (drops established flows; for tests and `pharos bpf reset`). */
 export function removePins(pinDir: string): void {
   if (!existsSync(pinDir)) return;

@@ -846,6 +846,13 @@ export class DatapathPlanner {
     };
   }
 
+  /** Tables in use by size M (for their kernel memory). */
+  tableSizes(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const t of this.tables.values()) out.set(t.m, (out.get(t.m) ?? 0) + 1);
+    return out;
+  }
+
   /** Entries of the maps this planner fills, as it wrote them (no map walk). */
   entries(): Map<string, number> {
     let ranges = 0;

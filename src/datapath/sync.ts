@@ -307,6 +307,20 @@ export class DatapathSync {
     return this.planner.notProgrammed();
   }
 
+  /**
+   * Kernel memory of the Maglev tables (inner arrays, not in the outer map's
+   * own memlock): M/2 8-byte elements, page-aligned because the arrays are
+   * mmapable, plus the map itself; spares included.
+   */
+  tableMemory(): number {
+    const page = 4096;
+    const bytesOf = (m: number): number => Math.ceil((maglevTableElements(m) * 8) / page) * page + page;
+    let total = 0;
+    for (const [m, n] of this.planner.tableSizes()) total += n * bytesOf(m);
+    for (const [m, list] of this.spares) total += list.length * bytesOf(m);
+    return total;
+  }
+
   /** Entries of the maps sync fills, as written (for metrics: no map walk). */
   mapEntries(): Map<string, number> {
     const out = this.planner.entries();

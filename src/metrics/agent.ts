@@ -25,6 +25,8 @@ export interface AgentMetricsSource {
   notProgrammedReasons(): Iterable<string>;
   /** (address, interface) pairs answered and announced, refused by the responder map, and waiting for a first announcement. */
   l2Counts(): { held: number; refused: number; awaitingFirst: number };
+  /** Kernel memory of each BPF map (fdinfo memlock), charged to the agent's memory cgroup. */
+  mapMemory(): Iterable<{ map: string; bytes: number }>;
 }
 
 export function registerAgentMetrics(agent: AgentMetricsSource): void {
@@ -87,6 +89,16 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
       },
     });
   }
+  new client.Gauge({
+    name: 'pharos_bpf_map_memory_bytes',
+    help: 'Kernel memory of each BPF map (memlock; per-CPU maps grow with the CPU count), charged to the agent\'s memory cgroup; "ph_maglev tables" is the inner Maglev tables',
+    labelNames: ['map'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const { map, bytes } of agent.mapMemory()) this.set({ map }, bytes);
+    },
+  });
   new client.Counter({
     name: 'pharos_l2_gratuitous_sent_total',
     help: 'Gratuitous ARP rounds and unsolicited neighbour advertisements sent, by family',

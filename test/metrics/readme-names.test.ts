@@ -27,7 +27,7 @@ t.test('every metric the README lists is served', async (t) => {
   t.ok(names.length >= 25, `${names.length} names in the README's Metrics section`);
   registerAgentMetrics({
     counters: { gratuitousSent: { ipv4: 0, ipv6: 0 } }, pools: () => [], unsatisfiedReasons: () => [], notProgrammedReasons: () => [],
-    l2Counts: () => ({ held: 0, refused: 0, awaitingFirst: 0 }),
+    l2Counts: () => ({ held: 0, refused: 0, awaitingFirst: 0 }), mapMemory: () => [],
   });
   const datapath = registerDatapathMetrics({ labels: () => ({ version: 0, frontends: new Map(), backends: new Map() }), mapFull: () => ({}) });
   registerSocketLbMetrics(() => undefined);
