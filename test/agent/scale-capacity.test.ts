@@ -12,7 +12,7 @@
  *   burst of 300 new services and a scrape: not one probe lost, and the
  *   responder's liveness stamp stays fresh.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -102,23 +102,30 @@ async function addressOf(lab: Lab, key: string): Promise<string> {
   });
 }
 
-t.test('capacity at a few hundred services: refused is reported and not announced; room is reused; an unrelated VIP never goes quiet', { skip: privilegedUnavailable() }, async (t) => {
-  const lab = await withLab(t, 'phq');
-  const work = mkdtempSync(join(tmpdir(), 'phq-'));
-  t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(PIN_DIR); });
-  removePins(PIN_DIR);
+/**
+ * A client and an LB namespace on one segment (the VIPs are on it, as an L2
+ * pool's are: the client ARPs for them directly), and a manifests directory
+ * with the pool, the policy and the probe service (its file sorts first).
+ */
+async function scaleLab(t: Test, prefix: string, pinDir: string): Promise<{ lab: Lab; work: string; dir: string }> {
+  const lab = await withLab(t, prefix);
+  const work = mkdtempSync(join(tmpdir(), `${prefix}-`));
+  t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(pinDir); });
+  removePins(pinDir);
   await lab.addNamespace('client');
   await lab.addNamespace('lb', { forwarding: true });
   await lab.addLink({ ns: 'client', ifname: 'eth0', addrs: ['198.51.100.1/24'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.51.100.2/24'] });
-  // The VIPs are on the client's segment (as an L2 pool is): it ARPs for them directly.
   await lab.exec('client', ['ip', 'route', 'add', '198.18.0.0/22', 'dev', 'eth0']);
   await lab.attachXdpPass('client', 'eth0');
-
   const dir = join(work, 'manifests');
   await lab.exec('lb', ['mkdir', '-p', dir]);
   writeFileSync(join(dir, '00-header.yaml'), HEADER);
-  // The probe service first: its file sorts first, so it is among the services that fit.
   writeFileSync(join(dir, '01-probe.yaml'), service('probe', 3, 9999));
+  return { lab, work, dir };
+}
+
+t.test('capacity at a few hundred services: refused is reported and not announced; room is reused; an unrelated VIP never goes quiet', { skip: privilegedUnavailable() }, async (t) => {
+  const { lab, work, dir } = await scaleLab(t, 'phq', PIN_DIR);
   writeServices(dir, 's', 0, SERVICES);
 
   const agent = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'phq-lb', '--interfaces', 'eth0',
@@ -190,20 +197,8 @@ t.test('capacity at a few hundred services: refused is reported and not announce
 });
 
 t.test('a restart leaves no gap in ARP answers: clean (SIGTERM) and crashed (SIGKILL), agent started again at once', { skip: privilegedUnavailable() }, async (t) => {
-  const lab = await withLab(t, 'phr');
-  const work = mkdtempSync(join(tmpdir(), 'phr-'));
   const pinDir = '/run/pharos/bpffs/phr-lb';
-  t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(pinDir); });
-  removePins(pinDir);
-  await lab.addNamespace('client');
-  await lab.addNamespace('lb', { forwarding: true });
-  await lab.addLink({ ns: 'client', ifname: 'eth0', addrs: ['198.51.100.1/24'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.51.100.2/24'] });
-  await lab.exec('client', ['ip', 'route', 'add', '198.18.0.0/22', 'dev', 'eth0']);
-  await lab.attachXdpPass('client', 'eth0');
-  const dir = join(work, 'manifests');
-  await lab.exec('lb', ['mkdir', '-p', dir]);
-  writeFileSync(join(dir, '00-header.yaml'), HEADER);
-  writeFileSync(join(dir, '01-probe.yaml'), service('probe', 3, 1));
+  const { lab, work, dir } = await scaleLab(t, 'phr', pinDir);
   writeServices(dir, 's', 0, 50);
   const start = () => {
     const a = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'phr-lb', '--interfaces', 'eth0',

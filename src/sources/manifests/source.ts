@@ -549,20 +549,8 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
       out.set(
         kind,
         list.map((obj) => {
-          if (obj.meta.creationTimestamp) return obj;
-          const identity = identityOf(obj);
-          seen.add(identity);
-          let created = this.creationTimestamps.get(identity);
-          if (!created) {
-            created = nowText;
-            this.creationTimestamps.set(identity, created);
-            this.creationChanged = true;
-          }
-          const cached = this.stamped.get(obj);
-          if (cached?.meta.creationTimestamp === created) return cached;
-          const stamped = { ...obj, meta: { ...obj.meta, creationTimestamp: created } } as ModelObject;
-          this.stamped.set(obj, stamped);
-          return stamped;
+          if (!obj.meta.creationTimestamp) seen.add(identityOf(obj));
+          return this.stampOne(obj, nowText);
         }),
       );
     }
