@@ -57,6 +57,8 @@ export class Store extends EventEmitter<{ change: [StoreChange[]]; synced: [] }>
   private readonly statusOverlay = new Map<string, Service['status']>();
   private revision = 0;
   private cached?: Snapshot;
+  /** Kinds changed since the last snapshot: only their maps are copied again (a lease renewal must not copy 10,000 services). */
+  private readonly changedKinds = new Set<Kind>();
   private isSynced = false;
 
   /** Insert or replace one object. Emits a change only when something changed. */
@@ -133,26 +135,35 @@ export class Store extends EventEmitter<{ change: [StoreChange[]]; synced: [] }>
     return this.isSynced;
   }
 
+  /**
+   * An immutable view. A kind that did not change since the previous
+   * snapshot keeps the very same map object, so readers can tell at a glance
+   * that nothing of that kind changed (and a lease renewal does not copy
+   * every service).
+   */
   snapshot(): Snapshot {
-    if (!this.cached) {
-      this.cached = {
-        revision: this.revision,
-        services: new Map(this.maps.Service),
-        endpointSlices: new Map(this.maps.EndpointSlice),
-        nodes: new Map(this.maps.Node),
-        pools: new Map(this.maps.LoadBalancerIPPool),
-        l2Policies: new Map(this.maps.L2AnnouncementPolicy),
-        bgpPolicies: new Map(this.maps.BGPPeeringPolicy),
-        leases: new Map(this.maps.Lease),
-        secrets: new Map(this.maps.Secret),
-      };
-    }
+    if (this.cached && this.cached.revision === this.revision) return this.cached;
+    const prev = this.cached;
+    const copy = <K extends Kind>(kind: K, old: ReadonlyMap<string, Extract<ModelObject, { kind: K }>> | undefined) =>
+      old && !this.changedKinds.has(kind) ? old : new Map(this.maps[kind]);
+    this.cached = {
+      revision: this.revision,
+      services: copy('Service', prev?.services),
+      endpointSlices: copy('EndpointSlice', prev?.endpointSlices),
+      nodes: copy('Node', prev?.nodes),
+      pools: copy('LoadBalancerIPPool', prev?.pools),
+      l2Policies: copy('L2AnnouncementPolicy', prev?.l2Policies),
+      bgpPolicies: copy('BGPPeeringPolicy', prev?.bgpPolicies),
+      leases: copy('Lease', prev?.leases),
+      secrets: copy('Secret', prev?.secrets),
+    };
+    this.changedKinds.clear();
     return this.cached;
   }
 
   private bump(changes: StoreChange[]): void {
     this.revision++;
-    this.cached = undefined;
+    for (const c of changes) this.changedKinds.add(c.kind);
     this.emit('change', changes);
   }
 }
