@@ -368,25 +368,6 @@ export class DatapathSync {
     return this.runAsync(this.planner.plan(changes));
   }
 
-  /**
-   * Clears the slots of tables no frontend uses any more (one outer update on
-   * a worker thread). Until then they only cost kernel memory: no frontend
-   * points at them. An array of maps has no batched delete, and each single
-   * delete waits an RCU grace period (~10 ms), so a slot is cleared by
-   * pointing it at a one-element placeholder table, many in one batch.
-   */
-  async flushTableRemovals(): Promise<void> {
-    const keys: Buffer[] = [];
-    const fds: Buffer[] = [];
-    this.takeTableRemovals(keys, fds);
-    if (keys.length === 0) return;
-    try {
-      await this.maps.maglev.updateBatchAsync(Buffer.concat(keys), Buffer.concat(fds), keys.length);
-    } catch {
-      for (const k of keys) this.pendingTableRemovals.add(k.readUInt32LE(0));
-    }
-  }
-
   private flushTableRemovalsSync(): void {
     const keys: Buffer[] = [];
     const fds: Buffer[] = [];
@@ -399,7 +380,13 @@ export class DatapathSync {
     }
   }
 
-  /** Appends the pending removals (placeholder fd) to an outer update, except ids it republishes; returns how many. */
+  /**
+   * Appends the pending removals to an outer update, except ids it
+   * republishes; returns how many. A slot is cleared by pointing it at a
+   * one-element placeholder table: an array of maps has no batched delete,
+   * and each single delete waits an RCU grace period (~10 ms). Until then a
+   * removed table only costs kernel memory: no frontend points at it.
+   */
   private takeTableRemovals(keys: Buffer[], fds: Buffer[]): number {
     if (this.pendingTableRemovals.size === 0) return 0;
     const publishing = new Set(keys.map((k) => k.readUInt32LE(0)));
