@@ -57,6 +57,15 @@ function sameWrite(a: WrittenService | undefined, b: WrittenService): boolean {
   return !!a && a.ingress.length === b.ingress.length && a.ingress.every((ip, i) => ip === b.ingress[i]) && sameCondition(a.condition, b.condition);
 }
 
+/** How long the write loop may hold the event loop before it yields. */
+const WRITE_SLICE_MS = 8;
+
+/** The same service but for its status: every other field is the very same value (a store status overlay makes such copies). */
+function onlyStatusChanged(a: Service, b: Service): boolean {
+  for (const k of Object.keys(b) as Array<keyof Service>) if (k !== 'status' && a[k] !== b[k]) return false;
+  return Object.keys(a).length === Object.keys(b).length;
+}
+
 function observed(svc: Service): WrittenService {
   return { ingress: svc.status.ingress.map((i) => i.ip), condition: svc.status.conditions.find((c) => c.type === IPAM_CONDITION) ?? null };
 }
@@ -146,7 +155,11 @@ export class IpamController {
       }
       const upserted: Service[] = [];
       for (const [key, svc] of snapshot.services) {
-        if (this.seenServices.get(key) === svc) continue;
+        const seen = this.seenServices.get(key);
+        if (seen === svc) continue;
+        // Our own status write comes back as a changed service (a copy with the new status, everything else the same
+        // objects): nothing to allocate, and 10,000 of them at start would be 10,000 upserts for nothing.
+        if (seen && onlyStatusChanged(seen, svc) && sameWrite(this.writtenServices.get(key), observed(svc))) continue;
         changedServices.add(key);
         if (!poolsChanged) upserted.push(svc); // else loadAll above already saw it
       }
@@ -164,7 +177,15 @@ export class IpamController {
     this.seenPools = new Map(snapshot.pools);
 
     const report: SyncReport = { servicesWritten: 0, poolsWritten: 0, errors: [] };
-    for (const key of [...serviceKeys].sort()) await this.writeService(key, snapshot.services.get(key), changedServices.has(key), report);
+    let slice = performance.now();
+    for (const key of [...serviceKeys].sort()) {
+      await this.writeService(key, snapshot.services.get(key), changedServices.has(key), report);
+      // Thousands of writes at start: let timers (the liveness pet, lease renewals, scrapes) run every few ms.
+      if (performance.now() - slice > WRITE_SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        slice = performance.now();
+      }
+    }
     for (const name of [...poolNames].sort()) await this.writePool(name, report);
     return report;
   }

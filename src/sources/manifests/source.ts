@@ -82,10 +82,9 @@ function totalMessage(bytes: number, limit: number, budget: number): string {
 }
 const MANIFEST_NAME = /\.(ya?ml|json)$/i;
 
-/** An object as last put in the store, with a digest of its JSON for cheap comparisons. */
+/** An object as last put in the store (its JSON is compared only when a re-read file brings a new instance). */
 interface AppliedObject {
   object: ModelObject;
-  json: string;
 }
 
 interface PersistedState {
@@ -529,9 +528,8 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     const key = objectKey(o.meta);
     const prev = applied.get(key);
     if (prev?.object === o) return;
-    const json = digest(JSON.stringify(o));
-    applied.set(key, { object: o, json });
-    if (prev?.json !== json) this.store.apply(o);
+    applied.set(key, { object: o });
+    if (!prev || JSON.stringify(prev.object) !== JSON.stringify(o)) this.store.apply(o);
   }
 
   private removeApplied(identity: string): void {
@@ -581,10 +579,9 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
         next.set(key, prev);
         continue;
       }
-      // A digest, not the JSON itself: 20,000 objects' JSON would be ~10 MB kept for comparisons.
-      const json = digest(JSON.stringify(o));
-      next.set(key, { object: o, json });
-      if (prev?.json !== json) changed.push(o);
+      next.set(key, { object: o });
+      // Compared by content only when a re-read file brought a new instance (a first scan compares nothing).
+      if (!prev || JSON.stringify(prev.object) !== JSON.stringify(o)) changed.push(o);
     }
     const removed = [...previous.keys()].filter((key) => !next.has(key));
     this.applied.set(kind, next);
