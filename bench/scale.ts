@@ -45,6 +45,10 @@ function cpuModel(): string {
   return `${model}, ${cpus().length} vCPUs`;
 }
 
+function loadNow(): number[] {
+  return loadavg().map((x) => Math.round(x * 100) / 100);
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -89,7 +93,7 @@ async function main(): Promise<number> {
   const report: ScaleReport = {
     runs: [], kernel: release(), cpu: cpuModel(),
     commit: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: PROJECT_ROOT, encoding: 'utf8' }).trim(),
-    started_at: new Date().toISOString(), load_average_start: loadavg().map((x) => Math.round(x * 100) / 100),
+    started_at: new Date().toISOString(), load_average_start: loadNow(), load_average_end: [],
     seed, timeout_scale: timeoutScale, agent_args: agentArgs,
   };
   mkdirSync(values.out, { recursive: true });
@@ -100,6 +104,7 @@ async function main(): Promise<number> {
       timeouts: defaultTimeouts(services, timeoutScale), agentArgs, keepWork: values['keep-work'], log,
     });
     report.runs.push(run);
+    report.load_average_end = loadNow();
     writeFileSync(join(values.out, 'scale.json'), `${JSON.stringify(report, null, 2)}\n`);
     writeFileSync(join(values.out, 'scale.md'), scaleMarkdown(report));
   }

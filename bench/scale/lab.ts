@@ -2,7 +2,7 @@
  * The scale lab: one LB node running `pharos agent` in manifests mode and
  * a client that ARPs one VIP, in two network namespaces.
  *
- *   <p>-client                          <p>-lb
+ *   phsb-client                         phsb-lb
  *   eth0 198.18.0.1/24 ── veth ── eth0 198.18.0.2/24   pharos agent (XDP on eth0), --http 127.0.0.1:9643
  *   native XDP_PASS                    routes to the endpoint ranges via 198.18.0.1
  *   arping → 198.18.0.200 (probe VIP)
@@ -48,7 +48,7 @@ export const AGENT_HTTP = '127.0.0.1:9643';
 const BPFFS = '/run/pharos/bpffs';
 
 export interface ScaleLabOptions {
-  /** Namespace prefix (1-8 lowercase letters/digits); leftovers of it are removed first. */
+  /** Namespace prefix (1-8 lowercase letters/digits; default phsb — not phs, which test/datapath/services-lab and service-fixtures use); leftovers of it are removed first. */
   prefix?: string;
   /** Extra agent flags (e.g. capacity flags once they exist). */
   agentArgs?: string[];
@@ -71,6 +71,8 @@ export interface HttpTiming {
   /** curl's time_total. */
   seconds: number;
   timedOut: boolean;
+  /** Why there was no answer (curl's exit code and message), when there was none. */
+  error?: string;
   body?: string;
 }
 
@@ -104,7 +106,7 @@ export function expectedOf(services: Iterable<ScaleService>): Map<number, Expect
 }
 
 export class ScaleLab {
-  readonly work = mkdtempSync(join(tmpdir(), 'phs-scale-'));
+  readonly work = mkdtempSync(join(tmpdir(), 'phsb-scale-'));
   readonly manifestsDir = join(this.work, 'manifests');
   readonly stateDir = join(this.work, 'state');
   readonly pinDir: string;
@@ -112,6 +114,7 @@ export class ScaleLab {
   readonly sampler = new ProcSampler(250);
   agent?: AgentRun;
   private agentCount = 0;
+  private spawnErrors = '';
   private readonly probes: ArpProbe[] = [];
 
   private constructor(readonly lab: Lab, private readonly opts: ScaleLabOptions) {
@@ -121,7 +124,7 @@ export class ScaleLab {
   }
 
   static async create(opts: ScaleLabOptions = {}): Promise<ScaleLab> {
-    const prefix = opts.prefix ?? 'phs';
+    const prefix = opts.prefix ?? 'phsb';
     if (!existsSync(CLI)) throw new Error(`${CLI} missing: run npm run build first`);
     if (!existsSync(BPFFS)) throw new Error(`${BPFFS} is not there: run deploy/setup.sh (it mounts a bpffs there)`);
     await Lab.cleanup(prefix);
@@ -171,12 +174,14 @@ export class ScaleLab {
     // ip netns exec, setpriv, sh and env all exec: the PID is the agent's own.
     const proc = this.lab.spawn('lb', ['sh', '-c', 'exec "$0" "$@" >>"$PHS_AGENT_LOG" 2>&1', 'env', '-u', 'NODE_OPTIONS', ...args], { env: { PHS_AGENT_LOG: log } });
     const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+    // Before sh's redirect takes over, errors of ip netns exec / setpriv / sh come here.
+    this.spawnErrors = '';
+    proc.stderr?.on('data', (d: Buffer) => { this.spawnErrors = (this.spawnErrors + d.toString()).slice(-4000); });
     const pid = proc.pid!;
-    for (let i = 0; i < 200; i++) {
-      if (readCmdline(pid).includes(CLI) || proc.exitCode !== null) break;
-      await sleep(5);
-    }
-    if (!readCmdline(pid).includes(CLI)) throw new AgentExitedError(`agent did not start (pid ${pid}): ${this.agentLogTail()}`);
+    // The exec chain ends in node itself (argv[0] the node binary, argv[1] the CLI), not ip or sh naming it.
+    const isAgent = (): boolean => readCmdline(pid).startsWith(`${process.execPath} ${CLI} agent`);
+    for (let i = 0; i < 400 && !isAgent() && proc.exitCode === null; i++) await sleep(5);
+    if (!isAgent()) throw new AgentExitedError(`agent did not start (pid ${pid}, ${proc.exitCode === null ? 'still not node after 2 s' : `exited ${proc.exitCode}`}): ${this.spawnErrors.trim() || this.agentLogTail()}`);
     this.sampler.follow(pid);
     this.agent = { pid, startedAt, proc, exited };
     return this.agent;
@@ -220,6 +225,7 @@ export class ScaleLab {
       '--max-time', String(timeoutMs / 1000), `http://${AGENT_HTTP}${path}`], { allowFail: true, timeoutMs: timeoutMs + 10_000 });
     const [code, bytes, seconds] = r.stdout.trim().split(' ').map(Number) as [number, number, number];
     const timing: HttpTiming = { status: code || 0, bytes: bytes || 0, seconds: seconds || 0, timedOut: r.code === 28 || r.code === 124 };
+    if (r.code !== 0) timing.error = `curl exit ${r.code}: ${r.stderr.trim().split('\n').pop() ?? ''}`;
     if (opts.body && existsSync(out)) {
       if (timing.status === 200) timing.body = readFileSync(out, 'utf8');
       rmSync(out, { force: true });
@@ -277,7 +283,7 @@ export class ScaleLab {
   private assertAgentAlive(): void {
     const p = this.agent?.proc;
     if (p && (p.exitCode !== null || p.signalCode !== null)) {
-      throw new AgentExitedError(`agent (pid ${p.pid}) exited ${p.signalCode ?? p.exitCode}:\n${this.agentLogTail()}`);
+      throw new AgentExitedError(`agent (pid ${p.pid}) exited ${p.signalCode ?? p.exitCode}:\n${[this.spawnErrors.trim(), this.agentLogTail()].filter(Boolean).join('\n')}`);
     }
   }
 

@@ -14,6 +14,8 @@ export interface ScaleReport {
   commit: string;
   started_at: string;
   load_average_start: number[];
+  /** After the last run so far: the machine is shared, and a busy one stretches every figure. */
+  load_average_end: number[];
   seed: number;
   timeout_scale: number;
   agent_args: string[];
@@ -79,14 +81,14 @@ export function scaleMarkdown(r: ScaleReport): string {
       `- RSS steady after start / after edits: ${cell(x.rss_steady_after_start_mb)} / ${cell(x.rss_steady_after_edits_mb)} MiB; CPU by phase (s): ${Object.entries(x.cpu_s_by_phase).map(([p, v]) => `${p} ${cell(v)}`).join(', ')}`,
       `- edits: ${x.edits_done} done, ${x.edit_timeouts} timed out${x.edit_frontend_missing ? `, ${x.edit_frontend_missing} saw the frontend missing` : ''}${x.edit_wrong_backend_count ? `, ${x.edit_wrong_backend_count} changed to an unexpected backend count` : ''}`,
       `- responder liveness stamp, largest age seen at a poll (ms): ${Object.entries(x.liveness_max_age_ms_by_phase).map(([p, v]) => `${p} ${cell(v)}`).join(', ')}`,
-      `- /v1/state ${cell(x.state_bytes)} bytes; /metrics misses ${x.metrics_scrape_misses}, skipped ${x.metrics_scrapes_skipped}; run took ${x.total_s} s`,
+      `- /v1/state ${cell(x.state_bytes)} bytes; /metrics misses ${x.metrics_scrape_misses}, skipped ${x.metrics_scrapes_skipped}; run took ${x.total_s} s, 1-minute load average ${x.load_average_1m[0]} → ${x.load_average_1m[1]}`,
     );
     if (x.timeouts.length) detail.push('', 'Misses and timeouts:', '', ...x.timeouts.map((t) => `- ${t}`));
   }
   return [
     `# Scale bench (\`npm run bench:scale\`)`,
     '',
-    `Commit ${r.commit}, ${r.started_at}; Linux ${r.kernel}, ${r.cpu}, load average at the start ${r.load_average_start.map((x) => x.toFixed(1)).join(' ')}; seed ${r.seed}, timeout scale ${r.timeout_scale}${r.agent_args.length ? `, agent flags ${r.agent_args.join(' ')}` : ''}.`,
+    `Commit ${r.commit}, ${r.started_at}; Linux ${r.kernel}, ${r.cpu}, load average at the start ${r.load_average_start.map((x) => x.toFixed(1)).join(' ')}, at the end ${r.load_average_end.map((x) => x.toFixed(1)).join(' ')}; seed ${r.seed}, timeout scale ${r.timeout_scale}${r.agent_args.length ? `, agent flags ${r.agent_args.join(' ')}` : ''}.`,
     'miss = not measured within its bound (see the notes); ✓/✗ against the issue-15 targets at 10,000 services.',
     '',
     head,

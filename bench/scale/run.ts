@@ -23,6 +23,7 @@
  * today's agent an unanswered scrape keeps computing, and stacking more of
  * them would only slow every later phase.
  */
+import { loadavg } from 'node:os';
 import { sleep } from '../../test/support/wait.js';
 import { decodeFrontendValue } from '../../src/datapath/abi.js';
 import type { ArpProbe, ArpWindow } from './arp.js';
@@ -120,6 +121,8 @@ export interface ScaleRun {
   state_bytes: number | null;
   state_misses: number;
   timeouts: string[];
+  /** 1-minute load average when the run started and when it ended (the machine is shared). */
+  load_average_1m: [number, number];
   total_s: number;
   error?: string;
 }
@@ -141,7 +144,7 @@ class MetricsScraper {
     if (r.status === 200 && r.body !== undefined) return r;
     this.misses++;
     this.stuck = true;
-    this.notes.push(`/metrics at ${label}: ${r.timedOut ? `no answer in ${this.timeoutMs / 1000} s` : `status ${r.status}`}; no more /metrics scrapes until the agent restarts`);
+    this.notes.push(`/metrics at ${label}: ${r.timedOut ? `no answer in ${this.timeoutMs / 1000} s` : `status ${r.status}${r.error ? ` (${r.error})` : ''}`}; no more /metrics scrapes until the agent restarts`);
     return undefined;
   }
 
@@ -183,11 +186,11 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     rss_steady_after_start_mb: null, rss_steady_after_edits_mb: null, cpu_s_by_phase: {},
     edits_done: 0, edit_timeouts: 0, edit_frontend_missing: 0, edit_wrong_backend_count: 0,
     liveness_max_age_ms_by_phase: {}, metrics_scrape_misses: 0, metrics_scrapes_skipped: 0, state_bytes: null, state_misses: 0,
-    timeouts, total_s: 0,
+    timeouts, load_average_1m: [round(loadavg()[0], 2)!, 0], total_s: 0,
   };
   const delays: Partial<Record<Phase, PhaseDelay>> = {};
 
-  const lab = await ScaleLab.create({ prefix: o.prefix ?? 'phs', agentArgs: o.agentArgs ?? [], keepWork: o.keepWork ?? false });
+  const lab = await ScaleLab.create({ prefix: o.prefix ?? 'phsb', agentArgs: o.agentArgs ?? [], keepWork: o.keepWork ?? false });
   const scraper = new MetricsScraper(lab, T.httpMs, timeouts);
   let probe: ArpProbe | undefined;
   try {
@@ -267,7 +270,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
       } else {
         stateTimes.push(null);
         run.state_misses++;
-        timeouts.push(`/v1/state ${i + 1}: ${r.timedOut ? `no answer in ${T.httpMs / 1000} s` : `status ${r.status}`}`);
+        timeouts.push(`/v1/state ${i + 1}: ${r.timedOut ? `no answer in ${T.httpMs / 1000} s` : `status ${r.status}${r.error ? ` (${r.error})` : ''}`}`);
       }
       await sleep(1000);
     }
@@ -352,6 +355,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     if (o.keepWork) log(`work directory kept: ${lab.work}`);
     await lab.teardown();
     run.total_s = round((performance.now() - t0) / 1000, 0)!;
+    run.load_average_1m[1] = round(loadavg()[0], 2)!;
   }
   return run;
 }
