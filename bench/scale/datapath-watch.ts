@@ -3,14 +3,14 @@
  * agent's own word): which expected services have their frontend in
  * `ph_frontends` with the expected number of backends, which of their
  * addresses have an entry in `ph_responder`, and the age of the liveness
- * stamp the XDP responder checks (`ph_runtime`). The maps are opened by
+ * stamp the XDP responder checks (`ph_liveness`). The maps are opened by
  * their pins (the native addon), so a read costs one batch lookup and no
  * process of the agent's.
  */
 import { join } from 'node:path';
 import { addon } from '../../src/datapath/libbpf.js';
 import type { BpfMap } from '../../src/datapath/libbpf.js';
-import { MAP, decodeFrontendKey, decodeFrontendValue, decodeResponderKey, decodeRuntime, encodeFrontendKey, u32Key } from '../../src/datapath/abi.js';
+import { MAP, decodeFrontendKey, decodeFrontendValue, decodeLiveness, decodeResponderKey, encodeFrontendKey, u32Key } from '../../src/datapath/abi.js';
 
 export interface ExpectedService {
   /** The service's own port: its frontend is the TCP frontend on this port. */
@@ -35,7 +35,7 @@ export interface ProgrammedCount {
   programmedPorts: Set<number>;
 }
 
-type Maps = { frontends: BpfMap; responder: BpfMap; runtime: BpfMap };
+type Maps = { frontends: BpfMap; responder: BpfMap; liveness: BpfMap };
 
 export class DatapathWatch {
   private maps?: Maps;
@@ -47,7 +47,7 @@ export class DatapathWatch {
     this.close();
     try {
       const open = (name: string): BpfMap => addon().openPinnedMap(join(this.pinDir, name));
-      this.maps = { frontends: open(MAP.frontends), responder: open(MAP.responder), runtime: open(MAP.runtime) };
+      this.maps = { frontends: open(MAP.frontends), responder: open(MAP.responder), liveness: open(MAP.liveness) };
       return true;
     } catch {
       this.close();
@@ -94,9 +94,9 @@ export class DatapathWatch {
   /** Milliseconds since the agent last refreshed the responder's liveness stamp (undefined: never, or no maps). */
   livenessAgeMs(): number | undefined {
     const maps = this.ensure();
-    const v = maps?.runtime.lookup(u32Key(0));
+    const v = maps?.liveness.lookup(u32Key(0));
     if (!v) return undefined;
-    const stamp = decodeRuntime(v).livenessNs;
+    const stamp = decodeLiveness(v);
     if (stamp === 0n) return undefined;
     // Both sides are CLOCK_MONOTONIC (libuv's hrtime; the agent writes process.hrtime.bigint()).
     return Number(process.hrtime.bigint() - stamp) / 1e6;

@@ -77,7 +77,8 @@ t.test('percentile and median: a miss (null) ranks above every value', async (t)
   t.equal(percentile([5, 1, 3], 0.5), 3);
   t.equal(percentile(Array.from({ length: 50 }, (_, i) => i + 1), 0.99), 50, 'nearest rank: p99 of 50 is the largest');
   t.equal(percentile([...Array(49).fill(1), null], 0.99), null, 'one miss in 50 makes p99 unknown');
-  t.equal(median([1, 2, 3, null]), null, 'the upper middle is a miss');
+  t.equal(median([1, 2, null, null]), null, 'the upper middle is a miss');
+  t.equal(median([1, 2, 3, null]), 2.5, 'a miss above the middle does not matter');
   t.equal(median([1, 2, null]), 2);
   t.equal(median([4, 1, 2, 3]), 2.5);
   t.equal(median([]), null);
