@@ -4,24 +4,31 @@
  * `timeouts` (never a hang, never a made-up figure).
  *
  *  1. start     agent spawn → every service in the data path (kernel maps);
- *               ARP window (a): first answer for the probe VIP → programmed
+ *               ARP window (a): first answer for the probe VIP → programmed;
+ *               then the agent settles (under 20% of a core for 2 s: the work
+ *               it still does after the maps are full, e.g. announcing)
  *  2. steady    10 s of VmRSS samples
  *  3. edits     50 one-endpoint edits, each timed from the file's rename to
  *               the change of its frontend's value in ph_frontends (1 ms polls),
- *               ~200 ms apart
+ *               ~200 ms apart; settle
  *  4. steady    10 s of VmRSS samples again
  *  5. scrapes   GET /metrics and GET /v1/state, timed (a few each)
  *  6. burst     300 new services written at once → all of them programmed;
- *               ARP window (b)
+ *               ARP window (b); settle
  *  7. restart   SIGTERM → a new agent on the same pins and state → ready,
  *               everything programmed before is programmed, and the agent
- *               has settled (under 20% of a core for 2 s); ARP window (c)
+ *               has settled; ARP window (c)
+ *
+ * Settling between phases makes each phase start from a steady agent, so an
+ * edit measures an edit and not the tail of the start. ARP losses while
+ * settling are reported too (`arp_lost_elsewhere`).
  *
  * /metrics is scraped at each phase's boundaries for the event-loop delay
- * (bench/scale/prometheus.ts). A scrape that does not answer in time is a
- * miss, and the run scrapes /metrics no more until the agent restarts: on
- * today's agent an unanswered scrape keeps computing, and stacking more of
- * them would only slow every later phase.
+ * (bench/scale/prometheus.ts); a phase's delay covers it up to the settled
+ * agent. A scrape that does not answer in time is a miss; after a miss the
+ * next /metrics scrape waits until /healthz answers (within the HTTP bound)
+ * or is skipped: on today's agent an unanswered scrape keeps computing, and
+ * stacking more of them would only slow every later phase.
  */
 import { loadavg } from 'node:os';
 import { sleep } from '../../test/support/wait.js';
@@ -37,6 +44,8 @@ export interface ScaleTimeouts {
   programmedMs: number;
   burstMs: number;
   restartMs: number;
+  /** Each wait for the agent to settle after a phase. */
+  settleMs: number;
   editMs: number;
   editsPhaseMs: number;
   httpMs: number;
@@ -50,6 +59,7 @@ export function defaultTimeouts(services: number, scale = 1): ScaleTimeouts {
     programmedMs: s(Math.max(300_000, services * 240)),
     burstMs: s(120_000 + services * 60),
     restartMs: s(Math.max(300_000, services * 240)),
+    settleMs: s(Math.max(120_000, services * 60)),
     editMs: s(30_000),
     editsPhaseMs: s(15 * 60_000),
     httpMs: s(30_000),
@@ -101,8 +111,11 @@ export interface ScaleRun {
   arp_lost_by_window: { start: number | null; burst: number | null; restart: number | null };
   arp_probes_by_window: { start: number | null; burst: number | null; restart: number | null };
   arp_longest_outage_ms_by_window: { start: number | null; burst: number | null; restart: number | null };
-  /** Losses outside the three target windows (steady, edits, scrapes), for the record. */
-  arp_lost_elsewhere: { steady: number; edits: number; scrapes: number };
+  /** Losses outside the three target windows, for the record (settle = after a phase's target was met, until the agent settled). */
+  arp_lost_elsewhere: { settle_after_start: number; steady: number; edits: number; scrapes: number; settle_after_burst: number };
+  /** Spawn → the agent settled after the start; burst write → settled after the burst (null: not within settleMs). */
+  settled_after_start_s: number | null;
+  settled_after_burst_s: number | null;
   arp_first_answer_s: number | null;
   programmed: Partial<Record<'start' | 'burst' | 'restart', Omit<ProgrammedCount, 'vipByPort' | 'programmedPorts'> | null>>;
   burst_services: number;
@@ -127,30 +140,44 @@ export interface ScaleRun {
   error?: string;
 }
 
-/** /metrics with the skip-after-a-miss rule. */
+/** /metrics, never stacking a scrape on an unanswered one (see the top of this file). */
 class MetricsScraper {
   misses = 0;
   skipped = 0;
-  private stuck = false;
+  private missed = false;
 
   constructor(private readonly lab: ScaleLab, private readonly timeoutMs: number, private readonly notes: string[]) {}
 
   async scrape(label: string): Promise<HttpTiming | undefined> {
-    if (this.stuck || !this.lab.agentAlive()) {
+    if (!this.lab.agentAlive() || (this.missed && !(await this.responsive()))) {
       this.skipped++;
+      this.notes.push(`/metrics at ${label}: skipped (the agent did not answer /healthz within ${this.timeoutMs / 1000} s after an unanswered scrape)`);
       return undefined;
     }
     const r = await this.lab.http('/metrics', this.timeoutMs, { body: true });
-    if (r.status === 200 && r.body !== undefined) return r;
+    if (r.status === 200 && r.body !== undefined) {
+      this.missed = false;
+      return r;
+    }
     this.misses++;
-    this.stuck = true;
-    this.notes.push(`/metrics at ${label}: ${r.timedOut ? `no answer in ${this.timeoutMs / 1000} s` : `status ${r.status}${r.error ? ` (${r.error})` : ''}`}; no more /metrics scrapes until the agent restarts`);
+    this.missed = true;
+    this.notes.push(`/metrics at ${label}: ${r.timedOut ? `no answer in ${this.timeoutMs / 1000} s` : `status ${r.status}${r.error ? ` (${r.error})` : ''}`}`);
     return undefined;
   }
 
-  /** A new agent process: its /metrics may answer again. */
+  /** /healthz answers within 2 s, tried until the HTTP bound. */
+  private async responsive(): Promise<boolean> {
+    const deadline = performance.now() + this.timeoutMs;
+    for (let i = 0; i < 1000 && performance.now() < deadline && this.lab.agentAlive(); i++) {
+      if ((await this.lab.http('/healthz', 2000)).status === 200) return true;
+      await sleep(500);
+    }
+    return false;
+  }
+
+  /** A new agent process: nothing of the old one's is pending. */
   agentRestarted(): void {
-    this.stuck = false;
+    this.missed = false;
   }
 }
 
@@ -180,7 +207,8 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     arp_lost_by_window: { start: null, burst: null, restart: null },
     arp_probes_by_window: { start: null, burst: null, restart: null },
     arp_longest_outage_ms_by_window: { start: null, burst: null, restart: null },
-    arp_lost_elsewhere: { steady: 0, edits: 0, scrapes: 0 },
+    arp_lost_elsewhere: { settle_after_start: 0, steady: 0, edits: 0, scrapes: 0, settle_after_burst: 0 },
+    settled_after_start_s: null, settled_after_burst_s: null,
     arp_first_answer_s: null, programmed: {}, burst_services: o.burst, burst_to_programmed_s: null,
     restart: { stop_s: 0, killed: false, ready_s: null, programmed_s: null, settled_s: null, target_services: 0 },
     rss_steady_after_start_mb: null, rss_steady_after_edits_mb: null, cpu_s_by_phase: {},
@@ -216,6 +244,10 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     else timeouts.push('ARP window (a): the probe VIP was not answered before the start phase ended');
     run.cpu_s_by_phase.start = round(lab.sampler.cpuBetween(agent.startedAt, startEnd), 2) ?? undefined;
     log(`start: ${start.doneAt !== undefined ? `${run.start_to_programmed_s} s` : 'timed out'}; ${start.last?.programmed ?? 0}/${o.services} programmed`);
+    const startSettled = await settle(lab, T.settleMs, 'start', timeouts);
+    if (startSettled !== undefined) run.settled_after_start_s = round((startSettled - agent.startedAt) / 1000, 2);
+    run.arp_lost_elsewhere.settle_after_start = probe.window(startEnd, performance.now()).lost;
+    log(`start: settled ${run.settled_after_start_s ?? 'miss'} s after the spawn`);
     const startScrape = await scraper.scrape('the end of start');
     delays.start = phaseDelay(undefined, startScrape?.body !== undefined ? [startScrape.body] : []);
 
@@ -236,6 +268,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
       run.edit_ms_p99 = round(percentile(editTimes, 0.99), 1);
       run.cpu_s_by_phase.edits = round(lab.sampler.cpuBetween(editsStart, editsEnd), 2) ?? undefined;
     }
+    await settle(lab, T.settleMs, 'edits', timeouts);
     const editsEndScrape = await scraper.scrape('the end of edits');
     delays.edits = phaseDelay(editsBase?.body, editsEndScrape?.body !== undefined ? [editsEndScrape.body] : []);
 
@@ -300,6 +333,9 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     recordArp(run, 'burst', probe.window(burstAt, burstEnd));
     run.cpu_s_by_phase.burst = round(lab.sampler.cpuBetween(burstAt, burstEnd), 2) ?? undefined;
     log(`burst: ${b.doneAt !== undefined ? `${run.burst_to_programmed_s} s` : 'timed out'}`);
+    const burstSettled = await settle(lab, T.settleMs, 'burst', timeouts);
+    if (burstSettled !== undefined) run.settled_after_burst_s = round((burstSettled - burstAt) / 1000, 2);
+    run.arp_lost_elsewhere.settle_after_burst = probe.window(burstEnd, performance.now()).lost;
     const burstEndScrape = await scraper.scrape('the end of the burst');
     delays.burst = phaseDelay(burstBase?.body, burstEndScrape?.body !== undefined ? [burstEndScrape.body] : []);
 
@@ -326,9 +362,8 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     run.liveness_max_age_ms_by_phase.restart = round(r.livenessMaxAgeMs, 0);
     if (r.doneAt !== undefined) run.restart.programmed_s = round((r.doneAt - restartAt) / 1000, 2);
     else timeouts.push(describeMiss('restart', r, T.restartMs));
-    const settled = await waitSettled(lab, restartDeadline);
+    const settled = await settle(lab, Math.max(0, restartDeadline - performance.now()), 'restart', timeouts);
     if (settled !== undefined) run.restart.settled_s = round((settled - restartAt) / 1000, 2);
-    else timeouts.push(`restart: the agent did not settle (under 20% of a core for 2 s) within ${T.restartMs / 1000} s`);
     const restartEnd = performance.now();
     recordArp(run, 'restart', probe.window(restartAt, restartEnd));
     run.cpu_s_by_phase.restart = round(lab.sampler.cpuBetween(restartAt, restartEnd), 2) ?? undefined;
@@ -377,15 +412,21 @@ async function steadyRss(lab: ScaleLab, ms: number, probe: ArpProbe, run: ScaleR
   return rss.length ? round((median(rss)! * 1024) / MIB, 1) : null;
 }
 
-/** Until the agent used under 20% of one core over the last 2 s (from /proc); performance.now() then, or undefined at `deadline`. */
-async function waitSettled(lab: ScaleLab, deadline: number): Promise<number | undefined> {
+/**
+ * Until the agent used under 20% of one core over the last 2 s (from
+ * /proc): performance.now() then, or undefined (noted) after `timeoutMs`.
+ */
+async function settle(lab: ScaleLab, timeoutMs: number, after: string, notes: string[]): Promise<number | undefined> {
   const windowMs = 2000;
   const since = performance.now();
+  const deadline = since + timeoutMs;
   for (let i = 0; i < 100_000 && performance.now() < deadline; i++) {
     const now = performance.now();
     if (now - since >= windowMs && lab.sampler.cpuBetween(now - windowMs, now) < 0.2 * (windowMs / 1000)) return now;
+    if (!lab.agentAlive()) break;
     await sleep(250);
   }
+  notes.push(`${after}: the agent did not settle (under 20% of a core for 2 s) within ${Math.round(timeoutMs / 1000)} s`);
   return undefined;
 }
 
