@@ -44,6 +44,25 @@ export function parseStatTicks(text: string): number {
   return Number(fields[14 - 3]) + Number(fields[15 - 3]);
 }
 
+/** x86-64 epoll_wait, epoll_pwait, epoll_pwait2: where an idle libuv loop waits. */
+const EPOLL_WAITS = new Set(['232', '281', '441']);
+
+/**
+ * Whether the process's main thread (the event loop) is waiting in epoll
+ * right now, from /proc/PID/syscall ("running" while it runs JavaScript, the
+ * syscall number while it is inside one). A loop blocked in a syscall that
+ * sleeps (say, a socket close waiting for an RCU grace period) uses no CPU,
+ * so CPU alone does not tell an idle agent from a stalled one. Undefined
+ * when unreadable.
+ */
+export function mainThreadIdle(pid: number): boolean | undefined {
+  try {
+    return EPOLL_WAITS.has(readFileSync(`/proc/${pid}/syscall`, 'utf8').split(' ')[0]!.trim());
+  } catch {
+    return undefined;
+  }
+}
+
 /** One read; undefined once the process is gone. */
 export function readProc(pid: number): ProcSample | undefined {
   try {

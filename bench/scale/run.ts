@@ -5,8 +5,9 @@
  *
  *  1. start     agent spawn → every service in the data path (kernel maps);
  *               ARP window (a): first answer for the probe VIP → programmed;
- *               then the agent settles (under 20% of a core for 2 s: the work
- *               it still does after the maps are full, e.g. announcing)
+ *               then the agent settles (under 20% of a core and its event loop
+ *               idle 90% of the time, for 2 s: the work it still does after
+ *               the maps are full, e.g. announcing)
  *  2. steady    10 s of VmRSS samples
  *  3. edits     50 one-endpoint edits, each timed from the file's rename to
  *               the change of its frontend's value in ph_frontends (1 ms polls),
@@ -38,6 +39,7 @@ import { expectedOf, ScaleLab, type HttpTiming, type ProgrammedWait } from './la
 import { baseManifests, MAX_ENDPOINTS, MIN_ENDPOINTS, ScaleCluster, scaleServices, serviceFiles, SERVICES_PER_FILE, type EndpointSource, type ScaleService } from './manifests.js';
 import type { ProgrammedCount } from './datapath-watch.js';
 import { phaseDelay, type PhaseDelay } from './prometheus.js';
+import { mainThreadIdle } from './proc.js';
 import { median, MIB, percentile, round } from './stats.js';
 
 export interface ScaleTimeouts {
@@ -413,20 +415,28 @@ async function steadyRss(lab: ScaleLab, ms: number, probe: ArpProbe, run: ScaleR
 }
 
 /**
- * Until the agent used under 20% of one core over the last 2 s (from
- * /proc): performance.now() then, or undefined (noted) after `timeoutMs`.
+ * Until the agent is quiet: over the last 2 s it used under 20% of one core
+ * and its main thread was waiting in epoll in at least 90% of samples taken
+ * every 50 ms (both from /proc). performance.now() then, or undefined
+ * (noted) after `timeoutMs`.
  */
 async function settle(lab: ScaleLab, timeoutMs: number, after: string, notes: string[]): Promise<number | undefined> {
   const windowMs = 2000;
   const since = performance.now();
   const deadline = since + timeoutMs;
-  for (let i = 0; i < 100_000 && performance.now() < deadline; i++) {
+  const idle: { at: number; idle: boolean }[] = [];
+  for (let i = 0; i < 1_000_000 && performance.now() < deadline; i++) {
+    const pid = lab.agent?.pid;
+    if (!lab.agentAlive() || pid === undefined) break;
     const now = performance.now();
-    if (now - since >= windowMs && lab.sampler.cpuBetween(now - windowMs, now) < 0.2 * (windowMs / 1000)) return now;
-    if (!lab.agentAlive()) break;
-    await sleep(250);
+    const sample = mainThreadIdle(pid);
+    if (sample !== undefined) idle.push({ at: now, idle: sample });
+    while (idle.length && idle[0]!.at < now - windowMs) idle.shift();
+    const quietLoop = idle.length >= (windowMs / 50) * 0.8 && idle.filter((x) => x.idle).length >= 0.9 * idle.length;
+    if (now - since >= windowMs && quietLoop && lab.sampler.cpuBetween(now - windowMs, now) < 0.2 * (windowMs / 1000)) return now;
+    await sleep(50);
   }
-  notes.push(`${after}: the agent did not settle (under 20% of a core for 2 s) within ${Math.round(timeoutMs / 1000)} s`);
+  notes.push(`${after}: the agent did not settle (under 20% of a core and its event loop idle 90% of the time, for 2 s) within ${Math.round(timeoutMs / 1000)} s`);
   return undefined;
 }
 
