@@ -32,7 +32,7 @@ const HELP = `Usage: npm run bench:scale -- [flags]
   --seed N            endpoint counts and edit choices (default 15)
   --timeout-scale X   multiply every bound (default 1: start 300 s at 1,000 and
                       0.24 s per service above, burst 120 s + 0.06 s per service,
-                      settling after a phase 120 s or 0.06 s per service, each
+                      settling after a phase 240 s or 0.2 s per service, each
                       edit 30 s, all edits 15 min, each HTTP request 30 s)
   --shared-endpoints K  draw endpoints from K shared addresses instead of 8
                       distinct ones per service (fewer distinct backends)

@@ -127,6 +127,9 @@ function serviceYaml(s: ScaleService, labels: Record<string, string>): string {
   return lbServiceYaml({ name: s.name, namespace: NAMESPACE, port: s.port, targetPort: TARGET_PORT, labels, endpoints: s.endpoints });
 }
 
+/** The service whose address the client ARPs (index -1: no bulk file holds it). */
+export const PROBE_SERVICE: ScaleService = { index: -1, name: 'probe', port: PROBE_PORT, endpoints: ['203.0.113.10', '203.0.113.11', '203.0.113.12'] };
+
 /** The pool, the probe's one-address pool, the L2 policy, and the probe service (3 endpoints). */
 export function baseManifests(): ManifestFile[] {
   const pools = `apiVersion: lb.pharos.io/v1alpha1
@@ -150,11 +153,10 @@ spec:
   interfaces: ["^${LB_INTERFACE}$"]
   loadBalancerIPs: true
 `;
-  const probe: ScaleService = { index: -1, name: 'probe', port: PROBE_PORT, endpoints: [0, 1, 2].map((s) => `203.0.113.${10 + s}`) };
   return [
     { name: '00-pools.yaml', text: pools },
     { name: '00-l2.yaml', text: l2 },
-    { name: '01-probe.yaml', text: serviceYaml(probe, { bench: 'probe' }) },
+    { name: '01-probe.yaml', text: serviceYaml(PROBE_SERVICE, { bench: 'probe' }) },
   ];
 }
 

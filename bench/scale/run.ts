@@ -3,7 +3,7 @@
  * each bounded in time, each miss recorded as null plus a line in
  * `timeouts` (never a hang, never a made-up figure).
  *
- *  1. start     agent spawn → every service in the data path (kernel maps);
+ *  1. start     agent spawn → every service (and the probe) in the data path (kernel maps);
  *               ARP window (a): first answer for the probe VIP → programmed;
  *               then the agent settles (under 20% of a core and its event loop
  *               idle 90% of the time, for 2 s: the work it still does after
@@ -36,7 +36,7 @@ import { sleep } from '../../test/support/wait.js';
 import { decodeFrontendValue } from '../../src/datapath/abi.js';
 import type { ArpProbe, ArpWindow } from './arp.js';
 import { expectedOf, ScaleLab, type HttpTiming, type ProgrammedWait } from './lab.js';
-import { baseManifests, MAX_ENDPOINTS, MIN_ENDPOINTS, ScaleCluster, scaleServices, serviceFiles, SERVICES_PER_FILE, type EndpointSource, type ScaleService } from './manifests.js';
+import { baseManifests, MAX_ENDPOINTS, MIN_ENDPOINTS, PROBE_SERVICE, ScaleCluster, scaleServices, serviceFiles, SERVICES_PER_FILE, type EndpointSource, type ScaleService } from './manifests.js';
 import type { ProgrammedCount } from './datapath-watch.js';
 import { phaseDelay, type PhaseDelay } from './prometheus.js';
 import { mainThreadIdle } from './proc.js';
@@ -61,7 +61,7 @@ export function defaultTimeouts(services: number, scale = 1): ScaleTimeouts {
     programmedMs: s(Math.max(300_000, services * 240)),
     burstMs: s(120_000 + services * 60),
     restartMs: s(Math.max(300_000, services * 240)),
-    settleMs: s(Math.max(120_000, services * 60)),
+    settleMs: s(Math.max(240_000, services * 200)),
     editMs: s(30_000),
     editsPhaseMs: s(15 * 60_000),
     httpMs: s(30_000),
@@ -234,7 +234,8 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     // 1. Start.
     log(`start: ${o.services} services (+ probe), timeout ${T.programmedMs / 1000} s`);
     const agent = await lab.startAgent();
-    const start = await lab.waitProgrammed(expectedOf(initial), T.programmedMs);
+    // The probe service counts too: its address is the one the client ARPs.
+    const start = await lab.waitProgrammed(expectedOf([PROBE_SERVICE, ...initial]), T.programmedMs);
     const startEnd = start.doneAt ?? performance.now();
     run.programmed.start = countSummary(start.last);
     run.liveness_max_age_ms_by_phase.start = round(start.livenessMaxAgeMs, 0);
@@ -245,7 +246,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     if (firstAnswer !== undefined && firstAnswer <= startEnd) recordArp(run, 'start', probe.window(firstAnswer, startEnd));
     else timeouts.push('ARP window (a): the probe VIP was not answered before the start phase ended');
     run.cpu_s_by_phase.start = round(lab.sampler.cpuBetween(agent.startedAt, startEnd), 2) ?? undefined;
-    log(`start: ${start.doneAt !== undefined ? `${run.start_to_programmed_s} s` : 'timed out'}; ${start.last?.programmed ?? 0}/${o.services} programmed`);
+    log(`start: ${start.doneAt !== undefined ? `${run.start_to_programmed_s} s` : 'timed out'}; ${start.last?.programmed ?? 0}/${o.services + 1} programmed (with the probe)`);
     const startSettled = await settle(lab, T.settleMs, 'start', timeouts);
     if (startSettled !== undefined) run.settled_after_start_s = round((startSettled - agent.startedAt) / 1000, 2);
     run.arp_lost_elsewhere.settle_after_start = probe.window(startEnd, performance.now()).lost;
@@ -342,7 +343,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     delays.burst = phaseDelay(burstBase?.body, burstEndScrape?.body !== undefined ? [burstEndScrape.body] : []);
 
     // 7. Restart: the target is what was in the data path just before (all of it, unless something never fit).
-    const all = [...cluster.services.values()];
+    const all = [PROBE_SERVICE, ...cluster.services.values()];
     const before = lab.watch.count(expectedOf(all));
     const target = all.filter((s) => before?.programmedPorts.has(s.port));
     run.restart.target_services = target.length;
