@@ -88,6 +88,10 @@ export interface ProgrammedWait {
 
 export class AgentExitedError extends Error {}
 
+/** The agent's default --responder-max-age: a stamp older than this silences the XDP responder. */
+export const RESPONDER_MAX_AGE_MS = 3000;
+const LIVENESS_EVERY_MS = 100;
+
 /** Labs not yet torn down: their pins and work directories go on process exit too (the Lab's own net kills the agent, removes the namespaces). */
 const liveLabs = new Set<ScaleLab>();
 let exitHookInstalled = false;
@@ -113,6 +117,9 @@ export class ScaleLab {
   readonly watch: DatapathWatch;
   readonly sampler = new ProcSampler(250);
   agent?: AgentRun;
+  /** Age of the responder's liveness stamp (ph_liveness), sampled every 100 ms from the first agent start on. */
+  readonly liveness: { at: number; ageMs: number }[] = [];
+  private livenessTimer?: NodeJS.Timeout;
   private agentCount = 0;
   private spawnErrors = '';
   private readonly probes: ArpProbe[] = [];
@@ -183,8 +190,24 @@ export class ScaleLab {
     for (let i = 0; i < 400 && !isAgent() && proc.exitCode === null; i++) await sleep(5);
     if (!isAgent()) throw new AgentExitedError(`agent did not start (pid ${pid}, ${proc.exitCode === null ? 'still not node after 2 s' : `exited ${proc.exitCode}`}): ${this.spawnErrors.trim() || this.agentLogTail()}`);
     this.sampler.follow(pid);
+    this.livenessTimer ??= setInterval(() => {
+      const ageMs = this.watch.livenessAgeMs();
+      if (ageMs !== undefined) this.liveness.push({ at: performance.now(), ageMs });
+    }, LIVENESS_EVERY_MS).unref();
     this.agent = { pid, startedAt, proc, exited };
     return this.agent;
+  }
+
+  /**
+   * Between two instants: the largest liveness-stamp age seen, and for how
+   * long (sampled) it was past `maxAgeMs` — the responder answered nothing then.
+   */
+  livenessBetween(from: number, to: number, maxAgeMs = RESPONDER_MAX_AGE_MS): { maxAgeMs: number | null; staleMs: number } {
+    const inside = this.liveness.filter((x) => x.at >= from && x.at <= to);
+    return {
+      maxAgeMs: inside.length ? Math.max(...inside.map((x) => x.ageMs)) : null,
+      staleMs: inside.filter((x) => x.ageMs > maxAgeMs).length * LIVENESS_EVERY_MS,
+    };
   }
 
   agentAlive(): boolean {
@@ -290,6 +313,7 @@ export class ScaleLab {
   async teardown(): Promise<void> {
     for (const p of this.probes.splice(0)) await p.stop();
     await this.stopAgent(10_000);
+    clearInterval(this.livenessTimer);
     this.sampler.stop();
     this.watch.close();
     await this.lab.teardown();

@@ -81,7 +81,7 @@ export function scaleMarkdown(r: ScaleReport): string {
       `- burst of ${x.burst_services} → programmed: ${cell(x.burst_to_programmed_s)} s; restart: stop ${cell(x.restart.stop_s)} s${x.restart.killed ? ' (killed)' : ''}, ready ${cell(x.restart.ready_s)} s, ${x.restart.target_services} services programmed ${cell(x.restart.programmed_s)} s, settled ${cell(x.restart.settled_s)} s after SIGTERM`,
       `- RSS steady after start / after edits: ${cell(x.rss_steady_after_start_mb)} / ${cell(x.rss_steady_after_edits_mb)} MiB; CPU by phase (s): ${Object.entries(x.cpu_s_by_phase).map(([p, v]) => `${p} ${cell(v)}`).join(', ')}`,
       `- edits: ${x.edits_done} done, ${x.edit_timeouts} timed out${x.edit_frontend_missing ? `, ${x.edit_frontend_missing} saw the frontend missing` : ''}${x.edit_wrong_backend_count ? `, ${x.edit_wrong_backend_count} changed to an unexpected backend count` : ''}`,
-      `- responder liveness stamp, largest age seen at a poll (ms): ${Object.entries(x.liveness_max_age_ms_by_phase).map(([p, v]) => `${p} ${cell(v)}`).join(', ')}`,
+      `- responder liveness stamp (phase up to the settled agent), largest age ms / time stale (> 3 s, responder silent) s: ${Object.keys(x.liveness_max_age_ms_by_phase).map((p) => `${p} ${cell(x.liveness_max_age_ms_by_phase[p as 'start'])} / ${cell(x.responder_stale_s_by_phase[p as 'start'])}`).join(', ')}`,
       `- /v1/state ${cell(x.state_bytes)} bytes; /metrics misses ${x.metrics_scrape_misses}, skipped ${x.metrics_scrapes_skipped}; run took ${x.total_s} s, 1-minute load average ${x.load_average_1m[0]} → ${x.load_average_1m[1]}`,
     );
     if (x.timeouts.length) detail.push('', 'Misses and timeouts:', '', ...x.timeouts.map((t) => `- ${t}`));

@@ -130,7 +130,9 @@ export interface ScaleRun {
   edit_timeouts: number;
   edit_frontend_missing: number;
   edit_wrong_backend_count: number;
+  /** Responder liveness stamp (ph_liveness, sampled every 100 ms) over start, burst and restart, each up to the settled agent: largest age, and time past --responder-max-age (3 s: the responder answers nothing then). */
   liveness_max_age_ms_by_phase: Partial<Record<'start' | 'burst' | 'restart', number | null>>;
+  responder_stale_s_by_phase: Partial<Record<'start' | 'burst' | 'restart', number>>;
   metrics_scrape_misses: number;
   metrics_scrapes_skipped: number;
   state_bytes: number | null;
@@ -215,7 +217,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     restart: { stop_s: 0, killed: false, ready_s: null, programmed_s: null, settled_s: null, target_services: 0 },
     rss_steady_after_start_mb: null, rss_steady_after_edits_mb: null, cpu_s_by_phase: {},
     edits_done: 0, edit_timeouts: 0, edit_frontend_missing: 0, edit_wrong_backend_count: 0,
-    liveness_max_age_ms_by_phase: {}, metrics_scrape_misses: 0, metrics_scrapes_skipped: 0, state_bytes: null, state_misses: 0,
+    liveness_max_age_ms_by_phase: {}, responder_stale_s_by_phase: {}, metrics_scrape_misses: 0, metrics_scrapes_skipped: 0, state_bytes: null, state_misses: 0,
     timeouts, load_average_1m: [round(loadavg()[0], 2)!, 0], total_s: 0,
   };
   const delays: Partial<Record<Phase, PhaseDelay>> = {};
@@ -238,7 +240,6 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     const start = await lab.waitProgrammed(expectedOf([PROBE_SERVICE, ...initial]), T.programmedMs);
     const startEnd = start.doneAt ?? performance.now();
     run.programmed.start = countSummary(start.last);
-    run.liveness_max_age_ms_by_phase.start = round(start.livenessMaxAgeMs, 0);
     if (start.doneAt !== undefined) run.start_to_programmed_s = round((start.doneAt - agent.startedAt) / 1000, 2);
     else timeouts.push(describeMiss('start', start, T.programmedMs));
     const firstAnswer = probe.firstAnswerAfter(agent.startedAt);
@@ -251,6 +252,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     if (startSettled !== undefined) run.settled_after_start_s = round((startSettled - agent.startedAt) / 1000, 2);
     run.arp_lost_elsewhere.settle_after_start = probe.window(startEnd, performance.now()).lost;
     log(`start: settled ${run.settled_after_start_s ?? 'miss'} s after the spawn`);
+    recordLiveness(run, lab, 'start', agent.startedAt, performance.now());
     const startScrape = await scraper.scrape('the end of start');
     delays.start = phaseDelay(undefined, startScrape?.body !== undefined ? [startScrape.body] : []);
 
@@ -330,7 +332,6 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     const b = await lab.waitProgrammed(expectedOf(burst), T.burstMs);
     const burstEnd = b.doneAt ?? performance.now();
     run.programmed.burst = countSummary(b.last);
-    run.liveness_max_age_ms_by_phase.burst = round(b.livenessMaxAgeMs, 0);
     if (b.doneAt !== undefined) run.burst_to_programmed_s = round((b.doneAt - burstAt) / 1000, 2);
     else timeouts.push(describeMiss('burst', b, T.burstMs));
     recordArp(run, 'burst', probe.window(burstAt, burstEnd));
@@ -339,6 +340,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     const burstSettled = await settle(lab, T.settleMs, 'burst', timeouts);
     if (burstSettled !== undefined) run.settled_after_burst_s = round((burstSettled - burstAt) / 1000, 2);
     run.arp_lost_elsewhere.settle_after_burst = probe.window(burstEnd, performance.now()).lost;
+    recordLiveness(run, lab, 'burst', burstAt, performance.now());
     const burstEndScrape = await scraper.scrape('the end of the burst');
     delays.burst = phaseDelay(burstBase?.body, burstEndScrape?.body !== undefined ? [burstEndScrape.body] : []);
 
@@ -362,12 +364,12 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     else timeouts.push(`restart: /readyz did not answer 200 within ${T.restartMs / 1000} s`);
     const r = await lab.waitProgrammed(expectedOf(target), Math.max(0, restartDeadline - performance.now()));
     run.programmed.restart = countSummary(r.last);
-    run.liveness_max_age_ms_by_phase.restart = round(r.livenessMaxAgeMs, 0);
     if (r.doneAt !== undefined) run.restart.programmed_s = round((r.doneAt - restartAt) / 1000, 2);
     else timeouts.push(describeMiss('restart', r, T.restartMs));
     const settled = await settle(lab, Math.max(0, restartDeadline - performance.now()), 'restart', timeouts);
     if (settled !== undefined) run.restart.settled_s = round((settled - restartAt) / 1000, 2);
     const restartEnd = performance.now();
+    recordLiveness(run, lab, 'restart', restartAt, restartEnd);
     recordArp(run, 'restart', probe.window(restartAt, restartEnd));
     run.cpu_s_by_phase.restart = round(lab.sampler.cpuBetween(restartAt, restartEnd), 2) ?? undefined;
     const restartScrape = await scraper.scrape('the end of the restart');
@@ -396,6 +398,12 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     run.load_average_1m[1] = round(loadavg()[0], 2)!;
   }
   return run;
+}
+
+function recordLiveness(run: ScaleRun, lab: ScaleLab, phase: 'start' | 'burst' | 'restart', from: number, to: number): void {
+  const l = lab.livenessBetween(from, to);
+  run.liveness_max_age_ms_by_phase[phase] = round(l.maxAgeMs, 0);
+  run.responder_stale_s_by_phase[phase] = round(l.staleMs / 1000, 1)!;
 }
 
 function recordArp(run: ScaleRun, w: 'start' | 'burst' | 'restart', a: ArpWindow): void {
