@@ -36,6 +36,8 @@ t.test('scale lab: programmed from the kernel, ARP answered, an edit seen in ph_
   const done = await lab.waitProgrammed(expectedOf(services), 60_000);
   t.ok(done.doneAt !== undefined, `all ${SERVICES} in the data path (${JSON.stringify({ ...done.last, vipByPort: undefined, programmedPorts: undefined })})`);
   t.ok(done.livenessMaxAgeMs !== undefined && done.livenessMaxAgeMs < 60_000, `liveness stamp read (${done.livenessMaxAgeMs} ms)`);
+  const live = lab.livenessBetween(agent.startedAt, performance.now());
+  t.ok(live.maxAgeMs !== null && live.staleMs >= 0, `liveness sampled in the background (largest age ${live.maxAgeMs} ms, stale ${live.staleMs} ms)`);
 
   await sleep(1000);
   const answered = probe.records.filter((r) => r.answered && r.at >= agent.startedAt).length;
