@@ -70,7 +70,10 @@ export interface AgentRun {
 export interface HttpTiming {
   /** Status code; 0 when there was no answer. */
   status: number;
+  /** Bytes on the wire (compressed when gzip was asked for and given). */
   bytes: number;
+  /** Bytes of the document itself, when the body was kept. */
+  documentBytes?: number;
   /** curl's time_total. */
   seconds: number;
   timedOut: boolean;
@@ -244,16 +247,24 @@ export class ScaleLab {
     }
   }
 
-  /** GET `path` from the agent with curl inside the LB namespace, bounded by `timeoutMs`; `body` keeps the response text. */
-  async http(path: string, timeoutMs: number, opts: { body?: boolean } = {}): Promise<HttpTiming> {
+  /**
+   * GET `path` from the agent with curl inside the LB namespace, bounded by
+   * `timeoutMs`; `body` keeps the response text; `gzip` asks for it as
+   * Prometheus does (Accept-Encoding: gzip; curl decompresses).
+   */
+  async http(path: string, timeoutMs: number, opts: { body?: boolean; gzip?: boolean } = {}): Promise<HttpTiming> {
     const out = join(this.work, `http-${process.pid}-${Math.random().toString(36).slice(2)}.out`);
-    const r = await this.lab.exec('lb', ['curl', '-sS', '--noproxy', '*', '-o', opts.body ? out : '/dev/null', '-w', '%{http_code} %{size_download} %{time_total}',
-      '--max-time', String(timeoutMs / 1000), `http://${AGENT_HTTP}${path}`], { allowFail: true, timeoutMs: timeoutMs + 10_000 });
+    const r = await this.lab.exec('lb', ['curl', '-sS', '--noproxy', '*', ...(opts.gzip ? ['--compressed'] : []), '-o', opts.body ? out : '/dev/null',
+      '-w', '%{http_code} %{size_download} %{time_total}', '--max-time', String(timeoutMs / 1000), `http://${AGENT_HTTP}${path}`],
+    { allowFail: true, timeoutMs: timeoutMs + 10_000 });
     const [code, bytes, seconds] = r.stdout.trim().split(' ').map(Number) as [number, number, number];
     const timing: HttpTiming = { status: code || 0, bytes: bytes || 0, seconds: seconds || 0, timedOut: r.code === 28 || r.code === 124 };
     if (r.code !== 0) timing.error = `curl exit ${r.code}: ${r.stderr.trim().split('\n').pop() ?? ''}`;
     if (opts.body && existsSync(out)) {
-      if (timing.status === 200) timing.body = readFileSync(out, 'utf8');
+      if (timing.status === 200) {
+        timing.body = readFileSync(out, 'utf8');
+        timing.documentBytes = Buffer.byteLength(timing.body);
+      }
       rmSync(out, { force: true });
     }
     return timing;

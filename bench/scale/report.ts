@@ -42,6 +42,7 @@ const ROWS: [keyof ScaleRun, string][] = [
   ['event_loop_delay_p99_ms', 'event-loop delay p99 (ms)'],
   ['metrics_scrape_s', '/metrics scrape (s)'],
   ['metrics_bytes', '/metrics size (bytes)'],
+  ['metrics_wire_bytes', '/metrics on the wire, gzip (bytes)'],
   ['state_s', '/v1/state (s)'],
   ['arp_lost', 'probe VIP ARP lost (start + burst + restart)'],
 ];
