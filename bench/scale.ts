@@ -10,8 +10,9 @@
  *   npm run bench:scale -- --quick            # 1,000 only
  *   npm run bench:scale -- --services 300 --timeout-scale 0.5 --out /tmp/scale
  *
- * Writes bench/results/scale.json and scale.md (after each N, so an
- * interrupted run keeps what it measured); prints the table.
+ * Writes bench/results/scale.json and scale.md after each N, and on
+ * SIGINT/SIGTERM with the interrupted run's partial figures (marked in its
+ * `error`); prints the table.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,7 +21,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import { scaleMarkdown, type ScaleReport } from './scale/report.js';
-import { defaultTimeouts, runScale } from './scale/run.js';
+import { defaultTimeouts, runScale, type ScaleRun } from './scale/run.js';
 import type { EndpointSource } from './scale/manifests.js';
 
 const HELP = `Usage: npm run bench:scale -- [flags]
@@ -44,6 +45,12 @@ const HELP = `Usage: npm run bench:scale -- [flags]
 function cpuModel(): string {
   const model = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpus()[0]?.model ?? 'unknown';
   return `${model}, ${cpus().length} vCPUs`;
+}
+
+function writeResults(dir: string, report: ScaleReport): void {
+  report.load_average_end = loadNow();
+  writeFileSync(join(dir, 'scale.json'), `${JSON.stringify(report, null, 2)}\n`);
+  writeFileSync(join(dir, 'scale.md'), scaleMarkdown(report));
 }
 
 function loadNow(): number[] {
@@ -84,30 +91,37 @@ async function main(): Promise<number> {
   const shared = num('shared-endpoints', values['shared-endpoints']);
   const endpoints: EndpointSource = shared > 0 ? { kind: 'shared', size: shared } : { kind: 'distinct' };
 
-  const onSignal = (): void => {
-    process.stderr.write('\ninterrupted: the lab is removed on exit\n');
-    process.exit(130);
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-
   const report: ScaleReport = {
     runs: [], kernel: release(), cpu: cpuModel(),
     commit: execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: PROJECT_ROOT, encoding: 'utf8' }).trim(),
     started_at: new Date().toISOString(), load_average_start: loadNow(), load_average_end: [],
     seed, timeout_scale: timeoutScale, agent_args: agentArgs,
   };
+  // An interrupted run keeps what it measured: the partial run goes into the results, marked.
+  let current: (() => ScaleRun) | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    process.stderr.write(`\ninterrupted (${signal}): writing what was measured; the lab is removed on exit\n`);
+    if (current) {
+      const partial = current();
+      partial.error = `interrupted by ${signal} after ${partial.total_s} s${partial.error ? `; ${partial.error}` : ''}`;
+      report.runs.push(partial);
+      writeResults(values.out, report);
+    }
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
   mkdirSync(values.out, { recursive: true });
   for (const services of counts) {
     const log = (m: string): void => void process.stdout.write(`[${new Date().toISOString().slice(11, 19)} ${services}] ${m}\n`);
     const run = await runScale({
       services, burst: num('burst', values.burst), edits: num('edits', values.edits), editSpacingMs: 200, seed, endpoints, steadyMs: 10_000, scrapes: 3,
-      timeouts: defaultTimeouts(services, timeoutScale), agentArgs, keepWork: values['keep-work'], log,
+      timeouts: defaultTimeouts(services, timeoutScale), agentArgs, keepWork: values['keep-work'], log, onRun: (snapshot) => { current = snapshot; },
     });
+    current = undefined;
     report.runs.push(run);
-    report.load_average_end = loadNow();
-    writeFileSync(join(values.out, 'scale.json'), `${JSON.stringify(report, null, 2)}\n`);
-    writeFileSync(join(values.out, 'scale.md'), scaleMarkdown(report));
+    writeResults(values.out, report);
   }
   process.stdout.write(`\n${scaleMarkdown(report)}`);
   return 0;

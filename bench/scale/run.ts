@@ -84,6 +84,8 @@ export interface ScaleRunOptions {
   agentArgs?: string[];
   keepWork?: boolean;
   log?: (msg: string) => void;
+  /** Called once at the start with a function that returns what the run measured so far (for an interrupted run). */
+  onRun?: (snapshot: () => ScaleRun) => void;
 }
 
 type Phase = 'start' | 'edits' | 'scrapes' | 'burst' | 'restart';
@@ -223,9 +225,26 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     timeouts, load_average_1m: [round(loadavg()[0], 2)!, 0], total_s: 0,
   };
   const delays: Partial<Record<Phase, PhaseDelay>> = {};
-
+  const finish = (r: ScaleRun): ScaleRun => {
+    summarizeDelays(r, delays);
+    const windows = [r.arp_lost_by_window.start, r.arp_lost_by_window.burst, r.arp_lost_by_window.restart];
+    r.arp_lost = windows.every((x) => x !== null) ? windows.reduce((a, b) => a! + b!, 0) : null;
+    r.total_s = round((performance.now() - t0) / 1000, 0)!;
+    r.load_average_1m[1] = round(loadavg()[0], 2)!;
+    return r;
+  };
   const lab = await ScaleLab.create({ prefix: o.prefix ?? 'phsb', agentArgs: o.agentArgs ?? [], keepWork: o.keepWork ?? false });
   const scraper = new MetricsScraper(lab, T.httpMs, timeouts);
+  o.onRun?.(() => {
+    const partial = finish(structuredClone(run));
+    partial.metrics_scrape_misses = scraper.misses;
+    partial.metrics_scrapes_skipped = scraper.skipped;
+    lab.sampler.sampleNow();
+    partial.cpu_s = round(lab.sampler.cpuTotal(), 1);
+    partial.rss_peak_mb = round(lab.sampler.peakKb() * 1024 / MIB, 1);
+    return partial;
+  });
+
   let probe: ArpProbe | undefined;
   try {
     const cluster = new ScaleCluster(o.seed, o.endpoints);
@@ -394,15 +413,11 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
       run.rss_peak_mb = round(lab.sampler.peakKb() * 1024 / MIB, 1);
     }
   } finally {
-    summarizeDelays(run, delays);
-    const windows = [run.arp_lost_by_window.start, run.arp_lost_by_window.burst, run.arp_lost_by_window.restart];
-    run.arp_lost = windows.every((x) => x !== null) ? windows.reduce((a, b) => a! + b!, 0) : null;
     run.metrics_scrape_misses = scraper.misses;
     run.metrics_scrapes_skipped = scraper.skipped;
     if (o.keepWork) log(`work directory kept: ${lab.work}`);
+    finish(run);
     await lab.teardown();
-    run.total_s = round((performance.now() - t0) / 1000, 0)!;
-    run.load_average_1m[1] = round(loadavg()[0], 2)!;
   }
   return run;
 }
