@@ -79,6 +79,21 @@ export function quantileBetween(before: Map<number, number> | undefined, after: 
     : { seconds: finite[finite.length - 1] ?? 0, aboveLargestBucket: true, count: total };
 }
 
+/** Upper edge (seconds) of the highest bucket that gained observations between two scrapes: the worst delay, rounded up (+Inf: the largest finite edge). */
+export function largestBetween(before: Map<number, number> | undefined, after: Map<number, number>): number | undefined {
+  const edges = [...after.keys()];
+  let prev = 0;
+  let top: number | undefined;
+  for (const le of edges) {
+    const cumulative = (after.get(le) ?? 0) - (before?.get(le) ?? 0);
+    if (cumulative > prev) top = le;
+    prev = cumulative;
+  }
+  if (top === undefined || Number.isFinite(top)) return top;
+  const finite = edges.filter((e) => Number.isFinite(e));
+  return finite[finite.length - 1];
+}
+
 export function gauge(samples: Sample[], name: string): number | undefined {
   return samples.find((s) => s.name === name)?.value;
 }
@@ -88,7 +103,7 @@ export type DelaySource = typeof DELAY_HISTOGRAM | typeof LAG_P99_GAUGE;
 export interface PhaseDelay {
   p99Ms: number | null;
   source: DelaySource | null;
-  /** Largest single delay seen (prom-client's lag max gauge), when the fallback is used. */
+  /** Largest single delay in the phase: the histogram's highest bucket edge with observations, or prom-client's lag max gauge. */
   maxMs?: number;
   note?: string;
 }
@@ -106,9 +121,11 @@ export function phaseDelay(baseline: string | undefined, scrapes: string[]): Pha
     const before = baseline === undefined ? undefined : histogramBuckets(parseMetrics(baseline), DELAY_HISTOGRAM);
     const q = quantileBetween(before, after, 0.99);
     if (!q) return { p99Ms: null, source: DELAY_HISTOGRAM, note: 'no observations between the scrapes (or the counters went back: a restart)' };
+    const top = largestBetween(before, after);
     return {
       p99Ms: q.seconds * 1000,
       source: DELAY_HISTOGRAM,
+      ...(top !== undefined ? { maxMs: top * 1000 } : {}),
       ...(q.aboveLargestBucket ? { note: `p99 above the largest bucket (${q.seconds} s): lower bound` } : {}),
     };
   }

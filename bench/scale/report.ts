@@ -76,7 +76,7 @@ export function scaleMarkdown(r: ScaleReport): string {
     if (x.shared_endpoint_pool) detail.push(`Endpoints drawn from a shared pool of ${x.shared_endpoint_pool.toLocaleString('en-US')} addresses (not distinct per service).`, '');
     detail.push(
       `- event-loop delay p99 by phase (ms), source \`${x.event_loop_delay_source ?? 'none'}\`: ${Object.entries(x.event_loop_delay_p99_ms_by_phase).map(([p, v]) => `${p} ${cell(v)}`).join(', ') || 'none'}` +
-        (x.event_loop_lag_max_ms_by_phase ? `; largest single delay: ${Object.entries(x.event_loop_lag_max_ms_by_phase).map(([p, v]) => `${p} ${cell(v)}`).join(', ')}` : ''),
+        (x.event_loop_delay_max_ms_by_phase ? `; largest single delay (≤): ${Object.entries(x.event_loop_delay_max_ms_by_phase).map(([p, v]) => `${p} ${cell(v)}`).join(', ')}` : ''),
       `- ARP probes lost start / burst / restart: ${triple(x.arp_lost_by_window)} of ${triple(x.arp_probes_by_window)} (longest outage ms ${triple(x.arp_longest_outage_ms_by_window)}); elsewhere: ${Object.entries(x.arp_lost_elsewhere).map(([w, n]) => `${w.replace(/_/g, ' ')} ${n}`).join(', ')}; first answer ${cell(x.arp_first_answer_s)} s after the spawn`,
       `- settled (under 20% of a core, event loop idle 90%, for 2 s) ${cell(x.settled_after_start_s)} s after the spawn, ${cell(x.settled_after_burst_s)} s after the burst was written`,
       `- burst of ${x.burst_services} → programmed: ${cell(x.burst_to_programmed_s)} s; restart: stop ${cell(x.restart.stop_s)} s${x.restart.killed ? ' (killed)' : ''}, ready ${cell(x.restart.ready_s)} s, ${x.restart.target_services} services programmed ${cell(x.restart.programmed_s)} s, settled ${cell(x.restart.settled_s)} s after SIGTERM`,

@@ -111,7 +111,8 @@ export interface ScaleRun {
   // Extras.
   event_loop_delay_source: string | null;
   event_loop_delay_p99_ms_by_phase: Partial<Record<Phase, number | null>>;
-  event_loop_lag_max_ms_by_phase?: Partial<Record<Phase, number>>;
+  /** Largest single delay per phase (histogram: upper edge of the highest bucket that gained; fallback: prom-client's lag max). */
+  event_loop_delay_max_ms_by_phase?: Partial<Record<Phase, number>>;
   arp_lost_by_window: { start: number | null; burst: number | null; restart: number | null };
   arp_probes_by_window: { start: number | null; burst: number | null; restart: number | null };
   arp_longest_outage_ms_by_window: { start: number | null; burst: number | null; restart: number | null };
@@ -533,7 +534,7 @@ function summarizeDelays(run: ScaleRun, delays: Partial<Record<Phase, PhaseDelay
     if (d.maxMs !== undefined) lagMax[phase] = round(d.maxMs, 1)!;
     if (d.note && TARGET_PHASES.includes(phase)) run.timeouts.push(`event-loop delay, ${phase}: ${d.note}`);
   }
-  if (Object.keys(lagMax).length) run.event_loop_lag_max_ms_by_phase = lagMax;
+  if (Object.keys(lagMax).length) run.event_loop_delay_max_ms_by_phase = lagMax;
   const target = TARGET_PHASES.map((p) => delays[p]?.p99Ms).filter((x): x is number => typeof x === 'number');
   run.event_loop_delay_p99_ms = target.length ? round(Math.max(...target), 1) : null;
   run.event_loop_delay_source = sources.size ? [...sources].join(', ') : null;
