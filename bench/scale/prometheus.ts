@@ -108,17 +108,22 @@ export interface PhaseDelay {
   note?: string;
 }
 
+/** A phase's baseline when the agent process started inside the phase: its counters started at zero. */
+export const PROCESS_START = Symbol('process start');
+
 /**
  * Event-loop delay p99 of one phase, from the scrapes taken at its
- * boundaries and inside it (texts in time order; `baseline` is the scrape
- * just before the phase, undefined when the process started inside it).
+ * boundaries and inside it (texts in time order). `baseline` is the scrape
+ * just before the phase, PROCESS_START when the process started inside it,
+ * undefined when that scrape got no answer.
  */
-export function phaseDelay(baseline: string | undefined, scrapes: string[]): PhaseDelay {
+export function phaseDelay(baseline: string | typeof PROCESS_START | undefined, scrapes: string[]): PhaseDelay {
   if (scrapes.length === 0) return { p99Ms: null, source: null, note: 'no /metrics scrape answered in this phase' };
   const last = parseMetrics(scrapes[scrapes.length - 1]!);
   const after = histogramBuckets(last, DELAY_HISTOGRAM);
   if (after) {
-    const before = baseline === undefined ? undefined : histogramBuckets(parseMetrics(baseline), DELAY_HISTOGRAM);
+    if (baseline === undefined) return { p99Ms: null, source: DELAY_HISTOGRAM, note: 'no /metrics answer at the start of the phase to count from' };
+    const before = baseline === PROCESS_START ? undefined : histogramBuckets(parseMetrics(baseline), DELAY_HISTOGRAM);
     const q = quantileBetween(before, after, 0.99);
     if (!q) return { p99Ms: null, source: DELAY_HISTOGRAM, note: 'no observations between the scrapes (or the counters went back: a restart)' };
     const top = largestBetween(before, after);

@@ -38,7 +38,7 @@ import type { ArpProbe, ArpWindow } from './arp.js';
 import { expectedOf, ScaleLab, type HttpTiming, type ProgrammedWait } from './lab.js';
 import { baseManifests, MAX_ENDPOINTS, MIN_ENDPOINTS, PROBE_SERVICE, ScaleCluster, scaleServices, serviceFiles, SERVICES_PER_FILE, type EndpointSource, type ScaleService } from './manifests.js';
 import type { ProgrammedCount } from './datapath-watch.js';
-import { phaseDelay, type PhaseDelay } from './prometheus.js';
+import { phaseDelay, PROCESS_START, type PhaseDelay } from './prometheus.js';
 import { mainThreadIdle } from './proc.js';
 import { median, MIB, percentile, round } from './stats.js';
 
@@ -276,7 +276,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     log(`start: settled ${run.settled_after_start_s ?? 'miss'} s after the spawn`);
     recordLiveness(run, lab, 'start', agent.startedAt, performance.now());
     const startScrape = await scraper.scrape('the end of start');
-    delays.start = phaseDelay(undefined, startScrape?.body !== undefined ? [startScrape.body] : []);
+    delays.start = phaseDelay(PROCESS_START, startScrape?.body !== undefined ? [startScrape.body] : []);
 
     // 2. Steady memory.
     const steady1 = await steadyRss(lab, o.steadyMs, probe, run);
@@ -400,7 +400,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     recordArp(run, 'restart', probe.window(restartAt, restartEnd));
     run.cpu_s_by_phase.restart = round(lab.sampler.cpuBetween(restartAt, restartEnd), 2) ?? undefined;
     const restartScrape = await scraper.scrape('the end of the restart');
-    delays.restart = phaseDelay(undefined, restartScrape?.body !== undefined ? [restartScrape.body] : []);
+    delays.restart = phaseDelay(PROCESS_START, restartScrape?.body !== undefined ? [restartScrape.body] : []);
 
     lab.sampler.sampleNow();
     run.cpu_s = round(lab.sampler.cpuTotal(), 1);

@@ -9,7 +9,7 @@ import {
   baseManifests, BASE_PORT, ENDPOINT_RANGES, endpointAddress, fileOf, MAX_ENDPOINTS, MIN_ENDPOINTS, PROBE_VIP, ScaleCluster, scaleServices, serviceFiles,
 } from '../../bench/scale/manifests.js';
 import { median, percentile } from '../../bench/scale/stats.js';
-import { histogramBuckets, parseMetrics, phaseDelay, quantileBetween } from '../../bench/scale/prometheus.js';
+import { histogramBuckets, parseMetrics, phaseDelay, PROCESS_START, quantileBetween } from '../../bench/scale/prometheus.js';
 import { classifyArpingLine, probeWindow } from '../../bench/scale/arp.js';
 import { parseStatTicks, parseStatus } from '../../bench/scale/proc.js';
 import { assertLabAddress } from '../support/lab.js';
@@ -100,15 +100,16 @@ t.test('event-loop p99 from histogram buckets: the bucket of the 99th percentile
   t.equal(s.p99Ms, 100, 'in +Inf: the largest finite edge, as a lower bound');
   t.match(s.note, /lower bound/);
   t.equal(phaseDelay(after, [before]).p99Ms, null, 'counters that went back (a restart) give no figure');
-  t.same(phaseDelay(undefined, [after]).p99Ms, 10, 'no baseline: everything since the process started');
-  t.equal(phaseDelay(undefined, []).p99Ms, null, 'no scrape, no figure');
+  t.same(phaseDelay(PROCESS_START, [after]).p99Ms, 10, 'the process started in the phase: everything it counted');
+  t.equal(phaseDelay(undefined, [after]).p99Ms, null, 'no answer at the start of the phase: nothing to count from');
+  t.equal(phaseDelay(PROCESS_START, []).p99Ms, null, 'no scrape, no figure');
 });
 
 t.test('event-loop fallback: the largest prom-client lag p99 reading of the phase', async (t) => {
   const gauge = (p99: number, max: number): string => `pharos_nodejs_eventloop_lag_p99_seconds ${p99}\npharos_nodejs_eventloop_lag_max_seconds ${max}\n`;
   const d = phaseDelay(gauge(9, 9), [gauge(0.02, 0.5), gauge(0.3, 1.2)]);
   t.same(d, { p99Ms: 300, source: 'pharos_nodejs_eventloop_lag_p99_seconds', maxMs: 1200 }, 'the baseline reading (the phase before) is not counted');
-  t.equal(phaseDelay(undefined, ['up 1\n']).p99Ms, null);
+  t.equal(phaseDelay(PROCESS_START, ['up 1\n']).p99Ms, null);
 });
 
 t.test('metrics text: labels with escapes and spaces, special values', async (t) => {

@@ -11,7 +11,7 @@ import { sleep } from '../support/wait.js';
 import { decodeFrontendValue } from '../../src/datapath/abi.js';
 import { expectedOf, ScaleLab } from '../../bench/scale/lab.js';
 import { baseManifests, ScaleCluster, scaleServices, serviceFiles } from '../../bench/scale/manifests.js';
-import { phaseDelay } from '../../bench/scale/prometheus.js';
+import { phaseDelay, PROCESS_START } from '../../bench/scale/prometheus.js';
 
 const SERVICES = 30;
 
@@ -57,7 +57,7 @@ t.test('scale lab: programmed from the kernel, ARP answered, an edit seen in ph_
 
   const m = await lab.http('/metrics', 30_000, { body: true });
   t.equal(m.status, 200, `/metrics answered in ${m.seconds} s`);
-  const d = phaseDelay(undefined, [m.body!]);
+  const d = phaseDelay(PROCESS_START, [m.body!]);
   t.ok(d.source !== null && d.p99Ms !== null, `event-loop p99 ${d.p99Ms} ms from ${d.source}`);
   const s = lab.sampler.samples.filter((x) => x.pid === agent.pid);
   t.ok(s.length > 0 && s[s.length - 1]!.rssKb > 10_000, `agent RSS sampled (${s[s.length - 1]?.rssKb} kB)`);
