@@ -20,8 +20,11 @@ export interface MapRow {
 
 const FIXED_SLOTS: ReadonlySet<MapType> = new Set<MapType>(['array', 'percpu_array', 'array_of_maps', 'devmap', 'prog_array']);
 
+/** The shortest interval between two counts of one map. */
+const MIN_RECOUNT_MS = 1000;
+
 export class MapEntryCounts {
-  private readonly counted = new Map<string, { entries: number; at: number }>();
+  private readonly counted = new Map<string, { entries: number; at: number; costMs: number }>();
   private latestRows: MapRow[] = [];
   private latestAt = -Infinity;
   private refreshing?: Promise<MapRow[]>;
@@ -57,11 +60,19 @@ export class MapEntryCounts {
     return rows;
   }
 
+  /**
+   * A map is counted again once its count is older than a hundred times what
+   * counting it cost (so counting takes at most ~1% of the time), within
+   * [MIN_RECOUNT_MS, maxAgeMs]: a small conntrack map is counted every
+   * second, a full 262,144-entry one (~180 ms) every ~18 s.
+   */
   private async count(map: BpfMap): Promise<number> {
     const known = this.counted.get(map.name);
-    if (known && performance.now() - known.at < this.opts.maxAgeMs) return known.entries;
+    const maxAge = known ? Math.min(this.opts.maxAgeMs, Math.max(MIN_RECOUNT_MS, known.costMs * 100)) : 0;
+    if (known && performance.now() - known.at < maxAge) return known.entries;
+    const t0 = performance.now();
     const entries = await countEntries(map, this.opts.pause);
-    this.counted.set(map.name, { entries, at: performance.now() });
+    this.counted.set(map.name, { entries, at: performance.now(), costMs: performance.now() - t0 });
     return entries;
   }
 }
