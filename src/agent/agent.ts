@@ -150,7 +150,7 @@ export class Agent {
     registerSocketLbMetrics(() => this.socketLb?.loaded.counters());
     const [host, port] = splitHostPort(cfg.http);
     this.http = new HttpEndpoint({
-      host, port, registry, state: () => this.state(), readiness: () => this.readiness(), documents: { '/v1/conntrack': (q) => this.conntrack(q) },
+      host, port, registry, state: (query) => this.state(query), readiness: () => this.readiness(), documents: { '/v1/conntrack': (q) => this.conntrack(q) },
     });
     try {
       await this.http.start();
