@@ -409,6 +409,7 @@ export class LoadHandle {
   readonly windows: Json[] = [];
   done?: Json;
   stderr = '';
+  private lastPeek?: Json;
   private waiters: (() => void)[] = [];
   private constructor(private readonly proc: ChildProcess) {}
 
@@ -423,6 +424,7 @@ export class LoadHandle {
       if (msg.started) started();
       if (msg.window) h.windows.push(msg.window);
       if (msg.done) h.done = msg.done;
+      if (msg.peek) h.lastPeek = msg.peek;
       for (const w of h.waiters.splice(0)) w();
     });
     const exited = new Promise<void>((_, reject) => proc.once('exit', (c) => reject(new Error(`load generator exited ${c} before starting: ${h.stderr}`))));
@@ -448,6 +450,13 @@ export class LoadHandle {
     this.send({ cmd: 'close' });
     await until('the window result', 10_000, async () => this.windows.length > n || undefined, 20);
     return this.windows[this.windows.length - 1];
+  }
+
+  /** Each HTTP worker's open connection: `{ served: "<backend> <source>", requests }`. */
+  async peek(): Promise<Record<string, { served?: string; requests: number }>> {
+    this.lastPeek = undefined;
+    this.send({ cmd: 'peek' });
+    return until('the load generator\'s connections', 10_000, async () => this.lastPeek, 20);
   }
 
   async stop(): Promise<Json> {

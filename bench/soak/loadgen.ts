@@ -46,6 +46,8 @@ async function run(cfg: LoadConfig): Promise<void> {
   let sent = 0;
   let stopped = false;
   const totals = { requests: 0, ok: 0, failed: 0, resets: 0, connections: 0, perBackend: {} as Record<string, number>, perSource: {} as Record<string, number> };
+  // Each HTTP worker's current connection: who answered it and how many requests it carried so far.
+  const current: Record<string, { served?: string; requests: number }> = {};
   const keepGoing = (): boolean => !stopped && sent < cfg.maxRequests && performance.now() - started < cfg.timeCapMs;
   const note = (worker: string, t0: number, outcome: Outcome, detail = '', backend?: string): void => {
     totals.requests++;
@@ -65,6 +67,7 @@ async function run(cfg: LoadConfig): Promise<void> {
     while (keepGoing()) {
       const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
       totals.connections++;
+      current[name] = { requests: 0 };
       for (let i = 0; i < cfg.requestsPerConnection && keepGoing(); i++) {
         sent++;
         const t0 = performance.now();
@@ -83,6 +86,7 @@ async function run(cfg: LoadConfig): Promise<void> {
           req.on('error', (e: NodeJS.ErrnoException) => resolve({ outcome: e.code === 'ECONNRESET' || e.code === 'EPIPE' ? 'reset' : 'fail', detail: e.code ?? e.message }));
         });
         note(name, t0, r.outcome, r.detail, r.backend);
+        current[name] = { ...(r.backend ? { served: r.backend } : {}), requests: i + 1 };
         if (r.outcome !== 'ok') break; // a broken connection: open a new one
         await sleep(cfg.paceMs);
       }
@@ -131,7 +135,8 @@ async function run(cfg: LoadConfig): Promise<void> {
     else if (msg.cmd === 'close') {
       const w = tracker.close(now);
       if (w) out({ window: w });
-    } else if (msg.cmd === 'stop') stopped = true;
+    } else if (msg.cmd === 'peek') out({ peek: current });
+    else if (msg.cmd === 'stop') stopped = true;
   });
 
   const workers = [

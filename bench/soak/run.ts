@@ -10,7 +10,7 @@ import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseExposition } from '../../test/support/prom.js';
 import { RSS_EDGE, checkTargets, markdownTable, rssEnds, schedule, soakReport, type FaultKind, type SoakProfile, type SoakReport, type TargetCheck, type WindowStats } from './core.js';
-import { BACKENDS, SoakLab, until, type Json } from './lab.js';
+import { BACKENDS, NODES, SoakLab, until, type Json } from './lab.js';
 import type { TeardownHost } from '../../test/support/lab.js';
 
 export interface SoakResult {
@@ -168,6 +168,11 @@ export async function runSoak(t: TeardownHost, opts: {
       await sleep(profile.requestsPerConnection * profile.paceMs * 1.5);
     },
     'backend-drain': async () => {
+      // Drain only while a connection through n1/n2 is on be3 with most of its requests ahead: what the
+      // drain must keep serving. Without one (the hash can put none there) the check below has nothing to see.
+      const m1Source = NODES.find((n) => n.name === 'm1')!.snat;
+      await until('a young connection on be3 through n1/n2', 30_000, async () => Object.values(await load.peek())
+        .some((c) => c.served?.startsWith('be3 ') && !c.served.endsWith(` ${m1Source}`) && c.requests <= profile.requestsPerConnection / 2) || undefined, 100);
       await s.putSlice({ be1: 'ready', be2: 'ready', be3: 'terminating' });
       await until('be3 terminating on n1 and n2', 30_000, async () => /terminating/.test(await backendsIn('n1')) && /terminating/.test(await backendsIn('n2')));
       await sleep(3000);
