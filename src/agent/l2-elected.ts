@@ -19,7 +19,7 @@ const INTERFACE_POLL_MS = 100;
 
 /** The election's own settings pass through; the retry period becomes its grace period. */
 export interface ElectedL2Options extends L2Common,
-  Pick<L2ElectionOptions, 'namespace' | 'writer' | 'nodeWriter' | 'nodeLeaseMs' | 'nodeRenewMs' | 'serviceLeaseMs' | 'serviceRenewMs'> {
+  Pick<L2ElectionOptions, 'namespace' | 'writer' | 'nodeWriter' | 'nodeLeaseMs' | 'nodeRenewMs' | 'serviceLeaseMs'> {
   retryMs: number;
   store: Store;
   /** The data path is attached on every interface: without it this node competes for nothing. */
@@ -62,7 +62,6 @@ export class ElectedL2Controller implements AgentController {
       nodeLeaseMs: c.nodeLeaseMs,
       nodeRenewMs: c.nodeRenewMs,
       serviceLeaseMs: c.serviceLeaseMs,
-      serviceRenewMs: c.serviceRenewMs,
       graceMs: c.retryMs,
       log: c.log.with({ controller: 'l2' }),
       onNodeRenewed: c.onNodeRenewed,

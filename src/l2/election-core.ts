@@ -8,9 +8,12 @@
  * Rules (issue 7, DESIGN.md "Control plane"):
  * - Ownership is sticky: a lease held by a live node stays with it; a node
  *   that recovers does not take anything back.
- * - A lease whose holder's node lease has expired may be taken at once; any
- *   other lease only once it has expired itself. Every write is
- *   resourceVersion-checked by the caller, so exactly one taker wins.
+ * - A service lease is held for as long as its holder's node lease is
+ *   renewed: it is written when it changes hands (acquire, release,
+ *   takeover), never renewed, so API writes scale with nodes, not services
+ *   (2,000 services renewed every 5 s would be 400 writes a second). A lease
+ *   whose holder's node lease has expired may be taken at once. Every write
+ *   is resourceVersion-checked by the caller, so exactly one taker wins.
  * - Expiry is judged on local observation time (client-go's rule: clocks of
  *   other nodes are never compared), and only while this node's view is
  *   fresh — its watch delivered its own latest renewal recently — counted
@@ -48,7 +51,7 @@ export interface ServiceCandidate {
 
 export interface HeldLease {
   service: string;
-  /** Local time the last successful write of ours was sent (the hold is valid from there). */
+  /** Local time the write that took it was sent. */
   renewedAt: number;
   resourceVersion: string;
   /** The version our last write replaced: a view still showing it is merely behind, not lost. */
@@ -72,16 +75,13 @@ export interface ElectionInput {
   held: ReadonlyMap<string, HeldLease>;
   /** Local time each lease was first seen takeable (kept by the caller from `takeable`). */
   takeableSince: ReadonlyMap<string, number>;
-  serviceLeaseMs: number;
-  serviceRenewMs: number;
   graceMs: number;
 }
 
-export type AcquireReason = 'free' | 'released' | 'holder-dead' | 'expired' | 'reclaim';
+export type AcquireReason = 'free' | 'released' | 'holder-dead' | 'reclaim';
 
 export type ElectionAction =
   | { type: 'acquire'; lease: string; service: string; reason: AcquireReason; /** absent: create */ resourceVersion?: string }
-  | { type: 'renew'; lease: string; service: string }
   | { type: 'release'; lease: string; service?: string }
   /** Someone else wrote a lease we held: drop the hold (nothing to write). */
   | { type: 'lost'; lease: string; service: string };
@@ -122,13 +122,6 @@ export function nodeAlive(input: Pick<ElectionInput, 'me' | 'healthy' | 'nodeLea
   return !expired(lease, input.now, input.freshSince);
 }
 
-/** Renew a little before the period ends, spread per lease so a batch acquired together does not renew in one burst. */
-function renewDue(lease: string, held: HeldLease, now: number, renewMs: number, spreads: Map<string, number>): boolean {
-  let spread = spreads.get(lease);
-  if (spread === undefined) spreads.set(lease, (spread = (rendezvous(lease, 'renew') % 1000) / 1000)); // 0..1
-  return now - held.renewedAt >= renewMs * (0.9 + 0.1 * spread);
-}
-
 /**
  * My candidates by lease name, and every lease name some node could take
  * (eligible or mine) sorted: the one order all nodes share. Remembered for
@@ -137,8 +130,6 @@ function renewDue(lease: string, held: HeldLease, now: number, renewMs: number, 
 interface LeaseIndex {
   byLease: Map<string, ServiceCandidate>;
   names: string[];
-  /** Each lease's renewal spread, a hash: computed once, not every tick. */
-  renewSpreads: Map<string, number>;
 }
 let indexMemo: (LeaseIndex & { eligible: ElectionInput['eligible']; candidates: ElectionInput['candidates'] }) | undefined;
 function leaseIndex(eligible: ElectionInput['eligible'], candidates: ElectionInput['candidates']): LeaseIndex {
@@ -147,7 +138,7 @@ function leaseIndex(eligible: ElectionInput['eligible'], candidates: ElectionInp
   const names = [...eligible.keys()];
   for (const lease of byLease.keys()) if (!eligible.has(lease)) names.push(lease);
   names.sort();
-  indexMemo = { eligible, candidates, byLease, names, renewSpreads: new Map() };
+  indexMemo = { eligible, candidates, byLease, names };
   return indexMemo;
 }
 
@@ -166,7 +157,7 @@ export function decide(input: ElectionInput): ElectionOutput {
 
   // Fair shares: ceil(candidates / live eligible nodes), generalised to services whose eligible
   // sets differ — each service counts 1/(live nodes eligible for it) towards each of them.
-  const { byLease: candidates, names, renewSpreads } = leaseIndex(input.eligible, input.candidates);
+  const { byLease: candidates, names } = leaseIndex(input.eligible, input.candidates);
   // Services selected by the same policies share one eligible list: their electorates are computed once.
   const electorates = new Map<readonly string[] | undefined, Map<string, string[]>>();
   const electorate = (lease: string, exclude?: string): string[] => {
@@ -203,7 +194,6 @@ export function decide(input: ElectionInput): ElectionOutput {
   for (const view of input.serviceLeases.values()) {
     if (!view.holder) continue;
     if (view.holder === me ? !input.held.has(view.name) && !candidates.has(view.name) : !isAlive(view.holder)) continue;
-    if (view.holder !== me && expired(view, now, input.freshSince)) continue;
     load.set(view.holder, (load.get(view.holder) ?? 0) + 1);
   }
   let mine = 0;
@@ -222,8 +212,8 @@ export function decide(input: ElectionInput): ElectionOutput {
         actions.push({ type: 'lost', lease: name, service: held.service });
         continue;
       }
-      if (now - held.renewedAt < input.serviceLeaseMs) announce.push(cand.service);
-      if (renewDue(name, held, now, input.serviceRenewMs, renewSpreads)) actions.push({ type: 'renew', lease: name, service: cand.service });
+      // Held while this node is healthy (checked above): nothing to write.
+      announce.push(cand.service);
       continue;
     }
     if (!view) {
@@ -237,9 +227,6 @@ export function decide(input: ElectionInput): ElectionOutput {
       continue;
     } else if (!isAlive(view.holder)) {
       free.push({ lease: name, reason: 'holder-dead', resourceVersion: view.resourceVersion });
-    } else if (expired(view, now, input.freshSince)) {
-      // Its holder let it lapse: it is not going to renew it, so it is not assigned it again.
-      free.push({ lease: name, reason: 'expired', resourceVersion: view.resourceVersion, exclude: view.holder });
     }
   }
 

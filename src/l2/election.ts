@@ -34,8 +34,8 @@ export interface L2ElectionOptions {
   nodeWriter: KubeWriter;
   nodeLeaseMs: number;
   nodeRenewMs: number;
+  /** Written as the service leases' duration (informational: a service lease is held while its holder's node lease is renewed). */
   serviceLeaseMs: number;
-  serviceRenewMs: number;
   /** How long a lease assigned to another node may stay untaken before anyone takes it (the retry period). */
   graceMs: number;
   log: ElectionLog;
@@ -91,7 +91,7 @@ export class L2Election {
   start(): void {
     this.renewNodeLease();
     this.nodeRenewTimer = setInterval(() => this.renewNodeLease(), this.opts.nodeRenewMs);
-    // Time alone changes decisions (expiries, renewals, grace): look again often.
+    // Time alone changes decisions (node-lease expiries, grace periods): look again often.
     this.tickTimer = setInterval(() => this.tick(), TICK_MS);
   }
 
@@ -192,8 +192,6 @@ export class L2Election {
       eligible: this.eligibleByLease,
       held: this.held,
       takeableSince: this.takeableSince,
-      serviceLeaseMs: this.opts.serviceLeaseMs,
-      serviceRenewMs: this.opts.serviceRenewMs,
       graceMs: this.opts.graceMs,
     });
     const takeable = new Set(out.takeable);
@@ -249,25 +247,6 @@ export class L2Election {
       return;
     }
     const held = this.held.get(a.lease);
-    if (a.type === 'renew') {
-      if (!held) return void this.inFlight.delete(a.lease);
-      const spec = { holderIdentity: me, leaseDurationSeconds: seconds, acquireTime: held.acquireTime, renewTime: new Date(), leaseTransitions: held.transitions };
-      writer.updateLease({ name: a.lease, namespace: this.opts.namespace, resourceVersion: held.resourceVersion }, spec).then(
-        (rec) => {
-          const h = this.held.get(a.lease);
-          if (h) Object.assign(h, { renewedAt: sentAt, resourceVersion: rec.resourceVersion, replacedResourceVersion: h.resourceVersion });
-        },
-        (err: Error) => {
-          if (err instanceof WriteConflictError || err instanceof NotFoundError) {
-            // Changed or gone behind our back: not ours any more.
-            this.held.delete(a.lease);
-            log.warn('L2 lease lost on renewal: stopped announcing', { service: a.service, lease: a.lease, error: err.message });
-            this.opts.onChange?.();
-          } else log.warn('L2 lease renewal failed; retrying', { service: a.service, lease: a.lease, error: err.message });
-        },
-      ).finally(done);
-      return;
-    }
     // release: stop announcing first, then hand the lease over.
     const rv = held?.resourceVersion ?? view?.resourceVersion;
     this.held.delete(a.lease);

@@ -250,7 +250,6 @@ t.test('Kubernetes mode: a service the data path does not carry is not competed 
     nodeLeaseMs: 2000,
     nodeRenewMs: 250,
     serviceLeaseMs: 15_000,
-    serviceRenewMs: 5000,
     retryMs: 500,
     store,
     datapathReady: () => true,

@@ -11,7 +11,7 @@ const [host, port] = process.argv.slice(2);
 const api = await startApiServer({ host, port: Number(port), crds: [] });
 const writes = [];
 api.onRequest((r) => {
-  if (['create', 'update', 'patch', 'delete'].includes(r.verb)) writes.push({ verb: r.verb, resource: r.resource, code: r.code, at: performance.now() });
+  if (['create', 'update', 'patch', 'delete'].includes(r.verb)) writes.push({ verb: r.verb, resource: r.resource, name: r.name, code: r.code, at: performance.now() });
   if (writes.length > 200_000) writes.splice(0, 100_000);
 });
 const ops = {
@@ -21,11 +21,15 @@ const ops = {
   delete: (resource, ns, name) => api.objects.delete(resource, ns ?? undefined, name) ?? null,
   counts: () => api.requestCounts(),
   reset: () => { api.resetRequestCounts(); writes.length = 0; return null; },
-  /** Writes within the last `ms` milliseconds, by `verb resource`. */
-  writesSince: (ms) => {
+  /** Writes within the last `ms` milliseconds, by `verb resource`, or with `byName` by `verb resource/name-prefix` (node or service lease, ...). */
+  writesSince: (ms, byName = false) => {
     const from = performance.now() - ms;
     const out = {};
-    for (const w of writes) if (w.at >= from) out[`${w.verb} ${w.resource}`] = (out[`${w.verb} ${w.resource}`] ?? 0) + 1;
+    for (const w of writes) {
+      if (w.at < from) continue;
+      const key = byName ? `${w.verb} ${w.resource}/${(w.name ?? '').replace(/^(pharos-node-|pharos-l2announce-|pharos-).*$/, '$1')}` : `${w.verb} ${w.resource}`;
+      out[key] = (out[key] ?? 0) + 1;
+    }
     return out;
   },
   pause: () => { api.pause(); return null; },

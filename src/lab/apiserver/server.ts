@@ -66,6 +66,8 @@ export interface RequestRecord {
   code: number;
   /** performance.now() when the request arrived. */
   arrivedAt: number;
+  /** The object's name, for requests on one object. */
+  name?: string;
 }
 
 interface Fault {
@@ -620,7 +622,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       const rt = route(path);
       if (rt === undefined || rt === 'discovery') throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
       const verb = verbOf(method, rt, url.searchParams);
-      record = { verb, resource: rt.subresource ? `${rt.resource.plural}/${rt.subresource}` : rt.resource.plural, code: 200, arrivedAt };
+      record = { verb, resource: rt.subresource ? `${rt.resource.plural}/${rt.subresource}` : rt.resource.plural, code: 200, arrivedAt, ...(rt.name ? { name: rt.name } : {}) };
       const fault = takeFault(verb, rt.resource.plural);
       if (fault) {
         throw new HttpError(fault.code, statusReasons[fault.code] ?? 'InternalError', `injected failure (${verb} ${record.resource})`);
