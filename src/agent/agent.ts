@@ -52,6 +52,8 @@ import {
   type ServiceView, type StateSection,
 } from '../metrics/state-view.js';
 import { frontendKeyString } from '../datapath/plan.js';
+import { DATAPATH_CONDITION, type KubeDatapathReporter } from './datapath-report.js';
+
 import { tryParseAddress } from '../model/cidr.js';
 
 export const VERSION = '0.1.0';
@@ -64,7 +66,6 @@ const LIVENESS_WATCHDOG_MS = 10_000;
 const STOP_GRACE_MS = 10_000;
 const RECONCILE_DEBOUNCE_MS = 2;
 /** Condition on a Service whose frontends are not all in the data path (written only once it fails, then kept up to date). */
-export const DATAPATH_CONDITION = 'lb.pharos.io/DataPathProgrammed';
 
 export class AgentStartError extends Error {}
 
@@ -75,7 +76,7 @@ interface Attachment {
 }
 
 function writeResource(kind: WriteRecord['kind']): string {
-  return kind === 'Service' ? 'services' : kind === 'Lease' ? 'leases' : 'loadbalancerippools';
+  return kind === 'Service' ? 'services' : kind === 'Lease' ? 'leases' : kind === 'Event' ? 'events' : 'loadbalancerippools';
 }
 
 export class Agent {
@@ -88,6 +89,7 @@ export class Agent {
   private socketLb?: { loaded: LoadedSocketLb; attachment: SocketLbAttachment };
   private manifests?: ManifestsSource;
   private kube?: KubeSource;
+  private datapathReporter?: KubeDatapathReporter;
   private http?: HttpEndpoint;
   private ipam?: AgentController & IpamView;
   private l2?: LocalL2Controller | ElectedL2Controller;
@@ -293,8 +295,8 @@ export class Agent {
 
   private async startKubernetes(kc: KubeConfig, l2Common: ConstructorParameters<typeof LocalL2Controller>[0]): Promise<void> {
     const cfg = this.config;
-    const [{ KubeWriter }, { KubeSource }, { KubeIpamController }, { ElectedL2Controller }] = await Promise.all([
-      import('../sources/kube/writer.js'), import('../sources/kube/source.js'), import('./ipam.js'), import('./l2-elected.js'),
+    const [{ KubeWriter }, { KubeSource }, { KubeIpamController }, { ElectedL2Controller }, { KubeDatapathReporter }] = await Promise.all([
+      import('../sources/kube/writer.js'), import('../sources/kube/source.js'), import('./ipam.js'), import('./l2-elected.js'), import('./datapath-report.js'),
     ]);
     const onWrite = (w: WriteRecord): void => k8sApiWrites.inc({ resource: writeResource(w.kind), verb: w.verb });
     const writer = new KubeWriter({ kc, namespace: cfg.namespace, qps: cfg.k8sQps, burst: cfg.k8sBurst, onWrite });
@@ -306,6 +308,8 @@ export class Agent {
     const nodeWriter = new KubeWriter({
       kc, namespace: cfg.namespace, qps: Math.max(2, 2000 / cfg.l2NodeRenewMs), burst: 4, timeoutMs: cfg.l2NodeLeaseSeconds * 1000, onWrite,
     });
+    // What this node cannot carry goes on the Service (condition entry + event), within the status writer's budget.
+    this.datapathReporter = new KubeDatapathReporter({ writer, store: this.store, node: cfg.nodeName, log: this.log.with({ controller: 'datapath' }) });
     const requestReconcile = (): void => this.markDirty(this.ipam!);
     const ipam = new KubeIpamController(this.store, {
       writer, nodeName: cfg.nodeName, pharosIsDefaultClass: cfg.defaultLoadBalancerClass,
@@ -320,7 +324,6 @@ export class Agent {
       nodeLeaseMs: cfg.l2NodeLeaseSeconds * 1000,
       nodeRenewMs: cfg.l2NodeRenewMs,
       serviceLeaseMs: cfg.l2ServiceLeaseSeconds * 1000,
-      serviceRenewMs: cfg.l2ServiceRenewSeconds * 1000,
       retryMs: cfg.l2ServiceRetrySeconds * 1000,
       store: this.store,
       datapathReady: () => this.datapathAttached(),
@@ -622,7 +625,13 @@ export class Agent {
         service, frontends: status!.frontends, programmed: status!.programmed, reason: blocking[0]?.reason, problem: blocking[0]?.message,
       });
     }
-    if (this.kubernetes) return;
+    if (this.kubernetes) {
+      this.datapathReporter?.set(service, programmed ? undefined : {
+        reason: blocking[0]?.reason ?? 'NotProgrammed',
+        message: `${status!.frontends - status!.programmed} of ${status!.frontends} frontends not in the data path: ${blocking.map((p) => p.message).slice(0, 3).join('; ')}`,
+      });
+      return;
+    }
     const svc = this.store.get('Service', service);
     if (!svc) return;
     const had = svc.status.conditions.find((c) => c.type === DATAPATH_CONDITION);
@@ -841,6 +850,7 @@ export class Agent {
       }
     }));
     await this.manifests?.stop();
+    this.datapathReporter?.stop();
     await this.kube?.stop();
     await this.http?.stop();
     this.eventLoop?.stop();

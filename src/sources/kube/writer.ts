@@ -43,7 +43,7 @@ export interface KubeWriterOptions {
 export type WriteOutcome = 'ok' | 'conflict' | 'notfound' | 'error';
 
 export interface WriteRecord {
-  kind: 'Service' | 'LoadBalancerIPPool' | 'Lease';
+  kind: 'Service' | 'LoadBalancerIPPool' | 'Lease' | 'Event';
   verb: 'patch' | 'create' | 'update' | 'delete';
   outcome: WriteOutcome;
   ms: number;
@@ -70,6 +70,21 @@ export interface LeaseRecord extends LeaseSpec {
   name: string;
   namespace: string;
   resourceVersion: string;
+}
+
+/** An event about one object (core/v1, as `kubectl describe` lists them). */
+export interface KubeEvent {
+  namespace: string;
+  /** The object's name and kind. */
+  name: string;
+  kind: string;
+  uid?: string;
+  type: 'Normal' | 'Warning';
+  /** A word, e.g. FrontendMapFull. */
+  reason: string;
+  message: string;
+  /** The reporting node. */
+  node: string;
 }
 
 export interface StatusWriteOptions {
@@ -193,6 +208,27 @@ export class KubeWriter {
       (body) => this.custom.patchClusterCustomObjectStatus({ ...api, name, body }, this.options(['Content-Type', PatchStrategy.MergePatch])),
       () => this.custom.getClusterCustomObject({ ...api, name }, this.options()),
     );
+  }
+
+  /** One event (not aggregated: callers send one per problem, not per pass). */
+  async createEvent(e: KubeEvent): Promise<void> {
+    const now = new Date();
+    const body = {
+      apiVersion: 'v1',
+      kind: 'Event',
+      metadata: { generateName: `${e.name}.`, namespace: e.namespace },
+      involvedObject: { apiVersion: 'v1', kind: e.kind, name: e.name, namespace: e.namespace, ...(e.uid ? { uid: e.uid } : {}) },
+      type: e.type,
+      reason: e.reason,
+      message: e.message,
+      source: { component: 'pharos', host: e.node },
+      reportingComponent: 'lb.pharos.io/pharos',
+      reportingInstance: e.node,
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    };
+    await this.write('Event', 'create', () => this.core.createNamespacedEvent({ namespace: e.namespace, body }, this.options()));
   }
 
   // ------------------------------------------------------------ Leases
