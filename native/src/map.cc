@@ -225,15 +225,24 @@ Napi::Value NativeMap::Delete(const Napi::CallbackInfo &info) {
   return Napi::Boolean::New(env, true);
 }
 
+NativeMap::BatchArgs NativeMap::BatchArguments(const Napi::CallbackInfo &info) const {
+  Napi::Env env = info.Env();
+  BatchArgs a{ArgBufferNamed(ArgAt(info, 0), [this] { return Label() + ": keys"; }),
+              ArgBufferNamed(ArgAt(info, 1), [this] { return Label() + ": values"; }),
+              static_cast<uint32_t>(ArgInt(ArgAt(info, 2), Label() + ": count", 0, UINT32_MAX)),
+              static_cast<uint64_t>(OptInt(ArgAt(info, 3), Label() + ": flags", 0, UINT32_MAX, BPF_ANY))};
+  CheckKey(env, a.keys.Length(), a.count);
+  CheckValue(env, a.values.Length(), a.count);
+  return a;
+}
+
 Napi::Value NativeMap::UpdateBatch(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = Fd(env);
-  Napi::Buffer<uint8_t> keys = ArgBufferNamed(ArgAt(info, 0), [this] { return Label() + ": keys"; });
-  Napi::Buffer<uint8_t> values = ArgBufferNamed(ArgAt(info, 1), [this] { return Label() + ": values"; });
-  uint32_t count = ArgInt(ArgAt(info, 2), Label() + ": count", 0, UINT32_MAX);
-  uint64_t flags = OptInt(ArgAt(info, 3), Label() + ": flags", 0, UINT32_MAX, BPF_ANY);
-  CheckKey(env, keys.Length(), count);
-  CheckValue(env, values.Length(), count);
+  BatchArgs args = BatchArguments(info);
+  Napi::Buffer<uint8_t> &keys = args.keys, &values = args.values;
+  uint32_t count = args.count;
+  uint64_t flags = args.flags;
   if (count == 0) return Napi::Number::New(env, 0);
 
   LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
@@ -348,12 +357,10 @@ Napi::Value NativeMap::WriteMmapped(const Napi::CallbackInfo &info) {
 Napi::Value NativeMap::UpdateBatchAsync(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = Fd(env);
-  Napi::Buffer<uint8_t> keys = ArgBufferNamed(ArgAt(info, 0), [this] { return Label() + ": keys"; });
-  Napi::Buffer<uint8_t> values = ArgBufferNamed(ArgAt(info, 1), [this] { return Label() + ": values"; });
-  uint32_t count = ArgInt(ArgAt(info, 2), Label() + ": count", 0, UINT32_MAX);
-  uint64_t flags = OptInt(ArgAt(info, 3), Label() + ": flags", 0, UINT32_MAX, BPF_ANY);
-  CheckKey(env, keys.Length(), count);
-  CheckValue(env, values.Length(), count);
+  BatchArgs args = BatchArguments(info);
+  Napi::Buffer<uint8_t> &keys = args.keys, &values = args.values;
+  uint32_t count = args.count;
+  uint64_t flags = args.flags;
   int dupFd = dup(fd);
   if (dupFd < 0) Throw(env, errno, Label() + ": dup for an async batch update");
   auto *worker = new UpdateBatchWorker(env, dupFd, Label(), std::vector<uint8_t>(keys.Data(), keys.Data() + keys.Length()),

@@ -31,6 +31,13 @@ class NativeMap : public Napi::ObjectWrap<NativeMap> {
   std::string Label() const { return "map '" + name_ + "'"; }
   void CheckKey(Napi::Env env, size_t len, size_t count = 1) const;
   void CheckValue(Napi::Env env, size_t len, size_t count = 1) const;
+  // (keys, values, count, flags?) of the batch updates, checked against the map's sizes.
+  struct BatchArgs {
+    Napi::Buffer<uint8_t> keys, values;
+    uint32_t count;
+    uint64_t flags;
+  };
+  BatchArgs BatchArguments(const Napi::CallbackInfo &info) const;
 
   Napi::Value GetFd(const Napi::CallbackInfo &info);
   Napi::Value Info(const Napi::CallbackInfo &info);

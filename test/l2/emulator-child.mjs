@@ -2,7 +2,7 @@
 // agents reach it over their management links), driven by the test over
 // stdin/stdout, one JSON object per line:
 //   → {"id":1,"op":"put","args":["services",{...}]}   ← {"id":1,"result":{...}}
-// ops: put, get, list, delete, counts, reset, pause, resume, failNext, closeAllWatches, openWatches.
+// ops: put, putMany, get, list, delete, progress, usage, counts, reset, writesSince, pause, resume, failNext, closeAllWatches, openWatches.
 // Usage: node emulator-child.mjs HOST PORT   (prints {"ready":URL} once bound)
 import readline from 'node:readline';
 import { startApiServer } from '../../dist/lab/apiserver/server.js';
@@ -16,6 +16,17 @@ api.onRequest((r) => {
 });
 const ops = {
   put: (resource, obj) => api.objects.put(resource, obj),
+  /** Many objects in one call (a bench's thousands of services): returns how many were stored. */
+  putMany: (items) => { for (const [resource, obj] of items) api.objects.put(resource, obj); return items.length; },
+  /** Services with an address, and service leases with a holder (a bench's progress, without shipping every object). */
+  progress: (leaseNamespace) => ({
+    services: api.objects.list('services').length,
+    allocated: api.objects.list('services').filter((s) => s.status?.loadBalancer?.ingress?.length).length,
+    leasesHeld: api.objects.list('leases', leaseNamespace).filter((l) => l.metadata.name.startsWith('pharos-l2announce-') && l.spec?.holderIdentity).length,
+    events: api.objects.list('events').length,
+  }),
+  /** This process's resident memory and CPU seconds. */
+  usage: () => ({ rssMb: Math.round(process.memoryUsage().rss / 1048576), cpuS: Math.round((process.cpuUsage().user + process.cpuUsage().system) / 1e4) / 100 }),
   get: (resource, ns, name) => api.objects.get(resource, ns ?? undefined, name) ?? null,
   list: (resource, ns) => api.objects.list(resource, ns ?? undefined),
   delete: (resource, ns, name) => api.objects.delete(resource, ns ?? undefined, name) ?? null,
