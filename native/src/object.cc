@@ -26,6 +26,7 @@ Napi::Function NativeObject::Define(Napi::Env env) {
                          InstanceMethod<&NativeObject::SetPinPath>("setPinPath"),
                          InstanceMethod<&NativeObject::SetAutocreate>("setAutocreate"),
                          InstanceMethod<&NativeObject::Load>("load"),
+                         InstanceMethod<&NativeObject::LoadAsync>("loadAsync"),
                          InstanceMethod<&NativeObject::Map>("map"),
                          InstanceMethod<&NativeObject::Program>("program"),
                          InstanceMethod<&NativeObject::MapNames>("mapNames"),
@@ -48,6 +49,9 @@ Napi::Object NativeObject::Open(Napi::Env env, const std::string &path) {
 }
 
 struct bpf_object *NativeObject::Obj(Napi::Env env) const {
+  if (state_->loading) {
+    throw MakeErrorRaw(env, EBUSY, "BPF object " + state_->path + " is being loaded");
+  }
   if (!state_->open()) {
     throw MakeErrorRaw(env, EBADF, "BPF object " + state_->path + " is closed");
   }
@@ -187,6 +191,56 @@ Napi::Value NativeObject::Load(const Napi::CallbackInfo &info) {
   if (rc != 0) Throw(env, -rc, "loading BPF object " + state_->path, mark);
   state_->loaded = true;
   return env.Undefined();
+}
+
+namespace {
+
+// bpf_object__load off the JS thread: the verifier takes seconds for a large
+// program, and the agent's event loop must keep serving meanwhile.
+class ObjectLoadWorker : public Napi::AsyncWorker {
+ public:
+  ObjectLoadWorker(Napi::Env env, std::shared_ptr<ObjectState> state, uint64_t mark)
+      : Napi::AsyncWorker(env, "pharos.objectLoad"), state_(std::move(state)), mark_(mark), deferred_(env) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override { rc_ = bpf_object__load(state_->obj); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    state_->loading = false;
+    if (rc_ == 0) state_->loaded = true;
+    if (state_->closeWhenLoaded) {
+      state_->Close();
+      deferred_.Reject(MakeErrorRaw(env, EBADF, "BPF object " + state_->path + " was closed while loading").Value());
+      return;
+    }
+    // libbpf 1.1 cannot retry a failed load: the object stays unusable.
+    if (rc_ != 0) {
+      deferred_.Reject(MakeError(env, -rc_, "loading BPF object " + state_->path, mark_).Value());
+      return;
+    }
+    deferred_.Resolve(env.Undefined());
+  }
+
+ private:
+  std::shared_ptr<ObjectState> state_;
+  uint64_t mark_;
+  int rc_ = 0;
+  Napi::Promise::Deferred deferred_;
+};
+
+}  // namespace
+
+// loadAsync() -> Promise<void>: load() on a worker thread; the object is unusable until it settles.
+Napi::Value NativeObject::LoadAsync(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Obj(env);
+  RequireNotLoaded(env, "loadAsync");
+  auto *worker = new ObjectLoadWorker(env, state_, LogMark());
+  state_->loading = true;
+  worker->Queue();
+  return worker->Promise();
 }
 
 Napi::Value NativeObject::Map(const Napi::CallbackInfo &info) {

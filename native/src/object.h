@@ -32,6 +32,7 @@ class NativeObject : public Napi::ObjectWrap<NativeObject> {
   Napi::Value SetPinPath(const Napi::CallbackInfo &info);
   Napi::Value SetAutocreate(const Napi::CallbackInfo &info);
   Napi::Value Load(const Napi::CallbackInfo &info);
+  Napi::Value LoadAsync(const Napi::CallbackInfo &info);
   Napi::Value Map(const Napi::CallbackInfo &info);
   Napi::Value Program(const Napi::CallbackInfo &info);
   Napi::Value MapNames(const Napi::CallbackInfo &info);

@@ -14,9 +14,17 @@ struct ObjectState {
   struct bpf_object *obj = nullptr;
   std::string path;
   bool loaded = false;
+  // A loadAsync() is running on a worker thread: the object is the worker's until it ends,
+  // and a close() asked meanwhile happens when it does.
+  bool loading = false;
+  bool closeWhenLoaded = false;
 
   ~ObjectState() { Close(); }
   void Close() {
+    if (loading) {
+      closeWhenLoaded = true;
+      return;
+    }
     if (obj != nullptr) bpf_object__close(obj);
     obj = nullptr;
   }

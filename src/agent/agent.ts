@@ -25,7 +25,7 @@ import type { Service } from '../model/types.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
 import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../datapath/libbpf.js';
-import { loadDatapath, mapMemory, type LoadedDatapath } from '../datapath/loader.js';
+import { loadDatapathAsync, mapMemory, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
 import type { ServiceProgramStatus } from '../datapath/plan.js';
@@ -183,7 +183,7 @@ export class Agent {
       ? Math.min(cfg.responderMaxAgeSeconds * 1000, cfg.l2NodeLeaseSeconds * 1000 - cfg.l2NodeRenewMs)
       : cfg.responderMaxAgeSeconds * 1000;
     try {
-      this.datapath = loadDatapath({
+      this.datapath = await loadDatapathAsync({
         addon: this.addon,
         pinDir: cfg.pinDir,
         sizes: { conntrack: cfg.conntrackSize, frontends: cfg.frontendMapSize, backends: cfg.backendMapSize, responder: cfg.responderMapSize },

@@ -86,6 +86,8 @@ export interface BpfObject {
   /** Before load: false leaves a map the programs never use uncreated. */
   setAutocreate(map: string, on: boolean): void;
   load(): void;
+  /** load() on a worker thread (the verifier takes seconds; the event loop keeps running). The object is unusable until it settles. */
+  loadAsync(): Promise<void>;
   program(name: string): BpfProgram;
   map(name: string): BpfMap;
   mapNames(): string[];
@@ -328,6 +330,7 @@ interface NativeObjectHandle {
   setPinPath(map: string, path: string): void;
   setAutocreate(map: string, on: boolean): void;
   load(): void;
+  loadAsync(): Promise<void>;
   map(name: string): NativeMapHandle;
   program(name: string): NativeProgramHandle;
   mapNames(): string[];
@@ -533,6 +536,10 @@ class LibbpfObject implements BpfObject {
 
   load(): void {
     this.handle.load();
+  }
+
+  loadAsync(): Promise<void> {
+    return this.handle.loadAsync();
   }
 
   program(name: string): BpfProgram {

@@ -222,6 +222,42 @@ function rodataValues(cfg: DatapathConfig): Record<RodataName, number | bigint> 
  * under `pinDir`. Does not attach anything.
  */
 export function loadDatapath(opts: LoadOptions): LoadedDatapath {
+  const prepared = prepareDatapath(opts);
+  try {
+    prepared.object.load();
+  } catch (err) {
+    throw loadFailure(prepared, err);
+  }
+  return finishDatapath(prepared);
+}
+
+/** loadDatapath with the BPF object loaded (the verifier's seconds) on a worker thread: the agent's event loop keeps serving. */
+export async function loadDatapathAsync(opts: LoadOptions): Promise<LoadedDatapath> {
+  const prepared = prepareDatapath(opts);
+  try {
+    await prepared.object.loadAsync();
+  } catch (err) {
+    throw loadFailure(prepared, err);
+  }
+  return finishDatapath(prepared);
+}
+
+interface PreparedDatapath {
+  object: BpfObject;
+  objectPath: string;
+  opts: LoadOptions;
+  sizes: DatapathSizes;
+  config: DatapathConfig;
+  adopted: boolean;
+}
+
+function loadFailure(p: PreparedDatapath, err: unknown): unknown {
+  p.object.close();
+  return err instanceof BpfError ? new DatapathLoadError(`loading ${p.objectPath} with pins in ${p.opts.pinDir}: ${err.message}`) : err;
+}
+
+/** Checks the pins against this configuration and opens and configures the object (not loaded). */
+function prepareDatapath(opts: LoadOptions): PreparedDatapath {
   const { addon, pinDir } = opts;
   const sizes = { ...DEFAULT_SIZES, ...opts.sizes };
   const config = resolveConfig(opts.config);
@@ -250,6 +286,7 @@ export function loadDatapath(opts: LoadOptions): LoadedDatapath {
   }
 
   const object = addon.openObject(objectPath);
+  const prepared = { object, objectPath, opts, sizes, config, adopted };
   try {
     for (const [name, value] of Object.entries(rodataValues(config)) as Array<[RodataName, number | bigint]>) {
       object.setRodata(name, encodeRodata(name, value));
@@ -268,16 +305,23 @@ export function loadDatapath(opts: LoadOptions): LoadedDatapath {
     object.setMaxEntries(MAP.members, sizes.members);
     object.setMaxEntries(MAP.vips, sizes.frontends);
     for (const role of PINNED) object.setPinPath(MAP[role], join(pinDir, MAP[role]));
-    object.load();
+  } catch (err) {
+    throw loadFailure(prepared, err);
+  }
+  return prepared;
+}
+
+/** After the load: the maps, and this object's programs into the tail-call slots. */
+function finishDatapath(p: PreparedDatapath): LoadedDatapath {
+  const { object } = p;
+  try {
     const maps = Object.fromEntries((Object.keys(MAP) as MapRole[]).map((r) => [r, object.map(MAP[r])])) as DatapathMaps;
     // This object's programs into the (possibly re-adopted) tail-call slots: from here on the
     // program still attached from before also takes new flows through this version.
     TAIL_CALLS.forEach((name, slot) => maps.progs.update(u32Key(slot), u32Key(object.program(name).fd)));
-    return new LoadedDatapath(object, maps, object.program(PROG.xdp), object.program(PROG.tcEgress), config, sizes, pinDir, adopted, addon);
+    return new LoadedDatapath(object, maps, object.program(PROG.xdp), object.program(PROG.tcEgress), p.config, p.sizes, p.opts.pinDir, p.adopted, p.opts.addon);
   } catch (err) {
-    object.close();
-    if (err instanceof BpfError) throw new DatapathLoadError(`loading ${objectPath} with pins in ${pinDir}: ${err.message}`);
-    throw err;
+    throw loadFailure(p, err);
   }
 }
 

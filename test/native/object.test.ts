@@ -10,6 +10,7 @@ import { addon, type BpfObject } from '../../src/datapath/libbpf.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { bpfErrorOf, bpfRejectionOf } from './bpf-error.js';
 import { compileTestObject, testFrame } from './test-object.js';
+import { ensureBpfObject } from '../../src/datapath/bpf-build.js';
 
 const skip = privilegedUnavailable();
 const PIN_DIR = `/sys/fs/bpf/phn-obj-${process.pid}`;
@@ -240,4 +241,31 @@ t.test('testRunAsync: an AbortSignal stops a long run; the event loop stays free
   const normal = await addon().testRunAsync(fd, { data: frame, repeat: 10, signal: new AbortController().signal });
   t.equal(normal.interrupted, undefined, 'a run that completes is not marked');
   t.equal(perCpuSum(o, 'runs'), before + 10);
+});
+
+t.test('loadAsync: the verifier runs on a worker thread while the event loop keeps going', { skip }, async (t) => {
+  // The data path's own object: its verification takes long enough to see the loop turn meanwhile.
+  const o = addon().openObject(ensureBpfObject('lb'));
+  t.teardown(() => o.close());
+  let ticks = 0;
+  const timer = setInterval(() => { ticks++; }, 5);
+  const started = performance.now();
+  const loading = o.loadAsync();
+  const busy = bpfErrorOf(() => o.map('ph_frontends'));
+  t.equal(busy.code, 'EBUSY', 'the object is the worker\'s while it loads');
+  t.match(busy.message, /being loaded/);
+  await loading;
+  clearInterval(timer);
+  const ms = performance.now() - started;
+  t.ok(ticks > 0, `${ticks} timer ticks during a ${ms.toFixed(0)} ms load`);
+  t.ok(o.map('ph_frontends').maxEntries > 0, 'loaded: its maps are usable');
+  const again = bpfErrorOf(() => void o.loadAsync());
+  t.equal(again.code, 'EBUSY', 'a second load is refused at once');
+  t.match(again.message, /already loaded/);
+
+  const closing = addon().openObject(objectPath);
+  const p = closing.loadAsync();
+  closing.close();
+  const e = await bpfRejectionOf(p);
+  t.match(e.message, /closed while loading/, 'a close during the load happens when it ends');
 });
