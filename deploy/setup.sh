@@ -42,6 +42,13 @@ fi
 log "build"
 npm run --silent build:ts
 npm run --silent build:bpf
+# `pharos` on the PATH: a link to this checkout's CLI (an existing file that is not such a link is left alone).
+link=/usr/local/bin/pharos
+if [ ! -e "$link" ] || [ -L "$link" ]; then
+  ln -sfn "$(pwd)/dist/cli/main.js" "$link"
+else
+  log "$link exists and is not a link: left alone (use node dist/cli/main.js)"
+fi
 addon=native/build/Release/pharos_native.node
 if [ -f native/binding.gyp ] && { [ ! -f "$addon" ] || [ -n "$(find native -path native/build -prune -o -newer "$addon" -type f -print | head -1)" ]; }; then
   npm run --silent build:native >/dev/null

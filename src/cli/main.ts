@@ -6,6 +6,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
+import { realpathSync } from 'node:fs';
 
 export interface CommandSpec {
   name: string;
@@ -66,7 +67,8 @@ export async function main(argv: string[]): Promise<number> {
   return mod.run(rest);
 }
 
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+// Run as a program (also through a link such as /usr/local/bin/pharos), not when imported by a test.
+if (process.argv[1] && realpathSync(resolve(process.argv[1])) === fileURLToPath(import.meta.url)) {
   main(process.argv.slice(2)).then(
     (code) => { process.exitCode = code; },
     (err: unknown) => {
