@@ -7,7 +7,7 @@ import type { Condition } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import type { IpamStatusSink } from '../ipam/controller.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
-import type { PoolStatus } from '../ipam/pool-status.js';
+import { ciliumPoolConditions, type PoolStatus } from '../ipam/pool-status.js';
 import type { KubeWriter } from '../sources/kube/writer.js';
 
 export class NotLeaderError extends Error {
@@ -30,7 +30,9 @@ export class KubeStatusSink implements IpamStatusSink {
     const [namespace, name] = key.split('/') as [string, string];
     const svc = this.store.get('Service', key);
     const build = (others: Condition[]): unknown => ({
-      loadBalancer: { ingress: ingress.map((ip) => ({ ip })) },
+      // No address: no ingress list at all (null deletes it in a merge patch), as the API server keeps it;
+      // `{.status.loadBalancer.ingress[0].ip}` then prints nothing instead of failing.
+      loadBalancer: { ingress: ingress.length ? ingress.map((ip) => ({ ip })) : null },
       conditions: [...others.filter((c) => c.type !== IPAM_CONDITION), ...(condition ? [condition] : [])],
     });
     await this.writer.patchServiceStatus(namespace, name, build(svc?.status.conditions ?? []), {
@@ -42,7 +44,11 @@ export class KubeStatusSink implements IpamStatusSink {
   async writePoolStatus(name: string, status: PoolStatus): Promise<void> {
     if (!this.isLeader()) throw new NotLeaderError('not the IPAM leader: status not written');
     const pool = this.store.get('LoadBalancerIPPool', name);
-    const body = { conditions: status.conditions, total: status.total, used: status.used, available: status.available };
-    await this.writer.patchPoolStatus(name, body, { flavor: pool?.flavor ?? 'pharos' });
+    const flavor = pool?.flavor ?? 'pharos';
+    // Cilium's pool has no count fields: its printer columns read Cilium's own conditions.
+    const body = flavor === 'cilium'
+      ? { conditions: [...status.conditions, ...ciliumPoolConditions(status)] }
+      : { conditions: status.conditions, total: status.total, used: status.used, available: status.available };
+    await this.writer.patchPoolStatus(name, body, { flavor });
   }
 }

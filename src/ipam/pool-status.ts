@@ -86,6 +86,27 @@ export function poolStatus(pool: AnalysedPool, free: Record<IPFamily, bigint>): 
 }
 
 /**
+ * The conditions Cilium's own LB-IPAM writes on a CiliumLoadBalancerIPPool,
+ * which its CRD's printer columns read (`kubectl get ippools`: CONFLICTING
+ * is `cilium.io/PoolConflict`'s status, IPS AVAILABLE is
+ * `cilium.io/IPsAvailable`'s message): counts as messages of conditions with
+ * status Unknown and reason `noreason`, as Cilium has them. Times follow the
+ * pharos conflict condition's (the counts change with every allocation;
+ * their transition time does not).
+ */
+export function ciliumPoolConditions(status: PoolStatus): Condition[] {
+  const conflict = status.conditions.find((c) => c.type === POOL_CONFLICT_CONDITION);
+  const at = conflict?.lastTransitionTime ? { lastTransitionTime: conflict.lastTransitionTime } : {};
+  const count = (type: string, n: string): Condition => ({ type, status: 'Unknown', reason: 'noreason', message: n, ...at });
+  return [
+    { type: 'cilium.io/PoolConflict', status: status.conflicting ? 'True' : 'False', reason: conflict?.reason ?? 'no_conflict', message: conflict?.message ?? '', ...at },
+    count('cilium.io/IPsTotal', status.total),
+    count('cilium.io/IPsAvailable', status.available),
+    count('cilium.io/IPsUsed', status.used),
+  ];
+}
+
+/**
  * kubectl-style age: `45s`, `3m20s`, `12m`, `5h30m`, `20h`, `3d4h`, `45d`, `2y10d`, `9y`.
  * Thresholds follow the rules kubectl documents for its AGE column.
  */

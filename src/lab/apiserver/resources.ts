@@ -144,14 +144,25 @@ function customResource(
   kind: string,
   shortNames: string[],
   printerColumns?: PrinterColumn[],
+  schema?: unknown,
 ): ResourceType {
   return builtin(group, version, plural, kind, false, shortNames, {
     statusSubresource: true,
     dropStatusOnCreate: true,
     custom: true,
     printerColumns,
+    ...(schema ? { schema } : {}),
   });
 }
+
+/** Pools of both flavours default `spec.disabled` to false, as their CRDs do (the DISABLED column prints it). */
+const poolSchema = {
+  type: 'object',
+  'x-kubernetes-preserve-unknown-fields': true,
+  properties: {
+    spec: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true, properties: { disabled: { type: 'boolean', default: false } } },
+  },
+};
 
 /**
  * The pharos CRDs as built-ins, so the emulator is useful before any CRD is
@@ -159,14 +170,14 @@ function customResource(
  * (its printer columns and short names win).
  */
 export const pharosResources: ResourceType[] = [
-  customResource('lb.pharos.io', 'v1alpha1', 'loadbalancerippools', 'LoadBalancerIPPool', ['ippools', 'ippool', 'lbippool'], pharosPoolColumns),
+  customResource('lb.pharos.io', 'v1alpha1', 'loadbalancerippools', 'LoadBalancerIPPool', ['ippools', 'ippool', 'lbippool'], pharosPoolColumns, poolSchema),
   customResource('lb.pharos.io', 'v1alpha1', 'l2announcementpolicies', 'L2AnnouncementPolicy', ['l2policy', 'l2policies', 'l2announcement']),
   customResource('lb.pharos.io', 'v1alpha1', 'bgppeeringpolicies', 'BGPPeeringPolicy', ['bgppolicy', 'bgppolicies']),
 ];
 
 /** Cilium's CRDs, registered only when asked for (the agent probes discovery for them). */
 export const ciliumResources: ResourceType[] = [
-  customResource('cilium.io', 'v2alpha1', 'ciliumloadbalancerippools', 'CiliumLoadBalancerIPPool', ['ciliumippools'], ciliumPoolColumns),
+  customResource('cilium.io', 'v2alpha1', 'ciliumloadbalancerippools', 'CiliumLoadBalancerIPPool', ['ciliumippools'], ciliumPoolColumns, poolSchema),
   customResource('cilium.io', 'v2alpha1', 'ciliuml2announcementpolicies', 'CiliumL2AnnouncementPolicy', ['ciliuml2policy']),
   customResource('cilium.io', 'v2alpha1', 'ciliumbgppeeringpolicies', 'CiliumBGPPeeringPolicy', ['ciliumbgppolicy']),
 ];
