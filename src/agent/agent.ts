@@ -41,7 +41,7 @@ import type { KubeSource } from '../sources/kube/source.js';
 import type { WriteRecord } from '../sources/kube/writer.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { HttpEndpoint } from '../metrics/server.js';
-import { registry, timeReconcile, configProblems, k8sApiWrites, manifestsRefused } from '../metrics/registry.js';
+import { registry, timeReconcile, configProblems, k8sApiWrites, manifestsRefused, xdpAttached } from '../metrics/registry.js';
 import { registerDatapathMetrics, type DatapathLabels, type DatapathMetrics } from '../metrics/datapath.js';
 import { startEventLoopMonitor, type EventLoopMonitor } from '../metrics/event-loop.js';
 import { formatEndpoint } from '../model/cidr.js';
@@ -73,6 +73,8 @@ interface Attachment {
   interface: string;
   ifindex: number;
   mode: string;
+  /** Why this mode (--xdp-mode auto chooses per interface). */
+  reason: string;
 }
 
 function writeResource(kind: WriteRecord['kind']): string {
@@ -226,11 +228,11 @@ export class Agent {
     this.configureNode();
     if (!this.kubernetes) this.sync.touchLiveness();
     for (const name of cfg.interfaces) {
-      const { ifindex, mode } = this.datapath.attachXdp(name, { mode: cfg.xdpMode });
-      if (mode === 'generic') this.log.warn('XDP attached in generic mode (driver lacks native XDP): slower', { interface: name });
+      const { ifindex, mode, reason } = this.datapath.attachXdp(name, { mode: cfg.xdpMode });
       this.datapath.attachTcEgress(name);
-      this.attachments.push({ interface: name, ifindex, mode });
-      this.log.info('XDP attached', { interface: name, ifindex, mode });
+      this.attachments.push({ interface: name, ifindex, mode, reason });
+      xdpAttached.set({ interface: name, mode }, 1);
+      this.log.info('XDP attached', { interface: name, ifindex, mode, reason });
     }
     this.startSocketLb();
     if (!this.kubernetes) this.startLivenessKeeper();

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { NetnsSet } from '../lab/netns.js';
-import { PROJECT_ROOT, ensureBpfObject } from '../datapath/bpf-build.js';
+import { PROJECT_ROOT } from '../datapath/bpf-build.js';
 import { removePins } from '../datapath/loader.js';
 
 const PREFIX = 'pharos-demo';
@@ -147,17 +147,8 @@ export async function run(argv: string[]): Promise<number> {
       await lab.addVeth({ ns: 'lb', ifname: b.name, addrs: [b.lb] }, { ns: b.name, ifname: 'eth0', addrs: [b.cidr] });
       await lab.exec(b.name, ['ip', 'route', 'add', 'default', 'via', b.gw]);
     }
-    // A frame redirected or XDP_TX'd into a veth is only delivered when the
-    // peer has a native XDP program (LAB-FACTS): give every peer an XDP_PASS.
-    const pass = ensureBpfObject('pass');
-    // veth senders leave TCP/UDP checksums partial (offload) and an XDP
-    // redirect drops the skb's "checksum pending" mark, so the receiver sees
-    // a bad checksum: make the hosts' veths compute full checksums, as a
-    // real NIC delivers them.
-    for (const [ns, ifname] of [['client', 'eth0'], ...BACKENDS.map((b) => [b.name, 'eth0'])] as [string, string][]) {
-      await lab.exec(ns, ['ip', '-force', 'link', 'set', 'dev', ifname, 'xdpdrv', 'obj', pass, 'sec', 'xdp']);
-      await lab.exec(ns, ['ethtool', '-K', ifname, 'tx', 'off']);
-    }
+    // Shaped like a kind or containerlab node: plain veths, no XDP program on any peer, the hosts'
+    // default checksum offload. The agent's --xdp-mode auto attaches generic XDP on veth, which needs neither.
     for (const b of BACKENDS) {
       lab.spawn(b.name, [process.execPath, join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js'), '--name', b.name, '--port', '8080']);
     }

@@ -16,7 +16,7 @@ export function run(argv: string[]): Promise<number> {
       `Ready:       ${s.ready ? 'yes' : 'no'}`,
       ...Object.entries(s.readiness).map(([k, v]) => `  ${v.ok ? 'OK ' : 'NO '} ${k}: ${v.detail}`),
       `Data path:   ${s.datapath.mode}, maps pinned at ${s.datapath.pinDir}`,
-      ...s.datapath.attachments.map((a) => `  XDP on ${a.interface} (ifindex ${a.ifindex}, ${a.mode})`),
+      ...s.datapath.attachments.map((a) => `  XDP on ${a.interface} (ifindex ${a.ifindex}, ${a.mode}${a.reason ? `: ${a.reason}` : ''})`),
       ...(s.datapath.socketLb ? [`  socket LB on cgroup ${s.datapath.socketLb.cgroup} (${s.datapath.socketLb.hooks.length} hooks, ${s.datapath.socketLb.counters.connect ?? 0} connects, ${s.datapath.socketLb.counters.sendmsg ?? 0} datagrams translated)`] : []),
       `Services:    ${sum.services} (${sum.frontends} frontends, ${sum.frontendsProgrammed} in the data path; ${sum.backends} backends)`,
       ...(sum.servicesNotProgrammed ? [

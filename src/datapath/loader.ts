@@ -14,6 +14,7 @@ import { basename, join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from './libbpf.js';
 import { encodeIfMac, encodeRodata, MAP, PROG, SIZE, TAIL_CALLS, u32Key, type MapRole, type RodataName } from './abi.js';
+import { chooseXdpMode, interfaceFacts } from './xdp-mode.js';
 
 export interface DatapathSizes {
   /** Frontends ({VIP, port, proto}); also per-frontend counters, echo VIPs and Maglev tables (at most one per frontend). */
@@ -136,12 +137,19 @@ export class LoadedDatapath {
    * Attach (or atomically replace) the XDP program on an interface. Native
    * mode by default; 'auto' falls back to generic and says so in the result.
    */
-  attachXdp(ifname: string, opts: AttachOptions = {}): { ifindex: number; mode: 'native' | 'generic' } {
+  /**
+   * `mode` 'auto' chooses per interface (src/datapath/xdp-mode.ts); `reason`
+   * says why. Without `mode`: native (the labs that measure native XDP).
+   */
+  attachXdp(ifname: string, opts: AttachOptions = {}): { ifindex: number; mode: 'native' | 'generic'; reason: string } {
     const ifindex = this.addon.ifIndex(ifname, opts.netns);
-    const mode = this.addon.xdpAttach(ifindex, this.xdp.fd, opts.mode ?? 'native', opts.netns);
+    // sysfs shows this process's namespace only: an interface in another one gets native-then-generic.
+    const choice = opts.mode === 'auto' && !opts.netns ? chooseXdpMode('auto', interfaceFacts(ifname)) : { mode: opts.mode ?? 'native', reason: `--xdp-mode ${opts.mode ?? 'native'}` };
+    const mode = this.addon.xdpAttach(ifindex, this.xdp.fd, choice.mode, opts.netns);
+    const reason = choice.mode === 'auto' && mode === 'generic' ? `${choice.reason} refused by the driver: generic XDP` : choice.reason;
     if (!opts.netns && this.config.snat) enableAcceptLocal(ifname);
     this.maps.ifMacs.update(u32Key(ifindex), encodeIfMac(interfaceMac(ifname, opts.netns)));
-    return { ifindex, mode };
+    return { ifindex, mode, reason };
   }
 
   /** tc egress (clsact) reverse NAT for replies of backends on this node. Idempotent (replaces). */

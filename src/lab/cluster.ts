@@ -18,7 +18,6 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NetnsSet } from './netns.js';
-import { ensureBpfObject } from '../datapath/bpf-build.js';
 import { removePins } from '../datapath/loader.js';
 import type { LabBackend } from './endpoints.js';
 
@@ -146,8 +145,6 @@ export async function buildNetwork(layout: LabLayout, state: LabState): Promise<
     writeState(state);
     await set.addNamespace(short, opts);
   };
-  const pass = ensureBpfObject('pass');
-  const xdpPass = (ns: string, ifname: string) => set.exec(ns, ['ip', '-force', 'link', 'set', 'dev', ifname, 'xdpdrv', 'obj', pass, 'sec', 'xdp']);
   const port = async (ns: string, ifname: string, bridgeNs: string, bridgePort: string, addrs: string[]): Promise<void> => {
     await set.addVeth({ ns, ifname, addrs }, { ns: bridgeNs, ifname: bridgePort });
     await set.exec(bridgeNs, ['ip', 'link', 'set', bridgePort, 'master', 'br0']);
@@ -162,20 +159,12 @@ export async function buildNetwork(layout: LabLayout, state: LabState): Promise<
   for (const [short, v4, v6] of hosts) {
     await addNs(short);
     await port(short, 'eth0', 'sw', `p-${short}`, [`${v4}/24`, `${v6}/64`]);
-    // An LB node's XDP_TX reaches these veths: native XDP on both ends for
-    // delivery, and full checksums from the senders, because an XDP
-    // redirect drops the skb's "checksum pending" mark (LAB-FACTS, README
-    // Troubleshooting).
-    await xdpPass(short, 'eth0');
-    await xdpPass('sw', `p-${short}`);
-    await set.exec(short, ['ethtool', '-K', 'eth0', 'tx', 'off']);
   }
   for (const node of layout.nodes) {
     removePins(node.pinDir);
     state.pinDirs.push(node.pinDir);
     await addNs(node.name, { forwarding: true });
     await port(node.name, 'eth0', 'sw', `p-${node.name}`, [`${node.v4}/24`, `${node.v6}/64`]);
-    await xdpPass('sw', `p-${node.name}`);
     await port(node.name, 'mgmt', 'mgmt', `m-${node.name}`, [`${node.mgmt}/24`]);
   }
   writeState(state);

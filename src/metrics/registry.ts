@@ -48,6 +48,13 @@ export const k8sApiWrites = new client.Counter({
   registers: [registry],
 });
 
+export const xdpAttached = new client.Gauge({
+  name: 'pharos_xdp_attached',
+  help: 'XDP program attached, by interface and mode (native or generic; --xdp-mode auto chooses per interface, the log and pharos status say why)',
+  labelNames: ['interface', 'mode'] as const,
+  registers: [registry],
+});
+
 /** Times `fn` into pharos_reconcile_duration_seconds and counts its failure. */
 export async function timeReconcile<T>(controller: string, fn: () => Promise<T> | T): Promise<T> {
   const end = reconcileDuration.startTimer({ controller });

@@ -120,7 +120,7 @@ export interface AgentStateView {
   datapath: {
     mode: string;
     pinDir: string;
-    attachments: { interface: string; ifindex: number; mode: string }[];
+    attachments: { interface: string; ifindex: number; mode: string; reason: string }[];
     maps: { name: string; entries: number; capacity: number }[];
     /** Node-local access (cgroup socket hooks), when attached. */
     socketLb?: { cgroup: string; hooks: string[]; counters: Record<string, number> };
