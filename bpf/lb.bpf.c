@@ -98,7 +98,8 @@ static __always_inline int lb_reverse(struct xdp_md *ctx, struct packet *p)
 
 		if (!rt)
 			return XDP_PASS;
-		node = p->flow.family == PH_AF_INET ? &rt->snat_v4 : &rt->snat_v6;
+		/* Replies come back by the interface the request left by: its SNAT address. */
+		node = snat_source(rt, ctx->ingress_ifindex, p->flow.family);
 		if (p->flow.dst.w[0] != node->w[0] || p->flow.dst.w[1] != node->w[1] ||
 		    p->flow.dst.w[2] != node->w[2] || p->flow.dst.w[3] != node->w[3] ||
 		    port < rt->port_min || port > rt->port_max)
@@ -283,7 +284,11 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 	} else if (snat) {
 		struct ph_runtime *rt = runtime_get();
 
-		if (!rt || snat_alloc(rt, &out, &s->rv, &s->rk, hash, now))
+		if (!rt)
+			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
+		/* The address of the interface the packet leaves by, as MASQUERADE does. */
+		out.src = *snat_source(rt, nh.ifindex, p->flow.family);
+		if (snat_alloc(rt, &out, &s->rv, &s->rk, hash, now))
 			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
 		s->ct.flags = PH_CTF_SNAT;
 		s->ct.snat_addr = out.src;

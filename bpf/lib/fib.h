@@ -55,6 +55,8 @@ static __always_inline enum fib_verdict fib_resolve(struct xdp_md *ctx, const st
 		__builtin_memcpy(nh->dmac, p.dmac, 6);
 		return FIB_FORWARD;
 	case BPF_FIB_LKUP_RET_NO_NEIGH:
+		/* The egress device is known (set before the neighbour lookup): SNAT picks its address. */
+		nh->ifindex = p.ifindex;
 		return FIB_NO_NEIGH;
 	case BPF_FIB_LKUP_RET_NOT_FWDED:
 		return FIB_LOCAL;

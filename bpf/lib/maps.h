@@ -289,6 +289,24 @@ struct {
 } ph_if_macs SEC(".maps");
 
 /*
+ * SNAT source per egress interface (ifindex -> its address per family), as
+ * MASQUERADE picks it: a backend behind another interface than the
+ * client's must see an address it can answer to. All zero for a family:
+ * ph_runtime's node-wide address. Written by the agent.
+ */
+struct ph_if_snat {
+	union ph_addr v4;	/* 0 */
+	union ph_addr v6;	/* 16 */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct ph_if_snat);
+} ph_if_snat SEC(".maps");
+
+/*
  * Tail-call slots. The entry program (pharos_xdp) keeps the per-packet path
  * of known flows; the first packet of a flow and the control traffic
  * (ARP, ICMP, NDP) are separate programs, each verified on its own (one
@@ -407,6 +425,20 @@ static __always_inline struct ph_runtime *runtime_get(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&ph_runtime, &zero);
+}
+
+/* The SNAT source of a packet leaving by @ifindex: that interface's address, else the node-wide one. */
+static __always_inline const union ph_addr *snat_source(const struct ph_runtime *rt, __u32 ifindex, __u8 family)
+{
+	const struct ph_if_snat *is = bpf_map_lookup_elem(&ph_if_snat, &ifindex);
+
+	if (is) {
+		const union ph_addr *a = family == PH_AF_INET ? &is->v4 : &is->v6;
+
+		if (a->w[0] | a->w[1] | a->w[2] | a->w[3])
+			return a;
+	}
+	return family == PH_AF_INET ? &rt->snat_v4 : &rt->snat_v6;
 }
 
 static __always_inline struct ph_liveness *liveness_get(void)

@@ -28,6 +28,7 @@ import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketS
 import { loadDatapathAsync, mapMemory, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
+import { parseSnatOverride, planSnat } from '../datapath/snat.js';
 import type { ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
 import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeLiveness, MAP, protoName, SIZE, u32Key } from '../datapath/abi.js';
@@ -456,14 +457,21 @@ export class Agent {
     this.controllers.push(c);
   }
 
-  /** SNAT addresses: the flag, else the first global address per family of the first interface that has one. */
+  /**
+   * SNAT sources (src/datapath/snat.ts): each interface's own address per
+   * family, as MASQUERADE picks it, unless --snat-addresses says otherwise;
+   * node-wide, the first address of the interfaces (for egress elsewhere).
+   */
   private configureNode(): void {
     const cfg = this.config;
-    const all = [...cfg.snatAddresses, ...this.interfaces.flatMap((i) => i.addresses)];
-    const snatV4 = all.find((a) => !a.includes(':'));
-    const snatV6 = all.find((a) => a.includes(':'));
-    this.sync!.setNodeConfig({ ...(snatV4 ? { snatV4 } : {}), ...(snatV6 ? { snatV6 } : {}), portMin: cfg.snatPorts[0], portMax: cfg.snatPorts[1] });
-    this.log.info('node configured', { snatV4: snatV4 ?? 'none', snatV6: snatV6 ?? 'none', ports: `${cfg.snatPorts[0]}-${cfg.snatPorts[1]}` });
+    const plan = planSnat(cfg.snatAddresses.map(parseSnatOverride), this.interfaces);
+    this.sync!.setNodeConfig({ ...(plan.nodeV4 ? { snatV4: plan.nodeV4 } : {}), ...(plan.nodeV6 ? { snatV6: plan.nodeV6 } : {}), portMin: cfg.snatPorts[0], portMax: cfg.snatPorts[1] });
+    this.sync!.setInterfaceSnat(plan.interfaces);
+    const byInterface = this.interfaces.map((i) => {
+      const a = plan.interfaces.get(i.ifindex);
+      return `${i.name}=${[a?.v4, a?.v6].filter(Boolean).join('/') || 'node-wide'}`;
+    }).join(' ');
+    this.log.info('node configured', { snatV4: plan.nodeV4 ?? 'none', snatV6: plan.nodeV6 ?? 'none', snatByInterface: byInterface, ports: `${cfg.snatPorts[0]}-${cfg.snatPorts[1]}` });
   }
 
   /**

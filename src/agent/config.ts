@@ -6,7 +6,7 @@
  * Pure: parsing and validation only; the caller reads files and the
  * environment and hands them in, so every rule is unit-testable.
  */
-import { isIP } from 'node:net';
+import { parseSnatOverride } from '../datapath/snat.js';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 
@@ -108,7 +108,7 @@ export const FLAGS: FlagSpec[] = [
   { key: 'metricsPerBackend', flag: 'metrics-per-backend', env: 'PHAROS_METRICS_PER_BACKEND', kind: 'bool', help: 'export packets/bytes per backend (--no-metrics-per-backend: per frontend only, a third of the scrape at 10,000 services)' },
   { key: 'responderMapSize', flag: 'responder-map-size', env: 'PHAROS_RESPONDER_MAP_SIZE', kind: 'number', help: 'announced (address, interface) pairs the ARP/NDP responder holds' },
   { key: 'snatPorts', flag: 'snat-ports', env: 'PHAROS_SNAT_PORTS', kind: 'range', help: 'SNAT source port range, FIRST-LAST' },
-  { key: 'snatAddresses', flag: 'snat-addresses', env: 'PHAROS_SNAT_ADDRESSES', kind: 'list', help: 'SNAT source addresses (default: first address of the interfaces)' },
+  { key: 'snatAddresses', flag: 'snat-addresses', env: 'PHAROS_SNAT_ADDRESSES', kind: 'list', help: 'SNAT source overrides: ADDR (that family\'s source on every interface) or IFACE=ADDR (default: the address of the interface a packet leaves by, as MASQUERADE)' },
   { key: 'responderMaxAgeSeconds', flag: 'responder-max-age', env: 'PHAROS_RESPONDER_MAX_AGE', kind: 'number', help: 'seconds the XDP ARP/NDP responder answers without an agent heartbeat' },
   { key: 'l2NodeLeaseSeconds', flag: 'l2-node-lease', env: 'PHAROS_L2_NODE_LEASE', kind: 'number', help: 'node liveness lease duration, seconds' },
   { key: 'l2NodeRenewMs', flag: 'l2-node-renew-ms', env: 'PHAROS_L2_NODE_RENEW_MS', kind: 'number', help: 'node liveness lease renew interval, milliseconds' },
@@ -303,7 +303,13 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
   for (const ifname of cfg.interfaces) {
     if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname)) throw new ConfigError(`--interfaces: "${ifname}" is not a valid interface name`);
   }
-  for (const a of cfg.snatAddresses) if (!isIP(a)) throw new ConfigError(`--snat-addresses: "${a}" is not an IP address`);
+  for (const a of cfg.snatAddresses) {
+    try {
+      parseSnatOverride(a);
+    } catch (err) {
+      throw new ConfigError(`--snat-addresses: ${(err as Error).message}`);
+    }
+  }
   if (cfg.socketLbCgroup && !cfg.socketLbCgroup.startsWith('/')) throw new ConfigError(`--socket-lb-cgroup: "${cfg.socketLbCgroup}" must be an absolute path`);
   if (!parseHttpAddress(cfg.http)) throw new ConfigError(`--http: "${cfg.http}" is not HOST:PORT`);
   if (cfg.mode === 'dsr') throw new ConfigError('--mode dsr is not supported yet; use snat');

@@ -38,6 +38,7 @@ export const MAP = {
   responder: 'ph_responder',
   progs: 'ph_progs',
   ifMacs: 'ph_if_macs',
+  ifSnat: 'ph_if_snat',
   stats: 'ph_stats',
   frontendStats: 'ph_fe_stats',
   backendStats: 'ph_be_stats',
@@ -91,6 +92,7 @@ export const SIZE = {
   affValue: 16,
   vipKey: 20,
   ifMac: 8,
+  ifSnat: 32,
 } as const;
 
 /**
@@ -589,6 +591,24 @@ export function decodeSockRev(key: Buffer, value: Buffer): SockRevEntry {
 }
 
 /** struct ph_if_mac (8 bytes): the MAC of an interface pharos is attached to. */
+/** ph_if_snat value: the SNAT source of one egress interface per family (absent: ph_runtime's). */
+export function encodeIfSnat(a: { v4?: string; v6?: string }): Buffer {
+  const b = Buffer.alloc(SIZE.ifSnat);
+  if (a.v4) {
+    if (familyOf(a.v4) !== 'IPv4') throw new AbiError(`SNAT v4 address ${a.v4} is not IPv4`);
+    writeAddr(b, 0, a.v4);
+  }
+  if (a.v6) {
+    if (familyOf(a.v6) !== 'IPv6') throw new AbiError(`SNAT v6 address ${a.v6} is not IPv6`);
+    writeAddr(b, 16, a.v6);
+  }
+  return b;
+}
+
+export function decodeIfSnat(b: Buffer): { v4?: string; v6?: string } {
+  return { ...(isZero(b, 0, 16) ? {} : { v4: readAddr(b, 0, AF_INET) }), ...(isZero(b, 16, 16) ? {} : { v6: readAddr(b, 16, AF_INET6) }) };
+}
+
 export function encodeIfMac(mac: string): Buffer {
   const b = Buffer.alloc(SIZE.ifMac);
   macBytes(mac).copy(b, 0);

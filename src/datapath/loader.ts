@@ -102,6 +102,7 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     responder: { type: 'hash', keySize: SIZE.respKey, valueSize: SIZE.respValue, maxEntries: sizes.responder },
     progs: { type: 'prog_array', keySize: 4, valueSize: 4, maxEntries: TAIL_CALLS.length },
     ifMacs: { type: 'hash', keySize: 4, valueSize: SIZE.ifMac, maxEntries: 256 },
+    ifSnat: { type: 'hash', keySize: 4, valueSize: SIZE.ifSnat, maxEntries: 256 },
     stats: { type: 'percpu_array', keySize: 4, valueSize: 8, maxEntries: -1 },
     frontendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.frontends },
     backendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.backends },

@@ -21,7 +21,7 @@
 import { BpfError, type BpfMap, type NativeAddon } from './libbpf.js';
 import {
   decodeBackend, decodeFrontendKey, decodeFrontendValue, decodeRuntime, decodeSourceRangeKey, decodeVipKey, encodeBackend, encodeFrontendKey, encodeFrontendValue,
-  encodeLiveness, encodeMaglevTable, encodeMemberKey, encodeResponderKey, encodeResponderValue, encodeRuntime, encodeVipKey, maglevTableElements,
+  encodeIfSnat, encodeLiveness, encodeMaglevTable, encodeMemberKey, encodeResponderKey, encodeResponderValue, encodeRuntime, encodeVipKey, maglevTableElements,
   SIZE, u32Key, type FrontendValue, type Runtime,
 } from './abi.js';
 import {
@@ -665,6 +665,12 @@ export class DatapathSync {
     const { snatV4, snatV6, ...ports } = c;
     this.runtime = { ...ports, ...(snatV4 ? { snatV4 } : {}), ...(snatV6 ? { snatV6 } : {}) };
     this.maps.runtime.update(u32Key(0), encodeRuntime(this.runtime));
+  }
+
+  /** Each egress interface's own SNAT source (src/datapath/snat.ts); interfaces left out lose theirs. */
+  setInterfaceSnat(perInterface: ReadonlyMap<number, { v4?: string; v6?: string }>): void {
+    for (const key of this.maps.ifSnat.keys()) if (!perInterface.has(key.readUInt32LE(0))) this.maps.ifSnat.delete(key);
+    for (const [ifindex, a] of perInterface) this.maps.ifSnat.update(u32Key(ifindex), encodeIfSnat(a));
   }
 
   /** Stamp the agent's liveness (CLOCK_MONOTONIC, the clock bpf_ktime_get_ns reads); ARP/NDP answers need it fresh. */
