@@ -29,6 +29,7 @@ import { loadDatapathAsync, mapMemory, type LoadedDatapath } from '../datapath/l
 import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
 import { parseSnatOverride, planSnat } from '../datapath/snat.js';
+import { SolicitedNodeGroups } from '../l2/ndp-groups.js';
 import type { ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
 import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeLiveness, MAP, protoName, SIZE, u32Key } from '../datapath/abi.js';
@@ -93,6 +94,7 @@ export class Agent {
   private manifests?: ManifestsSource;
   private kube?: KubeSource;
   private datapathReporter?: KubeDatapathReporter;
+  private readonly ndpGroups: SolicitedNodeGroups;
   private http?: HttpEndpoint;
   private ipam?: AgentController & IpamView;
   private l2?: LocalL2Controller | ElectedL2Controller;
@@ -116,7 +118,9 @@ export class Agent {
   private readonly startedAt = new Date().toISOString();
   readonly counters: L2Counters = { gratuitousSent: { ipv4: 0, ipv6: 0 }, l2Errors: 0, leaseTransitions: 0 };
 
-  constructor(readonly config: AgentConfig, private readonly log: Logger) {}
+  constructor(readonly config: AgentConfig, private readonly log: Logger) {
+    this.ndpGroups = new SolicitedNodeGroups(log.with({ controller: 'l2' }));
+  }
 
   private get kubernetes(): boolean {
     return !!(this.config.kubeconfig || this.config.inCluster);
@@ -240,8 +244,15 @@ export class Agent {
 
     // 3. Controllers, then the source.
     const sink: L2Sink = {
-      addResponder: (address, i) => this.sync!.setResponder(address, i.ifindex, i.mac),
-      removeResponder: (address, i) => void this.sync!.deleteResponder(address, i.ifindex),
+      addResponder: (address, i) => {
+        this.sync!.setResponder(address, i.ifindex, i.mac);
+        // A physical NIC passes the solicitations for it only once the node joins its solicited-node group.
+        this.ndpGroups.add(address, i.name);
+      },
+      removeResponder: (address, i) => {
+        this.sync!.deleteResponder(address, i.ifindex);
+        this.ndpGroups.remove(address, i.name);
+      },
       sendFrame: (i, frame) => void this.sendFrames(i.ifindex, [frame]),
       sendFrames: (i, frames) => this.sendFrames(i.ifindex, frames),
     };
@@ -861,6 +872,7 @@ export class Agent {
     }));
     await this.manifests?.stop();
     this.datapathReporter?.stop();
+    this.ndpGroups.stop();
     await this.kube?.stop();
     await this.http?.stop();
     this.eventLoop?.stop();
