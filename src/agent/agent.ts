@@ -702,11 +702,18 @@ export class Agent {
     return { entries, truncated: all.length > limit, total: all.length };
   }
 
+  /** `; watching ...; waiting for the CRDs of ...` (what `pharos status` shows of the source). */
+  private kubeKinds(): string {
+    const k = this.kube?.kinds();
+    if (!k) return '';
+    return `; watching ${k.watching.join(', ')}${k.waiting.length ? `; waiting for the CRDs of ${k.waiting.join(', ')} (picked up when installed)` : ''}`;
+  }
+
   /** What /readyz reports (cheap: no walk over services). */
   readiness(): Pick<AgentStateView, 'ready' | 'readiness'> {
     const readiness = {
       source: this.kubernetes
-        ? { ok: this.store.synced, detail: this.store.synced ? `informers synced (namespace ${this.config.namespace})` : 'waiting for the informers to list' }
+        ? { ok: this.store.synced, detail: `${this.store.synced ? `informers synced (namespace ${this.config.namespace})` : 'waiting for the informers to list'}${this.kubeKinds()}` }
         : { ok: this.store.synced, detail: this.store.synced ? `manifests ${this.config.manifests} loaded` : 'waiting for the first scan' },
       datapath: { ok: this.datapathAttached(), detail: `XDP on ${this.attachments.map((a) => a.interface).join(',') || 'nothing'}` },
     };

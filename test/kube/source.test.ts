@@ -481,3 +481,34 @@ t.test('kubeConfigFrom: file, server override, clear errors', async (t) => {
   const direct = kubeConfigFrom({ server: api.url });
   t.equal(direct.getCurrentCluster()?.skipTLSVerify, true);
 });
+
+t.test('a CRD installed after the start is picked up within seconds (the CRD watch), not at the next probe', async (t) => {
+  const api = await startApiServer({});
+  seed(api);
+  const store = new Store();
+  // A minute between probes: only the watch on CustomResourceDefinitions can find it in time.
+  const source = new KubeSource({ kc: kubeConfigFor(api.url), store, tuning, crdProbeIntervalMs: 60_000 });
+  const synced = new Promise<void>((resolve) => store.once('synced', () => resolve()));
+  await source.start();
+  t.teardown(async () => { await source.stop(); await api.close(); });
+  await synced;
+  t.same(source.kinds().waiting, ['CiliumLoadBalancerIPPool', 'CiliumL2AnnouncementPolicy', 'CiliumBGPPeeringPolicy'], 'waiting for Cilium\'s CRDs');
+  t.ok(source.kinds().watching.includes('LoadBalancerIPPool') && source.kinds().watching.includes('Service'), `watching ${source.kinds().watching.join(', ')}`);
+  const installedAt = performance.now();
+  await fetch(`${api.url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      metadata: { name: 'ciliumloadbalancerippools.cilium.io' },
+      spec: {
+        group: 'cilium.io', scope: 'Cluster',
+        names: { plural: 'ciliumloadbalancerippools', kind: 'CiliumLoadBalancerIPPool' },
+        versions: [{ name: 'v2alpha1', served: true, storage: true, subresources: { status: {} } }],
+      },
+    }),
+  });
+  api.objects.put('ciliumloadbalancerippools', { apiVersion: 'cilium.io/v2alpha1', kind: 'CiliumLoadBalancerIPPool', metadata: { name: 'late' }, spec: { blocks: [{ cidr: '198.18.104.0/24' }] } });
+  await eventually(() => store.get('LoadBalancerIPPool', 'late')?.flavor === 'cilium', 5000, 'the late CRD\'s pool in the store');
+  t.pass(`picked up ${(performance.now() - installedAt).toFixed(0)} ms after the CRD was created`);
+  t.same(source.kinds().waiting, ['CiliumL2AnnouncementPolicy', 'CiliumBGPPeeringPolicy'], 'no longer waiting for it');
+});

@@ -51,8 +51,6 @@ const ACKNOWLEDGED_EXTRA: Record<string, string> = {
   'get lb.pharos.io/bgppeeringpolicies': 'informers list+watch only — could go',
   'get cilium.io/ciliuml2announcementpolicies': 'informers list+watch only — could go',
   'get cilium.io/ciliumbgppeeringpolicies': 'informers list+watch only — could go',
-  'get apiextensions.k8s.io/customresourcedefinitions': 'unused: optional CRDs are found through discovery (/apis/GROUP/VERSION) — could go',
-  'list apiextensions.k8s.io/customresourcedefinitions': 'unused: optional CRDs are found through discovery — could go',
   'patch coordination.k8s.io/leases': 'leases are written with update (resourceVersion-checked) — could go',
   'delete coordination.k8s.io/leases': 'KubeWriter.deleteLease has no caller in the agent — could go',
   'get secrets': 'BGP passwords (secretRef) — the source does not watch Secrets yet',

@@ -84,6 +84,9 @@ const ciliumGroup: OptionalGroup = {
   ],
 };
 
+/** Informer path → the kind it lists (for `pharos status`). */
+const kindOfPath = new Map<string, string>();
+
 export class KubeSource extends EventEmitter<KubeSourceEvents> {
   readonly rest: RestClient;
   private readonly informers = new Map<string, KubeInformer>();
@@ -92,6 +95,7 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
   /** `Kind key` of objects whose latest version did not parse. */
   private readonly failing = new Set<string>();
   private probeTimer: NodeJS.Timeout | undefined;
+  private crdInformer?: KubeInformer;
   private stopped = false;
   /** Optional groups whose discovery has not answered yet (1 until the first probe ends). */
   private groupsUndecided = 1;
@@ -129,11 +133,51 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
     for (const w of core) this.notListed.add(w.spec.path);
     for (const w of core) this.watch(w);
     await this.probe();
+    this.watchCrds();
+  }
+
+  /**
+   * CRDs installed after the start are found at once, not at the next
+   * probe: a CustomResourceDefinition of an optional group appearing (or
+   * becoming Established) probes again. Not part of `synced`; without the
+   * right to list CRDs the periodic probe still finds them.
+   */
+  private watchCrds(): void {
+    const groups = new Set(this.groups().map((g) => g.groupVersion.split('/')[0]!));
+    const inf = new KubeInformer(this.rest, { path: '/apis/apiextensions.k8s.io/v1/customresourcedefinitions', apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition' }, this.opts.tuning);
+    this.crdInformer = inf;
+    const seen = (raw: any): void => {
+      if (!groups.has(String(raw?.spec?.group ?? ''))) return;
+      if (!this.waitingFor().length) return;
+      clearTimeout(this.probeTimer);
+      // The API server serves a new CRD's discovery a moment after the object: look again shortly, then once more.
+      this.probeTimer = setTimeout(() => void this.probe(), 200);
+    };
+    inf.on('add', seen);
+    inf.on('update', seen);
+    inf.on('failure', (error) => {
+      if (error instanceof KubeHttpError && (error.statusCode === 403 || error.statusCode === 404)) {
+        this.emit('warning', `CustomResourceDefinitions cannot be watched (${error.statusCode}): CRDs installed later are found within ${(this.opts.crdProbeIntervalMs ?? 60_000) / 1000} s`);
+        void inf.stop();
+      }
+    });
+    inf.start();
+  }
+
+  /** What the source watches now, and the optional kinds it waits for (their CRDs not installed). */
+  kinds(): { watching: string[]; waiting: string[] } {
+    const watching = [...this.informers.keys()].map((path) => kindOfPath.get(path) ?? path);
+    return { watching, waiting: this.waitingFor() };
+  }
+
+  private waitingFor(): string[] {
+    return this.groups().flatMap((g) => g.kinds.filter((k) => !this.informers.has(`/apis/${g.groupVersion}/${k.plural}`)).map((k) => k.kind));
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.probeTimer);
+    await this.crdInformer?.stop();
     await Promise.all([...this.informers.values()].map((i) => i.stop()));
     this.informers.clear();
   }
@@ -204,6 +248,7 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
     const { store } = this.opts;
     const inf = new KubeInformer(this.rest, w.spec, this.opts.tuning);
     this.informers.set(w.spec.path, inf);
+    kindOfPath.set(w.spec.path, w.spec.kind);
     const upsert = (raw: any) => {
       const r = this.parse(raw);
       const key = objectKey({ name: String(raw?.metadata?.name ?? ''), namespace: raw?.metadata?.namespace });
