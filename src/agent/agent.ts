@@ -702,6 +702,17 @@ export class Agent {
     return { entries, truncated: all.length > limit, total: all.length };
   }
 
+  /** Conflicting pools, as problems (`pharos status`): they hand out and keep nothing. */
+  private poolProblems(): ConfigProblemView[] {
+    const out: ConfigProblemView[] = [];
+    for (const [name, st] of this.ipam?.poolStatuses() ?? []) {
+      if (!st.conflicting) continue;
+      const c = st.conditions.find((x) => x.status === 'True');
+      out.push({ source: 'ipam', object: `LoadBalancerIPPool ${name}`, field: 'spec.blocks', message: `conflicting: ${c?.message ?? 'overlaps another pool'}`, at: c?.lastTransitionTime ?? this.startedAt });
+    }
+    return out;
+  }
+
   /** `; watching ...; waiting for the CRDs of ...` (what `pharos status` shows of the source). */
   private kubeKinds(): string {
     const k = this.kube?.kinds();
@@ -831,7 +842,7 @@ export class Agent {
       sections: [...q.sections],
       services, frontends, pools, l2,
       bgp: want('bgp') ? this.bgp?.views() ?? { peers: [], routes: [] } : { peers: [], routes: [] },
-      problems: want('problems') ? this.problems : [],
+      problems: want('problems') ? [...this.problems, ...this.poolProblems()] : [],
       config: want('config') ? { ...this.config } as unknown as Record<string, unknown> : {},
       ...(next ? { continue: next } : {}),
     };

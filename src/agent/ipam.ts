@@ -100,6 +100,7 @@ export class LocalIpamController implements AgentController, IpamView {
     this.written = [];
     const report = await this.controller.sync(snap);
     this.logWrites();
+    for (const c of report.conflicts) this.opts.log.warn('pool conflicts with another: it hands out and keeps nothing until the overlap goes', { pool: c });
     for (const e of report.errors.slice(0, 5)) this.opts.log.warn('IPAM status write failed; retried on the next pass', { error: e });
     if (report.servicesWritten > 0) this.schedulePersist();
   }
@@ -234,6 +235,7 @@ export class KubeIpamController implements AgentController, IpamView {
     if (!ctrl || !this.elector.isLeader) return;
     const report = await ctrl.sync(snap);
     if (report.servicesWritten || report.poolsWritten) this.opts.log.info('IPAM status written', { services: report.servicesWritten, pools: report.poolsWritten });
+    for (const c of report.conflicts) this.opts.log.warn('pool conflicts with another: it hands out and keeps nothing until the overlap goes', { pool: c });
     for (const e of report.errors.slice(0, 5)) this.opts.log.warn('IPAM status write failed; retried on the next pass', { error: e });
     if (report.errors.length > 0) setTimeout(() => this.opts.requestReconcile(), 1000).unref();
   }

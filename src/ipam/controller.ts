@@ -35,6 +35,8 @@ export interface SyncReport {
   poolsWritten: number;
   /** One line per failed write (retried on the next sync). */
   errors: string[];
+  /** Pools that became conflicting in this pass: `name: why` (they hand out and keep nothing). */
+  conflicts: string[];
 }
 
 interface WrittenService {
@@ -176,7 +178,7 @@ export class IpamController {
     this.seenServices = new Map(snapshot.services);
     this.seenPools = new Map(snapshot.pools);
 
-    const report: SyncReport = { servicesWritten: 0, poolsWritten: 0, errors: [] };
+    const report: SyncReport = { servicesWritten: 0, poolsWritten: 0, errors: [], conflicts: [] };
     let slice = performance.now();
     for (const key of [...serviceKeys].sort()) {
       await this.writeService(key, snapshot.services.get(key), changedServices.has(key), report);
@@ -232,6 +234,9 @@ export class IpamController {
     }
     const last = this.writtenPools.get(name);
     if (samePoolStatus(last, status)) return;
+    if (status.conflicting && !last?.conflicting) {
+      report.conflicts.push(`${name}: ${status.conditions.find((c) => c.status === 'True')?.message ?? 'conflicting'}`);
+    }
     const stamped: PoolStatus = {
       ...status,
       conditions: status.conditions.map((c) => {

@@ -3,9 +3,12 @@
  * which pools conflict. Pure and independent of services.
  *
  * Rules (issue 4):
- * - Pools are taken oldest first (creationTimestamp, then name). A pool whose
- *   own blocks overlap, or that overlaps an older non-conflicting pool, is
- *   conflicting and holds nothing; the conflict clears when the overlap goes.
+ * - Pools are taken oldest first (creationTimestamp, then name; in manifests
+ *   mode the time the agent first saw the pool, which a file cannot set, so a
+ *   pool added over a serving one is always the newer one whatever
+ *   creationTimestamp it carries). A pool whose own blocks overlap, or that
+ *   overlaps an older non-conflicting pool, is conflicting and holds nothing;
+ *   the conflict clears when the overlap goes.
  * - `allowFirstLastIPs: No` removes the first and last address of each CIDR
  *   block of prefix < /31 (IPv4) or < /127 (IPv6); ranges never reserve.
  * - A pool with an invalid block or selector is `invalid`: its valid blocks
@@ -40,7 +43,7 @@ export interface AnalysedPool {
 }
 
 export function poolOrder(pool: IPPool): string {
-  return `${pool.meta.creationTimestamp ?? ''}\u0000${pool.meta.name}`;
+  return `${pool.meta.firstSeen ?? pool.meta.creationTimestamp ?? ''}\u0000${pool.meta.name}`;
 }
 
 function reserve(block: ParsedBlock, allowFirstLast: boolean): AddressRange | undefined {

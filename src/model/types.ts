@@ -30,6 +30,14 @@ export interface ObjectMeta {
   generation?: number;
   /** RFC 3339; absent in manifests mode until the store stamps it. */
   creationTimestamp?: string;
+  /**
+   * Manifests mode: when this agent first saw the object (RFC 3339, kept
+   * across restarts). A file can carry any creationTimestamp; this it cannot
+   * set, so what must not depend on user-set ages (which overlapping pool
+   * wins) orders by it. Kubernetes mode has none: there the API server sets
+   * creationTimestamp.
+   */
+  firstSeen?: string;
   labels: Record<string, string>;
   annotations: Record<string, string>;
 }

@@ -37,15 +37,15 @@ t.test('first sync writes service and pool status; a second sync with nothing ne
   store.apply(svc({ name: 'a', created: '2024-01-01T00:00:01Z' }));
   store.apply(svc({ name: 'b', created: '2024-01-01T00:00:02Z' }));
   const first = await controller.sync(store.snapshot());
-  t.same(first, { servicesWritten: 2, poolsWritten: 1, errors: [] });
+  t.same(first, { servicesWritten: 2, poolsWritten: 1, errors: [], conflicts: [] });
   t.same(sink.services.get('default/a')?.ingress, ['192.0.2.0']);
   t.same(sink.services.get('default/b')?.ingress, ['192.0.2.1']);
   t.equal(sink.services.get('default/a')?.condition?.lastTransitionTime, '2024-06-01T00:00:00Z');
   t.equal(sink.pools.get('blue-pool')?.available, '2');
   const echo = await controller.sync(store.snapshot());
-  t.same(echo, { servicesWritten: 0, poolsWritten: 0, errors: [] }, 'the status echo causes no write');
+  t.same(echo, { servicesWritten: 0, poolsWritten: 0, errors: [], conflicts: [] }, 'the status echo causes no write');
   const idle = await controller.sync(store.snapshot());
-  t.same(idle, { servicesWritten: 0, poolsWritten: 0, errors: [] });
+  t.same(idle, { servicesWritten: 0, poolsWritten: 0, errors: [], conflicts: [] });
 });
 
 t.test('a restarted controller adopts status and rewrites nothing', async (t) => {
@@ -169,5 +169,5 @@ t.test('release after a restart removes addresses of our pools and keeps others'
   const report = await controller.sync(store.snapshot());
   t.equal(report.servicesWritten, 1);
   t.same(sink.services.get('default/a'), { ingress: ['203.0.113.5'], condition: null });
-  t.same(await controller.sync(store.snapshot()), { servicesWritten: 0, poolsWritten: 0, errors: [] }, 'done once');
+  t.same(await controller.sync(store.snapshot()), { servicesWritten: 0, poolsWritten: 0, errors: [], conflicts: [] }, 'done once');
 });

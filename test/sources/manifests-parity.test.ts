@@ -51,7 +51,7 @@ status:
 /** The model without the fields only an API server sets. */
 function comparable(snapshot: Snapshot): Record<string, Record<string, unknown>> {
   const strip = (o: ModelObject) => {
-    const { uid: _u, resourceVersion: _r, creationTimestamp: _c, generation: _g, ...meta } = o.meta;
+    const { uid: _u, resourceVersion: _r, creationTimestamp: _c, generation: _g, firstSeen: _f, ...meta } = o.meta;
     if (o.kind !== 'Service') return { ...o, meta };
     // Cluster IPs and node ports are allocated by the API server; manifests mode has none.
     return { ...o, meta, clusterIPs: [], ports: o.ports.map(({ nodePort: _n, ...p }) => p) };

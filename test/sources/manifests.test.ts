@@ -367,3 +367,39 @@ t.test('a state from the single-file format is taken over once, then kept per fi
   const kept = JSON.parse(await readFile(join(stateDir, 'manifests', 'pools.yaml.json'), 'utf8')) as Array<{ identity: string }>;
   t.same(kept.map((r) => r.identity), ['LoadBalancerIPPool/blue']);
 });
+
+t.test('a pool added over a serving one conflicts, whatever creationTimestamp its file gives: no address moves (issue 17)', async (t) => {
+  const { Ipam } = await import('../../src/ipam/allocator.js');
+  const { dir, stateDir } = await setup(t);
+  const svc = (name: string): string => `apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: default }
+spec: { type: LoadBalancer, ports: [{ port: 80 }] }
+`;
+  await writeFile(join(dir, 'serving.yaml'), `${POOL('serving', '198.18.0.0/28')}---\n${svc('web-a')}---\n${svc('web-b')}`);
+  let clock = new Date('2026-03-01T00:00:00Z');
+  const store = new Store();
+  const source = new ManifestsSource({ directory: dir, stateDir, store, now: () => clock, rescanIntervalMs: 60_000 });
+  t.teardown(() => source.stop());
+  await source.start();
+  const ipam = new Ipam({ pharosIsDefaultClass: true });
+  const load = (): Map<string, string[]> => {
+    const snap = store.snapshot();
+    ipam.loadAll(snap.pools.values(), snap.services.values(), ipam.exportState());
+    return new Map(['default/web-a', 'default/web-b'].map((k) => [k, (ipam.outcome(k) as { ingress?: string[] }).ingress ?? []]));
+  };
+  const before = load();
+  t.same([...before.values()], [['198.18.0.0'], ['198.18.0.1']]);
+
+  // A file that claims an age far older than the serving pool.
+  clock = new Date('2026-03-02T00:00:00Z');
+  await writeAtomic(join(dir, 'intruder.yaml'), POOL('intruder', '198.18.0.8/29').replace('  name: intruder', '  name: intruder\n  creationTimestamp: "2020-01-01T00:00:00Z"'));
+  await source.scanNow();
+  const pools = store.snapshot().pools;
+  t.equal(pools.get('intruder')?.meta.creationTimestamp, '2020-01-01T00:00:00Z', 'its creationTimestamp is kept for display');
+  t.equal(pools.get('intruder')?.meta.firstSeen, '2026-03-02T00:00:00Z', 'first seen now');
+  const after = load();
+  t.same(after, before, 'web-a and web-b keep their addresses');
+  t.equal(ipam.poolStatus('intruder')!.conflicting, true, 'the pool added later is the conflicting one');
+  t.equal(ipam.poolStatus('serving')!.conflicting, false);
+});

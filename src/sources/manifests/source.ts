@@ -456,9 +456,6 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
   }
 
   /**
-   * Objects without a creationTimestamp get the time they were first seen, kept stable across scans and restarts.
-   * An object that did not change keeps its identity (the same reference), so applying it is cheap.
-   */
   /**
    * The incremental half of a scan: `changedFiles` were re-read (or went
    * away). Their objects' winners are decided again (first in file, then
@@ -504,19 +501,24 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
     return this.publish(report);
   }
 
-  /** One object with its creation timestamp (stable across scans and restarts); the same reference while unchanged. */
+  /**
+   * One object with the time it was first seen (stable across scans and
+   * restarts) as `firstSeen`, and as its creationTimestamp unless the file
+   * gives one (kept: an object exported from a cluster keeps its age); the
+   * same reference while unchanged.
+   */
   private stampOne(obj: ModelObject, nowText: string): ModelObject {
-    if (obj.meta.creationTimestamp) return obj;
     const identity = identityOf(obj);
-    let created = this.creationTimestamps.get(identity);
-    if (!created) {
-      created = nowText;
-      this.creationTimestamps.set(identity, created);
+    let seen = this.creationTimestamps.get(identity);
+    if (!seen) {
+      seen = nowText;
+      this.creationTimestamps.set(identity, seen);
       this.creationChanged = true;
     }
+    const created = obj.meta.creationTimestamp ?? seen;
     const cached = this.stamped.get(obj);
-    if (cached?.meta.creationTimestamp === created) return cached;
-    const stamped = { ...obj, meta: { ...obj.meta, creationTimestamp: created } } as ModelObject;
+    if (cached?.meta.firstSeen === seen && cached.meta.creationTimestamp === created) return cached;
+    const stamped = { ...obj, meta: { ...obj.meta, creationTimestamp: created, firstSeen: seen } } as ModelObject;
     this.stamped.set(obj, stamped);
     return stamped;
   }
@@ -547,7 +549,7 @@ export class ManifestsSource extends EventEmitter<{ error: [ManifestProblem]; re
       out.set(
         kind,
         list.map((obj) => {
-          if (!obj.meta.creationTimestamp) seen.add(identityOf(obj));
+          seen.add(identityOf(obj));
           return this.stampOne(obj, nowText);
         }),
       );
