@@ -30,10 +30,10 @@ import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
 import { parseSnatOverride, planSnat } from '../datapath/snat.js';
 import { SolicitedNodeGroups } from '../l2/ndp-groups.js';
-import type { ServiceProgramStatus } from '../datapath/plan.js';
+import type { ProgrammedBackend, ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
 import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeLiveness, MAP, protoName, SIZE, u32Key } from '../datapath/abi.js';
-import type { ConntrackView } from '../metrics/state-view.js';
+import { StateQueryError as QueryError, type ConntrackView } from '../metrics/state-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
 import type { L2Sink } from '../l2/announcer.js';
@@ -60,6 +60,9 @@ import { tryParseAddress } from '../model/cidr.js';
 
 export const VERSION = '0.1.0';
 /** Manifests mode: how often the XDP responder's liveness stamp is refreshed (by a native thread). */
+/** /v1/conntrack pages: default and hard maximum (a page costs what it holds, never the whole table). */
+const CONNTRACK_PAGE = 1000;
+const CONNTRACK_MAX_PAGE = 10_000;
 const HEARTBEAT_MS = 500;
 /** How often JavaScript tells that thread it is alive, and how long it may stay silent before the stamp stops. */
 const PET_MS = 250;
@@ -679,17 +682,48 @@ export class Agent {
 
   /** Conntrack entries for `pharos bpf ct list` (read-only; bounded by `limit`, default 10,000). */
   conntrack(query: URLSearchParams): ConntrackView {
-    const limit = Math.min(Math.max(Number(query.get('limit') ?? 10_000) || 10_000, 1), 1_000_000);
+    const limitText = query.get('limit');
+    const limit = limitText === null ? CONNTRACK_PAGE : Number(limitText);
+    if (!Number.isInteger(limit) || limit < 1 || limit > CONNTRACK_MAX_PAGE) {
+      throw new QueryError(`limit: expected an integer from 1 to ${CONNTRACK_MAX_PAGE} (page on with continue)`);
+    }
+    const token = query.get('continue');
     const maps = this.datapath?.maps;
+    const total = this.datapathMetrics?.mapRows().find((r) => r.name === MAP.conntrack)?.entries ?? 0;
     if (!maps) return { entries: [], truncated: false, total: 0 };
-    const backends = new Map([...(this.sync?.backends.values() ?? [])].map((b) => [b.id, b]));
+    const keySize = maps.conntrack.keySize;
+    let cursor = Buffer.alloc(keySize + 8);
+    if (token) {
+      const raw = Buffer.from(token, 'base64url');
+      if (raw.length !== cursor.length) throw new QueryError('continue: not a token this agent gave');
+      cursor = raw;
+    }
+    // One page: batch reads from the cursor until `limit` entries (the cost follows the page, not the table).
+    const keys = Buffer.alloc(keySize * limit);
+    const values = Buffer.alloc(maps.conntrack.valueBufferSize * limit);
+    let count = 0;
+    let done = false;
+    let first = !token;
+    while (count < limit && !done) {
+      const r = maps.conntrack.lookupBatch(cursor, first, keys.subarray(count * keySize), values.subarray(count * maps.conntrack.valueBufferSize));
+      first = false;
+      count += r.count;
+      done = r.done;
+      if (r.count === 0 && !done) break;
+    }
+    let backendsById: Map<number, ProgrammedBackend> | undefined;
+    const backend = (id: number): ProgrammedBackend | undefined => {
+      backendsById ??= new Map([...(this.sync?.backends.values() ?? [])].map((b) => [b.id, b]));
+      return backendsById.get(id);
+    };
     const now = process.hrtime.bigint();
-    const all = maps.conntrack.entries();
-    const entries = all.slice(0, limit).map(([k, v]) => {
+    const entries: ConntrackView['entries'] = [];
+    for (let i = 0; i < count; i++) {
+      const k = keys.subarray(i * keySize, (i + 1) * keySize);
       const flow = decodeFlow(k);
-      const ct = decodeConntrack(v, k[37]!);
-      const be = backends.get(ct.backendId);
-      return {
+      const ct = decodeConntrack(values.subarray(i * maps.conntrack.valueBufferSize, (i + 1) * maps.conntrack.valueBufferSize), k[37]!);
+      const be = backend(ct.backendId);
+      entries.push({
         protocol: protoName(flow.proto),
         source: formatEndpoint(flow.src, flow.sport),
         destination: formatEndpoint(flow.dst, flow.dport),
@@ -697,9 +731,9 @@ export class Agent {
         snat: ct.snatAddress ? formatEndpoint(ct.snatAddress, ct.snatPort) : '',
         state: CT_STATE_NAMES[ct.state] ?? String(ct.state),
         idleSeconds: Number((now - ct.lastSeenNs) / 1_000_000n) / 1000,
-      };
-    });
-    return { entries, truncated: all.length > limit, total: all.length };
+      });
+    }
+    return { entries, truncated: !done, total, ...(!done ? { continue: cursor.toString('base64url') } : {}) };
   }
 
   /** Conflicting pools, as problems (`pharos status`): they hand out and keep nothing. */

@@ -16,7 +16,7 @@ export function run(argv: string[]): Promise<number> {
     const [what, verb, ...rest] = opts.rest;
     if (what !== 'ct' || verb !== 'list') throw new CliError(USAGE, EXIT.usage);
     let filter = '';
-    let limit = 10_000;
+    let limit = 1000;
     for (let i = 0; i < rest.length; i++) {
       const a = rest[i]!;
       if (a === '--filter') filter = rest[++i] ?? '';
@@ -26,13 +26,25 @@ export function run(argv: string[]): Promise<number> {
         if (!Number.isInteger(limit) || limit < 1) throw new CliError(`--limit: expected a positive integer`, EXIT.usage);
       } else throw new CliError(`unexpected argument "${a}"\n${USAGE}`, EXIT.usage);
     }
-    const view = await fetchJson<ConntrackView>(opts.agent, `/v1/conntrack?limit=${limit}`);
+    // Pages of at most 10,000 (the agent's bound) until `limit` rows match or the table ends.
     const needle = filter.toLowerCase();
-    const entries = needle ? view.entries.filter((e) => Object.values(e).some((v) => String(v).toLowerCase().includes(needle))) : view.entries;
-    if (printStructured({ ...view, entries }, opts.output)) return 0;
+    const entries: ConntrackView['entries'] = [];
+    let view: ConntrackView | undefined;
+    let token: string | undefined;
+    do {
+      const page = Math.min(10_000, Math.max(limit - entries.length, 100));
+      view = await fetchJson<ConntrackView>(opts.agent, `/v1/conntrack?limit=${page}${token ? `&continue=${encodeURIComponent(token)}` : ''}`);
+      for (const e of view.entries) {
+        if (entries.length >= limit) break;
+        if (!needle || Object.values(e).some((v) => String(v).toLowerCase().includes(needle))) entries.push(e);
+      }
+      token = view.continue;
+    } while (token && entries.length < limit);
+    const truncated = Boolean(token);
+    if (printStructured({ entries, truncated, total: view.total }, opts.output)) return 0;
     console.log(renderTable(['PROTO', 'SOURCE', 'DESTINATION', 'BACKEND', 'SNAT', 'STATE', 'IDLE'],
       entries.map((e) => [e.protocol, e.source, e.destination, e.backend, e.snat || '-', e.state, `${Math.round(e.idleSeconds)}s`])));
-    if (view.truncated) console.error(`(first ${view.entries.length} of ${view.total} entries: raise --limit to see more)`);
+    if (truncated) console.error(`(first ${entries.length}${needle ? ' matching' : ''} of about ${view.total} entries: raise --limit to see more)`);
     return 0;
   });
 }

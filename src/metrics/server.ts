@@ -195,7 +195,16 @@ export class HttpEndpoint {
         });
       default: {
         const doc = this.opts.documents?.[path];
-        if (doc) return this.gated(path, queryText, 0, () => jsonReply(doc(new URLSearchParams(queryText))));
+        if (doc) {
+          return this.gated(path, queryText, 0, () => {
+            try {
+              return jsonReply(doc(new URLSearchParams(queryText)));
+            } catch (err) {
+              if (err instanceof StateQueryError) return textReply(400, `${err.message}\n`);
+              throw err;
+            }
+          });
+        }
         return textReply(404, 'not found: try /metrics, /healthz, /readyz, /v1/state\n');
       }
     }

@@ -223,6 +223,10 @@ export interface ConntrackView {
     state: string;
     idleSeconds: number;
   }[];
+  /** More entries follow: ask again with `continue`. */
   truncated: boolean;
+  /** Entries in the table as last counted (for the metrics; up to 30 s old on a big table). */
   total: number;
+  /** Where the next page starts (`?continue=`); absent on the last page. */
+  continue?: string;
 }

@@ -14,6 +14,8 @@ import { waitFor } from '../support/wait.js';
 import { httpGet, startEchoServer, withLab, type Lab } from '../support/lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
+import { addon } from '../../src/datapath/libbpf.js';
+import { encodeFlow, MAP } from '../../src/datapath/abi.js';
 import { parseExposition } from '../support/prom.js';
 import { lbServiceYaml } from '../support/manifests.js';
 
@@ -143,6 +145,40 @@ t.test('agent in manifests mode, driven through the CLI', { skip: privilegedUnav
     t.ok(pkts && pkts.value > 0, 'packets counted for shop/web');
     const post = await lab.exec('lb', ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '-X', 'POST', `http://${HTTP}/v1/state`]);
     t.equal(post.stdout, '405', 'no write endpoints');
+  });
+
+  t.test('/v1/conntrack pages: bounded per request, a cursor through the whole table', async (t) => {
+    // 3,000 synthetic flows in the pinned table beside the real ones (the agent only reads it).
+    const ct = addon().openPinnedMap(join(PIN_DIR, MAP.conntrack));
+    const value = Buffer.alloc(ct.valueBufferSize);
+    value.writeBigUInt64LE(process.hrtime.bigint(), 0);
+    const flows = Array.from({ length: 3000 }, (_, i) => encodeFlow({ src: `198.18.${(i >> 8) & 255}.${i & 255}`, dst: '198.51.100.99', sport: 40000 + (i % 1000), dport: 80, proto: 6 }));
+    for (const k of flows) ct.update(k, value);
+    t.teardown(() => { for (const k of flows) ct.delete(k); ct.close(); });
+    const get = async (q: string): Promise<{ code: number; body: string }> => {
+      const r = await lab.exec('lb', ['curl', '-s', '-w', '\n%{http_code}', `http://${HTTP}/v1/conntrack?${q}`]);
+      const at = r.stdout.lastIndexOf('\n');
+      return { code: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, at) };
+    };
+    const first = JSON.parse((await get('')).body) as { entries: unknown[]; truncated: boolean; continue?: string };
+    t.equal(first.entries.length, 1000, 'the default page is 1,000 entries, not the whole table');
+    t.ok(first.truncated && first.continue, 'with a cursor to go on');
+    const seen = new Set<string>();
+    let token: string | undefined;
+    for (let i = 0; i < 20; i++) {
+      const page = JSON.parse((await get(`limit=700${token ? `&continue=${token}` : ''}`)).body) as { entries: { source: string; destination: string }[]; continue?: string };
+      t.ok(page.entries.length <= 700);
+      for (const e of page.entries) seen.add(`${e.source}>${e.destination}`);
+      token = page.continue;
+      if (!token) break;
+    }
+    t.notOk(token, 'the cursor reaches the end');
+    t.ok(flows.every((_, i) => seen.has(`198.18.${(i >> 8) & 255}.${i & 255}:${40000 + (i % 1000)}>198.51.100.99:80`)), `every one of the 3,000 flows seen once through the pages (${seen.size} in all)`);
+    t.equal((await get('limit=20000')).code, 400, 'a page past the hard maximum is refused');
+    t.match((await get('limit=20000')).body, /limit: expected an integer from 1 to 10000/);
+    t.equal((await get('continue=bogus')).code, 400, 'a cursor this agent did not give is refused');
+    const cli = await pharos(lab, ['bpf', 'ct', 'list', '--filter', '198.51.100.99', '--limit', '2500', '-o', 'json']);
+    t.equal((JSON.parse(cli.stdout) as { entries: unknown[] }).entries.length, 2500, 'the CLI pages to its --limit through the filter');
   });
 
   t.test('a broken manifest keeps the last good state and is reported', async (t) => {
