@@ -11,6 +11,8 @@
  *   the conflict clears when the overlap goes.
  * - `allowFirstLastIPs: No` removes the first and last address of each CIDR
  *   block of prefix < /31 (IPv4) or < /127 (IPv6); ranges never reserve.
+ * - Special-purpose addresses (unspecified, loopback, link-local, multicast,
+ *   broadcast) are never handed out, whatever the blocks cover.
  * - A pool with an invalid block or selector is `invalid`: its valid blocks
  *   still keep the addresses services already hold (nothing already serving
  *   moves because of a typo), but it hands out nothing new.
@@ -46,6 +48,36 @@ export function poolOrder(pool: IPPool): string {
   return `${pool.meta.firstSeen ?? pool.meta.creationTimestamp ?? ''}\u0000${pool.meta.name}`;
 }
 
+/**
+ * Addresses no pool hands out, whatever its blocks say: unspecified, "this
+ * network", loopback, link-local, multicast and the limited broadcast (a
+ * `0.0.0.0/0` or `::/0` pool would otherwise give out `0.0.0.0` or `::`).
+ */
+const SPECIAL_PURPOSE: readonly AddressRange[] = [
+  ['IPv4', '0.0.0.0', 8], ['IPv4', '127.0.0.0', 8], ['IPv4', '169.254.0.0', 16], ['IPv4', '224.0.0.0', 4], ['IPv4', '255.255.255.255', 32],
+  ['IPv6', '::', 128], ['IPv6', '::1', 128], ['IPv6', 'fe80::', 10], ['IPv6', 'ff00::', 8],
+].map(([family, address, prefix]) => {
+  const parsed = parseBlock({ cidr: `${address}/${prefix}` }, 'special');
+  if (!parsed.ok) throw new Error(`special-purpose range ${address}/${prefix}`);
+  return { family: family as IPFamily, first: parsed.value.first, last: parsed.value.last };
+});
+
+/** `r` without the special-purpose ranges of its family (zero, one or two pieces each). */
+function withoutSpecialPurpose(r: AddressRange): AddressRange[] {
+  let pieces = [r];
+  for (const s of SPECIAL_PURPOSE) {
+    if (s.family !== r.family) continue;
+    pieces = pieces.flatMap((p) => {
+      if (s.last < p.first || s.first > p.last) return [p];
+      const out: AddressRange[] = [];
+      if (p.first < s.first) out.push({ family: p.family, first: p.first, last: s.first - 1n });
+      if (p.last > s.last) out.push({ family: p.family, first: s.last + 1n, last: p.last });
+      return out;
+    });
+  }
+  return pieces;
+}
+
 function reserve(block: ParsedBlock, allowFirstLast: boolean): AddressRange | undefined {
   if (allowFirstLast || block.prefixLength === undefined) return block;
   // /31 and /127 are point-to-point sized; /32 and /128 single addresses: nothing to reserve.
@@ -67,7 +99,7 @@ export function analysePool(pool: IPPool): AnalysedPool {
   const allocatable: Record<IPFamily, AddressRange[]> = { IPv4: [], IPv6: [] };
   for (const b of blocks) {
     const r = reserve(b, pool.allowFirstLastIPs);
-    if (r) allocatable[b.family].push(r);
+    if (r) allocatable[b.family].push(...withoutSpecialPurpose(r));
   }
   for (const family of ['IPv4', 'IPv6'] as const) allocatable[family].sort((a, b) => (a.first < b.first ? -1 : a.first > b.first ? 1 : 0));
   let conflict: PoolConflict | undefined;

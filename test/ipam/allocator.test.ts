@@ -493,3 +493,19 @@ t.test('a pool that selects the service by label wins over a catch-all pool', as
   const xwing = result.services.get('default/xwing');
   t.same(xwing?.kind === 'managed' ? xwing.ingress : [], ['198.51.100.0'], 'others still use the catch-all pool');
 });
+
+t.test('special-purpose addresses are never handed out, whatever the pool covers', async (t) => {
+  const got = (blocks: (string | [string, string])[], families: ('IPv4' | 'IPv6')[] = ['IPv4']): ServiceOutcome => reconcile({
+    pools: [pool({ name: 'p', blocks })],
+    services: [svc({ name: 's', families, ...(families.length > 1 ? { policy: 'RequireDualStack' as const } : {}) })],
+  }).services.get('default/s')!;
+  t.same((got(['0.0.0.0/0']) as { ingress: string[] }).ingress, ['1.0.0.0'], '0.0.0.0/0: not 0.0.0.0 (nor anything in 0.0.0.0/8)');
+  t.same((got(['::/0'], ['IPv6']) as { ingress: string[] }).ingress, ['::2'], '::/0: neither :: nor ::1');
+  for (const [blocks, family] of [[['127.0.0.0/30'], 'IPv4'], [['169.254.1.0/30'], 'IPv4'], [['224.0.0.0/30'], 'IPv4'], [[['255.255.255.255', '255.255.255.255']], 'IPv4'],
+    [['fe80::/126'], 'IPv6'], [['ff02::/126'], 'IPv6'], [['::1/128'], 'IPv6']] as const) {
+    const o = got(blocks as never, [family]) as ServiceOutcome & { kind: 'managed' };
+    t.same(o.ingress, [], `${JSON.stringify(blocks)}: nothing to hand out`);
+  }
+  const status = reconcile({ pools: [pool({ name: 'lo', blocks: ['127.0.0.0/8', '198.51.100.0/30'] })], services: [] }).pools.get('lo')!;
+  t.equal(status.families.IPv4.total, '4', 'counts leave them out too (the /30 alone)');
+});
