@@ -30,6 +30,7 @@ import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
 import { parseSnatOverride, planSnat } from '../datapath/snat.js';
 import { SolicitedNodeGroups } from '../l2/ndp-groups.js';
+import { directoryProblem } from './directories.js';
 import type { ProgrammedBackend, ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
 import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeLiveness, MAP, protoName, SIZE, u32Key } from '../datapath/abi.js';
@@ -63,6 +64,8 @@ export const VERSION = '0.1.0';
 /** /v1/conntrack pages: default and hard maximum (a page costs what it holds, never the whole table). */
 const CONNTRACK_PAGE = 1000;
 const CONNTRACK_MAX_PAGE = 10_000;
+/** Entries a page may run over its limit to finish a hash bucket. */
+const BUCKET_SLACK = 64;
 const HEARTBEAT_MS = 500;
 /** How often JavaScript tells that thread it is alive, and how long it may stay silent before the stamp stops. */
 const PET_MS = 250;
@@ -142,6 +145,10 @@ export class Agent {
         throw new AgentStartError((err as Error).message);
       }
     } else if (!cfg.manifests || !existsSync(cfg.manifests)) throw new AgentStartError(`--manifests ${cfg.manifests}: directory not found`);
+    for (const [flag, path] of [['--state-dir', cfg.stateDir], ['--pin-dir', cfg.pinDir]] as const) {
+      const problem = directoryProblem(flag, path);
+      if (problem) throw new AgentStartError(problem);
+    }
     try {
       mkdirSync(cfg.stateDir, { recursive: true });
     } catch (err) {
@@ -699,13 +706,26 @@ export class Agent {
       cursor = raw;
     }
     // One page: batch reads from the cursor until `limit` entries (the cost follows the page, not the table).
-    const keys = Buffer.alloc(keySize * limit);
-    const values = Buffer.alloc(maps.conntrack.valueBufferSize * limit);
+    // The kernel hands a hash bucket out whole: room for one more bucket past `limit`, and a bucket that
+    // does not fit in what is left (ENOSPC) starts the next page.
+    const room = limit + BUCKET_SLACK;
+    const valueSize = maps.conntrack.valueBufferSize;
+    const keys = Buffer.alloc(keySize * room);
+    const values = Buffer.alloc(valueSize * room);
     let count = 0;
     let done = false;
     let first = !token;
     while (count < limit && !done) {
-      const r = maps.conntrack.lookupBatch(cursor, first, keys.subarray(count * keySize), values.subarray(count * maps.conntrack.valueBufferSize));
+      let r: { count: number; done: boolean };
+      const read = (upTo: number): { count: number; done: boolean } =>
+        maps.conntrack.lookupBatch(cursor, first, keys.subarray(count * keySize, upTo * keySize), values.subarray(count * valueSize, upTo * valueSize));
+      try {
+        r = read(limit);
+      } catch (err) {
+        if ((err as { code?: string }).code !== 'ENOSPC') throw err;
+        if (count > 0) break;
+        r = read(room); // a bucket bigger than the page: this page holds it whole
+      }
       first = false;
       count += r.count;
       done = r.done;
@@ -721,7 +741,7 @@ export class Agent {
     for (let i = 0; i < count; i++) {
       const k = keys.subarray(i * keySize, (i + 1) * keySize);
       const flow = decodeFlow(k);
-      const ct = decodeConntrack(values.subarray(i * maps.conntrack.valueBufferSize, (i + 1) * maps.conntrack.valueBufferSize), k[37]!);
+      const ct = decodeConntrack(values.subarray(i * valueSize, (i + 1) * valueSize), k[37]!);
       const be = backend(ct.backendId);
       entries.push({
         protocol: protoName(flow.proto),

@@ -300,8 +300,11 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
     throw new ConfigError(`--node-name: "${cfg.nodeName}" is not a valid node name (lowercase letters, digits, '-', '.')`);
   }
   if (!cfg.pinDir) cfg.pinDir = `/sys/fs/bpf/pharos/${cfg.nodeName}`;
+  const seen = new Set<string>();
   for (const ifname of cfg.interfaces) {
     if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname)) throw new ConfigError(`--interfaces: "${ifname}" is not a valid interface name`);
+    if (seen.has(ifname)) throw new ConfigError(`--interfaces: "${ifname}" is listed twice`);
+    seen.add(ifname);
   }
   for (const a of cfg.snatAddresses) {
     try {

@@ -17,6 +17,7 @@ export async function run(argv: string[]): Promise<number> {
   let cfg: AgentConfig;
   try {
     cfg = resolve();
+    if (cfg.interfaces.length === 0) throw new ConfigError('--interfaces: at least one interface is required (where the data path attaches and announces)');
   } catch (err) {
     if (err instanceof ConfigError) {
       console.error(`pharos agent: ${err.message}`);
