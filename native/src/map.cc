@@ -239,10 +239,7 @@ NativeMap::BatchArgs NativeMap::BatchArguments(const Napi::CallbackInfo &info) c
 Napi::Value NativeMap::UpdateBatch(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = Fd(env);
-  BatchArgs args = BatchArguments(info);
-  Napi::Buffer<uint8_t> &keys = args.keys, &values = args.values;
-  uint32_t count = args.count;
-  uint64_t flags = args.flags;
+  auto [keys, values, count, flags] = BatchArguments(info);
   if (count == 0) return Napi::Number::New(env, 0);
 
   LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = flags);
@@ -357,10 +354,7 @@ Napi::Value NativeMap::WriteMmapped(const Napi::CallbackInfo &info) {
 Napi::Value NativeMap::UpdateBatchAsync(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   int fd = Fd(env);
-  BatchArgs args = BatchArguments(info);
-  Napi::Buffer<uint8_t> &keys = args.keys, &values = args.values;
-  uint32_t count = args.count;
-  uint64_t flags = args.flags;
+  auto [keys, values, count, flags] = BatchArguments(info);
   int dupFd = dup(fd);
   if (dupFd < 0) Throw(env, errno, Label() + ": dup for an async batch update");
   auto *worker = new UpdateBatchWorker(env, dupFd, Label(), std::vector<uint8_t>(keys.Data(), keys.Data() + keys.Length()),
