@@ -121,18 +121,17 @@ export function parseObject(raw: unknown): ParseResult {
     const entry = PARSERS.get(`${apiVersion} ${kind}`);
     if (!entry) {
       const knownKind = [...PARSERS.keys()].find((k) => k.endsWith(` ${kind}`));
-      // Our own group has no kinds to ignore: anything else there is a typo worth an error.
+      // A kind pharos reads under an apiVersion it does not serve is a typo worth an error (a Service
+      // under `apiVersion: v2` would otherwise be dropped without a word); so is anything else in our group.
+      if (knownKind) root.get('apiVersion').fail(`${show(apiVersion)} is not served (use ${knownKind.split(' ')[0]})`);
       if (apiVersion.startsWith('lb.pharos.io/')) {
-        if (knownKind) root.get('apiVersion').fail(`${show(apiVersion)} is not served (use ${knownKind.split(' ')[0]})`);
         const ours = [...PARSERS.keys()].filter((k) => k.startsWith('lb.pharos.io/')).map((k) => k.split(' ')[1]);
         root.get('kind').fail(`${show(kind)} is not a kind of lb.pharos.io (${ours.join(', ')})`);
       }
       return {
         ok: false,
         ignored: true,
-        reason: knownKind
-          ? `${kind} "${rawName}": apiVersion ${show(apiVersion)} is not supported (use ${knownKind.split(' ')[0]})`
-          : `${kind} "${rawName}": kind ${kind} in ${apiVersion} is not one pharos uses`,
+        reason: `${kind} "${rawName}": kind ${kind} in ${apiVersion} is not one pharos uses`,
       };
     }
     if (kind === 'EndpointSlice') {

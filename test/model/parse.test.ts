@@ -313,6 +313,8 @@ t.test('dispatch: unknown kinds ignored, missing apiVersion an error', async (t)
   t.ok(!ciliumOther.ok && ciliumOther.ignored, 'other Cilium kinds are ignored');
   const ciliumOldVersion = parseObject({ apiVersion: 'cilium.io/v2alpha1', kind: 'CiliumPodIPPool', metadata: { name: 'x' } });
   t.ok(!ciliumOldVersion.ok && ciliumOldVersion.ignored);
+  const serviceV2 = failure(parseObject({ apiVersion: 'v2', kind: 'Service', metadata: { name: 'web' } }));
+  t.equal(serviceV2.text, 'Service "web": apiVersion: "v2" is not served (use v1)', 'a known kind under a wrong apiVersion is an error, not dropped without a word');
   t.equal(failure(parseObject({ kind: 'Service', metadata: { name: 'x' } })).field, 'apiVersion');
   t.equal(failure(parseObject({ apiVersion: 'v1', metadata: { name: 'x' } })).field, 'kind');
   t.equal(failure(parseObject('hello')).field, '');
