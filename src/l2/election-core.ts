@@ -23,7 +23,9 @@
  *   assignment (least-loaded live eligible node, ties by rendezvous hash) and
  *   takes only what is assigned to it; what another node was assigned but
  *   did not take within `graceMs` (it may lack a matching interface, which
- *   only it knows) goes to whoever wants it, up to a fair share of
+ *   only it knows) — while that node has not taken any lease within
+ *   `graceMs` either (one that is taking its share at its writer's rate is
+ *   left to it) — goes to whoever wants it, up to a fair share of
  *   ceil(candidates / live eligible nodes) — summed per service, 1/(live
  *   nodes eligible for it), when eligibility differs between services.
  * - Fencing: an unhealthy node (node lease not renewed in time, API
@@ -189,9 +191,11 @@ export function decide(input: ElectionInput): ElectionOutput {
     if (view.holder === me && !input.held.has(name) && !candidates.has(name)) actions.push({ type: 'release', lease: name });
   }
 
-  // Load per live node, from every service lease anyone holds.
+  // Load per live node, from every service lease anyone holds; and when each last took one (seen here).
   const load = new Map<string, number>();
+  const lastGain = new Map<string, number>();
   for (const view of input.serviceLeases.values()) {
+    if (view.holder) lastGain.set(view.holder, Math.max(lastGain.get(view.holder) ?? -Infinity, view.observedAt));
     if (!view.holder) continue;
     if (view.holder === me ? !input.held.has(view.name) && !candidates.has(view.name) : !isAlive(view.holder)) continue;
     load.set(view.holder, (load.get(view.holder) ?? 0) + 1);
@@ -265,7 +269,10 @@ export function decide(input: ElectionInput): ElectionOutput {
     if (!cand) continue;
     const assignedToMe = best === me;
     const since = input.takeableSince.get(f.lease) ?? now;
-    const overdue = now - since >= input.graceMs;
+    // An assignee that took a lease within the grace period is working through its share at its
+    // writer's rate (hundreds after a node left): not overdue yet, or every node would race it.
+    const assigneeBusy = best !== me && now - (lastGain.get(best!) ?? -Infinity) < input.graceMs;
+    const overdue = now - since >= input.graceMs && !assigneeBusy;
     // Assigned to me, or left untaken by its assignee past the grace period: up to my fair share.
     // Still untaken after five grace periods (its assignee lacks a matching interface, which only
     // it knows, or is wedged): whoever can announce it takes it, fair share or not.

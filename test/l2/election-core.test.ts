@@ -257,3 +257,24 @@ t.test('clean handover: released leases and a deleted node lease move everything
   t.same(out.actions.filter((a) => a.type === 'acquire').map((a) => a.lease).sort(), list.map((s) => s.lease).sort(), 'all taken in one decision');
   t.equal(out.fairShare, 3, 'alone: the fair share is everything');
 });
+
+t.test('grace: an assignee that is taking its share (one taken within the grace period) is not raced', async (t) => {
+  // a holds s1, b holds s3, and s2 (its holder c is dead) is assigned to b: fair share 2 each, so a has room.
+  const s1 = svc(1);
+  const s3 = svc(3);
+  const build = (s2: ReturnType<typeof svc>, bTookAt: number, since: number) => {
+    const list = [s1, s2, s3];
+    return input({
+      nodeLeases: nodeLeases(now, { a: now, b: now }), candidates: list, eligible: new Map(list.map((s) => [s.lease, ['a', 'b']])),
+      serviceLeases: new Map([[s1.lease, lease(s1.lease, 'a', now - 60_000, SVC_MS, '1')], [s2.lease, lease(s2.lease, 'c', now - 60_000)], [s3.lease, lease(s3.lease, 'b', bTookAt, SVC_MS, '3')]]),
+      held: new Map([[s1.lease, { service: s1.service, renewedAt: now - 60_000, resourceVersion: '1' }]]),
+      takeableSince: new Map([[s2.lease, since]]),
+    });
+  };
+  // A service whose lease the shared assignment gives to b (a does not take it while it is fresh).
+  const s2 = Array.from({ length: 50 }, (_, i) => svc(100 + i)).find((s) => !decide(build(s, now - 500, now)).actions.some((a) => a.type === 'acquire'))!;
+  t.ok(s2, 'a lease assigned to b');
+  const took = (o: ReturnType<typeof decide>): boolean => o.actions.some((a) => a.type === 'acquire' && a.lease === s2.lease);
+  t.notOk(took(decide(build(s2, now - 500, now - 2500))), 'overdue, but b took a lease 500 ms ago: left to b');
+  t.ok(took(decide(build(s2, now - 2500, now - 2500))), 'overdue and b took nothing within the grace period: a takes it');
+});
