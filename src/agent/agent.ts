@@ -172,7 +172,9 @@ export class Agent {
       host, port, registry, state: (query) => this.state(query), readiness: () => this.readiness(), documents: { '/v1/conntrack': (q) => this.conntrack(q) },
     });
     try {
-      await this.http.start();
+      const bound = await this.http.start();
+      // With port 0 the kernel picks one: say which.
+      this.log.info('HTTP endpoint listening', { address: `${bound.host.includes(':') ? `[${bound.host}]` : bound.host}:${bound.port}` });
     } catch (err) {
       throw new AgentStartError((err as Error).message);
     }
@@ -493,6 +495,12 @@ export class Agent {
       return `${i.name}=${[a?.v4, a?.v6].filter(Boolean).join('/') || 'node-wide'}`;
     }).join(' ');
     this.log.info('node configured', { snatV4: plan.nodeV4 ?? 'none', snatV6: plan.nodeV6 ?? 'none', snatByInterface: byInterface, ports: `${cfg.snatPorts[0]}-${cfg.snatPorts[1]}` });
+    if (cfg.mode === 'snat' && !plan.nodeV4 && !plan.nodeV6) {
+      this.log.warn('no SNAT source address: the interfaces have no global address and --snat-addresses gives none; new flows to remote backends are dropped (snat_exhausted)', { interfaces: cfg.interfaces.join(',') });
+    }
+    if (cfg.snatPorts[0] < 1024) {
+      this.log.warn('--snat-ports reaches into the privileged ports (below 1024): backends may treat those sources as trusted, and the node\'s own services may use them', { ports: `${cfg.snatPorts[0]}-${cfg.snatPorts[1]}` });
+    }
   }
 
   /**
@@ -951,8 +959,9 @@ export class Agent {
     this.stopSocketLb();
     for (const sock of this.packetSockets.values()) sock.close();
     this.packetSockets.clear();
+    const loaded = !!this.datapath;
     this.datapath?.close();
-    this.log.info('agent stopped; the data path keeps forwarding from pinned maps');
+    this.log.info(loaded ? 'agent stopped; the data path keeps forwarding from pinned maps' : 'agent stopped (no data path was loaded)');
   }
 
   /** SIGHUP: re-read what can change without a restart. */

@@ -1,10 +1,11 @@
 /**
- * `pharos lab up [--nodes 2|3]` / `pharos lab down` / `pharos lab status` /
+ * `pharos lab up [--nodes 2|3] [--agent-arg FLAG ...]` / `pharos lab down` / `pharos lab status` /
  * `pharos lab agent stop|start NODE`: an emulated Kubernetes cluster of
  * network namespaces that real kubectl drives (see src/lab/cluster.ts).
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,9 +18,12 @@ import { controlSocket, serve } from '../lab/supervisor.js';
 
 const HELP = `Usage: pharos lab <up|down|status|agent> [flags]
 
-  up [--nodes 2|3]          start the lab: an emulated API server, LB nodes running
+  up [--nodes 2|3] [--agent-arg FLAG ...]
+                            start the lab: an emulated API server, LB nodes running
                             \`pharos agent\` in Kubernetes mode, a client and two echo
-                            backends (labelled app=echo) on one L2 segment
+                            backends (labelled app=echo) on one L2 segment; each
+                            --agent-arg goes to every agent (e.g. --agent-arg=--l2-node-lease=2);
+                            a failed start keeps its logs and says where
   down                      remove every namespace, process and file the lab made
   status                    show the lab's processes
   agent stop NODE [--signal SIGKILL]   stop one node's agent (failover drills)
@@ -69,7 +73,7 @@ backends: ${nsName(state.prefix, 'be1')}, ${nsName(state.prefix, 'be2')} (echo s
 logs: ${state.stateDir}/logs/`;
 }
 
-async function up(stateDir: string, prefix: string, nodeCount: number): Promise<number> {
+async function up(stateDir: string, prefix: string, nodeCount: number, agentArgs: string[]): Promise<number> {
   const existing = readState(stateDir);
   if (existing?.supervisor && stillOurs(existing.supervisor)) {
     console.log(`pharos lab is already up${existing.ready ? '' : ' (still starting)'} (supervisor pid ${existing.supervisor.pid})\n\n${usageText(existing)}`);
@@ -84,7 +88,7 @@ async function up(stateDir: string, prefix: string, nodeCount: number): Promise<
     return 1;
   }
   const layout = labLayout(prefix, stateDir, nodeCount);
-  const state: LabState = { prefix, stateDir, nodeCount, namespaces: [], pinDirs: [], children: {} };
+  const state: LabState = { prefix, stateDir, nodeCount, ...(agentArgs.length ? { agentArgs } : {}), namespaces: [], pinDirs: [], children: {} };
   writeState(state);
   try {
     console.log(`building the lab: ${nodeCount} nodes, a client and ${layout.backends.length} backends (namespaces ${prefix}-*)`);
@@ -109,10 +113,21 @@ async function up(stateDir: string, prefix: string, nodeCount: number): Promise<
     }
     throw new Error('the lab was not ready in 120 s');
   } catch (err) {
-    console.error(`pharos lab up: ${(err as Error).message}\nremoving what was made`);
+    // The logs say why: keep them out of the state directory that goes away.
+    const kept = keepLogs(stateDir);
+    console.error(`pharos lab up: ${(err as Error).message}\nremoving what was made${kept ? `; the logs are kept in ${kept}` : ''}`);
     await teardownLab(stateDir, prefix);
     return 1;
   }
+}
+
+/** Copies `<stateDir>/logs` to a new directory under the temp dir; its path, or undefined without logs. */
+function keepLogs(stateDir: string): string | undefined {
+  const logs = join(stateDir, 'logs');
+  if (!existsSync(logs)) return undefined;
+  const dest = mkdtempSync(join(tmpdir(), 'pharos-lab-failed-'));
+  cpSync(logs, dest, { recursive: true });
+  return dest;
 }
 
 async function down(stateDir: string, prefix: string): Promise<number> {
@@ -167,6 +182,7 @@ export async function run(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       nodes: { type: 'string', default: '2' },
+      'agent-arg': { type: 'string', multiple: true, default: [] },
       'state-dir': { type: 'string', default: process.env.PHAROS_LAB_STATE_DIR ?? DEFAULT_STATE_DIR },
       prefix: { type: 'string', default: process.env.PHAROS_LAB_PREFIX ?? DEFAULT_PREFIX },
       signal: { type: 'string', default: 'SIGTERM' },
@@ -191,7 +207,7 @@ export async function run(argv: string[]): Promise<number> {
         console.error('pharos lab up: --nodes is 2 or 3');
         return 2;
       }
-      return up(stateDir, prefix, nodes);
+      return up(stateDir, prefix, nodes, values['agent-arg'] ?? []);
     }
     case 'down':
       return down(stateDir, prefix);

@@ -66,6 +66,8 @@ export interface LabState {
   prefix: string;
   stateDir: string;
   nodeCount: number;
+  /** Extra flags for every agent (`lab up --agent-arg`), e.g. lease timings. */
+  agentArgs?: string[];
   /** Namespaces created so far, in creation order. */
   namespaces: string[];
   pinDirs: string[];

@@ -147,7 +147,7 @@ class Supervisor {
     if (running) return running.pid!;
     const child = this.spawnIn(`agent/${node}`, node, [process.execPath, CLI, 'agent', '--kubeconfig', join(this.state.stateDir, 'agent-kubeconfig'),
       '--node-name', node, '--interfaces', 'eth0', '--namespace', 'kube-system', '--pin-dir', n.pinDir,
-      '--state-dir', join(this.state.stateDir, `state-${node}`), '--http', AGENT_HTTP, '--log-format', 'text'], `--pin-dir ${n.pinDir}`);
+      '--state-dir', join(this.state.stateDir, `state-${node}`), '--http', AGENT_HTTP, '--log-format', 'text', ...(this.state.agentArgs ?? [])], `--pin-dir ${n.pinDir}`);
     const deadline = Date.now() + 60_000;
     for (let i = 0; i < 600 && Date.now() < deadline; i++) {
       if (child.exitCode !== null || child.signalCode !== null) throw new Error(`agent ${node} exited ${child.signalCode ?? child.exitCode}; see ${this.state.stateDir}/logs/agent-${node}.log`);

@@ -5,7 +5,9 @@
  * filter and a snooping switch act on), a neighbour solicitation sent to
  * that group is answered, and the group is left when the address is
  * withdrawn. veth passes every frame, so the answer alone would prove
- * nothing: the membership is the check.
+ * nothing: the membership is the check. The same agent shows two start-up
+ * lines: the port picked for `--http 127.0.0.1:0`, and the warning for
+ * SNAT ports below 1024.
  */
 import t from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -53,7 +55,7 @@ spec: { interfaces: [eth0], loadBalancerIPs: true }
   const service = join(dir, 'svc.yaml');
   writeFileSync(service, lbServiceYaml({ name: 'web6', namespace: 'default', endpoints: ['2001:db8:7::10'] }).replace('type: LoadBalancer', 'type: LoadBalancer\n  ipFamilies: [IPv6]\n  ipFamilyPolicy: SingleStack'));
   const agent = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'lb-1', '--interfaces', 'eth0',
-    '--state-dir', join(work, 'state'), '--pin-dir', PIN_DIR, '--http', '127.0.0.1:9643', '--log-format', 'text']);
+    '--state-dir', join(work, 'state'), '--pin-dir', PIN_DIR, '--http', '127.0.0.1:0', '--snat-ports', '1000-2000', '--log-format', 'text']);
   let log = '';
   agent.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
   agent.stdout?.on('data', (d: Buffer) => { log += d.toString(); });
@@ -65,6 +67,9 @@ spec: { interfaces: [eth0], loadBalancerIPs: true }
   await waitFor(`${group} joined on eth0`, 30_000, async () => ((await maddr()).includes(group) ? true : undefined))
     .catch((e: Error) => { throw new Error(`${e.message}\n${log}`); });
   t.pass(`ip maddr shows inet6 ${group} on eth0`);
+  // Start-up lines a user needs here: the port the kernel picked for --http :0, and the warnings.
+  t.match(log, /msg="HTTP endpoint listening" .*address=127\.0\.0\.1:(?!0\b)\d+/, 'the port picked for --http 127.0.0.1:0 is logged');
+  t.match(log, /--snat-ports reaches into the privileged ports/, 'SNAT ports below 1024 are warned about');
   // ndisc6 sends its solicitation to the solicited-node group of the target.
   const nd = await waitFor('an answer to the solicitation', 10_000, async () => {
     const r = await lab.exec('client', ['ndisc6', '-1', '-r1', '-w500', VIP6, 'eth0'], { allowFail: true });
