@@ -358,7 +358,8 @@ export class Agent {
     this.ipam = ipam;
     this.l2 = l2;
     this.controllers.push(ipam, this.datapathCtl!, l2);
-    this.kube = new KubeSource({ kc, store: this.store, namespace: cfg.namespace, tuning: { maxBackoffMs: 5000 } });
+    // Secrets of the agent's namespace: BGP neighbours' authSecretRef (MD5 passwords) resolve from them.
+    this.kube = new KubeSource({ kc, store: this.store, namespace: cfg.namespace, secrets: true, tuning: { maxBackoffMs: 5000 } });
     const rejected = new Map<string, ConfigProblemView>();
     this.kube.on('parseError', (f) => {
       rejected.set(`${f.kind} ${f.key}`, { source: 'kubernetes', object: `${f.kind} ${f.key}`, message: f.message, at: new Date().toISOString() });

@@ -53,9 +53,7 @@ const ACKNOWLEDGED_EXTRA: Record<string, string> = {
   'get cilium.io/ciliumbgppeeringpolicies': 'informers list+watch only — could go',
   'patch coordination.k8s.io/leases': 'leases are written with update (resourceVersion-checked) — could go',
   'delete coordination.k8s.io/leases': 'KubeWriter.deleteLease has no caller in the agent — could go',
-  'get secrets': 'BGP passwords (secretRef) — the source does not watch Secrets yet',
-  'list secrets': 'BGP passwords — not watched yet',
-  'watch secrets': 'BGP passwords — not watched yet',
+  'get secrets': 'informers list+watch only — could go',
 };
 
 /** Used but not granted, reported to the deploy/ owner; each is pinned as missing until rbac.yaml grants it. */
@@ -119,7 +117,7 @@ t.before(async () => {
   const api = await startApiServer({ cilium: true });
   const store = new Store();
   const kc = kubeConfigFor(api.url);
-  const source = new KubeSource({ kc, store, namespace: NAMESPACE, tuning: { maxBackoffMs: 5000 } }); // the agent's options
+  const source = new KubeSource({ kc, store, namespace: NAMESPACE, secrets: true, tuning: { maxBackoffMs: 5000 } }); // the agent's options
   const writer = new KubeWriter({ kc, namespace: NAMESPACE });
   const reconcileWanted = { flag: false };
   const ipam = new KubeIpamController(store, {
