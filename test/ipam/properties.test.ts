@@ -341,8 +341,12 @@ t.test('an unparsable annotation names its field and changes nothing else', asyn
         delete annotations['lbipam.cilium.io/ips'];
       }
       const bad = { ...s, meta: { ...s.meta, annotations: { ...annotations, [annotation]: value } } };
-      // A cross-namespace typo keeps the valid names, so keep the ones the service had.
-      if (annotation === 'lb.pharos.io/sharing-cross-namespace' && s.meta.annotations[annotation] === '*') bad.meta.annotations[annotation] = '*,NOT_A_NS';
+      // A cross-namespace typo keeps the valid names: the typo goes beside the names the service had
+      // (none: alone), or it would grant a namespace and change what others are told.
+      if (annotation === 'lb.pharos.io/sharing-cross-namespace') {
+        const had = s.meta.annotations[annotation];
+        bad.meta.annotations[annotation] = had ? `${had},NOT_A_NS` : 'NOT_A_NS';
+      }
       world.services.set(key, bad);
       world.ipam.upsertService(bad);
       const outcome = world.ipam.outcome(key)!;
