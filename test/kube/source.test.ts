@@ -512,3 +512,20 @@ t.test('a CRD installed after the start is picked up within seconds (the CRD wat
   t.pass(`picked up ${(performance.now() - installedAt).toFixed(0)} ms after the CRD was created`);
   t.same(source.kinds().waiting, ['CiliumL2AnnouncementPolicy', 'CiliumBGPPeeringPolicy'], 'no longer waiting for it');
 });
+
+t.test('Secrets the RBAC does not grant (403) are reported and not waited for: the store still syncs', async (t) => {
+  const api = await startApiServer({});
+  seed(api);
+  api.failNext('list', 403, { resource: 'secrets', count: 1000 });
+  const store = new Store();
+  const source = new KubeSource({ kc: kubeConfigFor(api.url), store, secrets: true, tuning, crdProbeIntervalMs: 60_000 });
+  const warnings: string[] = [];
+  source.on('warning', (w) => warnings.push(w));
+  const synced = new Promise<void>((resolve) => store.once('synced', () => resolve()));
+  await source.start();
+  t.teardown(async () => { await source.stop(); await api.close(); });
+  await Promise.race([synced, new Promise((_, reject) => setTimeout(() => reject(new Error('never synced')), 10_000))]);
+  t.ok(store.synced, 'synced without the Secrets');
+  t.ok(warnings.some((w) => /Secrets in kube-system cannot be read \(403\)/.test(w)), `warned: ${warnings.join(' | ')}`);
+  t.notOk(source.kinds().watching.includes('Secret'), 'and no longer watching them');
+});

@@ -277,6 +277,15 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
     });
     inf.on('failure', (error, retryInMs) => {
       this.counters.informerFailures[w.model] = (this.counters.informerFailures[w.model] ?? 0) + 1;
+      // Secrets only serve BGP passwords: without the right to read them the agent runs on, says
+      // so, and does not wait for them (a RBAC without Secrets would otherwise never be synced).
+      if (w.model === 'Secret' && error instanceof KubeHttpError && error.statusCode === 403) {
+        this.emit('warning', `Secrets in ${this.namespace} cannot be read (403): BGP neighbours with authSecretRef stay unconfigured until the RBAC allows it and the agent restarts`);
+        void inf.stop();
+        this.informers.delete(w.spec.path);
+        if (this.notListed.delete(w.spec.path)) this.maybeSynced();
+        return;
+      }
       this.emit('failure', { kind: w.model, path: w.spec.path, error, retryInMs });
     });
     inf.start();
