@@ -56,16 +56,15 @@ import {
 } from '../metrics/state-view.js';
 import { frontendKeyString } from '../datapath/plan.js';
 import { DATAPATH_CONDITION, type KubeDatapathReporter } from './datapath-report.js';
-
 import { tryParseAddress } from '../model/cidr.js';
 
 export const VERSION = '0.1.0';
-/** Manifests mode: how often the XDP responder's liveness stamp is refreshed (by a native thread). */
 /** /v1/conntrack pages: default and hard maximum (a page costs what it holds, never the whole table). */
 const CONNTRACK_PAGE = 1000;
 const CONNTRACK_MAX_PAGE = 10_000;
 /** Entries a page may run over its limit to finish a hash bucket. */
 const BUCKET_SLACK = 64;
+/** Manifests mode: how often the XDP responder's liveness stamp is refreshed (by a native thread). */
 const HEARTBEAT_MS = 500;
 /** How often JavaScript tells that thread it is alive, and how long it may stay silent before the stamp stops. */
 const PET_MS = 250;
@@ -73,7 +72,6 @@ const LIVENESS_WATCHDOG_MS = 10_000;
 /** Manifests mode: how long after a clean stop the responder keeps answering (a restart takes a few seconds). */
 const STOP_GRACE_MS = 10_000;
 const RECONCILE_DEBOUNCE_MS = 2;
-/** Condition on a Service whose frontends are not all in the data path (written only once it fails, then kept up to date). */
 
 export class AgentStartError extends Error {}
 
@@ -665,11 +663,13 @@ export class Agent {
         service, frontends: status!.frontends, programmed: status!.programmed, reason: blocking[0]?.reason, problem: blocking[0]?.message,
       });
     }
+    // The same words in both modes: reason and count, then the first problems.
+    const problem = programmed ? undefined : {
+      reason: blocking[0]?.reason ?? 'NotProgrammed',
+      message: `${status!.frontends - status!.programmed} of ${status!.frontends} frontends not in the data path: ${blocking.map((p) => p.message).slice(0, 3).join('; ')}`,
+    };
     if (this.kubernetes) {
-      this.datapathReporter?.set(service, programmed ? undefined : {
-        reason: blocking[0]?.reason ?? 'NotProgrammed',
-        message: `${status!.frontends - status!.programmed} of ${status!.frontends} frontends not in the data path: ${blocking.map((p) => p.message).slice(0, 3).join('; ')}`,
-      });
+      this.datapathReporter?.set(service, problem);
       return;
     }
     const svc = this.store.get('Service', service);
@@ -677,12 +677,9 @@ export class Agent {
     const had = svc.status.conditions.find((c) => c.type === DATAPATH_CONDITION);
     // Written once a service fails; before that, no condition means programmed (10,000 status writes for nothing otherwise).
     if (programmed && !had) return;
-    const condition = programmed
-      ? { type: DATAPATH_CONDITION, status: 'True' as const, reason: 'Programmed', message: `all ${status?.frontends ?? 0} frontends are in the data path` }
-      : {
-        type: DATAPATH_CONDITION, status: 'False' as const, reason: blocking[0]?.reason ?? 'NotProgrammed',
-        message: `${status!.frontends - status!.programmed} of ${status!.frontends} frontends not in the data path: ${blocking.map((p) => p.message).slice(0, 3).join('; ')}`,
-      };
+    const condition = problem
+      ? { type: DATAPATH_CONDITION, status: 'False' as const, ...problem }
+      : { type: DATAPATH_CONDITION, status: 'True' as const, reason: 'Programmed', message: `all ${status?.frontends ?? 0} frontends are in the data path` };
     if (had && had.status === condition.status && had.reason === condition.reason && had.message === condition.message) return;
     const at = had && had.status === condition.status ? had.lastTransitionTime : new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
     this.store.setServiceStatus(service, {
@@ -696,7 +693,7 @@ export class Agent {
     return this.datapathCtl?.labelTable() ?? { version: 0, frontends: new Map(), backends: new Map() };
   }
 
-  /** Conntrack entries for `pharos bpf ct list` (read-only; bounded by `limit`, default 10,000). */
+  /** One page of conntrack entries for `pharos bpf ct list` (read-only; `limit` and `continue`, see CONNTRACK_PAGE). */
   conntrack(query: URLSearchParams): ConntrackView {
     const limitText = query.get('limit');
     const limit = limitText === null ? CONNTRACK_PAGE : Number(limitText);

@@ -479,16 +479,21 @@ export interface Runtime {
   portMax: number;
 }
 
+/** An IPv4 SNAT source at `off`, an IPv6 one at `off + 16` (ph_runtime, ph_if_snat); absent ones stay zero. */
+function writeSnatPair(b: Buffer, off: number, v4: string | undefined, v6: string | undefined): void {
+  if (v4) {
+    if (familyOf(v4) !== 'IPv4') throw new AbiError(`SNAT v4 address ${v4} is not IPv4`);
+    writeAddr(b, off, v4);
+  }
+  if (v6) {
+    if (familyOf(v6) !== 'IPv6') throw new AbiError(`SNAT v6 address ${v6} is not IPv6`);
+    writeAddr(b, off + 16, v6);
+  }
+}
+
 export function encodeRuntime(r: Runtime): Buffer {
   const b = Buffer.alloc(SIZE.runtime);
-  if (r.snatV4) {
-    if (familyOf(r.snatV4) !== 'IPv4') throw new AbiError(`SNAT v4 address ${r.snatV4} is not IPv4`);
-    writeAddr(b, 0, r.snatV4);
-  }
-  if (r.snatV6) {
-    if (familyOf(r.snatV6) !== 'IPv6') throw new AbiError(`SNAT v6 address ${r.snatV6} is not IPv6`);
-    writeAddr(b, 16, r.snatV6);
-  }
+  writeSnatPair(b, 0, r.snatV4, r.snatV6);
   b.writeUInt16LE(r.portMin, 32);
   b.writeUInt16LE(r.portMax, 34);
   return b;
@@ -590,25 +595,14 @@ export function decodeSockRev(key: Buffer, value: Buffer): SockRevEntry {
   };
 }
 
-/** struct ph_if_mac (8 bytes): the MAC of an interface pharos is attached to. */
-/** ph_if_snat value: the SNAT source of one egress interface per family (absent: ph_runtime's). */
+/** struct ph_if_snat (32 bytes): the SNAT source of one egress interface per family (absent: ph_runtime's). */
 export function encodeIfSnat(a: { v4?: string; v6?: string }): Buffer {
   const b = Buffer.alloc(SIZE.ifSnat);
-  if (a.v4) {
-    if (familyOf(a.v4) !== 'IPv4') throw new AbiError(`SNAT v4 address ${a.v4} is not IPv4`);
-    writeAddr(b, 0, a.v4);
-  }
-  if (a.v6) {
-    if (familyOf(a.v6) !== 'IPv6') throw new AbiError(`SNAT v6 address ${a.v6} is not IPv6`);
-    writeAddr(b, 16, a.v6);
-  }
+  writeSnatPair(b, 0, a.v4, a.v6);
   return b;
 }
 
-export function decodeIfSnat(b: Buffer): { v4?: string; v6?: string } {
-  return { ...(isZero(b, 0, 16) ? {} : { v4: readAddr(b, 0, AF_INET) }), ...(isZero(b, 16, 16) ? {} : { v6: readAddr(b, 16, AF_INET6) }) };
-}
-
+/** struct ph_if_mac (8 bytes): the MAC of an interface pharos is attached to. */
 export function encodeIfMac(mac: string): Buffer {
   const b = Buffer.alloc(SIZE.ifMac);
   macBytes(mac).copy(b, 0);

@@ -135,12 +135,9 @@ export class LoadedDatapath {
   ) {}
 
   /**
-   * Attach (or atomically replace) the XDP program on an interface. Native
-   * mode by default; 'auto' falls back to generic and says so in the result.
-   */
-  /**
-   * `mode` 'auto' chooses per interface (src/datapath/xdp-mode.ts); `reason`
-   * says why. Without `mode`: native (the labs that measure native XDP).
+   * Attach (or atomically replace) the XDP program on an interface. `mode`
+   * 'auto' chooses per interface (src/datapath/xdp-mode.ts); `reason` says
+   * why. Without `mode`: native (the labs that measure native XDP).
    */
   attachXdp(ifname: string, opts: AttachOptions = {}): { ifindex: number; mode: 'native' | 'generic'; reason: string } {
     const ifindex = this.addon.ifIndex(ifname, opts.netns);

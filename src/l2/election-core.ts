@@ -53,8 +53,6 @@ export interface ServiceCandidate {
 
 export interface HeldLease {
   service: string;
-  /** Local time the write that took it was sent. */
-  renewedAt: number;
   resourceVersion: string;
   /** The version our last write replaced: a view still showing it is merely behind, not lost. */
   replacedResourceVersion?: string;

@@ -215,7 +215,6 @@ export class L2Election {
       return;
     }
     this.inFlight.add(a.lease);
-    const sentAt = this.now();
     const done = (): void => {
       this.inFlight.delete(a.lease);
       this.tick();
@@ -232,7 +231,7 @@ export class L2Election {
         (rec) => {
           if (this.stopped) return;
           this.held.set(a.lease, {
-            service: a.service, renewedAt: sentAt, resourceVersion: rec.resourceVersion, acquireTime: now, transitions,
+            service: a.service, resourceVersion: rec.resourceVersion, acquireTime: now, transitions,
             ...(a.resourceVersion ? { replacedResourceVersion: a.resourceVersion } : {}),
           });
           if (a.reason !== 'reclaim') this.takeovers++;

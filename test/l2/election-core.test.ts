@@ -66,7 +66,7 @@ interface Row {
 }
 
 const now = 100_000;
-const heldBy = (rv = '1', renewedAt = now - 1000): HeldLease => ({ service: S1.service, renewedAt, resourceVersion: rv });
+const heldBy = (rv = '1'): HeldLease => ({ service: S1.service, resourceVersion: rv });
 
 const rows: Row[] = [
   {
@@ -111,7 +111,7 @@ const rows: Row[] = [
   },
   {
     name: 'held for an hour: announce, write nothing',
-    in: { candidates: [S1], held: new Map([[S1.lease, heldBy('7', now - 3_600_000)]]), serviceLeases: new Map([[S1.lease, lease(S1.lease, 'a', now - 3_600_000, SVC_MS, '7')]]) },
+    in: { candidates: [S1], held: new Map([[S1.lease, heldBy('7')]]), serviceLeases: new Map([[S1.lease, lease(S1.lease, 'a', now - 3_600_000, SVC_MS, '7')]]) },
     actions: 0, announce: [S1.service],
   },
   {
@@ -179,7 +179,7 @@ function simulate(nodes: string[], services: number, opts: { eligible?: (s: numb
     const writes: [string, string][] = [];
     for (const me of nodes) {
       const serviceLeases = new Map([...owner].map(([l, h]) => [l, lease(l, h, now - 10)]));
-      const held = new Map([...owner].filter(([, h]) => h === me).map(([l]) => [l, { service: l, renewedAt: now - 10, resourceVersion: '1' }]));
+      const held = new Map([...owner].filter(([, h]) => h === me).map(([l]) => [l, { service: l, resourceVersion: '1' }]));
       const out = decide(input({
         now, me, nodeLeases: nodeLeases(now, Object.fromEntries(nodes.map((n) => [n, now]))), serviceLeases,
         candidates: list.filter((s) => eligible.get(s.lease)!.includes(me)), eligible, held,
@@ -232,7 +232,7 @@ t.test('grace: a lease its assignee never takes goes to another, within fair sha
   const mine = first.actions.filter((a) => a.type === 'acquire').map((a) => a.lease);
   t.equal(mine.length, 1, 'a takes only its assigned half at first');
   const other = list.find((s) => !mine.includes(s.lease))!.lease;
-  const held = new Map([[mine[0]!, { service: 'x', renewedAt: now, resourceVersion: '1' }]]);
+  const held = new Map([[mine[0]!, { service: 'x', resourceVersion: '1' }]]);
   const later = decide(input({ ...base, takeableSince: new Map([[other, now - 2500]]), held }));
   t.notOk(later.actions.some((a) => a.type === 'acquire'), 'after the grace period: not beyond a\'s fair share while b lives');
   const much = decide(input({ ...base, takeableSince: new Map([[other, now - 10_500]]), held }));
@@ -267,7 +267,7 @@ t.test('grace: an assignee that is taking its share (one taken within the grace 
     return input({
       nodeLeases: nodeLeases(now, { a: now, b: now }), candidates: list, eligible: new Map(list.map((s) => [s.lease, ['a', 'b']])),
       serviceLeases: new Map([[s1.lease, lease(s1.lease, 'a', now - 60_000, SVC_MS, '1')], [s2.lease, lease(s2.lease, 'c', now - 60_000)], [s3.lease, lease(s3.lease, 'b', bTookAt, SVC_MS, '3')]]),
-      held: new Map([[s1.lease, { service: s1.service, renewedAt: now - 60_000, resourceVersion: '1' }]]),
+      held: new Map([[s1.lease, { service: s1.service, resourceVersion: '1' }]]),
       takeableSince: new Map([[s2.lease, since]]),
     });
   };

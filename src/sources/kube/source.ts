@@ -84,9 +84,6 @@ const ciliumGroup: OptionalGroup = {
   ],
 };
 
-/** Informer path → the kind it lists (for `pharos status`). */
-const kindOfPath = new Map<string, string>();
-
 export class KubeSource extends EventEmitter<KubeSourceEvents> {
   readonly rest: RestClient;
   private readonly informers = new Map<string, KubeInformer>();
@@ -150,7 +147,7 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
       if (!groups.has(String(raw?.spec?.group ?? ''))) return;
       if (!this.waitingFor().length) return;
       clearTimeout(this.probeTimer);
-      // The API server serves a new CRD's discovery a moment after the object: look again shortly, then once more.
+      // Discovery serves a new CRD a moment after the object; its update to Established brings another look.
       this.probeTimer = setTimeout(() => void this.probe(), 200);
     };
     inf.on('add', seen);
@@ -166,12 +163,17 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
 
   /** What the source watches now, and the optional kinds it waits for (their CRDs not installed). */
   kinds(): { watching: string[]; waiting: string[] } {
-    const watching = [...this.informers.keys()].map((path) => kindOfPath.get(path) ?? path);
+    const watching = [...this.informers.values()].map((i) => i.spec.kind);
     return { watching, waiting: this.waitingFor() };
   }
 
   private waitingFor(): string[] {
-    return this.groups().flatMap((g) => g.kinds.filter((k) => !this.informers.has(`/apis/${g.groupVersion}/${k.plural}`)).map((k) => k.kind));
+    return this.groups().flatMap((g) => this.missingKinds(g).map((k) => k.kind));
+  }
+
+  /** The kinds of `g` not watched yet. */
+  private missingKinds(g: OptionalGroup): OptionalGroup['kinds'] {
+    return g.kinds.filter((k) => !this.informers.has(`/apis/${g.groupVersion}/${k.plural}`));
   }
 
   async stop(): Promise<void> {
@@ -201,7 +203,7 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
   private async probe(): Promise<void> {
     const undecided = new Set<OptionalGroup>();
     for (const g of this.groups()) {
-      const missing = g.kinds.filter((k) => !this.informers.has(`/apis/${g.groupVersion}/${k.plural}`));
+      const missing = this.missingKinds(g);
       if (missing.length === 0) continue;
       let served: Set<string>;
       if (g === ciliumGroup && this.opts.cilium === true) {
@@ -248,7 +250,6 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
     const { store } = this.opts;
     const inf = new KubeInformer(this.rest, w.spec, this.opts.tuning);
     this.informers.set(w.spec.path, inf);
-    kindOfPath.set(w.spec.path, w.spec.kind);
     const upsert = (raw: any) => {
       const r = this.parse(raw);
       const key = objectKey({ name: String(raw?.metadata?.name ?? ''), namespace: raw?.metadata?.namespace });
