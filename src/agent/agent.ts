@@ -287,6 +287,7 @@ export class Agent {
       store: this.store, sockets: this.addon, nodeName: cfg.nodeName, routerId,
       restarting: this.datapath.adopted, shutdown: cfg.bgpShutdown, log: this.log,
       isOurService: this.isOurService, isProgrammed: (service) => this.datapathCtl?.isProgrammed(service) ?? true,
+      ...(this.kubernetes ? { secretNamespace: cfg.namespace } : {}),
     });
     this.controllers.push(this.bgp);
     this.scheduleReconcile(0);
@@ -773,6 +774,13 @@ export class Agent {
     return out;
   }
 
+  /** Neighbors BGP cannot configure (a missing authSecretRef Secret, a duplicate), as problems. */
+  private bgpProblems(): ConfigProblemView[] {
+    return (this.bgp?.problems() ?? []).map(({ message, since }) => ({
+      source: 'bgp', object: /^(BGPPeeringPolicy \S+):/.exec(message)?.[1] ?? 'BGPPeeringPolicy', message, at: since,
+    }));
+  }
+
   /** `; watching ...; waiting for the CRDs of ...` (what `pharos status` shows of the source). */
   private kubeKinds(): string {
     const k = this.kube?.kinds();
@@ -902,7 +910,7 @@ export class Agent {
       sections: [...q.sections],
       services, frontends, pools, l2,
       bgp: want('bgp') ? this.bgp?.views() ?? { peers: [], routes: [] } : { peers: [], routes: [] },
-      problems: want('problems') ? [...this.problems, ...this.poolProblems()] : [],
+      problems: want('problems') ? [...this.problems, ...this.poolProblems(), ...this.bgpProblems()] : [],
       config: want('config') ? { ...this.config } as unknown as Record<string, unknown> : {},
       ...(next ? { continue: next } : {}),
     };

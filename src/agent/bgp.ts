@@ -32,10 +32,14 @@ export interface BgpAgentOptions {
   isOurService: (svc: Service) => boolean;
   /** Services fully in this node's data path (others are not advertised). */
   isProgrammed: (service: string) => boolean;
+  /** Where authSecretRef Secrets live (the agent's namespace in Kubernetes mode). */
+  secretNamespace?: string;
 }
 
 export interface BgpAgentPart extends AgentController {
   views(): { peers: BgpPeerView[]; routes: BgpRouteView[] };
+  /** What keeps a neighbor unconfigured (`BGPPeeringPolicy edge: neighbor ...: authSecretRef: Secret pharos-system/x not found; ...`). */
+  problems(): ReadonlyArray<{ message: string; since: string }>;
 }
 
 let metricsRegistered = false;
@@ -53,6 +57,7 @@ export function bgpAgentPart(opts: BgpAgentOptions): BgpAgentPart {
     nodeName: opts.nodeName,
     isOurService: opts.isOurService,
     isProgrammed: opts.isProgrammed,
+    ...(opts.secretNamespace ? { secretNamespace: opts.secretNamespace } : {}),
     log: (level, msg, fields) => log[level](msg, fields as Record<string, string | number | boolean | undefined>),
   });
   if (!metricsRegistered) {
@@ -68,5 +73,6 @@ export function bgpAgentPart(opts: BgpAgentOptions): BgpAgentPart {
       log.info(opts.shutdown === 'graceful' ? 'BGP stopped gracefully: routers keep our routes until we return' : 'BGP stopped: routes withdrawn');
     },
     views: () => ({ peers: bgpPeerViews(speaker), routes: bgpRouteViews(speaker) }),
+    problems: () => controller.problems,
   };
 }

@@ -22,6 +22,8 @@ export class BgpController {
   private scheduled = false;
   private started = false;
   private lastProblems = '';
+  /** The problems of the last reconcile (a missing Secret, a duplicate neighbor), each naming its policy, with when it was first seen. */
+  problems: ReadonlyArray<{ message: string; since: string }> = [];
   /** Wall-clock time of the last apply (for tests and benchmarks). */
   lastAppliedAt = 0;
 
@@ -45,6 +47,8 @@ export class BgpController {
   reconcile(): void {
     if (!this.store.synced) return;
     const desired = desiredBgp(this.store.snapshot(), this.options.nodeName, this.options);
+    const since = new Map(this.problems.map((p) => [p.message, p.since]));
+    this.problems = desired.problems.map((message) => ({ message, since: since.get(message) ?? new Date().toISOString() }));
     const problems = desired.problems.join('\n');
     if (problems !== this.lastProblems) {
       this.lastProblems = problems;

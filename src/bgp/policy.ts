@@ -31,7 +31,7 @@ export const BGP_LOAD_BALANCER_CLASSES: readonly string[] = ['lb.pharos.io/bgp',
 export interface BgpPolicyOptions {
   /** Router ID when the node has no IPv4 address to derive it from. */
   routerId?: string;
-  /** Namespace searched first for `authSecretRef` Secrets. */
+  /** Namespace of `authSecretRef` Secrets (pharos' own in Kubernetes mode); searched first, and named in problems. */
   secretNamespace?: string;
   matches?: SelectorMatcher;
   /** The agent's own scope (e.g. --no-default-lb-class): a service it does not handle is never advertised. */
@@ -100,13 +100,16 @@ export function peerId(localAsn: number, address: string, port: number): string 
   return `${localAsn}/${address.includes(':') ? `[${address}]` : address}:${port}`;
 }
 
-function resolvePassword(snapshot: Snapshot, n: BgpNeighbor, secretNamespace: string | undefined): string | undefined | null {
-  if (n.password !== undefined) return n.password;
-  if (n.authSecretRef === undefined) return undefined;
+/** The neighbor's password, or what is wrong with its authSecretRef (a problem, never the password, in the text). */
+function resolvePassword(snapshot: Snapshot, n: BgpNeighbor, secretNamespace: string | undefined): { password?: string } | { problem: string } {
+  if (n.password !== undefined) return { password: n.password };
+  if (n.authSecretRef === undefined) return {};
   const secrets = [...snapshot.secrets.values()].filter((s) => s.meta.name === n.authSecretRef);
   secrets.sort((a, b) => Number(b.meta.namespace === secretNamespace) - Number(a.meta.namespace === secretNamespace));
   const pw = secrets[0]?.data.password;
-  return pw === undefined ? null : pw;
+  if (pw !== undefined) return { password: pw };
+  const name = `Secret ${secrets[0]?.meta.namespace ?? secretNamespace ?? ''}${secrets[0]?.meta.namespace ?? secretNamespace ? '/' : ''}${n.authSecretRef}`;
+  return { problem: secrets.length ? `${name} has no key "password"` : `${name} not found` };
 }
 
 /** The desired BGP state of `nodeName` given everything in the store. */
@@ -140,11 +143,12 @@ export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPol
           problems.push(`BGPPeeringPolicy ${policy.meta.name}: neighbor ${address} (local AS ${router.localASN}) is already configured by another policy; ignored`);
           continue;
         }
-        const password = resolvePassword(snapshot, n, options.secretNamespace);
-        if (password === null) {
-          problems.push(`BGPPeeringPolicy ${policy.meta.name}: neighbor ${address}: secret ${n.authSecretRef} with key "password" not found; neighbor not configured`);
+        const auth = resolvePassword(snapshot, n, options.secretNamespace);
+        if ('problem' in auth) {
+          problems.push(`BGPPeeringPolicy ${policy.meta.name}: neighbor ${address}: authSecretRef: ${auth.problem}; neighbor not configured`);
           continue;
         }
+        const password = auth.password;
         const families: Afi[] = n.families.map((f) => (f.afi === 'ipv4' ? AFI_IPV4 : AFI_IPV6));
         const spec: PeerSpec = {
           id,
