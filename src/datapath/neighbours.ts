@@ -60,6 +60,8 @@ const REPORTED_PER_BATCH = 5;
 const TABLE_FULL_HINT = 'the kernel neighbour table is full: raise net.ipv4.neigh.default.gc_thresh3 / net.ipv6.neigh.default.gc_thresh3 above the number of next hops';
 
 interface NextHop {
+  /** Its key in `hops` (address%ifindex). */
+  key: string;
   address: string;
   ifindex: number;
   dev: string;
@@ -106,12 +108,13 @@ function withHint(error: string): string {
   return error.endsWith('(ENOBUFS)') ? `${error}; ${TABLE_FULL_HINT}` : error;
 }
 
-interface BackendState {
-  /** Key of the next hop it uses; absent when it needs none (a local address) or has no route yet. */
-  hop?: string;
-  /** No usable route: look it up again from this time on. */
-  retryAt?: number;
-}
+/**
+ * What the primer knows of a backend: the next hop its route goes through;
+ * a number — no usable route, look it up again from this time on; or null —
+ * it needs no neighbour (a local address, or not an address at all). A
+ * value, not an object per backend: there are 50,000 of them at scale.
+ */
+type BackendState = NextHop | number | null;
 
 function hopKey(address: string, ifindex: number): string {
   return `${address}%${ifindex}`;
@@ -202,10 +205,9 @@ export class NeighbourPrimer {
       if (++seen % SLICE === 0) await yieldToEventLoop();
       if (wanted.has(backend)) continue;
       this.backends.delete(backend);
-      if (state.hop === undefined) continue;
-      const hop = this.hops.get(state.hop);
-      hop?.users.delete(backend);
-      if (hop?.users.size === 0) this.unsettled.add(state.hop);
+      if (state === null || typeof state === 'number') continue;
+      state.users.delete(backend);
+      if (state.users.size === 0) this.unsettled.add(state.key);
     }
   }
 
@@ -219,12 +221,12 @@ export class NeighbourPrimer {
       if (state === undefined) {
         // The addon refuses the whole call for one bad address: keep it out.
         if (isIP(backend) === 0 || backend.includes('%')) {
-          this.backends.set(backend, {});
+          this.backends.set(backend, null);
           failures.add(backend, `backend address '${backend}' is not an IPv4 or IPv6 address; not primed`);
           continue;
         }
         out.push(backend);
-      } else if (state.retryAt !== undefined && state.retryAt <= now) {
+      } else if (typeof state === 'number' && state <= now) {
         out.push(backend);
       }
     }
@@ -238,23 +240,23 @@ export class NeighbourPrimer {
       const key = hopKey(address, route.ifindex);
       let hop = this.hops.get(key);
       if (!hop) {
-        hop = { address, ifindex: route.ifindex, dev: route.dev ?? String(route.ifindex), users: new Set(), primed: false, retryAt: now };
+        hop = { key, address, ifindex: route.ifindex, dev: route.dev ?? String(route.ifindex), users: new Set(), primed: false, retryAt: now };
         this.hops.set(key, hop);
         this.unsettled.add(key);
       }
       hop.users.add(backend);
-      this.backends.set(backend, { hop: key });
+      this.backends.set(backend, hop);
       return;
     }
     if (route.type === 'unreachable' || route.error !== undefined) {
       if (!this.backends.has(backend)) {
         failures.add(backend, `no usable route to backend ${backend} (${route.error ?? route.type}); next hop not primed, next try in ${this.retryMs / 1000} s`);
       }
-      this.backends.set(backend, { retryAt: now + this.retryMs });
+      this.backends.set(backend, now + this.retryMs);
       return;
     }
     // Local (a backend on this node), broadcast, multicast: no neighbour to keep.
-    this.backends.set(backend, {});
+    this.backends.set(backend, null);
   }
 
   private hasNeighbourWork(now: number): boolean {

@@ -311,8 +311,9 @@ export class DatapathPlanner {
     // Tables in the outer map that no frontend points at: removed by the first full pass.
     for (const id of state.tables) if (!this.adoptedTables.has(id)) this.adoptedTables.set(id, 0);
     this.adoptedVips = new Set(state.vips);
-    this.orphanRanges = new Map([...state.sourceRanges].filter(([id]) => ![...this.frontends.values()].some((f) => f.id === id)));
-    this.orphanMembers = new Map([...state.members].filter(([id]) => ![...this.frontends.values()].some((f) => f.id === id)));
+    const adoptedIds = new Set([...this.frontends.values()].map((f) => f.id));
+    this.orphanRanges = new Map([...state.sourceRanges].filter(([id]) => !adoptedIds.has(id)));
+    this.orphanMembers = new Map([...state.members].filter(([id]) => !adoptedIds.has(id)));
   }
 
   private orphanRanges = new Map<number, Set<string>>();

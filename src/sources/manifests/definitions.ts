@@ -36,10 +36,14 @@ export class DefinitionIndex {
     const mine = new Set<string>();
     for (const record of records) {
       mine.add(record.identity);
-      const list = this.places.get(record.identity) ?? [];
-      list.push({ file, record });
-      list.sort(before);
-      this.places.set(record.identity, list);
+      const place = { file, record };
+      const list = this.places.get(record.identity);
+      // Nearly every identity has one place: an exact one-element array, not push's spare capacity (10,000s of them).
+      if (list === undefined) this.places.set(record.identity, [place]);
+      else {
+        list.push(place);
+        list.sort(before);
+      }
     }
     if (mine.size > 0) this.identitiesOf.set(file, mine);
     else this.identitiesOf.delete(file);

@@ -126,9 +126,37 @@ function splitDocuments(file: string, text: string): { raws: RawDocument[] } | {
       // Unresolved aliases and alias bombs throw here, not in doc.errors.
       return { problems: [{ severity: 'error', file, document: index, line: lineCounter.linePos(start).line, message: `not valid YAML: ${(err as Error).message.split('\n')[0]}` }] };
     }
-    push(value, index, lineCounter.linePos(start).line);
+    push(detachStrings(value), index, lineCounter.linePos(start).line);
   }
   return { raws };
+}
+
+/**
+ * The yaml parser's scalars are slices of the file's text (V8 makes a
+ * substring of 13 or more characters a view into its parent), so one
+ * endpoint address kept by the store would keep its whole file alive:
+ * 10 MB of manifest text at 10,000 services. Copies such strings out;
+ * JSON.parse already gives flat ones.
+ */
+const SLICED_MIN_LENGTH = 13;
+
+function detachStrings(value: unknown): unknown {
+  if (typeof value === 'string') return value.length >= SLICED_MIN_LENGTH ? Buffer.from(value, 'utf8').toString('utf8') : value;
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = detachStrings(value[i]);
+    return value;
+  }
+  if (value !== null && typeof value === 'object') {
+    const record = value as Record<string, unknown>;
+    for (const key of Object.keys(record)) {
+      const before = record[key];
+      const after = detachStrings(before); // objects are detached in place
+      // (A copied string compares equal to its original: test the type, not identity.) An own
+      // `__proto__` key (yaml defines it as data) must not go through the setter.
+      if (typeof before === 'string' && before.length >= SLICED_MIN_LENGTH) Object.defineProperty(record, key, { value: after, writable: true, enumerable: true, configurable: true });
+    }
+  }
+  return value;
 }
 
 /** Deepest nesting of flow brackets and block indentation; manifests need a few dozen levels at most. */
