@@ -127,6 +127,7 @@ export const storedOnlyResources: ResourceType[] = [
   builtin('', 'v1', 'pods', 'Pod', true, ['po'], { statusSubresource: true, categories: ['all'] }),
   builtin('', 'v1', 'endpoints', 'Endpoints', true, ['ep']),
   builtin('', 'v1', 'events', 'Event', true, ['ev']),
+  builtin('', 'v1', 'resourcequotas', 'ResourceQuota', true, ['quota'], { statusSubresource: true }),
   builtin('apps', 'v1', 'deployments', 'Deployment', true, ['deploy'], { statusSubresource: true, categories: ['all'] }),
   builtin('apps', 'v1', 'daemonsets', 'DaemonSet', true, ['ds'], { statusSubresource: true, categories: ['all'] }),
   builtin('apps', 'v1', 'statefulsets', 'StatefulSet', true, ['sts'], { statusSubresource: true, categories: ['all'] }),

@@ -30,6 +30,7 @@ import {
   storedOnlyResources,
   type ResourceType,
 } from './resources.js';
+import { authorize, groupsOf, type RbacObjects } from './rbac.js';
 import { pruneAndDefault, validateSchema } from './schema.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, SelectorError } from './selectors.js';
 import { toTable, wantsTable, type IncludeObject } from './tables.js';
@@ -39,6 +40,12 @@ export interface ApiServerOptions {
   port?: number;
   /** Default 127.0.0.1. */
   host?: string;
+  /**
+   * Listen on this Unix socket instead of TCP: a test reaches the in-process emulator from
+   * inside a lab network namespace through a relay there, with no route out of it (`url`
+   * is then `http://unix:PATH`, for display only).
+   */
+  socketPath?: string;
   /** Serve an existing Database (a restart on the same port keeps the cluster state). */
   database?: Database;
   /** Register Cilium's CRDs (cilium.io/v2alpha1) as if installed. */
@@ -55,6 +62,15 @@ export interface ApiServerOptions {
   tls?: { key: string | Buffer; cert: string | Buffer };
   /** 410 for a too-old watch as an ERROR event on a 200 stream (default, as the real server) or as HTTP 410. */
   goneAs?: 'event' | 'http';
+  /**
+   * Enforce RBAC (rbac.ts) for requests whose bearer token is listed here, mapped to its
+   * user (e.g. `system:serviceaccount:pharos-system:pharos`), against the Roles,
+   * ClusterRoles and bindings stored in the emulator: a request they do not allow gets
+   * 403 Forbidden with upstream's message. Other requests (no token, another token:
+   * kubectl, the tests) act as cluster-admin. Discovery is open to everyone, as the
+   * default `system:discovery` binding makes it.
+   */
+  rbac?: { users: Record<string, string> };
 }
 
 export type Verb = 'get' | 'list' | 'watch' | 'create' | 'update' | 'patch' | 'delete' | 'deletecollection';
@@ -66,8 +82,14 @@ export interface RequestRecord {
   code: number;
   /** performance.now() when the request arrived. */
   arrivedAt: number;
-  /** The object's name, for requests on one object. */
+  /** The object's name, for requests on one object (and list/watch with a `metadata.name=` field selector, as RBAC sees them). */
   name?: string;
+  /** The request's namespace; absent at the cluster scope. */
+  namespace?: string;
+  /** API group ('' for core). */
+  group: string;
+  /** The user of an RBAC-checked token (options.rbac), else absent. */
+  user?: string;
 }
 
 interface Fault {
@@ -161,6 +183,15 @@ interface Route {
 }
 
 const defaultNamespaces = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
+
+/** `metadata.name=X` (or `==`) in a field selector: the name RBAC checks a list or watch against, as upstream's RequestInfo does. */
+function nameFromFieldSelector(selector: string | null): string | undefined {
+  for (const term of (selector ?? '').split(',')) {
+    const m = /^\s*metadata\.name\s*==?\s*([^\s,]+)\s*$/.exec(term);
+    if (m) return m[1];
+  }
+  return undefined;
+}
 
 export async function startApiServer(options: ApiServerOptions = {}): Promise<ApiServer> {
   const host = options.host ?? '127.0.0.1';
@@ -594,6 +625,28 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     }
   }
 
+  // ------------------------------------------------------------ authorization (options.rbac)
+  function userOf(req: IncomingMessage): string | undefined {
+    const m = /^Bearer\s+(\S+)$/i.exec(String(req.headers.authorization ?? ''));
+    return m ? options.rbac?.users[m[1]!] : undefined;
+  }
+
+  function rbacObjects(): RbacObjects {
+    const list = (plural: string) => db.list(resourceId({ group: 'rbac.authorization.k8s.io', plural }));
+    return { roles: list('roles'), clusterRoles: list('clusterroles'), roleBindings: list('rolebindings'), clusterRoleBindings: list('clusterrolebindings') };
+  }
+
+  function checkAccess(user: string, verb: Verb, rt: Route, name: string | undefined): void {
+    const r = rt.resource;
+    const d = authorize(rbacObjects(), {
+      user, groups: groupsOf(user), verb, apiGroup: r.group, resource: r.plural,
+      ...(rt.subresource ? { subresource: rt.subresource } : {}), ...(rt.namespace !== undefined ? { namespace: rt.namespace } : {}), ...(name ? { name } : {}),
+    });
+    if (d.allowed) return;
+    const what = `${r.plural}${r.group ? `.${r.group}` : ''}${name ? ` "${name}"` : ''}`;
+    throw new HttpError(403, 'Forbidden', `${what} is forbidden: ${d.reason}`, { ...(name ? { name } : {}), group: r.group, kind: r.plural });
+  }
+
   function takeFault(verb: Verb, resource: string): Fault | undefined {
     const i = faults.findIndex((f) => (f.verb === '*' || f.verb === verb) && (f.resource === undefined || f.resource === resource));
     if (i < 0) return undefined;
@@ -622,7 +675,13 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
       const rt = route(path);
       if (rt === undefined || rt === 'discovery') throw new HttpError(404, 'NotFound', 'the server could not find the requested resource');
       const verb = verbOf(method, rt, url.searchParams);
-      record = { verb, resource: rt.subresource ? `${rt.resource.plural}/${rt.subresource}` : rt.resource.plural, code: 200, arrivedAt, ...(rt.name ? { name: rt.name } : {}) };
+      const name = rt.name ?? (verb === 'list' || verb === 'watch' ? nameFromFieldSelector(url.searchParams.get('fieldSelector')) : undefined);
+      const user = userOf(req);
+      record = {
+        verb, resource: rt.subresource ? `${rt.resource.plural}/${rt.subresource}` : rt.resource.plural, code: 200, arrivedAt, group: rt.resource.group,
+        ...(name ? { name } : {}), ...(rt.namespace !== undefined ? { namespace: rt.namespace } : {}), ...(user ? { user } : {}),
+      };
+      if (user) checkAccess(user, verb, rt, name);
       const fault = takeFault(verb, rt.resource.plural);
       if (fault) {
         throw new HttpError(fault.code, statusReasons[fault.code] ?? 'InternalError', `injected failure (${verb} ${record.resource})`);
@@ -649,7 +708,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   const sockets = new Set<Socket>();
   const listener: RequestListener = (req, res) => {
     const arrivedAt = performance.now();
-    const run = () => void handle(req, res, (server.address() as { port: number }).port, arrivedAt);
+    const run = () => void handle(req, res, options.socketPath ? 0 : (server.address() as { port: number }).port, arrivedAt);
     if (paused) heldRequests.push(run);
     else run();
   };
@@ -664,12 +723,14 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   server.keepAliveTimeout = 5000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 0, host, () => {
+    const listening = () => {
       server.off('error', reject);
       resolve();
-    });
+    };
+    if (options.socketPath) server.listen(options.socketPath, listening);
+    else server.listen(options.port ?? 0, host, listening);
   });
-  const port = (server.address() as { port: number }).port;
+  const port = options.socketPath ? 0 : (server.address() as { port: number }).port;
 
   const plural = (name: string): ResourceType => {
     const r = byPlural(name);
@@ -678,7 +739,7 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
   };
 
   return {
-    url: `${options.tls ? 'https' : 'http'}://${host}:${port}`,
+    url: options.socketPath ? `http://unix:${options.socketPath}` : `${options.tls ? 'https' : 'http'}://${host}:${port}`,
     port,
     host,
     database: db,
