@@ -7,9 +7,10 @@
  * fixed order (creationTimestamp, then namespace/name):
  *   A. adopt what the previous allocation state says each service holds;
  *   B. adopt addresses found in status.loadBalancer.ingress (a restart, a
- *      migration from Cilium or MetalLB) — both only while a non-conflicting
- *      pool that selects the service still covers the address, and before
- *      anything new is handed out, so live addresses never move;
+ *      migration from Cilium or MetalLB) — both only while a pool that
+ *      selects the service still covers the address (any pool: disabled,
+ *      invalid and conflicting ones keep, they only hand out nothing), and
+ *      before anything new is handed out, so live addresses never move;
  *   C. give every service still missing a family an address: its requested
  *      one, else a shared one (same sharing key, ports apart), else the lowest
  *      free address of the oldest selecting pool that has one.
@@ -99,6 +100,8 @@ interface PoolRuntime {
   a: AnalysedPool;
   /** Free addresses per family; conflicting pools have none. */
   free: Record<IPFamily, IntervalSet>;
+  /** Conflicting pools: how many held addresses they account for (those no non-conflicting pool covers: `Group.owner`). */
+  kept: Record<IPFamily, bigint>;
 }
 
 /** One handed-out address and the services on it (more than one only when shared). */
@@ -107,7 +110,13 @@ interface Group {
   value: bigint;
   /** The address as written in status (canonical form). */
   text: string;
-  pool: PoolRuntime;
+  /**
+   * The pool that accounts for the address: the non-conflicting pool covering
+   * it (the address leaves its free space), else the oldest conflicting pool
+   * covering it (counted in its `kept`). It depends on the address alone, not
+   * on which member came first; each member's own pool is its slot's.
+   */
+  owner: PoolRuntime;
   sharingKey?: string;
   /** Sorted by service order. */
   members: Entry[];
@@ -122,6 +131,8 @@ interface Slot {
   family: IPFamily;
   requested?: RequestedAddress;
   group?: Group;
+  /** With `group`: the pool the service holds the address from (`keepingPool`: shown in its condition). */
+  pool?: PoolRuntime;
 }
 
 interface Entry {
@@ -134,6 +145,10 @@ interface Entry {
 }
 
 const FAMILIES: readonly IPFamily[] = ['IPv4', 'IPv6'];
+
+function covers(p: PoolRuntime, addr: IPAddress): boolean {
+  return p.a.allocatable[addr.family].some((r) => r.first <= addr.value && addr.value <= r.last);
+}
 
 function compareOrder(a: Entry, b: Entry): number {
   return a.req.order < b.req.order ? -1 : a.req.order > b.req.order ? 1 : 0;
@@ -201,7 +216,7 @@ export class Ipam {
   private entries = new Map<string, Entry>();
   private groups: Record<IPFamily, Map<bigint, Group>> = { IPv4: new Map(), IPv6: new Map() };
   private groupsByKey = new Map<string, Set<Group>>();
-  /** Entries (valid requests) still missing an address of the family. */
+  /** Entries still missing an address of the family that something could fill (`updatePending`). */
   private pending: Record<IPFamily, Set<Entry>> = { IPv4: new Set(), IPv6: new Set() };
   private outcomes = new Map<string, ServiceOutcome>();
   private poolStatuses = new Map<string, PoolStatus>();
@@ -366,7 +381,7 @@ export class Ipam {
         IPv4: a.state === 'conflicting' ? new IntervalSet() : IntervalSet.of(a.allocatable.IPv4),
         IPv6: a.state === 'conflicting' ? new IntervalSet() : IntervalSet.of(a.allocatable.IPv6),
       };
-      const rt: PoolRuntime = { a, free };
+      const rt: PoolRuntime = { a, free, kept: { IPv4: 0n, IPv6: 0n } };
       this.pools.push(rt);
       this.poolsByName.set(a.name, rt);
     }
@@ -415,9 +430,16 @@ export class Ipam {
     this.flushPools(changes);
   }
 
+  /**
+   * An empty slot waits for its family to change. An invalid request gets
+   * nothing new, but still adopts an address its status shows once that is
+   * free (phase B of the full reconcile does; a restart would), so it waits
+   * too when its status names an address of the family.
+   */
   private updatePending(e: Entry): void {
     for (const slot of e.slots) {
-      if (!slot.group && !e.req.error) this.pending[slot.family].add(e);
+      const waits = !slot.group && (!e.req.error || e.statusClaims.some((c) => c.family === slot.family));
+      if (waits) this.pending[slot.family].add(e);
       else this.pending[slot.family].delete(e);
     }
   }
@@ -445,12 +467,29 @@ export class Ipam {
   /** The non-conflicting pool whose allocatable ranges hold `addr` (pools never overlap once conflicts are out). */
   private coveringPool(addr: IPAddress): PoolRuntime | undefined {
     for (const p of this.pools) {
-      if (p.a.state === 'conflicting') continue;
-      for (const r of p.a.allocatable[addr.family]) {
-        if (r.first <= addr.value && addr.value <= r.last) return p;
-      }
+      if (p.a.state !== 'conflicting' && covers(p, addr)) return p;
     }
     return undefined;
+  }
+
+  /**
+   * The pool in which `e` keeps an address it holds: the non-conflicting pool
+   * covering it if that one selects `e`, else the oldest conflicting pool that
+   * covers it and selects `e` (issue 17). Conflicts decide which pool hands
+   * out, never whether a live address stays: a pool added, edited or
+   * re-created over a serving one, whatever its age, takes nothing away. This
+   * depends only on the pools and the service, not on history, so the full
+   * reconcile (given the previous state) and the incremental path agree.
+   * A pool whose selector cannot be checked keeps regardless of it.
+   */
+  private keepingPool(e: Entry, addr: IPAddress): PoolRuntime | undefined {
+    let conflicting: PoolRuntime | undefined;
+    for (const p of this.pools) {
+      if (!covers(p, addr) || !(p.a.selectorInvalid || this.selects(p, e))) continue;
+      if (p.a.state !== 'conflicting') return p;
+      conflicting ??= p;
+    }
+    return conflicting;
   }
 
   private flushPools(changes: ChangeSet): void {
@@ -465,24 +504,35 @@ export class Ipam {
   }
 
   private computePoolStatus(pool: PoolRuntime): PoolStatus {
-    return poolStatus(pool.a, { IPv4: pool.free.IPv4.size, IPv6: pool.free.IPv6.size });
+    return poolStatus(pool.a, { IPv4: pool.free.IPv4.size, IPv6: pool.free.IPv6.size }, pool.kept);
   }
 
+  /** The pool that accounts for `addr` (see `Group.owner`); `pool` covers it. */
+  private ownerOf(addr: IPAddress, pool: PoolRuntime): PoolRuntime {
+    if (pool.a.state !== 'conflicting') return pool;
+    return this.coveringPool(addr) ?? this.pools.find((p) => covers(p, addr))!;
+  }
+
+  /** `pool` covers `value` and is the one `e` holds it from (`keepingPool`). */
   private newGroup(e: Entry, slot: Slot, pool: PoolRuntime, value: bigint): void {
-    pool.free[slot.family].delete(value);
-    const group: Group = { family: slot.family, value, text: formatAddress(slot.family, value), pool, members: [e] };
+    const owner = this.ownerOf({ family: slot.family, value }, pool);
+    if (owner.a.state === 'conflicting') owner.kept[slot.family]++;
+    else owner.free[slot.family].delete(value);
+    const group: Group = { family: slot.family, value, text: formatAddress(slot.family, value), owner, members: [e] };
     this.indexKey(group);
     this.groups[slot.family].set(value, group);
     slot.group = group;
+    slot.pool = pool;
     this.touched.add(slot.family);
-    this.dirtyPools.add(pool);
+    this.dirtyPools.add(owner);
   }
 
-  private joinGroup(e: Entry, slot: Slot, group: Group): void {
+  private joinGroup(e: Entry, slot: Slot, group: Group, pool: PoolRuntime): void {
     const at = group.members.findIndex((m) => compareOrder(e, m) < 0);
     if (at < 0) group.members.push(e);
     else group.members.splice(at, 0, e);
     slot.group = group;
+    slot.pool = pool;
     this.touched.add(slot.family);
   }
 
@@ -490,12 +540,14 @@ export class Ipam {
     const group = slot.group!;
     group.members = group.members.filter((m) => m !== e);
     delete slot.group;
+    delete slot.pool;
     this.touched.add(group.family);
     this.indexKey(group);
     if (group.members.length === 0) {
       this.groups[group.family].delete(group.value);
-      group.pool.free[group.family].add(group.value);
-      this.dirtyPools.add(group.pool);
+      if (group.owner.a.state === 'conflicting') group.owner.kept[group.family]--;
+      else group.owner.free[group.family].add(group.value);
+      this.dirtyPools.add(group.owner);
     }
   }
 
@@ -527,7 +579,7 @@ export class Ipam {
   }
 
   /**
-   * Take `addr` for `e` if a non-conflicting pool selecting `e` covers it and
+   * Take `addr` for `e` if a pool selecting `e` covers it (`keepingPool`) and
    * it is free or shareable. `ordered` (phase A) admits holders of a shared
    * address greedily in service order, so an earlier service can displace a
    * later one that no longer fits beside it; `append` (phase B) only joins.
@@ -536,9 +588,8 @@ export class Ipam {
     const slot = e.slots.find((s) => s.family === addr.family && !s.group);
     if (!slot) return false;
     if (slot.requested && slot.requested.value !== addr.value) return false;
-    const pool = this.coveringPool(addr);
+    const pool = this.keepingPool(e, addr);
     if (!pool) return false;
-    if (!(pool.a.selectorInvalid || this.selects(pool, e))) return false;
     const group = this.groups[addr.family].get(addr.value);
     if (!group) {
       this.newGroup(e, slot, pool, addr.value);
@@ -546,7 +597,7 @@ export class Ipam {
     }
     if (mode === 'append' || group.members.length === 0) {
       if (!this.compatibleWithAll(e, group.members)) return false;
-      this.joinGroup(e, slot, group);
+      this.joinGroup(e, slot, group, pool);
       return true;
     }
     const candidates = [...group.members, e].sort(compareOrder);
@@ -557,11 +608,12 @@ export class Ipam {
       if (admitted.includes(m)) continue;
       const theirs = m.slots.find((s) => s.group === group)!;
       delete theirs.group;
+      delete theirs.pool;
       displaced.push(m);
       this.touched.add(group.family);
     }
     group.members = admitted.filter((m) => m !== e);
-    this.joinGroup(e, slot, group);
+    this.joinGroup(e, slot, group, pool);
     this.indexKey(group);
     return true;
   }
@@ -625,7 +677,7 @@ export class Ipam {
         message: `${field}: ${want.text} is already allocated to ${m.req.key}${e.req.sharingKey !== undefined || m.req.sharingKey !== undefined ? ' (sharing needs the same lb.pharos.io/sharing-key on both)' : ''}`,
       };
     }
-    if (take) this.joinGroup(e, slot, group);
+    if (take) this.joinGroup(e, slot, group, pool);
     return undefined;
   }
 
@@ -653,12 +705,12 @@ export class Ipam {
     if (key !== undefined) {
       let best: Group | undefined;
       for (const g of this.groupsByKey.get(key) ?? []) {
-        if (g.family !== family || g.pool.a.state !== 'active' || !this.selects(g.pool, e)) continue;
+        if (g.family !== family || g.owner.a.state !== 'active' || !this.selects(g.owner, e)) continue;
         if (!this.compatibleWithAll(e, g.members)) continue;
         if (!best || g.value < best.value) best = g;
       }
       if (best) {
-        if (take) this.joinGroup(e, slot, best);
+        if (take) this.joinGroup(e, slot, best, best.owner);
         return undefined;
       }
     }
@@ -685,7 +737,7 @@ export class Ipam {
   private managedOutcome(e: Entry): ServiceOutcome {
     const allocations: AllocatedAddress[] = [];
     for (const s of e.slots) {
-      if (s.group) allocations.push({ ip: s.group.text, family: s.family, pool: s.group.pool.a.name });
+      if (s.group) allocations.push({ ip: s.group.text, family: s.family, pool: s.pool!.a.name });
     }
     const ingress = allocations.map((a) => a.ip);
     const assigned = allocations.map((a) => `${a.ip} (pool ${a.pool})`).join(', ');

@@ -35,7 +35,7 @@ export interface SyncReport {
   poolsWritten: number;
   /** One line per failed write (retried on the next sync). */
   errors: string[];
-  /** Pools that became conflicting in this pass: `name: why` (they hand out and keep nothing). */
+  /** Pools that became conflicting in this pass: `name: why` (they hand out nothing new). */
   conflicts: string[];
 }
 

@@ -9,8 +9,10 @@
  *
  * Conditions (status True/False, never absent once reconciled):
  * - `lb.pharos.io/PoolConflict`: True when the pool overlaps an older pool
- *   (reason `overlap`) or itself (reason `self_overlap`); it then hands out and
- *   keeps nothing. False: reason `no_conflict`.
+ *   (reason `overlap`) or itself (reason `self_overlap`); it then hands out
+ *   nothing, but services keep the addresses of it they already hold (issue
+ *   17: no live address moves because of pool bookkeeping). False: reason
+ *   `no_conflict`.
  * - `lb.pharos.io/InvalidSpec`: True (reason `invalid_spec`) when a block or
  *   the selector could not be understood; the message names every field.
  *   Such a pool keeps the addresses already held in its valid blocks and
@@ -42,16 +44,18 @@ export interface PoolStatus {
 
 /**
  * `free` is what the pool could still hand out per family. A conflicting
- * pool holds nothing and offers nothing; an invalid one offers nothing new.
+ * pool offers nothing and counts as used only the addresses it keeps (`kept`:
+ * held by services, covered by no non-conflicting pool); an invalid one
+ * offers nothing new.
  */
-export function poolStatus(pool: AnalysedPool, free: Record<IPFamily, bigint>): PoolStatus {
+export function poolStatus(pool: AnalysedPool, free: Record<IPFamily, bigint>, kept: Record<IPFamily, bigint> = { IPv4: 0n, IPv6: 0n }): PoolStatus {
   const families = {} as Record<IPFamily, AddressCounts>;
   let total = 0n;
   let used = 0n;
   let available = 0n;
   for (const family of ['IPv4', 'IPv6'] as const) {
     const familyTotal = pool.allocatable[family].reduce((n, r) => n + (r.last - r.first + 1n), 0n);
-    const familyUsed = pool.state === 'conflicting' ? 0n : familyTotal - free[family];
+    const familyUsed = pool.state === 'conflicting' ? kept[family] : familyTotal - free[family];
     const familyAvailable = pool.state === 'conflicting' || pool.state === 'invalid' ? 0n : familyTotal - familyUsed;
     families[family] = { total: String(familyTotal), used: String(familyUsed), available: String(familyAvailable) };
     total += familyTotal;

@@ -7,8 +7,9 @@
  *   mode the time the agent first saw the pool, which a file cannot set, so a
  *   pool added over a serving one is always the newer one whatever
  *   creationTimestamp it carries). A pool whose own blocks overlap, or that
- *   overlaps an older non-conflicting pool, is conflicting and holds nothing;
- *   the conflict clears when the overlap goes.
+ *   overlaps an older non-conflicting pool, is conflicting and hands out
+ *   nothing (services keep what they hold in it: see `keepingPool` in
+ *   allocator.ts); the conflict clears when the overlap goes.
  * - `allowFirstLastIPs: No` removes the first and last address of each CIDR
  *   block of prefix < /31 (IPv4) or < /127 (IPv6); ranges never reserve.
  * - Special-purpose addresses (unspecified, loopback, link-local, multicast,

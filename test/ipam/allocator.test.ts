@@ -316,13 +316,22 @@ t.test('pools: disabled, allowFirstLastIPs, ranges, conflicts', async (t) => {
       },
     },
     {
-      name: 'the newer of two overlapping pools conflicts and holds nothing',
+      // Issue 17: a conflict decides who hands out, never that a live address moves.
+      name: 'the newer of two overlapping pools conflicts: it hands out nothing and keeps what services hold',
       pools: [
         pool({ name: 'older', created: '2024-01-01T00:00:00Z', blocks: ['192.0.2.0/29'], selector: { matchLabels: { p: 'old' } } }),
         pool({ name: 'newer', created: '2024-01-02T00:00:00Z', blocks: ['192.0.2.4/30', '198.51.100.0/30'], selector: { matchLabels: { p: 'new' } } }),
       ],
-      services: [svc({ name: 'o', labels: { p: 'old' } }), svc({ name: 'n', labels: { p: 'new' }, ingress: ['198.51.100.1'] })],
-      want: { o: { ingress: ['192.0.2.0'] }, n: { ingress: [], reason: 'no_pool' } },
+      services: [
+        svc({ name: 'o', labels: { p: 'old' } }),
+        svc({ name: 'n', labels: { p: 'new' }, ingress: ['198.51.100.1'] }),
+        svc({ name: 'n-fresh', labels: { p: 'new' } }),
+      ],
+      want: {
+        o: { ingress: ['192.0.2.0'] },
+        n: { ingress: ['198.51.100.1'], reason: 'satisfied', message: /assigned 198\.51\.100\.1 \(pool newer\)/ },
+        'n-fresh': { ingress: [], reason: 'no_pool' },
+      },
     },
   ];
   for (const row of rows) check(t, row);
@@ -364,6 +373,57 @@ t.test('conflicts clear when the overlap goes; pool edits keep covered addresses
   t.same((ipam.outcome('default/o2') as { ingress: string[] }).ingress, ['198.51.100.0'], 'uncovered: moved');
   ipam.deletePool('newer');
   t.same((ipam.outcome('default/n') as ServiceOutcome & { kind: 'managed' }).condition.reason, 'no_pool');
+});
+
+t.test('issue 17: a pool added, edited or re-created over a serving one moves no live address, whatever its creationTimestamp', async (t) => {
+  const ingress = (ipam: Ipam, name: string) => (ipam.outcome(`default/${name}`) as ServiceOutcome & { kind: 'managed' }).ingress;
+  const pools = new Map<string, IPPool>();
+  const ipam = new Ipam({ pharosIsDefaultClass: true });
+  const serving = pool({ name: 'serving', created: '2024-06-01T00:00:00Z', blocks: ['192.0.2.0/27'], selector: { matchLabels: { app: 'web' } } });
+  ipam.loadAll([serving], [svc({ name: 'web-a', labels: { app: 'web' } }), svc({ name: 'web-b', labels: { app: 'web' }, created: '2024-01-02T00:00:00Z' })]);
+  pools.set('serving', serving);
+  t.same([ingress(ipam, 'web-a'), ingress(ipam, 'web-b')], [['192.0.2.0'], ['192.0.2.1']]);
+  const agree = (what: string) => {
+    const full = reconcile({ pools: pools.values(), services: [svc({ name: 'web-a', labels: { app: 'web' } }), svc({ name: 'web-b', labels: { app: 'web' }, created: '2024-01-02T00:00:00Z' })], previous: ipam.exportState() });
+    t.same(full.state, ipam.exportState(), `${what}: the full reconcile agrees`);
+  };
+
+  // Older by creationTimestamp, overlapping, selecting other services: Cilium's rule makes
+  // the serving pool the conflicting one; it hands out nothing more, but web-a and web-b stay.
+  const intruder = pool({ name: 'intruder', created: '2020-01-01T00:00:00Z', blocks: ['192.0.2.0/26'], selector: { matchLabels: { app: 'other' } } });
+  pools.set('intruder', intruder);
+  ipam.upsertPool(intruder);
+  t.equal(ipam.poolStatus('serving')!.conflicting, true, 'the serving pool is the newer one: conflicting');
+  t.same([ingress(ipam, 'web-a'), ingress(ipam, 'web-b')], [['192.0.2.0'], ['192.0.2.1']], 'web-a and web-b keep .0 and .1');
+  t.match((ipam.outcome('default/web-a') as ServiceOutcome & { kind: 'managed' }).condition, { reason: 'satisfied', message: 'assigned 192.0.2.0 (pool serving)' });
+  t.equal(ipam.poolStatus('intruder')!.families.IPv4.used, '2', 'the kept addresses are not free in the pool that covers them');
+  agree('older pool added');
+  ipam.upsertService(svc({ name: 'other', labels: { app: 'other' } }));
+  t.same(ingress(ipam, 'other'), ['192.0.2.2'], 'the winning pool hands out around the kept addresses');
+  ipam.upsertService(svc({ name: 'web-c', labels: { app: 'web' }, created: '2024-01-03T00:00:00Z' }));
+  t.same(ingress(ipam, 'web-c'), [], 'a conflicting pool hands out nothing new');
+  ipam.deleteService('default/other');
+  ipam.deleteService('default/web-c');
+
+  // Deleted and re-created with the old timestamp, then with a new one: still nothing moves.
+  pools.delete('intruder');
+  ipam.deletePool('intruder');
+  t.equal(ipam.poolStatus('serving')!.conflicting, false, 'the conflict clears');
+  for (const created of ['2020-01-01T00:00:00Z', '2030-01-01T00:00:00Z']) {
+    const again = pool({ name: 'intruder', created, blocks: ['192.0.2.0/26'], selector: { matchLabels: { app: 'other' } } });
+    pools.set('intruder', again);
+    ipam.upsertPool(again);
+    t.same([ingress(ipam, 'web-a'), ingress(ipam, 'web-b')], [['192.0.2.0'], ['192.0.2.1']], `re-created at ${created}: nothing moved`);
+    agree(`re-created at ${created}`);
+  }
+
+  // The serving pool edited to reserve its first address: .0 is no longer its to keep, but the
+  // older intruder covers it — only if it selects web-a. It does not: web-a moves, as it must.
+  const reserved = pool({ name: 'serving', created: '2024-06-01T00:00:00Z', blocks: ['192.0.2.0/27'], selector: { matchLabels: { app: 'web' } }, allowFirstLastIPs: false });
+  pools.set('serving', reserved);
+  ipam.upsertPool(reserved);
+  t.not(ingress(ipam, 'web-a')[0], '192.0.2.0', 'no pool that selects web-a covers .0 any more');
+  t.same(ingress(ipam, 'web-b'), ['192.0.2.1']);
 });
 
 t.test('stability: status is adopted before anything new; replays are deterministic', async (t) => {
@@ -439,6 +499,19 @@ t.test('bad input: a condition names the field and nothing else changes', async 
     t.same(ips(result.services.get('default/c')), ['198.51.100.0'], `${name}: new services go to the valid pool`);
     t.equal(result.pools.get('good')!.conditions.find((c) => c.type === 'lb.pharos.io/InvalidSpec')!.status, 'False');
   }
+});
+
+t.test('an invalid request adopts the address its status shows once the holder goes, as the full reconcile does', async (t) => {
+  const p0 = pool({ name: 'p0', blocks: ['192.0.2.16/31'] });
+  const ipam = new Ipam({ pharosIsDefaultClass: true });
+  ipam.loadAll([p0], [svc({ name: 'holder', annotations: { 'lb.pharos.io/ips': '192.0.2.17' } })]);
+  const bad = svc({ name: 'bad', annotations: { 'lbipam.cilium.io/ips': '192.0.2.300' }, ingress: ['192.0.2.17'] });
+  ipam.upsertService(bad);
+  t.same((ipam.outcome('default/bad') as ServiceOutcome & { kind: 'managed' }).ingress, [], 'held by another: nothing');
+  const before = ipam.exportState();
+  ipam.deleteService('default/holder');
+  t.same(ipam.exportState(), reconcile({ pools: [p0], services: [bad], previous: before }).state, 'incremental equals full');
+  t.match(ipam.outcome('default/bad'), { ingress: ['192.0.2.17'], condition: { reason: 'invalid_request', message: /keeping 192\.0\.2\.17/ } });
 });
 
 t.test('pool status counts are exact for an IPv6 /64, and the pool list row renders', async (t) => {
