@@ -29,7 +29,7 @@ export interface AgentConfig {
   logLevel: LogLevel;
   logFormat: LogFormat;
   config?: string;
-  /** Namespace for Leases (pharos-ipam, pharos-l2announce-*, pharos-node-*). */
+  /** pharos' own namespace: its Leases (pharos-ipam, pharos-l2announce-*, pharos-node-*) and the Secrets BGP authSecretRef names. */
   namespace: string;
   /** Whether services without a loadBalancerClass are ours. */
   defaultLoadBalancerClass: boolean;
@@ -96,7 +96,7 @@ export const FLAGS: FlagSpec[] = [
   { key: 'logLevel', flag: 'log-level', env: 'PHAROS_LOG_LEVEL', kind: 'string', choices: ['debug', 'info', 'warn', 'error'], help: 'log level' },
   { key: 'logFormat', flag: 'log-format', env: 'PHAROS_LOG_FORMAT', kind: 'string', choices: ['text', 'json'], help: 'log format' },
   { key: 'config', flag: 'config', env: 'PHAROS_CONFIG', kind: 'string', help: 'YAML file with the same keys as these flags (camelCase or flag spelling)' },
-  { key: 'namespace', flag: 'namespace', env: 'PHAROS_NAMESPACE', kind: 'string', help: 'namespace for the agent\'s Leases' },
+  { key: 'namespace', flag: 'namespace', env: 'PHAROS_NAMESPACE', kind: 'string', help: 'pharos\' own namespace: its Leases, and the Secrets BGP authSecretRef names (the DaemonSet sets the pod\'s namespace)' },
   { key: 'defaultLoadBalancerClass', flag: 'default-lb-class', env: 'PHAROS_DEFAULT_LB_CLASS', kind: 'bool', help: 'treat services without loadBalancerClass as ours' },
   { key: 'xdpMode', flag: 'xdp-mode', env: 'PHAROS_XDP_MODE', kind: 'string', choices: ['native', 'generic', 'auto'], help: 'XDP attach mode (auto, per interface: native on device-backed interfaces, generic if the driver refuses; generic on veth and other virtual devices)' },
   { key: 'hashSeed', flag: 'hash-seed', env: 'PHAROS_HASH_SEED', kind: 'number', help: 'cluster-wide Maglev hash seed (same on every LB node)' },
@@ -137,7 +137,7 @@ export function defaults(host = hostname()): AgentConfig {
     mode: 'snat',
     logLevel: 'info',
     logFormat: 'text',
-    namespace: 'kube-system',
+    namespace: 'pharos-system',
     defaultLoadBalancerClass: true,
     xdpMode: 'auto',
     hashSeed: 0x50484152, // "PHAR": any fixed value works as long as every LB node shares it
@@ -298,6 +298,9 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
   }
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(cfg.nodeName)) {
     throw new ConfigError(`--node-name: "${cfg.nodeName}" is not a valid node name (lowercase letters, digits, '-', '.')`);
+  }
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(cfg.namespace)) {
+    throw new ConfigError(`--namespace: "${cfg.namespace}" is not a valid namespace name (at most 63 lowercase letters, digits and '-')`);
   }
   if (!cfg.pinDir) cfg.pinDir = `/sys/fs/bpf/pharos/${cfg.nodeName}`;
   const seen = new Set<string>();

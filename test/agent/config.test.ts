@@ -14,6 +14,8 @@ t.test('defaults and derived values', async (t) => {
   t.equal(c.mode, 'snat');
   t.same(c.snatPorts, [32768, 60999]);
   t.equal(c.inCluster, false);
+  t.equal(c.namespace, 'pharos-system', 'Leases and BGP Secrets in pharos\' own namespace (the DaemonSet sets PHAROS_NAMESPACE to the pod\'s)');
+  t.equal(resolve(['--manifests', '/m'], { PHAROS_NAMESPACE: 'lb' }).namespace, 'lb');
 });
 
 t.test('precedence: flag > environment > file > default', async (t) => {
@@ -43,6 +45,7 @@ t.test('bad input names the flag or key', async (t) => {
     [['--manifests', '/m', '--http', 'localhost'], {}, {}, /--http: "localhost" is not HOST:PORT/],
     [['--manifests', '/m', '--maglev-table-size', '16380'], {}, {}, /not a prime/],
     [['--manifests', '/m', '--node-name', 'Bad_Name'], {}, {}, /--node-name/],
+    [['--kubeconfig', '/k', '--namespace', 'Pharos_System'], {}, {}, /--namespace: "Pharos_System" is not a valid namespace name/],
     [['--manifests', '/m', '--interfaces', 'averyveryverylongname0'], {}, {}, /--interfaces/],
     [['--manifests', '/m', '--config', '/missing.yaml'], {}, {}, /config file \/missing.yaml: cannot read/],
     [['--manifests', '/m', '--config', '/c.yaml'], {}, { '/c.yaml': 'nodeName: [' }, /not valid YAML/],

@@ -598,6 +598,6 @@ spec: {holderIdentity: node-a, leaseDurationSeconds: 15}
   t.equal(api.objects.get('services', 'default', 'echo'), undefined);
   // Whole manifests (the examples' Deployment, the agent's RBAC and DaemonSet) apply: such kinds are stored.
   await k.ok(['apply', '--validate=false', '-f', 'deploy/examples/', '-f', 'deploy/kubernetes/']);
-  t.ok(api.objects.get('daemonsets', 'kube-system', 'pharos') && api.objects.get('clusterroles', undefined, 'pharos'), 'stored-only kinds kept');
+  t.ok(api.objects.get('daemonsets', 'pharos-system', 'pharos') && api.objects.get('clusterroles', undefined, 'pharos'), 'stored-only kinds kept');
   t.match(await k.ok(['api-resources']), /services\s+svc\s+v1\s+true\s+Service/);
 });

@@ -46,7 +46,7 @@ function seed(api: ApiServer): void {
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
   });
   api.objects.put('nodes', { metadata: { name: 'node-a', labels: { zone: 'a' } }, status: { addresses: [{ type: 'InternalIP', address: '198.18.1.1' }] } });
-  api.objects.put('leases', { metadata: { name: 'pharos-ipam', namespace: 'kube-system' }, spec: { holderIdentity: 'node-a' } });
+  api.objects.put('leases', { metadata: { name: 'pharos-ipam', namespace: 'pharos-system' }, spec: { holderIdentity: 'node-a' } });
   api.objects.put('leases', { metadata: { name: 'elsewhere', namespace: 'default' }, spec: { holderIdentity: 'x' } });
   api.objects.put('loadbalancerippools', pool('blue', '198.18.100.0/24'));
   api.objects.put('l2announcementpolicies', { metadata: { name: 'l2' }, spec: { loadBalancerIPs: true } });
@@ -77,7 +77,7 @@ t.test('initial lists fill the store and mark it synced; adds, updates, deletes 
   t.equal(snap.services.get('default/echo')?.type, 'LoadBalancer');
   t.equal(snap.endpointSlices.get('default/echo-1')?.endpoints[0]?.addresses[0], '198.18.2.10');
   t.same(snap.nodes.get('node-a')?.addresses, [{ type: 'InternalIP', address: '198.18.1.1' }]);
-  t.same([...snap.leases.keys()], ['kube-system/pharos-ipam'], 'Leases only from the agent namespace');
+  t.same([...snap.leases.keys()], ['pharos-system/pharos-ipam'], 'Leases only from the agent namespace');
   t.equal(snap.pools.get('blue')?.flavor, 'pharos');
   t.ok(snap.l2Policies.get('l2'));
 
@@ -354,7 +354,7 @@ t.test('KubeWriter: Lease create, renew and release with optimistic concurrency'
   const mine = await a.createLease('pharos-l2announce-default-echo', { holderIdentity: 'node-a', leaseDurationSeconds: 15, acquireTime: t0, renewTime: t0, leaseTransitions: 0 });
   t.equal(mine.holderIdentity, 'node-a');
   t.ok(mine.renewTime instanceof Date && Math.abs(mine.renewTime.getTime() - t0.getTime()) < 1);
-  t.match(api.objects.get('leases', 'kube-system', 'pharos-l2announce-default-echo').spec.renewTime, /\.\d{6}Z$/, 'MicroTime on the wire');
+  t.match(api.objects.get('leases', 'pharos-system', 'pharos-l2announce-default-echo').spec.renewTime, /\.\d{6}Z$/, 'MicroTime on the wire');
   await t.rejects(b.createLease('pharos-l2announce-default-echo', { holderIdentity: 'node-b' }), WriteConflictError, 'second create loses');
 
   const theirs = await b.getLease('pharos-l2announce-default-echo');
@@ -440,7 +440,7 @@ t.test('HTTPS with a CA from the kubeconfig; a wrong CA is a reported failure', 
   await eventually(() => !!store.get('Service', 'default/over-tls'), 3000, 'watched over HTTPS');
   const writer = new KubeWriter({ kc: kubeconfig(good.cert) });
   await writer.createLease('tls', { holderIdentity: 'a' });
-  t.ok(api.objects.get('leases', 'kube-system', 'tls'), 'written over HTTPS');
+  t.ok(api.objects.get('leases', 'pharos-system', 'tls'), 'written over HTTPS');
 
   const distrusting = new KubeSource({ kc: kubeconfig(other.cert), store: new Store(), tuning });
   const errors: string[] = [];
@@ -526,6 +526,6 @@ t.test('Secrets the RBAC does not grant (403) are reported and not waited for: t
   t.teardown(async () => { await source.stop(); await api.close(); });
   await Promise.race([synced, new Promise((_, reject) => setTimeout(() => reject(new Error('never synced')), 10_000))]);
   t.ok(store.synced, 'synced without the Secrets');
-  t.ok(warnings.some((w) => /Secrets in kube-system cannot be read \(403\)/.test(w)), `warned: ${warnings.join(' | ')}`);
+  t.ok(warnings.some((w) => /Secrets in pharos-system cannot be read \(403\)/.test(w)), `warned: ${warnings.join(' | ')}`);
   t.notOk(source.kinds().watching.includes('Secret'), 'and no longer watching them');
 });

@@ -31,7 +31,7 @@ export const API = '192.0.2.254';
 export const CLIENT = { v4: '198.51.100.1', v6: '2001:db8:51::1', seg2: '203.0.113.1' };
 export const BACKEND = { v4: '198.51.100.100', v6: '2001:db8:51::100' };
 export const POOL = { name: 'lab-pool', v4: ['198.51.100.200', '198.51.100.239'], v6: ['2001:db8:51::200', '2001:db8:51::239'] };
-export const NAMESPACE = 'kube-system';
+export const NAMESPACE = 'pharos-system';
 
 export type Json = any;
 

@@ -24,7 +24,7 @@ import { KubeHttpError, RestClient } from './rest-client.js';
 export interface KubeSourceOptions {
   kc: KubeConfig;
   store: Store;
-  /** The agent's namespace: Leases and Secrets are read there only. Default kube-system. */
+  /** The agent's namespace: Leases and Secrets are read there only (a namespaced Role suffices). Default pharos-system. */
   namespace?: string;
   /** Watch Secrets (BGP passwords). Default false. */
   secrets?: boolean;
@@ -112,7 +112,7 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
   }
 
   get namespace(): string {
-    return this.opts.namespace ?? 'kube-system';
+    return this.opts.namespace ?? 'pharos-system';
   }
 
   /** Resolves once the core informers started and the optional groups were probed once (not when synced). */

@@ -26,7 +26,7 @@ import { TokenBucket } from './rate-limit.js';
 
 export interface KubeWriterOptions {
   kc: KubeConfig;
-  /** Namespace of the Leases. Default kube-system. */
+  /** Namespace of the Leases. Default pharos-system. */
   namespace?: string;
   /** Default 20. */
   qps?: number;
@@ -121,7 +121,7 @@ export class KubeWriter {
     this.bucket = new TokenBucket(opts.qps ?? 20, opts.burst ?? 40);
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.maxConflictRetries = opts.maxConflictRetries ?? 5;
-    this.namespace = opts.namespace ?? 'kube-system';
+    this.namespace = opts.namespace ?? 'pharos-system';
   }
 
   /** Request options: a header (Content-Type for patches) and a deadline. */
