@@ -46,11 +46,11 @@ export interface DatapathControllerOptions {
   log: { info(msg: string, f?: Record<string, unknown>): void; error(msg: string, f?: Record<string, unknown>): void };
 }
 
-/** Metric labels by id, rebuilt only when `version` moves. */
+/** Metric labels by id; `version` moves whenever they may have changed. */
 export interface DatapathLabelTable {
   version: number;
-  frontends: ReadonlyMap<number, { service: string; frontend: string }>;
-  backends: ReadonlyMap<number, { backend: string }>;
+  frontends: Iterable<readonly [number, { service: string; frontend: string }]>;
+  backends: Iterable<readonly [number, { backend: string }]>;
 }
 
 export class DatapathController {
@@ -65,7 +65,6 @@ export class DatapathController {
   /** Problems already logged (object|message), so a pass logs only what is new. */
   private logged = new Set<string>();
   private version = 0;
-  private labels?: DatapathLabelTable;
 
   constructor(private readonly opts: DatapathControllerOptions) {}
 
@@ -193,7 +192,6 @@ export class DatapathController {
     const changed = result.frontendsWritten || result.frontendsRemoved || result.backendsAdded || result.backendsRemoved;
     if (changed) {
       this.version++;
-      this.labels = undefined;
       this.opts.log.info('data path updated', {
         frontendsWritten: result.frontendsWritten, frontendsRemoved: result.frontendsRemoved, backendsAdded: result.backendsAdded,
         backendsRemoved: result.backendsRemoved, tablesPublished: result.tablesPublished, services: result.services.size,
@@ -258,15 +256,23 @@ export class DatapathController {
     return out;
   }
 
-  /** Labels for metrics by frontend/backend id; the same object until the programmed set changes. */
+  /**
+   * Labels for metrics by frontend/backend id, made while the scrape walks
+   * them from the programmed objects themselves: a table kept between
+   * scrapes would be 65,000 objects and strings at 10,000 services, and the
+   * renderer keeps its own compact copy per version anyway.
+   */
   labelTable(): DatapathLabelTable {
-    if (this.labels) return this.labels;
-    const frontends = new Map<number, { service: string; frontend: string }>();
-    for (const f of this.opts.sync.frontends.values()) frontends.set(f.id, { service: f.service, frontend: `${formatEndpoint(f.address, f.port)}/${f.protocol}` });
-    const backends = new Map<number, { backend: string }>();
-    for (const b of this.opts.sync.backends.values()) if (b.id !== 0) backends.set(b.id, { backend: formatEndpoint(b.address, b.port) });
-    this.labels = { version: this.version, frontends, backends };
-    return this.labels;
+    const { frontends, backends } = this.opts.sync;
+    return {
+      version: this.version,
+      frontends: (function* () {
+        for (const f of frontends.values()) yield [f.id, { service: f.service, frontend: `${formatEndpoint(f.address, f.port)}/${f.protocol}` }] as const;
+      })(),
+      backends: (function* () {
+        for (const b of backends.values()) if (b.id !== 0) yield [b.id, { backend: formatEndpoint(b.address, b.port) }] as const;
+      })(),
+    };
   }
 
   stop(): void {}

@@ -28,8 +28,9 @@ export interface DatapathLabels {
    * for it are reused.
    */
   version: number;
-  frontends: ReadonlyMap<number, { service: string; frontend: string }>;
-  backends: ReadonlyMap<number, { backend: string }>;
+  /** id → labels, walked once per new version (a Map, or a generator over the owner's own objects: nothing kept between scrapes). */
+  frontends: Iterable<readonly [number, { service: string; frontend: string }]>;
+  backends: Iterable<readonly [number, { backend: string }]>;
 }
 
 export interface DatapathMetricsSource {
@@ -147,7 +148,7 @@ class TimeSlices {
 export async function renderLabels(labels: DatapathLabels, pause?: Pause): Promise<RenderedLabels> {
   const version = labels.version;
   const slices = new TimeSlices(pause);
-  const side = async <L>(table: ReadonlyMap<number, L>, text: (l: L) => string): Promise<{ ids: Uint32Array; strings: EncodedStrings }> => {
+  const side = async <L>(table: Iterable<readonly [number, L]>, text: (l: L) => string): Promise<{ ids: Uint32Array; strings: EncodedStrings }> => {
     const ids: number[] = [];
     const strings: string[] = [];
     for (const [id, l] of table) {
