@@ -910,7 +910,7 @@ export class Agent {
       sections: [...q.sections],
       services, frontends, pools, l2,
       bgp: want('bgp') ? this.bgp?.views() ?? { peers: [], routes: [] } : { peers: [], routes: [] },
-      problems: want('problems') ? [...this.problems, ...this.poolProblems(), ...this.bgpProblems()] : [],
+      problems: want('problems') ? [...this.problems, ...this.poolProblems(), ...this.bgpProblems(), ...[...this.kube?.refused.values() ?? []].map((r) => ({ source: 'kubernetes', ...r }))] : [],
       config: want('config') ? { ...this.config } as unknown as Record<string, unknown> : {},
       ...(next ? { continue: next } : {}),
     };

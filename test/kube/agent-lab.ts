@@ -59,6 +59,8 @@ export interface RunningAgent {
 
 export class KubeAgentLab {
   readonly requests: RequestRecord[] = [];
+  /** Namespaces with a relay running (one per namespace; agents restarted there reuse it). */
+  private readonly relays = new Set<string>();
 
   private constructor(readonly lab: Lab, readonly api: ApiServer, readonly work: string) {
     api.onRequest((r) => {
@@ -90,12 +92,15 @@ export class KubeAgentLab {
    */
   async startAgent(ns: string, opts: { node: string; iface: string; args?: string[] }): Promise<RunningAgent> {
     const { lab, work } = this;
-    const relay = lab.spawn(ns, [process.execPath, join(import.meta.dirname, 'unix-relay.mjs'), '127.0.0.1', String(API_PORT), join(work, 'api.sock')]);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('relay not ready in 10 s')), 10_000);
-      relay.stdout!.once('data', () => { clearTimeout(timer); resolve(); });
-      relay.once('exit', (code) => { clearTimeout(timer); reject(new Error(`relay exited ${code}`)); });
-    });
+    if (!this.relays.has(ns)) {
+      const relay = lab.spawn(ns, [process.execPath, join(import.meta.dirname, 'unix-relay.mjs'), '127.0.0.1', String(API_PORT), join(work, 'api.sock')]);
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('relay not ready in 10 s')), 10_000);
+        relay.stdout!.once('data', () => { clearTimeout(timer); resolve(); });
+        relay.once('exit', (code) => { clearTimeout(timer); reject(new Error(`relay exited ${code}`)); });
+      });
+      this.relays.add(ns);
+    }
     const kubeconfig = join(work, `kubeconfig-${ns}`);
     writeFileSync(kubeconfig, [
       'apiVersion: v1', 'kind: Config',

@@ -14,7 +14,9 @@
  *   (a router still on the old key no longer gets a session), and a router
  *   with the new key does;
  * - Secret deleted: the neighbor is removed (no session without its
- *   password) and the problem is back.
+ *   password) and the problem is back;
+ * - an RBAC without Secrets (the Role's rule removed): the agent runs on,
+ *   and `pharos status` says Secrets of pharos-system cannot be read.
  */
 import { Buffer } from 'node:buffer';
 import t from 'tap';
@@ -95,4 +97,16 @@ t.test('authSecretRef: the MD5 password of a BGP neighbor comes from a Secret in
   t.match(await waitFor('the problem back', 15_000, problem).catch(withLog), /Secret pharos-system\/bgp-md5 not found/);
   t.same(k.agentRequests().filter((r) => r.code === 403).map((r) => `${r.verb} ${r.resource} ${r.namespace ?? ''}`), [], 'nothing refused by the RBAC on the way');
   t.ok(k.agentRequests().every((r) => r.resource !== 'secrets' || r.namespace === PHAROS_NAMESPACE), 'Secrets read in pharos-system only');
+
+  // 6. The Role without Secrets (as a cluster whose RBAC was trimmed): the agent starts, and says why BGP cannot authenticate.
+  await agent.stop();
+  const role = api.objects.get('roles', PHAROS_NAMESPACE, 'pharos');
+  api.objects.put('roles', { ...role, rules: role.rules.filter((r: Json) => !r.resources.includes('secrets')) });
+  secret(PHAROS_NAMESPACE, { password: SECOND });
+  const again = await k.startAgent('lb', { node: 'lb-1', iface: 'eth0' });
+  t.teardown(() => again.stop());
+  const problems = (await again.state()).problems as Json[];
+  t.match(problems.find((p) => p.source === 'kubernetes'), { object: 'Secret pharos-system/*', message: /Secrets in pharos-system cannot be read \(403\)/ }, 'the refused Secrets are a problem in pharos status');
+  t.match(problems.find((p) => p.source === 'bgp')?.message, /Secret pharos-system\/bgp-md5 not found/, 'and the neighbor stays unconfigured');
+  t.ok(k.agentRequests().some((r) => r.resource === 'secrets' && r.code === 403), 'refused by the emulator\'s RBAC');
 });

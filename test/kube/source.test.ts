@@ -528,4 +528,5 @@ t.test('Secrets the RBAC does not grant (403) are reported and not waited for: t
   t.ok(store.synced, 'synced without the Secrets');
   t.ok(warnings.some((w) => /Secrets in pharos-system cannot be read \(403\)/.test(w)), `warned: ${warnings.join(' | ')}`);
   t.notOk(source.kinds().watching.includes('Secret'), 'and no longer watching them');
+  t.match(source.refused.get('Secret'), { object: 'Secret pharos-system/*', message: /cannot be read \(403\)/ }, 'kept for pharos status');
 });

@@ -97,6 +97,8 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
   /** Optional groups whose discovery has not answered yet (1 until the first probe ends). */
   private groupsUndecided = 1;
   private warnedNoPharosCrds = false;
+  /** Kinds the RBAC refuses (403) and the source runs without, with why: `Secret` → the message. */
+  readonly refused = new Map<Kind, { object: string; message: string; at: string }>();
   /** Counters for metrics (plain numbers; the metrics module reads them on scrape). */
   readonly counters = {
     parseErrors: {} as Record<string, number>,
@@ -281,7 +283,9 @@ export class KubeSource extends EventEmitter<KubeSourceEvents> {
       // Secrets only serve BGP passwords: without the right to read them the agent runs on, says
       // so, and does not wait for them (a RBAC without Secrets would otherwise never be synced).
       if (w.model === 'Secret' && error instanceof KubeHttpError && error.statusCode === 403) {
-        this.emit('warning', `Secrets in ${this.namespace} cannot be read (403): BGP neighbours with authSecretRef stay unconfigured until the RBAC allows it and the agent restarts`);
+        const message = `Secrets in ${this.namespace} cannot be read (403): BGP neighbours with authSecretRef stay unconfigured until the RBAC allows list and watch of Secrets there and the agent restarts`;
+        this.refused.set('Secret', { object: `Secret ${this.namespace}/*`, message, at: new Date().toISOString() });
+        this.emit('warning', message);
         void inf.stop();
         this.informers.delete(w.spec.path);
         if (this.notListed.delete(w.spec.path)) this.maybeSynced();
