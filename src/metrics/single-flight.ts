@@ -73,7 +73,12 @@ export class SingleFlight<T> {
       const value = await result;
       const at = performance.now();
       const reuseMs = this.opts.reuseForComputeTime ? Math.max(this.opts.reuseMs, at - started) : this.opts.reuseMs;
-      this.last = { key, at, reuseMs, value };
+      const last = { key, at, reuseMs, value };
+      this.last = last;
+      // Let go of it when it may no longer be handed out: a /metrics document is ~10 MB at 10,000 services.
+      setTimeout(() => {
+        if (this.last === last) this.last = undefined;
+      }, reuseMs).unref();
       return value;
     } finally {
       if (this.running === entry) this.running = undefined;
