@@ -3,8 +3,14 @@
  * validation failure names the exact field (`spec.blocks[2].cidr`) without
  * each parser threading strings around by hand.
  *
- * Readers throw `ParseError`; src/model/parse.ts catches it at the object
- * boundary and returns it as a value.
+ * Every bad field of an object is reported, not only the first (issue 17):
+ * `fail` throws a `ParseError` to abandon the field being read, and the
+ * boundaries `recover` and `items` record it and let reading go on with the
+ * next field or item; `report` records a problem without abandoning
+ * anything (an unknown key, a value of the right type that breaks a rule).
+ * All readers of one object share one list of problems; src/model/parse.ts
+ * rejects the object if the list is not empty and returns the problems as
+ * one value.
  */
 
 /** Which object a failure belongs to; filled in once metadata has been read. */
@@ -19,6 +25,10 @@ export interface ObjectRef {
  * A validation failure, returned as a value (never thrown past parse.ts).
  * Not an Error subclass, so `name` can be the object's name as in the rest
  * of the model.
+ *
+ * The error parse.ts returns for an object is its first bad field (`field`,
+ * `message`), with every other bad field of the same object in `more`, in
+ * the order they were read; `toString` names them all.
  */
 export class ParseError {
   readonly kind: string;
@@ -27,30 +37,41 @@ export class ParseError {
   /** Dotted path with indexes, `''` when the whole object is wrong. */
   readonly field: string;
   readonly message: string;
+  /** The object's other bad fields (each without `more` of its own); empty when this is the only one. */
+  readonly more: readonly ParseError[];
 
-  constructor(ref: ObjectRef, field: string, message: string) {
+  constructor(ref: ObjectRef, field: string, message: string, more: readonly ParseError[] = []) {
     this.kind = ref.kind;
     this.name = ref.name;
     this.namespace = ref.namespace;
     this.field = field;
     this.message = message;
+    this.more = more;
   }
 
-  /** `LoadBalancerIPPool "blue": spec.blocks[2].cidr: "10.0.0/24" is not a CIDR` */
+  /** This error and those in `more`: every bad field of the object. */
+  get all(): ParseError[] {
+    return [this, ...this.more];
+  }
+
+  /**
+   * `LoadBalancerIPPool "blue": spec.blocks[2].cidr: "10.0.0/24" is not a CIDR`, and with
+   * more than one bad field: `...; spec.disabled: must be true or false, got "yes"`.
+   */
   toString(): string {
     const who = this.namespace ? `${this.namespace}/${this.name}` : this.name;
-    const where = this.field ? `${this.field}: ` : '';
-    return `${this.kind} "${who}": ${where}${this.message}`;
+    return `${this.kind} "${who}": ${this.all.map((e) => (e.field ? `${e.field}: ${e.message}` : e.message)).join('; ')}`;
   }
 
-  /** Plain data for logs, reports and JSON output. */
-  toJSON(): { kind: string; name: string; namespace?: string; field: string; message: string } {
+  /** Plain data for logs, reports and JSON output (`more` only when there is more than one). */
+  toJSON(): { kind: string; name: string; namespace?: string; field: string; message: string; more?: { field: string; message: string }[] } {
     return {
       kind: this.kind,
       name: this.name,
       ...(this.namespace ? { namespace: this.namespace } : {}),
       field: this.field,
       message: this.message,
+      ...(this.more.length ? { more: this.more.map((e) => ({ field: e.field, message: e.message })) } : {}),
     };
   }
 }
@@ -77,16 +98,79 @@ function typeName(value: unknown): string {
   return `a ${typeof value}`;
 }
 
+/** The problems of one object, shared by all its readers: each field and message once, at most `LIMIT` listed. */
+export class Problems {
+  /** Enough to fix a file in one pass; a hostile object with a million bad items costs no more. */
+  static readonly LIMIT = 50;
+  readonly list: ParseError[] = [];
+  /** Problems past LIMIT, counted only. */
+  dropped = 0;
+  private readonly seen = new Set<string>();
+
+  add(err: ParseError): void {
+    const key = `${err.field}\u0000${err.message}`;
+    if (this.seen.has(key)) return;
+    this.seen.add(key);
+    if (this.list.length < Problems.LIMIT) this.list.push(err);
+    else this.dropped++;
+  }
+
+  /** The object's error: the first problem carrying the others (and a count of any not listed). */
+  error(): ParseError {
+    const first = this.list[0]!;
+    const rest = this.dropped ? [...this.list.slice(1), new ParseError(first, '', `and ${this.dropped} more problems not listed`)] : this.list.slice(1);
+    return new ParseError(first, first.field, first.message, rest);
+  }
+}
+
 export class FieldReader {
   constructor(
     /** Shared and mutable: parsers fill in the name once metadata is read, so earlier readers report it too. */
     readonly ref: ObjectRef,
     readonly path: string,
     readonly value: unknown,
+    /** Shared by every reader of the object: what `report`, `recover` and `items` recorded. */
+    readonly problems: Problems = new Problems(),
   ) {}
 
   static root(ref: ObjectRef, value: unknown): FieldReader {
     return new FieldReader(ref, '', value);
+  }
+
+  private child(path: string, value: unknown): FieldReader {
+    return new FieldReader(this.ref, path, value, this.problems);
+  }
+
+  /** Records a problem with this field and goes on: the object will be rejected, the next field still read. */
+  report(message: string): void {
+    this.problems.add(new ParseError(this.ref, this.path, message));
+  }
+
+  /**
+   * Runs `read`; if a field it reads fails, records why and returns
+   * `fallback`, so one bad field does not hide the next. The object is
+   * rejected all the same: `fallback` only lets reading go on.
+   */
+  recover<T>(read: () => T, fallback: T): T {
+    try {
+      return read();
+    } catch (err) {
+      if (!(err instanceof ParseError)) throw err;
+      // Once per field and message: a field read by two rules (a label, and the label a kind needs) is reported once.
+      this.problems.add(err);
+      return fallback;
+    }
+  }
+
+  /** `read` of every item of a list (absent = empty); an item that fails is recorded and left out, and so is a non-list. */
+  items<T>(read: (item: FieldReader) => T): T[] {
+    const out: T[] = [];
+    for (const item of this.recover(() => this.list(), [])) {
+      item.recover(() => {
+        out.push(read(item));
+      }, undefined);
+    }
+    return out;
   }
 
   /** `null` and `undefined` both mean "not set", as in Kubernetes' JSON. */
@@ -103,7 +187,7 @@ export class FieldReader {
     const obj = this.absent ? undefined : this.object();
     const segment = /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? key : `[${JSON.stringify(key)}]`;
     const path = this.path === '' ? segment : segment.startsWith('[') ? `${this.path}${segment}` : `${this.path}.${segment}`;
-    return new FieldReader(this.ref, path, obj ? obj[key] : undefined);
+    return this.child(path, obj ? obj[key] : undefined);
   }
 
   object(): Record<string, unknown> {
@@ -117,7 +201,7 @@ export class FieldReader {
   list(): FieldReader[] {
     if (this.absent) return [];
     if (!Array.isArray(this.value)) this.fail(`must be a list, got ${typeName(this.value)}`);
-    return this.value.map((v, i) => new FieldReader(this.ref, `${this.path}[${i}]`, v));
+    return this.value.map((v, i) => this.child(`${this.path}[${i}]`, v));
   }
 
   /** Keys of an object (absent = none). */
@@ -126,12 +210,12 @@ export class FieldReader {
     return Object.keys(this.object()).map((k) => [k, this.get(k)]);
   }
 
-  /** Rejects keys outside `allowed` — catches typos such as `serviceSelecter` in our own kinds. */
+  /** Reports every key outside `allowed` — catches typos such as `serviceSelecter` in our own kinds. */
   onlyKeys(allowed: readonly string[]): void {
     if (this.absent) return;
     for (const key of Object.keys(this.object())) {
       if (!allowed.includes(key)) {
-        this.get(key).fail(`unknown field (expected one of: ${allowed.join(', ')})`);
+        this.get(key).report(`unknown field (expected one of: ${allowed.join(', ')})`);
       }
     }
   }

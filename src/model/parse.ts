@@ -4,7 +4,11 @@
  *
  * Pure functions. Defaults are applied exactly where Kubernetes (or Cilium,
  * for its kinds) documents them, so controllers never re-check a field. Every
- * failure is a `ParseError` naming kind, object and field path.
+ * failure is a `ParseError` naming kind, object and field path — one per bad
+ * field, all of them (the first carries the rest in `more`): each field,
+ * list item and map entry is read under a `recover`/`items` boundary of
+ * src/model/field-reader.ts, so a bad one is recorded and reading goes on.
+ * An object with any bad field is rejected whole, as before.
  */
 import { Address4, Address6 } from 'ip-address';
 import { FieldReader, ParseError, show, type ObjectRef } from './field-reader.js';
@@ -152,12 +156,9 @@ function runParser<T extends ModelObject>(root: FieldReader, flavor: Flavor, par
     flavor,
     warn: (message) => warnings.push(message),
   };
-  try {
-    return { ok: true, object: parse(ctx), warnings };
-  } catch (err) {
-    if (err instanceof ParseError) return { ok: false, error: err };
-    throw err;
-  }
+  const object = root.recover(() => parse(ctx), undefined);
+  if (object === undefined || root.problems.list.length > 0) return { ok: false, error: root.problems.error() };
+  return { ok: true, object, warnings };
 }
 
 /** Per-kind entry points for sources that already know what they hold (an informer of one kind). */
@@ -220,34 +221,40 @@ function readMeta(ctx: Context, scope: 'namespaced' | 'cluster', rule: NameRule 
     namespace = nsReader.optString() ?? 'default';
     ctx.root.ref.namespace = namespace;
     const nsProblem = checkLabelName(namespace);
-    if (nsProblem) nsReader.fail(nsProblem);
+    if (nsProblem) nsReader.report(nsProblem);
   }
   const nameProblem = rule === 'service' ? checkServiceName(name) : checkSubdomain(name);
-  if (nameProblem) nameReader.fail(nameProblem);
+  if (nameProblem) nameReader.report(nameProblem);
 
   // Keys in one fixed order whatever the source: the store compares objects by their JSON.
   const meta: ObjectMeta = { name, ...(namespace !== undefined ? { namespace } : {}), labels: {}, annotations: {} };
-  const uid = m.get('uid').optString();
+  const uid = m.recover(() => m.get('uid').optString(), undefined);
   if (uid !== undefined) meta.uid = uid;
-  const resourceVersion = m.get('resourceVersion').optString();
+  const resourceVersion = m.recover(() => m.get('resourceVersion').optString(), undefined);
   if (resourceVersion !== undefined) meta.resourceVersion = resourceVersion;
-  const generation = m.get('generation').optInteger(0, Number.MAX_SAFE_INTEGER);
+  const generation = m.recover(() => m.get('generation').optInteger(0, Number.MAX_SAFE_INTEGER), undefined);
   if (generation !== undefined) meta.generation = generation;
-  const created = readTime(m.get('creationTimestamp'), true);
+  const created = m.recover(() => readTime(m.get('creationTimestamp'), true), undefined);
   if (created !== undefined) meta.creationTimestamp = created;
 
-  for (const [key, r] of m.get('labels').entries()) {
-    const keyProblem = checkLabelKey(key);
-    if (keyProblem) r.fail(keyProblem);
-    const value = r.string();
-    const valueProblem = checkLabelValue(value);
-    if (valueProblem) r.fail(valueProblem);
-    meta.labels[key] = value;
+  const labels = m.get('labels');
+  for (const [key, r] of labels.recover(() => labels.entries(), [])) {
+    r.recover(() => {
+      const keyProblem = checkLabelKey(key);
+      if (keyProblem) r.report(keyProblem);
+      const value = r.string();
+      const valueProblem = checkLabelValue(value);
+      if (valueProblem) r.report(valueProblem);
+      meta.labels[key] = value;
+    }, undefined);
   }
-  for (const [key, r] of m.get('annotations').entries()) {
-    const keyProblem = checkLabelKey(key);
-    if (keyProblem) r.fail(keyProblem.replace('label key', 'annotation key'));
-    meta.annotations[key] = r.string();
+  const annotations = m.get('annotations');
+  for (const [key, r] of annotations.recover(() => annotations.entries(), [])) {
+    r.recover(() => {
+      const keyProblem = checkLabelKey(key);
+      if (keyProblem) r.report(keyProblem.replace('label key', 'annotation key'));
+      meta.annotations[key] = r.string();
+    }, undefined);
   }
   return meta;
 }
@@ -284,36 +291,40 @@ export function readSelector(r: FieldReader): LabelSelector | undefined {
   r.object();
   r.onlyKeys(['matchLabels', 'matchExpressions']);
   const matchLabels: Record<string, string> = {};
-  for (const [key, v] of r.get('matchLabels').entries()) {
-    const keyProblem = checkLabelKey(key);
-    if (keyProblem) v.fail(keyProblem);
-    const value = v.string();
-    const valueProblem = checkLabelValue(value);
-    if (valueProblem) v.fail(valueProblem);
-    matchLabels[key] = value;
+  const labels = r.get('matchLabels');
+  for (const [key, v] of labels.recover(() => labels.entries(), [])) {
+    v.recover(() => {
+      const keyProblem = checkLabelKey(key);
+      if (keyProblem) v.report(keyProblem);
+      const value = v.string();
+      const valueProblem = checkLabelValue(value);
+      if (valueProblem) v.report(valueProblem);
+      matchLabels[key] = value;
+    }, undefined);
   }
-  const matchExpressions: LabelSelectorRequirement[] = r.get('matchExpressions').list().map((e) => {
+  const matchExpressions: LabelSelectorRequirement[] = r.get('matchExpressions').items((e) => {
     e.object();
     e.onlyKeys(['key', 'operator', 'values']);
     const keyReader = e.get('key');
-    const key = keyReader.nonEmptyString();
-    const keyProblem = checkLabelKey(key);
-    if (keyProblem) keyReader.fail(keyProblem);
-    const operator = e.get('operator').oneOf(SELECTOR_OPERATORS);
+    const key = keyReader.recover(() => keyReader.nonEmptyString(), '');
+    const keyProblem = key === '' ? undefined : checkLabelKey(key);
+    if (keyProblem) keyReader.report(keyProblem);
+    const operatorReader = e.get('operator');
+    const operator = operatorReader.recover(() => operatorReader.oneOf(SELECTOR_OPERATORS), undefined);
     const valuesReader = e.get('values');
-    const values = valuesReader.list().map((v) => {
+    const values = valuesReader.items((v) => {
       const value = v.string();
       const problem = checkLabelValue(value);
-      if (problem) v.fail(problem);
+      if (problem) v.report(problem);
       return value;
     });
     if ((operator === 'In' || operator === 'NotIn') && values.length === 0) {
-      valuesReader.fail(`must have at least one value for operator ${operator}`);
+      valuesReader.report(`must have at least one value for operator ${operator}`);
     }
     if ((operator === 'Exists' || operator === 'DoesNotExist') && values.length > 0) {
-      valuesReader.fail(`must be empty for operator ${operator}`);
+      valuesReader.report(`must be empty for operator ${operator}`);
     }
-    return { key, operator, values };
+    return { key, operator: operator ?? 'In', values };
   });
   return { matchLabels, matchExpressions };
 }
@@ -329,8 +340,90 @@ function parseServiceObject(ctx: Context): Service {
   const meta = readMeta(ctx, 'namespaced', 'service');
   const spec = ctx.root.get('spec');
   spec.object();
-  const type = spec.get('type').oneOf(SERVICE_TYPES, 'ClusterIP');
+  // Undefined when it is bad (reported): the checks that depend on it are skipped rather than guessed.
+  const type = spec.recover(() => spec.get('type').oneOf(SERVICE_TYPES, 'ClusterIP'), undefined);
+  const addressing = spec.recover(() => readServiceAddressing(spec), undefined);
 
+  const portsReader = spec.get('ports');
+  const portReaders = portsReader.recover(() => portsReader.list(), []);
+  // Index for index with portReaders; undefined where a port was bad (reported).
+  const read = portReaders.map((r) => r.recover(() => readServicePort(r, portReaders.length > 1), undefined));
+  const ports = read.filter((p): p is ServicePort => p !== undefined);
+  if (portsReader.absent || (Array.isArray(portsReader.value) && portsReader.value.length === 0)) {
+    if ((type === 'LoadBalancer' || type === 'NodePort') && !addressing?.headless) portsReader.report(`required for type ${type}`);
+  }
+  const seenPorts = new Map<string, number>();
+  const seenNames = new Map<string, number>();
+  read.forEach((p, i) => {
+    if (!p) return;
+    const key = `${p.port}/${p.protocol}`;
+    const prev = seenPorts.get(key);
+    if (prev !== undefined) portReaders[i]!.report(`duplicate of ports[${prev}] (${key})`);
+    seenPorts.set(key, i);
+    const prevName = seenNames.get(p.name);
+    if (prevName !== undefined) portReaders[i]!.get('name').report(`duplicate of ports[${prevName}].name`);
+    seenNames.set(p.name, i);
+  });
+
+  const externalIPs = readAddressList(spec.get('externalIPs'));
+  const loadBalancerIPReader = spec.get('loadBalancerIP');
+  const loadBalancerIP = loadBalancerIPReader.recover(() => loadBalancerIPReader.optString(), undefined);
+  if (loadBalancerIP !== undefined) {
+    const problem = checkAddress(loadBalancerIP);
+    if (problem) loadBalancerIPReader.report(problem);
+  }
+  let loadBalancerSourceRanges = readCidrList(spec.get('loadBalancerSourceRanges'));
+  if (loadBalancerSourceRanges.length === 0 && meta.annotations[SOURCE_RANGES_ANNOTATION]) {
+    const annotation = ctx.root.get('metadata').get('annotations').get(SOURCE_RANGES_ANNOTATION);
+    loadBalancerSourceRanges = meta.annotations[SOURCE_RANGES_ANNOTATION]
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    for (const cidr of loadBalancerSourceRanges) {
+      const problem = checkCidr(cidr);
+      if (problem) annotation.report(problem);
+    }
+  }
+
+  const loadBalancerClassReader = spec.get('loadBalancerClass');
+  const loadBalancerClass = loadBalancerClassReader.recover(() => loadBalancerClassReader.optString(), undefined);
+  if (loadBalancerClass !== undefined && type !== undefined && type !== 'LoadBalancer') {
+    loadBalancerClassReader.report(`may only be set for type LoadBalancer, not ${type}`);
+  }
+
+  const sessionAffinity = spec.recover(() => spec.get('sessionAffinity').oneOf(['None', 'ClientIP'] as const, 'None'), 'None');
+  const sessionAffinityTimeoutSeconds = spec.recover(
+    () => spec.get('sessionAffinityConfig').get('clientIP').get('timeoutSeconds').integer(1, 86400, 10800),
+    10800,
+  );
+
+  const service: Service = {
+    kind: 'Service',
+    meta,
+    type: type ?? 'ClusterIP',
+    ipFamilies: addressing?.ipFamilies ?? ['IPv4'],
+    ipFamilyPolicy: addressing?.ipFamilyPolicy ?? 'SingleStack',
+    clusterIPs: addressing?.clusterIPs ?? [],
+    ports,
+    externalIPs,
+    externalTrafficPolicy: spec.recover(() => spec.get('externalTrafficPolicy').oneOf(['Cluster', 'Local'] as const, 'Cluster'), 'Cluster'),
+    sessionAffinity,
+    sessionAffinityTimeoutSeconds,
+    loadBalancerSourceRanges,
+    allocateLoadBalancerNodePorts: spec.recover(() => spec.get('allocateLoadBalancerNodePorts').boolean(true), true),
+    status: ctx.root.recover(() => readServiceStatus(ctx.root.get('status')), { ingress: [], conditions: [] }),
+  };
+  if (loadBalancerClass !== undefined) service.loadBalancerClass = loadBalancerClass;
+  if (loadBalancerIP !== undefined) service.loadBalancerIP = loadBalancerIP;
+  return service;
+}
+
+/**
+ * clusterIPs, clusterIP, ipFamilies and ipFamilyPolicy, which are checked
+ * against each other: read together, and the first problem among them is the
+ * one reported (the others would only echo it).
+ */
+function readServiceAddressing(spec: FieldReader): Pick<Service, 'clusterIPs' | 'ipFamilies' | 'ipFamilyPolicy'> & { headless: boolean } {
   // clusterIPs wins; a lone clusterIP is its first element (the API server keeps them in step).
   const clusterIPsReader = spec.get('clusterIPs');
   let clusterIPs = clusterIPsReader.list().map((r) => readClusterIP(r));
@@ -378,77 +471,7 @@ function parseServiceObject(ctx: Context): Service {
       }
     });
   }
-
-  const portsReader = spec.get('ports');
-  const portReaders = portsReader.list();
-  const ports = portReaders.map((r) => readServicePort(r, portReaders.length > 1));
-  if (ports.length === 0 && (type === 'LoadBalancer' || type === 'NodePort') && !headless) {
-    portsReader.fail(`required for type ${type}`);
-  }
-  const seenPorts = new Map<string, number>();
-  const seenNames = new Map<string, number>();
-  ports.forEach((p, i) => {
-    const key = `${p.port}/${p.protocol}`;
-    const prev = seenPorts.get(key);
-    if (prev !== undefined) portReaders[i]!.fail(`duplicate of ports[${prev}] (${key})`);
-    seenPorts.set(key, i);
-    const prevName = seenNames.get(p.name);
-    if (prevName !== undefined) portReaders[i]!.get('name').fail(`duplicate of ports[${prevName}].name`);
-    seenNames.set(p.name, i);
-  });
-
-  const externalIPs = readAddressList(spec.get('externalIPs'));
-  const loadBalancerIPReader = spec.get('loadBalancerIP');
-  const loadBalancerIP = loadBalancerIPReader.optString();
-  if (loadBalancerIP !== undefined) {
-    const problem = checkAddress(loadBalancerIP);
-    if (problem) loadBalancerIPReader.fail(problem);
-  }
-  let loadBalancerSourceRanges = readCidrList(spec.get('loadBalancerSourceRanges'));
-  if (loadBalancerSourceRanges.length === 0 && meta.annotations[SOURCE_RANGES_ANNOTATION]) {
-    const annotation = ctx.root.get('metadata').get('annotations').get(SOURCE_RANGES_ANNOTATION);
-    loadBalancerSourceRanges = meta.annotations[SOURCE_RANGES_ANNOTATION]
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-    for (const cidr of loadBalancerSourceRanges) {
-      const problem = checkCidr(cidr);
-      if (problem) annotation.fail(problem);
-    }
-  }
-
-  const loadBalancerClassReader = spec.get('loadBalancerClass');
-  const loadBalancerClass = loadBalancerClassReader.optString();
-  if (loadBalancerClass !== undefined && type !== 'LoadBalancer') {
-    loadBalancerClassReader.fail(`may only be set for type LoadBalancer, not ${type}`);
-  }
-
-  const sessionAffinity = spec.get('sessionAffinity').oneOf(['None', 'ClientIP'] as const, 'None');
-  const sessionAffinityTimeoutSeconds = spec
-    .get('sessionAffinityConfig')
-    .get('clientIP')
-    .get('timeoutSeconds')
-    .integer(1, 86400, 10800);
-
-  const service: Service = {
-    kind: 'Service',
-    meta,
-    type,
-    ipFamilies,
-    ipFamilyPolicy,
-    clusterIPs,
-    ports,
-    externalIPs,
-    externalTrafficPolicy: spec.get('externalTrafficPolicy').oneOf(['Cluster', 'Local'] as const, 'Cluster'),
-    sessionAffinity,
-    sessionAffinityTimeoutSeconds,
-    loadBalancerSourceRanges,
-    allocateLoadBalancerNodePorts: spec.get('allocateLoadBalancerNodePorts').boolean(true),
-    status: readServiceStatus(ctx.root.get('status')),
-  };
-  if (loadBalancerClass !== undefined) service.loadBalancerClass = loadBalancerClass;
-  if (loadBalancerIP !== undefined) service.loadBalancerIP = loadBalancerIP;
-  return service;
+  return { clusterIPs, ipFamilies, ipFamilyPolicy, headless };
 }
 
 function readClusterIP(r: FieldReader): string {
@@ -463,10 +486,10 @@ function readServicePort(r: FieldReader, nameRequired: boolean): ServicePort {
   r.object();
   const nameReader = r.get('name');
   const name = nameReader.optString() ?? '';
-  if (name === '' && nameRequired) nameReader.fail('required when the service has more than one port');
+  if (name === '' && nameRequired) nameReader.report('required when the service has more than one port');
   if (name !== '') {
     const problem = checkPortName(name);
-    if (problem) nameReader.fail(problem);
+    if (problem) nameReader.report(problem);
   }
   const port = r.get('port').integer(1, 65535);
   const protocol = r.get('protocol').oneOf(PROTOCOLS, 'TCP');
@@ -490,19 +513,19 @@ function readServicePort(r: FieldReader, nameRequired: boolean): ServicePort {
 }
 
 function readAddressList(r: FieldReader): string[] {
-  return r.list().map((item) => {
+  return r.items((item) => {
     const text = item.string();
     const problem = checkAddress(text);
-    if (problem) item.fail(problem);
+    if (problem) item.report(problem);
     return text;
   });
 }
 
 function readCidrList(r: FieldReader): string[] {
-  return r.list().map((item) => {
+  return r.items((item) => {
     const text = item.string();
     const problem = checkCidr(text);
-    if (problem) item.fail(problem);
+    if (problem) item.report(problem);
     return text;
   });
 }
@@ -510,19 +533,19 @@ function readCidrList(r: FieldReader): string[] {
 /** Status is written by controllers (ours or others); entries without an IP (hostname-only) are skipped. */
 function readServiceStatus(r: FieldReader): Service['status'] {
   const ingress: LoadBalancerIngress[] = [];
-  for (const item of r.get('loadBalancer').get('ingress').list()) {
+  r.get('loadBalancer').get('ingress').items((item) => {
     const ipReader = item.get('ip');
     const ip = ipReader.optString();
-    if (ip === undefined) continue;
+    if (ip === undefined) return;
     const problem = checkAddress(ip);
-    if (problem) ipReader.fail(problem);
+    if (problem) ipReader.report(problem);
     ingress.push({ ip });
-  }
+  });
   return { ingress, conditions: readConditions(r.get('conditions')) };
 }
 
 function readConditions(r: FieldReader): Condition[] {
-  return r.list().map((item) => {
+  return r.items((item) => {
     item.object();
     const condition: Condition = {
       type: item.get('type').nonEmptyString(),
@@ -545,41 +568,39 @@ function parseEndpointSliceObject(ctx: Context): EndpointSlice {
   const labelReader = ctx.root.get('metadata').get('labels').get(SERVICE_NAME_LABEL);
   const serviceName = labelReader.nonEmptyString();
   const serviceNameProblem = checkServiceName(serviceName);
-  if (serviceNameProblem) labelReader.fail(serviceNameProblem);
+  if (serviceNameProblem) labelReader.report(serviceNameProblem);
 
   const weightText = meta.annotations[WEIGHT_ANNOTATION];
   let weight = 1;
   if (weightText !== undefined) {
     const weightReader = ctx.root.get('metadata').get('annotations').get(WEIGHT_ANNOTATION);
     if (!/^(0|[1-9][0-9]{0,4})$/.test(weightText.trim()) || Number(weightText) > 65535) {
-      weightReader.fail(`${show(weightText)} is not a weight (an integer 0..65535)`);
-    }
-    weight = Number(weightText);
+      weightReader.report(`${show(weightText)} is not a weight (an integer 0..65535)`);
+    } else weight = Number(weightText);
   }
 
   const addressType = ctx.root.get('addressType').oneOf(['IPv4', 'IPv6', 'FQDN'] as const);
   const ports: EndpointPort[] = [];
-  for (const r of ctx.root.get('ports').list()) {
+  ctx.root.get('ports').items((r) => {
     r.object();
     const portReader = r.get('port');
     // A nil port means "all ports" in the API; pharos needs a port to forward to.
     if (portReader.absent) {
       ctx.warn(`${r.path}: no port (all ports) is not supported; entry skipped`);
-      continue;
+      return;
     }
     const nameReader = r.get('name');
     const name = nameReader.optString() ?? '';
     if (name !== '') {
       const problem = checkPortName(name);
-      if (problem) nameReader.fail(problem);
+      if (problem) nameReader.report(problem);
     }
     ports.push({ name, port: portReader.integer(1, 65535), protocol: r.get('protocol').oneOf(PROTOCOLS, 'TCP') });
-  }
+  });
 
   const endpoints: Endpoint[] = ctx.root
     .get('endpoints')
-    .list()
-    .map((r) => {
+    .items((r) => {
       r.object();
       const addressesReader = r.get('addresses');
       const addresses = addressesReader.list().map((a) => {
@@ -647,13 +668,21 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 function parseSecretObject(ctx: Context): Secret {
   const meta = readMeta(ctx, 'namespaced');
   const data: Record<string, string> = {};
-  for (const [key, r] of ctx.root.get('data').entries()) {
-    const encoded = r.string();
-    if (!BASE64.test(encoded)) r.fail('is not valid base64');
-    data[key] = Buffer.from(encoded, 'base64').toString('utf8');
+  const dataReader = ctx.root.get('data');
+  for (const [key, r] of dataReader.recover(() => dataReader.entries(), [])) {
+    r.recover(() => {
+      const encoded = r.string();
+      if (!BASE64.test(encoded)) r.report('is not valid base64');
+      data[key] = Buffer.from(encoded, 'base64').toString('utf8');
+    }, undefined);
   }
   // stringData is write-only in the API (merged into data, winning); manifests use it.
-  for (const [key, r] of ctx.root.get('stringData').entries()) data[key] = r.string();
+  const stringData = ctx.root.get('stringData');
+  for (const [key, r] of stringData.recover(() => stringData.entries(), [])) {
+    r.recover(() => {
+      data[key] = r.string();
+    }, undefined);
+  }
   return { kind: 'Secret', meta, data };
 }
 
@@ -664,23 +693,25 @@ function parsePoolObject(ctx: Context): IPPool {
   const spec = ctx.root.get('spec');
   spec.object();
   if (ctx.flavor === 'pharos') spec.onlyKeys(['blocks', 'serviceSelector', 'disabled', 'allowFirstLastIPs']);
-  const blocks = spec.get('blocks').list().map((r) => readBlock(r, ctx.flavor));
-  if (ctx.flavor === 'cilium') {
-    // Cilium before 1.15 wrote spec.cidrs[] {cidr}; v2alpha1 still accepts it next to blocks.
-    for (const r of spec.get('cidrs').list()) blocks.push(readBlock(r, ctx.flavor));
-  }
-  if (blocks.length === 0) {
-    spec.get('blocks').fail(ctx.flavor === 'cilium' ? 'at least one block (or cidr) is required' : 'at least one block is required');
+  const blocksReader = spec.get('blocks');
+  const blocks = blocksReader.items((r) => readBlock(r, ctx.flavor));
+  // Cilium before 1.15 wrote spec.cidrs[] {cidr}; v2alpha1 still accepts it next to blocks.
+  const cidrsReader = spec.get('cidrs');
+  if (ctx.flavor === 'cilium') blocks.push(...cidrsReader.items((r) => readBlock(r, ctx.flavor)));
+  // None written at all (a written but bad block has been reported already).
+  const written = (r: FieldReader): number => (r.absent ? 0 : Array.isArray(r.value) ? r.value.length : 1);
+  if (written(blocksReader) + (ctx.flavor === 'cilium' ? written(cidrsReader) : 0) === 0) {
+    blocksReader.report(ctx.flavor === 'cilium' ? 'at least one block (or cidr) is required' : 'at least one block is required');
   }
   const pool: IPPool = {
     kind: 'LoadBalancerIPPool',
     meta,
     flavor: ctx.flavor,
     blocks,
-    disabled: spec.get('disabled').boolean(false),
-    allowFirstLastIPs: spec.get('allowFirstLastIPs').oneOf(['Yes', 'No'] as const, 'Yes') === 'Yes',
+    disabled: spec.recover(() => spec.get('disabled').boolean(false), false),
+    allowFirstLastIPs: spec.recover(() => spec.get('allowFirstLastIPs').oneOf(['Yes', 'No'] as const, 'Yes'), 'Yes') === 'Yes',
   };
-  const serviceSelector = readSelector(spec.get('serviceSelector'));
+  const serviceSelector = spec.recover(() => readSelector(spec.get('serviceSelector')), undefined);
   if (serviceSelector) pool.serviceSelector = serviceSelector;
   return pool;
 }
@@ -729,18 +760,15 @@ function parseL2PolicyObject(ctx: Context): L2Policy {
   if (ctx.flavor === 'pharos') {
     spec.onlyKeys(['serviceSelector', 'nodeSelector', 'interfaces', 'loadBalancerIPs', 'externalIPs']);
   }
-  const interfaces = spec
-    .get('interfaces')
-    .list()
-    .map((r) => {
-      const pattern = r.string();
-      try {
-        new RegExp(pattern);
-      } catch (err) {
-        r.fail(`${show(pattern)} is not a valid regular expression: ${(err as Error).message}`);
-      }
-      return pattern;
-    });
+  const interfaces = spec.get('interfaces').items((r) => {
+    const pattern = r.string();
+    try {
+      new RegExp(pattern);
+    } catch (err) {
+      r.report(`${show(pattern)} is not a valid regular expression: ${(err as Error).message}`);
+    }
+    return pattern;
+  });
   // Cilium's booleans default to false; pharos announces load-balancer IPs unless told not to,
   // because a policy that announces nothing is never what a user meant.
   const policy: L2Policy = {
@@ -748,15 +776,15 @@ function parseL2PolicyObject(ctx: Context): L2Policy {
     meta,
     flavor: ctx.flavor,
     interfaces,
-    loadBalancerIPs: spec.get('loadBalancerIPs').boolean(ctx.flavor === 'pharos'),
-    externalIPs: spec.get('externalIPs').boolean(false),
+    loadBalancerIPs: spec.recover(() => spec.get('loadBalancerIPs').boolean(ctx.flavor === 'pharos'), ctx.flavor === 'pharos'),
+    externalIPs: spec.recover(() => spec.get('externalIPs').boolean(false), false),
   };
   if (!policy.loadBalancerIPs && !policy.externalIPs) {
     ctx.warn('announces nothing: neither spec.loadBalancerIPs nor spec.externalIPs is true');
   }
-  const serviceSelector = readSelector(spec.get('serviceSelector'));
+  const serviceSelector = spec.recover(() => readSelector(spec.get('serviceSelector')), undefined);
   if (serviceSelector) policy.serviceSelector = serviceSelector;
-  const nodeSelector = readSelector(spec.get('nodeSelector'));
+  const nodeSelector = spec.recover(() => readSelector(spec.get('nodeSelector')), undefined);
   if (nodeSelector) policy.nodeSelector = nodeSelector;
   return policy;
 }
@@ -787,16 +815,22 @@ function parseBgpPolicyObject(ctx: Context): BgpPolicy {
   spec.object();
   if (ctx.flavor === 'pharos') spec.onlyKeys(['nodeSelector', 'virtualRouters']);
   const routersReader = spec.get('virtualRouters');
-  const virtualRouters = routersReader.list().map((r) => readVirtualRouter(r, ctx));
-  if (virtualRouters.length === 0) routersReader.fail('at least one virtual router is required');
+  const routerReaders = routersReader.recover(() => routersReader.list(), []);
+  // Index for index with routerReaders; undefined where a router was bad (reported).
+  const read = routerReaders.map((r) => r.recover(() => readVirtualRouter(r, ctx), undefined));
+  const virtualRouters = read.filter((vr): vr is BgpVirtualRouter => vr !== undefined);
+  if (routerReaders.length === 0 && (routersReader.absent || Array.isArray(routersReader.value))) {
+    routersReader.report('at least one virtual router is required');
+  }
   const seenASN = new Map<number, number>();
-  virtualRouters.forEach((vr, i) => {
+  read.forEach((vr, i) => {
+    if (!vr || vr.localASN === 0) return; // 0: its localASN was bad (reported)
     const prev = seenASN.get(vr.localASN);
-    if (prev !== undefined) routersReader.list()[i]!.get('localASN').fail(`duplicate of virtualRouters[${prev}].localASN (${vr.localASN})`);
+    if (prev !== undefined) routerReaders[i]!.get('localASN').report(`duplicate of virtualRouters[${prev}].localASN (${vr.localASN})`);
     seenASN.set(vr.localASN, i);
   });
   const policy: BgpPolicy = { kind: 'BGPPeeringPolicy', meta, flavor: ctx.flavor, virtualRouters };
-  const nodeSelector = readSelector(spec.get('nodeSelector'));
+  const nodeSelector = spec.recover(() => readSelector(spec.get('nodeSelector')), undefined);
   if (nodeSelector) policy.nodeSelector = nodeSelector;
   return policy;
 }
@@ -806,49 +840,56 @@ function readVirtualRouter(r: FieldReader, ctx: Context): BgpVirtualRouter {
   if (ctx.flavor === 'pharos') {
     r.onlyKeys(['localASN', 'exportPodCIDR', 'serviceSelector', 'serviceAdvertisements', 'neighbors']);
   }
-  const localASN = r.get('localASN').integer(1, MAX_ASN);
+  const localASN = r.recover(() => r.get('localASN').integer(1, MAX_ASN), 0);
   const adsReader = r.get('serviceAdvertisements');
   // Cilium's default when the list is absent: LoadBalancer IPs only.
   let serviceAdvertisements: BgpVirtualRouter['serviceAdvertisements'] = ['LoadBalancerIP'];
   if (!adsReader.absent) {
-    serviceAdvertisements = [];
-    for (const item of adsReader.list()) {
+    const ads: BgpVirtualRouter['serviceAdvertisements'] = [];
+    adsReader.items((item) => {
       // Cilium also knows ClusterIP (skipped with a warning); pharos' own kind does not.
       const kind = item.oneOf<'LoadBalancerIP' | 'ExternalIP' | 'ClusterIP'>(
         ctx.flavor === 'cilium' ? ['LoadBalancerIP', 'ExternalIP', 'ClusterIP'] : ['LoadBalancerIP', 'ExternalIP'],
       );
       if (kind === 'ClusterIP') {
         ctx.warn(`${item.path}: ClusterIP advertisement is not supported by pharos; skipped`);
-        continue;
+        return;
       }
-      if (!serviceAdvertisements.includes(kind)) serviceAdvertisements.push(kind);
-    }
+      if (!ads.includes(kind)) ads.push(kind);
+    });
+    serviceAdvertisements = ads;
   }
   if (ctx.flavor === 'cilium' && !r.get('podIPPoolSelector').absent) {
     ctx.warn(`${r.path}.podIPPoolSelector: multi-pool pod IPAM is not supported by pharos; ignored`);
   }
   const neighborsReader = r.get('neighbors');
-  const neighbors = neighborsReader.list().map((n) => readNeighbor(n, ctx));
-  if (neighbors.length === 0) neighborsReader.fail('at least one neighbor is required');
+  const neighborReaders = neighborsReader.recover(() => neighborsReader.list(), []);
+  // Index for index with neighborReaders; undefined where a neighbor was bad (reported).
+  const read = neighborReaders.map((n) => n.recover(() => readNeighbor(n, ctx), undefined));
+  const neighbors = read.filter((n): n is BgpNeighbor => n !== undefined);
+  if (neighborReaders.length === 0 && (neighborsReader.absent || Array.isArray(neighborsReader.value))) {
+    neighborsReader.report('at least one neighbor is required');
+  }
   const seenPeers = new Map<string, number>();
-  neighbors.forEach((n, i) => {
+  read.forEach((n, i) => {
+    if (!n) return;
     const address = n.peerAddress.split('/')[0]!;
     const prev = seenPeers.get(address);
-    if (prev !== undefined) neighborsReader.list()[i]!.get('peerAddress').fail(`duplicate of neighbors[${prev}].peerAddress`);
+    if (prev !== undefined) neighborReaders[i]!.get('peerAddress').report(`duplicate of neighbors[${prev}].peerAddress`);
     seenPeers.set(address, i);
   });
   const router: BgpVirtualRouter = {
     localASN,
-    exportPodCIDR: r.get('exportPodCIDR').boolean(false),
+    exportPodCIDR: r.recover(() => r.get('exportPodCIDR').boolean(false), false),
     serviceAdvertisements,
     neighbors,
   };
-  const serviceSelector = readSelector(r.get('serviceSelector'));
+  const serviceSelector = r.recover(() => readSelector(r.get('serviceSelector')), undefined);
   if (serviceSelector) router.serviceSelector = serviceSelector;
   return router;
 }
 
-function readNeighbor(r: FieldReader, ctx: Context): BgpNeighbor {
+function readNeighbor(r: FieldReader, ctx: Context): BgpNeighbor | undefined {
   r.object();
   if (ctx.flavor === 'pharos') {
     r.onlyKeys([
@@ -870,80 +911,95 @@ function readNeighbor(r: FieldReader, ctx: Context): BgpNeighbor {
     ]);
   }
   const peerReader = r.get('peerAddress');
-  const peerAddress = peerReader.nonEmptyString();
-  if (peerAddress.includes('/')) {
-    const family = cidrFamily(peerAddress);
-    if (!family) peerReader.fail(`${show(peerAddress)} is not an address or a CIDR`);
-    const length = Number(peerAddress.split('/')[1]);
-    if (length !== (family === 'IPv4' ? 32 : 128)) {
-      peerReader.fail(`${show(peerAddress)} must name one host (/${family === 'IPv4' ? 32 : 128})`);
-    }
-  } else if (!addressFamily(peerAddress)) {
-    peerReader.fail(`${show(peerAddress)} is not an IP address`);
-  }
-  const holdTimeSeconds = r.get('holdTimeSeconds').integer(3, 65535, 90);
+  // Undefined when bad (reported): the checks against it are skipped.
+  const peerAddress = peerReader.recover(() => readPeerAddress(peerReader), undefined);
+  const holdTimeSeconds = r.recover(() => r.get('holdTimeSeconds').integer(3, 65535, 90), undefined);
   const keepAliveReader = r.get('keepAliveTimeSeconds');
-  const keepAliveTimeSeconds = keepAliveReader.integer(1, 65535, 30);
-  if (keepAliveTimeSeconds > holdTimeSeconds) {
-    keepAliveReader.fail(`${keepAliveTimeSeconds} must not exceed holdTimeSeconds (${holdTimeSeconds})`);
+  const keepAliveTimeSeconds = keepAliveReader.recover(() => keepAliveReader.integer(1, 65535, 30), undefined);
+  if (keepAliveTimeSeconds !== undefined && holdTimeSeconds !== undefined && keepAliveTimeSeconds > holdTimeSeconds) {
+    keepAliveReader.report(`${keepAliveTimeSeconds} must not exceed holdTimeSeconds (${holdTimeSeconds})`);
   }
   const gr = r.get('gracefulRestart');
-  if (!gr.absent) {
-    gr.object();
-    if (ctx.flavor === 'pharos') gr.onlyKeys(['enabled', 'restartTimeSeconds']);
-  }
+  const grUsable = gr.recover(() => {
+    if (!gr.absent) {
+      gr.object();
+      if (ctx.flavor === 'pharos') gr.onlyKeys(['enabled', 'restartTimeSeconds']);
+    }
+    return true;
+  }, false);
+  const field = <T>(read: () => T, fallback: T): T => r.recover(read, fallback);
   const neighbor: BgpNeighbor = {
-    peerAddress,
-    peerASN: r.get('peerASN').integer(1, MAX_ASN),
-    peerPort: r.get('peerPort').integer(1, 65535, 179),
-    eBGPMultihopTTL: r.get('eBGPMultihopTTL').integer(1, 255, 1),
-    connectRetryTimeSeconds: r.get('connectRetryTimeSeconds').integer(1, 2147483647, 120),
-    holdTimeSeconds,
-    keepAliveTimeSeconds,
+    peerAddress: peerAddress ?? '',
+    peerASN: field(() => r.get('peerASN').integer(1, MAX_ASN), 0),
+    peerPort: field(() => r.get('peerPort').integer(1, 65535, 179), 179),
+    eBGPMultihopTTL: field(() => r.get('eBGPMultihopTTL').integer(1, 255, 1), 1),
+    connectRetryTimeSeconds: field(() => r.get('connectRetryTimeSeconds').integer(1, 2147483647, 120), 120),
+    holdTimeSeconds: holdTimeSeconds ?? 90,
+    keepAliveTimeSeconds: keepAliveTimeSeconds ?? 30,
     // RFC 4724: the restart time is a 12-bit field.
     gracefulRestart: {
-      enabled: gr.get('enabled').boolean(false),
-      restartTimeSeconds: gr.get('restartTimeSeconds').integer(1, 4095, 120),
+      enabled: grUsable ? field(() => gr.get('enabled').boolean(false), false) : false,
+      restartTimeSeconds: grUsable ? field(() => gr.get('restartTimeSeconds').integer(1, 4095, 120), 120) : 120,
     },
-    families: readFamilies(r.get('families'), ctx),
+    families: field(() => readFamilies(r.get('families'), ctx), []),
     advertisedPathAttributes: r
       .get('advertisedPathAttributes')
-      .list()
-      .flatMap((a) => readPathAttributes(a, ctx)),
+      .items((a) => readPathAttributes(a, ctx))
+      .flat(),
   };
   const secretReader = r.get('authSecretRef');
-  const authSecretRef = secretReader.optString();
+  const authSecretRef = secretReader.recover(() => secretReader.optString(), undefined);
   if (authSecretRef !== undefined) {
     const problem = checkSubdomain(authSecretRef);
-    if (problem) secretReader.fail(problem);
+    if (problem) secretReader.report(problem);
     neighbor.authSecretRef = authSecretRef;
   }
   if (ctx.flavor === 'pharos') {
     const passwordReader = r.get('password');
-    const password = passwordReader.optString();
+    const password = passwordReader.recover(() => passwordReader.optString(), undefined);
     if (password !== undefined) {
-      if (authSecretRef !== undefined) passwordReader.fail('give either password or authSecretRef, not both');
+      if (authSecretRef !== undefined) passwordReader.report('give either password or authSecretRef, not both');
       // TCP MD5 keys are at most 80 bytes (TCP_MD5SIG_MAXKEYLEN).
-      if (Buffer.byteLength(password) > 80) passwordReader.fail('must be at most 80 bytes (TCP MD5 key limit)');
+      else if (Buffer.byteLength(password) > 80) passwordReader.report('must be at most 80 bytes (TCP MD5 key limit)');
       neighbor.password = password;
     }
     const sourceReader = r.get('sourceAddress');
-    const sourceAddress = sourceReader.optString();
+    const sourceAddress = sourceReader.recover(() => sourceReader.optString(), undefined);
     if (sourceAddress !== undefined) {
       const family = addressFamily(sourceAddress);
-      if (!family) sourceReader.fail(`${show(sourceAddress)} is not an IP address`);
-      if (family !== addressFamily(peerAddress.split('/')[0]!)) {
-        sourceReader.fail(`${show(sourceAddress)} is ${family} but peerAddress is not`);
+      if (!family) sourceReader.report(`${show(sourceAddress)} is not an IP address`);
+      else if (peerAddress !== undefined && family !== addressFamily(peerAddress.split('/')[0]!)) {
+        sourceReader.report(`${show(sourceAddress)} is ${family} but peerAddress is not`);
       }
       neighbor.sourceAddress = sourceAddress;
     }
     // Received-prefix limit (pharos extension; FRR `maximum-prefix`, bird `receive limit`).
-    const maxPrefixes = r.get('maxPrefixes').optInteger(1, 4294967295);
+    const maxPrefixes = field(() => r.get('maxPrefixes').optInteger(1, 4294967295), undefined);
     if (maxPrefixes !== undefined) neighbor.maxPrefixes = maxPrefixes;
     const actionReader = r.get('maxPrefixAction');
-    if (!actionReader.absent) neighbor.maxPrefixAction = actionReader.oneOf(['restart', 'drop'] as const);
+    if (!actionReader.absent) {
+      const action = actionReader.recover(() => actionReader.oneOf(['restart', 'drop'] as const), undefined);
+      if (action !== undefined) neighbor.maxPrefixAction = action;
+    }
   }
-  return neighbor;
+  // Without a usable peer address (reported) it is left out, and so out of the duplicate check.
+  return peerAddress === undefined ? undefined : neighbor;
+}
+
+/** `address` or `address/32` (`/128`): one host. */
+function readPeerAddress(r: FieldReader): string {
+  const peerAddress = r.nonEmptyString();
+  if (peerAddress.includes('/')) {
+    const family = cidrFamily(peerAddress);
+    if (!family) r.fail(`${show(peerAddress)} is not an address or a CIDR`);
+    const length = Number(peerAddress.split('/')[1]);
+    if (length !== (family === 'IPv4' ? 32 : 128)) {
+      r.fail(`${show(peerAddress)} must name one host (/${family === 'IPv4' ? 32 : 128})`);
+    }
+  } else if (!addressFamily(peerAddress)) {
+    r.fail(`${show(peerAddress)} is not an IP address`);
+  }
+  return peerAddress;
 }
 
 function readFamilies(r: FieldReader, ctx: Context): BgpNeighbor['families'] {
@@ -955,14 +1011,14 @@ function readFamilies(r: FieldReader, ctx: Context): BgpNeighbor['families'] {
     ];
   }
   const families: BgpNeighbor['families'] = [];
-  for (const item of r.list()) {
+  r.items((item) => {
     item.object();
     if (ctx.flavor === 'pharos') item.onlyKeys(['afi', 'safi']);
     const afi = item.get('afi').oneOf(['ipv4', 'ipv6'] as const);
     const safi = item.get('safi').oneOf(['unicast'] as const);
     if (families.some((f) => f.afi === afi && f.safi === safi)) item.fail(`${afi}/${safi} is listed twice`);
     families.push({ afi, safi });
-  }
+  });
   return families;
 }
 
@@ -981,11 +1037,11 @@ function readPathAttributes(r: FieldReader, ctx: Context): BgpPathAttributes[] {
   }
   const attributes: BgpPathAttributes = {
     selectorType: selectorType as BgpPathAttributes['selectorType'],
-    communities: readCommunities(r.get('communities'), ctx),
+    communities: r.recover(() => readCommunities(r.get('communities'), ctx), { standard: [], large: [] }),
   };
-  const selector = readSelector(r.get('selector'));
+  const selector = r.recover(() => readSelector(r.get('selector')), undefined);
   if (selector) attributes.selector = selector;
-  const localPreference = r.get('localPreference').optInteger(0, 4294967295);
+  const localPreference = r.recover(() => r.get('localPreference').optInteger(0, 4294967295), undefined);
   if (localPreference !== undefined) attributes.localPreference = localPreference;
   return [attributes];
 }
@@ -994,28 +1050,22 @@ function readCommunities(r: FieldReader, ctx: Context): BgpCommunities {
   if (r.absent) return { standard: [], large: [] };
   r.object();
   if (ctx.flavor === 'pharos') r.onlyKeys(['standard', 'large', 'wellKnown']);
-  const standard = r
-    .get('standard')
-    .list()
-    .map((item) => {
-      const text = item.string();
-      if (!isStandardCommunity(text) && !(WELL_KNOWN_COMMUNITIES as readonly string[]).includes(text)) {
-        item.fail(`${show(text)} is not a community (ASN:value with each part 0..65535, a 32-bit number, or a well-known name)`);
-      }
-      return text;
-    });
-  for (const item of r.get('wellKnown').list()) standard.push(item.oneOf(WELL_KNOWN_COMMUNITIES));
-  const large = r
-    .get('large')
-    .list()
-    .map((item) => {
-      const text = item.string();
-      const parts = text.split(':');
-      if (parts.length !== 3 || !parts.every((p) => /^(0|[1-9][0-9]{0,9})$/.test(p) && Number(p) <= MAX_ASN)) {
-        item.fail(`${show(text)} is not a large community (global:local1:local2, each 0..4294967295)`);
-      }
-      return text;
-    });
+  const standard = r.get('standard').items((item) => {
+    const text = item.string();
+    if (!isStandardCommunity(text) && !(WELL_KNOWN_COMMUNITIES as readonly string[]).includes(text)) {
+      item.report(`${show(text)} is not a community (ASN:value with each part 0..65535, a 32-bit number, or a well-known name)`);
+    }
+    return text;
+  });
+  standard.push(...r.get('wellKnown').items((item) => item.oneOf(WELL_KNOWN_COMMUNITIES)));
+  const large = r.get('large').items((item) => {
+    const text = item.string();
+    const parts = text.split(':');
+    if (parts.length !== 3 || !parts.every((p) => /^(0|[1-9][0-9]{0,9})$/.test(p) && Number(p) <= MAX_ASN)) {
+      item.report(`${show(text)} is not a large community (global:local1:local2, each 0..4294967295)`);
+    }
+    return text;
+  });
   return { standard, large };
 }
 

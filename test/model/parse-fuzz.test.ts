@@ -71,12 +71,20 @@ const hostile = fc.oneof(
 function checkResult(input: unknown): void {
   const r = parseObject(input);
   if (r.ok || r.ignored) return;
-  const field = r.error.field;
   const existing = new Set(paths(input));
-  // A field is either in the input, or a missing child of something that is.
-  const parent = field.replace(/((^|\.)[A-Za-z_][A-Za-z0-9_]*|\[[^\]]*\])$/, '');
-  if (!existing.has(field) && !existing.has(parent)) throw new Error(`error names ${field}, not in the input: ${r.error.toString()}`);
-  if (!r.error.toString().includes(r.error.message)) throw new Error('toString lost the message');
+  const seen = new Set<string>();
+  // Every error of the object (issue 17: all are reported), not only the first.
+  for (const e of r.error.all) {
+    const field = e.field;
+    // A field is either in the input, or a missing child of something that is.
+    const parent = field.replace(/((^|\.)[A-Za-z_][A-Za-z0-9_]*|\[[^\]]*\])$/, '');
+    if (!existing.has(field) && !existing.has(parent)) throw new Error(`error names ${field}, not in the input: ${r.error.toString()}`);
+    if (!r.error.toString().includes(e.message)) throw new Error('toString lost a message');
+    if (e.kind !== r.error.kind || e.name !== r.error.name || e.namespace !== r.error.namespace) throw new Error(`errors of two objects: ${r.error.toString()}`);
+    const line = `${field}: ${e.message}`;
+    if (seen.has(line)) throw new Error(`reported twice: ${line}`);
+    seen.add(line);
+  }
 }
 
 t.test('arbitrary JSON never throws', async (t) => {
@@ -98,4 +106,16 @@ t.test('mutated valid manifests never throw and name an existing field', async (
     { numRuns: 3000 },
   );
   t.pass('3000 mutations');
+});
+
+t.test('several mutations at once never throw, and every error names an existing field once', async (t) => {
+  fc.assert(
+    fc.property(fc.nat(valid.length - 1), fc.array(fc.tuple(fc.nat(), hostile), { minLength: 2, maxLength: 4 }), (which, edits) => {
+      let input: unknown = valid[which];
+      for (const [pick, replacement] of edits) input = mutate(input, pick, replacement);
+      checkResult(input);
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass('2000 multi-mutations');
 });

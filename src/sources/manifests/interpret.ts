@@ -209,7 +209,7 @@ export function interpretFile(file: string, text: string | undefined, previous: 
   const problems: ManifestProblem[] = [];
   const usedLastGood = new Set<FileRecord>();
   const fresh = new Set<string>();
-  const failed: { raw: RawDocument; identity?: string; rawKind: string; problem: ManifestProblem }[] = [];
+  const failed: { raw: RawDocument; identity?: string; rawKind: string; problems: ManifestProblem[] }[] = [];
 
   for (const raw of raws) {
     const where = { file, document: raw.document, line: raw.line, ...(raw.item !== undefined ? { item: raw.item } : {}) };
@@ -232,17 +232,18 @@ export function interpretFile(file: string, text: string | undefined, previous: 
       const e = result.error;
       const modelKind = modelKindOf(raw.value);
       const identity = modelKind && e.name ? `${modelKind}/${e.namespace ? `${e.namespace}/` : ''}${e.name}` : undefined;
-      const problem: ManifestProblem = {
+      // One problem per bad field of the object (all of them, issue 17), each naming the object.
+      const mine: ManifestProblem[] = e.all.map((one) => ({
         severity: 'error',
         ...where,
-        kind: e.kind,
-        name: e.name,
-        ...(e.namespace ? { namespace: e.namespace } : {}),
-        field: e.field,
-        message: e.message,
-      };
-      problems.push(problem);
-      failed.push({ raw, rawKind: rawKindOf(raw.value), problem, ...(identity ? { identity } : {}) });
+        kind: one.kind,
+        name: one.name,
+        ...(one.namespace ? { namespace: one.namespace } : {}),
+        field: one.field,
+        message: one.message,
+      }));
+      problems.push(...mine);
+      failed.push({ raw, rawKind: rawKindOf(raw.value), problems: mine, ...(identity ? { identity } : {}) });
     }
   }
 
@@ -259,7 +260,7 @@ export function interpretFile(file: string, text: string | undefined, previous: 
       usedLastGood.add(kept);
       fresh.add(kept.identity);
       records.push({ ...kept, document: f.raw.document, ...(f.raw.item !== undefined ? { item: f.raw.item } : {}) });
-      f.problem.keptLastGood = true;
+      for (const p of f.problems) p.keptLastGood = true;
     }
   }
   records.sort((a, b) => a.document - b.document || (a.item ?? -1) - (b.item ?? -1));
