@@ -312,9 +312,10 @@ t.test('the image runs as the DaemonSet says and serves a LoadBalancer service',
     rmSync(pinDir, { recursive: true, force: true });
     rmSync(work, { recursive: true, force: true });
   });
+  // Leftovers of a crashed run, by the same exact names.
   await run(['rmdir', cgroup], { allowFail: true });
   rmSync(pinDir, { recursive: true, force: true });
-  mkdirSync(cgroup);
+  mkdirSync(cgroup, { recursive: true });
 
   await lab.addNamespace('sw');
   await lab.addBridge('sw', 'br0');
@@ -334,7 +335,8 @@ t.test('the image runs as the DaemonSet says and serves a LoadBalancer service',
   }
   await startEchoServer(lab, 'be', { name: 'be', port: 8080 });
 
-  // The cluster: a CA-signed API server address, the RBAC objects of deploy/kubernetes/, the node and one service.
+  // The cluster: an API server with a self-signed certificate for its address (the CA the pod gets),
+  // the RBAC objects of deploy/kubernetes/, the node, a pool, an L2 policy and one service.
   await run(['openssl', 'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
     '-subj', '/CN=kubernetes', '-addext', `subjectAltName=IP:${ADDR.api}`, '-keyout', join(work, 'tls.key'), '-out', join(work, 'tls.crt')]);
   const api = await startApiServer(t, lab, work, `system:serviceaccount:${ds.namespace}:${ds.serviceAccount}`);
