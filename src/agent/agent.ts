@@ -369,7 +369,11 @@ export class Agent {
     this.kube.on('warning', (msg) => this.log.warn(msg));
     let failures = 0;
     this.kube.on('failure', ({ kind, error, retryInMs }) => {
-      if (failures++ % 20 === 0) this.log.warn('Kubernetes API unreachable; serving from the last known state', { kind, error: error.message, retryInMs });
+      const forbidden = (error as { statusCode?: number }).statusCode === 403;
+      if (failures++ % 20 === 0) {
+        this.log.warn(forbidden ? 'Kubernetes API refused a read (403): the RBAC does not grant it (see deploy/kubernetes/rbac.yaml); serving from the last known state'
+          : 'Kubernetes API unreachable; serving from the last known state', { kind, error: error.message, retryInMs });
+      }
     });
     this.store.on('synced', () => {
       this.log.info('informers synced', { namespace: cfg.namespace });
