@@ -373,7 +373,11 @@ t.test('the image runs as the DaemonSet says and serves a LoadBalancer service',
 
   // hostPath volumes, mapped into the lab: the host's bpffs itself (pins under the lab node's own name),
   // a state directory of the test's, and a cgroup that holds only the container (never the host's root).
-  const hostPaths: Record<string, string> = { '/sys/fs/bpf': '/sys/fs/bpf', '/var/lib/pharos': join(pod, 'state'), '/sys/fs/cgroup': cgroup };
+  // /proc/sys/net, should the manifest mount it (Cilium's way to write sysctls from an unprivileged container), is the
+  // host's as this process sees it: sysctl files answer for the network namespace of whoever opens them (the node's).
+  const hostPaths: Record<string, string> = {
+    '/sys/fs/bpf': '/sys/fs/bpf', '/var/lib/pharos': join(pod, 'state'), '/sys/fs/cgroup': cgroup, '/proc/sys/net': '/proc/sys/net',
+  };
   const fields: Record<string, string> = {
     'status.hostIP': ADDR.node, 'status.podIP': ADDR.node, 'spec.nodeName': NODE_NAME,
     'metadata.namespace': ds.namespace, 'metadata.name': `pharos-${NODE_NAME}`,
