@@ -84,14 +84,16 @@ export function formatProblem(p: ManifestProblem): string {
  * (test/sources/manifests-parsers.test.ts).
  */
 export function readDocumentsFast(file: string, text: string): RawDocument[] | undefined {
+  const json = /\.json$/i.test(file);
   let docs: unknown[];
   try {
-    docs = /\.json$/i.test(file) ? [JSON.parse(text) as unknown] : loadAll(text, { maxAliases: 0, maxDepth: MAX_NESTING });
+    docs = json ? [JSON.parse(text) as unknown] : loadAll(text, { maxAliases: 0, maxDepth: MAX_NESTING });
   } catch {
     return undefined;
   }
   const raws: RawDocument[] = [];
-  docs.forEach((value, document) => pushDocument(raws, detachStrings(value), document));
+  // JSON.parse's strings are flat already, and its nesting is unbounded (no recursion over it here).
+  docs.forEach((value, document) => pushDocument(raws, json ? value : detachStrings(value), document));
   return raws;
 }
 
