@@ -110,7 +110,8 @@ function onlyConfigErrors(run: () => unknown): boolean {
 function validValue(spec: FlagSpec): fc.Arbitrary<unknown> | undefined {
   if (spec.choices) return fc.constantFrom(...spec.choices.filter((c) => c !== 'dsr'));
   switch (spec.key) {
-    case 'manifests': case 'stateDir': case 'pinDir': case 'namespace':
+    case 'namespace': return fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?$/);
+    case 'manifests': case 'stateDir': case 'pinDir':
       return fc.stringMatching(/^\/?[a-z0-9][a-z0-9/_-]{0,20}$/);
     case 'nodeName': return fc.stringMatching(/^[a-z0-9]([-a-z0-9.]{0,20}[a-z0-9])?$/);
     case 'interfaces': return fc.uniqueArray(fc.stringMatching(/^[a-z][a-z0-9]{0,10}$/), { maxLength: 3 });
