@@ -243,7 +243,7 @@ export class Agent {
     this.configureNode();
     if (!this.kubernetes) this.sync.touchLiveness();
     for (const name of cfg.interfaces) {
-      const { ifindex, mode, reason } = this.datapath.attachXdp(name, { mode: cfg.xdpMode });
+      const { ifindex, mode, reason } = this.datapath.attachXdp(name, { mode: cfg.xdpMode, procSysNet: cfg.procSysNet });
       this.datapath.attachTcEgress(name);
       this.attachments.push({ interface: name, ifindex, mode, reason });
       xdpAttached.set({ interface: name, mode }, 1);

@@ -25,6 +25,12 @@ export interface AgentConfig {
   stateDir: string;
   http: string;
   pinDir: string;
+  /**
+   * The node's net sysctls, where the agent sets accept_local on its
+   * interfaces. A container's /proc/sys is read-only (runc mounts it so), so
+   * the DaemonSet mounts the host's /proc/sys/net elsewhere, as Cilium does.
+   */
+  procSysNet: string;
   mode: ForwardingMode;
   logLevel: LogLevel;
   logFormat: LogFormat;
@@ -92,6 +98,7 @@ export const FLAGS: FlagSpec[] = [
   { key: 'stateDir', flag: 'state-dir', env: 'PHAROS_STATE_DIR', kind: 'string', help: 'where the agent keeps its own state (allocations in manifests mode)' },
   { key: 'http', flag: 'http', env: 'PHAROS_HTTP', kind: 'string', help: 'address of the HTTP endpoint (/metrics, /healthz, /readyz, /v1/state)' },
   { key: 'pinDir', flag: 'pin-dir', env: 'PHAROS_PIN_DIR', kind: 'string', help: 'bpffs directory for pinned maps (default /sys/fs/bpf/pharos/<node-name>)' },
+  { key: 'procSysNet', flag: 'proc-sys-net', env: 'PHAROS_PROC_SYS_NET', kind: 'string', help: 'the node\'s writable net sysctls (a container\'s /proc/sys is read-only: the DaemonSet mounts the host\'s /proc/sys/net at /host/proc/sys/net)' },
   { key: 'mode', flag: 'mode', env: 'PHAROS_MODE', kind: 'string', choices: ['snat', 'dsr'], help: 'forwarding mode' },
   { key: 'logLevel', flag: 'log-level', env: 'PHAROS_LOG_LEVEL', kind: 'string', choices: ['debug', 'info', 'warn', 'error'], help: 'log level' },
   { key: 'logFormat', flag: 'log-format', env: 'PHAROS_LOG_FORMAT', kind: 'string', choices: ['text', 'json'], help: 'log format' },
@@ -134,6 +141,7 @@ export function defaults(host = hostname()): AgentConfig {
     stateDir: '/var/lib/pharos',
     http: '127.0.0.1:9643',
     pinDir: '', // derived from nodeName in finalize()
+    procSysNet: '/proc/sys/net',
     mode: 'snat',
     logLevel: 'info',
     logFormat: 'text',
@@ -303,6 +311,7 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
     throw new ConfigError(`--namespace: "${cfg.namespace}" is not a valid namespace name (at most 63 lowercase letters, digits and '-')`);
   }
   if (!cfg.pinDir) cfg.pinDir = `/sys/fs/bpf/pharos/${cfg.nodeName}`;
+  if (!cfg.procSysNet.startsWith('/')) throw new ConfigError(`--proc-sys-net: "${cfg.procSysNet}" is not an absolute path`);
   const seen = new Set<string>();
   for (const ifname of cfg.interfaces) {
     if (!/^[A-Za-z0-9_.:@-]{1,15}$/.test(ifname)) throw new ConfigError(`--interfaces: "${ifname}" is not a valid interface name`);

@@ -118,6 +118,8 @@ export interface AttachOptions {
   /** Network namespace path (/run/netns/NAME) of the interface. */
   netns?: string;
   mode?: XdpMode;
+  /** Where the node's net sysctls are writable (default /proc/sys/net; a container sees that read-only, see --proc-sys-net). */
+  procSysNet?: string;
 }
 
 export class LoadedDatapath {
@@ -145,7 +147,7 @@ export class LoadedDatapath {
     const choice = opts.mode === 'auto' && !opts.netns ? chooseXdpMode('auto', interfaceFacts(ifname)) : { mode: opts.mode ?? 'native', reason: `--xdp-mode ${opts.mode ?? 'native'}` };
     const mode = this.addon.xdpAttach(ifindex, this.xdp.fd, choice.mode, opts.netns);
     const reason = choice.mode === 'auto' && mode === 'generic' ? `${choice.reason} refused by the driver: generic XDP` : choice.reason;
-    if (!opts.netns && this.config.snat) enableAcceptLocal(ifname);
+    if (!opts.netns && this.config.snat) enableAcceptLocal(ifname, opts.procSysNet);
     this.maps.ifMacs.update(u32Key(ifindex), encodeIfMac(interfaceMac(ifname, opts.netns)));
     return { ifindex, mode, reason };
   }
@@ -197,8 +199,8 @@ export function interfaceMac(ifname: string, netns?: string): string {
   }
 }
 
-export function enableAcceptLocal(ifname: string): void {
-  const path = `/proc/sys/net/ipv4/conf/${ifname}/accept_local`;
+export function enableAcceptLocal(ifname: string, procSysNet = '/proc/sys/net'): void {
+  const path = `${procSysNet}/ipv4/conf/${ifname}/accept_local`;
   try {
     if (readFileSync(path, 'utf8').trim() !== '1') writeFileSync(path, '1');
   } catch (err) {

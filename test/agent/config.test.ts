@@ -16,6 +16,8 @@ t.test('defaults and derived values', async (t) => {
   t.equal(c.inCluster, false);
   t.equal(c.namespace, 'pharos-system', 'Leases and BGP Secrets in pharos\' own namespace (the DaemonSet sets PHAROS_NAMESPACE to the pod\'s)');
   t.equal(resolve(['--manifests', '/m'], { PHAROS_NAMESPACE: 'lb' }).namespace, 'lb');
+  t.equal(c.procSysNet, '/proc/sys/net', 'net sysctls where a host process finds them');
+  t.equal(resolve(['--manifests', '/m'], { PHAROS_PROC_SYS_NET: '/host/proc/sys/net' }).procSysNet, '/host/proc/sys/net', 'the DaemonSet\'s mount of the host\'s /proc/sys/net');
 });
 
 t.test('precedence: flag > environment > file > default', async (t) => {
@@ -46,6 +48,7 @@ t.test('bad input names the flag or key', async (t) => {
     [['--manifests', '/m', '--maglev-table-size', '16380'], {}, {}, /not a prime/],
     [['--manifests', '/m', '--node-name', 'Bad_Name'], {}, {}, /--node-name/],
     [['--kubeconfig', '/k', '--namespace', 'Pharos_System'], {}, {}, /--namespace: "Pharos_System" is not a valid namespace name/],
+    [['--manifests', '/m', '--proc-sys-net', 'host/proc/sys/net'], {}, {}, /--proc-sys-net: "host\/proc\/sys\/net" is not an absolute path/],
     [['--manifests', '/m', '--interfaces', 'averyveryverylongname0'], {}, {}, /--interfaces/],
     [['--manifests', '/m', '--config', '/missing.yaml'], {}, {}, /config file \/missing.yaml: cannot read/],
     [['--manifests', '/m', '--config', '/c.yaml'], {}, { '/c.yaml': 'nodeName: [' }, /not valid YAML/],

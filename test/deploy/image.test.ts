@@ -17,11 +17,10 @@
  * gives no manifests directory, so Kubernetes mode it is, against the API
  * emulator over HTTPS with the RBAC objects of deploy/kubernetes/.
  *
- * Known failure (a TODO here): with /proc/sys read-only, as runc mounts it
- * in every unprivileged container, the agent cannot set
- * net.ipv4.conf.<if>.accept_local and exits; the test then starts the
- * container again with the node's /proc/sys/net writable at /proc/sys/net
- * and tests the rest.
+ * /proc/sys is read-only, as runc mounts it in every unprivileged
+ * container: the agent sets net.ipv4.conf.<if>.accept_local through the
+ * host's /proc/sys/net that the manifest mounts at /host/proc/sys/net
+ * (--proc-sys-net, Cilium's way); before that it exited with EROFS.
  *
  * Not done here: pulling from a registry (the image is read from the OCI
  * layout), seccomp and AppArmor profiles (none is set in the manifest),
@@ -450,11 +449,9 @@ t.test('the image runs as the DaemonSet says and serves a LoadBalancer service',
     `cd ${q(at(image.workingDir))}`,
     `exec env -i ${[...env].map(([k, v]) => q(`${k}=${v}`)).join(' ')} capsh --chroot=${q(root)} --drop=${drop.join(',')} --inh= --noamb --shell=${q(argv[0]!)} -- ${argv.slice(1).map(q).join(' ')}`,
   ];
-  // The deviation the fallback below makes: the host's /proc/sys/net (the node's, as the agent opens it) writable at /proc/sys/net.
-  const procSysNetWritable = [`mount --bind /proc/sys/net ${q(at('/proc/sys/net'))}`];
 
-  const launch = async (writableProcSysNet: boolean): Promise<Container> => {
-    const script = [...lines, ...(writableProcSysNet ? procSysNetWritable : []), ...exec].join('\n');
+  const launch = async (): Promise<Container> => {
+    const script = [...lines, ...exec].join('\n');
     // Into the pod's cgroup first, then namespaces: the cgroup namespace's root is that cgroup.
     const outer = `echo 0 > ${q(join(cgroup, 'cgroup.procs'))} && exec nsenter --net=${q(lab.nsPath('node'))} -- unshare --mount --pid --ipc --cgroup --fork --kill-child=SIGKILL --propagation private -- sh -c ${q(script)}`;
     const runtime = spawn('setpriv', ['--pdeathsig', 'KILL', '--', 'sh', '-c', outer], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
@@ -484,17 +481,8 @@ t.test('the image runs as the DaemonSet says and serves a LoadBalancer service',
     return (await lab.exec('node', ['curl', '-sf', '-o', '/dev/null', '--max-time', '2', readyUrl], { allowFail: true })).code === 0 ? { exited: undefined } : undefined;
   }, { everyMs: 500 }).then((r) => r.exited, (e: Error) => { throw new Error(`${e.message}\n${c.log()}`); });
 
-  let container = await launch(false);
-  let exitLog = await ready(container);
-  if (exitLog !== undefined && /accept_local.*EROFS/.test(exitLog)) {
-    // Known: runc mounts /proc/sys read-only in every unprivileged container and the agent writes
-    // net.ipv4.conf.<if>.accept_local there. The rest is tested with the host's /proc/sys/net writable.
-    t.fail('the agent starts with /proc/sys read-only, as runc mounts it', {
-      todo: 'the agent writes accept_local under /proc/sys: it needs a hostPath /proc/sys/net mount it can write through (see deploy/image/README.md)',
-    });
-    container = await launch(true);
-    exitLog = await ready(container);
-  }
+  const container = await launch();
+  const exitLog = await ready(container);
   if (exitLog !== undefined) throw new Error(`the container exited before it was ready:\n${exitLog}`);
   t.pass(`ready at ${readyUrl}`);
   const agentPid = container.pid;

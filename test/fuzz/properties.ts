@@ -111,6 +111,7 @@ function validValue(spec: FlagSpec): fc.Arbitrary<unknown> | undefined {
   if (spec.choices) return fc.constantFrom(...spec.choices.filter((c) => c !== 'dsr'));
   switch (spec.key) {
     case 'namespace': return fc.stringMatching(/^[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?$/);
+    case 'procSysNet': return fc.stringMatching(/^\/[a-z0-9][a-z0-9/_-]{0,20}$/);
     case 'manifests': case 'stateDir': case 'pinDir':
       return fc.stringMatching(/^\/?[a-z0-9][a-z0-9/_-]{0,20}$/);
     case 'nodeName': return fc.stringMatching(/^[a-z0-9]([-a-z0-9.]{0,20}[a-z0-9])?$/);
