@@ -222,7 +222,7 @@ export class Agent {
     this.sync = new DatapathSync(this.addon, this.datapath.maps, {
       maglev: { max: cfg.maglevMaxTableSize, ...(cfg.maglevTableSize ? { fixed: cfg.maglevTableSize } : {}) },
     });
-    this.sync.readState();
+    await this.sync.readStateAsync();
     this.datapathCtl = new DatapathController({
       sync: this.sync,
       nodeName: cfg.nodeName,

@@ -94,6 +94,9 @@ function isMapFull(err: unknown): boolean {
   return err instanceof BpfError && (err.code === 'E2BIG' || err.code === 'ENOSPC' || err.code === 'ENOMEM');
 }
 
+/** Syscalls between two yields while the maps are read back on a restart (~10 ms). */
+const READ_BACK_SLICE = 4096;
+
 export class DatapathSync {
   private planner: DatapathPlanner;
   /** Refusals because a map (or id space) was full, by map name: counted once per object refused. */
@@ -198,6 +201,25 @@ export class DatapathSync {
 
   /** Re-adopt what the maps hold (a restart): frontends, backends, tables, ranges, members. Apply everything next. */
   readState(): View {
+    const steps = this.readStateSteps();
+    let next = steps.next();
+    while (!next.done) next = steps.next();
+    return next.value;
+  }
+
+  /** readState, yielding to the event loop between pieces: at 10,000 services reading the maps back holds it ~0.5 s. */
+  async readStateAsync(): Promise<View> {
+    const steps = this.readStateSteps();
+    let next = steps.next();
+    while (!next.done) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      next = steps.next();
+    }
+    return next.value;
+  }
+
+  /** readState's work; yields where a caller may let the event loop run. */
+  private *readStateSteps(): Generator<void, View> {
     const backends: AdoptedState['backends'] = [];
     const rawBackends = this.maps.backends.entriesRaw();
     for (let i = 0; i < rawBackends.count; i++) {
@@ -206,7 +228,9 @@ export class DatapathSync {
       backends.push({ id: rawBackends.keys.readUInt32LE(i * 4), ...decodeBackend(v) });
     }
     const frontends: AdoptedState['frontends'] = [];
+    yield;
     for (const [k, v] of this.maps.frontends.entries()) frontends.push({ ...decodeFrontendKey(k), value: decodeFrontendValue(v) });
+    yield;
     const sourceRanges = new Map<number, Set<string>>();
     for (const k of this.maps.sourceRanges.keys()) {
       const id = decodeSourceRangeKey(k).frontendId;
@@ -221,8 +245,14 @@ export class DatapathSync {
       set.add(k.readUInt32LE(4));
       members.set(id, set);
     }
-    // An array of maps has every index as a key; only the slots holding a table count.
-    const tables = this.maps.maglev.keys().filter((k) => this.maps.maglev.lookup(k) !== null).map((k) => k.readUInt32LE(0));
+    // An array of maps has every index as a key; only the slots holding a table count (one lookup each).
+    const tables: number[] = [];
+    const slots = this.maps.maglev.keys();
+    for (let i = 0; i < slots.length; i++) {
+      if (i % READ_BACK_SLICE === READ_BACK_SLICE - 1) yield;
+      if (this.maps.maglev.lookup(slots[i]!) !== null) tables.push(slots[i]!.readUInt32LE(0));
+    }
+    yield;
     const vips = this.maps.vips.keys().map((k) => decodeVipKey(k));
     this.planner = this.newPlanner();
     this.planner.adopt({ frontends, backends, tables, sourceRanges, members, vips }, (id, m) => this.readTable(id, m));
