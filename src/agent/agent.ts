@@ -25,9 +25,10 @@ import type { Service } from '../model/types.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
 import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../datapath/libbpf.js';
-import { loadDatapathAsync, mapMemory, type LoadedDatapath } from '../datapath/loader.js';
+import { loadDatapathAsync, mapMemory, PINNED, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
+import { AttachmentWatch } from '../datapath/attach-watch.js';
 import { parseSnatOverride, planSnat } from '../datapath/snat.js';
 import { SolicitedNodeGroups } from '../l2/ndp-groups.js';
 import { directoryProblem } from './directories.js';
@@ -94,6 +95,8 @@ export class Agent {
   private sync?: DatapathSync;
   private datapathCtl?: DatapathController;
   private readonly attachments: Attachment[] = [];
+  /** Checks every few seconds that the programs are still attached and the maps pinned (attach-watch.ts). */
+  private attachWatch?: AttachmentWatch;
   private socketLb?: { loaded: LoadedSocketLb; attachment: SocketLbAttachment };
   private manifests?: ManifestsSource;
   private kube?: KubeSource;
@@ -251,6 +254,7 @@ export class Agent {
     }
     this.startSocketLb();
     if (!this.kubernetes) this.startLivenessKeeper();
+    this.startAttachWatch();
 
     // 3. Controllers, then the source.
     const sink: L2Sink = {
@@ -269,7 +273,7 @@ export class Agent {
     const l2Common = {
       nodeName: cfg.nodeName, interfaceNames: cfg.interfaces, sink, isOurService: this.isOurService, counters: this.counters, log: this.log,
       // Announced only once every frontend is in the data path (a service it has not seen yet is not).
-      isProgrammed: (service: string) => this.datapathCtl?.isProgrammed(service) ?? false,
+      isProgrammed: (service: string) => this.datapathWhole() && (this.datapathCtl?.isProgrammed(service) ?? false),
       announcer: { framesPerSecond: cfg.l2AnnounceRate },
     };
     this.store.on('change', (changes) => this.onStoreChange(changes));
@@ -286,7 +290,7 @@ export class Agent {
     this.bgp = bgpAgentPart({
       store: this.store, sockets: this.addon, nodeName: cfg.nodeName, routerId,
       restarting: this.datapath.adopted, shutdown: cfg.bgpShutdown, log: this.log,
-      isOurService: this.isOurService, isProgrammed: (service) => this.datapathCtl?.isProgrammed(service) ?? true,
+      isOurService: this.isOurService, isProgrammed: (service) => this.datapathWhole() && (this.datapathCtl?.isProgrammed(service) ?? true),
       ...(this.kubernetes ? { secretNamespace: cfg.namespace } : {}),
     });
     this.controllers.push(this.bgp);
@@ -468,7 +472,39 @@ export class Agent {
   private readonly packetSockets = new Map<number, PacketSocket>();
 
   private datapathAttached(): boolean {
-    return !!this.datapath && this.attachments.length === this.config.interfaces.length;
+    return !!this.datapath && this.attachments.length === this.config.interfaces.length && this.datapathWhole();
+  }
+
+  /** False while a check found the programs gone and could not put them back (attach-watch.ts). */
+  private datapathWhole(): boolean {
+    return this.attachWatch?.whole ?? true;
+  }
+
+  /**
+   * The data path checks itself (src/datapath/attach-watch.ts): programs
+   * found gone are attached again as at start; while it cannot be made
+   * whole, nothing draws traffic here: BGP withdraws (and L2 stops
+   * announcing, and in Kubernetes mode competes for no lease) every
+   * service, through the same `isProgrammed` they already read, and
+   * /readyz says why.
+   */
+  private startAttachWatch(): void {
+    const dp = this.datapath!;
+    this.attachWatch = new AttachmentWatch({
+      addon: this.addon!,
+      programs: { xdp: dp.xdp.id, tcEgress: dp.tcEgress.id },
+      attachments: this.attachments,
+      attachXdp: (name) => dp.attachXdp(name, { mode: this.config.xdpMode, procSysNet: this.config.procSysNet }),
+      attachTcEgress: (name) => void dp.attachTcEgress(name),
+      pins: PINNED.map((role) => ({ path: join(this.config.pinDir, MAP[role]), map: dp.maps[role] })),
+      log: this.log.with({ controller: 'datapath' }),
+      onChange: () => {
+        this.programmedChanged = true;
+        if (this.bgp) this.markDirty(this.bgp);
+        this.scheduleReconcile();
+      },
+    });
+    this.attachWatch.start();
   }
 
   private stampLiveness(sentAtNs: bigint): void {
@@ -798,9 +834,18 @@ export class Agent {
       source: this.kubernetes
         ? { ok: this.store.synced, detail: `${this.store.synced ? `informers synced (namespace ${this.config.namespace})` : 'waiting for the informers to list'}${this.kubeKinds()}` }
         : { ok: this.store.synced, detail: this.store.synced ? `manifests ${this.config.manifests} loaded` : 'waiting for the first scan' },
-      datapath: { ok: this.datapathAttached(), detail: `XDP on ${this.attachments.map((a) => a.interface).join(',') || 'nothing'}` },
+      datapath: { ok: this.datapathAttached(), detail: this.datapathDetail() },
     };
     return { ready: Object.values(readiness).every((r) => r.ok), readiness };
+  }
+
+  private datapathDetail(): string {
+    const health = this.attachWatch?.health();
+    if (health && !health.whole) {
+      return `broken since ${health.brokenSince ?? '?'}, not drawing traffic (BGP routes withdrawn, L2 not announced): ${health.interfaces.filter((i) => !i.ok).map((i) => i.problem).join('; ')}`;
+    }
+    const on = this.attachments.map((a) => `${a.interface} (${a.mode})`).join(', ') || 'nothing';
+    return health?.checkedAt ? `XDP on ${on}; checked every ${health.intervalMs / 1000} s, last ${health.checkedAt}` : `XDP on ${on}`;
   }
 
   /**
@@ -897,6 +942,7 @@ export class Agent {
       readiness,
       datapath: {
         mode: this.config.mode, pinDir: this.config.pinDir, attachments: this.attachments, maps: this.datapathMetrics?.mapRows() ?? [],
+        ...(this.attachWatch ? { health: this.attachWatch.health() } : {}),
         ...(this.socketLb ? { socketLb: this.socketLbView(this.socketLb) } : {}),
       },
       summary: {
@@ -941,6 +987,7 @@ export class Agent {
     if (this.stopping) return;
     this.stopping = true;
     clearTimeout(this.reconcileTimer);
+    await this.attachWatch?.stop();
     await this.reconciling;
     clearInterval(this.heartbeat);
     this.keeper?.stop();

@@ -16,7 +16,14 @@ export function run(argv: string[]): Promise<number> {
       `Ready:       ${s.ready ? 'yes' : 'no'}`,
       ...Object.entries(s.readiness).map(([k, v]) => `  ${v.ok ? 'OK ' : 'NO '} ${k}: ${v.detail}`),
       `Data path:   ${s.datapath.mode}, maps pinned at ${s.datapath.pinDir}`,
-      ...s.datapath.attachments.map((a) => `  XDP on ${a.interface} (ifindex ${a.ifindex}, ${a.mode}${a.reason ? `: ${a.reason}` : ''})`),
+      ...s.datapath.attachments.map((a) => {
+        const h = s.datapath.health?.interfaces.find((i) => i.interface === a.interface);
+        const state = h && !h.ok ? ` — NOT IN PLACE: ${h.problem}` : '';
+        const again = h?.reattached ? `; attached again ${h.reattached}×` : '';
+        return `  XDP on ${a.interface} (ifindex ${a.ifindex}, ${a.mode}${a.reason ? `: ${a.reason}` : ''}${again})${state}`;
+      }),
+      ...(s.datapath.health?.pins ?? []).map((p) => `  PIN: ${p}`),
+      ...(s.datapath.health?.tcUnchecked ? [`  (${s.datapath.health.tcUnchecked})`] : []),
       ...(s.datapath.socketLb ? [`  socket LB on cgroup ${s.datapath.socketLb.cgroup} (${s.datapath.socketLb.hooks.length} hooks, ${s.datapath.socketLb.counters.connect ?? 0} connects, ${s.datapath.socketLb.counters.sendmsg ?? 0} datagrams translated)`] : []),
       `Services:    ${sum.services} (${sum.frontends} frontends, ${sum.frontendsProgrammed} in the data path; ${sum.backends} backends)`,
       ...(sum.servicesNotProgrammed ? [

@@ -55,6 +55,27 @@ export const xdpAttached = new client.Gauge({
   registers: [registry],
 });
 
+export const datapathAttached = new client.Gauge({
+  name: 'pharos_datapath_attached',
+  help: 'The data path is in place on the interface (1): the pharos XDP program attached in the mode chosen, and its tc egress program; 0 while it is not (the node is then not ready and draws no traffic)',
+  labelNames: ['interface'] as const,
+  registers: [registry],
+});
+
+export const datapathReattach = new client.Counter({
+  name: 'pharos_datapath_reattach_total',
+  help: 'Programs (xdp, tc_egress) the agent found gone from an interface and attached again',
+  labelNames: ['interface', 'program'] as const,
+  registers: [registry],
+});
+
+export const datapathPinRepairs = new client.Counter({
+  name: 'pharos_datapath_pin_repairs_total',
+  help: 'Pinned maps found gone from the pin directory and pinned again',
+  labelNames: ['map'] as const,
+  registers: [registry],
+});
+
 /** Times `fn` into pharos_reconcile_duration_seconds and counts its failure. */
 export async function timeReconcile<T>(controller: string, fn: () => Promise<T> | T): Promise<T> {
   const end = reconcileDuration.startTimer({ controller });

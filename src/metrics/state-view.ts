@@ -109,6 +109,19 @@ export interface ConfigProblemView {
   at: string;
 }
 
+/** What the data path's self-check found (src/datapath/attach-watch.ts). */
+export interface DatapathHealthView {
+  /** False: some program is gone and could not be put back; the node draws no traffic until it is whole. */
+  whole: boolean;
+  checkedAt?: string;
+  brokenSince?: string;
+  interfaces: { interface: string; ok: boolean; problem?: string; reattached: number }[];
+  /** Pins holding another map than the one the agent writes. */
+  pins: string[];
+  tcUnchecked?: string;
+  intervalMs: number;
+}
+
 export interface AgentStateView {
   apiVersion: typeof STATE_API_VERSION;
   node: string;
@@ -124,6 +137,8 @@ export interface AgentStateView {
     maps: { name: string; entries: number; capacity: number }[];
     /** Node-local access (cgroup socket hooks), when attached. */
     socketLb?: { cgroup: string; hooks: string[]; counters: Record<string, number> };
+    /** The last self-check (src/datapath/attach-watch.ts): programs still attached, maps still pinned. */
+    health?: DatapathHealthView;
   };
   summary: StateSummary;
   /** Services not in the data path (the first MAX_NOT_PROGRAMMED; `summary.servicesNotProgrammed` has the count). */

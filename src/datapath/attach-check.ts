@@ -1,0 +1,120 @@
+/**
+ * Is the data path still where the agent put it? The pure core of
+ * attach-watch.ts: given what the agent attached on an interface and what
+ * the kernel shows there now, what is wrong and what the agent may do
+ * about it.
+ *
+ * An XDP program can be taken away under a running agent (`ip link set dev
+ * X xdp off`, another tool attaching its own, an interface deleted and made
+ * again); nothing tells the agent, and a node that keeps announcing an
+ * address it no longer serves black-holes its share of the traffic.
+ *
+ * What the agent repairs and what it leaves alone:
+ * - nothing attached (or our tc egress filter gone): attached again, in the
+ *   mode chosen as at start (xdp-mode.ts);
+ * - our own program in another mode (someone moved it by id): detached and
+ *   attached again in the chosen mode;
+ * - another program (any id that is not ours, XDP or tc): never replaced.
+ *   Whoever attached it meant to: replacing it every few seconds would fight
+ *   that tool (or a second agent given the same interface), each side
+ *   undoing the other. xdp-tools' xdp-loader and Cilium do the same — they
+ *   replace only programs they attached themselves unless forced. The agent
+ *   says so, stops drawing traffic, and attaches again once the interface is
+ *   free;
+ * - the interface gone: waited for (attached again when it is back).
+ */
+
+export type AttachedMode = 'native' | 'generic';
+
+/** What the agent attached on one interface. */
+export interface ExpectedAttachment {
+  interface: string;
+  /** Kernel id of the agent's XDP program. */
+  xdpProgId: number;
+  /** The mode it was attached in (the choice of --xdp-mode, as the kernel took it). */
+  mode: AttachedMode;
+  /** Kernel id of the agent's tc egress program, where it attached one. */
+  tcProgId?: number;
+}
+
+/** What the kernel shows on that interface now. */
+export interface ObservedAttachment {
+  /** False: no interface of that name any more. */
+  exists: boolean;
+  xdp: { progId: number; mode: AttachedMode | 'none' };
+  /** The program in the agent's tc egress slot (handle 1, priority 1): 0 none; undefined when it could not be looked at. */
+  tcProgId?: number;
+}
+
+export type Finding =
+  | { what: 'interface-gone' }
+  | { what: 'xdp-none' }
+  | { what: 'xdp-foreign'; progId: number; mode: AttachedMode }
+  | { what: 'xdp-wrong-mode'; mode: AttachedMode }
+  | { what: 'tc-none' }
+  | { what: 'tc-foreign'; progId: number };
+
+export type Repair = 'attach-xdp' | 'move-xdp' | 'attach-tc';
+
+export interface Verdict {
+  /** Everything that is not as the agent left it (empty: whole). */
+  findings: Finding[];
+  /** What the agent does about it now. */
+  repairs: Repair[];
+  /** What it must wait out (another program, the interface gone): the data path stays broken until then. */
+  blocked: Finding[];
+}
+
+export function judgeAttachment(expected: ExpectedAttachment, observed: ObservedAttachment): Verdict {
+  const v: Verdict = { findings: [], repairs: [], blocked: [] };
+  const add = (f: Finding, repair?: Repair): void => {
+    v.findings.push(f);
+    if (repair) v.repairs.push(repair);
+    else v.blocked.push(f);
+  };
+  if (!observed.exists) {
+    add({ what: 'interface-gone' });
+    return v;
+  }
+  const { progId, mode } = observed.xdp;
+  if (progId === 0 || mode === 'none') add({ what: 'xdp-none' }, 'attach-xdp');
+  else if (progId !== expected.xdpProgId) add({ what: 'xdp-foreign', progId, mode });
+  else if (mode !== expected.mode) add({ what: 'xdp-wrong-mode', mode }, 'move-xdp');
+  if (expected.tcProgId !== undefined && observed.tcProgId !== undefined && observed.tcProgId !== expected.tcProgId) {
+    if (observed.tcProgId === 0) add({ what: 'tc-none' }, 'attach-tc');
+    else add({ what: 'tc-foreign', progId: observed.tcProgId });
+  }
+  return v;
+}
+
+/** One finding in words, for the log, /readyz and `pharos status`. */
+export function describeFinding(iface: string, expected: Pick<ExpectedAttachment, 'mode'>, f: Finding): string {
+  switch (f.what) {
+    case 'interface-gone': return `${iface}: the interface is gone (attached again when it is back)`;
+    case 'xdp-none': return `${iface}: no XDP program attached`;
+    case 'xdp-foreign': {
+      const off = f.mode === 'native' ? 'xdpdrv' : 'xdpgeneric';
+      return `${iface}: another XDP program (id ${f.progId}, ${f.mode}) is attached; pharos does not replace a program it did not attach: remove it (ip link set dev ${iface} ${off} off) and pharos attaches its own`;
+    }
+    case 'xdp-wrong-mode': return `${iface}: the pharos XDP program is attached in ${f.mode} mode, not ${expected.mode}`;
+    case 'tc-none': return `${iface}: no tc egress program`;
+    case 'tc-foreign': return `${iface}: another tc egress program (id ${f.progId}) holds handle 1 priority 1; pharos does not replace it`;
+  }
+}
+
+/**
+ * The program id in the agent's tc egress slot from `tc -j filter show dev
+ * X egress`: 0 when no filter holds handle 1 at priority 1 (or no clsact).
+ */
+export function tcSlotProgId(json: string, handle = 1, priority = 1): number {
+  const text = json.trim();
+  if (!text) return 0;
+  const filters = JSON.parse(text) as Array<{ pref?: number; kind?: string; options?: { handle?: string; prog?: { id?: number } } }>;
+  if (!Array.isArray(filters)) throw new Error('tc: expected a JSON array of filters');
+  for (const f of filters) {
+    if (f.pref !== priority || f.kind !== 'bpf' || !f.options?.handle) continue;
+    if (Number.parseInt(f.options.handle, 16) !== handle) continue;
+    return f.options.prog?.id ?? 0;
+  }
+  return 0;
+}
