@@ -43,8 +43,12 @@ export interface LabLayout {
   prefix: string;
   stateDir: string;
   nodes: LabNode[];
-  backends: LabBackend[];
+  /** `listen`: the ports each echo server answers on. */
+  backends: (LabBackend & { listen: number[] })[];
 }
+
+/** The ports the lab's backends answer on: the classic walkthroughs' Services use 80 (no targetPort) and 8080. */
+export const BACKEND_PORTS = [80, 8080];
 
 /** Addresses stay above .128 so the walkthrough pools (e.g. 198.51.100.0/26) never hand out a host's address. */
 export function labLayout(prefix: string, stateDir: string, nodeCount: number): LabLayout {
@@ -52,7 +56,7 @@ export function labLayout(prefix: string, stateDir: string, nodeCount: number): 
     const name = `n${i + 1}`;
     return { name, v4: `198.51.100.${131 + i}`, v6: `2001:db8:51::${131 + i}`, mgmt: `192.0.2.${11 + i}`, pinDir: `${BPFFS}/${prefix}-${name}` };
   });
-  const backends = ['be1', 'be2'].map((name, i) => ({ name, labels: { app: 'echo' }, v4: `198.51.100.${141 + i}`, v6: `2001:db8:51::${141 + i}`, port: 8080 }));
+  const backends = ['be1', 'be2'].map((name, i) => ({ name, labels: { app: 'echo' }, v4: `198.51.100.${141 + i}`, v6: `2001:db8:51::${141 + i}`, port: 8080, listen: BACKEND_PORTS }));
   return { prefix, stateDir, nodes, backends };
 }
 

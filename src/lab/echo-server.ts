@@ -3,9 +3,12 @@
  * that answers with its name and the client address it saw, so a client
  * can tell which backend served it and whether the source was NATed.
  *
- *   node dist/lab/echo-server.js --name be1 --port 8080 [--udp-port 8081] [--host ::]
+ *   node dist/lab/echo-server.js --name be1 --port 8080[,80,...] [--udp-port 8081] [--host ::]
+ *
+ * `--port` takes a list: the lab's backends answer on 80 and 8080, the
+ * ports the classic walkthroughs' Services and Deployments use.
  */
-import { createServer } from 'node:http';
+import { createServer, type RequestListener } from 'node:http';
 import { createSocket } from 'node:dgram';
 import { parseArgs } from 'node:util';
 
@@ -18,14 +21,22 @@ const { values } = parseArgs({
   },
 });
 const name = values.name!;
-const server = createServer((req, res) => {
+const ports = values.port!.split(',').map((p) => Number(p.trim()));
+if (ports.some((p) => !Number.isInteger(p) || p < 1 || p > 65535)) {
+  process.stderr.write(`echo-server: --port ${values.port}: ports are integers 1-65535, comma-separated\n`);
+  process.exit(2);
+}
+const handler: RequestListener = (req, res) => {
   const client = req.socket.remoteAddress?.replace(/^::ffff:/, '') ?? '?';
   const size = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('size') ?? 0);
   res.writeHead(200, { 'content-type': 'text/plain' });
   res.end(`${name} ${client}\n${size > 0 ? 'x'.repeat(Math.min(size, 16 << 20)) + '\n' : ''}`);
-});
-server.keepAliveTimeout = 60_000;
-server.listen(Number(values.port), values.host, () => process.stdout.write(`listening ${name} ${values.port}\n`));
+};
+for (const port of ports) {
+  const server = createServer(handler);
+  server.keepAliveTimeout = 60_000;
+  server.listen(port, values.host, () => process.stdout.write(`listening ${name} ${port}\n`));
+}
 
 if (values['udp-port']) {
   const udp = createSocket({ type: 'udp6', ipv6Only: false });

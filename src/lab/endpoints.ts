@@ -1,9 +1,10 @@
 /**
- * The lab's endpoint controller, pure part: there are no pods in `pharos
- * lab`, so the lab writes the EndpointSlices a cluster's controller would,
- * for every Service whose selector matches the labels of a backend the lab
- * started. Given the Services and the lab's backends, returns the slices
- * that should exist; the caller diffs them against the store.
+ * The lab's endpoint controller, pure part: there are no containers in
+ * `pharos lab`, so the lab writes the EndpointSlices a cluster's controller
+ * would, for every Service whose selector matches the labels of a backend
+ * the lab started or of a pod it plays for a Deployment (deployments.ts).
+ * Given the Services and those backends, returns the slices that should
+ * exist; the caller diffs them against the store.
  */
 
 export interface LabBackend {
@@ -11,8 +12,16 @@ export interface LabBackend {
   labels: Record<string, string>;
   v4?: string;
   v6?: string;
-  /** The port the backend's echo server listens on (named target ports resolve to it). */
+  /** The port a named target port resolves to when no container port has that name (the echo servers answer on 80 and 8080). */
   port: number;
+  /**
+   * A Deployment's pod: only Services of its namespace select it, as in a
+   * cluster. Absent for the lab's own backends (app=echo), which Services
+   * of any namespace select.
+   */
+  namespace?: string;
+  /** The pod template's container ports: a named targetPort resolves through them. */
+  containerPorts?: { name?: string; containerPort: number; protocol?: string }[];
 }
 
 export interface ServiceLike {
@@ -45,19 +54,24 @@ export function selectorMatches(selector: Record<string, string> | undefined, la
 export function desiredSlices(services: ServiceLike[], backends: LabBackend[]): EndpointSliceObject[] {
   const out: EndpointSliceObject[] = [];
   for (const svc of services) {
-    const matching = backends.filter((b) => selectorMatches(svc.spec?.selector, b.labels));
-    if (matching.length === 0) continue;
     const namespace = svc.metadata.namespace ?? 'default';
+    const matching = backends.filter((b) => (b.namespace === undefined || b.namespace === namespace) && selectorMatches(svc.spec?.selector, b.labels));
+    if (matching.length === 0) continue;
     const families = svc.spec?.ipFamilies?.length ? svc.spec.ipFamilies : ['IPv4'];
     for (const family of families) {
       const v6 = family === 'IPv6';
-      const members = matching.filter((b) => (v6 ? b.v6 : b.v4));
+      // Pods a Deployment has on one lab backend share its address: one endpoint each.
+      const seen = new Set<string>();
+      const members = matching.filter((b) => {
+        const addr = v6 ? b.v6 : b.v4;
+        if (!addr || seen.has(addr)) return false;
+        seen.add(addr);
+        return true;
+      });
       if (members.length === 0) continue;
       const ports = (svc.spec?.ports ?? []).map((p) => ({
         name: p.name ?? '',
-        // Every lab backend serves one port: a numeric targetPort is taken as
-        // written, a named one resolves to the backend's port.
-        port: typeof p.targetPort === 'number' ? p.targetPort : members[0]!.port,
+        port: targetPortOf(p, members[0]!),
         protocol: p.protocol ?? 'TCP',
       }));
       out.push({
@@ -75,6 +89,20 @@ export function desiredSlices(services: ServiceLike[], backends: LabBackend[]): 
     }
   }
   return out;
+}
+
+/**
+ * As a cluster resolves a Service port: no targetPort means the port
+ * itself (`port: 80` reaches the backend on 80), a number is taken as
+ * written, a name resolves through the pod's container ports (the lab's
+ * own backends have none: their default port).
+ */
+export function targetPortOf(p: { port: number; targetPort?: number | string; protocol?: string }, backend: LabBackend): number {
+  if (p.targetPort === undefined || p.targetPort === '') return p.port;
+  if (typeof p.targetPort === 'number') return p.targetPort;
+  if (/^\d+$/.test(p.targetPort)) return Number(p.targetPort);
+  const named = backend.containerPorts?.find((c) => c.name === p.targetPort && (c.protocol ?? 'TCP') === (p.protocol ?? 'TCP'));
+  return named?.containerPort ?? backend.port;
 }
 
 /** True when the stored slice already carries what `want` says (so no write is needed). */

@@ -1,7 +1,7 @@
 /**
  * The long-lived process behind `pharos lab up` (`pharos lab serve`, started
  * detached): hosts the API emulator, relays the agents' API traffic from
- * the mgmt namespace, plays the endpoint controller, and is the parent of
+ * the mgmt namespace, plays the deployment and endpoint controllers, and is the parent of
  * every process of the lab (agents, echo servers, the forwarder), so they
  * are reaped and stopped with it. A small HTTP control socket lets
  * `pharos lab agent stop|start NODE` stop and restart one agent.
@@ -16,9 +16,12 @@ import { PROJECT_ROOT } from '../datapath/bpf-build.js';
 import { startApiServer, type ApiServer } from './apiserver/server.js';
 import { kubeconfigFor } from './apiserver/main.js';
 import { AGENT_HTTP, API_ADDR, API_PORT, labLayout, nsName, readState, writeState, type LabLayout, type LabState } from './cluster.js';
-import { desiredSlices, MANAGED_BY, sliceUpToDate, type ServiceLike } from './endpoints.js';
+import { deploymentPods, deploymentStatus, podBackends, POD_BACKEND_ANNOTATION, type DeploymentLike } from './deployments.js';
+import { desiredSlices, MANAGED_BY, sliceUpToDate, type LabBackend, type ServiceLike } from './endpoints.js';
 
 const execFileAsync = promisify(execFile);
+/** Database resources whose changes the lab's controllers follow. */
+const RECONCILED_ON = new Set(['/services', 'apps/deployments', '/pods']);
 const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 
 export function controlSocket(stateDir: string): string {
@@ -65,7 +68,8 @@ class Supervisor {
 
   async start(): Promise<void> {
     const { stateDir } = this.state;
-    this.api = await startApiServer({ host: '127.0.0.1', port: 0 });
+    // Cilium's CRDs too, as in a cluster where Cilium is installed: its walkthroughs' pools and policies apply as written.
+    this.api = await startApiServer({ host: '127.0.0.1', port: 0, cilium: true });
     // Unix sockets cross network namespaces: the forwarder in the mgmt namespace relays to this one.
     const relayPath = join(stateDir, 'api.sock');
     rmSync(relayPath, { force: true });
@@ -97,12 +101,12 @@ class Supervisor {
       });
     }
     for (const be of this.layout.backends) {
-      this.spawnIn(`echo/${be.name}`, be.name, [process.execPath, join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js'), '--name', be.name, '--port', String(be.port)], `echo-server.js --name ${be.name}`);
+      this.spawnIn(`echo/${be.name}`, be.name, [process.execPath, join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js'), '--name', be.name, '--port', be.listen.join(',')], `echo-server.js --name ${be.name}`);
     }
     this.api.database.on('event', (ev) => {
-      if (ev.resource === '/services') this.scheduleReconcile();
+      if (RECONCILED_ON.has(ev.resource)) this.scheduleReconcile();
     });
-    this.reconcileEndpoints();
+    this.reconcile();
 
     await this.startControl();
     await Promise.all(this.layout.nodes.map((n) => this.startAgent(n.name)));
@@ -115,14 +119,44 @@ class Supervisor {
     if (this.reconcileTimer) return;
     this.reconcileTimer = setTimeout(() => {
       this.reconcileTimer = undefined;
-      this.reconcileEndpoints();
+      this.reconcile();
     }, 50);
   }
 
-  /** Writes the slices the lab's backends imply and removes the ones no Service needs any more. */
-  private reconcileEndpoints(): void {
+  /**
+   * The deployment controller's part (deployments.ts): the Pods the lab
+   * plays for each Deployment (added, and removed with it) and the
+   * Deployment's status. Then the endpoint controller's, over the lab's
+   * backends and those pods.
+   */
+  private reconcile(): void {
+    const { backends } = this.layout;
+    const deployments = this.api.objects.list('deployments') as DeploymentLike[];
+    const pods = deploymentPods(deployments, backends);
+    const podIds = new Set(pods.map((p) => `${p.metadata.namespace}/${p.metadata.name}`));
+    for (const pod of pods) {
+      if (!this.api.objects.get('pods', pod.metadata.namespace, pod.metadata.name)) this.api.objects.put('pods', pod);
+    }
+    for (const stored of this.api.objects.list('pods') as { metadata: { name: string; namespace: string; annotations?: Record<string, string> } }[]) {
+      const m = stored.metadata;
+      if (m.annotations?.[POD_BACKEND_ANNOTATION] && !podIds.has(`${m.namespace}/${m.name}`)) this.api.objects.delete('pods', m.namespace, m.name);
+    }
+    for (const d of deployments) {
+      const mine = deploymentPods([d], backends).length;
+      const status = deploymentStatus(d, mine, new Date());
+      if (JSON.stringify(status) !== JSON.stringify(d.status ?? {})) {
+        this.api.objects.put('deployments', { ...d, status });
+        this.log(`deployment ${d.metadata.namespace}/${d.metadata.name}: ${mine} pods on the lab's backends`);
+      }
+    }
+    this.reconcileEndpoints(podBackends(pods, backends));
+  }
+
+  /** Writes the slices the lab's backends and pods imply and removes the ones no Service needs any more. */
+  private reconcileEndpoints(pods: LabBackend[]): void {
     const services = this.api.objects.list('services') as ServiceLike[];
-    const want = desiredSlices(services, this.layout.backends);
+    // Pods first: a named targetPort resolves through the first member's container ports.
+    const want = desiredSlices(services, [...pods, ...this.layout.backends]);
     const wanted = new Set(want.map((s) => `${s.metadata.namespace}/${s.metadata.name}`));
     for (const slice of want) {
       const stored = this.api.objects.get('endpointslices', slice.metadata.namespace, slice.metadata.name);

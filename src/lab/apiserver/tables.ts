@@ -174,6 +174,22 @@ const builtinTables: Record<string, TableSpec> = {
     columns: [col('Name', 'Name'), { ...col('Data', 'Number of keys'), type: 'integer' }, col('Age', 'Age')],
     row: (o, now) => [o.metadata.name, Object.keys({ ...(o.data ?? {}), ...(o.binaryData ?? {}) }).length, age(o, now)],
   },
+  '/pods': {
+    columns: [col('Name', 'Name'), col('Ready', 'Ready containers'), col('Status', 'Phase or reason'), { ...col('Restarts', 'Container restarts'), type: 'integer' }, col('Age', 'Age'),
+      col('IP', 'Pod IP', 1), col('Node', 'Node', 1)],
+    row: (o, now) => {
+      const containers = (o?.spec?.containers ?? []).length;
+      const ready = (o?.status?.conditions ?? []).some((c: Json) => c.type === 'Ready' && c.status === 'True');
+      const statuses: Json[] = o?.status?.containerStatuses ?? [];
+      const readyCount = statuses.length ? statuses.filter((c) => c.ready).length : ready ? containers : 0;
+      return [o.metadata.name, `${readyCount}/${containers}`, o?.status?.phase ?? 'Pending', statuses.reduce((n, c) => n + (c.restartCount ?? 0), 0), age(o, now),
+        o?.status?.podIP ?? '<none>', o?.spec?.nodeName ?? '<none>'];
+    },
+  },
+  'apps/deployments': {
+    columns: [col('Name', 'Name'), col('Ready', 'Ready replicas'), { ...col('Up-to-date', 'Updated replicas'), type: 'integer' }, { ...col('Available', 'Available replicas'), type: 'integer' }, col('Age', 'Age')],
+    row: (o, now) => [o.metadata.name, `${o?.status?.readyReplicas ?? 0}/${o?.spec?.replicas ?? 1}`, o?.status?.updatedReplicas ?? 0, o?.status?.availableReplicas ?? 0, age(o, now)],
+  },
   'discovery.k8s.io/endpointslices': {
     columns: [col('Name', 'Name'), col('AddressType', 'Address type'), col('Ports', 'Ports'), col('Endpoints', 'Endpoint addresses'), col('Age', 'Age')],
     row: (o, now) => {
