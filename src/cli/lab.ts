@@ -1,5 +1,5 @@
 /**
- * `pharos lab up [--nodes 2|3] [--agent-arg FLAG ...]` / `pharos lab down` / `pharos lab status` /
+ * `pharos lab up [--nodes 2|3] [--l2-lease-duration D --l2-lease-renew-deadline D --l2-lease-retry-period D] [--agent-arg FLAG ...]` / `pharos lab down` / `pharos lab status` /
  * `pharos lab agent stop|start NODE`: an emulated Kubernetes cluster of
  * network namespaces that real kubectl drives (see src/lab/cluster.ts).
  */
@@ -19,10 +19,16 @@ import { controlSocket, serve } from '../lab/supervisor.js';
 const HELP = `Usage: pharos lab <up|down|status|agent> [flags]
 
   up [--nodes 2|3] [--agent-arg FLAG ...]
-                            start the lab: an emulated API server, LB nodes running
-                            \`pharos agent\` in Kubernetes mode, a client and two echo
-                            backends (labelled app=echo) on one L2 segment; each
-                            --agent-arg goes to every agent (e.g. --agent-arg=--l2-node-lease=2);
+     [--l2-lease-duration D] [--l2-lease-renew-deadline D] [--l2-lease-retry-period D]
+                            start the lab: an emulated API server (with the pharos and
+                            Cilium CRDs), LB nodes running \`pharos agent\` in Kubernetes
+                            mode, a client and two echo backends (labelled app=echo,
+                            answering on 80 and 8080) on one L2 segment; a Deployment's
+                            pods are played by the backends and it reports rolled out.
+                            The lease flags take Cilium's l2announcements.* values
+                            (3s, 1s, 200ms) and set every agent's --l2-lease-duration,
+                            --l2-lease-renew, --l2-lease-retry; each --agent-arg goes to
+                            every agent (e.g. --agent-arg=--l2-node-lease=2);
                             a failed start keeps its logs and says where
   down                      remove every namespace, process and file the lab made
   status                    show the lab's processes
@@ -57,16 +63,18 @@ function usageText(state: LabState): string {
   const stateDirFlag = state.stateDir === DEFAULT_STATE_DIR ? '' : ` --state-dir ${state.stateDir}`;
   const nodes = Array.from({ length: state.nodeCount }, (_, i) => `n${i + 1}`);
   return `kubeconfig: ${state.kubeconfig}
-API emulator: ${state.apiUrl} (kubectl apply/create need --validate=false: no OpenAPI)
+API emulator: ${state.apiUrl} (with the pharos and Cilium CRDs)
 nodes: ${nodes.join(', ')} (namespaces ${nodes.map((n) => nsName(state.prefix, n)).join(', ')}), each running \`pharos agent\`
 client: ${client} (${CLIENT.v4}, ${CLIENT.v6}) on the nodes' segment 198.51.100.0/24
-backends: ${nsName(state.prefix, 'be1')}, ${nsName(state.prefix, 'be2')} (echo servers on :8080, labelled app=echo: services selecting app=echo get their EndpointSlices)
+backends: ${nsName(state.prefix, 'be1')}, ${nsName(state.prefix, 'be2')} (echo servers on :80 and :8080, labelled app=echo: services selecting app=echo get their EndpointSlices;
+  a Deployment's pods are played by them, so services selecting its pod labels get them too, and it reports rolled out)
 
   export KUBECONFIG=${state.kubeconfig}
-  kubectl apply --validate=false -f deploy/examples/pool-l2-echo.yaml
+  kubectl apply -f deploy/examples/pool-l2-echo.yaml
+  kubectl rollout status deployment/echo
   kubectl get ippools
   kubectl get svc echo -w
-  kubectl -n kube-system get lease pharos-l2announce-default-echo -o jsonpath='{.spec.holderIdentity}'
+  kubectl -n kube-system get lease            # HOLDER of pharos-l2announce-*: the announcing node
   ip netns exec ${client} curl http://<EXTERNAL-IP>/
   pharos lab agent stop <holder>${stateDirFlag}      # watch the lease and the ARP answer move
   pharos lab down${stateDirFlag}
@@ -176,6 +184,39 @@ async function agent(stateDir: string, verb: string | undefined, node: string | 
   return 0;
 }
 
+/**
+ * A lease timing as Cilium's Helm values spell it (`3s`, `200ms`, `1m`; a
+ * bare number is seconds), in seconds; undefined when it is none of those.
+ */
+export function parseLeaseDuration(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(text.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]) * ({ ms: 0.001, s: 1, m: 60 }[m[2] ?? 's'] ?? 1);
+  return n > 0 && n <= 3600 ? n : undefined;
+}
+
+/**
+ * `--l2-lease-duration/-renew-deadline/-retry-period` (Cilium's
+ * l2announcements.leaseDuration, leaseRenewDeadline, leaseRetryPeriod) as
+ * the agent's flags; an error message for a bad value or a renew deadline
+ * not shorter than the duration (the agent would refuse it).
+ */
+export function leaseAgentArgs(values: { duration?: string; renew?: string; retry?: string }): { args: string[] } | { error: string } {
+  const args: string[] = [];
+  const seconds: Record<string, number> = {};
+  for (const [key, flag, agentFlag] of [['duration', 'l2-lease-duration', 'l2-lease-duration'], ['renew', 'l2-lease-renew-deadline', 'l2-lease-renew'], ['retry', 'l2-lease-retry-period', 'l2-lease-retry']] as const) {
+    const raw = values[key];
+    if (raw === undefined) continue;
+    const s = parseLeaseDuration(raw);
+    if (s === undefined) return { error: `--${flag} ${raw}: a duration such as 3s, 200ms or 1m (up to 1h)` };
+    seconds[key] = s;
+    args.push(`--${agentFlag}=${s}`);
+  }
+  // The agent's defaults (15 s, 5 s) where only one of the pair is given.
+  if ((seconds.renew ?? 5) >= (seconds.duration ?? 15)) return { error: '--l2-lease-renew-deadline must be shorter than --l2-lease-duration' };
+  return { args };
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -183,6 +224,9 @@ export async function run(argv: string[]): Promise<number> {
     options: {
       nodes: { type: 'string', default: '2' },
       'agent-arg': { type: 'string', multiple: true, default: [] },
+      'l2-lease-duration': { type: 'string' },
+      'l2-lease-renew-deadline': { type: 'string' },
+      'l2-lease-retry-period': { type: 'string' },
       'state-dir': { type: 'string', default: process.env.PHAROS_LAB_STATE_DIR ?? DEFAULT_STATE_DIR },
       prefix: { type: 'string', default: process.env.PHAROS_LAB_PREFIX ?? DEFAULT_PREFIX },
       signal: { type: 'string', default: 'SIGTERM' },
@@ -207,7 +251,13 @@ export async function run(argv: string[]): Promise<number> {
         console.error('pharos lab up: --nodes is 2 or 3');
         return 2;
       }
-      return up(stateDir, prefix, nodes, values['agent-arg'] ?? []);
+      const lease = leaseAgentArgs({ duration: values['l2-lease-duration'], renew: values['l2-lease-renew-deadline'], retry: values['l2-lease-retry-period'] });
+      if ('error' in lease) {
+        console.error(`pharos lab up: ${lease.error}`);
+        return 2;
+      }
+      // The lease flags first: an explicit --agent-arg of the same flag comes later and wins.
+      return up(stateDir, prefix, nodes, [...lease.args, ...(values['agent-arg'] ?? [])]);
     }
     case 'down':
       return down(stateDir, prefix);
