@@ -16,6 +16,7 @@ import { AdmissionError, admitService, canonicalJson, checkName, specPart } from
 import { bundledCrdDir, readCrds } from './crds.js';
 import { decodeKubernetesProtobuf } from './protobuf.js';
 import { discoveryDocument, type Registry } from './discovery.js';
+import { openApiV3Document } from './openapi.js';
 import { Database, resourceId, type Json } from './database.js';
 import { HttpError, statusBody, statusReasons } from './status.js';
 import { WatchHub } from './watch.js';
@@ -662,8 +663,10 @@ export async function startApiServer(options: ApiServerOptions = {}): Promise<Ap
     let record: RequestRecord | undefined;
     try {
       if (path.startsWith('/openapi') || path.startsWith('/swagger')) {
-        // Not served: kubectl needs --validate=false for apply/create (see README.md).
-        throw new HttpError(404, 'NotFound', 'the pharos emulator serves no OpenAPI documents; use kubectl --validate=false');
+        // Only what kubectl's server-side field validation asks for (openapi.ts); no v2, no schemas.
+        const openapi = method === 'GET' ? openApiV3Document(path, registry) : undefined;
+        if (openapi) return sendJson(res, 200, openapi);
+        throw new HttpError(404, 'NotFound', 'the pharos emulator serves only the OpenAPI v3 operations kubectl validation needs');
       }
       if (path === '/healthz' || path === '/livez' || path === '/readyz') {
         res.writeHead(200, { 'Content-Type': 'text/plain' });
