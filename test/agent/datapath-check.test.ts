@@ -5,8 +5,9 @@
  * one service advertised over BGP and announced on eth0.
  *
  * 1. Its XDP program detached under it (`ip link set dev eth0 xdpgeneric
- *    off`), and its tc egress filter deleted: the agent attaches them again
- *    within a few seconds, counts it, and TCP through the VIP works again.
+ *    off`), its tc egress filter deleted and a map's pin removed: the agent
+ *    attaches (and pins) them again within a few seconds, counts it, and
+ *    TCP through the VIP works again.
  * 2. Another XDP program attached in its place (natively, which also makes
  *    the agent's generic attach impossible): the agent does not replace it;
  *    it withdraws its route at bird (the session stays up), stops announcing
@@ -14,7 +15,7 @@
  *    other program is removed it attaches again and advertises again.
  */
 import t from 'tap';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { privilegedUnavailable } from '../support/privileged.js';
@@ -91,6 +92,15 @@ t.test('the agent finds its programs gone and attaches them again; with another 
     const s = fam?.samples.find((x) => Object.entries(labels).every(([k, v]) => x.labels[k] === v));
     return s?.value ?? 0;
   };
+  /** The value once it reaches `want` (a /metrics document is reused for up to a second), else the last one seen. */
+  const metricReaches = async (name: string, labels: Record<string, string>, want: number): Promise<number> => {
+    let last = NaN;
+    for (let i = 0; i < 25 && last !== want; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 200));
+      last = await metric(name, labels);
+    }
+    return last;
+  };
 
   await waitFor('agent ready', 30_000, async () => (await curl('/readyz')).code === 200).catch(withLog);
   await waitFor('BGP established', 20_000, () => bird.established('198.18.0.2')).catch(withLog);
@@ -119,14 +129,19 @@ t.test('the agent finds its programs gone and attaches them again; with another 
   let answered = 0;
   for (let i = 0; i < 5; i++) answered += (await get(3000)).startsWith('be ') ? 1 : 0;
   t.equal(answered, 5, 'new TCP connections through the VIP all answered');
-  t.equal(await metric('pharos_datapath_reattach_total', { interface: 'eth0', program: 'xdp' }), 1, 'pharos_datapath_reattach_total{interface="eth0",program="xdp"} 1');
+  t.equal(await metricReaches('pharos_datapath_reattach_total', { interface: 'eth0', program: 'xdp' }, 1), 1, 'pharos_datapath_reattach_total{interface="eth0",program="xdp"} 1');
   t.match(log, /XDP program was gone: attached again.*interface=eth0.*found="nothing attached"/, 'logged naming the interface and what it found');
   t.ok(await bird.route(`${vip}/32`), 'repaired within one check: the route was never withdrawn');
 
+  // The tc egress filter deleted and a pin removed, at once: both put back by the next check.
   await lab.exec('lb', ['tc', 'filter', 'del', 'dev', 'be0', 'egress', 'pref', '1', 'handle', '1', 'bpf']);
   t.equal(await tcEgressId(lab, 'be0'), 0, 'tc egress filter deleted from be0');
+  const ctPin = join(PIN_DIR, 'ph_ct');
+  rmSync(ctPin);
   await waitFor('the tc egress program back on be0', 10_000, async () => (await tcEgressId(lab, 'be0')) === ourTc, { everyMs: 100 }).catch(withLog);
-  t.equal(await metric('pharos_datapath_reattach_total', { interface: 'be0', program: 'tc_egress' }), 1, 'counted for be0, tc_egress');
+  t.equal(await metricReaches('pharos_datapath_reattach_total', { interface: 'be0', program: 'tc_egress' }, 1), 1, 'counted for be0, tc_egress');
+  await waitFor('the conntrack map pinned again', 5_000, async () => existsSync(ctPin)).catch(withLog);
+  t.equal(await metricReaches('pharos_datapath_pin_repairs_total', { map: 'ph_ct' }, 1), 1, 'pharos_datapath_pin_repairs_total{map="ph_ct"} 1');
 
   // ---- 2. another program in its place: not replaced; BGP withdrawn, L2 stopped, not ready, and why.
   const pass = await xdpPassObject();
@@ -154,7 +169,7 @@ t.test('the agent finds its programs gone and attaches them again; with another 
   t.equal(status.code, 1, '`pharos status` exits 1 (not ready)');
   t.match(status.stdout, /NO {2}datapath: broken since/);
   t.match(status.stdout, /XDP on eth0 .* NOT IN PLACE: eth0: another XDP program/);
-  t.equal(await metric('pharos_datapath_attached', { interface: 'eth0' }), 0, 'pharos_datapath_attached{interface="eth0"} 0');
+  t.equal(await metricReaches('pharos_datapath_attached', { interface: 'eth0' }, 0), 0, 'pharos_datapath_attached{interface="eth0"} 0');
   t.equal((await xdpOn(lab, 'eth0'))?.id, foreign!.id, 'the other program is left in place');
 
   await lab.exec('lb', ['ip', 'link', 'set', 'dev', 'eth0', 'xdpdrv', 'off']);
@@ -167,8 +182,8 @@ t.test('the agent finds its programs gone and attaches them again; with another 
   const whole = await state();
   t.equal(whole.datapath.health?.whole, true);
   t.ok(whole.summary.l2.announced > 0, 'announced on L2 again');
-  t.equal(await metric('pharos_datapath_attached', { interface: 'eth0' }), 1);
-  t.equal(await metric('pharos_datapath_reattach_total', { interface: 'eth0', program: 'xdp' }), 2, 'counted again');
+  t.equal(await metricReaches('pharos_datapath_attached', { interface: 'eth0' }, 1), 1, 'pharos_datapath_attached{interface="eth0"} 1 again');
+  t.equal(await metricReaches('pharos_datapath_reattach_total', { interface: 'eth0', program: 'xdp' }, 2), 2, 'counted again');
   t.match(log, /data path broken: not ready/);
   t.match(log, /data path whole again/);
 
