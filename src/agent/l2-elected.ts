@@ -1,15 +1,16 @@
 /**
  * The L2 controller of Kubernetes mode: the lease election
- * (src/l2/election.ts) decides which services this node announces; the
+ * (src/l2/election.ts) decides which addresses this node announces — one
+ * lease per address, shared by every service that carries it — and the
  * announcer programs the responder and sends gratuitous ARP/NA for exactly
- * those. Interfaces are polled (sysfs, cheap) so a link going down withdraws
+ * those, on the interfaces of this node's candidate services of each. Interfaces are polled (sysfs, cheap) so a link going down withdraws
  * its announcements and hands the lease over within one poll.
  */
 import type { Snapshot, Store } from '../store/store.js';
 import type { Announcement, L2Announcer, RefusedAddress } from '../l2/announcer.js';
 import { L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, nodeLabels, type L2Candidate, type NodeInterface } from '../l2/policy.js';
 import { L2Election, type L2ElectionOptions } from '../l2/election.js';
-import { serviceLeaseName } from '../l2/election-core.js';
+import { addressElectorates, addressLeaseName, type AddressCandidate } from '../l2/election-core.js';
 import type { L2View } from '../metrics/state-view.js';
 import type { AgentController, ChangeSet } from './controller.js';
 import { readInterfaces } from './interfaces.js';
@@ -38,18 +39,22 @@ export class ElectedL2Controller implements AgentController {
   private readonly eligibleCache = new L2EligibleCache();
   /** Whether each cache saw the previous pass (only then may it take that pass's changes alone). */
   private cachesCurrent = { candidates: false, eligible: false };
-  /** The candidates this node competes for (policy, interfaces, local endpoints, programmed), by service. */
-  private candidates = new Map<string, L2Candidate>();
+  /** This node's candidate services (policy, interfaces, local endpoints, programmed) of each address it competes for. */
+  private candidates = new Map<string, L2Candidate[]>();
   private chosen?: L2Candidate[];
   private interfaces: NodeInterface[] = [];
   private interfaceKey = '';
   private pollTimer?: NodeJS.Timeout;
   private electing = false;
-  private electionCandidates: { service: string; lease: string }[] = [];
-  /** Lease name of each candidate (a hash for long names: computed once per service). */
+  private electionCandidates: AddressCandidate[] = [];
+  /** Lease name of each address (computed once per address). */
   private leaseNames = new Map<string, string>();
+  /** Every announced address of every service (whoever holds it), and the maps it was computed from. */
+  private announced?: { services: unknown; policies: unknown; byService: Map<string, string[]> };
+  /** Eligible nodes by address (the union over the services that carry it), and the maps it was computed from. */
+  private eligibleByAddress?: { eligible: Map<string, string[]>; byService: Map<string, string[]>; byAddress: Map<string, readonly string[]> };
   /** What applyAnnouncements last acted on: the election's list and the candidates it was mapped with. */
-  private applied?: { announce: readonly string[]; candidates: Map<string, L2Candidate> };
+  private applied?: { announce: readonly string[]; candidates: Map<string, L2Candidate[]> };
 
   constructor(private readonly c: ElectedL2Options) {
     this.announcer = makeAnnouncer(c);
@@ -119,19 +124,50 @@ export class ElectedL2Controller implements AgentController {
     const chosen = programmedOnly(candidates, this.c.isProgrammed, this.chosen);
     if (chosen !== this.chosen) {
       this.chosen = chosen;
-      this.candidates = new Map(chosen.map((c) => [c.service, c]));
-      const names = new Map<string, string>();
-      this.electionCandidates = chosen.map((c) => {
-        const lease = this.leaseNames.get(c.service) ?? serviceLeaseName(c.service);
-        names.set(c.service, lease);
-        return { service: c.service, lease };
-      });
-      this.leaseNames = names;
+      const byAddress = new Map<string, L2Candidate[]>();
+      for (const c of chosen) {
+        for (const address of c.addresses) {
+          const list = byAddress.get(address);
+          if (list) list.push(c);
+          else byAddress.set(address, [c]);
+        }
+      }
+      this.candidates = byAddress;
+      this.electionCandidates = [...byAddress.keys()].map((address) => ({ address, lease: this.leaseName(address) }));
     }
     const eligible = this.eligibleCache.compute(snap, nodeNames, this.c.isOurService, this.cachesCurrent.eligible ? changes : undefined);
     this.cachesCurrent.eligible = true;
-    this.election.update({ candidates: this.electionCandidates, eligible, leases: snap.leases.values() });
+    const serviceAddresses = this.announcedAddresses(snap);
+    this.election.update({ candidates: this.electionCandidates, eligible: this.addressEligible(eligible, serviceAddresses), serviceAddresses, leases: snap.leases.values() });
     this.applyAnnouncements();
+  }
+
+  private leaseName(address: string): string {
+    let name = this.leaseNames.get(address);
+    if (name === undefined) {
+      // A memo, not a record: bounded however many addresses come and go.
+      if (this.leaseNames.size >= 200_000) this.leaseNames.clear();
+      this.leaseNames.set(address, (name = addressLeaseName(address)));
+    }
+    return name;
+  }
+
+  /** Every service's announced addresses; computed again only when services or policies changed. */
+  private announcedAddresses(snap: Snapshot): Map<string, string[]> {
+    const a = this.announced;
+    if (a && a.services === snap.services && a.policies === snap.l2Policies) return a.byService;
+    const byService = l2AnnouncedAddresses(snap, this.c.isOurService);
+    this.announced = { services: snap.services, policies: snap.l2Policies, byService };
+    return byService;
+  }
+
+  /** Who may compete for each address: any node eligible for one of the services that carry it. */
+  private addressEligible(eligible: Map<string, string[]>, byService: Map<string, string[]>): Map<string, readonly string[]> {
+    const e = this.eligibleByAddress;
+    if (e && e.eligible === eligible && e.byService === byService) return e.byAddress;
+    const byAddress = addressElectorates(eligible, byService);
+    this.eligibleByAddress = { eligible, byService, byAddress };
+    return byAddress;
   }
 
   /** The data path's programmed set changed: compete for what it now carries, hand over what it no longer does. */
@@ -154,22 +190,21 @@ export class ElectedL2Controller implements AgentController {
     const applied = this.applied;
     if (applied && applied.candidates === this.candidates && sameStrings(applied.announce, announce)) return;
     this.applied = { announce, candidates: this.candidates };
-    const chosen: L2Candidate[] = [];
-    for (const s of announce) {
-      const c = this.candidates.get(s);
-      if (c) chosen.push(c);
+    const announcements: Announcement[] = [];
+    for (const address of announce) {
+      // Every candidate service of the address here: one answer, listed under each service.
+      for (const c of this.candidates.get(address) ?? []) for (const a of toAnnouncements([c])) if (a.address === address) announcements.push(a);
     }
-    const announcements: Announcement[] = toAnnouncements(chosen);
     this.record.track(announcements);
     this.announcer.update(announcements);
   }
 
-  /** Every service some policy announces, whoever holds it. */
+  /** Every service some policy announces, whoever holds it: one row per service and address (the holder is the address's). */
   rows(snap: Snapshot): L2View[] {
     const out: L2View[] = [];
     for (const [service, addresses] of l2AnnouncedAddresses(snap, this.c.isOurService)) {
-      const view = this.election.leaseView(this.leaseNames.get(service) ?? serviceLeaseName(service));
       for (const address of addresses) {
+        const view = this.election.leaseView(this.leaseName(address));
         const local = this.record.since.has(`${service}|${address}`);
         out.push({
           service, address, local,

@@ -1,17 +1,21 @@
 /**
  * The L2 lease election, as a pure function: given what this node sees of
- * the Leases (node liveness leases and one lease per announced service),
- * which services it could announce, and its own health, decide which leases
- * to write (acquire, renew, release) and which services to announce now.
+ * the Leases (node liveness leases and one lease per announced address),
+ * which addresses it could announce, and its own health, decide which leases
+ * to write (acquire, release) and which addresses to announce now.
  * No clock, no I/O: `election.ts` feeds it and carries the actions out.
+ *
+ * One election per address (issue 18): services that share an address
+ * (`lb.pharos.io/sharing-key`) share its one lease, so one node answers for
+ * it whatever number of services carry it; fair shares count addresses.
  *
  * Rules (issue 7, DESIGN.md "Control plane"):
  * - Ownership is sticky: a lease held by a live node stays with it; a node
  *   that recovers does not take anything back.
- * - A service lease is held for as long as its holder's node lease is
+ * - An address lease is held for as long as its holder's node lease is
  *   renewed: it is written when it changes hands (acquire, release,
- *   takeover), never renewed, so API writes scale with nodes, not services
- *   (2,000 services renewed every 5 s would be 400 writes a second). A lease
+ *   takeover), never renewed, so API writes scale with nodes, not addresses
+ *   (2,000 addresses renewed every 5 s would be 400 writes a second). A lease
  *   whose holder's node lease has expired may be taken at once. Every write
  *   is resourceVersion-checked by the caller, so exactly one taker wins.
  * - Expiry is judged on local observation time (client-go's rule: clocks of
@@ -26,13 +30,20 @@
  *   only it knows) — while that node has not taken any lease within
  *   `graceMs` either (one that is taking its share at its writer's rate is
  *   left to it) — goes to whoever wants it, up to a fair share of
- *   ceil(candidates / live eligible nodes) — summed per service, 1/(live
- *   nodes eligible for it), when eligibility differs between services.
+ *   ceil(candidates / live eligible nodes) — summed per address, 1/(live
+ *   nodes eligible for it), when eligibility differs between addresses.
  * - Fencing: an unhealthy node (node lease not renewed in time, API
- *   unreachable) announces nothing and writes nothing; a service it no
+ *   unreachable) announces nothing and writes nothing; an address it no
  *   longer qualifies for (policy, interface down, no local endpoint) is
  *   released at once so another node takes it without waiting.
+ * - Upgrade from per-service leases: while a live node other than this one
+ *   holds an old-name lease of a service of an address (an agent not yet
+ *   upgraded: it answers for the address and knows nothing of address
+ *   leases), the address is nobody's to take, and a holder gives it up;
+ *   an old-name lease the API says is this node's is cleared.
  */
+
+import { canonicalAddress } from '../model/cidr.js';
 
 export interface LeaseView {
   name: string;
@@ -46,13 +57,24 @@ export interface LeaseView {
   releasedBy?: string;
 }
 
-export interface ServiceCandidate {
-  service: string;
+/** An address this node may announce, and its lease (addressLeaseName). */
+export interface AddressCandidate {
+  address: string;
   lease: string;
 }
 
+/**
+ * A lease of the per-service naming an agent before issue 18 wrote
+ * (`pharos-l2announce-<namespace>-<service>`), with the address leases of
+ * its service's addresses: while a live node other than this one holds it,
+ * that (older) agent answers for those addresses, so nobody else may.
+ */
+export interface LegacyLease extends LeaseView {
+  addressLeases: readonly string[];
+}
+
 export interface HeldLease {
-  service: string;
+  address: string;
   resourceVersion: string;
   /** The version our last write replaced: a view still showing it is merely behind, not lost. */
   replacedResourceVersion?: string;
@@ -66,10 +88,13 @@ export interface ElectionInput {
   /** Since when the view has been fresh without a break; undefined while stale (no time-based takeover). */
   freshSince: number | undefined;
   nodeLeases: ReadonlyMap<string, LeaseView>;
-  serviceLeases: ReadonlyMap<string, LeaseView>;
-  /** Services this node may announce right now (policy, interfaces up, local endpoints). */
-  candidates: readonly ServiceCandidate[];
-  /** For every service lease name that anyone could hold: the nodes its policies select (interfaces unknown for others). */
+  /** Address leases by lease name. */
+  addressLeases: ReadonlyMap<string, LeaseView>;
+  /** Old per-service leases (see LegacyLease) by lease name; absent: none. */
+  legacy?: ReadonlyMap<string, LegacyLease>;
+  /** Addresses this node may announce right now (some service of it: policy, interfaces up, local endpoints). */
+  candidates: readonly AddressCandidate[];
+  /** For every address lease name that anyone could hold: the nodes some policy selects for a service of it (interfaces unknown for others). */
   eligible: ReadonlyMap<string, readonly string[]>;
   /** Leases this node holds, by lease name (from its own successful writes). */
   held: ReadonlyMap<string, HeldLease>;
@@ -81,14 +106,15 @@ export interface ElectionInput {
 export type AcquireReason = 'free' | 'released' | 'holder-dead' | 'reclaim';
 
 export type ElectionAction =
-  | { type: 'acquire'; lease: string; service: string; reason: AcquireReason; /** absent: create */ resourceVersion?: string }
-  | { type: 'release'; lease: string; service?: string }
+  | { type: 'acquire'; lease: string; address: string; reason: AcquireReason; /** absent: create */ resourceVersion?: string }
+  /** `legacy`: an old per-service lease the API says is ours (an older agent of this node held it): cleared. */
+  | { type: 'release'; lease: string; address?: string; legacy?: boolean }
   /** Someone else wrote a lease we held: drop the hold (nothing to write). */
-  | { type: 'lost'; lease: string; service: string };
+  | { type: 'lost'; lease: string; address: string };
 
 export interface ElectionOutput {
   actions: ElectionAction[];
-  /** Services to announce now (held, healthy, still a candidate). */
+  /** Addresses to announce now (held, healthy, still a candidate, no older agent answering for them). */
   announce: string[];
   /** Leases currently takeable by somebody (for the caller's takeableSince bookkeeping). */
   takeable: string[];
@@ -128,7 +154,7 @@ export function nodeAlive(input: Pick<ElectionInput, 'me' | 'healthy' | 'nodeLea
  * the last inputs seen: they stay the same objects from one tick to the next.
  */
 interface LeaseIndex {
-  byLease: Map<string, ServiceCandidate>;
+  byLease: Map<string, AddressCandidate>;
   names: string[];
 }
 let indexMemo: (LeaseIndex & { eligible: ElectionInput['eligible']; candidates: ElectionInput['candidates'] }) | undefined;
@@ -182,17 +208,25 @@ export function decide(input: ElectionInput): ElectionOutput {
 
   // Leases I hold but no longer qualify for: give them up at once.
   for (const [lease, h] of input.held) {
-    if (!candidates.has(lease)) actions.push({ type: 'release', lease, service: h.service });
+    if (!candidates.has(lease)) actions.push({ type: 'release', lease, address: h.address });
   }
   // Leases the API says are mine that I do not track (e.g. after a restart, with a changed config): release too.
-  for (const [name, view] of input.serviceLeases) {
+  for (const [name, view] of input.addressLeases) {
     if (view.holder === me && !input.held.has(name) && !candidates.has(name)) actions.push({ type: 'release', lease: name });
   }
 
-  // Load per live node, from every service lease anyone holds; and when each last took one (seen here).
+  // Addresses an older agent still answers for (a live holder of an old-name lease): hands off.
+  const blocked = new Set<string>();
+  for (const [name, view] of input.legacy ?? []) {
+    if (!view.holder) continue;
+    if (view.holder === me) actions.push({ type: 'release', lease: name, legacy: true });
+    else if (isAlive(view.holder)) for (const l of view.addressLeases) blocked.add(l);
+  }
+
+  // Load per live node, from every address lease anyone holds; and when each last took one (seen here).
   const load = new Map<string, number>();
   const lastGain = new Map<string, number>();
-  for (const view of input.serviceLeases.values()) {
+  for (const view of input.addressLeases.values()) {
     if (view.holder) lastGain.set(view.holder, Math.max(lastGain.get(view.holder) ?? -Infinity, view.observedAt));
     if (!view.holder) continue;
     if (view.holder === me ? !input.held.has(view.name) && !candidates.has(view.name) : !isAlive(view.holder)) continue;
@@ -205,17 +239,21 @@ export function decide(input: ElectionInput): ElectionOutput {
   interface Free { lease: string; reason: AcquireReason; resourceVersion?: string; exclude?: string }
   const free: Free[] = [];
   for (const name of names) {
-    const view = input.serviceLeases.get(name);
+    const view = input.addressLeases.get(name);
     const held = input.held.get(name);
     const cand = candidates.get(name);
+    if (blocked.has(name)) {
+      if (held && candidates.has(name)) actions.push({ type: 'release', lease: name, address: held.address });
+      continue;
+    }
     if (held && cand) {
       if (view && view.holder && view.holder !== me && view.resourceVersion !== held.resourceVersion && view.resourceVersion !== held.replacedResourceVersion) {
         // Someone else wrote it: it is theirs now (we were fenced or slow).
-        actions.push({ type: 'lost', lease: name, service: held.service });
+        actions.push({ type: 'lost', lease: name, address: held.address });
         continue;
       }
       // Held while this node is healthy (checked above): nothing to write.
-      announce.push(cand.service);
+      announce.push(cand.address);
       continue;
     }
     if (!view) {
@@ -225,7 +263,7 @@ export function decide(input: ElectionInput): ElectionOutput {
       free.push({ lease: name, reason: 'released', resourceVersion: view.resourceVersion, ...(view.releasedBy ? { exclude: view.releasedBy } : {}) });
     } else if (view.holder === me) {
       // Ours by the API's record but not tracked (agent restart): confirm it by a write, then announce.
-      if (cand) actions.push({ type: 'acquire', lease: name, service: cand.service, reason: 'reclaim', resourceVersion: view.resourceVersion });
+      if (cand) actions.push({ type: 'acquire', lease: name, address: cand.address, reason: 'reclaim', resourceVersion: view.resourceVersion });
       continue;
     } else if (!isAlive(view.holder)) {
       free.push({ lease: name, reason: 'holder-dead', resourceVersion: view.resourceVersion });
@@ -248,9 +286,12 @@ export function decide(input: ElectionInput): ElectionOutput {
 
   // The shared balanced assignment: the live eligible node with the least load for its share
   // (none past its fair share while another has room), ties by rendezvous hash.
-  for (const f of free) {
+  // Most constrained first (fewest voters; then by name, the order all nodes share): a lease only
+  // one node may take is counted before that node's room goes to a lease others could take too.
+  const order = free.map((f) => ({ f, voters: electorate(f.lease, f.exclude) }));
+  if (order.some((o) => o.voters.length !== order[0]!.voters.length)) order.sort((x, y) => x.voters.length - y.voters.length);
+  for (const { f, voters } of order) {
     takeable.push(f.lease);
-    const voters = electorate(f.lease, f.exclude);
     const cand = candidates.get(f.lease);
     if (voters.length === 0) continue;
     const withRoom = voters.filter((n) => (load.get(n) ?? 0) < capOf(n));
@@ -276,15 +317,71 @@ export function decide(input: ElectionInput): ElectionOutput {
     // it knows, or is wedged): whoever can announce it takes it, fair share or not.
     const abandoned = now - since >= 5 * input.graceMs;
     if (((assignedToMe || overdue) && mine < fairShare) || abandoned) {
-      actions.push({ type: 'acquire', lease: f.lease, service: cand.service, reason: f.reason, ...(f.resourceVersion ? { resourceVersion: f.resourceVersion } : {}) });
+      actions.push({ type: 'acquire', lease: f.lease, address: cand.address, reason: f.reason, ...(f.resourceVersion ? { resourceVersion: f.resourceVersion } : {}) });
       mine++;
     }
   }
   return { actions, announce: announce.sort(), takeable, liveNodes, fairShare };
 }
 
-/** `pharos-l2announce-<namespace>-<name>`, kept within the 253-character object name limit. */
-export function serviceLeaseName(serviceKey: string): string {
+/**
+ * Who may compete for each address: every node eligible for one of the
+ * services that carry it (services sharing an address may be selected by
+ * different policies, or have local endpoints on different nodes). A list
+ * shared by all the address's services is passed on as the same object, so
+ * decide() computes each electorate once.
+ */
+export function addressElectorates(eligibleByService: ReadonlyMap<string, readonly string[]>, addressesByService: ReadonlyMap<string, readonly string[]>): Map<string, readonly string[]> {
+  const byAddress = new Map<string, readonly string[]>();
+  for (const [service, nodes] of eligibleByService) {
+    for (const address of addressesByService.get(service) ?? []) {
+      const known = byAddress.get(address);
+      if (!known) byAddress.set(address, nodes);
+      else if (known !== nodes) byAddress.set(address, [...new Set([...known, ...nodes])].sort());
+    }
+  }
+  return byAddress;
+}
+
+const ADDRESS_LEASE_PREFIX = 'pharos-l2announce-';
+
+/**
+ * The lease of an address: `pharos-l2announce-<address>`, the address in its
+ * canonical text (dotted quad, RFC 5952 IPv6) with dots and colons turned
+ * into dashes — `pharos-l2announce-198-51-100-200`,
+ * `pharos-l2announce-2001-db8--200` — so `kubectl get lease` names the
+ * address. A name cannot end in a dash: an IPv6 address ending in `::`
+ * gets a `0` (`2001:db8::` is `2001:db8::0`).
+ */
+export function addressLeaseName(address: string): string {
+  const text = canonicalAddress(address) ?? address.toLowerCase();
+  const name = `${ADDRESS_LEASE_PREFIX}${text.replace(/[.:]/g, '-')}`;
+  return name.endsWith('-') ? `${name}0` : name;
+}
+
+/**
+ * Whether `name` is an address lease (else, under the same prefix, an old
+ * per-service one): it decodes to an address that encodes back to it. A
+ * per-service name cannot be a dotted quad (a service name starts with a
+ * letter); it could only pass for an IPv6 address if a namespace were named
+ * like one (`2001-db8-1-2-3-4-5` with a service `beef`).
+ */
+export function isAddressLeaseName(name: string): boolean {
+  if (!name.startsWith(ADDRESS_LEASE_PREFIX)) return false;
+  const rest = name.slice(ADDRESS_LEASE_PREFIX.length);
+  for (const sep of ['.', ':']) {
+    const address = canonicalAddress(rest.replace(/-/g, sep));
+    if (address !== undefined && addressLeaseName(address) === name) return true;
+  }
+  return false;
+}
+
+/**
+ * The per-service lease name of agents before issue 18,
+ * `pharos-l2announce-<namespace>-<name>` (within the 253-character object
+ * name limit): read only, to hand over from an older agent during an upgrade.
+ */
+export function legacyServiceLeaseName(serviceKey: string): string {
   const name = `pharos-l2announce-${serviceKey.replace('/', '-')}`;
   return name.length <= 253 ? name : `${name.slice(0, 244)}-${rendezvous(name, '').toString(16).padStart(8, '0')}`;
 }

@@ -1,12 +1,12 @@
 /**
  * The L2 lease election against the Kubernetes API: keeps this node's
  * liveness Lease (`pharos-node-<node>`) renewed, watches every node's and
- * service's Lease through the store (the informer: no polling reads), runs
+ * address's Lease through the store (the informer: no polling reads), runs
  * the pure `decide()` of election-core.ts on every change and every tick,
  * and carries its actions out with resourceVersion-checked writes.
  *
  * The node lease has its own writer (its own token bucket), so a burst of
- * service-lease writes can never delay it past its deadline.
+ * address-lease writes can never delay it past its deadline.
  *
  * Fencing: `healthy` means the node lease was renewed (request sent) within
  * nodeLease − renew; past that nothing is announced. The same send time is
@@ -17,7 +17,7 @@
 import type { KubeWriter, LeaseRecord } from '../sources/kube/writer.js';
 import { WriteConflictError, NotFoundError } from '../sources/kube/writer.js';
 import type { Lease } from '../model/types.js';
-import { decide, nodeLeaseName, serviceLeaseName, type ElectionAction, type ElectionOutput, type HeldLease, type LeaseView, type ServiceCandidate } from './election-core.js';
+import { addressLeaseName, decide, isAddressLeaseName, legacyServiceLeaseName, nodeLeaseName, type AddressCandidate, type ElectionAction, type ElectionOutput, type HeldLease, type LeaseView, type LegacyLease } from './election-core.js';
 
 export interface ElectionLog {
   info(msg: string, fields?: Record<string, string | number | boolean | undefined>): void;
@@ -28,13 +28,13 @@ export interface ElectionLog {
 export interface L2ElectionOptions {
   node: string;
   namespace: string;
-  /** Service leases. */
+  /** Address leases. */
   writer: KubeWriter;
   /** The node lease only. */
   nodeWriter: KubeWriter;
   nodeLeaseMs: number;
   nodeRenewMs: number;
-  /** Written as the service leases' duration (informational: a service lease is held while its holder's node lease is renewed). */
+  /** Written as the address leases' duration (informational: an address lease is held while its holder's node lease is renewed). */
   serviceLeaseMs: number;
   /** How long a lease assigned to another node may stay untaken before anyone takes it (the retry period). */
   graceMs: number;
@@ -47,8 +47,11 @@ export interface L2ElectionOptions {
 }
 
 export interface ElectionInputs {
-  candidates: ServiceCandidate[];
-  eligible: Map<string, string[]>;
+  candidates: AddressCandidate[];
+  /** By address: the nodes that could compete for it. */
+  eligible: ReadonlyMap<string, readonly string[]>;
+  /** By service: its announced addresses (to read old per-service leases during an upgrade). */
+  serviceAddresses?: Map<string, string[]>;
   leases: Iterable<Lease>;
 }
 
@@ -69,15 +72,20 @@ export class L2Election {
   private confirmedSentAt = -Infinity;
   private freshSince: number | undefined;
   private readonly views = new Map<string, ObservedLease>();
-  /** The same views split for decide(): node leases by node name, service leases by lease name. */
+  /** The same views split for decide(): node leases by node name, address leases by lease name, old per-service ones apart. */
   private readonly nodeViews = new Map<string, ObservedLease>();
-  private readonly serviceViews = new Map<string, ObservedLease>();
+  private readonly addressViews = new Map<string, ObservedLease>();
+  private readonly legacyViews = new Map<string, ObservedLease>();
+  /** Old per-service lease name → the address leases of its service (rebuilt when serviceAddresses is a new map). */
+  private legacyAddresses = new Map<string, string[]>();
+  private legacyInput = new Map<string, LegacyLease>();
+  private legacyInputStale = true;
   private viewPass = 0;
   private readonly held = new Map<string, HeldLease & { acquireTime: Date; transitions: number }>();
   private readonly takeableSince = new Map<string, number>();
   private readonly inFlight = new Set<string>();
   private inputs: ElectionInputs = { candidates: [], eligible: new Map(), leases: [] };
-  private eligibleByLease = new Map<string, string[]>();
+  private eligibleByLease = new Map<string, readonly string[]>();
   private tickTimer?: NodeJS.Timeout;
   private last?: ElectionOutput;
   private stopped = false;
@@ -120,7 +128,11 @@ export class L2Election {
   /** New store contents: leases observed, candidates recomputed. Runs a decision. */
   update(inputs: ElectionInputs): void {
     // The controller hands the same eligible map while nothing changed: re-key it only when it is a new one.
-    if (inputs.eligible !== this.inputs.eligible) this.eligibleByLease = new Map([...inputs.eligible].map(([svc, nodes]) => [serviceLeaseName(svc), nodes]));
+    if (inputs.eligible !== this.inputs.eligible) this.eligibleByLease = new Map([...inputs.eligible].map(([address, nodes]) => [addressLeaseName(address), nodes]));
+    if (inputs.serviceAddresses !== this.inputs.serviceAddresses) {
+      this.legacyAddresses = new Map([...inputs.serviceAddresses ?? []].map(([svc, addresses]) => [legacyServiceLeaseName(svc), addresses.map(addressLeaseName)]));
+      this.legacyInputStale = true;
+    }
     this.inputs = inputs;
     const now = this.now();
     const pass = ++this.viewPass;
@@ -161,14 +173,16 @@ export class L2Election {
   /** Keeps the views and their split by kind (what decide() reads) in step. */
   private setView(name: string, view: ObservedLease | undefined): void {
     const isNode = name.startsWith(NODE_PREFIX);
+    const byName = isNode ? undefined : isAddressLeaseName(name) ? this.addressViews : this.legacyViews;
+    if (byName === this.legacyViews) this.legacyInputStale = true;
     if (view) {
       this.views.set(name, view);
       if (isNode) this.nodeViews.set(name.slice(NODE_PREFIX.length), view);
-      else this.serviceViews.set(name, view);
+      else byName!.set(name, view);
     } else {
       this.views.delete(name);
       if (isNode) this.nodeViews.delete(name.slice(NODE_PREFIX.length));
-      else this.serviceViews.delete(name);
+      else byName!.delete(name);
     }
   }
 
@@ -180,14 +194,20 @@ export class L2Election {
     const fresh = now - this.confirmedSentAt <= this.opts.nodeLeaseMs / 2;
     if (!fresh) this.freshSince = undefined;
     else if (this.freshSince === undefined) this.freshSince = now;
-    const serviceLeases = this.serviceViews;
+    const addressLeases = this.addressViews;
+    if (this.legacyInputStale) {
+      // Old-name leases are few (an upgrade's leftovers) and rarely change: their input is rebuilt only then.
+      this.legacyInputStale = false;
+      this.legacyInput = new Map([...this.legacyViews].map(([name, v]) => [name, { ...v, addressLeases: this.legacyAddresses.get(name) ?? [] }]));
+    }
     const out = decide({
       now,
       me: this.opts.node,
       healthy: this.healthy,
       freshSince: this.freshSince,
       nodeLeases: this.nodeViews,
-      serviceLeases,
+      addressLeases,
+      legacy: this.legacyInput,
       candidates: this.inputs.candidates,
       eligible: this.eligibleByLease,
       held: this.held,
@@ -199,7 +219,7 @@ export class L2Election {
     for (const name of takeable) if (!this.takeableSince.has(name)) this.takeableSince.set(name, now);
     const changed = !sameStrings(this.last?.announce, out.announce);
     this.last = out;
-    for (const a of out.actions) this.carryOut(a, serviceLeases.get(a.lease));
+    for (const a of out.actions) this.carryOut(a, a.type === 'release' && a.legacy ? this.legacyViews.get(a.lease) : addressLeases.get(a.lease));
     if (changed) this.opts.onChange?.();
   }
 
@@ -210,7 +230,7 @@ export class L2Election {
     const seconds = Math.round(this.opts.serviceLeaseMs / 1000);
     if (a.type === 'lost') {
       this.held.delete(a.lease);
-      log.warn('L2 lease taken by another node: stopped announcing', { service: a.service, lease: a.lease, holder: view?.holder });
+      log.warn('L2 lease taken by another node: stopped announcing', { address: a.address, lease: a.lease, holder: view?.holder });
       this.opts.onChange?.();
       return;
     }
@@ -231,16 +251,16 @@ export class L2Election {
         (rec) => {
           if (this.stopped) return;
           this.held.set(a.lease, {
-            service: a.service, resourceVersion: rec.resourceVersion, acquireTime: now, transitions,
+            address: a.address, resourceVersion: rec.resourceVersion, acquireTime: now, transitions,
             ...(a.resourceVersion ? { replacedResourceVersion: a.resourceVersion } : {}),
           });
           if (a.reason !== 'reclaim') this.takeovers++;
-          log.info('L2 lease acquired', { service: a.service, lease: a.lease, reason: a.reason, previousHolder: view?.holder });
+          log.info('L2 lease acquired', { address: a.address, lease: a.lease, reason: a.reason, previousHolder: view?.holder });
           this.opts.onChange?.();
         },
         (err: Error) => {
-          if (!(err instanceof WriteConflictError)) log.warn('L2 lease acquire failed', { service: a.service, lease: a.lease, error: err.message });
-          else log.debug('L2 lease acquire lost the race', { service: a.service, lease: a.lease });
+          if (!(err instanceof WriteConflictError)) log.warn('L2 lease acquire failed', { address: a.address, lease: a.lease, error: err.message });
+          else log.debug('L2 lease acquire lost the race', { address: a.address, lease: a.lease });
         },
       ).finally(done);
       return;
@@ -252,7 +272,7 @@ export class L2Election {
     this.opts.onChange?.();
     if (!rv) return void this.inFlight.delete(a.lease);
     writer.releaseLease({ name: a.lease, namespace: this.opts.namespace, resourceVersion: rv, leaseTransitions: held?.transitions ?? (view ? this.views.get(a.lease)?.transitions : undefined) }).then(
-      () => log.info('L2 lease released', { service: a.service, lease: a.lease }),
+      () => log.info(a.legacy ? 'L2 lease of the per-service naming (older agent) released' : 'L2 lease released', { address: a.address, lease: a.lease }),
       (err: Error) => log.debug('L2 lease release failed (another node may have it already)', { lease: a.lease, error: err.message }),
     ).finally(done);
   }

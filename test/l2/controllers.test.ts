@@ -8,6 +8,7 @@
 import t from 'tap';
 import { LocalL2Controller, PER_ADDRESS_LINES, type L2Common, type L2Counters } from '../../src/agent/l2.js';
 import { ElectedL2Controller } from '../../src/agent/l2-elected.js';
+import { addressLeaseName } from '../../src/l2/election-core.js';
 import { Store } from '../../src/store/store.js';
 import { NotFoundError, WriteConflictError, type KubeWriter, type LeaseRecord, type LeaseSpec } from '../../src/sources/kube/writer.js';
 import type { Kind, Lease } from '../../src/model/types.js';
@@ -258,7 +259,7 @@ t.test('Kubernetes mode: a service the data path does not carry is not competed 
   store.on('change', () => ctl.reconcile(store.snapshot()));
   ctl.start();
   ctl.reconcile(store.snapshot());
-  const lease = (i: number): string => `pharos-l2announce-default-s${i}`;
+  const lease = (i: number): string => addressLeaseName(addressOf(i));
   await waitFor('s0 taken and answered', 5000, async () => writer.holder(lease(0)) === 'n1' && sink.responder.has(`${addressOf(0)}|2`), { everyMs: 50 });
   // Past the grace period (500 ms) and five of them: nobody holds s1, and nothing of it is announced.
   await new Promise((r) => setTimeout(r, 3000));
@@ -274,6 +275,43 @@ t.test('Kubernetes mode: a service the data path does not carry is not competed 
   ctl.programmedChanged();
   await waitFor('s0 handed over: released and withdrawn', 5000, async () => writer.holder(lease(0)) === undefined && !sink.responder.has(`${addressOf(0)}|2`), { everyMs: 50 });
   t.ok(writer.writes.some((w) => w === `update ${lease(0)} -`), 'the lease was released (holder cleared) for another node to take');
+  t.same(sink.violations, []);
+  await ctl.stop();
+});
+
+t.test('Kubernetes mode: services sharing an address share its one lease (issue 18)', async (t) => {
+  const store = new Store();
+  // s0 and s1 share s0's address; s2 has its own.
+  store.apply(service(0));
+  store.apply(service(1, { status: { ingress: [{ ip: addressOf(0) }], conditions: [] } }));
+  store.apply(service(2));
+  for (const i of [0, 1, 2]) store.apply(slice(i));
+  store.apply(POLICY);
+  store.markSynced();
+  const writer = new StoreLeaseWriter(store, 'kube-system');
+  const sink = new RecordingSink(new FakeClock());
+  const ctl = new ElectedL2Controller({
+    ...common(sink, undefined), namespace: 'kube-system', writer: writer as unknown as KubeWriter, nodeWriter: writer as unknown as KubeWriter,
+    nodeLeaseMs: 2000, nodeRenewMs: 250, serviceLeaseMs: 15_000, retryMs: 500, store, datapathReady: () => true, onNodeRenewed: () => {},
+  });
+  store.on('change', () => ctl.reconcile(store.snapshot()));
+  ctl.start();
+  ctl.reconcile(store.snapshot());
+  const shared = addressLeaseName(addressOf(0));
+  await waitFor('both addresses held and answered', 5000, async () => writer.holder(shared) === 'n1' && writer.holder(addressLeaseName(addressOf(2))) === 'n1' && sink.responder.has(`${addressOf(0)}|2`) && sink.responder.has(`${addressOf(2)}|2`), { everyMs: 50 });
+  const leases = writer.writes.filter((w) => w.startsWith('create pharos-l2announce-')).map((w) => w.split(' ')[1]).sort();
+  t.same(leases, [shared, addressLeaseName(addressOf(2))].sort(), 'one lease per address, none per service');
+  const rows = ctl.rows(store.snapshot()).map((r) => `${r.service} ${r.address} ${r.holder} ${r.local}`).sort();
+  t.same(rows, [`default/s0 ${addressOf(0)} n1 true`, `default/s1 ${addressOf(0)} n1 true`, `default/s2 ${addressOf(2)} n1 true`], '`pharos l2 list`: a row per service and address, the holder the address\'s');
+  // s0 goes: s1 still carries the address, which stays held (no write).
+  const before = writer.writes.length;
+  store.remove('Service', 'default/s0');
+  await new Promise((r) => setTimeout(r, 700));
+  t.equal(writer.holder(shared), 'n1', 'the address is still held for the service left');
+  t.ok(sink.responder.has(`${addressOf(0)}|2`), 'and still answered');
+  t.same(writer.writes.slice(before).filter((w) => w.includes(shared)), [], 'no write for it');
+  store.remove('Service', 'default/s1');
+  await waitFor('the address released once no service carries it', 5000, async () => writer.holder(shared) === undefined && !sink.responder.has(`${addressOf(0)}|2`), { everyMs: 50 });
   t.same(sink.violations, []);
   await ctl.stop();
 });
