@@ -58,7 +58,11 @@ t.test('LB-IPAM walkthrough with kubectl', { skip: privilegedUnavailable() }, as
 
   await t.test('kubectl apply a pool; kubectl get ippools shows its columns', async (t) => {
     t.match(await lab.kubectl(['apply', '--validate=false', '-f', '-'], { input: POOL }), /loadbalancerippool\.lb\.pharos\.io\/lab-pool created/);
-    const out = await lab.kubectl(['get', 'ippools']);
+    // The columns come from the pool's status, which the IPAM leader writes just after the create: wait for it.
+    const out = await waitFor('the pool status in kubectl get ippools', 20_000, async () => {
+      const text = await lab.kubectl(['get', 'ippools']);
+      return columns(text.trim().split('\n')[1] ?? '').length >= 5 ? text : undefined;
+    });
     const [header, row] = out.trim().split('\n');
     t.same(columns(header!), ['NAME', 'DISABLED', 'CONFLICTING', 'IPS', 'AVAILABLE', 'AGE'], 'the CRD printer columns');
     t.same(columns(row!).slice(0, 4), ['lab-pool', 'false', 'False', '16'], 'lab-pool: enabled, no conflict, 16 addresses');
