@@ -59,11 +59,11 @@ export class WalkthroughLab {
     return run(process.execPath, [CLI, 'lab', ...args, '--prefix', this.prefix, '--state-dir', this.stateDir], { timeoutMs });
   }
 
-  /** `pharos lab up`; `pharos lab down` in teardown (also on failure). */
-  static async up(t: TeardownHost, prefix: string, nodes: number): Promise<WalkthroughLab> {
+  /** `pharos lab up [args]`; `pharos lab down` in teardown (also on failure). */
+  static async up(t: TeardownHost, prefix: string, nodes: number, args: string[] = []): Promise<WalkthroughLab> {
     const lab = new WalkthroughLab(prefix);
     t.teardown(() => lab.down());
-    const r = await lab.lab(['up', '--nodes', String(nodes)]);
+    const r = await lab.lab(['up', '--nodes', String(nodes), ...args]);
     if (r.code !== 0) throw new Error(`pharos lab up failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
     return lab;
   }
@@ -98,6 +98,18 @@ export class WalkthroughLab {
       for (const text of parts) lines.push({ at: performance.now(), text });
     });
     return { lines, stop: () => child.kill('SIGTERM') };
+  }
+
+  /**
+   * The name of the Lease that elects the announcer of `vip` (service
+   * `namespace/name`), once it exists: one per address
+   * (`pharos-l2announce-198-51-100-96`) or, in older agents, per service
+   * (`pharos-l2announce-default-echo`).
+   */
+  async l2LeaseName(vip: string, namespace: string, name: string): Promise<string | undefined> {
+    const names = (await this.kubectl(['-n', 'kube-system', 'get', 'lease', '-o', 'jsonpath={.items[*].metadata.name}'])).trim().split(/\s+/);
+    const candidates = [`pharos-l2announce-${vip.replace(/[.:]/g, '-')}`, `pharos-l2announce-${namespace}-${name}`];
+    return candidates.find((c) => names.includes(c));
   }
 
   /** A command in the client namespace. */
