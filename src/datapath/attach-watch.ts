@@ -190,7 +190,7 @@ export class AttachmentWatch {
         xdp = o.addon.xdpQuery(ifindex);
       } catch (err) {
         // Gone between the two calls (ENODEV), or netlink failed: nothing to act on this time.
-        return this.record(a, [`${a.interface}: XDP query failed: ${(err as Error).message}`]);
+        return this.record(a, [`${a.interface}: XDP query failed: ${(err as Error).message}`], false);
       }
     }
     const expected: ExpectedAttachment = {
@@ -199,6 +199,7 @@ export class AttachmentWatch {
     };
     const verdict = judgeAttachment(expected, { exists, xdp, ...(tcProgId !== undefined ? { tcProgId } : {}) });
     const problems = verdict.blocked.map((f) => describeFinding(a.interface, expected, f));
+    let xdpOk = !verdict.blocked.some((f) => f.what !== 'tc-foreign');
     const found = (what: Finding['what']): Finding | undefined => verdict.findings.find((f) => f.what === what);
     for (const repair of verdict.repairs) {
       const finding = repair === 'attach-xdp' ? found('xdp-none') : repair === 'move-xdp' ? found('xdp-wrong-mode') : found('tc-none');
@@ -222,9 +223,10 @@ export class AttachmentWatch {
         });
       } catch (err) {
         problems.push(`${was}; attaching again failed: ${(err as Error).message}`);
+        if (repair !== 'attach-tc') xdpOk = false;
       }
     }
-    return this.record(a, problems);
+    return this.record(a, problems, xdpOk);
   }
 
   private counted(iface: string, program: 'xdp' | 'tc_egress'): void {
@@ -233,11 +235,11 @@ export class AttachmentWatch {
   }
 
   /** The interface's health from its unresolved problems; a new problem is logged once. */
-  private record(a: WatchedAttachment, problems: string[]): InterfaceHealth {
+  private record(a: WatchedAttachment, problems: string[], xdpOk: boolean): InterfaceHealth {
     const problem = problems.join('; ');
     const ok = problems.length === 0;
     datapathAttached.set({ interface: a.interface }, ok ? 1 : 0);
-    xdpAttached.set({ interface: a.interface, mode: a.mode }, ok ? 1 : 0);
+    xdpAttached.set({ interface: a.interface, mode: a.mode }, xdpOk ? 1 : 0);
     if ((this.logged.get(a.interface) ?? '') !== problem) {
       if (!ok) this.o.log.warn('data path not in place on an interface', { interface: a.interface, problem });
       this.logged.set(a.interface, problem);
