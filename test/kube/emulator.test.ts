@@ -606,4 +606,14 @@ spec: {holderIdentity: node-a, leaseDurationSeconds: 15}
   await k.ok(['apply', '--validate=false', '-f', 'deploy/examples/', '-f', 'deploy/kubernetes/']);
   t.ok(api.objects.get('daemonsets', 'pharos-system', 'pharos') && api.objects.get('clusterroles', undefined, 'pharos'), 'stored-only kinds kept');
   t.match(await k.ok(['api-resources']), /services\s+svc\s+v1\s+true\s+Service/);
+  // kubectl scale through the /scale subresource: spec.replicas and the generation move, as a spec edit does.
+  const echoDeploy = api.objects.get('deployments', 'default', 'echo')!;
+  t.match(await k.ok(['scale', 'deployment/echo', '--replicas=3']), /deployment.apps\/echo scaled/);
+  const scaled = api.objects.get('deployments', 'default', 'echo')!;
+  t.same([scaled.spec.replicas, scaled.metadata.generation], [3, echoDeploy.metadata.generation + 1]);
+  const scale = JSON.parse(await k.ok(['get', '--raw', '/apis/apps/v1/namespaces/default/deployments/echo/scale']));
+  t.same([scale.kind, scale.spec.replicas, scale.status.selector], ['Scale', 3, 'app=echo']);
+  const stale = await k.run(['scale', 'deployment/echo', '--replicas=1', '--current-replicas=2']);
+  t.not(stale.code, 0, '--current-replicas that does not hold is refused');
+  t.equal(api.objects.get('deployments', 'default', 'echo')!.spec.replicas, 3);
 });

@@ -30,6 +30,8 @@ export interface ResourceType {
   categories?: string[];
   /** Has a `/status` subresource (spec writes keep status, status writes keep the rest). */
   statusSubresource: boolean;
+  /** Has a `/scale` subresource (autoscaling/v1 Scale over spec.replicas), for `kubectl scale`. */
+  scaleSubresource?: boolean;
   /** Create drops `.status` (what the real API does for Services and CRs with a status subresource). */
   dropStatusOnCreate: boolean;
   /** Custom resource: strategic merge patch is refused with 415, as on a real API server. */
@@ -128,10 +130,10 @@ export const storedOnlyResources: ResourceType[] = [
   builtin('', 'v1', 'endpoints', 'Endpoints', true, ['ep']),
   builtin('', 'v1', 'events', 'Event', true, ['ev']),
   builtin('', 'v1', 'resourcequotas', 'ResourceQuota', true, ['quota'], { statusSubresource: true }),
-  builtin('apps', 'v1', 'deployments', 'Deployment', true, ['deploy'], { statusSubresource: true, categories: ['all'] }),
+  builtin('apps', 'v1', 'deployments', 'Deployment', true, ['deploy'], { statusSubresource: true, scaleSubresource: true, categories: ['all'] }),
   builtin('apps', 'v1', 'daemonsets', 'DaemonSet', true, ['ds'], { statusSubresource: true, categories: ['all'] }),
-  builtin('apps', 'v1', 'statefulsets', 'StatefulSet', true, ['sts'], { statusSubresource: true, categories: ['all'] }),
-  builtin('apps', 'v1', 'replicasets', 'ReplicaSet', true, ['rs'], { statusSubresource: true, categories: ['all'] }),
+  builtin('apps', 'v1', 'statefulsets', 'StatefulSet', true, ['sts'], { statusSubresource: true, scaleSubresource: true, categories: ['all'] }),
+  builtin('apps', 'v1', 'replicasets', 'ReplicaSet', true, ['rs'], { statusSubresource: true, scaleSubresource: true, categories: ['all'] }),
   builtin('rbac.authorization.k8s.io', 'v1', 'roles', 'Role', true, []),
   builtin('rbac.authorization.k8s.io', 'v1', 'rolebindings', 'RoleBinding', true, []),
   builtin('rbac.authorization.k8s.io', 'v1', 'clusterroles', 'ClusterRole', false, []),
@@ -204,8 +206,11 @@ export function discoveryEntries(r: ResourceType): object[] {
     ...(r.shortNames.length ? { shortNames: r.shortNames } : {}),
     ...(r.categories ? { categories: r.categories } : {}),
   };
-  if (!r.statusSubresource) return [main];
-  return [main, { name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] }];
+  const out: object[] = [main];
+  if (r.statusSubresource) out.push({ name: `${r.plural}/status`, singularName: '', namespaced: r.namespaced, kind: r.kind, verbs: ['get', 'patch', 'update'] });
+  // kubectl scale finds the Scale kind here (its group and version are not the parent's).
+  if (r.scaleSubresource) out.push({ name: `${r.plural}/scale`, singularName: '', namespaced: r.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] });
+  return out;
 }
 
 /**
