@@ -80,6 +80,15 @@ t.test('L2 announcement walkthrough with kubectl, failover included', { skip: pr
     });
     t.match(body, /^be[12] /, `curl http://${blueVip}/ (port 80) answered by a backend playing an nginx pod: ${body.trim()}`);
     t.equal(await lab.arpAnswer(blueVip), macOf.get(blueHolder), `arping ${blueVip} → ${blueHolder}'s MAC`);
+    // kubectl scale: the pods and the Service's endpoints follow, and the rollout finishes again.
+    const endpoints = async (): Promise<string> => (await lab.kubectl(['get', 'endpointslices', '-l', 'kubernetes.io/service-name=service-blue', '-o', 'jsonpath={.items[0].endpoints[*].addresses[0]}'])).trim();
+    await lab.kubectl(['scale', 'deployment/nginx', '--replicas=1']);
+    t.match(await lab.kubectl(['rollout', 'status', 'deployment/nginx', '--timeout=30s']), /successfully rolled out/);
+    t.equal(await waitFor('one endpoint', 10_000, async () => ((await endpoints()).split(' ').length === 1 ? endpoints() : undefined)), '198.51.100.141', 'scaled to 1: one pod, one endpoint');
+    await lab.kubectl(['scale', 'deployment/nginx', '--replicas=3']);
+    t.match(await lab.kubectl(['rollout', 'status', 'deployment/nginx', '--timeout=30s']), /successfully rolled out/);
+    await waitFor('two endpoints again', 10_000, async () => ((await endpoints()).split(' ').length === 2 ? true : undefined));
+    t.equal((await lab.kubectl(['get', 'pods', '-l', 'app=nginx', '-o', 'name'])).trim().split('\n').length, 3, 'scaled back to 3 pods');
   });
 
   let vip = '';
