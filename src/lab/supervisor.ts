@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { PROJECT_ROOT } from '../datapath/bpf-build.js';
 import { startApiServer, type ApiServer } from './apiserver/server.js';
+import { bundledCrdDir, readCrds } from './apiserver/crds.js';
+import { ciliumResources, crdObjectOf } from './apiserver/resources.js';
 import { kubeconfigFor } from './apiserver/main.js';
 import { AGENT_HTTP, API_ADDR, API_PORT, labLayout, nsName, readState, writeState, type LabLayout, type LabState } from './cluster.js';
 import { deploymentPods, deploymentStatus, podBackends, POD_BACKEND_ANNOTATION, type DeploymentLike } from './deployments.js';
@@ -68,8 +70,10 @@ class Supervisor {
 
   async start(): Promise<void> {
     const { stateDir } = this.state;
-    // Cilium's CRDs too, as in a cluster where Cilium is installed: its walkthroughs' pools and policies apply as written.
-    this.api = await startApiServer({ host: '127.0.0.1', port: 0, cilium: true });
+    // Cilium's CRDs too, as in a cluster where Cilium is installed: its walkthroughs' pools and
+    // policies apply as written, and `kubectl get crd` lists them next to the pharos ones.
+    const bundled = bundledCrdDir();
+    this.api = await startApiServer({ host: '127.0.0.1', port: 0, cilium: true, crds: [...(bundled ? readCrds(bundled) : []), ...ciliumResources.map(crdObjectOf)] });
     // Unix sockets cross network namespaces: the forwarder in the mgmt namespace relays to this one.
     const relayPath = join(stateDir, 'api.sock');
     rmSync(relayPath, { force: true });

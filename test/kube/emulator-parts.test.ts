@@ -7,6 +7,7 @@ import { decodeKubernetesProtobuf } from '../../src/lab/apiserver/protobuf.js';
 import { pruneAndDefault, validateSchema } from '../../src/lab/apiserver/schema.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, SelectorError } from '../../src/lab/apiserver/selectors.js';
 import { humanDuration, jsonPathValues } from '../../src/lab/apiserver/tables.js';
+import { ciliumResources, crdObjectOf, resourcesFromCrd } from '../../src/lab/apiserver/resources.js';
 
 t.test('merge patch: RFC 7386 appendix A examples', async (t) => {
   const cases: [unknown, unknown, unknown][] = [
@@ -178,4 +179,22 @@ t.test('protobuf envelope decoding', async (t) => {
   const pod = Buffer.concat([Buffer.from('k8s\0', 'latin1'), str(1, Buffer.concat([str(1, 'v1'), str(2, 'Pod')]))]);
   t.throws(() => decodeKubernetesProtobuf(pod), /not supported/);
   t.throws(() => decodeKubernetesProtobuf(Buffer.concat([Buffer.from('k8s\0', 'latin1'), Buffer.from([0x0a, 0x7f])])), /truncated/);
+});
+
+t.test('a built-in custom resource as a CRD object registers the same resource (pharos lab installs Cilium\'s this way)', async (t) => {
+  for (const r of ciliumResources) {
+    const crd = crdObjectOf(r) as { metadata: { name: string } };
+    t.equal(crd.metadata.name, `${r.plural}.cilium.io`);
+    const [back] = resourcesFromCrd(crd);
+    t.same(
+      { group: back!.group, version: back!.version, plural: back!.plural, kind: back!.kind, namespaced: back!.namespaced, shortNames: back!.shortNames, status: back!.statusSubresource },
+      { group: r.group, version: r.version, plural: r.plural, kind: r.kind, namespaced: r.namespaced, shortNames: r.shortNames, status: r.statusSubresource },
+      r.kind,
+    );
+    if (r.printerColumns) t.same(back!.printerColumns, r.printerColumns, `${r.kind}: its printer columns`);
+  }
+  const pool = resourcesFromCrd(crdObjectOf(ciliumResources[0]!))[0]!;
+  const o: any = { spec: { blocks: [{ cidr: '198.51.100.96/28' }] } };
+  pruneAndDefault(o, pool.schema, true);
+  t.same(o.spec, { blocks: [{ cidr: '198.51.100.96/28' }], disabled: false }, 'the pool schema defaults spec.disabled and keeps the rest');
 });

@@ -44,6 +44,8 @@ t.test('L2 announcement walkthrough with kubectl, failover included', { skip: pr
   let blueLease = '';
   const blueMoves: string[] = [];
   await t.test('Cilium\'s manifests as written: pool, L2 policy, Deployment rolled out, service-blue on port 80', async (t) => {
+    const crds = await lab.kubectl(['get', 'crd', 'ciliumloadbalancerippools.cilium.io', 'ciliuml2announcementpolicies.cilium.io', '-o', 'name']);
+    t.equal(crds.trim().split('\n').length, 2, 'kubectl get crd: Cilium\'s CRDs are installed');
     // As the walkthrough writes it: no --validate=false.
     const out = await lab.kubectl(['apply', '-f', CILIUM]);
     t.match(out, /ciliumloadbalancerippool\.cilium\.io\/blue-pool created/, 'the Cilium CRDs are installed in the lab');

@@ -195,6 +195,33 @@ export const crdResource: ResourceType = builtin(
   { statusSubresource: true },
 );
 
+/**
+ * A CustomResourceDefinition for a built-in custom resource (its names,
+ * scope, printer columns, status subresource and schema; a schema-less
+ * one keeps unknown fields), so a cluster that should have it installed —
+ * `pharos lab` with Cilium's — lists it in `kubectl get crd`.
+ */
+export function crdObjectOf(r: ResourceType): object {
+  return {
+    apiVersion: 'apiextensions.k8s.io/v1',
+    kind: 'CustomResourceDefinition',
+    metadata: { name: `${r.plural}.${r.group}` },
+    spec: {
+      group: r.group,
+      names: { plural: r.plural, singular: r.singular, kind: r.kind, listKind: `${r.kind}List`, shortNames: r.shortNames, ...(r.categories ? { categories: r.categories } : {}) },
+      scope: r.namespaced ? 'Namespaced' : 'Cluster',
+      versions: [{
+        name: r.version,
+        served: true,
+        storage: true,
+        schema: { openAPIV3Schema: r.schema ?? { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } },
+        ...(r.statusSubresource ? { subresources: { status: {} } } : {}),
+        ...(r.printerColumns ? { additionalPrinterColumns: r.printerColumns } : {}),
+      }],
+    },
+  };
+}
+
 /** The discovery entry for one resource (and its `/status`), as in an APIResourceList. */
 export function discoveryEntries(r: ResourceType): object[] {
   const main = {
