@@ -4,7 +4,7 @@
  * agents' lease flags.
  */
 import t from 'tap';
-import { leaseAgentArgs, parseLeaseDuration } from '../../src/cli/lab.js';
+import { leaseAgentArgs, parseLeaseDuration } from '../../src/lab/lease-flags.js';
 
 t.test('durations as Cilium\'s Helm values spell them', async (t) => {
   t.equal(parseLeaseDuration('3s'), 3);
