@@ -108,7 +108,7 @@ async function main(): Promise<void> {
     await lab.bulkPolicy();
     await lab.bulkServices(SERVICES);
     const leases = await waitFor('every bulk lease held', 120_000, async () => {
-      const l = (await lab.api.list('leases', NAMESPACE)).filter((x: any) => x.metadata.name.startsWith('pharos-l2announce-default-svc') && x.spec?.holderIdentity);
+      const l = (await lab.api.list('leases', NAMESPACE)).filter((x: any) => x.metadata.name.startsWith('pharos-l2announce-198-18-0-') && x.spec?.holderIdentity);
       return l.length === SERVICES ? l : undefined;
     }, 500);
     const spread: Record<string, number> = {};

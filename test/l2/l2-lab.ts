@@ -23,6 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { Lab, startEchoServer, type TeardownHost } from '../support/lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
+import { addressLeaseName } from '../../src/l2/election-core.js';
 import { sleep, waitFor as pollFor } from '../support/wait.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
@@ -234,12 +235,12 @@ export class L2Lab {
     for (let i = 0; i < count; i++) await this.service(`svc${String(i).padStart(3, '0')}`, { endpoints: false });
   }
 
-  async service(name: string, opts: { dual?: boolean; labels?: Record<string, string>; endpoints?: boolean } = {}): Promise<void> {
+  async service(name: string, opts: { dual?: boolean; labels?: Record<string, string>; annotations?: Record<string, string>; port?: number; endpoints?: boolean } = {}): Promise<void> {
     await this.api.put('services', {
       apiVersion: 'v1', kind: 'Service',
-      metadata: { name, namespace: 'default', labels: { announce: 'yes', ...opts.labels } },
+      metadata: { name, namespace: 'default', labels: { announce: 'yes', ...opts.labels }, ...(opts.annotations ? { annotations: opts.annotations } : {}) },
       spec: {
-        type: 'LoadBalancer', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }],
+        type: 'LoadBalancer', ports: [{ name: 'http', port: opts.port ?? 80, targetPort: 8080, protocol: 'TCP' }],
         ...(opts.dual ? { ipFamilyPolicy: 'RequireDualStack', ipFamilies: ['IPv4', 'IPv6'] } : {}),
       },
     });
@@ -298,10 +299,26 @@ export class L2Lab {
     await Promise.race([a.exited, sleep(10_000)]);
   }
 
-  /** Lease holder of a service, as the API has it. */
-  async holder(service: string): Promise<string | undefined> {
-    const l = await this.api.get('leases', NAMESPACE, `pharos-l2announce-default-${service}`);
+  /** Holder of an address's lease (one per address, shared by the services that carry it), as the API has it. */
+  async holderOf(address: string): Promise<string | undefined> {
+    const l = await this.api.get('leases', NAMESPACE, addressLeaseName(address));
     return l?.spec?.holderIdentity || undefined;
+  }
+
+  /** Holder of a service's (first) IPv4 address, as the API has it. */
+  async holder(service: string): Promise<string | undefined> {
+    const v4 = (await this.vips(service)).find((a) => !a.includes(':'));
+    return v4 ? this.holderOf(v4) : undefined;
+  }
+
+  /**
+   * The MACs that answer ARP for `address` on the client's eth0: `count`
+   * requests 200 ms apart (Habets arping, raw output: one MAC per reply),
+   * sorted and deduplicated.
+   */
+  async arpingMacs(address: string, count = 3): Promise<string[]> {
+    const r = await this.lab.exec('client', ['arping', '-r', '-i', 'eth0', '-S', CLIENT.v4, '-c', String(count), '-W', '0.2', '-w', String(Math.ceil(count * 0.2) + 2), address], { allowFail: true });
+    return [...new Set(r.stdout.split('\n').map((l) => l.trim().toLowerCase()).filter((l) => /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(l)))].sort();
   }
 
   async vips(service: string): Promise<string[]> {

@@ -24,6 +24,7 @@ import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
 import { Bird } from '../bgp/routers.js';
 import { AGENT_USER, deployDocuments, KubeAgentLab, PHAROS_NAMESPACE, type Json } from '../kube/agent-lab.js';
+import { addressLeaseName } from '../../src/l2/election-core.js';
 
 const PASSWORD = 'rbac-md5-Key';
 
@@ -121,6 +122,8 @@ t.before(async () => {
   const agent = await k.startAgent('lb', { node: 'lb-1', iface: 'eth0', args: ['--maglev-max-table-size', '251'] });
   t.teardown(() => agent.stop());
   const svc = (n: string): Json => api.objects.get('services', 'default', n);
+  /** The L2 lease of echo's address (one lease per address). */
+  const echoLease = (): string => addressLeaseName(svc('echo')?.status?.loadBalancer?.ingress?.[0]?.ip ?? '0.0.0.0');
   let missing: string[] = [];
   const fail = (e: Error): never => { throw new Error(`${e.message}; missing: ${missing.join(', ')}\nagent log:\n${agent.log().slice(-6000)}\nbird log:\n${bird.log.slice(-2000)}`); };
   await waitFor('every kind of write the agent makes', 45_000, async () => {
@@ -130,7 +133,7 @@ t.before(async () => {
       'pool status': !!api.objects.get('loadbalancerippools', undefined, 'blue')?.status,
       'Cilium pool status': !!api.objects.get('ciliumloadbalancerippools', undefined, 'green')?.status,
       'event about many': api.objects.list('events', 'default').some((e: Json) => e.involvedObject?.name === 'many'),
-      'service Lease': api.objects.get('leases', PHAROS_NAMESPACE, 'pharos-l2announce-default-echo')?.spec?.holderIdentity === 'lb-1',
+      'address Lease': api.objects.get('leases', PHAROS_NAMESPACE, echoLease())?.spec?.holderIdentity === 'lb-1',
       'IPAM Lease': api.objects.get('leases', PHAROS_NAMESPACE, 'pharos-ipam')?.spec?.holderIdentity === 'lb-1',
       'BGP Established (MD5 from the Secret)': await bird.established('198.18.0.2'),
     };
@@ -140,7 +143,7 @@ t.before(async () => {
   stopped = {
     code: await agent.stop(),
     nodeLease: api.objects.get('leases', PHAROS_NAMESPACE, 'pharos-node-lb-1'),
-    serviceLeaseHolder: api.objects.get('leases', PHAROS_NAMESPACE, 'pharos-l2announce-default-echo')?.spec?.holderIdentity,
+    serviceLeaseHolder: api.objects.get('leases', PHAROS_NAMESPACE, echoLease())?.spec?.holderIdentity,
   };
   used = k.agentRequests();
 });
