@@ -33,6 +33,6 @@ export function leaseAgentArgs(values: { duration?: string; renew?: string; retr
     args.push(`--${agentFlag}=${s}`);
   }
   // The agent's defaults (15 s, 5 s) where only one of the pair is given.
-  if ((seconds.renew ?? 5) >= (seconds.duration ?? 15)) return { error: `--l2-lease-renew-deadline must be shorter than --l2-lease-duration (${seconds.renew ?? '5, the default,'} s against ${seconds.duration ?? '15, the default,'} s)` };
+  if ((seconds.renew ?? 5) >= (seconds.duration ?? 15)) return { error: `--l2-lease-renew-deadline must be shorter than --l2-lease-duration (renew deadline ${seconds.renew ?? 5} s${seconds.renew === undefined ? ', the default' : ''}, duration ${seconds.duration ?? 15} s${seconds.duration === undefined ? ', the default' : ''})` };
   return { args };
 }
