@@ -8,7 +8,7 @@
  */
 import type { Snapshot, Store } from '../store/store.js';
 import type { Announcement, L2Announcer, RefusedAddress } from '../l2/announcer.js';
-import { L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, nodeLabels, type L2Candidate, type NodeInterface } from '../l2/policy.js';
+import { L2AddressCache, L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, nodeLabels, type L2Candidate, type NodeInterface } from '../l2/policy.js';
 import { L2Election, type L2ElectionOptions } from '../l2/election.js';
 import { addressElectorates, addressLeaseName, type AddressCandidate } from '../l2/election-core.js';
 import type { L2View } from '../metrics/state-view.js';
@@ -37,8 +37,9 @@ export class ElectedL2Controller implements AgentController {
   readonly election: L2Election;
   private readonly candidateCache = new L2CandidateCache();
   private readonly eligibleCache = new L2EligibleCache();
+  private readonly addressCache = new L2AddressCache();
   /** Whether each cache saw the previous pass (only then may it take that pass's changes alone). */
-  private cachesCurrent = { candidates: false, eligible: false };
+  private cachesCurrent = { candidates: false, eligible: false, addresses: false };
   /** This node's candidate services (policy, interfaces, local endpoints, programmed) of each address it competes for. */
   private candidates = new Map<string, L2Candidate[]>();
   private chosen?: L2Candidate[];
@@ -49,8 +50,6 @@ export class ElectedL2Controller implements AgentController {
   private electionCandidates: AddressCandidate[] = [];
   /** Lease name of each address (computed once per address). */
   private leaseNames = new Map<string, string>();
-  /** Every announced address of every service (whoever holds it), and the maps it was computed from. */
-  private announced?: { services: unknown; policies: unknown; byService: Map<string, string[]> };
   /** Eligible nodes by address (the union over the services that carry it), and the maps it was computed from. */
   private eligibleByAddress?: { eligible: Map<string, string[]>; byService: Map<string, string[]>; byAddress: Map<string, readonly string[]> };
   /** What applyAnnouncements last acted on: the election's list and the candidates it was mapped with. */
@@ -99,7 +98,7 @@ export class ElectedL2Controller implements AgentController {
    */
   reconcile(snap: Snapshot, changes?: ChangeSet): void {
     if (!this.c.store.synced) {
-      this.cachesCurrent = { candidates: false, eligible: false };
+      this.cachesCurrent = { candidates: false, eligible: false, addresses: false };
       return;
     }
     if (!this.electing) {
@@ -137,7 +136,9 @@ export class ElectedL2Controller implements AgentController {
     }
     const eligible = this.eligibleCache.compute(snap, nodeNames, this.c.isOurService, this.cachesCurrent.eligible ? changes : undefined);
     this.cachesCurrent.eligible = true;
-    const serviceAddresses = this.announcedAddresses(snap);
+    // Every service's announced addresses, whoever holds them (what binds services into one election per address).
+    const serviceAddresses = this.addressCache.compute(snap, this.c.isOurService, this.cachesCurrent.addresses ? changes : undefined);
+    this.cachesCurrent.addresses = true;
     this.election.update({ candidates: this.electionCandidates, eligible: this.addressEligible(eligible, serviceAddresses), serviceAddresses, leases: snap.leases.values() });
     this.applyAnnouncements();
   }
@@ -150,15 +151,6 @@ export class ElectedL2Controller implements AgentController {
       this.leaseNames.set(address, (name = addressLeaseName(address)));
     }
     return name;
-  }
-
-  /** Every service's announced addresses; computed again only when services or policies changed. */
-  private announcedAddresses(snap: Snapshot): Map<string, string[]> {
-    const a = this.announced;
-    if (a && a.services === snap.services && a.policies === snap.l2Policies) return a.byService;
-    const byService = l2AnnouncedAddresses(snap, this.c.isOurService);
-    this.announced = { services: snap.services, policies: snap.l2Policies, byService };
-    return byService;
   }
 
   /** Who may compete for each address: any node eligible for one of the services that carry it. */

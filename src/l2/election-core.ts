@@ -354,10 +354,18 @@ const ADDRESS_LEASE_PREFIX = 'pharos-l2announce-';
  * gets a `0` (`2001:db8::` is `2001:db8::0`).
  */
 export function addressLeaseName(address: string): string {
-  const text = canonicalAddress(address) ?? address.toLowerCase();
-  const name = `${ADDRESS_LEASE_PREFIX}${text.replace(/[.:]/g, '-')}`;
-  return name.endsWith('-') ? `${name}0` : name;
+  let name = leaseNames.get(address);
+  if (name === undefined) {
+    const text = canonicalAddress(address) ?? address.toLowerCase();
+    name = `${ADDRESS_LEASE_PREFIX}${text.replace(/[.:]/g, '-')}`;
+    if (name.endsWith('-')) name = `${name}0`;
+    // A memo (parsing an address is the cost at 10,000 of them), bounded however many come and go.
+    if (leaseNames.size >= 100_000) leaseNames.clear();
+    leaseNames.set(address, name);
+  }
+  return name;
 }
+const leaseNames = new Map<string, string>();
 
 /**
  * Whether `name` is an address lease (else, under the same prefix, an old

@@ -76,8 +76,8 @@ export class L2Election {
   private readonly nodeViews = new Map<string, ObservedLease>();
   private readonly addressViews = new Map<string, ObservedLease>();
   private readonly legacyViews = new Map<string, ObservedLease>();
-  /** Old per-service lease name → the address leases of its service (rebuilt when serviceAddresses is a new map). */
-  private legacyAddresses = new Map<string, string[]>();
+  /** Old per-service lease name → the address leases of its service (built when needed, after serviceAddresses is a new map). */
+  private legacyAddresses?: Map<string, string[]>;
   private legacyInput = new Map<string, LegacyLease>();
   private legacyInputStale = true;
   private viewPass = 0;
@@ -130,7 +130,7 @@ export class L2Election {
     // The controller hands the same eligible map while nothing changed: re-key it only when it is a new one.
     if (inputs.eligible !== this.inputs.eligible) this.eligibleByLease = new Map([...inputs.eligible].map(([address, nodes]) => [addressLeaseName(address), nodes]));
     if (inputs.serviceAddresses !== this.inputs.serviceAddresses) {
-      this.legacyAddresses = new Map([...inputs.serviceAddresses ?? []].map(([svc, addresses]) => [legacyServiceLeaseName(svc), addresses.map(addressLeaseName)]));
+      this.legacyAddresses = undefined;
       this.legacyInputStale = true;
     }
     this.inputs = inputs;
@@ -198,7 +198,11 @@ export class L2Election {
     if (this.legacyInputStale) {
       // Old-name leases are few (an upgrade's leftovers) and rarely change: their input is rebuilt only then.
       this.legacyInputStale = false;
-      this.legacyInput = new Map([...this.legacyViews].map(([name, v]) => [name, { ...v, addressLeases: this.legacyAddresses.get(name) ?? [] }]));
+      if (this.legacyViews.size > 0) {
+        this.legacyAddresses ??= new Map([...this.inputs.serviceAddresses ?? []].map(([svc, addresses]) => [legacyServiceLeaseName(svc), addresses.map(addressLeaseName)]));
+      }
+      const byName = this.legacyAddresses;
+      this.legacyInput = new Map([...this.legacyViews].map(([name, v]) => [name, { ...v, addressLeases: byName?.get(name) ?? [] }]));
     }
     const out = decide({
       now,

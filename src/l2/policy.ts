@@ -505,3 +505,32 @@ export class L2EligibleCache extends PerServiceCache<string[], Map<string, strin
     return new Map(values);
   }
 }
+
+/** l2AnnouncedAddresses, remembered per service (see PerServiceCache): a status edit that keeps the addresses costs a reference comparison. */
+export class L2AddressCache extends PerServiceCache<string[], Map<string, string[]>> {
+  private policies: L2Policy[] = [];
+  private isOurService: (svc: Service) => boolean = () => false;
+
+  compute(snap: Snapshot, isOurService: (svc: Service) => boolean, changes?: ChangeSet): Map<string, string[]> {
+    const policies = [...snap.l2Policies.values()];
+    if (!sameList(policies, this.policies)) this.policies = policies;
+    this.isOurService = isOurService;
+    return this.run(snap, [this.policies, isOurService], changes);
+  }
+
+  protected judge(_key: string, svc: Service): string[] | undefined {
+    if (this.policies.length === 0 || !isL2Class(svc, this.isOurService)) return undefined;
+    const labels = serviceLabelLookup(svc);
+    const addrs = new Set<string>();
+    for (const p of this.policies) if (selects(p, labels)) for (const a of policyAddresses(p, svc)) addrs.add(a);
+    return addrs.size > 0 ? [...addrs].sort() : undefined;
+  }
+
+  protected same(a: string[], b: string[]): boolean {
+    return sameList(a, b);
+  }
+
+  protected collect(values: Iterable<[string, string[]]>): Map<string, string[]> {
+    return new Map(values);
+  }
+}

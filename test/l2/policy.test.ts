@@ -5,7 +5,7 @@
  * (externalTrafficPolicy Local, interfaces, policies).
  */
 import t from 'tap';
-import { L2CandidateCache, L2EligibleCache, l2Candidates, l2EligibleNodes, type L2Candidate, type L2PolicyInput } from '../../src/l2/policy.js';
+import { L2AddressCache, L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, l2Candidates, l2EligibleNodes, type L2Candidate, type L2PolicyInput } from '../../src/l2/policy.js';
 import type { L2Policy, Node } from '../../src/model/types.js';
 import type { Snapshot } from '../../src/store/store.js';
 import type { ChangeSet } from '../../src/agent/controller.js';
@@ -61,6 +61,7 @@ t.test('the caches agree with a computation from scratch after every edit', asyn
   let labels: Record<string, string> = {};
   const candidates = new L2CandidateCache();
   const eligible = new L2EligibleCache();
+  const addresses = new L2AddressCache();
   let mismatches = 0;
   let changes = 0;
   let previous = '';
@@ -110,6 +111,8 @@ t.test('the caches agree with a computation from scratch after every edit', asyn
     const names = [...NODES, 'n4'];
     const e = eligible.compute(snap, names, input.isOurService, delta);
     if (JSON.stringify([...e].sort()) !== JSON.stringify([...l2EligibleNodes(snap, names, input.isOurService)].sort())) mismatches++;
+    const a = addresses.compute(snap, input.isOurService, delta);
+    if (JSON.stringify([...a].sort()) !== JSON.stringify([...l2AnnouncedAddresses(snap, input.isOurService)].sort())) mismatches++;
     if (byService(plain) !== previous) changes++;
     previous = byService(plain);
   }
