@@ -315,3 +315,39 @@ t.test('Kubernetes mode: services sharing an address share its one lease (issue 
   t.same(sink.violations, []);
   await ctl.stop();
 });
+
+t.test('Kubernetes mode, upgrade from per-service leases: a live older agent\'s lease keeps the address from us; our own is cleared', async (t) => {
+  const store = new Store();
+  for (const i of [0, 1]) {
+    store.apply(service(i));
+    store.apply(slice(i));
+  }
+  store.apply(POLICY);
+  store.markSynced();
+  const writer = new StoreLeaseWriter(store, 'kube-system');
+  // n2 runs an older agent: its node lease is live and it holds s0's per-service lease. n1's older self held s1's.
+  const t0 = new Date();
+  await writer.createLease('pharos-node-n2', { holderIdentity: 'n2', leaseDurationSeconds: 3600, acquireTime: t0, renewTime: t0 });
+  await writer.createLease('pharos-l2announce-default-s0', { holderIdentity: 'n2', leaseDurationSeconds: 15, acquireTime: t0, renewTime: t0, leaseTransitions: 0 });
+  await writer.createLease('pharos-l2announce-default-s1', { holderIdentity: 'n1', leaseDurationSeconds: 15, acquireTime: t0, renewTime: t0, leaseTransitions: 0 });
+  const sink = new RecordingSink(new FakeClock());
+  const ctl = new ElectedL2Controller({
+    ...common(sink, undefined), namespace: 'kube-system', writer: writer as unknown as KubeWriter, nodeWriter: writer as unknown as KubeWriter,
+    nodeLeaseMs: 2000, nodeRenewMs: 250, serviceLeaseMs: 15_000, retryMs: 300, store, datapathReady: () => true, onNodeRenewed: () => {},
+  });
+  store.on('change', () => ctl.reconcile(store.snapshot()));
+  await new Promise((r) => setImmediate(r));
+  ctl.start();
+  ctl.reconcile(store.snapshot());
+  await waitFor('s1\'s address taken, its old-name lease cleared', 5000, async () => writer.holder(addressLeaseName(addressOf(1))) === 'n1' && writer.holder('pharos-l2announce-default-s1') === undefined, { everyMs: 50 });
+  // Well past five retry periods: s0's address stays with the older agent on n2.
+  await new Promise((r) => setTimeout(r, 2500));
+  t.equal(writer.holder(addressLeaseName(addressOf(0))), undefined, 'no address lease taken while a live older agent answers for it');
+  t.notOk(sink.responder.has(`${addressOf(0)}|2`), 'and not answered here');
+  t.equal(writer.holder('pharos-l2announce-default-s0'), 'n2', 'its old-name lease left alone');
+  // n2 is upgraded (its older agent stopped: node lease gone): the address is elected as usual.
+  await writer.deleteLease('pharos-node-n2');
+  await waitFor('s0\'s address taken once no older agent holds it', 5000, async () => writer.holder(addressLeaseName(addressOf(0))) === 'n1' && sink.responder.has(`${addressOf(0)}|2`), { everyMs: 50 });
+  t.same(sink.violations, []);
+  await ctl.stop();
+});
