@@ -375,7 +375,7 @@ t.test('the image runs as the DaemonSet says and serves a LoadBalancer service',
   // /proc/sys/net, should the manifest mount it (Cilium's way to write sysctls from an unprivileged container), is the
   // host's as this process sees it: sysctl files answer for the network namespace of whoever opens them (the node's).
   const hostPaths: Record<string, string> = {
-    '/sys/fs/bpf': '/sys/fs/bpf', '/var/lib/pharos': join(pod, 'state'), '/sys/fs/cgroup': cgroup, '/proc/sys/net': '/proc/sys/net',
+    '/sys/fs/bpf/pharos': '/sys/fs/bpf/pharos', '/var/lib/pharos': join(pod, 'state'), '/sys/fs/cgroup': cgroup, '/proc/sys/net': '/proc/sys/net',
   };
   const fields: Record<string, string> = {
     'status.hostIP': ADDR.node, 'status.podIP': ADDR.node, 'spec.nodeName': NODE_NAME,
@@ -493,7 +493,13 @@ t.test('the image runs as the DaemonSet says and serves a LoadBalancer service',
   t.equal(statusMask(agentPid, 'CapInh') | statusMask(agentPid, 'CapAmb'), 0n, 'no inheritable or ambient capabilities');
   const mounts = readFileSync(`/proc/${agentPid}/mountinfo`, 'utf8');
   t.match(mounts, /^\S+ \S+ \S+ \/sys \/proc\/sys ro,/m, '/proc/sys is read-only in the container');
-  t.match(mounts, /^\S+ \S+ \S+ \/ \/sys\/fs\/bpf .* - bpf /m, 'the host\'s bpffs is at /sys/fs/bpf');
+  t.match(mounts, /^\S+ \S+ \S+ \/pharos \/run\/pharos\/bpffs .* - bpf /m, 'only pharos\' directory of the host\'s bpffs is mounted (at /run/pharos/bpffs)');
+  t.notMatch(mounts, /^\S+ \S+ \S+ \/ \/sys\/fs\/bpf .* - bpf /m, 'not the whole bpffs');
+  t.match(mounts, /^\S+ \S+ \S+ \S+ \/run\/pharos\/cgroupv2 ro,.* - cgroup2 /m, 'the host cgroup mount is read-only');
+  // Node-local access: the socket hooks are attached to the (lab's stand-in for the) host cgroup through that read-only mount.
+  const hooks = (await run(['bpftool', '-j', 'cgroup', 'show', cgroup])).stdout;
+  const attached = (JSON.parse(hooks || '[]') as Array<{ attach_type: string }>).map((h) => h.attach_type);
+  t.ok(attached.some((a) => /^(cgroup_inet4_connect|connect4)$/.test(a)), `socket hooks attached through the read-only cgroup mount: ${attached.join(', ') || 'none'}`);
   t.ok(existsSync(pinDir), `maps pinned on the host's bpffs at ${pinDir}`);
 
   // IPAM through the API, then a real TCP connection from the client through the XDP path.
