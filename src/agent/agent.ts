@@ -803,7 +803,7 @@ export class Agent {
     return { entries, truncated: !done, total, ...(!done ? { continue: cursor.toString('base64url') } : {}) };
   }
 
-  /** Conflicting pools, as problems (`pharos status`): they hand out and keep nothing. */
+  /** Conflicting pools, as problems (`pharos status`): they hand out nothing new (services keep the addresses they hold). */
   private poolProblems(): ConfigProblemView[] {
     const out: ConfigProblemView[] = [];
     for (const [name, st] of this.ipam?.poolStatuses() ?? []) {
