@@ -7,7 +7,7 @@
 // (requests bearing TOKEN act as USER under the stored RBAC objects, where the
 // emulator enforces RBAC). Prints {"ready":URL} once bound.
 import { readFileSync } from 'node:fs';
-import readline from 'node:readline';
+import { serveOps } from '../support/stdio-ops.mjs';
 import { startApiServer } from '../../dist/lab/apiserver/server.js';
 
 const [host, port, keyFile, certFile, token, user] = process.argv.slice(2);
@@ -27,15 +27,4 @@ const ops = {
   get: (resource, ns, name) => api.objects.get(resource, ns ?? undefined, name) ?? null,
   refused: () => refused,
 };
-readline.createInterface({ input: process.stdin }).on('line', (line) => {
-  let msg;
-  try {
-    msg = JSON.parse(line);
-    const result = ops[msg.op](...(msg.args ?? []));
-    process.stdout.write(JSON.stringify({ id: msg.id, result }) + '\n');
-  } catch (e) {
-    process.stdout.write(JSON.stringify({ id: msg?.id, error: String(e?.message ?? e) }) + '\n');
-  }
-});
-process.stdin.on('end', () => void api.close().then(() => process.exit(0)));
-process.stdout.write(JSON.stringify({ ready: api.url }) + '\n');
+serveOps(api, ops);

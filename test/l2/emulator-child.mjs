@@ -4,7 +4,7 @@
 //   → {"id":1,"op":"put","args":["services",{...}]}   ← {"id":1,"result":{...}}
 // ops: put, putMany, get, list, delete, progress, usage, counts, reset, writesSince, pause, resume, failNext, closeAllWatches, openWatches.
 // Usage: node emulator-child.mjs HOST PORT   (prints {"ready":URL} once bound)
-import readline from 'node:readline';
+import { serveOps } from '../support/stdio-ops.mjs';
 import { startApiServer } from '../../dist/lab/apiserver/server.js';
 
 const [host, port] = process.argv.slice(2);
@@ -49,15 +49,4 @@ const ops = {
   closeAllWatches: () => { api.closeAllWatches(); return null; },
   openWatches: () => api.openWatches(),
 };
-readline.createInterface({ input: process.stdin }).on('line', (line) => {
-  let msg;
-  try {
-    msg = JSON.parse(line);
-    const result = ops[msg.op](...(msg.args ?? []));
-    process.stdout.write(JSON.stringify({ id: msg.id, result }) + '\n');
-  } catch (e) {
-    process.stdout.write(JSON.stringify({ id: msg?.id, error: String(e?.message ?? e) }) + '\n');
-  }
-});
-process.stdin.on('end', () => void api.close().then(() => process.exit(0)));
-process.stdout.write(JSON.stringify({ ready: api.url }) + '\n');
+serveOps(api, ops);
