@@ -18,6 +18,7 @@
 #include "lib/parsing.h"
 #include "lib/stats.h"
 #include "lib/icmp.h"
+#include "lib/l2_foreign.h"
 
 #define PH_NDP_NS 135
 #define PH_NDP_NA 136
@@ -56,7 +57,9 @@ static __always_inline struct ph_resp_value *responder_find(const void *addr, __
 /**
  * handle_arp() - answer an ARP request for one of our addresses.
  * Returns: XDP_TX with the reply in place, XDP_PASS for everything else
- * (replies, foreign addresses, gratuitous ARP), XDP_DROP for a truncated ARP.
+ * (replies, foreign addresses, gratuitous ARP; another MAC's reply or
+ * gratuitous ARP for one of ours is noted in ph_l2_foreign first),
+ * XDP_DROP for a truncated ARP.
  */
 static __always_inline int handle_arp(struct xdp_md *ctx, struct cursor *c, struct ethhdr *eth)
 {
@@ -70,7 +73,15 @@ static __always_inline int handle_arp(struct xdp_md *ctx, struct cursor *c, stru
 		stat_inc(PH_STAT_MALFORMED_L2);
 		return XDP_DROP;
 	}
-	if (rc != PARSE_OK || arp->op != bpf_htons(PH_ARPOP_REQUEST))
+	if (rc != PARSE_OK)
+		return XDP_PASS;
+	/* Another MAC answering (reply) or announcing (gratuitous) one of our addresses: split brain, noted. */
+	if (arp->op == bpf_htons(PH_ARPOP_REPLY) || !__builtin_memcmp(arp->spa, arp->tpa, 4)) {
+		v = responder_find(arp->spa, PH_AF_INET, ctx->ingress_ifindex);
+		if (v)
+			l2_foreign_note(arp->spa, PH_AF_INET, ctx->ingress_ifindex, v, arp->sha);
+	}
+	if (arp->op != bpf_htons(PH_ARPOP_REQUEST))
 		return XDP_PASS;
 	v = responder_find(arp->tpa, PH_AF_INET, ctx->ingress_ifindex);
 	if (!v)
@@ -132,6 +143,13 @@ static __always_inline int handle_ns(struct xdp_md *ctx, struct packet *p)
 	icmp = (__u8 *)(ip6 + 1);
 	if ((void *)(icmp + 24) > data_end)
 		return XDP_PASS;
+	/* Another MAC advertising one of our addresses (solicited or not): split brain, noted. */
+	if (icmp[0] == PH_NDP_NA && icmp[1] == 0 && ip6->hop_limit == 255) {
+		v = responder_find(icmp + 8, PH_AF_INET6, ctx->ingress_ifindex);
+		if (v)
+			l2_foreign_note(icmp + 8, PH_AF_INET6, ctx->ingress_ifindex, v, p->eth->h_source);
+		return XDP_PASS;
+	}
 	if (icmp[0] != PH_NDP_NS || icmp[1] != 0 || ip6->hop_limit != 255 || p->l3_len < 40 + 24)
 		return XDP_PASS;
 	if (!(ip6->saddr.in6_u.u6_addr32[0] | ip6->saddr.in6_u.u6_addr32[1] |

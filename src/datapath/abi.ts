@@ -47,6 +47,7 @@ export const MAP = {
   affinity: 'ph_affinity',
   members: 'ph_fe_members',
   vips: 'ph_vips',
+  l2Foreign: 'ph_l2_foreign',
 } as const;
 export type MapRole = keyof typeof MAP;
 
@@ -93,6 +94,7 @@ export const SIZE = {
   vipKey: 20,
   ifMac: 8,
   ifSnat: 32,
+  l2Foreign: 24,
 } as const;
 
 /**
@@ -549,6 +551,21 @@ export function encodeResponderValue(mac: string): Buffer {
 
 export function decodeResponderValue(b: Buffer): { mac: string } {
   return { mac: readMac(b, 0) };
+}
+
+// ------------------------------------------------ foreign answers (bpf/lib/l2_foreign.h)
+
+/** ph_l2_foreign: another MAC answering or announcing one of our addresses (key: the responder's). */
+export interface L2ForeignAnswers {
+  count: bigint;
+  /** CLOCK_MONOTONIC ns of the last one (process.hrtime.bigint() on Linux). */
+  lastNs: bigint;
+  /** The MAC of the last one. */
+  mac: string;
+}
+
+export function decodeL2Foreign(b: Buffer): L2ForeignAnswers {
+  return { count: b.readBigUInt64LE(0), lastNs: b.readBigUInt64LE(8), mac: readMac(b, 16) };
 }
 
 // ---------------------------------------------------------------- counters

@@ -111,6 +111,7 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     affinity: { type: 'lru_hash', keySize: SIZE.affKey, valueSize: SIZE.affValue, maxEntries: sizes.affinity },
     members: { type: 'hash', keySize: 8, valueSize: 4, maxEntries: sizes.members },
     vips: { type: 'hash', keySize: SIZE.vipKey, valueSize: 4, maxEntries: sizes.frontends },
+    l2Foreign: { type: 'lru_hash', keySize: SIZE.respKey, valueSize: SIZE.l2Foreign, maxEntries: 256 },
   };
 }
 

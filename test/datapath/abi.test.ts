@@ -37,7 +37,7 @@ t.test('.rodata variables in config.h equal RODATA', async (t) => {
 });
 
 t.test('map names in maps.h/stats.h match MAP and fit 15 chars', async (t) => {
-  const src = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'maps.h'), 'utf8') + readFileSync(join(BPF_SOURCE_DIR, 'lib', 'stats.h'), 'utf8');
+  const src = ['maps.h', 'stats.h', 'l2_foreign.h'].map((h) => readFileSync(join(BPF_SOURCE_DIR, 'lib', h), 'utf8')).join('');
   const names = [...src.matchAll(/^\}\s*(ph_\w+)\s+SEC\("\.maps"\)/gm)].map((m) => m[1]!).sort();
   t.same(names, Object.values(abi.MAP).sort());
   for (const n of names) t.ok(n.length <= 15, `${n} ≤ 15 chars`);
@@ -78,7 +78,7 @@ t.test('struct sizes match BTF', async (t) => {
     ph_fe_key: abi.SIZE.feKey, ph_fe_value: abi.SIZE.feValue, ph_backend: abi.SIZE.backend, ph_flow: abi.SIZE.flow,
     ph_ct: abi.SIZE.ct, ph_be_nh: abi.SIZE.beNextHop, ph_rev: abi.SIZE.rev, ph_runtime: abi.SIZE.runtime, ph_liveness: abi.SIZE.liveness, ph_resp_key: abi.SIZE.respKey,
     ph_resp_value: abi.SIZE.respValue, ph_traffic: abi.SIZE.traffic, ph_src_key: abi.SIZE.srcKey, ph_aff_key: abi.SIZE.affKey,
-    ph_aff_value: abi.SIZE.affValue, ph_member_key: 8, ph_vip_key: abi.SIZE.vipKey,
+    ph_aff_value: abi.SIZE.affValue, ph_member_key: 8, ph_vip_key: abi.SIZE.vipKey, ph_l2_foreign: abi.SIZE.l2Foreign,
     ph_scratch: abi.SIZE.ct + abi.SIZE.rev + abi.SIZE.flow + abi.SIZE.affKey + abi.SIZE.affValue,
   };
   for (const [name, size] of Object.entries(sizes)) t.equal(layout(name).size, size, name);
@@ -153,6 +153,13 @@ t.test('backend, flow, runtime and responder codecs match BTF', async (t) => {
   t.same(abi.decodeResponderKey(k), { address: '203.0.113.9', ifindex: 42 });
   t.same(abi.decodeResponderValue(abi.encodeResponderValue('02:00:5e:10:00:01')), { mac: '02:00:5e:10:00:01' });
   t.throws(() => abi.encodeResponderValue('02:00'), /MAC/);
+
+  const fo2 = layout('ph_l2_foreign').offsets;
+  const foreign = Buffer.alloc(abi.SIZE.l2Foreign);
+  foreign.writeBigUInt64LE(3n, fo2.count!);
+  foreign.writeBigUInt64LE(77n, fo2.last_ns!);
+  foreign.set([2, 0, 0x5e, 0, 0, 9], fo2.mac!);
+  t.same(abi.decodeL2Foreign(foreign), { count: 3n, lastNs: 77n, mac: '02:00:5e:00:00:09' });
 });
 
 t.test('conntrack and reverse NAT decoders read the BTF offsets', async (t) => {

@@ -11,7 +11,7 @@ import { privilegedUnavailable } from '../support/privileged.js';
 import { withLab, type Lab } from '../support/lab.js';
 import { hexDiff, inetChecksum, parse, pkt, truncate, IPPROTO } from '../support/packet.js';
 import { ADDR, baseFrontends, FixtureEnv, MAC, PORT_MIN, XDP } from './fixture-env.js';
-import { encodeFlow, encodeIfMac, STAT_REASONS, u32Key, type StatReason } from '../../src/datapath/abi.js';
+import { decodeL2Foreign, encodeFlow, encodeIfMac, encodeResponderKey, STAT_REASONS, u32Key, type StatReason } from '../../src/datapath/abi.js';
 import { buildMaglevTable, DEFAULT_MAGLEV_MAX_M, flowHash, maglevTableSize, type MaglevMember } from '../../src/datapath/maglev.js';
 import type { Frontend } from '../../src/model/types.js';
 
@@ -115,11 +115,32 @@ function neighSolicit(opts: { src?: string; target?: string; sll?: boolean; hopL
     .build();
 }
 
-function neighAdvert(): Buffer {
-  return pkt().eth({ src: MAC.vip, dst: MAC.client })
+function neighAdvert(from = MAC.vip): Buffer {
+  return pkt().eth({ src: from, dst: MAC.client })
     .ipv6({ src: ADDR.vip6, dst: ADDR.client6 })
-    .na({ target: ADDR.vip6, tll: MAC.vip, solicited: true, override: true })
+    .na({ target: ADDR.vip6, tll: from, solicited: true, override: true })
     .build();
+}
+
+/** Foreign answers noted for `address` on fx0 (bpf/lib/l2_foreign.h): count and last MAC. */
+function foreignAnswers(env: FixtureEnv, address: string): { count: number; mac?: string } {
+  const v = env.dp.maps.l2Foreign.lookup(encodeResponderKey({ address, ifindex: env.ifindex.fx0 }));
+  if (!v) return { count: 0 };
+  const d = decodeL2Foreign(v);
+  return { count: Number(d.count), mac: d.mac };
+}
+
+/** A row's check that `address` got `more` foreign answers (from `mac`) while the row ran. */
+function notesForeign(address: string, more: number, mac = MAC.client): Pick<Row, 'setup' | 'check'> {
+  let before = 0;
+  return {
+    setup: (env) => { before = foreignAnswers(env, address).count; },
+    check: (t, _out, env) => {
+      const now = foreignAnswers(env, address);
+      t.equal(now.count - before, more, `${more} foreign answer(s) noted for ${address}`);
+      if (more) t.equal(now.mac, mac, 'with the sender\'s MAC');
+    },
+  };
 }
 
 /** Frontend 198.51.100.18:80 with a changed backend list (port 7100). */
@@ -336,10 +357,17 @@ add({ name: 'ARP probe (sender 0.0.0.0) for the VIP: answered (defends the addre
   input: () => arpRequest({ spa: '0.0.0.0' }), verdict: 'TX', output: () => arpReply('0.0.0.0'), stats: { arp_reply: 1 } });
 add({ name: 'ARP request for a foreign address: untouched PASS',
   input: () => arpRequest({ tpa: '198.18.0.99' }), verdict: 'PASS', stats: {} });
-add({ name: 'gratuitous ARP for the VIP from another host: PASS, counted',
-  input: () => arpRequest({ spa: ADDR.vip4, tpa: ADDR.vip4 }), verdict: 'PASS', stats: { arp_ignored: 1 } });
-add({ name: 'ARP reply about the VIP: untouched PASS',
-  input: () => arpRequest({ op: 'reply' }), verdict: 'PASS', stats: {} });
+add({ name: 'gratuitous ARP for the VIP from another host: PASS, counted, noted as a foreign answer',
+  ...notesForeign(ADDR.vip4, 1), input: () => arpRequest({ spa: ADDR.vip4, tpa: ADDR.vip4 }), verdict: 'PASS', output: () => arpRequest({ spa: ADDR.vip4, tpa: ADDR.vip4 }), stats: { arp_ignored: 1 } });
+add({ name: 'ARP reply about the client asking for the VIP: untouched PASS, nothing noted',
+  ...notesForeign(ADDR.vip4, 0), input: () => arpRequest({ op: 'reply' }), verdict: 'PASS', output: () => arpRequest({ op: 'reply' }), stats: {} });
+add({ name: 'ARP reply for the VIP from another MAC: untouched PASS, noted as a foreign answer',
+  ...notesForeign(ADDR.vip4, 1), input: () => arpRequest({ op: 'reply', spa: ADDR.vip4, tpa: ADDR.client4 }), verdict: 'PASS',
+  output: () => arpRequest({ op: 'reply', spa: ADDR.vip4, tpa: ADDR.client4 }), stats: {} });
+add({ name: 'ARP reply for the VIP with our own MAC: untouched PASS, nothing noted',
+  ...notesForeign(ADDR.vip4, 0), input: () => arpReply(), verdict: 'PASS', output: () => arpReply(), stats: {} });
+add({ name: 'gratuitous ARP for an address we do not answer for: PASS, nothing noted',
+  ...notesForeign('198.18.0.99', 0), input: () => arpRequest({ spa: '198.18.0.99', tpa: '198.18.0.99' }), verdict: 'PASS', output: () => arpRequest({ spa: '198.18.0.99', tpa: '198.18.0.99' }), stats: {} });
 add({ name: 'ARP request for the VIP on an interface it is not announced on: PASS', ingress: 'fb0',
   input: () => arpRequest(), verdict: 'PASS', stats: {} });
 add({ name: 'ARP request while the agent liveness stamp is stale: PASS, counted',
@@ -366,8 +394,10 @@ add({ name: 'NS with hop limit 64 (not from a neighbour): PASS',
   input: () => neighSolicit({ hopLimit: 64 }), verdict: 'PASS', stats: {} });
 add({ name: 'NS for a foreign target: PASS',
   input: () => neighSolicit({ target: '2001:db8::99' }), verdict: 'PASS', stats: {} });
-add({ name: 'NA about the VIP from elsewhere: PASS',
-  input: () => neighAdvert(), verdict: 'PASS', stats: {} });
+add({ name: 'NA about the VIP with our own MAC: PASS, nothing noted',
+  ...notesForeign(ADDR.vip6, 0), input: () => neighAdvert(), verdict: 'PASS', output: () => neighAdvert(), stats: {} });
+add({ name: 'NA about the VIP from another MAC: PASS, noted as a foreign answer',
+  ...notesForeign(ADDR.vip6, 1), input: () => neighAdvert(MAC.client), verdict: 'PASS', output: () => neighAdvert(MAC.client), stats: {} });
 
 // Hostile input.
 const goodTcp4 = (): Buffer => clientPacket(4, 'tcp', 10090);
