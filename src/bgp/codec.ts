@@ -80,6 +80,8 @@ export const CeaseSubcode = {
   ConnectionCollisionResolution: 7,
   OutOfResources: 8,
   HardReset: 9,
+  /** RFC 9384: the session was reset because BFD declared the path down. */
+  BfdDown: 10,
 } as const;
 
 export const AttrType = {

@@ -313,6 +313,18 @@ export class BgpSession extends EventEmitter<SessionEvents> {
     }
   }
 
+  /**
+   * BFD declared the forwarding path to this peer down (RFC 5882 §4.3):
+   * drop the session now rather than at hold-timer expiry, with Cease/BFD
+   * Down (RFC 9384) in case the peer still hears us, and reconnect after
+   * the usual connect-retry delay.
+   */
+  bfdDown(reason: string): void {
+    if (!this.running || this.state === 'Idle' || this.state === 'Connect' || this.state === 'Active') return;
+    this.recordError('local', reason);
+    this.dropConnection(reason, new BgpError(ErrorCode.Cease, CeaseSubcode.BfdDown, Buffer.alloc(0), reason), false);
+  }
+
   /** Seconds since Established, or 0. */
   uptimeSeconds(now = Date.now()): number {
     return this.state === 'Established' && this.establishedAt ? Math.floor((now - this.establishedAt) / 1000) : 0;

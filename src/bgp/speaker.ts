@@ -27,6 +27,8 @@ import {
 } from './codec.js';
 import { AFI_IPV4, AFI_IPV6, familyOf, type Afi } from './prefix.js';
 import type { NativeAddon } from '../datapath/libbpf.js';
+import { describeDiag, type BfdTimers, type BfdTransition } from './bfd.js';
+import { BfdService, type BfdPeerStatus, type BfdServiceOptions } from './bfd-socket.js';
 import { BgpSession, plainAddress, type Connector, type MaxPrefixAction, type Negotiated, type SessionConfig, type SessionCounters, type SessionState } from './session.js';
 
 /** One route to advertise to one neighbor. */
@@ -67,6 +69,8 @@ export interface PeerSpec {
   /** Received-prefix limit and what to do past it (session.ts; defaults 1000, `restart`). */
   maxPrefixes?: number;
   maxPrefixAction?: MaxPrefixAction;
+  /** BFD to this neighbor (bfd.ts): the BGP session is dropped when BFD goes from Up to Down. */
+  bfd?: BfdTimers;
   routes: RouteSpec[];
 }
 
@@ -87,6 +91,10 @@ export interface PeerStatus {
   lastError?: string;
   lastErrorAt?: string;
   counters: SessionCounters;
+  /** The BFD session to this neighbor's address, when configured. */
+  bfd?: BfdPeerStatus;
+  /** Times BFD going down dropped this BGP session. */
+  bfdDrops: number;
   negotiated?: {
     holdTimeSeconds: number;
     keepaliveSeconds: number;
@@ -142,6 +150,8 @@ export interface SpeakerOptions {
   log?: Log;
   /** Finds an address of `family` on the interface that holds `localAddress` (default: os.networkInterfaces()). */
   discoverAddress?: (localAddress: string, family: Afi) => string | undefined;
+  /** BFD sockets (ports; the defaults are RFC 5881's). */
+  bfd?: BfdServiceOptions;
 }
 
 interface SentRoute {
@@ -160,12 +170,14 @@ interface Peer {
   /** Families for which End-of-RIB went out in this session. */
   eorSent: Set<Afi>;
   nextHopWarned: Set<Afi>;
+  bfdDrops: number;
 }
 
 const DEFAULT_LOCAL_PREF = 100;
 
 function sessionKey(spec: PeerSpec): string {
-  const { routes: _routes, ...rest } = spec;
+  // BFD timers change without a BGP restart (a poll sequence, bfd.ts).
+  const { routes: _routes, bfd: _bfd, ...rest } = spec;
   return JSON.stringify(rest);
 }
 
@@ -182,6 +194,7 @@ export function addressOnSameInterface(localAddress: string, family: Afi): strin
 export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, state: SessionState]; established: [peer: string] }> {
   private readonly peers = new Map<string, Peer>();
   private server?: net.Server;
+  private bfd?: BfdService;
   private readonly log: Log;
   private stopped = false;
 
@@ -230,6 +243,43 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
       peer.desired = new Map(spec.routes.map((r) => [r.prefix, r]));
       this.scheduleFlush(peer);
     }
+    this.applyBfd(desired.peers);
+  }
+
+  /** One BFD session per neighbor address that asks for it; the first neighbor's timers win. */
+  private applyBfd(specs: PeerSpec[]): void {
+    const wanted = new Map<string, PeerSpec>();
+    for (const s of specs) if (s.bfd && !wanted.has(s.peerAddress)) wanted.set(s.peerAddress, s);
+    if (!this.bfd && wanted.size === 0) return;
+    const bfd = this.bfd ??= this.startBfd();
+    for (const address of bfd.peers()) if (!wanted.has(address)) bfd.remove(address);
+    for (const s of wanted.values()) {
+      bfd.ensure({ peerAddress: s.peerAddress, ...(s.localAddress ? { localAddress: s.localAddress } : {}), timers: s.bfd! });
+    }
+  }
+
+  private startBfd(): BfdService {
+    const bfd = new BfdService({ ...this.options.bfd, log: this.log });
+    bfd.on('transition', (address, t) => this.onBfdTransition(address, t));
+    return bfd;
+  }
+
+  /**
+   * RFC 5882 §4.3: BFD going from Up to Down means the path is gone, so the
+   * BGP session goes now instead of after the hold time. A peer that says
+   * AdminDown is being reconfigured, not failing (§3.2): BGP is left alone.
+   */
+  private onBfdTransition(address: string, t: BfdTransition): void {
+    if (t.from !== 'Up' || t.to !== 'Down') return;
+    if (this.bfd?.status(address)?.remoteState === 'AdminDown') return;
+    for (const peer of this.peers.values()) {
+      if (peer.spec.peerAddress !== address || !peer.spec.bfd) continue;
+      const wasUp = peer.session.state === 'OpenSent' || peer.session.state === 'OpenConfirm' || peer.session.state === 'Established';
+      if (!wasUp) continue;
+      peer.bfdDrops++;
+      this.log('warn', 'BFD session down: dropping the BGP session', { peer: peer.spec.id, diagnostic: describeDiag(t.diag) });
+      peer.session.bfdDown(`BFD session down (${describeDiag(t.diag)})`);
+    }
   }
 
   /**
@@ -243,6 +293,9 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
       peer.session.stop(opts.graceful ? {} : { notify: true, subcode: CeaseSubcode.AdministrativeShutdown, message: 'pharos agent stopping' });
     }
     this.peers.clear();
+    // AdminDown tells the peers' BFD this is not a failure (RFC 5882 §3.2), so graceful restart holds.
+    this.bfd?.stop();
+    this.bfd = undefined;
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((r) => server.close(() => r()));
@@ -264,6 +317,8 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
         prefixesReceived: s.received.size,
         ...(s.lastError ? { lastError: `${s.lastError.direction}: ${s.lastError.text}`, lastErrorAt: new Date(s.lastError.at).toISOString() } : {}),
         counters: { ...s.counters },
+        ...(p.spec.bfd && this.bfd?.status(p.spec.peerAddress) ? { bfd: this.bfd.status(p.spec.peerAddress)! } : {}),
+        bfdDrops: p.bfdDrops,
         ...(n && s.state === 'Established' ? {
           negotiated: {
             holdTimeSeconds: n.holdTimeSeconds,
@@ -355,6 +410,7 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
       flushScheduled: false,
       eorSent: new Set(),
       nextHopWarned: new Set(),
+      bfdDrops: 0,
     };
     session.on('state', (state, prev) => {
       this.log('debug', 'BGP session state', { peer: spec.id, state, prev });

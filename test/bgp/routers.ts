@@ -29,6 +29,14 @@ export interface RouterNeighbor {
   password?: string;
   /** eBGP multihop (bird only): the neighbor is this many hops away. */
   multihop?: number;
+  /** BFD with this neighbor (bird `bfd on` + `protocol bfd`; FRR bfdd + `neighbor X bfd profile`). */
+  bfd?: RouterBfd;
+}
+
+export interface RouterBfd {
+  minRxMs: number;
+  minTxMs: number;
+  multiplier: number;
 }
 
 export interface Router {
@@ -100,12 +108,19 @@ protocol bgp ${this.protoName(n)} {
   ${n.asn === s.asn ? 'direct;' : ''}
   ${n.password ? `password "${n.password}";` : ''}
   ${n.multihop ? `multihop ${n.multihop};` : ''}
+  ${n.bfd ? 'bfd on;' : ''}
   ipv4 { import all; export where source = RTS_STATIC; };
   ipv6 { import all; export where source = RTS_STATIC; };
 }`).join('\n');
+    const bfd = s.neighbors.find((n) => n.bfd)?.bfd;
+    // bird takes BFD timers from protocol bfd's interface options (one set for all neighbors here).
+    const bfdProtocol = bfd ? `protocol bfd {
+  interface "*" { min rx interval ${bfd.minRxMs} ms; min tx interval ${bfd.minTxMs} ms; multiplier ${bfd.multiplier}; };
+}` : '';
     const conf = `router id ${s.routerId};
 ${this.extraConfig}
 log stderr all;
+${bfdProtocol}
 protocol device { scan time 10; }
 protocol direct { ipv4; ipv6; }
 protocol static { ipv4; route ${ROUTER_ORIGINATED[0]} blackhole; }
@@ -128,6 +143,13 @@ ${protocols}
     const n = this.setup.neighbors.find((x) => x.address === neighbor)!;
     const r = await run(['birdc', '-s', this.sock, 'show', 'protocols', 'all', this.protoName(n)], { allowFail: true });
     return /BGP state:\s+Established/.test(r.stdout);
+  }
+
+  /** BFD session state towards `neighbor` as `show bfd sessions` prints it (Up, Down, Init, ...), or undefined. */
+  async bfdState(neighbor: string): Promise<string | undefined> {
+    const r = await run(['birdc', '-s', this.sock, 'show', 'bfd', 'sessions'], { allowFail: true });
+    const line = r.stdout.split('\n').find((l) => l.trim().split(/\s+/)[0] === neighbor);
+    return line?.trim().split(/\s+/)[2];
   }
 
   /** Raw `show protocols all` text, for assertions on received state. */
@@ -311,7 +333,7 @@ ${nb.map((n) => ` neighbor ${n.address} remote-as ${n.asn}
  neighbor ${n.address} timers 3 9
  neighbor ${n.address} timers connect 1
  neighbor ${n.address} advertisement-interval 0
-${n.password ? ` neighbor ${n.address} password ${n.password}\n` : ''}`).join('')} !
+${n.password ? ` neighbor ${n.address} password ${n.password}\n` : ''}${n.bfd ? ` neighbor ${n.address} bfd\n neighbor ${n.address} bfd profile pharos\n` : ''}`).join('')} !
  address-family ipv4 unicast
   network ${ROUTER_ORIGINATED[0]}
 ${nb.map((n) => `  neighbor ${n.address} activate\n  neighbor ${n.address} prefix-list PHB-OWN out\n`).join('')} exit-address-family
@@ -338,6 +360,17 @@ ${nb.map((n) => `  neighbor ${n.address} activate\n  neighbor ${n.address} prefi
       if ((await run(['test', '-S', zsock], { allowFail: true })).code === 0) break;
       await new Promise((res) => setTimeout(res, 100));
     }
+    const bfd = nb.find((n) => n.bfd)?.bfd;
+    if (bfd) {
+      // bfdd in its own right (bgpd registers its peers with it through zebra), with its own control socket.
+      const fconf = join(this.dir, 'bfdd.conf');
+      writeFileSync(fconf, `hostname phb-frr-bfdd\nbfd\n profile pharos\n  receive-interval ${bfd.minRxMs}\n  transmit-interval ${bfd.minTxMs}\n  detect-multiplier ${bfd.multiplier}\n !\n!\n`);
+      chownSync(fconf, Number(frrIds), Number(frrGid));
+      const bfdd = s.lab.spawn(s.ns, ['/usr/lib/frr/bfdd', '-f', fconf, '-i', join(this.dir, 'bfdd.pid'), '--bfdctl', join(this.dir, 'bfdd.sock'), ...common]);
+      this.children.push(bfdd);
+      bfdd.stderr!.on('data', collect);
+      bfdd.stdout!.on('data', collect);
+    }
     const bgpd = s.lab.spawn(s.ns, ['/usr/lib/frr/bgpd', '-f', bconf, '-i', join(this.dir, 'bgpd.pid'), ...common]);
     this.children.push(bgpd);
     bgpd.stderr!.on('data', collect);
@@ -358,6 +391,17 @@ ${nb.map((n) => `  neighbor ${n.address} activate\n  neighbor ${n.address} prefi
       return j[neighbor]?.bgpState === 'Established';
     } catch {
       return false;
+    }
+  }
+
+  /** bfdd's state of the session with `neighbor` (up, down, init, ...), or undefined. */
+  async bfdState(neighbor: string): Promise<string | undefined> {
+    const r = await this.vtysh('show bfd peers json');
+    if (r.code !== 0) return undefined;
+    try {
+      return (JSON.parse(r.stdout) as { peer: string; status: string }[]).find((p) => p.peer === neighbor)?.status;
+    } catch {
+      return undefined;
     }
   }
 

@@ -1,0 +1,272 @@
+/**
+ * BFD over UDP (RFC 5881, single hop): the I/O around the pure sessions of
+ * bfd.ts. One receive socket per address family on port 3784, one send
+ * socket per session bound to a source port in 49152-65535 with TTL / hop
+ * limit 255, and one timer per session armed at the session's next
+ * deadline (periodic transmission or detection-time expiry).
+ *
+ * Demultiplexing (RFC 5880 §6.8.6, RFC 5881 §3): a packet with Your
+ * Discriminator set goes to the session with that local discriminator;
+ * with 0 (the peer has not heard us yet) to the session of its source
+ * address.
+ *
+ * Receive-side TTL: RFC 5881 §5 wants packets with a TTL other than 255
+ * discarded. Node's dgram sockets do not deliver the received TTL (no
+ * IP_RECVTTL / recvmsg ancillary data), so the check is made where the TTL
+ * is known (`receive(..., ttl)`) and the sockets here pass `undefined`:
+ * until the native addon offers a UDP receive with the TTL, a peer more
+ * than one hop away is not rejected on that ground.
+ */
+import dgram from 'node:dgram';
+import { randomInt } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import {
+  BFD_CONTROL_PORT,
+  BFD_SOURCE_PORT_MAX,
+  BFD_SOURCE_PORT_MIN,
+  BFD_TTL,
+  BfdSession,
+  decodeBfdControl,
+  describeDiag,
+  encodeBfdControl,
+  type BfdOutput,
+  type BfdSessionView,
+  type BfdTimers,
+  type BfdTransition,
+} from './bfd.js';
+import { plainAddress } from './session.js';
+
+export interface BfdPeerConfig {
+  peerAddress: string;
+  /** Source address of our packets (the kernel picks one when absent). */
+  localAddress?: string;
+  timers: BfdTimers;
+}
+
+export interface BfdPeerStatus extends BfdSessionView {
+  peerAddress: string;
+  localAddress?: string;
+  sourcePort?: number;
+  /** What keeps the session from running (a socket that cannot be bound). */
+  error?: string;
+}
+
+type Log = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+export interface BfdServiceOptions {
+  /** Receive port (default 3784; tests in one namespace may use another). */
+  port?: number;
+  /** Destination port of our packets (default 3784). */
+  peerPort?: number;
+  log?: Log;
+}
+
+interface Endpoint {
+  config: BfdPeerConfig;
+  session: BfdSession;
+  socket?: dgram.Socket;
+  sourcePort?: number;
+  timer?: NodeJS.Timeout;
+  error?: string;
+}
+
+const MAX_BIND_ATTEMPTS = 32;
+
+function family(address: string): 'udp4' | 'udp6' {
+  return net.isIPv6(address) ? 'udp6' : 'udp4';
+}
+
+function now(): number {
+  return performance.now();
+}
+
+export class BfdService extends EventEmitter<{ transition: [peerAddress: string, transition: BfdTransition] }> {
+  private readonly endpoints = new Map<string, Endpoint>();
+  private readonly byDiscriminator = new Map<number, Endpoint>();
+  private readonly receivers = new Map<'udp4' | 'udp6', dgram.Socket>();
+  private readonly receiverErrors = new Map<'udp4' | 'udp6', string>();
+  private readonly log: Log;
+  private stopped = false;
+  /** Packets no session took (unknown source and discriminator, or malformed). */
+  readonly unmatched = { unknownPeer: 0, malformed: 0, badTtl: 0 };
+
+  constructor(private readonly options: BfdServiceOptions = {}) {
+    super();
+    this.log = options.log ?? (() => {});
+  }
+
+  /** Creates the session for `peerAddress`, or updates its timers. */
+  ensure(config: BfdPeerConfig): void {
+    if (this.stopped) return;
+    const existing = this.endpoints.get(config.peerAddress);
+    if (existing && existing.config.localAddress === config.localAddress) {
+      if (JSON.stringify(existing.config.timers) !== JSON.stringify(config.timers)) {
+        existing.config = config;
+        existing.session.setTimers(config.timers, now());
+        this.arm(existing);
+      }
+      return;
+    }
+    if (existing) this.remove(config.peerAddress);
+    let discriminator: number;
+    do discriminator = randomInt(1, 0xffffffff); while (this.byDiscriminator.has(discriminator));
+    const endpoint: Endpoint = { config, session: new BfdSession(discriminator, config.timers, now()) };
+    this.endpoints.set(config.peerAddress, endpoint);
+    this.byDiscriminator.set(discriminator, endpoint);
+    this.openReceiver(family(config.peerAddress));
+    this.openSender(endpoint);
+    this.arm(endpoint);
+  }
+
+  /** Ends the session: the peer is told AdminDown (so it does not take it as a failure) and forgotten. */
+  remove(peerAddress: string): void {
+    const endpoint = this.endpoints.get(peerAddress);
+    if (!endpoint) return;
+    this.endpoints.delete(peerAddress);
+    this.byDiscriminator.delete(endpoint.session.localDiscriminator);
+    clearTimeout(endpoint.timer);
+    const out = endpoint.session.adminDown(now());
+    this.transmit(endpoint, out, () => endpoint.socket?.close());
+    if (!endpoint.socket) return;
+    // Closed after the AdminDown packet went out (transmit's callback), or now if nothing was sent.
+    if (out.send.length === 0) endpoint.socket.close();
+  }
+
+  status(peerAddress: string): BfdPeerStatus | undefined {
+    const e = this.endpoints.get(peerAddress);
+    if (!e) return undefined;
+    const error = e.error ?? this.receiverErrors.get(family(peerAddress));
+    return {
+      ...e.session.view(),
+      peerAddress,
+      ...(e.config.localAddress ? { localAddress: e.config.localAddress } : {}),
+      ...(e.sourcePort ? { sourcePort: e.sourcePort } : {}),
+      ...(error ? { error } : {}),
+    };
+  }
+
+  peers(): string[] {
+    return [...this.endpoints.keys()];
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const peer of [...this.endpoints.keys()]) this.remove(peer);
+    for (const r of this.receivers.values()) r.close();
+    this.receivers.clear();
+  }
+
+  // ---------------------------------------------------------------- sockets
+
+  private openReceiver(kind: 'udp4' | 'udp6'): void {
+    if (this.receivers.has(kind)) return;
+    const socket = dgram.createSocket({ type: kind, ...(kind === 'udp6' ? { ipv6Only: true } : {}) });
+    this.receivers.set(kind, socket);
+    socket.on('message', (msg, rinfo) => this.onPacket(msg, plainAddress(rinfo.address), undefined));
+    socket.on('error', (e) => {
+      const text = `cannot receive BFD on ${kind === 'udp4' ? '0.0.0.0' : '[::]'}:${this.options.port ?? BFD_CONTROL_PORT}: ${e.message}`;
+      this.receiverErrors.set(kind, text);
+      this.log('error', text);
+      this.receivers.delete(kind);
+      socket.close();
+    });
+    socket.on('listening', () => this.receiverErrors.delete(kind));
+    socket.bind({ port: this.options.port ?? BFD_CONTROL_PORT, address: kind === 'udp4' ? '0.0.0.0' : '::' });
+  }
+
+  /** RFC 5881 §4: a source port in 49152-65535, unique per session (random, retried when taken). */
+  private openSender(endpoint: Endpoint, attempt = 0): void {
+    const kind = family(endpoint.config.peerAddress);
+    const socket = dgram.createSocket({ type: kind, ...(kind === 'udp6' ? { ipv6Only: true } : {}) });
+    const port = randomInt(BFD_SOURCE_PORT_MIN, BFD_SOURCE_PORT_MAX + 1);
+    const onError = (e: NodeJS.ErrnoException): void => {
+      socket.close();
+      if (this.endpoints.get(endpoint.config.peerAddress) !== endpoint) return;
+      if (e.code === 'EADDRINUSE' && attempt < MAX_BIND_ATTEMPTS) {
+        this.openSender(endpoint, attempt + 1);
+        return;
+      }
+      endpoint.error = `cannot bind the BFD source socket${endpoint.config.localAddress ? ` on ${endpoint.config.localAddress}` : ''}: ${e.message}`;
+      this.log('error', endpoint.error, { peer: endpoint.config.peerAddress });
+    };
+    socket.once('error', onError);
+    socket.bind({ port, ...(endpoint.config.localAddress ? { address: endpoint.config.localAddress } : {}) }, () => {
+      socket.off('error', onError);
+      if (this.endpoints.get(endpoint.config.peerAddress) !== endpoint) {
+        socket.close();
+        return;
+      }
+      // RFC 5881 §5: TTL / hop limit 255, so the peer can tell we are one hop away.
+      socket.setTTL(BFD_TTL);
+      socket.on('error', (e) => this.log('warn', 'BFD send error', { peer: endpoint.config.peerAddress, error: e.message }));
+      endpoint.socket = socket;
+      endpoint.sourcePort = port;
+      delete endpoint.error;
+      // Packets that were due while binding go out now.
+      this.run(endpoint);
+    });
+  }
+
+  private transmit(endpoint: Endpoint, out: BfdOutput, after?: () => void): void {
+    if (out.transition) this.onTransition(endpoint, out.transition);
+    const socket = endpoint.socket;
+    if (!socket) return;
+    out.send.forEach((p, i) => {
+      const last = i === out.send.length - 1;
+      socket.send(encodeBfdControl(p), this.options.peerPort ?? BFD_CONTROL_PORT, endpoint.config.peerAddress, (e) => {
+        if (e) this.log('debug', 'BFD packet not sent', { peer: endpoint.config.peerAddress, error: e.message });
+        if (last) after?.();
+      });
+    });
+  }
+
+  private onTransition(endpoint: Endpoint, t: BfdTransition): void {
+    const level = t.to === 'Down' && t.from === 'Up' ? 'warn' : 'info';
+    this.log(level, `BFD session ${t.from} -> ${t.to}`, { peer: endpoint.config.peerAddress, diagnostic: describeDiag(t.diag) });
+    this.emit('transition', endpoint.config.peerAddress, t);
+  }
+
+  /**
+   * A received packet. `ttl` is the packet's TTL / hop limit when the socket
+   * layer knows it: anything but 255 is discarded (RFC 5881 §5).
+   */
+  onPacket(msg: Buffer, source: string, ttl: number | undefined): void {
+    const decoded = decodeBfdControl(msg);
+    if ('discard' in decoded) {
+      this.unmatched.malformed++;
+      this.log('debug', 'BFD packet discarded', { source, reason: decoded.discard });
+      return;
+    }
+    const endpoint = decoded.yourDiscriminator !== 0
+      ? this.byDiscriminator.get(decoded.yourDiscriminator)
+      : this.endpoints.get(source);
+    // A packet for our discriminator from another address is not this session's peer.
+    if (!endpoint || endpoint.config.peerAddress !== source) {
+      this.unmatched.unknownPeer++;
+      return;
+    }
+    if (ttl !== undefined && ttl !== BFD_TTL) {
+      this.unmatched.badTtl++;
+      endpoint.session.discarded();
+      return;
+    }
+    this.transmit(endpoint, endpoint.session.receive(decoded, now()));
+    this.arm(endpoint);
+  }
+
+  private run(endpoint: Endpoint): void {
+    if (this.endpoints.get(endpoint.config.peerAddress) !== endpoint) return;
+    // Still binding: the bind callback runs this again, so the first packet is not lost.
+    if (!endpoint.socket && !endpoint.error) return;
+    this.transmit(endpoint, endpoint.session.tick(now()));
+    this.arm(endpoint);
+  }
+
+  private arm(endpoint: Endpoint): void {
+    clearTimeout(endpoint.timer);
+    const delay = Math.max(0, endpoint.session.nextDeadline() - now());
+    endpoint.timer = setTimeout(() => this.run(endpoint), delay);
+  }
+}
