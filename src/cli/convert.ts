@@ -307,6 +307,7 @@ function convertMetalBgp(
   pools: Map<string, MetalPool>,
   communityAliases: Map<string, string>,
   noteFor: (item: Item) => (m: string) => void,
+  bfdProfiles: Map<string, Item> = new Map(),
 ): { objects: OutputObject[]; referencedPools: Set<string> } {
   const referencedPools = new Set<string>();
   // Path attributes per peer name ('*' = every peer), from the advertisements.
@@ -404,7 +405,10 @@ function convertMetalBgp(
           note('password and passwordSecret both set: the Secret is kept');
         }
       }
-      if (spec.bfdProfile) note(`bfdProfile "${String(spec.bfdProfile)}": BFD is not supported; dropped`);
+      if (spec.bfdProfile) {
+        const bfd = convertBfdProfile(String(spec.bfdProfile), bfdProfiles, note);
+        if (bfd) neighbor.bfd = bfd;
+      }
       if (spec.routerID) note(`routerID ${String(spec.routerID)}: pharos uses the node's address as router ID; dropped`);
       if (spec.vrf) note(`vrf "${String(spec.vrf)}": VRFs are not supported; dropped (the session uses the default VRF)`);
       if (spec.disableMP === true) note('disableMP: pharos always negotiates multiprotocol for the families it carries; dropped');
@@ -434,6 +438,33 @@ function convertMetalBgp(
     noteFor(peers[0]!)('no BGPAdvertisement in the input: as with MetalLB, the converted policy advertises no service (add spec.virtualRouters[].serviceSelector)');
   }
   return { objects, referencedPools };
+}
+
+/**
+ * MetalLB's BFDProfile (referenced by a BGPPeer's bfdProfile) as the
+ * neighbor's `bfd` block: the timers keep their names and milliseconds.
+ * What pharos does not do is named: echo mode, passive mode, a minimum TTL
+ * (single hop only: pharos sends with TTL 255). A profile missing from the
+ * input gives MetalLB's defaults (300 ms x 3), with a note.
+ */
+function convertBfdProfile(name: string, profiles: Map<string, Item>, note: (m: string) => void): Raw | undefined {
+  const profile = profiles.get(name);
+  if (!profile) {
+    note(`bfdProfile "${name}": no BFDProfile of that name in the input; BFD with MetalLB's defaults (300 ms x 3)`);
+    return {};
+  }
+  const spec = isRecord(profile.raw.spec) ? profile.raw.spec : {};
+  const out: Raw = {};
+  for (const field of ['receiveInterval', 'transmitInterval', 'detectMultiplier'] as const) {
+    if (spec[field] !== undefined) out[field] = spec[field];
+  }
+  if (spec.echoMode === true) note(`bfdProfile "${name}": echoMode is not supported (pharos runs asynchronous mode only); dropped`);
+  if (spec.echoInterval !== undefined) note(`bfdProfile "${name}": echoInterval is not supported; dropped`);
+  if (spec.passiveMode === true) note(`bfdProfile "${name}": passiveMode is not supported (pharos always sends first); dropped`);
+  if (spec.minimumTtl !== undefined && Number(spec.minimumTtl) !== 254 && Number(spec.minimumTtl) !== 255) {
+    note(`bfdProfile "${name}": minimumTtl ${String(spec.minimumTtl)} (multi-hop) is not supported; pharos runs single-hop BFD (TTL 255); dropped`);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- dispatch
@@ -481,7 +512,8 @@ export function convertDocuments(docs: InputDocument[]): ConvertResult {
       if (c?.name && c?.value) aliases.set(String(c.name), String(c.value));
     }
   }
-  const bgp = convertMetalBgp(take(group('metallb.io/', 'BGPPeer')), take(group('metallb.io/', 'BGPAdvertisement')), metalPools, aliases, noteFor);
+  const bfdProfiles = new Map(take(group('metallb.io/', 'BFDProfile')).map((i) => [String(i.raw.metadata?.name), i]));
+  const bgp = convertMetalBgp(take(group('metallb.io/', 'BGPPeer')), take(group('metallb.io/', 'BGPAdvertisement')), metalPools, aliases, noteFor, bfdProfiles);
   for (const [name, pool] of metalPools) {
     const extra: Record<string, string> = bgp.referencedPools.has(name) ? { [POOL_NAME_LABEL]: name } : {};
     objects.push({
@@ -551,7 +583,7 @@ const USAGE = `Usage: pharos convert FILE... (use - for stdin)
 
 Converts Cilium (CiliumLoadBalancerIPPool, CiliumL2AnnouncementPolicy,
 CiliumBGPPeeringPolicy) and MetalLB (IPAddressPool, L2Advertisement, BGPPeer,
-BGPAdvertisement, Community) manifests into pharos manifests on stdout.
+BGPAdvertisement, Community, BFDProfile) manifests into pharos manifests on stdout.
 What could not be carried over is listed on stderr.
 
 Exit status: 0 converted (notes possible), 1 an input could not be read or

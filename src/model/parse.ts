@@ -27,6 +27,7 @@ import {
 import type {
   BgpCommunities,
   BgpNeighbor,
+  BgpNeighborBfd,
   BgpPathAttributes,
   BgpPolicy,
   BgpVirtualRouter,
@@ -908,6 +909,7 @@ function readNeighbor(r: FieldReader, ctx: Context): BgpNeighbor | undefined {
       'sourceAddress',
       'maxPrefixes',
       'maxPrefixAction',
+      'bfd',
     ]);
   }
   const peerReader = r.get('peerAddress');
@@ -981,9 +983,32 @@ function readNeighbor(r: FieldReader, ctx: Context): BgpNeighbor | undefined {
       const action = actionReader.recover(() => actionReader.oneOf(['restart', 'drop'] as const), undefined);
       if (action !== undefined) neighbor.maxPrefixAction = action;
     }
+    const bfdReader = r.get('bfd');
+    if (!bfdReader.absent) {
+      const bfd = bfdReader.recover(() => readBfd(bfdReader), undefined);
+      if (bfd) neighbor.bfd = bfd;
+    }
   }
   // Without a usable peer address (reported) it is left out, and so out of the duplicate check.
   return peerAddress === undefined ? undefined : neighbor;
+}
+
+/**
+ * A neighbor's `bfd` block (pharos extension; field names and ranges of
+ * MetalLB's BFDProfile, whose profiles `pharos convert` copies here).
+ * `enabled: false` keeps the block but runs no BFD.
+ */
+function readBfd(r: FieldReader): BgpNeighborBfd | undefined {
+  r.object();
+  r.onlyKeys(['enabled', 'receiveInterval', 'transmitInterval', 'detectMultiplier']);
+  const enabled = r.recover(() => r.get('enabled').boolean(true), true);
+  // 10 ms is FRR's floor (and MetalLB's); a JS event loop cannot promise much better anyway.
+  const bfd: BgpNeighborBfd = {
+    receiveInterval: r.recover(() => r.get('receiveInterval').integer(10, 60000, 300), 300),
+    transmitInterval: r.recover(() => r.get('transmitInterval').integer(10, 60000, 300), 300),
+    detectMultiplier: r.recover(() => r.get('detectMultiplier').integer(2, 255, 3), 3),
+  };
+  return enabled ? bfd : undefined;
 }
 
 /** `address` or `address/32` (`/128`): one host. */

@@ -214,6 +214,17 @@ export interface BgpNeighbor {
   /** Most prefixes the neighbor may announce (default 1000) and what happens past it (default `restart`: Cease/Maximum Number of Prefixes Reached). */
   maxPrefixes?: number;
   maxPrefixAction?: 'restart' | 'drop';
+  /** BFD (RFC 5880/5881) with this neighbor; absent = none. Milliseconds, as MetalLB's BFDProfile. */
+  bfd?: BgpNeighborBfd;
+}
+
+export interface BgpNeighborBfd {
+  /** Required Min RX Interval: the fastest we accept packets (ms, default 300). */
+  receiveInterval: number;
+  /** Desired Min TX Interval once Up (ms, default 300). */
+  transmitInterval: number;
+  /** Missed packets before the peer declares us down (default 3). */
+  detectMultiplier: number;
 }
 
 export interface BgpVirtualRouter {

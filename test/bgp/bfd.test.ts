@@ -4,10 +4,15 @@
  * sockets or real time — the three-way handshake, the slow (1 s) interval
  * until Up, the poll sequence that moves to fast timers, detection time =
  * remote multiplier × agreed interval, neighbor-signalled and administrative
- * down, and the packet codec's discards.
+ * down, and the packet codec's discards. Then the policy: a neighbor's
+ * `bfd` block parsed, validated and handed to the speaker.
  */
 import t from 'tap';
 import fc from 'fast-check';
+import { parse as parseYaml } from 'yaml';
+import { parseObject } from '../../src/model/parse.js';
+import { Store } from '../../src/store/store.js';
+import { desiredBgp } from '../../src/bgp/policy.js';
 import {
   BfdDiag,
   BfdSession,
@@ -225,4 +230,42 @@ t.test('codec: round trip and every RFC 5880 §6.8.6 discard', async (t) => {
     decodeBfdControl(Buffer.from(bytes));
     return true;
   }));
+});
+
+// ------------------------------------------------------------------ policy
+
+const policyDoc = (extra: string): string => `apiVersion: lb.pharos.io/v1alpha1
+kind: BGPPeeringPolicy
+metadata: { name: edge }
+spec:
+  virtualRouters:
+    - localASN: 64512
+      neighbors:
+        - { peerAddress: 198.18.0.1/32, peerASN: 64500${extra} }
+        - { peerAddress: 198.18.0.5/32, peerASN: 64500 }
+`;
+
+t.test('policy: a neighbor bfd block (MetalLB BFDProfile names, ms) reaches the speaker; bad values name the object and field', async (t) => {
+  const parsed = parseObject(parseYaml(policyDoc(', bfd: { receiveInterval: 200, transmitInterval: 250, detectMultiplier: 4 }')));
+  if (!parsed.ok) throw new Error(String((parsed as { error: unknown }).error));
+  const store = new Store();
+  store.apply(parsed.object);
+  store.markSynced();
+  const desired = desiredBgp(store.snapshot(), 'lb-1', { routerId: '192.0.2.1' });
+  const [withBfd, without] = desired.peers;
+  t.same(withBfd!.bfd, { minRxMs: 200, minTxMs: 250, multiplier: 4 });
+  t.equal(without!.bfd, undefined, 'no block: no BFD');
+
+  const defaults = parseObject(parseYaml(policyDoc(', bfd: {}')));
+  t.match(JSON.stringify(defaults), /"bfd":\{"receiveInterval":300,"transmitInterval":300,"detectMultiplier":3\}/, 'an empty block is 300 ms x 3');
+  t.notMatch(JSON.stringify(parseObject(parseYaml(policyDoc(', bfd: { enabled: false }')))), /"bfd"/, 'enabled: false runs none');
+  const errorOf = (extra: string): string => {
+    const r = parseObject(parseYaml(policyDoc(extra)));
+    return r.ok ? 'accepted' : String((r as { error: unknown }).error);
+  };
+  t.match(errorOf(', bfd: { receiveInterval: 5 }'), /BGPPeeringPolicy "edge": spec\.virtualRouters\[0\]\.neighbors\[0\]\.bfd\.receiveInterval: 5 is out of range 10\.\.60000/);
+  t.match(errorOf(', bfd: { detectMultiplier: 1 }'), /neighbors\[0\]\.bfd\.detectMultiplier: 1 is out of range 2\.\.255/);
+  t.match(errorOf(', bfd: { transmitInterval: "fast" }'), /neighbors\[0\]\.bfd\.transmitInterval/);
+  t.match(errorOf(', bfd: { echoMode: true }'), /neighbors\[0\]\.bfd\.echoMode: unknown field/);
+  t.match(errorOf(', bfd: 3'), /neighbors\[0\]\.bfd: must be an object/);
 });

@@ -195,6 +195,20 @@ spec:
     name: secretname
     namespace: metallb-system
 ---
+apiVersion: metallb.io/v1beta1
+kind: BFDProfile
+metadata:
+  name: full-bfd-profile
+  namespace: metallb-system
+spec:
+  receiveInterval: 380
+  transmitInterval: 270
+  detectMultiplier: 5
+  echoInterval: 62
+  echoMode: true
+  passiveMode: true
+  minimumTtl: 254
+---
 apiVersion: metallb.io/v1beta2
 kind: BGPPeer
 metadata:
@@ -411,6 +425,7 @@ t.test('MetalLB manifests convert, with what could not be carried over', async (
     holdTimeSeconds: 9,
     keepAliveTimeSeconds: 3,
     authSecretRef: 'secretname',
+    bfd: { receiveInterval: 380, transmitInterval: 270, detectMultiplier: 5 },
     advertisedPathAttributes: [
       {
         selectorType: 'LoadBalancerIPPool',
@@ -431,6 +446,8 @@ t.test('MetalLB manifests convert, with what could not be carried over', async (
   for (const d of docs) t.ok(parseObject(d).ok, `${d.kind} ${d.metadata.name} parses`);
   const model = (parseObject(bgp) as { ok: true; object: BgpPolicy }).object;
   t.same(model.virtualRouters[0]!.neighbors[0]!.advertisedPathAttributes[0]!.communities.standard, ['65535:65282', '1234:1']);
+  t.same(model.virtualRouters[0]!.neighbors[0]!.bfd, { receiveInterval: 380, transmitInterval: 270, detectMultiplier: 5 }, 'the BFD profile reaches the model');
+  t.notMatch(err, /BFDProfile\/full-bfd-profile/, 'the BFDProfile itself is consumed, not reported as unknown');
   t.match(out, /- "1234:1"/, 'a community YAML 1.1 would read as a base-60 number is quoted');
 
   for (const expected of [
@@ -438,7 +455,8 @@ t.test('MetalLB manifests convert, with what could not be carried over', async (
     /IPAddressPool\/manual: avoidBuggyIPs: true .* is not carried over/,
     /IPAddressPool\/ns-pool: serviceAllocation\.priority \(50\) is not carried over/,
     /IPAddressPool\/ns-pool: serviceAllocation\.namespaceSelectors is not carried over/,
-    /BGPPeer\/sample: bfdProfile "full-bfd-profile": BFD is not supported/,
+    /BGPPeer\/sample: bfdProfile "full-bfd-profile": echoMode is not supported/,
+    /BGPPeer\/sample: bfdProfile "full-bfd-profile": passiveMode is not supported/,
     /BGPPeer\/sample: passwordSecret: pharos reads Secret "secretname"/,
     /BGPPeer\/sample2: routerID 198\.18\.0\.100/,
     /BGPAdvertisement\/local: aggregationLengthV6 120 is not carried over/,
