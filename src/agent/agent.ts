@@ -236,6 +236,9 @@ export class Agent {
       onBackends: (addresses) => {
         this.neighbours.sync(addresses).catch((err: unknown) => this.log.warn('backend next hops not primed', { error: (err as Error).message }));
       },
+      onBackendChanges: (added, removed) => {
+        this.neighbours.change(added, removed).catch((err: unknown) => this.log.warn('backend next hops not primed', { error: (err as Error).message }));
+      },
       requestPass: () => {
         this.pendingFor(this.datapathCtl!).poke();
         this.scheduleReconcile();

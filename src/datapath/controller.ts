@@ -26,7 +26,10 @@ const MIN_BATCH = 8;
 const MAX_BATCH = 2000;
 
 function emptyResult(): SyncResult {
-  return { frontendsWritten: 0, frontendsRemoved: 0, backendsAdded: 0, backendsRemoved: 0, tablesPublished: 0, errors: [], services: new Set() };
+  return {
+    frontendsWritten: 0, frontendsRemoved: 0, backendsAdded: 0, backendsRemoved: 0, tablesPublished: 0, backendAddressesAdded: [], backendAddressesRemoved: [],
+    errors: [], services: new Set(),
+  };
 }
 
 export interface DatapathControllerOptions {
@@ -39,8 +42,10 @@ export interface DatapathControllerOptions {
   localAddresses: () => string[];
   /** A service's programmed state changed (undefined: it has no frontends any more). */
   onStatus?: (service: string, status: ServiceProgramStatus | undefined) => void;
-  /** Backends were added or removed: the next-hop primer gets the current set (called after the map writes). */
+  /** After a full pass: every backend's address, for the next-hop primer (called after the map writes). */
   onBackends?: (addresses: Iterable<string>) => void;
+  /** After any other pass that added or removed backends: their addresses, once per backend. */
+  onBackendChanges?: (added: readonly string[], removed: readonly string[]) => void;
   /** Ask for another pass soon (room was freed for objects refused before). */
   requestPass?: () => void;
   log: { info(msg: string, f?: Record<string, unknown>): void; error(msg: string, f?: Record<string, unknown>): void };
@@ -78,6 +83,7 @@ export class DatapathController {
     const total = emptyResult();
     const frontendsOf = (svc: Service | undefined, slices: () => readonly EndpointSlice[]): Frontend[] =>
       svc ? frontendsForService(svc, slices(), frontendOpts) : [];
+    this.inFullPass = full;
     if (full) {
       this.reindex(snap);
       const bySvc = slicesByService(snap.endpointSlices.values());
@@ -134,6 +140,7 @@ export class DatapathController {
   }
 
   private batchSize = 64;
+  private inFullPass = false;
 
   private merge(total: SyncResult, r: SyncResult): void {
     total.frontendsWritten += r.frontendsWritten;
@@ -141,6 +148,11 @@ export class DatapathController {
     total.backendsAdded += r.backendsAdded;
     total.backendsRemoved += r.backendsRemoved;
     total.tablesPublished += r.tablesPublished;
+    // A full pass hands the primer every backend instead; a start would otherwise copy 80,000 addresses here.
+    if (!this.inFullPass) {
+      for (const a of r.backendAddressesAdded) total.backendAddressesAdded.push(a);
+      for (const a of r.backendAddressesRemoved) total.backendAddressesRemoved.push(a);
+    }
     total.errors.push(...r.errors);
     for (const s of r.services) total.services.add(s);
   }
@@ -197,7 +209,10 @@ export class DatapathController {
         backendsRemoved: result.backendsRemoved, tablesPublished: result.tablesPublished, services: result.services.size,
       });
     }
-    if (result.backendsAdded || result.backendsRemoved || full) this.opts.onBackends?.(this.backendAddresses());
+    if (full) this.opts.onBackends?.(this.backendAddresses());
+    else if (result.backendAddressesAdded.length > 0 || result.backendAddressesRemoved.length > 0) {
+      this.opts.onBackendChanges?.(result.backendAddressesAdded, result.backendAddressesRemoved);
+    }
     this.logProblems(result.errors, full);
     for (const svc of result.services) {
       const st = this.opts.sync.status(svc);

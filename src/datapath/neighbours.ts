@@ -10,15 +10,18 @@
  * kernel resolve the address at once and keep it REACHABLE by itself.
  *
  * How: incremental and batched, through rtnetlink in the native addon (no
- * process per backend). Each sync diffs the wanted backends against what the
- * primer already knows: only new backends are looked up (one routeNextHops
- * call for all of them, up to 10,000 per call) and only next hops that
- * gained their first user or lost their last one are written (one
- * neighboursSet call). Long loops yield to the event loop. Next hops are
- * reference-counted: backends behind one router share its entry. One batch
- * runs at a time; syncs that arrive meanwhile coalesce into one follow-up
- * with the latest wanted set. A sync never rejects: failures go to onError
- * and are tried again after `retryMs`, at the next sync after that.
+ * process per backend). `sync(all)` (a start, a resync) diffs every wanted
+ * backend against what the primer already knows; `change(added, removed)`
+ * (one edit) looks only at the backends it names, so an edit at 80,000
+ * backends costs its own few, not a walk of all of them. Only new backends
+ * are looked up (one routeNextHops call for all of them, up to 10,000 per
+ * call) and only next hops that gained their first user or lost their last
+ * one are written (one neighboursSet call). Long loops yield to the event
+ * loop. Next hops are reference-counted: backends behind one router share
+ * its entry, and an address is wanted while any backend (address, port)
+ * uses it. One batch runs at a time; calls that arrive meanwhile coalesce
+ * into one follow-up. Nothing rejects: failures go to onError and are tried
+ * again after `retryMs`, at the next call after that.
  */
 import { isIP } from 'node:net';
 import { addon, type NativeAddon, type NeighbourRequest, type RouteNextHop } from './libbpf.js';
@@ -125,7 +128,15 @@ export class NeighbourPrimer {
   private readonly backends = new Map<string, BackendState>();
   /** Hops whose entry may need a write: new, unused, or refused earlier. */
   private readonly unsettled = new Set<string>();
-  private wanted: ReadonlySet<string> = new Set();
+  /** Wanted addresses, with how many backends (address, port) use each. */
+  private readonly wanted = new Map<string, number>();
+  /** The next batch compares every wanted address with every known one (sync, or a batch that failed whole). */
+  private wholeDiff = false;
+  /** Addresses whose wanted count went to or from zero since the last batch took them. */
+  private readonly dirty = new Set<string>();
+  /** Backends without a usable route (state is a retry time), and the earliest of those times. */
+  private readonly retrying = new Set<string>();
+  private nextRetryAt = Infinity;
   private running: Promise<void> | undefined;
   private followUp: Promise<void> | undefined;
   /** After a whole batch failed (namespace, socket, addon): no batch before this time. */
@@ -152,7 +163,37 @@ export class NeighbourPrimer {
    * never rejects.
    */
   sync(backends: Iterable<string>): Promise<void> {
-    this.wanted = new Set(backends);
+    this.wanted.clear();
+    for (const b of backends) this.wanted.set(b, (this.wanted.get(b) ?? 0) + 1);
+    this.wholeDiff = true;
+    this.dirty.clear();
+    return this.schedule();
+  }
+
+  /**
+   * Backends added and removed since the last call (addresses, once per
+   * backend: an address two backends share is counted twice). Costs the
+   * backends named, not all of them; resolves like sync.
+   */
+  change(added: Iterable<string>, removed: Iterable<string>): Promise<void> {
+    for (const b of added) {
+      const n = this.wanted.get(b) ?? 0;
+      this.wanted.set(b, n + 1);
+      if (n === 0) this.dirty.add(b);
+    }
+    for (const b of removed) {
+      const n = this.wanted.get(b) ?? 0;
+      if (n > 1) {
+        this.wanted.set(b, n - 1);
+        continue;
+      }
+      this.wanted.delete(b);
+      if (n === 1) this.dirty.add(b);
+    }
+    return this.schedule();
+  }
+
+  private schedule(): Promise<void> {
     if (this.running) {
       this.followUp ??= this.running.then(() => this.startBatch());
       return this.followUp;
@@ -167,8 +208,15 @@ export class NeighbourPrimer {
 
   private startBatch(): Promise<void> {
     this.followUp = undefined;
-    const batch: Promise<void> = this.runBatch(this.wanted)
+    // What this batch looks at: everything, or the addresses named since the last one.
+    const scope = this.wholeDiff ? undefined : [...this.dirty];
+    this.wholeDiff = false;
+    this.dirty.clear();
+    const batch: Promise<void> = this.runBatch(scope)
       .catch((err: unknown) => {
+        // What this batch took is not done: the next one compares everything.
+        this.wholeDiff = true;
+        this.nextRetryAt = 0;
         this.pausedUntil = this.now() + this.retryMs;
         this.report('', `neighbour priming failed, next try in ${this.retryMs / 1000} s: ${err instanceof Error ? err.message : String(err)}`);
       })
@@ -179,13 +227,21 @@ export class NeighbourPrimer {
     return batch;
   }
 
-  private async runBatch(wanted: ReadonlySet<string>): Promise<void> {
+  /** `scope`: the addresses to look at (undefined: all of them). */
+  private async runBatch(scope: readonly string[] | undefined): Promise<void> {
     const now = this.now();
-    if (now < this.pausedUntil) return;
+    if (now < this.pausedUntil) {
+      this.wholeDiff = true;
+      return;
+    }
     const failures = new BatchFailures();
     try {
-      await this.forgetRemoved(wanted);
-      const lookups = await this.toLookUp(wanted, now, failures);
+      if (scope) {
+        for (const b of scope) if (!this.wanted.has(b)) this.forget(b);
+      } else {
+        await this.forgetRemoved();
+      }
+      const lookups = await this.toLookUp(scope ?? this.wanted.keys(), now, failures);
       if (lookups.length === 0 && !this.hasNeighbourWork(now)) return;
       this.netlink ??= addon();
       const netlink = this.netlink;
@@ -197,26 +253,49 @@ export class NeighbourPrimer {
     }
   }
 
-  /** Drops backends no longer wanted; a hop left without users becomes unsettled. */
-  private async forgetRemoved(wanted: ReadonlySet<string>): Promise<void> {
+  /** Drops every backend no longer wanted. */
+  private async forgetRemoved(): Promise<void> {
     let seen = 0;
     // Only this batch changes `backends`; a Map iterator survives the deletes.
-    for (const [backend, state] of this.backends) {
+    for (const backend of this.backends.keys()) {
       if (++seen % SLICE === 0) await yieldToEventLoop();
-      if (wanted.has(backend)) continue;
-      this.backends.delete(backend);
-      if (state === null || typeof state === 'number') continue;
-      state.users.delete(backend);
-      if (state.users.size === 0) this.unsettled.add(state.key);
+      if (!this.wanted.has(backend)) this.forget(backend);
     }
   }
 
-  /** Wanted backends never looked up, or due for another try. */
-  private async toLookUp(wanted: ReadonlySet<string>, now: number, failures: BatchFailures): Promise<string[]> {
+  /** Drops one backend; a hop left without users becomes unsettled. */
+  private forget(backend: string): void {
+    const state = this.backends.get(backend);
+    this.backends.delete(backend);
+    this.retrying.delete(backend);
+    if (state === null || state === undefined || typeof state === 'number') return;
+    state.users.delete(backend);
+    if (state.users.size === 0) this.unsettled.add(state.key);
+  }
+
+  /** Of `candidates`, the wanted backends never looked up; and every backend due for another try. */
+  private async toLookUp(candidates: Iterable<string>, now: number, failures: BatchFailures): Promise<string[]> {
     const out: string[] = [];
+    const chosen = new Set<string>();
     let seen = 0;
-    for (const backend of wanted) {
+    if (now >= this.nextRetryAt) {
+      // Due retries, whatever the scope (a whole diff would meet them anyway).
+      this.nextRetryAt = Infinity;
+      for (const backend of this.retrying) {
+        if (++seen % SLICE === 0) await yieldToEventLoop();
+        const state = this.backends.get(backend);
+        if (typeof state !== 'number') continue;
+        if (state <= now) {
+          out.push(backend);
+          chosen.add(backend);
+        } else {
+          this.nextRetryAt = Math.min(this.nextRetryAt, state);
+        }
+      }
+    }
+    for (const backend of candidates) {
       if (++seen % SLICE === 0) await yieldToEventLoop();
+      if (!this.wanted.has(backend) || chosen.has(backend)) continue;
       const state = this.backends.get(backend);
       if (state === undefined) {
         // The addon refuses the whole call for one bad address: keep it out.
@@ -225,8 +304,6 @@ export class NeighbourPrimer {
           failures.add(backend, `backend address '${backend}' is not an IPv4 or IPv6 address; not primed`);
           continue;
         }
-        out.push(backend);
-      } else if (typeof state === 'number' && state <= now) {
         out.push(backend);
       }
     }
@@ -246,6 +323,7 @@ export class NeighbourPrimer {
       }
       hop.users.add(backend);
       this.backends.set(backend, hop);
+      this.retrying.delete(backend);
       return;
     }
     if (route.type === 'unreachable' || route.error !== undefined) {
@@ -253,10 +331,13 @@ export class NeighbourPrimer {
         failures.add(backend, `no usable route to backend ${backend} (${route.error ?? route.type}); next hop not primed, next try in ${this.retryMs / 1000} s`);
       }
       this.backends.set(backend, now + this.retryMs);
+      this.retrying.add(backend);
+      this.nextRetryAt = Math.min(this.nextRetryAt, now + this.retryMs);
       return;
     }
     // Local (a backend on this node), broadcast, multicast: no neighbour to keep.
     this.backends.set(backend, null);
+    this.retrying.delete(backend);
   }
 
   private hasNeighbourWork(now: number): boolean {

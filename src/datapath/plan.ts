@@ -165,6 +165,8 @@ export interface DatapathOps {
   removeMembers: Array<[frontendId: number, backendId: number]>;
   removeTables: number[];
   removeBackends: number[];
+  /** The address of each removed backend (for the next-hop primer, which counts backends per address). */
+  removedBackendAddresses: string[];
   /** Service addresses answered for ICMP echo. */
   addVips: string[];
   removeVips: string[];
@@ -175,7 +177,7 @@ export interface DatapathOps {
 function emptyOps(): DatapathOps {
   return {
     addBackends: [], updateBackends: [], addTables: [], addSourceRanges: [], addMembers: [], newFrontendIds: [], writeFrontends: [],
-    removeFrontends: [], removeSourceRanges: [], removeMembers: [], removeTables: [], removeBackends: [], addVips: [], removeVips: [],
+    removeFrontends: [], removeSourceRanges: [], removeMembers: [], removeTables: [], removeBackends: [], removedBackendAddresses: [], addVips: [], removeVips: [],
     services: new Set(),
   };
 }
@@ -698,6 +700,7 @@ export class DatapathPlanner {
         this.backends.delete(key);
         if (b.id !== 0) {
           pass.ops.removeBackends.push(b.id);
+          pass.ops.removedBackendAddresses.push(b.address);
           pass.released.push({ allocator: this.backendIds, id: b.id });
         }
         continue;

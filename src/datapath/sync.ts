@@ -79,6 +79,9 @@ export interface SyncResult {
   backendsAdded: number;
   backendsRemoved: number;
   tablesPublished: number;
+  /** Addresses of the backends added and removed, once per backend (the next-hop primer follows them). */
+  backendAddressesAdded: string[];
+  backendAddressesRemoved: string[];
   /** Problems of the services this pass touched (blocking ones and warnings). */
   errors: SyncError[];
   /** Services whose programmed status may have changed. */
@@ -511,7 +514,10 @@ export class DatapathSync {
    * thread and resumes with how many entries went in (or the error).
    */
   private *execute(ops: DatapathOps): Generator<{ keys: Buffer; values: Buffer; count: number }, SyncResult, number | Error> {
-    const result: SyncResult = { frontendsWritten: 0, frontendsRemoved: 0, backendsAdded: 0, backendsRemoved: 0, tablesPublished: 0, errors: [], services: ops.services };
+    const result: SyncResult = {
+      frontendsWritten: 0, frontendsRemoved: 0, backendsAdded: 0, backendsRemoved: 0, tablesPublished: 0,
+      backendAddressesAdded: ops.addBackends.map((b) => b.address), backendAddressesRemoved: ops.removedBackendAddresses, errors: [], services: ops.services,
+    };
     const failed = (key: string, map: string, err: unknown): void => {
       const message = isMapFull(err) ? `map ${map} is full: ${key} not written` : `writing ${key} to ${map}: ${(err as Error).message}`;
       this.planner.writeFailed(key, message, map);

@@ -178,6 +178,22 @@ t.test('capacity at a few hundred services: refused is reported and not announce
   t.match(v2.datapath, { programmed: true, programmedFrontends: 1 });
   t.ok(await answers(lab, victimVip), `${victimVip} is answered now`);
 
+  // An edit that adds a backend on the LB's own segment primes its neighbour entry (the edit's own backends,
+  // not a walk of all of them), and the entry is released when the service goes.
+  const managedNeighbour = async (address: string): Promise<boolean> => {
+    const r = await lab.exec('lb', ['ip', '-j', '-d', 'neigh', 'show', 'dev', 'eth0']);
+    const entry = (JSON.parse(r.stdout) as Array<{ dst: string; managed?: null }>).find((n) => n.dst === address);
+    return entry !== undefined && 'managed' in entry;
+  };
+  const onLinkFile = join(dir, 'onlink.yaml');
+  writeFileSync(`${onLinkFile}.tmp`, service('onlink', 1, 0).replace(/203\.0\.113\.\d+/, '198.51.100.77'));
+  renameSync(`${onLinkFile}.tmp`, onLinkFile);
+  await waitFor('a managed neighbour for the new on-link backend', 10_000, async () => (await managedNeighbour('198.51.100.77')) || undefined);
+  t.pass('the backend added by an edit has a managed neighbour entry');
+  unlinkSync(onLinkFile);
+  await waitFor('the on-link backend\'s neighbour released', 10_000, async () => (await managedNeighbour('198.51.100.77')) ? undefined : true);
+  t.pass('and it is released when the service is deleted');
+
   // A burst of 300 services (most will not fit: the load is the point), and a scrape in the middle of it.
   writeServices(dir, 'b', 0, 300);
   const scrape = metric(lab, 'pharos_l2_responder_liveness_age_seconds');

@@ -253,7 +253,7 @@ t.test('agent restart (re-load from pins, re-attach) in the middle of 50 open co
     agent = startAgent();
     t.ok(agent.dp.adopted, 'pinned maps re-adopted');
     const { services: _services, ...r } = agent.sync.apply(desired());
-    t.same(r, { frontendsWritten: 0, frontendsRemoved: 0, backendsAdded: 0, backendsRemoved: 0, tablesPublished: 0, errors: [] }, 'view rebuilt from the maps: nothing to rewrite (tables kept)');
+    t.same(r, { frontendsWritten: 0, frontendsRemoved: 0, backendsAdded: 0, backendsRemoved: 0, tablesPublished: 0, backendAddressesAdded: [], backendAddressesRemoved: [], errors: [] }, 'view rebuilt from the maps: nothing to rewrite (tables kept)');
     const newProg = addon.xdpQuery(addon.ifIndex('c0', lbNs), lbNs).progId;
     t.not(newProg, oldProg, `new program attached (${oldProg} → ${newProg})`);
 

@@ -115,6 +115,51 @@ t.test('only changes cost anything; next hops are reference-counted', async (t) 
   t.same(primer.primed(), []);
 });
 
+t.test('change() costs the backends it names: an edit beside 20,000 backends looks up its one new address', async (t) => {
+  const netlink = new RecordingNetlink();
+  let now = 1_000_000;
+  const primer = new NeighbourPrimer(undefined, { netlink, retryMs: 30_000, now: () => now });
+  const many = Array.from({ length: 20_000 }, (_, i) => `198.19.${i >> 8}.${i & 0xff}`);
+  await primer.sync([...many, '198.18.1.1', '203.0.113.1', '192.0.2.7']);
+  netlink.lookups.length = 0;
+  netlink.writes.length = 0;
+
+  // Two backends on one address (two ports): the address stays until both are gone.
+  await primer.change(['198.18.1.40', '198.18.1.40'], []);
+  t.same(netlink.lookups, [['198.18.1.40']], 'one lookup, of the new address only');
+  t.same(managedIn(netlink.writes[0], true), ['198.18.1.40']);
+  await primer.change([], ['198.18.1.40']);
+  t.equal(netlink.writes.length, 1, 'one of its two backends gone: the address is still wanted, nothing written');
+  await primer.change([], ['198.18.1.40']);
+  t.same(managedIn(netlink.writes[1], false), ['198.18.1.40'], 'the last one gone: released');
+
+  // A backend through a router: the router's entry is reference-counted across change() and sync() alike.
+  await primer.change(['203.0.113.3'], ['203.0.113.1']);
+  t.same(netlink.lookups.at(-1), ['203.0.113.3']);
+  t.equal(netlink.writes.length, 2, 'the router (.253) keeps a user: no write');
+  t.ok(primer.primed().includes('198.18.0.253%eth0'));
+
+  // The unroutable backend is retried by a change() after retryMs, without a whole diff.
+  const before = netlink.lookups.length;
+  await primer.change(['198.18.1.41'], []);
+  t.same(netlink.lookups.slice(before), [['198.18.1.41']], 'not due yet: only the new address');
+  now += 30_000;
+  await primer.change(['198.18.1.42'], []);
+  t.same(netlink.lookups.at(-1)!.sort(), ['192.0.2.7', '198.18.1.42'], 'due: retried with the new address');
+
+  // A removal of something never added, and an add and remove in one call, are no-ops.
+  const writes = netlink.writes.length;
+  await primer.change(['198.18.1.43'], ['198.18.1.43', '198.18.9.9']);
+  t.equal(netlink.writes.length, writes, 'nothing to write');
+
+  // A whole sync after changes agrees with them.
+  const lookups = netlink.lookups.length;
+  await primer.sync([...many, '198.18.1.1', '203.0.113.3', '192.0.2.7', '198.18.1.41', '198.18.1.42']);
+  t.equal(netlink.lookups.length, lookups, 'a sync of the set the changes made looks nothing up');
+  t.equal(netlink.writes.length, writes, 'and writes nothing');
+  t.equal(primer.primed().length, 20_000 + 4, 'every on-link backend and the router');
+});
+
 t.test('syncs during a running batch coalesce into one follow-up with the latest set', async (t) => {
   const netlink = new RecordingNetlink();
   const primer = new NeighbourPrimer(undefined, { netlink });
