@@ -188,6 +188,9 @@ export class LocalL2Controller implements AgentController {
   private readonly record: LocalRecord;
   private readonly cache = new L2CandidateCache();
   private chosen?: L2Candidate[];
+  /** The cache's last answer, and whether the data path's programmed set changed since it was filtered. */
+  private candidates?: L2Candidate[];
+  private programmedMoved = true;
   private announcements: Announcement[] = [];
   private lastSnapshot?: Snapshot;
 
@@ -205,6 +208,10 @@ export class LocalL2Controller implements AgentController {
       interfaces: (this.c.interfaceReader ?? readInterfaces)(this.c.interfaceNames),
       isOurService: this.c.isOurService,
     }, changes);
+    // The same candidates and the same programmed set: the same answer (an edit of a backend costs no walk of 10,000 services).
+    if (candidates === this.candidates && !this.programmedMoved) return;
+    this.candidates = candidates;
+    this.programmedMoved = false;
     const chosen = programmedOnly(candidates, this.c.isProgrammed, this.chosen);
     if (chosen === this.chosen) return;
     this.chosen = chosen;
@@ -215,6 +222,7 @@ export class LocalL2Controller implements AgentController {
 
   /** The data path's programmed set changed: announce what it now carries, withdraw what it no longer does. */
   programmedChanged(): void {
+    this.programmedMoved = true;
     if (this.lastSnapshot) this.reconcile(this.lastSnapshot);
   }
 
