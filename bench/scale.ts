@@ -38,6 +38,7 @@ const HELP = `Usage: npm run bench:scale -- [flags]
   --shared-endpoints K  draw endpoints from K shared addresses instead of 8
                       distinct ones per service (fewer distinct backends)
   --agent-arg FLAG    pass a flag to the agent (repeat; e.g. --agent-arg=--log-level=warn)
+  --node-arg FLAG     pass a flag to the agent's node (repeat; e.g. --node-arg=--cpu-prof --node-arg=--cpu-prof-dir=/tmp/prof)
   --out DIR           where scale.json / scale.md go (default bench/results)
   --keep-work         keep the work directory (manifests, agent logs, state)
 `;
@@ -68,6 +69,7 @@ async function main(): Promise<number> {
       'timeout-scale': { type: 'string', default: '1' },
       'shared-endpoints': { type: 'string', default: '0' },
       'agent-arg': { type: 'string', multiple: true, default: [] },
+      'node-arg': { type: 'string', multiple: true, default: [] },
       out: { type: 'string', default: join(PROJECT_ROOT, 'bench', 'results') },
       'keep-work': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
@@ -117,7 +119,7 @@ async function main(): Promise<number> {
     const log = (m: string): void => void process.stdout.write(`[${new Date().toISOString().slice(11, 19)} ${services}] ${m}\n`);
     const run = await runScale({
       services, burst: num('burst', values.burst), edits: num('edits', values.edits), editSpacingMs: 200, seed, endpoints, steadyMs: 10_000, scrapes: 3,
-      timeouts: defaultTimeouts(services, timeoutScale), agentArgs, keepWork: values['keep-work'], log, onRun: (snapshot) => { current = snapshot; },
+      timeouts: defaultTimeouts(services, timeoutScale), agentArgs, nodeArgs: values['node-arg'], keepWork: values['keep-work'], log, onRun: (snapshot) => { current = snapshot; },
     });
     current = undefined;
     report.runs.push(run);

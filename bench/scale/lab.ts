@@ -55,6 +55,8 @@ export interface ScaleLabOptions {
   prefix?: string;
   /** Extra agent flags (e.g. capacity flags once they exist). */
   agentArgs?: string[];
+  /** Flags for the agent's node (e.g. --cpu-prof), before the CLI path. */
+  nodeArgs?: string[];
   /** Keep the work directory (manifests, agent logs, state) at teardown. */
   keepWork?: boolean;
 }
@@ -181,7 +183,7 @@ export class ScaleLab {
   async startAgent(): Promise<AgentRun> {
     if (this.agent && this.agent.proc.exitCode === null && this.agent.proc.signalCode === null) throw new Error('the agent is already running');
     const log = join(this.work, `agent-${++this.agentCount}.log`);
-    const args = [process.execPath, CLI, 'agent', '--manifests', this.manifestsDir, '--node-name', `${this.lab.prefix}-lb`, '--interfaces', LB_INTERFACE,
+    const args = [process.execPath, ...(this.opts.nodeArgs ?? []), CLI, 'agent', '--manifests', this.manifestsDir, '--node-name', `${this.lab.prefix}-lb`, '--interfaces', LB_INTERFACE,
       '--state-dir', this.stateDir, '--pin-dir', this.pinDir, '--http', AGENT_HTTP, '--log-format', 'text', ...(this.opts.agentArgs ?? [])];
     const startedAt = performance.now();
     // ip netns exec, setpriv, sh and env all exec: the PID is the agent's own.
@@ -192,7 +194,7 @@ export class ScaleLab {
     proc.stderr?.on('data', (d: Buffer) => { this.spawnErrors = (this.spawnErrors + d.toString()).slice(-4000); });
     const pid = proc.pid!;
     // The exec chain ends in node itself (argv[0] the node binary, argv[1] the CLI), not ip or sh naming it.
-    const isAgent = (): boolean => readCmdline(pid).startsWith(`${process.execPath} ${CLI} agent`);
+    const isAgent = (): boolean => readCmdline(pid).startsWith([process.execPath, ...(this.opts.nodeArgs ?? []), CLI, 'agent'].join(' '));
     for (let i = 0; i < 400 && !isAgent() && proc.exitCode === null; i++) await sleep(5);
     if (!isAgent()) throw new AgentExitedError(`agent did not start (pid ${pid}, ${proc.exitCode === null ? 'still not node after 2 s' : `exited ${proc.exitCode}`}): ${this.spawnErrors.trim() || this.agentLogTail()}`);
     this.sampler.follow(pid);

@@ -82,6 +82,8 @@ export interface ScaleRunOptions {
   timeouts: ScaleTimeouts;
   prefix?: string;
   agentArgs?: string[];
+  /** Flags for the agent's node (profiling). */
+  nodeArgs?: string[];
   keepWork?: boolean;
   log?: (msg: string) => void;
   /** Called once at the start with a function that returns what the run measured so far (for an interrupted run). */
@@ -130,6 +132,8 @@ export interface ScaleRun {
   rss_steady_after_edits_mb: number | null;
   cpu_s_by_phase: Partial<Record<Phase, number>>;
   edits_done: number;
+  /** Every edit's time in order (ms; null: unchanged within its bound), to see whether a p99 is one outlier or a tail. */
+  edit_ms_each: (number | null)[];
   edit_timeouts: number;
   edit_frontend_missing: number;
   edit_wrong_backend_count: number;
@@ -221,7 +225,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     arp_first_answer_s: null, programmed: {}, burst_services: o.burst, burst_to_programmed_s: null,
     restart: { stop_s: 0, killed: false, ready_s: null, programmed_s: null, settled_s: null, target_services: 0 },
     rss_steady_after_start_mb: null, rss_steady_after_edits_mb: null, cpu_s_by_phase: {},
-    edits_done: 0, edit_timeouts: 0, edit_frontend_missing: 0, edit_wrong_backend_count: 0,
+    edits_done: 0, edit_ms_each: [], edit_timeouts: 0, edit_frontend_missing: 0, edit_wrong_backend_count: 0,
     liveness_max_age_ms_by_phase: {}, responder_stale_s_by_phase: {}, metrics_scrape_misses: 0, metrics_scrapes_skipped: 0, metrics_wire_bytes: null, state_bytes: null, state_misses: 0,
     timeouts, load_average_1m: [round(loadavg()[0], 2)!, 0], total_s: 0,
   };
@@ -234,7 +238,7 @@ export async function runScale(o: ScaleRunOptions): Promise<ScaleRun> {
     r.load_average_1m[1] = round(loadavg()[0], 2)!;
     return r;
   };
-  const lab = await ScaleLab.create({ prefix: o.prefix ?? 'phsb', agentArgs: o.agentArgs ?? [], keepWork: o.keepWork ?? false });
+  const lab = await ScaleLab.create({ prefix: o.prefix ?? 'phsb', agentArgs: o.agentArgs ?? [], nodeArgs: o.nodeArgs ?? [], keepWork: o.keepWork ?? false });
   const scraper = new MetricsScraper(lab, T.httpMs, timeouts);
   o.onRun?.(() => {
     const partial = finish(structuredClone(run));
@@ -491,6 +495,7 @@ async function runEdits(lab: ScaleLab, cluster: ScaleCluster, candidates: number
     const before = lab.watch.frontendValue(vip, edit.service.port);
     const ms = await timeEdit(lab, edit.file, vip, edit.service, before, T.editMs, run);
     times.push(ms);
+    run.edit_ms_each.push(ms === null ? null : round(ms, 1));
     run.edits_done++;
     if (ms === null) {
       run.edit_timeouts++;
