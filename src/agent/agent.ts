@@ -20,6 +20,7 @@ import { PendingChanges, type AgentController } from './controller.js';
 import { LocalIpamController, type IpamView } from './ipam.js';
 import { LocalL2Controller, type L2Counters } from './l2.js';
 import type { ElectedL2Controller } from './l2-elected.js';
+import { describeFence, type ForeignAnswer } from '../l2/outage.js';
 import { Store, type StoreChange } from '../store/store.js';
 import type { Service } from '../model/types.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
@@ -34,7 +35,7 @@ import { SolicitedNodeGroups } from '../l2/ndp-groups.js';
 import { directoryProblem } from './directories.js';
 import type { ProgrammedBackend, ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
-import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeLiveness, MAP, protoName, SIZE, u32Key } from '../datapath/abi.js';
+import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeL2Foreign, decodeLiveness, decodeResponderKey, MAP, protoName, SIZE, u32Key } from '../datapath/abi.js';
 import { StateQueryError as QueryError, type ConntrackView } from '../metrics/state-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
@@ -49,7 +50,7 @@ import { registry, timeReconcile, configProblems, k8sApiWrites, manifestsRefused
 import { registerDatapathMetrics, type DatapathLabels, type DatapathMetrics } from '../metrics/datapath.js';
 import { startEventLoopMonitor, type EventLoopMonitor } from '../metrics/event-loop.js';
 import { formatEndpoint } from '../model/cidr.js';
-import { registerAgentMetrics, type PoolCounts } from '../metrics/agent.js';
+import { registerAgentMetrics, type L2OutageMetrics, type PoolCounts } from '../metrics/agent.js';
 import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
 import {
   MAX_NOT_PROGRAMMED, pageOf, parseStateQuery, STATE_API_VERSION, type AgentStateView, type ConfigProblemView, type FrontendView, type PoolView,
@@ -360,6 +361,11 @@ export class Agent {
       store: this.store,
       datapathReady: () => this.datapathAttached(),
       onNodeRenewed: (sentAtNs) => this.stampLiveness(sentAtNs),
+      peerPort: cfg.l2PeerPort,
+      // A peer declared dead must have stopped answering: longer than its responder's liveness limit.
+      peerTimeoutMs: Math.max(1000, cfg.l2NodeLeaseSeconds * 1000 - cfg.l2NodeRenewMs + 250),
+      readForeign: () => this.readForeignAnswers(),
+      stampLiveness: () => this.stampLiveness(process.hrtime.bigint()),
     });
     this.ipam = ipam;
     this.l2 = l2;
@@ -518,6 +524,25 @@ export class Agent {
     }
   }
 
+  /** Another MAC's answers for our addresses (bpf/lib/l2_foreign.h), summed per address over interfaces. */
+  private readForeignAnswers(): ForeignAnswer[] {
+    const map = this.datapath?.maps.l2Foreign;
+    if (!map) return [];
+    const now = process.hrtime.bigint();
+    const byAddress = new Map<string, ForeignAnswer & { lastNs: bigint }>();
+    for (const key of map.keys()) {
+      const value = map.lookup(key);
+      if (!value) continue;
+      const { address } = decodeResponderKey(key);
+      const f = decodeL2Foreign(value);
+      const prev = byAddress.get(address);
+      const count = Number(f.count) + (prev?.count ?? 0);
+      if (prev && prev.lastNs >= f.lastNs) prev.count = count;
+      else byAddress.set(address, { address, count, lastNs: f.lastNs, ageMs: Math.max(0, Number(now - f.lastNs) / 1e6), mac: f.mac });
+    }
+    return [...byAddress.values()];
+  }
+
   /** Add a controller (e.g. BGP) before start(); it runs after the built-in ones. */
   addController(c: AgentController): void {
     this.controllers.push(c);
@@ -617,6 +642,18 @@ export class Agent {
   mapMemory(): Array<{ map: string; bytes: number }> {
     if (!this.datapath) return [];
     return [...mapMemory(this.datapath.maps), ...(this.sync ? [{ map: 'ph_maglev tables', bytes: this.sync.tableMemory() }] : [])];
+  }
+
+  /** Kubernetes mode: the L2 outage guard's state, for metrics. */
+  l2Outage(): L2OutageMetrics | undefined {
+    if (!this.l2 || !('outage' in this.l2)) return undefined;
+    const o = this.l2.outage;
+    const fenced = new Map<string, number>();
+    for (const f of o.fences.values()) fenced.set(f.reason.kind, (fenced.get(f.reason.kind) ?? 0) + 1);
+    return {
+      apiReachable: o.apiReachable, fenced, fencesTotal: o.counts.fences, duplicates: o.counts.duplicates,
+      takeovers: o.counts.takeovers, livePeers: o.livePeers().length, unconfirmed: o.unconfirmed,
+    };
   }
 
   l2Counts(): { held: number; refused: number; awaitingFirst: number } {
@@ -838,8 +875,22 @@ export class Agent {
         ? { ok: this.store.synced, detail: `${this.store.synced ? `informers synced (namespace ${this.config.namespace})` : 'waiting for the informers to list'}${this.kubeKinds()}` }
         : { ok: this.store.synced, detail: this.store.synced ? `manifests ${this.config.manifests} loaded` : 'waiting for the first scan' },
       datapath: { ok: this.datapathAttached(), detail: this.datapathDetail() },
+      ...(this.l2 && 'outage' in this.l2 && this.store.synced ? { api: this.apiReadiness(this.l2) } : {}),
     };
     return { ready: Object.values(readiness).every((r) => r.ok), readiness };
+  }
+
+  /** The API as the L2 election sees it (node-lease renewals): unreachable within a node lease (~0.75 s by default). */
+  private apiReadiness(l2: ElectedL2Controller): { ok: boolean; detail: string } {
+    const o = l2.outage;
+    const fenced = o.fences.size ? `; ${o.fences.size} L2 addresses fenced (pharos l2 list)` : '';
+    if (o.apiReachable) return { ok: true, detail: `Kubernetes API reachable (node lease renewed)${fenced}` };
+    const peers = o.livePeers();
+    return {
+      ok: false,
+      detail: `Kubernetes API unreachable since ${o.apiUnreachableSince ?? '?'}: serving from the last known state; ` +
+        `${o.unconfirmed} L2 addresses answered without the API, ${peers.length} peers heard${peers.length ? ` (${peers.join(', ')})` : ''}${fenced}`,
+    };
   }
 
   private datapathDetail(): string {
@@ -954,7 +1005,10 @@ export class Agent {
         frontendsProgrammed: this.sync?.frontends.size ?? 0,
         backends: this.sync?.pressure().ph_backends.used ?? 0,
         servicesNotProgrammed: notProgrammed.length,
-        l2: { announced: counts?.held ?? 0, refused: counts?.refused ?? 0, pendingFirstAnnouncement: counts?.awaitingFirst ?? 0 },
+        l2: {
+          announced: counts?.held ?? 0, refused: counts?.refused ?? 0, pendingFirstAnnouncement: counts?.awaitingFirst ?? 0,
+          ...(this.l2 && 'outage' in this.l2 ? { outage: this.outageSummary(this.l2) } : {}),
+        },
       },
       notProgrammed: notProgrammed.sort(([a], [b]) => (a < b ? -1 : 1)).slice(0, MAX_NOT_PROGRAMMED).map(([service, st]) => {
         const first = st.problems.find((p) => p.blocking);
@@ -966,6 +1020,16 @@ export class Agent {
       problems: want('problems') ? [...this.problems, ...this.poolProblems(), ...this.bgpProblems(), ...[...this.kube?.refused.values() ?? []].map((r) => ({ source: 'kubernetes', ...r }))] : [],
       config: want('config') ? { ...this.config } as unknown as Record<string, unknown> : {},
       ...(next ? { continue: next } : {}),
+    };
+  }
+
+  private outageSummary(l2: ElectedL2Controller): NonNullable<AgentStateView['summary']['l2']['outage']> {
+    const o = l2.outage;
+    const since = o.apiUnreachableSince;
+    return {
+      apiReachable: o.apiReachable, ...(since ? { apiUnreachableSince: since } : {}), livePeers: o.livePeers(), unconfirmed: o.unconfirmed,
+      fenced: [...o.fences].map(([address, f]) => ({ address, reason: describeFence(f.reason), since: f.at })),
+      duplicates: [...o.duplicates].map(([address, d]) => ({ address, ...d })),
     };
   }
 

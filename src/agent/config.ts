@@ -66,6 +66,7 @@ export interface AgentConfig {
   l2ServiceRetrySeconds: number;
   /** Gratuitous ARP/NA frames per second per interface (announcements are paced). */
   l2AnnounceRate: number;
+  l2PeerPort: number;
   k8sQps: number;
   k8sBurst: number;
   /** On SIGTERM: keep BGP routes via graceful restart (default) or withdraw them. */
@@ -122,6 +123,7 @@ export const FLAGS: FlagSpec[] = [
   { key: 'l2ServiceLeaseSeconds', flag: 'l2-lease-duration', env: 'PHAROS_L2_LEASE_DURATION', kind: 'number', help: 'IPAM leader lease duration, seconds (also written on L2 service leases, which are held while the holder\'s node lease is renewed and never renewed themselves)' },
   { key: 'l2ServiceRenewSeconds', flag: 'l2-lease-renew', env: 'PHAROS_L2_LEASE_RENEW', kind: 'number', help: 'IPAM leader lease renew deadline, seconds' },
   { key: 'l2ServiceRetrySeconds', flag: 'l2-lease-retry', env: 'PHAROS_L2_LEASE_RETRY', kind: 'number', help: 'IPAM leader retry period, and how long an L2 service lease assigned to another node may stay untaken before any node takes it, seconds' },
+  { key: 'l2PeerPort', flag: 'l2-peer-port', env: 'PHAROS_L2_PEER_PORT', kind: 'number', help: 'UDP port of the L2 peer heartbeats (broadcast on the announcing interfaces; they decide who answers while the Kubernetes API is unreachable); 0 turns them off' },
   { key: 'l2AnnounceRate', flag: 'l2-announce-rate', env: 'PHAROS_L2_ANNOUNCE_RATE', kind: 'number', help: 'gratuitous ARP/NA frames per second per interface (first announcements go before repeats)' },
   { key: 'k8sQps', flag: 'k8s-qps', env: 'PHAROS_K8S_QPS', kind: 'number', help: 'Kubernetes API write rate limit per second, for status writes and for L2 service leases each (node leases have their own)' },
   { key: 'k8sBurst', flag: 'k8s-burst', env: 'PHAROS_K8S_BURST', kind: 'number', help: 'Kubernetes API write burst' },
@@ -165,6 +167,7 @@ export function defaults(host = hostname()): AgentConfig {
     l2ServiceRenewSeconds: 5,
     l2ServiceRetrySeconds: 2,
     l2AnnounceRate: 1000,
+    l2PeerPort: 9644,
     k8sQps: 20,
     k8sBurst: 40,
     bgpShutdown: 'graceful',
@@ -346,6 +349,9 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
   }
   if (!Number.isInteger(cfg.conntrackSize) || cfg.conntrackSize < 1024 || cfg.conntrackSize > MAX_CONNTRACK) {
     throw new ConfigError(`--conntrack-size: ${cfg.conntrackSize} must be an integer from 1024 to ${MAX_CONNTRACK}`);
+  }
+  if (!Number.isInteger(cfg.l2PeerPort) || cfg.l2PeerPort < 0 || cfg.l2PeerPort > 65535) {
+    throw new ConfigError(`--l2-peer-port: ${cfg.l2PeerPort} must be a UDP port (0 turns the heartbeats off)`);
   }
   if (!Number.isInteger(cfg.l2AnnounceRate) || cfg.l2AnnounceRate < 10 || cfg.l2AnnounceRate > 1_000_000) {
     throw new ConfigError(`--l2-announce-rate: ${cfg.l2AnnounceRate} must be an integer from 10 to 1000000 frames per second`);

@@ -10,6 +10,8 @@ import type { Snapshot, Store } from '../store/store.js';
 import type { Announcement, L2Announcer, RefusedAddress } from '../l2/announcer.js';
 import { L2AddressCache, L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, nodeLabels, type L2Candidate, type NodeInterface } from '../l2/policy.js';
 import { L2Election, type L2ElectionOptions } from '../l2/election.js';
+import { OutageGuard, type ForeignAnswer } from '../l2/outage.js';
+import type { Claim } from '../l2/outage-core.js';
 import { addressElectorates, addressLeaseName, type AddressCandidate } from '../l2/election-core.js';
 import type { L2View } from '../metrics/state-view.js';
 import type { AgentController, ChangeSet } from './controller.js';
@@ -26,6 +28,13 @@ export interface ElectedL2Options extends L2Common,
   /** The data path is attached on every interface: without it this node competes for nothing. */
   datapathReady: () => boolean;
   onNodeRenewed: (sentAtNs: bigint) => void;
+  /** UDP port of the peer heartbeats (0, the default: none). */
+  peerPort?: number;
+  peerTimeoutMs?: number;
+  /** Foreign answers the XDP program noted for our addresses (bpf/lib/l2_foreign.h). */
+  readForeign?: () => ForeignAnswer[];
+  /** Refresh the responder's liveness stamp (while answering through an API outage). */
+  stampLiveness?: () => void;
 }
 
 /** Kubernetes mode: leases decide. */
@@ -35,6 +44,10 @@ export class ElectedL2Controller implements AgentController {
   private readonly announcer: L2Announcer;
   private readonly record: LocalRecord;
   readonly election: L2Election;
+  /** Who answers while the API is unreachable, and yielding after a partition heals (src/l2/outage.ts). */
+  readonly outage: OutageGuard;
+  private peerClaimed: ReadonlySet<string> = new Set();
+  private outageServed: ReadonlySet<string> = new Set();
   private readonly candidateCache = new L2CandidateCache();
   private readonly eligibleCache = new L2EligibleCache();
   private readonly addressCache = new L2AddressCache();
@@ -69,11 +82,48 @@ export class ElectedL2Controller implements AgentController {
       graceMs: c.retryMs,
       log: c.log.with({ controller: 'l2' }),
       onNodeRenewed: c.onNodeRenewed,
+      onChange: () => this.outage.tick(),
+      outage: () => ({ peerClaimed: this.peerClaimed, outageServed: this.outageServed }),
+    });
+    this.outage = new OutageGuard({
+      node: c.nodeName,
+      port: c.peerPort ?? 0,
+      interfaces: c.interfaceNames,
+      peerTimeoutMs: c.peerTimeoutMs ?? 1000,
+      log: c.log.with({ controller: 'l2' }),
+      view: () => this.outageView(),
+      readForeign: c.readForeign ?? (() => []),
       onChange: () => this.applyAnnouncements(),
+      stampLiveness: c.stampLiveness ?? (() => undefined),
     });
   }
 
+  /** What the outage rules read of the election (outage-core.ts HoldInput). */
+  private outageView(): ReturnType<ConstructorParameters<typeof OutageGuard>[0]['view']> {
+    const election = this.election;
+    const claimOf = (lease: string): Claim => ({ rv: election.heldLeases().get(lease)?.resourceVersion ?? '', takeovers: 0 });
+    const electionAnnounce = new Map<string, Claim>();
+    for (const address of election.output?.announce ?? []) electionAnnounce.set(address, claimOf(this.leaseName(address)));
+    const held = new Map<string, Claim>();
+    for (const [lease, h] of election.heldLeases()) held.set(h.address, claimOf(lease));
+    // Before the first renewal (start-up) there is no outage, and nothing held either.
+    const apiReachable = election.healthy || election.lastRenewal === -Infinity;
+    const leases = new Map<string, { holder?: string; rv: string; lease: string }>();
+    // Lease records matter for outage takeovers and their resolution only: skipped in the common case.
+    if (!apiReachable || this.outageServed.size > 0) {
+      for (const { address, lease } of this.electionCandidates) {
+        const r = election.leaseRecord(lease);
+        if (r) leases.set(address, { ...(r.holder ? { holder: r.holder } : {}), rv: r.resourceVersion, lease });
+      }
+    }
+    const out = { apiReachable, electionAnnounce, held, candidates: new Set(this.candidates.keys()), leases, eligible: this.eligibleByAddress?.byAddress ?? new Map() };
+    this.peerClaimed = this.outage.peerClaimed((a) => this.leaseName(a));
+    this.outageServed = new Set([...this.outage.outageServed()].map((a) => this.leaseName(a)));
+    return out;
+  }
+
   start(): void {
+    void this.outage.start();
     this.interfaces = (this.c.interfaceReader ?? readInterfaces)(this.c.interfaceNames);
     this.interfaceKey = JSON.stringify(this.interfaces);
     this.pollTimer = setInterval(() => this.pollInterfaces(), INTERFACE_POLL_MS);
@@ -178,7 +228,7 @@ export class ElectedL2Controller implements AgentController {
   }
 
   private applyAnnouncements(): void {
-    const announce = this.election.output?.announce ?? [];
+    const announce = this.outage.announced();
     const applied = this.applied;
     if (applied && applied.candidates === this.candidates && sameStrings(applied.announce, announce)) return;
     this.applied = { announce, candidates: this.candidates };
@@ -204,6 +254,8 @@ export class ElectedL2Controller implements AgentController {
           interfaces: local ? this.announcer.interfacesOf(address) : [],
           ...(view?.acquireTime ? { since: view.acquireTime } : {}),
           transitions: view?.transitions ?? 0,
+          state: this.outage.stateOf(address),
+          ...(this.outage.duplicates.has(address) ? { duplicate: this.outage.duplicates.get(address)! } : {}),
         });
       }
     }
@@ -212,6 +264,7 @@ export class ElectedL2Controller implements AgentController {
 
   async stop(): Promise<void> {
     clearInterval(this.pollTimer);
+    this.outage.stop();
     // Stop answering first, then hand every lease over.
     this.announcer.stop();
     this.record.track([]);

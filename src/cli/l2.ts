@@ -11,8 +11,11 @@ export function run(argv: string[]): Promise<number> {
     if (printStructured(l2, opts.output)) return 0;
     const rows = [...l2]
       .sort((a, b) => a.service.localeCompare(b.service) || a.address.localeCompare(b.address))
-      .map((l) => [l.service, l.address, l.interfaces.join(',') || '-', l.holder || '<none>', l.since ? formatAge(l.since, new Date()) : '-', String(l.transitions)]);
-    console.log(renderTable(['SERVICE', 'ADDRESS', 'INTERFACES', 'HOLDER', 'SINCE', 'TRANSITIONS'], rows));
+      .map((l) => [
+        l.service, l.address, l.interfaces.join(',') || '-', l.holder || '<none>', l.since ? formatAge(l.since, new Date()) : '-', String(l.transitions),
+        l.state || '-', l.duplicate ? `${l.duplicate.mac} ${formatAge(l.duplicate.at, new Date())} ago (${l.duplicate.count})` : '-',
+      ]);
+    console.log(renderTable(['SERVICE', 'ADDRESS', 'INTERFACES', 'HOLDER', 'SINCE', 'TRANSITIONS', 'STATE', 'DUPLICATE ANSWER'], rows));
     return 0;
   });
 }

@@ -33,10 +33,21 @@ export function run(argv: string[]): Promise<number> {
       ] : []),
       `Pools:       ${s.pools.length}${s.pools.some((p) => p.conflicting) ? ' (some conflicting!)' : ''}`,
       `L2:          ${sum.l2.announced} addresses announced here${sum.l2.refused ? `, ${sum.l2.refused} NOT ANNOUNCED (responder map full)` : ''}${sum.l2.pendingFirstAnnouncement ? `, ${sum.l2.pendingFirstAnnouncement} waiting for their first announcement` : ''}`,
+      ...l2OutageLines(sum.l2.outage),
       `BGP peers:   ${s.bgp.peers.length} (${s.bgp.peers.filter((p) => p.state === 'Established').length} established)`,
       ...(s.problems.length ? [`Problems:    ${s.problems.length}`, ...s.problems.map((p) => `  ${p.object}${p.field ? ` ${p.field}` : ''}: ${p.message}`)] : []),
     ];
     console.log(lines.join('\n'));
     return s.ready ? 0 : 1;
   });
+}
+
+/** API reachability as L2 sees it, fences and duplicate answers (Kubernetes mode). */
+function l2OutageLines(o: Awaited<ReturnType<typeof fetchState>>['summary']['l2']['outage']): string[] {
+  if (!o) return [];
+  return [
+    ...(o.apiReachable ? [] : [`  API UNREACHABLE since ${o.apiUnreachableSince ?? '?'}: ${o.unconfirmed} addresses answered without it; peers heard: ${o.livePeers.join(', ') || 'none'}`]),
+    ...o.fenced.map((f) => `  FENCED ${f.address} since ${f.since}: ${f.reason}`),
+    ...o.duplicates.map((d) => `  DUPLICATE ANSWER for ${d.address} from ${d.mac} (${d.count} seen, last ${d.at})`),
+  ];
 }

@@ -36,6 +36,10 @@
  *   unreachable) announces nothing and writes nothing; an address it no
  *   longer qualifies for (policy, interface down, no local endpoint) is
  *   released at once so another node takes it without waiting.
+ * - API outages (outage-core.ts): a lease a live peer claims in its
+ *   heartbeats is not taken, even when its holder's node lease has lapsed
+ *   (the holder kept answering through its outage); a lease this node took
+ *   over during an outage is acquired as soon as it is takeable.
  * - Upgrade from per-service leases: while a live node other than this one
  *   holds an old-name lease of a service of an address (an agent not yet
  *   upgraded: it answers for the address and knows nothing of address
@@ -101,6 +105,10 @@ export interface ElectionInput {
   /** Local time each lease was first seen takeable (kept by the caller from `takeable`). */
   takeableSince: ReadonlyMap<string, number>;
   graceMs: number;
+  /** Lease names a live peer claims in its heartbeats (outage.ts): nobody else's to take, whatever the lease says. */
+  peerClaimed?: ReadonlySet<string>;
+  /** Lease names this node took over during an API outage and still answers for: acquired as soon as takeable, whoever is assigned. */
+  outageServed?: ReadonlySet<string>;
 }
 
 export type AcquireReason = 'free' | 'released' | 'holder-dead' | 'reclaim';
@@ -246,6 +254,8 @@ export function decide(input: ElectionInput): ElectionOutput {
       if (held && candidates.has(name)) actions.push({ type: 'release', lease: name, address: held.address });
       continue;
     }
+    // A live peer answers for it (it kept it through an API outage, or took it over then): not ours to take.
+    if (!held && input.peerClaimed?.has(name)) continue;
     if (held && cand) {
       if (view && view.holder && view.holder !== me && view.resourceVersion !== held.resourceVersion && view.resourceVersion !== held.replacedResourceVersion) {
         // Someone else wrote it: it is theirs now (we were fenced or slow).
@@ -265,6 +275,9 @@ export function decide(input: ElectionInput): ElectionOutput {
       // Ours by the API's record but not tracked (agent restart): confirm it by a write, then announce.
       if (cand) actions.push({ type: 'acquire', lease: name, address: cand.address, reason: 'reclaim', resourceVersion: view.resourceVersion });
       continue;
+    } else if (cand && input.outageServed?.has(name)) {
+      // Taken over during an outage from a holder that is alive again (a healed partition): it yielded to our claim, the record follows.
+      free.push({ lease: name, reason: 'holder-dead', resourceVersion: view.resourceVersion });
     } else if (!isAlive(view.holder)) {
       free.push({ lease: name, reason: 'holder-dead', resourceVersion: view.resourceVersion });
     }
@@ -293,6 +306,13 @@ export function decide(input: ElectionInput): ElectionOutput {
   for (const { f, voters } of order) {
     takeable.push(f.lease);
     const cand = candidates.get(f.lease);
+    if (cand && input.outageServed?.has(f.lease)) {
+      // Answered by this node since an API outage: its lease record follows at once (peers leave it alone).
+      actions.push({ type: 'acquire', lease: f.lease, address: cand.address, reason: f.reason, ...(f.resourceVersion ? { resourceVersion: f.resourceVersion } : {}) });
+      load.set(me, (load.get(me) ?? 0) + 1);
+      mine++;
+      continue;
+    }
     if (voters.length === 0) continue;
     const withRoom = voters.filter((n) => (load.get(n) ?? 0) < capOf(n));
     let best: string | undefined;

@@ -43,6 +43,8 @@ export interface L2ElectionOptions {
   onNodeRenewed?: (sentAtNs: bigint) => void;
   /** Something changed that may change what to announce. */
   onChange?: () => void;
+  /** Leases live peers claim and leases this node took over during an API outage (outage.ts), read on every decision. */
+  outage?: () => { peerClaimed: ReadonlySet<string>; outageServed: ReadonlySet<string> };
   now?: () => number;
 }
 
@@ -119,6 +121,16 @@ export class L2Election {
   /** Leases as observed (for `pharos l2 list`). */
   leaseView(name: string): { holder?: string; acquireTime?: string; transitions?: number } | undefined {
     return this.views.get(name);
+  }
+
+  /** A lease's record as observed: holder and resourceVersion. */
+  leaseRecord(name: string): { holder?: string; resourceVersion: string } | undefined {
+    return this.views.get(name);
+  }
+
+  /** When the last node-lease renewal that succeeded was sent (local ms; -Infinity before the first). */
+  get lastRenewal(): number {
+    return this.lastRenewSentAt;
   }
 
   heldLeases(): ReadonlyMap<string, HeldLease> {
@@ -217,6 +229,7 @@ export class L2Election {
       held: this.held,
       takeableSince: this.takeableSince,
       graceMs: this.opts.graceMs,
+      ...this.opts.outage?.(),
     });
     const takeable = new Set(out.takeable);
     for (const name of [...this.takeableSince.keys()]) if (!takeable.has(name)) this.takeableSince.delete(name);

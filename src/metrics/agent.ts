@@ -16,6 +16,19 @@ export interface PoolCounts {
   families: Record<string, { total: string; used: string; available: string }>;
 }
 
+/** Kubernetes mode: the API as L2 sees it, fences, duplicate answers, outage takeovers, peers (src/l2/outage.ts). */
+export interface L2OutageMetrics {
+  apiReachable: boolean;
+  /** Addresses fenced now, by reason. */
+  fenced: ReadonlyMap<string, number>;
+  /** Fences since start, by reason. */
+  fencesTotal: ReadonlyMap<string, number>;
+  duplicates: number;
+  takeovers: number;
+  livePeers: number;
+  unconfirmed: number;
+}
+
 export interface AgentMetricsSource {
   readonly counters: { gratuitousSent: { ipv4: number; ipv6: number }; leaseTransitions?: number };
   pools(): Iterable<PoolCounts>;
@@ -25,6 +38,7 @@ export interface AgentMetricsSource {
   notProgrammedReasons(): Iterable<string>;
   /** (address, interface) pairs answered and announced, refused by the responder map, and waiting for a first announcement. */
   l2Counts(): { held: number; refused: number; awaitingFirst: number };
+  l2Outage?(): L2OutageMetrics | undefined;
   /** Kernel memory of each BPF map (fdinfo memlock), charged to the agent's memory cgroup. */
   mapMemory(): Iterable<{ map: string; bytes: number }>;
 }
@@ -110,6 +124,7 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
       this.inc({ family: 'ipv6' }, agent.counters.gratuitousSent.ipv6);
     },
   });
+  registerL2OutageMetrics(agent);
   new client.Counter({
     name: 'pharos_l2_lease_transitions_total',
     help: 'Times this node took over announcing an address (lease acquired, or the one node of manifests mode started announcing it)',
@@ -117,6 +132,54 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
     collect() {
       this.reset();
       this.inc(agent.counters.leaseTransitions ?? 0);
+    },
+  });
+}
+
+/** Each reads agent.l2Outage() on scrape; absent in manifests mode (no API, no peers). */
+function registerL2OutageMetrics(agent: AgentMetricsSource): void {
+  const gauge = (name: string, help: string, read: (m: L2OutageMetrics) => number): void => {
+    new client.Gauge({
+      name, help, registers: [registry],
+      collect() {
+        const m = agent.l2Outage?.();
+        if (m) this.set(read(m));
+      },
+    });
+  };
+  gauge('pharos_k8s_api_reachable', 'Whether this node reaches the Kubernetes API (its node lease renewed in time): 0 within ~0.75 s of an outage', (m) => (m.apiReachable ? 1 : 0));
+  gauge('pharos_l2_unconfirmed', 'Addresses answered here without a lease record confirming it now (API unreachable, or taken over during an outage and not yet written)', (m) => m.unconfirmed);
+  gauge('pharos_l2_peers_alive', 'Peers whose L2 heartbeats arrive (--l2-peer-port)', (m) => m.livePeers);
+  new client.Gauge({
+    name: 'pharos_l2_fenced', help: 'Addresses this node holds but does not answer for, by reason (foreign-answer: another MAC answers during an API outage; peer-claim: a peer has a later lease record)',
+    labelNames: ['reason'] as const, registers: [registry],
+    collect() {
+      this.reset();
+      const m = agent.l2Outage?.();
+      for (const reason of ['foreign-answer', 'peer-claim']) if (m) this.set({ reason }, m.fenced.get(reason) ?? 0);
+    },
+  });
+  new client.Counter({
+    name: 'pharos_l2_fences_total', help: 'Times an address was fenced here, by reason', labelNames: ['reason'] as const, registers: [registry],
+    collect() {
+      this.reset();
+      const m = agent.l2Outage?.();
+      for (const reason of ['foreign-answer', 'peer-claim']) if (m) this.inc({ reason }, m.fencesTotal.get(reason) ?? 0);
+    },
+  });
+  new client.Counter({
+    name: 'pharos_l2_duplicate_answers_total', help: 'ARP replies, gratuitous ARPs and NAs from another MAC for an address this node answers for (split brain), seen by the XDP program',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(agent.l2Outage?.()?.duplicates ?? 0);
+    },
+  });
+  new client.Counter({
+    name: 'pharos_l2_outage_takeovers_total', help: 'Addresses this node took over during an API outage because their holder fell silent (no heartbeat)', registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(agent.l2Outage?.()?.takeovers ?? 0);
     },
   });
 }

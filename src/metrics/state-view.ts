@@ -45,7 +45,15 @@ export interface StateSummary {
   frontendsProgrammed: number;
   backends: number;
   servicesNotProgrammed: number;
-  l2: { announced: number; refused: number; pendingFirstAnnouncement: number };
+  l2: {
+    announced: number; refused: number; pendingFirstAnnouncement: number;
+    /** Kubernetes mode: the API as the L2 election sees it, peers heard, addresses fenced and duplicate answers seen. */
+    outage?: {
+      apiReachable: boolean; apiUnreachableSince?: string; livePeers: string[]; unconfirmed: number;
+      fenced: { address: string; reason: string; since: string }[];
+      duplicates: { address: string; mac: string; count: number; at: string }[];
+    };
+  };
 }
 
 export interface ServiceView {
@@ -80,6 +88,10 @@ export interface L2View {
   since?: string;
   transitions: number;
   local: boolean;
+  /** Kubernetes mode: `announcing`, `held through API outage`, `taken over (...)`, `fenced: <why>`; '' when not answered here. */
+  state?: string;
+  /** The last time another MAC answered for this address while this node did (bpf/lib/l2_foreign.h). */
+  duplicate?: { mac: string; count: number; at: string };
 }
 
 export interface BgpPeerView {

@@ -102,6 +102,22 @@ const rows: Row[] = [
     acquire: [S1.lease], reason: 'holder-dead',
   },
   {
+    name: 'holder\'s node lease expired but its heartbeats claim the address (it answers through its API outage): not taken',
+    in: {
+      candidates: [S1], eligible: new Map([[S1.lease, ['a', 'b']]]), nodeLeases: nodeLeases(now, { a: now, b: now - 1100 }), addressLeases: new Map([[S1.lease, lease(S1.lease, 'b', now - 3000)]]),
+      peerClaimed: new Set([S1.lease]),
+    },
+    acquire: [], actions: 0,
+  },
+  {
+    name: 'taken over during an API outage, its holder alive again (a healed partition, it yielded): the lease follows at once',
+    in: {
+      candidates: [S1], eligible: new Map([[S1.lease, ['a', 'b', 'c']]]), nodeLeases: nodeLeases(now, { a: now, b: now, c: now }), addressLeases: new Map([[S1.lease, lease(S1.lease, 'b', now - 3000)]]),
+      outageServed: new Set([S1.lease]),
+    },
+    acquire: [S1.lease], reason: 'holder-dead',
+  },
+  {
     name: 'holder\'s node lease expired but my view is stale: wait',
     in: { freshSince: undefined, candidates: [S1], eligible: new Map([[S1.lease, ['a', 'b']]]), nodeLeases: nodeLeases(now, { a: now, b: now - 5000 }), addressLeases: new Map([[S1.lease, lease(S1.lease, 'b', now - 3000)]]) },
     acquire: [],

@@ -256,7 +256,7 @@ export class L2Lab {
   }
 
   /** Starts (or restarts) the agent of `node`; resolves when /readyz says ready. */
-  async startAgent(node: string, extra: string[] = []): Promise<AgentHandle> {
+  async startAgent(node: string, extra: string[] = [], readyMs = 40_000): Promise<AgentHandle> {
     const ns = this.lab.ns(node);
     // Fresh maps on every start: these tests are about leases, not hitless restarts, and a BPF
     // object rebuilt in between (a changed map definition) could not re-adopt the old pins.
@@ -273,7 +273,7 @@ export class L2Lab {
     const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
     const handle: AgentHandle = { node, ns, proc, log, exited };
     this.agents.set(node, handle);
-    await waitFor(`agent ${node} ready`, 40_000, async () => {
+    await waitFor(`agent ${node} ready`, readyMs, async () => {
       if (proc.exitCode !== null) throw new Error(`agent ${node} exited ${proc.exitCode}:\n${log.slice(-20).join('\n')}`);
       const r = await this.lab.exec(node, ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', 'http://127.0.0.1:9643/readyz'], { allowFail: true });
       return r.stdout === '200' ? true : undefined;

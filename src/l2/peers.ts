@@ -1,0 +1,184 @@
+/**
+ * Peer liveness on the segment, without the Kubernetes API: every agent
+ * broadcasts a small UDP heartbeat on each of its announcing interfaces
+ * (the IPv4 broadcast address of each subnet, so it never leaves the
+ * segment the ARP answers are seen on), every 200 ms, stating its node
+ * name, whether it reaches the API, and the addresses it answers for with
+ * the claim of each (outage-core.ts ranks them). What it hears is the
+ * peers' view outage-core.ts decides from.
+ *
+ * As MetalLB's memberlist, but with no membership protocol: the heartbeats
+ * are the whole state, a peer is alive while they arrive. Unauthenticated:
+ * anyone on the segment can speak for a node (so can anyone answering ARP).
+ */
+import { createSocket, type Socket } from 'node:dgram';
+import { networkInterfaces } from 'node:os';
+import type { Claim, PeerView } from './outage-core.js';
+
+export const HEARTBEAT_VERSION = 1;
+/** Claims per datagram: ~40 × 45 bytes stays below a 1500-byte MTU. */
+export const CLAIMS_PER_DATAGRAM = 40;
+
+export interface Heartbeat {
+  node: string;
+  api: boolean;
+  /** Sender's beat number; the parts of one beat share it. */
+  seq: number;
+  part: number;
+  parts: number;
+  /** MACs of the sender's announcing interfaces. */
+  macs: string[];
+  claims: [address: string, rv: string, takeovers: number][];
+}
+
+/** One beat as datagrams (at least one, even with no claims). */
+export function encodeHeartbeat(node: string, api: boolean, seq: number, claims: ReadonlyMap<string, Claim>, macs: readonly string[] = []): Buffer[] {
+  const all = [...claims].map(([a, c]) => [a, c.rv, c.takeovers] as Heartbeat['claims'][number]);
+  const parts = Math.max(1, Math.ceil(all.length / CLAIMS_PER_DATAGRAM));
+  const out: Buffer[] = [];
+  for (let part = 0; part < parts; part++) {
+    const msg = { v: HEARTBEAT_VERSION, node, api, seq, part, parts, macs, claims: all.slice(part * CLAIMS_PER_DATAGRAM, (part + 1) * CLAIMS_PER_DATAGRAM) };
+    out.push(Buffer.from(JSON.stringify(msg)));
+  }
+  return out;
+}
+
+/** A datagram as a heartbeat, or undefined when it is not one (another version, garbage). */
+export function decodeHeartbeat(b: Buffer): Heartbeat | undefined {
+  let m: unknown;
+  try {
+    m = JSON.parse(b.toString('utf8'));
+  } catch {
+    return undefined;
+  }
+  if (typeof m !== 'object' || m === null) return undefined;
+  const h = m as Record<string, unknown>;
+  if (h.v !== HEARTBEAT_VERSION || typeof h.node !== 'string' || !h.node || typeof h.api !== 'boolean') return undefined;
+  if (!Number.isInteger(h.seq) || !Number.isInteger(h.part) || !Number.isInteger(h.parts) || !Array.isArray(h.claims)) return undefined;
+  const macs = Array.isArray(h.macs) ? (h.macs as unknown[]).filter((m): m is string => typeof m === 'string') : [];
+  const claims: Heartbeat['claims'] = [];
+  for (const c of h.claims as unknown[]) {
+    if (!Array.isArray(c) || typeof c[0] !== 'string' || typeof c[1] !== 'string' || !Number.isInteger(c[2])) return undefined;
+    claims.push([c[0], c[1], c[2] as number]);
+  }
+  return { node: h.node, api: h.api, seq: h.seq as number, part: h.part as number, parts: h.parts as number, macs, claims };
+}
+
+/**
+ * Folds heartbeats into peer views: any datagram proves the peer alive;
+ * its claims are replaced once every part of one beat has arrived.
+ */
+export class PeerTable {
+  private readonly views = new Map<string, PeerView & { pending?: { seq: number; got: Set<number>; claims: Map<string, Claim> } }>();
+
+  heard(h: Heartbeat, now: number): void {
+    let v = this.views.get(h.node);
+    if (!v) this.views.set(h.node, (v = { lastHeard: now, apiReachable: h.api, claims: new Map() }));
+    v.lastHeard = now;
+    v.apiReachable = h.api;
+    v.macs = h.macs;
+    if (!v.pending || v.pending.seq !== h.seq) v.pending = { seq: h.seq, got: new Set(), claims: new Map() };
+    v.pending.got.add(h.part);
+    for (const [address, rv, takeovers] of h.claims) v.pending.claims.set(address, { rv, takeovers });
+    if (v.pending.got.size >= h.parts) {
+      v.claims = v.pending.claims;
+      v.pending = undefined;
+    }
+  }
+
+  /** Peers heard since this agent started (silent ones kept: outage-core.ts asks who fell silent). */
+  get peers(): ReadonlyMap<string, PeerView> {
+    return this.views;
+  }
+}
+
+/** The IPv4 broadcast address of every subnet on `interfaces` (a /31 or /32 has none). */
+export function broadcastAddresses(interfaces: readonly string[]): string[] {
+  const out = new Set<string>();
+  const all = networkInterfaces();
+  for (const name of interfaces) {
+    for (const a of all[name] ?? []) {
+      if (a.family !== 'IPv4' || a.internal) continue;
+      const bits = Number(a.cidr?.split('/')[1] ?? 32);
+      if (bits >= 31) continue;
+      const addr = a.address.split('.').reduce((n, o) => (n << 8) | Number(o), 0) >>> 0;
+      const bcast = (addr | (0xffffffff >>> bits)) >>> 0;
+      out.add([24, 16, 8, 0].map((s) => (bcast >>> s) & 255).join('.'));
+    }
+  }
+  return [...out];
+}
+
+export interface PeerHeartbeatOptions {
+  node: string;
+  port: number;
+  intervalMs: number;
+  interfaces: readonly string[];
+  /** What to say in each beat. */
+  state: () => { api: boolean; claims: ReadonlyMap<string, Claim> };
+  onHeard?: () => void;
+  onError?: (err: Error) => void;
+  now?: () => number;
+}
+
+export class PeerHeartbeats {
+  readonly table = new PeerTable();
+  private socket?: Socket;
+  private timer?: NodeJS.Timeout;
+  private seq = 0;
+  private readonly now: () => number;
+  /** Datagrams sent and received (metrics). */
+  sent = 0;
+  received = 0;
+
+  constructor(private readonly opts: PeerHeartbeatOptions) {
+    this.now = opts.now ?? (() => performance.now());
+  }
+
+  async start(): Promise<void> {
+    const socket = createSocket({ type: 'udp4', reuseAddr: true });
+    this.socket = socket;
+    socket.on('message', (msg) => {
+      const h = decodeHeartbeat(msg);
+      if (!h || h.node === this.opts.node) return;
+      this.received++;
+      this.table.heard(h, this.now());
+      this.opts.onHeard?.();
+    });
+    socket.on('error', (err) => this.opts.onError?.(err));
+    await new Promise<void>((resolve, reject) => {
+      socket.once('error', reject);
+      socket.bind(this.opts.port, '0.0.0.0', () => {
+        socket.off('error', reject);
+        socket.setBroadcast(true);
+        resolve();
+      });
+    });
+    this.timer = setInterval(() => this.beat(), this.opts.intervalMs);
+    this.beat();
+  }
+
+  /** Sends one beat now (also on every change of claims, so a yield or a takeover is heard at once). */
+  beat(): void {
+    const socket = this.socket;
+    if (!socket) return;
+    const { api, claims } = this.opts.state();
+    const all = networkInterfaces();
+    const macs = [...new Set(this.opts.interfaces.flatMap((n) => (all[n] ?? []).map((a) => a.mac.toLowerCase())))];
+    const datagrams = encodeHeartbeat(this.opts.node, api, ++this.seq, claims, macs);
+    for (const target of broadcastAddresses(this.opts.interfaces)) {
+      for (const d of datagrams) {
+        socket.send(d, this.opts.port, target, (err) => {
+          if (err) this.opts.onError?.(err);
+          else this.sent++;
+        });
+      }
+    }
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.socket?.close();
+    this.socket = undefined;
+  }
+}
