@@ -16,7 +16,8 @@
  * - node_crash (extra): SIGKILL and link down together — a node that dies
  *   with its data path, where the gap is the node-lease takeover.
  * Then 200 services over the 3 nodes: API writes per second in steady state,
- * from the emulator's request log.
+ * from the emulator's request log. Then a hung BGP node in ECMP, with and
+ * without BFD (bench/failover-bgp.ts; `PHAROS_BENCH_ONLY=bgp` runs only that).
  *
  * Writes bench/results/failover.json and bench/results/failover.md.
  */
@@ -25,6 +26,7 @@ import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import { L2Lab, NAMESPACE, longestGap, sleep, waitFor, LAB_PREFIX } from '../test/l2/l2-lab.js';
+import { bgpHungNodeMarkdown, bgpHungNodeSummary, measureBgpHungNode, updateBgpRowsOnly, withBgpSection } from './failover-bgp.js';
 
 const RUNS = Number(process.env.PHAROS_BENCH_RUNS ?? 5);
 const SERVICES = 200;
@@ -49,6 +51,7 @@ function median(xs: number[]): number {
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, BPF)');
+  if (process.env.PHAROS_BENCH_ONLY === 'bgp') return updateBgpRowsOnly(RUNS);
   const teardowns: (() => unknown)[] = [];
   const lab = await L2Lab.create({ teardown: (f) => teardowns.push(f) }, LAB_PREFIX, 3);
   const onSignal = (): void => void Promise.all(teardowns.map((f) => f())).then(() => process.exit(130));
@@ -135,10 +138,14 @@ async function main(): Promise<void> {
         machine: { cpus: cpus().length, kernel: release(), loadavg: loadavg().map((x) => Math.round(x * 10) / 10), node: process.version, date: new Date().toISOString() },
       },
     };
+    // A hung BGP node in ECMP with and without BFD: its own lab (bench/failover-bgp.ts).
+    const bgp = await measureBgpHungNode(RUNS);
+    Object.assign(result, bgpHungNodeSummary(bgp));
+    (result.runs as Record<string, unknown>).bgp_hung_node = bgp;
     const dir = join(PROJECT_ROOT, 'bench', 'results');
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'failover.json'), JSON.stringify(result, null, 2) + '\n');
-    writeFileSync(join(dir, 'failover.md'), markdown(result));
+    writeFileSync(join(dir, 'failover.md'), withBgpSection(markdown(result), bgpHungNodeMarkdown(bgp).join('\n')));
     console.log(JSON.stringify({ sigkill_gap_ms: result.sigkill_gap_ms, clean_stop_gap_ms: result.clean_stop_gap_ms, link_down_gap_ms: result.link_down_gap_ms, api_writes_per_s: result.api_writes_per_s }));
   } finally {
     for (const f of teardowns.reverse()) await f();

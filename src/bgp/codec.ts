@@ -140,7 +140,7 @@ const NOTIFICATION_NAMES: Record<number, [string, Record<number, string>]> = {
   3: ['UPDATE message error', { 1: 'malformed attribute list', 2: 'unrecognized well-known attribute', 3: 'missing well-known attribute', 4: 'attribute flags error', 5: 'attribute length error', 6: 'invalid ORIGIN attribute', 8: 'invalid NEXT_HOP attribute', 9: 'optional attribute error', 10: 'invalid network field', 11: 'malformed AS_PATH' }],
   4: ['hold timer expired', {}],
   5: ['finite state machine error', { 1: 'unexpected message in OpenSent', 2: 'unexpected message in OpenConfirm', 3: 'unexpected message in Established' }],
-  6: ['cease', { 1: 'maximum number of prefixes reached', 2: 'administrative shutdown', 3: 'peer de-configured', 4: 'administrative reset', 5: 'connection rejected', 6: 'other configuration change', 7: 'connection collision resolution', 8: 'out of resources', 9: 'hard reset' }],
+  6: ['cease', { 1: 'maximum number of prefixes reached', 2: 'administrative shutdown', 3: 'peer de-configured', 4: 'administrative reset', 5: 'connection rejected', 6: 'other configuration change', 7: 'connection collision resolution', 8: 'out of resources', 9: 'hard reset', 10: 'BFD down' }],
   7: ['ROUTE-REFRESH message error', { 1: 'invalid message length' }],
 };
 

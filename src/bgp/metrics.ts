@@ -4,8 +4,28 @@
  * the speaker when Prometheus scrapes (nothing is polled).
  */
 import client from 'prom-client';
-import type { BgpPeerView, BgpRouteView } from '../metrics/state-view.js';
-import type { BgpSpeaker } from './speaker.js';
+import type { BgpPeerBfdView, BgpPeerView, BgpRouteView } from '../metrics/state-view.js';
+import { describeDiag } from './bfd.js';
+import type { BgpSpeaker, PeerStatus } from './speaker.js';
+
+/** The BFD part of a peer's view; `lastTransitionAt` is on the monotonic clock, turned into wall time here. */
+function bfdView(p: PeerStatus, now: number): BgpPeerBfdView | undefined {
+  const b = p.bfd;
+  if (!b) return undefined;
+  return {
+    state: b.state,
+    remoteState: b.remoteState,
+    diagnostic: describeDiag(b.diag),
+    localDiscriminator: b.localDiscriminator,
+    remoteDiscriminator: b.remoteDiscriminator,
+    txIntervalMs: b.txIntervalMs,
+    detectionTimeMs: b.detectionTimeMs,
+    transitions: b.transitions,
+    ...(b.lastTransitionAt !== undefined ? { lastTransitionAt: new Date(now - (performance.now() - b.lastTransitionAt)).toISOString() } : {}),
+    bgpDrops: p.bfdDrops,
+    ...(b.error ? { error: b.error } : {}),
+  };
+}
 
 export function bgpPeerViews(speaker: BgpSpeaker, now = Date.now()): BgpPeerView[] {
   return speaker.status(now).map((p) => ({
@@ -17,6 +37,7 @@ export function bgpPeerViews(speaker: BgpSpeaker, now = Date.now()): BgpPeerView
     prefixesSent: p.prefixesSent,
     prefixesReceived: p.prefixesReceived,
     ...(p.lastError ? { lastError: p.lastError } : {}),
+    ...(p.bfd ? { bfd: bfdView(p, now)! } : {}),
   }));
 }
 
@@ -110,6 +131,52 @@ export function registerBgpMetrics(registry: client.Registry, getSpeaker: () => 
     collect() {
       this.reset();
       for (const p of peers()) this.inc({ peer: p.id }, p.counters.flaps);
+    },
+  });
+  // One BFD session per neighbor address, shared by the BGP sessions to it: labelled by address.
+  const bfdSessions = (): Map<string, PeerStatus> => {
+    const out = new Map<string, PeerStatus>();
+    for (const p of peers()) if (p.bfd && !out.has(p.peerAddress)) out.set(p.peerAddress, p);
+    return out;
+  };
+  new client.Gauge({
+    name: 'pharos_bfd_session_up',
+    help: 'BFD session state per neighbor address: 1 when Up',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [address, p] of bfdSessions()) this.set({ peer: address }, p.bfd!.state === 'Up' ? 1 : 0);
+    },
+  });
+  new client.Counter({
+    name: 'pharos_bfd_session_transitions_total',
+    help: 'BFD session state changes per neighbor address (Down/Init/Up/AdminDown)',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [address, p] of bfdSessions()) this.inc({ peer: address }, p.bfd!.transitions);
+    },
+  });
+  new client.Gauge({
+    name: 'pharos_bfd_detection_time_seconds',
+    help: 'How long a neighbor may stay silent before BFD declares it down (its multiplier x the agreed interval); 0 before it has been heard',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [address, p] of bfdSessions()) this.set({ peer: address }, p.bfd!.detectionTimeMs / 1000);
+    },
+  });
+  new client.Counter({
+    name: 'pharos_bgp_bfd_down_total',
+    help: 'Times a BGP session was dropped because BFD declared its neighbor down',
+    labelNames: ['peer'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const p of peers()) if (p.bfd) this.inc({ peer: p.id }, p.bfdDrops);
     },
   });
   new client.Counter({

@@ -103,6 +103,25 @@ export interface BgpPeerView {
   prefixesSent: number;
   prefixesReceived: number;
   lastError?: string;
+  /** BFD to the neighbor's address, when its policy asks for it (src/bgp/bfd.ts). */
+  bfd?: BgpPeerBfdView;
+}
+
+export interface BgpPeerBfdView {
+  state: string;
+  remoteState: string;
+  /** Why it last changed state (RFC 5880 diagnostic), e.g. 'Control Detection Time Expired'. */
+  diagnostic: string;
+  localDiscriminator: number;
+  remoteDiscriminator: number;
+  txIntervalMs: number;
+  detectionTimeMs: number;
+  transitions: number;
+  lastTransitionAt?: string;
+  /** Times BFD going down dropped this BGP session. */
+  bgpDrops: number;
+  /** What keeps it from running (a socket that cannot be bound). */
+  error?: string;
 }
 
 export interface BgpRouteView {

@@ -1,0 +1,304 @@
+/**
+ * The BGP rows of `npm run bench:failover`: a hung LB node in ECMP, with and
+ * without BFD. `PHAROS_BENCH_ONLY=bgp npm run bench:failover` runs only
+ * these and merges them into the last results.
+ *
+ *                                     ┌ up0 [a: XDP, speaker] b0 ┐
+ *   client ── c0 [rtr: bird2, multipath]                          ├ br0 ── be1, be2
+ *                                     └ up0 [b: XDP, speaker] b0 ┘
+ *
+ * Both nodes run the real XDP data path (same hash seed and Maglev table)
+ * and a BgpSpeaker advertising the VIP; bird2 installs a two-path route
+ * (L4 hash). The client opens a new HTTP connection every 10 ms (300 ms to
+ * answer). "Hung" means what a frozen machine does, with no link change the
+ * router could see: node a's speaker is stopped (SIGSTOP) and everything
+ * arriving on its uplink is dropped (XDP detached and an nftables netdev
+ * drop-all in node a's namespace). The client sees about half its new
+ * connections fail until bird drops node a's path: after BFD's detection
+ * time (300 ms x 3) with BFD, after the 9 s hold time without.
+ *
+ * Reported per mode (median of the runs): the failed-connection window
+ * (first to last failed request sent after the hang), the share of requests
+ * in it that failed, and hang → the router's kernel route has one path.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { startEchoServer, withLab, type Lab } from '../test/support/lab.js';
+import { loadAddon } from '../src/datapath/libbpf.js';
+import { loadDatapath, removePins, type LoadedDatapath } from '../src/datapath/loader.js';
+import { DatapathSync } from '../src/datapath/sync.js';
+import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
+import type { PeerSpec } from '../src/bgp/speaker.js';
+import { Bird } from '../test/bgp/routers.js';
+import { SpeakerProcess } from '../test/bgp/support/speaker-process.js';
+import { sleep, waitFor } from '../test/support/wait.js';
+
+const PROBER = fileURLToPath(new URL('../test/l2/prober.mjs', import.meta.url));
+const LAB_PREFIX = 'phbfdx';
+const VIP = '203.0.113.100';
+const ROUTER_ASN = 65000;
+const LB_ASN = 65010;
+const HASH_SEED = 0x5eed4321;
+const BACKENDS = [1, 2];
+const be = (i: number): string => `198.18.10.1${i}`;
+const BFD = { minRxMs: 300, minTxMs: 300, multiplier: 3 };
+const HOLD_S = 9;
+
+interface LbNode { name: 'a' | 'b'; snat: string; uplink: string; routerSide: string; dp?: LoadedDatapath; sync?: DatapathSync; liveness?: NodeJS.Timeout; speaker?: SpeakerProcess }
+
+export interface HungNodeRun {
+  /** First to last failed request (by send time) after the hang, ms. */
+  failedWindowMs: number;
+  /** Failed / sent requests inside that window. */
+  failedShare: number;
+  failed: number;
+  /** Hang → the router's kernel route to the VIP has only node b, ms. */
+  routeMovedMs: number;
+}
+
+export interface HungNodeResult {
+  bfd: HungNodeRun[];
+  noBfd: HungNodeRun[];
+  medians: { bfd: HungNodeRun; noBfd: HungNodeRun };
+  settings: { bfd: typeof BFD; holdTimeSeconds: number; probeIntervalMs: number; probeTimeoutMs: number; runs: number };
+  date: string;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+function medianRun(runs: HungNodeRun[]): HungNodeRun {
+  return {
+    failedWindowMs: median(runs.map((r) => r.failedWindowMs)),
+    failedShare: median(runs.map((r) => r.failedShare)),
+    failed: median(runs.map((r) => r.failed)),
+    routeMovedMs: median(runs.map((r) => r.routeMovedMs)),
+  };
+}
+
+const NODES: LbNode[] = [
+  { name: 'a', snat: '198.18.10.1', uplink: '198.18.2.1', routerSide: '198.18.2.2' },
+  { name: 'b', snat: '198.18.10.2', uplink: '198.18.3.1', routerSide: '198.18.3.2' },
+];
+const pinDir = (n: LbNode): string => `/run/pharos/bpffs/${LAB_PREFIX}-${n.name}`;
+
+function peerSpec(n: LbNode, bfd: boolean): PeerSpec {
+  return {
+    id: 'rtr', localAsn: LB_ASN, peerAsn: ROUTER_ASN, peerAddress: n.routerSide, peerPort: 179, localAddress: n.uplink,
+    holdTimeSeconds: HOLD_S, keepaliveSeconds: 3, connectRetrySeconds: 1, ebgpMultihopTtl: 1, families: [1],
+    gracefulRestart: { enabled: false, restartTimeSeconds: 60 },
+    ...(bfd ? { bfd: BFD } : {}),
+    routes: [{ prefix: `${VIP}/32`, communities: [], largeCommunities: [] }],
+  };
+}
+
+/** Builds the lab, runs `runs` hangs of node a per mode (interleaved), tears everything down. */
+export async function measureBgpHungNode(runs: number, log: (line: string) => void = console.log): Promise<HungNodeResult> {
+  const teardowns: (() => unknown)[] = [];
+  const lab: Lab = await withLab({ teardown: (f) => teardowns.push(f) }, LAB_PREFIX);
+  const addon = loadAddon();
+  try {
+    for (const n of NODES) removePins(pinDir(n));
+    teardowns.push(() => {
+      for (const n of NODES) {
+        clearInterval(n.liveness);
+        n.dp?.close();
+        removePins(pinDir(n));
+      }
+    });
+    await lab.addNamespace('cli');
+    await lab.addNamespace('rtr', { forwarding: true });
+    await lab.addNamespace('sw');
+    await lab.addBridge('sw', 'br0');
+    await lab.addLink({ ns: 'cli', ifname: 'eth0', addrs: ['198.18.0.1/24'] }, { ns: 'rtr', ifname: 'c0', addrs: ['198.18.0.2/24'] });
+    await lab.exec('cli', ['ip', 'route', 'add', 'default', 'via', '198.18.0.2']);
+    // XDP-redirected frames lose veth's CHECKSUM_PARTIAL state: senders checksum in software (LAB-FACTS).
+    await lab.exec('cli', ['ethtool', '-K', 'eth0', 'tx', 'off']);
+    // Short-lived connections every 10 ms: no TIME_WAIT pile-up in the client.
+    await lab.exec('cli', ['sysctl', '-qw', 'net.ipv4.tcp_max_tw_buckets=0']);
+    await lab.exec('rtr', ['sysctl', '-qw', 'net.ipv4.fib_multipath_hash_policy=1']);
+    for (const n of NODES) {
+      await lab.addNamespace(n.name, { forwarding: true });
+      await lab.addLink({ ns: n.name, ifname: 'up0', addrs: [`${n.uplink}/24`] }, { ns: 'rtr', ifname: `d${n.name}`, addrs: [`${n.routerSide}/24`] });
+      await lab.addLink({ ns: n.name, ifname: 'b0', addrs: [`${n.snat}/24`] }, { ns: 'sw', ifname: `p${n.name}` });
+      await lab.attachToBridge('sw', `p${n.name}`, 'br0');
+      await lab.attachXdpPass('rtr', `d${n.name}`);
+      await lab.attachXdpPass('sw', `p${n.name}`);
+      await lab.exec(n.name, ['ip', 'route', 'add', '198.18.0.0/24', 'via', n.routerSide]);
+      await lab.exec(n.name, ['sysctl', '-qw', 'net.ipv4.conf.all.accept_local=1', 'net.ipv4.conf.up0.accept_local=1',
+        'net.ipv4.conf.b0.accept_local=1', 'net.ipv4.conf.all.rp_filter=0']);
+    }
+    for (const i of BACKENDS) {
+      await lab.addNamespace(`be${i}`);
+      await lab.addLink({ ns: 'sw', ifname: `pbe${i}` }, { ns: `be${i}`, ifname: 'eth0', addrs: [`${be(i)}/24`] });
+      await lab.attachToBridge('sw', `pbe${i}`, 'br0');
+      await lab.exec(`be${i}`, ['ethtool', '-K', 'eth0', 'tx', 'off']);
+      await startEchoServer(lab, `be${i}`, { name: `be${i}`, port: 8080 });
+    }
+    for (const n of NODES) {
+      const dp = loadDatapath({ addon, pinDir: pinDir(n), sizes: { conntrack: 65536, frontends: 16, backends: 64 }, config: { hashSeed: HASH_SEED } });
+      n.dp = dp;
+      const sync = new DatapathSync(addon, dp.maps);
+      n.sync = sync;
+      sync.readState();
+      for (const ifname of ['up0', 'b0']) {
+        dp.attachXdp(ifname, { netns: lab.nsPath(n.name) });
+        dp.attachTcEgress(ifname, { netns: lab.nsPath(n.name) });
+      }
+      sync.setNodeConfig({ snatV4: n.snat, portMin: 40000, portMax: 49999 });
+      sync.touchLiveness();
+      n.liveness = setInterval(() => sync.touchLiveness(), 500);
+      const r = sync.apply([{
+        service: 'lab/echo', kind: 'LoadBalancer', address: VIP, port: 80, protocol: 'TCP',
+        backends: BACKENDS.map((i) => ({ address: be(i), port: 8080, weight: 1, state: 'active' as const })),
+        sessionAffinity: false, sessionAffinityTimeoutSeconds: 0, localOnly: false, sourceRanges: [],
+      }]);
+      if (r.errors.length) throw new Error(JSON.stringify(r.errors));
+      for (const i of BACKENDS) await lab.exec(n.name, ['ip', 'neigh', 'replace', be(i), 'dev', 'b0', 'managed']);
+    }
+    const bird = new Bird({
+      lab, ns: lab.ns('rtr'), asn: ROUTER_ASN, routerId: '198.18.0.2',
+      neighbors: NODES.map((n) => ({ address: n.uplink, asn: LB_ASN, local: n.routerSide, bfd: BFD })),
+    }, 'protocol kernel { ipv4 { export all; }; merge paths on; }');
+    teardowns.push(() => bird.stop());
+    await bird.start();
+    for (const [i, n] of NODES.entries()) {
+      const speaker = new SpeakerProcess(lab.ns(n.name), { routerId: `192.0.2.${20 + i}`, native: true });
+      n.speaker = speaker;
+      teardowns.push(() => speaker.kill());
+    }
+
+    const nextHops = async (): Promise<string[]> => {
+      const r = await lab.exec('rtr', ['ip', '-j', 'route', 'show', VIP], { allowFail: true });
+      const routes = JSON.parse(r.stdout || '[]') as { gateway?: string; nexthops?: { gateway: string }[] }[];
+      return routes.flatMap((x) => x.nexthops?.map((h) => h.gateway) ?? (x.gateway ? [x.gateway] : [])).sort();
+    };
+    const both = JSON.stringify(NODES.map((n) => n.uplink).sort());
+    const [a] = NODES as [LbNode, LbNode];
+
+    const runOnce = async (bfd: boolean): Promise<HungNodeRun> => {
+      for (const n of NODES) await n.speaker!.apply({ peers: [peerSpec(n, bfd)] });
+      await waitFor('the VIP routed over both LB nodes', 60_000, async () => (JSON.stringify(await nextHops()) === both ? true : undefined), { everyMs: 100 });
+      if (bfd) {
+        await waitFor('BFD Up with both nodes', 20_000, async () => {
+          for (const n of NODES) if (!/^up$/i.test((await bird.bfdState(n.uplink)) ?? '')) return undefined;
+          return true;
+        }, { everyMs: 100 });
+      }
+      await sleep(1000);
+      const lines: string[] = [];
+      const prober = lab.spawn('cli', [process.execPath, PROBER, `http://${VIP}/`, '10', '300', '40000']);
+      let buf = '';
+      // The prober's clock starts when its process does (hundreds of ms after spawn on a loaded machine):
+      // its zero on our clock is when its first answer arrived minus that request's send time (a few ms early at most).
+      let proberZero: number | undefined;
+      prober.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const parts = buf.split('\n');
+        buf = parts.pop()!;
+        if (proberZero === undefined && parts.length) proberZero = performance.now() - Number(parts[0]!.split(' ')[0]);
+        lines.push(...parts);
+      });
+      await waitFor('the prober\'s first answer', 10_000, async () => proberZero !== undefined, { everyMs: 10 });
+      await sleep(1500);
+      // Hang node a: its agent stops, and nothing arriving on its uplink is handled any more.
+      const hangAt = performance.now();
+      process.kill(a.speaker!.pid!, 'SIGSTOP');
+      a.dp!.detach('up0', { netns: lab.nsPath('a') });
+      await lab.exec('a', ['nft', '-f', '-'], { input: 'table netdev phbfd_hang {\n chain drop_all {\n  type filter hook ingress device "up0" priority 0; policy drop;\n }\n}\n' });
+      await waitFor('the router to drop node a', HOLD_S * 1000 + 10_000, async () => (JSON.stringify(await nextHops()) === JSON.stringify([NODES[1]!.uplink]) ? true : undefined), { everyMs: 20 });
+      const routeMovedMs = performance.now() - hangAt;
+      await sleep(1500);
+      prober.kill('SIGTERM');
+      await new Promise((r) => (prober.exitCode === null ? prober.once('exit', r) : r(undefined)));
+      // Bring node a back for the next run.
+      await lab.exec('a', ['nft', 'delete', 'table', 'netdev', 'phbfd_hang']);
+      a.dp!.attachXdp('up0', { netns: lab.nsPath('a') });
+      process.kill(a.speaker!.pid!, 'SIGCONT');
+      const hangProberMs = hangAt - proberZero!;
+      const sent = lines.map((l) => ({ t: Number(l.split(' ')[0]), ok: !/ fail /.test(l) })).filter((x) => x.t >= hangProberMs);
+      const failedAt = sent.filter((x) => !x.ok).map((x) => x.t);
+      const first = Math.min(...failedAt);
+      const last = Math.max(...failedAt);
+      const inWindow = sent.filter((x) => x.t >= first && x.t <= last);
+      const run: HungNodeRun = failedAt.length ? {
+        failedWindowMs: Math.round(last - hangProberMs),
+        failedShare: Math.round((failedAt.length / inWindow.length) * 100) / 100,
+        failed: failedAt.length,
+        routeMovedMs: Math.round(routeMovedMs),
+      } : { failedWindowMs: 0, failedShare: 0, failed: 0, routeMovedMs: Math.round(routeMovedMs) };
+      log(`bgp hung node ${bfd ? 'with BFD   ' : 'without BFD'}: failures until ${run.failedWindowMs} ms after the hang (${run.failed} failed, ${Math.round(run.failedShare * 100)}% of requests in the window), route moved after ${run.routeMovedMs} ms`);
+      return run;
+    };
+
+    const result: HungNodeResult = {
+      bfd: [], noBfd: [], medians: undefined as unknown as HungNodeResult['medians'],
+      settings: { bfd: BFD, holdTimeSeconds: HOLD_S, probeIntervalMs: 10, probeTimeoutMs: 300, runs },
+      date: new Date().toISOString(),
+    };
+    for (let i = 0; i < runs; i++) {
+      result.bfd.push(await runOnce(true));
+      result.noBfd.push(await runOnce(false));
+    }
+    result.medians = { bfd: medianRun(result.bfd), noBfd: medianRun(result.noBfd) };
+    return result;
+  } finally {
+    for (const f of teardowns.reverse()) await f();
+  }
+}
+
+/** The markdown rows for bench/results/failover.md. */
+export function bgpHungNodeMarkdown(r: HungNodeResult): string[] {
+  const row = (name: string, m: HungNodeRun, target: string): string =>
+    `| ${name} | ${m.failedWindowMs} | ${Math.round(m.failedShare * 100)}% | ${m.routeMovedMs} | ${target} |`;
+  return [
+    '## BGP: a hung LB node in ECMP (bench/failover-bgp.ts)',
+    '',
+    `Two LB nodes (XDP data path + speaker) advertise one VIP to bird2 with multipath; node a hangs (speaker SIGSTOPped, uplink traffic dropped, no link change). Median of ${r.settings.runs} runs; the client opens a new connection every ${r.settings.probeIntervalMs} ms (${r.settings.probeTimeoutMs} ms to answer).`,
+    '',
+    '| event | failed-connection window: hang → last failed request (ms) | requests failed in the window | hang → router has one path (ms) | target |',
+    '|---|---|---|---|---|',
+    row(`BGP node hung, with BFD (${r.settings.bfd.minTxMs} ms x ${r.settings.bfd.multiplier})`, r.medians.bfd, '≤ 1500'),
+    row(`BGP node hung, without BFD (hold ${r.settings.holdTimeSeconds} s)`, r.medians.noBfd, '—'),
+    '',
+    `Measured ${r.date}; \`PHAROS_BENCH_ONLY=bgp npm run bench:failover\` runs only these rows (about 3 minutes). Without BFD the window is the rest of bird's hold time after its last keepalive from node a (5–9 s); with BFD it is bird's detection time (3 × 300 ms after node a's last packet) plus the kernel route update.`,
+    '',
+  ];
+}
+
+const BGP_SECTION = /## BGP: a hung LB node in ECMP[\s\S]*?(?=\n## |\nRun from|\nReproduce|$)/;
+
+/**
+ * `PHAROS_BENCH_ONLY=bgp npm run bench:failover`: only these rows, merged
+ * into the last bench/results/failover.{json,md} (the L2 rows are kept).
+ */
+export async function updateBgpRowsOnly(runs: number): Promise<void> {
+  const r = await measureBgpHungNode(runs);
+  const dir = join(PROJECT_ROOT, 'bench', 'results');
+  mkdirSync(dir, { recursive: true });
+  const jsonPath = join(dir, 'failover.json');
+  const json = existsSync(jsonPath) ? JSON.parse(readFileSync(jsonPath, 'utf8')) : { runs: {} };
+  Object.assign(json, bgpHungNodeSummary(r));
+  json.runs.bgp_hung_node = r;
+  writeFileSync(jsonPath, JSON.stringify(json, null, 2) + '\n');
+  const mdPath = join(dir, 'failover.md');
+  const md = existsSync(mdPath) ? readFileSync(mdPath, 'utf8') : '';
+  writeFileSync(mdPath, withBgpSection(md, bgpHungNodeMarkdown(r).join('\n')));
+  console.log(JSON.stringify(bgpHungNodeSummary(r)));
+}
+
+/** The top-level figures of failover.json. */
+export function bgpHungNodeSummary(r: HungNodeResult): Record<string, number> {
+  return { bgp_hung_node_bfd_window_ms: r.medians.bfd.failedWindowMs, bgp_hung_node_no_bfd_window_ms: r.medians.noBfd.failedWindowMs };
+}
+
+/** `md` with its BGP section replaced, or the section put before the closing notes. */
+export function withBgpSection(md: string, section: string): string {
+  if (BGP_SECTION.test(md)) return md.replace(BGP_SECTION, section.trimEnd() + '\n');
+  const at = md.search(/\n(Run from|Reproduce)/);
+  return at < 0 ? `${md}\n${section}` : `${md.slice(0, at + 1)}${section}\n${md.slice(at + 1)}`;
+}
