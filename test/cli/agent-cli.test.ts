@@ -5,7 +5,7 @@
  * agent gone. Start-up errors are checked with their messages and codes.
  */
 import t from 'tap';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -118,6 +118,30 @@ t.test('agent in manifests mode, driven through the CLI', { skip: privilegedUnav
     const usage = await pharos(lab, ['service', 'frobnicate']);
     t.equal(usage.code, 2);
     t.match(usage.stderr, /usage: pharos service list/);
+  });
+
+  t.test("every command of the README's CLI section runs as written, with the columns it shows", async (t) => {
+    const commands = readmeCliCommands();
+    t.ok(commands.length >= 10, `the README's CLI block lists the commands (${commands.length} found)`);
+    for (const { words, columns } of commands) {
+      const line = `pharos ${words.join(' ')}`;
+      if (words[0] === 'demo' || words[0] === 'lab' || words[0] === 'convert') {
+        // Commands that build labs or need files: they exist and say how to call them (the demo, lab and convert tests run them).
+        const help = await lab.exec('lb', [process.execPath, CLI, words[0], '--help'], { allowFail: true });
+        t.equal(help.code, 0, `${line}: --help answers`);
+        continue;
+      }
+      const r = await pharos(lab, words);
+      t.equal(r.code, 0, `${line} exits 0${r.code === 0 ? '' : `: ${r.stderr.trim()}`}`);
+      if (columns.length > 0) {
+        const header = r.stdout.split('\n').find((l) => l.startsWith(columns[0]!)) ?? '';
+        t.same(header.trim().split(/\s{2,}/), columns, `${line}: the header the README shows`);
+      }
+      if (words.at(-1) === 'list' || words[0] === 'bgp') {
+        // -o json of each is read by the other subtests; yaml here.
+        t.equal((await pharos(lab, [...words, '-o', 'yaml'])).code, 0, `${line} -o yaml`);
+      }
+    }
   });
 
   t.test('bpf ct list shows the client flows with their backend and SNAT port', async (t) => {
@@ -281,3 +305,35 @@ t.test('the HTTP port already in use is a clear start-up error, and the data pat
   t.notOk(link[0]?.xdp, 'no XDP program was attached');
   holder.kill('SIGKILL');
 });
+
+/**
+ * The commands in the README's CLI block (` ```` ` after "## CLI"): the words
+ * after `pharos` up to the description (two or more spaces), `a | b` as two
+ * commands; and the column names when the description is a table header
+ * (capitalised words separated by two spaces).
+ */
+function readmeCliCommands(): Array<{ words: string[]; columns: string[] }> {
+  const readme = readFileSync(join(PROJECT_ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## CLI\n'));
+  const block = section.slice(section.indexOf('```\n') + 4, section.indexOf('\n```', section.indexOf('```\n') + 4));
+  const out: Array<{ words: string[]; columns: string[] }> = [];
+  for (const line of block.split('\n')) {
+    const m = /^pharos (\S.*?)(?:\s{2,}(.*))?$/.exec(line);
+    if (!m) continue;
+    const description = m[2] ?? '';
+    const header = /^([A-Z][A-Z ]*?(?: {2,}[A-Z][A-Z ]*?)+)(?:\s{3,}|\s*\(|$)/.exec(description);
+    const columns = header ? header[1]!.trim().split(/\s{2,}/) : [];
+    const words = m[1]!.split(' ').filter((w) => !w.startsWith('[') && !w.endsWith('...'));
+    const alternatives = words.join(' ').split(' | ');
+    if (alternatives.length === 2) {
+      const [first, second] = alternatives as [string, string];
+      const stem = first.split(' ').slice(0, -1);
+      out.push({ words: first.split(' '), columns: [] }, { words: [...stem, second], columns: [] });
+    } else if (words.at(-1)?.includes('|')) {
+      out.push({ words: [words[0]!], columns: [] });
+    } else {
+      out.push({ words, columns });
+    }
+  }
+  return out;
+}
