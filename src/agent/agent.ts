@@ -53,7 +53,7 @@ import { formatEndpoint } from '../model/cidr.js';
 import { registerAgentMetrics, type L2OutageMetrics, type PoolCounts } from '../metrics/agent.js';
 import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
 import {
-  MAX_NOT_PROGRAMMED, pageOf, parseStateQuery, STATE_API_VERSION, type AgentStateView, type ConfigProblemView, type FrontendView, type PoolView,
+  MAX_NOT_PROGRAMMED, pageOf, parseStateQuery, serviceDetail, STATE_API_VERSION, type AgentStateView, type ConfigProblemView, type FrontendView, type PoolView,
   type ServiceView, type StateSection,
 } from '../metrics/state-view.js';
 import { frontendKeyString } from '../datapath/plan.js';
@@ -912,7 +912,9 @@ export class Agent {
     const want = (s: StateSection): boolean => q.sections.has(s);
     const snap = this.store.snapshot();
     let next: string | undefined;
+    const only = q.service;
     const page = <T>(section: StateSection, items: T[], keyOf: (t: T) => string): T[] => {
+      if (only) return items; // one service's entries: few, never paged
       const p = pageOf(section, items, keyOf, q);
       if (p.next) next = p.next;
       return p.items;
@@ -921,7 +923,7 @@ export class Agent {
     let frontends: FrontendView[] = [];
     if (want('frontends')) {
       const backendIds = this.sync?.backends;
-      const all = [...(this.sync?.desired() ?? [])].map(({ frontend: f, programmed }) => ({ key: frontendSortKey(f), f, programmed }))
+      const all = [...(this.sync?.desired() ?? [])].filter(({ frontend: f }) => !only || f.service === only).map(({ frontend: f, programmed }) => ({ key: frontendSortKey(f), f, programmed }))
         .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
       frontends = page('frontends', all, (x) => x.key).map(({ f, programmed }) => {
         const problem = programmed ? undefined : this.sync?.status(f.service).problems.find((p) => p.blocking && (p.object === frontendKeyString(f) || p.reason === 'InvalidFrontend'));
@@ -940,7 +942,7 @@ export class Agent {
     }
     let services: ServiceView[] = [];
     if (want('services')) {
-      const keys = [...snap.services.keys()].sort();
+      const keys = only ? (snap.services.has(only) ? [only] : []) : [...snap.services.keys()].sort();
       services = page('services', keys, (k) => k).map((key) => {
         const svc = snap.services.get(key)!;
         const cond = svc.status.conditions.find((c) => c.type === IPAM_CONDITION);
@@ -960,6 +962,7 @@ export class Agent {
               ...(problem ? { reason: problem.reason, message: problem.message } : {}),
             },
           } : {}),
+          ...(only ? { detail: serviceDetail(svc) } : {}),
         };
       });
     }
@@ -981,7 +984,7 @@ export class Agent {
       });
     }
     const l2 = want('l2') && this.l2
-      ? page('l2', this.l2.rows(snap).map((r) => ({ key: `${r.service}|${r.address}`, r })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)), (x) => x.key).map((x) => x.r)
+      ? page('l2', this.l2.rows(snap).filter((r) => !only || r.service === only).map((r) => ({ key: `${r.service}|${r.address}`, r })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)), (x) => x.key).map((x) => x.r)
       : [];
     const notProgrammed = [...(this.datapathCtl?.notProgrammed() ?? [])];
     const counts = this.l2?.announcementCounts();
@@ -1010,17 +1013,23 @@ export class Agent {
           ...(this.l2 && 'outage' in this.l2 ? { outage: this.outageSummary(this.l2) } : {}),
         },
       },
-      notProgrammed: notProgrammed.sort(([a], [b]) => (a < b ? -1 : 1)).slice(0, MAX_NOT_PROGRAMMED).map(([service, st]) => {
+      notProgrammed: notProgrammed.filter(([service]) => !only || service === only).sort(([a], [b]) => (a < b ? -1 : 1)).slice(0, MAX_NOT_PROGRAMMED).map(([service, st]) => {
         const first = st.problems.find((p) => p.blocking);
         return { service, frontends: st.frontends, programmed: st.programmed, reason: first?.reason ?? 'NotProgrammed', message: first?.message ?? '' };
       }),
       sections: [...q.sections],
       services, frontends, pools, l2,
-      bgp: want('bgp') ? this.bgp?.views() ?? { peers: [], routes: [] } : { peers: [], routes: [] },
+      bgp: want('bgp') ? this.bgpView(only) : { peers: [], routes: [] },
       problems: want('problems') ? [...this.problems, ...this.poolProblems(), ...this.bgpProblems(), ...[...this.kube?.refused.values() ?? []].map((r) => ({ source: 'kubernetes', ...r }))] : [],
       config: want('config') ? { ...this.config } as unknown as Record<string, unknown> : {},
       ...(next ? { continue: next } : {}),
     };
+  }
+
+  /** Peers and routes; with `service`, only the routes of that service's addresses. */
+  private bgpView(service: string | undefined): AgentStateView['bgp'] {
+    const views = this.bgp?.views() ?? { peers: [], routes: [] };
+    return service ? { peers: views.peers, routes: views.routes.filter((r) => r.service === service) } : views;
   }
 
   private outageSummary(l2: ElectedL2Controller): NonNullable<AgentStateView['summary']['l2']['outage']> {

@@ -23,6 +23,7 @@ export const COMMANDS: CommandSpec[] = [
   { name: 'l2', summary: 'l2 list: addresses announced on the local segment and their holders', module: 'l2' },
   { name: 'bgp', summary: 'bgp peers | bgp routes: BGP sessions and advertised routes', module: 'bgp' },
   { name: 'bpf', summary: 'bpf ct list: connection tracking entries in the data path', module: 'bpf' },
+  { name: 'explain', summary: 'explain service NS/NAME: its addresses and why, who announces them, the data path, problems, what to check', module: 'explain' },
   { name: 'config', summary: 'config view: the agent\'s effective configuration', module: 'config' },
   { name: 'convert', summary: 'convert Cilium and MetalLB manifests into pharos manifests', module: 'convert' },
   { name: 'demo', summary: 'run a self-contained lab: a client reaches a load-balanced service through XDP', module: 'demo' },

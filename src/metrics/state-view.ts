@@ -4,6 +4,7 @@
  * Plain data; versioned by `apiVersion` so the CLI can refuse what it does
  * not understand.
  */
+import type { Service } from '../model/types.js';
 
 export const STATE_API_VERSION = 'pharos.state/v1';
 
@@ -66,6 +67,17 @@ export interface ServiceView {
   ipam?: { status: string; reason: string; message: string };
   /** Whether this node's data path carries every frontend of the service (absent: it has none yet). */
   datapath?: { programmed: boolean; frontends: number; programmedFrontends: number; reason?: string; message?: string };
+  /** Only in a one-service view (`?service=`): what `pharos explain` reads to say why. */
+  detail?: ServiceDetailView;
+}
+
+export interface ServiceDetailView {
+  /** The annotations that steer addresses and announcements (pharos', Cilium's and MetalLB's). */
+  annotations: Record<string, string>;
+  loadBalancerIP?: string;
+  externalTrafficPolicy: string;
+  loadBalancerSourceRanges: string[];
+  conditions: Array<{ type: string; status: string; reason: string; message: string; lastTransitionTime?: string }>;
 }
 
 export interface PoolView {
@@ -203,6 +215,8 @@ export interface StateQuery {
   limit: number;
   /** Continue a list section after this key (the others are not filled). */
   after?: { section: StateSection; key: string };
+  /** `namespace/name`: list sections hold only this service's entries (one page), services with their detail. */
+  service?: string;
 }
 
 export class StateQueryError extends Error {}
@@ -218,8 +232,13 @@ export function parseStateQuery(q: URLSearchParams): StateQuery {
   const limitText = q.get('limit');
   const limit = limitText === null ? DEFAULT_PAGE : Number(limitText);
   if (!Number.isInteger(limit) || limit < 1 || limit > MAX_PAGE) throw new StateQueryError(`limit: "${limitText}" must be an integer from 1 to ${MAX_PAGE}`);
+  const service = q.get('service') ?? undefined;
+  if (service !== undefined && !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(service)) {
+    throw new StateQueryError(`service: "${service}" is not namespace/name`);
+  }
   const token = q.get('continue');
-  if (!token) return { sections, limit };
+  if (!token) return { sections, limit, ...(service ? { service } : {}) };
+  if (service) throw new StateQueryError('service: a one-service view has no pages (drop continue)');
   let after: StateQuery['after'];
   try {
     const t = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as { s?: unknown; k?: unknown };
@@ -275,4 +294,21 @@ export interface ConntrackView {
   total: number;
   /** Where the next page starts (`?continue=`); absent on the last page. */
   continue?: string;
+}
+
+/** Annotation prefixes whose keys steer addresses, sharing and announcements (shown by `pharos explain`). */
+const STEERING_ANNOTATIONS = ['lb.pharos.io/', 'io.cilium/', 'lbipam.cilium.io/', 'metallb.universe.tf/', 'metallb.io/'];
+
+export function serviceDetail(svc: Service): ServiceDetailView {
+  const annotations: Record<string, string> = {};
+  for (const [k, v] of Object.entries(svc.meta.annotations)) if (STEERING_ANNOTATIONS.some((p) => k.startsWith(p))) annotations[k] = v;
+  return {
+    annotations,
+    ...(svc.loadBalancerIP ? { loadBalancerIP: svc.loadBalancerIP } : {}),
+    externalTrafficPolicy: svc.externalTrafficPolicy,
+    loadBalancerSourceRanges: svc.loadBalancerSourceRanges,
+    conditions: svc.status.conditions.map((c) => ({
+      type: c.type, status: c.status, reason: c.reason, message: c.message, ...(c.lastTransitionTime ? { lastTransitionTime: c.lastTransitionTime } : {}),
+    })),
+  };
 }

@@ -144,6 +144,37 @@ t.test('agent in manifests mode, driven through the CLI', { skip: privilegedUnav
     }
   });
 
+  t.test('explain service: a served service says where it comes from and who carries it; a lost one says what to check', async (t) => {
+    const ok = await pharos(lab, ['explain', 'service', 'shop/web']);
+    t.equal(ok.code, 0, ok.stderr);
+    t.match(ok.stdout, /^shop\/web: LoadBalancer, 80\/TCP; as the agent on lb-1 \(manifests mode\) sees it: served$/m);
+    t.match(ok.stdout, /198\.51\.100\.64 {2}from pool blue-pool/);
+    t.match(ok.stdout, /L2 198\.51\.100\.64: answered by lb-1 \(this node\) on eth0,be/);
+    t.match(ok.stdout, /198\.51\.100\.64:80\/TCP \(LoadBalancer\) {2}id \d+ {2}1 active of 1 backends\n {4}203\.0\.113\.2:8080 \(active\)/);
+    t.match(ok.stdout, /Check next\n {2}nothing wrong seen from this node/);
+    const json = JSON.parse((await pharos(lab, ['explain', 'service', 'shop/web', '-o', 'json'])).stdout) as { healthy: boolean; problems: string[] };
+    t.same([json.healthy, json.problems], [true, []]);
+
+    // A service asking for an address no pool covers.
+    writeFileSync(join(dir, 'lost.yaml'), lbServiceYaml({ name: 'lost', namespace: 'shop', endpoints: ['203.0.113.2'] })
+      .replace('metadata: { name: lost, namespace: shop }', "metadata: { name: lost, namespace: shop, annotations: { lb.pharos.io/ips: '192.0.2.99' } }"));
+    const lost = await waitFor('the lost service known', 10_000, async () => {
+      const r = await pharos(lab, ['explain', 'service', 'shop/lost']);
+      return r.code === 0 && /IPAM problem/.test(r.stdout) ? r : undefined;
+    });
+    t.match(lost.stdout, /sees it: NOT SERVED$/m);
+    t.match(lost.stdout, /asked for: lb\.pharos\.io\/ips: 192\.0\.2\.99/);
+    t.match(lost.stdout, /IPAM problem: no_pool: .*192\.0\.2\.99/);
+    t.match(lost.stdout, /no pool hands this service an address: pharos pool list/);
+    rmSync(join(dir, 'lost.yaml'));
+
+    const unknown = await pharos(lab, ['explain', 'service', 'shop/nothing']);
+    t.equal(unknown.code, 1);
+    t.match(unknown.stderr, /service shop\/nothing is not known to the agent on lb-1/);
+    t.equal((await pharos(lab, ['explain', 'service', 'web'])).code, 2, 'not NAMESPACE/NAME: usage');
+    t.equal((await lab.exec('lb', ['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', `http://${HTTP}/v1/state?service=..%2Fx`])).stdout, '400', 'a bad service query is refused');
+  });
+
   t.test('bpf ct list shows the client flows with their backend and SNAT port', async (t) => {
     const table = await pharos(lab, ['bpf', 'ct', 'list']);
     t.equal(table.code, 0);
@@ -323,7 +354,8 @@ function readmeCliCommands(): Array<{ words: string[]; columns: string[] }> {
     const description = m[2] ?? '';
     const header = /^([A-Z][A-Z ]*?(?: {2,}[A-Z][A-Z ]*?)+)(?:\s{3,}|\s*\(|$)/.exec(description);
     const columns = header ? header[1]!.trim().split(/\s{2,}/) : [];
-    const words = m[1]!.split(' ').filter((w) => !w.startsWith('[') && !w.endsWith('...'));
+    // Placeholders: NS/NAME is the test's service; FILE... and [--flags] are left out.
+    const words = m[1]!.split(' ').filter((w) => !w.startsWith('[') && !w.endsWith('...')).map((w) => (/^[A-Z]+\/[A-Z]+$/.test(w) ? 'shop/web' : w));
     const alternatives = words.join(' ').split(' | ');
     if (alternatives.length === 2) {
       const [first, second] = alternatives as [string, string];
