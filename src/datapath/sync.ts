@@ -248,12 +248,23 @@ export class DatapathSync {
       set.add(k.readUInt32LE(4));
       members.set(id, set);
     }
-    // An array of maps has every index as a key; only the slots holding a table count (one lookup each).
+    // An array of maps has every index as a key; only the slots holding a table count. One batch lookup returns
+    // just those (the kernel skips empty slots); a kernel without it gets one lookup per slot (~1 s at 131,072).
     const tables: number[] = [];
-    const slots = this.maps.maglev.keys();
-    for (let i = 0; i < slots.length; i++) {
-      if (i % READ_BACK_SLICE === READ_BACK_SLICE - 1) yield;
-      if (this.maps.maglev.lookup(slots[i]!) !== null) tables.push(slots[i]!.readUInt32LE(0));
+    let published: { keys: Buffer; count: number } | undefined;
+    try {
+      published = this.maps.maglev.entriesRaw();
+    } catch {
+      published = undefined;
+    }
+    if (published) {
+      for (let i = 0; i < published.count; i++) tables.push(published.keys.readUInt32LE(i * 4));
+    } else {
+      const slots = this.maps.maglev.keys();
+      for (let i = 0; i < slots.length; i++) {
+        if (i % READ_BACK_SLICE === READ_BACK_SLICE - 1) yield;
+        if (this.maps.maglev.lookup(slots[i]!) !== null) tables.push(slots[i]!.readUInt32LE(0));
+      }
     }
     yield;
     const vips = this.maps.vips.keys().map((k) => decodeVipKey(k));
