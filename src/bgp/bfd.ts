@@ -130,6 +130,8 @@ export interface BfdTimers {
   minRxMs: number;
   /** Detect Mult we send: the peer declares us down after this many missed intervals. */
   multiplier: number;
+  /** Passive role (RFC 5880 §6.1): send nothing until the peer has been heard (MetalLB's passiveMode). */
+  passive?: boolean;
 }
 
 export const DEFAULT_BFD_TIMERS: BfdTimers = { minTxMs: 300, minRxMs: 300, multiplier: 3 };
@@ -360,8 +362,11 @@ export class BfdSession {
       this.remoteMultiplier = 0;
       if (this.state === 'Init' || this.state === 'Up') this.setState('Down', BfdDiag.ControlDetectionTimeExpired, now, out);
     }
-    // §6.8.7: no periodic packets while the peer's Required Min RX is 0.
-    if (now >= this.nextTxAt && this.remoteMinRxUs > 0) {
+    // §6.8.7: no periodic packets while the peer's Required Min RX is 0; §6.1: a passive side waits to be spoken to.
+    const silent = this.timers.passive === true && this.remoteDiscr === 0;
+    if (silent && now >= this.nextTxAt) {
+      this.nextTxAt = now + SLOW_TX_US / 1000;
+    } else if (now >= this.nextTxAt && this.remoteMinRxUs > 0) {
       out.send.push(this.packet(false));
       this.counters.sent++;
       this.nextTxAt = now + this.jittered(this.txIntervalUs());

@@ -168,7 +168,9 @@ export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPol
         if (n.sourceAddress) spec.localAddress = n.sourceAddress;
         if (n.maxPrefixes !== undefined) spec.maxPrefixes = n.maxPrefixes;
         if (n.maxPrefixAction) spec.maxPrefixAction = n.maxPrefixAction;
-        if (n.bfd) spec.bfd = { minRxMs: n.bfd.receiveInterval, minTxMs: n.bfd.transmitInterval, multiplier: n.bfd.detectMultiplier };
+        if (n.bfd) {
+          spec.bfd = { minRxMs: n.bfd.receiveInterval, minTxMs: n.bfd.transmitInterval, multiplier: n.bfd.detectMultiplier, ...(n.bfd.passiveMode ? { passive: true } : {}) };
+        }
         if (password !== undefined) spec.password = password;
         peers.set(id, spec);
       }

@@ -443,7 +443,7 @@ function convertMetalBgp(
 /**
  * MetalLB's BFDProfile (referenced by a BGPPeer's bfdProfile) as the
  * neighbor's `bfd` block: the timers keep their names and milliseconds.
- * What pharos does not do is named: echo mode, passive mode, a minimum TTL
+ * What pharos does not do is named: echo mode, a minimum TTL
  * (single hop only: pharos sends with TTL 255). A profile missing from the
  * input gives MetalLB's defaults (300 ms x 3), with a note.
  */
@@ -455,12 +455,11 @@ function convertBfdProfile(name: string, profiles: Map<string, Item>, note: (m: 
   }
   const spec = isRecord(profile.raw.spec) ? profile.raw.spec : {};
   const out: Raw = {};
-  for (const field of ['receiveInterval', 'transmitInterval', 'detectMultiplier'] as const) {
+  for (const field of ['receiveInterval', 'transmitInterval', 'detectMultiplier', 'passiveMode'] as const) {
     if (spec[field] !== undefined) out[field] = spec[field];
   }
   if (spec.echoMode === true) note(`bfdProfile "${name}": echoMode is not supported (pharos runs asynchronous mode only); dropped`);
   if (spec.echoInterval !== undefined) note(`bfdProfile "${name}": echoInterval is not supported; dropped`);
-  if (spec.passiveMode === true) note(`bfdProfile "${name}": passiveMode is not supported (pharos always sends first); dropped`);
   if (spec.minimumTtl !== undefined && Number(spec.minimumTtl) !== 254 && Number(spec.minimumTtl) !== 255) {
     note(`bfdProfile "${name}": minimumTtl ${String(spec.minimumTtl)} (multi-hop) is not supported; pharos runs single-hop BFD (TTL 255); dropped`);
   }

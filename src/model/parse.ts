@@ -1000,7 +1000,7 @@ function readNeighbor(r: FieldReader, ctx: Context): BgpNeighbor | undefined {
  */
 function readBfd(r: FieldReader): BgpNeighborBfd | undefined {
   r.object();
-  r.onlyKeys(['enabled', 'receiveInterval', 'transmitInterval', 'detectMultiplier']);
+  r.onlyKeys(['enabled', 'receiveInterval', 'transmitInterval', 'detectMultiplier', 'passiveMode']);
   const enabled = r.recover(() => r.get('enabled').boolean(true), true);
   // 10 ms is FRR's floor (and MetalLB's); a JS event loop cannot promise much better anyway.
   const bfd: BgpNeighborBfd = {
@@ -1008,6 +1008,7 @@ function readBfd(r: FieldReader): BgpNeighborBfd | undefined {
     transmitInterval: r.recover(() => r.get('transmitInterval').integer(10, 60000, 300), 300),
     detectMultiplier: r.recover(() => r.get('detectMultiplier').integer(2, 255, 3), 3),
   };
+  if (r.recover(() => r.get('passiveMode').boolean(false), false)) bfd.passiveMode = true;
   return enabled ? bfd : undefined;
 }
 

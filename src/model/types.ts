@@ -225,6 +225,8 @@ export interface BgpNeighborBfd {
   transmitInterval: number;
   /** Missed packets before the peer declares us down (default 3). */
   detectMultiplier: number;
+  /** Wait for the peer's first packet before sending (RFC 5880 §6.1 passive role; MetalLB's passiveMode). */
+  passiveMode?: boolean;
 }
 
 export interface BgpVirtualRouter {

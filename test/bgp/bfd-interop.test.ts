@@ -29,7 +29,7 @@ interface RouterWithBfd {
   start(): Promise<void>;
   stop(): Promise<void>;
   established(neighbor: string): Promise<boolean>;
-  route(prefix: string): Promise<unknown>;
+  route(prefix: string): Promise<{ stale?: boolean } | undefined>;
   bfdState(neighbor: string): Promise<string | undefined>;
   log?: string;
 }

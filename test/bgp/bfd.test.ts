@@ -189,6 +189,19 @@ t.test('transmit jitter stays in 75-100% of the interval (75-90% with multiplier
   t.pass();
 });
 
+t.test('passive role: silent until the peer speaks, then the usual handshake', async (t) => {
+  const pair = new Pair(FAST);
+  (pair.b as unknown as { timers: BfdTimers }).timers = { ...FAST, passive: true };
+  pair.cutFromA = true; // a is not heard yet
+  pair.runUntil(5000);
+  t.equal(pair.wire.filter((w) => w.from === 'b').length, 0, 'the passive side sent nothing in 5 s');
+  pair.cutFromA = false;
+  pair.runUntil(pair.now + 3000);
+  t.equal(pair.a.state, 'Up');
+  t.equal(pair.b.state, 'Up');
+  t.ok(pair.wire.some((w) => w.from === 'b'), 'it answers once spoken to');
+});
+
 t.test('packets addressed to another discriminator are discarded', async (t) => {
   const s = new BfdSession(7, FAST, 0);
   const p = decodeBfdControl(encodeBfdControl({
@@ -268,4 +281,7 @@ t.test('policy: a neighbor bfd block (MetalLB BFDProfile names, ms) reaches the 
   t.match(errorOf(', bfd: { transmitInterval: "fast" }'), /neighbors\[0\]\.bfd\.transmitInterval/);
   t.match(errorOf(', bfd: { echoMode: true }'), /neighbors\[0\]\.bfd\.echoMode: unknown field/);
   t.match(errorOf(', bfd: 3'), /neighbors\[0\]\.bfd: must be an object/);
+  const passive = parseObject(parseYaml(policyDoc(', bfd: { passiveMode: true }')));
+  t.match(JSON.stringify(passive), /"passiveMode":true/, 'passiveMode parsed');
+  t.match(errorOf(', bfd: { passiveMode: sometimes }'), /neighbors\[0\]\.bfd\.passiveMode/);
 });

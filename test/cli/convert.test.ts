@@ -425,7 +425,7 @@ t.test('MetalLB manifests convert, with what could not be carried over', async (
     holdTimeSeconds: 9,
     keepAliveTimeSeconds: 3,
     authSecretRef: 'secretname',
-    bfd: { receiveInterval: 380, transmitInterval: 270, detectMultiplier: 5 },
+    bfd: { receiveInterval: 380, transmitInterval: 270, detectMultiplier: 5, passiveMode: true },
     advertisedPathAttributes: [
       {
         selectorType: 'LoadBalancerIPPool',
@@ -446,7 +446,7 @@ t.test('MetalLB manifests convert, with what could not be carried over', async (
   for (const d of docs) t.ok(parseObject(d).ok, `${d.kind} ${d.metadata.name} parses`);
   const model = (parseObject(bgp) as { ok: true; object: BgpPolicy }).object;
   t.same(model.virtualRouters[0]!.neighbors[0]!.advertisedPathAttributes[0]!.communities.standard, ['65535:65282', '1234:1']);
-  t.same(model.virtualRouters[0]!.neighbors[0]!.bfd, { receiveInterval: 380, transmitInterval: 270, detectMultiplier: 5 }, 'the BFD profile reaches the model');
+  t.same(model.virtualRouters[0]!.neighbors[0]!.bfd, { receiveInterval: 380, transmitInterval: 270, detectMultiplier: 5, passiveMode: true }, 'the BFD profile reaches the model');
   t.notMatch(err, /BFDProfile\/full-bfd-profile/, 'the BFDProfile itself is consumed, not reported as unknown');
   t.match(out, /- "1234:1"/, 'a community YAML 1.1 would read as a base-60 number is quoted');
 
@@ -456,7 +456,6 @@ t.test('MetalLB manifests convert, with what could not be carried over', async (
     /IPAddressPool\/ns-pool: serviceAllocation\.priority \(50\) is not carried over/,
     /IPAddressPool\/ns-pool: serviceAllocation\.namespaceSelectors is not carried over/,
     /BGPPeer\/sample: bfdProfile "full-bfd-profile": echoMode is not supported/,
-    /BGPPeer\/sample: bfdProfile "full-bfd-profile": passiveMode is not supported/,
     /BGPPeer\/sample: passwordSecret: pharos reads Secret "secretname"/,
     /BGPPeer\/sample2: routerID 198\.18\.0\.100/,
     /BGPAdvertisement\/local: aggregationLengthV6 120 is not carried over/,
