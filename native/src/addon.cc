@@ -111,6 +111,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
       {"createMap", CreateMap},           {"mapFromId", MapFromId},     {"possibleCpus", PossibleCpus},
       {"ifIndex", IfIndex},               {"xdpAttach", XdpAttach},     {"xdpDetach", XdpDetach},
       {"xdpQuery", XdpQuery},             {"tcAttach", TcAttach},       {"tcDetach", TcDetach},
+      {"tcQuery", TcQuery},
       {"testRun", TestRun},               {"testRunAsync", TestRunAsync}, {"sendFrame", SendFrame},
       {"setTcpMd5", SetTcpMd5},           {"tcpSocket", TcpSocket},
       {"setTtl", SetTtl},                 {"cgroupLinkAttach", CgroupLinkAttach},

@@ -208,4 +208,22 @@ Napi::Value TcDetach(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// tcQuery(ifindex, direction, opts?): the id of the program in the filter at
+// (handle, priority), 0 when there is no such filter or no clsact qdisc. What
+// `tc filter show` tells, without a tc binary (the image has none).
+Napi::Value TcQuery(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  TcTarget t = ParseTc(info, "tcQuery", 2);
+  NetnsGuard guard;
+  EnterNetns(env, guard, t.netns);
+  uint64_t mark = LogMark();
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = t.ifindex, .attach_point = t.point);
+  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = t.handle, .priority = t.priority);
+  int rc = bpf_tc_query(&hook, &opts);
+  // No filter there: ENOENT; no clsact qdisc at all: the kernel answers EINVAL.
+  if (rc == -ENOENT || rc == -EINVAL) return Napi::Number::New(env, 0);
+  if (rc != 0) Throw(env, -rc, "tc query of " + DescribeTc(t), mark);
+  return Napi::Number::New(env, opts.prog_id);
+}
+
 }  // namespace pharos

@@ -17,6 +17,7 @@ Napi::Value XdpDetach(const Napi::CallbackInfo &info);
 Napi::Value XdpQuery(const Napi::CallbackInfo &info);
 Napi::Value TcAttach(const Napi::CallbackInfo &info);
 Napi::Value TcDetach(const Napi::CallbackInfo &info);
+Napi::Value TcQuery(const Napi::CallbackInfo &info);
 
 // cgroup.cc
 Napi::Value CgroupLinkAttach(const Napi::CallbackInfo &info);

@@ -23,7 +23,6 @@ export function run(argv: string[]): Promise<number> {
         return `  XDP on ${a.interface} (ifindex ${a.ifindex}, ${a.mode}${a.reason ? `: ${a.reason}` : ''}${again})${state}`;
       }),
       ...(s.datapath.health?.pins ?? []).map((p) => `  PIN: ${p}`),
-      ...(s.datapath.health?.tcUnchecked ? [`  (${s.datapath.health.tcUnchecked})`] : []),
       ...(s.datapath.socketLb ? [`  socket LB on cgroup ${s.datapath.socketLb.cgroup} (${s.datapath.socketLb.hooks.length} hooks, ${s.datapath.socketLb.counters.connect ?? 0} connects, ${s.datapath.socketLb.counters.sendmsg ?? 0} datagrams translated)`] : []),
       `Services:    ${sum.services} (${sum.frontends} frontends, ${sum.frontendsProgrammed} in the data path; ${sum.backends} backends)`,
       ...(sum.servicesNotProgrammed ? [

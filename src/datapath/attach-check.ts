@@ -102,19 +102,3 @@ export function describeFinding(iface: string, expected: Pick<ExpectedAttachment
   }
 }
 
-/**
- * The program id in the agent's tc egress slot from `tc -j filter show dev
- * X egress`: 0 when no filter holds handle 1 at priority 1 (or no clsact).
- */
-export function tcSlotProgId(json: string, handle = 1, priority = 1): number {
-  const text = json.trim();
-  if (!text) return 0;
-  const filters = JSON.parse(text) as Array<{ pref?: number; kind?: string; options?: { handle?: string; prog?: { id?: number } } }>;
-  if (!Array.isArray(filters)) throw new Error('tc: expected a JSON array of filters');
-  for (const f of filters) {
-    if (f.pref !== priority || f.kind !== 'bpf' || !f.options?.handle) continue;
-    if (Number.parseInt(f.options.handle, 16) !== handle) continue;
-    return f.options.prog?.id ?? 0;
-  }
-  return 0;
-}

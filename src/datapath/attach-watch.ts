@@ -17,20 +17,17 @@
  *   announcements are not flapped for a gap that is already closed.
  *
  * Cost per check: one rtnetlink query per interface (bpf_xdp_query), and,
- * for tc, one `tc -j filter show` per interface run as a child process (the
- * native addon has no tc query yet; where `tc` is missing the tc egress
- * program is not checked, and the state says so). A pinned map found gone
+ * for tc, the addon's tcQuery (the filter in pharos' slot, over netlink:
+ * no `tc` binary, which the image does not have). A pinned map found gone
  * is pinned again; a pin that holds another map is reported, not replaced
  * (forwarding is unaffected: the attached programs hold our maps; a
  * restarted agent would adopt that pin).
  */
-import { execFile } from 'node:child_process';
-import { judgeAttachment, describeFinding, tcSlotProgId, type AttachedMode, type ExpectedAttachment, type Finding, type ObservedAttachment } from './attach-check.js';
+import { judgeAttachment, describeFinding, type AttachedMode, type ExpectedAttachment, type Finding, type ObservedAttachment } from './attach-check.js';
 import type { BpfMap, NativeAddon } from './libbpf.js';
 import { datapathAttached, datapathPinRepairs, datapathReattach, xdpAttached } from '../metrics/registry.js';
 
 export const CHECK_INTERVAL_MS = 2000;
-const TC_TIMEOUT_MS = 2000;
 
 type Fields = Record<string, string | number | boolean | undefined>;
 
@@ -43,14 +40,14 @@ export interface WatchedAttachment {
 }
 
 export interface AttachmentWatchOptions {
-  addon: Pick<NativeAddon, 'ifIndex' | 'xdpQuery' | 'xdpDetach' | 'openPinnedMap'>;
+  addon: Pick<NativeAddon, 'ifIndex' | 'xdpQuery' | 'xdpDetach' | 'openPinnedMap' | 'tcQuery'>;
   /** Kernel ids of the agent's programs. */
   programs: { xdp: number; tcEgress?: number };
   attachments: WatchedAttachment[];
   /** Attach the XDP program on an interface as at start (same mode choice); throws when the kernel refuses. */
   attachXdp: (name: string) => { ifindex: number; mode: AttachedMode; reason: string };
   attachTcEgress: (name: string) => void;
-  /** Program id in the tc egress slot (0 none), or undefined when it cannot be looked at. Default: `tc -j filter show`. */
+  /** Program id in the tc egress slot (0 none), or undefined when it cannot be looked at. Default: the addon's tcQuery. */
   tcProbe?: (name: string) => Promise<number | undefined>;
   /** Every pinned map: its pin path and the map the agent writes. */
   pins: Array<{ path: string; map: BpfMap }>;
@@ -78,20 +75,7 @@ export interface DatapathHealth {
   interfaces: InterfaceHealth[];
   /** Pins that hold another map than the one the agent writes (reported, not replaced). */
   pins: string[];
-  /** Why the tc egress programs are not checked, when they are not. */
-  tcUnchecked?: string;
   intervalMs: number;
-}
-
-/** `tc -j filter show dev NAME egress` in the agent's network namespace. */
-function tcFilterShow(name: string): Promise<{ stdout: string } | { missing: true } | { error: string }> {
-  return new Promise((resolve) => {
-    execFile('tc', ['-j', 'filter', 'show', 'dev', name, 'egress'], { timeout: TC_TIMEOUT_MS, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (!err) resolve({ stdout });
-      else if ((err as NodeJS.ErrnoException).code === 'ENOENT') resolve({ missing: true });
-      else resolve({ error: (stderr || err.message).trim() });
-    });
-  });
 }
 
 export class AttachmentWatch {
@@ -102,7 +86,6 @@ export class AttachmentWatch {
   /** The problem text last logged per interface (a standing problem is logged once, not every check). */
   private readonly logged = new Map<string, string>();
   private readonly reattached = new Map<string, number>();
-  private tcUnchecked?: string;
   private readonly intervalMs: number;
 
   constructor(private readonly o: AttachmentWatchOptions) {
@@ -159,7 +142,6 @@ export class AttachmentWatch {
       ...(whole ? {} : { brokenSince: was.brokenSince ?? new Date().toISOString() }),
       interfaces,
       pins,
-      ...(this.tcUnchecked ? { tcUnchecked: this.tcUnchecked } : {}),
       intervalMs: this.intervalMs,
     };
     if (whole !== was.whole) {
@@ -249,18 +231,10 @@ export class AttachmentWatch {
 
   private async probeTc(name: string): Promise<number | undefined> {
     if (this.o.tcProbe) return this.o.tcProbe(name);
-    if (this.tcUnchecked) return undefined;
-    const r = await tcFilterShow(name);
-    if ('missing' in r) {
-      this.tcUnchecked = 'no `tc` command (iproute2) on this node: the tc egress programs are not checked';
-      this.o.log.info(this.tcUnchecked);
-      return undefined;
-    }
-    if ('error' in r) return undefined; // e.g. the interface is gone: the XDP query says so
     try {
-      return tcSlotProgId(r.stdout);
+      return this.o.addon.tcQuery(this.o.addon.ifIndex(name), 'egress');
     } catch {
-      return undefined;
+      return undefined; // e.g. the interface is gone: the XDP check says so
     }
   }
 

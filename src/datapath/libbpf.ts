@@ -205,6 +205,8 @@ export interface NativeAddon {
   xdpQuery(ifindex: number, netns?: string): { progId: number; mode: 'native' | 'generic' | 'none' };
   tcAttach(ifindex: number, direction: 'ingress' | 'egress', progFd: number, opts?: { handle?: number; priority?: number; netns?: string }): void;
   tcDetach(ifindex: number, direction: 'ingress' | 'egress', opts?: { handle?: number; priority?: number; netns?: string }): void;
+  /** The program id in the tc filter at (handle, priority) (default 1, 1); 0 when there is none. */
+  tcQuery(ifindex: number, direction: 'ingress' | 'egress', opts?: { handle?: number; priority?: number; netns?: string }): number;
   testRun(progFd: number, opts: TestRunOptions): TestRunResult;
   /** Same as testRun on a worker thread (for long live-frames generator runs). */
   testRunAsync(progFd: number, opts: TestRunOptions): Promise<TestRunResult>;
@@ -339,7 +341,7 @@ interface NativeObjectHandle {
 }
 
 type Passthrough = Pick<NativeAddon,
-  'ifIndex' | 'xdpAttach' | 'xdpDetach' | 'xdpQuery' | 'tcAttach' | 'tcDetach' |
+  'ifIndex' | 'xdpAttach' | 'xdpDetach' | 'xdpQuery' | 'tcAttach' | 'tcDetach' | 'tcQuery' |
   'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'setTtl' | 'possibleCpus' |
   'cgroupLinkAttach' | 'cgroupLinkDetach' | 'cgroupQuery' | 'netnsCookie' | 'packetSocket' | 'livenessKeeper'>;
 
@@ -694,6 +696,7 @@ export function loadAddon(path: string = ADDON_PATH): NativeAddon {
     xdpQuery: (ifindex, netns) => binding.xdpQuery(ifindex, netns),
     tcAttach: (ifindex, direction, progFd, opts) => binding.tcAttach(ifindex, direction, progFd, opts),
     tcDetach: (ifindex, direction, opts) => binding.tcDetach(ifindex, direction, opts),
+    tcQuery: (ifindex, direction, opts) => binding.tcQuery(ifindex, direction, opts),
     testRun: (progFd, opts) => binding.testRun(progFd, opts),
     testRunAsync: (progFd, opts) => testRunAbortable(binding, progFd, opts),
     sendFrame: (ifindex, frame, netns) => binding.sendFrame(ifindex, frame, netns),

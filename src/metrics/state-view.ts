@@ -161,7 +161,6 @@ export interface DatapathHealthView {
   interfaces: { interface: string; ok: boolean; problem?: string; reattached: number }[];
   /** Pins holding another map than the one the agent writes. */
   pins: string[];
-  tcUnchecked?: string;
   intervalMs: number;
 }
 

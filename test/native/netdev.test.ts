@@ -7,7 +7,7 @@
  */
 import t from 'tap';
 import { execFileSync } from 'node:child_process';
-import { readlinkSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { addon, type BpfObject } from '../../src/datapath/libbpf.js';
 import { privilegedUnavailable } from '../support/privileged.js';
@@ -136,6 +136,12 @@ t.test('tc clsact: attach counts frames, detach stops it', { skip }, async (t) =
   addon().tcAttach(ifB, 'ingress', ingress.program('tc_test').fd, { netns: B, handle: 7, priority: 3 });
   addon().tcAttach(ifB, 'ingress', ingress.program('tc_test').fd, { netns: B, handle: 7, priority: 3 });
   t.pass('attaching twice (existing clsact, same handle) replaces');
+  // tcQuery: the program in a (handle, priority) slot, as `tc filter show` reads it (the attach watch uses this).
+  const progIdOf = (fd: number): number => Number(/prog_id:\s*(\d+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'))?.[1]);
+  t.equal(addon().tcQuery(ifB, 'ingress', { netns: B, handle: 7, priority: 3 }), progIdOf(ingress.program('tc_test').fd), 'tcQuery: the attached program');
+  t.equal(addon().tcQuery(ifB, 'ingress', { netns: B }), 0, 'tcQuery: another slot (handle 1, priority 1) is empty');
+  t.equal(addon().tcQuery(ifA, 'egress', { netns: A }), progIdOf(egress.program('tc_test').fd), 'tcQuery: default slot');
+  t.equal(addon().tcQuery(ifB, 'egress', { netns: B }), 0, 'tcQuery: a direction with no filter');
   const filters = run('tc', ['-n', NS_B, 'filter', 'show', 'dev', 'phn1', 'ingress']);
   t.match(filters, /tc_test.*direct-action/);
   t.match(filters, 'handle 0x7');
@@ -150,6 +156,7 @@ t.test('tc clsact: attach counts frames, detach stops it', { skip }, async (t) =
   addon().tcDetach(ifB, 'ingress', { netns: B, handle: 7, priority: 3 });
   t.pass('detaching an absent filter is fine');
   t.equal(run('tc', ['-n', NS_B, 'filter', 'show', 'dev', 'phn1', 'ingress']).trim(), '', 'no filter left');
+  t.equal(addon().tcQuery(ifB, 'ingress', { netns: B, handle: 7, priority: 3 }), 0, 'tcQuery after detach: none');
   addon().sendFrame(ifA, testFrame(0x88b6), A);
   await sleep(100);
   t.equal(counter(ingress, 'tc_seen', 0x88b6), 3, 'no more counting after detach');
