@@ -264,11 +264,10 @@ export class ElectedL2Controller implements AgentController {
 
   async stop(): Promise<void> {
     clearInterval(this.pollTimer);
-    this.outage.stop();
-    // Stop answering first, then hand every lease over.
+    // Stop answering first, then hand every lease over (and say so to the peers: they may take them at once).
     this.announcer.stop();
     this.record.track([]);
-    await this.election.stop();
+    await Promise.all([this.outage.stop(), this.election.stop()]);
   }
 }
 

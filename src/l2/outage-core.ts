@@ -63,7 +63,7 @@ export interface HoldInput {
   electionAnnounce: ReadonlyMap<string, Claim>;
   /** Leases this node holds (by its last successful write), by address: what it keeps through an outage. */
   held: ReadonlyMap<string, Claim>;
-  /** Addresses this node took over during an outage and answers for without a lease record of its own yet. */
+  /** Addresses this node took over during an outage (answered without a lease record of its own yet, unless fenced since). */
   takenOver: ReadonlyMap<string, Claim>;
   /** Addresses this node may announce (some service of it: policy, interface up, programmed). */
   candidates: ReadonlySet<string>;
@@ -114,8 +114,13 @@ export function decideHold(input: HoldInput): HoldOutput {
   const takeovers = new Map<string, Claim>();
   const resolved: string[] = [];
   const live = [...input.peers].filter(([node, p]) => node !== me && peerAlive(p, now, input.peerTimeoutMs));
-  // A live peer's answers (its gratuitous ARP repeats after a partition heals) are settled by claims below.
-  const peerMacs = new Set(live.flatMap(([, p]) => p.macs ?? []));
+  // A live peer's answers (its gratuitous ARP repeats after a partition heals) are settled by claims below;
+  // a known peer's not yet (its heartbeat may be a moment behind its ARP): only if it stays silent a peer timeout.
+  const livePeerMacs = new Set(live.flatMap(([, p]) => p.macs ?? []));
+  const knownPeerMacs = new Set([...input.peers].filter(([node]) => node !== me).flatMap(([, p]) => p.macs ?? []));
+  const foreignFence = (f: { at: number; mac: string } | undefined): boolean =>
+    f !== undefined && input.outageSince !== undefined && f.at >= input.outageSince && !livePeerMacs.has(f.mac) &&
+    (!knownPeerMacs.has(f.mac) || now - f.at > input.peerTimeoutMs);
 
   const base = new Map<string, Claim>();
   if (input.apiReachable) {
@@ -136,8 +141,8 @@ export function decideHold(input: HoldInput): HoldOutput {
   for (const [address, claim] of base) {
     const unconfirmed = !input.apiReachable || input.takenOver.has(address);
     const foreign = input.foreign.get(address);
-    if (unconfirmed && foreign && input.outageSince !== undefined && foreign.at >= input.outageSince && !peerMacs.has(foreign.mac)) {
-      fenced.set(address, { kind: 'foreign-answer', mac: foreign.mac });
+    if (unconfirmed && foreignFence(foreign)) {
+      fenced.set(address, { kind: 'foreign-answer', mac: foreign!.mac });
       continue;
     }
     let better: { node: string; claim: Claim } | undefined;

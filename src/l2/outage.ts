@@ -68,6 +68,8 @@ export class OutageGuard {
   /** Addresses held but not answered, and why. */
   readonly fences = new Map<string, FenceRecord>();
   private announce = new Map<string, Claim>();
+  /** The foreign-answer map has been read once (counts found then are an earlier agent's). */
+  private primed = false;
   private announceKey = '';
   /** Counts for metrics. */
   readonly counts = { fences: new Map<string, number>(), duplicates: 0, takeovers: 0 };
@@ -94,9 +96,10 @@ export class OutageGuard {
     this.timer = setInterval(() => this.tick(), TICK_MS);
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     clearInterval(this.timer);
-    this.heartbeats?.stop();
+    this.announce = new Map();
+    await this.heartbeats?.stop();
   }
 
   /** What to announce now (addresses). */
@@ -135,8 +138,9 @@ export class OutageGuard {
     return out;
   }
 
+  /** Outage takeovers still answered here (a fenced one is not: another node's claim won, its lease is not ours to write). */
   outageServed(): ReadonlySet<string> {
-    return new Set(this.takenOver.keys());
+    return new Set([...this.takenOver.keys()].filter((a) => !this.fences.has(a)));
   }
 
   stateOf(address: string): string {
@@ -181,7 +185,6 @@ export class OutageGuard {
       this.fences.set(a, { reason, since: now, at: new Date().toISOString() });
       this.counts.fences.set(reason.kind, (this.counts.fences.get(reason.kind) ?? 0) + 1);
       this.opts.log.warn(`L2 address fenced: ${describeFence(reason)}`, { address: a, reason: reason.kind });
-      this.takenOver.delete(a);
     }
     for (const a of [...this.fences.keys()]) {
       if (out.fenced.has(a)) continue;
@@ -195,7 +198,7 @@ export class OutageGuard {
     // No node-lease renewal stamps the responder now: the agent's own decisions do, so a wedged agent still falls silent.
     if (!reachable && out.announce.size > 0) this.opts.stampLiveness();
     if (changed) {
-      this.heartbeats?.beat();
+      void this.heartbeats?.beat();
       this.opts.onChange();
     }
   }
@@ -207,6 +210,8 @@ export class OutageGuard {
     } catch {
       return;
     }
+    const primed = this.primed;
+    this.primed = true;
     for (const f of answers) {
       const before = this.foreignCounts.get(f.address) ?? 0;
       if (f.count === before) continue;
@@ -214,6 +219,11 @@ export class OutageGuard {
       if (f.count < before) continue;
       const at = now - f.ageMs;
       this.foreign.set(f.address, { at, mac: f.mac });
+      if (!primed) {
+        // The map is pinned: what an earlier agent saw is shown, not announced again as news.
+        this.duplicates.set(f.address, { mac: f.mac, count: f.count, at: new Date(Date.now() - f.ageMs).toISOString() });
+        continue;
+      }
       this.counts.duplicates += f.count - before;
       this.duplicates.set(f.address, { mac: f.mac, count: f.count, at: new Date(Date.now() - f.ageMs).toISOString() });
       this.opts.log.warn('duplicate answer for one of our L2 addresses: another MAC answers or announces it (split brain?)', {

@@ -18,6 +18,8 @@ import type { Claim, PeerView } from './outage-core.js';
 export const HEARTBEAT_VERSION = 1;
 /** Claims per datagram: ~40 × 45 bytes stays below a 1500-byte MTU. */
 export const CLAIMS_PER_DATAGRAM = 40;
+/** A node whose claims take more than one datagram sends them in full every 5th beat (1 s), and on every change. */
+export const FULL_EVERY = 5;
 
 export interface Heartbeat {
   node: string;
@@ -28,11 +30,14 @@ export interface Heartbeat {
   parts: number;
   /** MACs of the sender's announcing interfaces. */
   macs: string[];
+  /** Claims left out, unchanged since the last full beat (a liveness-only beat of a node with many). */
+  same?: boolean;
   claims: [address: string, rv: string, takeovers: number][];
 }
 
 /** One beat as datagrams (at least one, even with no claims). */
-export function encodeHeartbeat(node: string, api: boolean, seq: number, claims: ReadonlyMap<string, Claim>, macs: readonly string[] = []): Buffer[] {
+export function encodeHeartbeat(node: string, api: boolean, seq: number, claims: ReadonlyMap<string, Claim> | 'same', macs: readonly string[] = []): Buffer[] {
+  if (claims === 'same') return [Buffer.from(JSON.stringify({ v: HEARTBEAT_VERSION, node, api, seq, part: 0, parts: 1, macs, same: true, claims: [] }))];
   const all = [...claims].map(([a, c]) => [a, c.rv, c.takeovers] as Heartbeat['claims'][number]);
   const parts = Math.max(1, Math.ceil(all.length / CLAIMS_PER_DATAGRAM));
   const out: Buffer[] = [];
@@ -61,7 +66,7 @@ export function decodeHeartbeat(b: Buffer): Heartbeat | undefined {
     if (!Array.isArray(c) || typeof c[0] !== 'string' || typeof c[1] !== 'string' || !Number.isInteger(c[2])) return undefined;
     claims.push([c[0], c[1], c[2] as number]);
   }
-  return { node: h.node, api: h.api, seq: h.seq as number, part: h.part as number, parts: h.parts as number, macs, claims };
+  return { node: h.node, api: h.api, seq: h.seq as number, part: h.part as number, parts: h.parts as number, macs, claims, ...(h.same === true ? { same: true } : {}) };
 }
 
 /**
@@ -77,6 +82,7 @@ export class PeerTable {
     v.lastHeard = now;
     v.apiReachable = h.api;
     v.macs = h.macs;
+    if (h.same) return;
     if (!v.pending || v.pending.seq !== h.seq) v.pending = { seq: h.seq, got: new Set(), claims: new Map() };
     v.pending.got.add(h.part);
     for (const [address, rv, takeovers] of h.claims) v.pending.claims.set(address, { rv, takeovers });
@@ -126,6 +132,7 @@ export class PeerHeartbeats {
   private socket?: Socket;
   private timer?: NodeJS.Timeout;
   private seq = 0;
+  private lastClaims?: ReadonlyMap<string, Claim>;
   private readonly now: () => number;
   /** Datagrams sent and received (metrics). */
   sent = 0;
@@ -154,30 +161,39 @@ export class PeerHeartbeats {
         resolve();
       });
     });
-    this.timer = setInterval(() => this.beat(), this.opts.intervalMs);
-    this.beat();
+    this.timer = setInterval(() => void this.beat(), this.opts.intervalMs);
+    void this.beat();
   }
 
   /** Sends one beat now (also on every change of claims, so a yield or a takeover is heard at once). */
-  beat(): void {
+  beat(override?: { api: boolean; claims: ReadonlyMap<string, Claim> }): Promise<void> {
     const socket = this.socket;
-    if (!socket) return;
-    const { api, claims } = this.opts.state();
+    if (!socket) return Promise.resolve();
+    const { api, claims } = override ?? this.opts.state();
     const all = networkInterfaces();
     const macs = [...new Set(this.opts.interfaces.flatMap((n) => (all[n] ?? []).map((a) => a.mac.toLowerCase())))];
-    const datagrams = encodeHeartbeat(this.opts.node, api, ++this.seq, claims, macs);
+    // Claims that take several datagrams go out in full every FULL_EVERY beats and on every change;
+    // the beats between prove liveness alone (thousands of addresses would be hundreds of datagrams a second).
+    const full = override !== undefined || claims !== this.lastClaims || claims.size <= CLAIMS_PER_DATAGRAM || this.seq % FULL_EVERY === 0;
+    this.lastClaims = claims;
+    const datagrams = encodeHeartbeat(this.opts.node, api, ++this.seq, full ? claims : 'same', macs);
+    const sends: Promise<void>[] = [];
     for (const target of broadcastAddresses(this.opts.interfaces)) {
       for (const d of datagrams) {
-        socket.send(d, this.opts.port, target, (err) => {
+        sends.push(new Promise((resolve) => socket.send(d, this.opts.port, target, (err) => {
           if (err) this.opts.onError?.(err);
           else this.sent++;
-        });
+          resolve();
+        })));
       }
     }
+    return Promise.all(sends).then(() => undefined);
   }
 
-  stop(): void {
+  /** A last beat claiming nothing (peers may take what this node held at once, not a peer timeout later), then close. */
+  async stop(): Promise<void> {
     clearInterval(this.timer);
+    if (this.socket) await Promise.race([this.beat({ api: false, claims: new Map() }), new Promise((r) => setTimeout(r, 200).unref())]);
     this.socket?.close();
     this.socket = undefined;
   }

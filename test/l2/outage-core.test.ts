@@ -66,6 +66,27 @@ const cases: { name: string; in: Partial<HoldInput>; announce: string[]; fenced?
     announce: [A],
   },
   {
+    name: 'API down, the foreign answer is a known peer\'s whose heartbeat is not back yet: wait for it (a peer timeout)',
+    in: {
+      held: new Map([[A, claim('10', 1)]]), foreign: new Map([[A, { at: 9800, mac: '02:00:00:00:00:02' }]]), candidates: new Set([A]),
+      peers: new Map([['n2', { ...peer(5000, [[A, claim('10')]]), macs: ['02:00:00:00:00:02'] }]]),
+    },
+    announce: [A],
+  },
+  {
+    name: 'API down, a known peer\'s MAC answered and no heartbeat followed within a peer timeout: fenced',
+    in: {
+      held: new Map([[A, claim('10', 1)]]), foreign: new Map([[A, { at: 8500, mac: '02:00:00:00:00:02' }]]), candidates: new Set([A]),
+      peers: new Map([['n2', { ...peer(5000, [[A, claim('10')]]), macs: ['02:00:00:00:00:02'] }]]),
+    },
+    announce: [], fenced: { [A]: 'foreign-answer' },
+  },
+  {
+    name: 'an outage takeover that lost to a better claim stays fenced (shown as such) while the claim is heard',
+    in: { takenOver: new Map([[B, claim('11', 1)]]), peers: new Map([['n2', peer(9950, [[B, claim('11', 1)]])]]), me: 'n3' },
+    announce: [], fenced: { [B]: 'peer-claim' },
+  },
+  {
     name: 'API down, a foreign answer from before the outage: old news, still answered',
     in: { held: new Map([[A, claim('10')]]), foreign: new Map([[A, { at: 4000, mac: '02:00:00:00:00:02' }]]) },
     announce: [A],
@@ -179,6 +200,11 @@ t.test('heartbeats: encoded in MTU-sized parts, decoded, folded into peer views 
   t.equal(table.peers.get('n1')?.apiReachable, false);
   table.heard(decodeHeartbeat(encodeHeartbeat('n1', true, 8, new Map())[0]!)!, 300);
   t.equal(table.peers.get('n1')?.claims.size, 0, 'an empty beat clears the claims');
+  table.heard(decodeHeartbeat(parts[0]!)!, 400);
+  table.heard(decodeHeartbeat(parts[1]!)!, 410);
+  table.heard(decodeHeartbeat(encodeHeartbeat('n1', true, 9, 'same')[0]!)!, 600);
+  t.equal(table.peers.get('n1')?.lastHeard, 600, 'a liveness-only beat keeps the peer alive');
+  t.same(table.peers.get('n1')?.claims, claims, 'and its claims as they were');
   t.equal(decodeHeartbeat(Buffer.from('garbage')), undefined);
   t.equal(decodeHeartbeat(Buffer.from(JSON.stringify({ v: 2, node: 'x', api: true, seq: 1, part: 0, parts: 1, claims: [] }))), undefined, 'another version ignored');
   t.equal(decodeHeartbeat(Buffer.from(JSON.stringify({ v: 1, node: 'x', api: true, seq: 1, part: 0, parts: 1, claims: [[1, 2, 3]] }))), undefined, 'bad claims ignored');
