@@ -212,3 +212,24 @@ for (const kind of ['frr', 'bird'] as const) {
     else t.notOk(route, 'bird 2.0.12 dropped the routes on AdminDown (known; see README)');
   });
 }
+
+t.test('frr: pharos in the passive role (passiveMode) sends nothing until bfdd speaks, then comes Up', { skip }, async (t) => {
+  const lab = await withLab(t, 'phbfdp');
+  await lab.addNamespace('spk');
+  const sites: Site[] = [];
+  t.teardown(async () => { for (const s of sites) await s.router.stop(); });
+  sites.push(await buildSite(lab, 1, 'frr', true));
+  const [site] = sites as [Site];
+  // bfdd cannot reach us at first: everything it sends on the link is dropped in the router's namespace.
+  await lab.exec('r1', ['nft', '-f', '-'], { input: 'table inet phbfd_mute {\n chain output {\n  type filter hook output priority 0; policy accept;\n  udp dport 3784 drop;\n }\n}\n' });
+  const capture = await lab.capture('spk', 's1', ['udp', 'port', '3784']);
+  const speaker = new SpeakerProcess(lab.ns('spk'), { routerId: '192.0.2.1', native: false });
+  t.teardown(() => speaker.kill());
+  const spec = peerSpec(site, true);
+  await speaker.apply({ peers: [{ ...spec, bfd: { ...spec.bfd!, passive: true } }] });
+  await sleep(3000);
+  const silent = (await capture.stop(100)).map(udp4).filter((p) => p?.src === site.speakerAddr);
+  t.equal(silent.length, 0, 'no BFD packet from pharos in 3 s while bfdd is not heard');
+  await lab.exec('r1', ['nft', 'delete', 'table', 'inet', 'phbfd_mute']);
+  await upAndAdvertised(t, site, speaker, true);
+});
