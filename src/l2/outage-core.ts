@@ -73,8 +73,8 @@ export interface HoldInput {
   eligible: ReadonlyMap<string, readonly string[]>;
   peers: ReadonlyMap<string, PeerView>;
   peerTimeoutMs: number;
-  /** Last foreign answer per address (local ms, MAC). */
-  foreign: ReadonlyMap<string, { at: number; mac: string }>;
+  /** Last foreign answer per address (local ms, MAC), and the first of the run it belongs to (`firstAt`, default `at`). */
+  foreign: ReadonlyMap<string, { at: number; mac: string; firstAt?: number }>;
 }
 
 export interface HoldOutput {
@@ -115,12 +115,13 @@ export function decideHold(input: HoldInput): HoldOutput {
   const resolved: string[] = [];
   const live = [...input.peers].filter(([node, p]) => node !== me && peerAlive(p, now, input.peerTimeoutMs));
   // A live peer's answers (its gratuitous ARP repeats after a partition heals) are settled by claims below;
-  // a known peer's not yet (its heartbeat may be a moment behind its ARP): only if it stays silent a peer timeout.
+  // a known peer's not yet (its heartbeat may be a moment behind its ARP): only if it stays silent a peer
+  // timeout from its first answer (its heartbeats may be blocked while its ARP is not).
   const livePeerMacs = new Set(live.flatMap(([, p]) => p.macs ?? []));
   const knownPeerMacs = new Set([...input.peers].filter(([node]) => node !== me).flatMap(([, p]) => p.macs ?? []));
-  const foreignFence = (f: { at: number; mac: string } | undefined): boolean =>
+  const foreignFence = (f: { at: number; mac: string; firstAt?: number } | undefined): boolean =>
     f !== undefined && input.outageSince !== undefined && f.at >= input.outageSince && !livePeerMacs.has(f.mac) &&
-    (!knownPeerMacs.has(f.mac) || now - f.at > input.peerTimeoutMs);
+    (!knownPeerMacs.has(f.mac) || now - Math.max(f.firstAt ?? f.at, input.outageSince) > input.peerTimeoutMs);
 
   const base = new Map<string, Claim>();
   if (input.apiReachable) {

@@ -61,7 +61,7 @@ export class OutageGuard {
   private outageStartedAt?: string;
   private wasReachable = true;
   private readonly takenOver = new Map<string, Claim>();
-  private readonly foreign = new Map<string, { at: number; mac: string }>();
+  private readonly foreign = new Map<string, { at: number; mac: string; firstAt: number }>();
   private readonly foreignCounts = new Map<string, number>();
   /** Last duplicate answer per address (pharos l2 list, status). */
   readonly duplicates = new Map<string, DuplicateRecord>();
@@ -218,7 +218,10 @@ export class OutageGuard {
       this.foreignCounts.set(f.address, f.count);
       if (f.count < before) continue;
       const at = now - f.ageMs;
-      this.foreign.set(f.address, { at, mac: f.mac });
+      // A run of answers (a peer's gratuitous ARP repeats) keeps the time of its first: a silent peer's run fences a peer timeout in.
+      const prev = this.foreign.get(f.address);
+      const continues = prev && prev.mac === f.mac && at - prev.at < 5000;
+      this.foreign.set(f.address, { at, mac: f.mac, firstAt: continues ? prev.firstAt : at });
       if (!primed) {
         // The map is pinned: what an earlier agent saw is shown, not announced again as news.
         this.duplicates.set(f.address, { mac: f.mac, count: f.count, at: new Date(Date.now() - f.ageMs).toISOString() });

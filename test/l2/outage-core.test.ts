@@ -74,6 +74,14 @@ const cases: { name: string; in: Partial<HoldInput>; announce: string[]; fenced?
     announce: [A],
   },
   {
+    name: 'API down, a known peer\'s MAC keeps answering (repeats), no heartbeat a peer timeout after the first: fenced',
+    in: {
+      held: new Map([[A, claim('10', 1)]]), foreign: new Map([[A, { at: 9900, firstAt: 8800, mac: '02:00:00:00:00:02' }]]), candidates: new Set([A]),
+      peers: new Map([['n2', { ...peer(5000, [[A, claim('10')]]), macs: ['02:00:00:00:00:02'] }]]),
+    },
+    announce: [], fenced: { [A]: 'foreign-answer' },
+  },
+  {
     name: 'API down, a known peer\'s MAC answered and no heartbeat followed within a peer timeout: fenced',
     in: {
       held: new Map([[A, claim('10', 1)]]), foreign: new Map([[A, { at: 8500, mac: '02:00:00:00:00:02' }]]), candidates: new Set([A]),
