@@ -18,6 +18,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "lib/ctx.h"
 #include "lib/config.h"
 #include "lib/maps.h"
 #include "lib/stats.h"
@@ -49,7 +50,7 @@ static __always_inline int nh_stale(const struct ph_nexthop *nh, __u64 fib_at, _
  * FIB (and cached when complete; an unresolved neighbour is retried by the
  * next packet).
  */
-static __always_inline enum fib_verdict backend_nexthop(struct xdp_md *ctx, __u32 be_id, const struct ph_flow *out,
+static __always_inline enum fib_verdict backend_nexthop(struct ph_ctx *ctx, __u32 be_id, const struct ph_flow *out,
 							__u32 tot_len, __u64 now, struct ph_nexthop *nh)
 {
 	struct ph_be_nh *c = bpf_map_lookup_elem(&ph_be_nh, &be_id);
@@ -72,17 +73,17 @@ static __always_inline enum fib_verdict backend_nexthop(struct xdp_md *ctx, __u3
  * neighbour is not resolved yet (the first packet is not lost: the kernel
  * forwards it and resolves the neighbour; later packets take the fast path).
  */
-static __always_inline int forward(struct xdp_md *ctx, struct packet *p, enum fib_verdict v,
+static __always_inline int forward(struct ph_ctx *ctx, struct packet *p, enum fib_verdict v,
 				   const struct ph_nexthop *nh)
 {
 	if (v == FIB_NO_NEIGH)
-		return count_and(PH_STAT_NO_NEIGH, XDP_PASS);
+		return count_and(PH_STAT_NO_NEIGH, PH_PASS);
 	ttl_decrement(ctx, p);
 	return nh_transmit(ctx, p->eth, nh);
 }
 
 /* Reply from a backend to one of our SNAT ports: back to VIP -> client. */
-static __always_inline int lb_reverse(struct xdp_md *ctx, struct packet *p)
+static __always_inline int lb_reverse(struct ph_ctx *ctx, struct packet *p)
 {
 	struct ph_nexthop nh;
 	enum fib_verdict v = FIB_FORWARD;
@@ -97,19 +98,19 @@ static __always_inline int lb_reverse(struct xdp_md *ctx, struct packet *p)
 		const union ph_addr *node;
 
 		if (!rt)
-			return XDP_PASS;
+			return PH_PASS;
 		/* Replies come back by the interface the request left by: its SNAT address. */
 		node = snat_source(rt, ctx->ingress_ifindex, p->flow.family);
 		if (p->flow.dst.w[0] != node->w[0] || p->flow.dst.w[1] != node->w[1] ||
 		    p->flow.dst.w[2] != node->w[2] || p->flow.dst.w[3] != node->w[3] ||
 		    port < rt->port_min || port > rt->port_max)
-			return XDP_PASS;
+			return PH_PASS;
 	}
 	rv = bpf_map_lookup_elem(&ph_rev, &p->flow);
 	if (!rv || (rv->flags & PH_CTF_LOCAL))
-		return XDP_PASS;
+		return PH_PASS;
 	if (p->ttl <= 1)
-		return count_and(PH_STAT_TTL_EXCEEDED, XDP_PASS);
+		return count_and(PH_STAT_TTL_EXCEEDED, PH_PASS);
 	now = bpf_ktime_get_coarse_ns();
 	if (now - rv->last_seen > PH_CT_TOUCH_NS)
 		rv->last_seen = now;
@@ -143,7 +144,7 @@ static __always_inline int lb_reverse(struct xdp_md *ctx, struct packet *p)
 			rv->nh = nh;
 			rv->fib_at = now;
 		} else if (v != FIB_NO_NEIGH) {
-			return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+			return count_and(PH_STAT_FIB_FAIL, PH_DROP);
 		}
 	} else {
 		nh = rv->nh;
@@ -155,13 +156,13 @@ static __always_inline int lb_reverse(struct xdp_md *ctx, struct packet *p)
 			return rc;
 	}
 	if (nat_rewrite(ctx, p, &out))
-		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
+		return count_and(PH_STAT_MALFORMED_L4, PH_DROP);
 	stat_inc(PH_STAT_REV_NAT);
 	return forward(ctx, p, v, &nh);
 }
 
 /* Packet of a known flow. */
-static __always_inline int lb_established(struct xdp_md *ctx, struct packet *p, struct ph_ct *ct,
+static __always_inline int lb_established(struct ph_ctx *ctx, struct packet *p, struct ph_ct *ct,
 					  const struct ph_backend *be, __u64 now)
 {
 	struct ph_nexthop nh;
@@ -179,12 +180,12 @@ static __always_inline int lb_established(struct xdp_md *ctx, struct packet *p, 
 	traffic_add(&ph_be_stats, ct->backend_id, p->l3_len);
 	if (ct->flags & PH_CTF_LOCAL) {
 		if (nat_rewrite(ctx, p, &out))
-			return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
-		return count_and(PH_STAT_LOCAL_BACKEND, XDP_PASS);
+			return count_and(PH_STAT_MALFORMED_L4, PH_DROP);
+		return count_and(PH_STAT_LOCAL_BACKEND, PH_PASS);
 	}
 	v = backend_nexthop(ctx, ct->backend_id, &out, p->l3_len, now, &nh);
 	if (v != FIB_FORWARD && v != FIB_NO_NEIGH)
-		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+		return count_and(PH_STAT_FIB_FAIL, PH_DROP);
 	if (v == FIB_FORWARD) {
 		__u32 mtu = egress_mtu_exceeded(ctx, p, nh.ifindex);
 		int rc;
@@ -193,7 +194,7 @@ static __always_inline int lb_established(struct xdp_md *ctx, struct packet *p, 
 			return rc;
 	}
 	if (nat_rewrite(ctx, p, &out))
-		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
+		return count_and(PH_STAT_MALFORMED_L4, PH_DROP);
 	return forward(ctx, p, v, &nh);
 }
 
@@ -210,7 +211,7 @@ static __always_inline int rev_insert_direct(const struct ph_flow *out, struct p
 }
 
 /* First packet of a flow (or of one whose backend went away): pick, record, rewrite, send. */
-static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, const struct ph_fe_value *fe,
+static __always_inline int lb_new_flow(struct ph_ctx *ctx, struct packet *p, const struct ph_fe_value *fe,
 				       __u64 now)
 {
 	struct ph_flow out = p->flow;
@@ -222,10 +223,10 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 	int snat;
 
 	if (!fe->backends)
-		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);
+		return count_and(PH_STAT_NO_BACKEND, PH_DROP);
 	s = bpf_map_lookup_elem(&ph_scratch, &zero);
 	if (!s)
-		return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
+		return count_and(PH_STAT_CT_INSERT_FAIL, PH_DROP);
 	__builtin_memset(s, 0, sizeof(*s));
 	hash = flow_hash(&p->flow);
 	be_id = 0;
@@ -239,7 +240,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 		be_id = maglev_pick(fe, hash);
 	be = be_id ? backend_get(be_id) : NULL;
 	if (!be)
-		return count_and(PH_STAT_NO_BACKEND, XDP_DROP);
+		return count_and(PH_STAT_NO_BACKEND, PH_DROP);
 
 	out.dst = be->addr;
 	out.dport = be->port;
@@ -248,10 +249,10 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 		struct ph_runtime *rt = runtime_get();
 
 		if (!rt)
-			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
+			return count_and(PH_STAT_SNAT_EXHAUSTED, PH_DROP);
 		out.src = p->flow.family == PH_AF_INET ? rt->snat_v4 : rt->snat_v6;
 		if (!(out.src.w[0] | out.src.w[1] | out.src.w[2] | out.src.w[3]))
-			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
+			return count_and(PH_STAT_SNAT_EXHAUSTED, PH_DROP);
 	}
 
 	s->ct.last_seen = now;
@@ -272,7 +273,7 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 	if (v == FIB_LOCAL && !(be->flags & PH_BE_LOCAL))
 		v = FIB_UNREACHABLE;
 	if (v == FIB_UNREACHABLE)
-		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+		return count_and(PH_STAT_FIB_FAIL, PH_DROP);
 	if (v == FIB_LOCAL) {
 		/* Backend on this node: no SNAT; the kernel delivers, tc egress reverses the reply. */
 		out.src = p->flow.src;
@@ -280,38 +281,38 @@ static __always_inline int lb_new_flow(struct xdp_md *ctx, struct packet *p, con
 		s->ct.flags = PH_CTF_LOCAL;
 		s->rv.flags = PH_CTF_LOCAL;
 		if (rev_insert_direct(&out, s))
-			return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
+			return count_and(PH_STAT_CT_INSERT_FAIL, PH_DROP);
 	} else if (snat) {
 		struct ph_runtime *rt = runtime_get();
 
 		if (!rt)
-			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
+			return count_and(PH_STAT_SNAT_EXHAUSTED, PH_DROP);
 		/* The address of the interface the packet leaves by, as MASQUERADE does. */
 		out.src = *snat_source(rt, nh.ifindex, p->flow.family);
 		if (snat_alloc(rt, &out, &s->rv, &s->rk, hash, now))
-			return count_and(PH_STAT_SNAT_EXHAUSTED, XDP_DROP);
+			return count_and(PH_STAT_SNAT_EXHAUSTED, PH_DROP);
 		s->ct.flags = PH_CTF_SNAT;
 		s->ct.snat_addr = out.src;
 		s->ct.snat_port = out.sport;
 	} else if (rev_insert_direct(&out, s)) {
 		/* DNAT only: replies come back through us from the backend to the client. */
-		return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
+		return count_and(PH_STAT_CT_INSERT_FAIL, PH_DROP);
 	}
 	if (bpf_map_update_elem(&ph_ct, &p->flow, &s->ct, BPF_ANY))
-		return count_and(PH_STAT_CT_INSERT_FAIL, XDP_DROP);
+		return count_and(PH_STAT_CT_INSERT_FAIL, PH_DROP);
 	stat_inc(PH_STAT_CT_CREATE);
 	if (fe->flags & PH_FE_AFFINITY)
 		affinity_remember(s, be_id, now);
 	traffic_add(&ph_fe_stats, fe->id, p->l3_len);
 	traffic_add(&ph_be_stats, be_id, p->l3_len);
 	if (nat_rewrite(ctx, p, &out))
-		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
+		return count_and(PH_STAT_MALFORMED_L4, PH_DROP);
 	if (v == FIB_LOCAL)
-		return count_and(PH_STAT_LOCAL_BACKEND, XDP_PASS);
+		return count_and(PH_STAT_LOCAL_BACKEND, PH_PASS);
 	return forward(ctx, p, v, &nh);
 }
 
-static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
+static __always_inline int lb_process(struct ph_ctx *ctx, struct packet *p)
 {
 	struct ph_fe_key fk = {};
 	struct ph_fe_value *fe;
@@ -328,10 +329,10 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
 		return lb_reverse(ctx, p);
 
 	if ((fe->flags & PH_FE_SOURCE_RANGES) && !source_allowed(fe->id, &p->flow.src))
-		return count_and(PH_STAT_SOURCE_RANGE, XDP_DROP);
+		return count_and(PH_STAT_SOURCE_RANGE, PH_DROP);
 	/* Would expire on the next hop: untouched to the kernel, which answers with time exceeded. */
 	if (p->ttl <= 1)
-		return count_and(PH_STAT_TTL_EXCEEDED, XDP_PASS);
+		return count_and(PH_STAT_TTL_EXCEEDED, PH_PASS);
 	now = bpf_ktime_get_coarse_ns();
 	ct = bpf_map_lookup_elem(&ph_ct, &p->flow);
 	if (ct && !ct_expired(ct, p->flow.proto, now) && !ct_is_reopen(ct, p)) {
@@ -341,11 +342,11 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
 			return lb_established(ctx, p, ct, be, now);
 		}
 		if (fe->flags & PH_FE_RESET_ON_REMOVE)
-			return count_and(PH_STAT_BACKEND_GONE, XDP_DROP);
+			return count_and(PH_STAT_BACKEND_GONE, PH_DROP);
 		stat_inc(PH_STAT_BACKEND_REBALANCED);
 	}
 	bpf_tail_call(ctx, &ph_progs, PH_PROG_NEW_FLOW);
-	return count_and(PH_STAT_TAIL_CALL_FAIL, XDP_PASS);
+	return count_and(PH_STAT_TAIL_CALL_FAIL, PH_PASS);
 }
 
 /* Needs count_and, nh_stale and backend_nexthop above. */
@@ -361,18 +362,18 @@ static __always_inline int lb_process(struct xdp_md *ctx, struct packet *p)
  * ours (malformed: XDP_DROP; fragments, other protocols: XDP_PASS).
  * Every program of the object starts here, so each sees the same packet.
  */
-static __always_inline int parse_frame(struct xdp_md *ctx, struct cursor *c, struct packet *p)
+static __always_inline int parse_frame(struct ph_ctx *ctx, struct cursor *c, struct packet *p)
 {
 	int rc;
 
 	c->pos = (void *)(long)ctx->data;
 	c->end = (void *)(long)ctx->data_end;
-	c->partial = 0;
+	c->partial = PH_CTX_SKB;
 	rc = parse_eth(c, &p->eth);
 	if (rc == PARSE_MALFORMED_L2)
-		return count_and(PH_STAT_MALFORMED_L2, XDP_DROP);
+		return count_and(PH_STAT_MALFORMED_L2, PH_DROP);
 	if (rc < 0)
-		return XDP_PASS;
+		return PH_PASS;
 	if (rc == bpf_htons(ETH_P_ARP))
 		return PH_FRAME_ARP;
 	if (rc == bpf_htons(ETH_P_IP))
@@ -380,34 +381,34 @@ static __always_inline int parse_frame(struct xdp_md *ctx, struct cursor *c, str
 	else if (rc == bpf_htons(ETH_P_IPV6))
 		rc = parse_ipv6(c, p);
 	else
-		return XDP_PASS;
+		return PH_PASS;
 
 	switch (rc) {
 	case PARSE_OK:
 		break;
 	case PARSE_MALFORMED_L3:
-		return count_and(PH_STAT_MALFORMED_L3, XDP_DROP);
+		return count_and(PH_STAT_MALFORMED_L3, PH_DROP);
 	case PARSE_FRAGMENT:
-		return count_and(PH_STAT_FRAGMENT, XDP_PASS);
+		return count_and(PH_STAT_FRAGMENT, PH_PASS);
 	case PARSE_EXT_LIMIT:
-		return count_and(PH_STAT_IPV6_EXT_LIMIT, XDP_PASS);
+		return count_and(PH_STAT_IPV6_EXT_LIMIT, PH_PASS);
 	default:
-		return XDP_PASS;
+		return PH_PASS;
 	}
 
 	if (p->flow.proto == IPPROTO_ICMPV6 || p->flow.proto == IPPROTO_ICMP) {
 		p->l4 = c->pos;
 		if (c->pos + 1 > c->end)
-			return XDP_PASS;
+			return PH_PASS;
 		return PH_FRAME_ICMP;
 	}
 	if (p->flow.proto != IPPROTO_TCP && p->flow.proto != IPPROTO_UDP)
-		return XDP_PASS;
+		return PH_PASS;
 	rc = parse_l4(c, p);
 	if (rc == PARSE_MALFORMED_L3)
-		return count_and(PH_STAT_MALFORMED_L3, XDP_DROP);
+		return count_and(PH_STAT_MALFORMED_L3, PH_DROP);
 	if (rc == PARSE_MALFORMED_L4)
-		return count_and(PH_STAT_MALFORMED_L4, XDP_DROP);
+		return count_and(PH_STAT_MALFORMED_L4, PH_DROP);
 	return PH_FRAME_LB;
 }
 
@@ -416,7 +417,7 @@ static __always_inline int parse_frame(struct xdp_md *ctx, struct cursor *c, str
  * drop as PACKET_OTHERHOST. Interfaces the loader did not record (test runs)
  * are not judged.
  */
-static __always_inline int for_this_host(struct xdp_md *ctx, const struct ethhdr *eth)
+static __always_inline int for_this_host(struct ph_ctx *ctx, const struct ethhdr *eth)
 {
 	__u32 ifindex = ctx->ingress_ifindex;
 	struct ph_if_mac *m = bpf_map_lookup_elem(&ph_if_macs, &ifindex);
@@ -430,19 +431,20 @@ static __always_inline int for_this_host(struct xdp_md *ctx, const struct ethhdr
 }
 
 /* Entry point: packets of known flows and replies are handled here; the rest is tail-called. */
-SEC("xdp")
-int pharos_xdp(struct xdp_md *ctx)
+SEC(PH_SEC)
+int PH_ENTRY_MAIN(struct ph_ctx *ctx)
 {
 	struct packet p = {};
 	struct cursor c;
 	int rc;
 
+	ctx_pull_headers(ctx);
 	rc = parse_frame(ctx, &c, &p);
 	if (rc == PH_FRAME_LB)
 		return lb_process(ctx, &p);
 	if (rc == PH_FRAME_ARP || rc == PH_FRAME_ICMP) {
 		bpf_tail_call(ctx, &ph_progs, PH_PROG_CONTROL);
-		return count_and(PH_STAT_TAIL_CALL_FAIL, XDP_PASS);
+		return count_and(PH_STAT_TAIL_CALL_FAIL, PH_PASS);
 	}
 	return rc;
 }
@@ -452,50 +454,52 @@ int pharos_xdp(struct xdp_md *ctx)
  * frontend and no usable conntrack entry. The packet is parsed again (a
  * tail call keeps only the context); that costs far less than the inserts.
  */
-SEC("xdp")
-int pharos_xdp_new_flow(struct xdp_md *ctx)
+SEC(PH_SEC)
+int PH_ENTRY_NEW_FLOW(struct ph_ctx *ctx)
 {
 	struct ph_fe_key fk = {};
 	struct ph_fe_value *fe;
 	struct packet p = {};
 	struct cursor c;
 
+	ctx_pull_headers(ctx);
 	if (parse_frame(ctx, &c, &p) != PH_FRAME_LB)
-		return XDP_PASS;
+		return PH_PASS;
 	/*
 	 * Checked here, not per packet: a host that never starts a flow for a
 	 * frame meant for another never forwards its copies either (known
 	 * flows and replies need an entry made from a frame sent to us).
 	 */
 	if (!for_this_host(ctx, p.eth))
-		return count_and(PH_STAT_FOREIGN_MAC, XDP_PASS);
+		return count_and(PH_STAT_FOREIGN_MAC, PH_PASS);
 	fk.addr = p.flow.dst;
 	fk.port = p.flow.dport;
 	fk.proto = p.flow.proto;
 	fk.family = p.flow.family;
 	fe = bpf_map_lookup_elem(&ph_frontends, &fk);
 	if (!fe)
-		return XDP_PASS;
+		return PH_PASS;
 	return lb_new_flow(ctx, &p, fe, bpf_ktime_get_coarse_ns());
 }
 
 /* ARP, ICMP and ICMPv6 (NDP, echo, errors about our flows), tail-called by pharos_xdp. */
-SEC("xdp")
-int pharos_xdp_control(struct xdp_md *ctx)
+SEC(PH_SEC)
+int PH_ENTRY_CONTROL(struct ph_ctx *ctx)
 {
 	struct packet p = {};
 	struct cursor c;
 	__u8 *icmp;
 	int rc;
 
+	ctx_pull_all(ctx);
 	rc = parse_frame(ctx, &c, &p);
 	if (rc == PH_FRAME_ARP)
 		return handle_arp(ctx, &c, p.eth);
 	if (rc != PH_FRAME_ICMP)
-		return XDP_PASS;
+		return PH_PASS;
 	icmp = p.l4;
 	if ((void *)(icmp + 1) > c.end)
-		return XDP_PASS;
+		return PH_PASS;
 	if (p.flow.proto == IPPROTO_ICMP)
 		return *icmp == PH_ICMP_ECHO_REQUEST ? icmp_echo_reply(ctx, &p) : icmp4_error_nat(ctx, &p);
 	if (*icmp == PH_ICMP6_ECHO_REQUEST)

@@ -25,7 +25,7 @@ enum fib_verdict {
  * fib_resolve() - look up the next hop for a packet from @src to @dst.
  * @nh: filled on FIB_FORWARD; ifindex 0 otherwise.
  */
-static __always_inline enum fib_verdict fib_resolve(struct xdp_md *ctx, const struct ph_flow *f,
+static __always_inline enum fib_verdict fib_resolve(struct ph_ctx *ctx, const struct ph_flow *f,
 						    __u32 tot_len, struct ph_nexthop *nh)
 {
 	struct bpf_fib_lookup p = {};
@@ -72,7 +72,7 @@ static __always_inline enum fib_verdict fib_resolve(struct xdp_md *ctx, const st
  * transmit ourselves; a frame passed to the kernel is forwarded (and
  * decremented) or delivered there. Callers turned TTL <= 1 away before.
  */
-static __always_inline void ttl_decrement(struct xdp_md *ctx, struct packet *p)
+static __always_inline void ttl_decrement(struct ph_ctx *ctx, struct packet *p)
 {
 	void *data_end = (void *)(long)ctx->data_end;
 
@@ -96,9 +96,9 @@ static __always_inline void ttl_decrement(struct xdp_md *ctx, struct packet *p)
 
 /**
  * nh_transmit() - rewrite the MACs and send the frame to the cached next hop.
- * Same interface: XDP_TX; another one: bpf_redirect.
+ * Same interface: XDP_TX (tc: redirect to it); another one: bpf_redirect.
  */
-static __always_inline int nh_transmit(struct xdp_md *ctx, struct ethhdr *eth,
+static __always_inline int nh_transmit(struct ph_ctx *ctx, struct ethhdr *eth,
 				       const struct ph_nexthop *nh)
 {
 	int act;
@@ -107,13 +107,12 @@ static __always_inline int nh_transmit(struct xdp_md *ctx, struct ethhdr *eth,
 	__builtin_memcpy(eth->h_dest, nh->dmac, 6);
 	if (nh->ifindex == ctx->ingress_ifindex) {
 		stat_inc(PH_STAT_FWD_TX);
-		return XDP_TX;
+		return ctx_tx(ctx);
 	}
-	/* Plain bpf_redirect bulks like a devmap since 5.7; one helper call instead of a devmap miss plus a fallback. */
-	act = bpf_redirect(nh->ifindex, 0);
-	if (act != XDP_REDIRECT) {
+	act = ctx_redirect(ctx, nh->ifindex);
+	if (act == PH_DROP) {
 		stat_inc(PH_STAT_REDIRECT_FAIL);
-		return XDP_DROP;
+		return PH_DROP;
 	}
 	stat_inc(PH_STAT_FWD_REDIRECT);
 	return act;

@@ -71,7 +71,7 @@ static __always_inline int is_service_address(const union ph_addr *a, __u8 famil
  * Returns: XDP_TX, or XDP_PASS when the packet is not an echo request to
  * one of our service addresses.
  */
-static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct packet *p)
+static __always_inline int icmp_echo_reply(struct ph_ctx *ctx, struct packet *p)
 {
 	void *data_end = (void *)(long)ctx->data_end;
 	__u8 *icmp = p->l4;
@@ -79,14 +79,14 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct packet *p)
 	__u8 mac[6];
 
 	if ((void *)(icmp + 8) > data_end || (void *)(p->eth + 1) > data_end)
-		return XDP_PASS;
+		return PH_PASS;
 	/* The 8-byte header must lie inside the IP datagram, not in trailing frame padding. */
 	if ((void *)icmp + 8 > p->l3 + p->l3_len)
-		return XDP_PASS;
+		return PH_PASS;
 	if (icmp[1] != 0 || icmp[0] != (p->flow.family == PH_AF_INET ? PH_ICMP_ECHO_REQUEST : PH_ICMP6_ECHO_REQUEST))
-		return XDP_PASS;
+		return PH_PASS;
 	if (!is_service_address(&p->flow.dst, p->flow.family))
-		return XDP_PASS;
+		return PH_PASS;
 
 	old_word = *(__u16 *)icmp;
 	icmp[0] = p->flow.family == PH_AF_INET ? PH_ICMP_ECHO_REPLY : PH_ICMP6_ECHO_REPLY;
@@ -98,7 +98,7 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct packet *p)
 		struct iphdr *ip = p->l3;
 
 		if ((void *)(ip + 1) > data_end)
-			return XDP_PASS;
+			return PH_PASS;
 		old_word = *(__u16 *)&ip->ttl;
 		ip->ttl = PH_ICMP_REPLY_TTL;
 		ip->check = csum_apply(ip->check, csum_diff16(0, old_word, *(__u16 *)&ip->ttl));
@@ -108,7 +108,7 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct packet *p)
 		struct ipv6hdr *ip6 = p->l3;
 
 		if ((void *)(ip6 + 1) > data_end)
-			return XDP_PASS;
+			return PH_PASS;
 		ip6->hop_limit = PH_ICMP_REPLY_TTL;
 		__builtin_memcpy(&ip6->saddr, p->flow.dst.w, 16);
 		__builtin_memcpy(&ip6->daddr, p->flow.src.w, 16);
@@ -117,7 +117,7 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct packet *p)
 	__builtin_memcpy(p->eth->h_source, p->eth->h_dest, 6);
 	__builtin_memcpy(p->eth->h_dest, mac, 6);
 	stat_inc(PH_STAT_ICMP_ECHO_REPLY);
-	return XDP_TX;
+	return ctx_tx(ctx);
 }
 
 /* Packets up to this L3 length fit every IPv6 link: no MTU check below it. */
@@ -127,12 +127,12 @@ static __always_inline int icmp_echo_reply(struct xdp_md *ctx, struct packet *p)
  * egress_mtu_exceeded() - the MTU of @ifindex if the current frame does not
  * fit it, else 0. Checked only for packets above PH_MTU_CHECK_MIN.
  */
-static __always_inline __u32 egress_mtu_exceeded(struct xdp_md *ctx, const struct packet *p, __u32 ifindex)
+static __always_inline __u32 egress_mtu_exceeded(struct ph_ctx *ctx, const struct packet *p, __u32 ifindex)
 {
 	/* A non-zero input is the L3 length to check: the datagram, not the frame with any trailing padding. */
 	__u32 mtu = p->l3_len;
 
-	if (p->l3_len <= PH_MTU_CHECK_MIN || !ifindex)
+	if (p->l3_len <= PH_MTU_CHECK_MIN || !ifindex || ctx_is_gso(ctx))
 		return 0;
 	if (bpf_check_mtu(ctx, ifindex, &mtu, 0, 0) != BPF_MTU_CHK_RET_FRAG_NEEDED)
 		return 0;
@@ -155,7 +155,7 @@ static __always_inline __u32 egress_mtu_exceeded(struct xdp_md *ctx, const struc
  * without DF or with options, IPv6 with extension headers): the caller
  * forwards it as before.
  */
-static __always_inline int icmp_too_big(struct xdp_md *ctx, struct packet *p, __u32 mtu)
+static __always_inline int icmp_too_big(struct ph_ctx *ctx, struct packet *p, __u32 mtu)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -189,8 +189,8 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, struct packet *p, __
 	if (p->l3 != data + ETH_HLEN)
 		return -1;
 	/* From here on the packet pointers are gone: every failure is a drop. */
-	if (bpf_xdp_adjust_tail(ctx, (int)len - (int)(data_end - data)))
-		return XDP_DROP;
+	if (ctx_resize(ctx, len))
+		return PH_DROP;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	eth = data;
@@ -199,7 +199,7 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, struct packet *p, __
 		__u8 *icmp = (void *)(ip + 1);
 
 		if ((void *)icmp + 8 + PH_QUOTE4 > data_end)
-			return XDP_DROP;
+			return PH_DROP;
 		eth->h_proto = bpf_htons(ETH_P_IP);
 		ip->version = 4;
 		ip->ihl = 5;
@@ -226,7 +226,7 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, struct packet *p, __
 		int i;
 
 		if ((void *)icmp + 8 + PH_QUOTE6 > data_end)
-			return XDP_DROP;
+			return PH_DROP;
 		eth->h_proto = bpf_htons(ETH_P_IPV6);
 		*(__be32 *)ip6 = bpf_htonl(0x60000000);
 		ip6->payload_len = bpf_htons(8 + PH_QUOTE6);
@@ -252,7 +252,7 @@ static __always_inline int icmp_too_big(struct xdp_md *ctx, struct packet *p, __
 	__builtin_memcpy(eth->h_source, smac, 6);
 	__builtin_memcpy(eth->h_dest, dmac, 6);
 	stat_inc(PH_STAT_ICMP_TOO_BIG);
-	return XDP_TX;
+	return ctx_tx(ctx);
 }
 
 #endif

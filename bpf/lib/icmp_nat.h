@@ -46,7 +46,7 @@ struct icmp_xlat {
  * it came from the backend side. Fills @x and the next hop @nh.
  * Returns: a fib_verdict, or -1 when the quote is about no flow of ours.
  */
-static __always_inline int icmp_error_target(struct xdp_md *ctx, const struct ph_flow *k, __u32 l3_len,
+static __always_inline int icmp_error_target(struct ph_ctx *ctx, const struct ph_flow *k, __u32 l3_len,
 					     struct icmp_xlat *x, struct ph_nexthop *nh)
 {
 	__u8 icmp_proto = k->family == PH_AF_INET ? IPPROTO_ICMP : IPPROTO_ICMPV6;
@@ -103,25 +103,25 @@ static __always_inline int icmp_error_target(struct xdp_md *ctx, const struct ph
  * Returns: PH_ICMP_TRANSLATE with @x, @nh and @v filled, else the verdict
  * for the packet as it is.
  */
-static __always_inline int icmp_error_route(struct xdp_md *ctx, const struct packet *p, const struct ph_flow *k,
+static __always_inline int icmp_error_route(struct ph_ctx *ctx, const struct packet *p, const struct ph_flow *k,
 					    struct icmp_xlat *x, struct ph_nexthop *nh, int *v)
 {
 	if (p->ttl <= 1)
-		return count_and(PH_STAT_TTL_EXCEEDED, XDP_PASS);
+		return count_and(PH_STAT_TTL_EXCEEDED, PH_PASS);
 	*v = icmp_error_target(ctx, k, p->l3_len, x, nh);
 	if (*v < 0)
-		return XDP_PASS;
+		return PH_PASS;
 	if (*v != FIB_FORWARD && *v != FIB_NO_NEIGH)
-		return count_and(PH_STAT_FIB_FAIL, XDP_DROP);
+		return count_and(PH_STAT_FIB_FAIL, PH_DROP);
 	return PH_ICMP_TRANSLATE;
 }
 
 /* Send the translated error on, or let the kernel resolve the neighbour first. */
-static __always_inline int icmp_error_send(struct xdp_md *ctx, struct packet *p, int v, const struct ph_nexthop *nh)
+static __always_inline int icmp_error_send(struct ph_ctx *ctx, struct packet *p, int v, const struct ph_nexthop *nh)
 {
 	stat_inc(PH_STAT_ICMP_ERROR_NAT);
 	if (v == FIB_NO_NEIGH)
-		return count_and(PH_STAT_NO_NEIGH, XDP_PASS);
+		return count_and(PH_STAT_NO_NEIGH, PH_PASS);
 	ttl_decrement(ctx, p);
 	return nh_transmit(ctx, p->eth, nh);
 }
@@ -174,7 +174,7 @@ static __always_inline void icmp4_apply(struct iphdr *ip, __u8 *icmp, struct iph
  * icmp4_error_nat() - translate an ICMPv4 error about one of our flows.
  * Returns: an XDP verdict, or XDP_PASS untouched when it is not about one.
  */
-static __always_inline int icmp4_error_nat(struct xdp_md *ctx, struct packet *p)
+static __always_inline int icmp4_error_nat(struct ph_ctx *ctx, struct packet *p)
 {
 	void *data_end = (void *)(long)ctx->data_end;
 	struct iphdr *ip = p->l3;
@@ -187,15 +187,15 @@ static __always_inline int icmp4_error_nat(struct xdp_md *ctx, struct packet *p)
 	int v, rc;
 
 	if ((void *)(ip + 1) > data_end || (void *)(icmp + 8) > data_end)
-		return XDP_PASS;
+		return PH_PASS;
 	if (icmp[0] != PH_ICMP_DEST_UNREACH && icmp[0] != PH_ICMP_TIME_EXCEEDED)
-		return XDP_PASS;
+		return PH_PASS;
 	in = (void *)(icmp + 8);
 	ports = (void *)(in + 1);
 	if ((void *)(ports + 4) > data_end || in->ihl != 5 || (in->protocol != IPPROTO_TCP && in->protocol != IPPROTO_UDP))
-		return XDP_PASS;
+		return PH_PASS;
 	if (in->saddr != ip->daddr)
-		return XDP_PASS; /* an error must be about a packet sent from the address it is sent to */
+		return PH_PASS; /* an error must be about a packet sent from the address it is sent to */
 
 	k.src.v4 = in->daddr;
 	k.dst.v4 = in->saddr;
@@ -240,7 +240,7 @@ static __always_inline void icmp6_apply(struct ipv6hdr *ip6, __u8 *icmp, struct 
  * extension headers, or quoting a packet with them, are left alone.
  * Returns: an XDP verdict, or XDP_PASS untouched when it is not about one.
  */
-static __always_inline int icmp6_error_nat(struct xdp_md *ctx, struct packet *p)
+static __always_inline int icmp6_error_nat(struct ph_ctx *ctx, struct packet *p)
 {
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ipv6hdr *ip6 = p->l3;
@@ -253,21 +253,21 @@ static __always_inline int icmp6_error_nat(struct xdp_md *ctx, struct packet *p)
 	int v, rc;
 
 	if ((void *)(ip6 + 1) > data_end || p->l4 != (void *)(ip6 + 1))
-		return XDP_PASS;
+		return PH_PASS;
 	icmp = (__u8 *)(ip6 + 1);
 	in = (void *)(icmp + 8);
 	ports = (void *)(in + 1);
 	if ((void *)(ports + 4) > data_end)
-		return XDP_PASS;
+		return PH_PASS;
 	if (icmp[0] != PH_ICMP6_DEST_UNREACH && icmp[0] != PH_ICMP6_PACKET_TOO_BIG && icmp[0] != PH_ICMP6_TIME_EXCEEDED)
-		return XDP_PASS;
+		return PH_PASS;
 	if (in->nexthdr != IPPROTO_TCP && in->nexthdr != IPPROTO_UDP)
-		return XDP_PASS;
+		return PH_PASS;
 	__builtin_memcpy(k.src.w, &in->daddr, 16);
 	__builtin_memcpy(k.dst.w, &in->saddr, 16);
 	if (k.dst.w[0] != ip6->daddr.in6_u.u6_addr32[0] || k.dst.w[1] != ip6->daddr.in6_u.u6_addr32[1] ||
 	    k.dst.w[2] != ip6->daddr.in6_u.u6_addr32[2] || k.dst.w[3] != ip6->daddr.in6_u.u6_addr32[3])
-		return XDP_PASS; /* an error must be about a packet sent from the address it is sent to */
+		return PH_PASS; /* an error must be about a packet sent from the address it is sent to */
 	k.sport = ports[1];
 	k.dport = ports[0];
 	k.proto = in->nexthdr;

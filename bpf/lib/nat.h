@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Address/port rewriting with incremental checksums (XDP, direct packet
- * access), and SNAT port allocation with its reverse entry.
+ * Address/port rewriting with incremental checksums (direct packet access;
+ * at tc the L4 checksum through the kernel helper, see ctx.h), and SNAT
+ * port allocation with its reverse entry.
  */
 #ifndef PHAROS_NAT_H
 #define PHAROS_NAT_H
@@ -27,10 +28,34 @@
  * A UDP/IPv4 zero checksum ("none") stays zero.
  * Returns: 0, or -1 if the L4 header is not where parsing left it.
  */
-static __always_inline int nat_rewrite(struct xdp_md *ctx, struct packet *p, const struct ph_flow *out)
+/*
+ * tc build: fold the changes into the L4 checksum through the kernel
+ * helper (it knows whether the checksum is partial), then point @p at the
+ * packet again (the helper invalidated every packet pointer).
+ */
+static __always_inline int nat_csum_skb(struct ph_ctx *ctx, struct packet *p, __u32 addr_diff, __u32 port_diff)
+{
+	void *data = (void *)(long)ctx->data, *data_end;
+	/* Masks bound the offsets for the verifier: Ethernet is 14 bytes, IPv6 walks at most 4 extension headers. */
+	__u32 l3_off = (__u32)(p->l3 - data) & 0xff;
+	__u32 l4_off = (__u32)(p->l4 - data) & 0x3fff;
+
+	if (ctx_l4_csum_update(ctx, l4_off + p->l4_csum_off, p->flow.proto == IPPROTO_UDP, addr_diff, port_diff))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + ETH_HLEN > data_end)
+		return -1;
+	p->eth = data;
+	p->l3 = data + l3_off;
+	p->l4 = data + l4_off;
+	return 0;
+}
+
+static __always_inline int nat_rewrite(struct ph_ctx *ctx, struct packet *p, const struct ph_flow *out)
 {
 	void *data_end = (void *)(long)ctx->data_end;
-	__u32 addr_diff = 0, l4_diff;
+	__u32 addr_diff = 0, port_diff;
 
 	addr_diff = csum_diff_addr(addr_diff, &p->flow.src, &out->src, p->flow.family);
 	addr_diff = csum_diff_addr(addr_diff, &p->flow.dst, &out->dst, p->flow.family);
@@ -52,8 +77,8 @@ static __always_inline int nat_rewrite(struct xdp_md *ctx, struct packet *p, con
 		__builtin_memcpy(&ip6->daddr, out->dst.w, 16);
 	}
 
-	l4_diff = csum_diff16(addr_diff, p->flow.sport, out->sport);
-	l4_diff = csum_diff16(l4_diff, p->flow.dport, out->dport);
+	port_diff = csum_diff16(0, p->flow.sport, out->sport);
+	port_diff = csum_diff16(port_diff, p->flow.dport, out->dport);
 	if (p->flow.proto == IPPROTO_TCP) {
 		struct tcphdr *th = p->l4;
 
@@ -61,7 +86,8 @@ static __always_inline int nat_rewrite(struct xdp_md *ctx, struct packet *p, con
 			return -1;
 		th->source = out->sport;
 		th->dest = out->dport;
-		th->check = csum_apply(th->check, l4_diff);
+		if (!PH_CTX_SKB)
+			th->check = csum_apply(th->check, csum_add(addr_diff, port_diff));
 	} else {
 		struct udphdr *uh = p->l4;
 
@@ -69,13 +95,15 @@ static __always_inline int nat_rewrite(struct xdp_md *ctx, struct packet *p, con
 			return -1;
 		uh->source = out->sport;
 		uh->dest = out->dport;
-		if (uh->check || p->flow.family == PH_AF_INET6) {
-			__u16 c = csum_apply(uh->check, l4_diff);
+		if (!PH_CTX_SKB && (uh->check || p->flow.family == PH_AF_INET6)) {
+			__u16 c = csum_apply(uh->check, csum_add(addr_diff, port_diff));
 
 			/* 0 means "no checksum" in UDP: send the equivalent 0xffff. */
 			uh->check = c ? c : 0xffff;
 		}
 	}
+	if (PH_CTX_SKB)
+		return nat_csum_skb(ctx, p, addr_diff, port_diff);
 	return 0;
 }
 

@@ -17,6 +17,7 @@
 #include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include "lib/maps.h"
+#include "lib/ctx.h"
 
 /* linux/if_arp.h pulls in glibc under -target bpf (LAB-FACTS): define what we use. */
 #define PH_ARPHRD_ETHER 1

@@ -61,7 +61,7 @@ static __always_inline struct ph_resp_value *responder_find(const void *addr, __
  * gratuitous ARP for one of ours is noted in ph_l2_foreign first),
  * XDP_DROP for a truncated ARP.
  */
-static __always_inline int handle_arp(struct xdp_md *ctx, struct cursor *c, struct ethhdr *eth)
+static __always_inline int handle_arp(struct ph_ctx *ctx, struct cursor *c, struct ethhdr *eth)
 {
 	struct ph_resp_value *v;
 	struct arp_eth *arp;
@@ -71,10 +71,10 @@ static __always_inline int handle_arp(struct xdp_md *ctx, struct cursor *c, stru
 	rc = parse_arp(c, &arp);
 	if (rc == PARSE_MALFORMED_L2) {
 		stat_inc(PH_STAT_MALFORMED_L2);
-		return XDP_DROP;
+		return PH_DROP;
 	}
 	if (rc != PARSE_OK)
-		return XDP_PASS;
+		return PH_PASS;
 	/* Another MAC answering (reply) or announcing (gratuitous) one of our addresses: split brain, noted. */
 	if (arp->op == bpf_htons(PH_ARPOP_REPLY) || !__builtin_memcmp(arp->spa, arp->tpa, 4)) {
 		v = responder_find(arp->spa, PH_AF_INET, ctx->ingress_ifindex);
@@ -82,18 +82,18 @@ static __always_inline int handle_arp(struct xdp_md *ctx, struct cursor *c, stru
 			l2_foreign_note(arp->spa, PH_AF_INET, ctx->ingress_ifindex, v, arp->sha);
 	}
 	if (arp->op != bpf_htons(PH_ARPOP_REQUEST))
-		return XDP_PASS;
+		return PH_PASS;
 	v = responder_find(arp->tpa, PH_AF_INET, ctx->ingress_ifindex);
 	if (!v)
-		return XDP_PASS;
+		return PH_PASS;
 	/* Someone else announcing (gratuitous ARP) or claiming our address: the kernel and the agent judge that. */
 	if (!__builtin_memcmp(arp->spa, arp->tpa, 4)) {
 		stat_inc(PH_STAT_ARP_IGNORED);
-		return XDP_PASS;
+		return PH_PASS;
 	}
 	if (!responder_alive()) {
 		stat_inc(PH_STAT_RESPONDER_STALE);
-		return XDP_PASS;
+		return PH_PASS;
 	}
 	__builtin_memcpy(ip, arp->tpa, 4);
 	__builtin_memcpy(eth->h_dest, arp->sha, 6);
@@ -104,7 +104,7 @@ static __always_inline int handle_arp(struct xdp_md *ctx, struct cursor *c, stru
 	__builtin_memcpy(arp->sha, v->mac, 6);
 	__builtin_memcpy(arp->spa, ip, 4);
 	stat_inc(PH_STAT_ARP_REPLY);
-	return XDP_TX;
+	return ctx_tx(ctx);
 }
 
 /* The NA we send, as 32-bit words for the checksum. */
@@ -125,7 +125,7 @@ struct na_msg {
  * exactly the NA. DAD probes (unspecified source) and solicitations behind
  * extension headers are left to the kernel.
  */
-static __always_inline int handle_ns(struct xdp_md *ctx, struct packet *p)
+static __always_inline int handle_ns(struct ph_ctx *ctx, struct packet *p)
 {
 	void *data, *data_end = (void *)(long)ctx->data_end;
 	struct ipv6hdr *ip6 = p->l3;
@@ -139,28 +139,28 @@ static __always_inline int handle_ns(struct xdp_md *ctx, struct packet *p)
 
 	/* No extension headers: the NS directly follows the IPv6 header (derive it from ip6 so the verifier keeps the bounds). */
 	if ((void *)(ip6 + 1) > data_end || p->l4 != (void *)(ip6 + 1))
-		return XDP_PASS;
+		return PH_PASS;
 	icmp = (__u8 *)(ip6 + 1);
 	if ((void *)(icmp + 24) > data_end)
-		return XDP_PASS;
+		return PH_PASS;
 	/* Another MAC advertising one of our addresses (solicited or not): split brain, noted. */
 	if (icmp[0] == PH_NDP_NA && icmp[1] == 0 && ip6->hop_limit == 255) {
 		v = responder_find(icmp + 8, PH_AF_INET6, ctx->ingress_ifindex);
 		if (v)
 			l2_foreign_note(icmp + 8, PH_AF_INET6, ctx->ingress_ifindex, v, p->eth->h_source);
-		return XDP_PASS;
+		return PH_PASS;
 	}
 	if (icmp[0] != PH_NDP_NS || icmp[1] != 0 || ip6->hop_limit != 255 || p->l3_len < 40 + 24)
-		return XDP_PASS;
+		return PH_PASS;
 	if (!(ip6->saddr.in6_u.u6_addr32[0] | ip6->saddr.in6_u.u6_addr32[1] |
 	      ip6->saddr.in6_u.u6_addr32[2] | ip6->saddr.in6_u.u6_addr32[3]))
-		return XDP_PASS;
+		return PH_PASS;
 	v = responder_find(icmp + 8, PH_AF_INET6, ctx->ingress_ifindex);
 	if (!v)
-		return XDP_PASS;
+		return PH_PASS;
 	if (!responder_alive()) {
 		stat_inc(PH_STAT_RESPONDER_STALE);
-		return XDP_PASS;
+		return PH_PASS;
 	}
 	__builtin_memcpy(mac, v->mac, 6);
 	__builtin_memcpy(client_mac, p->eth->h_source, 6);
@@ -174,13 +174,13 @@ static __always_inline int handle_ns(struct xdp_md *ctx, struct packet *p)
 	na.csum = icmp6_csum(na.target, client_ip, (const __u32 *)&na, sizeof(na) / 4);
 
 	data = (void *)(long)ctx->data;
-	len = data_end - data;
-	if (len != PH_NA_FRAME_LEN && bpf_xdp_adjust_tail(ctx, PH_NA_FRAME_LEN - len))
-		return XDP_PASS;
+	len = ctx_len(ctx);
+	if (len != PH_NA_FRAME_LEN && ctx_resize(ctx, PH_NA_FRAME_LEN))
+		return PH_PASS;
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	if (data + PH_NA_FRAME_LEN > data_end)
-		return XDP_PASS;
+		return PH_PASS;
 	eth = data;
 	ip6 = data + sizeof(*eth);
 	__builtin_memcpy(eth->h_dest, client_mac, 6);
@@ -194,7 +194,7 @@ static __always_inline int handle_ns(struct xdp_md *ctx, struct packet *p)
 	__builtin_memcpy(&ip6->daddr, client_ip, 16);
 	__builtin_memcpy(ip6 + 1, &na, sizeof(na));
 	stat_inc(PH_STAT_NA_REPLY);
-	return XDP_TX;
+	return ctx_tx(ctx);
 }
 
 #endif

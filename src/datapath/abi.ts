@@ -52,10 +52,24 @@ export const MAP = {
 export type MapRole = keyof typeof MAP;
 
 /** Programs in the object. */
-export const PROG = { xdp: 'pharos_xdp', xdpNewFlow: 'pharos_xdp_new_flow', xdpControl: 'pharos_xdp_control', tcEgress: 'pharos_tc_egress' } as const;
+export const PROG = {
+  xdp: 'pharos_xdp', xdpNewFlow: 'pharos_xdp_new_flow', xdpControl: 'pharos_xdp_control', tcEgress: 'pharos_tc_egress',
+  tcIngress: 'pharos_tc_ingress', tcNewFlow: 'pharos_tc_new_flow', tcControl: 'pharos_tc_control',
+} as const;
 
 /** Tail-call slots of ph_progs (PH_PROG_* in bpf/lib/maps.h) and the program each holds. */
 export const TAIL_CALLS = [PROG.xdpNewFlow, PROG.xdpControl] as const;
+
+/**
+ * The two builds of bpf/lb.bpf.c (bpf/lib/ctx.h): XDP (build/bpf/lb.o) and
+ * tc ingress (build/bpf/lb-tc.o, from bpf/lb-tc.bpf.c). Same maps, same
+ * tail-call slots; entry and slot programs named after their hook.
+ */
+export type IngressHook = 'xdp' | 'tc';
+export const HOOK_BUILD: Record<IngressHook, { object: string; entry: string; tailCalls: readonly string[] }> = {
+  xdp: { object: 'lb', entry: PROG.xdp, tailCalls: TAIL_CALLS },
+  tc: { object: 'lb-tc', entry: PROG.tcIngress, tailCalls: [PROG.tcNewFlow, PROG.tcControl] },
+};
 
 // ph_fe_value.flags
 export const FE_RESET_ON_REMOVE = 1 << 0;

@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { basename, join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from './libbpf.js';
-import { encodeIfMac, encodeRodata, MAP, PROG, SIZE, TAIL_CALLS, u32Key, type MapRole, type RodataName } from './abi.js';
+import { encodeIfMac, encodeRodata, HOOK_BUILD, MAP, PROG, SIZE, TAIL_CALLS, u32Key, type IngressHook, type MapRole, type RodataName } from './abi.js';
 import { chooseXdpMode, interfaceFacts } from './xdp-mode.js';
 
 export interface DatapathSizes {
@@ -70,8 +70,14 @@ export interface LoadOptions {
   addon: NativeAddon;
   /** Where maps are pinned; must be on a bpffs. Default for the agent: /sys/fs/bpf/pharos/<node-name>. */
   pinDir: string;
-  /** Compiled object; default: build/bpf/lb.o, compiled if stale. */
+  /** Compiled object; default: build/bpf/lb.o (lb-tc.o for hook 'tc'), compiled if stale. */
   objectPath?: string;
+  /**
+   * Which build of the data path: XDP (default) or the same logic at tc
+   * ingress (bpf/lib/ctx.h). The two cannot share a pin dir: the tail-call
+   * array holds programs of one type.
+   */
+  hook?: IngressHook;
   sizes?: Partial<DatapathSizes>;
   config?: Partial<DatapathConfig>;
 }
@@ -127,6 +133,7 @@ export class LoadedDatapath {
   constructor(
     readonly object: BpfObject,
     readonly maps: DatapathMaps,
+    /** The entry program: XDP, or tc ingress when `hook` is 'tc'. */
     readonly xdp: BpfProgram,
     readonly tcEgress: BpfProgram,
     readonly config: DatapathConfig,
@@ -135,7 +142,22 @@ export class LoadedDatapath {
     /** True when existing pinned maps were taken over (restart), false on a fresh pin dir. */
     readonly adopted: boolean,
     private readonly addon: NativeAddon,
+    readonly hook: IngressHook = 'xdp',
   ) {}
+
+  /**
+   * The tc build's entry program at tc ingress (clsact, direct action) on
+   * an interface; idempotent (replaces). The interface's MAC is recorded as
+   * for XDP.
+   */
+  attachTcIngress(ifname: string, opts: { netns?: string; procSysNet?: string } = {}): number {
+    if (this.hook !== 'tc') throw new DatapathLoadError('attachTcIngress needs the data path loaded with hook \'tc\'');
+    const ifindex = this.addon.ifIndex(ifname, opts.netns);
+    this.addon.tcAttach(ifindex, 'ingress', this.xdp.fd, { handle: 1, priority: 1, ...(opts.netns ? { netns: opts.netns } : {}) });
+    if (!opts.netns && this.config.snat) enableAcceptLocal(ifname, opts.procSysNet);
+    this.maps.ifMacs.update(u32Key(ifindex), encodeIfMac(interfaceMac(ifname, opts.netns)));
+    return ifindex;
+  }
 
   /**
    * Attach (or atomically replace) the XDP program on an interface. `mode`
@@ -164,10 +186,12 @@ export class LoadedDatapath {
     const ifindex = this.addon.ifIndex(ifname, opts.netns);
     this.addon.xdpDetach(ifindex, opts.netns);
     this.maps.ifMacs.delete(u32Key(ifindex));
-    try {
-      this.addon.tcDetach(ifindex, 'egress', { handle: 1, priority: 1, ...(opts.netns ? { netns: opts.netns } : {}) });
-    } catch (err) {
-      if (!(err instanceof BpfError && (err.code === 'ENOENT' || err.code === 'EINVAL'))) throw err;
+    for (const direction of ['egress', 'ingress'] as const) {
+      try {
+        this.addon.tcDetach(ifindex, direction, { handle: 1, priority: 1, ...(opts.netns ? { netns: opts.netns } : {}) });
+      } catch (err) {
+        if (!(err instanceof BpfError && (err.code === 'ENOENT' || err.code === 'EINVAL'))) throw err;
+      }
     }
   }
 
@@ -270,7 +294,7 @@ function prepareDatapath(opts: LoadOptions): PreparedDatapath {
   const { addon, pinDir } = opts;
   const sizes = { ...DEFAULT_SIZES, ...opts.sizes };
   const config = resolveConfig(opts.config);
-  const objectPath = opts.objectPath ?? ensureBpfObject('lb');
+  const objectPath = opts.objectPath ?? ensureBpfObject(HOOK_BUILD[opts.hook ?? 'xdp'].object);
   mkdirSync(pinDir, { recursive: true });
 
   const expected = expectedMaps(sizes);
@@ -327,8 +351,9 @@ function finishDatapath(p: PreparedDatapath): LoadedDatapath {
     const maps = Object.fromEntries((Object.keys(MAP) as MapRole[]).map((r) => [r, object.map(MAP[r])])) as DatapathMaps;
     // This object's programs into the (possibly re-adopted) tail-call slots: from here on the
     // program still attached from before also takes new flows through this version.
-    TAIL_CALLS.forEach((name, slot) => maps.progs.update(u32Key(slot), u32Key(object.program(name).fd)));
-    return new LoadedDatapath(object, maps, object.program(PROG.xdp), object.program(PROG.tcEgress), p.config, p.sizes, p.opts.pinDir, p.adopted, p.opts.addon);
+    const build = HOOK_BUILD[p.opts.hook ?? 'xdp'];
+    build.tailCalls.forEach((name, slot) => maps.progs.update(u32Key(slot), u32Key(object.program(name).fd)));
+    return new LoadedDatapath(object, maps, object.program(build.entry), object.program(PROG.tcEgress), p.config, p.sizes, p.opts.pinDir, p.adopted, p.opts.addon, p.opts.hook ?? 'xdp');
   } catch (err) {
     throw loadFailure(p, err);
   }

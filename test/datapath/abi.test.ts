@@ -51,7 +51,16 @@ t.test('tail-call slots in maps.h match TAIL_CALLS, and each names a program of 
   t.equal(abi.TAIL_CALLS[slots.CONTROL!], abi.PROG.xdpControl);
   t.equal(abi.TAIL_CALLS.length, slots.MAX);
   const lb = readFileSync(join(BPF_SOURCE_DIR, 'lb.bpf.c'), 'utf8');
-  for (const name of Object.values(abi.PROG)) t.match(lb, new RegExp(`^int ${name}\\(`, 'm'), `${name} defined in lb.bpf.c`);
+  t.match(lb, /^int pharos_tc_egress\(/m, 'pharos_tc_egress defined in lb.bpf.c');
+  // Entry points are named per build in lib/ctx.h: the tc branch first, then the XDP one.
+  const ctx = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'ctx.h'), 'utf8');
+  const entry = (macro: string): string[] => [...ctx.matchAll(new RegExp(`^#define PH_ENTRY_${macro} (\\w+)`, 'gm'))].map((m) => m[1]!);
+  for (const macro of ['MAIN', 'NEW_FLOW', 'CONTROL']) t.match(lb, new RegExp(`^int PH_ENTRY_${macro}\\(`, 'm'), `PH_ENTRY_${macro} defined in lb.bpf.c`);
+  for (const [i, hook] of (['tc', 'xdp'] as const).entries()) {
+    const build = abi.HOOK_BUILD[hook];
+    t.same([entry('MAIN')[i], entry('NEW_FLOW')[i], entry('CONTROL')[i]], [build.entry, ...build.tailCalls], `${hook} build names`);
+  }
+  t.same(abi.HOOK_BUILD.xdp.tailCalls, abi.TAIL_CALLS);
 });
 
 t.test('flag constants match the C', async (t) => {
