@@ -42,10 +42,14 @@ static __always_inline int ctx_redirect(struct __sk_buff *ctx, __u32 ifindex)
 	return act == TC_ACT_REDIRECT ? act : TC_ACT_SHOT;
 }
 
-/* XDP_TX at tc: the skb leaves by the egress path of the device it arrived on. */
+/*
+ * XDP_TX at tc: the skb leaves by the egress path of the device it arrived
+ * on. Always a non-negative constant, as XDP_TX is: callers use "< 0" for
+ * "not handled" after the frame was already rewritten.
+ */
 static __always_inline int ctx_tx(struct __sk_buff *ctx)
 {
-	return bpf_redirect(ctx->ingress_ifindex, 0);
+	return ctx_redirect(ctx, ctx->ingress_ifindex);
 }
 
 /* The whole frame, not only its linear part. */

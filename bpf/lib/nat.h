@@ -31,13 +31,15 @@
 /*
  * tc build: fold the changes into the L4 checksum through the kernel
  * helper (it knows whether the checksum is partial), then point @p at the
- * packet again (the helper invalidated every packet pointer).
+ * packet again (the helper invalidated every packet pointer). What follows
+ * a rewrite needs only Ethernet and IP, and IP always follows an untagged
+ * Ethernet header here (tagged frames are passed): constant offsets keep
+ * the verifier's walk as short as in the XDP build. L4 is not re-derived.
  */
 static __always_inline int nat_csum_skb(struct ph_ctx *ctx, struct packet *p, __u32 addr_diff, __u32 port_diff)
 {
 	void *data = (void *)(long)ctx->data, *data_end;
-	/* Masks bound the offsets for the verifier: Ethernet is 14 bytes, IPv6 walks at most 4 extension headers. */
-	__u32 l3_off = (__u32)(p->l3 - data) & 0xff;
+	/* The mask bounds the offset for the verifier (IPv6 walks at most 4 extension headers). */
 	__u32 l4_off = (__u32)(p->l4 - data) & 0x3fff;
 
 	if (ctx_l4_csum_update(ctx, l4_off + p->l4_csum_off, p->flow.proto == IPPROTO_UDP, addr_diff, port_diff))
@@ -47,8 +49,8 @@ static __always_inline int nat_csum_skb(struct ph_ctx *ctx, struct packet *p, __
 	if (data + ETH_HLEN > data_end)
 		return -1;
 	p->eth = data;
-	p->l3 = data + l3_off;
-	p->l4 = data + l4_off;
+	p->l3 = data + ETH_HLEN;
+	p->l4 = NULL;
 	return 0;
 }
 
