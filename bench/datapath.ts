@@ -27,9 +27,16 @@ import { Lab, run } from '../test/support/lab.js';
 
 // ---------------------------------------------------------------- parameters
 
-const PREFIX = 'phk';
-const PIN_DIR = '/run/pharos/bpffs/phk-bench';
-const MODES = ['pharos', 'iptables', 'nftables', 'xdp-redirect'] as const;
+// BENCH_PREFIX: namespaces and pins under another prefix (a second run beside someone else's).
+const PREFIX = process.env.BENCH_PREFIX ?? 'phk';
+const PIN_DIR = `/run/pharos/bpffs/${PREFIX}-bench`;
+/*
+ * pharos-generic / pharos-tc: the same program as generic XDP and as its tc
+ * build (bpf/lib/ctx.h) on the skb path, as `--xdp-mode auto` would put it
+ * on a veth; not in the default set (BENCH_MODES=pharos-generic,pharos-tc).
+ */
+const MODES = ['pharos', 'iptables', 'nftables', 'xdp-redirect', 'pharos-generic', 'pharos-tc'] as const;
+const DEFAULT_MODES: readonly Mode[] = ['pharos', 'iptables', 'nftables', 'xdp-redirect'];
 const FLOWS = ['1', '65000', 'new'] as const;
 type Mode = (typeof MODES)[number];
 export type Flows = (typeof FLOWS)[number];
@@ -189,7 +196,7 @@ interface Chain {
 }
 
 async function buildChain(lab: Lab, mode: Mode, sink: BpfObject, native: NativeAddon): Promise<Chain> {
-  const tag = mode.replace(/[^a-z]/g, '').slice(0, 6);
+  const tag = mode === 'pharos-generic' ? 'phgen' : mode === 'pharos-tc' ? 'phtc' : mode.replace(/[^a-z]/g, '').slice(0, 6);
   const [gen, lb, snk] = [`gen${tag}`, `lb${tag}`, `sink${tag}`];
   await lab.addNamespace(gen);
   await lab.addNamespace(lb, { forwarding: true });
@@ -307,6 +314,30 @@ interface ModeSetup {
 async function setupMode(mode: Mode, lab: Lab, chain: Chain, native: NativeAddon, redirect: BpfObject): Promise<ModeSetup & { dp?: LoadedDatapath }> {
   const lbName = chain.lb.slice('/run/netns/'.length);
   switch (mode) {
+    case 'pharos-generic':
+    case 'pharos-tc': {
+      const pinDir = `${PIN_DIR}-${mode}`;
+      removePins(pinDir);
+      const dp = loadDatapath({ addon: native, pinDir, hook: mode === 'pharos-tc' ? 'tc' : 'xdp', config: { snat: true } });
+      const sync = new DatapathSync(native, dp.maps);
+      sync.readState();
+      sync.setNodeConfig({ snatV4: '198.18.1.1', portMin: 1024, portMax: 65535 });
+      const res = sync.apply([benchFrontend()]);
+      if (res.errors.length) throw new Error(`pharos sync: ${JSON.stringify(res.errors)}`);
+      // The generator's XDP_TX frames enter lbin's NAPI only with GRO on (no native program there, LAB-FACTS); from there on it is the skb path.
+      await lab.exec(lbName, ['ethtool', '-K', 'lbin', 'gro', 'on']);
+      if (mode === 'pharos-tc') dp.attachTcIngress('lbin', { netns: chain.lb });
+      else dp.attachXdp('lbin', { netns: chain.lb, mode: 'generic' });
+      return {
+        dp,
+        reasons: () => readReasonCounters(dp.maps.stats),
+        teardown: async () => {
+          dp.detach('lbin', { netns: chain.lb });
+          dp.close();
+          removePins(pinDir);
+        },
+      };
+    }
     case 'pharos': {
       removePins(PIN_DIR);
       // BENCH_PHAROS_OBJECT / BENCH_PHAROS_SNAT=0: try a variant of bpf/lb.bpf.c or DNAT-only mode (investigation).
@@ -494,7 +525,7 @@ async function main(): Promise<void> {
     const gen = new Generator(native, genObj);
     const sinkCount = sinkObj.map('sink_pkts');
     // BENCH_MODES=pharos,xdp-redirect runs a subset (development); the committed results run all.
-    const selected = process.env.BENCH_MODES ? MODES.filter((m) => process.env.BENCH_MODES!.split(',').includes(m)) : [...MODES];
+    const selected = process.env.BENCH_MODES ? MODES.filter((m) => process.env.BENCH_MODES!.split(',').includes(m)) : [...DEFAULT_MODES];
     for (const mode of selected) {
       log(`mode ${mode}: building the chain`);
       const chain = await buildChain(lab, mode, sinkObj, native);
@@ -516,7 +547,7 @@ async function main(): Promise<void> {
         const r: Result = { mode: c.mode, flows, pps_median: Math.round(median(runs.get(c.mode)!)), pps_runs: runs.get(c.mode)! };
         results.push(r);
         const b = before.get(c.mode);
-        if (b && c.setup.reasons) counters[flows] = diffReasons(c.setup.reasons(), b);
+        if (b && c.setup.reasons) counters[c.mode === 'pharos' ? flows : `${flows} (${c.mode})`] = diffReasons(c.setup.reasons(), b);
         log(`  ${c.mode} flows=${flows}: ${fmtMpps(r.pps_median)} Mpps (${r.pps_runs.map(fmtMpps).join(' ')})`);
       }
     }
