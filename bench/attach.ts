@@ -109,7 +109,12 @@ async function buildChain(lab: Lab, native: NativeAddon, mode: Mode, tool: strin
 
   const pinDir = `/run/pharos/bpffs/${PREFIX}-attach-${mode}`;
   removePins(pinDir);
-  const dp = loadDatapath({ addon: native, pinDir, hook: mode === 'tc' ? 'tc' : 'xdp', sizes: { conntrack: 262144, frontends: 64, backends: 64 } });
+  // BENCH_GENERIC_OBJECT: a variant of the XDP build for the generic row (investigation).
+  const objectPath = mode === 'generic' ? process.env.BENCH_GENERIC_OBJECT : undefined;
+  const dp = loadDatapath({
+    addon: native, pinDir, hook: mode === 'tc' ? 'tc' : 'xdp', ...(objectPath ? { objectPath } : {}),
+    sizes: { conntrack: 262144, frontends: 64, backends: 64 },
+  });
   const sync = new DatapathSync(native, dp.maps);
   sync.readState();
   sync.setNodeConfig({ snatV4: '198.18.1.1', portMin: 1024, portMax: 65535 });
