@@ -26,7 +26,7 @@ import type { Service } from '../model/types.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
 import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../datapath/libbpf.js';
-import { loadDatapathAsync, mapMemory, PINNED, type LoadedDatapath } from '../datapath/loader.js';
+import { attachIngress, ingressHookOf, loadDatapathAsync, mapMemory, PINNED, type IngressBuilds, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';
 import { AttachmentWatch } from '../datapath/attach-watch.js';
@@ -93,6 +93,8 @@ export class Agent {
   readonly store = new Store();
   private addon?: NativeAddon;
   private datapath?: LoadedDatapath;
+  /** The tc build of the same data path (bpf/lib/ctx.h), loaded when an interface takes tc ingress. */
+  private datapathTc?: LoadedDatapath;
   private sync?: DatapathSync;
   private datapathCtl?: DatapathController;
   private readonly attachments: Attachment[] = [];
@@ -204,12 +206,15 @@ export class Agent {
       ? Math.min(cfg.responderMaxAgeSeconds * 1000, cfg.l2NodeLeaseSeconds * 1000 - cfg.l2NodeRenewMs)
       : cfg.responderMaxAgeSeconds * 1000;
     try {
-      this.datapath = await loadDatapathAsync({
+      const load = {
         addon: this.addon,
         pinDir: cfg.pinDir,
         sizes: { conntrack: cfg.conntrackSize, frontends: cfg.frontendMapSize, backends: cfg.backendMapSize, responder: cfg.responderMapSize },
         config: { hashSeed: cfg.hashSeed, livenessMaxMs, snat: cfg.mode === 'snat' },
-      });
+      };
+      this.datapath = await loadDatapathAsync(load);
+      // Same maps (re-adopted from the pins the XDP build just made), its own tail-call array.
+      if (cfg.interfaces.some((name) => ingressHookOf(cfg.xdpMode, name) === 'tc')) this.datapathTc = await loadDatapathAsync({ ...load, hook: 'tc' });
     } catch (err) {
       const msg = (err as Error).message;
       const hint = /EPERM|EACCES/.test(msg) ? ' (needs root or CAP_BPF + CAP_NET_ADMIN)' : '';
@@ -250,11 +255,11 @@ export class Agent {
     this.configureNode();
     if (!this.kubernetes) this.sync.touchLiveness();
     for (const name of cfg.interfaces) {
-      const { ifindex, mode, reason } = this.datapath.attachXdp(name, { mode: cfg.xdpMode, procSysNet: cfg.procSysNet });
+      const { ifindex, mode, reason } = attachIngress(this.ingressBuilds(), name, { mode: cfg.xdpMode, procSysNet: cfg.procSysNet });
       this.datapath.attachTcEgress(name);
       this.attachments.push({ interface: name, ifindex, mode, reason });
       xdpAttached.set({ interface: name, mode }, 1);
-      this.log.info('XDP attached', { interface: name, ifindex, mode, reason });
+      this.log.info(mode === 'tc' ? 'data path attached at tc ingress' : 'XDP attached', { interface: name, ifindex, mode, reason });
     }
     this.startSocketLb();
     if (!this.kubernetes) this.startLivenessKeeper();
@@ -497,13 +502,17 @@ export class Agent {
    * service, through the same `isProgrammed` they already read, and
    * /readyz says why.
    */
+  private ingressBuilds(): IngressBuilds {
+    return { xdp: this.datapath!, ...(this.datapathTc ? { tc: this.datapathTc } : {}) };
+  }
+
   private startAttachWatch(): void {
     const dp = this.datapath!;
     this.attachWatch = new AttachmentWatch({
       addon: this.addon!,
-      programs: { xdp: dp.xdp.id, tcEgress: dp.tcEgress.id },
+      programs: { xdp: dp.xdp.id, tcEgress: dp.tcEgress.id, ...(this.datapathTc ? { tcIngress: this.datapathTc.xdp.id } : {}) },
       attachments: this.attachments,
-      attachXdp: (name) => dp.attachXdp(name, { mode: this.config.xdpMode, procSysNet: this.config.procSysNet }),
+      attachXdp: (name) => attachIngress(this.ingressBuilds(), name, { mode: this.config.xdpMode, procSysNet: this.config.procSysNet }),
       attachTcEgress: (name) => void dp.attachTcEgress(name),
       pins: PINNED.map((role) => ({ path: join(this.config.pinDir, MAP[role]), map: dp.maps[role] })),
       log: this.log.with({ controller: 'datapath' }),
@@ -1094,6 +1103,7 @@ export class Agent {
     this.packetSockets.clear();
     const loaded = !!this.datapath;
     this.datapath?.close();
+    this.datapathTc?.close();
     this.log.info(loaded ? 'agent stopped; the data path keeps forwarding from pinned maps' : 'agent stopped (no data path was loaded)');
   }
 

@@ -13,7 +13,7 @@ import { parse as parseYaml } from 'yaml';
 export type ForwardingMode = 'snat' | 'dsr';
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFormat = 'text' | 'json';
-export type XdpAttachMode = 'native' | 'generic' | 'auto';
+export type XdpAttachMode = 'native' | 'generic' | 'tc' | 'auto';
 
 export interface AgentConfig {
   manifests?: string;
@@ -106,7 +106,7 @@ export const FLAGS: FlagSpec[] = [
   { key: 'config', flag: 'config', env: 'PHAROS_CONFIG', kind: 'string', help: 'YAML file with the same keys as these flags (camelCase or flag spelling)' },
   { key: 'namespace', flag: 'namespace', env: 'PHAROS_NAMESPACE', kind: 'string', help: 'pharos\' own namespace: its Leases, and the Secrets BGP authSecretRef names (the DaemonSet sets the pod\'s namespace)' },
   { key: 'defaultLoadBalancerClass', flag: 'default-lb-class', env: 'PHAROS_DEFAULT_LB_CLASS', kind: 'bool', help: 'treat services without loadBalancerClass as ours' },
-  { key: 'xdpMode', flag: 'xdp-mode', env: 'PHAROS_XDP_MODE', kind: 'string', choices: ['native', 'generic', 'auto'], help: 'XDP attach mode (auto, per interface: native on device-backed interfaces, generic if the driver refuses; generic on veth and other virtual devices)' },
+  { key: 'xdpMode', flag: 'xdp-mode', env: 'PHAROS_XDP_MODE', kind: 'string', choices: ['native', 'generic', 'tc', 'auto'], help: 'where the data path attaches (auto, per interface: native XDP on device-backed interfaces, generic if the driver refuses; tc ingress on veth and other virtual devices; tc: the same program at tc ingress everywhere)' },
   { key: 'hashSeed', flag: 'hash-seed', env: 'PHAROS_HASH_SEED', kind: 'number', help: 'cluster-wide Maglev hash seed (same on every LB node)' },
   { key: 'maglevTableSize', flag: 'maglev-table-size', env: 'PHAROS_MAGLEV_TABLE_SIZE', kind: 'number', help: 'one Maglev table size for every frontend (a prime > backends; 0: the smallest of 251, 509, 1021, ... above 100 x backends)' },
   { key: 'maglevMaxTableSize', flag: 'maglev-max-table-size', env: 'PHAROS_MAGLEV_MAX_TABLE_SIZE', kind: 'number', help: 'largest Maglev table size chosen by backend count (a prime; past 100 x backends, balance stays even but more flows move when backends change)' },

@@ -20,7 +20,7 @@ export function run(argv: string[]): Promise<number> {
         const h = s.datapath.health?.interfaces.find((i) => i.interface === a.interface);
         const state = h && !h.ok ? ` — NOT IN PLACE: ${h.problem}` : '';
         const again = h?.reattached ? `; attached again ${h.reattached}×` : '';
-        return `  XDP on ${a.interface} (ifindex ${a.ifindex}, ${a.mode}${a.reason ? `: ${a.reason}` : ''}${again})${state}`;
+        return `  ${a.mode === 'tc' ? 'tc ingress' : 'XDP'} on ${a.interface} (ifindex ${a.ifindex}, ${a.mode}${a.reason ? `: ${a.reason}` : ''}${again})${state}`;
       }),
       ...(s.datapath.health?.pins ?? []).map((p) => `  PIN: ${p}`),
       ...(s.datapath.socketLb ? [`  socket LB on cgroup ${s.datapath.socketLb.cgroup} (${s.datapath.socketLb.hooks.length} hooks, ${s.datapath.socketLb.counters.connect ?? 0} connects, ${s.datapath.socketLb.counters.sendmsg ?? 0} datagrams translated)`] : []),

@@ -11,7 +11,8 @@
  *
  * What the agent repairs and what it leaves alone:
  * - nothing attached (or our tc egress filter gone): attached again, in the
- *   mode chosen as at start (xdp-mode.ts);
+ *   mode chosen as at start (xdp-mode.ts; on an interface that took tc
+ *   ingress, "attached" means our filter in the ingress slot);
  * - our own program in another mode (someone moved it by id): detached and
  *   attached again in the chosen mode;
  * - another program (any id that is not ours, XDP or tc): never replaced.
@@ -24,12 +25,13 @@
  * - the interface gone: waited for (attached again when it is back).
  */
 
-export type AttachedMode = 'native' | 'generic';
+/** How the data path's entry sits on an interface: XDP native / generic, or the tc build at tc ingress. */
+export type AttachedMode = 'native' | 'generic' | 'tc';
 
 /** What the agent attached on one interface. */
 export interface ExpectedAttachment {
   interface: string;
-  /** Kernel id of the agent's XDP program. */
+  /** Kernel id of the agent's entry program (XDP; the tc build's when mode is 'tc'). */
   xdpProgId: number;
   /** The mode it was attached in (the choice of --xdp-mode, as the kernel took it). */
   mode: AttachedMode;
@@ -41,6 +43,7 @@ export interface ExpectedAttachment {
 export interface ObservedAttachment {
   /** False: no interface of that name any more. */
   exists: boolean;
+  /** The XDP program there; for a tc-mode attachment, the program in the tc ingress slot (mode 'tc'). */
   xdp: { progId: number; mode: AttachedMode | 'none' };
   /** The program in the agent's tc egress slot (handle 1, priority 1): 0 none; undefined when it could not be looked at. */
   tcProgId?: number;
@@ -91,9 +94,11 @@ export function judgeAttachment(expected: ExpectedAttachment, observed: Observed
 export function describeFinding(iface: string, expected: Pick<ExpectedAttachment, 'mode'>, f: Finding): string {
   switch (f.what) {
     case 'interface-gone': return `${iface}: the interface is gone (attached again when it is back)`;
-    case 'xdp-none': return `${iface}: no XDP program attached`;
+    case 'xdp-none': return expected.mode === 'tc' ? `${iface}: no pharos program at tc ingress` : `${iface}: no XDP program attached`;
     case 'xdp-foreign': {
+      if (f.mode === 'tc') return `${iface}: another tc ingress program (id ${f.progId}) holds handle 1 priority 1; pharos does not replace it`;
       const off = f.mode === 'native' ? 'xdpdrv' : 'xdpgeneric';
+
       return `${iface}: another XDP program (id ${f.progId}, ${f.mode}) is attached; pharos does not replace a program it did not attach: remove it (ip link set dev ${iface} ${off} off) and pharos attaches its own`;
     }
     case 'xdp-wrong-mode': return `${iface}: the pharos XDP program is attached in ${f.mode} mode, not ${expected.mode}`;

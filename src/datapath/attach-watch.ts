@@ -41,14 +41,14 @@ export interface WatchedAttachment {
 
 export interface AttachmentWatchOptions {
   addon: Pick<NativeAddon, 'ifIndex' | 'xdpQuery' | 'xdpDetach' | 'openPinnedMap' | 'tcQuery'>;
-  /** Kernel ids of the agent's programs. */
-  programs: { xdp: number; tcEgress?: number };
+  /** Kernel ids of the agent's programs (tcIngress: the tc build's entry, on interfaces attached in mode 'tc'). */
+  programs: { xdp: number; tcEgress?: number; tcIngress?: number };
   attachments: WatchedAttachment[];
   /** Attach the XDP program on an interface as at start (same mode choice); throws when the kernel refuses. */
   attachXdp: (name: string) => { ifindex: number; mode: AttachedMode; reason: string };
   attachTcEgress: (name: string) => void;
-  /** Program id in the tc egress slot (0 none), or undefined when it cannot be looked at. Default: the addon's tcQuery. */
-  tcProbe?: (name: string) => Promise<number | undefined>;
+  /** Program id in the tc egress (or ingress) slot (0 none), or undefined when it cannot be looked at. Default: the addon's tcQuery. */
+  tcProbe?: (name: string, direction?: 'ingress' | 'egress') => Promise<number | undefined>;
   /** Every pinned map: its pin path and the map the agent writes. */
   pins: Array<{ path: string; map: BpfMap }>;
   intervalMs?: number;
@@ -130,9 +130,10 @@ export class AttachmentWatch {
     const tc = o.programs.tcEgress !== undefined
       ? await Promise.all(o.attachments.map((a) => this.probeTc(a.interface)))
       : o.attachments.map(() => undefined);
+    const tcIngress = await Promise.all(o.attachments.map((a) => (a.mode === 'tc' ? this.probeTc(a.interface, 'ingress') : undefined)));
     if (this.stopped) return this.current;
     const interfaces: InterfaceHealth[] = [];
-    o.attachments.forEach((a, i) => interfaces.push(this.checkInterface(a, tc[i])));
+    o.attachments.forEach((a, i) => interfaces.push(this.checkInterface(a, tc[i], tcIngress[i])));
     const pins = this.checkPins();
     const whole = interfaces.every((h) => h.ok);
     const was = this.current;
@@ -157,7 +158,7 @@ export class AttachmentWatch {
     return this.current;
   }
 
-  private checkInterface(a: WatchedAttachment, tcProgId: number | undefined): InterfaceHealth {
+  private checkInterface(a: WatchedAttachment, tcProgId: number | undefined, tcIngressProgId: number | undefined): InterfaceHealth {
     const o = this.o;
     let ifindex = 0;
     let exists = true;
@@ -167,7 +168,11 @@ export class AttachmentWatch {
       exists = false;
     }
     let xdp: ObservedAttachment['xdp'] = { progId: 0, mode: 'none' };
-    if (exists) {
+    if (exists && a.mode === 'tc') {
+      // The entry sits in the tc ingress slot; not looked at (no `tc` command): taken as in place.
+      const id = tcIngressProgId ?? o.programs.tcIngress ?? 0;
+      xdp = { progId: id, mode: id ? 'tc' : 'none' };
+    } else if (exists) {
       try {
         xdp = o.addon.xdpQuery(ifindex);
       } catch (err) {
@@ -176,7 +181,7 @@ export class AttachmentWatch {
       }
     }
     const expected: ExpectedAttachment = {
-      interface: a.interface, xdpProgId: o.programs.xdp, mode: a.mode as AttachedMode,
+      interface: a.interface, xdpProgId: a.mode === 'tc' ? (o.programs.tcIngress ?? 0) : o.programs.xdp, mode: a.mode as AttachedMode,
       ...(o.programs.tcEgress !== undefined ? { tcProgId: o.programs.tcEgress } : {}),
     };
     const verdict = judgeAttachment(expected, { exists, xdp, ...(tcProgId !== undefined ? { tcProgId } : {}) });
@@ -229,10 +234,10 @@ export class AttachmentWatch {
     return { interface: a.interface, ok, ...(ok ? {} : { problem }), reattached: this.reattached.get(a.interface) ?? 0 };
   }
 
-  private async probeTc(name: string): Promise<number | undefined> {
-    if (this.o.tcProbe) return this.o.tcProbe(name);
+  private async probeTc(name: string, direction: 'ingress' | 'egress' = 'egress'): Promise<number | undefined> {
+    if (this.o.tcProbe) return this.o.tcProbe(name, direction);
     try {
-      return this.o.addon.tcQuery(this.o.addon.ifIndex(name), 'egress');
+      return this.o.addon.tcQuery(this.o.addon.ifIndex(name), direction);
     } catch {
       return undefined; // e.g. the interface is gone: the XDP check says so
     }

@@ -14,7 +14,7 @@ import { basename, join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from './libbpf.js';
 import { encodeIfMac, encodeRodata, HOOK_BUILD, MAP, PROG, SIZE, TAIL_CALLS, u32Key, type IngressHook, type MapRole, type RodataName } from './abi.js';
-import { chooseXdpMode, interfaceFacts } from './xdp-mode.js';
+import { chooseXdpMode, interfaceFacts, type AttachMode } from './xdp-mode.js';
 
 export interface DatapathSizes {
   /** Frontends ({VIP, port, proto}); also per-frontend counters, echo VIPs and Maglev tables (at most one per frontend). */
@@ -92,6 +92,15 @@ export type DatapathMaps = Record<MapRole, BpfMap>;
  */
 export const PINNED: readonly MapRole[] = (Object.keys(MAP) as MapRole[]).filter((r) => r !== 'scratch');
 
+/**
+ * Where a map of a build is pinned. Both builds share every map but the
+ * tail-call array: a prog array holds programs of one type, so the tc
+ * build's is pinned beside the XDP build's as ph_progs_tc.
+ */
+export function pinPathOf(pinDir: string, role: MapRole, hook: IngressHook = 'xdp'): string {
+  return join(pinDir, role === 'progs' && hook === 'tc' ? `${MAP.progs}_tc` : MAP[role]);
+}
+
 export class DatapathLoadError extends Error {}
 
 /** Expected shape of each pinned map, to refuse a mismatched pin with a clear message before load. */
@@ -160,19 +169,29 @@ export class LoadedDatapath {
   }
 
   /**
-   * Attach (or atomically replace) the XDP program on an interface. `mode`
-   * 'auto' chooses per interface (src/datapath/xdp-mode.ts); `reason` says
-   * why. Without `mode`: native (the labs that measure native XDP).
+   * Attach (or atomically replace) the XDP program on an interface, in
+   * `mode` ('auto': native, generic where the driver refuses). Without
+   * `mode`: native (the labs that measure native XDP). The per-interface
+   * choice of `--xdp-mode auto`, tc included, is attachIngress().
    */
   attachXdp(ifname: string, opts: AttachOptions = {}): { ifindex: number; mode: 'native' | 'generic'; reason: string } {
+    if (this.hook !== 'xdp') throw new DatapathLoadError('attachXdp needs the XDP build of the data path');
     const ifindex = this.addon.ifIndex(ifname, opts.netns);
-    // sysfs shows this process's namespace only: an interface in another one gets native-then-generic.
-    const choice = opts.mode === 'auto' && !opts.netns ? chooseXdpMode('auto', interfaceFacts(ifname)) : { mode: opts.mode ?? 'native', reason: `--xdp-mode ${opts.mode ?? 'native'}` };
-    const mode = this.addon.xdpAttach(ifindex, this.xdp.fd, choice.mode, opts.netns);
-    const reason = choice.mode === 'auto' && mode === 'generic' ? `${choice.reason} refused by the driver: generic XDP` : choice.reason;
+    const requested = opts.mode ?? 'native';
+    const mode = this.addon.xdpAttach(ifindex, this.xdp.fd, requested, opts.netns);
     if (!opts.netns && this.config.snat) enableAcceptLocal(ifname, opts.procSysNet);
     this.maps.ifMacs.update(u32Key(ifindex), encodeIfMac(interfaceMac(ifname, opts.netns)));
-    return { ifindex, mode, reason };
+    return { ifindex, mode, reason: `--xdp-mode ${requested}` };
+  }
+
+  /** Remove this build's tc ingress filter (handle 1, priority 1) from an interface, if there is one. */
+  detachTcIngress(ifname: string, opts: { netns?: string } = {}): void {
+    const ifindex = this.addon.ifIndex(ifname, opts.netns);
+    try {
+      this.addon.tcDetach(ifindex, 'ingress', { handle: 1, priority: 1, ...(opts.netns ? { netns: opts.netns } : {}) });
+    } catch (err) {
+      if (!(err instanceof BpfError && (err.code === 'ENOENT' || err.code === 'EINVAL'))) throw err;
+    }
   }
 
   /** tc egress (clsact) reverse NAT for replies of backends on this node. Idempotent (replaces). */
@@ -180,6 +199,11 @@ export class LoadedDatapath {
     const ifindex = this.addon.ifIndex(ifname, opts.netns);
     this.addon.tcAttach(ifindex, 'egress', this.tcEgress.fd, { handle: 1, priority: 1, ...(opts.netns ? { netns: opts.netns } : {}) });
     return ifindex;
+  }
+
+  /** Remove whatever XDP program is on the interface (the tc build took its place). */
+  detachXdpOnly(ifname: string, opts: { netns?: string } = {}): void {
+    this.addon.xdpDetach(this.addon.ifIndex(ifname, opts.netns), opts.netns);
   }
 
   detach(ifname: string, opts: { netns?: string } = {}): void {
@@ -200,6 +224,47 @@ export class LoadedDatapath {
     for (const m of Object.values(this.maps)) m.close();
     this.object.close();
   }
+}
+
+/** The loaded builds of the data path: XDP always, tc when some interface takes it. */
+export interface IngressBuilds {
+  xdp: LoadedDatapath;
+  tc?: LoadedDatapath;
+}
+
+export interface IngressAttachment {
+  ifindex: number;
+  mode: 'native' | 'generic' | 'tc';
+  reason: string;
+}
+
+/**
+ * Put the data path's entry on an interface as `--xdp-mode` says: 'auto'
+ * chooses per interface (src/datapath/xdp-mode.ts: native XDP on a device,
+ * tc ingress on a virtual one), and `reason` says why. Whatever the other
+ * hook held before (an earlier agent's choice) is removed once the new one
+ * is in place, so no packet meets both and none meets neither.
+ */
+export function attachIngress(builds: IngressBuilds, ifname: string, opts: Omit<AttachOptions, 'mode'> & { mode: AttachMode }): IngressAttachment {
+  // sysfs shows this process's namespace only: an interface in another one gets native-then-generic.
+  const choice = opts.mode === 'auto' && !opts.netns ? chooseXdpMode('auto', interfaceFacts(ifname)) : { mode: opts.mode, reason: `--xdp-mode ${opts.mode}` };
+  const netns = opts.netns ? { netns: opts.netns } : {};
+  if (choice.mode === 'tc') {
+    if (!builds.tc) throw new DatapathLoadError(`${ifname}: the tc build of the data path is not loaded`);
+    const ifindex = builds.tc.attachTcIngress(ifname, { ...netns, ...(opts.procSysNet ? { procSysNet: opts.procSysNet } : {}) });
+    builds.xdp.detachXdpOnly(ifname, netns);
+    return { ifindex, mode: 'tc', reason: choice.reason };
+  }
+  const r = builds.xdp.attachXdp(ifname, { ...opts, mode: choice.mode });
+  builds.xdp.detachTcIngress(ifname, netns);
+  const reason = choice.mode === 'auto' && r.mode === 'generic' ? `${choice.reason} refused by the driver: generic XDP` : choice.reason;
+  return { ifindex: r.ifindex, mode: r.mode, reason };
+}
+
+/** Which hook `--xdp-mode` puts on each interface (the tc build is loaded only when one needs it). */
+export function ingressHookOf(mode: AttachMode, ifname: string): IngressHook {
+  const chosen = mode === 'auto' ? chooseXdpMode('auto', interfaceFacts(ifname)).mode : mode;
+  return chosen === 'tc' ? 'tc' : 'xdp';
 }
 
 /**
@@ -300,7 +365,7 @@ function prepareDatapath(opts: LoadOptions): PreparedDatapath {
   const expected = expectedMaps(sizes);
   let adopted = false;
   for (const role of PINNED) {
-    const path = join(pinDir, MAP[role]);
+    const path = pinPathOf(pinDir, role, opts.hook);
     if (!existsSync(path)) continue;
     adopted = true;
     const pinned = addon.openPinnedMap(path);
@@ -337,7 +402,7 @@ function prepareDatapath(opts: LoadOptions): PreparedDatapath {
     object.setMaxEntries(MAP.affinity, sizes.affinity);
     object.setMaxEntries(MAP.members, sizes.members);
     object.setMaxEntries(MAP.vips, sizes.frontends);
-    for (const role of PINNED) object.setPinPath(MAP[role], join(pinDir, MAP[role]));
+    for (const role of PINNED) object.setPinPath(MAP[role], pinPathOf(pinDir, role, opts.hook));
   } catch (err) {
     throw loadFailure(prepared, err);
   }
@@ -383,7 +448,7 @@ export function mapMemory(maps: Partial<Record<MapRole, BpfMap>>): Array<{ map: 
 /** Remove every pinned map of ours under pinDir (drops established flows; for tests and `pharos bpf reset`). */
 export function removePins(pinDir: string): void {
   if (!existsSync(pinDir)) return;
-  const ours = new Set<string>(Object.values(MAP));
+  const ours = new Set<string>([...Object.values(MAP), pinPathOf('', 'progs', 'tc')]);
   for (const f of readdirSync(pinDir)) if (ours.has(f)) rmSync(join(pinDir, f));
   if (readdirSync(pinDir).length === 0) rmSync(pinDir, { recursive: true });
 }

@@ -9,16 +9,23 @@
  * a frame sent back with XDP_TX or redirected into a veth is lost unless
  * the peer runs an XDP program of its own, and TCP/UDP from a sender with
  * the default checksum offload arrive with a partial checksum that a
- * rewrite in XDP cannot complete. Generic XDP runs the same program on the
- * skb, after the kernel's own receive path: XDP_TX goes out through the
- * device's transmit path (no peer program needed) and the skb keeps its
- * checksum state. So: native where the interface is backed by a device
- * (with the kernel's fallback to generic when the driver refuses), generic
- * where it is not. `--xdp-mode native|generic` overrides for every interface.
+ * rewrite in XDP cannot complete. Generic XDP and tc ingress both run on
+ * the skb, but generic XDP cannot forward a GSO skb (a TCP sender's 64 KiB
+ * "super packet", which every veth carries from a pod or node with the
+ * default offloads): measured in a kind-shaped lab, bulk TCP through
+ * generic XDP moved nothing at all, through the tc build of the same
+ * program (bpf/lib/ctx.h) ~10 Gbit/s, connections per second and ARP
+ * answers alike (bpf/README.md, "XDP or tc on veth", bench/attach.ts). So:
+ * native XDP where the interface is backed by a device (with the kernel's
+ * fallback to generic when the driver refuses), tc ingress where it is
+ * not. `--xdp-mode native|generic|tc` overrides for every interface.
  */
 import { existsSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { XdpMode } from './libbpf.js';
+
+/** What `--xdp-mode` takes: an XDP mode, 'tc' (the tc build at tc ingress), or 'auto' (chosen per interface). */
+export type AttachMode = XdpMode | 'tc';
 
 export interface InterfaceFacts {
   name: string;
@@ -29,17 +36,17 @@ export interface InterfaceFacts {
 }
 
 export interface XdpModeChoice {
-  /** What to ask the kernel for ('auto': native, generic if the driver refuses). */
-  mode: XdpMode;
+  /** What to attach ('auto': native XDP, generic if the driver refuses; 'tc': the tc build at tc ingress). */
+  mode: AttachMode;
   reason: string;
 }
 
-export function chooseXdpMode(requested: XdpMode, facts: InterfaceFacts): XdpModeChoice {
+export function chooseXdpMode(requested: AttachMode, facts: InterfaceFacts): XdpModeChoice {
   if (requested !== 'auto') return { mode: requested, reason: `--xdp-mode ${requested}` };
   if (facts.virtual) {
     return {
-      mode: 'generic',
-      reason: 'virtual device (veth or similar): generic XDP, because native XDP_TX into a peer without an XDP program is lost and offloaded checksums arrive partial',
+      mode: 'tc',
+      reason: 'virtual device (veth or similar): tc ingress, because native XDP_TX into a peer without an XDP program is lost, offloaded checksums arrive partial, and generic XDP drops TCP sent with GSO',
     };
   }
   return { mode: 'auto', reason: `driver ${facts.driver ?? 'unknown'}: native XDP` };
