@@ -78,11 +78,11 @@ t.test('agent in manifests mode, driven through the CLI', { skip: privilegedUnav
     const r = await pharos(lab, ['status']);
     t.equal(r.code, 0);
     t.match(r.stdout, /Ready:\s+yes/);
-    t.match(r.stdout, /XDP on eth0 \(ifindex \d+, generic: virtual device \(veth or similar\)/, '--xdp-mode auto: generic on a veth, and why');
+    t.match(r.stdout, /tc ingress on eth0 \(ifindex \d+, tc: virtual device \(veth or similar\): tc ingress/, '--xdp-mode auto: tc ingress on a veth, and why');
     t.match(r.stdout, /LoadBalancerIPPool overlapping spec\.blocks: conflicting: .*overlaps .* of older pool blue-pool/, 'a conflicting pool is a problem in pharos status');
     t.match(log, /pool conflicts with another.*overlapping/, 'and in the log');
     const metrics = (await lab.exec('lb', ['curl', '-sf', `http://${HTTP}/metrics`])).stdout;
-    t.match(metrics, /^pharos_xdp_attached\{interface="eth0",mode="generic"\} 1$/m);
+    t.match(metrics, /^pharos_xdp_attached\{interface="eth0",mode="tc"\} 1$/m);
     const j = JSON.parse((await pharos(lab, ['status', '-o', 'json'])).stdout) as { ready: boolean; node: string };
     t.equal(j.ready, true);
     t.equal(j.node, 'lb-1');

@@ -174,3 +174,50 @@ t.test('watch: the interface gone is waited for, then attached again', async (t)
   t.ok((await watch.check()).whole);
   t.same(k.changes, [false, true]);
 });
+
+t.test('tc hook: the entry in the tc ingress slot is judged like an XDP program', async (t) => {
+  const tc: ExpectedAttachment = { interface: 'eth0', xdpProgId: 51, mode: 'tc', tcProgId: 42 };
+  t.same(judgeAttachment(tc, { exists: true, xdp: { progId: 51, mode: 'tc' }, tcProgId: 42 }).findings, []);
+  const gone = judgeAttachment(tc, { exists: true, xdp: { progId: 0, mode: 'none' }, tcProgId: 42 });
+  t.same(gone.repairs, ['attach-xdp']);
+  t.equal(describeFinding('eth0', tc, gone.findings[0]!), 'eth0: no pharos program at tc ingress');
+  const foreign = judgeAttachment(tc, { exists: true, xdp: { progId: 99, mode: 'tc' }, tcProgId: 42 });
+  t.same(foreign.blocked, [{ what: 'xdp-foreign', progId: 99, mode: 'tc' }]);
+  t.match(describeFinding('eth0', tc, foreign.blocked[0]!), /another tc ingress program \(id 99\) holds handle 1 priority 1/);
+});
+
+t.test('watch: an interface in tc mode is checked at tc ingress, and attached there again when its filter is gone', async (t) => {
+  const ingress = new Map<string, number>([['eth0', 51]]);
+  const egress = new Map<string, number>([['eth0', 42]]);
+  const reattached: string[] = [];
+  const watch = new AttachmentWatch({
+    addon: {
+      ifIndex: () => 2,
+      xdpQuery: () => { throw new Error('XDP is not looked at on a tc interface'); },
+      xdpDetach: () => undefined,
+      openPinnedMap: () => ({ id: 7, close: () => undefined }) as unknown as BpfMap,
+    },
+    programs: { xdp: 41, tcEgress: 42, tcIngress: 51 },
+    attachments: [{ interface: 'eth0', ifindex: 2, mode: 'tc', reason: 'virtual device' }],
+    attachXdp: (name) => {
+      reattached.push(name);
+      ingress.set(name, 51);
+      return { ifindex: 2, mode: 'tc', reason: 'virtual device' };
+    },
+    attachTcEgress: (name) => { egress.set(name, 42); },
+    tcProbe: async (name, direction) => (direction === 'ingress' ? ingress : egress).get(name),
+    pins: [],
+    log: { info: () => undefined, warn: () => undefined, error: () => undefined },
+    onChange: () => undefined,
+  });
+  t.ok((await watch.check()).whole, 'whole as attached');
+  ingress.set('eth0', 0);
+  const h = await watch.check();
+  t.ok(h.whole, 'repaired within the check');
+  t.same(reattached, ['eth0']);
+  t.equal(ingress.get('eth0'), 51);
+  ingress.set('eth0', 99);
+  const foreign = await watch.check();
+  t.notOk(foreign.whole, 'another program in our ingress slot is not replaced');
+  t.match(foreign.interfaces[0]!.problem, /another tc ingress program \(id 99\)/);
+});

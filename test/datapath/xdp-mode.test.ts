@@ -1,6 +1,6 @@
 /**
  * --xdp-mode auto per interface (src/datapath/xdp-mode.ts): native where a
- * device backs the interface, generic on veth and other virtual devices;
+ * device backs the interface, tc ingress on veth and other virtual devices;
  * sysfs read as the kernel lays it out (a fake tree here; the agent's lab
  * tests and the demo run it on real veths).
  */
@@ -11,10 +11,11 @@ import { tmpdir } from 'node:os';
 import { chooseXdpMode, interfaceFacts } from '../../src/datapath/xdp-mode.js';
 
 t.test('choices and reasons', async (t) => {
-  t.match(chooseXdpMode('auto', { name: 'eth0', virtual: true }), { mode: 'generic', reason: /virtual device.*XDP_TX.*checksums/ });
+  t.match(chooseXdpMode('auto', { name: 'eth0', virtual: true }), { mode: 'tc', reason: /virtual device.*tc ingress.*XDP_TX.*checksums.*generic XDP drops TCP sent with GSO/ });
   t.match(chooseXdpMode('auto', { name: 'ens5', virtual: false, driver: 'ixgbe' }), { mode: 'auto', reason: 'driver ixgbe: native XDP' });
   t.same(chooseXdpMode('native', { name: 'eth0', virtual: true }), { mode: 'native', reason: '--xdp-mode native' }, 'an explicit mode wins, even on a veth');
   t.same(chooseXdpMode('generic', { name: 'ens5', virtual: false }), { mode: 'generic', reason: '--xdp-mode generic' });
+  t.same(chooseXdpMode('tc', { name: 'ens5', virtual: false, driver: 'ixgbe' }), { mode: 'tc', reason: '--xdp-mode tc' }, 'tc everywhere when asked');
 });
 
 t.test('interfaceFacts reads sysfs: a device link and its driver, or none', async (t) => {
