@@ -73,8 +73,10 @@ t.test('the agent finds its programs gone and attaches them again; with another 
   const dir = join(work, 'manifests');
   mkdirSync(dir);
   writeFileSync(join(dir, 'app.yaml'), MANIFESTS);
+  // XDP taken away under the agent: generic XDP, as `--xdp-mode generic` puts it on a veth (auto puts the
+  // tc build at tc ingress there; that slot's watch is in test/datapath/attach-check.test.ts).
   const agent = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'lb-1', '--interfaces', 'eth0,be0',
-    '--state-dir', join(work, 'state'), '--pin-dir', PIN_DIR, '--http', HTTP, '--log-format', 'text']);
+    '--state-dir', join(work, 'state'), '--pin-dir', PIN_DIR, '--http', HTTP, '--log-format', 'text', '--xdp-mode', 'generic']);
   let log = '';
   agent.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
   agent.stdout?.on('data', (d: Buffer) => { log += d.toString(); });
