@@ -148,7 +148,7 @@ export async function run(argv: string[]): Promise<number> {
       await lab.exec(b.name, ['ip', 'route', 'add', 'default', 'via', b.gw]);
     }
     // Shaped like a kind or containerlab node: plain veths, no XDP program on any peer, the hosts'
-    // default checksum offload. The agent's --xdp-mode auto attaches generic XDP on veth, which needs neither.
+    // default checksum offload. The agent's --xdp-mode auto puts the data path at tc ingress on veth, which needs neither.
     for (const b of BACKENDS) {
       lab.spawn(b.name, [process.execPath, join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js'), '--name', b.name, '--port', '8080']);
     }
