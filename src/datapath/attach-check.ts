@@ -47,6 +47,8 @@ export interface ObservedAttachment {
   xdp: { progId: number; mode: AttachedMode | 'none' };
   /** The program in the agent's tc egress slot (handle 1, priority 1): 0 none; undefined when it could not be looked at. */
   tcProgId?: number;
+  /** Where the entry sits at tc ingress: an XDP program on the same interface (it sees every packet first). */
+  xdpBeforeTc?: { progId: number; mode: AttachedMode | 'none' };
 }
 
 export type Finding =
@@ -80,6 +82,10 @@ export function judgeAttachment(expected: ExpectedAttachment, observed: Observed
     return v;
   }
   const { progId, mode } = observed.xdp;
+  const before = observed.xdpBeforeTc;
+  if (expected.mode === 'tc' && before && before.progId !== 0 && before.mode !== 'none' && before.mode !== 'tc') {
+    add({ what: 'xdp-foreign', progId: before.progId, mode: before.mode });
+  }
   if (progId === 0 || mode === 'none') add({ what: 'xdp-none' }, 'attach-xdp');
   else if (progId !== expected.xdpProgId) add({ what: 'xdp-foreign', progId, mode });
   else if (mode !== expected.mode) add({ what: 'xdp-wrong-mode', mode }, 'move-xdp');
@@ -98,7 +104,9 @@ export function describeFinding(iface: string, expected: Pick<ExpectedAttachment
     case 'xdp-foreign': {
       if (f.mode === 'tc') return `${iface}: another tc ingress program (id ${f.progId}) holds handle 1 priority 1; pharos does not replace it`;
       const off = f.mode === 'native' ? 'xdpdrv' : 'xdpgeneric';
-
+      if (expected.mode === 'tc') {
+        return `${iface}: another XDP program (id ${f.progId}, ${f.mode}) is attached and sees every packet before the pharos tc ingress program; pharos does not remove a program it did not attach: remove it (ip link set dev ${iface} ${off} off)`;
+      }
       return `${iface}: another XDP program (id ${f.progId}, ${f.mode}) is attached; pharos does not replace a program it did not attach: remove it (ip link set dev ${iface} ${off} off) and pharos attaches its own`;
     }
     case 'xdp-wrong-mode': return `${iface}: the pharos XDP program is attached in ${f.mode} mode, not ${expected.mode}`;

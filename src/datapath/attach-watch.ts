@@ -168,13 +168,16 @@ export class AttachmentWatch {
       exists = false;
     }
     let xdp: ObservedAttachment['xdp'] = { progId: 0, mode: 'none' };
-    if (exists && a.mode === 'tc') {
-      // The entry sits in the tc ingress slot; not looked at (no `tc` command): taken as in place.
-      const id = tcIngressProgId ?? o.programs.tcIngress ?? 0;
-      xdp = { progId: id, mode: id ? 'tc' : 'none' };
-    } else if (exists) {
+    let xdpBeforeTc: ObservedAttachment['xdpBeforeTc'];
+    if (exists) {
       try {
         xdp = o.addon.xdpQuery(ifindex);
+        if (a.mode === 'tc') {
+          // The entry sits in the tc ingress slot (not looked at without a `tc` command: taken as in place); an XDP program would run before it.
+          xdpBeforeTc = xdp;
+          const id = tcIngressProgId ?? o.programs.tcIngress ?? 0;
+          xdp = { progId: id, mode: id ? 'tc' : 'none' };
+        }
       } catch (err) {
         // Gone between the two calls (ENODEV), or netlink failed: nothing to act on this time.
         return this.record(a, [`${a.interface}: XDP query failed: ${(err as Error).message}`], false);
@@ -184,7 +187,7 @@ export class AttachmentWatch {
       interface: a.interface, xdpProgId: a.mode === 'tc' ? (o.programs.tcIngress ?? 0) : o.programs.xdp, mode: a.mode as AttachedMode,
       ...(o.programs.tcEgress !== undefined ? { tcProgId: o.programs.tcEgress } : {}),
     };
-    const verdict = judgeAttachment(expected, { exists, xdp, ...(tcProgId !== undefined ? { tcProgId } : {}) });
+    const verdict = judgeAttachment(expected, { exists, xdp, ...(tcProgId !== undefined ? { tcProgId } : {}), ...(xdpBeforeTc ? { xdpBeforeTc } : {}) });
     const problems = verdict.blocked.map((f) => describeFinding(a.interface, expected, f));
     let xdpOk = !verdict.blocked.some((f) => f.what !== 'tc-foreign');
     const found = (what: Finding['what']): Finding | undefined => verdict.findings.find((f) => f.what === what);

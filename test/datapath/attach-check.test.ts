@@ -189,11 +189,13 @@ t.test('tc hook: the entry in the tc ingress slot is judged like an XDP program'
 t.test('watch: an interface in tc mode is checked at tc ingress, and attached there again when its filter is gone', async (t) => {
   const ingress = new Map<string, number>([['eth0', 51]]);
   const egress = new Map<string, number>([['eth0', 42]]);
+  let xdp: Xdp = { progId: 0, mode: 'none' };
   const reattached: string[] = [];
   const watch = new AttachmentWatch({
     addon: {
       ifIndex: () => 2,
-      xdpQuery: () => { throw new Error('XDP is not looked at on a tc interface'); },
+      xdpQuery: () => xdp,
+      tcQuery: () => 0,
       xdpDetach: () => undefined,
       openPinnedMap: () => ({ id: 7, close: () => undefined }) as unknown as BpfMap,
     },
@@ -220,4 +222,11 @@ t.test('watch: an interface in tc mode is checked at tc ingress, and attached th
   const foreign = await watch.check();
   t.notOk(foreign.whole, 'another program in our ingress slot is not replaced');
   t.match(foreign.interfaces[0]!.problem, /another tc ingress program \(id 99\)/);
+  ingress.set('eth0', 51);
+  xdp = { progId: 77, mode: 'generic' };
+  const before = await watch.check();
+  t.notOk(before.whole, 'an XDP program in front of the tc build: broken, and left in place');
+  t.match(before.interfaces[0]!.problem, /another XDP program \(id 77, generic\) is attached and sees every packet before the pharos tc ingress program.*xdpgeneric off/);
+  xdp = { progId: 0, mode: 'none' };
+  t.ok((await watch.check()).whole, 'whole again once it is gone');
 });
