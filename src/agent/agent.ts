@@ -92,8 +92,9 @@ function writeResource(kind: WriteRecord['kind']): string {
 export class Agent {
   readonly store = new Store();
   private addon?: NativeAddon;
+  /** The data path: the XDP build, or the tc build (bpf/lib/ctx.h) when every interface takes tc ingress. */
   private datapath?: LoadedDatapath;
-  /** The tc build of the same data path (bpf/lib/ctx.h), loaded when an interface takes tc ingress. */
+  /** The tc build beside the XDP one, when some interfaces take XDP and others tc ingress (same maps). */
   private datapathTc?: LoadedDatapath;
   private sync?: DatapathSync;
   private datapathCtl?: DatapathController;
@@ -212,9 +213,11 @@ export class Agent {
         sizes: { conntrack: cfg.conntrackSize, frontends: cfg.frontendMapSize, backends: cfg.backendMapSize, responder: cfg.responderMapSize },
         config: { hashSeed: cfg.hashSeed, livenessMaxMs, snat: cfg.mode === 'snat' },
       };
-      this.datapath = await loadDatapathAsync(load);
-      // Same maps (re-adopted from the pins the XDP build just made), its own tail-call array.
-      if (cfg.interfaces.some((name) => ingressHookOf(cfg.xdpMode, name) === 'tc')) this.datapathTc = await loadDatapathAsync({ ...load, hook: 'tc' });
+      // Only the builds the interfaces take: verifying one costs seconds (more on a busy node).
+      const hooks = new Set(cfg.interfaces.map((name) => ingressHookOf(cfg.xdpMode, name)));
+      this.datapath = await loadDatapathAsync({ ...load, hook: hooks.has('xdp') ? 'xdp' : 'tc' });
+      // Both: the same maps (re-adopted from the pins the XDP build just made), the tc build's own tail-call array.
+      if (hooks.size === 2) this.datapathTc = await loadDatapathAsync({ ...load, hook: 'tc' });
     } catch (err) {
       const msg = (err as Error).message;
       const hint = /EPERM|EACCES/.test(msg) ? ' (needs root or CAP_BPF + CAP_NET_ADMIN)' : '';
@@ -503,14 +506,19 @@ export class Agent {
    * /readyz says why.
    */
   private ingressBuilds(): IngressBuilds {
-    return { xdp: this.datapath!, ...(this.datapathTc ? { tc: this.datapathTc } : {}) };
+    const dp = this.datapath!;
+    const tc = dp.hook === 'tc' ? dp : this.datapathTc;
+    return { ...(dp.hook === 'xdp' ? { xdp: dp } : {}), ...(tc ? { tc } : {}) };
   }
 
   private startAttachWatch(): void {
     const dp = this.datapath!;
     this.attachWatch = new AttachmentWatch({
       addon: this.addon!,
-      programs: { xdp: dp.xdp.id, tcEgress: dp.tcEgress.id, ...(this.datapathTc ? { tcIngress: this.datapathTc.xdp.id } : {}) },
+      programs: (() => {
+        const b = this.ingressBuilds();
+        return { xdp: b.xdp?.xdp.id ?? 0, tcEgress: dp.tcEgress.id, ...(b.tc ? { tcIngress: b.tc.xdp.id } : {}) };
+      })(),
       attachments: this.attachments,
       attachXdp: (name) => attachIngress(this.ingressBuilds(), name, { mode: this.config.xdpMode, procSysNet: this.config.procSysNet }),
       attachTcEgress: (name) => void dp.attachTcEgress(name),

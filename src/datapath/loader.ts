@@ -226,9 +226,9 @@ export class LoadedDatapath {
   }
 }
 
-/** The loaded builds of the data path: XDP always, tc when some interface takes it. */
+/** The loaded builds of the data path (the ones the interfaces take; both share the maps). */
 export interface IngressBuilds {
-  xdp: LoadedDatapath;
+  xdp?: LoadedDatapath;
   tc?: LoadedDatapath;
 }
 
@@ -252,9 +252,10 @@ export function attachIngress(builds: IngressBuilds, ifname: string, opts: Omit<
   if (choice.mode === 'tc') {
     if (!builds.tc) throw new DatapathLoadError(`${ifname}: the tc build of the data path is not loaded`);
     const ifindex = builds.tc.attachTcIngress(ifname, { ...netns, ...(opts.procSysNet ? { procSysNet: opts.procSysNet } : {}) });
-    builds.xdp.detachXdpOnly(ifname, netns);
+    builds.tc.detachXdpOnly(ifname, netns);
     return { ifindex, mode: 'tc', reason: choice.reason };
   }
+  if (!builds.xdp) throw new DatapathLoadError(`${ifname}: the XDP build of the data path is not loaded`);
   const r = builds.xdp.attachXdp(ifname, { ...opts, mode: choice.mode });
   builds.xdp.detachTcIngress(ifname, netns);
   const reason = choice.mode === 'auto' && r.mode === 'generic' ? `${choice.reason} refused by the driver: generic XDP` : choice.reason;
