@@ -256,7 +256,7 @@ export class L2Lab {
   }
 
   /** Starts (or restarts) the agent of `node`; resolves when /readyz says ready. */
-  async startAgent(node: string, extra: string[] = [], readyMs = 40_000): Promise<AgentHandle> {
+  async startAgent(node: string, extra: string[] = [], readyMs = Number(process.env.PHAROS_L2_AGENT_READY_MS ?? 40_000)): Promise<AgentHandle> {
     const ns = this.lab.ns(node);
     // Fresh maps on every start: these tests are about leases, not hitless restarts, and a BPF
     // object rebuilt in between (a changed map definition) could not re-adopt the old pins.
