@@ -138,16 +138,17 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
 
 /** Each reads agent.l2Outage() on scrape; absent in manifests mode (no API, no peers). */
 function registerL2OutageMetrics(agent: AgentMetricsSource): void {
-  const gauge = (name: string, help: string, read: (m: L2OutageMetrics) => number): void => {
+  const gauge = (name: string, help: string, read: (m: L2OutageMetrics) => number, manifestsMode = 0): void => {
     new client.Gauge({
       name, help, registers: [registry],
       collect() {
         const m = agent.l2Outage?.();
-        if (m) this.set(read(m));
+        this.set(m ? read(m) : manifestsMode);
       },
     });
   };
-  gauge('pharos_k8s_api_reachable', 'Whether this node reaches the Kubernetes API (its node lease renewed in time): 0 within ~0.75 s of an outage', (m) => (m.apiReachable ? 1 : 0));
+  // Manifests mode has no API to lose: 1, so an alert on 0 never fires there.
+  gauge('pharos_k8s_api_reachable', 'Whether this node reaches the Kubernetes API (its node lease renewed in time): 0 within ~0.75 s of an outage; 1 in manifests mode', (m) => (m.apiReachable ? 1 : 0), 1);
   gauge('pharos_l2_unconfirmed', 'Addresses answered here without a lease record confirming it now (API unreachable, or taken over during an outage and not yet written)', (m) => m.unconfirmed);
   gauge('pharos_l2_peers_alive', 'Peers whose L2 heartbeats arrive (--l2-peer-port)', (m) => m.livePeers);
   new client.Gauge({
