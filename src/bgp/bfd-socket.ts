@@ -1,9 +1,12 @@
 /**
  * BFD over UDP (RFC 5881, single hop): the I/O around the pure sessions of
- * bfd.ts. One receive socket per address family on port 3784, one send
- * socket per session bound to a source port in 49152-65535 with TTL / hop
- * limit 255, and one timer per session armed at the session's next
- * deadline (periodic transmission or detection-time expiry).
+ * bfd.ts, run inside the BFD worker thread (bfd-worker.ts, owned by
+ * BfdService in bfd-service.ts) so that a stall of the agent's main thread
+ * holds up neither its timers nor its sockets. One receive socket per
+ * address family on port 3784, one send socket per session bound to a
+ * source port in 49152-65535 with TTL / hop limit 255, and one timer per
+ * session armed at the session's next deadline (periodic transmission or
+ * detection-time expiry).
  *
  * Demultiplexing (RFC 5880 §6.8.6, RFC 5881 §3): a packet with Your
  * Discriminator set goes to the session with that local discriminator;
@@ -53,14 +56,14 @@ export interface BfdPeerStatus extends BfdSessionView {
   error?: string;
 }
 
-type Log = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+export type BfdLog = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
 
 export interface BfdServiceOptions {
   /** Receive port (default 3784; tests in one namespace may use another). */
   port?: number;
   /** Destination port of our packets (default 3784). */
   peerPort?: number;
-  log?: Log;
+  log?: BfdLog;
 }
 
 interface Endpoint {
@@ -82,13 +85,22 @@ function now(): number {
   return performance.now();
 }
 
-export class BfdService extends EventEmitter<{ transition: [peerAddress: string, transition: BfdTransition] }> {
+/**
+ * The sessions and their sockets. Events: `transition` on a state change,
+ * `change` after anything that may have changed a session's status.
+ */
+export class BfdSockets extends EventEmitter<{ transition: [peerAddress: string, transition: BfdTransition]; change: [peerAddress: string] }> {
   private readonly endpoints = new Map<string, Endpoint>();
   private readonly byDiscriminator = new Map<number, Endpoint>();
   private readonly receivers = new Map<'udp4' | 'udp6', dgram.Socket>();
   private readonly receiverErrors = new Map<'udp4' | 'udp6', string>();
-  private readonly log: Log;
+  private readonly log: BfdLog;
   private stopped = false;
+  /**
+   * Nothing is sent while set: the worker's watchdog sets it when the main
+   * thread has been wedged too long, so the routers see a hung agent as down.
+   */
+  muted = false;
   /** Packets no session took (unknown source and discriminator, or malformed). */
   readonly unmatched = { unknownPeer: 0, malformed: 0, badTtl: 0 };
 
@@ -106,6 +118,7 @@ export class BfdService extends EventEmitter<{ transition: [peerAddress: string,
         existing.config = config;
         existing.session.setTimers(config.timers, now());
         this.arm(existing);
+        this.emit('change', config.peerAddress);
       }
       return;
     }
@@ -118,20 +131,27 @@ export class BfdService extends EventEmitter<{ transition: [peerAddress: string,
     this.openReceiver(family(config.peerAddress));
     this.openSender(endpoint);
     this.arm(endpoint);
+    this.emit('change', config.peerAddress);
   }
 
-  /** Ends the session: the peer is told AdminDown (so it does not take it as a failure) and forgotten. */
-  remove(peerAddress: string): void {
+  /**
+   * Ends the session: the peer is told AdminDown (so it does not take it as
+   * a failure) and forgotten. Resolves once the AdminDown packet is out and
+   * the socket closed.
+   */
+  remove(peerAddress: string): Promise<void> {
     const endpoint = this.endpoints.get(peerAddress);
-    if (!endpoint) return;
+    if (!endpoint) return Promise.resolve();
     this.endpoints.delete(peerAddress);
     this.byDiscriminator.delete(endpoint.session.localDiscriminator);
     clearTimeout(endpoint.timer);
+    const socket = endpoint.socket;
+    const closed = socket ? new Promise<void>((resolve) => socket.once('close', () => resolve())) : Promise.resolve();
     const out = endpoint.session.adminDown(now());
-    this.transmit(endpoint, out, () => endpoint.socket?.close());
-    if (!endpoint.socket) return;
+    this.transmit(endpoint, out, () => socket?.close());
     // Closed after the AdminDown packet went out (transmit's callback), or now if nothing was sent.
-    if (out.send.length === 0) endpoint.socket.close();
+    if (socket && out.send.length === 0) socket.close();
+    return closed;
   }
 
   status(peerAddress: string): BfdPeerStatus | undefined {
@@ -151,11 +171,13 @@ export class BfdService extends EventEmitter<{ transition: [peerAddress: string,
     return [...this.endpoints.keys()];
   }
 
-  stop(): void {
+  /** AdminDown to every peer; resolves when every socket is closed. */
+  async stop(): Promise<void> {
     this.stopped = true;
-    for (const peer of [...this.endpoints.keys()]) this.remove(peer);
+    const sent = [...this.endpoints.keys()].map((peer) => this.remove(peer));
     for (const r of this.receivers.values()) r.close();
     this.receivers.clear();
+    await Promise.all(sent);
   }
 
   // ---------------------------------------------------------------- sockets
@@ -171,8 +193,11 @@ export class BfdService extends EventEmitter<{ transition: [peerAddress: string,
       this.log('error', text);
       this.receivers.delete(kind);
       socket.close();
+      this.changedFamily(kind);
     });
-    socket.on('listening', () => this.receiverErrors.delete(kind));
+    socket.on('listening', () => {
+      if (this.receiverErrors.delete(kind)) this.changedFamily(kind);
+    });
     socket.bind({ port: this.options.port ?? BFD_CONTROL_PORT, address: kind === 'udp4' ? '0.0.0.0' : '::' });
   }
 
@@ -190,6 +215,7 @@ export class BfdService extends EventEmitter<{ transition: [peerAddress: string,
       }
       endpoint.error = `cannot bind the BFD source socket${endpoint.config.localAddress ? ` on ${endpoint.config.localAddress}` : ''}: ${e.message}`;
       this.log('error', endpoint.error, { peer: endpoint.config.peerAddress });
+      this.emit('change', endpoint.config.peerAddress);
     };
     socket.once('error', onError);
     socket.bind({ port, ...(endpoint.config.localAddress ? { address: endpoint.config.localAddress } : {}) }, () => {
@@ -206,6 +232,7 @@ export class BfdService extends EventEmitter<{ transition: [peerAddress: string,
       delete endpoint.error;
       // Packets that were due while binding go out now.
       this.run(endpoint);
+      this.emit('change', endpoint.config.peerAddress);
     });
   }
 
@@ -213,6 +240,10 @@ export class BfdService extends EventEmitter<{ transition: [peerAddress: string,
     if (out.transition) this.onTransition(endpoint, out.transition);
     const socket = endpoint.socket;
     if (!socket) return;
+    if (this.muted) {
+      after?.();
+      return;
+    }
     out.send.forEach((p, i) => {
       const last = i === out.send.length - 1;
       socket.send(encodeBfdControl(p), this.options.peerPort ?? BFD_CONTROL_PORT, endpoint.config.peerAddress, (e) => {
@@ -250,10 +281,12 @@ export class BfdService extends EventEmitter<{ transition: [peerAddress: string,
     if (ttl !== undefined && ttl !== BFD_TTL) {
       this.unmatched.badTtl++;
       endpoint.session.discarded();
+      this.emit('change', source);
       return;
     }
     this.transmit(endpoint, endpoint.session.receive(decoded, now()));
     this.arm(endpoint);
+    this.emit('change', source);
   }
 
   private run(endpoint: Endpoint): void {
@@ -262,6 +295,12 @@ export class BfdService extends EventEmitter<{ transition: [peerAddress: string,
     if (!endpoint.socket && !endpoint.error) return;
     this.transmit(endpoint, endpoint.session.tick(now()));
     this.arm(endpoint);
+    this.emit('change', endpoint.config.peerAddress);
+  }
+
+  /** A receive socket's error shows in the status of every session of its family. */
+  private changedFamily(kind: 'udp4' | 'udp6'): void {
+    for (const peer of this.endpoints.keys()) if (family(peer) === kind) this.emit('change', peer);
   }
 
   private arm(endpoint: Endpoint): void {

@@ -28,7 +28,8 @@ import {
 import { AFI_IPV4, AFI_IPV6, familyOf, type Afi } from './prefix.js';
 import type { NativeAddon } from '../datapath/libbpf.js';
 import { describeDiag, type BfdTimers, type BfdTransition } from './bfd.js';
-import { BfdService, type BfdPeerStatus, type BfdServiceOptions } from './bfd-socket.js';
+import type { BfdPeerStatus, BfdServiceOptions } from './bfd-socket.js';
+import { BfdService } from './bfd-service.js';
 import { BgpSession, plainAddress, type Connector, type MaxPrefixAction, type Negotiated, type SessionConfig, type SessionCounters, type SessionState } from './session.js';
 
 /** One route to advertise to one neighbor. */
@@ -174,6 +175,8 @@ interface Peer {
 }
 
 const DEFAULT_LOCAL_PREF = 100;
+/** On stop, how long BFD keeps running after the BGP sessions close, before its AdminDown (see stop()). */
+const BFD_ADMIN_DOWN_AFTER_CLOSE_MS = 200;
 
 function sessionKey(spec: PeerSpec): string {
   // BFD timers change without a BGP restart (a poll sequence, bfd.ts).
@@ -294,8 +297,15 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
     }
     this.peers.clear();
     // AdminDown tells the peers' BFD this is not a failure (RFC 5882 §3.2), so graceful restart holds.
-    this.bfd?.stop();
+    // FRR 8 honours that only once it has seen the TCP session go (graceful-restart helper): an
+    // AdminDown that arrives first drops BGP and the routes (bfd-interop.test.ts, 3 runs of 3). BFD
+    // runs in its own thread, which could beat the close, so the router gets a moment first.
+    const bfd = this.bfd;
     this.bfd = undefined;
+    if (bfd) {
+      await new Promise((r) => setTimeout(r, BFD_ADMIN_DOWN_AFTER_CLOSE_MS));
+      await bfd.stop();
+    }
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((r) => server.close(() => r()));

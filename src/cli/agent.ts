@@ -5,8 +5,28 @@
  * exit non-zero: 2 for bad flags/config, 1 for everything else.
  */
 import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { agentHelp, ConfigError, resolveConfig, type AgentConfig } from '../agent/config.js';
-import { createLogger } from '../agent/log.js';
+import { createLogger, type Logger } from '../agent/log.js';
+
+/**
+ * Test only, off unless PHAROS_TEST_STALL_MS is set: SIGUSR2 blocks the main
+ * thread in a busy loop for that many ms, the way a start or restart at
+ * 10,000 services stalls it (bench/scale), so a test can show what must
+ * keep running through such a stall (BFD). SIGSTOP would stop every thread.
+ */
+function installTestStall(log: Logger): void {
+  const ms = Number(process.env.PHAROS_TEST_STALL_MS);
+  if (!Number.isFinite(ms) || ms <= 0) return;
+  process.on('SIGUSR2', () => {
+    log.warn('test stall: blocking the main thread', { ms });
+    const end = performance.now() + ms;
+    while (performance.now() < end) {
+      // Busy on purpose: timers, sockets and promises of this thread wait.
+    }
+    log.warn('test stall over');
+  });
+}
 
 export async function run(argv: string[]): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
@@ -36,6 +56,7 @@ export async function run(argv: string[]): Promise<number> {
     await agent.stop().catch(() => undefined);
     return err instanceof AgentStartError ? 1 : 1;
   }
+  installTestStall(log);
   log.info('agent running', { http: cfg.http, source: cfg.manifests ? `manifests:${cfg.manifests}` : 'kubernetes' });
   return new Promise<number>((done) => {
     const shutdown = (signal: string): void => {
