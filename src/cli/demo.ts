@@ -214,7 +214,9 @@ export async function run(argv: string[]): Promise<number> {
 
     step('A few metrics from http://127.0.0.1:9643/metrics');
     const metrics = await lab.exec('lb', ['curl', '-sf', `http://${AGENT_HTTP}/metrics`]);
-    show(metrics.split('\n').filter((l) => /^pharos_(datapath_packets_total|l2_|ipam_pool_addresses|conntrack_entries)/.test(l)).slice(0, 12).join('\n'));
+    // Named families, not a prefix: the l2_ family alone has a dozen lines and would crowd out the packet counts.
+    const shown = /^pharos_(datapath_packets_total|ipam_pool_addresses|conntrack_entries|l2_announced|l2_gratuitous_sent_total)\b/;
+    show(metrics.split('\n').filter((l) => shown.test(l)).slice(0, 14).join('\n'));
 
     if (values.keep) {
       process.off('SIGINT', onSignal);
