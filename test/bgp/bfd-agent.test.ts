@@ -9,54 +9,22 @@
  * BGP come back by themselves.
  */
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { startBgpAgentLab } from './support/agent-lab.js';
 import { join } from 'node:path';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { run, withLab } from '../support/lab.js';
+import { run } from '../support/lab.js';
 import { waitFor } from '../support/wait.js';
-import { parseExposition } from '../support/prom.js';
-import { Bird } from './routers.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
-import { removePins } from '../../src/datapath/loader.js';
 import { BGP_SERVICE, bgpPoolAndPolicy } from '../support/manifests.js';
-import type { BgpPeerView } from '../../src/metrics/state-view.js';
 
 const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
-const PIN_DIR = '/run/pharos/bpffs/phbfda-lb';
 const DROP_BFD = 'table inet phbfd_drop {\n chain input {\n  type filter hook input priority 0; policy accept;\n  udp dport 3784 drop;\n }\n}\n';
 
 t.test('agent: BFD state in /v1/state, pharos bgp peers and metrics; its own detection drops BGP', { skip: privilegedUnavailable() }, async (t) => {
-  const lab = await withLab(t, 'phbfda');
-  const work = mkdtempSync(join(tmpdir(), 'phbfda-'));
-  t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(PIN_DIR); });
-  removePins(PIN_DIR);
-  await lab.addNamespace('router', { forwarding: true });
-  await lab.addNamespace('lb', { forwarding: true });
-  await lab.addLink({ ns: 'router', ifname: 'lb0', addrs: ['198.18.0.1/30'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.18.0.2/30'] });
-  await lab.attachXdpPass('router', 'lb0');
-  const bfd = { minRxMs: 200, minTxMs: 200, multiplier: 3 };
-  const bird = new Bird({ lab, ns: 'router', asn: 64500, routerId: '198.18.0.1', neighbors: [{ address: '198.18.0.2', asn: 64512, local: '198.18.0.1', bfd }] });
-  await bird.start();
-  t.teardown(() => bird.stop());
-  const dir = join(work, 'manifests');
-  await lab.exec('lb', ['mkdir', '-p', dir]);
-  writeFileSync(join(dir, 'all.yaml'), `${bgpPoolAndPolicy(['bfd: { receiveInterval: 200, transmitInterval: 200, detectMultiplier: 3 }'])}---\n${BGP_SERVICE}`);
-  const agent = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'lb-1', '--interfaces', 'eth0',
-    '--state-dir', join(work, 'state'), '--pin-dir', PIN_DIR, '--http', '127.0.0.1:9643']);
-  let log = '';
-  agent.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
-  agent.stdout?.on('data', (d: Buffer) => { log += d.toString(); });
-  t.teardown(() => { if (agent.exitCode === null) agent.kill('SIGKILL'); });
-  const diag = (e: Error): never => { throw new Error(`${e.message}\nagent:\n${log.slice(-3000)}\nbird:\n${bird.log.slice(-2000)}`); };
-  const peer = async (): Promise<BgpPeerView | undefined> => {
-    const r = await lab.exec('lb', ['curl', '-sf', 'http://127.0.0.1:9643/v1/state'], { allowFail: true });
-    return r.code === 0 ? (JSON.parse(r.stdout) as { bgp: { peers: BgpPeerView[] } }).bgp.peers[0] : undefined;
-  };
-  const metric = async (name: string): Promise<number> => {
-    const r = await lab.exec('lb', ['curl', '-sf', 'http://127.0.0.1:9643/metrics'], { allowFail: true });
-    return parseExposition(r.stdout || '').get(name)?.samples.reduce((a, s) => a + s.value, 0) ?? 0;
-  };
+  const { lab, bird, log, diag, peer, metric } = await startBgpAgentLab(t, {
+    prefix: 'phbfda', bfd: { minRxMs: 200, minTxMs: 200, multiplier: 3 },
+    manifests: `${bgpPoolAndPolicy(['bfd: { receiveInterval: 200, transmitInterval: 200, detectMultiplier: 3 }'])}---\n${BGP_SERVICE}`,
+  });
 
   await waitFor('BGP Established and BFD Up in bird', 30_000, async () =>
     (await bird.established('198.18.0.2')) && /^up$/i.test((await bird.bfdState('198.18.0.2')) ?? ''), { everyMs: 200 }).catch(diag);
@@ -97,7 +65,7 @@ t.test('agent: BFD state in /v1/state, pharos bgp peers and metrics; its own det
   t.ok((await metricBecomes('pharos_bgp_bfd_down_total', (v) => v >= 1)) >= 1, 'pharos_bgp_bfd_down_total counted');
   t.ok((await metricBecomes('pharos_bfd_session_transitions_total', (v) => v > transitionsBefore)) > transitionsBefore, 'transition counted');
   t.match((await lab.exec('lb', [process.execPath, CLI, 'bgp', 'peers'])).stdout, /Down \(Control Detection Time Expired\)/);
-  t.match(log, /BFD session down: dropping the BGP session/, 'logged');
+  t.match(log(), /BFD session down: dropping the BGP session/, 'logged');
 
   await lab.exec('lb', ['nft', 'delete', 'table', 'inet', 'phbfd_drop']);
   dropped = false;

@@ -12,20 +12,14 @@
  *   routes past the limit are ignored and counted.
  */
 import t from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { startBgpAgentLab } from './support/agent-lab.js';
 import { encodeAnnouncements, encodeKeepalive, encodeWithdrawals } from '../../src/bgp/codec.js';
 import YAML from 'yaml';
 import { parseObject } from '../../src/model/parse.js';
 import { establishedWithPeer } from './support/scripted-peer.js';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { withLab } from '../support/lab.js';
 import { waitFor } from '../support/wait.js';
-import { parseExposition } from '../support/prom.js';
-import { Bird, ROUTER_ORIGINATED } from './routers.js';
-import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
-import { removePins } from '../../src/datapath/loader.js';
+import { ROUTER_ORIGINATED } from './routers.js';
 import { BGP_SERVICE, bgpPoolAndPolicy } from '../support/manifests.js';
 
 const ATTRS = { origin: 0, asPath: [65000], communities: [], largeCommunities: [] };
@@ -90,8 +84,6 @@ spec:
 
 // ------------------------------------------------------------------ bird2 through the agent
 
-const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
-const PIN_DIR = '/run/pharos/bpffs/phop-lb';
 const ROUTES = 20;
 const birdStatics = `protocol static { ipv4; ${Array.from({ length: ROUTES }, (_, i) => `route 198.19.${i}.0/24 blackhole;`).join(' ')} }`;
 
@@ -99,31 +91,7 @@ const manifests = (action: string): string => `${bgpPoolAndPolicy(['maxPrefixes:
 
 for (const action of ['restart', 'drop'] as const) {
   t.test(`bird2 exports ${ROUTES} routes to an agent whose limit is 10 (${action})`, { skip: privilegedUnavailable() }, async (t) => {
-    const lab = await withLab(t, 'phop');
-    const work = mkdtempSync(join(tmpdir(), 'phop-'));
-    t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(PIN_DIR); });
-    removePins(PIN_DIR);
-    await lab.addNamespace('router', { forwarding: true });
-    await lab.addNamespace('lb', { forwarding: true });
-    await lab.addLink({ ns: 'router', ifname: 'lb0', addrs: ['198.18.0.1/30'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.18.0.2/30'] });
-    await lab.attachXdpPass('router', 'lb0');
-    const bird = new Bird({ lab, ns: 'router', asn: 64500, routerId: '198.18.0.1', neighbors: [{ address: '198.18.0.2', asn: 64512, local: '198.18.0.1' }] }, birdStatics);
-    await bird.start();
-    t.teardown(() => bird.stop());
-    const dir = join(work, 'manifests');
-    await lab.exec('lb', ['mkdir', '-p', dir]);
-    writeFileSync(join(dir, 'all.yaml'), manifests(action));
-    const agent = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'lb-1', '--interfaces', 'eth0',
-      '--state-dir', join(work, 'state'), '--pin-dir', PIN_DIR, '--http', '127.0.0.1:9643']);
-    let log = '';
-    agent.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
-    agent.stdout?.on('data', (d: Buffer) => { log += d.toString(); });
-    t.teardown(() => { if (agent.exitCode === null) agent.kill('SIGKILL'); });
-    const metric = async (name: string): Promise<number> => {
-      const r = await lab.exec('lb', ['curl', '-sf', 'http://127.0.0.1:9643/metrics'], { allowFail: true });
-      return parseExposition(r.stdout || '').get(name)?.samples.reduce((a, s) => a + s.value, 0) ?? 0;
-    };
-    const diag = (e: Error): never => { throw new Error(`${e.message}\nagent:\n${log.slice(-3000)}\nbird:\n${bird.log.slice(-2000)}`); };
+    const { bird, log, diag, metric } = await startBgpAgentLab(t, { prefix: 'phop', birdConfig: birdStatics, manifests: manifests(action) });
 
     if (action === 'restart') {
       // bird: "Received: Maximum number of prefixes reached" as the protocol's last error.
@@ -133,7 +101,7 @@ for (const action of ['restart', 'drop'] as const) {
       }).catch(diag);
       t.match(text, /Maximum number of prefixes reached/i, 'bird shows the NOTIFICATION pharos sent');
       t.ok(await waitFor('the counter', 15_000, async () => ((await metric('pharos_bgp_max_prefix_exceeded_total')) >= 1 ? true : undefined)), 'pharos_bgp_max_prefix_exceeded_total ≥ 1');
-      t.match(log, /more prefixes than its limit.*Cease/s, 'logged');
+      t.match(log(), /more prefixes than its limit.*Cease/s, 'logged');
       // The session is tried again after the back-off and reset again while bird keeps sending 20.
       const first = await metric('pharos_bgp_max_prefix_exceeded_total');
       await waitFor('a second reset after the back-off', 30_000, async () => ((await metric('pharos_bgp_max_prefix_exceeded_total')) > first ? true : undefined)).catch(diag);
