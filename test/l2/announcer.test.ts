@@ -349,8 +349,9 @@ t.test('10,000 addresses on the real clock: update() returns quickly and no turn
   const c = stat(cpu);
   t.comment(`update(10,000) ${updateMs.toFixed(1)} ms (CPU ${updateCpuMs.toFixed(1)} ms); all announced after ${doneMs.toFixed(0)} ms in ${wall.length} turns; ` +
     `turn wall p99 ${w.p99.toFixed(1)} ms, max ${w.max.toFixed(1)} ms; CPU p99 ${c.p99.toFixed(1)} ms, max ${c.max.toFixed(1)} ms (bound ${ANNOUNCER_DEFAULTS.maxTickMs} ms + one batch)`);
-  // Generous bounds: CPU time also counts GC and compiler threads; wall time also counts other processes on this machine.
-  t.ok(updateCpuMs < 150 && updateMs < 1000, `update() took ${updateMs.toFixed(1)} ms (CPU ${updateCpuMs.toFixed(1)} ms)`);
+  // Generous bounds (the figures themselves are the comment above; speed targets live in bench/): CPU time also counts
+  // GC and compiler threads (160 ms seen once in CI), wall time other processes. A pass quadratic in addresses takes seconds.
+  t.ok(updateCpuMs < 400 && updateMs < 1000, `update() took ${updateMs.toFixed(1)} ms (CPU ${updateCpuMs.toFixed(1)} ms)`);
   t.ok(c.p99 < 25, `turn CPU p99 ${c.p99.toFixed(1)} ms`);
   t.ok(w.max < 150, `longest turn ${w.max.toFixed(1)} ms of wall time`);
   const stopStart = performance.now();
