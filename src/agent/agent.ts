@@ -59,6 +59,7 @@ import {
 import { frontendKeyString } from '../datapath/plan.js';
 import { DATAPATH_CONDITION, type KubeDatapathReporter } from './datapath-report.js';
 import { tryParseAddress } from '../model/cidr.js';
+import { describeDrain, drainReason, type DrainReason } from '../model/drain.js';
 
 export const VERSION = '0.1.0';
 /** /v1/conntrack pages: default and hard maximum (a page costs what it holds, never the whole table). */
@@ -304,6 +305,7 @@ export class Agent {
       restarting: this.datapath.adopted, shutdown: cfg.bgpShutdown, log: this.log,
       isOurService: this.isOurService, isProgrammed: (service) => this.datapathWhole() && (this.datapathCtl?.isProgrammed(service) ?? true),
       ...(this.kubernetes ? { secretNamespace: cfg.namespace } : {}),
+      drainWithdrawMs: cfg.bgpDrainWithdrawSeconds * 1000,
     });
     this.controllers.push(this.bgp);
     this.scheduleReconcile(0);
@@ -673,6 +675,10 @@ export class Agent {
     };
   }
 
+  drainReason(): DrainReason | undefined {
+    return this.store.synced ? drainReason(this.store.snapshot().nodes.get(this.config.nodeName)) : undefined;
+  }
+
   l2Counts(): { held: number; refused: number; awaitingFirst: number } {
     const c = this.l2?.announcementCounts();
     return { held: c?.held ?? 0, refused: c?.refused ?? 0, awaitingFirst: c?.awaitingFirst ?? 0 };
@@ -1025,6 +1031,7 @@ export class Agent {
         frontendsProgrammed: this.sync?.frontends.size ?? 0,
         backends: this.sync?.pressure().ph_backends.used ?? 0,
         servicesNotProgrammed: notProgrammed.length,
+        ...this.drainSummary(),
         l2: {
           announced: counts?.held ?? 0, refused: counts?.refused ?? 0, pendingFirstAnnouncement: counts?.awaitingFirst ?? 0,
           ...(this.l2 && 'outage' in this.l2 ? { outage: this.outageSummary(this.l2) } : {}),
@@ -1041,6 +1048,13 @@ export class Agent {
       config: want('config') ? { ...this.config } as unknown as Record<string, unknown> : {},
       ...(next ? { continue: next } : {}),
     };
+  }
+
+  private drainSummary(): Pick<AgentStateView['summary'], 'drain'> {
+    const reason = this.drainReason();
+    if (!reason) return {};
+    const bgp = this.bgp?.drain();
+    return { drain: { reason, description: describeDrain(reason), ...(bgp ? { bgp: { phase: bgp.phase, since: bgp.since, withdrawAt: bgp.withdrawAt } } : {}) } };
   }
 
   /** Peers and routes; with `service`, only the routes of that service's addresses. */

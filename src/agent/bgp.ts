@@ -5,7 +5,7 @@
  * routes (graceful restart: the XDP data path keeps forwarding while the
  * agent is away) or withdraws them, by --bgp-shutdown.
  */
-import { BgpController } from '../bgp/controller.js';
+import { BgpController, type BgpDrainState } from '../bgp/controller.js';
 import { BgpSpeaker } from '../bgp/speaker.js';
 import { bgpPeerViews, bgpRouteViews, registerBgpMetrics } from '../bgp/metrics.js';
 import type { NativeAddon } from '../datapath/libbpf.js';
@@ -34,12 +34,16 @@ export interface BgpAgentOptions {
   isProgrammed: (service: string) => boolean;
   /** Where authSecretRef Secrets live (the agent's namespace in Kubernetes mode). */
   secretNamespace?: string;
+  /** A draining node's GRACEFUL_SHUTDOWN phase before it withdraws (--bgp-drain-withdraw-delay). */
+  drainWithdrawMs?: number;
 }
 
 export interface BgpAgentPart extends AgentController {
   views(): { peers: BgpPeerView[]; routes: BgpRouteView[] };
   /** What keeps a neighbor unconfigured (`BGPPeeringPolicy edge: neighbor ...: authSecretRef: Secret pharos-system/x not found; ...`). */
   problems(): ReadonlyArray<{ message: string; since: string }>;
+  /** This node's drain as BGP acts on it (GRACEFUL_SHUTDOWN, then withdrawn), if draining. */
+  drain(): BgpDrainState | undefined;
 }
 
 let metricsRegistered = false;
@@ -58,6 +62,7 @@ export function bgpAgentPart(opts: BgpAgentOptions): BgpAgentPart {
     isOurService: opts.isOurService,
     isProgrammed: opts.isProgrammed,
     ...(opts.secretNamespace ? { secretNamespace: opts.secretNamespace } : {}),
+    ...(opts.drainWithdrawMs !== undefined ? { drainWithdrawMs: opts.drainWithdrawMs } : {}),
     log: (level, msg, fields) => log[level](msg, fields as Record<string, string | number | boolean | undefined>),
   });
   if (!metricsRegistered) {
@@ -69,10 +74,12 @@ export function bgpAgentPart(opts: BgpAgentOptions): BgpAgentPart {
     kinds: BGP_KINDS,
     reconcile: () => controller.reconcile(),
     stop: async () => {
+      controller.stop();
       await speaker.stop({ graceful: opts.shutdown === 'graceful' });
       log.info(opts.shutdown === 'graceful' ? 'BGP stopped gracefully: routers keep our routes until we return' : 'BGP stopped: routes withdrawn');
     },
     views: () => ({ peers: bgpPeerViews(speaker), routes: bgpRouteViews(speaker) }),
     problems: () => controller.problems,
+    drain: () => controller.drain,
   };
 }

@@ -71,6 +71,8 @@ export interface AgentConfig {
   k8sBurst: number;
   /** On SIGTERM: keep BGP routes via graceful restart (default) or withdraw them. */
   bgpShutdown: 'graceful' | 'withdraw';
+  /** A draining node (lb.pharos.io/drain label or cordoned) sends its BGP routes with GRACEFUL_SHUTDOWN this long, then withdraws them. */
+  bgpDrainWithdrawSeconds: number;
   /** Manifests mode: bytes of one manifest file, and of all of them together, beyond which files are refused. */
   manifestsMaxFileBytes: number;
   manifestsMaxBytes: number;
@@ -133,6 +135,7 @@ export const FLAGS: FlagSpec[] = [
   { key: 'socketLbCgroup', flag: 'socket-lb-cgroup', env: 'PHAROS_SOCKET_LB_CGROUP', kind: 'string', help: 'cgroup v2 directory for the socket hooks (default: the cgroup v2 mount found in /proc/self/mountinfo)' },
   { key: 'socketLbAllNamespaces', flag: 'socket-lb-all-namespaces', env: 'PHAROS_SOCKET_LB_ALL_NAMESPACES', kind: 'bool', help: 'socket hooks also balance other network namespaces in the cgroup (pods of a DaemonSet node), not only the agent\'s own' },
   { key: 'bgpShutdown', flag: 'bgp-shutdown', env: 'PHAROS_BGP_SHUTDOWN', kind: 'string', choices: ['graceful', 'withdraw'], help: 'on SIGTERM keep routes (graceful restart) or withdraw them' },
+  { key: 'bgpDrainWithdrawSeconds', flag: 'bgp-drain-withdraw-delay', env: 'PHAROS_BGP_DRAIN_WITHDRAW_DELAY', kind: 'number', help: 'a draining node (labelled lb.pharos.io/drain or cordoned) advertises its BGP routes with GRACEFUL_SHUTDOWN (65535:0) and a worse path for this many seconds, then withdraws them' },
 ];
 
 export function defaults(host = hostname()): AgentConfig {
@@ -171,6 +174,7 @@ export function defaults(host = hostname()): AgentConfig {
     k8sQps: 20,
     k8sBurst: 40,
     bgpShutdown: 'graceful',
+    bgpDrainWithdrawSeconds: 10,
     manifestsMaxFileBytes: 16 * 1024 * 1024,
     manifestsMaxBytes: 64 * 1024 * 1024,
     socketLb: true,
@@ -349,6 +353,9 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
   }
   if (!Number.isInteger(cfg.conntrackSize) || cfg.conntrackSize < 1024 || cfg.conntrackSize > MAX_CONNTRACK) {
     throw new ConfigError(`--conntrack-size: ${cfg.conntrackSize} must be an integer from 1024 to ${MAX_CONNTRACK}`);
+  }
+  if (!(cfg.bgpDrainWithdrawSeconds >= 0 && cfg.bgpDrainWithdrawSeconds <= 3600)) {
+    throw new ConfigError(`--bgp-drain-withdraw-delay: ${cfg.bgpDrainWithdrawSeconds} must be from 0 to 3600 seconds`);
   }
   if (!Number.isInteger(cfg.l2PeerPort) || cfg.l2PeerPort < 0 || cfg.l2PeerPort > 65535) {
     throw new ConfigError(`--l2-peer-port: ${cfg.l2PeerPort} must be a UDP port (0 turns the heartbeats off)`);

@@ -7,6 +7,7 @@
  * its announcements and hands the lease over within one poll.
  */
 import type { Snapshot, Store } from '../store/store.js';
+import { drainReason, type DrainReason } from '../model/drain.js';
 import type { Announcement, L2Announcer, RefusedAddress } from '../l2/announcer.js';
 import { L2AddressCache, L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, nodeLabels, type L2Candidate, type NodeInterface } from '../l2/policy.js';
 import { L2Election, type L2ElectionOptions } from '../l2/election.js';
@@ -60,6 +61,8 @@ export class ElectedL2Controller implements AgentController {
   private interfaceKey = '';
   private pollTimer?: NodeJS.Timeout;
   private electing = false;
+  private draining: ReadonlySet<string> = new Set();
+  private drainSelf: DrainReason | undefined;
   private electionCandidates: AddressCandidate[] = [];
   /** Lease name of each address (computed once per address). */
   private leaseNames = new Map<string, string>();
@@ -189,8 +192,28 @@ export class ElectedL2Controller implements AgentController {
     // Every service's announced addresses, whoever holds them (what binds services into one election per address).
     const serviceAddresses = this.addressCache.compute(snap, this.c.isOurService, this.cachesCurrent.addresses ? changes : undefined);
     this.cachesCurrent.addresses = true;
-    this.election.update({ candidates: this.electionCandidates, eligible: this.addressEligible(eligible, serviceAddresses), serviceAddresses, leases: snap.leases.values() });
+    this.election.update({ candidates: this.electionCandidates, eligible: this.addressEligible(eligible, serviceAddresses), serviceAddresses, leases: snap.leases.values(), draining: this.drainingNodes(snap) });
     this.applyAnnouncements();
+  }
+
+  /** Nodes labelled lb.pharos.io/drain or cordoned (src/model/drain.ts): the same set object while it does not change. */
+  private drainingNodes(snap: Snapshot): ReadonlySet<string> {
+    const now = new Set<string>();
+    for (const [name, node] of snap.nodes) if (drainReason(node)) now.add(name);
+    const was = this.draining;
+    if (was.size === now.size && [...now].every((n) => was.has(n))) return was;
+    const mine = drainReason(snap.nodes.get(this.c.nodeName));
+    if (mine !== this.drainSelf) {
+      if (mine) this.c.log.info('node draining: L2 addresses are handed to other nodes before this one stops answering', { reason: mine });
+      else if (this.drainSelf) this.c.log.info('node no longer draining: competes for L2 addresses again', { was: this.drainSelf });
+      this.drainSelf = mine;
+    }
+    return (this.draining = now);
+  }
+
+  /** Why this node is draining (labelled or cordoned), if it is. */
+  get drain(): DrainReason | undefined {
+    return this.drainSelf;
   }
 
   private leaseName(address: string): string {
@@ -254,12 +277,17 @@ export class ElectedL2Controller implements AgentController {
           interfaces: local ? this.announcer.interfacesOf(address) : [],
           ...(view?.acquireTime ? { since: view.acquireTime } : {}),
           transitions: view?.transitions ?? 0,
-          state: this.outage.stateOf(address),
+          state: this.outage.stateOf(address) || this.drainState(address, local),
           ...(this.outage.duplicates.has(address) ? { duplicate: this.outage.duplicates.get(address)! } : {}),
         });
       }
     }
     return out;
+  }
+
+  private drainState(address: string, local: boolean): string {
+    if (this.election.handingOver(address)) return 'draining: handed over, answering a moment longer';
+    return this.drainSelf && local ? 'draining: to be handed over' : '';
   }
 
   async stop(): Promise<void> {

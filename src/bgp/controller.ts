@@ -4,10 +4,16 @@
  * Nothing is applied before the store has synced — a half-listed world
  * would withdraw routes, and after a restart the router must get the whole
  * table before End-of-RIB (see speaker.ts).
+ *
+ * A draining node (labelled lb.pharos.io/drain or cordoned) first sends its
+ * routes with GRACEFUL_SHUTDOWN and a worse path, then withdraws them after
+ * `drainWithdrawMs` (drain.ts).
  */
 import type { Kind } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import { desiredBgp, type BgpPolicyOptions } from './policy.js';
+import { drainReason, type DrainReason } from '../model/drain.js';
+import { drainedPeers, drainPhase, type DrainPhase } from './drain.js';
 import type { BgpSpeaker, Log } from './speaker.js';
 
 /** Kinds desiredBgp reads; Lease renewals (every second or so) must not recompute BGP. */
@@ -16,6 +22,17 @@ const RELEVANT: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice', '
 export interface BgpControllerOptions extends BgpPolicyOptions {
   nodeName: string;
   log?: Log;
+  /** How long a draining node advertises with GRACEFUL_SHUTDOWN before it withdraws (default 10 s). */
+  drainWithdrawMs?: number;
+}
+
+export interface BgpDrainState {
+  reason: DrainReason;
+  /** Wall-clock ISO time the drain was seen. */
+  since: string;
+  phase: Exclude<DrainPhase, 'none'>;
+  /** When the routes are (or were) withdrawn. */
+  withdrawAt: string;
 }
 
 export class BgpController {
@@ -26,6 +43,10 @@ export class BgpController {
   problems: ReadonlyArray<{ message: string; since: string }> = [];
   /** Wall-clock time of the last apply (for tests and benchmarks). */
   lastAppliedAt = 0;
+  /** The drain as seen at the last reconcile (undefined: not draining). */
+  drain: BgpDrainState | undefined;
+  private drainSince: number | undefined;
+  private drainTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: Store,
@@ -55,8 +76,37 @@ export class BgpController {
       for (const p of desired.problems) this.options.log?.('warn', p);
     }
     const routerId = desired.routerId;
-    this.speaker.apply({ peers: desired.peers.map((p) => (routerId && !p.routerId ? { ...p, routerId } : p)) });
+    const phase = this.drainPhaseNow();
+    this.speaker.apply({ peers: drainedPeers(desired.peers, phase).map((p) => (routerId && !p.routerId ? { ...p, routerId } : p)) });
     this.lastAppliedAt = Date.now();
+  }
+
+  /** Follows this node's drain label / cordon: starts the GRACEFUL_SHUTDOWN phase, times the withdrawal, ends on undrain. */
+  private drainPhaseNow(): DrainPhase {
+    const reason = drainReason(this.store.snapshot().nodes.get(this.options.nodeName));
+    const delay = this.options.drainWithdrawMs ?? 10_000;
+    const now = Date.now();
+    if (reason && this.drainSince === undefined) {
+      this.drainSince = now;
+      this.options.log?.('info', 'node draining: BGP routes sent with GRACEFUL_SHUTDOWN (65535:0) and a worse path, withdrawn after the delay', { reason, withdrawDelayMs: delay });
+      // Withdraw on time even if nothing else changes in the store.
+      this.drainTimer = setTimeout(() => this.reconcile(), delay + 1);
+      this.drainTimer.unref?.();
+    } else if (!reason && this.drainSince !== undefined) {
+      this.drainSince = undefined;
+      clearTimeout(this.drainTimer);
+      this.options.log?.('info', 'node no longer draining: BGP routes advertised as usual');
+    }
+    const phase = drainPhase(this.drainSince, now, delay);
+    if (phase === 'withdrawn' && this.drain?.phase === 'shutdown') this.options.log?.('info', 'node draining: BGP routes withdrawn');
+    this.drain = reason && phase !== 'none'
+      ? { reason, phase, since: new Date(this.drainSince!).toISOString(), withdrawAt: new Date(this.drainSince! + delay).toISOString() }
+      : undefined;
+    return phase;
+  }
+
+  stop(): void {
+    clearTimeout(this.drainTimer);
   }
 
   private schedule(): void {

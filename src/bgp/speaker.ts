@@ -40,6 +40,8 @@ export interface RouteSpec {
   largeCommunities: [number, number, number][];
   localPreference?: number;
   med?: number;
+  /** Extra copies of our AS on external sessions (a worse path: a draining node, drain.ts). */
+  asPathPrepend?: number;
   /** Services (`ns/name`) the address belongs to, for display only. */
   services?: string[];
 }
@@ -536,7 +538,7 @@ export class BgpSpeaker extends EventEmitter<{ 'state-change': [peer: string, st
       .sort((a, b) => a[0] - b[0] || a[1] - b[1] || a[2] - b[2]);
     return {
       origin: 0, // IGP
-      asPath: ebgp ? [peer.spec.localAsn] : [],
+      asPath: ebgp ? new Array<number>(1 + (r.asPathPrepend ?? 0)).fill(peer.spec.localAsn) : [],
       ...(r.med !== undefined ? { med: r.med } : {}),
       // LOCAL_PREF is for internal peers only (RFC 4271 §5.1.5).
       ...(!ebgp ? { localPref: r.localPreference ?? DEFAULT_LOCAL_PREF } : {}),

@@ -31,6 +31,7 @@ export function run(argv: string[]): Promise<number> {
         ...(sum.servicesNotProgrammed > 10 ? [`    ... and ${sum.servicesNotProgrammed - 10} more (pharos service list)`] : []),
       ] : []),
       `Pools:       ${s.pools.length}${s.pools.some((p) => p.conflicting) ? ' (some conflicting!)' : ''}`,
+      ...(sum.drain ? [`Drain:       DRAINING, ${sum.drain.description}: L2 addresses handed to other nodes${sum.drain.bgp ? `; BGP ${sum.drain.bgp.phase === 'shutdown' ? `routes sent with GRACEFUL_SHUTDOWN, withdrawn at ${sum.drain.bgp.withdrawAt}` : `routes withdrawn (${sum.drain.bgp.withdrawAt})`}` : ''}`] : []),
       `L2:          ${sum.l2.announced} addresses announced here${sum.l2.refused ? `, ${sum.l2.refused} NOT ANNOUNCED (responder map full)` : ''}${sum.l2.pendingFirstAnnouncement ? `, ${sum.l2.pendingFirstAnnouncement} waiting for their first announcement` : ''}`,
       ...l2OutageLines(sum.l2.outage),
       `BGP peers:   ${s.bgp.peers.length} (${s.bgp.peers.filter((p) => p.state === 'Established').length} established)`,

@@ -40,6 +40,14 @@
  *   heartbeats is not taken, even when its holder's node lease has lapsed
  *   (the holder kept answering through its outage); a lease this node took
  *   over during an outage is acquired as soon as it is takeable.
+ * - Drain (issue 18 item 7, src/model/drain.ts): a draining node is no
+ *   voter (it takes no free lease, fair shares count the others) but keeps
+ *   announcing what it holds; every other node sees its leases as takeable
+ *   ('drain') and the balanced assignment picks the successor, which takes
+ *   the lease by a resourceVersion-checked write and announces. The
+ *   draining node answers until its lease is taken (the caller lingers a
+ *   moment past that, election.ts): make-before-break. With no live
+ *   non-draining eligible node, the draining node keeps the address.
  * - Upgrade from per-service leases: while a live node other than this one
  *   holds an old-name lease of a service of an address (an agent not yet
  *   upgraded: it answers for the address and knows nothing of address
@@ -109,9 +117,11 @@ export interface ElectionInput {
   peerClaimed?: ReadonlySet<string>;
   /** Lease names this node took over during an API outage and still answers for: acquired as soon as takeable, whoever is assigned. */
   outageServed?: ReadonlySet<string>;
+  /** Nodes being drained (labelled or cordoned; may include me): no voters, and their leases are handed over. */
+  draining?: ReadonlySet<string>;
 }
 
-export type AcquireReason = 'free' | 'released' | 'holder-dead' | 'reclaim';
+export type AcquireReason = 'free' | 'released' | 'holder-dead' | 'reclaim' | 'drain';
 
 export type ElectionAction =
   | { type: 'acquire'; lease: string; address: string; reason: AcquireReason; /** absent: create */ resourceVersion?: string }
@@ -131,6 +141,8 @@ export interface ElectionOutput {
   /** This node's fair share of its candidates. */
   fairShare: number;
 }
+
+const NO_NODES: ReadonlySet<string> = new Set();
 
 /** FNV-1a, 32 bit: the rendezvous hash every node computes alike. */
 export function rendezvous(lease: string, node: string): number {
@@ -188,6 +200,8 @@ export function decide(input: ElectionInput): ElectionOutput {
     return a;
   };
   const liveNodes = [...new Set([...input.nodeLeases.keys(), me])].filter(isAlive).sort();
+  const draining = input.draining ?? NO_NODES;
+  const meDraining = draining.has(me);
 
   // Fair shares: ceil(candidates / live eligible nodes), generalised to services whose eligible
   // sets differ — each service counts 1/(live nodes eligible for it) towards each of them.
@@ -196,13 +210,13 @@ export function decide(input: ElectionInput): ElectionOutput {
   const electorates = new Map<readonly string[] | undefined, Map<string, string[]>>();
   const electorate = (lease: string, exclude?: string): string[] => {
     const eligible = input.eligible.get(lease);
-    const withMe = candidates.has(lease) && input.healthy;
+    const withMe = candidates.has(lease) && input.healthy && !meDraining;
     let byVariant = electorates.get(eligible);
     if (!byVariant) electorates.set(eligible, (byVariant = new Map()));
     const variant = `${withMe ? 1 : 0}${exclude ?? ''}`;
     let voters = byVariant.get(variant);
     if (!voters) {
-      const set = new Set((eligible ?? []).filter((n) => n !== exclude && isAlive(n)));
+      const set = new Set((eligible ?? []).filter((n) => n !== exclude && isAlive(n) && !draining.has(n)));
       if (withMe) set.add(me);
       byVariant.set(variant, (voters = [...set].sort()));
     }
@@ -237,7 +251,7 @@ export function decide(input: ElectionInput): ElectionOutput {
   for (const view of input.addressLeases.values()) {
     if (view.holder) lastGain.set(view.holder, Math.max(lastGain.get(view.holder) ?? -Infinity, view.observedAt));
     if (!view.holder) continue;
-    if (view.holder === me ? !input.held.has(view.name) && !candidates.has(view.name) : !isAlive(view.holder)) continue;
+    if (view.holder === me ? !input.held.has(view.name) && !candidates.has(view.name) : !isAlive(view.holder) || draining.has(view.holder)) continue;
     load.set(view.holder, (load.get(view.holder) ?? 0) + 1);
   }
   let mine = 0;
@@ -252,6 +266,12 @@ export function decide(input: ElectionInput): ElectionOutput {
     const cand = candidates.get(name);
     if (blocked.has(name)) {
       if (held && candidates.has(name)) actions.push({ type: 'release', lease: name, address: held.address });
+      continue;
+    }
+    // A draining holder hands it over (it keeps answering until the successor's write: make-before-break),
+    // whatever its heartbeats claim; nobody among the voters: it keeps it.
+    if (!held && view?.holder && view.holder !== me && draining.has(view.holder) && isAlive(view.holder)) {
+      if (electorate(name).length > 0) free.push({ lease: name, reason: 'drain', resourceVersion: view.resourceVersion, exclude: view.holder });
       continue;
     }
     // A live peer answers for it (it kept it through an API outage, or took it over then): not ours to take.
@@ -335,7 +355,8 @@ export function decide(input: ElectionInput): ElectionOutput {
     // Assigned to me, or left untaken by its assignee past the grace period: up to my fair share.
     // Still untaken after five grace periods (its assignee lacks a matching interface, which only
     // it knows, or is wedged): whoever can announce it takes it, fair share or not.
-    const abandoned = now - since >= 5 * input.graceMs;
+    // (Never a draining node: what it would take it would hand over again.)
+    const abandoned = now - since >= 5 * input.graceMs && !meDraining;
     if (((assignedToMe || overdue) && mine < fairShare) || abandoned) {
       actions.push({ type: 'acquire', lease: f.lease, address: cand.address, reason: f.reason, ...(f.resourceVersion ? { resourceVersion: f.resourceVersion } : {}) });
       mine++;

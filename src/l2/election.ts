@@ -45,6 +45,14 @@ export interface L2ElectionOptions {
   onChange?: () => void;
   /** Leases live peers claim and leases this node took over during an API outage (outage.ts), read on every decision. */
   outage?: () => { peerClaimed: ReadonlySet<string>; outageServed: ReadonlySet<string> };
+  /**
+   * While this node drains: how long it keeps answering for an address after
+   * the successor's lease write is seen (default 2000 ms). The successor
+   * announces (gratuitous ARP/NA) as soon as its write returns, which is when
+   * the watch shows it here too: the overlap covers the successor's first
+   * announcement and a client's ARP request already on its way.
+   */
+  drainLingerMs?: number;
   now?: () => number;
 }
 
@@ -55,6 +63,8 @@ export interface ElectionInputs {
   /** By service: its announced addresses (to read old per-service leases during an upgrade). */
   serviceAddresses?: Map<string, string[]>;
   leases: Iterable<Lease>;
+  /** Nodes being drained (src/model/drain.ts), this one included when it is. */
+  draining?: ReadonlySet<string>;
 }
 
 type ObservedLease = LeaseView & { acquireTime?: string; transitions?: number; renewTime?: string; pass: number };
@@ -86,6 +96,8 @@ export class L2Election {
   private readonly held = new Map<string, HeldLease & { acquireTime: Date; transitions: number }>();
   private readonly takeableSince = new Map<string, number>();
   private readonly inFlight = new Set<string>();
+  /** Addresses handed over while draining, still answered until the given local time (make-before-break). */
+  private readonly lingering = new Map<string, { address: string; until: number }>();
   private inputs: ElectionInputs = { candidates: [], eligible: new Map(), leases: [] };
   private eligibleByLease = new Map<string, readonly string[]>();
   private tickTimer?: NodeJS.Timeout;
@@ -230,7 +242,9 @@ export class L2Election {
       takeableSince: this.takeableSince,
       graceMs: this.opts.graceMs,
       ...this.opts.outage?.(),
+      ...(this.inputs.draining ? { draining: this.inputs.draining } : {}),
     });
+    this.lingerHandedOver(out, now);
     const takeable = new Set(out.takeable);
     for (const name of [...this.takeableSince.keys()]) if (!takeable.has(name)) this.takeableSince.delete(name);
     for (const name of takeable) if (!this.takeableSince.has(name)) this.takeableSince.set(name, now);
@@ -240,6 +254,39 @@ export class L2Election {
     if (changed) this.opts.onChange?.();
   }
 
+  /**
+   * A draining node whose lease the successor wrote keeps answering for a
+   * moment (drainLingerMs): added to what decide() announces, never while
+   * fenced, and dropped early if the address is ours again.
+   */
+  private lingerHandedOver(out: ElectionOutput, now: number): void {
+    if (this.draining) {
+      const linger = this.opts.drainLingerMs ?? 2000;
+      for (const a of out.actions) if (a.type === 'lost' && !this.inFlight.has(a.lease)) this.lingering.set(a.lease, { address: a.address, until: now + linger });
+    }
+    if (this.lingering.size === 0) return;
+    const announce = new Set(out.announce);
+    for (const [lease, l] of this.lingering) {
+      if (now >= l.until || this.held.has(lease) || !this.healthy) {
+        this.lingering.delete(lease);
+        continue;
+      }
+      announce.add(l.address);
+    }
+    out.announce = [...announce].sort();
+  }
+
+  /** This node is being drained (labelled or cordoned). */
+  get draining(): boolean {
+    return this.inputs.draining?.has(this.opts.node) ?? false;
+  }
+
+  /** Addresses handed over and still answered for a moment (`pharos l2 list`: handing over). */
+  handingOver(address: string): boolean {
+    for (const l of this.lingering.values()) if (l.address === address) return true;
+    return false;
+  }
+
   private carryOut(a: ElectionAction, view: LeaseView | undefined): void {
     if (this.inFlight.has(a.lease)) return;
     const { writer, log } = this.opts;
@@ -247,7 +294,8 @@ export class L2Election {
     const seconds = Math.round(this.opts.serviceLeaseMs / 1000);
     if (a.type === 'lost') {
       this.held.delete(a.lease);
-      log.warn('L2 lease taken by another node: stopped announcing', { address: a.address, lease: a.lease, holder: view?.holder });
+      if (this.lingering.has(a.lease)) log.info('L2 lease handed over (node draining): answering a moment longer, then stopping', { address: a.address, lease: a.lease, holder: view?.holder, lingerMs: this.opts.drainLingerMs ?? 2000 });
+      else log.warn('L2 lease taken by another node: stopped announcing', { address: a.address, lease: a.lease, holder: view?.holder });
       this.opts.onChange?.();
       return;
     }

@@ -38,6 +38,8 @@ export interface AgentMetricsSource {
   notProgrammedReasons(): Iterable<string>;
   /** (address, interface) pairs answered and announced, refused by the responder map, and waiting for a first announcement. */
   l2Counts(): { held: number; refused: number; awaitingFirst: number };
+  /** Why this node is draining (src/model/drain.ts), if it is. */
+  drainReason?(): string | undefined;
   l2Outage?(): L2OutageMetrics | undefined;
   /** Kernel memory of each BPF map (fdinfo memlock), charged to the agent's memory cgroup. */
   mapMemory(): Iterable<{ map: string; bytes: number }>;
@@ -125,6 +127,7 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
     },
   });
   registerL2OutageMetrics(agent);
+  registerDrainMetric(agent);
   new client.Counter({
     name: 'pharos_l2_lease_transitions_total',
     help: 'Times this node took over announcing an address (lease acquired, or the one node of manifests mode started announcing it)',
@@ -137,6 +140,18 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
 }
 
 /** Each reads agent.l2Outage() on scrape; absent in manifests mode (no API, no peers). */
+function registerDrainMetric(agent: AgentMetricsSource): void {
+  new client.Gauge({
+    name: 'pharos_node_draining', help: 'Whether this node is being drained (1), by reason: label (lb.pharos.io/drain) or cordoned (spec.unschedulable / node.kubernetes.io/unschedulable)',
+    labelNames: ['reason'] as const, registers: [registry],
+    collect() {
+      this.reset();
+      const reason = agent.drainReason?.();
+      for (const r of ['label', 'cordoned']) this.set({ reason: r }, r === reason ? 1 : 0);
+    },
+  });
+}
+
 function registerL2OutageMetrics(agent: AgentMetricsSource): void {
   const gauge = (name: string, help: string, read: (m: L2OutageMetrics) => number, manifestsMode = 0): void => {
     new client.Gauge({

@@ -46,6 +46,8 @@ export interface StateSummary {
   frontendsProgrammed: number;
   backends: number;
   servicesNotProgrammed: number;
+  /** This node is being drained (labelled lb.pharos.io/drain or cordoned): L2 hands its addresses over, BGP sends GRACEFUL_SHUTDOWN then withdraws. */
+  drain?: { reason: string; description: string; bgp?: { phase: string; since: string; withdrawAt: string } };
   l2: {
     announced: number; refused: number; pendingFirstAnnouncement: number;
     /** Kubernetes mode: the API as the L2 election sees it, peers heard, addresses fenced and duplicate answers seen. */

@@ -644,7 +644,13 @@ function parseNodeObject(ctx: Context): Node {
     .get('addresses')
     .list()
     .map((r) => ({ type: r.get('type').nonEmptyString(), address: r.get('address').nonEmptyString() }));
-  return { kind: 'Node', meta, addresses };
+  // Read for the drain hand-off only (src/model/drain.ts), leniently: a malformed field there must not lose the Node.
+  const spec = ctx.root.get('spec').value as { unschedulable?: unknown; taints?: unknown } | null | undefined;
+  const unschedulable = spec?.unschedulable === true;
+  const taintKeys = Array.isArray(spec?.taints)
+    ? spec.taints.map((t: unknown) => (t as { key?: unknown } | null)?.key).filter((k): k is string => typeof k === 'string')
+    : [];
+  return { kind: 'Node', meta, addresses, ...(unschedulable ? { unschedulable } : {}), ...(taintKeys.length ? { taintKeys } : {}) };
 }
 
 function parseLeaseObject(ctx: Context): Lease {

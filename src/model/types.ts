@@ -148,6 +148,10 @@ export interface Node {
   kind: 'Node';
   meta: ObjectMeta;
   addresses: NodeAddress[];
+  /** `spec.unschedulable` (kubectl cordon): the node is being drained (src/model/drain.ts). */
+  unschedulable?: boolean;
+  /** Keys of `spec.taints` (e.g. node.kubernetes.io/unschedulable). */
+  taintKeys?: string[];
 }
 
 // ---------------------------------------------------------------- IPAM
