@@ -22,7 +22,6 @@ import { LocalL2Controller, type L2Counters } from './l2.js';
 import type { ElectedL2Controller } from './l2-elected.js';
 import { describeFence, type ForeignAnswer } from '../l2/outage.js';
 import { Store, type StoreChange } from '../store/store.js';
-import type { Service } from '../model/types.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
 import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../datapath/libbpf.js';
@@ -60,6 +59,7 @@ import { frontendKeyString } from '../datapath/plan.js';
 import { DATAPATH_CONDITION, type KubeDatapathReporter } from './datapath-report.js';
 import { tryParseAddress } from '../model/cidr.js';
 import { describeDrain, drainReason, type DrainReason } from '../model/drain.js';
+import { isOurService, type ServiceScope } from '../model/scope.js';
 
 export const VERSION = '0.1.0';
 /** /v1/conntrack pages: default and hard maximum (a page costs what it holds, never the whole table). */
@@ -747,8 +747,7 @@ export class Agent {
     }
   }
 
-  private isOurService = (svc: Service): boolean =>
-    svc.loadBalancerClass === undefined ? this.config.defaultLoadBalancerClass : svc.loadBalancerClass === 'lb.pharos.io/l2' || svc.loadBalancerClass === 'lb.pharos.io/bgp';
+  private isOurService: ServiceScope = (svc) => isOurService(svc, this.config.defaultLoadBalancerClass);
 
   /**
    * A service's frontends went in or out of the data path. In manifests mode

@@ -13,29 +13,25 @@
  *    communities; the highest localPreference wins.
  *  - `externalTrafficPolicy: Local` advertises only while this node has a
  *    ready endpoint of the service.
- * Services of a foreign `loadBalancerClass` are not advertised.
+ * Which services are ours (`loadBalancerClass`, `--default-lb-class`) is
+ * src/model/scope.ts's answer; a service of the L2-only class is not advertised.
  */
-import { matchesSelector } from '../model/selector.js';
+import { matchesSelector, matchesSelectorWith } from '../model/selector.js';
+import { bgpMayAdvertise, serviceLabelLookup, servicesWithReadyEndpointOn, type ServiceScope } from '../model/scope.js';
 import { parseBlock, rangeContains, tryParseAddress } from '../model/cidr.js';
-import type { BgpNeighbor, BgpPolicy, BgpVirtualRouter, IPPool, LabelSelector, Service } from '../model/types.js';
+import type { BgpNeighbor, BgpPolicy, BgpVirtualRouter, IPPool, Service } from '../model/types.js';
 import type { Snapshot } from '../store/store.js';
 import { parseCommunity, parseLargeCommunity } from './codec.js';
 import { AFI_IPV4, AFI_IPV6, canonicalPrefix, familyOf, type Afi } from './prefix.js';
 import type { DesiredBgp, PeerSpec, RouteSpec } from './speaker.js';
-
-export type SelectorMatcher = (selector: LabelSelector, labels: Readonly<Record<string, string>>) => boolean;
-
-/** Load balancer classes whose services pharos advertises over BGP (unset = ours too). */
-export const BGP_LOAD_BALANCER_CLASSES: readonly string[] = ['lb.pharos.io/bgp', 'io.cilium/bgp-control-plane'];
 
 export interface BgpPolicyOptions {
   /** Router ID when the node has no IPv4 address to derive it from. */
   routerId?: string;
   /** Namespace of `authSecretRef` Secrets (pharos' own in Kubernetes mode); searched first, and named in problems. */
   secretNamespace?: string;
-  matches?: SelectorMatcher;
-  /** The agent's own scope (e.g. --no-default-lb-class): a service it does not handle is never advertised. */
-  isOurService?: (svc: Service) => boolean;
+  /** The agent's scope (src/model/scope.ts, with its --default-lb-class): a service it does not handle is never advertised. Required: a default would be a second answer to "is this ours". */
+  isOurService: ServiceScope;
   /** Whether a service (`ns/name`) is fully in this node's data path: one that is not is not advertised (it would attract traffic nobody serves). */
   isProgrammed?: (service: string) => boolean;
 }
@@ -45,27 +41,6 @@ export interface DesiredBgpResult extends DesiredBgp {
   routerId?: string;
   /** Human-readable problems (a missing secret, a duplicate neighbor), each naming its policy. */
   problems: string[];
-}
-
-function serviceLabels(svc: Service): Record<string, string> {
-  return {
-    ...svc.meta.labels,
-    'io.kubernetes.service.namespace': svc.meta.namespace ?? '',
-    'io.kubernetes.service.name': svc.meta.name,
-  };
-}
-
-function isOurs(svc: Service): boolean {
-  return svc.loadBalancerClass === undefined || BGP_LOAD_BALANCER_CLASSES.includes(svc.loadBalancerClass);
-}
-
-/** `namespace/name` of every service with a ready endpoint on `nodeName` (one pass over the slices). */
-function servicesWithLocalEndpoints(snapshot: Snapshot, nodeName: string): Set<string> {
-  const out = new Set<string>();
-  for (const slice of snapshot.endpointSlices.values()) {
-    if (slice.endpoints.some((e) => e.ready && e.nodeName === nodeName)) out.add(`${slice.meta.namespace}/${slice.serviceName}`);
-  }
-  return out;
 }
 
 /** Addresses of `svc` this virtual router advertises. */
@@ -113,8 +88,7 @@ function resolvePassword(snapshot: Snapshot, n: BgpNeighbor, secretNamespace: st
 }
 
 /** The desired BGP state of `nodeName` given everything in the store. */
-export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPolicyOptions = {}): DesiredBgpResult {
-  const matches = options.matches ?? matchesSelector;
+export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPolicyOptions): DesiredBgpResult {
   const problems: string[] = [];
   const node = snapshot.nodes.get(nodeName);
   const nodeLabels = { 'kubernetes.io/hostname': nodeName, ...(node?.meta.labels ?? {}) };
@@ -122,20 +96,20 @@ export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPol
   const routerId = nodeV4 ?? options.routerId;
 
   const policies = [...snapshot.bgpPolicies.values()]
-    .filter((p) => !p.nodeSelector || matches(p.nodeSelector, nodeLabels))
+    .filter((p) => !p.nodeSelector || matchesSelector(p.nodeSelector, nodeLabels))
     .sort((a, b) => (a.meta.name < b.meta.name ? -1 : a.meta.name > b.meta.name ? 1 : 0));
   const peers = new Map<string, PeerSpec>();
   // No policy for this node: nothing to advertise, and no reason to walk every service.
   if (policies.length === 0) return { peers: [], problems, ...(routerId ? { routerId } : {}) };
-  const scope = options.isOurService ?? (() => true);
+  const scope = options.isOurService;
   const programmed = options.isProgrammed ?? (() => true);
   // Store keys order services deterministically (plain comparison: localeCompare costs ~µs per call).
-  const services = [...snapshot.services.entries()].filter(([key, s]) => isOurs(s) && scope(s) && programmed(key))
+  const services = [...snapshot.services.entries()].filter(([key, s]) => scope(s) && bgpMayAdvertise(s) && programmed(key))
     .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, s]) => s);
 
   for (const policy of policies) {
     for (const router of policy.virtualRouters) {
-      const routes = routesOf(snapshot, policy, router, services, nodeName, matches, problems);
+      const routes = routesOf(snapshot, policy, router, services, nodeName, problems);
       for (const n of router.neighbors) {
         const address = peerAddressOf(n);
         const id = peerId(router.localASN, address, n.peerPort);
@@ -163,7 +137,7 @@ export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPol
           families,
           gracefulRestart: { ...n.gracefulRestart },
           routes: routes.filter((r) => families.includes(familyOf(r.prefix.split('/')[0]!)))
-            .map((r) => withNeighborAttributes(r, n, { snapshot, matches, problems, policy })),
+            .map((r) => withNeighborAttributes(r, n, { snapshot, problems, policy })),
         };
         if (n.sourceAddress) spec.localAddress = n.sourceAddress;
         if (n.maxPrefixes !== undefined) spec.maxPrefixes = n.maxPrefixes;
@@ -187,15 +161,15 @@ interface RouteDraft {
 
 function routesOf(
   snapshot: Snapshot, policy: BgpPolicy, router: BgpVirtualRouter, services: Service[], nodeName: string,
-  matches: SelectorMatcher, problems: string[],
+  problems: string[],
 ): (RouteDraft & { drafts: RouteDraft[] })[] {
   const selectAll = policy.flavor === 'pharos';
   let local: Set<string> | undefined;
   const byPrefix = new Map<string, RouteDraft[]>();
   for (const svc of services) {
-    if (router.serviceSelector ? !matches(router.serviceSelector, serviceLabels(svc)) : !selectAll) continue;
+    if (router.serviceSelector ? !matchesSelectorWith(router.serviceSelector, serviceLabelLookup(svc)) : !selectAll) continue;
     if (svc.externalTrafficPolicy === 'Local') {
-      local ??= servicesWithLocalEndpoints(snapshot, nodeName);
+      local ??= servicesWithReadyEndpointOn(snapshot.endpointSlices.values(), nodeName);
       if (!local.has(`${svc.meta.namespace}/${svc.meta.name}`)) continue;
     }
     for (const address of advertisedAddresses(svc, router)) {
@@ -215,7 +189,6 @@ function routesOf(
 
 interface AttributeContext {
   snapshot: Snapshot;
-  matches: SelectorMatcher;
   problems: string[];
   policy: BgpPolicy;
 }
@@ -227,9 +200,9 @@ function withNeighborAttributes(route: RouteDraft & { drafts: RouteDraft[] }, n:
   for (const attrs of n.advertisedPathAttributes) {
     let hit = false;
     if (attrs.selectorType === 'Service') {
-      hit = route.drafts.some((d) => !attrs.selector || ctx.matches(attrs.selector, serviceLabels(d.service)));
+      hit = route.drafts.some((d) => !attrs.selector || matchesSelectorWith(attrs.selector, serviceLabelLookup(d.service)));
     } else if (attrs.selectorType === 'LoadBalancerIPPool' || attrs.selectorType === 'CiliumLoadBalancerIPPool') {
-      hit = poolsContaining(ctx.snapshot.pools.values(), route.address).some((p) => !attrs.selector || ctx.matches(attrs.selector, p.meta.labels));
+      hit = poolsContaining(ctx.snapshot.pools.values(), route.address).some((p) => !attrs.selector || matchesSelector(attrs.selector, p.meta.labels));
     }
     if (!hit) continue;
     for (const c of attrs.communities.standard) {

@@ -10,8 +10,9 @@
  *   family. Ready endpoints are active; serving-but-terminating ones keep
  *   their flows but take no new ones; the rest are left out.
  * - externalTrafficPolicy: Local keeps only endpoints on this node; such a
- *   frontend without a ready local endpoint drops new flows, and
- *   `addressesWithoutLocalEndpoints` tells L2/BGP not to attract its traffic.
+ *   frontend without a ready local endpoint drops new flows; L2 and BGP do
+ *   not attract its traffic (both ask src/model/scope.ts's
+ *   `hasReadyEndpointOn`).
  * - NodePort frontends: `{node address, nodePort}` for every port of a
  *   NodePort service, and of a LoadBalancer service unless
  *   allocateLoadBalancerNodePorts is false, with the same backends.
@@ -142,21 +143,4 @@ export function desiredFrontends(snap: Snapshot, opts: DesiredFrontendOptions): 
 /** Frontends of Local-policy services with no ready endpoint on this node: new flows to them are dropped here. */
 export function frontendsWithoutLocalEndpoints(frontends: readonly Frontend[]): Frontend[] {
   return frontends.filter((f) => f.localOnly && !f.backends.some((b) => b.state === 'active'));
-}
-
-/**
- * LoadBalancer/external addresses this node should not announce (L2) or
- * advertise (BGP): every frontend of the address belongs to a Local-policy
- * service and none has a ready local endpoint. An address with one port
- * served locally stays announced. Keys are `service|address`.
- */
-export function addressesWithoutLocalEndpoints(frontends: readonly Frontend[]): Set<string> {
-  const served = new Map<string, boolean>();
-  for (const f of frontends) {
-    if (f.kind === 'NodePort') continue;
-    const k = `${f.service}|${f.address}`;
-    const local = !f.localOnly || f.backends.some((b) => b.state === 'active');
-    served.set(k, (served.get(k) ?? false) || local);
-  }
-  return new Set([...served].filter(([, ok]) => !ok).map(([k]) => k));
 }

@@ -30,7 +30,7 @@ import { analysePools, type AnalysedPool } from './pools.js';
 import { poolStatus, type PoolStatus } from './pool-status.js';
 import {
   clashingPorts,
-  isOurService,
+  isIpamService,
   readRequest,
   shareProblem,
   type IpamRequest,
@@ -241,7 +241,7 @@ export class Ipam {
     for (const svc of services) this.services.set(objectKey(svc.meta), svc);
     const inScope: Entry[] = [];
     for (const [key, svc] of this.services) {
-      if (isOurService(svc, this.options)) {
+      if (isIpamService(svc, this.options)) {
         const e = this.makeEntry(svc);
         this.entries.set(key, e);
         inScope.push(e);
@@ -271,7 +271,7 @@ export class Ipam {
     this.services.set(key, svc);
     const old = this.entries.get(key);
     const changes: ChangeSet = { services: new Set(), pools: new Set() };
-    if (!isOurService(svc, this.options)) {
+    if (!isIpamService(svc, this.options)) {
       this.touched.clear();
       if (old) {
         this.release(old);

@@ -9,10 +9,8 @@
  */
 import { parseAddress } from '../model/cidr.js';
 import type { LabelLookup } from '../model/selector.js';
+import { isOurService, serviceLabelLookup } from '../model/scope.js';
 import { objectKey, type FieldError, type IPFamily, type Service } from '../model/types.js';
-
-export const L2_CLASS = 'lb.pharos.io/l2';
-export const BGP_CLASS = 'lb.pharos.io/bgp';
 
 /** Requested addresses, in precedence order: the first one present wins. */
 export const REQUESTED_IPS_SOURCES = [
@@ -37,20 +35,14 @@ export const CROSS_NAMESPACE_ANNOTATIONS = [
   'lbipam.cilium.io/sharing-cross-namespace',
 ] as const;
 
-/** Pseudo-labels a pool's serviceSelector can match (Cilium's names, so its pools work unchanged). */
-export const SERVICE_NAMESPACE_LABEL = 'io.kubernetes.service.namespace';
-export const SERVICE_NAME_LABEL = 'io.kubernetes.service.name';
-
 export interface ScopeOptions {
   /** Whether a LoadBalancer service without loadBalancerClass is ours. */
   pharosIsDefaultClass: boolean;
 }
 
-/** Whether the IPAM manages this service at all; anything else is left alone. */
-export function isOurService(svc: Service, options: ScopeOptions): boolean {
-  if (svc.type !== 'LoadBalancer') return false;
-  if (svc.loadBalancerClass === undefined || svc.loadBalancerClass === '') return options.pharosIsDefaultClass;
-  return svc.loadBalancerClass === L2_CLASS || svc.loadBalancerClass === BGP_CLASS;
+/** Whether the IPAM manages this service at all (a LoadBalancer of our class, src/model/scope.ts); anything else is left alone. */
+export function isIpamService(svc: Service, options: ScopeOptions): boolean {
+  return svc.type === 'LoadBalancer' && isOurService(svc, options.pharosIsDefaultClass);
 }
 
 export interface RequestedAddress {
@@ -108,8 +100,6 @@ export function readRequest(svc: Service): IpamRequest {
   const key = objectKey(svc.meta);
   const namespace = svc.meta.namespace ?? '';
   const annotations = svc.meta.annotations;
-  const labels = svc.meta.labels;
-  const name = svc.meta.name;
   const request: IpamRequest = {
     key,
     namespace,
@@ -119,8 +109,7 @@ export function readRequest(svc: Service): IpamRequest {
     requested: NOTHING_REQUESTED,
     shareWithNamespaces: NO_NAMESPACES,
     ports: NO_PORTS,
-    selectorLabel: (k) =>
-      k === SERVICE_NAMESPACE_LABEL ? namespace : k === SERVICE_NAME_LABEL ? name : Object.prototype.hasOwnProperty.call(labels, k) ? labels[k] : undefined,
+    selectorLabel: serviceLabelLookup(svc),
   };
   // Both are read even when one fails, so a typo in one annotation does not also drop the sharing key.
   const requestError = readRequestedAddresses(svc, request);

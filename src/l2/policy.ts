@@ -20,6 +20,7 @@
 import type { EndpointSlice, L2Policy, Node, Service } from '../model/types.js';
 import { matchesSelector, matchesSelectorWith, type LabelLookup } from '../model/selector.js';
 import type { Snapshot } from '../store/store.js';
+import { hasReadyEndpointOn, l2MayAnnounce, serviceLabelLookup, type ServiceScope } from '../model/scope.js';
 import type { ChangeSet } from '../agent/controller.js';
 
 export interface NodeInterface {
@@ -42,22 +43,12 @@ export interface L2PolicyInput {
   nodeName: string;
   nodeLabels: Record<string, string>;
   interfaces: NodeInterface[];
-  isOurService: (svc: Service) => boolean;
+  isOurService: ServiceScope;
 }
 
 /** Node labels as selectors see them: the Node object's, plus the well-known hostname label. */
 export function nodeLabels(node: Node | undefined, nodeName: string): Record<string, string> {
   return { 'kubernetes.io/hostname': nodeName, ...(node?.meta.labels ?? {}) };
-}
-
-/** A service's labels as selectors see them, plus pseudo-labels naming it by namespace and name, as Cilium's do (no copy per service). */
-function serviceLabelLookup(svc: Service): LabelLookup {
-  const labels = svc.meta.labels;
-  return (key) => {
-    if (key === 'io.kubernetes.service.namespace') return svc.meta.namespace ?? '';
-    if (key === 'io.kubernetes.service.name') return svc.meta.name;
-    return Object.prototype.hasOwnProperty.call(labels, key) ? labels[key] : undefined;
-  };
 }
 
 function compileInterfaces(policy: L2Policy): RegExp[] {
@@ -73,8 +64,8 @@ function compileInterfaces(policy: L2Policy): RegExp[] {
   return out;
 }
 
-function isL2Class(svc: Service, isOurService: (svc: Service) => boolean): boolean {
-  return isOurService(svc) && (!svc.loadBalancerClass || svc.loadBalancerClass === 'lb.pharos.io/l2');
+function isL2Class(svc: Service, isOurService: ServiceScope): boolean {
+  return isOurService(svc) && l2MayAnnounce(svc);
 }
 
 function selects(policy: L2Policy, labels: LabelLookup): boolean {
@@ -107,11 +98,6 @@ export function slicesByService(snap: Snapshot): Map<string, EndpointSlice[]> {
     else out.set(key, [slice]);
   }
   return out;
-}
-
-function hasReadyEndpointOn(slices: Iterable<EndpointSlice> | undefined, nodeName: string): boolean {
-  for (const slice of slices ?? []) for (const e of slice.endpoints) if (e.ready && e.nodeName === nodeName) return true;
-  return false;
 }
 
 /** A policy that selects this node, and the node's interfaces it announces on. */
@@ -170,7 +156,7 @@ export function l2Candidates(snap: Snapshot, input: L2PolicyInput): L2Candidate[
 }
 
 /** The policies (by index) that would announce something of `svc`, as a key: services with the same key share a node list. */
-function announcingPolicies(svc: Service, policies: L2Policy[], isOurService: (svc: Service) => boolean): string {
+function announcingPolicies(svc: Service, policies: L2Policy[], isOurService: ServiceScope): string {
   if (!isL2Class(svc, isOurService)) return '';
   const labels = serviceLabelLookup(svc);
   let which = '';
@@ -216,7 +202,7 @@ function eligibleOf(svc: Service, which: string, nodes: NodesByPolicySet, slices
  * local endpoint). Interfaces are not known for other nodes, so they are
  * assumed to match; a node without one simply never takes the lease.
  */
-export function l2EligibleNodes(snap: Snapshot, nodeNames: Iterable<string>, isOurService: (svc: Service) => boolean): Map<string, string[]> {
+export function l2EligibleNodes(snap: Snapshot, nodeNames: Iterable<string>, isOurService: ServiceScope): Map<string, string[]> {
   const out = new Map<string, string[]>();
   const policies = [...snap.l2Policies.values()];
   if (policies.length === 0) return out;
@@ -230,7 +216,7 @@ export function l2EligibleNodes(snap: Snapshot, nodeNames: Iterable<string>, isO
 }
 
 /** Every address some policy would announce for each service (whoever holds it), for `pharos l2 list`. */
-export function l2AnnouncedAddresses(snap: Snapshot, isOurService: (svc: Service) => boolean): Map<string, string[]> {
+export function l2AnnouncedAddresses(snap: Snapshot, isOurService: ServiceScope): Map<string, string[]> {
   const out = new Map<string, string[]>();
   const policies = [...snap.l2Policies.values()];
   if (policies.length === 0) return out;
@@ -477,9 +463,9 @@ export class L2EligibleCache extends PerServiceCache<string[], Map<string, strin
   private nodesKey = '';
   private policies: L2Policy[] = [];
   private nodes?: NodesByPolicySet;
-  private isOurService: (svc: Service) => boolean = () => false;
+  private isOurService: ServiceScope = () => false;
 
-  compute(snap: Snapshot, nodeNames: Iterable<string>, isOurService: (svc: Service) => boolean, changes?: ChangeSet): Map<string, string[]> {
+  compute(snap: Snapshot, nodeNames: Iterable<string>, isOurService: ServiceScope, changes?: ChangeSet): Map<string, string[]> {
     const policies = [...snap.l2Policies.values()];
     const names = [...new Set(nodeNames)].sort();
     const nodesKey = JSON.stringify(names.map((n) => [n, snap.nodes.get(n)?.meta.labels ?? null]));
@@ -509,9 +495,9 @@ export class L2EligibleCache extends PerServiceCache<string[], Map<string, strin
 /** l2AnnouncedAddresses, remembered per service (see PerServiceCache): a status edit that keeps the addresses costs a reference comparison. */
 export class L2AddressCache extends PerServiceCache<string[], Map<string, string[]>> {
   private policies: L2Policy[] = [];
-  private isOurService: (svc: Service) => boolean = () => false;
+  private isOurService: ServiceScope = () => false;
 
-  compute(snap: Snapshot, isOurService: (svc: Service) => boolean, changes?: ChangeSet): Map<string, string[]> {
+  compute(snap: Snapshot, isOurService: ServiceScope, changes?: ChangeSet): Map<string, string[]> {
     const policies = [...snap.l2Policies.values()];
     if (!sameList(policies, this.policies)) this.policies = policies;
     this.isOurService = isOurService;

@@ -13,6 +13,7 @@ import { parse as parseYaml } from 'yaml';
 import { parseObject } from '../../src/model/parse.js';
 import { Store } from '../../src/store/store.js';
 import { desiredBgp } from '../../src/bgp/policy.js';
+import { serviceScope } from '../../src/model/scope.js';
 import {
   BfdDiag,
   BfdSession,
@@ -264,7 +265,7 @@ t.test('policy: a neighbor bfd block (MetalLB BFDProfile names, ms) reaches the 
   const store = new Store();
   store.apply(parsed.object);
   store.markSynced();
-  const desired = desiredBgp(store.snapshot(), 'lb-1', { routerId: '192.0.2.1' });
+  const desired = desiredBgp(store.snapshot(), 'lb-1', { routerId: '192.0.2.1', isOurService: serviceScope(true) });
   const [withBfd, without] = desired.peers;
   t.same(withBfd!.bfd, { minRxMs: 200, minTxMs: 250, multiplier: 4 });
   t.equal(without!.bfd, undefined, 'no block: no BFD');

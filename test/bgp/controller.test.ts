@@ -9,6 +9,7 @@ import { parseObject } from '../../src/model/parse.js';
 import type { ModelObject } from '../../src/model/types.js';
 import { Store } from '../../src/store/store.js';
 import { BgpSpeaker } from '../../src/bgp/speaker.js';
+import { serviceScope } from '../../src/model/scope.js';
 import { BgpController } from '../../src/bgp/controller.js';
 import { endOfRibFamily } from '../../src/bgp/codec.js';
 import { ScriptedPeer } from './support/scripted-peer.js';
@@ -28,7 +29,7 @@ t.test('store changes become UPDATEs, only after the store synced', async (t) =>
     await speaker.stop();
     await peer.stop();
   });
-  const controller = new BgpController(store, speaker, { nodeName: 'lb-1' });
+  const controller = new BgpController(store, speaker, { nodeName: 'lb-1', isOurService: serviceScope(true) });
   controller.start();
   store.apply(obj(`
 apiVersion: lb.pharos.io/v1alpha1

@@ -9,6 +9,10 @@ import { parseObject } from '../../src/model/parse.js';
 import { Store } from '../../src/store/store.js';
 import { desiredBgp } from '../../src/bgp/policy.js';
 import { parseCommunity } from '../../src/bgp/codec.js';
+import { serviceScope } from '../../src/model/scope.js';
+
+/** The agent's default scope: class-less services are ours. */
+const OURS = { isOurService: serviceScope(true) };
 
 function storeOf(yamlDocs: string): Store {
   const store = new Store();
@@ -89,7 +93,7 @@ t.test('Cilium policy as is: neighbors with their timers, routes with pool-selec
     lbService('a', ['198.51.100.10', '2001:db8:1::10']),
     lbService('b', ['203.0.113.5']),
   ].join('---'));
-  const d = desiredBgp(store.snapshot(), 'lb-1');
+  const d = desiredBgp(store.snapshot(), 'lb-1', OURS);
   t.same(d.problems, []);
   t.equal(d.routerId, '198.51.100.21', 'router ID from the node\'s IPv4 InternalIP');
   t.equal(d.peers.length, 2);
@@ -115,15 +119,15 @@ t.test('Cilium policy as is: neighbors with their timers, routes with pool-selec
 });
 
 t.test('node selection, service selection and the Cilium "no selector = nothing" rule', async (t) => {
-  const other = desiredBgp(storeOf([NODE, CILIUM_POLICY, lbService('a', ['198.51.100.10'])].join('---')).snapshot(), 'lb-2');
+  const other = desiredBgp(storeOf([NODE, CILIUM_POLICY, lbService('a', ['198.51.100.10'])].join('---')).snapshot(), 'lb-2', OURS);
   t.same(other.peers, [], 'a node the policy does not select has no neighbors');
   const noSelector = CILIUM_POLICY.replace(/ {4}serviceSelector:\n.*\n/, '');
-  const d = desiredBgp(storeOf([NODE, noSelector, lbService('a', ['198.51.100.10'])].join('---')).snapshot(), 'lb-1');
+  const d = desiredBgp(storeOf([NODE, noSelector, lbService('a', ['198.51.100.10'])].join('---')).snapshot(), 'lb-1', OURS);
   t.equal(d.peers.length, 2);
   t.same(d.peers[0]!.routes, [], 'Cilium: no serviceSelector advertises no service');
   const byName = CILIUM_POLICY.replace('matchExpressions: [ { key: somekey, operator: NotIn, values: [ never-used-value ] } ]',
     'matchLabels: { io.kubernetes.service.name: b }');
-  const d2 = desiredBgp(storeOf([NODE, byName, lbService('a', ['198.51.100.10']), lbService('b', ['198.51.100.11'])].join('---')).snapshot(), 'lb-1');
+  const d2 = desiredBgp(storeOf([NODE, byName, lbService('a', ['198.51.100.10']), lbService('b', ['198.51.100.11'])].join('---')).snapshot(), 'lb-1', OURS);
   t.same(d2.peers[0]!.routes.map((r) => r.prefix), ['198.51.100.11/32'], 'the virtual service-name label selects');
 });
 
@@ -177,7 +181,7 @@ endpoints: [ { addresses: [ 198.18.0.10 ], nodeName: ${node}, conditions: { read
     slice('local-elsewhere', 'lb-9'),
     lbService('v6only', ['2001:db8:1::7']),
   ];
-  const d = desiredBgp(storeOf(docs.join('---')).snapshot(), 'lb-1', { secretNamespace: 'pharos-system' });
+  const d = desiredBgp(storeOf(docs.join('---')).snapshot(), 'lb-1', { ...OURS, secretNamespace: 'pharos-system' });
   t.same(d.problems, []);
   const [p] = d.peers;
   t.match(p, { id: '65000/198.51.100.1:1179', peerPort: 1179, localAddress: '198.51.100.21', password: 's3cret', families: [1] });
@@ -188,7 +192,7 @@ endpoints: [ { addresses: [ 198.18.0.10 ], nodeName: ${node}, conditions: { read
     'an address shared by two services takes the attributes any of them selects');
   t.same(routes.get('198.51.100.10/32'), { prefix: '198.51.100.10/32', communities: [], largeCommunities: [], services: ['default/plain'] });
 
-  const noSecret = desiredBgp(storeOf([NODE, PHAROS_POLICY].join('---')).snapshot(), 'lb-1');
+  const noSecret = desiredBgp(storeOf([NODE, PHAROS_POLICY].join('---')).snapshot(), 'lb-1', OURS);
   t.same(noSecret.peers, [], 'a neighbor whose secret is missing is not configured (never without its password)');
   t.match(noSecret.problems[0], /bgp-auth/);
 });
@@ -196,7 +200,7 @@ endpoints: [ { addresses: [ 198.18.0.10 ], nodeName: ${node}, conditions: { read
 t.test('the same neighbor in two policies is configured once, with a problem reported', async (t) => {
   const second = PHAROS_POLICY.replace('name: edge', 'name: zz-dup').replace('authSecretRef: bgp-auth', 'password: x');
   const first = PHAROS_POLICY.replace('authSecretRef: bgp-auth', 'password: y');
-  const d = desiredBgp(storeOf([NODE, first, second].join('---')).snapshot(), 'lb-1');
+  const d = desiredBgp(storeOf([NODE, first, second].join('---')).snapshot(), 'lb-1', OURS);
   t.equal(d.peers.length, 1);
   t.equal(d.peers[0]!.password, 'y', 'policies are taken in name order');
   t.match(d.problems[0], /zz-dup.*already configured/);
@@ -204,10 +208,10 @@ t.test('the same neighbor in two policies is configured once, with a problem rep
 
 t.test('the agent\'s scope and the data path decide too: a class-less service with --no-default-lb-class, or one not in the data path, is not advertised', async (t) => {
   const store = storeOf([NODE, CILIUM_POLICY, POOLS, lbService('a', ['198.51.100.10']), lbService('b', ['198.51.100.11'])].join('---'));
-  const prefixes = (o: Parameters<typeof desiredBgp>[2]): string[] =>
-    desiredBgp(store.snapshot(), 'lb-1', o).peers.find((p) => p.peerAddress === '198.51.100.1')!.routes.map((r) => r.prefix).sort();
+  const prefixes = (o: Partial<Parameters<typeof desiredBgp>[2]>): string[] =>
+    desiredBgp(store.snapshot(), 'lb-1', { ...OURS, ...o }).peers.find((p) => p.peerAddress === '198.51.100.1')!.routes.map((r) => r.prefix).sort();
   t.same(prefixes({}), ['198.51.100.10/32', '198.51.100.11/32'], 'both by default');
   // The agent with --no-default-lb-class: class-less services are another implementation's.
-  t.same(prefixes({ isOurService: (svc) => svc.loadBalancerClass !== undefined }), [], 'nothing of another implementation');
+  t.same(prefixes({ isOurService: serviceScope(false) }), [], 'nothing of another implementation');
   t.same(prefixes({ isProgrammed: (key) => key !== 'default/b' }), ['198.51.100.10/32'], 'a service the data path could not take is withdrawn');
 });

@@ -4,7 +4,7 @@
  * L2/BGP must stop attracting), affinity and source ranges carried through.
  */
 import t from 'tap';
-import { addressesWithoutLocalEndpoints, desiredFrontends, frontendsWithoutLocalEndpoints } from '../../src/datapath/desired.js';
+import { desiredFrontends, frontendsWithoutLocalEndpoints } from '../../src/datapath/desired.js';
 import type { EndpointSlice, Service } from '../../src/model/types.js';
 import type { Snapshot } from '../../src/store/store.js';
 
@@ -70,7 +70,6 @@ t.test('Local policy: only this node\'s endpoints; frontends and addresses witho
   t.equal(loc.localOnly, true);
   t.same(frontendsWithoutLocalEndpoints(out).map((f) => `${f.service} ${f.address}:${f.port}`).sort(),
     ['ns/none 198.18.0.2:30080', 'ns/none 198.51.100.11:80', 'ns/term 198.18.0.2:30080', 'ns/term 198.51.100.12:80']);
-  t.same([...addressesWithoutLocalEndpoints(out)].sort(), ['ns/none|198.51.100.11', 'ns/term|198.51.100.12'], 'NodePorts and Cluster services never withdrawn');
 });
 
 t.test('affinity and source ranges are carried to the frontend', async (t) => {

@@ -17,6 +17,7 @@ import { createInterface } from 'node:readline';
 import { BgpSpeaker, type DesiredBgp, type SpeakerOptions } from '../../../src/bgp/speaker.js';
 import { BgpController } from '../../../src/bgp/controller.js';
 import { Store } from '../../../src/store/store.js';
+import { serviceScope } from '../../../src/model/scope.js';
 import type { ModelObject, Service } from '../../../src/model/types.js';
 
 interface ChildOptions {
@@ -53,7 +54,7 @@ if (opts.native) {
 const speaker = new BgpSpeaker(speakerOptions);
 await speaker.listen();
 const store = new Store();
-if (opts.nodeName) new BgpController(store, speaker, { nodeName: opts.nodeName }).start();
+if (opts.nodeName) new BgpController(store, speaker, { nodeName: opts.nodeName, isOurService: serviceScope(true) }).start();
 
 function reply(obj: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
