@@ -7,7 +7,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="clang llvm libbpf-dev bpftool iproute2 iputils-ping tcpdump ethtool
-  arping ndisc6 iptables nftables conntrack bird2 gobgpd frr curl make g++ python3"
+  arping ndisc6 iptables nftables conntrack bird2 gobgpd frr curl make g++ python3
+  prometheus"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 
@@ -24,8 +25,33 @@ if [ -n "$missing" ]; then
   log "installing:$missing"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
+  # Debian's prometheus (for test/monitoring: promtool and a server the test
+  # starts on its own address) starts a server on :9090 from its postinst
+  # (init script through invoke-rc.d, or the systemd unit). A policy-rc.d
+  # that refuses only it, where none exists, keeps that from happening; the
+  # unit enabled for the next boot is disabled.
+  policy=/usr/sbin/policy-rc.d
+  own_policy=""
+  case " $missing " in
+    *" prometheus "*)
+      if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\n# written by pharos deploy/setup.sh for the length of an apt-get install\n[ "$1" = prometheus ] && exit 101\nexit 0\n' >"$policy"
+        chmod 755 "$policy"
+        own_policy=1
+        trap 'rm -f "$policy"' EXIT
+      fi ;;
+  esac
   # shellcheck disable=SC2086
   apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  if [ -n "$own_policy" ]; then rm -f "$policy"; trap - EXIT; fi
+  case " $missing " in
+    *" prometheus "*)
+      if [ -d /run/systemd/system ]; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+      elif [ -x /etc/init.d/prometheus ]; then
+        /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+      fi ;;
+  esac
 fi
 
 # bpffs: the default pin root, and one outside /sys that stays visible
