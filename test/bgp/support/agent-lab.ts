@@ -38,6 +38,8 @@ export interface BgpAgentLab {
   lab: Lab;
   bird: Bird;
   agent: ChildProcess;
+  /** The agent's manifests directory (rewrite its all.yaml to change what the agent reads). */
+  manifestsDir: string;
   /** Everything the agent has written so far. */
   log(): string;
   /** Rethrows with the tails of the agent's and bird's logs. */
@@ -72,7 +74,7 @@ export async function startBgpAgentLab(t: Test, o: BgpAgentLabOptions): Promise<
   agent.stdout?.on('data', (d: Buffer) => { log += d.toString(); });
   t.teardown(() => { if (agent.exitCode === null) agent.kill('SIGKILL'); });
   return {
-    lab, bird, agent,
+    lab, bird, agent, manifestsDir: dir,
     log: () => log,
     diag: (e: Error): never => { throw new Error(`${e.message}\nagent:\n${log.slice(-3000)}\nbird:\n${bird.log.slice(-2000)}`); },
     peer: async () => {
