@@ -17,7 +17,7 @@ import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import { localAddresses, readInterfaces } from './interfaces.js';
 import { PendingChanges, type AgentController } from './controller.js';
-import { LocalIpamController, type IpamView } from './ipam.js';
+import { LocalIpamController, type IpamView } from '../ipam/local-controller.js';
 import { LocalL2Controller, type L2Counters } from './l2.js';
 import type { ElectedL2Controller } from './l2-elected.js';
 import { describeFence, type ForeignAnswer } from '../l2/outage.js';
@@ -339,7 +339,7 @@ export class Agent {
   private async startKubernetes(kc: KubeConfig, l2Common: ConstructorParameters<typeof LocalL2Controller>[0]): Promise<void> {
     const cfg = this.config;
     const [{ KubeWriter }, { KubeSource }, { KubeIpamController }, { ElectedL2Controller }, { KubeDatapathReporter }] = await Promise.all([
-      import('../sources/kube/writer.js'), import('../sources/kube/source.js'), import('./ipam.js'), import('./l2-elected.js'), import('./datapath-report.js'),
+      import('../sources/kube/writer.js'), import('../sources/kube/source.js'), import('../ipam/kube-controller.js'), import('./l2-elected.js'), import('./datapath-report.js'),
     ]);
     const onWrite = (w: WriteRecord): void => k8sApiWrites.inc({ resource: writeResource(w.kind), verb: w.verb });
     const writer = new KubeWriter({ kc, namespace: cfg.namespace, qps: cfg.k8sQps, burst: cfg.k8sBurst, onWrite });

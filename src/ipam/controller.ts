@@ -5,11 +5,12 @@
  * only where the desired status differs from what it last wrote (or, for a
  * service that just changed, from what the service now shows).
  *
- * Sinks are the Kubernetes status writer, the manifests-mode status overlay,
- * or `MemoryStatusSink` in tests. A failed write is retried on the next sync.
- * In manifests mode the allocation state is persisted with
- * `exportState()`/`importState()` so addresses survive a restart even though
- * manifests carry no status.
+ * Both modes run it: Kubernetes mode writes through KubeStatusSink
+ * (kube-controller.ts, only while this agent holds the IPAM lease), manifests
+ * mode lays status over the store and persists the allocations with
+ * `exportState()`/`importState()` (local-controller.ts), so addresses survive
+ * a restart although manifests carry no status. A failed write is retried on
+ * the next sync.
  */
 import type { Snapshot } from '../store/store.js';
 import type { Condition, IPPool, Service } from '../model/types.js';
@@ -39,7 +40,7 @@ export interface SyncReport {
   conflicts: string[];
 }
 
-interface WrittenService {
+export interface WrittenService {
   ingress: string[];
   condition: Condition | null;
   /** False when seeded from what the service showed before we wrote anything. */
@@ -252,32 +253,5 @@ export class IpamController {
       this.retryPools.add(name);
       report.errors.push(`pool ${name}: ${err instanceof Error ? err.message : String(err)}`);
     }
-  }
-}
-
-/** A sink that keeps statuses in memory: tests, and a reference for the real ones. */
-export class MemoryStatusSink implements IpamStatusSink {
-  readonly services = new Map<string, WrittenService>();
-  readonly pools = new Map<string, PoolStatus>();
-  readonly calls: string[] = [];
-  /** Make the next n writes fail (fault injection). */
-  failNext = 0;
-
-  async writeServiceStatus(key: string, ingress: string[], condition: Condition | null): Promise<void> {
-    if (this.failNext > 0) {
-      this.failNext--;
-      throw new Error('injected write failure');
-    }
-    this.calls.push(`service ${key} ${ingress.join(',') || '-'} ${condition ? condition.reason : 'remove'}`);
-    this.services.set(key, { ingress: [...ingress], condition });
-  }
-
-  async writePoolStatus(name: string, status: PoolStatus): Promise<void> {
-    if (this.failNext > 0) {
-      this.failNext--;
-      throw new Error('injected write failure');
-    }
-    this.calls.push(`pool ${name} ${status.available}`);
-    this.pools.set(name, status);
   }
 }

@@ -3,7 +3,8 @@
  * status back into the store, as the API server (or the manifests overlay) does.
  */
 import t from 'tap';
-import { IpamController, MemoryStatusSink } from '../../src/ipam/controller.js';
+import { IpamController } from '../../src/ipam/controller.js';
+import { MemoryStatusSink } from './memory-sink.js';
 import { IPAM_CONDITION } from '../../src/ipam/allocator.js';
 import { Store } from '../../src/store/store.js';
 import type { Condition } from '../../src/model/types.js';

@@ -89,7 +89,7 @@ for (const defaultClass of [true, false]) {
     t.same(announced, ours.filter((n) => n !== 'bgp'), 'L2 announces them, except the BGP-only class');
 
     const bgp = desiredBgp(snap, 'lb-1', { isOurService: scope });
-    const advertised = names(bgp.peers[0]!.routes.flatMap((r) => r.services));
+    const advertised = names(bgp.peers[0]!.routes.flatMap((r) => r.services ?? []));
     t.same(advertised, ours.filter((n) => n !== 'l2'), 'BGP advertises them, except the L2-only class');
   });
 }

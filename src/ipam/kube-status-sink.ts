@@ -5,9 +5,9 @@
  */
 import type { Condition } from '../model/types.js';
 import type { Store } from '../store/store.js';
-import type { IpamStatusSink } from '../ipam/controller.js';
-import { IPAM_CONDITION } from '../ipam/allocator.js';
-import { ciliumPoolConditions, type PoolStatus } from '../ipam/pool-status.js';
+import type { IpamStatusSink } from './controller.js';
+import { IPAM_CONDITION } from './allocator.js';
+import { ciliumPoolConditions, type PoolStatus } from './pool-status.js';
 import type { KubeWriter } from '../sources/kube/writer.js';
 
 export class NotLeaderError extends Error {

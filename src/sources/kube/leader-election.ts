@@ -7,7 +7,7 @@
  * renew deadline steps down before anyone may take over (renew deadline <
  * duration), and stops writing. Clean shutdown releases the lease.
  */
-import type { KubeWriter, LeaseRecord } from '../sources/kube/writer.js';
+import type { KubeWriter, LeaseRecord } from './writer.js';
 
 export interface LeaderElectorOptions {
   writer: KubeWriter;
