@@ -18,11 +18,13 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { NetnsSet } from '../lab/netns.js';
+import { Lab } from '../lab/netns.js';
 import { PROJECT_ROOT } from '../datapath/bpf-build.js';
 import { removePins } from '../datapath/loader.js';
 
 const PREFIX = 'pharos-demo';
+/** The demo's processes run unwatched and stay up with --keep (no parent-death signal). */
+const DEMO_PROCESS = { output: 'ignore', outliveParent: true } as const;
 const AGENT_HTTP = '127.0.0.1:9643';
 /** Outside /sys: `ip netns exec` remounts /sys, so /sys/fs/bpf is no bpffs inside it (LAB-FACTS). */
 const PIN_DIR = `/run/pharos/bpffs/${PREFIX}-lb`;
@@ -115,7 +117,7 @@ export async function run(argv: string[]): Promise<number> {
     console.error('pharos demo: needs root (network namespaces, BPF)');
     return 1;
   }
-  const lab = new NetnsSet(PREFIX);
+  const lab = new Lab(PREFIX);
   const work = mkdtempSync(join(tmpdir(), 'pharos-demo-'));
   const cli = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
   let cleaned = false;
@@ -138,21 +140,21 @@ export async function run(argv: string[]): Promise<number> {
     const step = (title: string): void => new DemoStep(++n, title).start();
 
     step('Building the lab: client, LB node and three backends in network namespaces');
-    for (const ns of await NetnsSet.leftovers(PREFIX)) await lab.ip(['netns', 'del', ns]);
+    await Lab.cleanup(PREFIX);
     await lab.addNamespace('client');
     await lab.addNamespace('lb', { forwarding: true });
-    await lab.addVeth({ ns: 'client', ifname: 'eth0', addrs: ['198.51.100.1/24'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.51.100.2/24'] });
+    await lab.addLink({ ns: 'client', ifname: 'eth0', addrs: ['198.51.100.1/24'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.51.100.2/24'] });
     for (const b of BACKENDS) {
       await lab.addNamespace(b.name);
-      await lab.addVeth({ ns: 'lb', ifname: b.name, addrs: [b.lb] }, { ns: b.name, ifname: 'eth0', addrs: [b.cidr] });
-      await lab.exec(b.name, ['ip', 'route', 'add', 'default', 'via', b.gw]);
+      await lab.addLink({ ns: 'lb', ifname: b.name, addrs: [b.lb] }, { ns: b.name, ifname: 'eth0', addrs: [b.cidr] });
+      await lab.output(b.name, ['ip', 'route', 'add', 'default', 'via', b.gw]);
     }
     // Shaped like a kind or containerlab node: plain veths, no XDP program on any peer, the hosts'
     // default checksum offload. The agent's --xdp-mode auto puts the data path at tc ingress on veth, which needs neither.
     for (const b of BACKENDS) {
-      lab.spawn(b.name, [process.execPath, join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js'), '--name', b.name, '--port', '8080']);
+      lab.spawn(b.name, [process.execPath, join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js'), '--name', b.name, '--port', '8080'], DEMO_PROCESS);
     }
-    show(`namespaces: ${['client', 'lb', ...BACKENDS.map((b) => b.name)].map((s) => lab.name(s)).join(', ')}`);
+    show(`namespaces: ${['client', 'lb', ...BACKENDS.map((b) => b.name)].map((s) => lab.ns(s)).join(', ')}`);
 
     step('Writing the manifests pharos watches: a pool, an L2 policy, a LoadBalancer service without an address');
     const manifestsDir = join(work, 'manifests');
@@ -169,11 +171,11 @@ export async function run(argv: string[]): Promise<number> {
     const agentArgs = [cli, 'agent', '--manifests', manifestsDir, '--node-name', 'demo-lb', '--interfaces', ['eth0', ...BACKENDS.map((b) => b.name)].join(','),
       '--state-dir', stateDir, '--pin-dir', pinDir, '--http', AGENT_HTTP, '--log-level', 'info'];
     const agentLog = join(work, 'agent.log');
-    const agent = lab.spawn('lb', ['sh', '-c', `exec "$0" "$@" >>${agentLog} 2>&1`, process.execPath, ...agentArgs]);
-    const pharos = (args: string[]) => lab.exec('lb', [process.execPath, cli, ...args, '--agent', `http://${AGENT_HTTP}`]);
+    const agent = lab.spawn('lb', ['sh', '-c', `exec "$0" "$@" >>${agentLog} 2>&1`, process.execPath, ...agentArgs], DEMO_PROCESS);
+    const pharos = (args: string[]) => lab.output('lb', [process.execPath, cli, ...args, '--agent', `http://${AGENT_HTTP}`]);
     await waitFor('the agent to be ready', 30_000, async () => {
       if (agent.exitCode !== null) throw new Error(`agent exited with ${agent.exitCode}; see its log:\n${await import('node:fs').then((fs) => fs.readFileSync(agentLog, 'utf8'))}`);
-      const out = await lab.exec('lb', ['curl', '-sf', `http://${AGENT_HTTP}/readyz`]).catch(() => undefined);
+      const out = await lab.output('lb', ['curl', '-sf', `http://${AGENT_HTTP}/readyz`]).catch(() => undefined);
       return out?.includes('ready') ? true : undefined;
     });
     show(`agent ready (pid ${agent.pid}), log: ${agentLog}`);
@@ -183,17 +185,17 @@ export async function run(argv: string[]): Promise<number> {
 
     step('The address pharos allocated to default/echo');
     const vip = await waitFor('an address for default/echo', 15_000, async () => {
-      const state = JSON.parse(await lab.exec('lb', ['curl', '-sf', `http://${AGENT_HTTP}/v1/state`])) as { services: { key: string; ingress: string[] }[] };
+      const state = JSON.parse(await lab.output('lb', ['curl', '-sf', `http://${AGENT_HTTP}/v1/state`])) as { services: { key: string; ingress: string[] }[] };
       return state.services.find((s) => s.key === 'default/echo')?.ingress[0];
     });
     show(`default/echo -> ${vip}`);
 
     step(`The client resolves ${vip} by ARP; the XDP responder on the LB node answers`);
     const lbMac = await lab.mac('lb', 'eth0');
-    await lab.exec('client', ['ip', 'neigh', 'flush', 'dev', 'eth0']);
+    await lab.output('client', ['ip', 'neigh', 'flush', 'dev', 'eth0']);
     await waitFor('the ARP answer', 10_000, async () => {
-      await lab.exec('client', ['ping', '-c', '1', '-W', '1', vip]).catch(() => undefined);
-      const neigh = JSON.parse(await lab.exec('client', ['ip', '-j', 'neigh', 'show', vip, 'dev', 'eth0'])) as { lladdr?: string }[];
+      await lab.output('client', ['ping', '-c', '1', '-W', '1', vip]).catch(() => undefined);
+      const neigh = JSON.parse(await lab.output('client', ['ip', '-j', 'neigh', 'show', vip, 'dev', 'eth0'])) as { lladdr?: string }[];
       return neigh[0]?.lladdr === lbMac ? true : undefined;
     });
     show(`${vip} is-at ${lbMac} (the LB node's eth0)`);
@@ -201,7 +203,7 @@ export async function run(argv: string[]): Promise<number> {
     step(`Requests from the client to http://${vip}/ go through the XDP load balancer`);
     const seen = new Map<string, number>();
     for (let i = 0; i < 12; i++) {
-      const body = await lab.exec('client', ['curl', '-s', '--max-time', '3', `http://${vip}/`]);
+      const body = await lab.output('client', ['curl', '-s', '--max-time', '3', `http://${vip}/`]);
       const backend = body.split(' ')[0]!.trim();
       seen.set(backend, (seen.get(backend) ?? 0) + 1);
       if (i < 4) show(`GET / -> ${body.trim()}`);
@@ -213,7 +215,7 @@ export async function run(argv: string[]): Promise<number> {
     show(await pharos(['service', 'list']));
 
     step('A few metrics from http://127.0.0.1:9643/metrics');
-    const metrics = await lab.exec('lb', ['curl', '-sf', `http://${AGENT_HTTP}/metrics`]);
+    const metrics = await lab.output('lb', ['curl', '-sf', `http://${AGENT_HTTP}/metrics`]);
     // Named families, not a prefix: the l2_ family alone has a dozen lines and would crowd out the packet counts.
     const shown = /^pharos_(datapath_packets_total|ipam_pool_addresses|conntrack_entries|l2_announced|l2_gratuitous_sent_total)\b/;
     show(metrics.split('\n').filter((l) => shown.test(l)).slice(0, 14).join('\n'));
@@ -223,12 +225,12 @@ export async function run(argv: string[]): Promise<number> {
       process.off('SIGTERM', onSignal);
       cleaned = true; // leave everything in place
       console.log(`\nThe lab keeps running. Try:
-  ip netns exec ${lab.name('client')} curl http://${vip}/
-  ip netns exec ${lab.name('lb')} node ${cli} service list
-  ip netns exec ${lab.name('lb')} curl -s http://${AGENT_HTTP}/metrics | grep ^pharos_
+  ip netns exec ${lab.ns('client')} curl http://${vip}/
+  ip netns exec ${lab.ns('lb')} node ${cli} service list
+  ip netns exec ${lab.ns('lb')} curl -s http://${AGENT_HTTP}/metrics | grep ^pharos_
   edit ${manifestsDir}/demo.yaml (the agent picks changes up within a second)
 Remove it with: for ns in $(ip netns list | grep -o '^${PREFIX}-[a-z0-9]*'); do ip netns del $ns; done; kill ${agent.pid}`);
-      lab.detachAll();
+      lab.detach();
       return 0;
     }
     console.log('\ndemo complete: every step succeeded');
@@ -237,7 +239,7 @@ Remove it with: for ns in $(ip netns list | grep -o '^${PREFIX}-[a-z0-9]*'); do 
     console.error(`\npharos demo: FAILED: ${(err as Error).message}`);
     if (values.keep) {
       console.error(`--keep: the lab is left as it is for inspection (namespaces ${PREFIX}-*, agent log in ${work})`);
-      lab.detachAll();
+      lab.detach();
     }
     return 1;
   } finally {

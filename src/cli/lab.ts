@@ -14,7 +14,7 @@ import {
   BPFFS, CLIENT, DEFAULT_PREFIX, DEFAULT_STATE_DIR, buildNetwork, labLayout, nsName, processAlive, readState, stillOurs, teardownLab, writeState, type LabState,
 } from '../lab/cluster.js';
 import { leaseAgentArgs } from '../lab/lease-flags.js';
-import { NetnsSet } from '../lab/netns.js';
+import { Lab } from '../lab/netns.js';
 import { controlSocket, serve } from '../lab/supervisor.js';
 
 const HELP = `Usage: pharos lab <up|down|status|agent> [flags]
@@ -88,7 +88,7 @@ async function up(stateDir: string, prefix: string, nodeCount: number, agentArgs
     console.log(`pharos lab is already up${existing.ready ? '' : ' (still starting)'} (supervisor pid ${existing.supervisor.pid})\n\n${usageText(existing)}`);
     return 0;
   }
-  if (existing || (await NetnsSet.leftovers(prefix)).length > 0) {
+  if (existing || (await Lab.list(prefix)).length > 0) {
     console.log('removing the remains of an earlier lab first');
     await teardownLab(stateDir, prefix);
   }
@@ -141,7 +141,7 @@ function keepLogs(stateDir: string): string | undefined {
 
 async function down(stateDir: string, prefix: string): Promise<number> {
   const state = readState(stateDir);
-  const leftovers = await NetnsSet.leftovers(prefix);
+  const leftovers = await Lab.list(prefix);
   if (!state && leftovers.length === 0) {
     console.log('pharos lab is not up');
     return 0;

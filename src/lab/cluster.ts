@@ -17,7 +17,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NetnsSet } from './netns.js';
+import { Lab } from './netns.js';
 import { removePins } from '../datapath/loader.js';
 import type { LabBackend } from './endpoints.js';
 
@@ -132,48 +132,47 @@ export function nsName(prefix: string, short: string): string {
   return `${prefix}-${short}`;
 }
 
-async function addBridge(set: NetnsSet, ns: string, addrs: string[] = []): Promise<void> {
-  // Without multicast snooping NS/NA multicast is flooded to every port (LAB-FACTS).
-  await set.exec(ns, ['ip', 'link', 'add', 'br0', 'type', 'bridge', 'stp_state', '0', 'mcast_snooping', '0']);
-  for (const a of addrs) await set.exec(ns, ['ip', 'addr', 'add', a, 'dev', 'br0']);
-  await set.exec(ns, ['ip', 'link', 'set', 'br0', 'up']);
-}
-
 /**
  * Creates the namespaces and links of the lab. Every namespace is recorded
  * in `state` (and the state file) as soon as it exists, so a failure half
- * way leaves nothing `down` does not know about.
+ * way leaves nothing `down` does not know about; what is built outlives
+ * this process (the supervisor and `down` own it).
  */
 export async function buildNetwork(layout: LabLayout, state: LabState): Promise<void> {
-  const set = new NetnsSet(layout.prefix);
-  const addNs = async (short: string, opts: { forwarding?: boolean } = {}): Promise<void> => {
-    state.namespaces.push(set.name(short));
+  const lab = new Lab(layout.prefix);
+  try {
+    const addNs = async (short: string, opts: { forwarding?: boolean } = {}): Promise<void> => {
+      state.namespaces.push(lab.ns(short));
+      writeState(state);
+      await lab.addNamespace(short, opts);
+    };
+    const port = async (ns: string, ifname: string, bridgeNs: string, bridgePort: string, addrs: string[]): Promise<void> => {
+      await lab.addLink({ ns, ifname, addrs }, { ns: bridgeNs, ifname: bridgePort });
+      await lab.attachToBridge(bridgeNs, bridgePort, 'br0');
+    };
+
+    await addNs('sw');
+    await lab.addBridge('sw', 'br0');
+    await addNs('mgmt');
+    await lab.addBridge('mgmt', 'br0', { addrs: [`${API_ADDR}/24`] });
+
+    const hosts: [string, string, string][] = [['client', CLIENT.v4, CLIENT.v6], ...layout.backends.map((b) => [b.name, b.v4!, b.v6!] as [string, string, string])];
+    for (const [short, v4, v6] of hosts) {
+      await addNs(short);
+      await port(short, 'eth0', 'sw', `p-${short}`, [`${v4}/24`, `${v6}/64`]);
+    }
+    for (const node of layout.nodes) {
+      removePins(node.pinDir);
+      state.pinDirs.push(node.pinDir);
+      await addNs(node.name, { forwarding: true });
+      await port(node.name, 'eth0', 'sw', `p-${node.name}`, [`${node.v4}/24`, `${node.v6}/64`]);
+      await port(node.name, 'mgmt', 'mgmt', `m-${node.name}`, [`${node.mgmt}/24`]);
+    }
     writeState(state);
-    await set.addNamespace(short, opts);
-  };
-  const port = async (ns: string, ifname: string, bridgeNs: string, bridgePort: string, addrs: string[]): Promise<void> => {
-    await set.addVeth({ ns, ifname, addrs }, { ns: bridgeNs, ifname: bridgePort });
-    await set.exec(bridgeNs, ['ip', 'link', 'set', bridgePort, 'master', 'br0']);
-  };
-
-  await addNs('sw');
-  await addBridge(set, 'sw');
-  await addNs('mgmt');
-  await addBridge(set, 'mgmt', [`${API_ADDR}/24`]);
-
-  const hosts: [string, string, string][] = [['client', CLIENT.v4, CLIENT.v6], ...layout.backends.map((b) => [b.name, b.v4!, b.v6!] as [string, string, string])];
-  for (const [short, v4, v6] of hosts) {
-    await addNs(short);
-    await port(short, 'eth0', 'sw', `p-${short}`, [`${v4}/24`, `${v6}/64`]);
+  } finally {
+    // Also on failure: the state file lists what was made and `lab down` removes it.
+    lab.detach();
   }
-  for (const node of layout.nodes) {
-    removePins(node.pinDir);
-    state.pinDirs.push(node.pinDir);
-    await addNs(node.name, { forwarding: true });
-    await port(node.name, 'eth0', 'sw', `p-${node.name}`, [`${node.v4}/24`, `${node.v6}/64`]);
-    await port(node.name, 'mgmt', 'mgmt', `m-${node.name}`, [`${node.mgmt}/24`]);
-  }
-  writeState(state);
 }
 
 export interface TeardownReport {
@@ -210,7 +209,7 @@ export async function teardownLab(stateDir: string, prefix: string): Promise<Tea
   }
   await waitGone(rest.map(([, p]) => p.pid), 5000);
   if (state?.supervisor && stillOurs(state.supervisor)) process.kill(state.supervisor.pid, 'SIGKILL');
-  const names = new Set([...(latest?.namespaces ?? []), ...(await NetnsSet.leftovers(prefix))]);
+  const names = new Set([...(latest?.namespaces ?? []), ...(await Lab.list(prefix))]);
   for (const ns of names) {
     try {
       execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });

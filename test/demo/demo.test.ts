@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
-import { NetnsSet } from '../../src/lab/netns.js';
+import { Lab } from '../../src/lab/netns.js';
 
 t.test('pharos demo succeeds and cleans up after itself', { skip: privilegedUnavailable() }, async (t) => {
   const started = Date.now();
@@ -26,7 +26,7 @@ t.test('pharos demo succeeds and cleans up after itself', { skip: privilegedUnav
   t.match(out, /pharos_datapath_packets_total\{service="default\/echo"/);
   t.match(out, /demo complete: every step succeeded/);
   t.ok(Date.now() - started < 120_000, 'finishes in under two minutes');
-  t.same(await NetnsSet.leftovers('pharos-demo'), [], 'no namespace left behind');
+  t.same(await Lab.list('pharos-demo'), [], 'no namespace left behind');
 });
 
 t.test('pharos demo --help', async (t) => {

@@ -9,7 +9,7 @@ import t from 'tap';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { NetnsSet } from '../../src/lab/netns.js';
+import { Lab } from '../../src/lab/netns.js';
 import { WalkthroughLab } from '../walkthrough/walkthrough-lab.js';
 import { leaseAgentArgs, parseLeaseDuration } from '../../src/lab/lease-flags.js';
 
@@ -28,7 +28,7 @@ t.test('a failed lab up keeps its logs; --agent-arg reaches the agents', { skip:
   t.ok(agentLogs.length > 0, `agents' logs among them: ${files.join(', ')}`);
   const text = agentLogs.map((f) => readFileSync(join(kept!, f), 'utf8')).join('\n');
   t.match(text, /unknown flag --no-such-flag/, 'the flag reached the agent, and its refusal is in its log');
-  t.same(await NetnsSet.leftovers(PREFIX), [], 'no namespace left behind');
+  t.same(await Lab.list(PREFIX), [], 'no namespace left behind');
   t.notOk(existsSync(lab.stateDir), 'the state directory is gone');
 });
 
