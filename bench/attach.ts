@@ -34,6 +34,7 @@ import { DatapathSync } from '../src/datapath/sync.js';
 import { readReasonCounters, type ReasonCounters } from '../src/datapath/stats.js';
 import type { Frontend } from '../src/model/types.js';
 import { Lab } from '../test/support/lab.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 
 const PREFIX = 'phtc';
 const MODES = ['generic', 'tc'] as const;
@@ -265,6 +266,7 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'attach.json'), JSON.stringify({ kernel: release(), load, runs: RUNS, results }, null, 2) + '\n');
   writeFileSync(join(dir, 'attach.md'), markdown(results, load));
+  writeBenchChart('attach', dir);
   log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; wrote ${join(dir, 'attach.md')}`);
 }
 

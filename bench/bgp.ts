@@ -23,6 +23,7 @@ import { Lab } from '../test/support/lab.js';
 import { Bird } from '../test/bgp/routers.js';
 import { SpeakerProcess } from '../test/bgp/support/speaker-process.js';
 import type { ModelObject } from '../src/model/types.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 
 const ROUTER_ASN = 65000;
 const SPEAKER_ASN = 65001;
@@ -142,6 +143,7 @@ async function main(): Promise<void> {
     };
     mkdirSync(dirname(RESULTS), { recursive: true });
     writeFileSync(RESULTS, `${JSON.stringify(result, null, 2)}\n`);
+    writeBenchChart('bgp', dirname(RESULTS));
     console.log(JSON.stringify(result));
   } finally {
     await speaker?.kill();

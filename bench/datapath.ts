@@ -24,6 +24,7 @@ import { DatapathSync } from '../src/datapath/sync.js';
 import { readReasonCounters, type ReasonCounters } from '../src/datapath/stats.js';
 import type { Frontend } from '../src/model/types.js';
 import { Lab, run } from '../test/support/lab.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 
 // ---------------------------------------------------------------- parameters
 
@@ -578,6 +579,7 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'datapath.json'), JSON.stringify(json, null, 2) + '\n');
   writeFileSync(join(dir, 'datapath.md'), markdown(results, ns.newFlow, ns.established, kernel, cpu, { counters, nsDetail: ns.detail, load: `${loadStart} / ${loadavg()[0]!.toFixed(1)}` }));
+  writeBenchChart('datapath', dir);
   log(`done in ${((Date.now() - started) / 1000).toFixed(0)} s; wrote ${join(dir, 'datapath.json')} and datapath.md`);
 }
 

@@ -33,6 +33,7 @@ import type { PeerSpec } from '../src/bgp/speaker.js';
 import { Bird } from '../test/bgp/routers.js';
 import { SpeakerProcess } from '../test/bgp/support/speaker-process.js';
 import { sleep, waitFor } from '../test/support/wait.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 
 const PROBER = fileURLToPath(new URL('../test/l2/prober.mjs', import.meta.url));
 const LAB_PREFIX = 'phbfdx';
@@ -288,6 +289,7 @@ export async function updateBgpRowsOnly(runs: number): Promise<void> {
   const mdPath = join(dir, 'failover.md');
   const md = existsSync(mdPath) ? readFileSync(mdPath, 'utf8') : '';
   writeFileSync(mdPath, withBgpSection(md, bgpHungNodeMarkdown(r).join('\n')));
+  writeBenchChart('failover', dir);
   console.log(JSON.stringify(bgpHungNodeSummary(r)));
 }
 

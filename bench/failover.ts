@@ -27,6 +27,7 @@ import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import { L2Lab, NAMESPACE, longestGap, sleep, waitFor, LAB_PREFIX } from '../test/l2/l2-lab.js';
 import { bgpHungNodeMarkdown, bgpHungNodeSummary, measureBgpHungNode, updateBgpRowsOnly, withBgpSection } from './failover-bgp.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 
 const RUNS = Number(process.env.PHAROS_BENCH_RUNS ?? 5);
 const SERVICES = 200;
@@ -146,6 +147,7 @@ async function main(): Promise<void> {
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'failover.json'), JSON.stringify(result, null, 2) + '\n');
     writeFileSync(join(dir, 'failover.md'), withBgpSection(markdown(result), bgpHungNodeMarkdown(bgp).join('\n')));
+    writeBenchChart('failover', dir);
     console.log(JSON.stringify({ sigkill_gap_ms: result.sigkill_gap_ms, clean_stop_gap_ms: result.clean_stop_gap_ms, link_down_gap_ms: result.link_down_gap_ms, api_writes_per_s: result.api_writes_per_s }));
   } finally {
     for (const f of teardowns.reverse()) await f();

@@ -21,6 +21,7 @@ import { parseArgs } from 'node:util';
 import { Lab } from '../test/support/lab.js';
 import { asRegression, loadRegressions, runXdpFuzz } from '../test/fuzz/xdp-run.js';
 import { PROPERTY_SUITES } from '../test/fuzz/properties.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 
 const { values } = parseArgs({
   options: {
@@ -74,6 +75,7 @@ async function main(): Promise<void> {
   out.properties = props;
   mkdirSync(dirname(RESULTS), { recursive: true });
   writeFileSync(RESULTS, `${JSON.stringify(out, null, 2)}\n`);
+  writeBenchChart('fuzz', dirname(RESULTS));
   console.log(`wrote ${RESULTS}${failed ? '; FAILURES (seed ' + seed + ')' : ''}`);
   process.exitCode = failed ? 1 : 0;
 }

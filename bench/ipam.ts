@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Ipam, reconcile, type ServiceOutcome } from '../src/ipam/allocator.js';
 import type { IPFamily, IPFamilyPolicy, IPPool, Service } from '../src/model/types.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 
 const SERVICES = 10_000;
 const POOLS = 20;
@@ -141,6 +142,7 @@ function main(): void {
   const out = join(dirname(fileURLToPath(import.meta.url)), 'results', 'ipam.json');
   mkdirSync(dirname(out), { recursive: true });
   writeFileSync(out, `${JSON.stringify(result)}\n`);
+  writeBenchChart('ipam', dirname(out));
   console.log(JSON.stringify(result));
   console.log(
     `full reconcile wall ms (sorted): ${fullTimes.map((x) => x.toFixed(1)).join(', ')}; process CPU ms per run: ${fullCpu.map((x) => x.toFixed(0)).join(', ')}; ` +

@@ -29,6 +29,7 @@ import { L2Lab, NAMESPACE, sleep, waitFor } from '../test/l2/l2-lab.js';
 import { histogramBuckets, parseMetrics, quantileBetween, DELAY_HISTOGRAM } from './scale/prometheus.js';
 import { readProc } from './scale/proc.js';
 import { kubeScaleMarkdown, writeRates, type KubeScaleReport, type WriteRates } from './scale/kube-report.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 
 const HELP = `Usage: npm run bench:scale-kube -- [flags]
 
@@ -193,6 +194,7 @@ async function main(): Promise<number> {
     writeFileSync(join(values.out!, 'scale-kube.json'), `${JSON.stringify(report, null, 2)}\n`);
     const md = kubeScaleMarkdown(report);
     writeFileSync(join(values.out!, 'scale-kube.md'), md);
+    writeBenchChart('scale-kube', values.out!);
     process.stdout.write(md);
     return 0;
   } finally {

@@ -23,6 +23,7 @@ import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import { scaleMarkdown, type ScaleReport } from './scale/report.js';
 import { defaultTimeouts, runScale, type ScaleRun } from './scale/run.js';
 import type { EndpointSource } from './scale/manifests.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 
 const HELP = `Usage: npm run bench:scale -- [flags]
 
@@ -52,6 +53,7 @@ function writeResults(dir: string, report: ScaleReport): void {
   report.load_average_end = loadNow();
   writeFileSync(join(dir, 'scale.json'), `${JSON.stringify(report, null, 2)}\n`);
   writeFileSync(join(dir, 'scale.md'), scaleMarkdown(report));
+  writeBenchChart('scale', dir);
 }
 
 function loadNow(): number[] {

@@ -17,6 +17,7 @@ import { execFileSync } from 'node:child_process';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import { PROFILES, type FaultKind } from './soak/core.js';
 import { runSoak } from './soak/run.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces, BPF)');
@@ -47,6 +48,7 @@ async function main(): Promise<number> {
       '',
     ].join('\n');
     writeFileSync(join(dir, `soak${partial}.md`), `${header}\n${r.markdown}`);
+    writeBenchChart(`soak${partial}`, dir, 'soak');
     process.stdout.write(`${header}\n${r.markdown}\n`);
     return r.checks.every((c) => c.met) ? 0 : 1;
   } finally {
