@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab } from '../lab/netns.js';
+import { waitFor } from '../lab/wait.js';
 import { PROJECT_ROOT } from '../datapath/bpf-build.js';
 import { removePins } from '../datapath/loader.js';
 
@@ -90,21 +91,6 @@ class DemoStep {
 
 function show(text: string): void {
   for (const line of text.trimEnd().split('\n')) process.stdout.write(`    ${line}\n`);
-}
-
-async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
 
 export async function run(argv: string[]): Promise<number> {

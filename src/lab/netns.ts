@@ -30,6 +30,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT, clangArgs } from '../datapath/bpf-build.js';
 import { readPcap } from './pcap.js';
+import { sleep } from './wait.js';
 
 export interface ExecResult { stdout: string; stderr: string; code: number }
 
@@ -182,10 +183,6 @@ function isAlive(pid: number): boolean {
   } catch {
     return false;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 /** Runs a host command (no shell), collecting output; bounded by timeoutMs. */

@@ -20,6 +20,7 @@ import { kubeconfigFor } from './apiserver/main.js';
 import { AGENT_HTTP, API_ADDR, API_PORT, labLayout, nsName, readState, writeState, type LabLayout, type LabState } from './cluster.js';
 import { deploymentPods, deploymentStatus, podBackends, POD_BACKEND_ANNOTATION, type DeploymentLike } from './deployments.js';
 import { desiredSlices, MANAGED_BY, sliceUpToDate, type LabBackend, type ServiceLike } from './endpoints.js';
+import { sleep } from './wait.js';
 
 const execFileAsync = promisify(execFile);
 /** Database resources whose changes the lab's controllers follow. */
@@ -28,10 +29,6 @@ const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 
 export function controlSocket(stateDir: string): string {
   return join(stateDir, 'control.sock');
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
 
 class Supervisor {

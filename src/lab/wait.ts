@@ -1,3 +1,5 @@
+/** Waiting in labs, tests and benches: one sleep and one bounded poll-until. */
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
