@@ -3,8 +3,7 @@
  * and back (RFC 5952 text for IPv6), and the NLRI `<length, prefix>` encoding
  * of RFC 4271 §4.3 shared by the UPDATE fields and MP_REACH/MP_UNREACH.
  */
-import { isIPv4, isIPv6 } from 'node:net';
-import { formatAddressBytes as formatAddress } from '../model/cidr.js';
+import { addressBytes as bytesOf, formatAddressBytes as formatAddress, tryParseAddress } from '../model/cidr.js';
 
 export const AFI_IPV4 = 1;
 export const AFI_IPV6 = 2;
@@ -12,30 +11,15 @@ export const SAFI_UNICAST = 1;
 
 export type Afi = typeof AFI_IPV4 | typeof AFI_IPV6;
 
-/** 4 bytes for IPv4, 16 for IPv6; throws on anything that is not an address literal. */
+/** 4 bytes for IPv4, 16 for IPv6 (a zone suffix `%eth0` is ignored); throws on anything that is not an address literal. */
 export function addressBytes(address: string): Buffer {
-  if (isIPv4(address)) return Buffer.from(address.split('.').map(Number));
-  if (!isIPv6(address)) throw new Error(`'${address}' is not an IP address`);
-  let text = address.split('%')[0]!;
-  const v4tail = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (v4tail) {
-    const b = v4tail[2]!.split('.').map(Number);
-    text = `${v4tail[1]}${((b[0]! << 8) | b[1]!).toString(16)}:${((b[2]! << 8) | b[3]!).toString(16)}`;
-  }
-  const [head, tail] = text.split('::') as [string, string | undefined];
-  const headGroups = head ? head.split(':') : [];
-  const tailGroups = tail ? tail.split(':') : [];
-  const zeros = 8 - headGroups.length - tailGroups.length;
-  const groups = [...headGroups, ...Array<string>(tail === undefined ? 0 : zeros).fill('0'), ...tailGroups];
-  const out = Buffer.alloc(16);
-  groups.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
-  return out;
+  return bytesOf(address.split('%')[0]!);
 }
 
 export function familyOf(address: string): Afi {
-  if (isIPv4(address)) return AFI_IPV4;
-  if (isIPv6(address)) return AFI_IPV6;
-  throw new Error(`'${address}' is not an IP address`);
+  const parsed = tryParseAddress(address.split('%')[0]!);
+  if (!parsed) throw new Error(`'${address}' is not an IP address`);
+  return parsed.family === 'IPv4' ? AFI_IPV4 : AFI_IPV6;
 }
 
 /** Text form of 4 or 16 address bytes (IPv6 per RFC 5952). */

@@ -7,8 +7,8 @@
  * Addresses travel as 16 bytes (IPv4 in the first 4), ports and addresses
  * in network byte order, everything else in host (little-endian) order.
  */
-import { formatAddressBytes } from '../model/cidr.js';
-import { isIPv4, isIPv6 } from 'node:net';
+import { formatAddressBytes, tryParseAddress, writeAddressBytes } from '../model/cidr.js';
+import { formatMac, macBytes } from '../model/mac.js';
 
 export const AF_INET = 2;
 export const AF_INET6 = 10;
@@ -182,39 +182,23 @@ export type Family = 'IPv4' | 'IPv6';
 export class AbiError extends Error {}
 
 export function familyOf(address: string): Family {
-  if (isIPv4(address)) return 'IPv4';
-  if (isIPv6(address)) return 'IPv6';
-  throw new AbiError(`not an IP address: ${JSON.stringify(address)}`);
+  const parsed = tryParseAddress(address);
+  if (!parsed) throw new AbiError(`not an IP address: ${JSON.stringify(address)}`);
+  return parsed.family;
 }
 
 export function afOf(family: Family): number {
   return family === 'IPv4' ? AF_INET : AF_INET6;
 }
 
-function parseV6Groups(text: string): number[] {
-  let s = text;
-  const v4tail = /^(.*:)(\d+\.\d+\.\d+\.\d+)$/.exec(s);
-  if (v4tail) {
-    const o = v4tail[2]!.split('.').map(Number);
-    s = `${v4tail[1]}${((o[0]! << 8) | o[1]!).toString(16)}:${((o[2]! << 8) | o[3]!).toString(16)}`;
-  }
-  const halves = s.split('::');
-  const head = halves[0] ? halves[0].split(':') : [];
-  const tail = halves.length === 2 && halves[1] ? halves[1].split(':') : [];
-  const zeros = 8 - head.length - tail.length;
-  return [...head, ...Array<string>(halves.length === 2 ? zeros : 0).fill('0'), ...tail].map((g) => parseInt(g, 16));
-}
-
-/** Write an address into 16 bytes at `off`. */
+/** Write an address into a 16-byte slot at `off` (IPv4 in the first 4 bytes, the rest zero). */
 export function writeAddr(buf: Buffer, off: number, address: string): Family {
-  const family = familyOf(address);
   buf.fill(0, off, off + 16);
-  if (family === 'IPv4') {
-    address.split('.').forEach((o, i) => buf.writeUInt8(Number(o), off + i));
-  } else {
-    parseV6Groups(address).forEach((g, i) => buf.writeUInt16BE(g, off + 2 * i));
+  try {
+    return writeAddressBytes(buf, off, address);
+  } catch (err) {
+    throw new AbiError((err as Error).message);
   }
-  return family;
 }
 
 export function addrBytes(address: string): Buffer {
@@ -418,18 +402,17 @@ export interface NextHop {
   dmac: string;
 }
 
-function readMac(b: Buffer, off: number): string {
-  return [...b.subarray(off, off + 6)].map((x) => x.toString(16).padStart(2, '0')).join(':');
-}
-
-export function macBytes(mac: string): Buffer {
-  const parts = mac.split(':');
-  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{1,2}$/.test(p))) throw new AbiError(`not a MAC address: ${JSON.stringify(mac)}`);
-  return Buffer.from(parts.map((p) => parseInt(p, 16)));
+/** Writes the 6 bytes of `mac` at `off`, or throws an AbiError naming it. */
+function writeMac(b: Buffer, off: number, mac: string): void {
+  try {
+    macBytes(mac).copy(b, off);
+  } catch (err) {
+    throw new AbiError((err as Error).message);
+  }
 }
 
 function readNextHop(b: Buffer, off: number): NextHop {
-  return { ifindex: b.readUInt32LE(off), smac: readMac(b, off + 4), dmac: readMac(b, off + 10) };
+  return { ifindex: b.readUInt32LE(off), smac: formatMac(b, off + 4), dmac: formatMac(b, off + 10) };
 }
 
 export interface ConntrackEntry {
@@ -559,12 +542,12 @@ export function decodeResponderKey(b: Buffer): ResponderKey {
 
 export function encodeResponderValue(mac: string): Buffer {
   const b = Buffer.alloc(SIZE.respValue);
-  macBytes(mac).copy(b, 0);
+  writeMac(b, 0, mac);
   return b;
 }
 
 export function decodeResponderValue(b: Buffer): { mac: string } {
-  return { mac: readMac(b, 0) };
+  return { mac: formatMac(b, 0) };
 }
 
 // ------------------------------------------------ foreign answers (bpf/lib/l2_foreign.h)
@@ -579,7 +562,7 @@ export interface L2ForeignAnswers {
 }
 
 export function decodeL2Foreign(b: Buffer): L2ForeignAnswers {
-  return { count: b.readBigUInt64LE(0), lastNs: b.readBigUInt64LE(8), mac: readMac(b, 16) };
+  return { count: b.readBigUInt64LE(0), lastNs: b.readBigUInt64LE(8), mac: formatMac(b, 16) };
 }
 
 // ---------------------------------------------------------------- counters
@@ -636,6 +619,6 @@ export function encodeIfSnat(a: { v4?: string; v6?: string }): Buffer {
 /** struct ph_if_mac (8 bytes): the MAC of an interface pharos is attached to. */
 export function encodeIfMac(mac: string): Buffer {
   const b = Buffer.alloc(SIZE.ifMac);
-  macBytes(mac).copy(b, 0);
+  writeMac(b, 0, mac);
   return b;
 }

@@ -9,43 +9,13 @@
  * Neighbor Advertisement to all-nodes with the Override flag (RFC 4861
  * §7.2.6), so a client's existing entry moves to us.
  */
-import { tryParseAddress } from '../model/cidr.js';
+import { addressBytes } from '../model/cidr.js';
+import { macBytes } from '../model/mac.js';
 
 const BROADCAST = Buffer.from('ffffffffffff', 'hex');
 const ZERO_MAC = Buffer.alloc(6);
 
-/** Parsed MACs: a node has a handful of interfaces and announces thousands of addresses from them. */
-const macs = new Map<string, Buffer>();
-
-/** The 6 bytes of `mac` (shared: copy from it, never write to it). */
-export function parseMac(mac: string): Buffer {
-  let bytes = macs.get(mac);
-  if (bytes) return bytes;
-  const hex = mac.replace(/[:-]/g, '');
-  if (!/^[0-9a-fA-F]{12}$/.test(hex)) throw new Error(`"${mac}" is not a MAC address`);
-  bytes = Buffer.from(hex, 'hex');
-  if (macs.size >= 64) macs.clear();
-  macs.set(mac, bytes);
-  return bytes;
-}
-
-function ipv4Bytes(addr: string): Buffer {
-  const parts = addr.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) throw new Error(`"${addr}" is not an IPv4 address`);
-  return Buffer.from(parts);
-}
-
-/** 16 bytes of an IPv6 address. */
-export function ipv6Bytes(addr: string): Buffer {
-  const parsed = tryParseAddress(addr);
-  if (!parsed || parsed.family !== 'IPv6') throw new Error(`"${addr}" is not an IPv6 address`);
-  const out = Buffer.alloc(16);
-  out.writeBigUInt64BE(parsed.value >> 64n, 0);
-  out.writeBigUInt64BE(parsed.value & 0xffff_ffff_ffff_ffffn, 8);
-  return out;
-}
-
-const ALL_NODES = ipv6Bytes('ff02::1');
+const ALL_NODES = addressBytes('ff02::1');
 
 /**
  * A zeroed frame from Node's shared buffer pool: thousands of frames alive
@@ -58,8 +28,9 @@ function frameBuffer(size: number): Buffer {
 
 /** ARP for `ip` from `mac`: op 1 = request (who-has ip tell ip), 2 = reply. */
 export function gratuitousArp(mac: string, ip: string, op: 1 | 2): Buffer {
-  const src = parseMac(mac);
-  const spa = ipv4Bytes(ip);
+  const src = macBytes(mac);
+  const spa = addressBytes(ip);
+  if (spa.length !== 4) throw new Error(`ARP needs an IPv4 address, got ${JSON.stringify(ip)}`);
   const f = frameBuffer(42);
   BROADCAST.copy(f, 0);
   src.copy(f, 6);
@@ -90,9 +61,10 @@ function checksum16(...parts: Buffer[]): number {
 
 /** Unsolicited NA for `ip` from `mac` to ff02::1, Override set, Solicited clear, with the target link-layer option. */
 export function unsolicitedNeighborAdvert(mac: string, ip: string, srcIp = ip): Buffer {
-  const src = parseMac(mac);
-  const target = ipv6Bytes(ip);
-  const source = ipv6Bytes(srcIp);
+  const src = macBytes(mac);
+  const target = addressBytes(ip);
+  const source = addressBytes(srcIp);
+  if (target.length !== 16 || source.length !== 16) throw new Error(`a Neighbor Advertisement needs IPv6 addresses, got ${JSON.stringify(ip)} from ${JSON.stringify(srcIp)}`);
   const allNodes = ALL_NODES;
   const icmpLen = 32; // type..reserved (8) + target (16) + option (8)
   const f = frameBuffer(14 + 40 + icmpLen);

@@ -14,14 +14,16 @@
  * memory), bound to an ephemeral port that nothing sends to.
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { Address6 } from 'ip-address';
+import { formatAddress, tryParseAddress } from '../model/cidr.js';
+
+const SOLICITED_NODE_PREFIX = 0xff02_0000_0000_0000_0000_0001_ff00_0000n;
+const LOW_24 = 0xff_ffffn;
 
 /** ff02::1:ffXX:XXXX for `address` (IPv6). */
 export function solicitedNodeGroup(address: string): string {
-  const bytes = new Address6(address).toUnsignedByteArray();
-  const full = [...Array(16 - bytes.length).fill(0), ...bytes] as number[];
-  const hex = (n: number): string => n.toString(16).padStart(2, '0');
-  return new Address6(`ff02::1:ff${hex(full[13]!)}:${hex(full[14]!)}${hex(full[15]!)}`).correctForm();
+  const parsed = tryParseAddress(address);
+  if (parsed?.family !== 'IPv6') throw new Error(`${JSON.stringify(address)} is not an IPv6 address`);
+  return formatAddress('IPv6', SOLICITED_NODE_PREFIX | (parsed.value & LOW_24));
 }
 
 /** Groups per socket: well inside the default option memory (net.core.optmem_max). */

@@ -154,6 +154,40 @@ export function parseBlock(block: PoolBlock, field: string): Parsed<ParsedBlock>
   return parseRange(block.start, block.stop ?? '', field);
 }
 
+// ---------------------------------------------------------------- bytes
+
+const LOW_64 = (1n << 64n) - 1n;
+
+/** The address `text` names, or an error naming it: for wire encoders, whose input was validated upstream. */
+function mustParse(text: string): IPAddress {
+  const r = parseAddress(text, '');
+  if (!r.ok) throw new Error(r.error.message);
+  return r.value;
+}
+
+/**
+ * Writes the 4 (IPv4) or 16 (IPv6) bytes of `text` at `off`, network order,
+ * and returns its family: the one encoder behind BPF map keys, frames and
+ * BGP messages. Throws when `text` is not an address.
+ */
+export function writeAddressBytes(buf: Buffer, off: number, text: string): IPFamily {
+  const a = mustParse(text);
+  if (a.family === 'IPv4') {
+    buf.writeUInt32BE(Number(a.value), off);
+  } else {
+    buf.writeBigUInt64BE(a.value >> 64n, off);
+    buf.writeBigUInt64BE(a.value & LOW_64, off + 8);
+  }
+  return a.family;
+}
+
+/** The 4 or 16 network-order bytes of `text`; throws when it is not an address. */
+export function addressBytes(text: string): Buffer {
+  const out = Buffer.alloc(text.includes(':') ? 16 : 4);
+  writeAddressBytes(out, 0, text);
+  return out;
+}
+
 // ---------------------------------------------------------------- formatting
 
 /** Canonical text: dotted quad, or RFC 5952 IPv6 (lowercase, longest zero run compressed). */

@@ -10,8 +10,8 @@
  * src/model/field-reader.ts, so a bad one is recorded and reading goes on.
  * An object with any bad field is rejected whole, as before.
  */
-import { Address4, Address6 } from 'ip-address';
 import { FieldReader, ParseError, show, type ObjectRef } from './field-reader.js';
+import { tryParseAddress } from './cidr.js';
 import {
   addressFamily,
   checkAddress,
@@ -748,14 +748,14 @@ function readBlock(r: FieldReader, flavor: Flavor): PoolBlock {
   const stopFamily = addressFamily(stop);
   if (!stopFamily) stopReader.fail(`${show(stop)} is not an IP address`);
   if (stopFamily !== startFamily) stopReader.fail(`${show(stop)} is ${stopFamily} but start ${show(start)} is ${startFamily}`);
-  if (addressValue(stop, stopFamily) < addressValue(start, startFamily)) {
+  if (addressValue(stop) < addressValue(start)) {
     stopReader.fail(`${show(stop)} comes before start ${show(start)}`);
   }
   return { start, stop };
 }
 
-function addressValue(text: string, family: IPFamily): bigint {
-  return family === 'IPv4' ? new Address4(text).bigInt() : new Address6(text).bigInt();
+function addressValue(text: string): bigint {
+  return tryParseAddress(text)?.value ?? 0n;
 }
 
 // ---------------------------------------------------------------- L2AnnouncementPolicy

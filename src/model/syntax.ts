@@ -6,7 +6,7 @@
  * Each function returns an error message, or undefined when the text is fine,
  * so callers attach the field path themselves.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { tryParseAddress } from './cidr.js';
 import type { IPFamily } from './types.js';
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -74,9 +74,9 @@ export function checkPortName(name: string): string | undefined {
 
 /** The family of a plain address (no zone, no prefix), or undefined when it is not one. */
 export function addressFamily(text: string): IPFamily | undefined {
-  if (isIPv4(text)) return 'IPv4';
-  if (isIPv6(text) && !text.includes('%')) return 'IPv6';
-  return undefined;
+  // The one address parser (cidr.ts); it forgives surrounding space, a field value may not have any.
+  if (text.trim() !== text) return undefined;
+  return tryParseAddress(text)?.family;
 }
 
 export function checkAddress(text: string): string | undefined {

@@ -27,7 +27,8 @@ t.test('gratuitous ARP request and reply', async (t) => {
   const rep = gratuitousArp(eth0.mac, '198.51.100.10', 2);
   t.equal(rep.readUInt16BE(20), 2);
   t.throws(() => gratuitousArp('zz', '198.51.100.10', 1), /not a MAC/);
-  t.throws(() => gratuitousArp(eth0.mac, '198.51.100', 1), /not an IPv4/);
+  t.throws(() => gratuitousArp(eth0.mac, '198.51.100', 1), /"198.51.100" is not an IP address/);
+  t.throws(() => gratuitousArp(eth0.mac, '2001:db8::1', 1), /ARP needs an IPv4 address/);
 });
 
 t.test('unsolicited NA: override flag, hop limit 255, valid checksum', async (t) => {

@@ -7,7 +7,7 @@
  * FakeClock.
  */
 import type { L2Interface, L2Sink } from '../../src/l2/announcer.js';
-import { ipv6Bytes } from '../../src/l2/frames.js';
+import { addressBytes } from '../../src/model/cidr.js';
 import type { FakeClock } from './fake-clock.js';
 
 export interface SentFrame {
@@ -22,7 +22,7 @@ export interface SentFrame {
 
 /** The form SentFrame.address takes for `address`. */
 export function addressKey(address: string): string {
-  return address.includes(':') ? ipv6Bytes(address).toString('hex') : address;
+  return address.includes(':') ? addressBytes(address).toString('hex') : address;
 }
 
 function decode(frame: Buffer): { address: string; kind: SentFrame['kind'] } {
