@@ -2,7 +2,9 @@
  * Peer liveness on the segment, without the Kubernetes API: every agent
  * broadcasts a small UDP heartbeat on each of its announcing interfaces
  * (the IPv4 broadcast address of each subnet, so it never leaves the
- * segment the ARP answers are seen on), every 200 ms, stating its node
+ * segment the ARP answers are seen on; on an interface with no IPv4 subnet,
+ * an IPv6-only segment, the link-local all-nodes group ff02::1 instead,
+ * which every IPv6 interface listens to and no router forwards), every 200 ms, stating its node
  * name, whether it reaches the API, and the addresses it answers for with
  * the claim of each (outage-core.ts ranks them). What it hears is the
  * peers' view outage-core.ts decides from.
@@ -12,7 +14,7 @@
  * anyone on the segment can speak for a node (so can anyone answering ARP).
  */
 import { createSocket, type Socket } from 'node:dgram';
-import { networkInterfaces } from 'node:os';
+import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import type { Claim, PeerView } from './outage-core.js';
 
 export const HEARTBEAT_VERSION = 1;
@@ -98,10 +100,27 @@ export class PeerTable {
   }
 }
 
+/**
+ * Where the beats go: the IPv4 broadcast address of each subnet, and
+ * `ff02::1%<interface>` for each interface that has an IPv6 address but no
+ * IPv4 subnet to broadcast on (an IPv6-only segment). One family per
+ * interface: a dual-stack segment hears the IPv4 beats.
+ */
+export function heartbeatTargets(interfaces: readonly string[], all: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): { v4: string[]; v6: string[] } {
+  const v6: string[] = [];
+  for (const name of interfaces) {
+    if (broadcastAddresses([name], all).length > 0) continue;
+    if ((all[name] ?? []).some((a) => a.family === 'IPv6' && !a.internal)) v6.push(`${IPV6_ALL_NODES}%${name}`);
+  }
+  return { v4: broadcastAddresses(interfaces, all), v6 };
+}
+
+/** The link-local all-nodes group (RFC 4291 §2.7.1). */
+export const IPV6_ALL_NODES = 'ff02::1';
+
 /** The IPv4 broadcast address of every subnet on `interfaces` (a /31 or /32 has none). */
-export function broadcastAddresses(interfaces: readonly string[]): string[] {
+export function broadcastAddresses(interfaces: readonly string[], all: NodeJS.Dict<NetworkInterfaceInfo[]> = networkInterfaces()): string[] {
   const out = new Set<string>();
-  const all = networkInterfaces();
   for (const name of interfaces) {
     for (const a of all[name] ?? []) {
       if (a.family !== 'IPv4' || a.internal) continue;
@@ -130,6 +149,8 @@ export interface PeerHeartbeatOptions {
 export class PeerHeartbeats {
   readonly table = new PeerTable();
   private socket?: Socket;
+  /** The IPv6 socket, for interfaces without IPv4 (absent when the kernel has no IPv6). */
+  private socket6?: Socket;
   private timer?: NodeJS.Timeout;
   private seq = 0;
   private lastClaims?: ReadonlyMap<string, Claim>;
@@ -143,8 +164,19 @@ export class PeerHeartbeats {
   }
 
   async start(): Promise<void> {
-    const socket = createSocket({ type: 'udp4', reuseAddr: true });
-    this.socket = socket;
+    this.socket = await this.open('udp4');
+    this.socket.setBroadcast(true);
+    // IPv6 only for IPv6-only segments; a kernel without IPv6 simply has no such segment.
+    this.socket6 = await this.open('udp6').catch((err: Error) => {
+      if (heartbeatTargets(this.opts.interfaces).v6.length > 0) this.opts.onError?.(err);
+      return undefined;
+    });
+    this.timer = setInterval(() => void this.beat(), this.opts.intervalMs);
+    void this.beat();
+  }
+
+  private async open(type: 'udp4' | 'udp6'): Promise<Socket> {
+    const socket = createSocket({ type, reuseAddr: true, ...(type === 'udp6' ? { ipv6Only: true } : {}) });
     socket.on('message', (msg) => {
       const h = decodeHeartbeat(msg);
       if (!h || h.node === this.opts.node) return;
@@ -152,17 +184,18 @@ export class PeerHeartbeats {
       this.table.heard(h, this.now());
       this.opts.onHeard?.();
     });
-    socket.on('error', (err) => this.opts.onError?.(err));
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
-      socket.bind(this.opts.port, '0.0.0.0', () => {
+      socket.bind(this.opts.port, type === 'udp6' ? '::' : '0.0.0.0', () => {
         socket.off('error', reject);
-        socket.setBroadcast(true);
         resolve();
       });
+    }).catch((err: Error) => {
+      socket.close();
+      throw err;
     });
-    this.timer = setInterval(() => void this.beat(), this.opts.intervalMs);
-    void this.beat();
+    socket.on('error', (err) => this.opts.onError?.(err));
+    return socket;
   }
 
   /** Sends one beat now (also on every change of claims, so a yield or a takeover is heard at once). */
@@ -178,13 +211,17 @@ export class PeerHeartbeats {
     this.lastClaims = claims;
     const datagrams = encodeHeartbeat(this.opts.node, api, ++this.seq, full ? claims : 'same', macs);
     const sends: Promise<void>[] = [];
-    for (const target of broadcastAddresses(this.opts.interfaces)) {
-      for (const d of datagrams) {
-        sends.push(new Promise((resolve) => socket.send(d, this.opts.port, target, (err) => {
-          if (err) this.opts.onError?.(err);
-          else this.sent++;
-          resolve();
-        })));
+    const targets = heartbeatTargets(this.opts.interfaces, all);
+    for (const [via, list] of [[socket, targets.v4], [this.socket6, targets.v6]] as const) {
+      if (!via) continue;
+      for (const target of list) {
+        for (const d of datagrams) {
+          sends.push(new Promise((resolve) => via.send(d, this.opts.port, target, (err) => {
+            if (err) this.opts.onError?.(err);
+            else this.sent++;
+            resolve();
+          })));
+        }
       }
     }
     return Promise.all(sends).then(() => undefined);
@@ -195,6 +232,8 @@ export class PeerHeartbeats {
     clearInterval(this.timer);
     if (this.socket) await Promise.race([this.beat({ api: false, claims: new Map() }), new Promise((r) => setTimeout(r, 200).unref())]);
     this.socket?.close();
+    this.socket6?.close();
     this.socket = undefined;
+    this.socket6 = undefined;
   }
 }
