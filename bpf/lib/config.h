@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Values fixed for the lifetime of one loaded program, set by the loader in
- * .rodata before load (src/datapath/loader.ts, names must match). The
+ * .rodata before load (src/datapath/loader.ts). Names, sizes and initial
+ * values are mirrored by RODATA / RODATA_DEFAULTS in src/datapath/abi.ts
+ * (test/datapath/abi.test.ts compares them), and the initial values are the
+ * loader's and the agent's defaults. The
  * verifier sees them as constants, so disabled branches cost nothing.
  * Everything the agent may change without a reload lives in maps (maps.h).
  */
@@ -10,8 +13,11 @@
 
 #include <linux/types.h>
 
-/* Seed of the flow hash; equal on every LB node so they all pick the same backend. */
-const volatile __u32 cfg_hash_seed = 0x7068726f;
+/*
+ * Seed of the flow hash; equal on every LB node so they all pick the same
+ * backend. The default is the agent's --hash-seed default ("PHAR").
+ */
+const volatile __u32 cfg_hash_seed = 0x50484152;
 /* ARP/NDP answers stop when the agent's liveness stamp is older than this. */
 const volatile __u64 cfg_liveness_max_ns = 3000000000ULL;
 /* Conntrack idle timeouts. */

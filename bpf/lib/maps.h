@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Map layout shared with userspace. src/datapath/abi.ts encodes and decodes
- * every struct here byte for byte (offsets in the comments); sizes are set
- * by the loader at load time, the max_entries below are only defaults.
+ * every struct here byte for byte (offsets in the comments). The max_entries
+ * below are the default sizes (MAX_ENTRIES in abi.ts, checked against this
+ * object's BTF): the loader creates these unless told otherwise
+ * (--conntrack-size and the other map-size flags).
  * Addresses are 16 bytes; an IPv4 address sits in the first 4 (rest zero).
  * Ports and addresses are in network byte order.
  */
@@ -166,7 +168,7 @@ struct ph_resp_value {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 65536);
 	__type(key, struct ph_fe_key);
 	__type(value, struct ph_fe_value);
 } ph_frontends SEC(".maps");
@@ -174,14 +176,14 @@ struct {
 /* An array, not a hash: the established path looks the backend up per packet and array lookups are inlined. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 131072);
 	__type(key, __u32);
 	__type(value, struct ph_backend);
 } ph_backends SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 131072);
 	__type(key, __u32);
 	__type(value, struct ph_be_nh);
 } ph_be_nh SEC(".maps");
@@ -215,7 +217,7 @@ struct ph_maglev_inner {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__array(values, struct ph_maglev_inner);
 } ph_maglev SEC(".maps");
@@ -237,7 +239,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(map_flags, PH_CT_MAP_FLAGS);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
 	__type(key, struct ph_flow);
 	__type(value, struct ph_ct);
 } ph_ct SEC(".maps");
@@ -245,7 +247,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(map_flags, PH_CT_MAP_FLAGS);
-	__uint(max_entries, 65536);
+	__uint(max_entries, 262144);
 	__type(key, struct ph_flow);
 	__type(value, struct ph_rev);
 } ph_rev SEC(".maps");
@@ -266,7 +268,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 32768);
 	__type(key, struct ph_resp_key);
 	__type(value, struct ph_resp_value);
 } ph_responder SEC(".maps");
@@ -399,7 +401,7 @@ struct ph_vip_key {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 65536);
 	__type(key, struct ph_vip_key);
 	__type(value, __u32);
 } ph_vips SEC(".maps");

@@ -2,7 +2,10 @@
 /*
  * Counters. Every drop and every XDP_PASS of a packet that concerned us has
  * a named reason; src/datapath/abi.ts mirrors this enum (a test parses this
- * file and compares), so keep one name per line in the form PH_STAT_<NAME>.
+ * file and compares), so keep one name per line in the form PH_STAT_<NAME>,
+ * its comment starting "drop:" when the packet is dropped, "pass:" when it
+ * goes to the kernel (abi.ts DROP_REASONS / PASS_REASONS), and neither for
+ * events (replies sent, forwarding, conntrack).
  */
 #ifndef PHAROS_STATS_H
 #define PHAROS_STATS_H
@@ -40,9 +43,9 @@ enum ph_stat {
 	PH_STAT_ICMP_ECHO_REPLY = 26,	/* ICMP/ICMPv6 echo request to a service address answered */
 	PH_STAT_ICMP_TOO_BIG = 27,	/* too big for the egress MTU: ICMP frag-needed / packet-too-big sent back */
 	PH_STAT_ICMP_ERROR_NAT = 28,	/* ICMP error about a NATed flow translated and sent on */
-	PH_STAT_TAIL_CALL_FAIL = 29,	/* a tail-call slot was empty (object loaded without the loader): XDP_PASS */
-	PH_STAT_TTL_EXCEEDED = 30,	/* TTL / hop limit would reach 0 here: XDP_PASS untouched, the kernel sends time exceeded */
-	PH_STAT_FOREIGN_MAC = 31,	/* first packet of a flow sent to another host's MAC (flooded, promiscuous): XDP_PASS, no flow made */
+	PH_STAT_TAIL_CALL_FAIL = 29,	/* pass: a tail-call slot was empty (object loaded without the loader) */
+	PH_STAT_TTL_EXCEEDED = 30,	/* pass: TTL / hop limit would reach 0 here; untouched, the kernel sends time exceeded */
+	PH_STAT_FOREIGN_MAC = 31,	/* pass: first packet of a flow sent to another host's MAC (flooded, promiscuous); no flow made */
 	PH_STAT_MAX = 32,
 };
 
@@ -61,14 +64,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct ph_traffic);
 } ph_fe_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 131072);
 	__type(key, __u32);
 	__type(value, struct ph_traffic);
 } ph_be_stats SEC(".maps");

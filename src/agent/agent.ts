@@ -34,7 +34,7 @@ import { SolicitedNodeGroups } from '../l2/ndp-groups.js';
 import { directoryProblem } from './directories.js';
 import type { ProgrammedBackend, ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
-import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeL2Foreign, decodeLiveness, decodeResponderKey, MAP, protoName, SIZE, u32Key } from '../datapath/abi.js';
+import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeL2Foreign, decodeLiveness, decodeResponderKey, flowFamily, MAP, protoName, SIZE, u32Key } from '../datapath/abi.js';
 import { StateQueryError as QueryError, type ConntrackView } from '../metrics/state-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
@@ -850,7 +850,7 @@ export class Agent {
     for (let i = 0; i < count; i++) {
       const k = keys.subarray(i * keySize, (i + 1) * keySize);
       const flow = decodeFlow(k);
-      const ct = decodeConntrack(values.subarray(i * valueSize, (i + 1) * valueSize), k[37]!);
+      const ct = decodeConntrack(values.subarray(i * valueSize, (i + 1) * valueSize), flowFamily(k));
       const be = backend(ct.backendId);
       entries.push({
         protocol: protoName(flow.proto),

@@ -6,6 +6,8 @@
  * Pure: parsing and validation only; the caller reads files and the
  * environment and hands them in, so every rule is unit-testable.
  */
+import { MAX_ENTRIES, RODATA_DEFAULTS } from '../datapath/abi.js';
+import { DEFAULT_MAGLEV_MAX_M, MAGLEV_SIZES } from '../datapath/maglev.js';
 import { parseSnatOverride } from '../datapath/snat.js';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
@@ -153,17 +155,17 @@ export function defaults(host = hostname()): AgentConfig {
     namespace: 'pharos-system',
     defaultLoadBalancerClass: true,
     xdpMode: 'auto',
-    hashSeed: 0x50484152, // "PHAR": any fixed value works as long as every LB node shares it
+    hashSeed: RODATA_DEFAULTS.cfg_hash_seed, // equal on every LB node: the data path's own default (abi.ts says why this value)
     maglevTableSize: 0,
-    maglevMaxTableSize: 65521,
-    conntrackSize: 262144,
-    frontendMapSize: 65536,
-    backendMapSize: 131072,
-    responderMapSize: 32768,
+    maglevMaxTableSize: DEFAULT_MAGLEV_MAX_M,
+    conntrackSize: MAX_ENTRIES.conntrack,
+    frontendMapSize: MAX_ENTRIES.frontends,
+    backendMapSize: MAX_ENTRIES.backends,
+    responderMapSize: MAX_ENTRIES.responder,
     metricsPerBackend: true,
     snatPorts: [32768, 60999],
     snatAddresses: [],
-    responderMaxAgeSeconds: 3,
+    responderMaxAgeSeconds: Number(RODATA_DEFAULTS.cfg_liveness_max_ns / 1_000_000_000n),
     l2NodeLeaseSeconds: 1,
     l2NodeRenewMs: 250,
     l2ServiceLeaseSeconds: 15,
@@ -186,7 +188,7 @@ export function defaults(host = hostname()): AgentConfig {
 export class ConfigError extends Error {}
 
 /** The largest table Cilium offers too; M > 100 × N still allows 1,300 backends per service. */
-export const MAX_MAGLEV_TABLE = 131071;
+export const MAX_MAGLEV_TABLE = MAGLEV_SIZES[MAGLEV_SIZES.length - 1]!;
 export const MAX_CONNTRACK = 16_777_216;
 /** Bounds of the map-size flags: at least a few entries, at most what the kernel allocates without trouble. */
 export const MAP_SIZE_BOUNDS = { frontendMapSize: [16, 1_048_576], backendMapSize: [16, 4_194_304], responderMapSize: [16, 1_048_576] } as const;
@@ -340,8 +342,8 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
   if (!isPrime(cfg.maglevMaxTableSize)) throw new ConfigError(`--maglev-max-table-size: ${cfg.maglevMaxTableSize} is not a prime`);
   // Bounds: a Maglev table costs 4 bytes a slot per backend set; a flow costs a conntrack and a reverse entry.
   if (cfg.maglevTableSize > MAX_MAGLEV_TABLE) throw new ConfigError(`--maglev-table-size: ${cfg.maglevTableSize} is above the limit ${MAX_MAGLEV_TABLE}`);
-  if (cfg.maglevMaxTableSize > MAX_MAGLEV_TABLE || cfg.maglevMaxTableSize < 251) {
-    throw new ConfigError(`--maglev-max-table-size: ${cfg.maglevMaxTableSize} must be from 251 to ${MAX_MAGLEV_TABLE}`);
+  if (cfg.maglevMaxTableSize > MAX_MAGLEV_TABLE || cfg.maglevMaxTableSize < MAGLEV_SIZES[0]!) {
+    throw new ConfigError(`--maglev-max-table-size: ${cfg.maglevMaxTableSize} must be from ${MAGLEV_SIZES[0]} to ${MAX_MAGLEV_TABLE}`);
   }
   for (const [key, [min, max]] of Object.entries(MAP_SIZE_BOUNDS) as Array<[keyof typeof MAP_SIZE_BOUNDS, readonly [number, number]]>) {
     const v = cfg[key];

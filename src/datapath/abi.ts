@@ -111,6 +111,9 @@ export const SIZE = {
   l2Foreign: 24,
 } as const;
 
+/** IPv6 extension headers the parser walks before it gives up (PH_IPV6_MAX_EXT, bpf/lib/parsing.h): more is XDP_PASS, counted ipv6_ext_limit. */
+export const IPV6_MAX_EXT_HEADERS = 4;
+
 /**
  * enum ph_stat, in order (index = value). Names are the C names without
  * PH_STAT_, lower-cased.
@@ -151,9 +154,45 @@ export const STAT_REASONS = [
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 
-/** Reasons that end in XDP_DROP, and in XDP_PASS (the rest are events: replies, forwarding, conntrack). */
+/**
+ * Reasons that end in XDP_DROP, and in XDP_PASS (the rest are events:
+ * replies, forwarding, conntrack). stats.h marks each the same way, its
+ * comment starting "drop:" or "pass:"; abi.test.ts compares both and every
+ * count_and(reason, verdict) of the C.
+ */
 export const DROP_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['malformed_l2', 'malformed_l3', 'malformed_l4', 'no_backend', 'backend_gone', 'snat_exhausted', 'ct_insert_fail', 'fib_fail', 'redirect_fail', 'source_range']);
 export const PASS_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['fragment', 'ipv6_ext_limit', 'no_neigh', 'local_backend', 'responder_stale', 'arp_ignored', 'tail_call_fail', 'ttl_exceeded', 'foreign_mac']);
+
+/**
+ * max_entries of every map as the C declares it (bpf/lib/maps.h, stats.h,
+ * l2_foreign.h); abi.test.ts reads them from the compiled object's BTF.
+ * They are the sizes the loader creates by default (DEFAULT_SIZES in
+ * loader.ts and the agent's map-size flags start from here); the maps the
+ * loader does not size are created exactly so.
+ */
+export const MAX_ENTRIES: Readonly<Record<MapRole, number>> = {
+  frontends: 65536,
+  backends: 131072,
+  backendNextHop: 131072,
+  maglev: 65536,
+  conntrack: 262144,
+  reverseNat: 262144,
+  runtime: 1,
+  liveness: 1,
+  responder: 32768,
+  progs: TAIL_CALLS.length,
+  ifMacs: 256,
+  ifSnat: 256,
+  stats: STAT_REASONS.length,
+  frontendStats: 65536,
+  backendStats: 131072,
+  scratch: 1,
+  sourceRanges: 16384,
+  affinity: 65536,
+  members: 65536,
+  vips: 65536,
+  l2Foreign: 256,
+};
 
 /** `.rodata` variables the loader sets (name → byte size), from bpf/lib/config.h. */
 export const RODATA = {
@@ -166,6 +205,28 @@ export const RODATA = {
   cfg_snat: 1,
 } as const;
 export type RodataName = keyof typeof RODATA;
+
+const NS_PER_S = 1_000_000_000n;
+
+/**
+ * The initial values of those variables in bpf/lib/config.h (abi.test.ts
+ * parses them); the loader's and the agent's defaults derive from these.
+ *
+ * The hash seed must be equal on every LB node. 0x50484152 ("PHAR") is the
+ * value every released agent has defaulted to (`--hash-seed`), so LB nodes
+ * of any version agree unless one was given another seed; the C and loader
+ * default used to be 0x7068726f, which only tests and benches that passed
+ * no seed ever ran with.
+ */
+export const RODATA_DEFAULTS = {
+  cfg_hash_seed: 0x50484152,
+  cfg_liveness_max_ns: 3n * NS_PER_S,
+  cfg_tcp_est_ns: 3600n * NS_PER_S,
+  cfg_tcp_transient_ns: 30n * NS_PER_S,
+  cfg_udp_ns: 60n * NS_PER_S,
+  cfg_fib_refresh_ns: NS_PER_S,
+  cfg_snat: 1,
+} as const satisfies Record<RodataName, number | bigint>;
 
 export function encodeRodata(name: RodataName, value: number | bigint): Buffer {
   const b = Buffer.alloc(RODATA[name]);
@@ -299,17 +360,25 @@ export function u32Key(n: number): Buffer {
   return b;
 }
 
+/** ph_backend.family: 0 marks a free slot. */
+const BACKEND_FAMILY_OFFSET = 18;
+
 export function encodeBackend(v: BackendValue): Buffer {
   const b = Buffer.alloc(SIZE.backend);
   const family = writeAddr(b, 0, v.address);
   b.writeUInt16BE(v.port, 16);
-  b.writeUInt8(afOf(family), 18);
+  b.writeUInt8(afOf(family), BACKEND_FAMILY_OFFSET);
   b.writeUInt8((v.draining ? BE_DRAINING : 0) | (v.local ? BE_LOCAL : 0), 19);
   return b;
 }
 
+/** A ph_backends slot holds no backend (family 0): the array has a value for every id. */
+export function isFreeBackendSlot(b: Buffer): boolean {
+  return b[BACKEND_FAMILY_OFFSET] === 0;
+}
+
 export function decodeBackend(b: Buffer): BackendValue {
-  return { address: readAddr(b, 0, b[18]!), port: b.readUInt16BE(16), ...(b[19]! & BE_DRAINING ? { draining: true } : {}), ...(b[19]! & BE_LOCAL ? { local: true } : {}) };
+  return { address: readAddr(b, 0, b[BACKEND_FAMILY_OFFSET]!), port: b.readUInt16BE(16), ...(b[19]! & BE_DRAINING ? { draining: true } : {}), ...(b[19]! & BE_LOCAL ? { local: true } : {}) };
 }
 
 // ---------------------------------------------------------------- source ranges, affinity
@@ -380,6 +449,9 @@ export interface Flow {
   proto: number;
 }
 
+/** ph_flow.family. */
+const FLOW_FAMILY_OFFSET = 37;
+
 export function encodeFlow(f: Flow): Buffer {
   const b = Buffer.alloc(SIZE.flow);
   const family = writeAddr(b, 0, f.src);
@@ -387,12 +459,17 @@ export function encodeFlow(f: Flow): Buffer {
   b.writeUInt16BE(f.sport, 32);
   b.writeUInt16BE(f.dport, 34);
   b.writeUInt8(f.proto, 36);
-  b.writeUInt8(afOf(family), 37);
+  b.writeUInt8(afOf(family), FLOW_FAMILY_OFFSET);
   return b;
 }
 
+/** The AF_* family of an encoded flow key (what decodeConntrack and decodeReverseNat need for the entry's addresses). */
+export function flowFamily(b: Buffer): number {
+  return b[FLOW_FAMILY_OFFSET]!;
+}
+
 export function decodeFlow(b: Buffer): Flow {
-  const af = b[37]!;
+  const af = flowFamily(b);
   return { src: readAddr(b, 0, af), dst: readAddr(b, 16, af), sport: b.readUInt16BE(32), dport: b.readUInt16BE(34), proto: b[36]! };
 }
 

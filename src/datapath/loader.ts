@@ -13,7 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { basename, join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from './libbpf.js';
-import { encodeIfMac, encodeRodata, HOOK_BUILD, MAP, PROG, SIZE, TAIL_CALLS, u32Key, type IngressHook, type MapRole, type RodataName } from './abi.js';
+import { encodeIfMac, encodeRodata, HOOK_BUILD, MAP, MAX_ENTRIES, PROG, RODATA_DEFAULTS, SIZE, u32Key, type IngressHook, type MapRole, type RodataName } from './abi.js';
 import { chooseXdpMode, interfaceFacts, type AttachMode } from './xdp-mode.js';
 
 export interface DatapathSizes {
@@ -39,8 +39,12 @@ export interface DatapathSizes {
  * 30,000 frontends), 80,000 backends, and one responder entry per address
  * and announcing interface. Memory in the kernel, with N possible CPUs:
  * frontends 24 B + 32·N B (counters) each, backends 48 B + 16·N B each.
+ * These are the max_entries the C declares (MAX_ENTRIES in abi.ts).
  */
-export const DEFAULT_SIZES: DatapathSizes = { frontends: 65536, backends: 131072, conntrack: 262144, responder: 32768, sourceRanges: 16384, affinity: 65536, members: 65536 };
+export const DEFAULT_SIZES: DatapathSizes = {
+  frontends: MAX_ENTRIES.frontends, backends: MAX_ENTRIES.backends, conntrack: MAX_ENTRIES.conntrack, responder: MAX_ENTRIES.responder,
+  sourceRanges: MAX_ENTRIES.sourceRanges, affinity: MAX_ENTRIES.affinity, members: MAX_ENTRIES.members,
+};
 
 export interface DatapathConfig {
   /** Flow-hash seed; must be equal on every LB node of a cluster. */
@@ -56,14 +60,18 @@ export interface DatapathConfig {
   snat: boolean;
 }
 
+const nsToMs = (ns: bigint): number => Number(ns / 1_000_000n);
+const nsToS = (ns: bigint): number => Number(ns / 1_000_000_000n);
+
+/** bpf/lib/config.h's initial values (RODATA_DEFAULTS) in the loader's units. */
 export const DEFAULT_CONFIG: DatapathConfig = {
-  hashSeed: 0x7068726f,
-  livenessMaxMs: 3000,
-  tcpEstablishedTimeoutS: 3600,
-  tcpTransientTimeoutS: 30,
-  udpTimeoutS: 60,
-  fibRefreshMs: 1000,
-  snat: true,
+  hashSeed: RODATA_DEFAULTS.cfg_hash_seed,
+  livenessMaxMs: nsToMs(RODATA_DEFAULTS.cfg_liveness_max_ns),
+  tcpEstablishedTimeoutS: nsToS(RODATA_DEFAULTS.cfg_tcp_est_ns),
+  tcpTransientTimeoutS: nsToS(RODATA_DEFAULTS.cfg_tcp_transient_ns),
+  udpTimeoutS: nsToS(RODATA_DEFAULTS.cfg_udp_ns),
+  fibRefreshMs: nsToMs(RODATA_DEFAULTS.cfg_fib_refresh_ns),
+  snat: RODATA_DEFAULTS.cfg_snat === 1,
 };
 
 export interface LoadOptions {
@@ -104,7 +112,7 @@ export function pinPathOf(pinDir: string, role: MapRole, hook: IngressHook = 'xd
 export class DatapathLoadError extends Error {}
 
 /** Expected shape of each pinned map, to refuse a mismatched pin with a clear message before load. */
-function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; keySize: number; valueSize: number; maxEntries: number }> {
+export function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; keySize: number; valueSize: number; maxEntries: number }> {
   return {
     frontends: { type: 'hash', keySize: SIZE.feKey, valueSize: SIZE.feValue, maxEntries: sizes.frontends },
     backends: { type: 'array', keySize: 4, valueSize: SIZE.backend, maxEntries: sizes.backends },
@@ -115,9 +123,9 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     reverseNat: { type: 'lru_hash', keySize: SIZE.flow, valueSize: SIZE.rev, maxEntries: sizes.conntrack },
     runtime: { type: 'array', keySize: 4, valueSize: SIZE.runtime, maxEntries: 1 },
     responder: { type: 'hash', keySize: SIZE.respKey, valueSize: SIZE.respValue, maxEntries: sizes.responder },
-    progs: { type: 'prog_array', keySize: 4, valueSize: 4, maxEntries: TAIL_CALLS.length },
-    ifMacs: { type: 'hash', keySize: 4, valueSize: SIZE.ifMac, maxEntries: 256 },
-    ifSnat: { type: 'hash', keySize: 4, valueSize: SIZE.ifSnat, maxEntries: 256 },
+    progs: { type: 'prog_array', keySize: 4, valueSize: 4, maxEntries: MAX_ENTRIES.progs },
+    ifMacs: { type: 'hash', keySize: 4, valueSize: SIZE.ifMac, maxEntries: MAX_ENTRIES.ifMacs },
+    ifSnat: { type: 'hash', keySize: 4, valueSize: SIZE.ifSnat, maxEntries: MAX_ENTRIES.ifSnat },
     stats: { type: 'percpu_array', keySize: 4, valueSize: 8, maxEntries: -1 },
     frontendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.frontends },
     backendStats: { type: 'percpu_array', keySize: 4, valueSize: SIZE.traffic, maxEntries: sizes.backends },
@@ -126,7 +134,7 @@ function expectedMaps(sizes: DatapathSizes): Record<MapRole, { type: MapType; ke
     affinity: { type: 'lru_hash', keySize: SIZE.affKey, valueSize: SIZE.affValue, maxEntries: sizes.affinity },
     members: { type: 'hash', keySize: 8, valueSize: 4, maxEntries: sizes.members },
     vips: { type: 'hash', keySize: SIZE.vipKey, valueSize: 4, maxEntries: sizes.frontends },
-    l2Foreign: { type: 'lru_hash', keySize: SIZE.respKey, valueSize: SIZE.l2Foreign, maxEntries: 256 },
+    l2Foreign: { type: 'lru_hash', keySize: SIZE.respKey, valueSize: SIZE.l2Foreign, maxEntries: MAX_ENTRIES.l2Foreign },
   };
 }
 
@@ -303,7 +311,7 @@ function resolveConfig(c: Partial<DatapathConfig> | undefined): DatapathConfig {
   return { ...DEFAULT_CONFIG, ...c };
 }
 
-function rodataValues(cfg: DatapathConfig): Record<RodataName, number | bigint> {
+export function rodataValues(cfg: DatapathConfig): Record<RodataName, number | bigint> {
   const ns = (s: number): bigint => BigInt(Math.round(s * 1e9));
   return {
     cfg_hash_seed: cfg.hashSeed >>> 0,

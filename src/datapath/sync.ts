@@ -21,7 +21,7 @@
 import { BpfError, type BpfMap, type NativeAddon } from './libbpf.js';
 import {
   decodeBackend, decodeFrontendKey, decodeFrontendValue, decodeRuntime, decodeSourceRangeKey, decodeVipKey, encodeBackend, encodeFrontendKey, encodeFrontendValue,
-  encodeIfSnat, encodeLiveness, encodeMaglevTable, encodeMemberKey, encodeResponderKey, encodeResponderValue, encodeRuntime, encodeVipKey, maglevTableElements,
+  encodeIfSnat, encodeLiveness, encodeMaglevTable, encodeMemberKey, encodeResponderKey, encodeResponderValue, encodeRuntime, encodeVipKey, isFreeBackendSlot, maglevTableElements,
   SIZE, u32Key, type FrontendValue, type Runtime,
 } from './abi.js';
 import {
@@ -227,7 +227,7 @@ export class DatapathSync {
     const rawBackends = this.maps.backends.entriesRaw();
     for (let i = 0; i < rawBackends.count; i++) {
       const v = rawBackends.values.subarray(i * SIZE.backend, (i + 1) * SIZE.backend);
-      if (v[18] === 0) continue; // family 0: a free slot
+      if (isFreeBackendSlot(v)) continue;
       backends.push({ id: rawBackends.keys.readUInt32LE(i * 4), ...decodeBackend(v) });
     }
     const frontends: AdoptedState['frontends'] = [];

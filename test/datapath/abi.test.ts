@@ -1,14 +1,20 @@
 /**
- * abi.ts must agree with the C: the counter enum and the .rodata names are
- * parsed from the headers, the struct layouts are read from the compiled
+ * abi.ts must agree with the C, which is the one source of every shared
+ * value: the counter enum and its drop/pass classes, the .rodata names and
+ * initial values (the loader's and the agent's defaults, the hash seed among
+ * them) and the IPv6 extension-header bound are parsed from the headers;
+ * struct layouts and every map's max_entries are read from the compiled
  * object's BTF (bpftool), and every codec is checked against those offsets.
+ * Changing one side only fails here.
  */
 import t from 'tap';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPF_SOURCE_DIR, ensureBpfObject } from '../../src/datapath/bpf-build.js';
 import * as abi from '../../src/datapath/abi.js';
-import { btfStructs, type BtfStruct } from '../support/btf.js';
+import { DEFAULT_CONFIG, DEFAULT_SIZES, expectedMaps, rodataValues } from '../../src/datapath/loader.js';
+import { defaults as agentDefaults } from '../../src/agent/config.js';
+import { btfMapMaxEntries, btfStructs, type BtfStruct } from '../support/btf.js';
 
 
 let structs: Map<string, BtfStruct> | undefined;
@@ -243,4 +249,77 @@ t.test('source-range, affinity and member keys match BTF; CIDRs are masked and c
   const bo = layout('ph_backend').offsets;
   t.equal(abi.encodeBackend({ address: '192.0.2.1', port: 1, draining: true })[bo.flags!], abi.BE_DRAINING);
   t.same(abi.decodeBackend(abi.encodeBackend({ address: '192.0.2.1', port: 1, draining: true })), { address: '192.0.2.1', port: 1, draining: true });
+});
+
+/** A C initialiser of config.h: a product of integer literals (`3600ULL * 1000000000ULL`, `0x50484152`). */
+function evalCInteger(expr: string): bigint {
+  return expr.split('*').map((f) => f.trim().replace(/(?:ULL|UL|U|LL|L)$/i, '')).reduce((acc, f) => {
+    if (!/^(?:0x[0-9a-f]+|\d+)$/i.test(f)) throw new Error(`config.h: cannot evaluate ${JSON.stringify(expr)}`);
+    return acc * BigInt(f);
+  }, 1n);
+}
+
+t.test('.rodata initial values in config.h equal RODATA_DEFAULTS, and the loader and the agent default to them', async (t) => {
+  const src = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'config.h'), 'utf8');
+  const initial = Object.fromEntries([...src.matchAll(/const volatile __u\d+ (cfg_\w+) = ([^;]+);/g)].map((m) => [m[1]!, evalCInteger(m[2]!)]));
+  const mirrored = Object.fromEntries(Object.entries(abi.RODATA_DEFAULTS).map(([k, v]) => [k, BigInt(v)]));
+  t.same(initial, mirrored, 'config.h initial values');
+  const loaderValues = Object.fromEntries(Object.entries(rodataValues(DEFAULT_CONFIG)).map(([k, v]) => [k, BigInt(v)]));
+  t.same(loaderValues, mirrored, 'the loader\'s DEFAULT_CONFIG sets what the C holds');
+  const agent = agentDefaults('abi-test');
+  // Every LB node must hash with one seed: an agent that was given none and a data path loaded without one agree.
+  t.equal(agent.hashSeed, DEFAULT_CONFIG.hashSeed, 'agent --hash-seed default');
+  t.equal(BigInt(agent.responderMaxAgeSeconds) * 1_000_000_000n, abi.RODATA_DEFAULTS.cfg_liveness_max_ns, 'agent --responder-max-age default');
+});
+
+t.test('every map\'s max_entries in the object equals MAX_ENTRIES, and the loader and the agent create those by default', async (t) => {
+  const declared = btfMapMaxEntries(ensureBpfObject('lb'));
+  const expected = expectedMaps(DEFAULT_SIZES);
+  for (const role of Object.keys(abi.MAP) as abi.MapRole[]) {
+    t.equal(declared.get(abi.MAP[role]), abi.MAX_ENTRIES[role], `${abi.MAP[role]} in the C`);
+    // -1: not compared on adoption (ph_stats grows with the enum).
+    if (expected[role].maxEntries >= 0) t.equal(expected[role].maxEntries, abi.MAX_ENTRIES[role], `${abi.MAP[role]} as the loader creates it`);
+  }
+  t.equal(abi.MAX_ENTRIES.stats, abi.STAT_REASONS.length);
+  const agent = agentDefaults('abi-test');
+  t.same([agent.conntrackSize, agent.frontendMapSize, agent.backendMapSize, agent.responderMapSize],
+    [abi.MAX_ENTRIES.conntrack, abi.MAX_ENTRIES.frontends, abi.MAX_ENTRIES.backends, abi.MAX_ENTRIES.responder], 'agent map-size flag defaults');
+});
+
+t.test('the IPv6 extension-header bound in parsing.h equals IPV6_MAX_EXT_HEADERS', async (t) => {
+  const src = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'parsing.h'), 'utf8');
+  t.equal(Number(/^#define PH_IPV6_MAX_EXT (\d+)/m.exec(src)?.[1]), abi.IPV6_MAX_EXT_HEADERS);
+});
+
+t.test('drop/pass classes of stats.h equal DROP_REASONS / PASS_REASONS, and every count_and() in the C returns its class\'s verdict', async (t) => {
+  const src = readFileSync(join(BPF_SOURCE_DIR, 'lib', 'stats.h'), 'utf8');
+  const classes = [...src.matchAll(/^\s*PH_STAT_([A-Z0-9_]+)\s*=\s*\d+,\s*\/\*\s*(drop:|pass:)?/gm)].map((m) => [m[1]!.toLowerCase(), m[2]] as const);
+  t.same(classes.filter(([, c]) => c === 'drop:').map(([n]) => n).sort(), [...abi.DROP_REASONS].sort(), 'drop: reasons');
+  t.same(classes.filter(([, c]) => c === 'pass:').map(([n]) => n).sort(), [...abi.PASS_REASONS].sort(), 'pass: reasons');
+  const sources = [
+    ...readdirSync(BPF_SOURCE_DIR).filter((f) => f.endsWith('.c')).map((f) => join(BPF_SOURCE_DIR, f)),
+    ...readdirSync(join(BPF_SOURCE_DIR, 'lib')).filter((f) => f.endsWith('.h')).map((f) => join(BPF_SOURCE_DIR, 'lib', f)),
+  ];
+  let calls = 0;
+  for (const file of sources) {
+    for (const m of readFileSync(file, 'utf8').matchAll(/count_and\(PH_STAT_(\w+),\s*PH_(DROP|PASS)\)/g)) {
+      const reason = m[1]!.toLowerCase() as abi.StatReason;
+      const set = m[2] === 'DROP' ? abi.DROP_REASONS : abi.PASS_REASONS;
+      t.ok(set.has(reason), `${file.slice(BPF_SOURCE_DIR.length + 1)}: ${reason} ends in ${m[2]}`);
+      calls++;
+    }
+  }
+  t.ok(calls > 20, `${calls} count_and() calls checked`);
+});
+
+t.test('family offsets used outside the codecs read the BTF offsets', async (t) => {
+  const fo = layout('ph_flow').offsets;
+  const f = abi.encodeFlow({ src: '2001:db8::1', dst: '2001:db8::2', sport: 1, dport: 2, proto: 17 });
+  t.equal(abi.flowFamily(f), f[fo.family!]);
+  t.equal(abi.flowFamily(f), abi.AF_INET6);
+  const bo = layout('ph_backend').offsets;
+  const slot = Buffer.alloc(abi.SIZE.backend);
+  t.ok(abi.isFreeBackendSlot(slot), 'all zero: free');
+  slot[bo.family!] = abi.AF_INET;
+  t.notOk(abi.isFreeBackendSlot(slot), 'family set: a backend');
 });

@@ -18,7 +18,7 @@
  */
 import { IPPROTO, macBytes, pkt, ipv4Bytes, ipv6Bytes, ipv4String, ipv6String } from '../support/packet.js';
 import { ADDR, MAC, PORT_MAX, PORT_MIN, XDP } from '../datapath/fixture-env.js';
-import { DROP_REASONS as DROPS, PASS_REASONS as PASSES, STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
+import { DROP_REASONS as DROPS, IPV6_MAX_EXT_HEADERS, PASS_REASONS as PASSES, STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
 import type { Frontend } from '../../src/model/types.js';
 import type { Ingress, SeenReverse } from './xdp-frames.js';
 
@@ -54,7 +54,7 @@ interface Tuple { family: 4 | 6; proto: number; src: string; dst: string; sport:
 
 interface Where { l3: number; family: 4 | 6; ihl: number; l3len: number; l4: number; proto: number }
 
-/** Headers as the program walks them (IPv4 IHL; up to 4 IPv6 extension headers). Undefined when the frame is not IP. */
+/** Headers as the program walks them (IPv4 IHL; up to IPV6_MAX_EXT_HEADERS IPv6 extension headers). Undefined when the frame is not IP. */
 function where(f: Buffer): Where | undefined {
   if (f.length < 14) return undefined;
   const type = f.readUInt16BE(12);
@@ -65,7 +65,7 @@ function where(f: Buffer): Where | undefined {
   if (type === 0x86dd && f.length >= 54) {
     let nh = f[20]!;
     let off = 54;
-    for (let i = 0; i < 4 && [IPPROTO.HOPOPTS, IPPROTO.ROUTING, IPPROTO.FRAGMENT, IPPROTO.DSTOPTS].includes(nh as 0) && off + 8 <= f.length; i++) {
+    for (let i = 0; i < IPV6_MAX_EXT_HEADERS && [IPPROTO.HOPOPTS, IPPROTO.ROUTING, IPPROTO.FRAGMENT, IPPROTO.DSTOPTS].includes(nh as 0) && off + 8 <= f.length; i++) {
       const next = f[off]!;
       off += nh === IPPROTO.FRAGMENT ? 8 : (f[off + 1]! + 1) * 8;
       nh = next;
