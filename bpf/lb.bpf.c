@@ -29,58 +29,10 @@
 #include "lib/nat.h"
 #include "lib/fib.h"
 #include "lib/icmp.h"
+#include "lib/icmp_nat.h"
 #include "lib/responder.h"
 #include "lib/source_range.h"
 #include "lib/affinity.h"
-
-static __always_inline int count_and(__u32 reason, int verdict)
-{
-	stat_inc(reason);
-	return verdict;
-}
-
-static __always_inline int nh_stale(const struct ph_nexthop *nh, __u64 fib_at, __u64 now)
-{
-	return !nh->ifindex || now - fib_at > cfg_fib_refresh_ns;
-}
-
-/**
- * backend_nexthop() - next hop toward backend @be_id for the rewritten
- * packet @out: from the per-backend cache while it is fresh, else from the
- * FIB (and cached when complete; an unresolved neighbour is retried by the
- * next packet).
- */
-static __always_inline enum fib_verdict backend_nexthop(struct ph_ctx *ctx, __u32 be_id, const struct ph_flow *out,
-							__u32 tot_len, __u64 now, struct ph_nexthop *nh)
-{
-	struct ph_be_nh *c = bpf_map_lookup_elem(&ph_be_nh, &be_id);
-	enum fib_verdict v;
-
-	if (c && !nh_stale(&c->nh, c->fib_at, now)) {
-		*nh = c->nh;
-		return FIB_FORWARD;
-	}
-	v = fib_resolve(ctx, out, tot_len, nh);
-	if (c && v == FIB_FORWARD) {
-		c->nh = *nh;
-		c->fib_at = now;
-	}
-	return v;
-}
-
-/**
- * forward() - send a rewritten packet to @nh, or to the kernel when the
- * neighbour is not resolved yet (the first packet is not lost: the kernel
- * forwards it and resolves the neighbour; later packets take the fast path).
- */
-static __always_inline int forward(struct ph_ctx *ctx, struct packet *p, enum fib_verdict v,
-				   const struct ph_nexthop *nh)
-{
-	if (v == FIB_NO_NEIGH)
-		return count_and(PH_STAT_NO_NEIGH, PH_PASS);
-	ttl_decrement(ctx, p);
-	return nh_transmit(ctx, p->eth, nh);
-}
 
 /* Reply from a backend to one of our SNAT ports: back to VIP -> client. */
 static __always_inline int lb_reverse(struct ph_ctx *ctx, struct packet *p)
@@ -124,15 +76,10 @@ static __always_inline int lb_reverse(struct ph_ctx *ctx, struct packet *p)
 
 	/* The backend closing: mark the client flow so it times out quickly. */
 	if (p->tcp_flags & (PH_TCP_FIN | PH_TCP_RST)) {
-		struct ph_flow fk = {};
+		struct ph_flow fk;
 		struct ph_ct *ct;
 
-		fk.src = out.dst;
-		fk.dst = out.src;
-		fk.sport = out.dport;
-		fk.dport = out.sport;
-		fk.proto = out.proto;
-		fk.family = out.family;
+		rev_client_flow(&fk, rv, out.proto, out.family);
 		ct = bpf_map_lookup_elem(&ph_ct, &fk);
 		if (ct)
 			ct->state = PH_CT_CLOSING;
@@ -158,7 +105,7 @@ static __always_inline int lb_reverse(struct ph_ctx *ctx, struct packet *p)
 	if (nat_rewrite(ctx, p, &out))
 		return count_and(PH_STAT_MALFORMED_L4, PH_DROP);
 	stat_inc(PH_STAT_REV_NAT);
-	return forward(ctx, p, v, &nh);
+	return nh_forward(ctx, p, v, &nh);
 }
 
 /* Packet of a known flow. */
@@ -195,18 +142,13 @@ static __always_inline int lb_established(struct ph_ctx *ctx, struct packet *p, 
 	}
 	if (nat_rewrite(ctx, p, &out))
 		return count_and(PH_STAT_MALFORMED_L4, PH_DROP);
-	return forward(ctx, p, v, &nh);
+	return nh_forward(ctx, p, v, &nh);
 }
 
 /* Reverse entry for a flow that is not SNATed: the reply comes from the backend to the client. */
 static __always_inline int rev_insert_direct(const struct ph_flow *out, struct ph_scratch *s)
 {
-	s->rk.src = out->dst;
-	s->rk.dst = out->src;
-	s->rk.sport = out->dport;
-	s->rk.dport = out->sport;
-	s->rk.proto = out->proto;
-	s->rk.family = out->family;
+	flow_reverse(&s->rk, out);
 	return bpf_map_update_elem(&ph_rev, &s->rk, &s->rv, BPF_ANY);
 }
 
@@ -309,22 +251,17 @@ static __always_inline int lb_new_flow(struct ph_ctx *ctx, struct packet *p, con
 		return count_and(PH_STAT_MALFORMED_L4, PH_DROP);
 	if (v == FIB_LOCAL)
 		return count_and(PH_STAT_LOCAL_BACKEND, PH_PASS);
-	return forward(ctx, p, v, &nh);
+	return nh_forward(ctx, p, v, &nh);
 }
 
 static __always_inline int lb_process(struct ph_ctx *ctx, struct packet *p)
 {
-	struct ph_fe_key fk = {};
 	struct ph_fe_value *fe;
 	struct ph_backend *be;
 	struct ph_ct *ct;
 	__u64 now;
 
-	fk.addr = p->flow.dst;
-	fk.port = p->flow.dport;
-	fk.proto = p->flow.proto;
-	fk.family = p->flow.family;
-	fe = bpf_map_lookup_elem(&ph_frontends, &fk);
+	fe = frontend_get(&p->flow);
 	if (!fe)
 		return lb_reverse(ctx, p);
 
@@ -348,9 +285,6 @@ static __always_inline int lb_process(struct ph_ctx *ctx, struct packet *p)
 	bpf_tail_call(ctx, &ph_progs, PH_PROG_NEW_FLOW);
 	return count_and(PH_STAT_TAIL_CALL_FAIL, PH_PASS);
 }
-
-/* Needs count_and, nh_stale and backend_nexthop above. */
-#include "lib/icmp_nat.h"
 
 /* What parse_frame() found: a final verdict (>= 0) or one of these. */
 #define PH_FRAME_LB	-1	/* TCP/UDP over IPv4/IPv6, parsed through L4 */
@@ -376,13 +310,7 @@ static __always_inline int parse_frame(struct ph_ctx *ctx, struct cursor *c, str
 		return PH_PASS;
 	if (rc == bpf_htons(ETH_P_ARP))
 		return PH_FRAME_ARP;
-	if (rc == bpf_htons(ETH_P_IP))
-		rc = parse_ipv4(c, p);
-	else if (rc == bpf_htons(ETH_P_IPV6))
-		rc = parse_ipv6(c, p);
-	else
-		return PH_PASS;
-
+	rc = parse_ip(c, p, rc);
 	switch (rc) {
 	case PARSE_OK:
 		break;
@@ -457,7 +385,6 @@ int PH_ENTRY_MAIN(struct ph_ctx *ctx)
 SEC(PH_SEC)
 int PH_ENTRY_NEW_FLOW(struct ph_ctx *ctx)
 {
-	struct ph_fe_key fk = {};
 	struct ph_fe_value *fe;
 	struct packet p = {};
 	struct cursor c;
@@ -472,11 +399,7 @@ int PH_ENTRY_NEW_FLOW(struct ph_ctx *ctx)
 	 */
 	if (!for_this_host(ctx, p.eth))
 		return count_and(PH_STAT_FOREIGN_MAC, PH_PASS);
-	fk.addr = p.flow.dst;
-	fk.port = p.flow.dport;
-	fk.proto = p.flow.proto;
-	fk.family = p.flow.family;
-	fe = bpf_map_lookup_elem(&ph_frontends, &fk);
+	fe = frontend_get(&p.flow);
 	if (!fe)
 		return PH_PASS;
 	return lb_new_flow(ctx, &p, fe, bpf_ktime_get_coarse_ns());
@@ -523,31 +446,21 @@ int pharos_tc_egress(struct __sk_buff *skb)
 {
 	struct ph_rev *rv;
 	struct packet p = {};
-	__u32 l3_off, l4_off, csum_off, csum_flags;
-	__u32 diff;
-	void *data, *data_end;
 	struct cursor c;
 	int rc;
 
 	/* Headers of a locally built skb may sit partly in paged data: make the first bytes linear. */
 	if (skb->data_end - skb->data < PH_TC_PULL_LEN)
 		bpf_skb_pull_data(skb, skb->len < PH_TC_PULL_LEN ? skb->len : PH_TC_PULL_LEN);
-	data = (void *)(long)skb->data;
-	data_end = (void *)(long)skb->data_end;
-	c.pos = data;
-	c.end = data_end;
+	c.pos = (void *)(long)skb->data;
+	c.end = (void *)(long)skb->data_end;
 	c.partial = 1;
 
+	/* The same walk as parse_frame(), without its verdicts: whatever is not a TCP/UDP reply leaves untouched. */
 	rc = parse_eth(&c, &p.eth);
-	if (rc == bpf_htons(ETH_P_IP))
-		rc = parse_ipv4(&c, &p);
-	else if (rc == bpf_htons(ETH_P_IPV6))
-		rc = parse_ipv6(&c, &p);
-	else
+	if (rc < 0 || parse_ip(&c, &p, rc) != PARSE_OK)
 		return TC_ACT_OK;
-	if (rc != PARSE_OK || (p.flow.proto != IPPROTO_TCP && p.flow.proto != IPPROTO_UDP))
-		return TC_ACT_OK;
-	if (parse_l4(&c, &p) != PARSE_OK)
+	if ((p.flow.proto != IPPROTO_TCP && p.flow.proto != IPPROTO_UDP) || parse_l4(&c, &p) != PARSE_OK)
 		return TC_ACT_OK;
 	/*
 	 * Keys of SNAT entries name the node as destination, so they never
@@ -558,27 +471,11 @@ int pharos_tc_egress(struct __sk_buff *skb)
 	rv = bpf_map_lookup_elem(&ph_rev, &p.flow);
 	if (!rv)
 		return TC_ACT_OK;
-
-	l3_off = p.l3 - data;
-	l4_off = p.l4 - data;
-	csum_off = l4_off + p.l4_csum_off;
-	csum_flags = BPF_F_PSEUDO_HDR | (p.flow.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0);
-	if (p.flow.family == PH_AF_INET) {
-		__be32 from = p.flow.src.v4, to = rv->new_src.v4;
-
-		bpf_l4_csum_replace(skb, csum_off, from, to, csum_flags | 4);
-		bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), from, to, 4);
-		bpf_skb_store_bytes(skb, l3_off + offsetof(struct iphdr, saddr), &to, 4, 0);
-	} else {
-		union ph_addr to = rv->new_src;
-
-		diff = bpf_csum_diff(p.flow.src.w, 16, to.w, 16, 0);
-		bpf_l4_csum_replace(skb, csum_off, 0, diff, csum_flags);
-		bpf_skb_store_bytes(skb, l3_off + offsetof(struct ipv6hdr, saddr), to.w, 16, 0);
+	/* A helper that refused left the frame half rewritten: from the backend's address with the VIP's checksum. */
+	if (nat_reply_from_vip_skb(skb, &p, rv)) {
+		stat_inc(PH_STAT_MALFORMED_L4);
+		return TC_ACT_SHOT;
 	}
-	bpf_l4_csum_replace(skb, csum_off, p.flow.sport, rv->new_sport,
-			    (p.flow.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0) | 2);
-	bpf_skb_store_bytes(skb, l4_off, &rv->new_sport, 2, 0);
 	stat_inc(PH_STAT_TC_REV_NAT);
 	return TC_ACT_OK;
 }

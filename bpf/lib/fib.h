@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Next-hop resolution with bpf_fib_lookup, cached per flow (ph_nexthop) so
- * established packets skip the FIB.
+ * Next-hop resolution with bpf_fib_lookup, and sending a rewritten frame to
+ * the next hop. The result is cached per backend (ph_be_nh, one lookup
+ * serves every flow to that backend) and per reverse-NAT entry (the next
+ * hop back to the client), each re-checked after cfg_fib_refresh_ns.
  */
 #ifndef PHAROS_FIB_H
 #define PHAROS_FIB_H
@@ -10,9 +12,12 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <bpf/bpf_helpers.h>
+#include "lib/ctx.h"
+#include "lib/config.h"
 #include "lib/maps.h"
 #include "lib/csum.h"
 #include "lib/parsing.h"
+#include "lib/stats.h"
 
 enum fib_verdict {
 	FIB_FORWARD,	/* nh filled: rewrite MACs and transmit */
@@ -66,6 +71,36 @@ static __always_inline enum fib_verdict fib_resolve(struct ph_ctx *ctx, const st
 	}
 }
 
+/* A cached next hop that was never resolved, or is older than cfg_fib_refresh_ns. */
+static __always_inline int nh_stale(const struct ph_nexthop *nh, __u64 fib_at, __u64 now)
+{
+	return !nh->ifindex || now - fib_at > cfg_fib_refresh_ns;
+}
+
+/**
+ * backend_nexthop() - next hop toward backend @be_id for the rewritten
+ * packet @out: from the per-backend cache while it is fresh, else from the
+ * FIB (and cached when complete; an unresolved neighbour is retried by the
+ * next packet).
+ */
+static __always_inline enum fib_verdict backend_nexthop(struct ph_ctx *ctx, __u32 be_id, const struct ph_flow *out,
+							__u32 tot_len, __u64 now, struct ph_nexthop *nh)
+{
+	struct ph_be_nh *c = bpf_map_lookup_elem(&ph_be_nh, &be_id);
+	enum fib_verdict v;
+
+	if (c && !nh_stale(&c->nh, c->fib_at, now)) {
+		*nh = c->nh;
+		return FIB_FORWARD;
+	}
+	v = fib_resolve(ctx, out, tot_len, nh);
+	if (c && v == FIB_FORWARD) {
+		c->nh = *nh;
+		c->fib_at = now;
+	}
+	return v;
+}
+
 /**
  * ttl_decrement() - what a router does to a packet it forwards: one less
  * IPv4 TTL (header checksum adjusted) or IPv6 hop limit. Only for frames we
@@ -116,6 +151,21 @@ static __always_inline int nh_transmit(struct ph_ctx *ctx, struct ethhdr *eth,
 	}
 	stat_inc(PH_STAT_FWD_REDIRECT);
 	return act;
+}
+
+/**
+ * nh_forward() - send a rewritten packet to @nh (@v FIB_FORWARD), or to the
+ * kernel when the neighbour is not resolved yet (FIB_NO_NEIGH): the first
+ * packet is not lost, the kernel forwards it and resolves the neighbour, and
+ * later packets take the fast path.
+ */
+static __always_inline int nh_forward(struct ph_ctx *ctx, struct packet *p, enum fib_verdict v,
+				      const struct ph_nexthop *nh)
+{
+	if (v == FIB_NO_NEIGH)
+		return count_and(PH_STAT_NO_NEIGH, PH_PASS);
+	ttl_decrement(ctx, p);
+	return nh_transmit(ctx, p->eth, nh);
 }
 
 #endif

@@ -11,8 +11,7 @@
  *     reverse entry            => to the client, quoting client -> VIP
  *
  * Outer and quoted addresses, quoted ports, the quoted IPv4 and UDP
- * checksums and the ICMP checksum are all rewritten incrementally. Needs
- * conntrack, NAT and FIB helpers (include after them).
+ * checksums and the ICMP checksum are all rewritten incrementally.
  */
 #ifndef PHAROS_ICMP_NAT_H
 #define PHAROS_ICMP_NAT_H
@@ -21,6 +20,7 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <bpf/bpf_helpers.h>
+#include "lib/ctx.h"
 #include "lib/csum.h"
 #include "lib/maps.h"
 #include "lib/parsing.h"
@@ -120,10 +120,7 @@ static __always_inline int icmp_error_route(struct ph_ctx *ctx, const struct pac
 static __always_inline int icmp_error_send(struct ph_ctx *ctx, struct packet *p, int v, const struct ph_nexthop *nh)
 {
 	stat_inc(PH_STAT_ICMP_ERROR_NAT);
-	if (v == FIB_NO_NEIGH)
-		return count_and(PH_STAT_NO_NEIGH, PH_PASS);
-	ttl_decrement(ctx, p);
-	return nh_transmit(ctx, p->eth, nh);
+	return nh_forward(ctx, p, v, nh);
 }
 
 /*

@@ -51,12 +51,7 @@ static __always_inline void l2_foreign_note(const void *addr, __u8 family, __u32
 
 	if (l2_same_mac(ours->mac, mac))
 		return;
-	if (family == PH_AF_INET)
-		__builtin_memcpy(k.addr.b, addr, 4);
-	else
-		__builtin_memcpy(k.addr.b, addr, 16);
-	k.ifindex = ifindex;
-	k.family = family;
+	responder_key(&k, addr, family, ifindex);
 	f = bpf_map_lookup_elem(&ph_l2_foreign, &k);
 	if (f) {
 		__sync_fetch_and_add(&f->count, 1);

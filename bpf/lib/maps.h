@@ -76,6 +76,18 @@ struct ph_flow {
 	__u16 pad;		/* 38 */
 };
 
+/* @r = @f as its other end sends: the reply direction of a flow. */
+static __always_inline void flow_reverse(struct ph_flow *r, const struct ph_flow *f)
+{
+	r->src = f->dst;
+	r->dst = f->src;
+	r->sport = f->dport;
+	r->dport = f->sport;
+	r->proto = f->proto;
+	r->family = f->family;
+	r->pad = 0;
+}
+
 /* Cached next hop. 16 bytes. */
 struct ph_nexthop {
 	__u32 ifindex;		/* 0: 0 = not resolved yet */
@@ -134,6 +146,18 @@ struct ph_rev {
 	__u8 pad[3];		/* 77 */
 };
 
+/* The client -> VIP flow (conntrack key) whose replies reverse entry @r rewrites; @proto and @family as the reply's. */
+static __always_inline void rev_client_flow(struct ph_flow *fk, const struct ph_rev *r, __u8 proto, __u8 family)
+{
+	fk->src = r->new_dst;
+	fk->dst = r->new_src;
+	fk->sport = r->new_dport;
+	fk->dport = r->new_sport;
+	fk->proto = proto;
+	fk->family = family;
+	fk->pad = 0;
+}
+
 /* Node-wide state the agent may change at any time. 40 bytes. */
 struct ph_runtime {
 	union ph_addr snat_v4;	/* 0: node address for SNAT (first 4 bytes) */
@@ -159,6 +183,17 @@ struct ph_resp_key {
 	__u8 family;		/* 20 */
 	__u8 pad[3];		/* 21 */
 };
+
+/* The responder key of @addr (4 or 16 bytes by @family) on @ifindex; @k zeroed by the caller. */
+static __always_inline void responder_key(struct ph_resp_key *k, const void *addr, __u8 family, __u32 ifindex)
+{
+	if (family == PH_AF_INET)
+		__builtin_memcpy(k->addr.b, addr, 4);
+	else
+		__builtin_memcpy(k->addr.b, addr, 16);
+	k->ifindex = ifindex;
+	k->family = family;
+}
 
 /* 8 bytes. */
 struct ph_resp_value {
@@ -187,6 +222,18 @@ struct {
 	__type(key, __u32);
 	__type(value, struct ph_be_nh);
 } ph_be_nh SEC(".maps");
+
+/* The frontend a packet of flow @f is addressed to ({dst, dport, proto}), or NULL. */
+static __always_inline struct ph_fe_value *frontend_get(const struct ph_flow *f)
+{
+	struct ph_fe_key k = {};
+
+	k.addr = f->dst;
+	k.port = f->dport;
+	k.proto = f->proto;
+	k.family = f->family;
+	return bpf_map_lookup_elem(&ph_frontends, &k);
+}
 
 static __always_inline struct ph_backend *backend_get(__u32 id)
 {

@@ -109,6 +109,41 @@ static __always_inline int nat_rewrite(struct ph_ctx *ctx, struct packet *p, con
 	return 0;
 }
 
+/**
+ * nat_reply_from_vip_skb() - tc egress: make the direct reply @p (a backend
+ * answering the client itself) come from @rv's VIP and port, checksums
+ * through the skb helpers (a locally built skb may carry a partial one).
+ * Returns: 0, or -1 when a helper refused.
+ */
+static __always_inline int nat_reply_from_vip_skb(struct __sk_buff *skb, const struct packet *p, const struct ph_rev *rv)
+{
+	void *data = (void *)(long)skb->data;
+	__u32 l3_off = p->l3 - data, l4_off = p->l4 - data;
+	__u32 csum_off = l4_off + p->l4_csum_off;
+	__u64 mangled = p->flow.proto == IPPROTO_UDP ? BPF_F_MARK_MANGLED_0 : 0;
+	__be16 sport = rv->new_sport;
+
+	if (p->flow.family == PH_AF_INET) {
+		__be32 from = p->flow.src.v4, to = rv->new_src.v4;
+
+		if (bpf_l4_csum_replace(skb, csum_off, from, to, BPF_F_PSEUDO_HDR | mangled | 4) ||
+		    bpf_l3_csum_replace(skb, l3_off + offsetof(struct iphdr, check), from, to, 4) ||
+		    bpf_skb_store_bytes(skb, l3_off + offsetof(struct iphdr, saddr), &to, 4, 0))
+			return -1;
+	} else {
+		union ph_addr from = p->flow.src, to = rv->new_src;
+		__u32 diff = bpf_csum_diff(from.w, 16, to.w, 16, 0);
+
+		if (bpf_l4_csum_replace(skb, csum_off, 0, diff, BPF_F_PSEUDO_HDR | mangled) ||
+		    bpf_skb_store_bytes(skb, l3_off + offsetof(struct ipv6hdr, saddr), to.w, 16, 0))
+			return -1;
+	}
+	if (bpf_l4_csum_replace(skb, csum_off, p->flow.sport, sport, mangled | 2) ||
+	    bpf_skb_store_bytes(skb, l4_off, &sport, 2, 0))
+		return -1;
+	return 0;
+}
+
 static __always_inline int rev_expired(const struct ph_rev *r, __u8 proto, __u64 now)
 {
 	__u64 timeout = proto == IPPROTO_TCP ? cfg_tcp_est_ns : cfg_udp_ns;
@@ -123,15 +158,10 @@ static __always_inline int rev_expired(const struct ph_rev *r, __u8 proto, __u64
  */
 static __always_inline int rev_orphaned(const struct ph_rev *r, const struct ph_flow *rk, __u64 now)
 {
-	struct ph_flow fk = {};
+	struct ph_flow fk;
 	struct ph_ct *ct;
 
-	fk.src = r->new_dst;
-	fk.dst = r->new_src;
-	fk.sport = r->new_dport;
-	fk.dport = r->new_sport;
-	fk.proto = rk->proto;
-	fk.family = rk->family;
+	rev_client_flow(&fk, r, rk->proto, rk->family);
 	ct = bpf_map_lookup_elem(&ph_ct, &fk);
 	return !ct || ct->snat_port != rk->dport || ct_expired(ct, rk->proto, now);
 }
@@ -161,11 +191,7 @@ static __always_inline int snat_alloc(const struct ph_runtime *rt, struct ph_flo
 	 * (bench/README.md); with a stride the tries are independent.
 	 */
 	stride = range > 1 ? 1 + (hash >> 16) % (range - 1) : 1;
-	rk->src = out->dst;
-	rk->dst = out->src;
-	rk->sport = out->dport;
-	rk->proto = out->proto;
-	rk->family = out->family;
+	flow_reverse(rk, out); /* dport: the SNAT port tried */
 
 	for (i = 0; i < PH_SNAT_TRIES; i++) {
 		__u16 port = lo + (hash + i * stride) % range;

@@ -226,6 +226,20 @@ static __always_inline int parse_ipv6(struct cursor *c, struct packet *p)
 }
 
 /**
+ * parse_ip() - the IP header after Ethernet, by @ethertype (parse_eth()'s
+ * result, network order). Returns: a PARSE_* code; PARSE_PASS when the
+ * frame is not IPv4 or IPv6.
+ */
+static __always_inline int parse_ip(struct cursor *c, struct packet *p, int ethertype)
+{
+	if (ethertype == bpf_htons(ETH_P_IP))
+		return parse_ipv4(c, p);
+	if (ethertype == bpf_htons(ETH_P_IPV6))
+		return parse_ipv6(c, p);
+	return PARSE_PASS;
+}
+
+/**
  * parse_l4() - TCP or UDP ports; other protocols leave ports zero.
  * Returns PARSE_MALFORMED_L4 for a header that does not fit in the datagram.
  */

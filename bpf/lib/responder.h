@@ -45,12 +45,7 @@ static __always_inline struct ph_resp_value *responder_find(const void *addr, __
 {
 	struct ph_resp_key k = {};
 
-	if (family == PH_AF_INET)
-		__builtin_memcpy(k.addr.b, addr, 4);
-	else
-		__builtin_memcpy(k.addr.b, addr, 16);
-	k.ifindex = ifindex;
-	k.family = family;
+	responder_key(&k, addr, family, ifindex);
 	return bpf_map_lookup_elem(&ph_responder, &k);
 }
 

@@ -16,7 +16,7 @@
 enum ph_stat {
 	PH_STAT_MALFORMED_L2 = 0,	/* drop: truncated Ethernet/VLAN/ARP */
 	PH_STAT_MALFORMED_L3 = 1,	/* drop: truncated IP header, bad IHL/version/length */
-	PH_STAT_MALFORMED_L4 = 2,	/* drop: truncated TCP/UDP header, bad UDP length, to a frontend */
+	PH_STAT_MALFORMED_L4 = 2,	/* drop: truncated TCP/UDP header, bad UDP length, to a frontend; or one the tc egress helpers refused to rewrite */
 	PH_STAT_FRAGMENT = 3,		/* pass: IP fragment (no ports to look up) */
 	PH_STAT_IPV6_EXT_LIMIT = 4,	/* pass: more IPv6 extension headers than we walk */
 	PH_STAT_NO_BACKEND = 5,		/* drop: frontend has no usable backend */
@@ -82,6 +82,13 @@ static __always_inline void stat_inc(__u32 reason)
 
 	if (c)
 		*c += 1;
+}
+
+/* Count @reason and return @verdict: every exit of a packet that concerned us names its reason. */
+static __always_inline int count_and(__u32 reason, int verdict)
+{
+	stat_inc(reason);
+	return verdict;
 }
 
 static __always_inline void traffic_add(void *map, __u32 id, __u64 bytes)

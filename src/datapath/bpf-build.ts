@@ -19,16 +19,17 @@ export const BPF_BUILD_DIR = join(PROJECT_ROOT, 'build', 'bpf');
 /** Debian puts asm/ headers under the multiarch include dir; -target bpf does not look there. */
 const MULTIARCH_INCLUDE = '/usr/include/x86_64-linux-gnu';
 
+/** Target, warnings and include paths every BPF compile uses (headers are included as "lib/<name>.h"). */
+export const CLANG_FLAGS: readonly string[] = [
+  '-target', 'bpf',
+  '-O2', '-g',
+  '-Wall', '-Werror', '-Wno-unused-function',
+  '-I', MULTIARCH_INCLUDE,
+  '-I', BPF_SOURCE_DIR,
+];
+
 export function clangArgs(source: string, object: string): string[] {
-  return [
-    '-target', 'bpf',
-    '-O2', '-g',
-    '-Wall', '-Werror', '-Wno-unused-function',
-    '-I', MULTIARCH_INCLUDE,
-    '-I', BPF_SOURCE_DIR,
-    '-c', source,
-    '-o', object,
-  ];
+  return [...CLANG_FLAGS, '-c', source, '-o', object];
 }
 
 function newestMtime(dir: string): number {
