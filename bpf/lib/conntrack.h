@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Conntrack: which backend a client flow goes to, with the SNAT port and the
- * cached next hop. Entries live in LRU maps and are judged expired on lookup
+ * Conntrack: which backend a client flow goes to, with the SNAT address and
+ * port (the next hop is cached per backend, fib.h). Entries live in LRU maps and are judged expired on lookup
  * (idle longer than the timeout of their state), so no sweeper is needed.
  * TCP state follows the client's flags (SYN -> NEW, ACK -> ESTABLISHED,
  * FIN/RST from either side -> CLOSING).

@@ -5,7 +5,7 @@
  * built in place, and "fragmentation needed" / "packet too big" for a
  * packet we would forward onto a link whose MTU it exceeds (XDP cannot
  * fragment, and a redirect of an oversized frame is dropped silently).
- * Not yet: translation of ICMP errors others send about NATed flows.
+ * ICMP errors others send about NATed flows are translated in icmp_nat.h.
  */
 #ifndef PHAROS_ICMP_H
 #define PHAROS_ICMP_H

@@ -24,7 +24,7 @@
 #define PH_ARPOP_REQUEST 1
 #define PH_ARPOP_REPLY 2
 
-/* IPv6 extension headers walked before giving up (XDP_PASS, counted). */
+/* IPv6 extension headers walked before giving up (XDP_PASS, counted); IPV6_MAX_EXT_HEADERS in abi.ts. */
 #define PH_IPV6_MAX_EXT 4
 
 #define PARSE_OK 0

@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPF_SOURCE_DIR, ensureBpfObject } from '../../src/datapath/bpf-build.js';
 import { SOCK_MAP, SOCK_SIZE, SOCK_STAT_REASONS, SIZE, addrBytes, decodeSockRev } from '../../src/datapath/abi.js';
-import { cgroup2Mount, linkPinPath, SOCK_HOOKS, SOCK_SHARED } from '../../src/datapath/socket-lb.js';
-import { btfStructs } from '../support/btf.js';
+import { cgroup2Mount, DEFAULT_SOCKET_LB_SIZES, linkPinPath, SOCK_HOOKS, SOCK_SHARED } from '../../src/datapath/socket-lb.js';
+import { btfMapMaxEntries, btfStructs } from '../support/btf.js';
 
 const header = (): string => readFileSync(join(BPF_SOURCE_DIR, 'lib', 'sock_maps.h'), 'utf8');
 
@@ -27,6 +27,13 @@ t.test('map names in sock_maps.h equal SOCK_MAP and fit 15 chars', async (t) => 
   const names = [...header().matchAll(/^\}\s*(ph_\w+)\s+SEC\("\.maps"\)/gm)].map((m) => m[1]!).sort();
   t.same(names, Object.values(SOCK_MAP).sort());
   for (const n of names) t.ok(n.length <= 15, `${n} ≤ 15 chars`);
+});
+
+t.test('max_entries in sock_maps.h are the socket LB\'s default sizes', async (t) => {
+  const declared = btfMapMaxEntries(ensureBpfObject('sock'));
+  t.equal(declared.get(SOCK_MAP.reverse), DEFAULT_SOCKET_LB_SIZES.reverse);
+  t.equal(declared.get(SOCK_MAP.affinity), DEFAULT_SOCKET_LB_SIZES.affinity);
+  t.equal(declared.get(SOCK_MAP.stats), SOCK_STAT_REASONS.length);
 });
 
 t.test('struct layouts in the compiled sock object match SOCK_SIZE and decodeSockRev', async (t) => {
