@@ -8,13 +8,17 @@
  * responder answers) and goes through the data path to the backend and back:
  * every family the dashboard and the rules read has samples.
  *
- * Two faults make the families that only count trouble show something: the
+ * Three faults make the families that only count trouble show something: the
  * frontend map holds 16 entries and 17 services need one
  * (FrontendMapFull: pharos_bpf_map_full_total,
  * pharos_datapath_services_not_programmed), and a third service asks for
- * an address outside every pool (pharos_ipam_services_unsatisfied).
+ * an address outside every pool (pharos_ipam_services_unsatisfied), and a
+ * manifest file is past --manifests-max-file-bytes
+ * (pharos_manifests_refused_total).
  */
 import type { Test } from 'tap';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startBgpAgentLab, type BgpAgentLab } from '../bgp/support/agent-lab.js';
 import { httpGet, startEchoServer } from '../support/lab.js';
 import { waitFor } from '../support/wait.js';
@@ -34,6 +38,9 @@ spec:
   type: LoadBalancer
   ports: [{ name: http, port: 80, targetPort: 8080, protocol: TCP }]
 `).join('');
+
+/** Past it a manifest file is refused unread (our all.yaml is ~6 KiB). */
+const MAX_FILE_BYTES = 65536;
 
 const MANIFESTS = `apiVersion: lb.pharos.io/v1alpha1
 kind: LoadBalancerIPPool
@@ -94,8 +101,9 @@ export interface MonitoringLab extends BgpAgentLab {
 
 export async function startMonitoringLab(t: Test, prefix: string): Promise<MonitoringLab> {
   const base = await startBgpAgentLab(t, {
-    prefix, manifests: MANIFESTS, bfd: { minRxMs: 300, minTxMs: 300, multiplier: 3 }, env: { PHAROS_FRONTEND_MAP_SIZE: String(FRONTEND_MAP_SIZE) },
+    prefix, manifests: MANIFESTS, bfd: { minRxMs: 300, minTxMs: 300, multiplier: 3 }, env: { PHAROS_FRONTEND_MAP_SIZE: String(FRONTEND_MAP_SIZE), PHAROS_MANIFESTS_MAX_FILE_BYTES: String(MAX_FILE_BYTES) },
   });
+  writeFileSync(join(base.manifestsDir, 'zz-too-large.yaml'), `# padding past --manifests-max-file-bytes\n${'#'.repeat(MAX_FILE_BYTES)}\n`);
   const { lab, bird, diag } = base;
   await startEchoServer(lab, 'router', { name: 'be', port: 8080, host: '198.18.0.1' });
   await lab.exec('router', ['ip', 'route', 'add', MON_VIP_POOL, 'dev', 'lb0']);
