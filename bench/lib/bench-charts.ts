@@ -48,7 +48,11 @@ interface FailoverResults {
 
 /** L2 failover per fault (client-seen gap, new holder, client moved), and the BGP hung-node window with and without BFD. */
 export function failoverCharts(r: FailoverResults): Chart[] {
-  const faults = Object.keys(r.runs).filter((k) => k !== 'medians' && Array.isArray(r.runs[k]));
+  // L2 fault rows: arrays of runs with a client-seen gap (other rows, e.g. the BGP hung node, have their own chart).
+  const faults = Object.keys(r.runs).filter((k) => {
+    const runs = r.runs[k];
+    return Array.isArray(runs) && runs.length > 0 && runs.every((x) => typeof x?.gapMs === 'number');
+  });
   const med = (f: string, key: keyof FailoverRun): number => median((r.runs[f] as FailoverRun[]).map((x) => x[key]));
   const charts: Chart[] = [{
     kind: 'bars', title: 'L2 failover per fault (median of runs)', yLabel: 'ms',
