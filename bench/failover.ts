@@ -98,7 +98,7 @@ async function main(): Promise<void> {
       else if (event === 'clean_stop') await lab.kill(from, 'SIGTERM');
       else if (event === 'link_down') await lab.lab.exec(from, ['ip', 'link', 'set', 'eth0', 'down']);
       else if (event === 'node_crash') await Promise.all([lab.kill(from, 'SIGKILL'), lab.lab.exec(from, ['ip', 'link', 'set', 'eth0', 'down'])]);
-      else if (event === 'lease_only_crash') await Promise.all([lab.kill(from, 'SIGKILL'), removePrograms(lab, from)]);
+      else if (event === 'lease_only_crash') await crashWithPrograms(lab, from);
       else await setDrainLabel(lab, from, true);
       const to = await waitFor('a new holder', 20_000, async () => {
         const h = await lab.holder('web');
@@ -230,11 +230,17 @@ function markdown(r: any): string {
   ].join('\n');
 }
 
-/** What a machine that freezes leaves behind on its link: nothing of pharos' XDP or tc programs (the link stays up). */
-async function removePrograms(lab: L2Lab, node: string): Promise<void> {
-  for (const cmd of [['ip', 'link', 'set', 'dev', 'eth0', 'xdp', 'off'], ['ip', 'link', 'set', 'dev', 'eth0', 'xdpgeneric', 'off'], ['tc', 'qdisc', 'del', 'dev', 'eth0', 'clsact']]) {
-    await lab.lab.exec(node, cmd, { allowFail: true });
-  }
+/**
+ * A node that dies with its data path while its link stays up (a frozen machine, a kernel panic behind a
+ * switch that keeps the port up): its agent SIGKILLed and its XDP/tc programs removed in one shell, so
+ * both happen within milliseconds (separate `ip netns exec` calls took up to a second on a loaded
+ * machine, long enough for the takeover to finish while the old node still forwarded).
+ */
+async function crashWithPrograms(lab: L2Lab, node: string): Promise<void> {
+  const agent = lab.agents.get(node)!;
+  const script = `kill -KILL ${agent.proc.pid}; ip link set dev eth0 xdp off; ip link set dev eth0 xdpgeneric off; tc qdisc del dev eth0 clsact; true`;
+  await lab.lab.exec(node, ['sh', '-c', script], { allowFail: true });
+  await Promise.race([agent.exited, sleep(10_000)]);
 }
 
 /** kubectl label node NODE lb.pharos.io/drain=bench (or its removal), through the emulator. */
