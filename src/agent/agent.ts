@@ -1134,7 +1134,8 @@ export class Agent {
     for (const key of ['snatPorts', 'snatAddresses', 'logLevel'] as const) {
       if (JSON.stringify(this.config[key]) !== JSON.stringify(next[key])) changed.push(key);
     }
-    Object.assign(this.config, { snatPorts: next.snatPorts, snatAddresses: next.snatAddresses });
+    // The logger reads logLevel from this config object at every line (cli/agent.ts).
+    Object.assign(this.config, { snatPorts: next.snatPorts, snatAddresses: next.snatAddresses, logLevel: next.logLevel });
     if (changed.includes('snatPorts') || changed.includes('snatAddresses')) this.configureNode();
     const restartOnly = (['manifests', 'kubeconfig', 'namespace', 'interfaces', 'pinDir', 'http', 'mode', 'nodeName', 'socketLb', 'socketLbCgroup', 'socketLbAllNamespaces'] as const).filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(next[k]));
     this.log.info('configuration reloaded', { applied: changed.join(',') || 'nothing', needsRestart: restartOnly.join(',') || undefined });

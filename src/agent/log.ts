@@ -21,12 +21,17 @@ function quoteText(v: string): string {
   return /^[A-Za-z0-9_./:@,+-]+$/.test(v) ? v : JSON.stringify(v);
 }
 
-export function createLogger(opts: { level: LogLevel; format: LogFormat; write?: (line: string) => void; base?: LogFields }): Logger {
+/**
+ * `level` may be a function, read at every line, so a SIGHUP reload can
+ * change the level of every logger already handed out.
+ */
+export function createLogger(opts: { level: LogLevel | (() => LogLevel); format: LogFormat; write?: (line: string) => void; base?: LogFields }): Logger {
   const write = opts.write ?? ((line: string) => process.stderr.write(line + '\n'));
-  const min = ORDER[opts.level];
+  const configured = opts.level;
+  const minimum = typeof configured === 'function' ? (): number => ORDER[configured()] : ((fixed) => (): number => fixed)(ORDER[configured]);
   const make = (base: LogFields): Logger => {
     const emit = (level: LogLevel, msg: string, fields?: LogFields): void => {
-      if (ORDER[level] < min) return;
+      if (ORDER[level] < minimum()) return;
       const all: LogFields = { ...base, ...fields };
       const time = new Date().toISOString();
       if (opts.format === 'json') {

@@ -45,7 +45,8 @@ export async function run(argv: string[]): Promise<number> {
     }
     throw err;
   }
-  const log = createLogger({ level: cfg.logLevel, format: cfg.logFormat, base: { node: cfg.nodeName } });
+  // The level is read from the running config, which a SIGHUP reload updates.
+  const log = createLogger({ level: () => cfg.logLevel, format: cfg.logFormat, base: { node: cfg.nodeName } });
   const { Agent, AgentStartError } = await import('../agent/agent.js');
   const agent = new Agent(cfg, log);
   try {
