@@ -22,6 +22,7 @@ import {
   type Afi,
   type Prefix,
 } from './prefix.js';
+import { WellKnownCommunity } from '../model/communities.js';
 
 export const BGP_PORT = 179;
 export const HEADER_SIZE = 19;
@@ -115,24 +116,6 @@ export const CapabilityCode = {
 
 export const AsPathSegmentType = { Set: 1, Sequence: 2, ConfedSequence: 3, ConfedSet: 4 } as const;
 
-/** Well-known communities by name (RFC 1997 and later). */
-export const WellKnownCommunity: Record<string, number> = {
-  // IANA "BGP Well-known Communities" registry.
-  'internet': 0x00000000,
-  'planned-shut': 0xffff0000,
-  'accept-own': 0xffff0001,
-  'route-filter-translated-v4': 0xffff0002,
-  'route-filter-v4': 0xffff0003,
-  'route-filter-translated-v6': 0xffff0004,
-  'route-filter-v6': 0xffff0005,
-  'llgr-stale': 0xffff0006,
-  'no-llgr': 0xffff0007,
-  'blackhole': 0xffff029a, // RFC 7999
-  'no-export': 0xffffff01,
-  'no-advertise': 0xffffff02,
-  'no-export-subconfed': 0xffffff03,
-  'no-peer': 0xffffff04, // RFC 3765
-};
 
 const NOTIFICATION_NAMES: Record<number, [string, Record<number, string>]> = {
   1: ['message header error', { 1: 'connection not synchronized', 2: 'bad message length', 3: 'bad message type' }],

@@ -9,7 +9,7 @@
  * and turns that view into findings and hints.
  */
 import { CliError, EXIT, fetchJson, parseCommon, printStructured, runCli } from './agent-client.js';
-import { formatAge } from '../ipam/pool-status.js';
+import { formatAge } from './table.js';
 import { STATE_API_VERSION, type AgentStateView, type FrontendView, type ServiceView } from '../metrics/state-view.js';
 
 const USAGE = 'usage: pharos explain service NAMESPACE/NAME [-o json|yaml] [--agent URL]';

@@ -1,7 +1,6 @@
 /** `pharos l2 list`: which node answers ARP/NDP for which address. */
 import { CliError, EXIT, fetchList, parseCommon, printStructured, runCli } from './agent-client.js';
-import { renderTable } from './table.js';
-import { formatAge } from '../ipam/pool-status.js';
+import { formatAge, renderTable } from './table.js';
 
 export function run(argv: string[]): Promise<number> {
   return runCli(async () => {

@@ -1,7 +1,15 @@
 /** `pharos pool list`: NAME DISABLED CONFLICTING IPS AVAILABLE AGE, as `kubectl get ippools` shows them in the walkthroughs. */
 import { CliError, EXIT, fetchState, parseCommon, printStructured, runCli } from './agent-client.js';
-import { renderTable } from './table.js';
-import { formatAge, POOL_LIST_COLUMNS } from '../ipam/pool-status.js';
+import { formatAge, renderTable } from './table.js';
+import type { PoolView } from '../metrics/state-view.js';
+
+/** The columns of `pharos pool list`, as `kubectl get ciliumloadbalancerippools` prints them in the walkthroughs. */
+export const POOL_LIST_COLUMNS = ['NAME', 'DISABLED', 'CONFLICTING', 'IPS AVAILABLE', 'AGE'] as const;
+
+/** One row of `pharos pool list`, in POOL_LIST_COLUMNS order. */
+export function poolListRow(p: Pick<PoolView, 'name' | 'disabled' | 'conflicting' | 'available' | 'createdAt'>, now: Date): string[] {
+  return [p.name, String(p.disabled), p.conflicting ? 'True' : 'False', p.available, formatAge(p.createdAt, now)];
+}
 
 export function run(argv: string[]): Promise<number> {
   return runCli(async () => {
@@ -11,7 +19,7 @@ export function run(argv: string[]): Promise<number> {
     if (printStructured(s.pools, opts.output)) return 0;
     const rows = [...s.pools]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map((p) => [p.name, String(p.disabled), p.conflicting ? 'True' : 'False', p.available, formatAge(p.createdAt, new Date())]);
+      .map((p) => poolListRow(p, new Date()));
     console.log(renderTable([...POOL_LIST_COLUMNS], rows));
     return 0;
   });

@@ -109,35 +109,3 @@ export function ciliumPoolConditions(status: PoolStatus): Condition[] {
     count('cilium.io/IPsUsed', status.used),
   ];
 }
-
-/**
- * kubectl-style age: `45s`, `3m20s`, `12m`, `5h30m`, `20h`, `3d4h`, `45d`, `2y10d`, `9y`.
- * Thresholds follow the rules kubectl documents for its AGE column.
- */
-export function formatAge(createdAt: string | undefined, now: Date): string {
-  if (!createdAt) return '<unknown>';
-  const created = Date.parse(createdAt);
-  if (Number.isNaN(created)) return '<unknown>';
-  const seconds = Math.max(0, Math.floor((now.getTime() - created) / 1000));
-  const minutes = Math.floor(seconds / 60);
-  const hours = Math.floor(minutes / 60);
-  const days = Math.floor(hours / 24);
-  const years = Math.floor(days / 365);
-  if (seconds < 120) return `${seconds}s`;
-  if (minutes < 10) return seconds % 60 ? `${minutes}m${seconds % 60}s` : `${minutes}m`;
-  if (minutes < 180) return `${minutes}m`;
-  if (hours < 8) return minutes % 60 ? `${hours}h${minutes % 60}m` : `${hours}h`;
-  if (hours < 48) return `${hours}h`;
-  if (hours < 24 * 8) return hours % 24 ? `${days}d${hours % 24}h` : `${days}d`;
-  if (days < 365 * 2) return `${days}d`;
-  if (years < 8) return days % 365 ? `${years}y${days % 365}d` : `${years}y`;
-  return `${years}y`;
-}
-
-/** The columns of `pharos pool list`, as `kubectl get ciliumloadbalancerippools` prints them in the walkthroughs. */
-export const POOL_LIST_COLUMNS = ['NAME', 'DISABLED', 'CONFLICTING', 'IPS AVAILABLE', 'AGE'] as const;
-
-/** One row of `pharos pool list`, in POOL_LIST_COLUMNS order. */
-export function poolListRow(name: string, status: PoolStatus, createdAt: string | undefined, now: Date): string[] {
-  return [name, String(status.disabled), status.conflicting ? 'True' : 'False', status.available, formatAge(createdAt, now)];
-}

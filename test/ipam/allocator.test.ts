@@ -4,7 +4,8 @@
  */
 import t, { type Test } from 'tap';
 import { Ipam, reconcile, type AllocationState, type ServiceOutcome } from '../../src/ipam/allocator.js';
-import { poolListRow, formatAge, POOL_LIST_COLUMNS } from '../../src/ipam/pool-status.js';
+import { poolListRow, POOL_LIST_COLUMNS } from '../../src/cli/pool.js';
+import { formatAge } from '../../src/cli/table.js';
 import type { IPPool, Service } from '../../src/model/types.js';
 import { pool, svc, withStatus } from './fixtures.js';
 
@@ -522,7 +523,7 @@ t.test('pool status counts are exact for an IPv6 /64, and the pool list row rend
   t.same(status.families.IPv6, { total: String(2n ** 64n - 2n), used: '1', available: String(2n ** 64n - 3n) });
   t.equal(status.available, String(2n ** 64n - 3n + 253n));
   t.same(POOL_LIST_COLUMNS, ['NAME', 'DISABLED', 'CONFLICTING', 'IPS AVAILABLE', 'AGE']);
-  t.same(poolListRow('dual', status, p.meta.creationTimestamp, new Date('2024-05-03T04:00:00Z')), ['dual', 'false', 'False', String(2n ** 64n - 3n + 253n), '2d4h']);
+  t.same(poolListRow({ name: 'dual', ...status, createdAt: p.meta.creationTimestamp }, new Date('2024-05-03T04:00:00Z')), ['dual', 'false', 'False', String(2n ** 64n - 3n + 253n), '2d4h']);
   const now = new Date('2024-05-01T00:00:00Z');
   const ago = (s: number) => new Date(now.getTime() - s * 1000).toISOString();
   t.same(

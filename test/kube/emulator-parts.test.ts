@@ -6,7 +6,8 @@ import { applyJsonPatch, applyMergePatch, applyStrategicMerge, PatchError } from
 import { decodeKubernetesProtobuf } from '../../src/lab/apiserver/protobuf.js';
 import { pruneAndDefault, validateSchema } from '../../src/lab/apiserver/schema.js';
 import { matchesFields, matchesLabels, parseFieldSelector, parseLabelSelector, SelectorError } from '../../src/lab/apiserver/selectors.js';
-import { humanDuration, jsonPathValues } from '../../src/lab/apiserver/tables.js';
+import { jsonPathValues } from '../../src/lab/apiserver/tables.js';
+import { humanDuration } from '../../src/cli/table.js';
 import { ciliumResources, crdObjectOf, resourcesFromCrd } from '../../src/lab/apiserver/resources.js';
 
 t.test('merge patch: RFC 7386 appendix A examples', async (t) => {

@@ -6,25 +6,10 @@
 import { type Context, readMeta, readSelector } from './common.js';
 import { FieldReader, show } from '../field-reader.js';
 import { addressFamily, checkSubdomain, cidrFamily } from '../syntax.js';
+import { WELL_KNOWN_COMMUNITY_NAMES } from '../communities.js';
 import type { BgpCommunities, BgpNeighbor, BgpNeighborBfd, BgpPathAttributes, BgpPolicy, BgpVirtualRouter } from '../types.js';
 
 const MAX_ASN = 4294967295;
-const WELL_KNOWN_COMMUNITIES = [
-  'internet',
-  'planned-shut',
-  'accept-own',
-  'route-filter-translated-v4',
-  'route-filter-v4',
-  'route-filter-translated-v6',
-  'route-filter-v6',
-  'llgr-stale',
-  'no-llgr',
-  'blackhole',
-  'no-export',
-  'no-advertise',
-  'no-export-subconfed',
-  'no-peer',
-] as const;
 
 export function parseBgpPolicyObject(ctx: Context): BgpPolicy {
   const meta = readMeta(ctx, 'cluster');
@@ -294,12 +279,12 @@ function readCommunities(r: FieldReader, ctx: Context): BgpCommunities {
   if (ctx.flavor === 'pharos') r.onlyKeys(['standard', 'large', 'wellKnown']);
   const standard = r.get('standard').items((item) => {
     const text = item.string();
-    if (!isStandardCommunity(text) && !(WELL_KNOWN_COMMUNITIES as readonly string[]).includes(text)) {
+    if (!isStandardCommunity(text) && !WELL_KNOWN_COMMUNITY_NAMES.includes(text)) {
       item.report(`${show(text)} is not a community (ASN:value with each part 0..65535, a 32-bit number, or a well-known name)`);
     }
     return text;
   });
-  standard.push(...r.get('wellKnown').items((item) => item.oneOf(WELL_KNOWN_COMMUNITIES)));
+  standard.push(...r.get('wellKnown').items((item) => item.oneOf(WELL_KNOWN_COMMUNITY_NAMES)));
   const large = r.get('large').items((item) => {
     const text = item.string();
     const parts = text.split(':');
