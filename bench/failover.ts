@@ -15,10 +15,11 @@
  * - link_down: the holder's announcing interface goes down;
  * - node_crash (extra): SIGKILL and link down together — a node that dies
  *   with its data path, where the gap is the node-lease takeover;
- * - lease_only_crash: SIGKILL of the agent AND its XDP/tc programs removed,
- *   the link left up: nothing but the node lease (and the responder going
- *   silent) tells the others, as when a machine freezes or its kernel
- *   panics behind a switch that keeps the port up;
+ * - lease_only_crash: SIGKILL of the agent AND its XDP/tc programs removed
+ *   AND everything arriving on its link dropped (nftables netdev), the link
+ *   left up: nothing but the node lease (and the responder going silent)
+ *   tells the others, as when a machine freezes or its kernel panics behind
+ *   a switch that keeps the port up;
  * - drain: the holder's Node labelled lb.pharos.io/drain (issue 18 item 7:
  *   the successor takes the lease and announces before the drained node
  *   stops answering); the label is removed after the run.
@@ -114,6 +115,7 @@ async function main(): Promise<void> {
       const failed = prober.lines.filter((l) => / fail /.test(l) && Number(l.split(' ')[0]) >= at && Number(l.split(' ')[0]) <= end).length;
       // Put the old holder back for the next run (it takes nothing back: no fail-back).
       if (event === 'link_down' || event === 'node_crash') await lab.lab.exec(from, ['ip', 'link', 'set', 'eth0', 'up']);
+      if (event === 'lease_only_crash') await lab.lab.exec(from, ['nft', 'delete', 'table', 'netdev', FROZEN_TABLE]);
       if (event === 'drain') await setDrainLabel(lab, from, false);
       else if (event !== 'link_down') await lab.startAgent(from);
       await sleep(1500);
@@ -125,6 +127,26 @@ async function main(): Promise<void> {
     const runs: Record<Event, Run[]> = { sigkill: [], clean_stop: [], link_down: [], node_crash: [], lease_only_crash: [], drain: [] };
     // Interleaved, so drift in machine load spreads over every event alike.
     for (let i = 0; i < RUNS; i++) for (const e of Object.keys(runs) as Event[]) runs[e].push(await runOnce(e));
+
+    console.log(`creating ${SERVICES} more services for the write-rate measurement`);
+    await lab.bulkPolicy();
+    await lab.bulkServices(SERVICES);
+    const leases = await waitFor('every bulk lease held', 120_000, async () => {
+      const l = (await lab.api.list('leases', NAMESPACE)).filter((x: any) => x.metadata.name.startsWith('pharos-l2announce-198-18-0-') && x.spec?.holderIdentity);
+      return l.length === SERVICES ? l : undefined;
+    }, 500).catch(async (e: Error) => {
+      const held = (await lab.api.list('leases', NAMESPACE)).filter((x: any) => x.metadata.name.startsWith('pharos-l2announce-198-18-0-') && x.spec?.holderIdentity).length;
+      const addressed = (await lab.api.list('services', 'default')).filter((x: any) => x.status?.loadBalancer?.ingress?.length).length;
+      throw new Error(`${e.message}: ${held} bulk leases held, ${addressed} services with an address; agent logs:\n${lab.nodes.map((n) => lab.agents.get(n)?.log.slice(-8).join('\n')).join('\n')}`);
+    });
+    const spread: Record<string, number> = {};
+    for (const l of leases) spread[l.spec.holderIdentity] = (spread[l.spec.holderIdentity] ?? 0) + 1;
+    await sleep(6000);
+    await sleep(WRITES_WINDOW_MS);
+    const writes: Record<string, number> = await lab.api.call('writesSince', WRITES_WINDOW_MS);
+    const totalWrites = Object.values(writes).reduce((a, b) => a + b, 0);
+    const apiWritesPerS = Math.round((totalWrites / (WRITES_WINDOW_MS / 1000)) * 10) / 10;
+    const announced = SERVICES + 1;
 
     // The API away for API_OUTAGE_S: the holder keeps answering (issue 18 item 2); probes failed after the first 2 s.
     const outage = await (async () => {
@@ -140,26 +162,17 @@ async function main(): Promise<void> {
       await prober.stop();
       const inWindow = prober.lines.map((l) => ({ t: Number(l.split(' ')[0]), ok: !/ fail /.test(l) })).filter((x) => x.t >= at && x.t <= end);
       const failedAfter2s = inWindow.filter((x) => !x.ok && x.t >= at + 2000).length;
-      const r = { outage_s: API_OUTAGE_S, probes: inWindow.length, failed: inWindow.filter((x) => !x.ok).length, failed_after_2s: failedAfter2s, holder_kept: (await lab.holder('web')) === holder };
-      console.log(`api_outage       ${API_OUTAGE_S} s: ${r.probes} probes, ${r.failed} failed, ${r.failed_after_2s} after the first 2 s; same holder after: ${r.holder_kept}`);
+      // After the outage, a new service must still get an address and a holder (the cluster recovered).
+      const after = performance.now();
+      await lab.service('after-outage');
+      const recovered = await waitFor('a holder for a service created after the outage', 60_000, () => lab.holder('after-outage'), 100).then(() => Math.round(performance.now() - after), () => -1);
+      const r = {
+        outage_s: API_OUTAGE_S, probes: inWindow.length, failed: inWindow.filter((x) => !x.ok).length, failed_after_2s: failedAfter2s,
+        holder_kept: (await lab.holder('web')) === holder, new_service_held_after_ms: recovered,
+      };
+      console.log(`api_outage       ${API_OUTAGE_S} s: ${r.probes} probes, ${r.failed} failed, ${r.failed_after_2s} after the first 2 s; same holder after: ${r.holder_kept}; a new service held ${recovered} ms after (-1: not in 60 s)`);
       return r;
     })();
-
-    console.log(`creating ${SERVICES} more services for the write-rate measurement`);
-    await lab.bulkPolicy();
-    await lab.bulkServices(SERVICES);
-    const leases = await waitFor('every bulk lease held', 120_000, async () => {
-      const l = (await lab.api.list('leases', NAMESPACE)).filter((x: any) => x.metadata.name.startsWith('pharos-l2announce-198-18-0-') && x.spec?.holderIdentity);
-      return l.length === SERVICES ? l : undefined;
-    }, 500);
-    const spread: Record<string, number> = {};
-    for (const l of leases) spread[l.spec.holderIdentity] = (spread[l.spec.holderIdentity] ?? 0) + 1;
-    await sleep(6000);
-    await sleep(WRITES_WINDOW_MS);
-    const writes: Record<string, number> = await lab.api.call('writesSince', WRITES_WINDOW_MS);
-    const totalWrites = Object.values(writes).reduce((a, b) => a + b, 0);
-    const apiWritesPerS = Math.round((totalWrites / (WRITES_WINDOW_MS / 1000)) * 10) / 10;
-    const announced = SERVICES + 1;
 
     const result = {
       sigkill_gap_ms: median(runs.sigkill.map((r) => r.gapMs)),
@@ -232,16 +245,20 @@ function markdown(r: any): string {
 
 /**
  * A node that dies with its data path while its link stays up (a frozen machine, a kernel panic behind a
- * switch that keeps the port up): its agent SIGKILLed and its XDP/tc programs removed in one shell, so
- * both happen within milliseconds (separate `ip netns exec` calls took up to a second on a loaded
- * machine, long enough for the takeover to finish while the old node still forwarded).
+ * switch that keeps the port up): its agent SIGKILLed, its XDP/tc programs removed and everything arriving
+ * on eth0 dropped, in one shell, so all happen within milliseconds (separate `ip netns exec` calls took up
+ * to a second on a loaded machine, long enough for the takeover to finish while the old node still
+ * forwarded). The drop matters: a lab node's live kernel, forwarding on, would otherwise route the VIP's
+ * packets to a node whose data path has the service (every node programs every service) and hide the gap.
  */
 async function crashWithPrograms(lab: L2Lab, node: string): Promise<void> {
   const agent = lab.agents.get(node)!;
-  const script = `kill -KILL ${agent.proc.pid}; ip link set dev eth0 xdp off; ip link set dev eth0 xdpgeneric off; tc qdisc del dev eth0 clsact; true`;
+  const dropAll = `nft add table netdev ${FROZEN_TABLE}; nft add chain netdev ${FROZEN_TABLE} drop_all '{ type filter hook ingress device "eth0" priority 0; policy drop; }'`;
+  const script = `kill -KILL ${agent.proc.pid}; ${dropAll}; ip link set dev eth0 xdp off; ip link set dev eth0 xdpgeneric off; tc qdisc del dev eth0 clsact; true`;
   await lab.lab.exec(node, ['sh', '-c', script], { allowFail: true });
   await Promise.race([agent.exited, sleep(10_000)]);
 }
+const FROZEN_TABLE = 'phdr_frozen';
 
 /** kubectl label node NODE lb.pharos.io/drain=bench (or its removal), through the emulator. */
 async function setDrainLabel(lab: L2Lab, node: string, on: boolean): Promise<void> {
