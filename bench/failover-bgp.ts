@@ -20,6 +20,11 @@
  * Reported per mode (median of the runs): the failed-connection window
  * (first to last failed request sent after the hang), the share of requests
  * in it that failed, and hang → the router's kernel route has one path.
+ *
+ * Then a drain of node a (issue 18 item 7, src/bgp/drain.ts): its routes
+ * re-sent with GRACEFUL_SHUTDOWN and a longer AS path, withdrawn
+ * DRAIN_WITHDRAW_MS later: requests failed from the drain to 1.5 s after the
+ * withdrawal (target 0), drain → the router has one path.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +35,7 @@ import { loadDatapath, removePins, type LoadedDatapath } from '../src/datapath/l
 import { DatapathSync } from '../src/datapath/sync.js';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import type { PeerSpec } from '../src/bgp/speaker.js';
+import { drainedPeers } from '../src/bgp/drain.js';
 import { Bird } from '../test/bgp/routers.js';
 import { SpeakerProcess } from '../test/bgp/support/speaker-process.js';
 import { sleep, waitFor } from '../test/support/wait.js';
@@ -45,6 +51,7 @@ const BACKENDS = [1, 2];
 const be = (i: number): string => `198.18.10.1${i}`;
 const BFD = { minRxMs: 300, minTxMs: 300, multiplier: 3 };
 const HOLD_S = 9;
+const DRAIN_WITHDRAW_MS = 3000;
 
 interface LbNode { name: 'a' | 'b'; snat: string; uplink: string; routerSide: string; dp?: LoadedDatapath; sync?: DatapathSync; liveness?: NodeJS.Timeout; speaker?: SpeakerProcess }
 
@@ -58,9 +65,20 @@ export interface HungNodeRun {
   routeMovedMs: number;
 }
 
+/** A drained node: GRACEFUL_SHUTDOWN + longer path, then withdrawn. */
+export interface DrainRun {
+  /** Requests failed from the drain to 1.5 s after the withdrawal, and requests sent then. */
+  failed: number;
+  sent: number;
+  /** Drain → the router's kernel route has only node b, ms (the GRACEFUL_SHUTDOWN phase moved it). */
+  routeMovedMs: number;
+}
+
 export interface HungNodeResult {
   bfd: HungNodeRun[];
   noBfd: HungNodeRun[];
+  /** Absent in results from before the drain rows. */
+  drain?: DrainRun[];
   medians: { bfd: HungNodeRun; noBfd: HungNodeRun };
   settings: { bfd: typeof BFD; holdTimeSeconds: number; probeIntervalMs: number; probeTimeoutMs: number; runs: number };
   date: string;
@@ -236,14 +254,50 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
       return run;
     };
 
+    /** Node a drained: GRACEFUL_SHUTDOWN and a longer path, then withdrawn after DRAIN_WITHDRAW_MS (the agent's phases, drain.ts). */
+    const drainOnce = async (): Promise<DrainRun> => {
+      for (const n of NODES) await n.speaker!.apply({ peers: [peerSpec(n, false)] });
+      await waitFor('the VIP routed over both LB nodes', 60_000, async () => (JSON.stringify(await nextHops()) === both ? true : undefined), { everyMs: 100 });
+      const lines: string[] = [];
+      const prober = lab.spawn('cli', [process.execPath, PROBER, `http://${VIP}/`, '10', '300', '40000']);
+      let buf = '';
+      let proberZero: number | undefined;
+      prober.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const parts = buf.split('\n');
+        buf = parts.pop()!;
+        if (proberZero === undefined && parts.length) proberZero = performance.now() - Number(parts[0]!.split(' ')[0]);
+        lines.push(...parts);
+      });
+      await waitFor('the prober\'s first answer', 10_000, async () => proberZero !== undefined, { everyMs: 10 });
+      await sleep(1500);
+      const drainAt = performance.now();
+      await a.speaker!.apply({ peers: drainedPeers([peerSpec(a, false)], 'shutdown') });
+      await waitFor('the router to prefer node b', 10_000, async () => (JSON.stringify(await nextHops()) === JSON.stringify([NODES[1]!.uplink]) ? true : undefined), { everyMs: 20 });
+      const routeMovedMs = performance.now() - drainAt;
+      await sleep(Math.max(0, DRAIN_WITHDRAW_MS - (performance.now() - drainAt)));
+      await a.speaker!.apply({ peers: drainedPeers([peerSpec(a, false)], 'withdrawn') });
+      await sleep(1500);
+      const end = performance.now();
+      prober.kill('SIGTERM');
+      await new Promise((r) => (prober.exitCode === null ? prober.once('exit', r) : r(undefined)));
+      const from = drainAt - proberZero!;
+      const to = end - proberZero!;
+      const sent = lines.map((l) => ({ t: Number(l.split(' ')[0]), ok: !/ fail /.test(l) })).filter((x) => x.t >= from && x.t <= to);
+      const run = { failed: sent.filter((x) => !x.ok).length, sent: sent.length, routeMovedMs: Math.round(routeMovedMs) };
+      log(`bgp drain of node a: ${run.failed} of ${run.sent} requests failed, route moved to node b after ${run.routeMovedMs} ms (withdrawn after ${DRAIN_WITHDRAW_MS} ms)`);
+      return run;
+    };
+
     const result: HungNodeResult = {
-      bfd: [], noBfd: [], medians: undefined as unknown as HungNodeResult['medians'],
+      bfd: [], noBfd: [], drain: [], medians: undefined as unknown as HungNodeResult['medians'],
       settings: { bfd: BFD, holdTimeSeconds: HOLD_S, probeIntervalMs: 10, probeTimeoutMs: 300, runs },
       date: new Date().toISOString(),
     };
     for (let i = 0; i < runs; i++) {
       result.bfd.push(await runOnce(true));
       result.noBfd.push(await runOnce(false));
+      result.drain!.push(await drainOnce());
     }
     result.medians = { bfd: medianRun(result.bfd), noBfd: medianRun(result.noBfd) };
     return result;
@@ -266,6 +320,10 @@ export function bgpHungNodeMarkdown(r: HungNodeResult): string[] {
     row(`BGP node hung, with BFD (${r.settings.bfd.minTxMs} ms x ${r.settings.bfd.multiplier})`, r.medians.bfd, '≤ 1500'),
     row(`BGP node hung, without BFD (hold ${r.settings.holdTimeSeconds} s)`, r.medians.noBfd, '—'),
     '',
+    ...(r.drain?.length ? [
+      `Drain of node a (its Node labelled lb.pharos.io/drain: routes re-sent with GRACEFUL_SHUTDOWN 65535:0 and its AS prepended, withdrawn ${DRAIN_WITHDRAW_MS / 1000} s later): **${median(r.drain.map((d) => d.failed))} requests failed** (median of ${r.drain.length} runs; ${r.drain.map((d) => `${d.failed}/${d.sent}`).join(', ')}; target 0); the router left node a ${median(r.drain.map((d) => d.routeMovedMs))} ms after the drain, on the longer path, before the withdrawal.`,
+      '',
+    ] : []),
     `Measured ${r.date}; \`PHAROS_BENCH_ONLY=bgp npm run bench:failover\` runs only these rows (about 3 minutes). Without BFD the window is the rest of bird's hold time after its last keepalive from node a (5–9 s); with BFD it is bird's detection time (3 × 300 ms after node a's last packet) plus the kernel route update.`,
     '',
   ];
