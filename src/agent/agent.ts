@@ -32,10 +32,11 @@ import { AttachmentWatch } from '../datapath/attach-watch.js';
 import { parseSnatOverride, planSnat } from '../datapath/snat.js';
 import { SolicitedNodeGroups } from '../l2/ndp-groups.js';
 import { directoryProblem } from './directories.js';
-import type { ProgrammedBackend, ServiceProgramStatus } from '../datapath/plan.js';
+import type { ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
-import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, decodeL2Foreign, decodeLiveness, decodeResponderKey, flowFamily, MAP, protoName, SIZE, u32Key } from '../datapath/abi.js';
-import { StateQueryError as QueryError, type ConntrackView } from '../metrics/state-view.js';
+import { decodeL2Foreign, decodeLiveness, decodeResponderKey, MAP, SIZE, u32Key } from '../datapath/abi.js';
+import type { ConntrackView } from '../metrics/state-view.js';
+import { conntrackPage } from '../datapath/conntrack-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
 import type { L2Sink } from '../l2/announcer.js';
@@ -48,7 +49,6 @@ import { HttpEndpoint } from '../metrics/server.js';
 import { registry, timeReconcile, configProblems, k8sApiWrites, manifestsRefused, xdpAttached } from '../metrics/registry.js';
 import { registerDatapathMetrics, type DatapathLabels, type DatapathMetrics } from '../metrics/datapath.js';
 import { startEventLoopMonitor, type EventLoopMonitor } from '../metrics/event-loop.js';
-import { formatEndpoint } from '../model/cidr.js';
 import { registerAgentMetrics, type L2OutageMetrics, type PoolCounts } from '../metrics/agent.js';
 import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
 import {
@@ -62,11 +62,6 @@ import { describeDrain, drainReason, type DrainReason } from '../model/drain.js'
 import { isOurService, type ServiceScope } from '../model/scope.js';
 
 export const VERSION = '0.1.0';
-/** /v1/conntrack pages: default and hard maximum (a page costs what it holds, never the whole table). */
-const CONNTRACK_PAGE = 1000;
-const CONNTRACK_MAX_PAGE = 10_000;
-/** Entries a page may run over its limit to finish a hash bucket. */
-const BUCKET_SLACK = 64;
 /** Manifests mode: how often the XDP responder's liveness stamp is refreshed (by a native thread). */
 const HEARTBEAT_MS = 500;
 /** How often JavaScript tells that thread it is alive, and how long it may stay silent before the stamp stops. */
@@ -796,73 +791,12 @@ export class Agent {
     return this.datapathCtl?.labelTable() ?? { version: 0, frontends: new Map(), backends: new Map() };
   }
 
-  /** One page of conntrack entries for `pharos bpf ct list` (read-only; `limit` and `continue`, see CONNTRACK_PAGE). */
+  /** One page of conntrack entries for `pharos bpf ct list` (datapath/conntrack-view.ts). */
   conntrack(query: URLSearchParams): ConntrackView {
-    const limitText = query.get('limit');
-    const limit = limitText === null ? CONNTRACK_PAGE : Number(limitText);
-    if (!Number.isInteger(limit) || limit < 1 || limit > CONNTRACK_MAX_PAGE) {
-      throw new QueryError(`limit: expected an integer from 1 to ${CONNTRACK_MAX_PAGE} (page on with continue)`);
-    }
-    const token = query.get('continue');
     const maps = this.datapath?.maps;
-    const total = this.datapathMetrics?.mapRows().find((r) => r.name === MAP.conntrack)?.entries ?? 0;
     if (!maps) return { entries: [], truncated: false, total: 0 };
-    const keySize = maps.conntrack.keySize;
-    let cursor = Buffer.alloc(keySize + 8);
-    if (token) {
-      const raw = Buffer.from(token, 'base64url');
-      if (raw.length !== cursor.length) throw new QueryError('continue: not a token this agent gave');
-      cursor = raw;
-    }
-    // One page: batch reads from the cursor until `limit` entries (the cost follows the page, not the table).
-    // The kernel hands a hash bucket out whole: room for one more bucket past `limit`, and a bucket that
-    // does not fit in what is left (ENOSPC) starts the next page.
-    const room = limit + BUCKET_SLACK;
-    const valueSize = maps.conntrack.valueBufferSize;
-    const keys = Buffer.alloc(keySize * room);
-    const values = Buffer.alloc(valueSize * room);
-    let count = 0;
-    let done = false;
-    let first = !token;
-    while (count < limit && !done) {
-      let r: { count: number; done: boolean };
-      const read = (upTo: number): { count: number; done: boolean } =>
-        maps.conntrack.lookupBatch(cursor, first, keys.subarray(count * keySize, upTo * keySize), values.subarray(count * valueSize, upTo * valueSize));
-      try {
-        r = read(limit);
-      } catch (err) {
-        if ((err as { code?: string }).code !== 'ENOSPC') throw err;
-        if (count > 0) break;
-        r = read(room); // a bucket bigger than the page: this page holds it whole
-      }
-      first = false;
-      count += r.count;
-      done = r.done;
-      if (r.count === 0 && !done) break;
-    }
-    let backendsById: Map<number, ProgrammedBackend> | undefined;
-    const backend = (id: number): ProgrammedBackend | undefined => {
-      backendsById ??= new Map([...(this.sync?.backends.values() ?? [])].map((b) => [b.id, b]));
-      return backendsById.get(id);
-    };
-    const now = process.hrtime.bigint();
-    const entries: ConntrackView['entries'] = [];
-    for (let i = 0; i < count; i++) {
-      const k = keys.subarray(i * keySize, (i + 1) * keySize);
-      const flow = decodeFlow(k);
-      const ct = decodeConntrack(values.subarray(i * valueSize, (i + 1) * valueSize), flowFamily(k));
-      const be = backend(ct.backendId);
-      entries.push({
-        protocol: protoName(flow.proto),
-        source: formatEndpoint(flow.src, flow.sport),
-        destination: formatEndpoint(flow.dst, flow.dport),
-        backend: be ? formatEndpoint(be.address, be.port) : `#${ct.backendId}`,
-        snat: ct.snatAddress ? formatEndpoint(ct.snatAddress, ct.snatPort) : '',
-        state: CT_STATE_NAMES[ct.state] ?? String(ct.state),
-        idleSeconds: Number((now - ct.lastSeenNs) / 1_000_000n) / 1000,
-      });
-    }
-    return { entries, truncated: !done, total, ...(!done ? { continue: cursor.toString('base64url') } : {}) };
+    const total = this.datapathMetrics?.mapRows().find((r) => r.name === MAP.conntrack)?.entries ?? 0;
+    return conntrackPage(maps.conntrack, query, total, () => this.sync?.backends.values() ?? []);
   }
 
   /** Conflicting pools, as problems (`pharos status`): they hand out nothing new (services keep the addresses they hold). */
@@ -1150,7 +1084,6 @@ function frontendSortKey(f: { address: string; port: number; protocol: string })
   return `${addr}|${String(f.port).padStart(5, '0')}|${f.protocol}`;
 }
 
-const CT_STATE_NAMES: Record<number, string> = { [CT_NEW]: 'new', [CT_ESTABLISHED]: 'established', [CT_CLOSING]: 'closing' };
 
 export function splitHostPort(s: string): [string, number] {
   const i = s.lastIndexOf(':');
