@@ -20,10 +20,9 @@ import { PendingChanges, type AgentController } from './controller.js';
 import { LocalIpamController, type IpamView } from '../ipam/local-controller.js';
 import { LocalL2Controller, type L2Counters } from './l2.js';
 import type { ElectedL2Controller } from './l2-elected.js';
-import { describeFence, type ForeignAnswer } from '../l2/outage.js';
+import type { ForeignAnswer } from '../l2/outage.js';
 import { Store, type StoreChange } from '../store/store.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
-import type { PoolStatus } from '../ipam/pool-status.js';
 import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../datapath/libbpf.js';
 import { attachIngress, ingressHookOf, loadDatapathAsync, mapMemory, PINNED, type IngressBuilds, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
@@ -36,6 +35,7 @@ import type { ServiceProgramStatus } from '../datapath/plan.js';
 import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
 import { decodeL2Foreign, decodeLiveness, decodeResponderKey, MAP, SIZE, u32Key } from '../datapath/abi.js';
 import type { ConntrackView } from '../metrics/state-view.js';
+import { buildAgentState } from '../metrics/agent-state.js';
 import { conntrackPage } from '../datapath/conntrack-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
@@ -51,14 +51,9 @@ import { registerDatapathMetrics, type DatapathLabels, type DatapathMetrics } fr
 import { startEventLoopMonitor, type EventLoopMonitor } from '../metrics/event-loop.js';
 import { registerAgentMetrics, type L2OutageMetrics, type PoolCounts } from '../metrics/agent.js';
 import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
-import {
-  MAX_NOT_PROGRAMMED, pageOf, parseStateQuery, serviceDetail, STATE_API_VERSION, type AgentStateView, type ConfigProblemView, type FrontendView, type PoolView,
-  type ServiceView, type StateSection,
-} from '../metrics/state-view.js';
-import { frontendKeyString } from '../datapath/plan.js';
+import type { AgentStateView, ConfigProblemView } from '../metrics/state-view.js';
 import { DATAPATH_CONDITION, type KubeDatapathReporter } from './datapath-report.js';
-import { tryParseAddress } from '../model/cidr.js';
-import { describeDrain, drainReason, type DrainReason } from '../model/drain.js';
+import { drainReason, type DrainReason } from '../model/drain.js';
 import { isOurService, type ServiceScope } from '../model/scope.js';
 
 export const VERSION = '0.1.0';
@@ -799,24 +794,6 @@ export class Agent {
     return conntrackPage(maps.conntrack, query, total, () => this.sync?.backends.values() ?? []);
   }
 
-  /** Conflicting pools, as problems (`pharos status`): they hand out nothing new (services keep the addresses they hold). */
-  private poolProblems(): ConfigProblemView[] {
-    const out: ConfigProblemView[] = [];
-    for (const [name, st] of this.ipam?.poolStatuses() ?? []) {
-      if (!st.conflicting) continue;
-      const c = st.conditions.find((x) => x.status === 'True');
-      out.push({ source: 'ipam', object: `LoadBalancerIPPool ${name}`, field: 'spec.blocks', message: `conflicting: ${c?.message ?? 'overlaps another pool'}`, at: c?.lastTransitionTime ?? this.startedAt });
-    }
-    return out;
-  }
-
-  /** Neighbors BGP cannot configure (a missing authSecretRef Secret, a duplicate), as problems. */
-  private bgpProblems(): ConfigProblemView[] {
-    return (this.bgp?.problems() ?? []).map(({ message, since }) => ({
-      source: 'bgp', object: /^(BGPPeeringPolicy \S+):/.exec(message)?.[1] ?? 'BGPPeeringPolicy', message, at: since,
-    }));
-  }
-
   /** `; watching ...; waiting for the CRDs of ...` (what `pharos status` shows of the source). */
   private kubeKinds(): string {
     const k = this.kube?.kinds();
@@ -858,161 +835,15 @@ export class Agent {
     return health?.checkedAt ? `XDP on ${on}; checked every ${health.intervalMs / 1000} s, last ${health.checkedAt}` : `XDP on ${on}`;
   }
 
-  /**
-   * GET /v1/state: the sections asked for (all by default), list sections
-   * in pages of `limit` (state-view.ts parseStateQuery), and a summary that
-   * holds at any scale. Throws StateQueryError on a bad query.
-   */
+  /** GET /v1/state (metrics/agent-state.ts assembles it from this agent's parts). Throws StateQueryError on a bad query. */
   state(query: URLSearchParams = new URLSearchParams()): AgentStateView {
-    const q = parseStateQuery(query);
-    const want = (s: StateSection): boolean => q.sections.has(s);
-    const snap = this.store.snapshot();
-    let next: string | undefined;
-    const only = q.service;
-    const page = <T>(section: StateSection, items: T[], keyOf: (t: T) => string): T[] => {
-      if (only) return items; // one service's entries: few, never paged
-      const p = pageOf(section, items, keyOf, q);
-      if (p.next) next = p.next;
-      return p.items;
-    };
-
-    let frontends: FrontendView[] = [];
-    if (want('frontends')) {
-      const backendIds = this.sync?.backends;
-      const all = [...(this.sync?.desired() ?? [])].filter(({ frontend: f }) => !only || f.service === only).map(({ frontend: f, programmed }) => ({ key: frontendSortKey(f), f, programmed }))
-        .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
-      frontends = page('frontends', all, (x) => x.key).map(({ f, programmed }) => {
-        const problem = programmed ? undefined : this.sync?.status(f.service).problems.find((p) => p.blocking && (p.object === frontendKeyString(f) || p.reason === 'InvalidFrontend'));
-        return {
-          id: programmed?.id ?? 0,
-          service: f.service,
-          kind: f.kind,
-          address: f.address,
-          port: f.port,
-          protocol: f.protocol,
-          backends: f.backends.map((b) => ({ id: backendIds?.get(`${b.address}|${b.port}`)?.id ?? 0, address: b.address, port: b.port, weight: b.weight, state: b.state, ...(b.nodeName ? { node: b.nodeName } : {}) })),
-          programmed: programmed !== undefined,
-          ...(programmed ? {} : { problem: problem?.message ?? 'not programmed yet' }),
-        };
-      });
-    }
-    let services: ServiceView[] = [];
-    if (want('services')) {
-      const keys = only ? (snap.services.has(only) ? [only] : []) : [...snap.services.keys()].sort();
-      services = page('services', keys, (k) => k).map((key) => {
-        const svc = snap.services.get(key)!;
-        const cond = svc.status.conditions.find((c) => c.type === IPAM_CONDITION);
-        const dp = this.datapathCtl?.status(key);
-        const problem = dp?.problems.find((p) => p.blocking);
-        return {
-          key,
-          type: svc.type,
-          ...(svc.loadBalancerClass ? { loadBalancerClass: svc.loadBalancerClass } : {}),
-          ingress: svc.status.ingress.map((i) => i.ip),
-          externalIPs: svc.externalIPs,
-          ports: svc.ports.map((p) => `${p.port}/${p.protocol}`),
-          ...(cond ? { ipam: { status: cond.status, reason: cond.reason, message: cond.message } } : {}),
-          ...(dp ? {
-            datapath: {
-              programmed: dp.programmed >= dp.frontends, frontends: dp.frontends, programmedFrontends: dp.programmed,
-              ...(problem ? { reason: problem.reason, message: problem.message } : {}),
-            },
-          } : {}),
-          ...(only ? { detail: serviceDetail(svc) } : {}),
-        };
-      });
-    }
-    let pools: PoolView[] = [];
-    if (want('pools')) {
-      const poolStatuses: ReadonlyMap<string, PoolStatus> = this.ipam?.poolStatuses() ?? new Map<string, PoolStatus>();
-      pools = [...snap.pools.values()].map((p) => {
-        const st = poolStatuses.get(p.meta.name);
-        return {
-          name: p.meta.name,
-          disabled: p.disabled,
-          conflicting: st?.conflicting ?? false,
-          ...(st?.conflicting ? { conflictReason: st.conditions.find((c) => c.status === 'True')?.message ?? '' } : {}),
-          total: st?.total ?? '0',
-          available: st?.available ?? '0',
-          used: st?.used ?? '0',
-          ...(p.meta.creationTimestamp ? { createdAt: p.meta.creationTimestamp } : {}),
-        };
-      });
-    }
-    const l2 = want('l2') && this.l2
-      ? page('l2', this.l2.rows(snap).filter((r) => !only || r.service === only).map((r) => ({ key: `${r.service}|${r.address}`, r })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)), (x) => x.key).map((x) => x.r)
-      : [];
-    const notProgrammed = [...(this.datapathCtl?.notProgrammed() ?? [])];
-    const counts = this.l2?.announcementCounts();
-    const { ready, readiness } = this.readiness();
-    return {
-      apiVersion: STATE_API_VERSION,
-      node: this.config.nodeName,
-      version: VERSION,
-      source: this.kubernetes ? 'kubernetes' : 'manifests',
-      startedAt: this.startedAt,
-      ready,
-      readiness,
-      datapath: {
-        mode: this.config.mode, pinDir: this.config.pinDir, attachments: this.attachments, maps: this.datapathMetrics?.mapRows() ?? [],
-        ...(this.attachWatch ? { health: this.attachWatch.health() } : {}),
-        ...(this.socketLb ? { socketLb: this.socketLbView(this.socketLb) } : {}),
-      },
-      summary: {
-        services: snap.services.size,
-        frontends: this.sync?.claimedFrontends() ?? 0,
-        frontendsProgrammed: this.sync?.frontends.size ?? 0,
-        backends: this.sync?.pressure().ph_backends.used ?? 0,
-        servicesNotProgrammed: notProgrammed.length,
-        ...this.drainSummary(),
-        l2: {
-          announced: counts?.held ?? 0, refused: counts?.refused ?? 0, pendingFirstAnnouncement: counts?.awaitingFirst ?? 0,
-          ...(this.l2 && 'outage' in this.l2 ? { outage: this.outageSummary(this.l2) } : {}),
-        },
-      },
-      notProgrammed: notProgrammed.filter(([service]) => !only || service === only).sort(([a], [b]) => (a < b ? -1 : 1)).slice(0, MAX_NOT_PROGRAMMED).map(([service, st]) => {
-        const first = st.problems.find((p) => p.blocking);
-        return { service, frontends: st.frontends, programmed: st.programmed, reason: first?.reason ?? 'NotProgrammed', message: first?.message ?? '' };
-      }),
-      sections: [...q.sections],
-      services, frontends, pools, l2,
-      bgp: want('bgp') ? this.bgpView(only) : { peers: [], routes: [] },
-      problems: want('problems') ? [...this.problems, ...this.poolProblems(), ...this.bgpProblems(), ...[...this.kube?.refused.values() ?? []].map((r) => ({ source: 'kubernetes', ...r }))] : [],
-      config: want('config') ? { ...this.config } as unknown as Record<string, unknown> : {},
-      ...(next ? { continue: next } : {}),
-    };
-  }
-
-  private drainSummary(): Pick<AgentStateView['summary'], 'drain'> {
-    const reason = this.drainReason();
-    if (!reason) return {};
-    const bgp = this.bgp?.drain();
-    return { drain: { reason, description: describeDrain(reason), ...(bgp ? { bgp: { phase: bgp.phase, since: bgp.since, withdrawAt: bgp.withdrawAt } } : {}) } };
-  }
-
-  /** Peers and routes; with `service`, only the routes of that service's addresses. */
-  private bgpView(service: string | undefined): AgentStateView['bgp'] {
-    const views = this.bgp?.views() ?? { peers: [], routes: [] };
-    return service ? { peers: views.peers, routes: views.routes.filter((r) => r.service === service) } : views;
-  }
-
-  private outageSummary(l2: ElectedL2Controller): NonNullable<AgentStateView['summary']['l2']['outage']> {
-    const o = l2.outage;
-    const since = o.apiUnreachableSince;
-    return {
-      apiReachable: o.apiReachable, ...(since ? { apiUnreachableSince: since } : {}), livePeers: o.livePeers(), unconfirmed: o.unconfirmed,
-      fenced: [...o.fences].map(([address, f]) => ({ address, reason: describeFence(f.reason), since: f.at })),
-      duplicates: [...o.duplicates].map(([address, d]) => ({ address, ...d })),
-    };
-  }
-
-  private socketLbView(s: { loaded: LoadedSocketLb; attachment: SocketLbAttachment }): NonNullable<AgentStateView['datapath']['socketLb']> {
-    const counters = s.loaded.counters();
-    return {
-      cgroup: s.attachment.cgroup,
-      hooks: s.attachment.hooks.map((h) => h.hook),
-      counters: Object.fromEntries(Object.entries(counters).map(([k, v]) => [k, Number(v)])),
-    };
+    return buildAgentState({
+      node: this.config.nodeName, version: VERSION, source: this.kubernetes ? 'kubernetes' : 'manifests', startedAt: this.startedAt,
+      config: this.config, snapshot: () => this.store.snapshot(), readiness: () => this.readiness(),
+      sync: this.sync, datapathCtl: this.datapathCtl, ipam: this.ipam, l2: this.l2, bgp: this.bgp,
+      attachments: this.attachments, mapRows: () => this.datapathMetrics?.mapRows() ?? [], attachWatch: this.attachWatch, socketLb: this.socketLb,
+      drain: this.drainReason(), problems: this.problems, kubeRefused: [...this.kube?.refused.values() ?? []],
+    }, query);
   }
 
   /**
@@ -1076,14 +907,6 @@ export class Agent {
     this.scheduleReconcile();
   }
 }
-
-/** A string key whose order is the listing's (address numerically, then port, then protocol), for paging. */
-function frontendSortKey(f: { address: string; port: number; protocol: string }): string {
-  const a = tryParseAddress(f.address);
-  const addr = a ? `${a.family === 'IPv4' ? 4 : 6}${a.value.toString(16).padStart(32, '0')}` : `9${f.address}`;
-  return `${addr}|${String(f.port).padStart(5, '0')}|${f.protocol}`;
-}
-
 
 export function splitHostPort(s: string): [string, number] {
   const i = s.lastIndexOf(':');
