@@ -37,6 +37,7 @@ import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import { L2Lab, NAMESPACE, longestGap, sleep, waitFor, LAB_PREFIX } from '../test/l2/l2-lab.js';
+import { addressLeaseName } from '../src/l2/election-core.js';
 import { bgpHungNodeMarkdown, bgpHungNodeSummary, measureBgpHungNode, updateBgpRowsOnly, withBgpSection } from './failover-bgp.js';
 import { writeBenchChart } from './lib/bench-charts.js';
 
@@ -131,13 +132,19 @@ async function main(): Promise<void> {
     console.log(`creating ${SERVICES} more services for the write-rate measurement`);
     await lab.bulkPolicy();
     await lab.bulkServices(SERVICES);
+    // The bulk services' own addresses (a pool that selects them may be either: IPAM picks), each lease held.
+    const bulkLeases = async (): Promise<{ held: any[]; addresses: number }> => {
+      const svcs = (await lab.api.list('services', 'default')).filter((x: any) => /^svc\d{3}$/.test(x.metadata.name));
+      const names = new Set(svcs.flatMap((x: any) => (x.status?.loadBalancer?.ingress ?? []).map((i: any) => addressLeaseName(i.ip))));
+      const held = (await lab.api.list('leases', NAMESPACE)).filter((x: any) => names.has(x.metadata.name) && x.spec?.holderIdentity);
+      return { held, addresses: names.size };
+    };
     const leases = await waitFor('every bulk lease held', 120_000, async () => {
-      const l = (await lab.api.list('leases', NAMESPACE)).filter((x: any) => x.metadata.name.startsWith('pharos-l2announce-198-18-0-') && x.spec?.holderIdentity);
-      return l.length === SERVICES ? l : undefined;
+      const b = await bulkLeases();
+      return b.addresses === SERVICES && b.held.length === SERVICES ? b.held : undefined;
     }, 500).catch(async (e: Error) => {
-      const held = (await lab.api.list('leases', NAMESPACE)).filter((x: any) => x.metadata.name.startsWith('pharos-l2announce-198-18-0-') && x.spec?.holderIdentity).length;
-      const addressed = (await lab.api.list('services', 'default')).filter((x: any) => x.status?.loadBalancer?.ingress?.length).length;
-      throw new Error(`${e.message}: ${held} bulk leases held, ${addressed} services with an address; agent logs:\n${lab.nodes.map((n) => lab.agents.get(n)?.log.slice(-8).join('\n')).join('\n')}`);
+      const b = await bulkLeases();
+      throw new Error(`${e.message}: ${b.addresses} bulk services with an address, ${b.held.length} of their leases held`);
     });
     const spread: Record<string, number> = {};
     for (const l of leases) spread[l.spec.holderIdentity] = (spread[l.spec.holderIdentity] ?? 0) + 1;
