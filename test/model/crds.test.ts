@@ -1,7 +1,7 @@
 /**
  * The CRDs in deploy/crds/ against the examples in deploy/examples/ and
- * against src/model/parse.ts: a small OpenAPI v3 walker (the subset a
- * structural CRD schema uses) checks each manifest as the API server would,
+ * against src/model/parse.ts: the lab API server's schema code
+ * (src/lab/apiserver/schema.ts) checks each manifest as the API server would,
  * and the same manifests go through the parser. Schema defaults and parser
  * defaults must agree.
  */
@@ -9,6 +9,7 @@ import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
+import { pruneAndDefault, validateSchema } from '../../src/lab/apiserver/schema.js';
 import { parseObject } from '../../src/model/parse.js';
 
 interface Schema {
@@ -71,80 +72,26 @@ function crdFor(apiVersion: string, kind: string): Crd | undefined {
   return crds.find((c) => `${c.spec.group}/${c.spec.versions[0]!.name}` === apiVersion && c.spec.names.kind === kind);
 }
 
-function typeOf(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'array';
-  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'number';
-  return typeof v;
+/** The manifest as the API server stores it: pruned and defaulted by its CRD's schema. */
+function defaultedBySchema(crd: Crd, raw: object): Record<string, unknown> {
+  const doc = structuredClone(raw) as Record<string, unknown>;
+  pruneAndDefault(doc, crd.spec.versions[0]!.schema.openAPIV3Schema, true);
+  return doc;
 }
 
-/** Applies schema defaults in place, as the API server does before validation. */
-function applyDefaults(schema: Schema, value: unknown): unknown {
-  if (typeOf(value) === 'object' && schema.properties) {
-    const obj = value as Record<string, unknown>;
-    for (const [key, sub] of Object.entries(schema.properties)) {
-      if (obj[key] === undefined && sub.default !== undefined) obj[key] = structuredClone(sub.default);
-      if (obj[key] !== undefined) obj[key] = applyDefaults(sub, obj[key]);
-    }
-  }
-  if (Array.isArray(value) && schema.items) return value.map((v) => applyDefaults(schema.items!, v));
-  return value;
-}
-
-/** Validation errors as `path: message`; unknown fields are errors (the API server would prune them silently). */
-function validate(schema: Schema, value: unknown, path: string, errors: string[]): void {
-  const here = path || '<root>';
-  if (schema.type) {
-    const actual = typeOf(value);
-    const ok = schema.type === actual || (schema.type === 'number' && actual === 'integer');
-    if (!ok) {
-      errors.push(`${here}: expected ${schema.type}, got ${actual}`);
-      return;
-    }
-  }
-  if (schema.enum && !schema.enum.includes(value)) errors.push(`${here}: ${JSON.stringify(value)} not in enum`);
-  if (typeof value === 'string') {
-    if (schema.pattern && !new RegExp(schema.pattern).test(value)) errors.push(`${here}: ${JSON.stringify(value)} does not match ${schema.pattern}`);
-    if (schema.minLength !== undefined && value.length < schema.minLength) errors.push(`${here}: shorter than ${schema.minLength}`);
-    if (schema.maxLength !== undefined && value.length > schema.maxLength) errors.push(`${here}: longer than ${schema.maxLength}`);
-  }
-  if (typeof value === 'number') {
-    if (schema.minimum !== undefined && value < schema.minimum) errors.push(`${here}: below ${schema.minimum}`);
-    if (schema.maximum !== undefined && value > schema.maximum) errors.push(`${here}: above ${schema.maximum}`);
-  }
-  if (Array.isArray(value)) {
-    if (schema.minItems !== undefined && value.length < schema.minItems) errors.push(`${here}: fewer than ${schema.minItems} items`);
-    if (schema.items) value.forEach((v, i) => validate(schema.items!, v, `${path}[${i}]`, errors));
-  }
-  if (typeOf(value) === 'object') {
-    const obj = value as Record<string, unknown>;
-    for (const key of schema.required ?? []) if (obj[key] === undefined) errors.push(`${path ? `${path}.` : ''}${key}: required`);
-    for (const [key, v] of Object.entries(obj)) {
-      const sub = schema.properties?.[key] ?? (typeof schema.additionalProperties === 'object' ? schema.additionalProperties : undefined);
-      const childPath = path ? `${path}.${key}` : key;
-      if (sub) validate(sub, v, childPath, errors);
-      else if (schema.type === 'object' && !schema['x-kubernetes-preserve-unknown-fields'] && schema.properties) {
-        errors.push(`${childPath}: unknown field`);
-      }
-    }
-  }
-  const passes = (s: Schema) => {
-    const e: string[] = [];
-    validate(s, value, path, e);
-    return e.length === 0;
-  };
-  if (schema.oneOf && schema.oneOf.filter(passes).length !== 1) errors.push(`${here}: must match exactly one of ${schema.oneOf.length} forms`);
-  if (schema.anyOf && !schema.anyOf.some(passes)) errors.push(`${here}: must match one of ${schema.anyOf.length} forms`);
-  if (schema.not && passes(schema.not)) errors.push(`${here}: matches a forbidden form`);
-}
-
+/**
+ * What the API server does with the manifest (src/lab/apiserver/schema.ts:
+ * prune, default, validate), as `path: message`; a pruned unknown field is
+ * an error here (the server would drop it silently: a typo in a manifest).
+ */
 function validateManifest(raw: Record<string, unknown>): string[] {
   const crd = crdFor(String(raw.apiVersion), String(raw.kind));
   if (!crd) throw new Error(`no CRD for ${String(raw.apiVersion)} ${String(raw.kind)}`);
   const schema = crd.spec.versions[0]!.schema.openAPIV3Schema;
-  const errors: string[] = [];
-  validate(schema, applyDefaults(schema, structuredClone(raw)), '', errors);
-  return errors;
+  const doc = structuredClone(raw);
+  const pruned: string[] = [];
+  pruneAndDefault(doc, schema, true, pruned);
+  return [...pruned.map((path) => `${path}: unknown field`), ...validateSchema(doc, schema, '', true).map((i) => `${i.field}: ${i.message}`)];
 }
 
 /** Structural-schema rules: every node typed (outside oneOf/anyOf/not), no `type` inside those. */
@@ -166,9 +113,7 @@ function structuralProblems(schema: Schema, path: string, inCombinator: boolean,
     structuralProblems(s, `${path}(combinator)`, true, out);
   }
   if (schema.default !== undefined) {
-    const e: string[] = [];
-    validate(schema, schema.default, path, e);
-    out.push(...e.map((m) => `default: ${m}`));
+    out.push(...validateSchema(schema.default, schema, path).map((i) => `default: ${i.field}: ${i.message}`));
   }
 }
 
@@ -234,7 +179,7 @@ t.test('schema defaults agree with the parser defaults', async (t) => {
     for (const [i, doc] of docs.entries()) {
       if (!String(doc.apiVersion).startsWith('lb.pharos.io/')) continue;
       const crd = crdFor(String(doc.apiVersion), String(doc.kind))!;
-      const defaulted = applyDefaults(crd.spec.versions[0]!.schema.openAPIV3Schema, structuredClone(doc));
+      const defaulted = defaultedBySchema(crd, doc);
       const a = parseObject(doc);
       const b = parseObject(defaulted);
       t.ok(a.ok && b.ok, `${file} doc ${i} parses both ways`);
@@ -254,7 +199,7 @@ t.test('schema defaults agree with the parser defaults', async (t) => {
   ];
   for (const doc of minimal) {
     const crd = crdFor(doc.apiVersion, doc.kind)!;
-    const defaulted = applyDefaults(crd.spec.versions[0]!.schema.openAPIV3Schema, structuredClone(doc)) as Record<string, unknown>;
+    const defaulted = defaultedBySchema(crd, doc);
     t.same(validateManifest(doc), [], `${doc.kind}: minimal manifest valid`);
     const a = parseObject(doc);
     const b = parseObject(defaulted);

@@ -27,8 +27,12 @@ function join(path: string, key: string | number): string {
   return path ? `${path}.${key}` : key;
 }
 
-/** Prune unknown fields, drop disallowed nulls, apply defaults (mutates `value`'s children). */
-export function pruneAndDefault(value: Json, schema: Json, isRoot = false): void {
+/**
+ * Prune unknown fields, drop disallowed nulls, apply defaults (mutates
+ * `value`'s children). `pruned` collects the paths of the unknown fields
+ * removed (a manifest check reports them; the API server drops them silently).
+ */
+export function pruneAndDefault(value: Json, schema: Json, isRoot = false, pruned?: string[], path = ''): void {
   if (!schema || (schema['x-kubernetes-preserve-unknown-fields'] === true && !schema.properties)) return;
   if (isObject(value)) {
     const props: Record<string, Json> | undefined = schema.properties;
@@ -39,6 +43,7 @@ export function pruneAndDefault(value: Json, schema: Json, isRoot = false): void
       if (!sub) {
         if (!schema['x-kubernetes-preserve-unknown-fields'] && additional !== true && (props || additional === false || additional === undefined)) {
           delete value[key];
+          pruned?.push(join(path, key));
         }
         continue;
       }
@@ -46,16 +51,16 @@ export function pruneAndDefault(value: Json, schema: Json, isRoot = false): void
         delete value[key];
         continue;
       }
-      pruneAndDefault(value[key], sub);
+      pruneAndDefault(value[key], sub, false, pruned, join(path, key));
     }
     for (const [key, sub] of Object.entries(props ?? {})) {
       if (value[key] === undefined && (sub as Json)?.default !== undefined) {
         value[key] = structuredClone((sub as Json).default);
-        pruneAndDefault(value[key], sub);
+        pruneAndDefault(value[key], sub, false, pruned, join(path, key));
       }
     }
   } else if (Array.isArray(value) && schema.items) {
-    for (const item of value) pruneAndDefault(item, schema.items);
+    value.forEach((item, i) => pruneAndDefault(item, schema.items, false, pruned, join(path, i)));
   }
 }
 
