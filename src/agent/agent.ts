@@ -32,7 +32,7 @@ import { parseSnatOverride, planSnat } from '../datapath/snat.js';
 import { SolicitedNodeGroups } from '../l2/ndp-groups.js';
 import { directoryProblem } from './directories.js';
 import type { ServiceProgramStatus } from '../datapath/plan.js';
-import { detachSocketLb, findCgroup2Mount, outsideHostNetworkNamespace, loadSocketLb, type LoadedSocketLb, type SocketLbAttachment } from '../datapath/socket-lb.js';
+import { startSocketLb, stopSocketLb, type RunningSocketLb } from '../datapath/socket-lb.js';
 import { decodeL2Foreign, decodeLiveness, decodeResponderKey, MAP, SIZE, u32Key } from '../datapath/abi.js';
 import type { ConntrackView } from '../metrics/state-view.js';
 import { buildAgentState } from '../metrics/agent-state.js';
@@ -92,7 +92,7 @@ export class Agent {
   private readonly attachments: Attachment[] = [];
   /** Checks every few seconds that the programs are still attached and the maps pinned (attach-watch.ts). */
   private attachWatch?: AttachmentWatch;
-  private socketLb?: { loaded: LoadedSocketLb; attachment: SocketLbAttachment };
+  private socketLb?: RunningSocketLb;
   private manifests?: ManifestsSource;
   private kube?: KubeSource;
   private datapathReporter?: KubeDatapathReporter;
@@ -406,55 +406,20 @@ export class Agent {
    * kernel that refuses the programs only logs, and an agent outside the
    * host's network namespace does not attach.
    */
+  /** Node-local access (cgroup socket hooks), when configured; datapath/socket-lb.ts decides and attaches. */
   private startSocketLb(): void {
     const cfg = this.config;
-    const outside = cfg.socketLb && !cfg.socketLbCgroup ? outsideHostNetworkNamespace() : undefined;
-    const off = !cfg.socketLb ? 'turned off' : outside ? `${outside} and the default cgroup is the whole host: give --socket-lb-cgroup to attach` : '';
-    if (off) {
-      const removed = detachSocketLb(this.addon!, cfg.pinDir);
-      this.log.info(`socket LB not attached: ${off}`, removed ? { removedHooks: removed } : {});
-      return;
-    }
-    const cgroup = cfg.socketLbCgroup || findCgroup2Mount();
-    if (!cgroup) {
-      this.log.warn('socket LB not attached: no cgroup v2 mount in /proc/self/mountinfo (node-local access to services is off; --no-socket-lb silences this)');
-      return;
-    }
     try {
-      const loaded = loadSocketLb({ addon: this.addon!, datapath: this.datapath!, ...(cfg.socketLbAllNamespaces ? { netnsCookie: 0n } : {}) });
-      try {
-        this.socketLb = { loaded, attachment: loaded.attach(cgroup) };
-      } catch (err) {
-        loaded.close();
-        throw err;
-      }
+      this.socketLb = startSocketLb({
+        addon: this.addon!, datapath: this.datapath!, pinDir: cfg.pinDir, enabled: cfg.socketLb, cgroup: cfg.socketLbCgroup, allNamespaces: cfg.socketLbAllNamespaces, log: this.log,
+      });
     } catch (err) {
-      const msg = `--socket-lb-cgroup ${cgroup}: ${(err as Error).message}`;
-      if (cfg.socketLbCgroup) throw new AgentStartError(`${msg} (or turn node-local access off with --no-socket-lb)`);
-      // On by default: a kernel without the hooks (< 5.18) keeps the rest of the agent working.
-      this.log.error('socket LB not attached: node-local access to services is off (--no-socket-lb silences this)', { error: msg });
-      return;
+      throw new AgentStartError((err as Error).message);
     }
-    const replaced = this.socketLb.attachment.hooks.filter((h) => h.replaced).length;
-    this.log.info('socket LB attached: node-local connections to services are balanced', {
-      cgroup, hooks: this.socketLb.attachment.hooks.length, replaced, namespaces: cfg.socketLbAllNamespaces ? 'all' : 'own',
-    });
   }
 
-  /**
-   * Unlike XDP (which stays for a hitless restart), the socket hooks come
-   * off on a clean stop: they act on every process of the cgroup, usually
-   * the whole host, and nothing would keep their frontends current. A
-   * crashed agent leaves them pinned; the next one swaps its programs in.
-   */
   private stopSocketLb(): void {
-    if (!this.socketLb) return;
-    try {
-      this.socketLb.loaded.detach();
-    } catch (err) {
-      this.log.warn('socket LB detach failed', { error: (err as Error).message });
-    }
-    this.socketLb.loaded.close();
+    if (this.socketLb) stopSocketLb(this.socketLb, this.log);
     this.socketLb = undefined;
   }
 

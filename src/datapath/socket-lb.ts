@@ -20,6 +20,7 @@ import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type CgroupAttachType, type MapType, type NativeAddon } from './libbpf.js';
 import { encodeRodata, MAP, SIZE, SOCK_MAP, SOCK_SIZE, SOCK_STAT_REASONS, type MapRole, type SockMapRole, type SockStatReason } from './abi.js';
 import type { LoadedDatapath } from './loader.js';
+import type { Logger } from '../agent/log.js';
 
 /** Hook → program in bpf/sock.bpf.c. */
 export const SOCK_HOOKS: ReadonlyArray<{ hook: CgroupAttachType; program: string }> = [
@@ -273,4 +274,80 @@ export function loadSocketLb(opts: SocketLbLoadOptions): LoadedSocketLb {
     if (err instanceof BpfError) throw new SocketLbError(`socket LB: loading ${objectPath} with pins in ${pinDir}: ${err.message}`);
     throw err;
   }
+}
+
+/** The socket LB while it is attached. */
+export interface RunningSocketLb {
+  loaded: LoadedSocketLb;
+  attachment: SocketLbAttachment;
+}
+
+export interface SocketLbStartOptions {
+  addon: NativeAddon;
+  datapath: LoadedDatapath;
+  pinDir: string;
+  /** --socket-lb (on by default). */
+  enabled: boolean;
+  /** --socket-lb-cgroup: the cgroup to attach to; empty = the cgroup v2 root, refused outside the host's network namespace. */
+  cgroup: string;
+  /** --socket-lb-all-namespaces: balance connections of every network namespace, not only the agent's. */
+  allNamespaces: boolean;
+  log: Pick<Logger, 'info' | 'warn' | 'error'>;
+}
+
+/**
+ * The agent's start-up decision: attach the socket hooks (node-local access
+ * to services), or say in the log why not and remove hooks a previous agent
+ * left. Undefined when not attached. Throws only when the operator named a
+ * cgroup that cannot be used (a default that fails, e.g. a kernel without
+ * the hooks, < 5.18, keeps the rest of the agent working).
+ */
+export function startSocketLb(opts: SocketLbStartOptions): RunningSocketLb | undefined {
+  const outside = opts.enabled && !opts.cgroup ? outsideHostNetworkNamespace() : undefined;
+  const off = !opts.enabled ? 'turned off' : outside ? `${outside} and the default cgroup is the whole host: give --socket-lb-cgroup to attach` : '';
+  if (off) {
+    const removed = detachSocketLb(opts.addon, opts.pinDir);
+    opts.log.info(`socket LB not attached: ${off}`, removed ? { removedHooks: removed } : {});
+    return undefined;
+  }
+  const cgroup = opts.cgroup || findCgroup2Mount();
+  if (!cgroup) {
+    opts.log.warn('socket LB not attached: no cgroup v2 mount in /proc/self/mountinfo (node-local access to services is off; --no-socket-lb silences this)');
+    return undefined;
+  }
+  let running: RunningSocketLb;
+  try {
+    const loaded = loadSocketLb({ addon: opts.addon, datapath: opts.datapath, ...(opts.allNamespaces ? { netnsCookie: 0n } : {}) });
+    try {
+      running = { loaded, attachment: loaded.attach(cgroup) };
+    } catch (err) {
+      loaded.close();
+      throw err;
+    }
+  } catch (err) {
+    const msg = `--socket-lb-cgroup ${cgroup}: ${(err as Error).message}`;
+    if (opts.cgroup) throw new SocketLbError(`${msg} (or turn node-local access off with --no-socket-lb)`);
+    opts.log.error('socket LB not attached: node-local access to services is off (--no-socket-lb silences this)', { error: msg });
+    return undefined;
+  }
+  const replaced = running.attachment.hooks.filter((h) => h.replaced).length;
+  opts.log.info('socket LB attached: node-local connections to services are balanced', {
+    cgroup, hooks: running.attachment.hooks.length, replaced, namespaces: opts.allNamespaces ? 'all' : 'own',
+  });
+  return running;
+}
+
+/**
+ * Unlike XDP (which stays for a hitless restart), the socket hooks come off
+ * on a clean stop: they act on every process of the cgroup, usually the
+ * whole host, and nothing would keep their frontends current. A crashed
+ * agent leaves them pinned; the next one swaps its programs in.
+ */
+export function stopSocketLb(running: RunningSocketLb, log: Pick<Logger, 'warn'>): void {
+  try {
+    running.loaded.detach();
+  } catch (err) {
+    log.warn('socket LB detach failed', { error: (err as Error).message });
+  }
+  running.loaded.close();
 }

@@ -7,7 +7,7 @@
 import type { AgentConfig } from '../agent/config.js';
 import type { DatapathController } from '../datapath/controller.js';
 import type { DatapathSync } from '../datapath/sync.js';
-import type { LoadedSocketLb, SocketLbAttachment } from '../datapath/socket-lb.js';
+import type { RunningSocketLb } from '../datapath/socket-lb.js';
 import type { AttachmentWatch } from '../datapath/attach-watch.js';
 import { frontendKeyString } from '../datapath/plan.js';
 import type { IpamView } from '../ipam/local-controller.js';
@@ -41,7 +41,7 @@ export interface AgentStateSources {
   attachments: AgentStateView['datapath']['attachments'];
   mapRows(): AgentStateView['datapath']['maps'];
   attachWatch?: AttachmentWatch;
-  socketLb?: { loaded: LoadedSocketLb; attachment: SocketLbAttachment };
+  socketLb?: RunningSocketLb;
   drain?: DrainReason;
   /** The agent's own problems (manifests, config). */
   problems: readonly ConfigProblemView[];
@@ -196,7 +196,7 @@ function outageSummary(o: OutageGuard): NonNullable<AgentStateView['summary']['l
   };
 }
 
-function socketLbView(s: { loaded: LoadedSocketLb; attachment: SocketLbAttachment }): NonNullable<AgentStateView['datapath']['socketLb']> {
+function socketLbView(s: RunningSocketLb): NonNullable<AgentStateView['datapath']['socketLb']> {
   const counters = s.loaded.counters();
   return {
     cgroup: s.attachment.cgroup,
