@@ -63,6 +63,8 @@ export class ElectedL2Controller implements AgentController {
   private electing = false;
   private draining: ReadonlySet<string> = new Set();
   private drainSelf: DrainReason | undefined;
+  /** Foreign-answer counts per address as of the end of this node's last drain (foreignOutsideDrain). */
+  private readonly foreignBaseline = new Map<string, number>();
   private electionCandidates: AddressCandidate[] = [];
   /** Lease name of each address (computed once per address). */
   private leaseNames = new Map<string, string>();
@@ -95,7 +97,7 @@ export class ElectedL2Controller implements AgentController {
       peerTimeoutMs: c.peerTimeoutMs ?? 1000,
       log: c.log.with({ controller: 'l2' }),
       view: () => this.outageView(),
-      readForeign: c.readForeign ?? (() => []),
+      readForeign: () => this.foreignOutsideDrain(c.readForeign ?? (() => [])),
       onChange: () => this.applyAnnouncements(),
       stampLiveness: c.stampLiveness ?? (() => undefined),
     });
@@ -209,6 +211,33 @@ export class ElectedL2Controller implements AgentController {
       this.drainSelf = mine;
     }
     return (this.draining = now);
+  }
+
+  /**
+   * Foreign answers, less those seen while this node drains: its successors'
+   * gratuitous ARP/NA for the addresses it hands over are expected there, not
+   * a split brain (no warning, no pharos_l2_duplicate_answers_total, no
+   * alert). Counts are cumulative in the pinned map, so what was seen during
+   * the drain becomes a baseline subtracted afterwards.
+   */
+  private foreignOutsideDrain(read: () => ForeignAnswer[]): ForeignAnswer[] {
+    const all = read();
+    if (this.drainSelf) {
+      for (const f of all) this.foreignBaseline.set(f.address, f.count);
+      return [];
+    }
+    if (this.foreignBaseline.size === 0) return all;
+    const out: ForeignAnswer[] = [];
+    for (const f of all) {
+      const base = this.foreignBaseline.get(f.address);
+      if (base === undefined) out.push(f);
+      else if (f.count < base) {
+        // The record was reset (entry removed and written again): counted from zero.
+        this.foreignBaseline.delete(f.address);
+        out.push(f);
+      } else if (f.count > base) out.push({ ...f, count: f.count - base });
+    }
+    return out;
   }
 
   /** Why this node is draining (labelled or cordoned), if it is. */

@@ -73,7 +73,9 @@ t.test('drain: the holder hands its address over before it stops answering', { s
     t.same(await lab.arpingMacs(vip), [mac[r.to]], 'one MAC answers: the successor\'s (the drained node stopped)');
     const st = await lab.state(first);
     t.equal(st.summary.drain?.reason, 'label', '/v1/state says the node drains, and why');
-    t.match(await lab.metrics(first), /pharos_node_draining\{reason="label"\} 1/, 'pharos_node_draining{reason="label"} 1');
+    const metrics = await lab.metrics(first);
+    t.match(metrics, /pharos_node_draining\{reason="label"\} 1/, 'pharos_node_draining{reason="label"} 1');
+    t.match(metrics, /pharos_l2_duplicate_answers_total 0\b/, 'the successor\'s gratuitous ARP is no duplicate answer (no split-brain alert)');
     const status = await lab.lab.exec(first, [process.execPath, CLI, 'status'], { allowFail: true });
     t.match(status.stdout, /Drain:\s+DRAINING, labelled lb\.pharos\.io\/drain/, 'pharos status says so');
     await sleep(1500);
