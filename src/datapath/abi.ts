@@ -348,7 +348,7 @@ export function maglevTableElements(m: number): number {
 export interface BackendValue {
   address: string;
   port: number;
-  /** Takes no new flows (terminating/maintenance): BE_DRAINING. */
+  /** Takes no new flows (terminating): BE_DRAINING. */
   draining?: boolean;
   /** An address of this node (delivered by the local stack): BE_LOCAL. */
   local?: boolean;

@@ -4,7 +4,7 @@
  * Plain data; versioned by `apiVersion` so the CLI can refuse what it does
  * not understand.
  */
-import type { Service } from '../model/types.js';
+import type { BackendState, Service } from '../model/types.js';
 
 export const STATE_API_VERSION = 'pharos.state/v1';
 
@@ -13,7 +13,7 @@ export interface BackendView {
   address: string;
   port: number;
   weight: number;
-  state: 'active' | 'terminating' | 'maintenance';
+  state: BackendState;
   node?: string;
 }
 

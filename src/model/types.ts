@@ -279,8 +279,8 @@ export function objectKey(meta: Pick<ObjectMeta, 'name' | 'namespace'>): string 
 
 // ---------------------------------------------------------------- data path desired state
 
-/** A backend as the data path sees it. `terminating` keeps old flows, takes no new ones; `maintenance` likewise. */
-export type BackendState = 'active' | 'terminating' | 'maintenance';
+/** A backend as the data path sees it. `terminating` (an EndpointSlice endpoint serving but terminating) keeps old flows, takes no new ones. */
+export type BackendState = 'active' | 'terminating';
 
 export interface Backend {
   address: string;

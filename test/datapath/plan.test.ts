@@ -88,7 +88,7 @@ t.test('frontends with the same backend set share one table; a change moves one 
   t.same(gone.removeBackends, [], 'b still uses both backends');
 });
 
-t.test('terminating and maintenance backends stay in the map but leave the table', async (t) => {
+t.test('terminating backends stay in the map but leave the table', async (t) => {
   const p = planner();
   full(p, [fe('198.51.100.1', [be('198.18.2.1'), be('198.18.2.2')])]);
   const ops = p.plan(new Map([['ns/svc', [fe('198.51.100.1', [be('198.18.2.1', 'terminating'), be('198.18.2.2')])]]]));
@@ -96,7 +96,7 @@ t.test('terminating and maintenance backends stay in the map but leave the table
   t.same(ops.updateBackends.map((b) => [b.address, b.draining]), [['198.18.2.1', true]]);
   t.same(new Set(ops.addTables[0]!.slots), new Set([2]), 'table holds only the active backend');
   t.equal(ops.writeFrontends[0]!.value.backends, 1);
-  const none = p.plan(new Map([['ns/svc', [fe('198.51.100.1', [be('198.18.2.1', 'maintenance'), be('198.18.2.2', 'terminating')])]]]));
+  const none = p.plan(new Map([['ns/svc', [fe('198.51.100.1', [be('198.18.2.1', 'terminating'), be('198.18.2.2', 'terminating')])]]]));
   t.equal(none.writeFrontends[0]!.value.backends, 0, 'no active backend: new flows are no_backend');
   t.equal(none.writeFrontends[0]!.value.table, 0);
   t.equal(none.removeTables.length, 1, 'the unused table goes');
@@ -175,7 +175,7 @@ t.test('a table that cannot be built keeps the previous one and says why', async
 t.test('affinity and source ranges: flags, default timeout, per-family ranges, members, draining backends', async (t) => {
   const p = planner();
   const ops = full(p, [
-    fe('198.51.100.1', [be('198.18.2.1'), be('198.18.2.2', 'maintenance')], { sessionAffinity: true, sessionAffinityTimeoutSeconds: 0, sourceRanges: ['192.0.2.0/24', '2001:db8::/32', 'bogus/99'] }),
+    fe('198.51.100.1', [be('198.18.2.1'), be('198.18.2.2', 'terminating')], { sessionAffinity: true, sessionAffinityTimeoutSeconds: 0, sourceRanges: ['192.0.2.0/24', '2001:db8::/32', 'bogus/99'] }),
     fe('2001:db8:100::1', [], { sourceRanges: ['192.0.2.0/24'], service: 'ns/v6' }),
   ]);
   const v4 = ops.writeFrontends.find((f) => f.address === '198.51.100.1')!.value;
