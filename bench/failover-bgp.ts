@@ -337,7 +337,8 @@ const BGP_SECTION = /## BGP: a hung LB node in ECMP[\s\S]*?(?=\n## |\nRun from|\
  */
 export async function updateBgpRowsOnly(runs: number): Promise<void> {
   const r = await measureBgpHungNode(runs);
-  const dir = join(PROJECT_ROOT, 'bench', 'results');
+  // PHAROS_BENCH_RESULTS_DIR: elsewhere (a smoke run on a loaded machine must not replace the recorded figures).
+  const dir = process.env.PHAROS_BENCH_RESULTS_DIR ?? join(PROJECT_ROOT, 'bench', 'results');
   mkdirSync(dir, { recursive: true });
   const jsonPath = join(dir, 'failover.json');
   const json = existsSync(jsonPath) ? JSON.parse(readFileSync(jsonPath, 'utf8')) : { runs: {} };

@@ -139,7 +139,8 @@ async function main(): Promise<void> {
       const held = (await lab.api.list('leases', NAMESPACE)).filter((x: any) => names.has(x.metadata.name) && x.spec?.holderIdentity);
       return { held, addresses: names.size };
     };
-    const leases = await waitFor('every bulk lease held', 120_000, async () => {
+    // Seconds on a quiet machine; minutes when other work keeps the node leases from being renewed in time.
+    const leases = await waitFor('every bulk lease held', 300_000, async () => {
       const b = await bulkLeases();
       return b.addresses === SERVICES && b.held.length === SERVICES ? b.held : undefined;
     }, 500).catch(async (e: Error) => {
