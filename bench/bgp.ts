@@ -19,7 +19,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Lab } from '../test/support/lab.js';
+import { Lab } from '../src/lab/netns.js';
 import { Bird } from '../test/bgp/routers.js';
 import { SpeakerProcess } from '../test/bgp/support/speaker-process.js';
 import type { ModelObject } from '../src/model/types.js';

@@ -16,7 +16,7 @@ import { loadAddon, type BpfObject, type NativeAddon } from '../src/datapath/lib
 import { u32Key } from '../src/datapath/abi.js';
 import { ADDR, FixtureEnv, MAC } from '../test/datapath/fixture-env.js';
 import { pkt } from '../test/support/packet.js';
-import type { Lab } from '../test/support/lab.js';
+import type { Lab } from '../src/lab/netns.js';
 
 const HARNESS_SRC = join(PROJECT_ROOT, 'bench', 'bpf', 'harness.bpf.c');
 const BPF_F_NO_COMMON_LRU = 2;

@@ -23,7 +23,7 @@ import { loadDatapath, removePins, type LoadedDatapath } from '../src/datapath/l
 import { DatapathSync } from '../src/datapath/sync.js';
 import { readReasonCounters, type ReasonCounters } from '../src/datapath/stats.js';
 import type { Frontend } from '../src/model/types.js';
-import { Lab, run } from '../test/support/lab.js';
+import { Lab, run } from '../src/lab/netns.js';
 import { writeBenchChart } from './lib/bench-charts.js';
 
 // ---------------------------------------------------------------- parameters

@@ -38,7 +38,7 @@ import type { PeerSpec } from '../src/bgp/speaker.js';
 import { drainedPeers } from '../src/bgp/drain.js';
 import { Bird } from '../test/bgp/routers.js';
 import { SpeakerProcess } from '../test/bgp/support/speaker-process.js';
-import { sleep, waitFor } from '../test/support/wait.js';
+import { sleep, waitFor } from '../src/lab/wait.js';
 import { writeBenchChart } from './lib/bench-charts.js';
 
 const PROBER = fileURLToPath(new URL('../test/l2/prober.mjs', import.meta.url));

@@ -18,7 +18,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Lab } from '../test/support/lab.js';
+import { Lab } from '../src/lab/netns.js';
 import { asRegression, loadRegressions, runXdpFuzz } from '../test/fuzz/xdp-run.js';
 import { PROPERTY_SUITES } from '../test/fuzz/properties.js';
 import { writeBenchChart } from './lib/bench-charts.js';

@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import { L2Lab, NAMESPACE, sleep, waitFor } from '../test/l2/l2-lab.js';
+import { lbServiceObject } from '../src/lab/manifests.js';
 import { histogramBuckets, parseMetrics, quantileBetween, DELAY_HISTOGRAM } from './scale/prometheus.js';
 import { readProc } from './scale/proc.js';
 import { kubeScaleMarkdown, writeRates, type KubeScaleReport, type WriteRates } from './scale/kube-report.js';
@@ -47,10 +48,7 @@ function objects(n: number): [string, unknown][] {
   for (let i = 0; i < n; i++) {
     const name = `s${String(i).padStart(5, '0')}`;
     const count = 3 + ((i * 7919) % 6);
-    out.push(['services', {
-      apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' },
-      spec: { type: 'LoadBalancer', ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }] },
-    }]);
+    out.push(['services', lbServiceObject({ name })]);
     out.push(['endpointslices', {
       apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
       metadata: { name: `${name}-v4`, namespace: 'default', labels: { 'kubernetes.io/service-name': name } },

@@ -13,7 +13,7 @@
  * node routes to the client namespace: nothing ever sends traffic to them.
  */
 import { formatAddress, tryParseAddress } from '../../src/model/cidr.js';
-import { lbServiceYaml } from '../../test/support/manifests.js';
+import { lbServiceYaml } from '../../src/lab/manifests.js';
 
 export const NAMESPACE = 'bench';
 export const SERVICES_PER_FILE = 10;

@@ -32,7 +32,7 @@
  * stacking more of them would only slow every later phase.
  */
 import { loadavg } from 'node:os';
-import { sleep } from '../../test/support/wait.js';
+import { sleep } from '../../src/lab/wait.js';
 import { decodeFrontendValue } from '../../src/datapath/abi.js';
 import type { ArpProbe, ArpWindow } from './arp.js';
 import { expectedOf, ScaleLab, type HttpTiming, type ProgrammedWait } from './lab.js';

@@ -20,13 +20,13 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import readline from 'node:readline';
 import { join } from 'node:path';
-import { Lab, run, type TeardownHost } from '../../test/support/lab.js';
+import { Lab, run, stopProcess, type TeardownHost } from '../../src/lab/netns.js';
 import { API, Emulator } from '../../test/l2/l2-lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import type { SoakProfile } from './core.js';
-import { lbServiceYaml } from '../../test/support/manifests.js';
-import { sleep, waitFor } from '../../test/support/wait.js';
+import { lbServiceObject, lbServiceYaml } from '../../src/lab/manifests.js';
+import { sleep, waitFor } from '../../src/lab/wait.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const ECHO = join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js');
@@ -137,13 +137,7 @@ ${protocols}
   }
 
   async stop(): Promise<void> {
-    const c = this.child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const exited = new Promise<void>((r) => c.once('exit', () => r()));
-    c.kill('SIGTERM');
-    const timer = setTimeout(() => c.kill('SIGKILL'), 3000);
-    await exited;
-    clearTimeout(timer);
+    if (this.child) await stopProcess(this.child, 3000);
   }
 }
 
@@ -241,13 +235,10 @@ export class SoakLab {
       await this.api.put('bgppeeringpolicies', bgpPolicy(`to-router-${n.name}`, routerSide(n), { matchLabels: { 'kubernetes.io/hostname': n.name } }));
     }
     await this.putPool([KUBE_POOL.first]);
-    await this.api.put('services', {
-      apiVersion: 'v1', kind: 'Service', metadata: { name: 'soak', namespace: 'default', labels: { soak: 'yes' } },
-      spec: {
-        type: 'LoadBalancer',
-        ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }, { name: 'echo', port: 53, targetPort: 8081, protocol: 'UDP' }],
-      },
-    });
+    await this.api.put('services', lbServiceObject({
+      name: 'soak', labels: { soak: 'yes' },
+      ports: [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }, { name: 'echo', port: 53, targetPort: 8081, protocol: 'UDP' }],
+    }));
     await this.putSlice({ be1: 'ready', be2: 'ready' });
   }
 

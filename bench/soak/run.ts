@@ -8,10 +8,11 @@
  */
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseExposition } from '../../test/support/prom.js';
+import { parseExposition } from '../../src/lab/prom.js';
 import { RSS_EDGE, checkTargets, markdownTable, rssEnds, schedule, soakReport, type FaultKind, type SoakProfile, type SoakReport, type TargetCheck, type WindowStats } from './core.js';
 import { BACKENDS, NODES, SoakLab, until, type Json } from './lab.js';
-import type { TeardownHost } from '../../test/support/lab.js';
+import type { TeardownHost } from '../../src/lab/netns.js';
+import { lbServiceObject } from '../../src/lab/manifests.js';
 
 export interface SoakResult {
   report: SoakReport;
@@ -100,10 +101,7 @@ export async function runSoak(t: TeardownHost, opts: {
   const apiProbe = async (): Promise<number> => {
     const name = `probe-${++probes}`;
     const t0 = Date.now();
-    await s.api.put('services', {
-      apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' },
-      spec: { type: 'LoadBalancer', ports: [{ name: 'http', port: 8000 + probes, targetPort: 8080, protocol: 'TCP' }] },
-    });
+    await s.api.put('services', lbServiceObject({ name, ports: [{ name: 'http', port: 8000 + probes, targetPort: 8080, protocol: 'TCP' }] }));
     await until(`${name} seen by n1 and n2`, 60_000, async () => {
       const svc = await s.api.get('services', 'default', name);
       if (!svc?.status?.loadBalancer?.ingress?.length) return false;

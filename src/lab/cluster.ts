@@ -18,6 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from './netns.js';
+import { buildCluster } from './topology.js';
 import { removePins } from '../datapath/loader.js';
 import type { LabBackend } from './endpoints.js';
 
@@ -140,34 +141,23 @@ export function nsName(prefix: string, short: string): string {
  */
 export async function buildNetwork(layout: LabLayout, state: LabState): Promise<void> {
   const lab = new Lab(layout.prefix);
+  const record = (short: string): void => {
+    state.namespaces.push(lab.ns(short));
+    writeState(state);
+  };
   try {
-    const addNs = async (short: string, opts: { forwarding?: boolean } = {}): Promise<void> => {
-      state.namespaces.push(lab.ns(short));
-      writeState(state);
-      await lab.addNamespace(short, opts);
-    };
-    const port = async (ns: string, ifname: string, bridgeNs: string, bridgePort: string, addrs: string[]): Promise<void> => {
-      await lab.addLink({ ns, ifname, addrs }, { ns: bridgeNs, ifname: bridgePort });
-      await lab.attachToBridge(bridgeNs, bridgePort, 'br0');
-    };
-
-    await addNs('sw');
-    await lab.addBridge('sw', 'br0');
-    await addNs('mgmt');
-    await lab.addBridge('mgmt', 'br0', { addrs: [`${API_ADDR}/24`] });
-
-    const hosts: [string, string, string][] = [['client', CLIENT.v4, CLIENT.v6], ...layout.backends.map((b) => [b.name, b.v4!, b.v6!] as [string, string, string])];
-    for (const [short, v4, v6] of hosts) {
-      await addNs(short);
-      await port(short, 'eth0', 'sw', `p-${short}`, [`${v4}/24`, `${v6}/64`]);
-    }
     for (const node of layout.nodes) {
       removePins(node.pinDir);
       state.pinDirs.push(node.pinDir);
-      await addNs(node.name, { forwarding: true });
-      await port(node.name, 'eth0', 'sw', `p-${node.name}`, [`${node.v4}/24`, `${node.v6}/64`]);
-      await port(node.name, 'mgmt', 'mgmt', `m-${node.name}`, [`${node.mgmt}/24`]);
     }
+    await buildCluster(lab, {
+      api: `${API_ADDR}/24`,
+      hosts: [
+        { name: 'client', lan: [`${CLIENT.v4}/24`, `${CLIENT.v6}/64`] },
+        ...layout.backends.map((b) => ({ name: b.name, lan: [`${b.v4!}/24`, `${b.v6!}/64`] })),
+      ],
+      nodes: layout.nodes.map((n) => ({ name: n.name, lan: [`${n.v4}/24`, `${n.v6}/64`], mgmt: `${n.mgmt}/24` })),
+    }, record);
     writeState(state);
   } finally {
     // Also on failure: the state file lists what was made and `lab down` removes it.

@@ -185,6 +185,16 @@ function isAlive(pid: number): boolean {
   }
 }
 
+/** Signals a child (SIGTERM unless told) and SIGKILLs it after `graceMs`; resolves once it has exited. */
+export async function stopProcess(child: ChildProcess, graceMs: number, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
 /** Runs a host command (no shell), collecting output; bounded by timeoutMs. */
 export function run(cmd: string[], opts: { timeoutMs?: number; input?: string; allowFail?: boolean } = {}): Promise<ExecResult> {
   const timeoutMs = opts.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS;
@@ -416,11 +426,7 @@ export class Lab {
         if (child.exitCode === null && child.signalCode === null) {
           // tcpdump drops what it has not read yet when interrupted.
           await sleep(settleMs);
-          const exited = new Promise<void>((r) => child.once('exit', () => r()));
-          child.kill('SIGINT');
-          const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-          await exited;
-          clearTimeout(timer);
+          await stopProcess(child, 3_000, 'SIGINT');
         }
         try {
           return existsSync(file) ? readPcap(readFileSync(file)) : [];

@@ -20,6 +20,7 @@ import { kubeconfigFor } from './apiserver/main.js';
 import { AGENT_HTTP, API_ADDR, API_PORT, labLayout, nsName, readState, writeState, type LabLayout, type LabState } from './cluster.js';
 import { deploymentPods, deploymentStatus, podBackends, POD_BACKEND_ANNOTATION, type DeploymentLike } from './deployments.js';
 import { desiredSlices, MANAGED_BY, sliceUpToDate, type LabBackend, type ServiceLike } from './endpoints.js';
+import { stopProcess } from './netns.js';
 import { sleep } from './wait.js';
 
 const execFileAsync = promisify(execFile);
@@ -200,11 +201,7 @@ class Supervisor {
   async stopAgent(node: string, signal: NodeJS.Signals): Promise<number | undefined> {
     const child = this.procs.get(`agent/${node}`);
     if (!child) return undefined;
-    const exited = new Promise<void>((r) => child.once('exit', () => r()));
-    child.kill(signal);
-    const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
+    await stopProcess(child, 10_000, signal);
     return child.pid;
   }
 
@@ -246,14 +243,7 @@ class Supervisor {
     this.stopping = true;
     this.log('stopping');
     const all = [...this.procs.values()];
-    await Promise.all(all.map(async (c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise<void>((r) => c.once('exit', () => r()));
-      c.kill('SIGTERM');
-      const timer = setTimeout(() => c.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(timer);
-    }));
+    await Promise.all(all.map((c) => stopProcess(c, 5000)));
     this.control?.close();
     this.relay?.close();
     await this.api?.close();

@@ -24,7 +24,10 @@ import { Lab, startEchoServer, type TeardownHost } from '../support/lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import { addressLeaseName } from '../../src/l2/election-core.js';
-import { sleep, waitFor as pollFor } from '../support/wait.js';
+import { lbServiceObject } from '../../src/lab/manifests.js';
+import { buildCluster } from '../../src/lab/topology.js';
+import { longestGap } from '../../src/lab/outage.js';
+import { sleep, waitFor as pollFor } from '../../src/lab/wait.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
@@ -157,48 +160,20 @@ export class L2Lab {
   private async build(): Promise<void> {
     const { lab } = this;
     for (const n of this.nodes) removePins(this.pinDir(n));
-    await lab.addNamespace('sw');
-    await lab.addNamespace('mgmt');
-    await lab.addBridge('sw', 'br0');
-    // A second segment, for moving announcements between interfaces.
-    await lab.addBridge('sw', 'br1');
-    await lab.addBridge('mgmt', 'br0', { addrs: [`${API}/24`] });
-    await lab.addNamespace('client');
-    await lab.addNamespace('backend');
-    const hosts: [string, string[]][] = [
-      ['client', [`${CLIENT.v4}/24`, `${CLIENT.v6}/64`]],
-      ['backend', [`${BACKEND.v4}/24`, `${BACKEND.v6}/64`]],
-    ];
-    for (const [ns, addrs] of hosts) {
-      await lab.addLink({ ns, ifname: 'eth0', addrs }, { ns: 'sw', ifname: `p-${ns}`.slice(0, 15) });
-      await lab.attachToBridge('sw', `p-${ns}`.slice(0, 15), 'br0');
-      // Frames XDP_TX'd by a node reach these veths; senders need full checksums (LAB-FACTS).
-      await lab.attachXdpPass(ns, 'eth0');
-      await lab.exec(ns, ['ethtool', '-K', 'eth0', 'tx', 'off']);
-    }
-    await lab.addLink({ ns: 'client', ifname: 'eth1', addrs: [`${CLIENT.seg2}/24`] }, { ns: 'sw', ifname: 'q-client' });
-    await lab.attachToBridge('sw', 'q-client', 'br1');
-    await lab.attachXdpPass('client', 'eth1');
-    await lab.attachXdpPass('sw', 'q-client');
-    for (const n of this.nodes) {
-      const a = this.nodeAddr(n);
-      await lab.addNamespace(n, { forwarding: true });
-      await lab.addLink({ ns: n, ifname: 'eth1', addrs: [`${a.seg2}/24`] }, { ns: 'sw', ifname: `q-${n}` });
-      await lab.attachToBridge('sw', `q-${n}`, 'br1');
-      await lab.attachXdpPass('sw', `q-${n}`);
-      await lab.addLink({ ns: n, ifname: 'eth0', addrs: [`${a.v4}/24`, `${a.v6}/64`] }, { ns: 'sw', ifname: `p-${n}` });
-      await lab.attachToBridge('sw', `p-${n}`, 'br0');
-      // The node's XDP_TX lands on this peer: it needs a native XDP program to be delivered.
-      await lab.attachXdpPass('sw', `p-${n}`);
-      // No unknown-unicast flooding towards LB nodes: a veth hands every frame to XDP whatever its
-      // destination MAC, so a frame for a downed node's MAC flooded to the others would be served by
-      // them — which a physical NIC, filtering on its own MAC, never does.
-      await lab.exec('sw', ['bridge', 'link', 'set', 'dev', `p-${n}`, 'flood', 'off']);
-      await lab.addLink({ ns: n, ifname: 'mgmt', addrs: [`${a.mgmt}/24`] }, { ns: 'mgmt', ifname: `m-${n}` });
-      await lab.attachToBridge('mgmt', `m-${n}`, 'br0');
-    }
-    // Frames the bridge floods to the client/backend ports come through p-client/p-backend: native XDP there too.
-    for (const ns of ['client', 'backend']) await lab.attachXdpPass('sw', `p-${ns}`.slice(0, 15));
+    // A second segment (br1), for moving announcements between interfaces.
+    await buildCluster(lab, {
+      api: `${API}/24`,
+      secondSegment: true,
+      xdpPeers: true,
+      hosts: [
+        { name: 'client', lan: [`${CLIENT.v4}/24`, `${CLIENT.v6}/64`], seg2: [`${CLIENT.seg2}/24`] },
+        { name: 'backend', lan: [`${BACKEND.v4}/24`, `${BACKEND.v6}/64`] },
+      ],
+      nodes: this.nodes.map((n) => {
+        const a = this.nodeAddr(n);
+        return { name: n, lan: [`${a.v4}/24`, `${a.v6}/64`], seg2: [`${a.seg2}/24`], mgmt: `${a.mgmt}/24` };
+      }),
+    });
     await startEchoServer(lab, 'backend', { name: 'backend', port: 8080 });
 
     const { api, child } = await Emulator.start(lab.ns('mgmt'), this.kubeconfig);
@@ -236,14 +211,10 @@ export class L2Lab {
   }
 
   async service(name: string, opts: { dual?: boolean; labels?: Record<string, string>; annotations?: Record<string, string>; port?: number; endpoints?: boolean } = {}): Promise<void> {
-    await this.api.put('services', {
-      apiVersion: 'v1', kind: 'Service',
-      metadata: { name, namespace: 'default', labels: { announce: 'yes', ...opts.labels }, ...(opts.annotations ? { annotations: opts.annotations } : {}) },
-      spec: {
-        type: 'LoadBalancer', ports: [{ name: 'http', port: opts.port ?? 80, targetPort: 8080, protocol: 'TCP' }],
-        ...(opts.dual ? { ipFamilyPolicy: 'RequireDualStack', ipFamilies: ['IPv4', 'IPv6'] } : {}),
-      },
-    });
+    await this.api.put('services', lbServiceObject({
+      name, labels: { announce: 'yes', ...opts.labels }, annotations: opts.annotations, dual: opts.dual,
+      ports: [{ name: 'http', port: opts.port ?? 80, targetPort: 8080, protocol: 'TCP' }],
+    }));
     if (opts.endpoints === false) return;
     for (const [family, addr] of [['IPv4', BACKEND.v4], ...(opts.dual ? [['IPv6', BACKEND.v6]] : [])] as [string, string][]) {
       await this.api.put('endpointslices', {
@@ -374,14 +345,7 @@ export class L2Lab {
   }
 }
 
-/** Longest interval between consecutive answered requests inside [from, to] (prober ms), minus the send interval. */
-export function longestGap(times: number[], from: number, to: number, intervalMs = 10): number {
-  const inside = times.filter((x) => x >= from && x <= to).sort((a, b) => a - b);
-  if (inside.length === 0) return to - from;
-  let gap = Math.max(inside[0]! - from, to - inside[inside.length - 1]!);
-  for (let i = 1; i < inside.length; i++) gap = Math.max(gap, inside[i]! - inside[i - 1]!);
-  return Math.max(0, gap - intervalMs);
-}
+export { longestGap };
 
 export { sleep };
 

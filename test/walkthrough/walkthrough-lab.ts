@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
+import { longestGap } from '../../src/lab/outage.js';
 import { sleep, waitFor as pollFor } from '../support/wait.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
@@ -174,11 +175,4 @@ export class WalkthroughLab {
   }
 }
 
-/** Longest time without an answered request inside [from, to], minus the probe interval. */
-export function longestGap(times: number[], from: number, to: number, intervalMs: number): number {
-  const inside = times.filter((x) => x >= from && x <= to).sort((a, b) => a - b);
-  if (inside.length === 0) return to - from;
-  let gap = Math.max(inside[0]! - from, to - inside[inside.length - 1]!);
-  for (let i = 1; i < inside.length; i++) gap = Math.max(gap, inside[i]! - inside[i - 1]!);
-  return Math.max(0, gap - intervalMs);
-}
+export { longestGap };

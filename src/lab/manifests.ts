@@ -1,0 +1,107 @@
+/**
+ * The Services labs, tests and benches give the agent: as YAML for a
+ * manifests directory (a LoadBalancer Service with one port and the
+ * EndpointSlice that backs it, as kube-controller-manager would make them),
+ * and as the object an API emulator stores (`lbServiceObject`).
+ */
+export interface LbServiceSpec {
+  name: string;
+  namespace: string;
+  port?: number;
+  targetPort?: number;
+  protocol?: 'TCP' | 'UDP';
+  labels?: Record<string, string>;
+  /** Ready endpoint addresses (IPv4 or IPv6, not mixed). */
+  endpoints: readonly string[];
+}
+
+export function lbServiceYaml(s: LbServiceSpec): string {
+  const { name, namespace, port = 80, targetPort = 8080, protocol = 'TCP' } = s;
+  const labels = s.labels ? `, labels: { ${Object.entries(s.labels).map(([k, v]) => `${k}: "${v}"`).join(', ')} }` : '';
+  const addressType = s.endpoints.some((a) => a.includes(':')) ? 'IPv6' : 'IPv4';
+  return `apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: ${namespace}${labels} }
+spec:
+  type: LoadBalancer
+  ports: [{ name: http, port: ${port}, targetPort: ${targetPort}, protocol: ${protocol} }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: ${name}-1, namespace: ${namespace}, labels: { kubernetes.io/service-name: ${name} } }
+addressType: ${addressType}
+ports: [{ name: http, port: ${targetPort}, protocol: ${protocol} }]
+endpoints:
+${s.endpoints.map((a) => `  - addresses: [${a}]\n    conditions: { ready: true }`).join('\n')}
+`;
+}
+
+/**
+ * A pool (203.0.113.128/28) and a BGPPeeringPolicy whose one neighbour is the
+ * test's router at 198.18.0.1 (AS 64500, short timers), for the services
+ * labelled bgp=yes. `neighbor` adds keys to the neighbour (YAML lines, as
+ * nested under it), e.g. path attributes or limits.
+ */
+export function bgpPoolAndPolicy(neighbor: string[] = []): string {
+  return `apiVersion: lb.pharos.io/v1alpha1
+kind: LoadBalancerIPPool
+metadata: { name: bgp-pool }
+spec:
+  blocks: [{ cidr: 203.0.113.128/28 }]
+---
+apiVersion: lb.pharos.io/v1alpha1
+kind: BGPPeeringPolicy
+metadata: { name: to-router }
+spec:
+  virtualRouters:
+    - localASN: 64512
+      serviceSelector: { matchLabels: { bgp: "yes" } }
+      neighbors:
+        - peerAddress: 198.18.0.1/32
+          peerASN: 64500
+          connectRetryTimeSeconds: 1
+          holdTimeSeconds: 9
+          keepAliveTimeSeconds: 3
+${neighbor.map((l) => `          ${l}\n`).join('')}`;
+}
+
+/** A LoadBalancer service the BGP policy above selects (prod/api, bgp=yes). */
+export const BGP_SERVICE = `apiVersion: v1
+kind: Service
+metadata: { name: api, namespace: prod, labels: { bgp: "yes" } }
+spec:
+  type: LoadBalancer
+  ports: [{ name: http, port: 80, targetPort: 8080 }]
+`;
+
+export interface LbServicePort {
+  name: string;
+  port: number;
+  targetPort: number;
+  protocol: 'TCP' | 'UDP';
+}
+
+export interface LbServiceObjectSpec {
+  name: string;
+  /** Default `default`. */
+  namespace?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** Default one port: http 80 -> 8080/TCP. */
+  ports?: LbServicePort[];
+  /** RequireDualStack with IPv4 and IPv6. */
+  dual?: boolean;
+}
+
+/** A v1 LoadBalancer Service as a client writes it to the API (no status). */
+export function lbServiceObject(s: LbServiceObjectSpec): { apiVersion: 'v1'; kind: 'Service'; metadata: Record<string, unknown>; spec: Record<string, unknown> } {
+  return {
+    apiVersion: 'v1', kind: 'Service',
+    metadata: { name: s.name, namespace: s.namespace ?? 'default', ...(s.labels ? { labels: s.labels } : {}), ...(s.annotations ? { annotations: s.annotations } : {}) },
+    spec: {
+      type: 'LoadBalancer',
+      ports: s.ports ?? [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }],
+      ...(s.dual ? { ipFamilyPolicy: 'RequireDualStack', ipFamilies: ['IPv4', 'IPv6'] } : {}),
+    },
+  };
+}

@@ -1,0 +1,111 @@
+/**
+ * The one builder of the cluster-shaped lab that `pharos lab`, the L2 tests
+ * and the benches stand on:
+ *
+ *   hosts (client, backends) ─┐                    ┌─ n1 … nN (LB nodes) ─┐
+ *                             ├── br0 [sw] ────────┤                      ├── br0 [mgmt]: the API address
+ *   (optional second segment) └── br1 [sw] ────────┘                      ┘
+ *
+ * Callers say what differs (node count, addresses, a second segment, a
+ * management network for an API emulator or none, XDP-ready peers) and get
+ * the same namespace and interface names: `eth0` on the first segment
+ * (switch port `p-NAME`), `eth1` on the second (`q-NAME`), `mgmt` on the
+ * management switch (`m-NAME`).
+ */
+import type { Lab } from './netns.js';
+
+export interface ClusterMember {
+  /** Namespace short name (`n1`, `client`, `be1`). */
+  name: string;
+  /** Addresses (CIDR) on the first segment. */
+  lan: string[];
+  /** Addresses on the second segment; the member is not on it without. */
+  seg2?: string[];
+}
+
+export interface ClusterNode extends ClusterMember {
+  /** Address (CIDR) on the management switch. */
+  mgmt?: string;
+}
+
+export interface ClusterTopology {
+  hosts: ClusterMember[];
+  /** LB nodes: IP forwarding on, and a management link when `api` is set. */
+  nodes: ClusterNode[];
+  /** The API's address (CIDR) on the management switch; no management network without it. */
+  api?: string;
+  /** Adds the second segment (bridge br1 in the switch namespace). */
+  secondSegment?: boolean;
+  /**
+   * Peers ready for the XDP build (LAB-FACTS): a native XDP_PASS on every
+   * switch port and host port that XDP_TXed or redirected frames arrive on,
+   * software checksums on the hosts' first port, and no unknown-unicast
+   * flooding towards the nodes (a veth hands every frame to XDP whatever its
+   * destination MAC, which a NIC filtering on its own MAC never does).
+   */
+  xdpPeers?: boolean;
+}
+
+export const SWITCH_NS = 'sw';
+export const MGMT_NS = 'mgmt';
+
+/** Switch-side name of a member's port on a segment (interface names are at most 15 characters). */
+export function switchPort(segment: 'p' | 'q' | 'm', member: string): string {
+  return `${segment}-${member}`.slice(0, 15);
+}
+
+/**
+ * Builds the topology in `lab`. `beforeNamespace` runs before each
+ * namespace is made (pharos lab records it in its state file first).
+ */
+export async function buildCluster(lab: Lab, topo: ClusterTopology, beforeNamespace: (short: string) => void = () => undefined): Promise<void> {
+  const addNamespace = async (short: string, opts: { forwarding?: boolean } = {}): Promise<void> => {
+    beforeNamespace(short);
+    await lab.addNamespace(short, opts);
+  };
+  const plug = async (member: string, ifname: string, addrs: string[], switchNs: string, bridge: string, port: string): Promise<void> => {
+    await lab.addLink({ ns: member, ifname, addrs }, { ns: switchNs, ifname: port });
+    await lab.attachToBridge(switchNs, port, bridge);
+  };
+
+  await addNamespace(SWITCH_NS);
+  await lab.addBridge(SWITCH_NS, 'br0');
+  if (topo.secondSegment) await lab.addBridge(SWITCH_NS, 'br1');
+  if (topo.api) {
+    await addNamespace(MGMT_NS);
+    await lab.addBridge(MGMT_NS, 'br0', { addrs: [topo.api] });
+  }
+
+  for (const h of topo.hosts) {
+    await addNamespace(h.name);
+    await plug(h.name, 'eth0', h.lan, SWITCH_NS, 'br0', switchPort('p', h.name));
+    if (topo.xdpPeers) {
+      // Frames XDP_TX'd by a node reach these veths (both ends: the bridge floods to host ports); senders need full checksums.
+      await lab.attachXdpPass(h.name, 'eth0');
+      await lab.attachXdpPass(SWITCH_NS, switchPort('p', h.name));
+      await lab.exec(h.name, ['ethtool', '-K', 'eth0', 'tx', 'off']);
+    }
+    if (topo.secondSegment && h.seg2) {
+      await plug(h.name, 'eth1', h.seg2, SWITCH_NS, 'br1', switchPort('q', h.name));
+      if (topo.xdpPeers) {
+        await lab.attachXdpPass(h.name, 'eth1');
+        await lab.attachXdpPass(SWITCH_NS, switchPort('q', h.name));
+      }
+    }
+  }
+
+  for (const n of topo.nodes) {
+    await addNamespace(n.name, { forwarding: true });
+    if (topo.secondSegment && n.seg2) {
+      await plug(n.name, 'eth1', n.seg2, SWITCH_NS, 'br1', switchPort('q', n.name));
+      if (topo.xdpPeers) await lab.attachXdpPass(SWITCH_NS, switchPort('q', n.name));
+    }
+    await plug(n.name, 'eth0', n.lan, SWITCH_NS, 'br0', switchPort('p', n.name));
+    if (topo.xdpPeers) {
+      // The node's XDP_TX lands on this peer: it needs a native XDP program to be delivered.
+      await lab.attachXdpPass(SWITCH_NS, switchPort('p', n.name));
+      await lab.exec(SWITCH_NS, ['bridge', 'link', 'set', 'dev', switchPort('p', n.name), 'flood', 'off']);
+    }
+    if (topo.api && n.mgmt) await plug(n.name, 'mgmt', [n.mgmt], MGMT_NS, 'br0', switchPort('m', n.name));
+  }
+}
