@@ -16,12 +16,13 @@ import { join } from 'node:path';
 import type { AgentConfig } from './config.js';
 import type { Logger } from './log.js';
 import { localAddresses, readInterfaces } from './interfaces.js';
-import { PendingChanges, type AgentController } from './controller.js';
+import type { AgentController } from './controller.js';
+import { ReconcileLoop } from './reconcile-loop.js';
 import { LocalIpamController, type IpamView } from '../ipam/local-controller.js';
 import { LocalL2Controller, type L2Counters } from './l2.js';
 import type { ElectedL2Controller } from './l2-elected.js';
 import type { ForeignAnswer } from '../l2/outage.js';
-import { Store, type StoreChange } from '../store/store.js';
+import { Store } from '../store/store.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
 import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../datapath/libbpf.js';
 import { attachIngress, ingressHookOf, loadDatapathAsync, mapMemory, PINNED, type IngressBuilds, type LoadedDatapath } from '../datapath/loader.js';
@@ -38,6 +39,7 @@ import type { ConntrackView } from '../metrics/state-view.js';
 import { buildAgentState } from '../metrics/agent-state.js';
 import { conntrackPage } from '../datapath/conntrack-view.js';
 import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
+import { registerBgpMetrics } from '../bgp/metrics.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
 import type { L2Sink } from '../l2/announcer.js';
 import type { NodeInterface } from '../l2/policy.js';
@@ -46,7 +48,7 @@ import type { KubeSource } from '../sources/kube/source.js';
 import type { WriteRecord } from '../sources/kube/writer.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { HttpEndpoint } from '../metrics/server.js';
-import { registry, timeReconcile, configProblems, k8sApiWrites, manifestsRefused, xdpAttached } from '../metrics/registry.js';
+import { registry, configProblems, k8sApiWrites, manifestsRefused, xdpAttached } from '../metrics/registry.js';
 import { registerDatapathMetrics, type DatapathLabels, type DatapathMetrics } from '../metrics/datapath.js';
 import { startEventLoopMonitor, type EventLoopMonitor } from '../metrics/event-loop.js';
 import { registerAgentMetrics, type L2OutageMetrics, type PoolCounts } from '../metrics/agent.js';
@@ -102,8 +104,7 @@ export class Agent {
   private l2?: LocalL2Controller | ElectedL2Controller;
   private bgp?: BgpAgentPart;
   /** Every controller, in reconcile order (IPAM first: the others read the addresses it assigns). */
-  private readonly controllers: AgentController[] = [];
-  private readonly pending = new Map<AgentController, PendingChanges>();
+  private readonly loop: ReconcileLoop;
   /** Some service went in or out of the data path since L2 last looked. */
   private programmedChanged = false;
   private readonly neighbours = new NeighbourPrimer((backend, message) => this.log.warn('backend next hop not primed', { backend, error: message }));
@@ -113,15 +114,25 @@ export class Agent {
   private keeper?: LivenessKeeper;
   private datapathMetrics?: DatapathMetrics;
   private eventLoop?: EventLoopMonitor;
-  private reconcileTimer?: NodeJS.Timeout;
-  private reconciling?: Promise<void>;
-  private again = false;
   private stopping = false;
   private readonly startedAt = new Date().toISOString();
   readonly counters: L2Counters = { gratuitousSent: { ipv4: 0, ipv6: 0 }, l2Errors: 0, leaseTransitions: 0 };
 
   constructor(readonly config: AgentConfig, private readonly log: Logger) {
     this.ndpGroups = new SolicitedNodeGroups(log.with({ controller: 'l2' }));
+    this.loop = new ReconcileLoop({
+      store: this.store,
+      requireSynced: this.kubernetes,
+      debounceMs: RECONCILE_DEBOUNCE_MS,
+      // L2 announces only what is in the data path: a pass after programmed states moved.
+      beforeTurn: (c) => {
+        if (c === this.l2 && this.programmedChanged) {
+          this.programmedChanged = false;
+          this.l2.programmedChanged();
+        }
+      },
+      onError: (c, err) => this.log.error(`${c.name} reconcile failed`, { controller: c.name, error: err.message }),
+    });
   }
 
   private get kubernetes(): boolean {
@@ -163,6 +174,7 @@ export class Agent {
     this.eventLoop = startEventLoopMonitor();
     registerAgentMetrics(this);
     registerSocketLbMetrics(() => this.socketLb?.loaded.counters());
+    registerBgpMetrics(registry, () => this.bgp?.speaker);
     const [host, port] = splitHostPort(cfg.http);
     this.http = new HttpEndpoint({
       host, port, registry, state: (query) => this.state(query), readiness: () => this.readiness(), documents: { '/v1/conntrack': (q) => this.conntrack(q) },
@@ -239,10 +251,7 @@ export class Agent {
       onBackendChanges: (added, removed) => {
         this.neighbours.change(added, removed).catch((err: unknown) => this.log.warn('backend next hops not primed', { error: (err as Error).message }));
       },
-      requestPass: () => {
-        this.pendingFor(this.datapathCtl!).poke();
-        this.scheduleReconcile();
-      },
+      requestPass: () => this.loop.poke(this.datapathCtl!),
       log: this.log.with({ controller: 'datapath' }),
     });
     this.interfaces = readInterfaces(cfg.interfaces);
@@ -279,13 +288,13 @@ export class Agent {
       isProgrammed: (service: string) => this.datapathWhole() && (this.datapathCtl?.isProgrammed(service) ?? false),
       announcer: { framesPerSecond: cfg.l2AnnounceRate },
     };
-    this.store.on('change', (changes) => this.onStoreChange(changes));
+    this.loop.start();
     if (kc) {
       await this.startKubernetes(kc, l2Common);
     } else {
       this.ipam = new LocalIpamController(this.store, { stateDir: cfg.stateDir, nodeName: cfg.nodeName, pharosIsDefaultClass: cfg.defaultLoadBalancerClass, log: this.log });
       this.l2 = new LocalL2Controller(l2Common);
-      this.controllers.push(this.ipam, this.datapathCtl!, this.l2);
+      for (const c of [this.ipam, this.datapathCtl!, this.l2]) this.loop.add(c);
       await this.startManifests();
     }
     // BGP: a speaker with no peers does nothing, so it is always part of the agent.
@@ -297,8 +306,8 @@ export class Agent {
       ...(this.kubernetes ? { secretNamespace: cfg.namespace } : {}),
       drainWithdrawMs: cfg.bgpDrainWithdrawSeconds * 1000,
     });
-    this.controllers.push(this.bgp);
-    this.scheduleReconcile(0);
+    this.loop.add(this.bgp);
+    this.loop.schedule(0);
   }
 
   private async startManifests(): Promise<void> {
@@ -343,7 +352,7 @@ export class Agent {
     });
     // What this node cannot carry goes on the Service (condition entry + event), within the status writer's budget.
     this.datapathReporter = new KubeDatapathReporter({ writer, store: this.store, node: cfg.nodeName, log: this.log.with({ controller: 'datapath' }) });
-    const requestReconcile = (): void => this.markDirty(this.ipam!);
+    const requestReconcile = (): void => this.loop.markDirty(this.ipam!);
     const ipam = new KubeIpamController(this.store, {
       writer, nodeName: cfg.nodeName, pharosIsDefaultClass: cfg.defaultLoadBalancerClass,
       leaseMs: cfg.l2ServiceLeaseSeconds * 1000, renewDeadlineMs: cfg.l2ServiceRenewSeconds * 2000, retryMs: cfg.l2ServiceRetrySeconds * 1000,
@@ -369,7 +378,7 @@ export class Agent {
     });
     this.ipam = ipam;
     this.l2 = l2;
-    this.controllers.push(ipam, this.datapathCtl!, l2);
+    for (const c of [ipam, this.datapathCtl!, l2]) this.loop.add(c);
     // Secrets of the agent's namespace: BGP neighbours' authSecretRef (MD5 passwords) resolve from them.
     this.kube = new KubeSource({ kc, store: this.store, namespace: cfg.namespace, secrets: true, tuning: { maxBackoffMs: 5000 } });
     const rejected = new Map<string, ConfigProblemView>();
@@ -388,10 +397,8 @@ export class Agent {
           : 'Kubernetes API unreachable; serving from the last known state', { kind, error: error.message, retryInMs });
       }
     });
-    this.store.on('synced', () => {
-      this.log.info('informers synced', { namespace: cfg.namespace });
-      for (const c of this.controllers) this.markDirty(c);
-    });
+    // The loop gives every controller a full pass once the informers have listed.
+    this.store.on('synced', () => this.log.info('informers synced', { namespace: cfg.namespace }));
     ipam.start();
     l2.start();
     await this.kube.start();
@@ -483,8 +490,8 @@ export class Agent {
       log: this.log.with({ controller: 'datapath' }),
       onChange: () => {
         this.programmedChanged = true;
-        if (this.bgp) this.markDirty(this.bgp);
-        this.scheduleReconcile();
+        if (this.bgp) this.loop.markDirty(this.bgp);
+        this.loop.schedule();
       },
     });
     this.attachWatch.start();
@@ -519,7 +526,7 @@ export class Agent {
 
   /** Add a controller (e.g. BGP) before start(); it runs after the built-in ones. */
   addController(c: AgentController): void {
-    this.controllers.push(c);
+    this.loop.add(c);
   }
 
   /**
@@ -639,67 +646,9 @@ export class Agent {
     return { held: c?.held ?? 0, refused: c?.refused ?? 0, awaitingFirst: c?.awaitingFirst ?? 0 };
   }
 
-  private pendingFor(c: AgentController): PendingChanges {
-    let p = this.pending.get(c);
-    if (!p) this.pending.set(c, (p = new PendingChanges()));
-    return p;
-  }
-
-  private onStoreChange(changes: StoreChange[]): void {
-    let any = false;
-    for (const c of this.controllers) {
-      for (const ch of changes) {
-        if (c.kinds !== 'all' && !c.kinds.has(ch.kind)) continue;
-        this.pendingFor(c).add(ch.kind, ch.key);
-        any = true;
-      }
-    }
-    if (any) this.scheduleReconcile();
-  }
-
-  /** A full pass of one controller (it asked, or its inputs changed in a way change keys do not say). */
-  private markDirty(c: AgentController): void {
-    this.pendingFor(c).everything();
-    this.scheduleReconcile();
-  }
-
-  scheduleReconcile(delay = RECONCILE_DEBOUNCE_MS): void {
-    if (this.stopping) return;
-    if (this.reconciling) {
-      this.again = true;
-      return;
-    }
-    clearTimeout(this.reconcileTimer);
-    this.reconcileTimer = setTimeout(() => {
-      this.reconciling = this.reconcile().finally(() => {
-        this.reconciling = undefined;
-        if (this.again) {
-          this.again = false;
-          this.scheduleReconcile();
-        }
-      });
-    }, delay);
-  }
-
-  /** One pass of every controller whose inputs changed (all of them on the first pass). */
-  async reconcile(): Promise<void> {
-    // Kubernetes mode acts only on a fully listed world (a half-listed one would release addresses and frontends).
-    if (this.kubernetes && !this.store.synced) return;
-    for (const c of this.controllers) {
-      if (c === this.l2 && this.programmedChanged) {
-        this.programmedChanged = false;
-        this.l2.programmedChanged();
-      }
-      const pending = this.pendingFor(c);
-      if (pending.empty) continue;
-      const changes = pending.take();
-      await timeReconcile(c.name, () => c.reconcile(this.store.snapshot(), changes))
-        .catch((err) => {
-          this.log.error(`${c.name} reconcile failed`, { controller: c.name, error: (err as Error).message });
-          // Whatever it did not finish is looked at again, whole, on the next pass.
-          this.pendingFor(c).everything();
-        });
-    }
+  /** Asks for a pass of every controller whose inputs changed (the loop debounces). */
+  scheduleReconcile(delay?: number): void {
+    this.loop.schedule(delay);
   }
 
   private isOurService: ServiceScope = (svc) => isOurService(svc, this.config.defaultLoadBalancerClass);
@@ -715,7 +664,7 @@ export class Agent {
     const programmed = !status || status.programmed >= status.frontends;
     // Announcing (L2) and advertising (BGP) follow the programmed state: give them a pass.
     this.programmedChanged = true;
-    if (this.bgp) this.markDirty(this.bgp);
+    if (this.bgp) this.loop.markDirty(this.bgp);
     if (!programmed) {
       this.log.warn('service not fully in the data path: not announced', {
         service, frontends: status!.frontends, programmed: status!.programmed, reason: blocking[0]?.reason, problem: blocking[0]?.message,
@@ -822,9 +771,9 @@ export class Agent {
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    clearTimeout(this.reconcileTimer);
+    const passesStopped = this.loop.stop();
     await this.attachWatch?.stop();
-    await this.reconciling;
+    await passesStopped;
     clearInterval(this.heartbeat);
     this.keeper?.stop();
     if (!this.kubernetes) {
@@ -836,7 +785,7 @@ export class Agent {
         // The maps may be gone already; the stamp then ages out as it would.
       }
     }
-    await Promise.all([...this.controllers].reverse().map(async (c) => {
+    await Promise.all([...this.loop.controllers].reverse().map(async (c) => {
       try {
         await c.stop();
       } catch (err) {

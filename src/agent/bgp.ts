@@ -7,16 +7,13 @@
  */
 import { BgpController, type BgpDrainState } from '../bgp/controller.js';
 import { BgpSpeaker } from '../bgp/speaker.js';
-import { bgpPeerViews, bgpRouteViews, registerBgpMetrics } from '../bgp/metrics.js';
+import { bgpPeerViews, bgpRouteViews } from '../bgp/metrics.js';
 import type { NativeAddon } from '../datapath/libbpf.js';
-import type { Kind, Service } from '../model/types.js';
+import type { Service } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import type { BgpPeerView, BgpRouteView } from '../metrics/state-view.js';
-import { registry } from '../metrics/registry.js';
 import type { AgentController } from './controller.js';
 import type { Logger } from './log.js';
-
-const BGP_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice', 'Node', 'LoadBalancerIPPool', 'BGPPeeringPolicy', 'Secret']);
 
 export interface BgpAgentOptions {
   store: Store;
@@ -39,14 +36,14 @@ export interface BgpAgentOptions {
 }
 
 export interface BgpAgentPart extends AgentController {
+  /** The speaker (its sessions and routes are the agent's BGP metrics). */
+  readonly speaker: BgpSpeaker;
   views(): { peers: BgpPeerView[]; routes: BgpRouteView[] };
   /** What keeps a neighbor unconfigured (`BGPPeeringPolicy edge: neighbor ...: authSecretRef: Secret pharos-system/x not found; ...`). */
   problems(): ReadonlyArray<{ message: string; since: string }>;
   /** This node's drain as BGP acts on it (GRACEFUL_SHUTDOWN, then withdrawn), if draining. */
   drain(): BgpDrainState | undefined;
 }
-
-let metricsRegistered = false;
 
 export function bgpAgentPart(opts: BgpAgentOptions): BgpAgentPart {
   const log = opts.log.with({ controller: 'bgp' });
@@ -65,14 +62,11 @@ export function bgpAgentPart(opts: BgpAgentOptions): BgpAgentPart {
     ...(opts.drainWithdrawMs !== undefined ? { drainWithdrawMs: opts.drainWithdrawMs } : {}),
     log: (level, msg, fields) => log[level](msg, fields as Record<string, string | number | boolean | undefined>),
   });
-  if (!metricsRegistered) {
-    registerBgpMetrics(registry, () => speaker);
-    metricsRegistered = true;
-  }
   return {
-    name: 'bgp',
-    kinds: BGP_KINDS,
-    reconcile: () => controller.reconcile(),
+    name: controller.name,
+    kinds: controller.kinds,
+    speaker,
+    reconcile: (snapshot) => controller.reconcile(snapshot),
     stop: async () => {
       controller.stop();
       await speaker.stop({ graceful: opts.shutdown === 'graceful' });

@@ -8,9 +8,8 @@
  * (lease expiry, renewals) keeps its own timers and asks for a pass with
  * `requestReconcile`.
  *
- * Plugging in BGP is one object:
- *   { name: 'bgp', kinds: new Set(['Service', 'BGPPeeringPolicy', 'Node', 'Secret']),
- *     reconcile: () => bgpController.reconcile(), stop: () => speaker.stop() }
+ * agent/reconcile-loop.ts runs them; src/bgp/controller.ts is a small
+ * example of the shape.
  */
 import type { Kind } from '../model/types.js';
 import type { Snapshot } from '../store/store.js';

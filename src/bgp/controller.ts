@@ -1,6 +1,7 @@
 /**
- * Glue between the store and the speaker: on every store change (coalesced
- * per tick) recompute `desiredBgp(snapshot)` and hand it to the speaker.
+ * The BGP controller: on a pass of the agent's reconcile loop (a change of a
+ * kind it reads, coalesced; agent/reconcile-loop.ts) recompute
+ * `desiredBgp(snapshot)` and hand it to the speaker.
  * Nothing is applied before the store has synced — a half-listed world
  * would withdraw routes, and after a restart the router must get the whole
  * table before End-of-RIB (see speaker.ts).
@@ -10,14 +11,15 @@
  * `drainWithdrawMs` (drain.ts).
  */
 import type { Kind } from '../model/types.js';
-import type { Store } from '../store/store.js';
+import type { Snapshot, Store } from '../store/store.js';
+import type { AgentController } from '../agent/controller.js';
 import { desiredBgp, type BgpPolicyOptions } from './policy.js';
 import { drainReason, type DrainReason } from '../model/drain.js';
 import { drainedPeers, drainPhase, type DrainPhase } from './drain.js';
 import type { BgpSpeaker, Log } from './speaker.js';
 
 /** Kinds desiredBgp reads; Lease renewals (every second or so) must not recompute BGP. */
-const RELEVANT: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice', 'Node', 'LoadBalancerIPPool', 'BGPPeeringPolicy', 'Secret']);
+export const BGP_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice', 'Node', 'LoadBalancerIPPool', 'BGPPeeringPolicy', 'Secret']);
 
 export interface BgpControllerOptions extends BgpPolicyOptions {
   nodeName: string;
@@ -35,9 +37,9 @@ export interface BgpDrainState {
   withdrawAt: string;
 }
 
-export class BgpController {
-  private scheduled = false;
-  private started = false;
+export class BgpController implements AgentController {
+  readonly name = 'bgp';
+  readonly kinds = BGP_KINDS;
   private lastProblems = '';
   /** The problems of the last reconcile (a missing Secret, a duplicate neighbor), each naming its policy, with when it was first seen. */
   problems: ReadonlyArray<{ message: string; since: string }> = [];
@@ -54,20 +56,10 @@ export class BgpController {
     private readonly options: BgpControllerOptions,
   ) {}
 
-  start(): void {
-    if (this.started) return;
-    this.started = true;
-    this.store.on('change', (changes) => {
-      if (changes.some((c) => RELEVANT.has(c.kind))) this.schedule();
-    });
-    if (this.store.synced) this.schedule();
-    else this.store.once('synced', () => this.schedule());
-  }
-
-  /** Recomputes and applies now (the store must have synced). */
-  reconcile(): void {
+  /** Recomputes and applies now (the store must have synced); `snapshot` defaults to the store's current one. */
+  reconcile(snapshot: Snapshot = this.store.snapshot()): void {
     if (!this.store.synced) return;
-    const desired = desiredBgp(this.store.snapshot(), this.options.nodeName, this.options);
+    const desired = desiredBgp(snapshot, this.options.nodeName, this.options);
     const since = new Map(this.problems.map((p) => [p.message, p.since]));
     this.problems = desired.problems.map((message) => ({ message, since: since.get(message) ?? new Date().toISOString() }));
     const problems = desired.problems.join('\n');
@@ -76,14 +68,14 @@ export class BgpController {
       for (const p of desired.problems) this.options.log?.('warn', p);
     }
     const routerId = desired.routerId;
-    const phase = this.drainPhaseNow();
+    const phase = this.drainPhaseNow(snapshot);
     this.speaker.apply({ peers: drainedPeers(desired.peers, phase).map((p) => (routerId && !p.routerId ? { ...p, routerId } : p)) });
     this.lastAppliedAt = Date.now();
   }
 
   /** Follows this node's drain label / cordon: starts the GRACEFUL_SHUTDOWN phase, times the withdrawal, ends on undrain. */
-  private drainPhaseNow(): DrainPhase {
-    const reason = drainReason(this.store.snapshot().nodes.get(this.options.nodeName));
+  private drainPhaseNow(snapshot: Snapshot): DrainPhase {
+    const reason = drainReason(snapshot.nodes.get(this.options.nodeName));
     const delay = this.options.drainWithdrawMs ?? 10_000;
     const now = Date.now();
     if (reason && this.drainSince === undefined) {
@@ -107,15 +99,5 @@ export class BgpController {
 
   stop(): void {
     clearTimeout(this.drainTimer);
-  }
-
-  private schedule(): void {
-    if (this.scheduled || !this.started) return;
-    this.scheduled = true;
-    // Many store events in one tick (a relist) make one recomputation.
-    queueMicrotask(() => {
-      this.scheduled = false;
-      this.reconcile();
-    });
   }
 }

@@ -10,6 +10,7 @@ import type { ModelObject } from '../../src/model/types.js';
 import { Store } from '../../src/store/store.js';
 import { BgpSpeaker } from '../../src/bgp/speaker.js';
 import { serviceScope } from '../../src/model/scope.js';
+import { ReconcileLoop } from '../../src/agent/reconcile-loop.js';
 import { BgpController } from '../../src/bgp/controller.js';
 import { endOfRibFamily } from '../../src/bgp/codec.js';
 import { ScriptedPeer } from './support/scripted-peer.js';
@@ -30,7 +31,11 @@ t.test('store changes become UPDATEs, only after the store synced', async (t) =>
     await peer.stop();
   });
   const controller = new BgpController(store, speaker, { nodeName: 'lb-1', isOurService: serviceScope(true) });
-  controller.start();
+  // Driven by the agent's own loop: only the kinds BGP reads, nothing before the store synced.
+  const loop = new ReconcileLoop({ store, requireSynced: true, onError: (_c, err) => t.fail(err.message) });
+  loop.add(controller);
+  loop.start();
+  t.teardown(() => loop.stop());
   store.apply(obj(`
 apiVersion: lb.pharos.io/v1alpha1
 kind: BGPPeeringPolicy

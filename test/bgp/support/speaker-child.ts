@@ -18,6 +18,7 @@ import { BgpSpeaker, type DesiredBgp, type SpeakerOptions } from '../../../src/b
 import { BgpController } from '../../../src/bgp/controller.js';
 import { Store } from '../../../src/store/store.js';
 import { serviceScope } from '../../../src/model/scope.js';
+import { ReconcileLoop } from '../../../src/agent/reconcile-loop.js';
 import type { ModelObject, Service } from '../../../src/model/types.js';
 
 interface ChildOptions {
@@ -54,7 +55,11 @@ if (opts.native) {
 const speaker = new BgpSpeaker(speakerOptions);
 await speaker.listen();
 const store = new Store();
-if (opts.nodeName) new BgpController(store, speaker, { nodeName: opts.nodeName, isOurService: serviceScope(true) }).start();
+if (opts.nodeName) {
+  const loop = new ReconcileLoop({ store, requireSynced: true, onError: (_c, err) => process.stderr.write(`bgp reconcile failed: ${err.message}\n`) });
+  loop.add(new BgpController(store, speaker, { nodeName: opts.nodeName, isOurService: serviceScope(true) }));
+  loop.start();
+}
 
 function reply(obj: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(obj)}\n`);
