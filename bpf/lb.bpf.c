@@ -7,6 +7,7 @@
  *   parse -> ARP / NS for an announced address: answer (XDP_TX)
  *         -> {VIP, port, proto} frontend?  no: reply to one of our SNAT
  *            ports? (reverse NAT back to VIP -> client) else XDP_PASS untouched
+ *         -> DSR frontend: Maglev pick, MAC rewrite, send (lib/dsr.h)
  *         -> conntrack hit: same backend, cached next hop
  *         -> else Maglev pick, conntrack + reverse NAT entries, DNAT (+SNAT)
  *         -> bpf_fib_lookup: XDP_TX / redirect; no neighbour yet: XDP_PASS
@@ -33,6 +34,25 @@
 #include "lib/responder.h"
 #include "lib/source_range.h"
 #include "lib/affinity.h"
+#include "lib/dsr.h"
+
+/*
+ * Unicast to another MAC than the ingress interface's: what the kernel would
+ * drop as PACKET_OTHERHOST. Interfaces the loader did not record (test runs)
+ * are not judged.
+ */
+static __always_inline int for_this_host(struct ph_ctx *ctx, const struct ethhdr *eth)
+{
+	__u32 ifindex = ctx->ingress_ifindex;
+	struct ph_if_mac *m = bpf_map_lookup_elem(&ph_if_macs, &ifindex);
+
+	if (!m || (eth->h_dest[0] & 1))
+		return 1;
+	for (int i = 0; i < 6; i++)
+		if (eth->h_dest[i] != m->mac[i])
+			return 0;
+	return 1;
+}
 
 /* Reply from a backend to one of our SNAT ports: back to VIP -> client. */
 static __always_inline int lb_reverse(struct ph_ctx *ctx, struct packet *p)
@@ -267,6 +287,15 @@ static __always_inline int lb_process(struct ph_ctx *ctx, struct packet *p)
 
 	if ((fe->flags & PH_FE_SOURCE_RANGES) && !source_allowed(fe->id, &p->flow.src))
 		return count_and(PH_STAT_SOURCE_RANGE, PH_DROP);
+	/*
+	 * DSR: no flow state, so every packet is judged like a first one; an
+	 * L2 hop, so the TTL is left alone (only the MACs change).
+	 */
+	if (fe->flags & PH_FE_DSR) {
+		if (!for_this_host(ctx, p->eth))
+			return count_and(PH_STAT_FOREIGN_MAC, PH_PASS);
+		return dsr_l2_dispatch(ctx, p, fe);
+	}
 	/* Would expire on the next hop: untouched to the kernel, which answers with time exceeded. */
 	if (p->ttl <= 1)
 		return count_and(PH_STAT_TTL_EXCEEDED, PH_PASS);
@@ -338,24 +367,6 @@ static __always_inline int parse_frame(struct ph_ctx *ctx, struct cursor *c, str
 	if (rc == PARSE_MALFORMED_L4)
 		return count_and(PH_STAT_MALFORMED_L4, PH_DROP);
 	return PH_FRAME_LB;
-}
-
-/*
- * Unicast to another MAC than the ingress interface's: what the kernel would
- * drop as PACKET_OTHERHOST. Interfaces the loader did not record (test runs)
- * are not judged.
- */
-static __always_inline int for_this_host(struct ph_ctx *ctx, const struct ethhdr *eth)
-{
-	__u32 ifindex = ctx->ingress_ifindex;
-	struct ph_if_mac *m = bpf_map_lookup_elem(&ph_if_macs, &ifindex);
-
-	if (!m || (eth->h_dest[0] & 1))
-		return 1;
-	for (int i = 0; i < 6; i++)
-		if (eth->h_dest[i] != m->mac[i])
-			return 0;
-	return 1;
 }
 
 /* Entry point: packets of known flows and replies are handled here; the rest is tail-called. */

@@ -37,6 +37,7 @@ struct ph_fe_key {
 #define PH_FE_LOCAL_ONLY	(1 << 1) /* externalTrafficPolicy Local: node-local backends only, no SNAT */
 #define PH_FE_AFFINITY		(1 << 2) /* sessionAffinity ClientIP: ph_affinity keeps client -> backend */
 #define PH_FE_SOURCE_RANGES	(1 << 3) /* loadBalancerSourceRanges: sources must match ph_src_ranges */
+#define PH_FE_DSR		(1 << 4) /* direct server return, L2 dispatch: MAC rewrite only, no flow state (lib/dsr.h) */
 
 /*
  * 24 bytes. The table and its size travel together in this value, so one

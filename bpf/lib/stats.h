@@ -45,8 +45,11 @@ enum ph_stat {
 	PH_STAT_ICMP_ERROR_NAT = 28,	/* ICMP error about a NATed flow translated and sent on */
 	PH_STAT_TAIL_CALL_FAIL = 29,	/* pass: a tail-call slot was empty (object loaded without the loader) */
 	PH_STAT_TTL_EXCEEDED = 30,	/* pass: TTL / hop limit would reach 0 here; untouched, the kernel sends time exceeded */
-	PH_STAT_FOREIGN_MAC = 31,	/* pass: first packet of a flow sent to another host's MAC (flooded, promiscuous); no flow made */
-	PH_STAT_MAX = 32,
+	PH_STAT_FOREIGN_MAC = 31,	/* pass: first packet of a flow (any packet of a DSR frontend) sent to another host's MAC (flooded, promiscuous); not forwarded */
+	PH_STAT_DSR_L2 = 32,		/* DSR frontend: sent to its backend with only the MACs rewritten */
+	PH_STAT_DSR_OFFLINK = 33,	/* drop: DSR L2 backend not on a segment of this node (behind a router) */
+	PH_STAT_DSR_NO_NEIGH = 34,	/* drop: DSR L2 backend's MAC not resolved yet */
+	PH_STAT_MAX = 35,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

@@ -214,7 +214,7 @@ export class Agent {
         addon: this.addon,
         pinDir: cfg.pinDir,
         sizes: { conntrack: cfg.conntrackSize, frontends: cfg.frontendMapSize, backends: cfg.backendMapSize, responder: cfg.responderMapSize },
-        config: { hashSeed: cfg.hashSeed, livenessMaxMs, snat: cfg.mode === 'snat' },
+        config: { hashSeed: cfg.hashSeed, livenessMaxMs, snat: true }, // DSR is per frontend (PH_FE_DSR); the rest is SNATed
       };
       // Only the builds the interfaces take: verifying one costs seconds (more on a busy node).
       const hooks = new Set(cfg.interfaces.map((name) => ingressHookOf(cfg.xdpMode, name)));
@@ -242,6 +242,7 @@ export class Agent {
       sync: this.sync,
       nodeName: cfg.nodeName,
       isOurService: this.isOurService,
+      forwardingMode: cfg.mode,
       nodeAddresses: () => this.interfaces.flatMap((i) => i.addresses),
       localAddresses,
       onStatus: (service, status) => this.onProgramStatus(service, status),

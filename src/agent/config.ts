@@ -12,7 +12,8 @@ import { parseSnatOverride } from '../datapath/snat.js';
 import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 
-export type ForwardingMode = 'snat' | 'dsr';
+import type { ForwardingMode } from '../model/types.js';
+export type { ForwardingMode };
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFormat = 'text' | 'json';
 export type XdpAttachMode = 'native' | 'generic' | 'tc' | 'auto';
@@ -104,7 +105,7 @@ export const FLAGS: FlagSpec[] = [
   { key: 'http', flag: 'http', env: 'PHAROS_HTTP', kind: 'string', help: 'address of the HTTP endpoint (/metrics, /healthz, /readyz, /v1/state)' },
   { key: 'pinDir', flag: 'pin-dir', env: 'PHAROS_PIN_DIR', kind: 'string', help: 'bpffs directory for pinned maps (default /sys/fs/bpf/pharos/<node-name>)' },
   { key: 'procSysNet', flag: 'proc-sys-net', env: 'PHAROS_PROC_SYS_NET', kind: 'string', help: 'the node\'s writable net sysctls (a container\'s /proc/sys is read-only: the DaemonSet mounts the host\'s /proc/sys/net at /host/proc/sys/net)' },
-  { key: 'mode', flag: 'mode', env: 'PHAROS_MODE', kind: 'string', choices: ['snat', 'dsr'], help: 'forwarding mode' },
+  { key: 'mode', flag: 'forwarding-mode', env: 'PHAROS_FORWARDING_MODE', kind: 'string', choices: ['snat', 'dsr'], help: 'forwarding mode of services without the lb.pharos.io/forwarding-mode annotation: snat, or dsr (direct server return, L2 dispatch: backends on the segment hold the address on lo)' },
   { key: 'logLevel', flag: 'log-level', env: 'PHAROS_LOG_LEVEL', kind: 'string', choices: ['debug', 'info', 'warn', 'error'], help: 'log level' },
   { key: 'logFormat', flag: 'log-format', env: 'PHAROS_LOG_FORMAT', kind: 'string', choices: ['text', 'json'], help: 'log format' },
   { key: 'config', flag: 'config', env: 'PHAROS_CONFIG', kind: 'string', help: 'YAML file with the same keys as these flags (camelCase or flag spelling)' },
@@ -336,7 +337,6 @@ function finalize(cfg: AgentConfig, env: Record<string, string | undefined>): Ag
   }
   if (cfg.socketLbCgroup && !cfg.socketLbCgroup.startsWith('/')) throw new ConfigError(`--socket-lb-cgroup: "${cfg.socketLbCgroup}" must be an absolute path`);
   if (!parseHttpAddress(cfg.http)) throw new ConfigError(`--http: "${cfg.http}" is not HOST:PORT`);
-  if (cfg.mode === 'dsr') throw new ConfigError('--mode dsr is not supported yet; use snat');
   if (!Number.isInteger(cfg.hashSeed) || cfg.hashSeed > 0xffffffff) throw new ConfigError('--hash-seed: must be an integer 0..4294967295');
   if (cfg.maglevTableSize !== 0 && !isPrime(cfg.maglevTableSize)) throw new ConfigError(`--maglev-table-size: ${cfg.maglevTableSize} is not a prime (0: chosen by backend count)`);
   if (!isPrime(cfg.maglevMaxTableSize)) throw new ConfigError(`--maglev-max-table-size: ${cfg.maglevMaxTableSize} is not a prime`);

@@ -76,6 +76,8 @@ export const FE_RESET_ON_REMOVE = 1 << 0;
 export const FE_LOCAL_ONLY = 1 << 1;
 export const FE_AFFINITY = 1 << 2;
 export const FE_SOURCE_RANGES = 1 << 3;
+/** Direct server return, L2 dispatch (bpf/lib/dsr.h): MAC rewrite only, no flow state. */
+export const FE_DSR = 1 << 4;
 
 // ph_backend.flags
 export const BE_DRAINING = 1 << 0;
@@ -151,6 +153,9 @@ export const STAT_REASONS = [
   'tail_call_fail',
   'ttl_exceeded',
   'foreign_mac',
+  'dsr_l2',
+  'dsr_offlink',
+  'dsr_no_neigh',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 
@@ -160,7 +165,7 @@ export type StatReason = (typeof STAT_REASONS)[number];
  * comment starting "drop:" or "pass:"; abi.test.ts compares both and every
  * count_and(reason, verdict) of the C.
  */
-export const DROP_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['malformed_l2', 'malformed_l3', 'malformed_l4', 'no_backend', 'backend_gone', 'snat_exhausted', 'ct_insert_fail', 'fib_fail', 'redirect_fail', 'source_range']);
+export const DROP_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['malformed_l2', 'malformed_l3', 'malformed_l4', 'no_backend', 'backend_gone', 'snat_exhausted', 'ct_insert_fail', 'fib_fail', 'redirect_fail', 'source_range', 'dsr_offlink', 'dsr_no_neigh']);
 export const PASS_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['fragment', 'ipv6_ext_limit', 'no_neigh', 'local_backend', 'responder_stale', 'arp_ignored', 'tail_call_fail', 'ttl_exceeded', 'foreign_mac']);
 
 /**

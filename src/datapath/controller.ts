@@ -10,7 +10,7 @@
  * L2/BGP stop announcing what is not served), and keeps the id → label
  * tables metrics render from, versioned so a scrape never recomputes them.
  */
-import type { EndpointSlice, Frontend, Kind, Service } from '../model/types.js';
+import type { EndpointSlice, ForwardingMode, Frontend, Kind, Service } from '../model/types.js';
 import type { Snapshot } from '../store/store.js';
 import type { ChangeSet } from '../agent/controller.js';
 import { frontendsForService, serviceKeyOfSlice, slicesByService } from './desired.js';
@@ -38,6 +38,8 @@ export interface DatapathControllerOptions {
   isOurService: (svc: Service) => boolean;
   /** The node's addresses NodePort frontends answer on (read each pass; a change recomputes every service). */
   nodeAddresses: () => string[];
+  /** --forwarding-mode: services without the annotation. */
+  forwardingMode?: ForwardingMode;
   /** Every address of the node (backends there are delivered locally). */
   localAddresses: () => string[];
   /** A service's programmed state changed (undefined: it has no frontends any more). */
@@ -79,7 +81,7 @@ export class DatapathController {
     const full = !changes || changes.all || !this.indexed || nodeKey !== this.nodeAddressKey;
     this.nodeAddressKey = nodeKey;
     this.opts.sync.setLocalAddresses(this.opts.localAddresses());
-    const frontendOpts = { nodeName: this.opts.nodeName, isOurService: this.opts.isOurService, nodeAddresses };
+    const frontendOpts = { nodeName: this.opts.nodeName, isOurService: this.opts.isOurService, nodeAddresses, ...(this.opts.forwardingMode ? { forwardingMode: this.opts.forwardingMode } : {}) };
     const total = emptyResult();
     const frontendsOf = (svc: Service | undefined, slices: () => readonly EndpointSlice[]): Frontend[] =>
       svc ? frontendsForService(svc, slices(), frontendOpts) : [];

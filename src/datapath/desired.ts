@@ -19,7 +19,7 @@
  */
 import { isIPv4 } from 'node:net';
 import { tryParseAddress } from '../model/cidr.js';
-import { objectKey, type Backend, type EndpointSlice, type Frontend, type Service, type ServicePort } from '../model/types.js';
+import { objectKey, type Backend, type EndpointSlice, type ForwardingMode, type Frontend, type Service, type ServicePort } from '../model/types.js';
 import type { Snapshot } from '../store/store.js';
 
 export interface DesiredFrontendOptions {
@@ -28,6 +28,8 @@ export interface DesiredFrontendOptions {
   isOurService: (svc: Service) => boolean;
   /** This node's addresses NodePort frontends answer on; none when absent. */
   nodeAddresses?: readonly string[];
+  /** The agent's --forwarding-mode, for services without the annotation (default snat). */
+  forwardingMode?: ForwardingMode;
 }
 
 function targetPortFor(slice: EndpointSlice, port: ServicePort): number | undefined {
@@ -98,6 +100,8 @@ export function frontendsForService(svc: Service, slices: readonly EndpointSlice
   if (addresses.length === 0) return [];
   const out: Frontend[] = [];
   const seen = new Set<string>();
+  // DSR needs the backend to hold the frontend's address: service addresses only, a node's own address (NodePort) never.
+  const dsr = (svc.forwardingMode ?? opts.forwardingMode) === 'dsr';
   // One backend list per port and family, shared by that port's frontends (a VIP and its NodePorts).
   const backendLists = new Map<string, Frontend['backends']>();
   for (const { address, kind } of addresses) {
@@ -123,6 +127,7 @@ export function frontendsForService(svc: Service, slices: readonly EndpointSlice
         sessionAffinityTimeoutSeconds: svc.sessionAffinityTimeoutSeconds,
         localOnly: svc.externalTrafficPolicy === 'Local',
         sourceRanges: svc.loadBalancerSourceRanges,
+        ...(dsr && kind !== 'NodePort' ? { forwardingMode: 'dsr' as const } : {}),
       });
     }
   }

@@ -29,7 +29,7 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  encodeSourceRangeKey, familyOf, FE_AFFINITY, FE_LOCAL_ONLY, FE_RESET_ON_REMOVE, FE_SOURCE_RANGES, type FrontendValue,
+  encodeSourceRangeKey, familyOf, FE_AFFINITY, FE_DSR, FE_LOCAL_ONLY, FE_RESET_ON_REMOVE, FE_SOURCE_RANGES, type FrontendValue,
 } from './abi.js';
 import { buildMaglevTable, maglevTableSize, MaglevError, type MaglevSizing } from './maglev.js';
 import type { Frontend, FrontendKind } from '../model/types.js';
@@ -539,11 +539,13 @@ export class DatapathPlanner {
         problems.push({ object: key, service: want.service, reason: 'InvalidFrontend', blocking: false, message: `loadBalancerSourceRanges: ${(err as Error).message}; range ignored` });
       }
     }
+    for (const message of dsrLimits(want)) problems.push({ object: key, service: want.service, reason: 'InvalidFrontend', blocking: false, message });
     const memberIds = want.sessionAffinity ? new Set<number>(eligible.map((b) => this.backends.get(backendKeyString(b))!.id)) : NO_IDS;
     const value: FrontendValue = {
       id,
       flags: (want.removedBackendPolicy === 'reset' ? FE_RESET_ON_REMOVE : 0) | (want.localOnly ? FE_LOCAL_ONLY : 0) |
-        (want.sessionAffinity ? FE_AFFINITY : 0) | (ownRanges.length > 0 ? FE_SOURCE_RANGES : 0),
+        (want.sessionAffinity ? FE_AFFINITY : 0) | (ownRanges.length > 0 ? FE_SOURCE_RANGES : 0) |
+        (want.forwardingMode === 'dsr' ? FE_DSR : 0),
       backends: t ? Math.max(1, backendsInTable) : 0,
       affinityTimeout: want.sessionAffinity ? (want.sessionAffinityTimeoutSeconds > 0 ? want.sessionAffinityTimeoutSeconds : DEFAULT_AFFINITY_TIMEOUT_S) : 0,
       table: t?.id ?? 0,
@@ -959,6 +961,18 @@ function validate(f: Frontend, key: string): FrontendProblem | undefined {
     if (!ok) return problem(`backend ${b.address} is not an ${family} address; frontend skipped`);
   }
   return undefined;
+}
+
+/** What a DSR frontend (L2 dispatch, bpf/lib/dsr.h) serves differently from what the service asks: warnings, it still serves. */
+function dsrLimits(f: Frontend): string[] {
+  if (f.forwardingMode !== 'dsr') return [];
+  const out: string[] = [];
+  const otherPorts = [...new Set(f.backends.filter((b) => b.port !== f.port).map((b) => b.port))];
+  if (otherPorts.length > 0) {
+    out.push(`forwarding mode dsr keeps the destination port ${f.port}, but endpoints listen on ${otherPorts.join(', ')}: they must also serve ${f.address}:${f.port} (targetPort = port)`);
+  }
+  if (f.sessionAffinity) out.push('forwarding mode dsr keeps no per-client state: sessionAffinity ClientIP is not applied (Maglev places each flow)');
+  return out;
 }
 
 function sameValue(a: FrontendValue, b: FrontendValue): boolean {

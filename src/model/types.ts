@@ -83,6 +83,14 @@ export interface LoadBalancerIngress {
   ip: string;
 }
 
+/**
+ * How the data path carries a frontend's flows to its backends: `snat`
+ * (source rewritten to the node, replies come back through it) or `dsr`
+ * (direct server return: client address kept, replies bypass the LB;
+ * bpf/README.md "Direct server return").
+ */
+export type ForwardingMode = 'snat' | 'dsr';
+
 export interface Service {
   kind: 'Service';
   meta: ObjectMeta;
@@ -101,6 +109,8 @@ export interface Service {
   sessionAffinityTimeoutSeconds: number;
   loadBalancerSourceRanges: string[];
   allocateLoadBalancerNodePorts: boolean;
+  /** Annotation `lb.pharos.io/forwarding-mode`; absent: the agent's --forwarding-mode. */
+  forwardingMode?: ForwardingMode;
   status: {
     ingress: LoadBalancerIngress[];
     conditions: Condition[];
@@ -308,6 +318,8 @@ export interface Frontend {
   sourceRanges: string[];
   /** Flows of a backend that disappears: moved to another backend (default) or dropped so clients reset. */
   removedBackendPolicy?: 'rebalance' | 'reset';
+  /** Absent: snat. dsr applies to service addresses (LoadBalancer, external IPs), never to NodePorts. */
+  forwardingMode?: ForwardingMode;
 }
 
 // ---------------------------------------------------------------- validation

@@ -42,7 +42,7 @@ t.test('bad input names the flag or key', async (t) => {
     [[], {}, {}, /no source/],
     [['--manifests', '/m', '--kubeconfig', '/k'], {}, {}, /exclusive/],
     [['--manifests', '/m', '--bogus', '1'], {}, {}, /unknown flag --bogus/],
-    [['--manifests', '/m', '--mode', 'fast'], {}, {}, /flag mode: "fast" is not one of snat, dsr/],
+    [['--manifests', '/m', '--forwarding-mode', 'fast'], {}, {}, /flag forwarding-mode: "fast" is not one of snat, dsr/],
     [['--manifests', '/m', '--snat-ports', '5-2'], {}, {}, /snat-ports: "5-2" is not a port range/],
     [['--manifests', '/m', '--http', 'localhost'], {}, {}, /--http: "localhost" is not HOST:PORT/],
     [['--manifests', '/m', '--maglev-table-size', '16380'], {}, {}, /not a prime/],

@@ -76,6 +76,7 @@ t.test('flag constants match the C', async (t) => {
   t.equal(defs.PH_FE_LOCAL_ONLY, abi.FE_LOCAL_ONLY);
   t.equal(defs.PH_FE_AFFINITY, abi.FE_AFFINITY);
   t.equal(defs.PH_FE_SOURCE_RANGES, abi.FE_SOURCE_RANGES);
+  t.equal(defs.PH_FE_DSR, abi.FE_DSR);
   t.equal(defs.PH_CT_NEW, abi.CT_NEW);
   t.equal(defs.PH_CT_ESTABLISHED, abi.CT_ESTABLISHED);
   t.equal(defs.PH_CT_CLOSING, abi.CT_CLOSING);

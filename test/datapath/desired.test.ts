@@ -77,3 +77,16 @@ t.test('affinity and source ranges are carried to the frontend', async (t) => {
   const [f] = desiredFrontends(s, opts);
   t.match(f, { sessionAffinity: true, sessionAffinityTimeoutSeconds: 60, sourceRanges: ['192.0.2.0/24'] });
 });
+
+t.test('forwarding mode: the annotation over the agent default, service addresses only (never NodePorts)', async (t) => {
+  const s = snap([service('web'), service('dsr', { forwardingMode: 'dsr', externalIPs: ['198.51.100.20'] }), service('snat', { forwardingMode: 'snat', status: { ingress: [{ ip: '198.51.100.11' }], conditions: [] } })],
+    [slice('web', eps), slice('dsr', eps), slice('snat', eps)]);
+  const modes = (o: typeof opts & { forwardingMode?: 'snat' | 'dsr' }): string[] =>
+    desiredFrontends(s, { ...o, nodeAddresses: ['198.18.0.2'] }).map((f) => `${f.service} ${f.kind} ${f.forwardingMode ?? 'snat'}`).sort();
+  t.same(modes(opts), [
+    'ns/dsr ExternalIP dsr', 'ns/dsr LoadBalancer dsr', 'ns/dsr NodePort snat', 'ns/snat LoadBalancer snat', 'ns/snat NodePort snat', 'ns/web LoadBalancer snat', 'ns/web NodePort snat',
+  ].sort());
+  t.same(modes({ ...opts, forwardingMode: 'dsr' }), [
+    'ns/dsr ExternalIP dsr', 'ns/dsr LoadBalancer dsr', 'ns/dsr NodePort snat', 'ns/snat LoadBalancer snat', 'ns/snat NodePort snat', 'ns/web LoadBalancer dsr', 'ns/web NodePort snat',
+  ].sort());
+});

@@ -141,6 +141,14 @@ t.test('Service status and source ranges', async (t) => {
   t.same(fieldWins.loadBalancerSourceRanges, ['198.51.100.0/24']);
 });
 
+t.test('lb.pharos.io/forwarding-mode: dsr or snat; absent leaves it to the agent', async (t) => {
+  const dsr = ok<Service>(parseObject(service({ type: 'LoadBalancer', ports: [{ port: 80 }] }, { annotations: { 'lb.pharos.io/forwarding-mode': 'dsr' } })));
+  t.equal(dsr.forwardingMode, 'dsr');
+  const snat = ok<Service>(parseObject(service({ type: 'LoadBalancer', ports: [{ port: 80 }] }, { annotations: { 'lb.pharos.io/forwarding-mode': 'snat' } })));
+  t.equal(snat.forwardingMode, 'snat');
+  t.equal(ok<Service>(parseObject(service({ type: 'LoadBalancer', ports: [{ port: 80 }] }))).forwardingMode, undefined);
+});
+
 t.test('Date objects from the client library become RFC 3339 text', async (t) => {
   const s = ok<Service>(parseObject(service({}, { creationTimestamp: new Date('2026-01-02T03:04:05.678Z') })));
   t.equal(s.meta.creationTimestamp, '2026-01-02T03:04:05Z');
@@ -192,6 +200,7 @@ t.test('Service validation names the field', async (t) => {
       service({}, { annotations: { 'service.beta.kubernetes.io/load-balancer-source-ranges': '192.0.2.0/24,nope' } }),
       'metadata.annotations["service.beta.kubernetes.io/load-balancer-source-ranges"]',
     ],
+    ['bad forwarding mode', service({}, { annotations: { 'lb.pharos.io/forwarding-mode': 'direct' } }), 'metadata.annotations["lb.pharos.io/forwarding-mode"]', /snat, dsr/],
     ['bad traffic policy', service({ externalTrafficPolicy: 'Global' }), 'spec.externalTrafficPolicy'],
     ['bad affinity', service({ sessionAffinity: 'Cookie' }), 'spec.sessionAffinity'],
     ['affinity timeout too long', service({ sessionAffinityConfig: { clientIP: { timeoutSeconds: 86401 } } }), 'spec.sessionAffinityConfig.clientIP.timeoutSeconds'],

@@ -6,10 +6,13 @@
 import { type Context, readConditions, readMeta } from './common.js';
 import { FieldReader, show } from '../field-reader.js';
 import { addressFamily, checkAddress, checkCidr, checkPortName } from '../syntax.js';
-import type { IPFamily, IPFamilyPolicy, LoadBalancerIngress, Protocol, Service, ServicePort, ServiceType } from '../types.js';
+import type { ForwardingMode, IPFamily, IPFamilyPolicy, LoadBalancerIngress, Protocol, Service, ServicePort, ServiceType } from '../types.js';
 
 /** Honoured by Kubernetes cloud providers when spec.loadBalancerSourceRanges is empty. */
 export const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balancer-source-ranges';
+/** Per-service forwarding mode, over the agent's --forwarding-mode. */
+export const FORWARDING_MODE_ANNOTATION = 'lb.pharos.io/forwarding-mode';
+const FORWARDING_MODES: readonly ForwardingMode[] = ['snat', 'dsr'];
 
 const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
 export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -71,6 +74,12 @@ export function parseServiceObject(ctx: Context): Service {
     loadBalancerClassReader.report(`may only be set for type LoadBalancer, not ${type}`);
   }
 
+  let forwardingMode: ForwardingMode | undefined;
+  if (meta.annotations[FORWARDING_MODE_ANNOTATION] !== undefined) {
+    const annotation = ctx.root.get('metadata').get('annotations').get(FORWARDING_MODE_ANNOTATION);
+    forwardingMode = annotation.recover(() => annotation.oneOf(FORWARDING_MODES), undefined);
+  }
+
   const sessionAffinity = spec.recover(() => spec.get('sessionAffinity').oneOf(['None', 'ClientIP'] as const, 'None'), 'None');
   const sessionAffinityTimeoutSeconds = spec.recover(
     () => spec.get('sessionAffinityConfig').get('clientIP').get('timeoutSeconds').integer(1, 86400, 10800),
@@ -95,6 +104,7 @@ export function parseServiceObject(ctx: Context): Service {
   };
   if (loadBalancerClass !== undefined) service.loadBalancerClass = loadBalancerClass;
   if (loadBalancerIP !== undefined) service.loadBalancerIP = loadBalancerIP;
+  if (forwardingMode !== undefined) service.forwardingMode = forwardingMode;
   return service;
 }
 
