@@ -70,12 +70,15 @@ static __always_inline enum dsr_hop dsr_resolve(struct ph_ctx *ctx, const struct
 }
 
 /**
- * dsr_l2_dispatch() - send a packet of a DSR frontend to its backend by
- * MAC rewrite. The next hop is cached per backend (ph_be_nh) like the NAT
- * path's; only an on-link resolution is ever cached here.
+ * dsr_l2_forward() - send the frame @p, addressed to a DSR frontend, to
+ * the backend Maglev picks for the client -> VIP flow @f (the packet's own
+ * flow, or the one an ICMP error quotes) by MAC rewrite. The next hop is
+ * cached per backend (ph_be_nh) like the NAT path's; only an on-link
+ * resolution is ever cached here.
  * Returns: the verdict, every exit counted.
  */
-static __always_inline int dsr_l2_dispatch(struct ph_ctx *ctx, struct packet *p, const struct ph_fe_value *fe)
+static __always_inline int dsr_l2_forward(struct ph_ctx *ctx, struct packet *p, const struct ph_fe_value *fe,
+					  const struct ph_flow *f)
 {
 	struct ph_nexthop nh;
 	struct ph_be_nh *c;
@@ -85,9 +88,9 @@ static __always_inline int dsr_l2_dispatch(struct ph_ctx *ctx, struct packet *p,
 
 	if (!fe->backends)
 		return count_and(PH_STAT_NO_BACKEND, PH_DROP);
-	be_id = maglev_pick(fe, flow_hash(&p->flow));
+	be_id = maglev_pick(fe, flow_hash(f));
 	be = be_id ? backend_get(be_id) : NULL;
-	if (!be || be->family != p->flow.family)
+	if (!be || be->family != f->family)
 		return count_and(PH_STAT_NO_BACKEND, PH_DROP);
 	/* This node is the backend (it holds the VIP as a DSR backend must): the kernel delivers. */
 	if (be->flags & PH_BE_LOCAL)
@@ -97,7 +100,7 @@ static __always_inline int dsr_l2_dispatch(struct ph_ctx *ctx, struct packet *p,
 	if (c && !nh_stale(&c->nh, c->fib_at, now)) {
 		nh = c->nh;
 	} else {
-		switch (dsr_resolve(ctx, &p->flow, be, &nh)) {
+		switch (dsr_resolve(ctx, f, be, &nh)) {
 		case DSR_HOP_OK:
 			break;
 		case DSR_HOP_NO_NEIGH:
@@ -117,6 +120,30 @@ static __always_inline int dsr_l2_dispatch(struct ph_ctx *ctx, struct packet *p,
 	traffic_add(&ph_be_stats, be_id, p->l3_len);
 	stat_inc(PH_STAT_DSR_L2);
 	return nh_transmit(ctx, p->eth, &nh);
+}
+
+/* A packet of a DSR frontend: to the backend of its own flow. */
+static __always_inline int dsr_l2_dispatch(struct ph_ctx *ctx, struct packet *p, const struct ph_fe_value *fe)
+{
+	return dsr_l2_forward(ctx, p, fe, &p->flow);
+}
+
+/**
+ * dsr_icmp_error() - an ICMP error to a DSR frontend's address about a
+ * reply (VIP -> client, quoted; @k is that quote read backwards, the
+ * client -> VIP flow). The backend sent the reply, holds the VIP and the
+ * socket, so the error goes to it untouched (a router's fragmentation
+ * needed / packet too big lowers that socket's path MTU).
+ * Returns: a verdict, or -1 when @k is not a DSR frontend's flow.
+ */
+static __always_inline int dsr_icmp_error(struct ph_ctx *ctx, struct packet *p, const struct ph_flow *k)
+{
+	const struct ph_fe_value *fe = frontend_get(k);
+
+	if (!fe || !(fe->flags & PH_FE_DSR))
+		return -1;
+	stat_inc(PH_STAT_DSR_ICMP);
+	return dsr_l2_forward(ctx, p, fe, k);
 }
 
 #endif

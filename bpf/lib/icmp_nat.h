@@ -9,6 +9,8 @@
  *     conntrack of client -> VIP => to the backend, quoting backend -> SNAT address
  *   to our SNAT address, quoting SNAT -> backend (the backend or its side):
  *     reverse entry            => to the client, quoting client -> VIP
+ *   to a DSR frontend's VIP, quoting VIP -> client:
+ *     untouched to the backend Maglev picks for client -> VIP (lib/dsr.h)
  *
  * Outer and quoted addresses, quoted ports, the quoted IPv4 and UDP
  * checksums and the ICMP checksum are all rewritten incrementally.
@@ -26,6 +28,7 @@
 #include "lib/parsing.h"
 #include "lib/stats.h"
 #include "lib/fib.h"
+#include "lib/dsr.h"
 
 #define PH_ICMP_DEST_UNREACH 3
 #define PH_ICMP_TIME_EXCEEDED 11
@@ -200,6 +203,9 @@ static __always_inline int icmp4_error_nat(struct ph_ctx *ctx, struct packet *p)
 	k.dport = ports[0];
 	k.proto = in->protocol;
 	k.family = PH_AF_INET;
+	rc = dsr_icmp_error(ctx, p, &k);
+	if (rc >= 0)
+		return rc;
 	rc = icmp_error_route(ctx, p, &k, &x, &nh, &v);
 	if (rc != PH_ICMP_TRANSLATE)
 		return rc;
@@ -269,6 +275,9 @@ static __always_inline int icmp6_error_nat(struct ph_ctx *ctx, struct packet *p)
 	k.dport = ports[0];
 	k.proto = in->nexthdr;
 	k.family = PH_AF_INET6;
+	rc = dsr_icmp_error(ctx, p, &k);
+	if (rc >= 0)
+		return rc;
 	rc = icmp_error_route(ctx, p, &k, &x, &nh, &v);
 	if (rc != PH_ICMP_TRANSLATE)
 		return rc;

@@ -49,7 +49,8 @@ enum ph_stat {
 	PH_STAT_DSR_L2 = 32,		/* DSR frontend: sent to its backend with only the MACs rewritten */
 	PH_STAT_DSR_OFFLINK = 33,	/* drop: DSR L2 backend not on a segment of this node (behind a router) */
 	PH_STAT_DSR_NO_NEIGH = 34,	/* drop: DSR L2 backend's MAC not resolved yet */
-	PH_STAT_MAX = 35,
+	PH_STAT_DSR_ICMP = 35,		/* ICMP error about a DSR flow's reply, sent on to that flow's backend */
+	PH_STAT_MAX = 36,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

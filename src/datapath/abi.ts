@@ -156,6 +156,7 @@ export const STAT_REASONS = [
   'dsr_l2',
   'dsr_offlink',
   'dsr_no_neigh',
+  'dsr_icmp',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 

@@ -4,8 +4,8 @@
  * fixture-env.ts (real FIB neighbours). What they prove: a DSR frame leaves
  * byte for byte as it came except its two MACs (no NAT, TTL untouched); it
  * goes to the backend Maglev picks (the one maglev.ts predicts), also for a
- * mid-flow packet no LB has seen the start of; no conntrack or reverse-NAT
- * entry is made; a backend behind a router, or a frame for another host, is
+ * mid-flow packet no LB has seen the start of, and an ICMP error about a
+ * reply; no conntrack or reverse-NAT entry is made; a backend behind a router, or a frame for another host, is
  * never forwarded; and a frontend switched back to snat is NATed as before.
  */
 import t, { type Test } from 'tap';
@@ -136,6 +136,22 @@ for (const f of [4, 6] as const) {
     const p = e.predict({ src: client(f), dst: vip(f, 40), sport, dport: 80, proto: 6 }, 'TCP');
     const want = frame(f, { src: MAC.fb0, dst: MAC.backend(p.backendIndex) }, vip(f, 40), sport, 'tcp', 'A');
     expectRun(t, e, frame(f, fromClient, vip(f, 40), sport, 'tcp', 'A'), { verdict: 'REDIRECT', output: want, stats: { dsr_l2: 1, fwd_redirect: 1 } });
+  });
+
+  t.test(`${v}: ${f === 4 ? 'frag-needed' : 'packet too big'} from a router about a reply (VIP → client) goes untouched to that flow's backend`, { skip }, async (t) => {
+    const e = env!;
+    const sport = base + 6;
+    const p = e.predict({ src: client(f), dst: vip(f, 40), sport, dport: 80, proto: 6 }, 'TCP');
+    const reply = pkt().eth({ src: MAC.backend(p.backendIndex), dst: MAC.client });
+    if (f === 4) reply.ipv4({ src: vip(f, 40), dst: client(f), id: 3, flags: 'DF' });
+    else reply.ipv6({ src: vip(f, 40), dst: client(f) });
+    const quote = reply.tcp({ sport: 80, dport: sport, flags: 'PA', seq: 5000, ack: 1000 }).payload(Buffer.alloc(1400)).build().subarray(14, 14 + (f === 4 ? 28 : 48));
+    const error = (macs: { src: string; dst: string }): Buffer => {
+      const b = pkt().eth(macs);
+      if (f === 4) return b.ipv4({ src: '198.18.0.50', dst: vip(f, 40), id: 9 }).icmp({ type: 3, code: 4, id: 0, seq: 1200 }).payload(quote).build();
+      return b.ipv6({ src: '2001:db8::50', dst: vip(f, 40) }).icmp6({ type: 2, code: 0, mtu: 1280 }).payload(quote).build();
+    };
+    expectRun(t, e, error(fromClient), { verdict: 'REDIRECT', output: error({ src: MAC.fb0, dst: MAC.backend(p.backendIndex) }), stats: { dsr_icmp: 1, dsr_l2: 1, fwd_redirect: 1 } });
   });
 
   t.test(`${v}: a backend behind a router is never sent to (dropped, counted dsr_offlink)`, { skip }, async (t) => {
