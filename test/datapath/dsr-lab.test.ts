@@ -1,14 +1,14 @@
 /**
- * Direct server return, L2 dispatch, end to end: `pharos agent` in
+ * Direct server return, L2 dispatch, end to end (IPv4 and IPv6): `pharos agent` in
  * manifests mode with `--forwarding-mode dsr` (attached as `--xdp-mode auto`
  * picks on a veth), real TCP and UDP from a client to two backends on the
  * LB's segment that hold the VIP on their loopback (arp_ignore=1,
  * arp_announce=2, as IPVS-DR and Katran document).
  *
- *   cli 198.18.0.1 ─┐
- *   lb  198.18.0.2 ─┤ br0 (namespace sw)     VIP 198.51.100.10 on lo of b1, b2
- *   b1  198.18.0.11 ┤
- *   b2  198.18.0.12 ┘
+ *   cli 198.18.0.1,  2001:db8::1  ─┐
+ *   lb  198.18.0.2,  2001:db8::2  ─┤ br0 (namespace sw)   VIPs 198.51.100.10 and
+ *   b1  198.18.0.11, 2001:db8::11 ─┤                      2001:db8:100::10 on lo of b1, b2
+ *   b2  198.18.0.12, 2001:db8::12 ─┘
  *
  * What it proves: each backend sees the client's own address as the peer
  * (no SNAT), connections spread over both backends (Maglev), the replies
@@ -30,15 +30,18 @@ const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const HTTP = '127.0.0.1:9643';
 const PIN_DIR = '/run/pharos/bpffs/phdsr-lb';
 const VIP = '198.51.100.10';
+const VIP6 = '2001:db8:100::10';
 const CLIENT = '198.18.0.1';
+const CLIENT6 = '2001:db8::1';
 const BACKENDS = { b1: '198.18.0.11', b2: '198.18.0.12' } as const;
+const BACKENDS6 = { b1: '2001:db8::11', b2: '2001:db8::12' } as const;
 const REQUESTS = 24;
 
 const MANIFESTS = `apiVersion: lb.pharos.io/v1alpha1
 kind: LoadBalancerIPPool
 metadata: { name: front }
 spec:
-  blocks: [{ start: ${VIP}, stop: ${VIP} }]
+  blocks: [{ start: ${VIP}, stop: ${VIP} }, { start: ${VIP6}, stop: ${VIP6} }]
 ---
 apiVersion: lb.pharos.io/v1alpha1
 kind: L2AnnouncementPolicy
@@ -50,6 +53,8 @@ kind: Service
 metadata: { name: web, namespace: default }
 spec:
   type: LoadBalancer
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
   # DSR keeps the destination port: the backends serve the service ports themselves.
   ports: [{ name: http, port: 80, targetPort: 80, protocol: TCP }, { name: dns, port: 53, targetPort: 53, protocol: UDP }]
 ---
@@ -60,6 +65,14 @@ addressType: IPv4
 ports: [{ name: http, port: 80, protocol: TCP }, { name: dns, port: 53, protocol: UDP }]
 endpoints:
 ${Object.values(BACKENDS).map((a) => `  - addresses: [${a}]\n    conditions: { ready: true }`).join('\n')}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: web-2, namespace: default, labels: { kubernetes.io/service-name: web } }
+addressType: IPv6
+ports: [{ name: http, port: 80, protocol: TCP }, { name: dns, port: 53, protocol: UDP }]
+endpoints:
+${Object.values(BACKENDS6).map((a) => `  - addresses: ["${a}"]\n    conditions: { ready: true }`).join('\n')}
 `;
 
 async function linkStats(lab: Lab, ns: string): Promise<{ rx: number; tx: number }> {
@@ -81,17 +94,18 @@ t.test('DSR L2: client address kept, replies bypass the LB, flows spread by Magl
   t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(PIN_DIR); });
   await lab.addNamespace('sw');
   await lab.addBridge('sw', 'br0');
-  const hosts: Array<[string, string]> = [['cli', CLIENT], ['lb', '198.18.0.2'], ...Object.entries(BACKENDS)];
-  for (const [ns, addr] of hosts) {
+  const hosts: Array<[string, string, string]> = [['cli', CLIENT, CLIENT6], ['lb', '198.18.0.2', '2001:db8::2'], ['b1', BACKENDS.b1, BACKENDS6.b1], ['b2', BACKENDS.b2, BACKENDS6.b2]];
+  for (const [ns, addr, addr6] of hosts) {
     await lab.addNamespace(ns, ns === 'lb' ? { forwarding: true } : {});
-    await lab.addLink({ ns, ifname: 'eth0', addrs: [`${addr}/24`] }, { ns: 'sw', ifname: `p-${ns}` });
+    await lab.addLink({ ns, ifname: 'eth0', addrs: [`${addr}/24`, `${addr6}/64`] }, { ns: 'sw', ifname: `p-${ns}` });
     await lab.attachToBridge('sw', `p-${ns}`, 'br0');
   }
   // The VIP is on-link for the client: its ARP request is answered by pharos on the LB.
-  await lab.exec('cli', ['ip', 'route', 'add', '198.51.100.0/24', 'dev', 'eth0']);
+  await lab.exec('cli', ['sh', '-c', 'ip route add 198.51.100.0/24 dev eth0 && ip -6 route add 2001:db8:100::/64 dev eth0']);
   for (const [ns] of Object.entries(BACKENDS)) {
     // The backend side of DSR without pharos: the VIP on lo, never answered for by ARP, never used as an ARP source.
-    await lab.exec(ns, ['sh', '-c', `ip addr add ${VIP}/32 dev lo && sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2`]);
+    // IPv6 needs no sysctl: the kernel answers neighbour solicitations only for addresses of the interface asked on.
+    await lab.exec(ns, ['sh', '-c', `ip addr add ${VIP}/32 dev lo && ip -6 addr add ${VIP6}/128 dev lo && sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2 net.ipv4.conf.eth0.arp_ignore=1 net.ipv4.conf.eth0.arp_announce=2`]);
     await startEchoServer(lab, ns, { name: ns, port: 80 });
     // Bound to the VIP so the reply leaves from it (an unbound UDP socket would answer from eth0's address).
     await startEchoServer(lab, ns, { name: ns, port: 53, udp: true, host: VIP });
@@ -136,6 +150,15 @@ t.test('DSR L2: client address kept, replies bypass the LB, flows spread by Magl
   const dsr = (await metric(lab, /^pharos_datapath_events_total\{event="dsr_l2"\}/)) - dsrBefore;
   t.ok(dsr >= sent - 8 && dsr <= lbReceived, `pharos dispatched the client's packets as DSR (${dsr})`);
   t.equal(await metric(lab, /^pharos_datapath_events_total\{event="(ct_create|rev_nat|tc_rev_nat)"\}/), ctBefore, 'no conntrack entry made, no reply reverse-NATed');
+
+  const answers6: string[] = [];
+  await waitFor('the IPv6 VIP to answer', 20_000, async () => {
+    try { return await httpGet(lab, 'cli', `http://[${VIP6}]/`, { timeoutMs: 2000 }); } catch { return undefined; }
+  });
+  for (let i = 0; i < REQUESTS / 2; i++) answers6.push((await httpGet(lab, 'cli', `http://[${VIP6}]/`, { timeoutMs: 3000 })).trim());
+  t.ok(answers6.every((a) => a.endsWith(` ${CLIENT6}`)), `IPv6: every backend saw the client's own address: ${[...new Set(answers6)].join(', ')}`);
+  t.same([...new Set(answers6.map((a) => a.split(' ')[0]))].sort(), ['b1', 'b2'], 'IPv6: spread over both backends');
+  t.equal(await metric(lab, /^pharos_datapath_events_total\{event="(ct_create|rev_nat|tc_rev_nat)"\}/), ctBefore, 'IPv6: no conntrack entry either');
 
   const udp = await udpQuery(lab, 'cli', VIP, 53, 'dsr-udp', { timeoutMs: 3000 });
   t.match(udp, new RegExp(`^b[12] ${CLIENT.replace(/\./g, '\\.')} dsr-udp`), `UDP answered from the VIP by a backend that saw the client: ${udp.trim()}`);
