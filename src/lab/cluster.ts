@@ -27,7 +27,6 @@ export const DEFAULT_STATE_DIR = '/run/pharos/lab';
 export const API_ADDR = '192.0.2.254';
 export const API_PORT = 6443;
 export const AGENT_HTTP = '127.0.0.1:9643';
-export const SEGMENT = { v4: '198.51.100.0/24', v6: '2001:db8:51::/64' };
 export const CLIENT = { v4: '198.51.100.129', v6: '2001:db8:51::129' };
 /** Outside /sys: `ip netns exec` remounts /sys (LAB-FACTS). */
 export const BPFFS = '/run/pharos/bpffs';

@@ -46,11 +46,11 @@ export interface ClusterTopology {
   xdpPeers?: boolean;
 }
 
-export const SWITCH_NS = 'sw';
-export const MGMT_NS = 'mgmt';
+const SWITCH_NS = 'sw';
+const MGMT_NS = 'mgmt';
 
 /** Switch-side name of a member's port on a segment (interface names are at most 15 characters). */
-export function switchPort(segment: 'p' | 'q' | 'm', member: string): string {
+function switchPort(segment: 'p' | 'q' | 'm', member: string): string {
   return `${segment}-${member}`.slice(0, 15);
 }
 
