@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { BPF_BUILD_DIR, BPF_SOURCE_DIR, PROJECT_ROOT, clangArgs } from '../src/datapath/bpf-build.js';
-import { loadAddon, type BpfObject, type NativeAddon } from '../src/datapath/libbpf.js';
+import { loadAddon, type BpfObject, type NativeAddon } from '../src/native/libbpf.js';
 import { u32Key } from '../src/datapath/abi.js';
 import { ADDR, FixtureEnv, MAC } from '../test/datapath/fixture-env.js';
 import { pkt } from '../test/support/packet.js';

@@ -18,7 +18,7 @@ import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { clangArgs, PROJECT_ROOT } from '../src/datapath/bpf-build.js';
-import { addon, type BpfMap, type BpfObject, type NativeAddon } from '../src/datapath/libbpf.js';
+import { addon, type BpfMap, type BpfObject, type NativeAddon } from '../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../src/datapath/loader.js';
 import { DatapathSync } from '../src/datapath/sync.js';
 import { readReasonCounters, type ReasonCounters } from '../src/datapath/stats.js';

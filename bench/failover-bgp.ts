@@ -30,7 +30,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { startEchoServer, withLab, type Lab } from '../test/support/lab.js';
-import { loadAddon } from '../src/datapath/libbpf.js';
+import { loadAddon } from '../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../src/datapath/loader.js';
 import { DatapathSync } from '../src/datapath/sync.js';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';

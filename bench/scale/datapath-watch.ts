@@ -8,8 +8,8 @@
  * process of the agent's.
  */
 import { join } from 'node:path';
-import { addon } from '../../src/datapath/libbpf.js';
-import type { BpfMap } from '../../src/datapath/libbpf.js';
+import { addon } from '../../src/native/libbpf.js';
+import type { BpfMap } from '../../src/native/libbpf.js';
 import { MAP, decodeFrontendKey, decodeFrontendValue, decodeLiveness, decodeResponderKey, encodeFrontendKey, u32Key } from '../../src/datapath/abi.js';
 
 export interface ExpectedService {

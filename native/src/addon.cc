@@ -1,5 +1,5 @@
 // Module entry: classes and functions of pharos_native. The typed wrapper is
-// src/datapath/libbpf.ts; nothing else should require this file.
+// src/native/libbpf.ts; nothing else should require this file.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <napi.h>

@@ -6,7 +6,7 @@
 namespace pharos {
 
 struct AddonData {
-  Napi::FunctionReference errorClass;    // BpfError from src/datapath/libbpf.ts
+  Napi::FunctionReference errorClass;    // BpfError from src/native/libbpf.ts
   Napi::FunctionReference mapClass;      // NativeMap
   Napi::FunctionReference objectClass;   // NativeObject
   Napi::FunctionReference programClass;  // NativeProgram

@@ -123,7 +123,7 @@ class InterfaceNames {
 
 // ---- routeNextHops ---------------------------------------------------------
 
-// The codes are indexes into ROUTE_TYPES in src/datapath/libbpf.ts
+// The codes are indexes into ROUTE_TYPES in src/native/libbpf.ts
 // (test/native/netlink.test.ts sees each of them from a real lookup).
 enum class RouteType : uint8_t { kUnicast = 0, kLocal = 1, kUnreachable = 2, kOther = 3 };
 

@@ -24,7 +24,7 @@ import type { ElectedL2Controller } from './l2-elected.js';
 import type { ForeignAnswer } from '../l2/outage.js';
 import { Store } from '../store/store.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
-import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../datapath/libbpf.js';
+import { addon as loadAddon, type LivenessKeeper, type NativeAddon, type PacketSocket } from '../native/libbpf.js';
 import { attachIngress, ingressHookOf, loadDatapathAsync, mapMemory, PINNED, type IngressBuilds, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import { DatapathController } from '../datapath/controller.js';

@@ -8,7 +8,7 @@
 import { BgpController, type BgpDrainState } from '../bgp/controller.js';
 import { BgpSpeaker } from '../bgp/speaker.js';
 import { bgpPeerViews, bgpRouteViews } from '../bgp/metrics.js';
-import type { NativeAddon } from '../datapath/libbpf.js';
+import type { NativeAddon } from '../native/libbpf.js';
 import type { Service } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import type { BgpPeerView, BgpRouteView } from '../metrics/state-view.js';

@@ -26,7 +26,7 @@ import {
   type RouteAttributes,
 } from './codec.js';
 import { AFI_IPV4, AFI_IPV6, familyOf, type Afi } from './prefix.js';
-import type { NativeAddon } from '../datapath/libbpf.js';
+import type { NativeAddon } from '../native/libbpf.js';
 import { describeDiag, type BfdTimers, type BfdTransition } from './bfd.js';
 import type { BfdPeerStatus, BfdServiceOptions } from './bfd-socket.js';
 import { BfdService } from './bfd-service.js';
@@ -140,7 +140,7 @@ export interface SpeakerOptions {
   /** Accept incoming sessions on this port (default none: we always initiate unless a peer is passive). */
   listen?: { port?: number; host?: string };
   /**
-   * Socket calls of the native addon (`addon()` from src/datapath/libbpf.ts
+   * Socket calls of the native addon (`addon()` from src/native/libbpf.ts
    * fits). Outgoing sessions are made from `tcpSocket` so TCP MD5 and the
    * eBGP TTL are set before connect; accepted ones get the TTL on arrival.
    * Without it, peers with a password cannot connect and eBGP sessions use

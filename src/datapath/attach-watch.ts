@@ -24,7 +24,7 @@
  * restarted agent would adopt that pin).
  */
 import { judgeAttachment, describeFinding, type AttachedMode, type ExpectedAttachment, type Finding, type ObservedAttachment } from './attach-check.js';
-import type { BpfMap, NativeAddon } from './libbpf.js';
+import type { BpfMap, NativeAddon } from '../native/libbpf.js';
 import { datapathAttached, datapathPinRepairs, datapathReattach, xdpAttached } from '../metrics/registry.js';
 
 export const CHECK_INTERVAL_MS = 2000;

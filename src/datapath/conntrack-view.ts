@@ -5,7 +5,7 @@
  * through abi.ts with their backend named.
  */
 import { CT_CLOSING, CT_ESTABLISHED, CT_NEW, decodeConntrack, decodeFlow, flowFamily, protoName } from './abi.js';
-import type { BpfMap } from './libbpf.js';
+import type { BpfMap } from '../native/libbpf.js';
 import type { ProgrammedBackend } from './plan.js';
 import { formatEndpoint } from '../model/cidr.js';
 import { StateQueryError as QueryError, type ConntrackView } from '../metrics/state-view.js';

@@ -12,7 +12,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync
 import { execFileSync } from 'node:child_process';
 import { basename, join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
-import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from './libbpf.js';
+import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from '../native/libbpf.js';
 import { encodeIfMac, encodeRodata, HOOK_BUILD, MAP, MAX_ENTRIES, PROG, RODATA_DEFAULTS, SIZE, u32Key, type IngressHook, type MapRole, type RodataName } from './abi.js';
 import { chooseXdpMode, interfaceFacts, type AttachMode } from './xdp-mode.js';
 

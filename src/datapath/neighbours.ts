@@ -24,7 +24,7 @@
  * again after `retryMs`, at the next call after that.
  */
 import { isIP } from 'node:net';
-import { addon, type NativeAddon, type NeighbourRequest, type RouteNextHop } from './libbpf.js';
+import { addon, type NativeAddon, type NeighbourRequest, type RouteNextHop } from '../native/libbpf.js';
 
 /** The two rtnetlink calls the primer makes: the addon's, or a test's. */
 export type NeighbourNetlink = Pick<NativeAddon, 'routeNextHops' | 'neighboursSet'>;

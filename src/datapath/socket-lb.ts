@@ -17,7 +17,7 @@
 import { existsSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
-import { BpfError, type BpfMap, type BpfObject, type CgroupAttachType, type MapType, type NativeAddon } from './libbpf.js';
+import { BpfError, type BpfMap, type BpfObject, type CgroupAttachType, type MapType, type NativeAddon } from '../native/libbpf.js';
 import { encodeRodata, MAP, SIZE, SOCK_MAP, SOCK_SIZE, SOCK_STAT_REASONS, type MapRole, type SockMapRole, type SockStatReason } from './abi.js';
 import type { LoadedDatapath } from './loader.js';
 import type { Logger } from '../agent/log.js';

@@ -9,7 +9,7 @@
  * chunks of at most 1,024 entries and 256 KiB block for a few ms each, and a
  * caller may yield between them.
  */
-import type { BpfMap } from './libbpf.js';
+import type { BpfMap } from '../native/libbpf.js';
 import { decodeLiveness, decodeTraffic, u32Key, STAT_REASONS, type StatReason, type Traffic } from './abi.js';
 import type { DatapathMaps } from './loader.js';
 

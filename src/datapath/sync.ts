@@ -18,7 +18,7 @@
  * Writes the kernel refuses are reported per object and retried by a later
  * pass; everything else in the pass still goes in.
  */
-import { BpfError, type BpfMap, type NativeAddon } from './libbpf.js';
+import { BpfError, type BpfMap, type NativeAddon } from '../native/libbpf.js';
 import {
   decodeBackend, decodeFrontendKey, decodeFrontendValue, decodeRuntime, decodeSourceRangeKey, decodeVipKey, encodeBackend, encodeFrontendKey, encodeFrontendValue,
   encodeIfSnat, encodeLiveness, encodeMaglevTable, encodeMemberKey, encodeResponderKey, encodeResponderValue, encodeRuntime, encodeVipKey, isFreeBackendSlot, maglevTableElements,

@@ -22,7 +22,7 @@
  */
 import { existsSync, readlinkSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import type { XdpMode } from './libbpf.js';
+import type { XdpMode } from '../native/libbpf.js';
 
 /** What `--xdp-mode` takes: an XDP mode, 'tc' (the tc build at tc ingress), or 'auto' (chosen per interface). */
 export type AttachMode = XdpMode | 'tc';

@@ -9,7 +9,7 @@
  *   once per `maxAgeMs` per map (a full 262,144-entry conntrack costs
  *   ~160-180 ms of kernel time in ~5 ms slices).
  */
-import type { BpfMap, MapType } from '../datapath/libbpf.js';
+import type { BpfMap, MapType } from '../native/libbpf.js';
 import { countEntries, type Pause } from '../datapath/stats.js';
 
 export interface MapRow {

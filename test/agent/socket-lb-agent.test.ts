@@ -21,7 +21,7 @@ import { privilegedUnavailable } from '../support/privileged.js';
 import { run, startEchoServer, withLab, type Lab } from '../support/lab.js';
 import { waitFor } from '../support/wait.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
-import { loadAddon, type NativeAddon } from '../../src/datapath/libbpf.js';
+import { loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
 import { removePins } from '../../src/datapath/loader.js';
 import { findCgroup2Mount, removeSocketLbPins, SOCK_HOOKS } from '../../src/datapath/socket-lb.js';
 import { lbServiceYaml } from '../support/manifests.js';

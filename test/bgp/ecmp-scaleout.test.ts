@@ -17,7 +17,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { startEchoServer, withLab, type Lab } from '../support/lab.js';
-import { ADDON_PATH, loadAddon, type NativeAddon } from '../../src/datapath/libbpf.js';
+import { ADDON_PATH, loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';

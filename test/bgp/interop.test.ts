@@ -10,7 +10,7 @@ import t, { type Test } from 'tap';
 import { existsSync } from 'node:fs';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { withLab, type Lab } from '../support/lab.js';
-import { ADDON_PATH } from '../../src/datapath/libbpf.js';
+import { ADDON_PATH } from '../../src/native/libbpf.js';
 import { parseCommunity } from '../../src/bgp/codec.js';
 import { WellKnownCommunity } from '../../src/model/communities.js';
 import type { DesiredBgp, PeerSpec, RouteSpec } from '../../src/bgp/speaker.js';

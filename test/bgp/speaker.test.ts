@@ -13,7 +13,7 @@ import { bgpPeerViews, bgpRouteViews, registerBgpMetrics } from '../../src/bgp/m
 import { canonicalPrefix } from '../../src/bgp/prefix.js';
 import { BgpSpeaker, type PeerSpec, type RouteSpec, type SocketOps } from '../../src/bgp/speaker.js';
 import { existsSync } from 'node:fs';
-import { addon, ADDON_PATH } from '../../src/datapath/libbpf.js';
+import { addon, ADDON_PATH } from '../../src/native/libbpf.js';
 import { PeerConnection, ScriptedPeer } from './support/scripted-peer.js';
 
 const noAddon = !existsSync(ADDON_PATH) && 'native addon not built (npm run build:native)';

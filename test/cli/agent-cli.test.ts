@@ -14,7 +14,7 @@ import { waitFor } from '../support/wait.js';
 import { httpGet, startEchoServer, withLab, type Lab } from '../support/lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
-import { addon } from '../../src/datapath/libbpf.js';
+import { addon } from '../../src/native/libbpf.js';
 import { encodeFlow, MAP } from '../../src/datapath/abi.js';
 import { parseExposition } from '../support/prom.js';
 import { lbServiceYaml } from '../support/manifests.js';

@@ -8,7 +8,7 @@
 import t from 'tap';
 import { describeFinding, judgeAttachment, type ExpectedAttachment } from '../../src/datapath/attach-check.js';
 import { AttachmentWatch } from '../../src/datapath/attach-watch.js';
-import type { BpfMap } from '../../src/datapath/libbpf.js';
+import type { BpfMap } from '../../src/native/libbpf.js';
 
 const expected: ExpectedAttachment = { interface: 'eth0', xdpProgId: 41, mode: 'generic', tcProgId: 42 };
 

@@ -8,7 +8,7 @@
  *   fx0 198.18.0.2, 2001:db8::2          fb0 198.18.2.254, 2001:db8:2::fe (SNAT addresses)
  *   local address 198.18.3.1 (a backend on this node), 203.0.113.0/24 unreachable
  */
-import { loadAddon, type NativeAddon, type TestRunResult } from '../../src/datapath/libbpf.js';
+import { loadAddon, type NativeAddon, type TestRunResult } from '../../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';

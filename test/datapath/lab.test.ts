@@ -12,7 +12,7 @@ import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { httpGet, startEchoServer, udpQuery, withLab, type Lab } from '../support/lab.js';
-import { loadAddon, type NativeAddon } from '../../src/datapath/libbpf.js';
+import { loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { NeighbourPrimer, type NeighbourNetlink } from '../../src/datapath/neighbours.js';
-import type { NeighbourRequest, NeighbourResult, RouteNextHop } from '../../src/datapath/libbpf.js';
+import type { NeighbourRequest, NeighbourResult, RouteNextHop } from '../../src/native/libbpf.js';
 import { withLab } from '../support/lab.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { run, startEchoServer, withLab, type Lab } from '../support/lab.js';
-import { loadAddon, type NativeAddon } from '../../src/datapath/libbpf.js';
+import { loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
 import { findCgroup2Mount, loadSocketLb, removeSocketLbPins, detachSocketLb, SOCK_HOOKS, type LoadedSocketLb } from '../../src/datapath/socket-lb.js';

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { httpGet, startEchoServer, udpQuery, withLab, type Lab } from '../support/lab.js';
 import { waitFor } from '../support/wait.js';
-import { loadAddon, type NativeAddon } from '../../src/datapath/libbpf.js';
+import { loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
 import { attachIngress, loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';

@@ -8,7 +8,7 @@
  *   ip netns exec NS node --import tsx xdp-worker.ts '<WorkerArgs JSON>' 3<prog-fd
  */
 import { join } from 'node:path';
-import { loadAddon, type BpfMap } from '../../src/datapath/libbpf.js';
+import { loadAddon, type BpfMap } from '../../src/native/libbpf.js';
 import { addrBytes, decodeReverseNat, encodeFlow, MAP, STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
 import { fuzzFrame, truncationSweep, type FuzzFrame, type Ingress } from './xdp-frames.js';
 import { aggregateProblems, counterDelta, ECHO_COUNTED, XdpOracle, type Accepted, type World } from './xdp-oracle.js';

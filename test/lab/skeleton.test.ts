@@ -15,7 +15,7 @@
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { httpGet, startEchoServer, withLab, type Lab } from '../support/lab.js';
-import { loadAddon, type NativeAddon } from '../../src/datapath/libbpf.js';
+import { loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync, frontendKeyString } from '../../src/datapath/sync.js';
 import { readReasonCounters, readTraffic, type ReasonCounters } from '../../src/datapath/stats.js';

@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { Registry } from 'prom-client';
-import { addon, type BpfMap } from '../../src/datapath/libbpf.js';
+import { addon, type BpfMap } from '../../src/native/libbpf.js';
 import { STAT_REASONS, SIZE, encodeLiveness } from '../../src/datapath/abi.js';
 import type { DatapathMaps } from '../../src/datapath/loader.js';
 import { countEntries, readLivenessAgeSeconds, readReasonCounters, readTraffic, readTrafficTable } from '../../src/datapath/stats.js';

@@ -1,4 +1,4 @@
-import { BpfError } from '../../src/datapath/libbpf.js';
+import { BpfError } from '../../src/native/libbpf.js';
 
 /** Runs `fn` and returns the BpfError it throws; anything else fails the test. */
 export function bpfErrorOf(fn: () => unknown): BpfError {

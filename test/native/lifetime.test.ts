@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { addon, type BpfMap } from '../../src/datapath/libbpf.js';
+import { addon, type BpfMap } from '../../src/native/libbpf.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { compileTestObject } from './test-object.js';
 

@@ -5,7 +5,7 @@
  * (a wedged agent must still fall silent). Checked on a real BPF array map.
  */
 import t from 'tap';
-import { addon } from '../../src/datapath/libbpf.js';
+import { addon } from '../../src/native/libbpf.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 
 const skip = privilegedUnavailable();

@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import { mkdirSync, rmSync } from 'node:fs';
-import { addon, BpfError, type BpfMap } from '../../src/datapath/libbpf.js';
+import { addon, BpfError, type BpfMap } from '../../src/native/libbpf.js';
 import { bpfErrorOf } from './bpf-error.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 

@@ -9,7 +9,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { addon, type BpfObject } from '../../src/datapath/libbpf.js';
+import { addon, type BpfObject } from '../../src/native/libbpf.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { bpfErrorOf } from './bpf-error.js';
 import { compileTestObject, testFrame } from './test-object.js';

@@ -12,7 +12,7 @@
  */
 import t from 'tap';
 import { readlinkSync } from 'node:fs';
-import { addon, type RouteNextHop } from '../../src/datapath/libbpf.js';
+import { addon, type RouteNextHop } from '../../src/native/libbpf.js';
 import { withLab, type Lab } from '../support/lab.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { addon, type BpfObject } from '../../src/datapath/libbpf.js';
+import { addon, type BpfObject } from '../../src/native/libbpf.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { bpfErrorOf, bpfRejectionOf } from './bpf-error.js';
 import { compileTestObject, testFrame } from './test-object.js';

@@ -6,7 +6,7 @@
  * one-socket-per-frame sendFrame and prints it.
  */
 import t from 'tap';
-import { addon, type BpfObject } from '../../src/datapath/libbpf.js';
+import { addon, type BpfObject } from '../../src/native/libbpf.js';
 import { withLab, type Lab, type TeardownHost } from '../support/lab.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { sleep } from '../support/wait.js';

@@ -7,7 +7,7 @@
 import t from 'tap';
 import net from 'node:net';
 import { closeSync, openSync } from 'node:fs';
-import { addon } from '../../src/datapath/libbpf.js';
+import { addon } from '../../src/native/libbpf.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { bpfErrorOf } from './bpf-error.js';
 

@@ -8,7 +8,7 @@
 import t from 'tap';
 import { closeSync, openSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { addon } from '../../src/datapath/libbpf.js';
+import { addon } from '../../src/native/libbpf.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { startEchoServer, withLab, type Lab } from '../support/lab.js';
 import { bpfErrorOf } from './bpf-error.js';

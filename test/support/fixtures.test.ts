@@ -1,5 +1,5 @@
 import t from 'tap';
-import { addon } from '../../src/datapath/libbpf.js';
+import { addon } from '../../src/native/libbpf.js';
 import { compareOutcome, perf, runFixtures, runOnce, summarize, verdictName, xdpContext, type Fixture } from './fixtures.js';
 import { supportBpfObject } from './lab.js';
 import { pkt, truncate } from './packet.js';

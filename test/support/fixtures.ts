@@ -12,7 +12,7 @@
  * differing bytes marked and a one-line decode of both frames.
  */
 import type { Test } from 'tap';
-import type { NativeAddon, TestRunOptions, TestRunResult } from '../../src/datapath/libbpf.js';
+import type { NativeAddon, TestRunOptions, TestRunResult } from '../../src/native/libbpf.js';
 import { hexDiff, parse, type ParsedPacket } from './packet.js';
 
 /** Verdicts in the order of their numeric values (enum xdp_action). */

@@ -49,7 +49,7 @@ const speakerOptions: SpeakerOptions = {
 };
 if (opts.listenPort !== undefined) speakerOptions.listen = { port: opts.listenPort };
 if (opts.native) {
-  const { addon } = await import('../../../src/datapath/libbpf.js');
+  const { addon } = await import('../../../src/native/libbpf.js');
   speakerOptions.sockets = addon();
 }
 const speaker = new BgpSpeaker(speakerOptions);

@@ -6,7 +6,7 @@
  * argv: family ('ipv4'|'ipv6') ttl host port timeoutMs
  */
 import net from 'node:net';
-import { addon } from '../../../src/datapath/libbpf.js';
+import { addon } from '../../../src/native/libbpf.js';
 
 const [family, ttlText, host, portText, timeoutText] = process.argv.slice(2) as [string, string, string, string, string];
 const fd = addon().tcpSocket(family as 'ipv4' | 'ipv6');

@@ -284,7 +284,7 @@ export class BpfError extends Error {
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { PROJECT_ROOT } from './bpf-build.js';
+import { PROJECT_ROOT } from '../datapath/bpf-build.js';
 
 /** Where `npm run build:native` (node-gyp) leaves the addon. */
 export const ADDON_PATH = join(PROJECT_ROOT, 'native', 'build', 'Release', 'pharos_native.node');
