@@ -54,7 +54,7 @@ import { startEventLoopMonitor, type EventLoopMonitor } from '../metrics/event-l
 import { registerAgentMetrics, type L2OutageMetrics, type PoolCounts } from '../metrics/agent.js';
 import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
 import type { AgentStateView, ConfigProblemView } from '../metrics/state-view.js';
-import { DATAPATH_CONDITION, type KubeDatapathReporter } from './datapath-report.js';
+import { DATAPATH_CONDITION, type KubeDatapathReporter } from '../datapath/kube-reporter.js';
 import { drainReason, type DrainReason } from '../model/drain.js';
 import { isOurService, type ServiceScope } from '../model/scope.js';
 
@@ -339,7 +339,7 @@ export class Agent {
   private async startKubernetes(kc: KubeConfig, l2Common: ConstructorParameters<typeof LocalL2Controller>[0]): Promise<void> {
     const cfg = this.config;
     const [{ KubeWriter }, { KubeSource }, { KubeIpamController }, { ElectedL2Controller }, { KubeDatapathReporter }] = await Promise.all([
-      import('../sources/kube/writer.js'), import('../sources/kube/source.js'), import('../ipam/kube-controller.js'), import('./l2-elected.js'), import('./datapath-report.js'),
+      import('../sources/kube/writer.js'), import('../sources/kube/source.js'), import('../ipam/kube-controller.js'), import('./l2-elected.js'), import('../datapath/kube-reporter.js'),
     ]);
     const onWrite = (w: WriteRecord): void => k8sApiWrites.inc({ resource: writeResource(w.kind), verb: w.verb });
     const writer = new KubeWriter({ kc, namespace: cfg.namespace, qps: cfg.k8sQps, burst: cfg.k8sBurst, onWrite });
