@@ -12,7 +12,7 @@
  * example of the shape.
  */
 import type { Kind } from '../model/types.js';
-import type { Snapshot } from '../store/store.js';
+import type { SnapshotOf } from '../store/store.js';
 
 /**
  * What changed since a controller's last pass: keys by kind, or `all` (the
@@ -24,11 +24,16 @@ export interface ChangeSet {
   keys: ReadonlyMap<Kind, ReadonlySet<string>>;
 }
 
-export interface AgentController {
+/**
+ * `K`: the kinds the controller reads. Its reconcile gets only that part of
+ * the snapshot (SnapshotOf), so what it reacts to and what it reads cannot
+ * drift apart.
+ */
+export interface AgentController<K extends Kind = Kind> {
   readonly name: string;
   /** Kinds whose changes call reconcile; 'all' for every change. */
-  readonly kinds: ReadonlySet<Kind> | 'all';
-  reconcile(snapshot: Snapshot, changes: ChangeSet): Promise<void> | void;
+  readonly kinds: ReadonlySet<K> | 'all';
+  reconcile(snapshot: SnapshotOf<K>, changes: ChangeSet): Promise<void> | void;
   stop(): Promise<void> | void;
 }
 

@@ -10,16 +10,13 @@
  * routes with GRACEFUL_SHUTDOWN and a worse path, then withdraws them after
  * `drainWithdrawMs` (drain.ts).
  */
-import type { Kind } from '../model/types.js';
-import type { Snapshot, Store } from '../store/store.js';
+import type { SnapshotOf, Store } from '../store/store.js';
 import type { AgentController } from '../agent/controller.js';
-import { desiredBgp, type BgpPolicyOptions } from './policy.js';
+import { BGP_KINDS, desiredBgp, type BgpKind, type BgpPolicyOptions } from './policy.js';
 import { drainReason, type DrainReason } from '../model/drain.js';
 import { drainedPeers, drainPhase, type DrainPhase } from './drain.js';
 import type { BgpSpeaker, Log } from './speaker.js';
 
-/** Kinds desiredBgp reads; Lease renewals (every second or so) must not recompute BGP. */
-export const BGP_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice', 'Node', 'LoadBalancerIPPool', 'BGPPeeringPolicy', 'Secret']);
 
 export interface BgpControllerOptions extends BgpPolicyOptions {
   nodeName: string;
@@ -37,7 +34,7 @@ export interface BgpDrainState {
   withdrawAt: string;
 }
 
-export class BgpController implements AgentController {
+export class BgpController implements AgentController<BgpKind> {
   readonly name = 'bgp';
   readonly kinds = BGP_KINDS;
   private lastProblems = '';
@@ -57,7 +54,7 @@ export class BgpController implements AgentController {
   ) {}
 
   /** Recomputes and applies now (the store must have synced); `snapshot` defaults to the store's current one. */
-  reconcile(snapshot: Snapshot = this.store.snapshot()): void {
+  reconcile(snapshot: SnapshotOf<BgpKind> = this.store.snapshot()): void {
     if (!this.store.synced) return;
     const desired = desiredBgp(snapshot, this.options.nodeName, this.options);
     const since = new Map(this.problems.map((p) => [p.message, p.since]));
@@ -74,7 +71,7 @@ export class BgpController implements AgentController {
   }
 
   /** Follows this node's drain label / cordon: starts the GRACEFUL_SHUTDOWN phase, times the withdrawal, ends on undrain. */
-  private drainPhaseNow(snapshot: Snapshot): DrainPhase {
+  private drainPhaseNow(snapshot: SnapshotOf<BgpKind>): DrainPhase {
     const reason = drainReason(snapshot.nodes.get(this.options.nodeName));
     const delay = this.options.drainWithdrawMs ?? 10_000;
     const now = Date.now();

@@ -19,11 +19,15 @@
 import { matchesSelector, matchesSelectorWith } from '../model/selector.js';
 import { bgpMayAdvertise, serviceLabelLookup, servicesWithReadyEndpointOn, type ServiceScope } from '../model/scope.js';
 import { parseBlock, rangeContains, tryParseAddress } from '../model/cidr.js';
-import type { BgpNeighbor, BgpPolicy, BgpVirtualRouter, IPPool, Service } from '../model/types.js';
-import type { Snapshot } from '../store/store.js';
+import type { BgpNeighbor, BgpPolicy, BgpVirtualRouter, IPPool, Kind, Service } from '../model/types.js';
+import type { SnapshotOf } from '../store/store.js';
 import { parseCommunity, parseLargeCommunity } from './codec.js';
 import { AFI_IPV4, AFI_IPV6, canonicalPrefix, familyOf, type Afi } from './prefix.js';
 import type { DesiredBgp, PeerSpec, RouteSpec } from './speaker.js';
+
+/** Kinds desiredBgp reads (its snapshot type holds only these); Lease renewals (every second or so) must not recompute BGP. */
+export type BgpKind = Extract<Kind, 'Service' | 'EndpointSlice' | 'Node' | 'LoadBalancerIPPool' | 'BGPPeeringPolicy' | 'Secret'>;
+export const BGP_KINDS: ReadonlySet<BgpKind> = new Set<BgpKind>(['Service', 'EndpointSlice', 'Node', 'LoadBalancerIPPool', 'BGPPeeringPolicy', 'Secret']);
 
 export interface BgpPolicyOptions {
   /** Router ID when the node has no IPv4 address to derive it from. */
@@ -76,7 +80,7 @@ export function peerId(localAsn: number, address: string, port: number): string 
 }
 
 /** The neighbor's password, or what is wrong with its authSecretRef (a problem, never the password, in the text). */
-function resolvePassword(snapshot: Snapshot, n: BgpNeighbor, secretNamespace: string | undefined): { password?: string } | { problem: string } {
+function resolvePassword(snapshot: SnapshotOf<'Secret'>, n: BgpNeighbor, secretNamespace: string | undefined): { password?: string } | { problem: string } {
   if (n.password !== undefined) return { password: n.password };
   if (n.authSecretRef === undefined) return {};
   const secrets = [...snapshot.secrets.values()].filter((s) => s.meta.name === n.authSecretRef);
@@ -88,7 +92,7 @@ function resolvePassword(snapshot: Snapshot, n: BgpNeighbor, secretNamespace: st
 }
 
 /** The desired BGP state of `nodeName` given everything in the store. */
-export function desiredBgp(snapshot: Snapshot, nodeName: string, options: BgpPolicyOptions): DesiredBgpResult {
+export function desiredBgp(snapshot: SnapshotOf<BgpKind>, nodeName: string, options: BgpPolicyOptions): DesiredBgpResult {
   const problems: string[] = [];
   const node = snapshot.nodes.get(nodeName);
   const nodeLabels = { 'kubernetes.io/hostname': nodeName, ...(node?.meta.labels ?? {}) };
@@ -160,7 +164,7 @@ interface RouteDraft {
 }
 
 function routesOf(
-  snapshot: Snapshot, policy: BgpPolicy, router: BgpVirtualRouter, services: Service[], nodeName: string,
+  snapshot: SnapshotOf<'EndpointSlice'>, policy: BgpPolicy, router: BgpVirtualRouter, services: Service[], nodeName: string,
   problems: string[],
 ): (RouteDraft & { drafts: RouteDraft[] })[] {
   const selectAll = policy.flavor === 'pharos';
@@ -188,7 +192,7 @@ function routesOf(
 }
 
 interface AttributeContext {
-  snapshot: Snapshot;
+  snapshot: SnapshotOf<'LoadBalancerIPPool'>;
   problems: string[];
   policy: BgpPolicy;
 }

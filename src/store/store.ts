@@ -34,6 +34,25 @@ export interface Snapshot {
   readonly secrets: ReadonlyMap<string, Secret>;
 }
 
+/** The snapshot field that holds each kind. */
+export const SNAPSHOT_FIELD = {
+  Service: 'services',
+  EndpointSlice: 'endpointSlices',
+  Node: 'nodes',
+  LoadBalancerIPPool: 'pools',
+  L2AnnouncementPolicy: 'l2Policies',
+  BGPPeeringPolicy: 'bgpPolicies',
+  Lease: 'leases',
+  Secret: 'secrets',
+} as const satisfies Record<Kind, keyof Snapshot>;
+
+/**
+ * The part of a snapshot that holds kinds `K`: a controller that reacts to
+ * `K` is handed this type, so reading a kind it does not react to (whose
+ * changes would never call it) fails to compile.
+ */
+export type SnapshotOf<K extends Kind> = Pick<Snapshot, 'revision' | (typeof SNAPSHOT_FIELD)[K]>;
+
 export interface StoreChange {
   kind: Kind;
   key: string;
