@@ -19,8 +19,8 @@ import { localAddresses, readInterfaces } from './interfaces.js';
 import type { AgentController } from './controller.js';
 import { ReconcileLoop } from './reconcile-loop.js';
 import { LocalIpamController, type IpamView } from '../ipam/local-controller.js';
-import { LocalL2Controller, type L2Counters } from './l2.js';
-import type { ElectedL2Controller } from './l2-elected.js';
+import { LocalL2Controller, type L2Counters } from '../l2/local-controller.js';
+import type { ElectedL2Controller } from '../l2/elected-controller.js';
 import type { ForeignAnswer } from '../l2/outage.js';
 import { Store } from '../store/store.js';
 import { IPAM_CONDITION } from '../ipam/allocator.js';
@@ -38,11 +38,11 @@ import { decodeL2Foreign, decodeLiveness, decodeResponderKey, MAP, SIZE, u32Key 
 import type { ConntrackView } from '../metrics/state-view.js';
 import { buildAgentState } from '../metrics/agent-state.js';
 import { conntrackPage } from '../datapath/conntrack-view.js';
-import { bgpAgentPart, type BgpAgentPart } from './bgp.js';
+import { bgpAgentPart, type BgpAgentPart } from '../bgp/agent-part.js';
 import { registerBgpMetrics } from '../bgp/metrics.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
 import type { L2Sink } from '../l2/announcer.js';
-import type { NodeInterface } from '../l2/policy.js';
+import type { NodeInterface } from '../model/types.js';
 import { ManifestsSource, formatProblem } from '../sources/manifests/source.js';
 import type { KubeSource } from '../sources/kube/source.js';
 import type { WriteRecord } from '../sources/kube/writer.js';
@@ -285,6 +285,7 @@ export class Agent {
     };
     const l2Common = {
       nodeName: cfg.nodeName, interfaceNames: cfg.interfaces, sink, isOurService: this.isOurService, counters: this.counters, log: this.log,
+      interfaceReader: readInterfaces,
       // Announced only once every frontend is in the data path (a service it has not seen yet is not).
       isProgrammed: (service: string) => this.datapathWhole() && (this.datapathCtl?.isProgrammed(service) ?? false),
       announcer: { framesPerSecond: cfg.l2AnnounceRate },
@@ -339,7 +340,7 @@ export class Agent {
   private async startKubernetes(kc: KubeConfig, l2Common: ConstructorParameters<typeof LocalL2Controller>[0]): Promise<void> {
     const cfg = this.config;
     const [{ KubeWriter }, { KubeSource }, { KubeIpamController }, { ElectedL2Controller }, { KubeDatapathReporter }] = await Promise.all([
-      import('../sources/kube/writer.js'), import('../sources/kube/source.js'), import('../ipam/kube-controller.js'), import('./l2-elected.js'), import('../datapath/kube-reporter.js'),
+      import('../sources/kube/writer.js'), import('../sources/kube/source.js'), import('../ipam/kube-controller.js'), import('../l2/elected-controller.js'), import('../datapath/kube-reporter.js'),
     ]);
     const onWrite = (w: WriteRecord): void => k8sApiWrites.inc({ resource: writeResource(w.kind), verb: w.verb });
     const writer = new KubeWriter({ kc, namespace: cfg.namespace, qps: cfg.k8sQps, burst: cfg.k8sBurst, onWrite });

@@ -5,7 +5,7 @@
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
-import type { NodeInterface } from '../l2/policy.js';
+import type { NodeInterface } from '../model/types.js';
 import { canonicalAddress } from '../model/cidr.js';
 
 function sysfs(ifname: string, attr: string): string | undefined {

@@ -17,19 +17,11 @@
  * again only for services whose object or slices are new objects: the store
  * replaces an object only when it changed, so one edit costs one service.
  */
-import type { EndpointSlice, L2Policy, Node, Service } from '../model/types.js';
+import type { EndpointSlice, L2Policy, Node, NodeInterface, Service } from '../model/types.js';
 import { matchesSelector, matchesSelectorWith, type LabelLookup } from '../model/selector.js';
 import type { Snapshot } from '../store/store.js';
 import { hasReadyEndpointOn, l2MayAnnounce, serviceLabelLookup, type ServiceScope } from '../model/scope.js';
 import type { ChangeSet } from '../agent/controller.js';
-
-export interface NodeInterface {
-  name: string;
-  ifindex: number;
-  mac: string;
-  up: boolean;
-  addresses: string[];
-}
 
 export interface L2Candidate {
   service: string;

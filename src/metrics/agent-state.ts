@@ -15,7 +15,7 @@ import { IPAM_CONDITION } from '../ipam/allocator.js';
 import type { PoolStatus } from '../ipam/pool-status.js';
 import { describeFence, type OutageGuard } from '../l2/outage.js';
 import type { L2Announcer } from '../l2/announcer.js';
-import type { BgpAgentPart } from '../agent/bgp.js';
+import type { BgpAgentPart } from '../bgp/agent-part.js';
 import { tryParseAddress } from '../model/cidr.js';
 import { describeDrain, type DrainReason } from '../model/drain.js';
 import type { Snapshot } from '../store/store.js';

@@ -329,3 +329,12 @@ export interface FieldError {
   field: string;
   message: string;
 }
+
+/** One of the node's network interfaces, as the agent reads it (index, MAC, state, addresses). */
+export interface NodeInterface {
+  name: string;
+  ifindex: number;
+  mac: string;
+  up: boolean;
+  addresses: string[];
+}

@@ -1,6 +1,6 @@
 /**
  * Kubernetes mode's report of services a node cannot carry in full
- * (src/agent/datapath-report.ts): the pure merge of node entries into the
+ * (src/datapath/kube-reporter.ts): the pure merge of node entries into the
  * shared condition, then two nodes' reporters against the API emulator
  * through the real client (informer-fed store, KubeWriter): each node's
  * entry lands beside the other's and beside the IPAM's condition whatever

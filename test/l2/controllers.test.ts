@@ -6,8 +6,8 @@
  * other work shares this machine).
  */
 import t from 'tap';
-import { LocalL2Controller, PER_ADDRESS_LINES, type L2Common, type L2Counters } from '../../src/agent/l2.js';
-import { ElectedL2Controller } from '../../src/agent/l2-elected.js';
+import { LocalL2Controller, PER_ADDRESS_LINES, type L2Common, type L2Counters } from '../../src/l2/local-controller.js';
+import { ElectedL2Controller } from '../../src/l2/elected-controller.js';
 import { addressLeaseName } from '../../src/l2/election-core.js';
 import { Store } from '../../src/store/store.js';
 import { NotFoundError, WriteConflictError, type KubeWriter, type LeaseRecord, type LeaseSpec } from '../../src/sources/kube/writer.js';

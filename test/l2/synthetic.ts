@@ -4,7 +4,7 @@
  * spread over three nodes, one L2 policy, and an interface that qualifies.
  */
 import type { EndpointSlice, L2Policy, Node, Service } from '../../src/model/types.js';
-import type { NodeInterface } from '../../src/l2/policy.js';
+import type { NodeInterface } from '../../src/model/types.js';
 import type { Snapshot } from '../../src/store/store.js';
 
 export const NODES = ['n1', 'n2', 'n3'];

@@ -5,15 +5,15 @@
  * routes (graceful restart: the XDP data path keeps forwarding while the
  * agent is away) or withdraws them, by --bgp-shutdown.
  */
-import { BgpController, type BgpDrainState } from '../bgp/controller.js';
-import { BgpSpeaker } from '../bgp/speaker.js';
-import { bgpPeerViews, bgpRouteViews } from '../bgp/metrics.js';
+import { BgpController, type BgpDrainState } from './controller.js';
+import { BgpSpeaker } from './speaker.js';
+import { bgpPeerViews, bgpRouteViews } from './metrics.js';
 import type { NativeAddon } from '../native/libbpf.js';
 import type { Service } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import type { BgpPeerView, BgpRouteView } from '../metrics/state-view.js';
-import type { AgentController } from './controller.js';
-import type { Logger } from './log.js';
+import type { AgentController } from '../agent/controller.js';
+import type { Logger } from '../agent/log.js';
 
 export interface BgpAgentOptions {
   store: Store;

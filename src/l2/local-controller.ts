@@ -4,14 +4,13 @@
  * controller (l2-elected.ts): the announcer, the per-address record, the
  * programmed filter and the logging that stays readable at 10,000 addresses.
  */
-import type { Kind, Service } from '../model/types.js';
+import type { Kind, NodeInterface, Service } from '../model/types.js';
 import type { Snapshot } from '../store/store.js';
-import { L2Announcer, type Announcement, type L2AnnouncerOptions, type L2Sink, type RefusedAddress } from '../l2/announcer.js';
-import { L2CandidateCache, nodeLabels, type L2Candidate, type NodeInterface } from '../l2/policy.js';
+import { L2Announcer, type Announcement, type L2AnnouncerOptions, type L2Sink, type RefusedAddress } from './announcer.js';
+import { L2CandidateCache, nodeLabels, type L2Candidate } from './policy.js';
 import type { L2View } from '../metrics/state-view.js';
-import type { AgentController, ChangeSet } from './controller.js';
-import type { LogFields, Logger } from './log.js';
-import { readInterfaces } from './interfaces.js';
+import type { AgentController, ChangeSet } from '../agent/controller.js';
+import type { LogFields, Logger } from '../agent/log.js';
 
 export const L2_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice', 'Node', 'L2AnnouncementPolicy', 'Lease']);
 
@@ -35,7 +34,7 @@ export interface L2Common {
    */
   isProgrammed?: (service: string) => boolean;
   /** How interfaces are read (default: sysfs of the agent's namespace); tests hand their own. */
-  interfaceReader?: (names: string[]) => NodeInterface[];
+  interfaceReader: (names: string[]) => NodeInterface[];
   /** Pacing of gratuitous ARP/NA and retries of refused responder entries (defaults: ANNOUNCER_DEFAULTS). */
   announcer?: Pick<L2AnnouncerOptions, 'framesPerSecond' | 'maxFramesPerTick' | 'maxTickMs' | 'refusedRetryMs' | 'clock'>;
   counters: L2Counters;
@@ -205,7 +204,7 @@ export class LocalL2Controller implements AgentController {
     const candidates = this.cache.compute(snap, {
       nodeName: this.c.nodeName,
       nodeLabels: nodeLabels(snap.nodes.get(this.c.nodeName), this.c.nodeName),
-      interfaces: (this.c.interfaceReader ?? readInterfaces)(this.c.interfaceNames),
+      interfaces: this.c.interfaceReader(this.c.interfaceNames),
       isOurService: this.c.isOurService,
     }, changes);
     // The same candidates and the same programmed set: the same answer (an edit of a backend costs no walk of 10,000 services).

@@ -8,16 +8,16 @@
  */
 import type { Snapshot, Store } from '../store/store.js';
 import { drainReason, type DrainReason } from '../model/drain.js';
-import type { Announcement, L2Announcer, RefusedAddress } from '../l2/announcer.js';
-import { L2AddressCache, L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, nodeLabels, type L2Candidate, type NodeInterface } from '../l2/policy.js';
-import { L2Election, type L2ElectionOptions } from '../l2/election.js';
-import { OutageGuard, type ForeignAnswer } from '../l2/outage.js';
-import type { Claim } from '../l2/outage-core.js';
-import { addressElectorates, addressLeaseName, type AddressCandidate } from '../l2/election-core.js';
+import type { Announcement, L2Announcer, RefusedAddress } from './announcer.js';
+import { L2AddressCache, L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, nodeLabels, type L2Candidate } from './policy.js';
+import { L2Election, type L2ElectionOptions } from './election.js';
+import { OutageGuard, type ForeignAnswer } from './outage.js';
+import type { Claim } from './outage-core.js';
+import { addressElectorates, addressLeaseName, type AddressCandidate } from './election-core.js';
 import type { L2View } from '../metrics/state-view.js';
-import type { AgentController, ChangeSet } from './controller.js';
-import { readInterfaces } from './interfaces.js';
-import { L2_KINDS, LocalRecord, makeAnnouncer, programmedOnly, toAnnouncements, type L2Common } from './l2.js';
+import type { AgentController, ChangeSet } from '../agent/controller.js';
+import { L2_KINDS, LocalRecord, makeAnnouncer, programmedOnly, toAnnouncements, type L2Common } from './local-controller.js';
+import type { NodeInterface } from '../model/types.js';
 
 const INTERFACE_POLL_MS = 100;
 
@@ -129,13 +129,13 @@ export class ElectedL2Controller implements AgentController {
 
   start(): void {
     void this.outage.start();
-    this.interfaces = (this.c.interfaceReader ?? readInterfaces)(this.c.interfaceNames);
+    this.interfaces = this.c.interfaceReader(this.c.interfaceNames);
     this.interfaceKey = JSON.stringify(this.interfaces);
     this.pollTimer = setInterval(() => this.pollInterfaces(), INTERFACE_POLL_MS);
   }
 
   private pollInterfaces(): void {
-    const now = (this.c.interfaceReader ?? readInterfaces)(this.c.interfaceNames);
+    const now = this.c.interfaceReader(this.c.interfaceNames);
     const key = JSON.stringify(now);
     if (key === this.interfaceKey) return;
     const wentDown = this.interfaces.filter((i) => i.up && !now.find((n) => n.ifindex === i.ifindex && n.up)).map((i) => i.name);
