@@ -40,6 +40,8 @@ export interface AgentMetricsSource {
   l2Counts(): { held: number; refused: number; awaitingFirst: number };
   /** Why this node is draining (src/model/drain.ts), if it is. */
   drainReason?(): string | undefined;
+  /** What /readyz checks (source synced, data path attached, Kubernetes API reachable), each ok or not. */
+  readiness?(): { readiness: Record<string, { ok: boolean }> };
   l2Outage?(): L2OutageMetrics | undefined;
   /** Kernel memory of each BPF map (fdinfo memlock), charged to the agent's memory cgroup. */
   mapMemory(): Iterable<{ map: string; bytes: number }>;
@@ -128,6 +130,7 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
   });
   registerL2OutageMetrics(agent);
   registerDrainMetric(agent);
+  registerReadinessMetric(agent);
   new client.Counter({
     name: 'pharos_l2_lease_transitions_total',
     help: 'Times this node took over announcing an address (lease acquired, or the one node of manifests mode started announcing it)',
@@ -139,7 +142,7 @@ export function registerAgentMetrics(agent: AgentMetricsSource): void {
   });
 }
 
-/** Each reads agent.l2Outage() on scrape; absent in manifests mode (no API, no peers). */
+/** This node's drain (src/model/drain.ts), by reason. */
 function registerDrainMetric(agent: AgentMetricsSource): void {
   new client.Gauge({
     name: 'pharos_node_draining', help: 'Whether this node is being drained (1), by reason: label (lb.pharos.io/drain) or cordoned (spec.unschedulable / node.kubernetes.io/unschedulable)',
@@ -152,6 +155,20 @@ function registerDrainMetric(agent: AgentMetricsSource): void {
   });
 }
 
+/** /readyz as a metric: one series per check, so an alert can say which one fails. */
+function registerReadinessMetric(agent: AgentMetricsSource): void {
+  new client.Gauge({
+    name: 'pharos_ready', help: 'Whether each readiness check of /readyz passes (1) or not (0): source (synced), datapath (attached and whole), api (Kubernetes mode: reachable)',
+    labelNames: ['check'] as const, registers: [registry],
+    collect() {
+      this.reset();
+      const checks = agent.readiness?.().readiness ?? {};
+      for (const [check, r] of Object.entries(checks)) this.set({ check }, r.ok ? 1 : 0);
+    },
+  });
+}
+
+/** Each reads agent.l2Outage() on scrape; absent in manifests mode (no API, no peers). */
 function registerL2OutageMetrics(agent: AgentMetricsSource): void {
   const gauge = (name: string, help: string, read: (m: L2OutageMetrics) => number, manifestsMode = 0): void => {
     new client.Gauge({
