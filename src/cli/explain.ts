@@ -150,6 +150,14 @@ export function explainService(view: AgentStateView, svc: ServiceView, now: Date
       next.push('pharos status: a node that is not ready withdraws what it announces');
     }
   }
+  const drain = view.summary.drain;
+  if (drain) {
+    const bgp = drain.bgp ? `; BGP: ${drain.bgp.phase === 'shutdown' ? `routes sent with GRACEFUL_SHUTDOWN, withdrawn at ${drain.bgp.withdrawAt}` : 'routes withdrawn'}` : '';
+    problems.push(`this node is draining (${drain.description}): its L2 addresses go to other nodes${bgp}`);
+    next.push(drain.reason === 'label'
+      ? `maintenance over? kubectl label node ${view.node} lb.pharos.io/drain- (nothing moves back: addresses stay where they went)`
+      : `maintenance over? kubectl uncordon ${view.node} (nothing moves back: addresses stay where they went)`);
+  }
   const poolNames = new Set(pools.values());
   for (const p of view.problems) {
     if (p.object.includes(key) || [...poolNames].some((n) => p.object.endsWith(` ${n}`) || p.object === n)) problems.push(`${p.object}${p.field ? ` ${p.field}` : ''}: ${p.message}`);

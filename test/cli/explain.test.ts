@@ -74,3 +74,16 @@ t.test('no address: each IPAM reason points at its own fix; an address pharos di
   t.match(foreign.addresses.join('\n'), 'loadBalancerClass other.example/lb');
   t.match(foreign.next.join('\n'), 'no L2AnnouncementPolicy or BGPPeeringPolicy here selects it');
 });
+
+t.test('a draining node says so, with how to end it', async (t) => {
+  const base = view({ frontends: [frontend] });
+  const cordoned = explainService({
+    ...base,
+    summary: { ...base.summary, drain: { reason: 'cordoned', description: 'cordoned (spec.unschedulable / node.kubernetes.io/unschedulable)', bgp: { phase: 'shutdown', since: '2026-12-07T11:59:50Z', withdrawAt: '2026-12-07T12:00:00Z' } } },
+  }, web, NOW);
+  t.match(cordoned.problems.join('\n'), /this node is draining \(cordoned .*\): its L2 addresses go to other nodes; BGP: routes sent with GRACEFUL_SHUTDOWN, withdrawn at 2026-12-07T12:00:00Z/);
+  t.ok(cordoned.next.includes('maintenance over? kubectl uncordon node-a (nothing moves back: addresses stay where they went)'));
+  const labelled = explainService({ ...base, summary: { ...base.summary, drain: { reason: 'label', description: 'labelled lb.pharos.io/drain' } } }, web, NOW);
+  t.ok(labelled.next.some((n) => n.startsWith('maintenance over? kubectl label node node-a lb.pharos.io/drain-')));
+  t.notOk(explainService(base, web, NOW).problems.some((p) => p.includes('draining')), 'no drain, no word of it');
+});
