@@ -128,6 +128,7 @@ export function frontendsForService(svc: Service, slices: readonly EndpointSlice
         localOnly: svc.externalTrafficPolicy === 'Local',
         sourceRanges: svc.loadBalancerSourceRanges,
         ...(dsr && kind !== 'NodePort' ? { forwardingMode: 'dsr' as const } : {}),
+        ...(svc.removedBackendPolicy === 'reset' ? { removedBackendPolicy: 'reset' as const } : {}),
       });
     }
   }

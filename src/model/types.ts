@@ -111,6 +111,8 @@ export interface Service {
   allocateLoadBalancerNodePorts: boolean;
   /** Annotation `lb.pharos.io/forwarding-mode`; absent: the agent's --forwarding-mode. */
   forwardingMode?: ForwardingMode;
+  /** Annotation `lb.pharos.io/removed-backend`: what happens to the flows of a backend that goes (absent: rebalance). */
+  removedBackendPolicy?: 'rebalance' | 'reset';
   status: {
     ingress: LoadBalancerIngress[];
     conditions: Condition[];

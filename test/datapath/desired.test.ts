@@ -78,6 +78,12 @@ t.test('affinity and source ranges are carried to the frontend', async (t) => {
   t.match(f, { sessionAffinity: true, sessionAffinityTimeoutSeconds: 60, sourceRanges: ['192.0.2.0/24'] });
 });
 
+t.test('lb.pharos.io/removed-backend: reset reaches the frontend (RESET_ON_REMOVE in the map); absent or rebalance leaves it out', async (t) => {
+  const s = snap([service('rst', { removedBackendPolicy: 'reset' }), service('reb', { removedBackendPolicy: 'rebalance' }), service('def')], [slice('rst', eps), slice('reb', eps), slice('def', eps)]);
+  const out = desiredFrontends(s, opts).filter((f) => f.kind === 'LoadBalancer');
+  t.same(out.map((f) => [f.service, f.removedBackendPolicy]).sort(), [['ns/def', undefined], ['ns/reb', undefined], ['ns/rst', 'reset']]);
+});
+
 t.test('forwarding mode: the annotation over the agent default, service addresses only (never NodePorts)', async (t) => {
   const s = snap([service('web'), service('dsr', { forwardingMode: 'dsr', externalIPs: ['198.51.100.20'] }), service('snat', { forwardingMode: 'snat', status: { ingress: [{ ip: '198.51.100.11' }], conditions: [] } })],
     [slice('web', eps), slice('dsr', eps), slice('snat', eps)]);

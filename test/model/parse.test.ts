@@ -149,6 +149,16 @@ t.test('lb.pharos.io/forwarding-mode: dsr or snat; absent leaves it to the agent
   t.equal(ok<Service>(parseObject(service({ type: 'LoadBalancer', ports: [{ port: 80 }] }))).forwardingMode, undefined);
 });
 
+t.test('lb.pharos.io/removed-backend: rebalance or reset; anything else names the annotation', async (t) => {
+  const svc = (v?: string): unknown => service({ type: 'LoadBalancer', ports: [{ port: 80 }] }, v === undefined ? {} : { annotations: { 'lb.pharos.io/removed-backend': v } });
+  t.equal(ok<Service>(parseObject(svc('reset'))).removedBackendPolicy, 'reset');
+  t.equal(ok<Service>(parseObject(svc('rebalance'))).removedBackendPolicy, 'rebalance');
+  t.equal(ok<Service>(parseObject(svc())).removedBackendPolicy, undefined);
+  const bad = parseObject(svc('drop'));
+  t.equal(bad.ok, false);
+  if (!bad.ok && !bad.ignored) t.same([bad.error.field, bad.error.message], ['metadata.annotations["lb.pharos.io/removed-backend"]', '"drop" is not one of rebalance, reset']);
+});
+
 t.test('Date objects from the client library become RFC 3339 text', async (t) => {
   const s = ok<Service>(parseObject(service({}, { creationTimestamp: new Date('2026-01-02T03:04:05.678Z') })));
   t.equal(s.meta.creationTimestamp, '2026-01-02T03:04:05Z');

@@ -13,6 +13,14 @@ export const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balance
 /** Per-service forwarding mode, over the agent's --forwarding-mode. */
 export const FORWARDING_MODE_ANNOTATION = 'lb.pharos.io/forwarding-mode';
 const FORWARDING_MODES: readonly ForwardingMode[] = ['snat', 'dsr'];
+/**
+ * Per-service: the established flows of a backend that leaves the service
+ * are `rebalance`d to another backend (default; TCP then gets a reset from
+ * it, UDP moves on) or `reset`: dropped at the load balancer, as IPVS'
+ * expire_nodest_conn, so clients time out and reconnect.
+ */
+export const REMOVED_BACKEND_ANNOTATION = 'lb.pharos.io/removed-backend';
+const REMOVED_BACKEND_POLICIES = ['rebalance', 'reset'] as const;
 
 const SERVICE_TYPES: readonly ServiceType[] = ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'];
 export const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
@@ -80,6 +88,12 @@ export function parseServiceObject(ctx: Context): Service {
     forwardingMode = annotation.recover(() => annotation.oneOf(FORWARDING_MODES), undefined);
   }
 
+  let removedBackendPolicy: (typeof REMOVED_BACKEND_POLICIES)[number] | undefined;
+  if (meta.annotations[REMOVED_BACKEND_ANNOTATION] !== undefined) {
+    const annotation = ctx.root.get('metadata').get('annotations').get(REMOVED_BACKEND_ANNOTATION);
+    removedBackendPolicy = annotation.recover(() => annotation.oneOf(REMOVED_BACKEND_POLICIES), undefined);
+  }
+
   const sessionAffinity = spec.recover(() => spec.get('sessionAffinity').oneOf(['None', 'ClientIP'] as const, 'None'), 'None');
   const sessionAffinityTimeoutSeconds = spec.recover(
     () => spec.get('sessionAffinityConfig').get('clientIP').get('timeoutSeconds').integer(1, 86400, 10800),
@@ -105,6 +119,7 @@ export function parseServiceObject(ctx: Context): Service {
   if (loadBalancerClass !== undefined) service.loadBalancerClass = loadBalancerClass;
   if (loadBalancerIP !== undefined) service.loadBalancerIP = loadBalancerIP;
   if (forwardingMode !== undefined) service.forwardingMode = forwardingMode;
+  if (removedBackendPolicy !== undefined) service.removedBackendPolicy = removedBackendPolicy;
   return service;
 }
 
