@@ -80,11 +80,31 @@ async function linkStats(lab: Lab, ns: string): Promise<{ rx: number; tx: number
   return { rx: link!.stats64.rx.packets, tx: link!.stats64.tx.packets };
 }
 
-async function metric(lab: Lab, pattern: RegExp): Promise<number> {
-  const text = await lab.output('lb', ['curl', '-sf', `http://${HTTP}/metrics`]);
+/** How long the agent hands out the same /metrics document (metrics/server.ts), and a little more. */
+const METRICS_REUSE_MS = 1100;
+
+function sumOf(text: string, pattern: RegExp): number {
   let sum = 0;
   for (const line of text.split('\n')) if (pattern.test(line)) sum += Number(line.split(' ').pop());
   return sum;
+}
+
+async function metric(lab: Lab, pattern: RegExp): Promise<number> {
+  return sumOf(await lab.output('lb', ['curl', '-sf', `http://${HTTP}/metrics`]), pattern);
+}
+
+/**
+ * A /metrics document once `pattern` sums to at least `want` (the agent
+ * reuses a document for up to a second, so a scrape right after the traffic
+ * can be the one from before it), else the last one after `timeoutMs`.
+ */
+async function metricsOnce(lab: Lab, pattern: RegExp, want: number, timeoutMs = 5000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = await lab.output('lb', ['curl', '-sf', `http://${HTTP}/metrics`]);
+    if (sumOf(text, pattern) >= want || Date.now() > deadline) return text;
+    await new Promise((r) => setTimeout(r, 250));
+  }
 }
 
 t.test('DSR L2: client address kept, replies bypass the LB, flows spread by Maglev', { skip: privilegedUnavailable() }, async (t) => {
@@ -128,6 +148,7 @@ t.test('DSR L2: client address kept, replies bypass the LB, flows spread by Magl
 
   const lbBefore = await linkStats(lab, 'lb');
   const cliBefore = await linkStats(lab, 'cli');
+  await new Promise((r) => setTimeout(r, METRICS_REUSE_MS)); // a fresh document, not one from before the setup traffic
   const ctBefore = await metric(lab, /^pharos_datapath_events_total\{event="(ct_create|rev_nat|tc_rev_nat)"\}/);
   const dsrBefore = await metric(lab, /^pharos_datapath_events_total\{event="dsr_l2"\}/);
   const answers: string[] = [];
@@ -147,9 +168,12 @@ t.test('DSR L2: client address kept, replies bypass the LB, flows spread by Magl
   t.ok(received >= REQUESTS * 3, `the client got its replies (${received} packets)`);
   // Through the LB both ways it would be about sent + received; a few broadcasts (the backends' ARP for the client) are allowed.
   t.ok(lbReceived <= sent + 8, `the LB saw the requests only (${lbReceived} received vs ${sent} sent by the client, ${received} replies)`);
-  const dsr = (await metric(lab, /^pharos_datapath_events_total\{event="dsr_l2"\}/)) - dsrBefore;
+  const DSR_L2 = /^pharos_datapath_events_total\{event="dsr_l2"\}/;
+  // One document that already counts the traffic: the conntrack check below reads the same one, so it cannot pass on a stale copy.
+  const after = await metricsOnce(lab, DSR_L2, dsrBefore + sent - 8);
+  const dsr = sumOf(after, DSR_L2) - dsrBefore;
   t.ok(dsr >= sent - 8 && dsr <= lbReceived, `pharos dispatched the client's packets as DSR (${dsr})`);
-  t.equal(await metric(lab, /^pharos_datapath_events_total\{event="(ct_create|rev_nat|tc_rev_nat)"\}/), ctBefore, 'no conntrack entry made, no reply reverse-NATed');
+  t.equal(sumOf(after, /^pharos_datapath_events_total\{event="(ct_create|rev_nat|tc_rev_nat)"\}/), ctBefore, 'no conntrack entry made, no reply reverse-NATed');
 
   const answers6: string[] = [];
   await waitFor('the IPv6 VIP to answer', 20_000, async () => {
@@ -158,6 +182,7 @@ t.test('DSR L2: client address kept, replies bypass the LB, flows spread by Magl
   for (let i = 0; i < REQUESTS / 2; i++) answers6.push((await httpGet(lab, 'cli', `http://[${VIP6}]/`, { timeoutMs: 3000 })).trim());
   t.ok(answers6.every((a) => a.endsWith(` ${CLIENT6}`)), `IPv6: every backend saw the client's own address: ${[...new Set(answers6)].join(', ')}`);
   t.same([...new Set(answers6.map((a) => a.split(' ')[0]))].sort(), ['b1', 'b2'], 'IPv6: spread over both backends');
+  await new Promise((r) => setTimeout(r, METRICS_REUSE_MS));
   t.equal(await metric(lab, /^pharos_datapath_events_total\{event="(ct_create|rev_nat|tc_rev_nat)"\}/), ctBefore, 'IPv6: no conntrack entry either');
 
   const udp = await udpQuery(lab, 'cli', VIP, 53, 'dsr-udp', { timeoutMs: 3000 });
