@@ -37,19 +37,13 @@ ${s.endpoints.map((a) => `  - addresses: [${a}]\n    conditions: { ready: true }
 }
 
 /**
- * A pool (203.0.113.128/28) and a BGPPeeringPolicy whose one neighbour is the
- * test's router at 198.18.0.1 (AS 64500, short timers), for the services
- * labelled bgp=yes. `neighbor` adds keys to the neighbour (YAML lines, as
- * nested under it), e.g. path attributes or limits.
+ * A BGPPeeringPolicy whose one neighbour is the test's router at 198.18.0.1
+ * (AS 64500, short timers), for the services labelled bgp=yes. `neighbor`
+ * adds keys to the neighbour (YAML lines, as nested under it), e.g. BFD,
+ * path attributes or limits.
  */
-export function bgpPoolAndPolicy(neighbor: string[] = []): string {
+export function bgpPolicy(neighbor: string[] = []): string {
   return `apiVersion: lb.pharos.io/v1alpha1
-kind: LoadBalancerIPPool
-metadata: { name: bgp-pool }
-spec:
-  blocks: [{ cidr: 203.0.113.128/28 }]
----
-apiVersion: lb.pharos.io/v1alpha1
 kind: BGPPeeringPolicy
 metadata: { name: to-router }
 spec:
@@ -63,6 +57,17 @@ spec:
           holdTimeSeconds: 9
           keepAliveTimeSeconds: 3
 ${neighbor.map((l) => `          ${l}\n`).join('')}`;
+}
+
+/** A pool (203.0.113.128/28) and bgpPolicy(neighbor). */
+export function bgpPoolAndPolicy(neighbor: string[] = []): string {
+  return `apiVersion: lb.pharos.io/v1alpha1
+kind: LoadBalancerIPPool
+metadata: { name: bgp-pool }
+spec:
+  blocks: [{ cidr: 203.0.113.128/28 }]
+---
+${bgpPolicy(neighbor)}`;
 }
 
 /** A LoadBalancer service the BGP policy above selects (prod/api, bgp=yes). */

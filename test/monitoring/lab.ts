@@ -23,6 +23,7 @@ import { startBgpAgentLab, type BgpAgentLab } from '../bgp/support/agent-lab.js'
 import { httpGet, startEchoServer } from '../support/lab.js';
 import { waitFor } from '../support/wait.js';
 import type { AgentStateView } from '../../src/metrics/state-view.js';
+import { bgpPolicy } from '../support/manifests.js';
 
 export const MON_VIP_POOL = '203.0.113.128/27';
 /** The agent's HTTP endpoint inside the `lb` namespace. */
@@ -53,21 +54,7 @@ kind: L2AnnouncementPolicy
 metadata: { name: l2 }
 spec: { loadBalancerIPs: true, interfaces: ["^eth0$"] }
 ---
-apiVersion: lb.pharos.io/v1alpha1
-kind: BGPPeeringPolicy
-metadata: { name: to-router }
-spec:
-  virtualRouters:
-    - localASN: 64512
-      serviceSelector: { matchLabels: { bgp: "yes" } }
-      neighbors:
-        - peerAddress: 198.18.0.1/32
-          peerASN: 64500
-          connectRetryTimeSeconds: 1
-          holdTimeSeconds: 9
-          keepAliveTimeSeconds: 3
-          bfd: { receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3 }
----
+${bgpPolicy(['bfd: { receiveInterval: 300, transmitInterval: 300, detectMultiplier: 3 }'])}---
 apiVersion: v1
 kind: Service
 metadata: { name: web, namespace: shop, labels: { bgp: "yes" } }
