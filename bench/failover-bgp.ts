@@ -199,6 +199,29 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
     const both = JSON.stringify(NODES.map((n) => n.uplink).sort());
     const [a] = NODES as [LbNode, LbNode];
 
+    /**
+     * The client's prober (a new connection every 10 ms), once it has its
+     * first answer. Its clock starts when its process does (hundreds of ms
+     * after spawn on a loaded machine): `zero` is that clock's zero on ours,
+     * when its first answer arrived minus that request's send time (a few ms
+     * early at most).
+     */
+    const startProber = async (): Promise<{ prober: ReturnType<typeof lab.spawn>; lines: string[]; zero: number }> => {
+      const lines: string[] = [];
+      const prober = lab.spawn('cli', [process.execPath, PROBER, `http://${VIP}/`, '10', '300', '40000']);
+      let buf = '';
+      let zero: number | undefined;
+      prober.stdout!.on('data', (d: Buffer) => {
+        buf += d.toString();
+        const parts = buf.split('\n');
+        buf = parts.pop()!;
+        if (zero === undefined && parts.length) zero = performance.now() - Number(parts[0]!.split(' ')[0]);
+        lines.push(...parts);
+      });
+      await waitFor('the prober\'s first answer', 10_000, async () => zero !== undefined, { everyMs: 10 });
+      return { prober, lines, zero: zero! };
+    };
+
     const runOnce = async (bfd: boolean): Promise<HungNodeRun> => {
       for (const n of NODES) await n.speaker!.apply({ peers: [peerSpec(n, bfd)] });
       await waitFor('the VIP routed over both LB nodes', 60_000, async () => (JSON.stringify(await nextHops()) === both ? true : undefined), { everyMs: 100 });
@@ -209,20 +232,7 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
         }, { everyMs: 100 });
       }
       await sleep(1000);
-      const lines: string[] = [];
-      const prober = lab.spawn('cli', [process.execPath, PROBER, `http://${VIP}/`, '10', '300', '40000']);
-      let buf = '';
-      // The prober's clock starts when its process does (hundreds of ms after spawn on a loaded machine):
-      // its zero on our clock is when its first answer arrived minus that request's send time (a few ms early at most).
-      let proberZero: number | undefined;
-      prober.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        const parts = buf.split('\n');
-        buf = parts.pop()!;
-        if (proberZero === undefined && parts.length) proberZero = performance.now() - Number(parts[0]!.split(' ')[0]);
-        lines.push(...parts);
-      });
-      await waitFor('the prober\'s first answer', 10_000, async () => proberZero !== undefined, { everyMs: 10 });
+      const { prober, lines, zero: proberZero } = await startProber();
       await sleep(1500);
       // Hang node a: its agent stops, and nothing arriving on its uplink is handled any more.
       const hangAt = performance.now();
@@ -238,7 +248,7 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
       await lab.exec('a', ['nft', 'delete', 'table', 'netdev', 'phbfd_hang']);
       a.dp!.attachXdp('up0', { netns: lab.nsPath('a') });
       process.kill(a.speaker!.pid!, 'SIGCONT');
-      const hangProberMs = hangAt - proberZero!;
+      const hangProberMs = hangAt - proberZero;
       const sent = lines.map((l) => ({ t: Number(l.split(' ')[0]), ok: !/ fail /.test(l) })).filter((x) => x.t >= hangProberMs);
       const failedAt = sent.filter((x) => !x.ok).map((x) => x.t);
       const first = Math.min(...failedAt);
@@ -258,18 +268,7 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
     const drainOnce = async (): Promise<DrainRun> => {
       for (const n of NODES) await n.speaker!.apply({ peers: [peerSpec(n, false)] });
       await waitFor('the VIP routed over both LB nodes', 60_000, async () => (JSON.stringify(await nextHops()) === both ? true : undefined), { everyMs: 100 });
-      const lines: string[] = [];
-      const prober = lab.spawn('cli', [process.execPath, PROBER, `http://${VIP}/`, '10', '300', '40000']);
-      let buf = '';
-      let proberZero: number | undefined;
-      prober.stdout!.on('data', (d: Buffer) => {
-        buf += d.toString();
-        const parts = buf.split('\n');
-        buf = parts.pop()!;
-        if (proberZero === undefined && parts.length) proberZero = performance.now() - Number(parts[0]!.split(' ')[0]);
-        lines.push(...parts);
-      });
-      await waitFor('the prober\'s first answer', 10_000, async () => proberZero !== undefined, { everyMs: 10 });
+      const { prober, lines, zero: proberZero } = await startProber();
       await sleep(1500);
       const drainAt = performance.now();
       await a.speaker!.apply({ peers: drainedPeers([peerSpec(a, false)], 'shutdown') });
@@ -281,8 +280,8 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
       const end = performance.now();
       prober.kill('SIGTERM');
       await new Promise((r) => (prober.exitCode === null ? prober.once('exit', r) : r(undefined)));
-      const from = drainAt - proberZero!;
-      const to = end - proberZero!;
+      const from = drainAt - proberZero;
+      const to = end - proberZero;
       const sent = lines.map((l) => ({ t: Number(l.split(' ')[0]), ok: !/ fail /.test(l) })).filter((x) => x.t >= from && x.t <= to);
       const run = { failed: sent.filter((x) => !x.ok).length, sent: sent.length, routeMovedMs: Math.round(routeMovedMs) };
       log(`bgp drain of node a: ${run.failed} of ${run.sent} requests failed, route moved to node b after ${run.routeMovedMs} ms (withdrawn after ${DRAIN_WITHDRAW_MS} ms)`);
