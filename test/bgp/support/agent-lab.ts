@@ -59,7 +59,6 @@ export async function startBgpAgentLab(t: Test, o: BgpAgentLabOptions): Promise<
   await lab.addNamespace('router', { forwarding: true });
   await lab.addNamespace('lb', { forwarding: true });
   await lab.addLink({ ns: 'router', ifname: 'lb0', addrs: ['198.18.0.1/30'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.18.0.2/30'] });
-  await lab.attachXdpPass('router', 'lb0');
   const neighbor = { address: '198.18.0.2', asn: 64512, local: '198.18.0.1', ...(o.bfd ? { bfd: o.bfd } : {}) };
   const bird = new Bird({ lab, ns: 'router', asn: 64500, routerId: '198.18.0.1', neighbors: [neighbor] }, o.birdConfig);
   await bird.start();
