@@ -58,17 +58,19 @@ export function serviceLabelLookup(svc: Service): LabelLookup {
   };
 }
 
+function readyOn(slice: EndpointSlice, nodeName: string): boolean {
+  return slice.endpoints.some((e) => e.ready && e.nodeName === nodeName);
+}
+
 /** Whether any of `slices` has a ready endpoint on `nodeName` (externalTrafficPolicy Local). */
 export function hasReadyEndpointOn(slices: Iterable<EndpointSlice> | undefined, nodeName: string): boolean {
-  for (const slice of slices ?? []) for (const e of slice.endpoints) if (e.ready && e.nodeName === nodeName) return true;
+  for (const slice of slices ?? []) if (readyOn(slice, nodeName)) return true;
   return false;
 }
 
 /** `namespace/name` of every service with a ready endpoint on `nodeName`, in one pass over the slices. */
 export function servicesWithReadyEndpointOn(slices: Iterable<EndpointSlice>, nodeName: string): Set<string> {
   const out = new Set<string>();
-  for (const slice of slices) {
-    if (slice.endpoints.some((e) => e.ready && e.nodeName === nodeName)) out.add(`${slice.meta.namespace}/${slice.serviceName}`);
-  }
+  for (const slice of slices) if (readyOn(slice, nodeName)) out.add(`${slice.meta.namespace}/${slice.serviceName}`);
   return out;
 }
