@@ -33,11 +33,16 @@ export class ReconcileLoop {
 
   constructor(private readonly opts: ReconcileLoopOptions) {}
 
-  /** Adds a controller; its first pass looks at everything. */
+  /**
+   * Adds a controller; its first pass looks at everything. No pass is
+   * scheduled here: the agent adds its controllers before its source has
+   * loaded, and a pass over an empty store would have the IPAM start from
+   * nothing instead of its saved allocations. The first pass comes with the
+   * first change or the caller's `schedule(0)`.
+   */
   add(c: AgentController): void {
     this.controllers.push(c);
     this.pendingFor(c);
-    if (this.started) this.schedule();
   }
 
   /** Follows the store's changes and the end of its first listing (the first pass is the caller's `schedule(0)` or the next change). */
