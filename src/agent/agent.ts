@@ -14,9 +14,9 @@
 import { mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { AgentConfig } from './config.js';
-import type { Logger } from './log.js';
+import type { Logger } from '../model/log.js';
 import { localAddresses, readInterfaces } from './interfaces.js';
-import type { AgentController } from './controller.js';
+import type { AgentController } from '../store/controller.js';
 import { ReconcileLoop } from './reconcile-loop.js';
 import { LocalIpamController, type IpamView } from '../ipam/local-controller.js';
 import { LocalL2Controller, type L2Counters } from '../l2/local-controller.js';

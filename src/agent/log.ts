@@ -2,20 +2,10 @@
  * Structured logging: one line per event, text (`level=info msg="..." k=v`)
  * or JSON, with the objects concerned as fields (`service=default/echo`).
  */
+import type { LogFields, Logger } from '../model/log.js';
 import type { LogFormat, LogLevel } from './config.js';
 
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
-
-export type LogFields = Record<string, string | number | boolean | undefined | null>;
-
-export interface Logger {
-  debug(msg: string, fields?: LogFields): void;
-  info(msg: string, fields?: LogFields): void;
-  warn(msg: string, fields?: LogFields): void;
-  error(msg: string, fields?: LogFields): void;
-  /** A logger that adds `fields` to every line (e.g. `{ controller: 'ipam' }`). */
-  with(fields: LogFields): Logger;
-}
 
 function quoteText(v: string): string {
   return /^[A-Za-z0-9_./:@,+-]+$/.test(v) ? v : JSON.stringify(v);

@@ -9,7 +9,7 @@
  */
 import type { Store, StoreChange } from '../store/store.js';
 import { timeReconcile } from '../metrics/registry.js';
-import { PendingChanges, type AgentController } from './controller.js';
+import { PendingChanges, type AgentController } from '../store/controller.js';
 
 export interface ReconcileLoopOptions {
   store: Store;

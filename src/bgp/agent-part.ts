@@ -12,8 +12,8 @@ import type { NativeAddon } from '../native/libbpf.js';
 import type { Service } from '../model/types.js';
 import type { Store } from '../store/store.js';
 import type { BgpPeerView, BgpRouteView } from '../metrics/state-view.js';
-import type { AgentController } from '../agent/controller.js';
-import type { Logger } from '../agent/log.js';
+import type { AgentController } from '../store/controller.js';
+import type { Logger } from '../model/log.js';
 
 export interface BgpAgentOptions {
   store: Store;

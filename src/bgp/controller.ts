@@ -11,7 +11,7 @@
  * `drainWithdrawMs` (drain.ts).
  */
 import type { SnapshotOf, Store } from '../store/store.js';
-import type { AgentController } from '../agent/controller.js';
+import type { AgentController } from '../store/controller.js';
 import { BGP_KINDS, desiredBgp, type BgpKind, type BgpPolicyOptions } from './policy.js';
 import { drainReason, type DrainReason } from '../model/drain.js';
 import { drainedPeers, drainPhase, type DrainPhase } from './drain.js';

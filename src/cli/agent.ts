@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { agentHelp, ConfigError, resolveConfig, type AgentConfig } from '../agent/config.js';
-import { createLogger, type Logger } from '../agent/log.js';
+import { createLogger } from '../agent/log.js';
+import type { Logger } from '../model/log.js';
 
 /**
  * Test only, off unless PHAROS_TEST_STALL_MS is set: SIGUSR2 blocks the main

@@ -11,14 +11,16 @@
  * tables metrics render from, versioned so a scrape never recomputes them.
  */
 import type { EndpointSlice, ForwardingMode, Frontend, Kind, Service } from '../model/types.js';
-import type { Snapshot } from '../store/store.js';
-import type { ChangeSet } from '../agent/controller.js';
+import type { SnapshotOf } from '../store/store.js';
+import type { AgentController, ChangeSet } from '../store/controller.js';
 import { frontendsForService, serviceKeyOfSlice, slicesByService } from './desired.js';
 import type { DatapathSync, SyncError, SyncResult } from './sync.js';
 import type { ServiceProgramStatus } from './plan.js';
 import { formatEndpoint } from '../model/cidr.js';
 
-export const DATAPATH_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice']);
+/** The kinds the data path reads: services and their endpoint slices (the node's addresses come from the agent). */
+export type DatapathKind = Extract<Kind, 'Service' | 'EndpointSlice'>;
+export const DATAPATH_KINDS: ReadonlySet<DatapathKind> = new Set<DatapathKind>(['Service', 'EndpointSlice']);
 
 /** Target time of one batch of a large pass (ms), and the bounds of its size (services). */
 const BATCH_MS = 8;
@@ -60,7 +62,7 @@ export interface DatapathLabelTable {
   backends: Iterable<readonly [number, { backend: string }]>;
 }
 
-export class DatapathController {
+export class DatapathController implements AgentController<DatapathKind> {
   readonly name = 'datapath';
   readonly kinds = DATAPATH_KINDS;
   /** EndpointSlice key → the service it belongs to (to find the service again when a slice is deleted). */
@@ -75,7 +77,7 @@ export class DatapathController {
 
   constructor(private readonly opts: DatapathControllerOptions) {}
 
-  async reconcile(snap: Snapshot, changes?: ChangeSet): Promise<void> {
+  async reconcile(snap: SnapshotOf<DatapathKind>, changes?: ChangeSet): Promise<void> {
     const nodeAddresses = this.opts.nodeAddresses();
     const nodeKey = nodeAddresses.join(',');
     const full = !changes || changes.all || !this.indexed || nodeKey !== this.nodeAddressKey;
@@ -164,7 +166,7 @@ export class DatapathController {
     this.indexed = false;
   }
 
-  private reindex(snap: Snapshot): void {
+  private reindex(snap: SnapshotOf<DatapathKind>): void {
     this.sliceOwner.clear();
     this.slicesOf.clear();
     for (const [key, slice] of snap.endpointSlices) this.indexSlice(key, slice);
@@ -190,7 +192,7 @@ export class DatapathController {
   }
 
   /** Services touched by a set of changes: changed services, and the services of changed slices (before and after). */
-  private dirtyServices(snap: Snapshot, changes: ChangeSet): Set<string> {
+  private dirtyServices(snap: SnapshotOf<DatapathKind>, changes: ChangeSet): Set<string> {
     const dirty = new Set<string>(changes.keys.get('Service') ?? []);
     for (const key of changes.keys.get('EndpointSlice') ?? []) {
       const before = this.sliceOwner.get(key);

@@ -20,7 +20,7 @@
 import { isIPv4 } from 'node:net';
 import { tryParseAddress } from '../model/cidr.js';
 import { objectKey, type Backend, type EndpointSlice, type ForwardingMode, type Frontend, type Service, type ServicePort } from '../model/types.js';
-import type { Snapshot } from '../store/store.js';
+import type { SnapshotOf } from '../store/store.js';
 
 export interface DesiredFrontendOptions {
   nodeName: string;
@@ -139,7 +139,7 @@ function compareFrontends(a: Frontend, b: Frontend): number {
   return compareAddresses(a.address, b.address) || a.port - b.port || a.protocol.localeCompare(b.protocol);
 }
 
-export function desiredFrontends(snap: Snapshot, opts: DesiredFrontendOptions): Frontend[] {
+export function desiredFrontends(snap: SnapshotOf<'Service' | 'EndpointSlice'>, opts: DesiredFrontendOptions): Frontend[] {
   const slices = slicesByService(snap.endpointSlices.values());
   const out: Frontend[] = [];
   for (const svc of snap.services.values()) out.push(...frontendsForService(svc, slices.get(objectKey(svc.meta)) ?? [], opts));

@@ -20,7 +20,7 @@ import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type CgroupAttachType, type MapType, type NativeAddon } from '../native/libbpf.js';
 import { encodeRodata, MAP, SIZE, SOCK_MAP, SOCK_SIZE, SOCK_STAT_REASONS, type MapRole, type SockMapRole, type SockStatReason } from './abi.js';
 import type { LoadedDatapath } from './loader.js';
-import type { Logger } from '../agent/log.js';
+import type { Logger } from '../model/log.js';
 
 /** Hook → program in bpf/sock.bpf.c. */
 export const SOCK_HOOKS: ReadonlyArray<{ hook: CgroupAttachType; program: string }> = [

@@ -12,7 +12,12 @@
  * a restart although manifests carry no status. A failed write is retried on
  * the next sync.
  */
-import type { Snapshot } from '../store/store.js';
+import type { Kind } from '../model/types.js';
+import type { SnapshotOf } from '../store/store.js';
+
+/** The kinds IPAM reads: services and their pools. */
+export type IpamKind = Extract<Kind, 'Service' | 'LoadBalancerIPPool'>;
+export const IPAM_KINDS: ReadonlySet<IpamKind> = new Set<IpamKind>(['Service', 'LoadBalancerIPPool']);
 import type { Condition, IPPool, Service } from '../model/types.js';
 import { IPAM_CONDITION, Ipam, type AllocationState, type ServiceOutcome } from './allocator.js';
 import type { PoolStatus } from './pool-status.js';
@@ -121,13 +126,13 @@ export class IpamController {
   }
 
   /** Bring allocations and status in line with `snapshot`. Calls are serialised. */
-  sync(snapshot: Snapshot): Promise<SyncReport> {
+  sync(snapshot: SnapshotOf<IpamKind>): Promise<SyncReport> {
     const run = this.queue.then(() => this.syncNow(snapshot));
     this.queue = run.catch(() => undefined);
     return run;
   }
 
-  private async syncNow(snapshot: Snapshot): Promise<SyncReport> {
+  private async syncNow(snapshot: SnapshotOf<IpamKind>): Promise<SyncReport> {
     const serviceKeys = new Set<string>(this.retryServices);
     const poolNames = new Set<string>(this.retryPools);
     this.retryServices.clear();

@@ -6,16 +6,16 @@
  * lease stops writing. Followers work pool counts out from the status the
  * leader wrote, for `pharos pool list` and metrics.
  */
-import type { Snapshot, Store } from '../store/store.js';
+import type { SnapshotOf, Store } from '../store/store.js';
 import { Ipam } from './allocator.js';
-import { IpamController } from './controller.js';
+import { IPAM_KINDS, IpamController, type IpamKind } from './controller.js';
 import type { PoolStatus } from './pool-status.js';
 import type { KubeWriter } from '../sources/kube/writer.js';
 import { LeaderElector } from '../sources/kube/leader-election.js';
-import type { AgentController } from '../agent/controller.js';
-import type { Logger } from '../agent/log.js';
+import type { AgentController } from '../store/controller.js';
+import type { Logger } from '../model/log.js';
 import { KubeStatusSink } from './kube-status-sink.js';
-import { IPAM_KINDS, type IpamView } from './local-controller.js';
+import type { IpamView } from './local-controller.js';
 
 export interface KubeIpamOptions {
   writer: KubeWriter;
@@ -28,15 +28,15 @@ export interface KubeIpamOptions {
   requestReconcile: () => void;
 }
 
-export class KubeIpamController implements AgentController, IpamView {
+export class KubeIpamController implements AgentController<IpamKind>, IpamView {
   readonly name = 'ipam';
   readonly kinds = IPAM_KINDS;
   private readonly elector: LeaderElector;
   private readonly sink: KubeStatusSink;
   private controller?: IpamController;
   /** Follower's view: the snapshot last seen, and pool counts worked out from it on demand. */
-  private lastSnap?: Snapshot;
-  private followerView?: { snap: Snapshot; statuses: ReadonlyMap<string, PoolStatus> };
+  private lastSnap?: SnapshotOf<IpamKind>;
+  private followerView?: { snap: SnapshotOf<IpamKind>; statuses: ReadonlyMap<string, PoolStatus> };
 
   constructor(store: Store, private readonly opts: KubeIpamOptions) {
     this.sink = new KubeStatusSink(opts.writer, store, () => this.elector.isLeader);
@@ -85,7 +85,7 @@ export class KubeIpamController implements AgentController, IpamView {
     return this.elector.holder;
   }
 
-  async reconcile(snap: Snapshot): Promise<void> {
+  async reconcile(snap: SnapshotOf<IpamKind>): Promise<void> {
     this.lastSnap = snap;
     const ctrl = this.controller;
     if (!ctrl || !this.elector.isLeader) return;

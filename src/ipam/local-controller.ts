@@ -8,17 +8,16 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Condition, Kind } from '../model/types.js';
-import type { Snapshot, Store } from '../store/store.js';
+import type { Condition } from '../model/types.js';
+import type { SnapshotOf, Store } from '../store/store.js';
 import { IPAM_CONDITION, type AllocationState } from './allocator.js';
-import { IpamController, type IpamStatusSink } from './controller.js';
+import { IPAM_KINDS, IpamController, type IpamKind, type IpamStatusSink } from './controller.js';
 import type { PoolStatus } from './pool-status.js';
 import { writeFileAtomic } from '../sources/manifests/source.js';
-import type { AgentController } from '../agent/controller.js';
-import type { Logger } from '../agent/log.js';
+import type { AgentController } from '../store/controller.js';
+import type { Logger } from '../model/log.js';
 
 const IPAM_STATE_FILE = 'ipam-state.json';
-export const IPAM_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Service', 'LoadBalancerIPPool']);
 
 export interface IpamView {
   poolStatuses(): ReadonlyMap<string, PoolStatus>;
@@ -54,7 +53,7 @@ const LOG_EACH_UP_TO = 20;
  * writing status into the store, with allocations persisted in --state-dir
  * so addresses survive a restart although manifests carry no status.
  */
-export class LocalIpamController implements AgentController, IpamView {
+export class LocalIpamController implements AgentController<IpamKind>, IpamView {
   readonly name = 'ipam';
   readonly kinds = IPAM_KINDS;
   private readonly controller: IpamController;
@@ -92,7 +91,7 @@ export class LocalIpamController implements AgentController, IpamView {
     return this.opts.nodeName;
   }
 
-  async reconcile(snap: Snapshot): Promise<void> {
+  async reconcile(snap: SnapshotOf<IpamKind>): Promise<void> {
     this.written = [];
     const report = await this.controller.sync(snap);
     this.logWrites();

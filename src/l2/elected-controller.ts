@@ -6,17 +6,17 @@
  * those, on the interfaces of this node's candidate services of each. Interfaces are polled (sysfs, cheap) so a link going down withdraws
  * its announcements and hands the lease over within one poll.
  */
-import type { Snapshot, Store } from '../store/store.js';
+import type { SnapshotOf, Store } from '../store/store.js';
 import { drainReason, type DrainReason } from '../model/drain.js';
 import type { Announcement, L2Announcer, RefusedAddress } from './announcer.js';
-import { L2AddressCache, L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, nodeLabels, type L2Candidate } from './policy.js';
+import { L2_KINDS, L2AddressCache, L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, nodeLabels, type L2Candidate, type L2Kind } from './policy.js';
 import { L2Election, type L2ElectionOptions } from './election.js';
 import { OutageGuard, type ForeignAnswer } from './outage.js';
 import type { Claim } from './outage-core.js';
 import { addressElectorates, addressLeaseName, type AddressCandidate } from './election-core.js';
 import type { L2View } from '../metrics/state-view.js';
-import type { AgentController, ChangeSet } from '../agent/controller.js';
-import { L2_KINDS, LocalRecord, makeAnnouncer, programmedOnly, toAnnouncements, type L2Common } from './local-controller.js';
+import type { AgentController, ChangeSet } from '../store/controller.js';
+import { LocalRecord, makeAnnouncer, programmedOnly, toAnnouncements, type L2Common } from './local-controller.js';
 import type { NodeInterface } from '../model/types.js';
 
 const INTERFACE_POLL_MS = 100;
@@ -39,7 +39,7 @@ export interface ElectedL2Options extends L2Common,
 }
 
 /** Kubernetes mode: leases decide. */
-export class ElectedL2Controller implements AgentController {
+export class ElectedL2Controller implements AgentController<L2Kind> {
   readonly name = 'l2';
   readonly kinds = L2_KINDS;
   private readonly announcer: L2Announcer;
@@ -151,7 +151,7 @@ export class ElectedL2Controller implements AgentController {
    * per service, without it), and the election gets the very same candidate
    * list and eligible map.
    */
-  reconcile(snap: Snapshot, changes?: ChangeSet): void {
+  reconcile(snap: SnapshotOf<L2Kind>, changes?: ChangeSet): void {
     if (!this.c.store.synced) {
       this.cachesCurrent = { candidates: false, eligible: false, addresses: false };
       return;
@@ -199,7 +199,7 @@ export class ElectedL2Controller implements AgentController {
   }
 
   /** Nodes labelled lb.pharos.io/drain or cordoned (src/model/drain.ts): the same set object while it does not change. */
-  private drainingNodes(snap: Snapshot): ReadonlySet<string> {
+  private drainingNodes(snap: SnapshotOf<L2Kind>): ReadonlySet<string> {
     const now = new Set<string>();
     for (const [name, node] of snap.nodes) if (drainReason(node)) now.add(name);
     const was = this.draining;
@@ -294,7 +294,7 @@ export class ElectedL2Controller implements AgentController {
   }
 
   /** Every service some policy announces, whoever holds it: one row per service and address (the holder is the address's). */
-  rows(snap: Snapshot): L2View[] {
+  rows(snap: SnapshotOf<L2Kind>): L2View[] {
     const out: L2View[] = [];
     for (const [service, addresses] of l2AnnouncedAddresses(snap, this.c.isOurService)) {
       for (const address of addresses) {

@@ -4,15 +4,13 @@
  * controller (l2-elected.ts): the announcer, the per-address record, the
  * programmed filter and the logging that stays readable at 10,000 addresses.
  */
-import type { Kind, NodeInterface, Service } from '../model/types.js';
-import type { Snapshot } from '../store/store.js';
+import type { NodeInterface, Service } from '../model/types.js';
+import type { SnapshotOf } from '../store/store.js';
 import { L2Announcer, type Announcement, type L2AnnouncerOptions, type L2Sink, type RefusedAddress } from './announcer.js';
-import { L2CandidateCache, nodeLabels, type L2Candidate } from './policy.js';
+import { L2_KINDS, L2CandidateCache, nodeLabels, type L2Candidate, type L2Kind } from './policy.js';
 import type { L2View } from '../metrics/state-view.js';
-import type { AgentController, ChangeSet } from '../agent/controller.js';
-import type { LogFields, Logger } from '../agent/log.js';
-
-export const L2_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice', 'Node', 'L2AnnouncementPolicy', 'Lease']);
+import type { AgentController, ChangeSet } from '../store/controller.js';
+import type { LogFields, Logger } from '../model/log.js';
 
 export interface L2Counters {
   gratuitousSent: { ipv4: number; ipv6: number };
@@ -180,7 +178,7 @@ export function programmedOnly(candidates: L2Candidate[], isProgrammed: ((servic
 }
 
 /** Manifests mode: one node, always the holder. */
-export class LocalL2Controller implements AgentController {
+export class LocalL2Controller implements AgentController<L2Kind> {
   readonly name = 'l2';
   readonly kinds = L2_KINDS;
   private readonly announcer: L2Announcer;
@@ -191,7 +189,7 @@ export class LocalL2Controller implements AgentController {
   private candidates?: L2Candidate[];
   private programmedMoved = true;
   private announcements: Announcement[] = [];
-  private lastSnapshot?: Snapshot;
+  private lastSnapshot?: SnapshotOf<L2Kind>;
 
   constructor(private readonly c: L2Common) {
     this.announcer = makeAnnouncer(c);
@@ -199,7 +197,7 @@ export class LocalL2Controller implements AgentController {
   }
 
   /** `changes` (what changed since the last pass) lets the caches look at those services only. */
-  reconcile(snap: Snapshot, changes?: ChangeSet): void {
+  reconcile(snap: SnapshotOf<L2Kind>, changes?: ChangeSet): void {
     this.lastSnapshot = snap;
     const candidates = this.cache.compute(snap, {
       nodeName: this.c.nodeName,
@@ -235,7 +233,7 @@ export class LocalL2Controller implements AgentController {
     return this.announcer.counts();
   }
 
-  rows(_snap?: Snapshot): L2View[] {
+  rows(_snap?: SnapshotOf<L2Kind>): L2View[] {
     return [...this.record.since.entries()].map(([key, since]) => {
       const [service, address] = key.split('|') as [string, string];
       return {

@@ -17,11 +17,16 @@
  * again only for services whose object or slices are new objects: the store
  * replaces an object only when it changed, so one edit costs one service.
  */
-import type { EndpointSlice, L2Policy, Node, NodeInterface, Service } from '../model/types.js';
+import type { EndpointSlice, Kind, L2Policy, Node, NodeInterface, Service } from '../model/types.js';
 import { matchesSelector, matchesSelectorWith, type LabelLookup } from '../model/selector.js';
-import type { Snapshot } from '../store/store.js';
+import type { SnapshotOf } from '../store/store.js';
 import { hasReadyEndpointOn, l2MayAnnounce, serviceLabelLookup, type ServiceScope } from '../model/scope.js';
-import type { ChangeSet } from '../agent/controller.js';
+import type { ChangeSet } from '../store/controller.js';
+
+/** The kinds L2 reads: services and their slices, nodes, L2 policies, and the leases that elect a holder. */
+export type L2Kind = Extract<Kind, 'Service' | 'EndpointSlice' | 'Node' | 'L2AnnouncementPolicy' | 'Lease'>;
+export const L2_KINDS: ReadonlySet<L2Kind> = new Set<L2Kind>(['Service', 'EndpointSlice', 'Node', 'L2AnnouncementPolicy', 'Lease']);
+type L2Snapshot = SnapshotOf<L2Kind>;
 
 export interface L2Candidate {
   service: string;
@@ -81,7 +86,7 @@ function serviceKeyOfSlice(slice: EndpointSlice): string {
  * externalTrafficPolicy Local costs one pass over the slices, not one per
  * service.
  */
-export function slicesByService(snap: Snapshot): Map<string, EndpointSlice[]> {
+export function slicesByService(snap: L2Snapshot): Map<string, EndpointSlice[]> {
   const out = new Map<string, EndpointSlice[]>();
   for (const slice of snap.endpointSlices.values()) {
     const key = serviceKeyOfSlice(slice);
@@ -135,7 +140,7 @@ function candidateOf(key: string, svc: Service, plans: NodePlan[], slices: () =>
 }
 
 /** Candidates, in the order of the snapshot's services. */
-export function l2Candidates(snap: Snapshot, input: L2PolicyInput): L2Candidate[] {
+export function l2Candidates(snap: L2Snapshot, input: L2PolicyInput): L2Candidate[] {
   const out: L2Candidate[] = [];
   const plans = nodePlans(snap.l2Policies.values(), input);
   if (plans.length === 0) return out;
@@ -166,7 +171,7 @@ class NodesByPolicySet {
   private readonly selected: Set<string>[];
   private readonly lists = new Map<string, string[]>();
 
-  constructor(snap: Snapshot, policies: L2Policy[], private readonly nodes: string[]) {
+  constructor(snap: L2Snapshot, policies: L2Policy[], private readonly nodes: string[]) {
     this.selected = policies.map((p) => new Set(nodes.filter((n) => !p.nodeSelector || matchesSelector(p.nodeSelector, nodeLabels(snap.nodes.get(n), n)))));
   }
 
@@ -194,7 +199,7 @@ function eligibleOf(svc: Service, which: string, nodes: NodesByPolicySet, slices
  * local endpoint). Interfaces are not known for other nodes, so they are
  * assumed to match; a node without one simply never takes the lease.
  */
-export function l2EligibleNodes(snap: Snapshot, nodeNames: Iterable<string>, isOurService: ServiceScope): Map<string, string[]> {
+export function l2EligibleNodes(snap: L2Snapshot, nodeNames: Iterable<string>, isOurService: ServiceScope): Map<string, string[]> {
   const out = new Map<string, string[]>();
   const policies = [...snap.l2Policies.values()];
   if (policies.length === 0) return out;
@@ -208,7 +213,7 @@ export function l2EligibleNodes(snap: Snapshot, nodeNames: Iterable<string>, isO
 }
 
 /** Every address some policy would announce for each service (whoever holds it), for `pharos l2 list`. */
-export function l2AnnouncedAddresses(snap: Snapshot, isOurService: ServiceScope): Map<string, string[]> {
+export function l2AnnouncedAddresses(snap: L2Snapshot, isOurService: ServiceScope): Map<string, string[]> {
   const out = new Map<string, string[]>();
   const policies = [...snap.l2Policies.values()];
   if (policies.length === 0) return out;
@@ -351,7 +356,7 @@ abstract class PerServiceCache<T, R> {
    * service is compared by reference. A caller that skipped a pass passes
    * no `changes` on the next one.
    */
-  protected run(snap: Snapshot, context: unknown[], changes?: ChangeSet): R {
+  protected run(snap: L2Snapshot, context: unknown[], changes?: ChangeSet): R {
     if (!this.context || context.length !== this.context.length || context.some((c, i) => c !== this.context![i])) {
       this.remembered.clear();
       this.context = context;
@@ -420,7 +425,7 @@ export class L2CandidateCache extends PerServiceCache<L2Candidate, L2Candidate[]
   private policies: L2Policy[] = [];
   private input?: L2PolicyInput;
 
-  compute(snap: Snapshot, input: L2PolicyInput, changes?: ChangeSet): L2Candidate[] {
+  compute(snap: L2Snapshot, input: L2PolicyInput, changes?: ChangeSet): L2Candidate[] {
     const policies = [...snap.l2Policies.values()];
     // Interfaces are read afresh on every pass: compare what they say, not the objects.
     const plansKey = JSON.stringify([input.nodeName, input.nodeLabels, input.interfaces]);
@@ -457,7 +462,7 @@ export class L2EligibleCache extends PerServiceCache<string[], Map<string, strin
   private nodes?: NodesByPolicySet;
   private isOurService: ServiceScope = () => false;
 
-  compute(snap: Snapshot, nodeNames: Iterable<string>, isOurService: ServiceScope, changes?: ChangeSet): Map<string, string[]> {
+  compute(snap: L2Snapshot, nodeNames: Iterable<string>, isOurService: ServiceScope, changes?: ChangeSet): Map<string, string[]> {
     const policies = [...snap.l2Policies.values()];
     const names = [...new Set(nodeNames)].sort();
     const nodesKey = JSON.stringify(names.map((n) => [n, snap.nodes.get(n)?.meta.labels ?? null]));
@@ -489,7 +494,7 @@ export class L2AddressCache extends PerServiceCache<string[], Map<string, string
   private policies: L2Policy[] = [];
   private isOurService: ServiceScope = () => false;
 
-  compute(snap: Snapshot, isOurService: ServiceScope, changes?: ChangeSet): Map<string, string[]> {
+  compute(snap: L2Snapshot, isOurService: ServiceScope, changes?: ChangeSet): Map<string, string[]> {
     const policies = [...snap.l2Policies.values()];
     if (!sameList(policies, this.policies)) this.policies = policies;
     this.isOurService = isOurService;

@@ -8,7 +8,7 @@ import t from 'tap';
 import { L2AddressCache, L2CandidateCache, L2EligibleCache, l2AnnouncedAddresses, l2Candidates, l2EligibleNodes, type L2Candidate, type L2PolicyInput } from '../../src/l2/policy.js';
 import type { L2Policy, Node } from '../../src/model/types.js';
 import type { Snapshot } from '../../src/store/store.js';
-import type { ChangeSet } from '../../src/agent/controller.js';
+import type { ChangeSet } from '../../src/store/controller.js';
 import type { Kind } from '../../src/model/types.js';
 import { ETH0, NODES, POLICY, addressOf, service, slice, syntheticSnapshot } from './synthetic.js';
 

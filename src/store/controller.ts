@@ -8,11 +8,11 @@
  * (lease expiry, renewals) keeps its own timers and asks for a pass with
  * `requestReconcile`.
  *
- * agent/reconcile-loop.ts runs them; src/bgp/controller.ts is a small
+ * src/agent/reconcile-loop.ts runs them; src/bgp/controller.ts is a small
  * example of the shape.
  */
 import type { Kind } from '../model/types.js';
-import type { SnapshotOf } from '../store/store.js';
+import type { SnapshotOf } from './store.js';
 
 /**
  * What changed since a controller's last pass: keys by kind, or `all` (the
