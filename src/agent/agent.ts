@@ -45,7 +45,7 @@ import type { L2Sink } from '../l2/announcer.js';
 import type { NodeInterface } from '../model/types.js';
 import { ManifestsSource, formatProblem } from '../sources/manifests/source.js';
 import type { KubeSource } from '../sources/kube/source.js';
-import type { WriteRecord } from '../sources/kube/writer.js';
+import type { WriteRecord } from '../sinks/kube/writer.js';
 import type { KubeConfig } from '@kubernetes/client-node';
 import { HttpEndpoint } from '../metrics/server.js';
 import { registry, configProblems, k8sApiWrites, manifestsRefused, xdpAttached } from '../metrics/registry.js';
@@ -340,7 +340,7 @@ export class Agent {
   private async startKubernetes(kc: KubeConfig, l2Common: ConstructorParameters<typeof LocalL2Controller>[0]): Promise<void> {
     const cfg = this.config;
     const [{ KubeWriter }, { KubeSource }, { KubeIpamController }, { ElectedL2Controller }, { KubeDatapathReporter }] = await Promise.all([
-      import('../sources/kube/writer.js'), import('../sources/kube/source.js'), import('../ipam/kube-controller.js'), import('../l2/elected-controller.js'), import('../datapath/kube-reporter.js'),
+      import('../sinks/kube/writer.js'), import('../sources/kube/source.js'), import('../ipam/kube-controller.js'), import('../l2/elected-controller.js'), import('../datapath/kube-reporter.js'),
     ]);
     const onWrite = (w: WriteRecord): void => k8sApiWrites.inc({ resource: writeResource(w.kind), verb: w.verb });
     const writer = new KubeWriter({ kc, namespace: cfg.namespace, qps: cfg.k8sQps, burst: cfg.k8sBurst, onWrite });

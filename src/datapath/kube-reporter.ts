@@ -18,7 +18,7 @@
  */
 import type { Condition } from '../model/types.js';
 import type { Store } from '../store/store.js';
-import type { KubeEvent } from '../sources/kube/writer.js';
+import type { KubeEvent } from '../sinks/kube/writer.js';
 
 export const DATAPATH_CONDITION = 'lb.pharos.io/DataPathProgrammed';
 

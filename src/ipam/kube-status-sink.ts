@@ -8,7 +8,7 @@ import type { Store } from '../store/store.js';
 import type { IpamStatusSink } from './controller.js';
 import { IPAM_CONDITION } from './allocator.js';
 import { ciliumPoolConditions, type PoolStatus } from './pool-status.js';
-import type { KubeWriter } from '../sources/kube/writer.js';
+import type { KubeWriter } from '../sinks/kube/writer.js';
 
 export class NotLeaderError extends Error {
   override name = 'NotLeaderError';

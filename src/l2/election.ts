@@ -14,8 +14,8 @@
  * same bound at load, so a wedged or killed agent's XDP responder falls
  * silent before any other node may take over.
  */
-import type { KubeWriter, LeaseRecord } from '../sources/kube/writer.js';
-import { WriteConflictError, NotFoundError } from '../sources/kube/writer.js';
+import type { KubeWriter, LeaseRecord } from '../sinks/kube/writer.js';
+import { WriteConflictError, NotFoundError } from '../sinks/kube/writer.js';
 import type { Lease } from '../model/types.js';
 import { addressLeaseName, decide, isAddressLeaseName, legacyServiceLeaseName, nodeLeaseName, type AddressCandidate, type ElectionAction, type ElectionOutput, type HeldLease, type LeaseView, type LegacyLease } from './election-core.js';
 

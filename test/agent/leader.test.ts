@@ -6,8 +6,8 @@
  */
 import t from 'tap';
 import { startApiServer } from '../../src/lab/apiserver/server.js';
-import { KubeWriter } from '../../src/sources/kube/writer.js';
-import { LeaderElector } from '../../src/sources/kube/leader-election.js';
+import { KubeWriter } from '../../src/sinks/kube/writer.js';
+import { LeaderElector } from '../../src/sinks/kube/leader-election.js';
 import { kubeConfigFor, eventually } from '../kube/kube-support.js';
 
 const quiet = { info: () => undefined, debug: () => undefined };

@@ -9,7 +9,7 @@
 import t from 'tap';
 import { startApiServer } from '../../src/lab/apiserver/server.js';
 import { KubeSource } from '../../src/sources/kube/source.js';
-import { KubeWriter } from '../../src/sources/kube/writer.js';
+import { KubeWriter } from '../../src/sinks/kube/writer.js';
 import { KubeIpamController } from '../../src/ipam/kube-controller.js';
 import { Store } from '../../src/store/store.js';
 import { Kubectl, eventually, kubeConfigFor } from './kube-support.js';

@@ -10,7 +10,7 @@
 import t from 'tap';
 import { startApiServer } from '../../src/lab/apiserver/server.js';
 import { KubeSource } from '../../src/sources/kube/source.js';
-import { KubeWriter } from '../../src/sources/kube/writer.js';
+import { KubeWriter } from '../../src/sinks/kube/writer.js';
 import { DATAPATH_CONDITION, KubeDatapathReporter, mergeNodeProblem, nodeEntries } from '../../src/datapath/kube-reporter.js';
 import { Store } from '../../src/store/store.js';
 import type { Condition } from '../../src/model/types.js';

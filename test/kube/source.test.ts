@@ -8,9 +8,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { startApiServer, type ApiServer } from '../../src/lab/apiserver/server.js';
 import { kubeConfigFrom, KubeConfigError } from '../../src/sources/kube/kubeconfig.js';
-import { TokenBucket } from '../../src/sources/kube/rate-limit.js';
+import { TokenBucket } from '../../src/sinks/kube/rate-limit.js';
 import { KubeSource, type ParseFailure } from '../../src/sources/kube/source.js';
-import { KubeWriter, WriteConflictError } from '../../src/sources/kube/writer.js';
+import { KubeWriter, WriteConflictError } from '../../src/sinks/kube/writer.js';
 import { Store } from '../../src/store/store.js';
 import { eventually, kubeConfigFor } from './kube-support.js';
 

@@ -10,7 +10,7 @@ import { LocalL2Controller, PER_ADDRESS_LINES, type L2Common, type L2Counters } 
 import { ElectedL2Controller } from '../../src/l2/elected-controller.js';
 import { addressLeaseName } from '../../src/l2/election-core.js';
 import { Store } from '../../src/store/store.js';
-import { NotFoundError, WriteConflictError, type KubeWriter, type LeaseRecord, type LeaseSpec } from '../../src/sources/kube/writer.js';
+import { NotFoundError, WriteConflictError, type KubeWriter, type LeaseRecord, type LeaseSpec } from '../../src/sinks/kube/writer.js';
 import type { Kind, Lease } from '../../src/model/types.js';
 import type { ChangeSet } from '../../src/store/controller.js';
 import type { Snapshot } from '../../src/store/store.js';
