@@ -78,9 +78,8 @@ export function explainService(view: AgentStateView, svc: ServiceView, now: Date
 
   // 1. Addresses, and why.
   const ipam = svc.ipam;
-  const pools = new Map<string, string>();
-  for (const m of (ipam?.message ?? '').matchAll(/(\S+) \(pool ([^)]+)\)/g)) pools.set(m[1]!, m[2]!);
-  for (const ip of svc.ingress) addresses.push(`${ip}  ${pools.has(ip) ? `from pool ${pools.get(ip)}` : ipam ? 'held' : 'not from pharos (no lb.pharos.io condition: another implementation or a status written by hand)'}`);
+  const pools = detail?.addressPools ?? {};
+  for (const ip of svc.ingress) addresses.push(`${ip}  ${pools[ip] ? `from pool ${pools[ip]}` : ipam ? 'held' : 'not from pharos (no lb.pharos.io condition: another implementation or a status written by hand)'}`);
   for (const ip of svc.externalIPs) addresses.push(`${ip}  spec.externalIPs (not allocated by pharos)`);
   const asked: string[] = [];
   if (detail?.loadBalancerIP) asked.push(`spec.loadBalancerIP ${detail.loadBalancerIP}`);
@@ -158,7 +157,7 @@ export function explainService(view: AgentStateView, svc: ServiceView, now: Date
       ? `maintenance over? kubectl label node ${view.node} lb.pharos.io/drain- (nothing moves back: addresses stay where they went)`
       : `maintenance over? kubectl uncordon ${view.node} (nothing moves back: addresses stay where they went)`);
   }
-  const poolNames = new Set(pools.values());
+  const poolNames = new Set(Object.values(pools));
   for (const p of view.problems) {
     if (p.object.includes(key) || [...poolNames].some((n) => p.object.endsWith(` ${n}`) || p.object === n)) problems.push(`${p.object}${p.field ? ` ${p.field}` : ''}: ${p.message}`);
   }

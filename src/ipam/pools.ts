@@ -18,7 +18,7 @@
  *   still keep the addresses services already hold (nothing already serving
  *   moves because of a typo), but it hands out nothing new.
  */
-import { FAMILY_BITS, parseBlock, rangesOverlap, formatRange, type AddressRange, type ParsedBlock } from '../model/cidr.js';
+import { FAMILY_BITS, parseBlock, rangeContains, rangesOverlap, formatRange, tryParseAddress, type AddressRange, type ParsedBlock } from '../model/cidr.js';
 import { validateSelector } from '../model/selector.js';
 import type { FieldError, IPFamily, IPPool } from '../model/types.js';
 
@@ -150,4 +150,23 @@ export function analysePools(pools: Iterable<IPPool>): AnalysedPool[] {
     }
   }
   return analysed;
+}
+
+/**
+ * The pool each address lies in (the oldest non-conflicting pool whose
+ * blocks contain it, as analysePools decides overlaps), for `pharos explain`
+ * and /v1/state: every node can answer from the pools alone, whoever
+ * allocated. Addresses in no pool are left out.
+ */
+export function poolsOfAddresses(pools: Iterable<IPPool>, addresses: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (addresses.length === 0) return out;
+  const analysed = analysePools(pools).filter((p) => p.state !== 'conflicting');
+  for (const text of addresses) {
+    const addr = tryParseAddress(text);
+    if (!addr) continue;
+    const pool = analysed.find((p) => p.blocks.some((b) => b.family === addr.family && rangeContains(b, addr)));
+    if (pool) out[text] = pool.name;
+  }
+  return out;
 }

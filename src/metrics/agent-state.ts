@@ -109,7 +109,7 @@ export function buildAgentState(src: AgentStateSources, query: URLSearchParams):
             ...(problem ? { reason: problem.reason, message: problem.message } : {}),
           },
         } : {}),
-        ...(only ? { detail: serviceDetail(svc) } : {}),
+        ...(only ? { detail: serviceDetail(svc, snap.pools.values()) } : {}),
       };
     });
   }

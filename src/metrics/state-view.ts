@@ -4,7 +4,8 @@
  * Plain data; versioned by `apiVersion` so the CLI can refuse what it does
  * not understand.
  */
-import type { BackendState, Service } from '../model/types.js';
+import type { BackendState, IPPool, Service } from '../model/types.js';
+import { poolsOfAddresses } from '../ipam/pools.js';
 
 export const STATE_API_VERSION = 'pharos.state/v1';
 
@@ -80,6 +81,8 @@ export interface ServiceDetailView {
   externalTrafficPolicy: string;
   loadBalancerSourceRanges: string[];
   conditions: Array<{ type: string; status: string; reason: string; message: string; lastTransitionTime?: string }>;
+  /** status.loadBalancer.ingress address → the pool it lies in (addresses in no pool are absent). */
+  addressPools: Record<string, string>;
 }
 
 export interface PoolView {
@@ -300,7 +303,7 @@ export interface ConntrackView {
 /** Annotation prefixes whose keys steer addresses, sharing and announcements (shown by `pharos explain`). */
 const STEERING_ANNOTATIONS = ['lb.pharos.io/', 'io.cilium/', 'lbipam.cilium.io/', 'metallb.universe.tf/', 'metallb.io/'];
 
-export function serviceDetail(svc: Service): ServiceDetailView {
+export function serviceDetail(svc: Service, pools: Iterable<IPPool>): ServiceDetailView {
   const annotations: Record<string, string> = {};
   for (const [k, v] of Object.entries(svc.meta.annotations)) if (STEERING_ANNOTATIONS.some((p) => k.startsWith(p))) annotations[k] = v;
   return {
@@ -311,5 +314,6 @@ export function serviceDetail(svc: Service): ServiceDetailView {
     conditions: svc.status.conditions.map((c) => ({
       type: c.type, status: c.status, reason: c.reason, message: c.message, ...(c.lastTransitionTime ? { lastTransitionTime: c.lastTransitionTime } : {}),
     })),
+    addressPools: poolsOfAddresses(pools, svc.status.ingress.map((i) => i.ip)),
   };
 }

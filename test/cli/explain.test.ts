@@ -24,7 +24,7 @@ const web: ServiceView = {
   key: 'shop/web', type: 'LoadBalancer', ingress: ['198.51.100.64'], externalIPs: [], ports: ['80/TCP'],
   ipam: { status: 'True', reason: 'satisfied', message: 'assigned 198.51.100.64 (pool blue)' },
   datapath: { programmed: true, frontends: 1, programmedFrontends: 1 },
-  detail: { annotations: {}, externalTrafficPolicy: 'Cluster', loadBalancerSourceRanges: [], conditions: [] },
+  detail: { annotations: {}, externalTrafficPolicy: 'Cluster', loadBalancerSourceRanges: [], conditions: [], addressPools: { '198.51.100.64': 'blue' } },
 };
 const frontend = {
   id: 3, service: 'shop/web', kind: 'LoadBalancer' as const, address: '198.51.100.64', port: 80, protocol: 'TCP', programmed: true,
@@ -37,6 +37,7 @@ t.test('answered by another node, and a duplicate answer: both named, with what 
     l2: [{ service: 'shop/web', address: '198.51.100.64', interfaces: ['eth0'], holder: 'node-b', since: '2026-12-07T11:58:00Z', transitions: 2, local: false,
       duplicate: { mac: '02:00:00:00:00:99', count: 4, at: '2026-12-07T11:59:30Z' } }],
   }), web, NOW);
+  t.equal(e.addresses[0], '198.51.100.64  from pool blue');
   t.match(e.announced[0], 'L2 198.51.100.64: answered by node-b on eth0, since 2m, 2 transitions');
   t.match(e.problems.join('\n'), 'another MAC (02:00:00:00:00:99) answered it 30s ago (4 times)');
   t.match(e.next.join('\n'), 'is answered by node-b: ask its agent');
