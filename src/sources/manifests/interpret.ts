@@ -173,21 +173,22 @@ function splitDocuments(file: string, text: string): { raws: RawDocument[] } | {
  */
 const SLICED_MIN_LENGTH = 13;
 
-function detachStrings(value: unknown): unknown {
+function detachStrings(value: unknown, seen = new WeakSet<object>()): unknown {
   if (typeof value === 'string') return value.length >= SLICED_MIN_LENGTH ? Buffer.from(value, 'utf8').toString('utf8') : value;
+  // An alias can make the value cyclic (`&a` then `<<: *a`, found by fuzzing): visit each node once.
+  if (value === null || typeof value !== 'object' || seen.has(value)) return value;
+  seen.add(value);
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) value[i] = detachStrings(value[i]);
+    for (let i = 0; i < value.length; i++) value[i] = detachStrings(value[i], seen);
     return value;
   }
-  if (value !== null && typeof value === 'object') {
-    const record = value as Record<string, unknown>;
-    for (const key of Object.keys(record)) {
-      const before = record[key];
-      const after = detachStrings(before); // objects are detached in place
-      // (A copied string compares equal to its original: test the type, not identity.) An own
-      // `__proto__` key (yaml defines it as data) must not go through the setter.
-      if (typeof before === 'string' && before.length >= SLICED_MIN_LENGTH) Object.defineProperty(record, key, { value: after, writable: true, enumerable: true, configurable: true });
-    }
+  const record = value as Record<string, unknown>;
+  for (const key of Object.keys(record)) {
+    const before = record[key];
+    const after = detachStrings(before, seen); // objects are detached in place
+    // (A copied string compares equal to its original: test the type, not identity.) An own
+    // `__proto__` key (yaml defines it as data) must not go through the setter.
+    if (typeof before === 'string' && before.length >= SLICED_MIN_LENGTH) Object.defineProperty(record, key, { value: after, writable: true, enumerable: true, configurable: true });
   }
   return value;
 }
