@@ -13,7 +13,7 @@ import type { SnapshotOf, Store } from '../store/store.js';
 import { IPAM_CONDITION, type AllocationState } from './allocator.js';
 import { IPAM_KINDS, IpamController, type IpamKind, type IpamStatusSink } from './controller.js';
 import type { PoolStatus } from './pool-status.js';
-import { writeFileAtomic } from '../sources/manifests/source.js';
+import { writeFileAtomic } from '../sinks/state-dir.js';
 import type { AgentController } from '../store/controller.js';
 import type { Logger } from '../model/log.js';
 

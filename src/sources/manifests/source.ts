@@ -12,10 +12,11 @@
  */
 import { EventEmitter } from 'node:events';
 import { watch, type FSWatcher, type Stats } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Store } from '../../store/store.js';
+import { writeFileAtomic } from '../../sinks/state-dir.js';
 import { objectKey, type Kind, type ModelObject } from '../../model/types.js';
 import { DefinitionIndex, indexOutcomes } from './definitions.js';
 import {
@@ -714,22 +715,4 @@ const INCREMENTAL_MAX_FILES = 64;
 
 function digest(text: string): string {
   return createHash('sha1').update(text).digest('base64');
-}
-
-/** Distinguishes concurrent writes of one file by this process. */
-let tempCounter = 0;
-
-/** temp file + fsync + rename: a crash leaves the old or the new file, never half of one. */
-export async function writeFileAtomic(path: string, text: string): Promise<void> {
-  const dir = join(path, '..');
-  await mkdir(dir, { recursive: true });
-  const temp = `${path}.tmp-${process.pid}-${++tempCounter}`;
-  const handle = await open(temp, 'w', 0o600);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temp, path);
 }
