@@ -20,8 +20,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Lab } from '../src/lab/netns.js';
-import { Bird } from '../test/bgp/routers.js';
-import { SpeakerProcess } from '../test/bgp/support/speaker-process.js';
+import { Bird } from '../src/lab/bgp/routers.js';
+import { SpeakerProcess } from '../src/lab/bgp/speaker-process.js';
 import type { ModelObject } from '../src/model/types.js';
 import { writeBenchChart } from './lib/bench-charts.js';
 

@@ -6,7 +6,7 @@
  * The harness (bench/bpf/harness.bpf.c) restores the 64-byte UDP frame
  * before each run and tail-calls the program; its own cost (tail call to an
  * empty program) is measured and subtracted. Runs in the fixture namespace
- * (test/datapath/fixture-env.ts) so bpf_fib_lookup resolves real neighbours.
+ * (src/lab/fixture-env.ts) so bpf_fib_lookup resolves real neighbours.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { BPF_BUILD_DIR, BPF_SOURCE_DIR, PROJECT_ROOT, clangArgs } from '../src/datapath/bpf-build.js';
 import { loadAddon, type BpfObject, type NativeAddon } from '../src/native/libbpf.js';
 import { u32Key } from '../src/datapath/abi.js';
-import { ADDR, FixtureEnv, MAC } from '../test/datapath/fixture-env.js';
-import { pkt } from '../test/support/packet.js';
+import { ADDR, FixtureEnv, MAC } from '../src/lab/fixture-env.js';
+import { pkt } from '../src/lab/packet.js';
 import type { Lab } from '../src/lab/netns.js';
 
 const HARNESS_SRC = join(PROJECT_ROOT, 'bench', 'bpf', 'harness.bpf.c');

@@ -27,21 +27,20 @@
  * withdrawal (target 0), drain → the router has one path.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { startEchoServer, withLab, type Lab } from '../test/support/lab.js';
+import { labProgram, withLab, type Lab } from '../src/lab/netns.js';
+import { startEchoServer } from '../src/lab/echo.js';
 import { loadAddon } from '../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../src/datapath/loader.js';
 import { DatapathSync } from '../src/datapath/sync.js';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import type { PeerSpec } from '../src/bgp/speaker.js';
 import { drainedPeers } from '../src/bgp/drain.js';
-import { Bird } from '../test/bgp/routers.js';
-import { SpeakerProcess } from '../test/bgp/support/speaker-process.js';
+import { Bird } from '../src/lab/bgp/routers.js';
+import { SpeakerProcess } from '../src/lab/bgp/speaker-process.js';
 import { sleep, waitFor } from '../src/lab/wait.js';
 import { writeBenchChart } from './lib/bench-charts.js';
 
-const PROBER = fileURLToPath(new URL('../test/l2/prober.mjs', import.meta.url));
 const LAB_PREFIX = 'phbfdx';
 const VIP = '203.0.113.100';
 const ROUTER_ASN = 65000;
@@ -208,7 +207,7 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
      */
     const startProber = async (): Promise<{ prober: ReturnType<typeof lab.spawn>; lines: string[]; zero: number }> => {
       const lines: string[] = [];
-      const prober = lab.spawn('cli', [process.execPath, PROBER, `http://${VIP}/`, '10', '300', '40000']);
+      const prober = lab.spawn('cli', [process.execPath, labProgram('prober'), `http://${VIP}/`, '10', '300', '40000']);
       let buf = '';
       let zero: number | undefined;
       prober.stdout!.on('data', (d: Buffer) => {

@@ -3,7 +3,7 @@
  * write rate of the lease election, with default settings (node lease 1 s /
  * renew 250 ms, service leases 15 s / 5 s / 2 s).
  *
- * Lab (test/l2/l2-lab.ts): three LB nodes running the agent in Kubernetes
+ * Lab (src/lab/l2-lab.ts): three LB nodes running the agent in Kubernetes
  * mode against the API emulator over management links, a client and a
  * backend on one bridge. A client in its namespace sends one HTTP request
  * every 10 ms (a new TCP connection each, 300 ms to answer); the gap is the
@@ -36,7 +36,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
-import { L2Lab, NAMESPACE, longestGap, sleep, waitFor, LAB_PREFIX } from '../test/l2/l2-lab.js';
+import { L2Lab, NAMESPACE, longestGap, sleep, waitFor, LAB_PREFIX } from '../src/lab/l2-lab.js';
 import { addressLeaseName } from '../src/l2/election-core.js';
 import { bgpHungNodeMarkdown, bgpHungNodeSummary, measureBgpHungNode, updateBgpRowsOnly, withBgpSection } from './failover-bgp.js';
 import { writeBenchChart } from './lib/bench-charts.js';

@@ -6,12 +6,12 @@
  *   npm run fuzz -- --frames 200000 --runs 5
  *
  * XDP: random and mutated frames through BPF_PROG_TEST_RUN against the real
- * program in the fixture world (test/fuzz/xdp-run.ts), every frame judged by
- * test/fuzz/xdp-oracle.ts. Properties: test/fuzz/properties.ts (config/CLI,
+ * program in the fixture world (bench/fuzz/xdp-run.ts), every frame judged by
+ * bench/fuzz/xdp-oracle.ts. Properties: bench/fuzz/properties.ts (config/CLI,
  * annotations, manifests, BGP codec) with fast-check, seeded.
  * A failure prints the seed and the frame hex (or the fast-check
- * counterexample); add it to test/fuzz/regressions/ (xdp.json) or
- * test/fuzz/corpus/. Writes bench/results/fuzz.json.
+ * counterexample); add it to bench/fuzz/regressions/ (xdp.json) or
+ * bench/fuzz/corpus/. Writes bench/results/fuzz.json.
  * Needs root (network namespace, BPF); exits 1 on any failure.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -19,8 +19,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Lab } from '../src/lab/netns.js';
-import { asRegression, loadRegressions, runXdpFuzz } from '../test/fuzz/xdp-run.js';
-import { PROPERTY_SUITES } from '../test/fuzz/properties.js';
+import { asRegression, loadRegressions, runXdpFuzz } from './fuzz/xdp-run.js';
+import { PROPERTY_SUITES } from './fuzz/properties.js';
 import { writeBenchChart } from './lib/bench-charts.js';
 
 const { values } = parseArgs({

@@ -25,7 +25,7 @@ import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
-import { L2Lab, NAMESPACE, sleep, waitFor } from '../test/l2/l2-lab.js';
+import { L2Lab, NAMESPACE, sleep, waitFor } from '../src/lab/l2-lab.js';
 import { lbServiceObject } from '../src/lab/manifests.js';
 import { histogramBuckets, parseMetrics, quantileBetween, DELAY_HISTOGRAM } from './scale/prometheus.js';
 import { readProc } from './scale/proc.js';

@@ -20,8 +20,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import readline from 'node:readline';
 import { join } from 'node:path';
-import { Lab, run, stopProcess, type TeardownHost } from '../../src/lab/netns.js';
-import { API, Emulator } from '../../test/l2/l2-lab.js';
+import { Lab, labProgram, run, stopProcess, type TeardownHost } from '../../src/lab/netns.js';
+import { API, Emulator } from '../../src/lab/l2-lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import type { SoakProfile } from './core.js';
@@ -29,7 +29,7 @@ import { lbServiceObject, lbServiceYaml } from '../../src/lab/manifests.js';
 import { sleep, waitFor } from '../../src/lab/wait.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
-const ECHO = join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js');
+const ECHO = labProgram('echo-server');
 export const LOADGEN = join(PROJECT_ROOT, 'bench', 'soak', 'loadgen.ts');
 /**
  * Under tap, child processes get the test runner's process-info loader through NODE_OPTIONS
@@ -213,7 +213,7 @@ export class SoakLab {
       echo.stderr!.resume();
     }
 
-    // The API emulator in the mgmt namespace, driven over stdin (test/l2/emulator-child.mjs).
+    // The API emulator in the mgmt namespace, driven over stdin (src/lab/emulator.ts).
     const { api, child } = await Emulator.start(lab.ns('mgmt'), this.kubeconfig, NO_NODE_OPTIONS);
     this.emulatorProc = child;
     this.api = api;

@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Lab } from '../lab/netns.js';
+import { Lab, labProgram } from '../lab/netns.js';
 import { waitFor } from '../lab/wait.js';
 import { PROJECT_ROOT } from '../datapath/bpf-build.js';
 import { removePins } from '../datapath/loader.js';
@@ -138,7 +138,7 @@ export async function run(argv: string[]): Promise<number> {
     // Shaped like a kind or containerlab node: plain veths, no XDP program on any peer, the hosts'
     // default checksum offload. The agent's --xdp-mode auto puts the data path at tc ingress on veth, which needs neither.
     for (const b of BACKENDS) {
-      lab.spawn(b.name, [process.execPath, join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js'), '--name', b.name, '--port', '8080'], DEMO_PROCESS);
+      lab.spawn(b.name, [process.execPath, labProgram('echo-server'), '--name', b.name, '--port', '8080'], DEMO_PROCESS);
     }
     show(`namespaces: ${['client', 'lb', ...BACKENDS.map((b) => b.name)].map((s) => lab.ns(s)).join(', ')}`);
 

@@ -28,6 +28,7 @@ import { execFileSync, spawn as spawnChild, type ChildProcess } from 'node:child
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { PROJECT_ROOT, clangArgs } from '../datapath/bpf-build.js';
 import { readPcap } from './pcap.js';
 import { sleep } from './wait.js';
@@ -193,6 +194,26 @@ export async function stopProcess(child: ChildProcess, graceMs: number, signal: 
   const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
   await exited;
   clearTimeout(timer);
+}
+
+/**
+ * A lab program (echo server, prober, API emulator child) as it runs inside
+ * a namespace: compiled into dist/lab, started with plain node (~50 ms, no
+ * tsx), so `npm run build:ts` must have run — as for the agent itself.
+ */
+export function labProgram(name: string): string {
+  return join(PROJECT_ROOT, 'dist', 'lab', `${name}.js`);
+}
+
+/**
+ * The node arguments that run a module beside `base` (an import.meta.url):
+ * its TypeScript source through tsx when the caller runs from source (tests,
+ * benches), the compiled file when it runs from dist.
+ */
+export function siblingModule(base: string, name: string): string[] {
+  const fromSource = base.endsWith('.ts');
+  const file = fileURLToPath(new URL(`./${name}.${fromSource ? 'ts' : 'js'}`, base));
+  return fromSource ? ['--import', 'tsx', file] : [file];
 }
 
 /** Runs a host command (no shell), collecting output; bounded by timeoutMs. */

@@ -20,7 +20,7 @@ import { kubeconfigFor } from './apiserver/main.js';
 import { AGENT_HTTP, API_ADDR, API_PORT, labLayout, nsName, readState, writeState, type LabLayout, type LabState } from './cluster.js';
 import { deploymentPods, deploymentStatus, podBackends, POD_BACKEND_ANNOTATION, type DeploymentLike } from './deployments.js';
 import { desiredSlices, MANAGED_BY, sliceUpToDate, type LabBackend, type ServiceLike } from './endpoints.js';
-import { stopProcess } from './netns.js';
+import { labProgram, stopProcess } from './netns.js';
 import { sleep } from './wait.js';
 
 const execFileAsync = promisify(execFile);
@@ -92,7 +92,7 @@ class Supervisor {
     writeState(this.state);
     this.log(`API emulator on ${this.api.url}`);
 
-    this.spawnIn('forwarder', 'mgmt', [process.execPath, join(PROJECT_ROOT, 'dist', 'lab', 'forwarder.js'), '--listen', `${API_ADDR}:${API_PORT}`, '--unix', relayPath], relayPath);
+    this.spawnIn('forwarder', 'mgmt', [process.execPath, labProgram('forwarder'), '--listen', `${API_ADDR}:${API_PORT}`, '--unix', relayPath], relayPath);
 
     for (const ns of ['default', 'kube-system']) this.api.objects.put('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     for (const node of this.layout.nodes) {
@@ -103,7 +103,7 @@ class Supervisor {
       });
     }
     for (const be of this.layout.backends) {
-      this.spawnIn(`echo/${be.name}`, be.name, [process.execPath, join(PROJECT_ROOT, 'dist', 'lab', 'echo-server.js'), '--name', be.name, '--port', be.listen.join(',')], `echo-server.js --name ${be.name}`);
+      this.spawnIn(`echo/${be.name}`, be.name, [process.execPath, labProgram('echo-server'), '--name', be.name, '--port', be.listen.join(',')], `echo-server.js --name ${be.name}`);
     }
     this.api.database.on('event', (ev) => {
       if (RECONCILED_ON.has(ev.resource)) this.scheduleReconcile();

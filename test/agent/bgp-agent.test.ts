@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
 import { withLab } from '../support/lab.js';
-import { Bird } from '../bgp/routers.js';
+import { Bird } from '../../src/lab/bgp/routers.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import { BGP_SERVICE, bgpPoolAndPolicy } from '../support/manifests.js';

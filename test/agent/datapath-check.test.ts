@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
 import { httpGet, startEchoServer, withLab, xdpPassObject, type Lab } from '../support/lab.js';
-import { Bird } from '../bgp/routers.js';
+import { Bird } from '../../src/lab/bgp/routers.js';
 import { parseExposition } from '../support/prom.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';

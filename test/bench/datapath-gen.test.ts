@@ -7,7 +7,7 @@
  */
 import t, { type Test } from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { inetChecksum, ipv4String, macString } from '../support/packet.js';
+import { inetChecksum, ipv4String, macString } from '../../src/lab/packet.js';
 import { addon } from '../../src/native/libbpf.js';
 import { benchObject, Generator, CYCLE_FLOWS, CYCLE_PORTS_PER_ADDR, FRAME_LEN, PORT, SRC_BASE, VIP, type Flows } from '../../bench/datapath.js';
 

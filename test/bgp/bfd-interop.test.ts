@@ -15,8 +15,8 @@ import { privilegedUnavailable } from '../support/privileged.js';
 import { withLab, type Lab } from '../support/lab.js';
 import { sleep, waitFor } from '../support/wait.js';
 import type { PeerSpec } from '../../src/bgp/speaker.js';
-import { Bird, Frr, type RouterBfd, type RouterNeighbor } from './routers.js';
-import { SpeakerProcess } from './support/speaker-process.js';
+import { Bird, Frr, type RouterBfd, type RouterNeighbor } from '../../src/lab/bgp/routers.js';
+import { SpeakerProcess } from '../../src/lab/bgp/speaker-process.js';
 
 const ROUTER_ASN = 65000;
 const SPEAKER_ASN = 65010;

@@ -23,8 +23,8 @@ import { DatapathSync } from '../../src/datapath/sync.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';
 import type { Frontend } from '../../src/model/types.js';
 import type { PeerSpec } from '../../src/bgp/speaker.js';
-import { Bird, type RouterNeighbor } from './routers.js';
-import { SpeakerProcess } from './support/speaker-process.js';
+import { Bird, type RouterNeighbor } from '../../src/lab/bgp/routers.js';
+import { SpeakerProcess } from '../../src/lab/bgp/speaker-process.js';
 import { waitFor } from '../support/wait.js';
 
 const PEER = fileURLToPath(new URL('../datapath/lab-peer.mjs', import.meta.url));

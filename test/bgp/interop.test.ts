@@ -14,8 +14,8 @@ import { ADDON_PATH } from '../../src/native/libbpf.js';
 import { parseCommunity } from '../../src/bgp/codec.js';
 import { WellKnownCommunity } from '../../src/model/communities.js';
 import type { DesiredBgp, PeerSpec, RouteSpec } from '../../src/bgp/speaker.js';
-import { Bird, Frr, GoBgp, ROUTER_ORIGINATED, type Router, type RouterNeighbor, type RouterRoute } from './routers.js';
-import { SpeakerProcess } from './support/speaker-process.js';
+import { Bird, Frr, GoBgp, ROUTER_ORIGINATED, type Router, type RouterNeighbor, type RouterRoute } from '../../src/lab/bgp/routers.js';
+import { SpeakerProcess } from '../../src/lab/bgp/speaker-process.js';
 import { waitFor } from '../support/wait.js';
 
 const ROUTER_ASN = 65000;

@@ -19,7 +19,7 @@ import { parseObject } from '../../src/model/parse.js';
 import { establishedWithPeer } from './support/scripted-peer.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
-import { ROUTER_ORIGINATED } from './routers.js';
+import { ROUTER_ORIGINATED } from '../../src/lab/bgp/routers.js';
 import { BGP_SERVICE, bgpPoolAndPolicy } from '../support/manifests.js';
 
 const ATTRS = { origin: 0, asPath: [65000], communities: [], largeCommunities: [] };

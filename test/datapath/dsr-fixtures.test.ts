@@ -11,8 +11,8 @@
 import t, { type Test } from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { withLab } from '../support/lab.js';
-import { hexDiff, parse, pkt } from '../support/packet.js';
-import { ADDR, baseFrontends, FixtureEnv, MAC, XDP } from './fixture-env.js';
+import { hexDiff, parse, pkt } from '../../src/lab/packet.js';
+import { ADDR, baseFrontends, FixtureEnv, MAC, XDP } from '../../src/lab/fixture-env.js';
 import { encodeFlow, encodeIfMac, STAT_REASONS, u32Key, type StatReason } from '../../src/datapath/abi.js';
 import type { Backend, Frontend } from '../../src/model/types.js';
 

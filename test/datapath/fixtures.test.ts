@@ -9,8 +9,8 @@
 import t, { type Test } from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { withLab, type Lab } from '../support/lab.js';
-import { hexDiff, inetChecksum, parse, pkt, truncate, IPPROTO } from '../support/packet.js';
-import { ADDR, baseFrontends, FixtureEnv, MAC, PORT_MIN, XDP } from './fixture-env.js';
+import { hexDiff, inetChecksum, parse, pkt, truncate, IPPROTO } from '../../src/lab/packet.js';
+import { ADDR, baseFrontends, FixtureEnv, MAC, PORT_MIN, XDP } from '../../src/lab/fixture-env.js';
 import { decodeL2Foreign, encodeFlow, encodeIfMac, encodeResponderKey, STAT_REASONS, u32Key, type StatReason } from '../../src/datapath/abi.js';
 import { buildMaglevTable, DEFAULT_MAGLEV_MAX_M, flowHash, maglevTableSize, type MaglevMember } from '../../src/datapath/maglev.js';
 import type { Frontend } from '../../src/model/types.js';
@@ -546,7 +546,7 @@ let fixtureLab: Lab | undefined;
 
 t.before(async () => {
   if (skip) return;
-  fixtureLab = await withLab(t, 'phd');
+  fixtureLab = await withLab(t, 'phdfx');
   env = await FixtureEnv.create(fixtureLab, '/run/pharos/bpffs/phd-fixtures');
 });
 t.teardown(() => env?.close());

@@ -9,8 +9,8 @@ import t, { type Test } from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { withLab } from '../support/lab.js';
-import { hexDiff, parse, pkt } from '../support/packet.js';
-import { ADDR, baseFrontends, FixtureEnv, MAC, XDP } from './fixture-env.js';
+import { hexDiff, parse, pkt } from '../../src/lab/packet.js';
+import { ADDR, baseFrontends, FixtureEnv, MAC, XDP } from '../../src/lab/fixture-env.js';
 import { STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
 import type { Backend, Frontend } from '../../src/model/types.js';
 
@@ -64,7 +64,7 @@ let env: FixtureEnv | undefined;
 
 t.before(async () => {
   if (skip) return;
-  const lab = await withLab(t, 'phs');
+  const lab = await withLab(t, 'phsfx');
   env = await FixtureEnv.create(lab, '/run/pharos/bpffs/phs-fixtures', { nsName: 'fx' });
   env.apply(serviceFrontends());
   // Both sides of the LB get a small MTU, so big packets need PMTU discovery (bpf_check_mtu reads the device MTU).

@@ -7,7 +7,7 @@
 // (requests bearing TOKEN act as USER under the stored RBAC objects, where the
 // emulator enforces RBAC). Prints {"ready":URL} once bound.
 import { readFileSync } from 'node:fs';
-import { serveOps } from '../support/stdio-ops.mjs';
+import { serveOps } from '../../dist/lab/stdio-ops.js';
 import { startApiServer } from '../../dist/lab/apiserver/server.js';
 
 const [host, port, keyFile, certFile, token, user] = process.argv.slice(2);

@@ -1,5 +1,5 @@
 /**
- * Property-based fuzzing of the agent's text inputs (test/fuzz/properties.ts):
+ * Property-based fuzzing of the agent's text inputs (bench/fuzz/properties.ts):
  * config/CLI/environment, IPAM annotations, manifest files. CI runs each
  * property a few hundred times with a fresh seed (PHAROS_FUZZ_SEED repeats
  * one); `npm run fuzz` runs them 20× longer. Every corpus file is also
@@ -8,14 +8,14 @@
 import t from 'tap';
 import { ConfigError, resolveConfig } from '../../src/agent/config.js';
 import { interpretFile } from '../../src/sources/manifests/interpret.js';
-import { corpusFiles, PROPERTY_SUITES } from './properties.js';
+import { corpusFiles, PROPERTY_SUITES } from '../../bench/fuzz/properties.js';
 
 const seed = Number(process.env.PHAROS_FUZZ_SEED ?? Math.floor(Math.random() * 0x7fffffff));
 
 for (const suite of PROPERTY_SUITES) {
   t.test(`${suite.name}: properties hold for ${suite.ciRuns} runs (seed ${seed})`, async (t) => {
     const r = suite.check({ seed, numRuns: suite.ciRuns });
-    t.ok(r.ok, r.ok ? 'no counterexample' : `${r.report}\n(rerun with PHAROS_FUZZ_SEED=${seed}; add the counterexample to test/fuzz/corpus/)`);
+    t.ok(r.ok, r.ok ? 'no counterexample' : `${r.report}\n(rerun with PHAROS_FUZZ_SEED=${seed}; add the counterexample to bench/fuzz/corpus/)`);
   });
 }
 
@@ -52,3 +52,12 @@ for (const f of corpusFiles('manifests-bad')) {
   });
 }
 
+
+// Found by the manifests property: an anchor merged into itself (`&a` then `<<: *a`) makes a cyclic
+// value, and the string-detaching walk recursed until the stack overflowed. Now a problem of its file.
+t.test('a self-referencing merge alias is a problem of its file, not a stack overflow', async (t) => {
+  const out = interpretFile('a.yaml', '&a \n<<: *a', undefined);
+  t.same(out.records, []);
+  t.equal(out.problems[0]?.severity, 'error');
+  t.equal(out.problems[0]?.file, 'a.yaml');
+});

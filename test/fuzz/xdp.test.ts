@@ -2,14 +2,14 @@
  * XDP fuzz, CI size: ~50,000 random and mutated frames (plus the regression
  * rows of regressions/xdp.json) through BPF_PROG_TEST_RUN against the real
  * pharos program with frontends, backends, SNAT and responder entries
- * programmed, each judged by test/fuzz/xdp-oracle.ts. A random seed per run
+ * programmed, each judged by bench/fuzz/xdp-oracle.ts. A random seed per run
  * (PHAROS_FUZZ_SEED to repeat one); a failure prints the seed, the frame's
  * index, how it was made and its hex. The long run is `npm run fuzz`.
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { withLab } from '../support/lab.js';
-import { loadRegressions, runXdpFuzz, type FuzzRunResult } from './xdp-run.js';
+import { loadRegressions, runXdpFuzz, type FuzzRunResult } from '../../bench/fuzz/xdp-run.js';
 
 const skip = privilegedUnavailable();
 const FRAMES = Number(process.env.PHAROS_FUZZ_FRAMES ?? 50_000);

@@ -22,7 +22,7 @@ import { Buffer } from 'node:buffer';
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
-import { Bird } from '../bgp/routers.js';
+import { Bird } from '../../src/lab/bgp/routers.js';
 import { CLI, KubeAgentLab, PHAROS_NAMESPACE, type Json } from './agent-lab.js';
 
 const PEER = '198.18.0.2';

@@ -12,7 +12,7 @@
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { CLI, L2Lab, longestGap, sleep, waitFor, type Json } from './l2-lab.js';
+import { CLI, L2Lab, longestGap, sleep, waitFor, type Json } from '../../src/lab/l2-lab.js';
 
 const DRAIN = 'lb.pharos.io/drain';
 

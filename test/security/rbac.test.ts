@@ -22,7 +22,7 @@ import { authorize, groupsOf, rbacObjectsOf, ruleAllows, type PolicyRule, type R
 import type { RequestRecord } from '../../src/lab/apiserver/server.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
-import { Bird } from '../bgp/routers.js';
+import { Bird } from '../../src/lab/bgp/routers.js';
 import { AGENT_USER, deployDocuments, KubeAgentLab, PHAROS_NAMESPACE, type Json } from '../kube/agent-lab.js';
 import { addressLeaseName } from '../../src/l2/election-core.js';
 

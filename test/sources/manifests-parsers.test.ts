@@ -26,7 +26,7 @@ function agree(t: Test, file: string, text: string): void {
 }
 
 t.test('shipped examples, CRDs and the bench manifests read the same with both parsers', (t) => {
-  for (const dir of ['deploy/examples', 'deploy/crds', 'deploy/kubernetes', 'test/fuzz/corpus/manifests']) {
+  for (const dir of ['deploy/examples', 'deploy/crds', 'deploy/kubernetes', 'bench/fuzz/corpus/manifests']) {
     for (const name of readdirSync(join(PROJECT_ROOT, dir)).filter((n) => /\.ya?ml$/.test(n))) agree(t, `${dir}/${name}`, readFileSync(join(PROJECT_ROOT, dir, name), 'utf8'));
   }
   for (const f of [...baseManifests(), ...serviceFiles(scaleServices(0, 30, 7))]) agree(t, f.name, f.text);

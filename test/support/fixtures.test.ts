@@ -2,7 +2,7 @@ import t from 'tap';
 import { addon } from '../../src/native/libbpf.js';
 import { compareOutcome, perf, runFixtures, runOnce, summarize, verdictName, xdpContext, type Fixture } from './fixtures.js';
 import { supportBpfObject } from './lab.js';
-import { pkt, truncate } from './packet.js';
+import { pkt, truncate } from '../../src/lab/packet.js';
 import { privilegedUnavailable } from './privileged.js';
 
 const A = '02:00:00:00:00:0a';

@@ -13,7 +13,7 @@
  */
 import type { Test } from 'tap';
 import type { NativeAddon, TestRunOptions, TestRunResult } from '../../src/native/libbpf.js';
-import { hexDiff, parse, type ParsedPacket } from './packet.js';
+import { hexDiff, parse, type ParsedPacket } from '../../src/lab/packet.js';
 
 /** Verdicts in the order of their numeric values (enum xdp_action). */
 export const XDP_VERDICTS = ['XDP_ABORTED', 'XDP_DROP', 'XDP_PASS', 'XDP_TX', 'XDP_REDIRECT'] as const;

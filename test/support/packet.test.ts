@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import {
   type PacketBuilder, type ParsedPacket, hexDiff, hexdump, inetChecksum, ipv4Bytes, ipv4String, ipv6Bytes, ipv6String,
   macBytes, macString, parse, parseIp, pkt, readPcap, tcpFlagBits, tcpFlagString, truncate, writePcap,
-} from './packet.js';
+} from '../../src/lab/packet.js';
 import { httpGet, startEchoServer, udpQuery, withLab } from './lab.js';
 import { privilegedUnavailable } from './privileged.js';
 

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { withLab, type Lab } from '../../support/lab.js';
 import { parseExposition } from '../../support/prom.js';
-import { Bird } from '../routers.js';
+import { Bird } from '../../../src/lab/bgp/routers.js';
 import { PROJECT_ROOT } from '../../../src/datapath/bpf-build.js';
 import { removePins } from '../../../src/datapath/loader.js';
 import type { BgpPeerView } from '../../../src/metrics/state-view.js';

@@ -14,12 +14,12 @@
  * stdout:  one JSON reply per line: {id, ok, ...}; log lines go to stderr.
  */
 import { createInterface } from 'node:readline';
-import { BgpSpeaker, type DesiredBgp, type SpeakerOptions } from '../../../src/bgp/speaker.js';
-import { BgpController } from '../../../src/bgp/controller.js';
-import { Store } from '../../../src/store/store.js';
-import { serviceScope } from '../../../src/model/scope.js';
-import { ReconcileLoop } from '../../../src/agent/reconcile-loop.js';
-import type { ModelObject, Service } from '../../../src/model/types.js';
+import { BgpSpeaker, type DesiredBgp, type SpeakerOptions } from '../../bgp/speaker.js';
+import { BgpController } from '../../bgp/controller.js';
+import { Store } from '../../store/store.js';
+import { serviceScope } from '../../model/scope.js';
+import { ReconcileLoop } from '../../agent/reconcile-loop.js';
+import type { ModelObject, Service } from '../../model/types.js';
 
 interface ChildOptions {
   routerId: string;
@@ -49,7 +49,7 @@ const speakerOptions: SpeakerOptions = {
 };
 if (opts.listenPort !== undefined) speakerOptions.listen = { port: opts.listenPort };
 if (opts.native) {
-  const { addon } = await import('../../../src/native/libbpf.js');
+  const { addon } = await import('../../native/libbpf.js');
   speakerOptions.sockets = addon();
 }
 const speaker = new BgpSpeaker(speakerOptions);

@@ -15,7 +15,7 @@
  * `totalLength: 9999`, `ihl: 4`, ...). `parse` never throws: a frame that
  * ends early is decoded as far as it goes and flagged `truncated`.
  */
-import { formatAddressBytes } from '../../src/model/cidr.js';
+import { formatAddressBytes } from '../model/cidr.js';
 
 // The pcap reader and writer live with the lab's capture (src/lab/pcap.ts).
 export { readPcap, writePcap } from '../../src/lab/pcap.js';

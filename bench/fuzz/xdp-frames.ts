@@ -10,8 +10,8 @@
  * too, because conntrack state makes a single frame's verdict depend on
  * what ran before it.
  */
-import { pkt, IPPROTO, type ExtSpec } from '../support/packet.js';
-import { ADDR, MAC, PORT_MAX, PORT_MIN } from '../datapath/fixture-env.js';
+import { pkt, IPPROTO, type ExtSpec } from '../../src/lab/packet.js';
+import { ADDR, MAC, PORT_MAX, PORT_MIN } from '../../src/lab/fixture-env.js';
 
 // ------------------------------------------------------------------ PRNG
 

@@ -5,7 +5,7 @@
  * files (src/sources/manifests/interpret.ts). The BGP codec and parseObject
  * already have theirs (test/bgp/codec.test.ts, test/model/parse-fuzz.test.ts).
  *
- * Each suite replays its corpus (test/fuzz/corpus/<suite>/) and mutates it.
+ * Each suite replays its corpus (bench/fuzz/corpus/<suite>/) and mutates it.
  * `check` returns fast-check's report instead of throwing, so the CI test
  * (properties.test.ts) and `npm run fuzz` (bench/fuzz.ts, 20× the runs) share
  * it. A counterexample becomes a corpus file.

@@ -27,7 +27,7 @@ export interface WorkerArgs {
   /**
    * Problems of open, reported bugs (regular expressions): a frame whose
    * every problem matches one is tallied in `known`, not failed, so the
-   * fuzzer keeps looking for new ones. test/fuzz/regressions/xdp.json keeps
+   * fuzzer keeps looking for new ones. bench/fuzz/regressions/xdp.json keeps
    * a row (as a todo) for each.
    */
   knownIssues: string[];
@@ -59,7 +59,7 @@ export interface FuzzSummary {
 }
 
 const PROG_FD = 3;
-/** Addresses of the fixture node (test/datapath/fixture-env.ts): frames to them never leave through tc egress. */
+/** Addresses of the fixture node (src/lab/fixture-env.ts): frames to them never leave through tc egress. */
 const NODE_ADDRESSES = new Set(['198.18.0.2', '198.18.2.254', '198.18.3.1', '2001:db8:0:0:0:0:0:2', '2001:db8:2:0:0:0:0:fe']);
 const TC_PROG_FD = 4;
 

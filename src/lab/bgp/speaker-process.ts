@@ -1,14 +1,15 @@
 /**
- * Test side of speaker-child.ts: starts the speaker inside a namespace and
+ * The parent side of speaker-child.ts (tests and benches): starts the speaker inside a namespace and
  * talks to it over stdin/stdout. Killed by PID (and by parent-death signal).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import type { AdvertisedRoute, DesiredBgp, PeerStatus, SpeakerTotals } from '../../../src/bgp/speaker.js';
-import type { ModelObject } from '../../../src/model/types.js';
+import { siblingModule } from '../netns.js';
+import type { AdvertisedRoute, DesiredBgp, PeerStatus, SpeakerTotals } from '../../bgp/speaker.js';
+import type { ModelObject } from '../../model/types.js';
 
-const CHILD = fileURLToPath(new URL('./speaker-child.ts', import.meta.url));
+/** speaker-child.ts, from source under tsx or compiled in dist. */
+const CHILD = siblingModule(import.meta.url, 'speaker-child');
 
 export interface ChildStatus {
   peers: PeerStatus[];
@@ -24,7 +25,7 @@ export class SpeakerProcess {
 
   constructor(netnsName: string, options: { routerId: string; restarting?: boolean; native?: boolean; listenPort?: number; nodeName?: string }) {
     this.child = spawn('ip', ['netns', 'exec', netnsName, 'setpriv', '--pdeathsig', 'KILL', '--',
-      process.execPath, '--import', 'tsx', CHILD, JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'pipe'] });
+      process.execPath, ...CHILD, JSON.stringify(options)], { stdio: ['pipe', 'pipe', 'pipe'] });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       try {
         const msg = JSON.parse(line) as Record<string, unknown>;

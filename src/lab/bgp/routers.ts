@@ -7,7 +7,7 @@ import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { run, type Lab } from '../support/lab.js';
+import { run, type Lab } from '../netns.js';
 
 /** A route as the router shows it. */
 export interface RouterRoute {
@@ -302,7 +302,6 @@ ${neighbors}`;
 export class Frr implements Router {
   readonly name = 'frr';
   private readonly dir = tempDir('frr');
-  private readonly zebra?: ChildProcess;
   private children: ChildProcess[] = [];
   log = '';
 

@@ -1,16 +1,16 @@
 /**
  * Runs the XDP fuzzer against the real pharos program loaded in the fixture
- * world (test/datapath/fixture-env.ts: frontends with backends, SNAT,
+ * world (src/lab/fixture-env.ts: frontends with backends, SNAT,
  * responder entries for the VIPs, static neighbours): sets the world up,
- * starts test/fuzz/xdp-worker.ts inside its namespace with the program's
+ * starts bench/fuzz/xdp-worker.ts inside its namespace with the program's
  * fd, keeps the responder's liveness stamp fresh while it runs, and returns
  * the worker's failures and summary.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Lab } from '../support/lab.js';
-import { ADDR, baseFrontends, FixtureEnv } from '../datapath/fixture-env.js';
+import type { Lab } from '../../src/lab/netns.js';
+import { ADDR, baseFrontends, FixtureEnv } from '../../src/lab/fixture-env.js';
 import type { Frontend } from '../../src/model/types.js';
 import type { FuzzFailure, FuzzSummary, WorkerArgs } from './xdp-worker.js';
 import type { Ingress } from './xdp-frames.js';
@@ -128,7 +128,7 @@ export async function runXdpFuzz(lab: Lab, opts: FuzzRunOptions): Promise<FuzzRu
   }
 }
 
-/** One failure as a regression row (for test/fuzz/regressions/xdp.json). */
+/** One failure as a regression row (for bench/fuzz/regressions/xdp.json). */
 export function asRegression(f: FuzzFailure, seed: number): Regression {
   return { name: `seed ${seed} frame ${f.index}: ${f.problems[0] ?? ''}`.slice(0, 160), hex: f.hex, ingress: f.ingress, found: f.how };
 }

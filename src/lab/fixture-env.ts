@@ -8,14 +8,14 @@
  *   fx0 198.18.0.2, 2001:db8::2          fb0 198.18.2.254, 2001:db8:2::fe (SNAT addresses)
  *   local address 198.18.3.1 (a backend on this node), 203.0.113.0/24 unreachable
  */
-import { loadAddon, type NativeAddon, type TestRunResult } from '../../src/native/libbpf.js';
-import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
-import { DatapathSync } from '../../src/datapath/sync.js';
-import { readReasonCounters } from '../../src/datapath/stats.js';
-import { encodeFlow, type StatReason } from '../../src/datapath/abi.js';
-import { flowHash } from '../../src/datapath/maglev.js';
-import type { Lab } from '../support/lab.js';
-import type { Backend, Frontend } from '../../src/model/types.js';
+import { loadAddon, type NativeAddon, type TestRunResult } from '../native/libbpf.js';
+import { loadDatapath, removePins, type LoadedDatapath } from '../datapath/loader.js';
+import { DatapathSync } from '../datapath/sync.js';
+import { readReasonCounters } from '../datapath/stats.js';
+import { encodeFlow, type StatReason } from '../datapath/abi.js';
+import { flowHash } from '../datapath/maglev.js';
+import type { Lab } from './netns.js';
+import type { Backend, Frontend } from '../model/types.js';
 
 export const MAC = {
   client: '02:00:00:00:00:01',

@@ -16,8 +16,8 @@
  *    backend of the frontend (forward) or the client of the recorded flow
  *    (reverse), and whose MACs are the egress interface's and the next hop's.
  */
-import { IPPROTO, macBytes, pkt, ipv4Bytes, ipv6Bytes, ipv4String, ipv6String } from '../support/packet.js';
-import { ADDR, MAC, PORT_MAX, PORT_MIN, XDP } from '../datapath/fixture-env.js';
+import { IPPROTO, macBytes, pkt, ipv4Bytes, ipv6Bytes, ipv4String, ipv6String } from '../../src/lab/packet.js';
+import { ADDR, MAC, PORT_MAX, PORT_MIN, XDP } from '../../src/lab/fixture-env.js';
 import { DROP_REASONS as DROPS, IPV6_MAX_EXT_HEADERS, PASS_REASONS as PASSES, STAT_REASONS, type StatReason } from '../../src/datapath/abi.js';
 import type { Frontend } from '../../src/model/types.js';
 import type { Ingress, SeenReverse } from './xdp-frames.js';
@@ -41,7 +41,7 @@ export function counterDelta(before: Record<StatReason, bigint>, after: Record<S
   return Object.fromEntries(STAT_REASONS.map((r) => [r, Number(after[r] - before[r])])) as Delta;
 }
 
-/** The world of test/datapath/fixture-env.ts, as the oracle needs it. */
+/** The world of src/lab/fixture-env.ts, as the oracle needs it. */
 export interface World {
   frontends: Frontend[];
   /** Addresses of this node a backend may have (DNAT without SNAT, XDP_PASS to the local stack). */
