@@ -24,6 +24,7 @@ import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
 import { Bird } from '../../src/lab/bgp/routers.js';
 import { CLI, KubeAgentLab, PHAROS_NAMESPACE, type Json } from './agent-lab.js';
+import { lbServiceObject } from '../../src/lab/manifests.js';
 
 const PEER = '198.18.0.2';
 const FIRST = 'first-Md5-key';
@@ -46,7 +47,7 @@ t.test('authSecretRef: the MD5 password of a BGP neighbor comes from a Secret in
     apiVersion: 'lb.pharos.io/v1alpha1', kind: 'BGPPeeringPolicy', metadata: { name: 'to-router' },
     spec: { virtualRouters: [{ localASN: 64512, serviceSelector: { matchLabels: { bgp: 'yes' } }, neighbors: [{ peerAddress: '198.18.0.1/32', peerASN: 64500, authSecretRef: 'bgp-md5', connectRetryTimeSeconds: 1, holdTimeSeconds: 9, keepAliveTimeSeconds: 3 }] }] },
   });
-  api.objects.put('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'api', namespace: 'prod', labels: { bgp: 'yes' } }, spec: { type: 'LoadBalancer', ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+  api.objects.put('services', lbServiceObject({ name: 'api', namespace: 'prod', labels: { bgp: 'yes' } }));
   // The same name in another namespace must not be used: the agent reads pharos-system only.
   const secret = (namespace: string, data: Record<string, string>) => api.objects.put('secrets', {
     apiVersion: 'v1', kind: 'Secret', metadata: { name: 'bgp-md5', namespace }, data: Object.fromEntries(Object.entries(data).map(([key, v]) => [key, Buffer.from(v).toString('base64')])),

@@ -13,6 +13,7 @@ import { KubeWriter } from '../../src/sinks/kube/writer.js';
 import { KubeIpamController } from '../../src/ipam/kube-controller.js';
 import { Store } from '../../src/store/store.js';
 import { Kubectl, eventually, kubeConfigFor } from './kube-support.js';
+import { lbServiceObject } from '../../src/lab/manifests.js';
 
 const silent = { info() {}, debug() {}, warn() {}, error() {}, with() { return silent; } };
 
@@ -30,11 +31,8 @@ t.test('Cilium pool columns and a pending service through kubectl', async (t) =>
     apiVersion: 'cilium.io/v2alpha1', kind: 'CiliumLoadBalancerIPPool', metadata: { name: 'red-pool' },
     spec: { blocks: [{ cidr: '203.0.113.8/29' }], serviceSelector: { matchLabels: { color: 'red' } } },
   });
-  for (const [name, color] of [['blue', 'blue'], ['lonely', 'green']]) {
-    api.objects.put('services', {
-      apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default', labels: { color } },
-      spec: { type: 'LoadBalancer', ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-    });
+  for (const [name, color] of [['blue', 'blue'], ['lonely', 'green']] as const) {
+    api.objects.put('services', lbServiceObject({ name, labels: { color } }));
   }
   const kc = kubeConfigFor(api.url);
   const store = new Store();

@@ -15,6 +15,7 @@ import { DATAPATH_CONDITION, KubeDatapathReporter, mergeNodeProblem, nodeEntries
 import { Store } from '../../src/store/store.js';
 import type { Condition } from '../../src/model/types.js';
 import { eventually, kubeConfigFor } from './kube-support.js';
+import { lbServiceObject } from '../../src/lab/manifests.js';
 
 const T0 = '2026-12-07T10:00:00Z';
 const T1 = '2026-12-07T10:05:00Z';
@@ -47,8 +48,7 @@ t.test('two nodes report through the emulator: entries merge, events, recovery',
   t.teardown(() => api.close());
   const kc = kubeConfigFor(api.url);
   api.objects.put('services', {
-    apiVersion: 'v1', kind: 'Service', metadata: { name: 'web', namespace: 'default' },
-    spec: { type: 'LoadBalancer', ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+    ...lbServiceObject({ name: 'web' }),
     status: { loadBalancer: { ingress: [{ ip: '198.51.100.7' }] }, conditions: [{ type: 'lb.pharos.io/IPAMRequestSatisfied', status: 'True', reason: 'Allocated', message: 'ok', lastTransitionTime: T0 }] },
   });
   const silent = { warn() {}, debug() {} };
@@ -97,7 +97,7 @@ t.test('two nodes report through the emulator: entries merge, events, recovery',
   t.match(ours(), { reason: 'Programmed' });
 
   // A service that was never reported: its first (programmed) status writes nothing.
-  api.objects.put('services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'quiet', namespace: 'default' }, spec: { type: 'LoadBalancer', ports: [{ port: 80 }] } });
+  api.objects.put('services', lbServiceObject({ name: 'quiet' }));
   await eventually(() => !!nodes[0]!.store.get('Service', 'default/quiet'), 10_000, 'the store to see it');
   const w = nodes[0]!.reporter.written;
   nodes[0]!.reporter.set('default/quiet', undefined);

@@ -13,6 +13,7 @@ import { KubeSource, type ParseFailure } from '../../src/sources/kube/source.js'
 import { KubeWriter, WriteConflictError } from '../../src/sinks/kube/writer.js';
 import { Store } from '../../src/store/store.js';
 import { eventually, kubeConfigFor } from './kube-support.js';
+import { lbServiceObject } from '../../src/lab/manifests.js';
 
 const tuning = {
   initialBackoffMs: 50,
@@ -23,12 +24,7 @@ const tuning = {
   watchTimeoutSeconds: 60,
 };
 
-const service = (name: string, extra: Record<string, unknown> = {}) => ({
-  apiVersion: 'v1',
-  kind: 'Service',
-  metadata: { name, namespace: 'default', ...extra },
-  spec: { type: 'LoadBalancer', ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
-});
+const service = (name: string) => lbServiceObject({ name });
 
 const pool = (name: string, cidr: string) => ({
   apiVersion: 'lb.pharos.io/v1alpha1',
@@ -82,7 +78,7 @@ t.test('initial lists fill the store and mark it synced; adds, updates, deletes 
   t.ok(snap.l2Policies.get('l2'));
 
   api.objects.put('services', service('second'));
-  api.objects.put('services', { ...service('echo'), metadata: { name: 'echo', namespace: 'default', labels: { color: 'blue' } } });
+  api.objects.put('services', lbServiceObject({ name: 'echo', labels: { color: 'blue' } }));
   api.objects.delete('endpointslices', 'default', 'echo-1');
   api.objects.put('loadbalancerippools', pool('green', '198.18.101.0/24'));
   await eventually(() => {

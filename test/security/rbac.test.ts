@@ -25,6 +25,7 @@ import { waitFor } from '../support/wait.js';
 import { Bird } from '../../src/lab/bgp/routers.js';
 import { AGENT_USER, deployDocuments, KubeAgentLab, PHAROS_NAMESPACE, type Json } from '../kube/agent-lab.js';
 import { addressLeaseName } from '../../src/l2/election-core.js';
+import { lbServiceObject } from '../../src/lab/manifests.js';
 
 const PASSWORD = 'rbac-md5-Key';
 
@@ -86,15 +87,13 @@ function seed(k: KubeAgentLab): void {
   put('secrets', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'bgp-md5', namespace: PHAROS_NAMESPACE }, data: { password: Buffer.from(PASSWORD).toString('base64') } });
   // A Secret elsewhere: the agent must never ask for it (its Role is in pharos-system only).
   put('secrets', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'bgp-md5', namespace: 'kube-system' }, data: { password: Buffer.from('not-this-one').toString('base64') } });
-  const svc = (name: string, labels: Record<string, string>) => put('services', {
-    apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default', labels }, spec: { type: 'LoadBalancer', ports: [{ name: 'p', port: 80, targetPort: 8080, protocol: 'TCP' }] },
-  });
+  const svc = (name: string, labels: Record<string, string>) => put('services', lbServiceObject({ name, labels }));
   svc('echo', { bgp: 'yes' });
   svc('cil', { pool: 'cilium' });
   svc('many', {});
   const slice = (service: string, addresses: string[]) => put('endpointslices', {
     apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: `${service}-1`, namespace: 'default', labels: { 'kubernetes.io/service-name': service } },
-    addressType: 'IPv4', endpoints: addresses.map((a) => ({ addresses: [a], conditions: { ready: true } })), ports: [{ name: 'p', port: 8080, protocol: 'TCP' }],
+    addressType: 'IPv4', endpoints: addresses.map((a) => ({ addresses: [a], conditions: { ready: true } })), ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
   });
   slice('echo', ['198.18.0.10']);
   // 300 backends, more than a Maglev table of 251 slots holds (the agent runs with --maglev-max-table-size 251):
