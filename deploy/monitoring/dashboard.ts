@@ -89,6 +89,9 @@ export const ROWS: RowSpec[] = [
     panels: [
       { title: 'Addresses announced per node', unit: 'short', description: 'Addresses each node holds and answers ARP/NDP for.',
         queries: [{ expr: `sum by (instance) (pharos_l2_announced{${I}})`, legend: '{{instance}}' }] },
+      { title: 'Addresses without a live holder', unit: 'short',
+        description: 'Announced addresses whose lease names no live holder, by reason (Kubernetes mode; every agent counts the same cluster-wide leases, so the highest is shown). no-eligible-node: no live node the policies select can carry it.',
+        queries: [{ expr: `max by (reason) (pharos_l2_addresses_without_holder{${I}})`, legend: '{{reason}}' }] },
       { title: 'Holder transitions', unit: 'short', description: 'Addresses a node took over (lease acquired) in the last 5 minutes.',
         queries: [{ expr: `sum by (instance) (increase(pharos_l2_lease_transitions_total{${I}}[5m]))`, legend: '{{instance}}' }] },
       { title: 'ARP / NDP answers and gratuitous frames', unit: 'pps', description: 'Answers from the XDP responder, and gratuitous ARP / unsolicited NA sent.',

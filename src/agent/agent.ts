@@ -639,6 +639,11 @@ export class Agent {
     };
   }
 
+  /** Kubernetes mode: announced addresses no live node holds (pharos_l2_addresses_without_holder). */
+  l2AddressesWithoutHolder(): Readonly<Record<string, number>> | undefined {
+    return this.l2 && 'addressesWithoutHolder' in this.l2 ? this.l2.addressesWithoutHolder() : undefined;
+  }
+
   drainReason(): DrainReason | undefined {
     return this.store.synced ? drainReason(this.store.snapshot().nodes.get(this.config.nodeName)) : undefined;
   }

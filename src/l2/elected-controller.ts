@@ -15,6 +15,7 @@ import { OutageGuard, type ForeignAnswer } from './outage.js';
 import type { Claim } from './outage-core.js';
 import { addressElectorates, addressLeaseName, type AddressCandidate } from './election-core.js';
 import type { L2View } from '../metrics/state-view.js';
+import { countAddressesWithoutHolder, type WithoutHolderReason } from '../metrics/l2-holders.js';
 import type { AgentController, ChangeSet } from '../store/controller.js';
 import { LocalRecord, makeAnnouncer, programmedOnly, toAnnouncements, type L2Common } from './local-controller.js';
 import type { NodeInterface } from '../model/types.js';
@@ -70,6 +71,8 @@ export class ElectedL2Controller implements AgentController<L2Kind> {
   private leaseNames = new Map<string, string>();
   /** Eligible nodes by address (the union over the services that carry it), and the maps it was computed from. */
   private eligibleByAddress?: { eligible: Map<string, string[]>; byService: Map<string, string[]>; byAddress: Map<string, readonly string[]> };
+  /** Every service's announced addresses as of the last pass (for addressesWithoutHolder). */
+  private serviceAddresses?: Map<string, string[]>;
   /** What applyAnnouncements last acted on: the election's list and the candidates it was mapped with. */
   private applied?: { announce: readonly string[]; candidates: Map<string, L2Candidate[]> };
 
@@ -194,6 +197,7 @@ export class ElectedL2Controller implements AgentController<L2Kind> {
     // Every service's announced addresses, whoever holds them (what binds services into one election per address).
     const serviceAddresses = this.addressCache.compute(snap, this.c.isOurService, this.cachesCurrent.addresses ? changes : undefined);
     this.cachesCurrent.addresses = true;
+    this.serviceAddresses = serviceAddresses;
     this.election.update({ candidates: this.electionCandidates, eligible: this.addressEligible(eligible, serviceAddresses), serviceAddresses, leases: snap.leases.values(), draining: this.drainingNodes(snap) });
     this.applyAnnouncements();
   }
@@ -312,6 +316,25 @@ export class ElectedL2Controller implements AgentController<L2Kind> {
       }
     }
     return out;
+  }
+
+  /**
+   * Announced addresses no live node holds, by reason (metrics/l2-holders.ts),
+   * as this node sees the cluster's leases; undefined while its view is not
+   * fresh (API unreachable, or before the first pass): it cannot tell then.
+   */
+  addressesWithoutHolder(): Record<WithoutHolderReason, number> | undefined {
+    const out = this.election.output;
+    if (!out || !this.serviceAddresses || !this.election.viewFresh) return undefined;
+    const live = new Set(out.liveNodes);
+    const eligible = this.eligibleByAddress?.byAddress;
+    return countAddressesWithoutHolder({
+      addresses: [...this.serviceAddresses.values()].flat(),
+      holderOf: (address) => this.election.leaseView(this.leaseName(address))?.holder,
+      isLive: (node) => live.has(node),
+      eligibleOf: (address) => eligible?.get(address),
+      draining: this.draining,
+    });
   }
 
   private drainState(address: string, local: boolean): string {

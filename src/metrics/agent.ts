@@ -43,6 +43,8 @@ export interface AgentMetricsSource {
   /** What /readyz checks (source synced, data path attached, Kubernetes API reachable), each ok or not. */
   readiness?(): { readiness: Record<string, { ok: boolean }> };
   l2Outage?(): L2OutageMetrics | undefined;
+  /** Kubernetes mode: announced addresses no live node holds, by reason (l2-holders.ts); undefined while this node cannot tell. */
+  l2AddressesWithoutHolder?(): Readonly<Record<string, number>> | undefined;
   /** Kernel memory of each BPF map (fdinfo memlock), charged to the agent's memory cgroup. */
   mapMemory(): Iterable<{ map: string; bytes: number }>;
 }
@@ -206,6 +208,15 @@ function registerL2OutageMetrics(agent: AgentMetricsSource): void {
     collect() {
       this.reset();
       this.inc(agent.l2Outage?.()?.duplicates ?? 0);
+    },
+  });
+  new client.Gauge({
+    name: 'pharos_l2_addresses_without_holder',
+    help: 'Announced addresses whose lease names no live holder, as this node sees the cluster\'s leases (every agent reports the same cluster-wide count: take max()), by reason: holder-down (its node lease is not renewed), no-holder (none, while a live node could take it), no-eligible-node; absent in manifests mode and while this node\'s view of the API is stale',
+    labelNames: ['reason'] as const, registers: [registry],
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(agent.l2AddressesWithoutHolder?.() ?? {})) this.set({ reason }, n);
     },
   });
   new client.Counter({

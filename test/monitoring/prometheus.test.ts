@@ -38,6 +38,7 @@ const EMPTY_IN_LAB: Record<string, string> = {
   pharos_reconcile_errors_total: 'only after a controller failed',
   pharos_datapath_reattach_total: 'only after something removed pharos\'s programs from an interface',
   pharos_k8s_api_writes_total: 'Kubernetes mode only (manifests mode writes to no API)',
+  pharos_l2_addresses_without_holder: 'Kubernetes mode only (manifests mode has no leases: each agent answers for what it carries); tested against the API emulator in test/monitoring/l2-holders.test.ts',
 };
 
 /**
