@@ -41,6 +41,7 @@ Napi::Value NeighboursSet(const Napi::CallbackInfo &info);
 Napi::Value SetTcpMd5(const Napi::CallbackInfo &info);
 Napi::Value TcpSocket(const Napi::CallbackInfo &info);
 Napi::Value SetTtl(const Napi::CallbackInfo &info);
+Napi::Value AttachTtlFilter(const Napi::CallbackInfo &info);
 
 // liveness.cc
 Napi::Value LivenessKeeper(const Napi::CallbackInfo &info);

@@ -1,6 +1,8 @@
 // TCP sockets for BGP sessions: TCP MD5 signatures (RFC 2385), sockets
-// created before connect, TTL. Raw frames are in packet_socket.cc.
+// created before connect, TTL; the received-TTL filter of BFD's UDP
+// sockets. Raw frames are in packet_socket.cc.
 #include <arpa/inet.h>
+#include <linux/filter.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -107,6 +109,39 @@ Napi::Value SetTtl(const Napi::CallbackInfo &info) {
     if (setsockopt(fd, IPPROTO_IP, IP_TTL, &ttl, sizeof(ttl)) != 0) Throw(env, errno, what + ": IP_TTL");
   } else {
     ThrowInvalid(env, what + ": not an IPv4 or IPv6 socket (family " + std::to_string(local.ss_family) + ")");
+  }
+  return env.Undefined();
+}
+
+// attachTtlFilter(fd, ttl): a classic BPF socket filter that keeps the
+// datagrams received with TTL / hop limit `ttl` whole and cuts every other
+// one to its UDP header (RFC 5881 §5 / GTSM: single-hop BFD only accepts
+// 255). Node's dgram sockets deliver no TTL, and IP_MINTTL does not apply to
+// UDP, so the check runs in the kernel. A UDP socket's filter sees the
+// packet from its UDP header (the network header is at SKF_NET_OFF) and
+// the kernel keeps at least that header, so a cut datagram arrives empty —
+// shorter than any BFD packet — and the drop can be counted against its
+// source. The IP version is read from the packet, so a dual-stack socket's
+// IPv4 packets are checked too.
+Napi::Value AttachTtlFilter(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  int fd = ArgInt(ArgAt(info, 0), "attachTtlFilter: fd", 0, INT32_MAX);
+  int ttl = ArgInt(ArgAt(info, 1), "attachTtlFilter: ttl", 1, 255);
+  const uint32_t net = static_cast<uint32_t>(SKF_NET_OFF);
+  struct sock_filter code[] = {
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, net + 0),                // version nibble
+      BPF_STMT(BPF_ALU | BPF_AND | BPF_K, 0xf0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0x40, 0, 2),            // IPv4?
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, net + 8),                // IPv4 TTL
+      BPF_JUMP(BPF_JMP | BPF_JA, 1, 0, 0),
+      BPF_STMT(BPF_LD | BPF_B | BPF_ABS, net + 7),                // IPv6 hop limit
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(ttl), 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, 0xffffffff),                      // whole datagram
+      BPF_STMT(BPF_RET | BPF_K, 8),                               // the UDP header only
+  };
+  struct sock_fprog prog = {static_cast<unsigned short>(sizeof(code) / sizeof(code[0])), code};
+  if (setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog)) != 0) {
+    Throw(env, errno, "attachTtlFilter(" + std::to_string(ttl) + ") on fd " + std::to_string(fd));
   }
   return env.Undefined();
 }

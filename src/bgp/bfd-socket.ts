@@ -14,11 +14,12 @@
  * address.
  *
  * Receive-side TTL: RFC 5881 §5 wants packets with a TTL other than 255
- * discarded. Node's dgram sockets do not deliver the received TTL (no
- * IP_RECVTTL / recvmsg ancillary data), so the check is made where the TTL
- * is known (`receive(..., ttl)`) and the sockets here pass `undefined`:
- * until the native addon offers a UDP receive with the TTL, a peer more
- * than one hop away is not rejected on that ground.
+ * discarded. Node's dgram sockets deliver no TTL (no IP_RECVTTL ancillary
+ * data) and IP_MINTTL does not apply to UDP, so each receive socket gets a
+ * socket filter from the native addon (`ttlFilter`) that empties a
+ * datagram with another TTL; such a datagram is counted against its
+ * source session as discarded. Without the addon the check is off, and the
+ * status says so (`ttlChecked: false`).
  */
 import dgram from 'node:dgram';
 import { randomInt } from 'node:crypto';
@@ -54,9 +55,27 @@ export interface BfdPeerStatus extends BfdSessionView {
   sourcePort?: number;
   /** What keeps the session from running (a socket that cannot be bound). */
   error?: string;
+  /** Received packets are checked for TTL 255 (RFC 5881 §5): the receive socket has its filter. */
+  ttlChecked: boolean;
 }
 
 export type BfdLog = (level: 'debug' | 'info' | 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+
+/** What the TTL filter leaves of a datagram with the wrong TTL (its UDP header): shorter than any BFD packet. */
+const TTL_CUT_LENGTH = 0;
+
+/**
+ * The file descriptor behind a dgram socket. Node has no public accessor;
+ * its socket state (a symbol-keyed own property) holds the libuv handle,
+ * whose `fd` getter has been there since Node 12. undefined when absent.
+ */
+export function dgramFd(socket: dgram.Socket): number | undefined {
+  for (const key of Object.getOwnPropertySymbols(socket)) {
+    const fd = (socket as unknown as Record<symbol, { handle?: { fd?: unknown } } | undefined>)[key]?.handle?.fd;
+    if (typeof fd === 'number' && fd >= 0) return fd;
+  }
+  return undefined;
+}
 
 export interface BfdServiceOptions {
   /** Receive port (default 3784; tests in one namespace may use another). */
@@ -64,6 +83,11 @@ export interface BfdServiceOptions {
   /** Destination port of our packets (default 3784). */
   peerPort?: number;
   log?: BfdLog;
+  /**
+   * Attaches the received-TTL filter to a socket fd (the native addon's
+   * attachTtlFilter); without it packets are not checked for TTL 255.
+   */
+  ttlFilter?: (fd: number, ttl: number) => void;
 }
 
 interface Endpoint {
@@ -94,6 +118,8 @@ export class BfdSockets extends EventEmitter<{ transition: [peerAddress: string,
   private readonly byDiscriminator = new Map<number, Endpoint>();
   private readonly receivers = new Map<'udp4' | 'udp6', dgram.Socket>();
   private readonly receiverErrors = new Map<'udp4' | 'udp6', string>();
+  /** Receive sockets whose TTL filter is attached. */
+  private readonly ttlChecked = new Set<'udp4' | 'udp6'>();
   private readonly log: BfdLog;
   private stopped = false;
   /**
@@ -164,6 +190,7 @@ export class BfdSockets extends EventEmitter<{ transition: [peerAddress: string,
       ...(e.config.localAddress ? { localAddress: e.config.localAddress } : {}),
       ...(e.sourcePort ? { sourcePort: e.sourcePort } : {}),
       ...(error ? { error } : {}),
+      ttlChecked: this.ttlChecked.has(family(peerAddress)),
     };
   }
 
@@ -186,7 +213,8 @@ export class BfdSockets extends EventEmitter<{ transition: [peerAddress: string,
     if (this.receivers.has(kind)) return;
     const socket = dgram.createSocket({ type: kind, ...(kind === 'udp6' ? { ipv6Only: true } : {}) });
     this.receivers.set(kind, socket);
-    socket.on('message', (msg, rinfo) => this.onPacket(msg, plainAddress(rinfo.address), undefined));
+    socket.on('message', (msg, rinfo) => this.onPacket(msg, plainAddress(rinfo.address),
+      !this.ttlChecked.has(kind) ? 'unknown' : msg.length === TTL_CUT_LENGTH ? 'bad' : 'ok'));
     socket.on('error', (e) => {
       const text = `cannot receive BFD on ${kind === 'udp4' ? '0.0.0.0' : '[::]'}:${this.options.port ?? BFD_CONTROL_PORT}: ${e.message}`;
       this.receiverErrors.set(kind, text);
@@ -196,9 +224,25 @@ export class BfdSockets extends EventEmitter<{ transition: [peerAddress: string,
       this.changedFamily(kind);
     });
     socket.on('listening', () => {
+      this.guardTtl(kind, socket);
       if (this.receiverErrors.delete(kind)) this.changedFamily(kind);
     });
     socket.bind({ port: this.options.port ?? BFD_CONTROL_PORT, address: kind === 'udp4' ? '0.0.0.0' : '::' });
+  }
+
+  /** RFC 5881 §5 in the kernel: see the file's header. */
+  private guardTtl(kind: 'udp4' | 'udp6', socket: dgram.Socket): void {
+    const fd = dgramFd(socket);
+    const filter = this.options.ttlFilter;
+    try {
+      if (!filter || fd === undefined) throw new Error(!filter ? 'the native addon is not available' : 'the socket has no file descriptor');
+      filter(fd, BFD_TTL);
+      this.ttlChecked.add(kind);
+    } catch (e) {
+      this.ttlChecked.delete(kind);
+      this.log('warn', 'BFD packets are not checked for TTL 255 (RFC 5881 §5): a peer more than one hop away is not rejected', { family: kind, error: (e as Error).message });
+    }
+    this.changedFamily(kind);
   }
 
   /** RFC 5881 §4: a source port in 49152-65535, unique per session (random, retried when taken). */
@@ -260,10 +304,20 @@ export class BfdSockets extends EventEmitter<{ transition: [peerAddress: string,
   }
 
   /**
-   * A received packet. `ttl` is the packet's TTL / hop limit when the socket
-   * layer knows it: anything but 255 is discarded (RFC 5881 §5).
+   * A received packet. `ttl` says whether it came with TTL / hop limit 255
+   * (`bad`: the filter cut it; `unknown`: no filter): a bad one is counted
+   * against its source's session and dropped (RFC 5881 §5).
    */
-  onPacket(msg: Buffer, source: string, ttl: number | undefined): void {
+  onPacket(msg: Buffer, source: string, ttl: 'ok' | 'bad' | 'unknown'): void {
+    if (ttl === 'bad') {
+      this.unmatched.badTtl++;
+      const endpoint = this.endpoints.get(source);
+      if (endpoint) {
+        endpoint.session.discarded();
+        this.emit('change', source);
+      }
+      return;
+    }
     const decoded = decodeBfdControl(msg);
     if ('discard' in decoded) {
       this.unmatched.malformed++;
@@ -276,12 +330,6 @@ export class BfdSockets extends EventEmitter<{ transition: [peerAddress: string,
     // A packet for our discriminator from another address is not this session's peer.
     if (!endpoint || endpoint.config.peerAddress !== source) {
       this.unmatched.unknownPeer++;
-      return;
-    }
-    if (ttl !== undefined && ttl !== BFD_TTL) {
-      this.unmatched.badTtl++;
-      endpoint.session.discarded();
-      this.emit('change', source);
       return;
     }
     this.transmit(endpoint, endpoint.session.receive(decoded, now()));

@@ -11,6 +11,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { performance } from 'node:perf_hooks';
 import type { BfdTransition } from './bfd.js';
 import { BfdSockets, type BfdPeerConfig, type BfdPeerStatus } from './bfd-socket.js';
+import { addon } from '../native/libbpf.js';
 
 /** Main thread → worker. */
 export type BfdCommand =
@@ -54,6 +55,8 @@ function start(port: NonNullable<typeof parentPort>, data: BfdWorkerData): void 
     ...(data.port !== undefined ? { port: data.port } : {}),
     ...(data.peerPort !== undefined ? { peerPort: data.peerPort } : {}),
     log: (level, msg, fields) => post({ type: 'log', level, msg, ...(fields ? { fields } : {}) }),
+    // Loaded on first use, in this thread: a missing addon leaves the TTL check off (and says so), not BFD.
+    ttlFilter: (fd, ttl) => addon().attachTtlFilter(fd, ttl),
   });
   const statusOf = (peerAddress: string): BfdPeerStatus | undefined => {
     const s = sockets.status(peerAddress);

@@ -244,6 +244,12 @@ export interface NativeAddon {
    * getsockname. ttl 1..255 (eBGP multihop).
    */
   setTtl(fd: number, ttl: number): void;
+  /**
+   * A socket filter on a UDP socket fd: datagrams received with TTL / hop
+   * limit `ttl` pass whole, every other one arrives empty (so the receiver
+   * can count it against its source). For BFD's TTL 255 rule.
+   */
+  attachTtlFilter(fd: number, ttl: number): void;
   possibleCpus(): number;
   /**
    * Attach a program to a cgroup v2 hook through a BPF link pinned at
@@ -342,7 +348,7 @@ interface NativeObjectHandle {
 
 type Passthrough = Pick<NativeAddon,
   'ifIndex' | 'xdpAttach' | 'xdpDetach' | 'xdpQuery' | 'tcAttach' | 'tcDetach' | 'tcQuery' |
-  'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'setTtl' | 'possibleCpus' |
+  'testRun' | 'sendFrame' | 'setTcpMd5' | 'tcpSocket' | 'setTtl' | 'attachTtlFilter' | 'possibleCpus' |
   'cgroupLinkAttach' | 'cgroupLinkDetach' | 'cgroupQuery' | 'netnsCookie' | 'packetSocket' | 'livenessKeeper'>;
 
 /**
@@ -703,6 +709,7 @@ export function loadAddon(path: string = ADDON_PATH): NativeAddon {
     setTcpMd5: (fd, peer, key) => binding.setTcpMd5(fd, peer, key),
     tcpSocket: (family) => binding.tcpSocket(family),
     setTtl: (fd, ttl) => binding.setTtl(fd, ttl),
+    attachTtlFilter: (fd, ttl) => binding.attachTtlFilter(fd, ttl),
     possibleCpus: () => binding.possibleCpus(),
     cgroupLinkAttach: (cgroupPath, progFd, attachType, pinPath) => binding.cgroupLinkAttach(cgroupPath, progFd, attachType, pinPath),
     cgroupLinkDetach: (pinPath) => binding.cgroupLinkDetach(pinPath),
