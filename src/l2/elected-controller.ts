@@ -15,7 +15,7 @@ import { OutageGuard, type ForeignAnswer } from './outage.js';
 import type { Claim } from './outage-core.js';
 import { addressElectorates, addressLeaseName, type AddressCandidate } from './election-core.js';
 import type { L2View } from '../metrics/state-view.js';
-import { countAddressesWithoutHolder, type WithoutHolderReason } from '../metrics/l2-holders.js';
+import { countAddressesWithoutHolder, type WithoutHolderReason } from './holders.js';
 import type { AgentController, ChangeSet } from '../store/controller.js';
 import { LocalRecord, makeAnnouncer, programmedOnly, toAnnouncements, type L2Common } from './local-controller.js';
 import type { NodeInterface } from '../model/types.js';
@@ -319,7 +319,7 @@ export class ElectedL2Controller implements AgentController<L2Kind> {
   }
 
   /**
-   * Announced addresses no live node holds, by reason (metrics/l2-holders.ts),
+   * Announced addresses no live node holds, by reason (holders.ts),
    * as this node sees the cluster's leases; undefined while its view is not
    * fresh (API unreachable, or before the first pass): it cannot tell then.
    */

@@ -43,7 +43,7 @@ export interface AgentMetricsSource {
   /** What /readyz checks (source synced, data path attached, Kubernetes API reachable), each ok or not. */
   readiness?(): { readiness: Record<string, { ok: boolean }> };
   l2Outage?(): L2OutageMetrics | undefined;
-  /** Kubernetes mode: announced addresses no live node holds, by reason (l2-holders.ts); undefined while this node cannot tell. */
+  /** Kubernetes mode: announced addresses no live node holds, by reason (src/l2/holders.ts); undefined while this node cannot tell. */
   l2AddressesWithoutHolder?(): Readonly<Record<string, number>> | undefined;
   /** Kernel memory of each BPF map (fdinfo memlock), charged to the agent's memory cgroup. */
   mapMemory(): Iterable<{ map: string; bytes: number }>;

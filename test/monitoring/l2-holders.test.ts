@@ -22,7 +22,7 @@ import { addressLeaseName, nodeLeaseName } from '../../src/l2/election-core.js';
 import { createLogger } from '../../src/agent/log.js';
 import { registerAgentMetrics } from '../../src/metrics/agent.js';
 import { registry, renderMetrics } from '../../src/metrics/registry.js';
-import { countAddressesWithoutHolder } from '../../src/metrics/l2-holders.js';
+import { countAddressesWithoutHolder } from '../../src/l2/holders.js';
 import { parseExposition } from '../support/prom.js';
 import { waitFor } from '../support/wait.js';
 import { kubeConfigFor } from '../kube/kube-support.js';
