@@ -1,18 +1,21 @@
 /**
  * The soak lab: real agents, a real bird2 router, real backends.
  *
- *                          ┌ up0 [n1: agent --kubeconfig] b0 ┐
- *   cli ── c0 [rtr: bird2] ┼ up0 [n2: agent --kubeconfig] b0 ┼ br0 [sw] ── be1, be2, be3 (HTTP 8080, UDP 8081)
- *                          └ up0 [m1: agent --manifests]  b0 ┘
+ *                          ┌ up0 [n1: agent --kubeconfig] eth0 ┐
+ *   cli ── c0 [rtr: bird2] ┼ up0 [n2: agent --kubeconfig] eth0 ┼ br0 [sw] ── be1, be2, be3 (HTTP 8080, UDP 8081)
+ *                          └ up0 [m1: agent --manifests]  eth0 ┘
  *            n1, n2 ── mgmt ── br0 [mgmt]: Kubernetes API emulator 192.0.2.254:6443
  *
+ * The LB nodes, the backend segment and the management network are the
+ * cluster topology of every lab (buildCluster, src/lab/topology.ts); the
+ * router and its point-to-point uplinks are this lab's own.
  * n1 and n2 run the agent in Kubernetes mode against the API emulator
  * (IPAM, EndpointSlices, BGPPeeringPolicy with graceful restart) and
  * advertise the service address to the router over BGP; bird installs one
  * two-path route (ECMP, L4 hash), so client flows spread over both nodes.
  * m1 is a manifests-mode LB node (its own pool and service, advertised to
  * the same router) for the malformed-manifest fault. Every LB node SNATs to
- * its b0 address. bird runs with `persist` and `graceful restart` in its
+ * its eth0 address. bird runs with `persist` and `graceful restart` in its
  * kernel protocol, as a router that restarts without dropping forwarding.
  */
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
@@ -20,16 +23,17 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import readline from 'node:readline';
 import { join } from 'node:path';
-import { Lab, labProgram, run, stopProcess, type TeardownHost } from '../../src/lab/netns.js';
+import { Lab, run, stopProcess, type TeardownHost } from '../../src/lab/netns.js';
+import { startEchoServer } from '../../src/lab/echo.js';
 import { API, Emulator } from '../../src/lab/l2-lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import type { SoakProfile } from './core.js';
 import { lbServiceObject, lbServiceYaml } from '../../src/lab/manifests.js';
+import { buildCluster } from '../../src/lab/topology.js';
 import { sleep, waitFor } from '../../src/lab/wait.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
-const ECHO = labProgram('echo-server');
 export const LOADGEN = join(PROJECT_ROOT, 'bench', 'soak', 'loadgen.ts');
 /**
  * Under tap, child processes get the test runner's process-info loader through NODE_OPTIONS
@@ -50,7 +54,7 @@ export interface NodeSpec {
   mode: 'kube' | 'manifests';
   /** Third octet of the node ↔ router link 198.18.K.0/24 (node .1, router .2). */
   k: number;
-  /** b0 address on the backend segment: the SNAT source. */
+  /** eth0 address on the backend segment: the SNAT source. */
   snat: string;
   mgmt?: string;
 }
@@ -170,48 +174,29 @@ export class SoakLab {
   private async build(): Promise<void> {
     const { lab } = this;
     for (const n of NODES) removePins(this.pinDir(n.name));
+    await buildCluster(lab, {
+      api: `${API}/24`,
+      xdpPeers: true,
+      hosts: BACKENDS.map((b) => ({ name: b.name, lan: [`${b.addr}/24`] })),
+      nodes: NODES.map((n) => ({ name: n.name, lan: [`${n.snat}/24`], ...(n.mgmt ? { mgmt: `${n.mgmt}/24` } : {}) })),
+    });
     await lab.addNamespace('cli');
     await lab.addNamespace('rtr', { forwarding: true });
-    await lab.addNamespace('sw');
-    await lab.addNamespace('mgmt');
-    await lab.addBridge('sw', 'br0');
-    await lab.addBridge('mgmt', 'br0', { addrs: [`${API}/24`] });
     await lab.addLink({ ns: 'cli', ifname: 'eth0', addrs: [`${CLIENT}/24`] }, { ns: 'rtr', ifname: 'c0', addrs: [`${ROUTER.clientSide}/24`] });
     await lab.exec('cli', ['ip', 'route', 'add', 'default', 'via', ROUTER.clientSide]);
     // Senders compute checksums in software: an XDP redirect loses veth's CHECKSUM_PARTIAL state (LAB-FACTS).
     await lab.exec('cli', ['ethtool', '-K', 'eth0', 'tx', 'off']);
     await lab.exec('rtr', ['sysctl', '-qw', 'net.ipv4.fib_multipath_hash_policy=1']);
     for (const n of NODES) {
-      await lab.addNamespace(n.name, { forwarding: true });
       await lab.addLink({ ns: n.name, ifname: 'up0', addrs: [`${uplink(n)}/24`] }, { ns: 'rtr', ifname: `d${n.name}`, addrs: [`${routerSide(n)}/24`] });
-      await lab.addLink({ ns: n.name, ifname: 'b0', addrs: [`${n.snat}/24`] }, { ns: 'sw', ifname: `p${n.name}` });
-      await lab.attachToBridge('sw', `p${n.name}`, 'br0');
-      // Frames a node's XDP redirects out of up0 / b0 arrive on these peers.
+      // Frames a node's XDP redirects out of up0 arrive on this peer.
       await lab.attachXdpPass('rtr', `d${n.name}`);
-      await lab.attachXdpPass('sw', `p${n.name}`);
       await lab.exec('rtr', ['ethtool', '-K', `d${n.name}`, 'tx', 'off']);
       await lab.exec(n.name, ['ip', 'route', 'add', '198.18.0.0/24', 'via', routerSide(n)]);
       await lab.exec(n.name, ['sysctl', '-qw', 'net.ipv4.conf.all.accept_local=1', 'net.ipv4.conf.up0.accept_local=1',
-        'net.ipv4.conf.b0.accept_local=1', 'net.ipv4.conf.all.rp_filter=0']);
-      if (n.mgmt) {
-        await lab.addLink({ ns: n.name, ifname: 'mgmt', addrs: [`${n.mgmt}/24`] }, { ns: 'mgmt', ifname: `m-${n.name}` });
-        await lab.attachToBridge('mgmt', `m-${n.name}`, 'br0');
-      }
+        'net.ipv4.conf.eth0.accept_local=1', 'net.ipv4.conf.all.rp_filter=0']);
     }
-    for (const b of BACKENDS) {
-      await lab.addNamespace(b.name);
-      await lab.addLink({ ns: 'sw', ifname: `p${b.name}` }, { ns: b.name, ifname: 'eth0', addrs: [`${b.addr}/24`] });
-      await lab.attachToBridge('sw', `p${b.name}`, 'br0');
-      await lab.exec(b.name, ['ethtool', '-K', 'eth0', 'tx', 'off']);
-      const echo = lab.spawn(b.name, [process.execPath, ECHO, '--name', b.name, '--port', '8080', '--udp-port', '8081']);
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`echo ${b.name} not listening in 10 s`)), 10_000);
-        echo.stdout!.once('data', () => { clearTimeout(timer); resolve(); });
-        echo.once('exit', (c) => reject(new Error(`echo ${b.name} exited ${c}`)));
-      });
-      echo.stdout!.resume();
-      echo.stderr!.resume();
-    }
+    for (const b of BACKENDS) await startEchoServer(lab, b.name, { name: b.name, port: 8080, udpPort: 8081 });
 
     // The API emulator in the mgmt namespace, driven over stdin (src/lab/emulator.ts).
     const { api, child } = await Emulator.start(lab.ns('mgmt'), this.kubeconfig, NO_NODE_OPTIONS);
@@ -284,7 +269,7 @@ spec:
   async startAgent(name: string): Promise<AgentProc> {
     const node = NODES.find((n) => n.name === name)!;
     const source = node.mode === 'kube' ? ['--kubeconfig', this.kubeconfig] : ['--manifests', this.manifests];
-    const proc = this.lab.spawn(name, [...NO_NODE_OPTIONS, process.execPath, CLI, 'agent', ...source, '--node-name', name, '--interfaces', 'up0,b0',
+    const proc = this.lab.spawn(name, [...NO_NODE_OPTIONS, process.execPath, CLI, 'agent', ...source, '--node-name', name, '--interfaces', 'up0,eth0',
       '--pin-dir', this.pinDir(name), '--state-dir', join(this.work, `state-${name}`), '--http', HTTP, '--log-format', 'text',
       '--snat-addresses', node.snat, '--conntrack-size', String(this.profile.conntrackSize), ...(this.agentArgs[name] ?? [])]);
     const log: string[] = [];

@@ -8,11 +8,14 @@
  * agent's own view. Then removes everything it made (also on Ctrl-C),
  * unless --keep.
  *
- *   client ── eth0 ─────── eth0 ── lb (pharos agent, XDP) ── be1 / be2 / be3
- *   198.51.100.1/24   198.51.100.2/24        203.0.113.{1,5,9}/30 ↔ .{2,6,10}
+ *   client ── br0 [sw] ── eth0 lb (pharos agent) eth1 ── br1 [sw] ── be1 / be2 / be3
+ *   198.51.100.1/24       198.51.100.2/24  203.0.113.1/24        203.0.113.{2,6,10}/24
  *
+ * The same cluster topology as `pharos lab` and the L2 tests (buildCluster
+ * in src/lab/topology.ts): the client on the first segment, the backends
+ * on the second, the LB node on both, so every answer passes through it.
  * The pool (198.51.100.200–198.51.100.207) sits on the client's segment, so
- * the client finds the VIP by ARP, answered by the XDP responder.
+ * the client finds the VIP by ARP, answered by the data path's responder.
  */
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,6 +23,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Lab, labProgram } from '../lab/netns.js';
 import { waitFor } from '../lab/wait.js';
+import { buildCluster } from '../lab/topology.js';
 import { PROJECT_ROOT } from '../datapath/bpf-build.js';
 import { removePins } from '../datapath/loader.js';
 
@@ -29,11 +33,9 @@ const DEMO_PROCESS = { output: 'ignore', outliveParent: true } as const;
 const AGENT_HTTP = '127.0.0.1:9643';
 /** Outside /sys: `ip netns exec` remounts /sys, so /sys/fs/bpf is no bpffs inside it (LAB-FACTS). */
 const PIN_DIR = `/run/pharos/bpffs/${PREFIX}-lb`;
-const BACKENDS = [
-  { name: 'be1', lb: '203.0.113.1/30', addr: '203.0.113.2', cidr: '203.0.113.2/30', gw: '203.0.113.1' },
-  { name: 'be2', lb: '203.0.113.5/30', addr: '203.0.113.6', cidr: '203.0.113.6/30', gw: '203.0.113.5' },
-  { name: 'be3', lb: '203.0.113.9/30', addr: '203.0.113.10', cidr: '203.0.113.10/30', gw: '203.0.113.9' },
-];
+const CLIENT = '198.51.100.1/24';
+const LB = { lan: '198.51.100.2/24', backendSide: '203.0.113.1' };
+const BACKENDS = ['203.0.113.2', '203.0.113.6', '203.0.113.10'].map((addr, i) => ({ name: `be${i + 1}`, addr }));
 
 const MANIFESTS = `apiVersion: lb.pharos.io/v1alpha1
 kind: LoadBalancerIPPool
@@ -127,20 +129,18 @@ export async function run(argv: string[]): Promise<number> {
 
     step('Building the lab: client, LB node and three backends in network namespaces');
     await Lab.cleanup(PREFIX);
-    await lab.addNamespace('client');
-    await lab.addNamespace('lb', { forwarding: true });
-    await lab.addLink({ ns: 'client', ifname: 'eth0', addrs: ['198.51.100.1/24'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.51.100.2/24'] });
-    for (const b of BACKENDS) {
-      await lab.addNamespace(b.name);
-      await lab.addLink({ ns: 'lb', ifname: b.name, addrs: [b.lb] }, { ns: b.name, ifname: 'eth0', addrs: [b.cidr] });
-      await lab.output(b.name, ['ip', 'route', 'add', 'default', 'via', b.gw]);
-    }
-    // Shaped like a kind or containerlab node: plain veths, no XDP program on any peer, the hosts'
+    // Shaped like a kind or containerlab node: plain veths, no XDP program on any peer (no xdpPeers), the hosts'
     // default checksum offload. The agent's --xdp-mode auto puts the data path at tc ingress on veth, which needs neither.
+    await buildCluster(lab, {
+      secondSegment: true,
+      hosts: [{ name: 'client', lan: [CLIENT] }, ...BACKENDS.map((b) => ({ name: b.name, seg2: [`${b.addr}/24`] }))],
+      nodes: [{ name: 'lb', lan: [LB.lan], seg2: [`${LB.backendSide}/24`] }],
+    });
     for (const b of BACKENDS) {
+      await lab.output(b.name, ['ip', 'route', 'add', 'default', 'via', LB.backendSide]);
       lab.spawn(b.name, [process.execPath, labProgram('echo-server'), '--name', b.name, '--port', '8080'], DEMO_PROCESS);
     }
-    show(`namespaces: ${['client', 'lb', ...BACKENDS.map((b) => b.name)].map((s) => lab.ns(s)).join(', ')}`);
+    show(`namespaces: ${['client', 'lb', ...BACKENDS.map((b) => b.name), 'sw'].map((s) => lab.ns(s)).join(', ')}`);
 
     step('Writing the manifests pharos watches: a pool, an L2 policy, a LoadBalancer service without an address');
     const manifestsDir = join(work, 'manifests');
@@ -150,11 +150,11 @@ export async function run(argv: string[]): Promise<number> {
     writeFileSync(join(manifestsDir, 'demo.yaml'), MANIFESTS);
     show(`${manifestsDir}/demo.yaml: LoadBalancerIPPool demo-pool (198.51.100.200-198.51.100.207), L2AnnouncementPolicy demo-l2, Service default/echo, EndpointSlice default/echo-1`);
 
-    step('Starting the agent on the LB node (manifests mode, XDP on eth0 and the backend links)');
+    step('Starting the agent on the LB node (manifests mode, data path on eth0 and the backend segment eth1)');
     const pinDir = PIN_DIR;
     removePins(pinDir); // a fresh demo starts from empty maps
     if (!existsSync('/run/pharos/bpffs')) throw new Error('/run/pharos/bpffs is not mounted: run `npm run setup` (deploy/setup.sh) first');
-    const agentArgs = [cli, 'agent', '--manifests', manifestsDir, '--node-name', 'demo-lb', '--interfaces', ['eth0', ...BACKENDS.map((b) => b.name)].join(','),
+    const agentArgs = [cli, 'agent', '--manifests', manifestsDir, '--node-name', 'demo-lb', '--interfaces', 'eth0,eth1',
       '--state-dir', stateDir, '--pin-dir', pinDir, '--http', AGENT_HTTP, '--log-level', 'info'];
     const agentLog = join(work, 'agent.log');
     const agent = lab.spawn('lb', ['sh', '-c', `exec "$0" "$@" >>${agentLog} 2>&1`, process.execPath, ...agentArgs], DEMO_PROCESS);

@@ -11,13 +11,14 @@ const READY_TIMEOUT_MS = 5_000;
 
 /**
  * Starts echo-server.ts in `ns`: HTTP on `port` (body `<name> <clientaddr>`),
- * or with `udp` UDP on it (reply `<name> <clientaddr> <payload>`). `host`
- * defaults to `::` (IPv4 and IPv6). Resolves once the server reports it is
- * listening (bounded wait).
+ * or with `udp` UDP on it (reply `<name> <clientaddr> <payload>`); `udpPort`
+ * adds a UDP echo beside the HTTP server. `host` defaults to `::` (IPv4 and
+ * IPv6). Resolves once the server reports it is listening (bounded wait).
  */
-export async function startEchoServer(lab: Lab, ns: string, opts: { name: string; port: number; udp?: boolean; host?: string }): Promise<ChildProcess> {
+export async function startEchoServer(lab: Lab, ns: string, opts: { name: string; port: number; udp?: boolean; udpPort?: number; host?: string }): Promise<ChildProcess> {
   if (opts.host && opts.host !== '::' && opts.host !== '0.0.0.0') assertLabAddress(opts.host);
-  const args = [process.execPath, labProgram('echo-server'), '--name', opts.name, opts.udp ? '--udp-port' : '--port', String(opts.port), '--host', opts.host ?? '::'];
+  const ports = opts.udp ? ['--udp-port', String(opts.port)] : ['--port', String(opts.port), ...(opts.udpPort ? ['--udp-port', String(opts.udpPort)] : [])];
+  const args = [process.execPath, labProgram('echo-server'), '--name', opts.name, ...ports, '--host', opts.host ?? '::'];
   const child = lab.spawn(ns, args);
   await new Promise<void>((resolve, reject) => {
     let out = '';

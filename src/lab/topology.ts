@@ -1,6 +1,6 @@
 /**
- * The one builder of the cluster-shaped lab that `pharos lab`, the L2 tests
- * and the benches stand on:
+ * The one builder of the cluster-shaped lab that `pharos lab`, `pharos
+ * demo`, the L2 tests and the benches (failover, scale-kube, soak) stand on:
  *
  *   hosts (client, backends) ─┐                    ┌─ n1 … nN (LB nodes) ─┐
  *                             ├── br0 [sw] ────────┤                      ├── br0 [mgmt]: the API address
@@ -17,8 +17,8 @@ import type { Lab } from './netns.js';
 export interface ClusterMember {
   /** Namespace short name (`n1`, `client`, `be1`). */
   name: string;
-  /** Addresses (CIDR) on the first segment. */
-  lan: string[];
+  /** Addresses (CIDR) on the first segment; a host without is not on it (a backend behind the nodes). */
+  lan?: string[];
   /** Addresses on the second segment; the member is not on it without. */
   seg2?: string[];
 }
@@ -78,8 +78,8 @@ export async function buildCluster(lab: Lab, topo: ClusterTopology, beforeNamesp
 
   for (const h of topo.hosts) {
     await addNamespace(h.name);
-    await plug(h.name, 'eth0', h.lan, SWITCH_NS, 'br0', switchPort('p', h.name));
-    if (topo.xdpPeers) {
+    if (h.lan) await plug(h.name, 'eth0', h.lan, SWITCH_NS, 'br0', switchPort('p', h.name));
+    if (h.lan && topo.xdpPeers) {
       // Frames XDP_TX'd by a node reach these veths (both ends: the bridge floods to host ports); senders need full checksums.
       await lab.attachXdpPass(h.name, 'eth0');
       await lab.attachXdpPass(SWITCH_NS, switchPort('p', h.name));
@@ -100,7 +100,7 @@ export async function buildCluster(lab: Lab, topo: ClusterTopology, beforeNamesp
       await plug(n.name, 'eth1', n.seg2, SWITCH_NS, 'br1', switchPort('q', n.name));
       if (topo.xdpPeers) await lab.attachXdpPass(SWITCH_NS, switchPort('q', n.name));
     }
-    await plug(n.name, 'eth0', n.lan, SWITCH_NS, 'br0', switchPort('p', n.name));
+    await plug(n.name, 'eth0', n.lan ?? [], SWITCH_NS, 'br0', switchPort('p', n.name));
     if (topo.xdpPeers) {
       // The node's XDP_TX lands on this peer: it needs a native XDP program to be delivered.
       await lab.attachXdpPass(SWITCH_NS, switchPort('p', n.name));
