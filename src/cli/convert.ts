@@ -15,6 +15,7 @@
 import { readFile } from 'node:fs/promises';
 import { Document, parseAllDocuments } from 'yaml';
 import { PHAROS_API_VERSION, parseObject } from '../model/parse.js';
+import { CILIUM_NEIGHBOR_FIELDS } from '../model/parse/bgp-policy.js';
 
 /** One input document with where it came from. */
 export interface InputDocument {
@@ -135,19 +136,6 @@ function convertCiliumL2(item: Item): Raw {
   return { apiVersion: PHAROS_API_VERSION, kind: 'L2AnnouncementPolicy', metadata: cleanMeta(item.raw), spec: out };
 }
 
-const NEIGHBOR_FIELDS = [
-  'peerAddress',
-  'peerASN',
-  'peerPort',
-  'eBGPMultihopTTL',
-  'connectRetryTimeSeconds',
-  'holdTimeSeconds',
-  'keepAliveTimeSeconds',
-  'gracefulRestart',
-  'families',
-  'authSecretRef',
-] as const;
-
 function convertCiliumBgp(item: Item, note: (m: string) => void): Raw {
   const spec = isRecord(item.raw.spec) ? item.raw.spec : {};
   const routers = (Array.isArray(spec.virtualRouters) ? spec.virtualRouters : []).map((vr: Raw, i: number) => {
@@ -164,7 +152,7 @@ function convertCiliumBgp(item: Item, note: (m: string) => void): Raw {
     out.neighbors = (Array.isArray(vr.neighbors) ? vr.neighbors : []).map((n: Raw, j: number) => {
       const where = `virtualRouters[${i}].neighbors[${j}]`;
       const neighbor: Raw = {};
-      for (const k of NEIGHBOR_FIELDS) if (n[k] !== undefined) neighbor[k] = structuredClone(n[k]);
+      for (const k of CILIUM_NEIGHBOR_FIELDS) if (k !== 'advertisedPathAttributes' && n[k] !== undefined) neighbor[k] = structuredClone(n[k]);
       if (Array.isArray(n.families)) {
         neighbor.families = n.families.filter((f: Raw) => {
           const ok = (f.afi === 'ipv4' || f.afi === 'ipv6') && f.safi === 'unicast';

@@ -91,28 +91,31 @@ function readVirtualRouter(r: FieldReader, ctx: Context): BgpVirtualRouter {
   return router;
 }
 
+/**
+ * The neighbour fields of Cilium's CiliumBGPPeeringPolicy (v2alpha1) that
+ * pharos reads with Cilium's meaning: `pharos convert` carries them over
+ * (advertisedPathAttributes translated), the pharos kind accepts them.
+ */
+export const CILIUM_NEIGHBOR_FIELDS = [
+  'peerAddress',
+  'peerASN',
+  'peerPort',
+  'eBGPMultihopTTL',
+  'connectRetryTimeSeconds',
+  'holdTimeSeconds',
+  'keepAliveTimeSeconds',
+  'gracefulRestart',
+  'families',
+  'advertisedPathAttributes',
+  'authSecretRef',
+] as const;
+
+/** A pharos BGPPeeringPolicy neighbour: Cilium's fields and pharos' own. */
+const PHAROS_NEIGHBOR_FIELDS = [...CILIUM_NEIGHBOR_FIELDS, 'password', 'sourceAddress', 'maxPrefixes', 'maxPrefixAction', 'bfd'] as const;
+
 function readNeighbor(r: FieldReader, ctx: Context): BgpNeighbor | undefined {
   r.object();
-  if (ctx.flavor === 'pharos') {
-    r.onlyKeys([
-      'peerAddress',
-      'peerASN',
-      'peerPort',
-      'eBGPMultihopTTL',
-      'connectRetryTimeSeconds',
-      'holdTimeSeconds',
-      'keepAliveTimeSeconds',
-      'gracefulRestart',
-      'families',
-      'advertisedPathAttributes',
-      'authSecretRef',
-      'password',
-      'sourceAddress',
-      'maxPrefixes',
-      'maxPrefixAction',
-      'bfd',
-    ]);
-  }
+  if (ctx.flavor === 'pharos') r.onlyKeys(PHAROS_NEIGHBOR_FIELDS);
   const peerReader = r.get('peerAddress');
   // Undefined when bad (reported): the checks against it are skipped.
   const peerAddress = peerReader.recover(() => readPeerAddress(peerReader), undefined);
