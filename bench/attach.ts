@@ -36,7 +36,7 @@ import type { Frontend } from '../src/model/types.js';
 import { Lab } from '../src/lab/netns.js';
 import { writeBenchChart } from './lib/bench-charts.js';
 
-const PREFIX = 'phtc';
+const PREFIX = 'phatt';
 const MODES = ['generic', 'tc'] as const;
 type Mode = (typeof MODES)[number];
 

@@ -2,6 +2,8 @@
 // Reads a TAP 14 stream (tap --reporter=tap) on stdin, echoes it, and ends
 // with `N passed, N failed, N skipped`, counting each test file's top-level
 // subtests (`t.test(...)`) — the unit a reader of a test file calls "a test".
+// Every stream on stdin counts: `npm test` (run-tests.mjs) prints its two
+// phases' tap runs one after the other.
 // A file that fails before or outside any subtest counts as one failure.
 import { createInterface } from 'node:readline';
 
