@@ -15,7 +15,7 @@ interface Seen { state: string; received: number; discarded: number; ttlChecked:
 interface Report { udp4: { ttl64: Seen; ttl255: Seen }; udp6: { ttl64: Seen; ttl255: Seen }; badTtl: number }
 
 t.test('BFD packets with TTL 64 are discarded and counted; TTL 255 ones move the session', { skip: privilegedUnavailable() }, async (t) => {
-  const lab = await withLab(t, 'phbt');
+  const lab = await withLab(t, 'phttl');
   await lab.addNamespace('n');
   // This kernel has no dummy module: one end of a veth pair holds the addresses.
   await lab.exec('n', ['ip', 'link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1']);
