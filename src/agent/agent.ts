@@ -107,7 +107,10 @@ export class Agent {
   private readonly loop: ReconcileLoop;
   /** Some service went in or out of the data path since L2 last looked. */
   private programmedChanged = false;
-  private readonly neighbours = new NeighbourPrimer((backend, message) => this.log.warn('backend next hop not primed', { backend, error: message }));
+  private readonly neighbours = new NeighbourPrimer((backend, message) => this.log.warn('backend next hop not primed', { backend, error: message }), {
+    // DSR L2 dispatch reaches only backends on a segment of this node: the primer's routes say which are not.
+    onOffLinkChange: () => this.datapathCtl?.offLinkBackendsChanged(this.neighbours.offLink()),
+  });
   private interfaces: NodeInterface[] = [];
   private problems: ConfigProblemView[] = [];
   private heartbeat?: NodeJS.Timeout;

@@ -133,7 +133,9 @@ export function explainService(view: AgentStateView, svc: ServiceView, now: Date
   }
   if (svc.datapath && !svc.datapath.programmed) {
     problems.push(`not fully in this node's data path (${svc.datapath.programmedFrontends} of ${svc.datapath.frontends} frontends): ${svc.datapath.reason ?? ''} ${svc.datapath.message ?? ''}`.trim());
-    next.push('pharos status (NOT IN THE DATA PATH) and pharos_bpf_map_full_total: a map may need a larger --*-map-size');
+    next.push(svc.datapath.reason === 'DsrBackendNotOnLink'
+      ? 'a DSR backend is behind a router: put it on a segment of this node, or use lb.pharos.io/forwarding-mode: snat'
+      : 'pharos status (NOT IN THE DATA PATH) and pharos_bpf_map_full_total: a map may need a larger --*-map-size');
   }
   if (frontends.length === 0 && svc.ingress.length > 0) datapath.push('no frontend here (no ready endpoints, or externalTrafficPolicy Local with none on this node)');
   if (detail?.externalTrafficPolicy === 'Local') datapath.push('externalTrafficPolicy Local: only nodes with a ready endpoint carry it, and the client address is kept');

@@ -233,6 +233,21 @@ export class DatapathController implements AgentController<DatapathKind> {
     }
   }
 
+  /**
+   * The neighbour primer learned where backends' routes go (after the maps
+   * were written): DSR frontends with a backend behind a gateway are
+   * reported now, not at the next pass.
+   */
+  offLinkBackendsChanged(offLink: ReadonlyMap<string, string>): void {
+    for (const svc of this.opts.sync.setOffLinkBackends(offLink)) {
+      const st = this.opts.sync.status(svc);
+      const prev = this.statuses.get(svc);
+      if (st.frontends === 0 && st.problems.length === 0) continue;
+      this.statuses.set(svc, st);
+      if (!prev || !sameStatus(prev, st)) this.opts.onStatus?.(svc, st);
+    }
+  }
+
   private *backendAddresses(): Iterable<string> {
     for (const b of this.opts.sync.backends.values()) if (b.id !== 0) yield b.address;
   }

@@ -38,6 +38,8 @@ export interface NeighbourPrimerOptions {
   retryMs?: number;
   /** Milliseconds clock (tests). */
   now?: () => number;
+  /** After a batch that changed which backends are reached through a gateway (offLink()). */
+  onOffLinkChange?: () => void;
 }
 
 /** Routes appear and neighbours come back; a periodic sync picks them up this long after a failure. */
@@ -142,6 +144,10 @@ export class NeighbourPrimer {
   /** After a whole batch failed (namespace, socket, addon): no batch before this time. */
   private pausedUntil = 0;
   private netlink: NeighbourNetlink | undefined;
+  /** Backends whose route goes through a gateway, with it: L2 dispatch (DSR) cannot reach them. */
+  private readonly offLinkGateways = new Map<string, string>();
+  private offLinkChanged = false;
+  private readonly onOffLinkChange: (() => void) | undefined;
   private readonly netns: string | undefined;
   private readonly retryMs: number;
   private readonly now: () => number;
@@ -155,6 +161,19 @@ export class NeighbourPrimer {
     this.netns = options.netns;
     this.retryMs = options.retryMs ?? DEFAULT_RETRY_MS;
     this.now = options.now ?? Date.now;
+    this.onOffLinkChange = options.onOffLinkChange;
+  }
+
+  /** Backend address → the gateway its route goes through, for every backend that is not on a segment of this node. */
+  offLink(): ReadonlyMap<string, string> {
+    return this.offLinkGateways;
+  }
+
+  private setOffLink(backend: string, gateway: string | undefined): void {
+    if (this.offLinkGateways.get(backend) === gateway) return;
+    if (gateway === undefined) this.offLinkGateways.delete(backend);
+    else this.offLinkGateways.set(backend, gateway);
+    this.offLinkChanged = true;
   }
 
   /**
@@ -250,6 +269,14 @@ export class NeighbourPrimer {
       await this.writeNeighbours(netlink, now, failures);
     } finally {
       failures.report((backend, message) => this.report(backend, message));
+      if (this.offLinkChanged) {
+        this.offLinkChanged = false;
+        try {
+          this.onOffLinkChange?.();
+        } catch (err) {
+          this.report('', `off-link backend report failed: ${(err as Error).message}`);
+        }
+      }
     }
   }
 
@@ -268,6 +295,7 @@ export class NeighbourPrimer {
     const state = this.backends.get(backend);
     this.backends.delete(backend);
     this.retrying.delete(backend);
+    this.setOffLink(backend, undefined);
     if (state === null || state === undefined || typeof state === 'number') return;
     state.users.delete(backend);
     if (state.users.size === 0) this.unsettled.add(state.key);
@@ -324,6 +352,7 @@ export class NeighbourPrimer {
       hop.users.add(backend);
       this.backends.set(backend, hop);
       this.retrying.delete(backend);
+      this.setOffLink(backend, route.gateway);
       return;
     }
     if (route.type === 'unreachable' || route.error !== undefined) {
@@ -336,6 +365,7 @@ export class NeighbourPrimer {
       return;
     }
     // Local (a backend on this node), broadcast, multicast: no neighbour to keep.
+    this.setOffLink(backend, undefined);
     this.backends.set(backend, null);
     this.retrying.delete(backend);
   }

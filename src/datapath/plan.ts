@@ -89,7 +89,8 @@ interface Table {
 
 /** Why a frontend is not (fully) in the data path. */
 export type ProblemReason =
-  | 'FrontendMapFull' | 'BackendMapFull' | 'TableMapFull' | 'TooManyBackends' | 'FrontendConflict' | 'InvalidFrontend' | 'WriteFailed';
+  | 'FrontendMapFull' | 'BackendMapFull' | 'TableMapFull' | 'TooManyBackends' | 'FrontendConflict' | 'InvalidFrontend' | 'WriteFailed'
+  | 'DsrBackendNotOnLink';
 
 export interface FrontendProblem {
   /** The frontend (`TCP/VIP/port`) or, for a backend, `address|port`. */
@@ -282,6 +283,8 @@ export class DatapathPlanner {
   private readonly vipRefs = new Map<string, number>();
   private adoptedVips = new Set<string>();
   private localAddresses: ReadonlySet<string> = new Set();
+  /** Backend address → gateway, for backends not on a segment of this node (the neighbour primer's routes). */
+  private offLink: ReadonlyMap<string, string> = new Map();
   private tableReader?: TableReader;
 
   constructor(private readonly opts: PlannerOptions) {
@@ -803,12 +806,25 @@ export class DatapathPlanner {
     for (const t of this.tables.values()) if (t.id === tableId) t.published = false;
   }
 
+  /**
+   * Where backends' routes go (the neighbour primer learns it after the
+   * maps are written). Returns: the services whose status may have changed
+   * (those with a DSR frontend).
+   */
+  setOffLinkBackends(offLink: ReadonlyMap<string, string>): string[] {
+    this.offLink = new Map(offLink);
+    const out: string[] = [];
+    for (const [svc, list] of this.byService) if (list.some((f) => f.forwardingMode === 'dsr')) out.push(svc);
+    return out;
+  }
+
   status(service: string): ServiceProgramStatus {
     const mine = this.byService.get(service);
     const problems: FrontendProblem[] = [...(this.invalid.get(service) ?? [])];
     let programmed = 0;
-    for (const key of (mine ?? NO_FRONTENDS).map(frontendKeyString)) {
-      const own = (this.problems.get(key) ?? []).filter((p) => p.service === service);
+    for (const want of mine ?? NO_FRONTENDS) {
+      const key = frontendKeyString(want);
+      const own = [...(this.problems.get(key) ?? []).filter((p) => p.service === service), ...dsrUnreachableBackends(want, this.offLink)];
       problems.push(...own);
       const f = this.frontends.get(key);
       if (f && f.service === service && !own.some((p) => p.blocking)) programmed++;
@@ -820,6 +836,9 @@ export class DatapathPlanner {
   notProgrammed(): Map<string, ServiceProgramStatus> {
     const services = new Set<string>([...this.invalid.keys()]);
     for (const list of this.problems.values()) for (const p of list) if (p.blocking) services.add(p.service);
+    if (this.offLink.size > 0) {
+      for (const [svc, list] of this.byService) if (list.some((f) => dsrUnreachableBackends(f, this.offLink).length > 0)) services.add(svc);
+    }
     const out = new Map<string, ServiceProgramStatus>();
     for (const s of services) {
       const st = this.status(s);
@@ -961,6 +980,28 @@ function validate(f: Frontend, key: string): FrontendProblem | undefined {
     if (!ok) return problem(`backend ${b.address} is not an ${family} address; frontend skipped`);
   }
   return undefined;
+}
+
+/**
+ * A DSR frontend dispatched at L2 reaches a backend only on a segment of
+ * this node: a frame for one behind a router is dropped (`dsr_offlink`),
+ * so 1/N of the flows would fail silently. Blocking: the frontend is
+ * reported not programmed (condition, `pharos status`, metric, explain)
+ * and this node does not announce it. `offLink`: backend address → gateway.
+ */
+export function dsrUnreachableBackends(f: Frontend, offLink: ReadonlyMap<string, string>): FrontendProblem[] {
+  if (f.forwardingMode !== 'dsr' || offLink.size === 0) return [];
+  const out: FrontendProblem[] = [];
+  const key = frontendKeyString(f);
+  for (const b of f.backends) {
+    const gateway = offLink.get(b.address);
+    if (gateway === undefined) continue;
+    out.push({
+      object: key, service: f.service, reason: 'DsrBackendNotOnLink', blocking: true,
+      message: `service ${f.service}: DSR backend ${b.address} is reached through gateway ${gateway}, not on a segment of this node: L2 dispatch cannot reach it (its flows would be dropped)`,
+    });
+  }
+  return out;
 }
 
 /** What a DSR frontend (L2 dispatch, bpf/lib/dsr.h) serves differently from what the service asks: warnings, it still serves. */

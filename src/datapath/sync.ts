@@ -343,6 +343,11 @@ export class DatapathSync {
     return this.planner.desired();
   }
 
+  /** Backends behind a gateway (address → gateway). Returns: the services whose status may have changed. */
+  setOffLinkBackends(offLink: ReadonlyMap<string, string>): string[] {
+    return this.planner.setOffLinkBackends(offLink);
+  }
+
   status(service: string): ServiceProgramStatus {
     return this.planner.status(service);
   }

@@ -11,6 +11,7 @@ export interface LbServiceSpec {
   targetPort?: number;
   protocol?: 'TCP' | 'UDP';
   labels?: Record<string, string>;
+  annotations?: Record<string, string>;
   /** Ready endpoint addresses (IPv4 or IPv6, not mixed). */
   endpoints: readonly string[];
 }
@@ -18,10 +19,11 @@ export interface LbServiceSpec {
 export function lbServiceYaml(s: LbServiceSpec): string {
   const { name, namespace, port = 80, targetPort = 8080, protocol = 'TCP' } = s;
   const labels = s.labels ? `, labels: { ${Object.entries(s.labels).map(([k, v]) => `${k}: "${v}"`).join(', ')} }` : '';
+  const annotations = s.annotations ? `, annotations: { ${Object.entries(s.annotations).map(([k, v]) => `${k}: "${v}"`).join(', ')} }` : '';
   const addressType = s.endpoints.some((a) => a.includes(':')) ? 'IPv6' : 'IPv4';
   return `apiVersion: v1
 kind: Service
-metadata: { name: ${name}, namespace: ${namespace}${labels} }
+metadata: { name: ${name}, namespace: ${namespace}${labels}${annotations} }
 spec:
   type: LoadBalancer
   ports: [{ name: http, port: ${port}, targetPort: ${targetPort}, protocol: ${protocol} }]

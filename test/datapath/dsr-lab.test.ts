@@ -25,6 +25,7 @@ import { waitFor } from '../support/wait.js';
 import { httpGet, startEchoServer, udpQuery, withLab, type Lab } from '../support/lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
+import { lbServiceYaml } from '../../src/lab/manifests.js';
 
 const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const HTTP = '127.0.0.1:9643';
@@ -36,12 +37,15 @@ const CLIENT6 = '2001:db8::1';
 const BACKENDS = { b1: '198.18.0.11', b2: '198.18.0.12' } as const;
 const BACKENDS6 = { b1: '2001:db8::11', b2: '2001:db8::12' } as const;
 const REQUESTS = 24;
+const FAR_VIP = '198.51.100.11';
+/** Routed through 198.18.0.254 on the LB (a gateway that need not exist: only the route matters). */
+const FAR_BACKEND = '192.0.2.10';
 
 const MANIFESTS = `apiVersion: lb.pharos.io/v1alpha1
 kind: LoadBalancerIPPool
 metadata: { name: front }
 spec:
-  blocks: [{ start: ${VIP}, stop: ${VIP} }, { start: ${VIP6}, stop: ${VIP6} }]
+  blocks: [{ start: ${VIP}, stop: ${VIP} }, { start: ${VIP6}, stop: ${VIP6} }, { start: ${FAR_VIP}, stop: ${FAR_VIP} }]
 ---
 apiVersion: lb.pharos.io/v1alpha1
 kind: L2AnnouncementPolicy
@@ -73,7 +77,9 @@ addressType: IPv6
 ports: [{ name: http, port: 80, protocol: TCP }, { name: dns, port: 53, protocol: UDP }]
 endpoints:
 ${Object.values(BACKENDS6).map((a) => `  - addresses: ["${a}"]\n    conditions: { ready: true }`).join('\n')}
-`;
+---
+# L2 dispatch asked for a backend behind a router (FAR_BACKEND): reported, never served from this node.
+${lbServiceYaml({ name: 'far', namespace: 'default', targetPort: 80, endpoints: [FAR_BACKEND], annotations: { 'lb.pharos.io/ips': FAR_VIP, 'lb.pharos.io/dsr-dispatch': 'l2' } })}`;
 
 async function linkStats(lab: Lab, ns: string): Promise<{ rx: number; tx: number }> {
   const [link] = JSON.parse(await lab.output(ns, ['ip', '-j', '-s', 'link', 'show', 'eth0'])) as Array<{ stats64: { rx: { packets: number }; tx: { packets: number } } }>;
@@ -122,6 +128,7 @@ t.test('DSR L2: client address kept, replies bypass the LB, flows spread by Magl
   }
   // The VIP is on-link for the client: its ARP request is answered by pharos on the LB.
   await lab.exec('cli', ['sh', '-c', 'ip route add 198.51.100.0/24 dev eth0 && ip -6 route add 2001:db8:100::/64 dev eth0']);
+  await lab.exec('lb', ['ip', 'route', 'add', '192.0.2.0/24', 'via', '198.18.0.254']);
   for (const [ns] of Object.entries(BACKENDS)) {
     // The backend side of DSR without pharos: the VIP on lo, never answered for by ARP, never used as an ARP source.
     // IPv6 needs no sysctl: the kernel answers neighbour solicitations only for addresses of the interface asked on.
@@ -187,5 +194,19 @@ t.test('DSR L2: client address kept, replies bypass the LB, flows spread by Magl
 
   const udp = await udpQuery(lab, 'cli', VIP, 53, 'dsr-udp', { timeoutMs: 3000 });
   t.match(udp, new RegExp(`^b[12] ${CLIENT.replace(/\./g, '\\.')} dsr-udp`), `UDP answered from the VIP by a backend that saw the client: ${udp.trim()}`);
+
+  // A backend L2 dispatch cannot reach: the service says so everywhere, and is never reported ready.
+  const status = JSON.parse((await lab.exec('lb', [process.execPath, CLI, 'status', '-o', 'json', '--agent', `http://${HTTP}`], { allowFail: true })).stdout) as
+    { notProgrammed: Array<{ service: string; reason: string; message: string }> };
+  const far = status.notProgrammed.find((n) => n.service === 'default/far');
+  t.match(far, { reason: 'DsrBackendNotOnLink', message: new RegExp(`default/far.*${FAR_BACKEND.replace(/\./g, '\\.')}.*198\\.18\\.0\\.254`) },
+    `pharos status names the service, the backend and its gateway: ${JSON.stringify(far)}`);
+  t.notOk(status.notProgrammed.some((n) => n.service === 'default/web'), 'the on-link service is not affected');
+  t.equal(await metric(lab, /^pharos_datapath_services_not_programmed\{reason="DsrBackendNotOnLink"\}/), 1, 'counted by the not-programmed metric');
+  const explain = (await lab.exec('lb', [process.execPath, CLI, 'explain', 'service', 'default/far', '--agent', `http://${HTTP}`], { allowFail: true })).stdout;
+  t.match(explain, /NOT SERVED/, 'pharos explain: not served');
+  t.match(explain, /a DSR backend is behind a router/, 'and what to do about it');
+  t.match(explain, /DsrBackendNotOnLink/, `pharos explain gives the reason:\n${explain}`);
+  t.match(explain, /condition lb\.pharos\.io\/DataPathProgrammed=False: DsrBackendNotOnLink/, 'the service condition says it');
   t.comment(`lab time ${Date.now() - started} ms`);
 });

@@ -282,3 +282,17 @@ t.test('against the kernel: managed entries for on-link backends and routers, re
   t.notOk(table.get('2001:db8:20::2') && 'managed' in table.get('2001:db8:20::2')!, 'unused IPv6 router released');
   t.same(errors, []);
 });
+
+t.test('backends reached through a gateway are reported (DSR L2 dispatch cannot reach them), once per change', async (t) => {
+  const netlink = new RecordingNetlink();
+  let reports = 0;
+  const primer = new NeighbourPrimer(undefined, { netlink, onOffLinkChange: () => reports++ });
+  await primer.sync([...onLink(2), ...routed(2), '198.18.0.1']);
+  t.same(Object.fromEntries(primer.offLink()), { '203.0.113.1': '198.18.0.253', '203.0.113.2': '198.18.0.254' });
+  t.equal(reports, 1);
+  await primer.change(onLink(1, 5), []);
+  t.equal(reports, 1, 'an on-link backend added changes nothing off-link');
+  await primer.change([], ['203.0.113.1']);
+  t.same([...primer.offLink().keys()], ['203.0.113.2'], 'a removed backend is forgotten');
+  t.equal(reports, 2);
+});

@@ -264,3 +264,24 @@ t.test('after a restart, tables that are already right are kept, others replaced
   t.same(ops.removeVips, ['198.51.100.77']);
   t.same(ops.addVips, []);
 });
+
+t.test('a DSR frontend with a backend behind a gateway is reported DsrBackendNotOnLink, never programmed, until the route is on-link', async (t) => {
+  const p = planner();
+  full(p, [
+    // DSR keeps the port: backends serve port 80 themselves.
+    fe('198.51.100.1', [be('198.18.2.1'), be('203.0.113.7')].map((b) => ({ ...b, port: 80 })), { forwardingMode: 'dsr' }),
+    fe('198.51.100.2', [be('203.0.113.7')], { service: 'ns/snat' }),
+  ]);
+  t.same(p.status('ns/svc'), { frontends: 1, programmed: 1, problems: [] }, 'before the routes are known');
+  t.same(p.setOffLinkBackends(new Map([['203.0.113.7', '198.18.2.254']])), ['ns/svc'], 'only services with a DSR frontend may change');
+  const st = p.status('ns/svc');
+  t.equal(st.programmed, 0);
+  t.equal(st.problems.length, 1);
+  t.match(st.problems[0], { object: 'TCP/198.51.100.1/80', service: 'ns/svc', reason: 'DsrBackendNotOnLink', blocking: true });
+  t.match(st.problems[0]!.message, /ns\/svc.*203\.0\.113\.7.*198\.18\.2\.254/, 'names the service, the backend and the gateway');
+  t.same(p.status('ns/snat'), { frontends: 1, programmed: 1, problems: [] }, 'a SNAT frontend reaches a backend through a router');
+  t.same([...p.notProgrammed().keys()], ['ns/svc'], 'listed with the services not in the data path (pharos status, the metric)');
+  p.setOffLinkBackends(new Map());
+  t.same(p.status('ns/svc'), { frontends: 1, programmed: 1, problems: [] }, 'the route is on-link again: programmed');
+  t.same([...p.notProgrammed().keys()], []);
+});
