@@ -7,7 +7,7 @@
  *   parse -> ARP / NS for an announced address: answer (XDP_TX)
  *         -> {VIP, port, proto} frontend?  no: reply to one of our SNAT
  *            ports? (reverse NAT back to VIP -> client) else XDP_PASS untouched
- *         -> DSR frontend: Maglev pick, MAC rewrite, send (lib/dsr.h)
+ *         -> DSR frontend: Maglev pick, MAC rewrite or IPIP/IP6IP6, send (lib/dsr.h)
  *         -> conntrack hit: same backend, cached next hop
  *         -> else Maglev pick, conntrack + reverse NAT entries, DNAT (+SNAT)
  *         -> bpf_fib_lookup: XDP_TX / redirect; no neighbour yet: XDP_PASS
@@ -294,7 +294,7 @@ static __always_inline int lb_process(struct ph_ctx *ctx, struct packet *p)
 	if (fe->flags & PH_FE_DSR) {
 		if (!for_this_host(ctx, p->eth))
 			return count_and(PH_STAT_FOREIGN_MAC, PH_PASS);
-		return dsr_l2_dispatch(ctx, p, fe);
+		return dsr_dispatch(ctx, p, fe);
 	}
 	/* Would expire on the next hop: untouched to the kernel, which answers with time exceeded. */
 	if (p->ttl <= 1)

@@ -5,8 +5,8 @@
  * and includes lb.bpf.c, so the same source also runs at tc ingress
  * (clsact, direct action) on an skb. Every header writes to this layer:
  * `struct ph_ctx`, the PH_PASS / PH_DROP verdicts, ctx_tx() for "back out
- * of the interface it came in by", ctx_redirect(), ctx_resize() and
- * ctx_l4_csum_update(). Nothing else in bpf/ tests PH_TC_INGRESS.
+ * of the interface it came in by", ctx_redirect(), ctx_resize(),
+ * ctx_encap_room() and ctx_l4_csum_update(). Nothing else in bpf/ tests PH_TC_INGRESS.
  *
  * Why a tc build exists at all: on veth (kind, containerlab, labs) native
  * XDP loses XDP_TX frames and cannot see that a local sender's TCP/UDP
@@ -121,6 +121,19 @@ static __always_inline int ctx_l4_csum_update(struct __sk_buff *ctx, __u32 csum_
 	return bpf_l4_csum_replace(ctx, csum_off, 0, port_diff, mangled) ? -1 : 0;
 }
 
+/*
+ * Room for an outer IP header of @len bytes between Ethernet and IP. The
+ * ENCAP flags tell the kernel what was added, so a GSO skb's segments
+ * shrink to leave room for it (gso_size) and are cut as IPIP/IP6IP6.
+ * Packet pointers are invalid afterwards; Ethernet stays at data.
+ */
+static __always_inline int ctx_encap_room(struct __sk_buff *ctx, __u32 len, int outer_v6)
+{
+	__u64 flags = outer_v6 ? BPF_F_ADJ_ROOM_ENCAP_L3_IPV6 : BPF_F_ADJ_ROOM_ENCAP_L3_IPV4;
+
+	return bpf_skb_adjust_room(ctx, len, BPF_ADJ_ROOM_MAC, flags);
+}
+
 #else /* XDP */
 
 #define ph_ctx xdp_md
@@ -166,6 +179,12 @@ static __always_inline void ctx_pull_headers(struct xdp_md *ctx)
 
 static __always_inline void ctx_pull_all(struct xdp_md *ctx)
 {
+}
+
+/* XDP: @len more bytes at the front; the caller writes Ethernet + outer IP there. */
+static __always_inline int ctx_encap_room(struct xdp_md *ctx, __u32 len, int outer_v6)
+{
+	return bpf_xdp_adjust_head(ctx, -(int)len);
 }
 
 /* Never called in XDP: nat_rewrite() updates the checksum through the packet pointer. */

@@ -37,7 +37,9 @@ struct ph_fe_key {
 #define PH_FE_LOCAL_ONLY	(1 << 1) /* externalTrafficPolicy Local: node-local backends only, no SNAT */
 #define PH_FE_AFFINITY		(1 << 2) /* sessionAffinity ClientIP: ph_affinity keeps client -> backend */
 #define PH_FE_SOURCE_RANGES	(1 << 3) /* loadBalancerSourceRanges: sources must match ph_src_ranges */
-#define PH_FE_DSR		(1 << 4) /* direct server return, L2 dispatch: MAC rewrite only, no flow state (lib/dsr.h) */
+#define PH_FE_DSR		(1 << 4) /* direct server return: no NAT, no flow state (lib/dsr.h); L2 dispatch to on-link backends, IPIP/IP6IP6 to the rest */
+#define PH_FE_DSR_ENCAP		(1 << 5) /* DSR: always encapsulate (lb.pharos.io/dsr-dispatch: ipip) */
+#define PH_FE_DSR_L2		(1 << 6) /* DSR: L2 dispatch only, never encapsulate (dsr-dispatch: l2) */
 
 /*
  * 24 bytes. The table and its size travel together in this value, so one
@@ -65,6 +67,9 @@ struct ph_backend {
 /* ph_backend.flags */
 #define PH_BE_DRAINING		(1 << 0) /* terminating/maintenance: keeps its flows, takes no new ones (not even by affinity) */
 #define PH_BE_LOCAL		(1 << 1) /* an address of this node: the local stack delivers (the agent knows, the FIB cannot tell it from no route) */
+/* Learned by the DSR path from the FIB with the cached next hop (ph_be_nh); the agent's writes clear them, the next packet learns again. */
+#define PH_BE_ONLINK		(1 << 2) /* on a segment of this node: L2 dispatch reaches it */
+#define PH_BE_OFFLINK		(1 << 3) /* behind a router: only encapsulation reaches it */
 
 /* One direction of a flow, as seen on the wire. 40 bytes. */
 struct ph_flow {

@@ -47,10 +47,13 @@ enum ph_stat {
 	PH_STAT_TTL_EXCEEDED = 30,	/* pass: TTL / hop limit would reach 0 here; untouched, the kernel sends time exceeded */
 	PH_STAT_FOREIGN_MAC = 31,	/* pass: first packet of a flow (any packet of a DSR frontend) sent to another host's MAC (flooded, promiscuous); not forwarded */
 	PH_STAT_DSR_L2 = 32,		/* DSR frontend: sent to its backend with only the MACs rewritten */
-	PH_STAT_DSR_OFFLINK = 33,	/* drop: DSR L2 backend not on a segment of this node (behind a router) */
+	PH_STAT_DSR_OFFLINK = 33,	/* drop: DSR backend not on a segment of this node (behind a router) and the frontend asks L2 dispatch only */
 	PH_STAT_DSR_NO_NEIGH = 34,	/* drop: DSR L2 backend's MAC not resolved yet */
 	PH_STAT_DSR_ICMP = 35,		/* ICMP error about a DSR flow's reply, sent on to that flow's backend */
-	PH_STAT_MAX = 36,
+	PH_STAT_DSR_ENCAP = 36,		/* DSR frontend: sent to its backend in IPIP / IP6IP6 */
+	PH_STAT_DSR_ENCAP_FAIL = 37,	/* drop: DSR encapsulation impossible (VLAN-tagged frame, no outer source address, helper refused) */
+	PH_STAT_DSR_TOO_BIG = 38,	/* drop: too big once encapsulated and not answerable with frag-needed (IPv4 without DF, an ICMP error) */
+	PH_STAT_MAX = 39,
 };
 
 /* Per-frontend and per-backend traffic (client -> backend direction). */

@@ -134,7 +134,7 @@ export function explainService(view: AgentStateView, svc: ServiceView, now: Date
   if (svc.datapath && !svc.datapath.programmed) {
     problems.push(`not fully in this node's data path (${svc.datapath.programmedFrontends} of ${svc.datapath.frontends} frontends): ${svc.datapath.reason ?? ''} ${svc.datapath.message ?? ''}`.trim());
     next.push(svc.datapath.reason === 'DsrBackendNotOnLink'
-      ? 'a DSR backend is behind a router: put it on a segment of this node, or use lb.pharos.io/forwarding-mode: snat'
+      ? 'a DSR backend is behind a router and lb.pharos.io/dsr-dispatch is l2: set it to auto or ipip (the backend decapsulates), put the backend on a segment of this node, or use lb.pharos.io/forwarding-mode: snat'
       : 'pharos status (NOT IN THE DATA PATH) and pharos_bpf_map_full_total: a map may need a larger --*-map-size');
   }
   if (frontends.length === 0 && svc.ingress.length > 0) datapath.push('no frontend here (no ready endpoints, or externalTrafficPolicy Local with none on this node)');

@@ -76,12 +76,19 @@ export const FE_RESET_ON_REMOVE = 1 << 0;
 export const FE_LOCAL_ONLY = 1 << 1;
 export const FE_AFFINITY = 1 << 2;
 export const FE_SOURCE_RANGES = 1 << 3;
-/** Direct server return, L2 dispatch (bpf/lib/dsr.h): MAC rewrite only, no flow state. */
+/** Direct server return (bpf/lib/dsr.h): no NAT, no flow state; L2 dispatch to on-link backends, IPIP/IP6IP6 to the rest. */
 export const FE_DSR = 1 << 4;
+/** DSR: always encapsulated (lb.pharos.io/dsr-dispatch: ipip). */
+export const FE_DSR_ENCAP = 1 << 5;
+/** DSR: L2 dispatch only (lb.pharos.io/dsr-dispatch: l2). */
+export const FE_DSR_L2 = 1 << 6;
 
 // ph_backend.flags
 export const BE_DRAINING = 1 << 0;
 export const BE_LOCAL = 1 << 1;
+/** Learned by the DSR path (on-link / behind a router); never written by the agent, cleared by its writes. */
+export const BE_ONLINK = 1 << 2;
+export const BE_OFFLINK = 1 << 3;
 
 // ph_ct.state
 export const CT_NEW = 1;
@@ -157,6 +164,9 @@ export const STAT_REASONS = [
   'dsr_offlink',
   'dsr_no_neigh',
   'dsr_icmp',
+  'dsr_encap',
+  'dsr_encap_fail',
+  'dsr_too_big',
 ] as const;
 export type StatReason = (typeof STAT_REASONS)[number];
 
@@ -166,7 +176,7 @@ export type StatReason = (typeof STAT_REASONS)[number];
  * comment starting "drop:" or "pass:"; abi.test.ts compares both and every
  * count_and(reason, verdict) of the C.
  */
-export const DROP_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['malformed_l2', 'malformed_l3', 'malformed_l4', 'no_backend', 'backend_gone', 'snat_exhausted', 'ct_insert_fail', 'fib_fail', 'redirect_fail', 'source_range', 'dsr_offlink', 'dsr_no_neigh']);
+export const DROP_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['malformed_l2', 'malformed_l3', 'malformed_l4', 'no_backend', 'backend_gone', 'snat_exhausted', 'ct_insert_fail', 'fib_fail', 'redirect_fail', 'source_range', 'dsr_offlink', 'dsr_no_neigh', 'dsr_encap_fail', 'dsr_too_big']);
 export const PASS_REASONS: ReadonlySet<StatReason> = new Set<StatReason>(['fragment', 'ipv6_ext_limit', 'no_neigh', 'local_backend', 'responder_stale', 'arp_ignored', 'tail_call_fail', 'ttl_exceeded', 'foreign_mac']);
 
 /**

@@ -127,7 +127,7 @@ export function frontendsForService(svc: Service, slices: readonly EndpointSlice
         sessionAffinityTimeoutSeconds: svc.sessionAffinityTimeoutSeconds,
         localOnly: svc.externalTrafficPolicy === 'Local',
         sourceRanges: svc.loadBalancerSourceRanges,
-        ...(dsr && kind !== 'NodePort' ? { forwardingMode: 'dsr' as const } : {}),
+        ...(dsr && kind !== 'NodePort' ? { forwardingMode: 'dsr' as const, ...(svc.dsrDispatch && svc.dsrDispatch !== 'auto' ? { dsrDispatch: svc.dsrDispatch } : {}) } : {}),
         ...(svc.removedBackendPolicy === 'reset' ? { removedBackendPolicy: 'reset' as const } : {}),
       });
     }

@@ -29,7 +29,7 @@
  */
 import { createHash } from 'node:crypto';
 import {
-  encodeSourceRangeKey, familyOf, FE_AFFINITY, FE_DSR, FE_LOCAL_ONLY, FE_RESET_ON_REMOVE, FE_SOURCE_RANGES, type FrontendValue,
+  encodeSourceRangeKey, familyOf, FE_AFFINITY, FE_DSR, FE_DSR_ENCAP, FE_DSR_L2, FE_LOCAL_ONLY, FE_RESET_ON_REMOVE, FE_SOURCE_RANGES, type FrontendValue,
 } from './abi.js';
 import { buildMaglevTable, maglevTableSize, MaglevError, type MaglevSizing } from './maglev.js';
 import type { Frontend, FrontendKind } from '../model/types.js';
@@ -548,7 +548,7 @@ export class DatapathPlanner {
       id,
       flags: (want.removedBackendPolicy === 'reset' ? FE_RESET_ON_REMOVE : 0) | (want.localOnly ? FE_LOCAL_ONLY : 0) |
         (want.sessionAffinity ? FE_AFFINITY : 0) | (ownRanges.length > 0 ? FE_SOURCE_RANGES : 0) |
-        (want.forwardingMode === 'dsr' ? FE_DSR : 0),
+        (want.forwardingMode === 'dsr' ? FE_DSR | (want.dsrDispatch === 'ipip' ? FE_DSR_ENCAP : want.dsrDispatch === 'l2' ? FE_DSR_L2 : 0) : 0),
       backends: t ? Math.max(1, backendsInTable) : 0,
       affinityTimeout: want.sessionAffinity ? (want.sessionAffinityTimeoutSeconds > 0 ? want.sessionAffinityTimeoutSeconds : DEFAULT_AFFINITY_TIMEOUT_S) : 0,
       table: t?.id ?? 0,
@@ -814,7 +814,7 @@ export class DatapathPlanner {
   setOffLinkBackends(offLink: ReadonlyMap<string, string>): string[] {
     this.offLink = new Map(offLink);
     const out: string[] = [];
-    for (const [svc, list] of this.byService) if (list.some((f) => f.forwardingMode === 'dsr')) out.push(svc);
+    for (const [svc, list] of this.byService) if (list.some((f) => f.forwardingMode === 'dsr' && f.dsrDispatch === 'l2')) out.push(svc);
     return out;
   }
 
@@ -983,14 +983,16 @@ function validate(f: Frontend, key: string): FrontendProblem | undefined {
 }
 
 /**
- * A DSR frontend dispatched at L2 reaches a backend only on a segment of
- * this node: a frame for one behind a router is dropped (`dsr_offlink`),
- * so 1/N of the flows would fail silently. Blocking: the frontend is
- * reported not programmed (condition, `pharos status`, metric, explain)
- * and this node does not announce it. `offLink`: backend address → gateway.
+ * A DSR frontend limited to L2 dispatch (`lb.pharos.io/dsr-dispatch: l2`)
+ * reaches a backend only on a segment of this node: a frame for one behind
+ * a router is dropped (`dsr_offlink`), so 1/N of the flows would fail
+ * silently. Blocking: the frontend is reported not programmed (condition,
+ * `pharos status`, metric, explain) and this node does not announce it.
+ * With auto (the default) such a backend gets its packets encapsulated.
+ * `offLink`: backend address → gateway.
  */
 export function dsrUnreachableBackends(f: Frontend, offLink: ReadonlyMap<string, string>): FrontendProblem[] {
-  if (f.forwardingMode !== 'dsr' || offLink.size === 0) return [];
+  if (f.forwardingMode !== 'dsr' || f.dsrDispatch !== 'l2' || offLink.size === 0) return [];
   const out: FrontendProblem[] = [];
   const key = frontendKeyString(f);
   for (const b of f.backends) {
@@ -998,7 +1000,7 @@ export function dsrUnreachableBackends(f: Frontend, offLink: ReadonlyMap<string,
     if (gateway === undefined) continue;
     out.push({
       object: key, service: f.service, reason: 'DsrBackendNotOnLink', blocking: true,
-      message: `service ${f.service}: DSR backend ${b.address} is reached through gateway ${gateway}, not on a segment of this node: L2 dispatch cannot reach it (its flows would be dropped)`,
+      message: `service ${f.service}: DSR backend ${b.address} is reached through gateway ${gateway}, not on a segment of this node: dsr-dispatch l2 cannot reach it (its flows would be dropped; auto or ipip would encapsulate)`,
     });
   }
   return out;

@@ -91,6 +91,14 @@ export interface LoadBalancerIngress {
  */
 export type ForwardingMode = 'snat' | 'dsr';
 
+/**
+ * How a DSR frontend reaches its backends: `l2` (MAC rewrite, backends on
+ * the LB's segment only), `ipip` (IPIP / IP6IP6 to every backend), `auto`
+ * (L2 where the backend is on-link, encapsulated where a router is in
+ * between).
+ */
+export type DsrDispatch = 'l2' | 'ipip' | 'auto';
+
 export interface Service {
   kind: 'Service';
   meta: ObjectMeta;
@@ -111,6 +119,8 @@ export interface Service {
   allocateLoadBalancerNodePorts: boolean;
   /** Annotation `lb.pharos.io/forwarding-mode`; absent: the agent's --forwarding-mode. */
   forwardingMode?: ForwardingMode;
+  /** Annotation `lb.pharos.io/dsr-dispatch`; absent: auto. */
+  dsrDispatch?: DsrDispatch;
   /** Annotation `lb.pharos.io/removed-backend`: what happens to the flows of a backend that goes (absent: rebalance). */
   removedBackendPolicy?: 'rebalance' | 'reset';
   status: {
@@ -322,6 +332,8 @@ export interface Frontend {
   removedBackendPolicy?: 'rebalance' | 'reset';
   /** Absent: snat. dsr applies to service addresses (LoadBalancer, external IPs), never to NodePorts. */
   forwardingMode?: ForwardingMode;
+  /** With forwardingMode dsr; absent: auto. */
+  dsrDispatch?: DsrDispatch;
 }
 
 // ---------------------------------------------------------------- validation

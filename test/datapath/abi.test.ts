@@ -77,6 +77,8 @@ t.test('flag constants match the C', async (t) => {
   t.equal(defs.PH_FE_AFFINITY, abi.FE_AFFINITY);
   t.equal(defs.PH_FE_SOURCE_RANGES, abi.FE_SOURCE_RANGES);
   t.equal(defs.PH_FE_DSR, abi.FE_DSR);
+  t.equal(defs.PH_FE_DSR_ENCAP, abi.FE_DSR_ENCAP);
+  t.equal(defs.PH_FE_DSR_L2, abi.FE_DSR_L2);
   t.equal(defs.PH_CT_NEW, abi.CT_NEW);
   t.equal(defs.PH_CT_ESTABLISHED, abi.CT_ESTABLISHED);
   t.equal(defs.PH_CT_CLOSING, abi.CT_CLOSING);
@@ -84,6 +86,8 @@ t.test('flag constants match the C', async (t) => {
   t.equal(defs.PH_CTF_LOCAL, abi.CTF_LOCAL);
   t.equal(defs.PH_BE_DRAINING, abi.BE_DRAINING);
   t.equal(defs.PH_BE_LOCAL, abi.BE_LOCAL);
+  t.equal(defs.PH_BE_ONLINK, abi.BE_ONLINK);
+  t.equal(defs.PH_BE_OFFLINK, abi.BE_OFFLINK);
   t.same(abi.decodeBackend(abi.encodeBackend({ address: '198.18.0.2', port: 80, local: true, draining: true })), { address: '198.18.0.2', port: 80, local: true, draining: true });
   t.equal(defs.PH_AF_INET, abi.AF_INET);
   t.equal(defs.PH_AF_INET6, abi.AF_INET6);

@@ -11,9 +11,10 @@
 import t, { type Test } from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { withLab } from '../support/lab.js';
-import { hexDiff, parse, pkt } from '../../src/lab/packet.js';
+import { hexDiff, IPPROTO, parse, pkt } from '../../src/lab/packet.js';
 import { ADDR, baseFrontends, FixtureEnv, MAC, XDP } from '../../src/lab/fixture-env.js';
 import { encodeFlow, encodeIfMac, STAT_REASONS, u32Key, type StatReason } from '../../src/datapath/abi.js';
+import { flowHash } from '../../src/datapath/maglev.js';
 import type { Backend, Frontend } from '../../src/model/types.js';
 
 type Fam = 4 | 6;
@@ -42,12 +43,12 @@ function backends(addrs: string[], port: number): Backend[] {
   return addrs.map((address) => ({ address, port, weight: 1, state: 'active' as const }));
 }
 
-function dsrFrontend(f: Fam, n: number, l4: L4, addrs: string[], mode: 'dsr' | 'snat' = 'dsr'): Frontend {
+function dsrFrontend(f: Fam, n: number, l4: L4, addrs: string[], mode: 'dsr' | 'snat' = 'dsr', dispatch?: 'l2' | 'ipip'): Frontend {
   return {
     service: `phdsr/svc-${n}`, kind: 'LoadBalancer', address: vip(f, n), port: portOf(l4), protocol: l4 === 'tcp' ? 'TCP' : 'UDP',
     // DSR leaves the port alone: the backend listens on the service port.
     backends: backends(addrs, portOf(l4)), sessionAffinity: false, sessionAffinityTimeoutSeconds: 0, localOnly: false, sourceRanges: [],
-    ...(mode === 'dsr' ? { forwardingMode: 'dsr' as const } : {}),
+    ...(mode === 'dsr' ? { forwardingMode: 'dsr' as const, ...(dispatch ? { dsrDispatch: dispatch } : {}) } : {}),
   };
 }
 
@@ -55,7 +56,9 @@ function frontends(mode: 'dsr' | 'snat' = 'dsr'): Frontend[] {
   const mine: Frontend[] = [];
   for (const f of [4, 6] as const) {
     const three = [1, 2, 3].map((i) => be(f, i));
-    mine.push(dsrFrontend(f, 40, 'tcp', three, mode), dsrFrontend(f, 40, 'udp', three, mode), dsrFrontend(f, 41, 'tcp', [offLink(f)], mode), dsrFrontend(f, 42, 'tcp', [], mode));
+    mine.push(dsrFrontend(f, 40, 'tcp', three, mode), dsrFrontend(f, 40, 'udp', three, mode), dsrFrontend(f, 41, 'tcp', [offLink(f)], mode), dsrFrontend(f, 42, 'tcp', [], mode),
+      // Encapsulated dispatch: auto to the off-link backend (41, UDP too), forced to on-link ones (44); L2 only to an off-link one (43).
+      dsrFrontend(f, 41, 'udp', [offLink(f)], mode), dsrFrontend(f, 43, 'tcp', [offLink(f)], mode, 'l2'), dsrFrontend(f, 44, 'tcp', three, mode, 'ipip'));
   }
   return [...baseFrontends(), ...mine];
 }
@@ -154,8 +157,8 @@ for (const f of [4, 6] as const) {
     expectRun(t, e, error(fromClient), { verdict: 'REDIRECT', output: error({ src: MAC.fb0, dst: MAC.backend(p.backendIndex) }), stats: { dsr_icmp: 1, dsr_l2: 1, fwd_redirect: 1 } });
   });
 
-  t.test(`${v}: a backend behind a router is never sent to (dropped, counted dsr_offlink)`, { skip }, async (t) => {
-    expectRun(t, env!, frame(f, fromClient, vip(f, 41), base + 2, 'tcp'), { verdict: 'DROP', stats: { dsr_offlink: 1 } });
+  t.test(`${v}: dispatch l2: a backend behind a router is never sent to (dropped, counted dsr_offlink)`, { skip }, async (t) => {
+    expectRun(t, env!, frame(f, fromClient, vip(f, 43), base + 2, 'tcp'), { verdict: 'DROP', stats: { dsr_offlink: 1 } });
   });
 
   t.test(`${v}: no backends: dropped, counted no_backend`, { skip }, async (t) => {
@@ -186,3 +189,73 @@ for (const f of [4, 6] as const) {
     }
   });
 }
+
+/**
+ * What encapsulated dispatch must send: Ethernet to the next hop toward
+ * the backend, an outer header from the LB's egress address (fb0's) to the
+ * backend — IPv4: DF, TTL 64, protocol 4; IPv6: the flow hash in the flow
+ * label, next header 41 — and then the client's packet byte for byte.
+ */
+function encapsulated(f: Fam, input: Buffer, backend: string, nextHopMac: string, hash: number): Buffer {
+  const outer = pkt().eth({ src: MAC.fb0, dst: nextHopMac });
+  if (f === 4) outer.ipv4({ src: ADDR.snat4, dst: backend, id: 0, flags: 'DF', ttl: 64, proto: IPPROTO.IPIP });
+  else outer.ipv6({ src: ADDR.snat6, dst: backend, hopLimit: 64, nextHeader: IPPROTO.IPV6, flowLabel: hash & 0xfffff });
+  return outer.payload(input.subarray(14)).build();
+}
+
+function hashOf(e: FixtureEnv, f: Fam, n: number, sport: number, l4: L4): number {
+  return flowHash(encodeFlow({ src: client(f), dst: vip(f, n), sport, dport: portOf(l4), proto: l4 === 'tcp' ? 6 : 17 }), e.dp.config.hashSeed);
+}
+
+for (const f of [4, 6] as const) {
+  const base = f === 4 ? 34000 : 35000;
+  for (const l4 of ['tcp', 'udp'] as const) {
+    t.test(`v${f} ${l4}: auto dispatch to a backend behind a router: ${f === 4 ? 'IPIP' : 'IP6IP6'} to it through the router, no flow state`, { skip }, async (t) => {
+      const e = env!;
+      const sport = base + (l4 === 'tcp' ? 1 : 2);
+      const input = frame(f, fromClient, vip(f, 41), sport, l4);
+      // The router toward offLink() is backend 1 (routes in t.before).
+      const want = encapsulated(f, input, offLink(f), MAC.backend(1), hashOf(e, f, 41, sport, l4));
+      expectRun(t, e, input, { verdict: 'REDIRECT', output: want, stats: { dsr_encap: 1, fwd_redirect: 1 } });
+      t.equal(e.dp.maps.conntrack.lookup(flowKey(f, l4, 41, sport)), null, 'no conntrack entry');
+      // The second packet takes the cached next hop and the backend's learned off-link bit: the same frame.
+      expectRun(t, e, input, { verdict: 'REDIRECT', output: want, stats: { dsr_encap: 1, fwd_redirect: 1 } });
+    });
+  }
+
+  t.test(`v${f}: dispatch ipip encapsulates to on-link backends too, each the Maglev pick`, { skip }, async (t) => {
+    const e = env!;
+    for (let i = 0; i < 6; i++) {
+      const sport = base + 10 + i;
+      const p = e.predict({ src: client(f), dst: vip(f, 44), sport, dport: 80, proto: 6 }, 'TCP');
+      const input = frame(f, fromClient, vip(f, 44), sport, 'tcp', 'A');
+      expectRun(t, e, input, { verdict: 'REDIRECT', output: encapsulated(f, input, p.backend, MAC.backend(p.backendIndex), hashOf(e, f, 44, sport, 'tcp')), stats: { dsr_encap: 1, fwd_redirect: 1 } });
+    }
+  });
+
+  t.test(`v${f}: too big once encapsulated: ${f === 4 ? 'frag-needed' : 'packet too big'} to the client from the VIP with the MTU left (1500 - ${f === 4 ? 20 : 40})`, { skip }, async (t) => {
+    const e = env!;
+    const sport = base + 20;
+    const b = pkt().eth(fromClient);
+    if (f === 4) b.ipv4({ src: client(f), dst: vip(f, 41), id: 7, flags: 'DF', ttl: 64 });
+    else b.ipv6({ src: client(f), dst: vip(f, 41), hopLimit: 64 });
+    // 1490 bytes of IP: fits the 1500-byte link as it is, not with 20 / 40 more.
+    const input = b.tcp({ sport, dport: 80, flags: 'A', seq: 1, ack: 1 }).payload(Buffer.alloc(1490 - (f === 4 ? 20 : 40) - 20, 7)).build();
+    const out = parse(expectRun(t, e, input, { verdict: 'TX', stats: { icmp_too_big: 1 } }));
+    t.equal(out.eth?.dst, MAC.client, 'back to the client');
+    if (f === 4) {
+      t.match(out.ip, { src: vip(f, 41), dst: client(f), checksumOk: true });
+      t.match(out.icmp, { type: 3, code: 4, checksumOk: true });
+      t.equal(out.icmp!.rest.readUInt16BE(2), 1480, 'next-hop MTU: the link minus the outer header');
+    } else {
+      t.match(out.ip6, { src: vip(f, 41), dst: client(f) });
+      t.match(out.icmp6, { type: 2, code: 0, checksumOk: true });
+      t.equal(out.icmp6!.rest.readUInt32BE(0), 1460, 'MTU: the link minus the outer header');
+    }
+  });
+}
+
+t.test('v4 UDP without DF too big once encapsulated: dropped, counted dsr_too_big (XDP cannot fragment)', { skip }, async (t) => {
+  const input = pkt().eth(fromClient).ipv4({ src: client(4), dst: vip(4, 41), id: 7, ttl: 64 }).udp({ sport: 34100, dport: 53 }).payload(Buffer.alloc(1470, 1)).build();
+  expectRun(t, env!, input, { verdict: 'DROP', stats: { dsr_too_big: 1 } });
+});

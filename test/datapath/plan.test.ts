@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { DatapathPlanner, type DatapathOps, type PlannerOptions } from '../../src/datapath/plan.js';
-import { FE_AFFINITY, FE_LOCAL_ONLY, FE_RESET_ON_REMOVE, FE_SOURCE_RANGES } from '../../src/datapath/abi.js';
+import { FE_AFFINITY, FE_DSR, FE_DSR_ENCAP, FE_DSR_L2, FE_LOCAL_ONLY, FE_RESET_ON_REMOVE, FE_SOURCE_RANGES } from '../../src/datapath/abi.js';
 import { buildMaglevTable } from '../../src/datapath/maglev.js';
 import type { Backend, Frontend } from '../../src/model/types.js';
 
@@ -265,13 +265,19 @@ t.test('after a restart, tables that are already right are kept, others replaced
   t.same(ops.addVips, []);
 });
 
-t.test('a DSR frontend with a backend behind a gateway is reported DsrBackendNotOnLink, never programmed, until the route is on-link', async (t) => {
+t.test('a DSR frontend limited to L2 dispatch with a backend behind a gateway is reported DsrBackendNotOnLink, never programmed, until the route is on-link', async (t) => {
   const p = planner();
-  full(p, [
-    // DSR keeps the port: backends serve port 80 themselves.
-    fe('198.51.100.1', [be('198.18.2.1'), be('203.0.113.7')].map((b) => ({ ...b, port: 80 })), { forwardingMode: 'dsr' }),
+  // DSR keeps the port: backends serve port 80 themselves.
+  const dsrBackends = [be('198.18.2.1'), be('203.0.113.7')].map((b) => ({ ...b, port: 80 }));
+  const ops = full(p, [
+    fe('198.51.100.1', dsrBackends, { forwardingMode: 'dsr', dsrDispatch: 'l2' }),
     fe('198.51.100.2', [be('203.0.113.7')], { service: 'ns/snat' }),
+    fe('198.51.100.3', dsrBackends, { service: 'ns/auto', forwardingMode: 'dsr' }),
+    fe('198.51.100.4', dsrBackends, { service: 'ns/ipip', forwardingMode: 'dsr', dsrDispatch: 'ipip' }),
   ]);
+  t.same(ops.writeFrontends.map((w) => [w.address, w.value.flags]), [
+    ['198.51.100.1', FE_DSR | FE_DSR_L2], ['198.51.100.2', 0], ['198.51.100.3', FE_DSR], ['198.51.100.4', FE_DSR | FE_DSR_ENCAP],
+  ], 'the dispatch travels in the frontend flags');
   t.same(p.status('ns/svc'), { frontends: 1, programmed: 1, problems: [] }, 'before the routes are known');
   t.same(p.setOffLinkBackends(new Map([['203.0.113.7', '198.18.2.254']])), ['ns/svc'], 'only services with a DSR frontend may change');
   const st = p.status('ns/svc');
@@ -280,6 +286,8 @@ t.test('a DSR frontend with a backend behind a gateway is reported DsrBackendNot
   t.match(st.problems[0], { object: 'TCP/198.51.100.1/80', service: 'ns/svc', reason: 'DsrBackendNotOnLink', blocking: true });
   t.match(st.problems[0]!.message, /ns\/svc.*203\.0\.113\.7.*198\.18\.2\.254/, 'names the service, the backend and the gateway');
   t.same(p.status('ns/snat'), { frontends: 1, programmed: 1, problems: [] }, 'a SNAT frontend reaches a backend through a router');
+  t.same(p.status('ns/auto'), { frontends: 1, programmed: 1, problems: [] }, 'auto encapsulates to it');
+  t.same(p.status('ns/ipip'), { frontends: 1, programmed: 1, problems: [] }, 'ipip encapsulates to it');
   t.same([...p.notProgrammed().keys()], ['ns/svc'], 'listed with the services not in the data path (pharos status, the metric)');
   p.setOffLinkBackends(new Map());
   t.same(p.status('ns/svc'), { frontends: 1, programmed: 1, problems: [] }, 'the route is on-link again: programmed');

@@ -6,13 +6,16 @@
 import { type Context, readConditions, readMeta } from './common.js';
 import { FieldReader, show } from '../field-reader.js';
 import { addressFamily, checkAddress, checkCidr, checkPortName } from '../syntax.js';
-import type { ForwardingMode, IPFamily, IPFamilyPolicy, LoadBalancerIngress, Protocol, Service, ServicePort, ServiceType } from '../types.js';
+import type { DsrDispatch, ForwardingMode, IPFamily, IPFamilyPolicy, LoadBalancerIngress, Protocol, Service, ServicePort, ServiceType } from '../types.js';
 
 /** Honoured by Kubernetes cloud providers when spec.loadBalancerSourceRanges is empty. */
 export const SOURCE_RANGES_ANNOTATION = 'service.beta.kubernetes.io/load-balancer-source-ranges';
 /** Per-service forwarding mode, over the agent's --forwarding-mode. */
 export const FORWARDING_MODE_ANNOTATION = 'lb.pharos.io/forwarding-mode';
 const FORWARDING_MODES: readonly ForwardingMode[] = ['snat', 'dsr'];
+/** Per-service DSR dispatch: l2 (on-link backends only), ipip (always encapsulated), auto (default: each backend by its route). */
+export const DSR_DISPATCH_ANNOTATION = 'lb.pharos.io/dsr-dispatch';
+const DSR_DISPATCHES: readonly DsrDispatch[] = ['l2', 'ipip', 'auto'];
 /**
  * Per-service: the established flows of a backend that leaves the service
  * are `rebalance`d to another backend (default; TCP then gets a reset from
@@ -88,6 +91,12 @@ export function parseServiceObject(ctx: Context): Service {
     forwardingMode = annotation.recover(() => annotation.oneOf(FORWARDING_MODES), undefined);
   }
 
+  let dsrDispatch: DsrDispatch | undefined;
+  if (meta.annotations[DSR_DISPATCH_ANNOTATION] !== undefined) {
+    const annotation = ctx.root.get('metadata').get('annotations').get(DSR_DISPATCH_ANNOTATION);
+    dsrDispatch = annotation.recover(() => annotation.oneOf(DSR_DISPATCHES), undefined);
+  }
+
   let removedBackendPolicy: (typeof REMOVED_BACKEND_POLICIES)[number] | undefined;
   if (meta.annotations[REMOVED_BACKEND_ANNOTATION] !== undefined) {
     const annotation = ctx.root.get('metadata').get('annotations').get(REMOVED_BACKEND_ANNOTATION);
@@ -119,6 +128,7 @@ export function parseServiceObject(ctx: Context): Service {
   if (loadBalancerClass !== undefined) service.loadBalancerClass = loadBalancerClass;
   if (loadBalancerIP !== undefined) service.loadBalancerIP = loadBalancerIP;
   if (forwardingMode !== undefined) service.forwardingMode = forwardingMode;
+  if (dsrDispatch !== undefined) service.dsrDispatch = dsrDispatch;
   if (removedBackendPolicy !== undefined) service.removedBackendPolicy = removedBackendPolicy;
   return service;
 }
