@@ -87,7 +87,6 @@ export class L2Lab {
     await buildCluster(lab, {
       api: `${API}/24`,
       secondSegment: true,
-      xdpPeers: true,
       hosts: [
         { name: 'client', lan: [`${CLIENT.v4}/24`, `${CLIENT.v6}/64`], seg2: [`${CLIENT.seg2}/24`] },
         { name: 'backend', lan: [`${BACKEND.v4}/24`, `${BACKEND.v6}/64`] },
