@@ -3,9 +3,11 @@
  * without BFD. `PHAROS_BENCH_ONLY=bgp npm run bench:failover` runs only
  * these and merges them into the last results.
  *
- *                                     ┌ up0 [a: XDP, speaker] b0 ┐
- *   client ── c0 [rtr: bird2, multipath]                          ├ br0 ── be1, be2
- *                                     └ up0 [b: XDP, speaker] b0 ┘
+ *                                     ┌ up0 [a: XDP, speaker] eth0 ┐
+ *   client ── c0 [rtr: bird2, multipath]                            ├ br0 ── be1, be2
+ *                                     └ up0 [b: XDP, speaker] eth0 ┘
+ *
+ * The lab is src/lab/ecmp-lab.ts, as in test/bgp/ecmp-scaleout.test.ts.
  *
  * Both nodes run the real XDP data path (same hash seed and Maglev table)
  * and a BgpSpeaker advertising the VIP; bird2 installs a two-path route
@@ -29,15 +31,15 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { labProgram, withLab, type Lab } from '../src/lab/netns.js';
-import { startEchoServer } from '../src/lab/echo.js';
 import { loadAddon } from '../src/native/libbpf.js';
-import { loadDatapath, removePins, type LoadedDatapath } from '../src/datapath/loader.js';
-import { DatapathSync } from '../src/datapath/sync.js';
+import { removePins } from '../src/datapath/loader.js';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import type { PeerSpec } from '../src/bgp/speaker.js';
 import { drainedPeers } from '../src/bgp/drain.js';
 import { Bird } from '../src/lab/bgp/routers.js';
 import { SpeakerProcess } from '../src/lab/bgp/speaker-process.js';
+import { buildEcmpLab, ecmpFrontends, ecmpNodes, startEcmpDatapath, stopEcmpDatapath } from '../src/lab/ecmp-lab.js';
+import { routerNextHops } from '../src/lab/topology.js';
 import { sleep, waitFor } from '../src/lab/wait.js';
 import { writeBenchChart } from './lib/bench-charts.js';
 
@@ -47,12 +49,10 @@ const ROUTER_ASN = 65000;
 const LB_ASN = 65010;
 const HASH_SEED = 0x5eed4321;
 const BACKENDS = [1, 2];
-const be = (i: number): string => `198.18.10.1${i}`;
 const BFD = { minRxMs: 300, minTxMs: 300, multiplier: 3 };
 const HOLD_S = 9;
 const DRAIN_WITHDRAW_MS = 3000;
 
-interface LbNode { name: 'a' | 'b'; snat: string; uplink: string; routerSide: string; dp?: LoadedDatapath; sync?: DatapathSync; liveness?: NodeJS.Timeout; speaker?: SpeakerProcess }
 
 export interface HungNodeRun {
   /** First to last failed request (by send time) after the hang, ms. */
@@ -98,10 +98,8 @@ function medianRun(runs: HungNodeRun[]): HungNodeRun {
   };
 }
 
-const NODES: LbNode[] = [
-  { name: 'a', snat: '198.18.10.1', uplink: '198.18.2.1', routerSide: '198.18.2.2' },
-  { name: 'b', snat: '198.18.10.2', uplink: '198.18.3.1', routerSide: '198.18.3.2' },
-];
+const NODES = ecmpNodes().map((n) => ({ ...n, speaker: undefined as SpeakerProcess | undefined }));
+type LbNode = (typeof NODES)[number];
 const pinDir = (n: LbNode): string => `/run/pharos/bpffs/${LAB_PREFIX}-${n.name}`;
 
 function peerSpec(n: LbNode, bfd: boolean): PeerSpec {
@@ -122,62 +120,12 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
   try {
     for (const n of NODES) removePins(pinDir(n));
     teardowns.push(() => {
-      for (const n of NODES) {
-        clearInterval(n.liveness);
-        n.dp?.close();
-        removePins(pinDir(n));
-      }
+      for (const n of NODES) stopEcmpDatapath(n, pinDir(n));
     });
-    await lab.addNamespace('cli');
-    await lab.addNamespace('rtr', { forwarding: true });
-    await lab.addNamespace('sw');
-    await lab.addBridge('sw', 'br0');
-    await lab.addLink({ ns: 'cli', ifname: 'eth0', addrs: ['198.18.0.1/24'] }, { ns: 'rtr', ifname: 'c0', addrs: ['198.18.0.2/24'] });
-    await lab.exec('cli', ['ip', 'route', 'add', 'default', 'via', '198.18.0.2']);
-    // XDP-redirected frames lose veth's CHECKSUM_PARTIAL state: senders checksum in software (LAB-FACTS).
-    await lab.exec('cli', ['ethtool', '-K', 'eth0', 'tx', 'off']);
+    await buildEcmpLab(lab, NODES, BACKENDS);
     // Short-lived connections every 10 ms: no TIME_WAIT pile-up in the client.
     await lab.exec('cli', ['sysctl', '-qw', 'net.ipv4.tcp_max_tw_buckets=0']);
-    await lab.exec('rtr', ['sysctl', '-qw', 'net.ipv4.fib_multipath_hash_policy=1']);
-    for (const n of NODES) {
-      await lab.addNamespace(n.name, { forwarding: true });
-      await lab.addLink({ ns: n.name, ifname: 'up0', addrs: [`${n.uplink}/24`] }, { ns: 'rtr', ifname: `d${n.name}`, addrs: [`${n.routerSide}/24`] });
-      await lab.addLink({ ns: n.name, ifname: 'b0', addrs: [`${n.snat}/24`] }, { ns: 'sw', ifname: `p${n.name}` });
-      await lab.attachToBridge('sw', `p${n.name}`, 'br0');
-      await lab.attachXdpPass('rtr', `d${n.name}`);
-      await lab.attachXdpPass('sw', `p${n.name}`);
-      await lab.exec(n.name, ['ip', 'route', 'add', '198.18.0.0/24', 'via', n.routerSide]);
-      await lab.exec(n.name, ['sysctl', '-qw', 'net.ipv4.conf.all.accept_local=1', 'net.ipv4.conf.up0.accept_local=1',
-        'net.ipv4.conf.b0.accept_local=1', 'net.ipv4.conf.all.rp_filter=0']);
-    }
-    for (const i of BACKENDS) {
-      await lab.addNamespace(`be${i}`);
-      await lab.addLink({ ns: 'sw', ifname: `pbe${i}` }, { ns: `be${i}`, ifname: 'eth0', addrs: [`${be(i)}/24`] });
-      await lab.attachToBridge('sw', `pbe${i}`, 'br0');
-      await lab.exec(`be${i}`, ['ethtool', '-K', 'eth0', 'tx', 'off']);
-      await startEchoServer(lab, `be${i}`, { name: `be${i}`, port: 8080 });
-    }
-    for (const n of NODES) {
-      const dp = loadDatapath({ addon, pinDir: pinDir(n), sizes: { conntrack: 65536, frontends: 16, backends: 64 }, config: { hashSeed: HASH_SEED } });
-      n.dp = dp;
-      const sync = new DatapathSync(addon, dp.maps);
-      n.sync = sync;
-      sync.readState();
-      for (const ifname of ['up0', 'b0']) {
-        dp.attachXdp(ifname, { netns: lab.nsPath(n.name) });
-        dp.attachTcEgress(ifname, { netns: lab.nsPath(n.name) });
-      }
-      sync.setNodeConfig({ snatV4: n.snat, portMin: 40000, portMax: 49999 });
-      sync.touchLiveness();
-      n.liveness = setInterval(() => sync.touchLiveness(), 500);
-      const r = sync.apply([{
-        service: 'lab/echo', kind: 'LoadBalancer', address: VIP, port: 80, protocol: 'TCP',
-        backends: BACKENDS.map((i) => ({ address: be(i), port: 8080, weight: 1, state: 'active' as const })),
-        sessionAffinity: false, sessionAffinityTimeoutSeconds: 0, localOnly: false, sourceRanges: [],
-      }]);
-      if (r.errors.length) throw new Error(JSON.stringify(r.errors));
-      for (const i of BACKENDS) await lab.exec(n.name, ['ip', 'neigh', 'replace', be(i), 'dev', 'b0', 'managed']);
-    }
+    for (const n of NODES) await startEcmpDatapath(lab, addon, n, { pinDir: pinDir(n), hashSeed: HASH_SEED, frontends: ecmpFrontends(VIP, BACKENDS) });
     const bird = new Bird({
       lab, ns: lab.ns('rtr'), asn: ROUTER_ASN, routerId: '198.18.0.2',
       neighbors: NODES.map((n) => ({ address: n.uplink, asn: LB_ASN, local: n.routerSide, bfd: BFD })),
@@ -190,11 +138,7 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
       teardowns.push(() => speaker.kill());
     }
 
-    const nextHops = async (): Promise<string[]> => {
-      const r = await lab.exec('rtr', ['ip', '-j', 'route', 'show', VIP], { allowFail: true });
-      const routes = JSON.parse(r.stdout || '[]') as { gateway?: string; nexthops?: { gateway: string }[] }[];
-      return routes.flatMap((x) => x.nexthops?.map((h) => h.gateway) ?? (x.gateway ? [x.gateway] : [])).sort();
-    };
+    const nextHops = (): Promise<string[]> => routerNextHops(lab, VIP);
     const both = JSON.stringify(NODES.map((n) => n.uplink).sort());
     const [a] = NODES as [LbNode, LbNode];
 

@@ -7,8 +7,8 @@
  *            n1, n2 ── mgmt ── br0 [mgmt]: Kubernetes API emulator 192.0.2.254:6443
  *
  * The LB nodes, the backend segment and the management network are the
- * cluster topology of every lab (buildCluster, src/lab/topology.ts); the
- * router and its point-to-point uplinks are this lab's own.
+ * cluster topology of every lab (buildCluster, src/lab/topology.ts), the
+ * router and its point-to-point uplinks addRouterFront's, as in the ECMP lab.
  * n1 and n2 run the agent in Kubernetes mode against the API emulator
  * (IPAM, EndpointSlices, BGPPeeringPolicy with graceful restart) and
  * advertise the service address to the router over BGP; bird installs one
@@ -30,7 +30,7 @@ import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import type { SoakProfile } from './core.js';
 import { lbServiceObject, lbServiceYaml } from '../../src/lab/manifests.js';
-import { buildCluster } from '../../src/lab/topology.js';
+import { addRouterFront, buildCluster, routerNextHops } from '../../src/lab/topology.js';
 import { sleep, waitFor } from '../../src/lab/wait.js';
 
 export const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
@@ -180,22 +180,12 @@ export class SoakLab {
       hosts: BACKENDS.map((b) => ({ name: b.name, lan: [`${b.addr}/24`] })),
       nodes: NODES.map((n) => ({ name: n.name, lan: [`${n.snat}/24`], ...(n.mgmt ? { mgmt: `${n.mgmt}/24` } : {}) })),
     });
-    await lab.addNamespace('cli');
-    await lab.addNamespace('rtr', { forwarding: true });
-    await lab.addLink({ ns: 'cli', ifname: 'eth0', addrs: [`${CLIENT}/24`] }, { ns: 'rtr', ifname: 'c0', addrs: [`${ROUTER.clientSide}/24`] });
-    await lab.exec('cli', ['ip', 'route', 'add', 'default', 'via', ROUTER.clientSide]);
-    // Senders compute checksums in software: an XDP redirect loses veth's CHECKSUM_PARTIAL state (LAB-FACTS).
-    await lab.exec('cli', ['ethtool', '-K', 'eth0', 'tx', 'off']);
-    await lab.exec('rtr', ['sysctl', '-qw', 'net.ipv4.fib_multipath_hash_policy=1']);
-    for (const n of NODES) {
-      await lab.addLink({ ns: n.name, ifname: 'up0', addrs: [`${uplink(n)}/24`] }, { ns: 'rtr', ifname: `d${n.name}`, addrs: [`${routerSide(n)}/24`] });
-      // Frames a node's XDP redirects out of up0 arrive on this peer.
-      await lab.attachXdpPass('rtr', `d${n.name}`);
-      await lab.exec('rtr', ['ethtool', '-K', `d${n.name}`, 'tx', 'off']);
-      await lab.exec(n.name, ['ip', 'route', 'add', '198.18.0.0/24', 'via', routerSide(n)]);
-      await lab.exec(n.name, ['sysctl', '-qw', 'net.ipv4.conf.all.accept_local=1', 'net.ipv4.conf.up0.accept_local=1',
-        'net.ipv4.conf.eth0.accept_local=1', 'net.ipv4.conf.all.rp_filter=0']);
-    }
+    await addRouterFront(lab, {
+      client: `${CLIENT}/24`,
+      router: `${ROUTER.clientSide}/24`,
+      clientSubnet: '198.18.0.0/24',
+      uplinks: NODES.map((n) => ({ node: n.name, address: `${uplink(n)}/24`, routerSide: `${routerSide(n)}/24` })),
+    });
     for (const b of BACKENDS) await startEchoServer(lab, b.name, { name: b.name, port: 8080, udpPort: 8081 });
 
     // The API emulator in the mgmt namespace, driven over stdin (src/lab/emulator.ts).
@@ -322,9 +312,7 @@ spec:
 
   /** The router's kernel next hops for `prefix` (the ECMP set bird installed). */
   async nexthops(addr: string): Promise<string[]> {
-    const r = await this.lab.exec('rtr', ['ip', '-j', 'route', 'show', addr], { allowFail: true });
-    const routes = JSON.parse(r.stdout || '[]') as { gateway?: string; nexthops?: { gateway: string }[] }[];
-    return routes.flatMap((x) => x.nexthops?.map((h) => h.gateway) ?? (x.gateway ? [x.gateway] : [])).sort();
+    return routerNextHops(this.lab, addr);
   }
 
   static nodeUplink(name: string): string {

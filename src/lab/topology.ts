@@ -109,3 +109,47 @@ export async function buildCluster(lab: Lab, topo: ClusterTopology, beforeNamesp
     if (topo.api && n.mgmt) await plug(n.name, 'mgmt', [n.mgmt], MGMT_NS, 'br0', switchPort('m', n.name));
   }
 }
+
+export interface RouterFront {
+  /** The client's address (CIDR) on its link to the router, the router's end, and that link's subnet (the nodes route it back). */
+  client: string;
+  router: string;
+  clientSubnet: string;
+  /** Each LB node's uplink `up0` (CIDR) and the router's end of it (`dNODE`). */
+  uplinks: { node: string; address: string; routerSide: string }[];
+}
+
+/**
+ * A router (namespace `rtr`, IP forwarding, multipath hashed on L4 so one
+ * client's flows spread) between a client (`cli`, eth0) and LB nodes that
+ * buildCluster made: one point-to-point uplink per node, the nodes routing
+ * the client's subnet back through it, peers ready for the nodes' XDP
+ * redirects. The BGP daemon on the router is the caller's.
+ */
+export async function addRouterFront(lab: Lab, front: RouterFront): Promise<void> {
+  const address = (cidr: string): string => cidr.split('/')[0]!;
+  await lab.addNamespace('cli');
+  await lab.addNamespace('rtr', { forwarding: true });
+  await lab.addLink({ ns: 'cli', ifname: 'eth0', addrs: [front.client] }, { ns: 'rtr', ifname: 'c0', addrs: [front.router] });
+  await lab.exec('cli', ['ip', 'route', 'add', 'default', 'via', address(front.router)]);
+  // Senders compute checksums in software: an XDP redirect loses veth's CHECKSUM_PARTIAL state (LAB-FACTS).
+  await lab.exec('cli', ['ethtool', '-K', 'eth0', 'tx', 'off']);
+  await lab.exec('rtr', ['sysctl', '-qw', 'net.ipv4.fib_multipath_hash_policy=1']);
+  for (const u of front.uplinks) {
+    await lab.addLink({ ns: u.node, ifname: 'up0', addrs: [u.address] }, { ns: 'rtr', ifname: `d${u.node}`, addrs: [u.routerSide] });
+    // Frames a node's XDP redirects out of up0 arrive on this peer.
+    await lab.attachXdpPass('rtr', `d${u.node}`);
+    await lab.exec('rtr', ['ethtool', '-K', `d${u.node}`, 'tx', 'off']);
+    await lab.exec(u.node, ['ip', 'route', 'add', front.clientSubnet, 'via', address(u.routerSide)]);
+    // Replies the node's XDP turns back towards an address of its own must not be dropped as martians.
+    await lab.exec(u.node, ['sysctl', '-qw', 'net.ipv4.conf.all.accept_local=1', 'net.ipv4.conf.up0.accept_local=1',
+      'net.ipv4.conf.eth0.accept_local=1', 'net.ipv4.conf.all.rp_filter=0']);
+  }
+}
+
+/** The next hops of the router's kernel route to `address`, sorted (the ECMP set its BGP daemon installed). */
+export async function routerNextHops(lab: Lab, address: string): Promise<string[]> {
+  const r = await lab.exec('rtr', ['ip', '-j', 'route', 'show', address], { allowFail: true });
+  const routes = JSON.parse(r.stdout || '[]') as { gateway?: string; nexthops?: { gateway: string }[] }[];
+  return routes.flatMap((x) => x.nexthops?.map((h) => h.gateway) ?? (x.gateway ? [x.gateway] : [])).sort();
+}
