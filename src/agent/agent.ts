@@ -41,6 +41,7 @@ import { conntrackPage } from '../datapath/conntrack-view.js';
 import { bgpAgentPart, type BgpAgentPart } from '../bgp/agent-part.js';
 import { registerBgpMetrics } from '../bgp/metrics.js';
 import { NeighbourPrimer } from '../datapath/neighbours.js';
+import { BackendRoleController } from '../datapath/backend-role.js';
 import type { L2Sink } from '../l2/announcer.js';
 import type { NodeInterface } from '../model/types.js';
 import { ManifestsSource, formatProblem } from '../sources/manifests/source.js';
@@ -90,6 +91,7 @@ export class Agent {
   /** The tc build beside the XDP one, when some interfaces take XDP and others tc ingress (same maps). */
   private datapathTc?: LoadedDatapath;
   private sync?: DatapathSync;
+  private backendRole?: BackendRoleController;
   private datapathCtl?: DatapathController;
   private readonly attachments: Attachment[] = [];
   /** Checks every few seconds that the programs are still attached and the maps pinned (attach-watch.ts). */
@@ -204,6 +206,7 @@ export class Agent {
         throw new AgentStartError(`--interfaces: interface "${name}" does not exist in this network namespace`);
       }
     }
+    if (cfg.role === 'backend') return this.startBackendRole();
     // A restart in manifests mode: the previous agent's responder entries are pinned and still right;
     // keep them answered while this agent loads (verifying the programs takes seconds).
     if (!this.kubernetes) this.startEarlyLivenessKeeper(join(cfg.pinDir, MAP.liveness));
@@ -312,6 +315,27 @@ export class Agent {
       drainWithdrawMs: cfg.bgpDrainWithdrawSeconds * 1000,
     });
     this.loop.add(this.bgp);
+    this.loop.schedule(0);
+  }
+
+  /** --role backend (manifests mode): only DSR's decapsulation and the VIPs this host serves (src/datapath/backend-role.ts). */
+  private async startBackendRole(): Promise<void> {
+    const cfg = this.config;
+    if (this.kubernetes) throw new AgentStartError('--role backend: manifests mode only (in Kubernetes every node will decapsulate)');
+    this.backendRole = new BackendRoleController({
+      addon: this.addon!, pinDir: cfg.pinDir, interfaces: cfg.interfaces, nodeName: cfg.nodeName, procSysNet: cfg.procSysNet, isOurService: this.isOurService,
+      log: this.log.with({ controller: 'dsr-backend' }),
+    });
+    try {
+      for (const a of this.backendRole.start()) this.attachments.push({ ...a, mode: 'tc', reason: '--role backend: DSR decapsulation at tc ingress' });
+    } catch (err) {
+      throw new AgentStartError(`DSR backend: ${(err as Error).message}`);
+    }
+    this.log.info('DSR backend: decapsulation attached', { interfaces: cfg.interfaces.join(',') });
+    this.ipam = new LocalIpamController(this.store, { stateDir: cfg.stateDir, nodeName: cfg.nodeName, pharosIsDefaultClass: cfg.defaultLoadBalancerClass, log: this.log });
+    for (const c of [this.ipam, this.backendRole]) this.loop.add(c);
+    this.loop.start();
+    await this.startManifests();
     this.loop.schedule(0);
   }
 
@@ -458,7 +482,7 @@ export class Agent {
   private readonly packetSockets = new Map<number, PacketSocket>();
 
   private datapathAttached(): boolean {
-    return !!this.datapath && this.attachments.length === this.config.interfaces.length && this.datapathWhole();
+    return (!!this.datapath || !!this.backendRole?.loaded) && this.attachments.length === this.config.interfaces.length && this.datapathWhole();
   }
 
   /** False while a check found the programs gone and could not put them back (attach-watch.ts). */
@@ -826,7 +850,7 @@ export class Agent {
     // The logger reads logLevel from this config object at every line (cli/agent.ts).
     Object.assign(this.config, { snatPorts: next.snatPorts, snatAddresses: next.snatAddresses, logLevel: next.logLevel });
     if (changed.includes('snatPorts') || changed.includes('snatAddresses')) this.configureNode();
-    const restartOnly = (['manifests', 'kubeconfig', 'namespace', 'interfaces', 'pinDir', 'http', 'mode', 'nodeName', 'socketLb', 'socketLbCgroup', 'socketLbAllNamespaces'] as const).filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(next[k]));
+    const restartOnly = (['manifests', 'kubeconfig', 'namespace', 'interfaces', 'pinDir', 'http', 'mode', 'role', 'nodeName', 'socketLb', 'socketLbCgroup', 'socketLbAllNamespaces'] as const).filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(next[k]));
     this.log.info('configuration reloaded', { applied: changed.join(',') || 'nothing', needsRestart: restartOnly.join(',') || undefined });
     this.scheduleReconcile();
   }

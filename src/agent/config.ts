@@ -35,6 +35,8 @@ export interface AgentConfig {
    */
   procSysNet: string;
   mode: ForwardingMode;
+  /** lb: the load balancer (default); backend: a DSR backend host, only the decapsulation program (src/datapath/backend-role.ts). */
+  role: 'lb' | 'backend';
   logLevel: LogLevel;
   logFormat: LogFormat;
   config?: string;
@@ -105,7 +107,8 @@ export const FLAGS: FlagSpec[] = [
   { key: 'http', flag: 'http', env: 'PHAROS_HTTP', kind: 'string', help: 'address of the HTTP endpoint (/metrics, /healthz, /readyz, /v1/state)' },
   { key: 'pinDir', flag: 'pin-dir', env: 'PHAROS_PIN_DIR', kind: 'string', help: 'bpffs directory for pinned maps (default /sys/fs/bpf/pharos/<node-name>)' },
   { key: 'procSysNet', flag: 'proc-sys-net', env: 'PHAROS_PROC_SYS_NET', kind: 'string', help: 'the node\'s writable net sysctls (a container\'s /proc/sys is read-only: the DaemonSet mounts the host\'s /proc/sys/net at /host/proc/sys/net)' },
-  { key: 'mode', flag: 'forwarding-mode', env: 'PHAROS_FORWARDING_MODE', kind: 'string', choices: ['snat', 'dsr'], help: 'forwarding mode of services without the lb.pharos.io/forwarding-mode annotation: snat, or dsr (direct server return, L2 dispatch: backends on the segment hold the address on lo)' },
+  { key: 'mode', flag: 'forwarding-mode', env: 'PHAROS_FORWARDING_MODE', kind: 'string', choices: ['snat', 'dsr'], help: 'forwarding mode of services without the lb.pharos.io/forwarding-mode annotation: snat, or dsr (direct server return: the client address kept; backends on the segment by MAC rewrite, others in IPIP/IP6IP6, per lb.pharos.io/dsr-dispatch)' },
+  { key: 'role', flag: 'role', env: 'PHAROS_ROLE', kind: 'string', choices: ['lb', 'backend'], help: 'lb (default), or backend: a DSR backend host (manifests mode) — only the IPIP/IP6IP6 decapsulation program, and the VIPs of services with endpoints here on lo' },
   { key: 'logLevel', flag: 'log-level', env: 'PHAROS_LOG_LEVEL', kind: 'string', choices: ['debug', 'info', 'warn', 'error'], help: 'log level' },
   { key: 'logFormat', flag: 'log-format', env: 'PHAROS_LOG_FORMAT', kind: 'string', choices: ['text', 'json'], help: 'log format' },
   { key: 'config', flag: 'config', env: 'PHAROS_CONFIG', kind: 'string', help: 'YAML file with the same keys as these flags (camelCase or flag spelling)' },
@@ -151,6 +154,7 @@ export function defaults(host = hostname()): AgentConfig {
     pinDir: '', // derived from nodeName in finalize()
     procSysNet: '/proc/sys/net',
     mode: 'snat',
+    role: 'lb',
     logLevel: 'info',
     logFormat: 'text',
     namespace: 'pharos-system',

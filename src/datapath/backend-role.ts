@@ -1,0 +1,137 @@
+/**
+ * `pharos agent --role backend`: the agent on a DSR backend host. It
+ * loads only the decapsulation program (bpf/decap.bpf.c) at tc ingress of
+ * its interfaces and, from the same manifests as the LB nodes, keeps three
+ * things equal to the services whose ready endpoints are on this host:
+ * the program's VIP map, its map of this host's addresses (the outer
+ * destinations it accepts), and the VIPs on `lo`.
+ *
+ * Why the VIP on lo (and not a local route): the decapsulated packet must
+ * be delivered locally to a socket listening on the VIP, and replies must
+ * leave from it; an address on lo does both and is what IPVS-DR and Katran
+ * backends do. ARP-silent: arp_ignore=1 (answer only for addresses of the
+ * asked interface) and arp_announce=2 (never use lo's VIP as an ARP
+ * source) on all and on each interface, so the backend never claims the
+ * VIP on a segment the LB announces it on. IPv6 needs no sysctl: the
+ * kernel answers a solicitation only for the asked interface's addresses.
+ */
+import { execFile } from 'node:child_process';
+import { networkInterfaces } from 'node:os';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { objectKey, type EndpointSlice, type Kind, type Service } from '../model/types.js';
+import type { AgentController, ChangeSet } from '../store/controller.js';
+import type { SnapshotOf } from '../store/store.js';
+import { serviceKeyOfSlice } from './desired.js';
+import { loadDecap, type LoadedDecap } from './decap.js';
+import type { NativeAddon } from '../native/libbpf.js';
+import type { Logger } from '../model/log.js';
+
+const run = promisify(execFile);
+
+export const BACKEND_ROLE_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Service', 'EndpointSlice']);
+type BackendRoleKind = 'Service' | 'EndpointSlice';
+
+/**
+ * The service addresses this host serves as a DSR backend (pure): those of
+ * services of ours (LoadBalancer ingress, external IPs) with a ready
+ * endpoint that is this node (by nodeName) or one of its addresses.
+ */
+export function servedVips(services: Iterable<Service>, slices: Iterable<EndpointSlice>, opts: {
+  nodeName: string; localAddresses: ReadonlySet<string>; isOurService: (svc: Service) => boolean;
+}): Set<string> {
+  const local = new Set<string>();
+  for (const slice of slices) {
+    const here = slice.endpoints.some((e) => e.ready &&
+      (e.nodeName === opts.nodeName || e.addresses.some((a) => opts.localAddresses.has(a))));
+    if (here) local.add(serviceKeyOfSlice(slice));
+  }
+  const out = new Set<string>();
+  for (const svc of services) {
+    if (!local.has(objectKey(svc.meta))) continue;
+    if (svc.type === 'LoadBalancer' && opts.isOurService(svc)) for (const i of svc.status.ingress) if (i.ip) out.add(i.ip);
+    for (const ip of svc.externalIPs) out.add(ip);
+  }
+  return out;
+}
+
+export interface BackendRoleOptions {
+  addon: NativeAddon;
+  pinDir: string;
+  interfaces: readonly string[];
+  nodeName: string;
+  procSysNet: string;
+  isOurService: (svc: Service) => boolean;
+  log: Pick<Logger, 'info' | 'warn'>;
+}
+
+export class BackendRoleController implements AgentController<BackendRoleKind> {
+  readonly name = 'dsr-backend';
+  readonly kinds = BACKEND_ROLE_KINDS as ReadonlySet<BackendRoleKind>;
+  private decap: LoadedDecap | undefined;
+  /** VIPs this agent put on lo (removed again when no longer served). */
+  private readonly onLo = new Set<string>();
+
+  constructor(private readonly o: BackendRoleOptions) {}
+
+  /** Loads and attaches the decapsulation program, and makes the host ARP-silent for lo's addresses. */
+  start(): Array<{ interface: string; ifindex: number }> {
+    this.decap = loadDecap({ addon: this.o.addon, pinDir: this.o.pinDir });
+    for (const scope of ['all', ...this.o.interfaces]) {
+      writeFileSync(join(this.o.procSysNet, 'ipv4', 'conf', scope, 'arp_ignore'), '1');
+      writeFileSync(join(this.o.procSysNet, 'ipv4', 'conf', scope, 'arp_announce'), '2');
+    }
+    return this.o.interfaces.map((name) => ({ interface: name, ifindex: this.decap!.attach(name) }));
+  }
+
+  get loaded(): LoadedDecap | undefined {
+    return this.decap;
+  }
+
+  async reconcile(snap: SnapshotOf<BackendRoleKind>, _changes?: ChangeSet): Promise<void> {
+    if (!this.decap) return;
+    const local = hostAddresses(this.onLo);
+    const vips = servedVips(snap.services.values(), snap.endpointSlices.values(), { nodeName: this.o.nodeName, localAddresses: local, isOurService: this.o.isOurService });
+    this.decap.setNodeAddresses(local);
+    // The VIP first on lo, then in the map: a decapsulated packet must find its socket.
+    for (const vip of vips) {
+      if (this.onLo.has(vip)) continue;
+      await this.ip(['addr', 'replace', `${vip}/${vip.includes(':') ? 128 : 32}`, 'dev', 'lo']);
+      this.onLo.add(vip);
+    }
+    const { added, removed } = this.decap.setVips(vips);
+    for (const vip of [...this.onLo]) {
+      if (vips.has(vip)) continue;
+      await this.ip(['addr', 'del', `${vip}/${vip.includes(':') ? 128 : 32}`, 'dev', 'lo']).catch(() => undefined);
+      this.onLo.delete(vip);
+    }
+    if (added.length || removed.length) this.o.log.info('DSR backend: served service addresses changed', { added: added.join(',') || undefined, removed: removed.join(',') || undefined, serving: vips.size });
+  }
+
+  stop(): void {
+    // Left attached with its pinned maps, the VIPs left on lo: a restarted agent finds them serving (no packet lost).
+    this.decap?.close();
+  }
+
+  private async ip(args: string[]): Promise<void> {
+    try {
+      await run('ip', args);
+    } catch (err) {
+      this.o.log.warn('DSR backend: ip command failed', { command: `ip ${args.join(' ')}`, error: (err as Error).message });
+      throw err;
+    }
+  }
+}
+
+/** This host's unicast addresses, without loopback ones and the VIPs this agent itself put on lo. */
+function hostAddresses(vips: ReadonlySet<string>): Set<string> {
+  const out = new Set<string>();
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) {
+      if (a.internal || vips.has(a.address) || a.address.startsWith('fe80:')) continue;
+      out.add(a.address);
+    }
+  }
+  return out;
+}
