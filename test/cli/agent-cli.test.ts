@@ -8,7 +8,7 @@ import t from 'tap';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
 import { httpGet, startEchoServer, withLab, type Lab } from '../support/lab.js';
@@ -41,6 +41,19 @@ metadata: { name: l2 }
 spec: { loadBalancerIPs: true }
 ---
 ${lbServiceYaml({ name: 'web', namespace: 'shop', endpoints: ['203.0.113.2'] })}`;
+
+/** `fn` over `items`, at most `width` at a time (CLI processes: a few per core, none starved past its timeout). */
+async function fewAtATime<T, R>(items: readonly T[], width: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array<R>(items.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  }));
+  return out;
+}
 
 async function pharos(lab: Lab, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const r = await lab.exec('lb', [process.execPath, CLI, ...args, '--agent', `http://${HTTP}`], { allowFail: true, timeoutMs: 15_000 });
@@ -123,24 +136,29 @@ t.test('agent in manifests mode, driven through the CLI', { skip: privilegedUnav
   t.test("every command of the README's CLI section runs as written, with the columns it shows", async (t) => {
     const commands = readmeCliCommands();
     t.ok(commands.length >= 10, `the README's CLI block lists the commands (${commands.length} found)`);
-    for (const { words, columns } of commands) {
-      const line = `pharos ${words.join(' ')}`;
+    // Every command only reads: four at a time, checked in the README's order.
+    const runs = await fewAtATime(commands, 4, async ({ words }) => {
       if (words[0] === 'demo' || words[0] === 'lab' || words[0] === 'convert') {
         // Commands that build labs or need files: they exist and say how to call them (the demo, lab and convert tests run them).
-        const help = await lab.exec('lb', [process.execPath, CLI, words[0], '--help'], { allowFail: true });
+        return { help: await lab.exec('lb', [process.execPath, CLI, words[0], '--help'], { allowFail: true }) };
+      }
+      // -o json of each list is read by the other subtests; yaml here.
+      const [r, yaml] = await Promise.all([pharos(lab, words), words.at(-1) === 'list' || words[0] === 'bgp' ? pharos(lab, [...words, '-o', 'yaml']) : undefined]);
+      return { r, yaml };
+    });
+    for (const [i, { words, columns }] of commands.entries()) {
+      const line = `pharos ${words.join(' ')}`;
+      const { help, r, yaml } = runs[i]!;
+      if (help) {
         t.equal(help.code, 0, `${line}: --help answers`);
         continue;
       }
-      const r = await pharos(lab, words);
-      t.equal(r.code, 0, `${line} exits 0${r.code === 0 ? '' : `: ${r.stderr.trim()}`}`);
+      t.equal(r!.code, 0, `${line} exits 0${r!.code === 0 ? '' : `: ${r!.stderr.trim()}`}`);
       if (columns.length > 0) {
-        const header = r.stdout.split('\n').find((l) => l.startsWith(columns[0]!)) ?? '';
+        const header = r!.stdout.split('\n').find((l) => l.startsWith(columns[0]!)) ?? '';
         t.same(header.trim().split(/\s{2,}/), columns, `${line}: the header the README shows`);
       }
-      if (words.at(-1) === 'list' || words[0] === 'bgp') {
-        // -o json of each is read by the other subtests; yaml here.
-        t.equal((await pharos(lab, [...words, '-o', 'yaml'])).code, 0, `${line} -o yaml`);
-      }
+      if (yaml) t.equal(yaml.code, 0, `${line} -o yaml`);
     }
   });
 
@@ -275,46 +293,41 @@ t.test('agent in manifests mode, driven through the CLI', { skip: privilegedUnav
 });
 
 t.test('start-up errors name the problem and exit non-zero', { skip: privilegedUnavailable() }, async (t) => {
-  const run = (args: string[]) => spawnSync(process.execPath, [CLI, 'agent', ...args], { encoding: 'utf8', timeout: 20_000 });
   const dir = mkdtempSync(join(tmpdir(), 'phc-err-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  let r = run(['--bogus']);
-  t.equal(r.status, 2);
-  t.match(r.stderr, /unknown flag --bogus/);
-  r = run([]);
-  t.equal(r.status, 2);
-  t.match(r.stderr, /no source/);
-  r = run(['--manifests', join(dir, 'nope'), '--interfaces', 'lo']);
-  t.equal(r.status, 1);
-  t.match(r.stderr, /--manifests .*nope: directory not found/);
-  r = run(['--manifests', dir, '--interfaces', 'doesnotexist0', '--state-dir', join(dir, 's'), '--pin-dir', '/run/pharos/bpffs/phc-err']);
-  t.equal(r.status, 1);
-  t.match(r.stderr, /--interfaces: interface "doesnotexist0" does not exist/);
-  r = run(['--manifests', dir, '--config', join(dir, 'missing.yaml')]);
-  t.equal(r.status, 2);
-  t.match(r.stderr, /config file .*missing\.yaml: cannot read/);
-  r = run(['--kubeconfig', join(dir, 'no-kubeconfig'), '--interfaces', 'eth0']);
-  t.equal(r.status, 1);
-  t.match(r.stderr, /no-kubeconfig/, 'an unreadable kubeconfig is named');
-  r = run(['--manifests', dir, '--interfaces', '']);
-  t.equal(r.status, 2, 'no interface is a usage error');
-  t.match(r.stderr, /--interfaces: at least one interface is required/);
-  r = run(['--manifests', dir, '--interfaces', 'lo,lo']);
-  t.equal(r.status, 2);
-  t.match(r.stderr, /--interfaces: "lo" is listed twice/);
-  const started = Date.now();
-  r = run(['--manifests', dir, '--interfaces', 'lo', '--state-dir', '/proc/x/y', '--pin-dir', '/run/pharos/bpffs/phc-err']);
-  t.equal(r.status, 1);
-  t.match(r.stderr, /--state-dir \/proc\/x\/y is on a kernel filesystem/);
-  t.ok(Date.now() - started < 15_000, 'and says so at once (a recursive mkdir under /proc spins forever)');
-  r = run(['--manifests', dir, '--interfaces', 'lo', '--state-dir', join(dir, 's'), '--pin-dir', join(dir, 'pins')]);
-  t.equal(r.status, 1);
-  t.match(r.stderr, /--pin-dir .*pins is not on a BPF filesystem/);
+  /** `pharos ARGS` to its exit, with how long it took. */
+  const cli = (args: string[]): Promise<{ status: number | null; stdout: string; stderr: string; ms: number }> => new Promise((resolve) => {
+    const started = Date.now();
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], timeout: 20_000 });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.on('close', (status) => resolve({ status, stdout, stderr, ms: Date.now() - started }));
+  });
+  // Independent processes, each failing before it touches anything shared: a few at a time, checked in order.
+  const cases: Array<[string[], number, RegExp, string?]> = [
+    [['--bogus'], 2, /unknown flag --bogus/],
+    [[], 2, /no source/],
+    [['--manifests', join(dir, 'nope'), '--interfaces', 'lo'], 1, /--manifests .*nope: directory not found/],
+    [['--manifests', dir, '--interfaces', 'doesnotexist0', '--state-dir', join(dir, 's'), '--pin-dir', '/run/pharos/bpffs/phc-err'], 1, /--interfaces: interface "doesnotexist0" does not exist/],
+    [['--manifests', dir, '--config', join(dir, 'missing.yaml')], 2, /config file .*missing\.yaml: cannot read/],
+    [['--kubeconfig', join(dir, 'no-kubeconfig'), '--interfaces', 'eth0'], 1, /no-kubeconfig/, 'an unreadable kubeconfig is named'],
+    [['--manifests', dir, '--interfaces', ''], 2, /--interfaces: at least one interface is required/, 'no interface is a usage error'],
+    [['--manifests', dir, '--interfaces', 'lo,lo'], 2, /--interfaces: "lo" is listed twice/],
+    [['--manifests', dir, '--interfaces', 'lo', '--state-dir', '/proc/x/y', '--pin-dir', '/run/pharos/bpffs/phc-err'], 1, /--state-dir \/proc\/x\/y is on a kernel filesystem/],
+    [['--manifests', dir, '--interfaces', 'lo', '--state-dir', join(dir, 's'), '--pin-dir', join(dir, 'pins')], 1, /--pin-dir .*pins is not on a BPF filesystem/],
+  ];
+  const [results, help, unknown] = await Promise.all([fewAtATime(cases, 3, ([args]) => cli(['agent', ...args])), cli(['agent', '--help']), cli(['frobnicate'])]);
+  for (const [i, [args, status, message, what]] of cases.entries()) {
+    const r = results[i]!;
+    t.equal(r.status, status, what ?? `agent ${args.join(' ')}: exit ${status}`);
+    t.match(r.stderr, message);
+    if (args.includes('/proc/x/y')) t.ok(r.ms < 15_000, 'and says so at once (a recursive mkdir under /proc spins forever)');
+  }
   t.notOk(existsSync(join(dir, 'pins')), 'nothing left behind');
-  const help = spawnSync(process.execPath, [CLI, 'agent', '--help'], { encoding: 'utf8' });
   t.equal(help.status, 0);
   t.match(help.stdout, /--pin-dir/);
-  const unknown = spawnSync(process.execPath, [CLI, 'frobnicate'], { encoding: 'utf8' });
   t.equal(unknown.status, 2);
 });
 
