@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Ipam, reconcile, type ServiceOutcome } from '../src/ipam/allocator.js';
 import type { IPFamily, IPFamilyPolicy, IPPool, Service } from '../src/model/types.js';
+import { modelService } from '../src/lab/manifests.js';
 import { writeBenchChart } from './lib/bench-charts.js';
 
 const SERVICES = 10_000;
@@ -47,28 +48,17 @@ function makeService(n: number): Service {
   // A few ask for a specific address high in their tenant's block, a few share.
   if (n % 97 === 0) annotations['lb.pharos.io/ips'] = `198.18.${group * 16 + 15}.${(n / 97) % 250}`;
   if (n % 53 === 0) annotations['lb.pharos.io/sharing-key'] = `share-${group}`;
-  return {
-    kind: 'Service',
-    meta: {
-      name: `svc-${n}`,
-      namespace: `ns-${n % 50}`,
-      creationTimestamp: new Date(Date.UTC(2024, 0, 1) + n * 1000).toISOString().replace('.000Z', 'Z'),
-      labels: { tenant: `t${group}`, app: `app-${n}` },
-      annotations,
-    },
-    type: 'LoadBalancer',
+  return modelService({
+    name: `svc-${n}`,
+    namespace: `ns-${n % 50}`,
+    creationTimestamp: new Date(Date.UTC(2024, 0, 1) + n * 1000).toISOString().replace('.000Z', 'Z'),
+    labels: { tenant: `t${group}`, app: `app-${n}` },
+    annotations,
+  }, {
     ipFamilies: families,
     ipFamilyPolicy: policy,
-    clusterIPs: [],
     ports: [{ name: 'p', protocol: 'TCP', port: 1000 + (n % 1000), targetPort: 8080 }],
-    externalIPs: [],
-    externalTrafficPolicy: 'Cluster',
-    sessionAffinity: 'None',
-    sessionAffinityTimeoutSeconds: 10800,
-    loadBalancerSourceRanges: [],
-    allocateLoadBalancerNodePorts: true,
-    status: { ingress: [], conditions: [] },
-  };
+  });
 }
 
 function echo(s: Service, o: ServiceOutcome | undefined): Service {

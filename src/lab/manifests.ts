@@ -2,8 +2,11 @@
  * The Services labs, tests and benches give the agent: as YAML for a
  * manifests directory (a LoadBalancer Service with one port and the
  * EndpointSlice that backs it, as kube-controller-manager would make them),
- * and as the object an API emulator stores (`lbServiceObject`).
+ * as the object an API emulator stores (`lbServiceObject`), and as the
+ * model the parser makes of one (`modelService`, for pure tests and benches).
  */
+import type { ObjectMeta, Service } from '../model/types.js';
+
 export interface LbServiceSpec {
   name: string;
   namespace: string;
@@ -110,5 +113,32 @@ export function lbServiceObject(s: LbServiceObjectSpec): { apiVersion: 'v1'; kin
       ports: s.ports ?? [{ name: 'http', port: 80, targetPort: 8080, protocol: 'TCP' }],
       ...(s.dual ? { ipFamilyPolicy: 'RequireDualStack', ipFamilies: ['IPv4', 'IPv6'] } : {}),
     },
+  };
+}
+
+/**
+ * A model LoadBalancer Service as the parser gives it for a Service written
+ * with a name only: Kubernetes' defaults filled in (one IPv4 family,
+ * SingleStack, Cluster traffic policy, no affinity, http 80 -> 8080/TCP),
+ * namespace `default`, no labels, annotations or status. `over` replaces
+ * whole fields.
+ */
+export function modelService(meta: Partial<ObjectMeta> & { name: string }, over: Partial<Service> = {}): Service {
+  return {
+    kind: 'Service',
+    meta: { namespace: 'default', labels: {}, annotations: {}, ...meta },
+    type: 'LoadBalancer',
+    ipFamilies: ['IPv4'],
+    ipFamilyPolicy: 'SingleStack',
+    clusterIPs: [],
+    ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }],
+    externalIPs: [],
+    externalTrafficPolicy: 'Cluster',
+    sessionAffinity: 'None',
+    sessionAffinityTimeoutSeconds: 10800,
+    loadBalancerSourceRanges: [],
+    allocateLoadBalancerNodePorts: true,
+    status: { ingress: [], conditions: [] },
+    ...over,
   };
 }

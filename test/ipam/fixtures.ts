@@ -1,5 +1,6 @@
 /** Builders for typed Services and pools in IPAM tests: only what a test cares about has to be said. */
 import type { Condition, IPFamily, IPFamilyPolicy, IPPool, LabelSelector, PoolBlock, Protocol, Service } from '../../src/model/types.js';
+import { modelService } from '../../src/lab/manifests.js';
 
 export interface ServiceSpec {
   name: string;
@@ -22,30 +23,21 @@ export function svc(s: ServiceSpec): Service {
     const [protocol, port] = typeof p === 'number' ? (['TCP', p] as const) : p;
     return { name: `p${i}`, protocol, port, targetPort: port };
   });
-  return {
-    kind: 'Service',
-    meta: {
-      name: s.name,
-      namespace: s.namespace ?? 'default',
-      creationTimestamp: s.created ?? '2024-01-01T00:00:00Z',
-      labels: s.labels ?? {},
-      annotations: s.annotations ?? {},
-    },
+  return modelService({
+    name: s.name,
+    namespace: s.namespace ?? 'default',
+    creationTimestamp: s.created ?? '2024-01-01T00:00:00Z',
+    labels: s.labels ?? {},
+    annotations: s.annotations ?? {},
+  }, {
     type: s.type ?? 'LoadBalancer',
     ...(s.class !== undefined ? { loadBalancerClass: s.class } : {}),
     ...(s.loadBalancerIP !== undefined ? { loadBalancerIP: s.loadBalancerIP } : {}),
     ipFamilies: s.families ?? ['IPv4'],
     ipFamilyPolicy: s.policy ?? 'SingleStack',
-    clusterIPs: [],
     ports,
-    externalIPs: [],
-    externalTrafficPolicy: 'Cluster',
-    sessionAffinity: 'None',
-    sessionAffinityTimeoutSeconds: 10800,
-    loadBalancerSourceRanges: [],
-    allocateLoadBalancerNodePorts: true,
     status: { ingress: (s.ingress ?? []).map((ip) => ({ ip })), conditions: s.conditions ?? [] },
-  };
+  });
 }
 
 export interface PoolSpec {

@@ -6,6 +6,7 @@
 import type { EndpointSlice, L2Policy, Node, Service } from '../../src/model/types.js';
 import type { NodeInterface } from '../../src/model/types.js';
 import type { Snapshot } from '../../src/store/store.js';
+import { modelService } from '../../src/lab/manifests.js';
 
 export const NODES = ['n1', 'n2', 'n3'];
 export const ETH0: NodeInterface = { name: 'eth0', ifindex: 2, mac: '02:00:00:00:00:01', up: true, addresses: ['192.0.2.1'] };
@@ -16,23 +17,7 @@ export function addressOf(i: number): string {
 
 export function service(i: number, over: Partial<Service> = {}): Service {
   const name = `s${i}`;
-  return {
-    kind: 'Service',
-    meta: { name, namespace: 'default', labels: { app: name }, annotations: {} },
-    type: 'LoadBalancer',
-    ipFamilies: ['IPv4'],
-    ipFamilyPolicy: 'SingleStack',
-    clusterIPs: [],
-    ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }],
-    externalIPs: [],
-    externalTrafficPolicy: 'Cluster',
-    sessionAffinity: 'None',
-    sessionAffinityTimeoutSeconds: 10800,
-    loadBalancerSourceRanges: [],
-    allocateLoadBalancerNodePorts: true,
-    status: { ingress: [{ ip: addressOf(i) }], conditions: [] },
-    ...over,
-  };
+  return modelService({ name, labels: { app: name } }, { status: { ingress: [{ ip: addressOf(i) }], conditions: [] }, ...over });
 }
 
 export function slice(i: number, endpoints = 3 + (i % 6)): EndpointSlice {
