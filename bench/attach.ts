@@ -22,12 +22,10 @@
  *
  * Writes bench/results/attach.json and bench/results/attach.md.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import { addon, type NativeAddon } from '../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../src/datapath/loader.js';
 import { DatapathSync } from '../src/datapath/sync.js';
@@ -35,6 +33,8 @@ import { readReasonCounters, type ReasonCounters } from '../src/datapath/stats.j
 import type { Frontend } from '../src/model/types.js';
 import { Lab } from '../src/lab/netns.js';
 import { writeBenchChart } from './lib/bench-charts.js';
+import { median } from './lib/stats.js';
+import { connectionsPerSecond, tcpbench } from './lib/tcpbench.js';
 
 const PREFIX = 'phatt';
 const MODES = ['generic', 'tc'] as const;
@@ -56,23 +56,6 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 function log(msg: string): void {
   process.stderr.write(`[bench:attach] ${msg}\n`);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length === 0 ? NaN : s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-/** Builds bench/tools/tcpbench.c into build/bench/tcpbench when stale. */
-function tcpbench(): string {
-  const source = join(PROJECT_ROOT, 'bench', 'tools', 'tcpbench.c');
-  const binary = join(PROJECT_ROOT, 'build', 'bench', 'tcpbench');
-  if (!existsSync(binary) || statSync(binary).mtimeMs < statSync(source).mtimeMs) {
-    mkdirSync(dirname(binary), { recursive: true });
-    execFileSync('cc', ['-O2', '-Wall', '-pthread', '-o', binary, source], { stdio: 'inherit' });
-  }
-  return binary;
 }
 
 function frontends(): Frontend[] {
@@ -145,10 +128,8 @@ async function streamGbps(lab: Lab, c: Chain, tool: string, seconds: number): Pr
   return r.code === 0 && Number.isFinite(bytes) ? (bytes * 8) / seconds / 1e9 : 0;
 }
 
-async function connectionsPerSecond(lab: Lab, c: Chain, tool: string, seconds: number): Promise<{ cps: number; failed: number }> {
-  const r = await lab.exec(c.cli, [tool, 'cps', VIP, String(CPS_PORT), String(seconds), String(CPS_THREADS)], { timeoutMs: (seconds + 10) * 1000, allowFail: true });
-  const [done, failed] = r.stdout.trim().split(/\s+/).map(Number);
-  return { cps: (done ?? 0) / seconds, failed: failed ?? 0 };
+function chainCps(lab: Lab, c: Chain, tool: string, seconds: number): Promise<{ cps: number; failed: number }> {
+  return connectionsPerSecond(lab, c.cli, tool, VIP, CPS_PORT, seconds, CPS_THREADS);
 }
 
 /** The client kernel asks for the VIP ARP_COUNT times (arping, 10 ms apart): answers and their median round trip. */
@@ -225,7 +206,7 @@ async function main(): Promise<void> {
       }
       for (let j = 0; j < chains.length; j++) {
         const c = chains[(i + j) % chains.length]!;
-        const r = await connectionsPerSecond(lab, c, tool, CPS_S);
+        const r = await chainCps(lab, c, tool, CPS_S);
         cps.get(c.mode)!.push(r.cps);
         failed.set(c.mode, failed.get(c.mode)! + r.failed);
         await sleep(200);
@@ -236,7 +217,7 @@ async function main(): Promise<void> {
       // A NIC (or skb_checksum_help) completes a partial checksum from what the
       // field holds: wrong there, wrong on the wire, and the backend drops it.
       await lab.exec(c.lb, ['ethtool', '-K', 'b0', 'tx', 'off']);
-      const e = { stream_gbps: await streamGbps(lab, c, tool, 1), cps: (await connectionsPerSecond(lab, c, tool, 1)).cps };
+      const e = { stream_gbps: await streamGbps(lab, c, tool, 1), cps: (await chainCps(lab, c, tool, 1)).cps };
       await lab.exec(c.lb, ['ethtool', '-K', 'b0', 'tx', 'on']);
       const a = arp.get(c.mode)!;
       results.push({
