@@ -30,8 +30,9 @@ t.test('L2 through an API outage, on 3 nodes', { skip: privilegedUnavailable() }
   const lab = await L2Lab.create(t, PREFIX, 3);
   await lab.basePolicy();
   await lab.service('web');
-  // On a loaded machine (a CI runner running other labs) the program verification of three agents takes long.
-  for (const n of lab.nodes) await lab.startAgent(n, [], 120_000);
+  // On a loaded machine (a CI runner running other labs) the program verification of three agents takes long;
+  // started together, their verifications share the cores instead of queueing.
+  await Promise.all(lab.nodes.map((n) => lab.startAgent(n, [], 120_000)));
   const vip = (await waitFor('an address for default/web', 20_000, async () => (await lab.vips('web'))[0]))!;
   const url = `http://${vip}/`;
   const mac: Record<string, string> = {};
