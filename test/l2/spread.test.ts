@@ -9,13 +9,14 @@
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { L2Lab, NAMESPACE, sleep, waitFor, LAB_PREFIX } from './l2-lab.js';
+import { L2Lab, NAMESPACE, sleep, waitFor } from './l2-lab.js';
 import { addressLeaseName } from '../../src/l2/election-core.js';
 
 export const SERVICES = 200;
 
 t.test('200 services over 3 nodes: spread and API writes', { skip: privilegedUnavailable() }, async (t) => {
-  const lab = await L2Lab.create(t, LAB_PREFIX, 3);
+  // A prefix of its own (failover.test.ts and the failover bench had phe too): never torn down by another file's lab.
+  const lab = await L2Lab.create(t, process.env.PHAROS_L2_LAB_PREFIX ?? 'phspr', 3);
   await lab.bulkPolicy();
   await Promise.all(lab.nodes.map((n) => lab.startAgent(n)));
   await lab.bulkServices(SERVICES);
