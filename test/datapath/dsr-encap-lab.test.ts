@@ -13,8 +13,11 @@
  * What it proves: the backend sees the client's own address (v4, v6, TCP,
  * UDP), the packets crossed in IPIP / IP6IP6 and were decapsulated by
  * pharos (counters on both ends), replies never touch the LB (its
- * interface receives what the client sent, not the replies), and no flow
- * state was made on the LB.
+ * interface receives what the client sent, not the replies), no flow
+ * state was made on the LB, a 4 MiB TCP upload (full-size segments, GSO
+ * on veth: the tc build's adjust_room shrinks the segments for the outer
+ * header) arrives whole over both families, and the backend agent reports
+ * itself ready with the program attached.
  */
 import t from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -36,6 +39,12 @@ const VIP6 = '2001:db8:100::70';
 const CLIENT = { v4: '198.18.0.1', v6: '2001:db8::1' };
 const BACKEND = { v4: '198.18.2.2', v6: '2001:db8:2::2' };
 const REQUESTS = 20;
+/** A TCP upload of BULK_BYTES: full-size segments (1500-byte packets, GSO on veth) must fit once encapsulated. */
+const BULK_PORT = 9000;
+const BULK_BYTES = 4 * 1024 * 1024;
+/** Counts what a connection sends and answers the count when it ends. */
+const BULK_SERVER = `require('net').createServer((s) => { let n = 0; s.on('data', (d) => { n += d.length; }); s.on('end', () => s.end(String(n))); }).listen(${BULK_PORT}, '::');`;
+const BULK_CLIENT = `const s = require('net').connect(${BULK_PORT}, process.argv[1], () => { s.end(Buffer.alloc(${BULK_BYTES}, 7)); }); let out = ''; s.on('data', (d) => { out += d; }); s.on('end', () => { console.log(out); }); setTimeout(() => { console.log('timeout'); process.exit(1); }, 20000).unref();`;
 
 const MANIFESTS = `apiVersion: lb.pharos.io/v1alpha1
 kind: LoadBalancerIPPool
@@ -50,13 +59,13 @@ spec:
   type: LoadBalancer
   ipFamilyPolicy: RequireDualStack
   ipFamilies: [IPv4, IPv6]
-  ports: [{ name: http, port: 80, targetPort: 80, protocol: TCP }, { name: dns, port: 53, targetPort: 53, protocol: UDP }]
+  ports: [{ name: http, port: 80, targetPort: 80, protocol: TCP }, { name: dns, port: 53, targetPort: 53, protocol: UDP }, { name: bulk, port: ${BULK_PORT}, targetPort: ${BULK_PORT}, protocol: TCP }]
 ${(['v4', 'v6'] as const).map((f) => `---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata: { name: web-${f}, namespace: default, labels: { kubernetes.io/service-name: web } }
 addressType: ${f === 'v4' ? 'IPv4' : 'IPv6'}
-ports: [{ name: http, port: 80, protocol: TCP }, { name: dns, port: 53, protocol: UDP }]
+ports: [{ name: http, port: 80, protocol: TCP }, { name: dns, port: 53, protocol: UDP }, { name: bulk, port: ${BULK_PORT}, protocol: TCP }]
 endpoints:
   - addresses: ["${BACKEND[f]}"]
     conditions: { ready: true }
@@ -127,9 +136,14 @@ t.test('DSR encapsulated: a backend behind a router sees the client, replies byp
     const lo = await lab.output('be', ['ip', '-j', 'addr', 'show', 'dev', 'lo']);
     return lo.includes(`"${VIP}"`) && lo.includes(`"${VIP6}"`) ? true : undefined;
   }).catch((e: Error) => { throw new Error(`${e.message}${logs()}`); });
+  const beStatus = JSON.parse((await lab.exec('be', [process.execPath, CLI, 'status', '-o', 'json', '--agent', `http://${HTTP}`], { allowFail: true })).stdout || '{}') as
+    { ready?: boolean; datapath?: { attachments?: Array<{ interface: string; mode: string }> } };
+  t.equal(beStatus.ready, true, `pharos status on the backend: ready${beStatus.ready ? '' : `: ${JSON.stringify(beStatus)}${logs()}`}`);
+  t.match(beStatus.datapath?.attachments, [{ interface: 'eth0', mode: 'tc' }], 'with the decapsulation program at tc ingress of eth0');
   const arp = await lab.output('be', ['sysctl', '-n', 'net.ipv4.conf.all.arp_ignore', 'net.ipv4.conf.all.arp_announce']);
   t.same(arp.trim().split(/\s+/), ['1', '2'], 'the backend is ARP-silent for lo\'s VIPs (arp_ignore=1, arp_announce=2)');
   await startEchoServer(lab, 'be', { name: 'be', port: 80 });
+  lab.spawn('be', [process.execPath, '-e', BULK_SERVER]);
   // Bound to each VIP so the reply leaves from it (an unbound UDP socket would answer from eth0's address).
   await startEchoServer(lab, 'be', { name: 'be', port: 53, udp: true, host: VIP });
   await startEchoServer(lab, 'be', { name: 'be', port: 53, udp: true, host: VIP6 });
@@ -173,5 +187,10 @@ t.test('DSR encapsulated: a backend behind a router sees the client, replies byp
   });
   t.ok(sumOf(metrics, /^pharos_datapath_events_total\{event="dsr_encap"\}/) >= sent - 8, 'the LB counted them as encapsulated DSR dispatches');
   t.equal(sumOf(metrics, /^pharos_datapath_events_total\{event="(ct_create|rev_nat|tc_rev_nat|dsr_l2)"\}/), 0, 'no conntrack entry, no reverse NAT, no L2 dispatch');
+
+  for (const vip of [VIP, VIP6]) {
+    const got = (await lab.output('cli', [process.execPath, '-e', BULK_CLIENT, vip], { timeoutMs: 30_000 })).trim();
+    t.equal(got, String(BULK_BYTES), `a ${BULK_BYTES}-byte TCP upload to ${vip} arrives whole through the ${vip.includes(':') ? 'IP6IP6' : 'IPIP'} path`);
+  }
   t.comment(`lab time ${Date.now() - started} ms`);
 });
