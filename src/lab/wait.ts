@@ -31,3 +31,17 @@ export async function waitFor<T>(what: string, ms: number, probe: () => Promise<
   }
   throw new Error(`timed out after ${ms} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
+
+/**
+ * Polls a counter every 20 ms until it reaches `want` (bounded by `ms`);
+ * returns its last value, so the caller asserts what it saw.
+ */
+export async function countReaches(read: () => number, want: number, ms = 3000): Promise<number> {
+  const deadline = Date.now() + ms;
+  let value = read();
+  while (value < want && Date.now() < deadline) {
+    await sleep(20);
+    value = read();
+  }
+  return value;
+}

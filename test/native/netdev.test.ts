@@ -9,6 +9,7 @@ import t from 'tap';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { countReaches } from '../support/wait.js';
 import { addon, type BpfObject } from '../../src/native/libbpf.js';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { bpfErrorOf } from './bpf-error.js';
@@ -39,17 +40,6 @@ function u32(n: number): Buffer {
 function counter(o: BpfObject, map: string, ethertype: number): number {
   const v = o.map(map).lookup(u32(ethertype));
   return v ? Number(v.readBigUInt64LE()) : 0;
-}
-
-/** Polls until `counter()` reaches `want` (bounded by `ms`); returns the last value. */
-async function waitForCount(read: () => number, want: number, ms = 2000): Promise<number> {
-  const deadline = Date.now() + ms;
-  let value = read();
-  while (value < want && Date.now() < deadline) {
-    await sleep(20);
-    value = read();
-  }
-  return value;
 }
 
 const compiled = skip ? undefined : compileTestObject();
@@ -148,7 +138,7 @@ t.test('tc clsact: attach counts frames, detach stops it', { skip }, async (t) =
   t.match(filters, 'pref 3');
 
   for (let i = 0; i < 3; i++) addon().sendFrame(ifA, testFrame(0x88b6), A);
-  t.equal(await waitForCount(() => counter(ingress, 'tc_seen', 0x88b6), 3), 3, 'ingress on the peer saw 3');
+  t.equal(await countReaches(() => counter(ingress, 'tc_seen', 0x88b6), 3), 3, 'ingress on the peer saw 3');
   t.equal(counter(egress, 'tc_seen', 0x88b6), 3, 'egress on the sender saw 3');
 
   addon().tcDetach(ifA, 'egress', { netns: A });
@@ -176,9 +166,9 @@ t.test('sendFrame: one raw frame arrives at the peer (seen by its native XDP pro
   t.equal(addon().xdpAttach(ifB, peer.program('xdp_test').fd, 'native', B), 'native');
   t.teardown(() => addon().xdpDetach(ifB, B));
   addon().sendFrame(ifA, testFrame(0x88b5, 42), A);
-  t.equal(await waitForCount(() => counter(peer, 'xdp_seen', 0x88b5), 1), 1, 'peer saw the frame');
+  t.equal(await countReaches(() => counter(peer, 'xdp_seen', 0x88b5), 1), 1, 'peer saw the frame');
   for (let i = 0; i < 4; i++) addon().sendFrame(ifA, testFrame(0x88b5), A);
-  t.equal(await waitForCount(() => counter(peer, 'xdp_seen', 0x88b5), 5), 5, 'and four more');
+  t.equal(await countReaches(() => counter(peer, 'xdp_seen', 0x88b5), 5), 5, 'and four more');
   let e = bpfErrorOf(() => addon().sendFrame(ifA, Buffer.alloc(10), A));
   t.match(e.message, 'frame is 10 bytes');
   e = bpfErrorOf(() => addon().sendFrame(999_999, testFrame(0x88b5), A));
@@ -186,7 +176,31 @@ t.test('sendFrame: one raw frame arrives at the peer (seen by its native XDP pro
   t.equal(readlinkSync('/proc/thread-self/ns/net'), hostNetns, 'back in the host netns');
 });
 
-t.test('live-frames test run (async, in a netns) transmits frames the peer receives', { skip }, async (t) => {
+/**
+ * Some sandboxes refuse BPF_F_TEST_XDP_LIVE_FRAMES outright (EPERM on every
+ * call, while the same test run without the flag works: seen on a VM of
+ * this workplace on 2026-12-08, kernel 6.18). Then there is nothing to test here, and the
+ * subtest says why it is skipped instead of failing on the machine.
+ */
+function liveFramesRefused(): string | false {
+  if (skip) return false;
+  const probe = addon().openObject(compiled!.path);
+  try {
+    probe.load();
+    const ctx = Buffer.alloc(24);
+    ctx.writeUInt32LE(testFrame(0x88b8).length, 4);
+    ctx.writeUInt32LE(ifA, 12);
+    addon().testRun(probe.program('xdp_test').fd, { data: testFrame(0x88b8), repeat: 1, flags: 2, ctxIn: ctx, netns: A });
+    return false;
+  } catch (e) {
+    if ((e as { code?: string }).code === 'EPERM') return `this kernel refuses live-frames test runs here (EPERM): ${(e as Error).message}`;
+    throw e;
+  } finally {
+    probe.close();
+  }
+}
+
+t.test('live-frames test run (async, in a netns) transmits frames the peer receives', { skip: skip || liveFramesRefused() }, async (t) => {
   const peer = testObject(t);
   const generator = testObject(t, XDP_TX);
   t.equal(addon().xdpAttach(ifB, peer.program('xdp_test').fd, 'native', B), 'native');
@@ -200,7 +214,7 @@ t.test('live-frames test run (async, in a netns) transmits frames the peer recei
     data: frame, repeat: 50, flags: 2, ctxIn: ctx, netns: A,
   });
   t.equal(result.dataOut.length, 0, 'live frames return no data');
-  t.equal(await waitForCount(() => counter(peer, 'xdp_seen', 0x88b7), 50), 50, 'the peer received all 50');
+  t.equal(await countReaches(() => counter(peer, 'xdp_seen', 0x88b7), 50), 50, 'the peer received all 50');
   t.equal(counter(generator, 'xdp_seen', 0x88b7), 50, 'the generator ran 50 times');
   t.equal(readlinkSync('/proc/thread-self/ns/net'), hostNetns, 'the JS thread never left the host netns');
 
@@ -211,7 +225,7 @@ t.test('live-frames test run (async, in a netns) transmits frames the peer recei
   t.equal(stopped.interrupted, true, 'generator stopped by the signal');
   const sent = counter(generator, 'xdp_seen', 0x88b7) - 50;
   t.ok(sent > 0 && sent < 2 ** 31 - 1, `${sent} frames generated in ~200 ms`);
-  t.ok(await waitForCount(() => counter(peer, 'xdp_seen', 0x88b7), 50 + sent) > 50, 'the peer received them');
+  t.ok(await countReaches(() => counter(peer, 'xdp_seen', 0x88b7), 50 + sent) > 50, 'the peer received them');
   const e = bpfErrorOf(() => addon().testRun(generator.program('xdp_test').fd, {
     data: frame, repeat: 1, flags: 2, ctxIn: ctx, netns: '/run/netns/phn-missing',
   }));

@@ -9,7 +9,7 @@ import t from 'tap';
 import { addon, type BpfObject } from '../../src/native/libbpf.js';
 import { withLab, type Lab, type TeardownHost } from '../support/lab.js';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { sleep } from '../support/wait.js';
+import { countReaches, sleep } from '../support/wait.js';
 import { bpfErrorOf } from './bpf-error.js';
 import { compileTestObject, testFrame } from './test-object.js';
 
@@ -25,17 +25,6 @@ interface Pair {
   ifindex: number;
   /** Frames the peer's XDP program has seen with this ethertype. */
   seen(ethertype: number): number;
-}
-
-/** Polls until `read()` reaches `want` (bounded by `ms`); returns the last value. */
-async function countReaches(read: () => number, want: number, ms = 3000): Promise<number> {
-  const deadline = Date.now() + ms;
-  let value = read();
-  while (value < want && Date.now() < deadline) {
-    await sleep(20);
-    value = read();
-  }
-  return value;
 }
 
 async function veth(t: TeardownHost): Promise<Pair> {
