@@ -42,7 +42,7 @@ function prefixesOf(text: string): string[] {
   const out = new Set<string>();
   const patterns = [
     /\bwithLab\(\s*\w+,\s*(?:[^'"`,)]*\?\s*)?['"`]([a-z][a-z0-9-]*)['"`]/g,
-    /\bLab\.create\(\s*(?:\w+,\s*)?(?:[^'"`,)]*\?\?\s*)?['"`]([a-z][a-z0-9-]*)['"`]/g,
+    /\b\w*Lab\.create\(\s*(?:\w+,\s*)?(?:[^'"`,)]*\?\?\s*)?['"`]([a-z][a-z0-9-]*)['"`]/g,
     /\bnew Lab\(\s*['"`]([a-z][a-z0-9-]*)['"`]/g,
     /\bprefix:\s*(?:[^'"`,}]*\?\?\s*)?['"`]([a-z][a-z0-9-]*)['"`]/g,
     /\b[A-Z_]*PREFIX\s*=\s*(?:[^'"`;]*\?\?\s*)?['"`]([a-z][a-z0-9-]*)['"`]/g,
@@ -63,8 +63,8 @@ t.test('no two test, bench or lab files share a network namespace prefix', async
   const shared = [...owners].filter(([, fs]) => fs.length > 1).map(([p, fs]) => `${p}: ${fs.join(', ')}`);
   t.same(shared, [], 'each prefix in one file');
   // Built from parts: this file itself must not read as a lab test.
-  const sample = ["with", "Lab(t, 'phx'); ", 'Lab', ".create(t, process.env.X ?? 'phy'); prefix: 'phz', new ", "Lab('phw')"].join('');
-  t.same(prefixesOf(sample).sort(), ['phw', 'phx', 'phy', 'phz'], 'the scan reads each form');
+  const sample = ["with", "Lab(t, 'phx'); ", 'Lab', ".create(t, process.env.X ?? 'phy'); prefix: 'phz', new ", "Lab('phw'); L2La", "b.create(t, 'phv', 3)"].join('');
+  t.same(prefixesOf(sample).sort(), ['phv', 'phw', 'phx', 'phy', 'phz'], 'the scan reads each form');
 });
 
 t.test('tap-summary counts the subtests of both phases\' streams', async (t) => {
