@@ -275,11 +275,7 @@ export class BgpSession extends EventEmitter<SessionEvents> {
       case 'Connect':
       case 'Active':
         if (this.conn) this.closeConn(this.conn);
-        this.clearTimer('retryTimer');
-        this.conn = conn;
-        this.sendOpen(conn);
-        this.armHold(OPEN_HOLD_MS);
-        this.setState('OpenSent');
+        this.openOn(conn);
         return;
       case 'OpenSent':
       case 'OpenConfirm':
@@ -299,11 +295,7 @@ export class BgpSession extends EventEmitter<SessionEvents> {
           // RFC 4724 §4.2: a new connection from a GR-capable peer while Established means it restarted.
           this.dropConnection('peer reconnected (graceful restart)', undefined, false);
           if (!this.running) { socket.destroy(); return; }
-          this.clearTimer('retryTimer');
-          this.conn = conn;
-          this.sendOpen(conn);
-          this.armHold(OPEN_HOLD_MS);
-          this.setState('OpenSent');
+          this.openOn(conn);
           return;
         }
         this.closeConn(conn, new BgpError(ErrorCode.Cease, CeaseSubcode.ConnectionCollisionResolution));
@@ -359,11 +351,8 @@ export class BgpSession extends EventEmitter<SessionEvents> {
     });
     socket.once('connect', () => {
       if (conn.closed || this.conn !== conn || this.state !== 'Connect') return;
-      this.clearTimer('retryTimer');
       this.counters.connections++;
-      this.sendOpen(conn);
-      this.armHold(OPEN_HOLD_MS);
-      this.setState('OpenSent');
+      this.openOn(conn);
     });
   }
 
@@ -689,6 +678,15 @@ export class BgpSession extends EventEmitter<SessionEvents> {
         this.emit('max-prefix', { limit, received: this.received.size + dropped, action });
       }
     } else if (this.received.size < limit) this.overLimit = false;
+  }
+
+  /** `conn` becomes the session's connection: OPEN sent on it, the OPEN hold timer armed, OpenSent (RFC 4271 §8.2.2). */
+  private openOn(conn: Conn): void {
+    this.clearTimer('retryTimer');
+    this.conn = conn;
+    this.sendOpen(conn);
+    this.armHold(OPEN_HOLD_MS);
+    this.setState('OpenSent');
   }
 
   private sendOpen(conn: Conn): void {
