@@ -36,17 +36,14 @@ import { removePins } from '../src/datapath/loader.js';
 import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import type { PeerSpec } from '../src/bgp/speaker.js';
 import { drainedPeers } from '../src/bgp/drain.js';
-import { Bird } from '../src/lab/bgp/routers.js';
 import { SpeakerProcess } from '../src/lab/bgp/speaker-process.js';
-import { buildEcmpLab, ecmpFrontends, ecmpNodes, startEcmpDatapath, stopEcmpDatapath } from '../src/lab/ecmp-lab.js';
+import { buildEcmpLab, ecmpFrontends, ecmpNodes, ecmpPeer, startEcmpBgp, startEcmpDatapath, stopEcmpDatapath } from '../src/lab/ecmp-lab.js';
 import { routerNextHops } from '../src/lab/topology.js';
 import { sleep, waitFor } from '../src/lab/wait.js';
 import { writeBenchChart } from './lib/bench-charts.js';
 
 const LAB_PREFIX = 'phbfdx';
 const VIP = '203.0.113.100';
-const ROUTER_ASN = 65000;
-const LB_ASN = 65010;
 const HASH_SEED = 0x5eed4321;
 const BACKENDS = [1, 2];
 const BFD = { minRxMs: 300, minTxMs: 300, multiplier: 3 };
@@ -103,13 +100,7 @@ type LbNode = (typeof NODES)[number];
 const pinDir = (n: LbNode): string => `/run/pharos/bpffs/${LAB_PREFIX}-${n.name}`;
 
 function peerSpec(n: LbNode, bfd: boolean): PeerSpec {
-  return {
-    id: 'rtr', localAsn: LB_ASN, peerAsn: ROUTER_ASN, peerAddress: n.routerSide, peerPort: 179, localAddress: n.uplink,
-    holdTimeSeconds: HOLD_S, keepaliveSeconds: 3, connectRetrySeconds: 1, ebgpMultihopTtl: 1, families: [1],
-    gracefulRestart: { enabled: false, restartTimeSeconds: 60 },
-    ...(bfd ? { bfd: BFD } : {}),
-    routes: [{ prefix: `${VIP}/32`, communities: [], largeCommunities: [] }],
-  };
+  return ecmpPeer(n, VIP, { holdTimeSeconds: HOLD_S, ...(bfd ? { bfd: BFD } : {}) });
 }
 
 /** Builds the lab, runs `runs` hangs of node a per mode (interleaved), tears everything down. */
@@ -126,17 +117,8 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
     // Short-lived connections every 10 ms: no TIME_WAIT pile-up in the client.
     await lab.exec('cli', ['sysctl', '-qw', 'net.ipv4.tcp_max_tw_buckets=0']);
     for (const n of NODES) await startEcmpDatapath(lab, addon, n, { pinDir: pinDir(n), hashSeed: HASH_SEED, frontends: ecmpFrontends(VIP, BACKENDS) });
-    const bird = new Bird({
-      lab, ns: lab.ns('rtr'), asn: ROUTER_ASN, routerId: '198.18.0.2',
-      neighbors: NODES.map((n) => ({ address: n.uplink, asn: LB_ASN, local: n.routerSide, bfd: BFD })),
-    }, 'protocol kernel { ipv4 { export all; }; merge paths on; }');
-    teardowns.push(() => bird.stop());
-    await bird.start();
-    for (const [i, n] of NODES.entries()) {
-      const speaker = new SpeakerProcess(lab.ns(n.name), { routerId: `192.0.2.${20 + i}`, native: true });
-      n.speaker = speaker;
-      teardowns.push(() => speaker.kill());
-    }
+    const { bird, speakers } = await startEcmpBgp(lab, NODES, { bfd: BFD, teardown: (stop) => teardowns.push(stop) });
+    for (const [i, n] of NODES.entries()) n.speaker = speakers[i];
 
     const nextHops = (): Promise<string[]> => routerNextHops(lab, VIP);
     const both = JSON.stringify(NODES.map((n) => n.uplink).sort());

@@ -11,19 +11,24 @@
  * The backend segment is buildCluster's; the router and the uplinks are
  * addRouterFront's (topology.ts). Each node SNATs to its own eth0 address,
  * so a backend's answer (`beN <source>`) names the backend and the node
- * that carried the flow. The caller brings the router's BGP daemon and the
- * speakers.
+ * that carried the flow. bird2 on the router installs a multipath route
+ * from the nodes' speakers (startEcmpBgp, ecmpPeer).
  */
 import type { NativeAddon } from '../native/libbpf.js';
+import type { PeerSpec } from '../bgp/speaker.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../datapath/loader.js';
 import { DatapathSync } from '../datapath/sync.js';
 import type { Frontend } from '../model/types.js';
 import { startEchoServer } from './echo.js';
 import type { Lab } from './netns.js';
 import { addRouterFront, buildCluster } from './topology.js';
+import { Bird, type RouterBfd } from './bgp/routers.js';
+import { SpeakerProcess } from './bgp/speaker-process.js';
 
 export const ECMP_CLIENT = '198.18.0.1';
 export const ECMP_ROUTER = '198.18.0.2';
+export const ECMP_ROUTER_ASN = 65000;
+export const ECMP_LB_ASN = 65010;
 
 export interface EcmpNode {
   name: 'a' | 'b';
@@ -103,4 +108,35 @@ export function stopEcmpDatapath(n: EcmpNode, pinDir: string): void {
   clearInterval(n.liveness);
   n.dp?.close();
   removePins(pinDir);
+}
+
+/**
+ * bird2 on the router (multipath into the kernel) peering with every node,
+ * with BFD if `bfd` is given, and a BGP speaker process in each node, not
+ * yet configured (see ecmpPeer); `teardown` receives what stops them.
+ */
+export async function startEcmpBgp(lab: Lab, nodes: readonly EcmpNode[], opts: { bfd?: RouterBfd; teardown: (stop: () => unknown) => void }): Promise<{ bird: Bird; speakers: SpeakerProcess[] }> {
+  const bird = new Bird({
+    lab, ns: lab.ns('rtr'), asn: ECMP_ROUTER_ASN, routerId: ECMP_ROUTER,
+    neighbors: nodes.map((n) => ({ address: n.uplink, asn: ECMP_LB_ASN, local: n.routerSide, ...(opts.bfd ? { bfd: opts.bfd } : {}) })),
+  }, 'protocol kernel { ipv4 { export all; }; merge paths on; }');
+  opts.teardown(() => bird.stop());
+  await bird.start();
+  const speakers = nodes.map((n, i) => {
+    const speaker = new SpeakerProcess(lab.ns(n.name), { routerId: `192.0.2.${20 + i}`, native: true });
+    opts.teardown(() => speaker.kill());
+    return speaker;
+  });
+  return { bird, speakers };
+}
+
+/** Node `n`'s peering with the router, advertising `vip`/32 (no graceful restart; BFD if given). */
+export function ecmpPeer(n: EcmpNode, vip: string, opts: { holdTimeSeconds: number; bfd?: RouterBfd }): PeerSpec {
+  return {
+    id: 'rtr', localAsn: ECMP_LB_ASN, peerAsn: ECMP_ROUTER_ASN, peerAddress: n.routerSide, peerPort: 179, localAddress: n.uplink,
+    holdTimeSeconds: opts.holdTimeSeconds, keepaliveSeconds: 3, connectRetrySeconds: 1, ebgpMultihopTtl: 1, families: [1],
+    gracefulRestart: { enabled: false, restartTimeSeconds: 60 },
+    ...(opts.bfd ? { bfd: opts.bfd } : {}),
+    routes: [{ prefix: `${vip}/32`, communities: [], largeCommunities: [] }],
+  };
 }

@@ -22,17 +22,13 @@ import { withLab, type Lab } from '../support/lab.js';
 import { ADDON_PATH, loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
 import { removePins } from '../../src/datapath/loader.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';
-import type { PeerSpec } from '../../src/bgp/speaker.js';
-import { Bird, type RouterNeighbor } from '../../src/lab/bgp/routers.js';
 import { SpeakerProcess } from '../../src/lab/bgp/speaker-process.js';
 import { routerNextHops } from '../../src/lab/topology.js';
-import { buildEcmpLab, ecmpFrontends, ecmpNodes, startEcmpDatapath, stopEcmpDatapath, type EcmpNode } from '../../src/lab/ecmp-lab.js';
+import { buildEcmpLab, ecmpFrontends, ecmpPeer, startEcmpBgp, ecmpNodes, startEcmpDatapath, stopEcmpDatapath, type EcmpNode } from '../../src/lab/ecmp-lab.js';
 import { waitFor } from '../support/wait.js';
 
 const PEER = fileURLToPath(new URL('../datapath/lab-peer.mjs', import.meta.url));
 const VIP = '203.0.113.100';
-const ROUTER_ASN = 65000;
-const LB_ASN = 65010;
 const HASH_SEED = 0x5eed1234;
 const BACKENDS = [1, 2, 3];
 const CONNECTIONS = 240;
@@ -60,22 +56,10 @@ t.test('ECMP scale-out: two XDP LB nodes behind a multipath bird2 router', { ski
   for (const n of NODES) await startEcmpDatapath(lab, addon, n, { pinDir: pinDir(n), hashSeed: HASH_SEED, frontends: ecmpFrontends(VIP, BACKENDS) });
 
   // ---- BGP: bird2 with multipath into the kernel; one speaker per node
-  const neighbors: RouterNeighbor[] = NODES.map((n) => ({ address: n.uplink, asn: LB_ASN, local: n.routerSide }));
-  const bird = new Bird({ lab, ns: lab.ns('rtr'), asn: ROUTER_ASN, routerId: '198.18.0.2', neighbors },
-    'protocol kernel { ipv4 { export all; }; merge paths on; }');
-  t.teardown(() => bird.stop());
-  await bird.start();
+  const { bird, speakers } = await startEcmpBgp(lab, NODES, { teardown: (stop) => t.teardown(stop) });
   for (const [i, n] of NODES.entries()) {
-    const speaker = new SpeakerProcess(lab.ns(n.name), { routerId: `192.0.2.${20 + i}`, native: true });
-    n.speaker = speaker;
-    t.teardown(() => speaker.kill());
-    const peer: PeerSpec = {
-      id: 'rtr', localAsn: LB_ASN, peerAsn: ROUTER_ASN, peerAddress: n.routerSide, peerPort: 179, localAddress: n.uplink,
-      holdTimeSeconds: 9, keepaliveSeconds: 3, connectRetrySeconds: 1, ebgpMultihopTtl: 1, families: [1],
-      gracefulRestart: { enabled: false, restartTimeSeconds: 60 },
-      routes: [{ prefix: `${VIP}/32`, communities: [], largeCommunities: [] }],
-    };
-    await speaker.apply({ peers: [peer] });
+    n.speaker = speakers[i];
+    await n.speaker!.apply({ peers: [ecmpPeer(n, VIP, { holdTimeSeconds: 9 })] });
   }
   const kernelNexthops = (): Promise<string[]> => routerNextHops(lab, VIP);
   const both = NODES.map((n) => n.uplink).sort();
