@@ -194,16 +194,24 @@ Napi::Value TcAttach(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
+// Runs `call(hook)` on the clsact hook `t` names, inside its netns (left
+// again on return); `mark` is where the libbpf log starts, for errors.
+template <typename Call>
+static int OnTcHook(Napi::Env env, const TcTarget &t, uint64_t *mark, Call call) {
+  NetnsGuard guard;
+  EnterNetns(env, guard, t.netns);
+  *mark = LogMark();
+  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = t.ifindex, .attach_point = t.point);
+  return call(&hook);
+}
+
 // tcDetach(ifindex, direction, opts?): idempotent (an absent filter is fine).
 Napi::Value TcDetach(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   TcTarget t = ParseTc(info, "tcDetach", 2);
-  NetnsGuard guard;
-  EnterNetns(env, guard, t.netns);
-  uint64_t mark = LogMark();
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = t.ifindex, .attach_point = t.point);
   LIBBPF_OPTS(bpf_tc_opts, opts, .handle = t.handle, .priority = t.priority);
-  int rc = bpf_tc_detach(&hook, &opts);
+  uint64_t mark;
+  int rc = OnTcHook(env, t, &mark, [&](const struct bpf_tc_hook *hook) { return bpf_tc_detach(hook, &opts); });
   if (rc != 0 && rc != -ENOENT) Throw(env, -rc, "tc detach from " + DescribeTc(t), mark);
   return env.Undefined();
 }
@@ -214,12 +222,9 @@ Napi::Value TcDetach(const Napi::CallbackInfo &info) {
 Napi::Value TcQuery(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   TcTarget t = ParseTc(info, "tcQuery", 2);
-  NetnsGuard guard;
-  EnterNetns(env, guard, t.netns);
-  uint64_t mark = LogMark();
-  LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = t.ifindex, .attach_point = t.point);
   LIBBPF_OPTS(bpf_tc_opts, opts, .handle = t.handle, .priority = t.priority);
-  int rc = bpf_tc_query(&hook, &opts);
+  uint64_t mark;
+  int rc = OnTcHook(env, t, &mark, [&](const struct bpf_tc_hook *hook) { return bpf_tc_query(hook, &opts); });
   // No filter there: ENOENT; no clsact qdisc at all: the kernel answers EINVAL.
   if (rc == -ENOENT || rc == -EINVAL) return Napi::Number::New(env, 0);
   if (rc != 0) Throw(env, -rc, "tc query of " + DescribeTc(t), mark);

@@ -268,24 +268,23 @@ Napi::Value NativeObject::Program(const Napi::CallbackInfo &info) {
   return NativeProgram::Create(env, state_, prog);
 }
 
-Napi::Value NativeObject::MapNames(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  struct bpf_object *obj = Obj(env);
+// The names along libbpf's `next(prev)` walk of an object's maps or programs.
+template <typename Next, typename Name>
+static Napi::Array NamesOf(Napi::Env env, Next next, Name name) {
   Napi::Array out = Napi::Array::New(env);
-  struct bpf_map *m;
   uint32_t i = 0;
-  bpf_object__for_each_map(m, obj) out.Set(i++, bpf_map__name(m));
+  for (auto *x = next(nullptr); x != nullptr; x = next(x)) out.Set(i++, name(x));
   return out;
 }
 
+Napi::Value NativeObject::MapNames(const Napi::CallbackInfo &info) {
+  struct bpf_object *obj = Obj(info.Env());
+  return NamesOf(info.Env(), [obj](const struct bpf_map *m) { return bpf_object__next_map(obj, m); }, bpf_map__name);
+}
+
 Napi::Value NativeObject::ProgramNames(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  struct bpf_object *obj = Obj(env);
-  Napi::Array out = Napi::Array::New(env);
-  struct bpf_program *p;
-  uint32_t i = 0;
-  bpf_object__for_each_program(p, obj) out.Set(i++, bpf_program__name(p));
-  return out;
+  struct bpf_object *obj = Obj(info.Env());
+  return NamesOf(info.Env(), [obj](struct bpf_program *p) { return bpf_object__next_program(obj, p); }, bpf_program__name);
 }
 
 Napi::Value NativeObject::Close(const Napi::CallbackInfo &info) {

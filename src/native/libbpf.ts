@@ -25,12 +25,8 @@ export interface MapInfo {
   id: number;
 }
 
-export interface BpfMap extends MapInfo {
-  readonly fd: number;
-  /** True for per-CPU maps: values are `possibleCpus × roundUp8(valueSize)` bytes. */
-  readonly perCpu: boolean;
-  /** Bytes of one value as the syscall sees it (per-CPU maps: all CPUs). */
-  readonly valueBufferSize: number;
+/** The element calls a map passes straight to the kernel (BpfMap and the native handle share them). */
+export interface MapElementCalls {
   lookup(key: Buffer): Buffer | null;
   /** flags: 0 = BPF_ANY, 1 = BPF_NOEXIST, 2 = BPF_EXIST. */
   update(key: Buffer, value: Buffer, flags?: number): void;
@@ -46,6 +42,14 @@ export interface BpfMap extends MapInfo {
   /** Every value of a BPF_F_MMAPABLE array at once (mmap + memcpy): for a table nothing reads yet. */
   writeMmapped(values: Buffer): void;
   deleteBatch(keys: Buffer, count: number): number;
+}
+
+export interface BpfMap extends MapInfo, MapElementCalls {
+  readonly fd: number;
+  /** True for per-CPU maps: values are `possibleCpus × roundUp8(valueSize)` bytes. */
+  readonly perCpu: boolean;
+  /** Bytes of one value as the syscall sees it (per-CPU maps: all CPUs). */
+  readonly valueBufferSize: number;
   /** Every key (BPF_MAP_GET_NEXT_KEY walk). */
   keys(): Buffer[];
   /** Every entry (batch lookup when the map supports it, else a key walk). */
@@ -307,17 +311,9 @@ interface NativeMapInfo extends MapInfo {
   valueBufferSize: number;
 }
 
-interface NativeMapHandle {
+interface NativeMapHandle extends MapElementCalls {
   readonly fd: number;
   info(): NativeMapInfo;
-  lookup(key: Buffer): Buffer | null;
-  update(key: Buffer, value: Buffer, flags?: number): void;
-  delete(key: Buffer): boolean;
-  updateBatch(keys: Buffer, values: Buffer, count: number, flags?: number): number;
-  updateBatchAsync(keys: Buffer, values: Buffer, count: number, flags?: number): Promise<number>;
-  /** Every value of a BPF_F_MMAPABLE array at once (mmap + memcpy): for a table nothing reads yet. */
-  writeMmapped(values: Buffer): void;
-  deleteBatch(keys: Buffer, count: number): number;
   keys(): { keys: Buffer; count: number };
   entries(): { keys: Buffer; values: Buffer; count: number };
   pin(path: string): void;
