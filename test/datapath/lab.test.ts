@@ -9,9 +9,9 @@
  * for long-lived connections (:7000). The LB SNATs to its c0 address.
  */
 import t from 'tap';
-import { fileURLToPath } from 'node:url';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { httpGet, startEchoServer, udpQuery, withLab, type Lab } from '../support/lab.js';
+import { addBackend, be4, be6 } from './backends.js';
 import { loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
@@ -21,14 +21,11 @@ import type { Backend, Frontend } from '../../src/model/types.js';
 import { countBy, Holder, httpMany } from './lab-peer-client.js';
 import { sleep } from '../support/wait.js';
 
-const PEER = fileURLToPath(new URL('./lab-peer.mjs', import.meta.url));
 const PIN_DIR = '/run/pharos/bpffs/phd-lab';
 const VIP4 = '198.51.100.10';
 const VIP6 = '2001:db8:100::10';
 const LB_IFACES = ['c0', 'b1', 'b2', 'b3'];
 const BACKENDS = [1, 2, 3];
-const be4 = (i: number): string => `198.18.1${i}.2`;
-const be6 = (i: number): string => `2001:db8:1${i}::2`;
 
 function backends(family: 4 | 6, port: number, which = BACKENDS, weight: Record<number, number> = {}): Backend[] {
   return which.map((i) => ({ address: family === 4 ? be4(i) : be6(i), port, weight: weight[i] ?? 1, state: 'active' as const }));
@@ -98,20 +95,7 @@ t.before(async () => {
   await lab.addNamespace('lb', { forwarding: true });
   await lab.addLink({ ns: 'cli', ifname: 'eth0', addrs: ['198.18.0.1/24', '2001:db8::1/64'] }, { ns: 'lb', ifname: 'c0', addrs: ['198.18.0.2/24', '2001:db8::2/64'] });
   await lab.exec('cli', ['sh', '-c', `ip route add 198.51.100.0/24 dev eth0 && ip -6 route add 2001:db8:100::/64 dev eth0`]);
-  for (const i of BACKENDS) {
-    await lab.addNamespace(`be${i}`);
-    await lab.addLink({ ns: 'lb', ifname: `b${i}`, addrs: [`198.18.1${i}.1/24`, `2001:db8:1${i}::1/64`] }, { ns: `be${i}`, ifname: 'eth0', addrs: [`${be4(i)}/24`, `${be6(i)}/64`] });
-    await lab.exec(`be${i}`, ['sh', '-c', `ip route add default via 198.18.1${i}.1 && ip -6 route add default via 2001:db8:1${i}::1`]);
-    await lab.attachXdpPass(`be${i}`, 'eth0');
-    await lab.exec(`be${i}`, ['ethtool', '-K', 'eth0', 'tx', 'off']);
-    await startEchoServer(lab, `be${i}`, { name: `be${i}`, port: 8080 });
-    await startEchoServer(lab, `be${i}`, { name: `be${i}`, port: 5353, udp: true });
-    const echo = lab.spawn(`be${i}`, [process.execPath, PEER, 'tcp-echo', `be${i}`, '7000']);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('tcp-echo did not start')), 5000);
-      echo.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) { clearTimeout(timer); resolve(); } });
-    });
-  }
+  for (const i of BACKENDS) await addBackend(lab, i, { udp: true, tcpEcho: true, xdpPeer: true });
   await lab.attachXdpPass('cli', 'eth0');
   // veth offloads the TCP/UDP checksum (CHECKSUM_PARTIAL: only the pseudo-header
   // sum is in the packet). An XDP redirect turns the skb into a raw frame and that

@@ -14,7 +14,8 @@ import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { httpGet, startEchoServer, withLab, type Lab } from '../support/lab.js';
+import { httpGet, withLab, type Lab } from '../support/lab.js';
+import { addBackend, be4, be6 } from './backends.js';
 import { loadAddon } from '../../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
@@ -30,8 +31,6 @@ const SMALL_MTU = 1280;
 const BIG_RESPONSE = 1_000_000;
 const NODE4 = '198.18.0.2';
 const NODE6 = '2001:db8::2';
-const be4 = (i: number): string => `198.18.1${i}.2`;
-const be6 = (i: number): string => `2001:db8:1${i}::2`;
 const vip = (f: 4 | 6, n: number): string => (f === 4 ? `198.51.100.${n}` : `2001:db8:100::${n}`);
 const url = (f: 4 | 6, n: number, port = 80): string => (f === 4 ? `http://${vip(4, n)}:${port}/` : `http://[${vip(6, n)}]:${port}/`);
 /** Extra client addresses, as distinct clients for affinity spreading. */
@@ -99,18 +98,7 @@ t.before(async () => {
     { ns: 'lb', ifname: 'c0', addrs: [`${NODE4}/24`, `${NODE6}/64`] });
   // ::3 is deprecated (preferred_lft 0) so the kernel never picks it as a source on its own; tests bind to it.
   await lab.exec('cli', ['sh', '-c', 'ip -6 addr add 2001:db8::3/64 dev eth0 nodad preferred_lft 0 && ip route add 198.51.100.0/24 via 198.18.0.2 && ip -6 route add 2001:db8:100::/64 via 2001:db8::2']);
-  for (const i of [1, 2, 3]) {
-    await lab.addNamespace(`be${i}`);
-    await lab.addLink({ ns: 'lb', ifname: `b${i}`, addrs: [`198.18.1${i}.1/24`, `2001:db8:1${i}::1/64`] }, { ns: `be${i}`, ifname: 'eth0', addrs: [`${be4(i)}/24`, `${be6(i)}/64`] });
-    await lab.exec(`be${i}`, ['sh', '-c', `ip route add default via 198.18.1${i}.1 && ip -6 route add default via 2001:db8:1${i}::1 && ethtool -K eth0 tx off`]);
-    await lab.attachXdpPass(`be${i}`, 'eth0');
-    await startEchoServer(lab, `be${i}`, { name: `be${i}`, port: 8080 });
-    const echo = lab.spawn(`be${i}`, [process.execPath, PEER, 'tcp-echo', `be${i}`, '7000']);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('tcp-echo did not start')), 5000);
-      echo.stdout!.on('data', (d: Buffer) => { if (d.toString().includes('listening')) { clearTimeout(timer); resolve(); } });
-    });
-  }
+  for (const i of [1, 2, 3]) await addBackend(lab, i, { tcpEcho: true, xdpPeer: true });
   await lab.attachXdpPass('cli', 'eth0');
   await lab.exec('cli', ['ethtool', '-K', 'eth0', 'tx', 'off']);
   await lab.addNamespace('cl2');

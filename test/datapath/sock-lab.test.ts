@@ -18,7 +18,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { run, startEchoServer, withLab, type Lab } from '../support/lab.js';
+import { run, withLab, type Lab } from '../support/lab.js';
+import { addBackend, be4, be6 } from './backends.js';
 import { loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
@@ -30,8 +31,6 @@ const PEER = fileURLToPath(new URL('./sock-peer.mjs', import.meta.url));
 const PIN_DIR = '/run/pharos/bpffs/phksk-lab';
 const NODE4 = '198.18.0.2';
 const NODE6 = '2001:db8::2';
-const be4 = (i: number): string => `198.18.1${i}.2`;
-const be6 = (i: number): string => `2001:db8:1${i}::2`;
 const LB = { 4: '198.51.100.10', 6: '2001:db8:100::10' } as const;
 const EXT = { 4: '203.0.113.10', 6: '2001:db8:203::10' } as const;
 const AFF = { 4: '198.51.100.11', 6: '2001:db8:100::11' } as const;
@@ -109,13 +108,7 @@ t.before(async () => {
   await lab.addLink({ ns: 'lb', ifname: 'c0', addrs: [`${NODE4}/24`, `${NODE6}/64`] }, { ns: 'cli', ifname: 'eth0', addrs: ['198.18.0.1/24', '2001:db8::1/64'] });
   // cli stands for a pod: it reaches the backends through lb, but not the service addresses (nothing routes them).
   await lab.exec('cli', ['ip', 'route', 'add', '198.18.8.0/21', 'via', NODE4]);
-  for (const i of [1, 2, 3]) {
-    await lab.addNamespace(`be${i}`);
-    await lab.addLink({ ns: 'lb', ifname: `b${i}`, addrs: [`198.18.1${i}.1/24`, `2001:db8:1${i}::1/64`] }, { ns: `be${i}`, ifname: 'eth0', addrs: [`${be4(i)}/24`, `${be6(i)}/64`] });
-    await lab.exec(`be${i}`, ['sh', '-c', `ip route add default via 198.18.1${i}.1 && ip -6 route add default via 2001:db8:1${i}::1`]);
-    await startEchoServer(lab, `be${i}`, { name: `be${i}`, port: 8080 });
-    await startEchoServer(lab, `be${i}`, { name: `be${i}`, port: 5353, udp: true });
-  }
+  for (const i of [1, 2, 3]) await addBackend(lab, i, { udp: true });
   dp = loadDatapath({ addon, pinDir: PIN_DIR, sizes: { conntrack: 4096, frontends: 64, backends: 256 } });
   const sync = new DatapathSync(addon, dp.maps);
   sync.readState();
