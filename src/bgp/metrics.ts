@@ -77,62 +77,37 @@ export function registerBgpMetrics(registry: client.Registry, getSpeaker: () => 
       for (const p of peers()) this.set({ peer: p.id, peer_asn: String(p.peerAsn) }, p.state === 'Established' ? 1 : 0);
     },
   });
-  new client.Gauge({
-    name: 'pharos_bgp_advertised_routes',
-    help: 'Prefixes currently advertised to each neighbor',
-    labelNames: ['peer'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of peers()) this.set({ peer: p.id }, p.prefixesSent);
-    },
-  });
-  new client.Gauge({
-    name: 'pharos_bgp_received_routes',
-    help: 'Prefixes each neighbor currently announces to us (validated, counted, not installed)',
-    labelNames: ['peer'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of peers()) this.set({ peer: p.id }, p.prefixesReceived);
-    },
-  });
-  new client.Counter({
-    name: 'pharos_bgp_updates_total',
-    help: 'BGP UPDATE messages, by neighbor and direction',
-    labelNames: ['peer', 'direction'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of peers()) {
-        this.inc({ peer: p.id, direction: 'sent' }, p.counters.updatesSent);
-        this.inc({ peer: p.id, direction: 'received' }, p.counters.updatesReceived);
-      }
-    },
-  });
-  new client.Counter({
-    name: 'pharos_bgp_notifications_total',
-    help: 'BGP NOTIFICATION messages, by neighbor and direction',
-    labelNames: ['peer', 'direction'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of peers()) {
-        this.inc({ peer: p.id, direction: 'sent' }, p.counters.notificationsSent);
-        this.inc({ peer: p.id, direction: 'received' }, p.counters.notificationsReceived);
-      }
-    },
-  });
-  new client.Counter({
-    name: 'pharos_bgp_session_flaps_total',
-    help: 'Times a BGP session left Established',
-    labelNames: ['peer'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of peers()) this.inc({ peer: p.id }, p.counters.flaps);
-    },
-  });
+  /** One sample per neighbor (label `peer`), read at scrape time. */
+  const perPeer = (Metric: typeof client.Gauge | typeof client.Counter, name: string, help: string, value: (p: PeerStatus) => number): void => {
+    new Metric({
+      name, help, labelNames: ['peer'] as const, registers: [registry],
+      collect(this: client.Gauge<'peer'> | client.Counter<'peer'>) {
+        this.reset();
+        for (const p of peers()) {
+          if ('set' in this) this.set({ peer: p.id }, value(p));
+          else this.inc({ peer: p.id }, value(p));
+        }
+      },
+    });
+  };
+  /** A message counter per neighbor and direction (sent, received). */
+  const perPeerDirection = (name: string, help: string, sent: (p: PeerStatus) => number, received: (p: PeerStatus) => number): void => {
+    new client.Counter({
+      name, help, labelNames: ['peer', 'direction'] as const, registers: [registry],
+      collect() {
+        this.reset();
+        for (const p of peers()) {
+          this.inc({ peer: p.id, direction: 'sent' }, sent(p));
+          this.inc({ peer: p.id, direction: 'received' }, received(p));
+        }
+      },
+    });
+  };
+  perPeer(client.Gauge, 'pharos_bgp_advertised_routes', 'Prefixes currently advertised to each neighbor', (p) => p.prefixesSent);
+  perPeer(client.Gauge, 'pharos_bgp_received_routes', 'Prefixes each neighbor currently announces to us (validated, counted, not installed)', (p) => p.prefixesReceived);
+  perPeerDirection('pharos_bgp_updates_total', 'BGP UPDATE messages, by neighbor and direction', (p) => p.counters.updatesSent, (p) => p.counters.updatesReceived);
+  perPeerDirection('pharos_bgp_notifications_total', 'BGP NOTIFICATION messages, by neighbor and direction', (p) => p.counters.notificationsSent, (p) => p.counters.notificationsReceived);
+  perPeer(client.Counter, 'pharos_bgp_session_flaps_total', 'Times a BGP session left Established', (p) => p.counters.flaps);
   // One BFD session per neighbor address, shared by the BGP sessions to it: labelled by address.
   const bfdSessions = (): Map<string, PeerStatus> => {
     const out = new Map<string, PeerStatus>();
