@@ -273,43 +273,41 @@ const historyArb: fc.Arbitrary<History> = fc
 
 const RUNS = { numRuns: 150, ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED) } : {}) };
 
-t.test('incremental Ipam equals the full reconcile after every event', async (t) => {
+/**
+ * Runs RUNS random histories; after every event `check` gets the world and
+ * the allocation state from before the event and returns a problem (the
+ * property fails with it, the mode and the event) or undefined.
+ */
+function afterEveryEvent(check: (world: World, e: Event, before: AllocationState) => string | undefined): void {
   fc.assert(
     fc.property(historyArb, (history) => {
       const world = new World(history.mode);
       for (const e of history.events) {
         const before = world.ipam.exportState();
         apply(world, e);
-        const full = reconcile({ pools: world.pools.values(), services: world.services.values(), previous: before }, OPTIONS);
-        const got = plain(world.ipam.allOutcomes());
-        const want = plain(full.services);
-        if (JSON.stringify(got) !== JSON.stringify(want)) {
-          throw new Error(`after ${JSON.stringify(e)}:\nincremental ${JSON.stringify(got, null, 1)}\nfull ${JSON.stringify(want, null, 1)}`);
-        }
-        if (JSON.stringify(world.ipam.exportState()) !== JSON.stringify(full.state)) throw new Error(`after ${JSON.stringify(e)}: state differs`);
-        if (JSON.stringify(plain(world.ipam.allPoolStatuses() as never)) !== JSON.stringify(plain(full.pools as never))) {
-          throw new Error(`after ${JSON.stringify(e)}: pool status differs`);
-        }
+        const problem = check(world, e, before);
+        if (problem) throw new Error(`${history.mode} mode, after ${JSON.stringify(e)}: ${problem}`);
       }
     }),
     RUNS,
   );
+}
+
+t.test('incremental Ipam equals the full reconcile after every event', async (t) => {
+  afterEveryEvent((world, _e, before) => {
+    const full = reconcile({ pools: world.pools.values(), services: world.services.values(), previous: before }, OPTIONS);
+    const got = plain(world.ipam.allOutcomes());
+    const want = plain(full.services);
+    if (JSON.stringify(got) !== JSON.stringify(want)) return `\nincremental ${JSON.stringify(got, null, 1)}\nfull ${JSON.stringify(want, null, 1)}`;
+    if (JSON.stringify(world.ipam.exportState()) !== JSON.stringify(full.state)) return 'state differs';
+    if (JSON.stringify(plain(world.ipam.allPoolStatuses() as never)) !== JSON.stringify(plain(full.pools as never))) return 'pool status differs';
+    return undefined;
+  });
   t.pass('random histories agree');
 });
 
 t.test('no shared address without a common key and apart ports; no address outside a selecting pool; only active pools hand out', async (t) => {
-  fc.assert(
-    fc.property(historyArb, (history) => {
-      const world = new World(history.mode);
-      for (const e of history.events) {
-        const before = world.ipam.exportState();
-        apply(world, e);
-        const problem = checkInvariants(world, before);
-        if (problem) throw new Error(`after ${JSON.stringify(e)}: ${problem}`);
-      }
-    }),
-    RUNS,
-  );
+  afterEveryEvent((world, _e, before) => checkInvariants(world, before));
   t.pass('invariants held');
 });
 
@@ -354,18 +352,7 @@ function renumbered(world: World, e: Event, before: AllocationState): string | u
 }
 
 t.test('a live address never moves while a non-disabled pool selecting its service covers it, whatever the pools\' ages', async (t) => {
-  fc.assert(
-    fc.property(historyArb, (history) => {
-      const world = new World(history.mode);
-      for (const e of history.events) {
-        const before = world.ipam.exportState();
-        apply(world, e);
-        const problem = renumbered(world, e, before);
-        if (problem) throw new Error(`${history.mode} mode, after ${JSON.stringify(e)}: ${problem}`);
-      }
-    }),
-    RUNS,
-  );
+  afterEveryEvent(renumbered);
   t.pass('no live address moved');
 });
 
