@@ -54,6 +54,7 @@ import { registerDatapathMetrics, type DatapathLabels, type DatapathMetrics } fr
 import { startEventLoopMonitor, type EventLoopMonitor } from '../metrics/event-loop.js';
 import { registerAgentMetrics, type L2OutageMetrics, type PoolCounts } from '../metrics/agent.js';
 import { registerSocketLbMetrics } from '../metrics/socket-lb.js';
+import { registerDecapMetrics } from '../metrics/dsr-backend.js';
 import type { AgentStateView, ConfigProblemView } from '../metrics/state-view.js';
 import { DATAPATH_CONDITION, type KubeDatapathReporter } from '../datapath/kube-reporter.js';
 import { drainReason, type DrainReason } from '../model/drain.js';
@@ -179,6 +180,7 @@ export class Agent {
     this.eventLoop = startEventLoopMonitor();
     registerAgentMetrics(this);
     registerSocketLbMetrics(() => this.socketLb?.loaded.counters());
+    registerDecapMetrics(() => this.backendRole?.loaded?.counters());
     registerBgpMetrics(registry, () => this.bgp?.speaker);
     const [host, port] = splitHostPort(cfg.http);
     this.http = new HttpEndpoint({

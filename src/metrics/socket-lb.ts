@@ -2,8 +2,7 @@
  * Node-local access metrics: the socket hooks' per-CPU counters
  * (ph_sock_stats), read when Prometheus scrapes.
  */
-import client from 'prom-client';
-import { registry } from './registry.js';
+import { registerBpfReasonCounter } from './bpf-counters.js';
 import type { SockStatReason } from '../datapath/abi.js';
 
 /**
@@ -12,16 +11,5 @@ import type { SockStatReason } from '../datapath/abi.js';
  * rev_fail, affinity_hit. Absent while the hooks are not attached.
  */
 export function registerSocketLbMetrics(counters: () => Record<SockStatReason, bigint> | undefined): void {
-  new client.Counter({
-    name: 'pharos_socket_lb_total',
-    help: 'Node-local access through the cgroup socket hooks, by event (connect, sendmsg, no_backend, rev, rev_fail, affinity_hit)',
-    labelNames: ['event'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      const c = counters();
-      if (!c) return;
-      for (const [event, n] of Object.entries(c)) this.inc({ event }, Number(n));
-    },
-  });
+  registerBpfReasonCounter('pharos_socket_lb_total', 'Node-local access through the cgroup socket hooks, by event (connect, sendmsg, no_backend, rev, rev_fail, affinity_hit)', 'event', counters);
 }

@@ -179,6 +179,11 @@ t.test('DSR encapsulated: a backend behind a router sees the client, replies byp
   const decapped = decapAfter.decap! - decapBefore.decap!;
   t.ok(decapped >= sent - 8 && decapped <= sent, `the backend's pharos decapsulated the client's packets (${decapped} of ${sent})`);
   t.same(Object.entries(decapAfter).filter(([r, n]) => r !== 'decap' && n !== decapBefore[r]), [], 'and dropped or passed nothing else');
+  const beMetrics = await waitFor('the backend metrics to count them', 5000, async () => {
+    const text = await lab.output('be', ['curl', '-sf', `http://${HTTP}/metrics`]);
+    return sumOf(text, /^pharos_dsr_decap_total\{reason="decap"\}/) >= decapAfter.decap! ? text : undefined;
+  });
+  t.ok(sumOf(beMetrics, /^pharos_dsr_decap_total\{reason="decap"\}/) >= decapAfter.decap!, 'the backend agent serves them as pharos_dsr_decap_total{reason="decap"}');
 
   // One /metrics document that already counts the traffic (the agent reuses a document for up to a second).
   const metrics = await waitFor('the LB metrics to count the encapsulated packets', 5000, async () => {

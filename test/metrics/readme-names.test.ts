@@ -9,6 +9,7 @@ import { registry, renderMetrics } from '../../src/metrics/registry.js';
 import { registerAgentMetrics } from '../../src/metrics/agent.js';
 import { registerDatapathMetrics } from '../../src/metrics/datapath.js';
 import { registerSocketLbMetrics } from '../../src/metrics/socket-lb.js';
+import { registerDecapMetrics } from '../../src/metrics/dsr-backend.js';
 import { startEventLoopMonitor } from '../../src/metrics/event-loop.js';
 import { registerBgpMetrics } from '../../src/bgp/metrics.js';
 import { parseExposition } from '../support/prom.js';
@@ -31,6 +32,7 @@ t.test('every metric the README lists is served', async (t) => {
   });
   const datapath = registerDatapathMetrics({ labels: () => ({ version: 0, frontends: new Map(), backends: new Map() }), mapFull: () => ({}) });
   registerSocketLbMetrics(() => undefined);
+  registerDecapMetrics(() => undefined);
   registerBgpMetrics(registry, () => undefined);
   const loop = startEventLoopMonitor();
   t.teardown(() => {
