@@ -12,6 +12,16 @@ export const registry = new client.Registry();
 registry.setDefaultLabels({});
 client.collectDefaultMetrics({ register: registry, prefix: 'pharos_' });
 
+/** A counter registered here, with its label names typed. */
+function counter<L extends string>(name: string, help: string, labelNames: readonly L[]): client.Counter<L> {
+  return new client.Counter({ name, help, labelNames, registers: [registry] });
+}
+
+/** A gauge registered here, with its label names typed. */
+function gauge<L extends string>(name: string, help: string, labelNames: readonly L[]): client.Gauge<L> {
+  return new client.Gauge({ name, help, labelNames, registers: [registry] });
+}
+
 export const reconcileDuration = new client.Histogram({
   name: 'pharos_reconcile_duration_seconds',
   help: 'Time a controller takes to reconcile its desired state with its sink',
@@ -20,61 +30,21 @@ export const reconcileDuration = new client.Histogram({
   registers: [registry],
 });
 
-export const reconcileErrors = new client.Counter({
-  name: 'pharos_reconcile_errors_total',
-  help: 'Reconciliations that failed, by controller',
-  labelNames: ['controller'] as const,
-  registers: [registry],
-});
+export const reconcileErrors = counter('pharos_reconcile_errors_total', 'Reconciliations that failed, by controller', ['controller']);
 
-export const configProblems = new client.Gauge({
-  name: 'pharos_config_problems',
-  help: 'Objects currently rejected by validation (the last good version stays in force)',
-  labelNames: ['source'] as const,
-  registers: [registry],
-});
+export const configProblems = gauge('pharos_config_problems', 'Objects currently rejected by validation (the last good version stays in force)', ['source']);
 
-export const manifestsRefused = new client.Counter({
-  name: 'pharos_manifests_refused_total',
-  help: 'Manifest files refused unread (file_too_large, total_too_large, too_many_files); counted once per file and size',
-  labelNames: ['reason'] as const,
-  registers: [registry],
-});
+export const manifestsRefused = counter('pharos_manifests_refused_total', 'Manifest files refused unread (file_too_large, total_too_large, too_many_files); counted once per file and size', ['reason']);
 
-export const k8sApiWrites = new client.Counter({
-  name: 'pharos_k8s_api_writes_total',
-  help: 'Writes to the Kubernetes API, by resource and verb',
-  labelNames: ['resource', 'verb'] as const,
-  registers: [registry],
-});
+export const k8sApiWrites = counter('pharos_k8s_api_writes_total', 'Writes to the Kubernetes API, by resource and verb', ['resource', 'verb']);
 
-export const xdpAttached = new client.Gauge({
-  name: 'pharos_xdp_attached',
-  help: 'XDP program attached, by interface and mode (native or generic; --xdp-mode auto chooses per interface, the log and pharos status say why)',
-  labelNames: ['interface', 'mode'] as const,
-  registers: [registry],
-});
+export const xdpAttached = gauge('pharos_xdp_attached', 'XDP program attached, by interface and mode (native or generic; --xdp-mode auto chooses per interface, the log and pharos status say why)', ['interface', 'mode']);
 
-export const datapathAttached = new client.Gauge({
-  name: 'pharos_datapath_attached',
-  help: 'The data path is in place on the interface (1): the pharos XDP program attached in the mode chosen, and its tc egress program; 0 while it is not (the node is then not ready and draws no traffic)',
-  labelNames: ['interface'] as const,
-  registers: [registry],
-});
+export const datapathAttached = gauge('pharos_datapath_attached', 'The data path is in place on the interface (1): the pharos XDP program attached in the mode chosen, and its tc egress program; 0 while it is not (the node is then not ready and draws no traffic)', ['interface']);
 
-export const datapathReattach = new client.Counter({
-  name: 'pharos_datapath_reattach_total',
-  help: 'Programs (xdp, tc_egress) the agent found gone from an interface and attached again',
-  labelNames: ['interface', 'program'] as const,
-  registers: [registry],
-});
+export const datapathReattach = counter('pharos_datapath_reattach_total', 'Programs (xdp, tc_egress) the agent found gone from an interface and attached again', ['interface', 'program']);
 
-export const datapathPinRepairs = new client.Counter({
-  name: 'pharos_datapath_pin_repairs_total',
-  help: 'Pinned maps found gone from the pin directory and pinned again',
-  labelNames: ['map'] as const,
-  registers: [registry],
-});
+export const datapathPinRepairs = counter('pharos_datapath_pin_repairs_total', 'Pinned maps found gone from the pin directory and pinned again', ['map']);
 
 /** Times `fn` into pharos_reconcile_duration_seconds and counts its failure. */
 export async function timeReconcile<T>(controller: string, fn: () => Promise<T> | T): Promise<T> {
