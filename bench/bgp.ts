@@ -24,6 +24,7 @@ import { Bird } from '../src/lab/bgp/routers.js';
 import { SpeakerProcess } from '../src/lab/bgp/speaker-process.js';
 import type { ModelObject } from '../src/model/types.js';
 import { writeBenchChart } from './lib/bench-charts.js';
+import { modelService } from '../src/lab/manifests.js';
 
 const ROUTER_ASN = 65000;
 const SPEAKER_ASN = 65001;
@@ -54,15 +55,10 @@ async function routeTime(bird: Bird, prefix: string, timeoutMs = 10_000): Promis
 }
 
 function service(i: number, ip: string): ModelObject {
-  return {
-    kind: 'Service',
-    meta: { name: `assign-${i}`, namespace: 'bench', labels: {}, annotations: {} },
-    type: 'LoadBalancer', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', clusterIPs: [],
-    ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 80 }], externalIPs: [],
-    externalTrafficPolicy: 'Cluster', sessionAffinity: 'None', sessionAffinityTimeoutSeconds: 10800,
-    loadBalancerSourceRanges: [], allocateLoadBalancerNodePorts: true,
+  return modelService({ name: `assign-${i}`, namespace: 'bench' }, {
+    ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 80 }],
     status: { ingress: [{ ip }], conditions: [] },
-  };
+  });
 }
 
 function percentile(sorted: number[], p: number): number {

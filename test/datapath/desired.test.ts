@@ -7,14 +7,14 @@ import t from 'tap';
 import { desiredFrontends, frontendsWithoutLocalEndpoints } from '../../src/datapath/desired.js';
 import type { EndpointSlice, Service } from '../../src/model/types.js';
 import type { Snapshot } from '../../src/store/store.js';
+import { modelService } from '../../src/lab/manifests.js';
 
 function service(name: string, extra: Partial<Service> = {}): Service {
-  return {
-    kind: 'Service', meta: { name, namespace: 'ns', labels: {}, annotations: {} }, type: 'LoadBalancer', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack',
-    clusterIPs: [], ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 30080 }], externalIPs: [],
-    externalTrafficPolicy: 'Cluster', sessionAffinity: 'None', sessionAffinityTimeoutSeconds: 10800, loadBalancerSourceRanges: [],
-    allocateLoadBalancerNodePorts: true, status: { ingress: [{ ip: '198.51.100.10' }], conditions: [] }, ...extra,
-  };
+  return modelService({ name, namespace: 'ns' }, {
+    ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080, nodePort: 30080 }],
+    status: { ingress: [{ ip: '198.51.100.10' }], conditions: [] },
+    ...extra,
+  });
 }
 
 function slice(svc: string, eps: Array<{ ip: string; node: string; ready?: boolean; terminating?: boolean }>, family: 'IPv4' | 'IPv6' = 'IPv4'): EndpointSlice {

@@ -6,17 +6,14 @@
 import t from 'tap';
 import { Store } from '../../src/store/store.js';
 import type { Lease, Service } from '../../src/model/types.js';
+import { modelService } from '../../src/lab/manifests.js';
 
 function lease(name: string, holder: string): Lease {
   return { kind: 'Lease', meta: { name, namespace: 'kube-system', labels: {}, annotations: {} }, holderIdentity: holder } as unknown as Lease;
 }
 
 function service(name: string, port: number): Service {
-  return {
-    kind: 'Service', meta: { name, namespace: 'default', labels: {}, annotations: {} }, type: 'LoadBalancer', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack',
-    clusterIPs: [], ports: [{ name: 'http', protocol: 'TCP', port }], externalIPs: [], externalTrafficPolicy: 'Cluster', sessionAffinity: 'None',
-    sessionAffinityTimeoutSeconds: 10800, loadBalancerSourceRanges: [], status: { ingress: [], conditions: [] },
-  } as unknown as Service;
+  return modelService({ name }, { ports: [{ name: 'http', protocol: 'TCP', port, targetPort: port }] });
 }
 
 t.test('unchanged kinds share their map between snapshots; changed kinds do not leak into older ones', async (t) => {

@@ -20,6 +20,7 @@ import { Store } from '../../store/store.js';
 import { serviceScope } from '../../model/scope.js';
 import { ReconcileLoop } from '../../agent/reconcile-loop.js';
 import type { ModelObject, Service } from '../../model/types.js';
+import { modelService } from '../manifests.js';
 
 interface ChildOptions {
   routerId: string;
@@ -30,15 +31,10 @@ interface ChildOptions {
 }
 
 function benchService(i: number): Service {
-  return {
-    kind: 'Service',
-    meta: { name: `bench-${i}`, namespace: 'bench', labels: {}, annotations: {} },
-    type: 'LoadBalancer', ipFamilies: ['IPv4'], ipFamilyPolicy: 'SingleStack', clusterIPs: [],
-    ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 80 }], externalIPs: [],
-    externalTrafficPolicy: 'Cluster', sessionAffinity: 'None', sessionAffinityTimeoutSeconds: 10800,
-    loadBalancerSourceRanges: [], allocateLoadBalancerNodePorts: true,
+  return modelService({ name: `bench-${i}`, namespace: 'bench' }, {
+    ports: [{ name: '', protocol: 'TCP', port: 80, targetPort: 80 }],
     status: { ingress: [{ ip: `198.18.${128 + (i >> 8)}.${i & 255}` }], conditions: [] },
-  };
+  });
 }
 
 const opts = JSON.parse(process.argv[2] ?? '{}') as ChildOptions;
