@@ -16,8 +16,9 @@
  * interface receives what the client sent, not the replies), no flow
  * state was made on the LB, a 4 MiB TCP upload (full-size segments, GSO
  * on veth: the tc build's adjust_room shrinks the segments for the outer
- * header) arrives whole over both families, and the backend agent reports
- * itself ready with the program attached.
+ * header) arrives whole over both families, a 1500-byte datagram makes
+ * the client's kernel learn path MTU 1480 / 1460 from the LB's ICMP answer,
+ * and the backend agent reports itself ready with the program attached.
  */
 import t from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -196,6 +197,17 @@ t.test('DSR encapsulated: a backend behind a router sees the client, replies byp
   for (const vip of [VIP, VIP6]) {
     const got = (await lab.output('cli', [process.execPath, '-e', BULK_CLIENT, vip], { timeoutMs: 30_000 })).trim();
     t.equal(got, String(BULK_BYTES), `a ${BULK_BYTES}-byte TCP upload to ${vip} arrives whole through the ${vip.includes(':') ? 'IP6IP6' : 'IPIP'} path`);
+  }
+
+  // A datagram that fits the client's 1500-byte link but not with the outer header: the LB (tc build) answers
+  // frag-needed / packet-too-big from the VIP, and the client's kernel lowers its path MTU to the VIP.
+  for (const [vip, payload, want] of [[VIP, 1500 - 28, 1480], [VIP6, 1500 - 48, 1460]] as const) {
+    await lab.exec('cli', [process.execPath, '-e', `const s = require('dgram').createSocket('${vip.includes(':') ? 'udp6' : 'udp4'}'); s.send(Buffer.alloc(${payload}, 1), 53, '${vip}', () => setTimeout(() => s.close(), 300));`]);
+    const route = await waitFor(`the client's path MTU to ${vip}`, 5000, async () => {
+      const r = await lab.output('cli', ['ip', ...(vip.includes(':') ? ['-6'] : []), 'route', 'get', vip]);
+      return /mtu \d+/.test(r) ? r : undefined;
+    }).catch(() => '');
+    t.match(route, new RegExp(`mtu ${want}\\b`), `a ${payload + (vip.includes(':') ? 48 : 28)}-byte packet to ${vip}: the client learned path MTU ${want} (the link minus the outer header): ${route.trim()}`);
   }
   t.comment(`lab time ${Date.now() - started} ms`);
 });
