@@ -325,8 +325,8 @@ export class Agent {
     const cfg = this.config;
     if (this.kubernetes) throw new AgentStartError('--role backend: manifests mode only (in Kubernetes every node will decapsulate)');
     this.backendRole = new BackendRoleController({
-      addon: this.addon!, pinDir: cfg.pinDir, interfaces: cfg.interfaces, nodeName: cfg.nodeName, procSysNet: cfg.procSysNet, isOurService: this.isOurService,
-      log: this.log.with({ controller: 'dsr-backend' }),
+      addon: this.addon!, pinDir: cfg.pinDir, interfaces: cfg.interfaces, nodeName: cfg.nodeName, procSysNet: cfg.procSysNet, stateDir: cfg.stateDir,
+      isOurService: this.isOurService, log: this.log.with({ controller: 'dsr-backend' }),
     });
     try {
       for (const a of this.backendRole.start()) this.attachments.push({ ...a, mode: 'tc', reason: '--role backend: DSR decapsulation at tc ingress' });

@@ -17,7 +17,7 @@
  */
 import { execFile } from 'node:child_process';
 import { networkInterfaces } from 'node:os';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { objectKey, type EndpointSlice, type Kind, type Service } from '../model/types.js';
@@ -62,6 +62,8 @@ export interface BackendRoleOptions {
   interfaces: readonly string[];
   nodeName: string;
   procSysNet: string;
+  /** Where the VIPs this agent put on lo are remembered, so a restart removes the ones no longer served. */
+  stateDir: string;
   isOurService: (svc: Service) => boolean;
   log: Pick<Logger, 'info' | 'warn'>;
 }
@@ -77,6 +79,7 @@ export class BackendRoleController implements AgentController<BackendRoleKind> {
 
   /** Loads and attaches the decapsulation program, and makes the host ARP-silent for lo's addresses. */
   start(): Array<{ interface: string; ifindex: number }> {
+    for (const vip of this.remembered()) this.onLo.add(vip);
     this.decap = loadDecap({ addon: this.o.addon, pinDir: this.o.pinDir });
     for (const scope of ['all', ...this.o.interfaces]) {
       writeFileSync(join(this.o.procSysNet, 'ipv4', 'conf', scope, 'arp_ignore'), '1');
@@ -106,12 +109,36 @@ export class BackendRoleController implements AgentController<BackendRoleKind> {
       await this.ip(['addr', 'del', `${vip}/${vip.includes(':') ? 128 : 32}`, 'dev', 'lo']).catch(() => undefined);
       this.onLo.delete(vip);
     }
+    this.remember();
     if (added.length || removed.length) this.o.log.info('DSR backend: served service addresses changed', { added: added.join(',') || undefined, removed: removed.join(',') || undefined, serving: vips.size });
   }
 
   stop(): void {
     // Left attached with its pinned maps, the VIPs left on lo: a restarted agent finds them serving (no packet lost).
     this.decap?.close();
+  }
+
+  private get stateFile(): string {
+    return join(this.o.stateDir, 'dsr-backend-vips.json');
+  }
+
+  /** The VIPs a previous run put on lo (none when it left no record). */
+  private remembered(): string[] {
+    try {
+      const list: unknown = JSON.parse(readFileSync(this.stateFile, 'utf8'));
+      return Array.isArray(list) ? list.filter((v): v is string => typeof v === 'string') : [];
+    } catch {
+      return [];
+    }
+  }
+
+  private remember(): void {
+    try {
+      writeFileSync(`${this.stateFile}.tmp`, JSON.stringify([...this.onLo].sort()));
+      renameSync(`${this.stateFile}.tmp`, this.stateFile);
+    } catch (err) {
+      this.o.log.warn('DSR backend: cannot record the VIPs on lo (a restart will not remove stale ones)', { file: this.stateFile, error: (err as Error).message });
+    }
   }
 
   private async ip(args: string[]): Promise<void> {

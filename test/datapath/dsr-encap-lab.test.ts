@@ -23,6 +23,7 @@
 import t from 'tap';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
@@ -122,15 +123,16 @@ t.test('DSR encapsulated: a backend behind a router sees the client, replies byp
   writeFileSync(join(work, 'manifests', 'app.yaml'), MANIFESTS);
 
   const agents: Record<string, string> = { lb: '', be: '' };
-  const spawnAgent = (ns: 'lb' | 'be', extra: string[]): void => {
-    removePins(PINS[ns]);
-    const child = lab.spawn(ns, [process.execPath, CLI, 'agent', '--manifests', join(work, 'manifests'), '--node-name', ns, '--interfaces', 'eth0',
+  const spawnAgent = (ns: 'lb' | 'be', extra: string[], manifests = 'manifests'): ChildProcess => {
+    if (manifests === 'manifests') removePins(PINS[ns]);
+    const child = lab.spawn(ns, [process.execPath, CLI, 'agent', '--manifests', join(work, manifests), '--node-name', ns, '--interfaces', 'eth0',
       '--state-dir', join(work, `state-${ns}`), '--pin-dir', PINS[ns], '--http', HTTP, '--log-format', 'text', ...extra]);
     child.stderr?.on('data', (d: Buffer) => { agents[ns] += d.toString(); });
     child.stdout?.on('data', (d: Buffer) => { agents[ns] += d.toString(); });
     t.teardown(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
+    return child;
   };
-  spawnAgent('be', ['--role', 'backend']);
+  const backendAgent = spawnAgent('be', ['--role', 'backend']);
   spawnAgent('lb', ['--xdp-mode', 'auto', '--forwarding-mode', 'dsr']);
   const logs = (): string => `\n--- lb\n${agents.lb}\n--- be\n${agents.be}`;
   await waitFor('the backend agent to put both VIPs on lo', 30_000, async () => {
@@ -209,5 +211,19 @@ t.test('DSR encapsulated: a backend behind a router sees the client, replies byp
     }).catch(() => '');
     t.match(route, new RegExp(`mtu ${want}\\b`), `a ${payload + (vip.includes(':') ? 48 : 28)}-byte packet to ${vip}: the client learned path MTU ${want} (the link minus the outer header): ${route.trim()}`);
   }
+
+  // A stopped backend agent leaves the program, its maps and the VIPs in place (traffic keeps flowing); the next
+  // one, whose manifests no longer have the service, takes the VIPs it had put on lo away again.
+  backendAgent.kill('SIGTERM');
+  await new Promise<void>((resolve) => backendAgent.once('exit', () => resolve()));
+  t.equal((await httpGet(lab, 'cli', `http://${VIP}/`, { timeoutMs: 3000 })).trim(), `be ${CLIENT.v4}`, 'served while the backend agent is stopped');
+  mkdirSync(join(work, 'manifests-gone'));
+  writeFileSync(join(work, 'manifests-gone', 'pool.yaml'), MANIFESTS.split('\n---\n')[0]!);
+  spawnAgent('be', ['--role', 'backend'], 'manifests-gone');
+  await waitFor('the restarted backend agent to take the VIPs off lo', 30_000, async () => {
+    const lo = await lab.output('be', ['ip', '-j', 'addr', 'show', 'dev', 'lo']);
+    return !lo.includes(`"${VIP}"`) && !lo.includes(`"${VIP6}"`) ? true : undefined;
+  }).catch((e: Error) => { throw new Error(`${e.message}${logs()}`); });
+  t.pass('a restart removes the VIPs of services no longer served here');
   t.comment(`lab time ${Date.now() - started} ms`);
 });
