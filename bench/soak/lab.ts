@@ -176,7 +176,6 @@ export class SoakLab {
     for (const n of NODES) removePins(this.pinDir(n.name));
     await buildCluster(lab, {
       api: `${API}/24`,
-      xdpPeers: true,
       hosts: BACKENDS.map((b) => ({ name: b.name, lan: [`${b.addr}/24`] })),
       nodes: NODES.map((n) => ({ name: n.name, lan: [`${n.snat}/24`], ...(n.mgmt ? { mgmt: `${n.mgmt}/24` } : {}) })),
     });
