@@ -15,20 +15,17 @@
  *    other program is removed it attaches again and advertises again.
  */
 import t from 'tap';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
 import { httpGet, startEchoServer, withLab, xdpPassObject, type Lab } from '../support/lab.js';
 import { Bird } from '../../src/lab/bgp/routers.js';
 import { parseExposition } from '../support/prom.js';
-import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
-import { removePins } from '../../src/datapath/loader.js';
+import { CLI, startManifestsAgent } from '../support/agent.js';
 import { bgpPoolAndPolicy, lbServiceYaml } from '../support/manifests.js';
 import type { AgentStateView } from '../../src/metrics/state-view.js';
 
-const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const HTTP = '127.0.0.1:9643';
 const PIN_DIR = '/run/pharos/bpffs/phdc-lb';
 
@@ -55,9 +52,6 @@ async function tcEgressId(lab: Lab, ifname: string): Promise<number> {
 
 t.test('the agent finds its programs gone and attaches them again; with another program there it stops drawing traffic', { skip: privilegedUnavailable() }, async (t) => {
   const lab = await withLab(t, 'phdc');
-  const work = mkdtempSync(join(tmpdir(), 'phdc-'));
-  t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(PIN_DIR); });
-  removePins(PIN_DIR);
   await lab.addNamespace('router', { forwarding: true });
   await lab.addNamespace('lb', { forwarding: true });
   await lab.addNamespace('be');
@@ -70,18 +64,10 @@ t.test('the agent finds its programs gone and attaches them again; with another 
   await bird.start();
   t.teardown(() => bird.stop());
 
-  const dir = join(work, 'manifests');
-  mkdirSync(dir);
-  writeFileSync(join(dir, 'app.yaml'), MANIFESTS);
   // XDP taken away under the agent: generic XDP, as `--xdp-mode generic` puts it on a veth (auto puts the
   // tc build at tc ingress there; that slot's watch is in test/datapath/attach-check.test.ts).
-  const agent = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'lb-1', '--interfaces', 'eth0,be0',
-    '--state-dir', join(work, 'state'), '--pin-dir', PIN_DIR, '--http', HTTP, '--log-format', 'text', '--xdp-mode', 'generic']);
-  let log = '';
-  agent.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
-  agent.stdout?.on('data', (d: Buffer) => { log += d.toString(); });
-  t.teardown(() => { if (agent.exitCode === null && agent.signalCode === null) agent.kill('SIGKILL'); });
-  const withLog = (e: Error): never => { throw new Error(`${e.message}\nagent log:\n${log.slice(-6000)}`); };
+  const agent = startManifestsAgent(t, lab, { pinDir: PIN_DIR, interfaces: 'eth0,be0', manifests: { 'app.yaml': MANIFESTS }, http: HTTP, args: ['--log-format', 'text', '--xdp-mode', 'generic'] });
+  const withLog = agent.diag;
 
   const curl = async (path: string): Promise<{ code: number; body: string }> => {
     const r = await lab.exec('lb', ['curl', '-s', '-m', '3', '-w', '\n%{http_code}', `http://${HTTP}${path}`], { allowFail: true });
@@ -132,7 +118,7 @@ t.test('the agent finds its programs gone and attaches them again; with another 
   for (let i = 0; i < 5; i++) answered += (await get(3000)).startsWith('be ') ? 1 : 0;
   t.equal(answered, 5, 'new TCP connections through the VIP all answered');
   t.equal(await metricReaches('pharos_datapath_reattach_total', { interface: 'eth0', program: 'xdp' }, 1), 1, 'pharos_datapath_reattach_total{interface="eth0",program="xdp"} 1');
-  t.match(log, /XDP program was gone: attached again.*interface=eth0.*found="nothing attached"/, 'logged naming the interface and what it found');
+  t.match(agent.log(), /XDP program was gone: attached again.*interface=eth0.*found="nothing attached"/, 'logged naming the interface and what it found');
   t.ok(await bird.route(`${vip}/32`), 'repaired within one check: the route was never withdrawn');
 
   // The tc egress filter deleted and a pin removed, at once: both put back by the next check.
@@ -186,9 +172,9 @@ t.test('the agent finds its programs gone and attaches them again; with another 
   t.ok(whole.summary.l2.announced > 0, 'announced on L2 again');
   t.equal(await metricReaches('pharos_datapath_attached', { interface: 'eth0' }, 1), 1, 'pharos_datapath_attached{interface="eth0"} 1 again');
   t.equal(await metricReaches('pharos_datapath_reattach_total', { interface: 'eth0', program: 'xdp' }, 2), 2, 'counted again');
-  t.match(log, /data path broken: not ready/);
-  t.match(log, /data path whole again/);
+  t.match(agent.log(), /data path broken: not ready/);
+  t.match(agent.log(), /data path whole again/);
 
-  agent.kill('SIGTERM');
-  await new Promise((r) => agent.once('exit', r));
+  agent.proc.kill('SIGTERM');
+  await new Promise((r) => agent.proc.once('exit', r));
 });

@@ -7,18 +7,13 @@
  * with the test.
  */
 import type { Test } from 'tap';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { withLab, type Lab } from '../../support/lab.js';
 import { parseExposition } from '../../support/prom.js';
 import { Bird } from '../../../src/lab/bgp/routers.js';
-import { PROJECT_ROOT } from '../../../src/datapath/bpf-build.js';
-import { removePins } from '../../../src/datapath/loader.js';
+import { startManifestsAgent } from '../../support/agent.js';
 import type { BgpPeerView } from '../../../src/metrics/state-view.js';
 
-const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const HTTP = '127.0.0.1:9643';
 
 export interface BgpAgentLabOptions {
@@ -51,11 +46,7 @@ export interface BgpAgentLab {
 }
 
 export async function startBgpAgentLab(t: Test, o: BgpAgentLabOptions): Promise<BgpAgentLab> {
-  const pinDir = `/run/pharos/bpffs/${o.prefix}-lb`;
   const lab = await withLab(t, o.prefix);
-  const work = mkdtempSync(join(tmpdir(), `${o.prefix}-`));
-  t.teardown(() => { rmSync(work, { recursive: true, force: true }); removePins(pinDir); });
-  removePins(pinDir);
   await lab.addNamespace('router', { forwarding: true });
   await lab.addNamespace('lb', { forwarding: true });
   await lab.addLink({ ns: 'router', ifname: 'lb0', addrs: ['198.18.0.1/30'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.18.0.2/30'] });
@@ -63,19 +54,14 @@ export async function startBgpAgentLab(t: Test, o: BgpAgentLabOptions): Promise<
   const bird = new Bird({ lab, ns: 'router', asn: 64500, routerId: '198.18.0.1', neighbors: [neighbor] }, o.birdConfig);
   await bird.start();
   t.teardown(() => bird.stop());
-  const dir = join(work, 'manifests');
-  await lab.exec('lb', ['mkdir', '-p', dir]);
-  writeFileSync(join(dir, 'all.yaml'), o.manifests);
-  const agent = lab.spawn('lb', [process.execPath, CLI, 'agent', '--manifests', dir, '--node-name', 'lb-1', '--interfaces', 'eth0',
-    '--state-dir', join(work, 'state'), '--pin-dir', pinDir, '--http', HTTP], o.env ? { env: o.env } : undefined);
-  let log = '';
-  agent.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
-  agent.stdout?.on('data', (d: Buffer) => { log += d.toString(); });
-  t.teardown(() => { if (agent.exitCode === null) agent.kill('SIGKILL'); });
+  const agent = startManifestsAgent(t, lab, {
+    pinDir: `/run/pharos/bpffs/${o.prefix}-lb`, interfaces: 'eth0', http: HTTP, manifests: { 'all.yaml': o.manifests }, ...(o.env ? { env: o.env } : {}),
+  });
+  const log = agent.log;
   return {
-    lab, bird, agent, manifestsDir: dir,
-    log: () => log,
-    diag: (e: Error): never => { throw new Error(`${e.message}\nagent:\n${log.slice(-3000)}\nbird:\n${bird.log.slice(-2000)}`); },
+    lab, bird, agent: agent.proc, manifestsDir: agent.dir,
+    log,
+    diag: (e: Error): never => { throw new Error(`${e.message}\nagent:\n${log().slice(-3000)}\nbird:\n${bird.log.slice(-2000)}`); },
     peer: async () => {
       const r = await lab.exec('lb', ['curl', '-sf', `http://${HTTP}/v1/state`], { allowFail: true });
       return r.code === 0 ? (JSON.parse(r.stdout) as { bgp: { peers: BgpPeerView[] } }).bgp.peers[0] : undefined;
