@@ -4,9 +4,9 @@
  * directly (no agent), behind a router that spreads client flows over them
  * by an L4 hash, in front of a backend segment.
  *
- *                            ┌ up0 [a: XDP] eth0 ┐
- *   cli ── c0 [rtr: bird2] ──┤                   ├── br0 [sw] ── be1, be2, ...
- *                            └ up0 [b: XDP] eth0 ┘
+ *                            ┌ up0 [a: pharos] eth0 ┐
+ *   cli ── c0 [rtr: bird2] ──┤                      ├── br0 [sw] ── be1, be2, ...
+ *                            └ up0 [b: pharos] eth0 ┘
  *
  * The backend segment is buildCluster's; the router and the uplinks are
  * addRouterFront's (topology.ts). Each node SNATs to its own eth0 address,
@@ -65,7 +65,6 @@ export function ecmpFrontends(vip: string, backends: readonly number[]): Fronten
 /** Builds the namespaces and links and starts an echo server (HTTP 8080) on each backend. */
 export async function buildEcmpLab(lab: Lab, nodes: readonly EcmpNode[], backends: readonly number[]): Promise<void> {
   await buildCluster(lab, {
-    xdpPeers: true,
     hosts: backends.map((i) => ({ name: `be${i}`, lan: [`${ecmpBackend(i)}/24`] })),
     nodes: nodes.map((n) => ({ name: n.name, lan: [`${n.snat}/24`] })),
   });
@@ -79,19 +78,20 @@ export async function buildEcmpLab(lab: Lab, nodes: readonly EcmpNode[], backend
 }
 
 /**
- * Loads the data path on node `n` (XDP and tc egress on up0 and eth0, the
+ * Loads the data path on node `n` (tc ingress and egress on up0 and eth0, the
  * cluster-wide hash seed), programs `frontends`, keeps the liveness stamp
  * fresh and has the kernel keep the backends' neighbours resolved, as
  * src/datapath/neighbours.ts does on a node.
  */
 export async function startEcmpDatapath(lab: Lab, addon: NativeAddon, n: EcmpNode, opts: { pinDir: string; hashSeed: number; frontends: Frontend[] }): Promise<void> {
-  const dp = loadDatapath({ addon, pinDir: opts.pinDir, sizes: { conntrack: 65536, frontends: 16, backends: 64 }, config: { hashSeed: opts.hashSeed } });
+  // The tc build at tc ingress, as `--xdp-mode auto` picks on veth: the lab's peers need no XDP programs.
+  const dp = loadDatapath({ addon, pinDir: opts.pinDir, hook: 'tc', sizes: { conntrack: 65536, frontends: 16, backends: 64 }, config: { hashSeed: opts.hashSeed } });
   n.dp = dp;
   const sync = new DatapathSync(addon, dp.maps);
   n.sync = sync;
   sync.readState();
   for (const ifname of ['up0', 'eth0']) {
-    dp.attachXdp(ifname, { netns: lab.nsPath(n.name) });
+    dp.attachTcIngress(ifname, { netns: lab.nsPath(n.name) });
     dp.attachTcEgress(ifname, { netns: lab.nsPath(n.name) });
   }
   sync.setNodeConfig({ snatV4: n.snat, portMin: 40000, portMax: 49999 });
