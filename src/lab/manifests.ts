@@ -41,6 +41,26 @@ ${s.endpoints.map((a) => `  - addresses: [${a}]\n    conditions: { ready: true }
 `;
 }
 
+/** An L2 announcement policy announcing every LoadBalancer address on `interfaces` (default eth0), as the classic L2 walkthrough has it. */
+export function l2Policy(interfaces: string[] = ['eth0']): string {
+  return `apiVersion: lb.pharos.io/v1alpha1
+kind: L2AnnouncementPolicy
+metadata: { name: l2 }
+spec: { interfaces: [${interfaces.join(', ')}], loadBalancerIPs: true }
+`;
+}
+
+/** A pool of address ranges ([first, last] each) and l2Policy(interfaces). */
+export function l2PoolAndPolicy(name: string, ranges: [string, string][], interfaces?: string[]): string {
+  return `apiVersion: lb.pharos.io/v1alpha1
+kind: LoadBalancerIPPool
+metadata: { name: ${name} }
+spec:
+  blocks: [${ranges.map(([start, stop]) => `{ start: "${start}", stop: "${stop}" }`).join(', ')}]
+---
+${l2Policy(interfaces)}`;
+}
+
 /**
  * A BGPPeeringPolicy whose one neighbour is the test's router at 198.18.0.1
  * (AS 64500, short timers), for the services labelled bgp=yes. `neighbor`

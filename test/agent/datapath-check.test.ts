@@ -23,18 +23,14 @@ import { httpGet, startEchoServer, withLab, xdpPassObject, type Lab } from '../s
 import { Bird } from '../../src/lab/bgp/routers.js';
 import { parseExposition } from '../support/prom.js';
 import { CLI, startManifestsAgent } from '../support/agent.js';
-import { bgpPoolAndPolicy, lbServiceYaml } from '../support/manifests.js';
+import { bgpPoolAndPolicy, l2Policy, lbServiceYaml } from '../support/manifests.js';
 import type { AgentStateView } from '../../src/metrics/state-view.js';
 
 const HTTP = '127.0.0.1:9643';
 const PIN_DIR = '/run/pharos/bpffs/phdc-lb';
 
 const MANIFESTS = `${bgpPoolAndPolicy()}---
-apiVersion: lb.pharos.io/v1alpha1
-kind: L2AnnouncementPolicy
-metadata: { name: l2 }
-spec: { interfaces: [eth0], loadBalancerIPs: true }
----
+${l2Policy()}---
 ${lbServiceYaml({ name: 'api', namespace: 'prod', labels: { bgp: 'yes' }, endpoints: ['198.51.100.10'] })}`;
 
 /** The XDP program on an interface as `ip -j link` shows it (mode 1 native, 2 generic). */

@@ -17,24 +17,14 @@ import { waitFor } from '../support/wait.js';
 import { httpGet, startEchoServer, withLab, type Lab, type TeardownHost } from '../support/lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
-import { lbServiceYaml } from '../support/manifests.js';
+import { l2PoolAndPolicy, lbServiceYaml } from '../support/manifests.js';
 
 const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const HTTP = '127.0.0.1:9643';
 const PIN_DIR = '/run/pharos/bpffs/pht-lb';
 const VIP = '198.51.100.200';
 
-const MANIFESTS = `apiVersion: lb.pharos.io/v1alpha1
-kind: LoadBalancerIPPool
-metadata: { name: front }
-spec:
-  blocks: [{ start: ${VIP}, stop: ${VIP} }]
----
-apiVersion: lb.pharos.io/v1alpha1
-kind: L2AnnouncementPolicy
-metadata: { name: l2 }
-spec: { interfaces: [eth0], loadBalancerIPs: true }
----
+const MANIFESTS = `${l2PoolAndPolicy('front', [[VIP, VIP]])}---
 ${lbServiceYaml({ name: 'web', namespace: 'default', endpoints: ['203.0.113.10', '203.0.113.11'] })}`;
 
 async function startAgent(t: TeardownHost & { comment(m: string): void }, lab: Lab, work: string, extra: string[]): Promise<() => void> {

@@ -16,22 +16,11 @@ import { privilegedUnavailable } from '../support/privileged.js';
 import { waitFor } from '../support/wait.js';
 import { withLab } from '../support/lab.js';
 import { startManifestsAgent } from '../support/agent.js';
-import { lbServiceYaml } from '../support/manifests.js';
+import { l2PoolAndPolicy, lbServiceYaml } from '../support/manifests.js';
 import { solicitedNodeGroup } from '../../src/l2/ndp-groups.js';
 
 const PIN_DIR = '/run/pharos/bpffs/phn6-lb';
 const VIP6 = '2001:db8:6::1:c8';
-const POOL_AND_L2 = `apiVersion: lb.pharos.io/v1alpha1
-kind: LoadBalancerIPPool
-metadata: { name: v6 }
-spec:
-  blocks: [{ start: "${VIP6}", stop: "${VIP6}" }]
----
-apiVersion: lb.pharos.io/v1alpha1
-kind: L2AnnouncementPolicy
-metadata: { name: l2 }
-spec: { interfaces: [eth0], loadBalancerIPs: true }
-`;
 
 t.test('solicited-node groups: the low 24 bits, canonical', async (t) => {
   t.equal(solicitedNodeGroup('2001:db8:6::1:c8'), 'ff02::1:ff01:c8');
@@ -47,7 +36,7 @@ t.test('the announcing node joins and leaves the group of its IPv6 VIP', { skip:
   const agent = startManifestsAgent(t, lab, {
     pinDir: PIN_DIR, interfaces: 'eth0', http: '127.0.0.1:0', args: ['--snat-ports', '1000-2000', '--log-format', 'text'],
     manifests: {
-      'pool.yaml': POOL_AND_L2,
+      'pool.yaml': l2PoolAndPolicy('v6', [[VIP6, VIP6]]),
       'svc.yaml': lbServiceYaml({ name: 'web6', namespace: 'default', endpoints: ['2001:db8:7::10'] }).replace('type: LoadBalancer', 'type: LoadBalancer\n  ipFamilies: [IPv6]\n  ipFamilyPolicy: SingleStack'),
     },
   });
