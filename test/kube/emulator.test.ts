@@ -242,6 +242,17 @@ t.test('list: label and field selectors, limit/continue, resourceVersion', async
   t.same(await failure(core.listNamespacedService({ namespace: 'default', limit: 3, _continue: page1.metadata?._continue })), { code: 410, reason: 'Expired' }, 'continue after compaction');
 });
 
+/** Starts `inf` recording `add NAME` and `delete NAME` of what it sees; resolves once its watch is open. */
+async function recordAddsAndDeletes(t: { teardown(fn: () => unknown): void }, api: ApiServer, inf: Pick<ListWatch<V1Service>, 'on' | 'start' | 'stop'>): Promise<string[]> {
+  const seen: string[] = [];
+  inf.on('add', (o) => seen.push(`add ${o.metadata?.name}`));
+  inf.on('delete', (o) => seen.push(`delete ${o.metadata?.name}`));
+  await inf.start();
+  t.teardown(() => inf.stop());
+  await eventually(() => api.openWatches() === 1, 3000, 'watch open');
+  return seen;
+}
+
 t.test('informer (makeInformer): add, update, delete with new RVs; replay from RV after a closed watch', async (t) => {
   const api = await withApi(t);
   const kc = kubeConfigFor(api.url);
@@ -283,12 +294,7 @@ t.test('watch: ERROR 410 event and HTTP 410 after compaction; informer relists; 
     const core = kc.makeApiClient(CoreV1Api);
     await core.createNamespacedService({ namespace: 'default', body: svc('a') });
     const inf = makeInformer(kc, '/api/v1/services', () => core.listServiceForAllNamespaces());
-    const events: string[] = [];
-    inf.on('add', (o) => events.push(`add ${o.metadata?.name}`));
-    inf.on('delete', (o) => events.push(`delete ${o.metadata?.name}`));
-    await inf.start();
-    t.teardown(() => inf.stop());
-    await eventually(() => api.openWatches() === 1, 3000, 'watch open');
+    const events = await recordAddsAndDeletes(t, api, inf);
     // Miss a delete and an add entirely, then make the missed RVs unavailable.
     api.dropEvents(2);
     await core.deleteNamespacedService({ namespace: 'default', name: 'a' });
@@ -339,12 +345,7 @@ t.test('filtered watch (ListWatch with field selector) sees objects enter and le
     labelSelector,
     'metadata.namespace=default',
   );
-  const seen: string[] = [];
-  lw.on('add', (o) => seen.push(`add ${o.metadata?.name}`));
-  lw.on('delete', (o) => seen.push(`delete ${o.metadata?.name}`));
-  await lw.start();
-  t.teardown(() => lw.stop());
-  await eventually(() => api.openWatches() === 1, 3000, 'watch open');
+  const seen = await recordAddsAndDeletes(t, api, lw);
   await core.createNamespacedService({ namespace: 'kube-system', body: svc('elsewhere', { pharos: 'yes' }) });
   const s = await core.createNamespacedService({ namespace: 'default', body: svc('m') });
   await core.patchNamespacedService({ namespace: 'default', name: 'm', body: [{ op: 'add', path: '/metadata/labels', value: { pharos: 'yes' } }] });
