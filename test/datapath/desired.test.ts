@@ -96,3 +96,15 @@ t.test('forwarding mode: the annotation over the agent default, service addresse
     'ns/dsr ExternalIP dsr', 'ns/dsr LoadBalancer dsr', 'ns/dsr NodePort snat', 'ns/snat LoadBalancer snat', 'ns/snat NodePort snat', 'ns/web LoadBalancer dsr', 'ns/web NodePort snat',
   ].sort());
 });
+
+t.test('DSR dispatch: l2 and ipip travel with DSR frontends only; auto (or none) is the default and carries nothing', async (t) => {
+  const s = snap([
+    service('l2', { forwardingMode: 'dsr', dsrDispatch: 'l2' }), service('ipip', { forwardingMode: 'dsr', dsrDispatch: 'ipip' }),
+    service('auto', { forwardingMode: 'dsr', dsrDispatch: 'auto' }), service('snat', { forwardingMode: 'snat', dsrDispatch: 'ipip', status: { ingress: [{ ip: '198.51.100.11' }], conditions: [] } }),
+  ], [slice('l2', eps), slice('ipip', eps), slice('auto', eps), slice('snat', eps)]);
+  const out = desiredFrontends(s, { ...opts, nodeAddresses: ['198.18.0.2'] }).map((f) => `${f.service} ${f.kind} ${f.forwardingMode ?? 'snat'} ${f.dsrDispatch ?? '-'}`).sort();
+  t.same(out, [
+    'ns/auto LoadBalancer dsr -', 'ns/auto NodePort snat -', 'ns/ipip LoadBalancer dsr ipip', 'ns/ipip NodePort snat -',
+    'ns/l2 LoadBalancer dsr l2', 'ns/l2 NodePort snat -', 'ns/snat LoadBalancer snat -', 'ns/snat NodePort snat -',
+  ].sort());
+});

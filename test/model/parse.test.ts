@@ -149,6 +149,13 @@ t.test('lb.pharos.io/forwarding-mode: dsr or snat; absent leaves it to the agent
   t.equal(ok<Service>(parseObject(service({ type: 'LoadBalancer', ports: [{ port: 80 }] }))).forwardingMode, undefined);
 });
 
+t.test('lb.pharos.io/dsr-dispatch: l2, ipip or auto; absent is auto', async (t) => {
+  for (const d of ['l2', 'ipip', 'auto'] as const) {
+    t.equal(ok<Service>(parseObject(service({ type: 'LoadBalancer', ports: [{ port: 80 }] }, { annotations: { 'lb.pharos.io/dsr-dispatch': d } }))).dsrDispatch, d);
+  }
+  t.equal(ok<Service>(parseObject(service({ type: 'LoadBalancer', ports: [{ port: 80 }] }))).dsrDispatch, undefined);
+});
+
 t.test('lb.pharos.io/removed-backend: rebalance or reset; anything else names the annotation', async (t) => {
   const svc = (v?: string): unknown => service({ type: 'LoadBalancer', ports: [{ port: 80 }] }, v === undefined ? {} : { annotations: { 'lb.pharos.io/removed-backend': v } });
   t.equal(ok<Service>(parseObject(svc('reset'))).removedBackendPolicy, 'reset');
@@ -211,6 +218,7 @@ t.test('Service validation names the field', async (t) => {
       'metadata.annotations["service.beta.kubernetes.io/load-balancer-source-ranges"]',
     ],
     ['bad forwarding mode', service({}, { annotations: { 'lb.pharos.io/forwarding-mode': 'direct' } }), 'metadata.annotations["lb.pharos.io/forwarding-mode"]', /snat, dsr/],
+    ['bad DSR dispatch', service({}, { annotations: { 'lb.pharos.io/dsr-dispatch': 'gue' } }), 'metadata.annotations["lb.pharos.io/dsr-dispatch"]', /l2, ipip, auto/],
     ['bad traffic policy', service({ externalTrafficPolicy: 'Global' }), 'spec.externalTrafficPolicy'],
     ['bad affinity', service({ sessionAffinity: 'Cookie' }), 'spec.sessionAffinity'],
     ['affinity timeout too long', service({ sessionAffinityConfig: { clientIP: { timeoutSeconds: 86401 } } }), 'spec.sessionAffinityConfig.clientIP.timeoutSeconds'],
