@@ -11,7 +11,7 @@ import { ElectedL2Controller } from '../../src/l2/elected-controller.js';
 import { addressLeaseName } from '../../src/l2/election-core.js';
 import { Store } from '../../src/store/store.js';
 import { NotFoundError, WriteConflictError, type KubeWriter, type LeaseRecord, type LeaseSpec } from '../../src/sinks/kube/writer.js';
-import type { Kind, Lease } from '../../src/model/types.js';
+import type { Kind, Lease, ModelObject } from '../../src/model/types.js';
 import type { ChangeSet } from '../../src/store/controller.js';
 import type { Snapshot } from '../../src/store/store.js';
 import type { LogFields, Logger } from '../../src/model/log.js';
@@ -232,14 +232,17 @@ class StoreLeaseWriter {
   }
 }
 
-t.test('Kubernetes mode: a service the data path does not carry is not competed for; programmedChanged() takes it or hands it over', async (t) => {
+/** A synced store holding `objects` and POLICY, as the Kubernetes source leaves it after its first listing. */
+function syncedStore(objects: ModelObject[]): Store {
   const store = new Store();
-  for (const i of [0, 1]) {
-    store.apply(service(i));
-    store.apply(slice(i));
-  }
+  for (const o of objects) store.apply(o);
   store.apply(POLICY);
   store.markSynced();
+  return store;
+}
+
+t.test('Kubernetes mode: a service the data path does not carry is not competed for; programmedChanged() takes it or hands it over', async (t) => {
+  const store = syncedStore([0, 1].flatMap((i) => [service(i), slice(i)]));
   const writer = new StoreLeaseWriter(store, 'kube-system');
   const sink = new RecordingSink(new FakeClock());
   const programmed = new Set(['default/s0']);
@@ -280,14 +283,8 @@ t.test('Kubernetes mode: a service the data path does not carry is not competed 
 });
 
 t.test('Kubernetes mode: services sharing an address share its one lease (issue 18)', async (t) => {
-  const store = new Store();
   // s0 and s1 share s0's address; s2 has its own.
-  store.apply(service(0));
-  store.apply(service(1, { status: { ingress: [{ ip: addressOf(0) }], conditions: [] } }));
-  store.apply(service(2));
-  for (const i of [0, 1, 2]) store.apply(slice(i));
-  store.apply(POLICY);
-  store.markSynced();
+  const store = syncedStore([service(0), service(1, { status: { ingress: [{ ip: addressOf(0) }], conditions: [] } }), service(2), ...[0, 1, 2].map((i) => slice(i))]);
   const writer = new StoreLeaseWriter(store, 'kube-system');
   const sink = new RecordingSink(new FakeClock());
   const ctl = new ElectedL2Controller({
@@ -317,13 +314,7 @@ t.test('Kubernetes mode: services sharing an address share its one lease (issue 
 });
 
 t.test('Kubernetes mode, upgrade from per-service leases: a live older agent\'s lease keeps the address from us; our own is cleared', async (t) => {
-  const store = new Store();
-  for (const i of [0, 1]) {
-    store.apply(service(i));
-    store.apply(slice(i));
-  }
-  store.apply(POLICY);
-  store.markSynced();
+  const store = syncedStore([0, 1].flatMap((i) => [service(i), slice(i)]));
   const writer = new StoreLeaseWriter(store, 'kube-system');
   // n2 runs an older agent: its node lease is live and it holds s0's per-service lease. n1's older self held s1's.
   const t0 = new Date();
