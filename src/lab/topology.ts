@@ -36,14 +36,6 @@ export interface ClusterTopology {
   api?: string;
   /** Adds the second segment (bridge br1 in the switch namespace). */
   secondSegment?: boolean;
-  /**
-   * Peers ready for the XDP build (LAB-FACTS): a native XDP_PASS on every
-   * switch port and host port that XDP_TXed or redirected frames arrive on,
-   * software checksums on the hosts' first port, and no unknown-unicast
-   * flooding towards the nodes (a veth hands every frame to XDP whatever its
-   * destination MAC, which a NIC filtering on its own MAC never does).
-   */
-  xdpPeers?: boolean;
 }
 
 const SWITCH_NS = 'sw';
@@ -79,18 +71,8 @@ export async function buildCluster(lab: Lab, topo: ClusterTopology, beforeNamesp
   for (const h of topo.hosts) {
     await addNamespace(h.name);
     if (h.lan) await plug(h.name, 'eth0', h.lan, SWITCH_NS, 'br0', switchPort('p', h.name));
-    if (h.lan && topo.xdpPeers) {
-      // Frames XDP_TX'd by a node reach these veths (both ends: the bridge floods to host ports); senders need full checksums.
-      await lab.attachXdpPass(h.name, 'eth0');
-      await lab.attachXdpPass(SWITCH_NS, switchPort('p', h.name));
-      await lab.exec(h.name, ['ethtool', '-K', 'eth0', 'tx', 'off']);
-    }
     if (topo.secondSegment && h.seg2) {
       await plug(h.name, 'eth1', h.seg2, SWITCH_NS, 'br1', switchPort('q', h.name));
-      if (topo.xdpPeers) {
-        await lab.attachXdpPass(h.name, 'eth1');
-        await lab.attachXdpPass(SWITCH_NS, switchPort('q', h.name));
-      }
     }
   }
 
@@ -98,14 +80,8 @@ export async function buildCluster(lab: Lab, topo: ClusterTopology, beforeNamesp
     await addNamespace(n.name, { forwarding: true });
     if (topo.secondSegment && n.seg2) {
       await plug(n.name, 'eth1', n.seg2, SWITCH_NS, 'br1', switchPort('q', n.name));
-      if (topo.xdpPeers) await lab.attachXdpPass(SWITCH_NS, switchPort('q', n.name));
     }
     await plug(n.name, 'eth0', n.lan ?? [], SWITCH_NS, 'br0', switchPort('p', n.name));
-    if (topo.xdpPeers) {
-      // The node's XDP_TX lands on this peer: it needs a native XDP program to be delivered.
-      await lab.attachXdpPass(SWITCH_NS, switchPort('p', n.name));
-      await lab.exec(SWITCH_NS, ['bridge', 'link', 'set', 'dev', switchPort('p', n.name), 'flood', 'off']);
-    }
     if (topo.api && n.mgmt) await plug(n.name, 'mgmt', [n.mgmt], MGMT_NS, 'br0', switchPort('m', n.name));
   }
 }
@@ -132,16 +108,11 @@ export async function addRouterFront(lab: Lab, front: RouterFront): Promise<void
   await lab.addNamespace('rtr', { forwarding: true });
   await lab.addLink({ ns: 'cli', ifname: 'eth0', addrs: [front.client] }, { ns: 'rtr', ifname: 'c0', addrs: [front.router] });
   await lab.exec('cli', ['ip', 'route', 'add', 'default', 'via', address(front.router)]);
-  // Senders compute checksums in software: an XDP redirect loses veth's CHECKSUM_PARTIAL state (LAB-FACTS).
-  await lab.exec('cli', ['ethtool', '-K', 'eth0', 'tx', 'off']);
   await lab.exec('rtr', ['sysctl', '-qw', 'net.ipv4.fib_multipath_hash_policy=1']);
   for (const u of front.uplinks) {
     await lab.addLink({ ns: u.node, ifname: 'up0', addrs: [u.address] }, { ns: 'rtr', ifname: `d${u.node}`, addrs: [u.routerSide] });
-    // Frames a node's XDP redirects out of up0 arrive on this peer.
-    await lab.attachXdpPass('rtr', `d${u.node}`);
-    await lab.exec('rtr', ['ethtool', '-K', `d${u.node}`, 'tx', 'off']);
     await lab.exec(u.node, ['ip', 'route', 'add', front.clientSubnet, 'via', address(u.routerSide)]);
-    // Replies the node's XDP turns back towards an address of its own must not be dropped as martians.
+    // Replies the node's data path turns back towards an address of its own must not be dropped as martians.
     await lab.exec(u.node, ['sysctl', '-qw', 'net.ipv4.conf.all.accept_local=1', 'net.ipv4.conf.up0.accept_local=1',
       'net.ipv4.conf.eth0.accept_local=1', 'net.ipv4.conf.all.rp_filter=0']);
   }
