@@ -75,6 +75,19 @@ t.teardown(() => env?.close());
 const verdictName = (n: number): string => Object.entries(XDP).find(([, v]) => v === n)?.[0] ?? `verdict ${n}`;
 
 /** Run one frame and check verdict, output and the exact counter deltas. */
+/**
+ * Runs `check` with the usual frontends changed by `over` (serviceFrontends),
+ * then puts the usual ones back, whatever happened.
+ */
+async function withFrontends(over: Partial<Record<string, Frontend | null>>, check: () => void | Promise<void>): Promise<void> {
+  try {
+    env!.apply(serviceFrontends(over));
+    await check();
+  } finally {
+    env!.apply(serviceFrontends());
+  }
+}
+
 function expectRun(t: Test, e: FixtureEnv, input: Buffer, want: { verdict: keyof typeof XDP; output?: Buffer; stats: Partial<Record<StatReason, number>>; ingress?: 'fx0' | 'fb0' }): Buffer {
   const before = e.counters();
   const res = e.run(input, want.ingress ?? 'fx0');
@@ -139,16 +152,13 @@ for (const f of [4, 6] as const) {
   t.test(`${v} source ranges changed: the established flow is cut, the new range admitted, removal opens the frontend`, { skip }, async (t) => {
     const e = env!;
     const narrowed = fe(f, 32, backends(f, [1, 2, 3]), { sourceRanges: [f === 4 ? '198.18.0.48/28' : '2001:db8::40/122'] });
-    try {
-      e.apply(serviceFrontends({ [vip(f, 32)]: narrowed }));
+    await withFrontends({ [vip(f, 32)]: narrowed }, () => {
       expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 32), base + 3, 80, 'A'), { verdict: 'DROP', stats: { source_range: 1 } });
       expectRun(t, e, tcp(f, fromClient, other(f), vip(f, 32), base + 6, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } });
       t.equal(e.sync.current().sourceRanges.get(e.sync.current().frontends.get(`TCP/${vip(f, 32)}/80`)!.id)?.size, 1, 'old prefix removed from the trie');
       e.apply(serviceFrontends({ [vip(f, 32)]: { ...narrowed, sourceRanges: [] } }));
       expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 32), base + 7, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } });
-    } finally {
-      e.apply(serviceFrontends());
-    }
+    });
   });
 
   t.test(`${v} affinity: 30 new flows of one client land on one backend (hits counted); without affinity they spread`, { skip }, async (t) => {
@@ -172,53 +182,41 @@ for (const f of [4, 6] as const) {
     const first = dstOf(e.run(tcp(f, fromClient, client(f), vip(f, 33), base + 300, 80)).dataOut)!;
     const idx = Number(first.split(/[.:]/).pop());
     const rest = [1, 2, 3].filter((i) => i !== idx);
-    try {
-      e.apply(serviceFrontends({ [vip(f, 33)]: fe(f, 33, backends(f, rest), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 60 }) }));
+    await withFrontends({ [vip(f, 33)]: fe(f, 33, backends(f, rest), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 60 }) }, () => {
       const moved = dstOf(expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 33), base + 301, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } }));
       t.not(moved, first, `moved off ${first}`);
       expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 33), base + 302, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1, affinity_hit: 1 } });
       t.equal(dstOf(e.run(tcp(f, fromClient, client(f), vip(f, 33), base + 303, 80)).dataOut), moved, 'sticks to the new one');
-    } finally {
-      e.apply(serviceFrontends());
-    }
+    });
   });
 
   t.test(`${v} affinity: a terminating backend keeps its flow but takes no new one, not even by affinity`, { skip }, async (t) => {
     const e = env!;
     const first = dstOf(e.run(tcp(f, fromClient, client(f), vip(f, 33), base + 400, 80)).dataOut)!;
     const idx = Number(first.split(/[.:]/).pop());
-    try {
-      e.apply(serviceFrontends({ [vip(f, 33)]: fe(f, 33, backends(f, [1, 2, 3]).map((b, i) => (i + 1 === idx ? { ...b, state: 'terminating' as const } : b)), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 60 }) }));
+    await withFrontends({ [vip(f, 33)]: fe(f, 33, backends(f, [1, 2, 3]).map((b, i) => (i + 1 === idx ? { ...b, state: 'terminating' as const } : b)), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 60 }) }, () => {
       t.equal(dstOf(expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 33), base + 400, 80, 'A'), { verdict: 'REDIRECT', stats: { ct_hit: 1, fwd_redirect: 1 } })), first, 'established flow stays');
       t.not(dstOf(expectRun(t, e, tcp(f, fromClient, client(f), vip(f, 33), base + 401, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } })), first, 'new flow elsewhere');
-    } finally {
-      e.apply(serviceFrontends());
-    }
+    });
   });
 }
 
 t.test('affinity expires after its timeout: the next flow is placed by Maglev (no hit)', { skip }, async (t) => {
   const e = env!;
-  try {
-    e.apply(serviceFrontends({ [vip(4, 33)]: fe(4, 33, backends(4, [1, 2, 3]), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 1 }) }));
+  await withFrontends({ [vip(4, 33)]: fe(4, 33, backends(4, [1, 2, 3]), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 1 }) }, async () => {
     t.equal(e.sync.current().frontends.get(`TCP/${vip(4, 33)}/80`)!.value.affinityTimeout, 1);
     e.run(tcp(4, fromClient, ADDR.client4, vip(4, 33), 22000, 80));
     expectRun(t, e, tcp(4, fromClient, ADDR.client4, vip(4, 33), 22001, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1, affinity_hit: 1 } });
     await sleep(1300);
     expectRun(t, e, tcp(4, fromClient, ADDR.client4, vip(4, 33), 22002, 80), { verdict: 'REDIRECT', stats: { ct_create: 1, fwd_redirect: 1 } });
-  } finally {
-    e.apply(serviceFrontends());
-  }
+  });
 });
 
 t.test('affinity timeout 0 means the Kubernetes default 10800 s', { skip }, async (t) => {
   const e = env!;
-  try {
-    e.apply(serviceFrontends({ [vip(4, 33)]: fe(4, 33, backends(4, [1, 2, 3]), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 0 }) }));
+  await withFrontends({ [vip(4, 33)]: fe(4, 33, backends(4, [1, 2, 3]), { sessionAffinity: true, sessionAffinityTimeoutSeconds: 0 }) }, () => {
     t.equal(e.sync.current().frontends.get(`TCP/${vip(4, 33)}/80`)!.value.affinityTimeout, 10800);
-  } finally {
-    e.apply(serviceFrontends());
-  }
+  });
 });
 
 t.test('sync re-reads source ranges and draining backends from the maps (agent restart)', { skip }, async (t) => {
