@@ -138,7 +138,6 @@ async function scaleLab(t: Test, prefix: string, pinDir: string): Promise<{ lab:
   await lab.addNamespace('lb', { forwarding: true });
   await lab.addLink({ ns: 'client', ifname: 'eth0', addrs: ['198.51.100.1/24'] }, { ns: 'lb', ifname: 'eth0', addrs: ['198.51.100.2/24'] });
   await lab.exec('client', ['ip', 'route', 'add', '198.18.0.0/22', 'dev', 'eth0']);
-  await lab.attachXdpPass('client', 'eth0');
   const dir = join(work, 'manifests');
   await lab.exec('lb', ['mkdir', '-p', dir]);
   writeFileSync(join(dir, '00-header.yaml'), HEADER);

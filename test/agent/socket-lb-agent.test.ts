@@ -94,7 +94,6 @@ t.test('agent: node-local access through socket hooks on a child cgroup', { skip
     await lab.exec(`be${i}`, ['ip', 'route', 'add', 'default', 'via', `198.18.1${i}.1`]);
     await startEchoServer(lab, `be${i}`, { name: `be${i}`, port: 8080 });
   }
-  await lab.attachXdpPass('cli', 'eth0');
   const dir = join(work, 'manifests');
   mkdirSync(dir);
   writeFileSync(join(dir, 'app.yaml'), MANIFESTS);

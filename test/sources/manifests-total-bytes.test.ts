@@ -107,7 +107,6 @@ t.test('agent: --manifests-max-bytes refuses the file, counts it, keeps serving 
   await lab.addNamespace('lb', { forwarding: true });
   await lab.addNamespace('peer');
   await lab.addLink({ ns: 'lb', ifname: 'eth0', addrs: ['198.18.0.2/24'] }, { ns: 'peer', ifname: 'eth0', addrs: ['198.18.0.1/24'] });
-  await lab.attachXdpPass('peer', 'eth0');
   const service = `apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec: {type: LoadBalancer, ports: [{name: http, port: 80}]}\n`;
   writeFileSync(join(dir, 'a-pool.yaml'), POOL('pool', '198.18.1.0/28'));
   writeFileSync(join(dir, 'b-service.yaml'), service);
