@@ -15,7 +15,7 @@
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
 import { labProgram } from '../../src/lab/netns.js';
-import { CLIENT, L2Lab, sleep, waitFor } from './l2-lab.js';
+import { CLIENT, L2Lab, sleep, waitFor } from '../../src/lab/l2-lab.js';
 
 const PORT = 8080;
 const CONNECTIONS = 20;

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { CLIENT, L2Lab, longestGap, sleep, waitFor } from './l2-lab.js';
+import { CLIENT, L2Lab, longestGap, sleep, waitFor } from '../../src/lab/l2-lab.js';
 
 
 t.test('two LB nodes, leases, ARP/NDP to the holder, failover', { skip: privilegedUnavailable() }, async (t) => {

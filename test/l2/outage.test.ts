@@ -21,7 +21,7 @@
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { CLIENT, CLI, L2Lab, longestGap, sleep, waitFor, type Json } from './l2-lab.js';
+import { CLIENT, CLI, L2Lab, longestGap, sleep, waitFor, type Json } from '../../src/lab/l2-lab.js';
 
 const PREFIX = process.env.PHAROS_OUTAGE_LAB_PREFIX ?? 'phout';
 const OUTAGE_MS = Number(process.env.PHAROS_OUTAGE_MS ?? 15_000);

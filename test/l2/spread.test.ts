@@ -9,7 +9,7 @@
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { L2Lab, NAMESPACE, sleep, waitFor } from './l2-lab.js';
+import { L2Lab, NAMESPACE, sleep, waitFor } from '../../src/lab/l2-lab.js';
 import { addressLeaseName } from '../../src/l2/election-core.js';
 
 export const SERVICES = 200;
