@@ -7,7 +7,7 @@ import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { run, type Lab } from '../netns.js';
+import { run, stopProcess, type Lab } from '../netns.js';
 
 /** A route as the router shows it. */
 export interface RouterRoute {
@@ -62,13 +62,10 @@ function tempDir(tag: string): string {
   return mkdtempSync(join(tmpdir(), `phb-${tag}-`));
 }
 
-async function waitExit(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const done = new Promise<void>((r) => child.once('exit', () => r()));
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
-  await done;
-  clearTimeout(timer);
+/** Stops a router's daemons in the given order (SIGTERM, SIGKILL after 2 s) and removes its directory. */
+async function stopDaemons(daemons: (ChildProcess | undefined)[], dir: string): Promise<void> {
+  for (const d of daemons) if (d) await stopProcess(d, 2000);
+  rmSync(dir, { recursive: true, force: true });
 }
 
 function communityPair(text: string): string {
@@ -179,9 +176,8 @@ ${protocols}
     };
   }
 
-  async stop(): Promise<void> {
-    if (this.child) await waitExit(this.child);
-    rmSync(this.dir, { recursive: true, force: true });
+  stop(): Promise<void> {
+    return stopDaemons([this.child], this.dir);
   }
 }
 
@@ -291,9 +287,8 @@ ${neighbors}`;
     return (await this.cli(['global', 'rib', '-a', family, '-j'])).stdout;
   }
 
-  async stop(): Promise<void> {
-    if (this.child) await waitExit(this.child);
-    rmSync(this.dir, { recursive: true, force: true });
+  stop(): Promise<void> {
+    return stopDaemons([this.child], this.dir);
   }
 }
 
@@ -430,8 +425,7 @@ ${nb.map((n) => `  neighbor ${n.address} activate\n  neighbor ${n.address} prefi
     };
   }
 
-  async stop(): Promise<void> {
-    for (const c of this.children.reverse()) await waitExit(c);
-    rmSync(this.dir, { recursive: true, force: true });
+  stop(): Promise<void> {
+    return stopDaemons(this.children.reverse(), this.dir);
   }
 }
