@@ -16,25 +16,45 @@ export function parseBgpPolicyObject(ctx: Context): BgpPolicy {
   const spec = ctx.root.get('spec');
   spec.object();
   if (ctx.flavor === 'pharos') spec.onlyKeys(['nodeSelector', 'virtualRouters']);
-  const routersReader = spec.get('virtualRouters');
-  const routerReaders = routersReader.recover(() => routersReader.list(), []);
-  // Index for index with routerReaders; undefined where a router was bad (reported).
-  const read = routerReaders.map((r) => r.recover(() => readVirtualRouter(r, ctx), undefined));
-  const virtualRouters = read.filter((vr): vr is BgpVirtualRouter => vr !== undefined);
-  if (routerReaders.length === 0 && (routersReader.absent || Array.isArray(routersReader.value))) {
-    routersReader.report('at least one virtual router is required');
-  }
-  const seenASN = new Map<number, number>();
-  read.forEach((vr, i) => {
-    if (!vr || vr.localASN === 0) return; // 0: its localASN was bad (reported)
-    const prev = seenASN.get(vr.localASN);
-    if (prev !== undefined) routerReaders[i]!.get('localASN').report(`duplicate of virtualRouters[${prev}].localASN (${vr.localASN})`);
-    seenASN.set(vr.localASN, i);
+  const virtualRouters = readDistinctList(spec.get('virtualRouters'), {
+    what: 'virtual router',
+    read: (r) => readVirtualRouter(r, ctx),
+    keyField: 'localASN',
+    key: (vr) => (vr.localASN === 0 ? undefined : vr.localASN), // 0: its localASN was bad (reported)
+    duplicate: (prev, vr) => `duplicate of virtualRouters[${prev}].localASN (${vr.localASN})`,
   });
   const policy: BgpPolicy = { kind: 'BGPPeeringPolicy', meta, flavor: ctx.flavor, virtualRouters };
   const nodeSelector = spec.recover(() => readSelector(spec.get('nodeSelector')), undefined);
   if (nodeSelector) policy.nodeSelector = nodeSelector;
   return policy;
+}
+
+/**
+ * A list of at least one item (`what` names it), each read by `read`; a bad
+ * item is reported and left out. An item whose key another item before it
+ * has is reported at its `keyField` (an undefined key is not compared).
+ */
+function readDistinctList<T>(list: FieldReader, o: {
+  what: string;
+  read: (item: FieldReader) => T | undefined;
+  keyField: string;
+  key: (item: T) => string | number | undefined;
+  duplicate: (previousIndex: number, item: T) => string;
+}): T[] {
+  const readers = list.recover(() => list.list(), []);
+  // Index for index with readers; undefined where an item was bad (reported).
+  const read = readers.map((r) => r.recover(() => o.read(r), undefined));
+  if (readers.length === 0 && (list.absent || Array.isArray(list.value))) list.report(`at least one ${o.what} is required`);
+  const seen = new Map<string | number, number>();
+  read.forEach((item, i) => {
+    if (item === undefined) return;
+    const key = o.key(item);
+    if (key === undefined) return;
+    const prev = seen.get(key);
+    if (prev !== undefined) readers[i]!.get(o.keyField).report(o.duplicate(prev, item));
+    seen.set(key, i);
+  });
+  return read.filter((item): item is T => item !== undefined);
 }
 
 function readVirtualRouter(r: FieldReader, ctx: Context): BgpVirtualRouter {
@@ -64,21 +84,12 @@ function readVirtualRouter(r: FieldReader, ctx: Context): BgpVirtualRouter {
   if (ctx.flavor === 'cilium' && !r.get('podIPPoolSelector').absent) {
     ctx.warn(`${r.path}.podIPPoolSelector: multi-pool pod IPAM is not supported by pharos; ignored`);
   }
-  const neighborsReader = r.get('neighbors');
-  const neighborReaders = neighborsReader.recover(() => neighborsReader.list(), []);
-  // Index for index with neighborReaders; undefined where a neighbor was bad (reported).
-  const read = neighborReaders.map((n) => n.recover(() => readNeighbor(n, ctx), undefined));
-  const neighbors = read.filter((n): n is BgpNeighbor => n !== undefined);
-  if (neighborReaders.length === 0 && (neighborsReader.absent || Array.isArray(neighborsReader.value))) {
-    neighborsReader.report('at least one neighbor is required');
-  }
-  const seenPeers = new Map<string, number>();
-  read.forEach((n, i) => {
-    if (!n) return;
-    const address = n.peerAddress.split('/')[0]!;
-    const prev = seenPeers.get(address);
-    if (prev !== undefined) neighborReaders[i]!.get('peerAddress').report(`duplicate of neighbors[${prev}].peerAddress`);
-    seenPeers.set(address, i);
+  const neighbors = readDistinctList(r.get('neighbors'), {
+    what: 'neighbor',
+    read: (n) => readNeighbor(n, ctx),
+    keyField: 'peerAddress',
+    key: (n) => n.peerAddress.split('/')[0]!,
+    duplicate: (prev) => `duplicate of neighbors[${prev}].peerAddress`,
   });
   const router: BgpVirtualRouter = {
     localASN,

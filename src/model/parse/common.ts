@@ -47,17 +47,7 @@ export function readMeta(ctx: Context, scope: 'namespaced' | 'cluster', rule: Na
   const created = m.recover(() => readTime(m.get('creationTimestamp'), true), undefined);
   if (created !== undefined) meta.creationTimestamp = created;
 
-  const labels = m.get('labels');
-  for (const [key, r] of labels.recover(() => labels.entries(), [])) {
-    r.recover(() => {
-      const keyProblem = checkLabelKey(key);
-      if (keyProblem) r.report(keyProblem);
-      const value = r.string();
-      const valueProblem = checkLabelValue(value);
-      if (valueProblem) r.report(valueProblem);
-      meta.labels[key] = value;
-    }, undefined);
-  }
+  meta.labels = readLabels(m.get('labels'));
   const annotations = m.get('annotations');
   for (const [key, r] of annotations.recover(() => annotations.entries(), [])) {
     r.recover(() => {
@@ -67,6 +57,26 @@ export function readMeta(ctx: Context, scope: 'namespaced' | 'cluster', rule: Na
     }, undefined);
   }
   return meta;
+}
+
+/**
+ * A map of labels (metadata.labels, a selector's matchLabels), each bad key
+ * or value reported at its own field (the object is rejected then); a map
+ * that is not one is reported and read as empty.
+ */
+function readLabels(r: FieldReader): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const [key, v] of r.recover(() => r.entries(), [])) {
+    v.recover(() => {
+      const keyProblem = checkLabelKey(key);
+      if (keyProblem) v.report(keyProblem);
+      const value = v.string();
+      const valueProblem = checkLabelValue(value);
+      if (valueProblem) v.report(valueProblem);
+      labels[key] = value;
+    }, undefined);
+  }
+  return labels;
 }
 
 /**
@@ -99,18 +109,7 @@ export function readSelector(r: FieldReader): LabelSelector | undefined {
   if (r.absent) return undefined;
   r.object();
   r.onlyKeys(['matchLabels', 'matchExpressions']);
-  const matchLabels: Record<string, string> = {};
-  const labels = r.get('matchLabels');
-  for (const [key, v] of labels.recover(() => labels.entries(), [])) {
-    v.recover(() => {
-      const keyProblem = checkLabelKey(key);
-      if (keyProblem) v.report(keyProblem);
-      const value = v.string();
-      const valueProblem = checkLabelValue(value);
-      if (valueProblem) v.report(valueProblem);
-      matchLabels[key] = value;
-    }, undefined);
-  }
+  const matchLabels = readLabels(r.get('matchLabels'));
   const matchExpressions: LabelSelectorRequirement[] = r.get('matchExpressions').items((e) => {
     e.object();
     e.onlyKeys(['key', 'operator', 'values']);

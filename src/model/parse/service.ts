@@ -227,22 +227,22 @@ function readServicePort(r: FieldReader, nameRequired: boolean): ServicePort {
   return result;
 }
 
-function readAddressList(r: FieldReader): string[] {
+/** A list of strings, each checked by `check` (a problem is reported at that item). */
+function readCheckedList(r: FieldReader, check: (text: string) => string | undefined): string[] {
   return r.items((item) => {
     const text = item.string();
-    const problem = checkAddress(text);
+    const problem = check(text);
     if (problem) item.report(problem);
     return text;
   });
 }
 
+function readAddressList(r: FieldReader): string[] {
+  return readCheckedList(r, checkAddress);
+}
+
 function readCidrList(r: FieldReader): string[] {
-  return r.items((item) => {
-    const text = item.string();
-    const problem = checkCidr(text);
-    if (problem) item.report(problem);
-    return text;
-  });
+  return readCheckedList(r, checkCidr);
 }
 
 /** Status is written by controllers (ours or others); entries without an IP (hostname-only) are skipped. */
