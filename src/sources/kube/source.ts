@@ -66,22 +66,21 @@ interface OptionalGroup {
   kinds: { model: Kind; plural: string; kind: string }[];
 }
 
+/** The kinds both groups serve; Cilium's are named after pharos' with a Cilium prefix. */
+const OPTIONAL_KINDS: { model: Kind; plural: string }[] = [
+  { model: 'LoadBalancerIPPool', plural: 'loadbalancerippools' },
+  { model: 'L2AnnouncementPolicy', plural: 'l2announcementpolicies' },
+  { model: 'BGPPeeringPolicy', plural: 'bgppeeringpolicies' },
+];
+
 const pharosGroup: OptionalGroup = {
   groupVersion: 'lb.pharos.io/v1alpha1',
-  kinds: [
-    { model: 'LoadBalancerIPPool', plural: 'loadbalancerippools', kind: 'LoadBalancerIPPool' },
-    { model: 'L2AnnouncementPolicy', plural: 'l2announcementpolicies', kind: 'L2AnnouncementPolicy' },
-    { model: 'BGPPeeringPolicy', plural: 'bgppeeringpolicies', kind: 'BGPPeeringPolicy' },
-  ],
+  kinds: OPTIONAL_KINDS.map(({ model, plural }) => ({ model, plural, kind: model })),
 };
 
 const ciliumGroup: OptionalGroup = {
   groupVersion: 'cilium.io/v2alpha1',
-  kinds: [
-    { model: 'LoadBalancerIPPool', plural: 'ciliumloadbalancerippools', kind: 'CiliumLoadBalancerIPPool' },
-    { model: 'L2AnnouncementPolicy', plural: 'ciliuml2announcementpolicies', kind: 'CiliumL2AnnouncementPolicy' },
-    { model: 'BGPPeeringPolicy', plural: 'ciliumbgppeeringpolicies', kind: 'CiliumBGPPeeringPolicy' },
-  ],
+  kinds: OPTIONAL_KINDS.map(({ model, plural }) => ({ model, plural: `cilium${plural}`, kind: `Cilium${model}` })),
 };
 
 export class KubeSource extends EventEmitter<KubeSourceEvents> {
