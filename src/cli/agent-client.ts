@@ -92,6 +92,21 @@ export function printStructured(value: unknown, output: CommonOptions['output'])
   return true;
 }
 
+/**
+ * A `pharos NOUN VERB` command that shows one thing the agent reports:
+ * checks the verb, fetches, and prints it as JSON or YAML when asked (-o),
+ * else as the table `render` makes.
+ */
+export function runView<T>(argv: string[], o: { usage: string; verb: string; fetch: (agent: string) => Promise<T>; render: (value: T) => string }): Promise<number> {
+  return runCli(async () => {
+    const opts = parseCommon(argv);
+    if (opts.rest[0] !== o.verb) throw new CliError(`usage: ${o.usage} [-o json|yaml] [--agent URL]`, EXIT.usage);
+    const value = await o.fetch(opts.agent);
+    if (!printStructured(value, opts.output)) console.log(o.render(value));
+    return 0;
+  });
+}
+
 /** Wraps a command body: CliErrors become their message and exit code. */
 export async function runCli(fn: () => Promise<number>): Promise<number> {
   try {

@@ -1,5 +1,5 @@
 /** `pharos pool list`: NAME DISABLED CONFLICTING IPS AVAILABLE AGE, as `kubectl get ippools` shows them in the walkthroughs. */
-import { CliError, EXIT, fetchState, parseCommon, printStructured, runCli } from './agent-client.js';
+import { fetchState, runView } from './agent-client.js';
 import { formatAge, renderTable } from './table.js';
 import type { PoolView } from '../metrics/state-view.js';
 
@@ -12,15 +12,11 @@ export function poolListRow(p: Pick<PoolView, 'name' | 'disabled' | 'conflicting
 }
 
 export function run(argv: string[]): Promise<number> {
-  return runCli(async () => {
-    const opts = parseCommon(argv);
-    if (opts.rest[0] !== 'list') throw new CliError('usage: pharos pool list [-o json|yaml] [--agent URL]', EXIT.usage);
-    const s = await fetchState(opts.agent, ['pools']);
-    if (printStructured(s.pools, opts.output)) return 0;
-    const rows = [...s.pools]
+  return runView(argv, {
+    usage: 'pharos pool list', verb: 'list',
+    fetch: async (agent) => (await fetchState(agent, ['pools'])).pools,
+    render: (pools) => renderTable([...POOL_LIST_COLUMNS], [...pools]
       .sort((a, b) => a.name.localeCompare(b.name))
-      .map((p) => poolListRow(p, new Date()));
-    console.log(renderTable([...POOL_LIST_COLUMNS], rows));
-    return 0;
+      .map((p) => poolListRow(p, new Date()))),
   });
 }
