@@ -23,7 +23,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import readline from 'node:readline';
 import { join } from 'node:path';
-import { Lab, run, stopProcess, type TeardownHost } from '../../src/lab/netns.js';
+import { createLab, run, stopProcess, type Lab, type TeardownHost } from '../../src/lab/netns.js';
 import { startEchoServer } from '../../src/lab/echo.js';
 import { API, Emulator } from '../../src/lab/l2-lab.js';
 import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
@@ -162,13 +162,8 @@ export class SoakLab {
     return `/run/pharos/bpffs/${this.lab.prefix}-soak-${node}`;
   }
 
-  static async create(t: TeardownHost, prefix: string, profile: SoakProfile): Promise<SoakLab> {
-    await Lab.cleanup(prefix);
-    const lab = new Lab(prefix);
-    const s = new SoakLab(lab, profile);
-    t.teardown(() => s.teardown());
-    await s.build();
-    return s;
+  static create(t: TeardownHost, prefix: string, profile: SoakProfile): Promise<SoakLab> {
+    return createLab(t, prefix, (lab) => new SoakLab(lab, profile), (s) => s.build());
   }
 
   private async build(): Promise<void> {

@@ -19,7 +19,7 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Lab, labProgram, type TeardownHost } from './netns.js';
+import { createLab, labProgram, type Lab, type TeardownHost } from './netns.js';
 import { startEchoServer } from './echo.js';
 import { API, Emulator } from './emulator.js';
 import { PROJECT_ROOT } from '../datapath/bpf-build.js';
@@ -71,13 +71,8 @@ export class L2Lab {
     return { v4: `198.51.100.${i}`, v6: `2001:db8:51::${i}`, mgmt: `192.0.2.${i}`, seg2: `203.0.113.${i}` };
   }
 
-  static async create(t: TeardownHost, prefix: string, nodeCount: number): Promise<L2Lab> {
-    await Lab.cleanup(prefix);
-    const lab = new Lab(prefix);
-    const l2 = new L2Lab(lab, nodeCount);
-    t.teardown(() => l2.teardown());
-    await l2.build();
-    return l2;
+  static create(t: TeardownHost, prefix: string, nodeCount: number): Promise<L2Lab> {
+    return createLab(t, prefix, (lab) => new L2Lab(lab, nodeCount), (l2) => l2.build());
   }
 
   private async build(): Promise<void> {

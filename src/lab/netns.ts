@@ -533,6 +533,19 @@ export async function withLab(t: TeardownHost, prefix: string): Promise<Lab> {
 }
 
 
+/**
+ * A lab made of more than namespaces (agents, an API emulator, work
+ * files): cleans leftovers of `prefix`, makes the Lab, wraps it with `make`,
+ * has `t` tear the whole down, then runs `build`.
+ */
+export async function createLab<T extends { teardown(): Promise<void> }>(t: TeardownHost, prefix: string, make: (lab: Lab) => T, build: (made: T) => Promise<void>): Promise<T> {
+  await Lab.cleanup(prefix);
+  const made = make(new Lab(prefix));
+  t.teardown(() => made.teardown());
+  await build(made);
+  return made;
+}
+
 // ---------------------------------------------------------------------------
 // Lab-only BPF objects
 
