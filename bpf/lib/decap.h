@@ -22,6 +22,7 @@
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+#include "lib/handoff.h"
 
 /* UAPI headers here are 6.1's; the flags came with 6.3. */
 #ifndef BPF_F_ADJ_ROOM_DECAP_L3_IPV4
@@ -45,7 +46,8 @@ enum ph_dc_stat {
 	PH_DC_NESTED = 5,	/* drop: the inner packet is itself IPIP/IP6IP6 (one level only) */
 	PH_DC_FRAGMENT = 6,	/* pass: outer IPv4 fragment (not reassembled here) */
 	PH_DC_FAIL = 7,		/* drop: the kernel refused to remove the outer header */
-	PH_DC_MAX = 8,
+	PH_DC_HANDOFF = 8,	/* TCP with no socket here: sent on to the flow's owner in the previous table (handoff.h) */
+	PH_DC_MAX = 9,
 };
 
 /* An address and its family: a served VIP (ph_dc_vips) or one of the node's (ph_dc_nodes). 20 bytes. */
@@ -92,6 +94,92 @@ static __always_inline int dc_known(void *map, const void *addr, __u32 len, __u8
 	__builtin_memcpy(k.addr, addr, len == 4 ? 4 : 16);
 	k.family = family;
 	return bpf_map_lookup_elem(map, &k) != NULL;
+}
+
+/**
+ * handoff() - the Beamer step for an inner TCP packet to a served VIP
+ * (handoff.h): not a SYN, not already handed off, no connection here, and a
+ * previous owner that is another host → the outer destination becomes that
+ * host, the packet is marked and sent there (bpf_redirect_neigh).
+ * Returns: the tc verdict once sent, -1 to go on decapsulating here.
+ */
+static __always_inline int handoff(struct __sk_buff *skb, void *data, void *data_end, __u8 outer_family,
+				   __u32 outer_len, int inner_v4)
+{
+	struct ph_dc_owner o;
+	struct ph_flow f = {};
+	struct tcphdr *th;
+	__u32 inner_len, ifindex;
+
+	if (inner_v4) {
+		struct iphdr *in = data + ETH_HLEN + (outer_len & 0x3f);
+
+		if ((void *)(in + 1) > data_end)
+			return -1;
+		inner_len = in->ihl * 4;
+		f.family = PH_AF_INET;
+		f.src.v4 = in->saddr;
+		f.dst.v4 = in->daddr;
+		th = (void *)in + (inner_len & 0x3c);
+	} else {
+		struct ipv6hdr *in = data + ETH_HLEN + (outer_len & 0x3f);
+
+		if ((void *)(in + 1) > data_end)
+			return -1;
+		f.family = PH_AF_INET6;
+		__builtin_memcpy(f.src.w, &in->saddr, 16);
+		__builtin_memcpy(f.dst.w, &in->daddr, 16);
+		th = (void *)(in + 1);
+	}
+	if ((void *)(th + 1) > data_end || th->syn)
+		return -1;
+	f.sport = th->source;
+	f.dport = th->dest;
+	f.proto = IPPROTO_TCP;
+	if (outer_family == PH_DC_AF_INET) {
+		struct iphdr *ip = data + ETH_HLEN;
+
+		if ((void *)(ip + 1) > data_end || ip->id == bpf_htons(PH_HANDOFF_ID4))
+			return -1;
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+
+		if ((void *)(ip6 + 1) > data_end || (*(__be32 *)ip6 & bpf_htonl(PH_HANDOFF_LABEL6)))
+			return -1;
+	}
+	if (handoff_has_socket(skb, &f) || handoff_owner(&f, &o) || o.family != outer_family)
+		return -1;
+	/* The previous owner is this host: deliver here (the connection is gone; the stack answers). */
+	if (o.family == PH_DC_AF_INET ? dc_known(&ph_dc_nodes, o.addr, 4, PH_DC_AF_INET) : dc_known(&ph_dc_nodes, o.addr, 16, PH_DC_AF_INET6))
+		return -1;
+	/* The socket lookup may have moved the packet: find the outer header again. */
+	data = (void *)(long)skb->data;
+	data_end = (void *)(long)skb->data_end;
+	ifindex = skb->ingress_ifindex ? skb->ingress_ifindex : skb->ifindex;
+	if (outer_family == PH_DC_AF_INET) {
+		struct iphdr *ip = data + ETH_HLEN;
+		__be32 daddr;
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		__builtin_memcpy(&daddr, o.addr, 4);
+		ip->check = csum_apply(ip->check, csum_diff32(csum_diff16(0, ip->id, bpf_htons(PH_HANDOFF_ID4)), ip->daddr, daddr));
+		ip->id = bpf_htons(PH_HANDOFF_ID4);
+		ip->daddr = daddr;
+	} else {
+		struct ipv6hdr *ip6 = data + ETH_HLEN;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		*(__be32 *)ip6 |= bpf_htonl(PH_HANDOFF_LABEL6);
+		__builtin_memcpy(&ip6->daddr, o.addr, 16);
+	}
+	/*
+	 * Out by the interface it came in by, the kernel choosing the next hop
+	 * (bpf_redirect_neigh's own route lookup needs no forwarding enabled,
+	 * which bpf_fib_lookup would): the previous owner must be reachable there.
+	 */
+	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
 /* Ethernet + outer IPv6 + inner IPv6 + 8 bytes of L4: what the checks read. */
@@ -182,6 +270,12 @@ static __always_inline int decap(struct __sk_buff *skb)
 		return dc_count(PH_DC_NESTED, TC_ACT_SHOT);
 	if (l4 != IPPROTO_TCP && l4 != IPPROTO_UDP && l4 != icmp)
 		return dc_count(PH_DC_INNER_PROTO, TC_ACT_SHOT);
+	if (l4 == IPPROTO_TCP) {
+		int rc = handoff(skb, data, data_end, outer_family, outer_len, inner_proto_outer == IPPROTO_IPIP);
+
+		if (rc >= 0)
+			return dc_count(PH_DC_HANDOFF, rc);
+	}
 	if (bpf_skb_adjust_room(skb, -(__s32)outer_len, BPF_ADJ_ROOM_MAC, flags))
 		return dc_count(PH_DC_FAIL, TC_ACT_SHOT);
 	/* The inner family may differ from the outer one (IPv4 in IPv6): Ethernet says which follows now. */

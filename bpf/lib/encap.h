@@ -50,7 +50,7 @@ static __always_inline __u32 encap_mtu_exceeded(struct ph_ctx *ctx, const struct
 /**
  * encap_push() - put Ethernet (to @nh) + an outer header from @src to the
  * backend @be in front of the IP packet @p. The outer header copies the
- * inner DSCP/ECN; IPv6 carries @hash in its flow label (routers hash it:
+ * inner DSCP/ECN; IPv6 carries 19 bits of @hash in its flow label (routers hash it:
  * ECMP entropy, as GUE's source port would give), IPv4 sets DF (the PMTU
  * was checked before).
  * Returns: 0, or -1 (VLAN-tagged frame, helper refused): the caller drops.
@@ -110,7 +110,8 @@ static __always_inline int encap_push(struct ph_ctx *ctx, struct packet *p, cons
 		struct ipv6hdr *ip6 = data + ETH_HLEN;
 
 		eth->h_proto = bpf_htons(ETH_P_IPV6);
-		*(__be32 *)ip6 = bpf_htonl(0x60000000 | ((__u32)inner_tos << 20) | (hash & 0xfffff));
+		/* Bit 19 of the label is the backends' hand-off mark (handoff.h). */
+		*(__be32 *)ip6 = bpf_htonl(0x60000000 | ((__u32)inner_tos << 20) | (hash & 0x7ffff));
 		ip6->payload_len = bpf_htons(inner_len);
 		ip6->nexthdr = next;
 		ip6->hop_limit = PH_ENCAP_TTL;

@@ -326,7 +326,8 @@ export class Agent {
     if (this.kubernetes) throw new AgentStartError('--role backend: manifests mode only (in Kubernetes every node will decapsulate)');
     this.backendRole = new BackendRoleController({
       addon: this.addon!, pinDir: cfg.pinDir, interfaces: cfg.interfaces, nodeName: cfg.nodeName, procSysNet: cfg.procSysNet, stateDir: cfg.stateDir,
-      isOurService: this.isOurService, log: this.log.with({ controller: 'dsr-backend' }),
+      maglev: { max: cfg.maglevMaxTableSize, ...(cfg.maglevTableSize ? { fixed: cfg.maglevTableSize } : {}) }, hashSeed: cfg.hashSeed,
+      handoffMs: cfg.dsrHandoffSeconds * 1000, isOurService: this.isOurService, log: this.log.with({ controller: 'dsr-backend' }),
     });
     try {
       for (const a of this.backendRole.start()) this.attachments.push({ ...a, mode: 'tc', reason: '--role backend: DSR decapsulation at tc ingress' });
@@ -852,7 +853,7 @@ export class Agent {
     // The logger reads logLevel from this config object at every line (cli/agent.ts).
     Object.assign(this.config, { snatPorts: next.snatPorts, snatAddresses: next.snatAddresses, logLevel: next.logLevel });
     if (changed.includes('snatPorts') || changed.includes('snatAddresses')) this.configureNode();
-    const restartOnly = (['manifests', 'kubeconfig', 'namespace', 'interfaces', 'pinDir', 'http', 'mode', 'role', 'nodeName', 'socketLb', 'socketLbCgroup', 'socketLbAllNamespaces'] as const).filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(next[k]));
+    const restartOnly = (['manifests', 'kubeconfig', 'namespace', 'interfaces', 'pinDir', 'http', 'mode', 'role', 'dsrHandoffSeconds', 'nodeName', 'socketLb', 'socketLbCgroup', 'socketLbAllNamespaces'] as const).filter((k) => JSON.stringify(this.config[k]) !== JSON.stringify(next[k]));
     this.log.info('configuration reloaded', { applied: changed.join(',') || 'nothing', needsRestart: restartOnly.join(',') || undefined });
     this.scheduleReconcile();
   }

@@ -37,6 +37,8 @@ export interface AgentConfig {
   mode: ForwardingMode;
   /** lb: the load balancer (default); backend: a DSR backend host, only the decapsulation program (src/datapath/backend-role.ts). */
   role: 'lb' | 'backend';
+  /** Backend role: how long the Maglev table before a backend change is kept for handing moved flows to their owner (0: no hand-off). */
+  dsrHandoffSeconds: number;
   logLevel: LogLevel;
   logFormat: LogFormat;
   config?: string;
@@ -108,6 +110,7 @@ export const FLAGS: FlagSpec[] = [
   { key: 'pinDir', flag: 'pin-dir', env: 'PHAROS_PIN_DIR', kind: 'string', help: 'bpffs directory for pinned maps (default /sys/fs/bpf/pharos/<node-name>)' },
   { key: 'procSysNet', flag: 'proc-sys-net', env: 'PHAROS_PROC_SYS_NET', kind: 'string', help: 'the node\'s writable net sysctls (a container\'s /proc/sys is read-only: the DaemonSet mounts the host\'s /proc/sys/net at /host/proc/sys/net)' },
   { key: 'mode', flag: 'forwarding-mode', env: 'PHAROS_FORWARDING_MODE', kind: 'string', choices: ['snat', 'dsr'], help: 'forwarding mode of services without the lb.pharos.io/forwarding-mode annotation: snat, or dsr (direct server return: the client address kept; backends on the segment by MAC rewrite, others in IPIP/IP6IP6, per lb.pharos.io/dsr-dispatch)' },
+  { key: 'dsrHandoffSeconds', flag: 'dsr-handoff-seconds', env: 'PHAROS_DSR_HANDOFF_SECONDS', kind: 'number', help: 'backend role: seconds the Maglev table from before a backend change is kept, so a TCP packet of an established flow sent here with no socket for it is handed to its previous owner (0: never)' },
   { key: 'role', flag: 'role', env: 'PHAROS_ROLE', kind: 'string', choices: ['lb', 'backend'], help: 'lb (default), or backend: a DSR backend host (manifests mode) — only the IPIP/IP6IP6 decapsulation program, and the VIPs of services with endpoints here on lo' },
   { key: 'logLevel', flag: 'log-level', env: 'PHAROS_LOG_LEVEL', kind: 'string', choices: ['debug', 'info', 'warn', 'error'], help: 'log level' },
   { key: 'logFormat', flag: 'log-format', env: 'PHAROS_LOG_FORMAT', kind: 'string', choices: ['text', 'json'], help: 'log format' },
@@ -155,6 +158,7 @@ export function defaults(host = hostname()): AgentConfig {
     procSysNet: '/proc/sys/net',
     mode: 'snat',
     role: 'lb',
+    dsrHandoffSeconds: 300,
     logLevel: 'info',
     logFormat: 'text',
     namespace: 'pharos-system',

@@ -23,8 +23,10 @@ import { promisify } from 'node:util';
 import { objectKey, type EndpointSlice, type Kind, type Service } from '../model/types.js';
 import type { AgentController, ChangeSet } from '../store/controller.js';
 import type { SnapshotOf } from '../store/store.js';
-import { serviceKeyOfSlice } from './desired.js';
-import { loadDecap, type LoadedDecap } from './decap.js';
+import { frontendsForService, serviceKeyOfSlice, slicesByService } from './desired.js';
+import { loadDecap, type LoadedDecap, type PreviousTable } from './decap.js';
+import { buildMaglevTable, maglevTableSize, MaglevError, type MaglevSizing } from './maglev.js';
+import type { Frontend } from '../model/types.js';
 import type { NativeAddon } from '../native/libbpf.js';
 import type { Logger } from '../model/log.js';
 
@@ -56,6 +58,86 @@ export function servedVips(services: Iterable<Service>, slices: Iterable<Endpoin
   return out;
 }
 
+/**
+ * The owner (backend address) of each slot of the Maglev table the LB nodes
+ * build for `f` — the planner's rule (plan.ts): active backends with a
+ * weight, members ordered by address|port, M from the backend count.
+ * Undefined when there is no table (no eligible backend, too many).
+ */
+export function maglevOwners(f: Frontend, sizing: MaglevSizing): string[] | undefined {
+  const eligible = f.backends.filter((b) => b.state === 'active' && b.weight > 0);
+  if (eligible.length === 0) return undefined;
+  try {
+    const size = maglevTableSize(eligible.length, sizing);
+    const members = eligible.map((b) => ({ key: `${b.address}|${b.port}`, weight: b.weight, address: b.address })).sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const index = buildMaglevTable(members, size.m, size.fullRatio ? undefined : 1);
+    return Array.from(index, (i) => members[i]!.address);
+  } catch (err) {
+    if (err instanceof MaglevError) return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Per TCP frontend, the table before the last change of its backends, kept
+ * for `keepMs` (pure: the caller gives the time). Flows the change moved to
+ * a backend that has no socket for them are handed to their owner there.
+ */
+export class PreviousTables {
+  private readonly current = new Map<string, { frontend: Frontend; owners: string[]; sig: string }>();
+  private readonly previous = new Map<string, { table: PreviousTable; until: number }>();
+
+  constructor(private readonly keepMs: number, private readonly sizing: MaglevSizing) {}
+
+  /** Every TCP frontend as it is now. Returns: whether the previous tables changed. */
+  update(frontends: readonly Frontend[], now: number): boolean {
+    let changed = this.expire(now);
+    const seen = new Set<string>();
+    for (const f of frontends) {
+      if (f.protocol !== 'TCP') continue;
+      const key = `${f.address}|${f.port}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      const owners = maglevOwners(f, this.sizing);
+      const sig = owners ? owners.join(',') : '';
+      const cur = this.current.get(key);
+      if (cur?.sig === sig) continue;
+      if (cur && cur.sig !== '' && this.keepMs > 0) {
+        this.previous.set(key, { table: { address: f.address, port: f.port, protocol: 'TCP', owners: cur.owners }, until: now + this.keepMs });
+        changed = true;
+      }
+      if (owners) this.current.set(key, { frontend: f, owners, sig });
+      else this.current.delete(key);
+    }
+    for (const key of [...this.current.keys()]) if (!seen.has(key)) this.current.delete(key);
+    return changed;
+  }
+
+  /** Drops tables past their time. Returns: whether any went. */
+  expire(now: number): boolean {
+    let changed = false;
+    for (const [key, p] of this.previous) {
+      if (p.until <= now) {
+        this.previous.delete(key);
+        changed = true;
+      }
+    }
+    return changed;
+  }
+
+  tables(): PreviousTable[] {
+    return [...this.previous.values()].map((p) => p.table);
+  }
+
+  /** When the next table expires (Infinity: none kept). */
+  nextExpiry(): number {
+    return Math.min(Infinity, ...[...this.previous.values()].map((p) => p.until));
+  }
+}
+
+/** How long a previous table is kept: the longest established flow a backend change should not break. */
+export const PREVIOUS_TABLE_KEEP_MS = 5 * 60_000;
+
 export interface BackendRoleOptions {
   addon: NativeAddon;
   pinDir: string;
@@ -64,6 +146,11 @@ export interface BackendRoleOptions {
   procSysNet: string;
   /** Where the VIPs this agent put on lo are remembered, so a restart removes the ones no longer served. */
   stateDir: string;
+  /** The LB nodes' Maglev sizing and hash seed: the previous tables must be theirs. */
+  maglev: MaglevSizing;
+  hashSeed: number;
+  /** How long a previous table is kept (0: no hand-off; default PREVIOUS_TABLE_KEEP_MS). */
+  handoffMs?: number;
   isOurService: (svc: Service) => boolean;
   log: Pick<Logger, 'info' | 'warn'>;
 }
@@ -74,13 +161,19 @@ export class BackendRoleController implements AgentController<BackendRoleKind> {
   private decap: LoadedDecap | undefined;
   /** VIPs this agent put on lo (removed again when no longer served). */
   private readonly onLo = new Set<string>();
+  private readonly previous: PreviousTables;
+  private expiryTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly o: BackendRoleOptions) {}
+  constructor(private readonly o: BackendRoleOptions) {
+    this.previous = new PreviousTables(o.handoffMs ?? PREVIOUS_TABLE_KEEP_MS, o.maglev);
+  }
 
   /** Loads and attaches the decapsulation program, and makes the host ARP-silent for lo's addresses. */
   start(): Array<{ interface: string; ifindex: number }> {
     for (const vip of this.remembered()) this.onLo.add(vip);
-    this.decap = loadDecap({ addon: this.o.addon, pinDir: this.o.pinDir });
+    this.decap = loadDecap({ addon: this.o.addon, pinDir: this.o.pinDir, hashSeed: this.o.hashSeed });
+    // A previous agent's tables are pinned but their times are gone with it: start without any.
+    this.decap.setPreviousTables([]);
     for (const scope of ['all', ...this.o.interfaces]) {
       writeFileSync(join(this.o.procSysNet, 'ipv4', 'conf', scope, 'arp_ignore'), '1');
       writeFileSync(join(this.o.procSysNet, 'ipv4', 'conf', scope, 'arp_announce'), '2');
@@ -97,6 +190,10 @@ export class BackendRoleController implements AgentController<BackendRoleKind> {
     const local = hostAddresses(this.onLo);
     const vips = servedVips(snap.services.values(), snap.endpointSlices.values(), { nodeName: this.o.nodeName, localAddresses: local, isOurService: this.o.isOurService });
     this.decap.setNodeAddresses(local);
+    // Previous tables before anything new is served here: a moved flow's first packet must find its owner.
+    const bySvc = slicesByService(snap.endpointSlices.values());
+    const frontends = [...snap.services.values()].flatMap((svc) => frontendsForService(svc, bySvc.get(objectKey(svc.meta)) ?? [], { nodeName: this.o.nodeName, isOurService: this.o.isOurService, nodeAddresses: [] }));
+    if (this.previous.update(frontends, Date.now())) this.publishPrevious();
     // The VIP first on lo, then in the map: a decapsulated packet must find its socket.
     for (const vip of vips) {
       if (this.onLo.has(vip)) continue;
@@ -113,7 +210,20 @@ export class BackendRoleController implements AgentController<BackendRoleKind> {
     if (added.length || removed.length) this.o.log.info('DSR backend: served service addresses changed', { added: added.join(',') || undefined, removed: removed.join(',') || undefined, serving: vips.size });
   }
 
+  /** Writes the previous tables and arms the timer that drops the next one to expire. */
+  private publishPrevious(): void {
+    this.decap?.setPreviousTables(this.previous.tables());
+    clearTimeout(this.expiryTimer);
+    const next = this.previous.nextExpiry();
+    if (next === Infinity) return;
+    this.expiryTimer = setTimeout(() => {
+      if (this.previous.expire(Date.now())) this.publishPrevious();
+    }, Math.max(0, next - Date.now()) + 10);
+    this.expiryTimer.unref();
+  }
+
   stop(): void {
+    clearTimeout(this.expiryTimer);
     // Left attached with its pinned maps, the VIPs left on lo: a restarted agent finds them serving (no packet lost).
     this.decap?.close();
   }

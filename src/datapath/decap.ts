@@ -7,14 +7,14 @@
  */
 import { join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
-import { readAddr, writeAddr } from './abi.js';
+import { encodeRodata, readAddr, RODATA_DEFAULTS, writeAddr } from './abi.js';
 import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type NativeAddon } from '../native/libbpf.js';
 
 /** The C enum ph_dc_stat, in order (test/datapath/decap-fixtures.test.ts compares). */
-export const DECAP_STAT_REASONS = ['decap', 'not_node', 'not_vip', 'malformed', 'inner_proto', 'nested', 'fragment', 'fail'] as const;
+export const DECAP_STAT_REASONS = ['decap', 'not_node', 'not_vip', 'malformed', 'inner_proto', 'nested', 'fragment', 'fail', 'handoff'] as const;
 export type DecapStatReason = (typeof DECAP_STAT_REASONS)[number];
 
-export const DECAP_MAP = { vips: 'ph_dc_vips', nodes: 'ph_dc_nodes', stats: 'ph_dc_stats' } as const;
+export const DECAP_MAP = { vips: 'ph_dc_vips', nodes: 'ph_dc_nodes', stats: 'ph_dc_stats', prevFrontends: 'ph_dc_prev_fe', prevSlots: 'ph_dc_prev_slot' } as const;
 export const DECAP_PROGRAM = 'pharos_tc_decap';
 /**
  * tc ingress filter of the decapsulation program: its own handle, and a
@@ -34,6 +34,23 @@ export function encodeDecapAddr(address: string): Buffer {
 
 export function decodeDecapAddr(key: Buffer): string {
   return readAddr(key, 0, key[16] === AF_INET ? AF_INET : AF_INET6);
+}
+
+/** A frontend's previous Maglev table as the LB nodes held it: the owner (backend address) of each of its M slots. */
+export interface PreviousTable {
+  address: string;
+  port: number;
+  protocol: 'TCP' | 'UDP';
+  owners: readonly string[];
+}
+
+/** Key of ph_dc_prev_fe: the inner destination (16 address bytes, port, protocol, family). */
+export function encodeDecapFrontend(t: Pick<PreviousTable, 'address' | 'port' | 'protocol'>): Buffer {
+  const b = Buffer.alloc(20);
+  b[19] = writeAddr(b, 0, t.address) === 'IPv4' ? AF_INET : AF_INET6;
+  b.writeUInt16BE(t.port, 16);
+  b[18] = t.protocol === 'TCP' ? 6 : 17;
+  return b;
 }
 
 export class LoadedDecap {
@@ -67,6 +84,30 @@ export class LoadedDecap {
   /** This host's addresses: the outer destinations accepted. */
   setNodeAddresses(addresses: Iterable<string>): { added: string[]; removed: string[] } {
     return this.setMap(DECAP_MAP.nodes, addresses);
+  }
+
+  /**
+   * The previous tables the hand-off reads (bpf/lib/handoff.h), replacing
+   * whatever was there: slots first, then the frontends that point at them.
+   */
+  setPreviousTables(tables: readonly PreviousTable[]): void {
+    const fronts = this.object.map(DECAP_MAP.prevFrontends);
+    const slots = this.object.map(DECAP_MAP.prevSlots);
+    for (const k of fronts.keys()) fronts.delete(k);
+    for (const k of slots.keys()) slots.delete(k);
+    tables.forEach((t, i) => {
+      const id = i + 1;
+      t.owners.forEach((owner, slot) => {
+        const key = Buffer.alloc(8);
+        key.writeUInt32LE(id, 0);
+        key.writeUInt32LE(slot, 4);
+        slots.update(key, encodeDecapAddr(owner));
+      });
+      const value = Buffer.alloc(8);
+      value.writeUInt32LE(t.owners.length, 0);
+      value.writeUInt32LE(id, 4);
+      fronts.update(encodeDecapFrontend(t), value);
+    });
   }
 
   map(name: string): BpfMap {
@@ -118,10 +159,18 @@ export class LoadedDecap {
  * pinned there (ph_dc_*), so a restarted agent keeps serving what the
  * previous one programmed; its first set* calls change only the difference.
  */
-export function loadDecap(opts: { addon: NativeAddon; pinDir?: string; objectPath?: string }): LoadedDecap {
+export function loadDecap(opts: { addon: NativeAddon; pinDir?: string; objectPath?: string; hashSeed?: number }): LoadedDecap {
   const object = opts.addon.openObject(opts.objectPath ?? ensureBpfObject('decap'));
   try {
-    if (opts.pinDir) for (const name of Object.values(DECAP_MAP)) object.setPinPath(name, join(opts.pinDir, name));
+    const own = new Set<string>(Object.values(DECAP_MAP));
+    for (const name of object.mapNames()) {
+      if (name.includes('.')) continue; // libbpf's internal maps (.rodata)
+      // The hand-off (handoff.h) hashes flows as the LB does, through maps.h, which declares every LB map: none is used here.
+      if (!own.has(name)) object.setAutocreate(name, false);
+      // Counters start again with each agent (Prometheus counters may): a pinned copy would only tie its size to an older build.
+      else if (opts.pinDir && name !== DECAP_MAP.stats) object.setPinPath(name, join(opts.pinDir, name));
+    }
+    object.setRodata('cfg_hash_seed', encodeRodata('cfg_hash_seed', (opts.hashSeed ?? RODATA_DEFAULTS.cfg_hash_seed) >>> 0));
     object.load();
     return new LoadedDecap(opts.addon, object, object.program(DECAP_PROGRAM));
   } catch (err) {

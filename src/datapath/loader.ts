@@ -13,6 +13,7 @@ import { execFileSync } from 'node:child_process';
 import { basename, join } from 'node:path';
 import { ensureBpfObject } from './bpf-build.js';
 import { BpfError, type BpfMap, type BpfObject, type BpfProgram, type MapType, type NativeAddon, type XdpMode } from '../native/libbpf.js';
+import { DECAP_MAP } from './decap.js';
 import { encodeIfMac, encodeRodata, HOOK_BUILD, MAP, MAX_ENTRIES, PROG, RODATA_DEFAULTS, SIZE, u32Key, type IngressHook, type MapRole, type RodataName } from './abi.js';
 import { chooseXdpMode, interfaceFacts, type AttachMode } from './xdp-mode.js';
 
@@ -457,7 +458,7 @@ export function mapMemory(maps: Partial<Record<MapRole, BpfMap>>): Array<{ map: 
 /** Remove every pinned map of ours under pinDir (drops established flows; for tests and `pharos bpf reset`). */
 export function removePins(pinDir: string): void {
   if (!existsSync(pinDir)) return;
-  const ours = new Set<string>([...Object.values(MAP), pinPathOf('', 'progs', 'tc')]);
+  const ours = new Set<string>([...Object.values(MAP), pinPathOf('', 'progs', 'tc'), ...Object.values(DECAP_MAP)]);
   for (const f of readdirSync(pinDir)) if (ours.has(f)) rmSync(join(pinDir, f));
   if (readdirSync(pinDir).length === 0) rmSync(pinDir, { recursive: true });
 }

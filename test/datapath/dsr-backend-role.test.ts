@@ -3,8 +3,9 @@
  * and holds on lo — those of services with a ready endpoint on this host.
  */
 import t from 'tap';
-import { servedVips } from '../../src/datapath/backend-role.js';
-import type { EndpointSlice, Service } from '../../src/model/types.js';
+import { maglevOwners, PreviousTables, servedVips } from '../../src/datapath/backend-role.js';
+import { DatapathPlanner } from '../../src/datapath/plan.js';
+import type { EndpointSlice, Frontend, Service } from '../../src/model/types.js';
 
 function service(name: string, ingress: string[], extra: Partial<Service> = {}): Service {
   return {
@@ -40,4 +41,39 @@ t.test('only services with a ready endpoint here, by address or node name; ingre
   ];
   const vips = servedVips(services, slices, { nodeName: 'be-1', localAddresses: new Set(['198.18.2.2']), isOurService: (s) => s.loadBalancerClass === undefined });
   t.same([...vips].sort(), ['198.51.100.1', '198.51.100.3', '2001:db8:100::1', '203.0.113.9']);
+});
+
+function frontend(addresses: string[], extra: Partial<Frontend> = {}): Frontend {
+  return {
+    service: 'ns/web', kind: 'LoadBalancer', address: '198.51.100.1', port: 80, protocol: 'TCP',
+    backends: addresses.map((address) => ({ address, port: 80, weight: 1, state: 'active' as const })),
+    sessionAffinity: false, sessionAffinityTimeoutSeconds: 0, localOnly: false, sourceRanges: [], forwardingMode: 'dsr', ...extra,
+  };
+}
+
+t.test('maglevOwners is the table the LB planner publishes, slot for slot', async (t) => {
+  const sizing = { max: 65521 };
+  for (const addrs of [['198.18.2.2', '198.18.2.3'], ['198.18.2.3', '198.18.2.2', '198.18.2.4'], ['2001:db8:2::2']]) {
+    const f = frontend(addrs, addrs[0]!.includes(':') ? { address: '2001:db8:100::1' } : {});
+    const p = new DatapathPlanner({ maglev: sizing, maxFrontends: 16, maxBackends: 16, maxTables: 16 });
+    const ops = p.plan(new Map([[f.service, [f]]]), { full: true });
+    const byId = new Map(ops.addBackends.map((b) => [b.id, b.address]));
+    t.same(maglevOwners(f, sizing), Array.from(ops.addTables[0]!.slots, (id) => byId.get(id)), `${addrs.join(', ')}`);
+  }
+  t.equal(maglevOwners(frontend([]), sizing), undefined, 'no backends, no table');
+});
+
+t.test('PreviousTables keeps the table from before a change for its time, then drops it', async (t) => {
+  const prev = new PreviousTables(1000, { max: 65521 });
+  t.notOk(prev.update([frontend(['198.18.2.2', '198.18.2.3'])], 0), 'the first sight is no change');
+  t.same(prev.tables(), []);
+  t.notOk(prev.update([frontend(['198.18.2.2', '198.18.2.3'])], 10), 'the same backends: nothing');
+  t.ok(prev.update([frontend(['198.18.2.2', '198.18.2.3', '198.18.2.4'])], 20), 'a backend added');
+  const [table] = prev.tables();
+  t.same(table?.owners, maglevOwners(frontend(['198.18.2.2', '198.18.2.3']), { max: 65521 }), 'the table before the change');
+  t.same(new Set(table!.owners), new Set(['198.18.2.2', '198.18.2.3']));
+  t.notOk(prev.update([frontend(['198.18.2.2', '198.18.2.3', '198.18.2.4'], { protocol: 'UDP' })], 30), 'UDP frontends have none (no connection to hand off)');
+  t.equal(prev.nextExpiry(), 1020);
+  t.ok(prev.expire(1020), 'expired');
+  t.same(prev.tables(), []);
 });

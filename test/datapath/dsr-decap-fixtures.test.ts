@@ -15,6 +15,9 @@ import { hexDiff, IPPROTO, pkt } from '../../src/lab/packet.js';
 import { loadAddon } from '../../src/native/libbpf.js';
 import { BPF_SOURCE_DIR } from '../../src/datapath/bpf-build.js';
 import { DECAP_STAT_REASONS, loadDecap, type DecapStatReason, type LoadedDecap } from '../../src/datapath/decap.js';
+import { flowHash } from '../../src/datapath/maglev.js';
+import { encodeFlow, RODATA_DEFAULTS } from '../../src/datapath/abi.js';
+import { withLab } from '../support/lab.js';
 
 /** This host (the backend), the LB that encapsulates, the served VIPs and a client, v4 and v6. */
 const [NODE4, NODE6, LB4, LB6, VIP4, VIP6, CLIENT4, CLIENT6] = ['198.18.5.2', '2001:db8:5::2', '198.18.4.254', '2001:db8:4::fe', '198.51.100.60', '2001:db8:100::60', '203.0.113.7', '2001:db8:9::7'] as const;
@@ -56,9 +59,14 @@ function encap(outer: Fam, innerFrame: Buffer, opts: { to?: string; proto?: numb
   return b.payload(innerFrame.subarray(14)).build();
 }
 
-function run(t: Test, input: Buffer, want: { verdict: number; output?: Buffer; stats: Partial<Record<DecapStatReason, number>> }): void {
+function run(t: Test, input: Buffer, want: { verdict: number; output?: Buffer; stats: Partial<Record<DecapStatReason, number>> }, where?: { netns: string; ifindex: number }): void {
   const before = decap!.counters();
-  const res = addon!.testRun(decap!.program.fd, { data: input });
+  let ctxIn: Buffer | undefined;
+  if (where) {
+    ctxIn = Buffer.alloc(192); // struct __sk_buff: only ifindex (offset 40) set, the device the frame arrives on
+    ctxIn.writeUInt32LE(where.ifindex, 40);
+  }
+  const res = addon!.testRun(decap!.program.fd, { data: input, ...(where ? { netns: where.netns, ctxIn } : {}) });
   const after = decap!.counters();
   t.equal(res.retval | 0, want.verdict, 'verdict');
   if (want.output) {
@@ -102,4 +110,55 @@ t.test('hostile or broken input addressed to us: dropped, counted', { skip }, as
   t.test('nested: IPIP inside IPIP to the VIP', async (t) => run(t, encap(4, inner(4, IPPROTO.IPIP)), { verdict: TC.SHOT, stats: { nested: 1 } }));
   t.test('nested: IP6IP6 inside IP6IP6 to the VIP', async (t) => run(t, encap(6, inner(6, IPPROTO.IPV6)), { verdict: TC.SHOT, stats: { nested: 1 } }));
   t.test('a bare outer header, nothing inside', async (t) => run(t, encap(6, inner(6, 'tcp')).subarray(0, 14 + 40 + 4), { verdict: TC.SHOT, stats: { malformed: 1 } }));
+});
+
+/*
+ * Hand-off (bpf/lib/handoff.h): the previous table of VIP4:80 / VIP6:80 says
+ * every flow was PREV's; this host has no socket for any of them. Run in a
+ * namespace where PREV is on eth0's segment, so the FIB answers.
+ */
+const PREV4 = '198.18.5.3';
+const PREV6 = '2001:db8:5::3';
+const TC_REDIRECT = 7;
+
+function ack(f: Fam, flags = 'A'): Buffer {
+  const b = pkt().eth(MACS);
+  if (f === 4) b.ipv4({ src: CLIENT4, dst: VIP4, id: 9, flags: 'DF', ttl: 63 });
+  else b.ipv6({ src: CLIENT6, dst: VIP6, hopLimit: 63 });
+  return b.tcp({ sport: 40100, dport: 80, flags, seq: 5, ack: 7 }).payload('mid-flow').build();
+}
+
+t.test('hand-off: a mid-flow TCP packet with no socket here goes on, marked, to its previous owner; the rest is delivered here', { skip }, async (t) => {
+  const lab = await withLab(t, 'phdcf');
+  await lab.addNamespace('be');
+  await lab.addLink({ ns: 'be', ifname: 'eth0', addrs: [`${NODE4}/24`, `${NODE6}/64`] }, { ns: 'be', ifname: 'peer0' });
+  const where = { netns: lab.nsPath('be'), ifindex: addon!.ifIndex('eth0', lab.nsPath('be')) };
+  const table = (address: string, owner: string) => ({ address, port: 80, protocol: 'TCP' as const, owners: Array.from({ length: 251 }, () => owner) });
+  decap!.setPreviousTables([table(VIP4, PREV4), table(VIP6, PREV6)]);
+  t.teardown(() => decap!.setPreviousTables([]));
+  t.equal(flowHash(encodeFlow({ src: CLIENT4, dst: VIP4, sport: 40100, dport: 80, proto: 6 }), RODATA_DEFAULTS.cfg_hash_seed) % 251 >= 0, true, 'the flow hash the program computes is the LB\'s (same seed)');
+
+  t.test('IPIP: outer destination now the previous owner, IP ID 1 (handed off), checksum valid', async (t) => {
+    const input = encap(4, ack(4));
+    const want = pkt().eth(MACS).ipv4({ src: LB4, dst: PREV4, ttl: 64, id: 1, flags: 'DF', proto: IPPROTO.IPIP }).payload(ack(4).subarray(14)).build();
+    run(t, input, { verdict: TC_REDIRECT, output: want, stats: { handoff: 1 } }, where);
+  });
+  t.test('IP6IP6: outer destination the previous owner, flow label bit 19 set', async (t) => {
+    const input = encap(6, ack(6));
+    const want = pkt().eth(MACS).ipv6({ src: LB6, dst: PREV6, hopLimit: 64, nextHeader: IPPROTO.IPV6, flowLabel: 1 << 19 }).payload(ack(6).subarray(14)).build();
+    run(t, input, { verdict: TC_REDIRECT, output: want, stats: { handoff: 1 } }, where);
+  });
+  t.test('a SYN starts a connection here: decapsulated', async (t) => run(t, encap(4, ack(4, 'S')), { verdict: TC.OK, output: ack(4, 'S'), stats: { decap: 1 } }, where));
+  t.test('already handed off once (IP ID 1): decapsulated here, never sent on again', async (t) => {
+    const marked = pkt().eth(MACS).ipv4({ src: LB4, dst: NODE4, ttl: 64, id: 1, flags: 'DF', proto: IPPROTO.IPIP }).payload(ack(4).subarray(14)).build();
+    run(t, marked, { verdict: TC.OK, output: ack(4), stats: { decap: 1 } }, where);
+  });
+  t.test('the previous owner is this host: decapsulated here', async (t) => {
+    decap!.setPreviousTables([table(VIP4, NODE4)]);
+    run(t, encap(4, ack(4)), { verdict: TC.OK, output: ack(4), stats: { decap: 1 } }, where);
+  });
+  t.test('no previous table: decapsulated here', async (t) => {
+    decap!.setPreviousTables([]);
+    run(t, encap(4, ack(4)), { verdict: TC.OK, output: ack(4), stats: { decap: 1 } }, where);
+  });
 });

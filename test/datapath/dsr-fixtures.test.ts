@@ -193,13 +193,14 @@ for (const f of [4, 6] as const) {
 /**
  * What encapsulated dispatch must send: Ethernet to the next hop toward
  * the backend, an outer header from the LB's egress address (fb0's) to the
- * backend — IPv4: DF, TTL 64, protocol 4; IPv6: the flow hash in the flow
- * label, next header 41 — and then the client's packet byte for byte.
+ * backend — IPv4: DF, TTL 64, protocol 4; IPv6: 19 bits of the flow hash
+ * in the flow label (bit 19 is the backends' hand-off mark), next header 41
+ * — and then the client's packet byte for byte.
  */
 function encapsulated(f: Fam, input: Buffer, backend: string, nextHopMac: string, hash: number): Buffer {
   const outer = pkt().eth({ src: MAC.fb0, dst: nextHopMac });
   if (f === 4) outer.ipv4({ src: ADDR.snat4, dst: backend, id: 0, flags: 'DF', ttl: 64, proto: IPPROTO.IPIP });
-  else outer.ipv6({ src: ADDR.snat6, dst: backend, hopLimit: 64, nextHeader: IPPROTO.IPV6, flowLabel: hash & 0xfffff });
+  else outer.ipv6({ src: ADDR.snat6, dst: backend, hopLimit: 64, nextHeader: IPPROTO.IPV6, flowLabel: hash & 0x7ffff });
   return outer.payload(input.subarray(14)).build();
 }
 
