@@ -37,15 +37,17 @@ type BackendRoleKind = 'Service' | 'EndpointSlice';
 
 /**
  * The service addresses this host serves as a DSR backend (pure): those of
- * services of ours (LoadBalancer ingress, external IPs) with a ready
- * endpoint that is this node (by nodeName) or one of its addresses.
+ * services of ours (LoadBalancer ingress, external IPs) with a ready (or
+ * terminating but still serving) endpoint that is this node (by nodeName)
+ * or one of its addresses.
  */
 export function servedVips(services: Iterable<Service>, slices: Iterable<EndpointSlice>, opts: {
   nodeName: string; localAddresses: ReadonlySet<string>; isOurService: (svc: Service) => boolean;
 }): Set<string> {
   const local = new Set<string>();
   for (const slice of slices) {
-    const here = slice.endpoints.some((e) => e.ready &&
+    // A terminating endpoint that still serves keeps its VIP: the hand-off brings it its established flows.
+    const here = slice.endpoints.some((e) => (e.ready || (e.serving && e.terminating)) &&
       (e.nodeName === opts.nodeName || e.addresses.some((a) => opts.localAddresses.has(a))));
     if (here) local.add(serviceKeyOfSlice(slice));
   }

@@ -16,11 +16,11 @@ function service(name: string, ingress: string[], extra: Partial<Service> = {}):
   } as Service;
 }
 
-function slice(svc: string, endpoints: Array<{ address: string; ready?: boolean; nodeName?: string }>): EndpointSlice {
+function slice(svc: string, endpoints: Array<{ address: string; ready?: boolean; terminating?: boolean; nodeName?: string }>): EndpointSlice {
   return {
     kind: 'EndpointSlice', meta: { name: `${svc}-1`, namespace: 'ns', labels: { 'kubernetes.io/service-name': svc }, annotations: {} }, serviceName: svc, addressType: 'IPv4',
     ports: [{ name: 'http', port: 80, protocol: 'TCP' }],
-    endpoints: endpoints.map((e) => ({ addresses: [e.address], ready: e.ready ?? true, serving: true, terminating: false, weight: 1, ...(e.nodeName ? { nodeName: e.nodeName } : {}) })),
+    endpoints: endpoints.map((e) => ({ addresses: [e.address], ready: e.ready ?? true, serving: true, terminating: e.terminating ?? false, weight: 1, ...(e.nodeName ? { nodeName: e.nodeName } : {}) })),
   } as EndpointSlice;
 }
 
@@ -31,6 +31,7 @@ t.test('only services with a ready endpoint here, by address or node name; ingre
     service('by-name', ['198.51.100.3']),
     service('not-ready', ['198.51.100.4']),
     service('not-ours', ['198.51.100.5'], { loadBalancerClass: 'other' }),
+    service('draining', ['198.51.100.6']),
   ];
   const slices = [
     slice('here', [{ address: '198.18.2.2' }, { address: '198.18.2.3' }]),
@@ -38,9 +39,10 @@ t.test('only services with a ready endpoint here, by address or node name; ingre
     slice('by-name', [{ address: '10.0.0.7', nodeName: 'be-1' }]),
     slice('not-ready', [{ address: '198.18.2.2', ready: false }]),
     slice('not-ours', [{ address: '198.18.2.2' }]),
+    slice('draining', [{ address: '198.18.2.2', ready: false, terminating: true }]),
   ];
   const vips = servedVips(services, slices, { nodeName: 'be-1', localAddresses: new Set(['198.18.2.2']), isOurService: (s) => s.loadBalancerClass === undefined });
-  t.same([...vips].sort(), ['198.51.100.1', '198.51.100.3', '2001:db8:100::1', '203.0.113.9']);
+  t.same([...vips].sort(), ['198.51.100.1', '198.51.100.3', '198.51.100.6', '2001:db8:100::1', '203.0.113.9'], 'a terminating endpoint that still serves keeps its VIP');
 });
 
 function frontend(addresses: string[], extra: Partial<Frontend> = {}): Frontend {
