@@ -33,7 +33,7 @@ import { readReasonCounters, type ReasonCounters } from '../src/datapath/stats.j
 import type { Frontend } from '../src/model/types.js';
 import { Lab } from '../src/lab/netns.js';
 import { writeBenchChart } from './lib/bench-charts.js';
-import { median } from './lib/stats.js';
+import { median, movedCounters } from './lib/stats.js';
 import { connectionsPerSecond, tcpbench } from './lib/tcpbench.js';
 
 const PREFIX = 'phatt';
@@ -139,15 +139,6 @@ async function arpAnswers(lab: Lab, c: Chain): Promise<{ answered: number; rttUs
   return { answered: rtts.length, rttUsMedian: Math.round(median(rtts)) };
 }
 
-function diffCounters(after: ReasonCounters, before: ReasonCounters): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const k of Object.keys(after) as Array<keyof ReasonCounters>) {
-    const d = Number(after[k] - before[k]);
-    if (d !== 0) out[k] = d;
-  }
-  return out;
-}
-
 interface ModeResult {
   mode: Mode;
   stream_gbps: number[];
@@ -224,7 +215,7 @@ async function main(): Promise<void> {
         mode: c.mode, stream_gbps: stream.get(c.mode)!, cps: cps.get(c.mode)!, cps_failed: failed.get(c.mode)!,
         arp: { answered: a.answered, asked: ARP_COUNT, rtt_us_median: a.rttUsMedian },
         egress_csum_completed: e,
-        counters: diffCounters(readReasonCounters(c.dp.maps.stats), c.counters0),
+        counters: movedCounters(readReasonCounters(c.dp.maps.stats), c.counters0),
       });
       log(`${c.mode}: stream ${median(stream.get(c.mode)!).toFixed(2)} Gbit/s, ${Math.round(median(cps.get(c.mode)!))} conn/s, ARP ${a.answered}/${ARP_COUNT} (${a.rttUsMedian} µs), egress csum completed: ${e.stream_gbps.toFixed(2)} Gbit/s ${Math.round(e.cps)} conn/s`);
     }

@@ -31,7 +31,7 @@ import { readReasonCounters, type ReasonCounters } from '../src/datapath/stats.j
 import type { Frontend } from '../src/model/types.js';
 import { Lab } from '../src/lab/netns.js';
 import { buildCluster } from '../src/lab/topology.js';
-import { median } from './lib/stats.js';
+import { median, movedCounters } from './lib/stats.js';
 import { connectionsPerSecond, tcpbench } from './lib/tcpbench.js';
 
 export const CPS_MODES = ['direct', 'pharos-snat', 'pharos-dsr', 'iptables'] as const;
@@ -140,15 +140,6 @@ export interface CpsResult {
   counters?: Record<string, number>;
 }
 
-function diffCounters(after: ReasonCounters, before: ReasonCounters): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const k of Object.keys(after) as Array<keyof ReasonCounters>) {
-    const d = Number(after[k] - before[k]);
-    if (d !== 0) out[k] = d;
-  }
-  return out;
-}
-
 /** Builds every mode's lab, runs `runs` interleaved rounds of `seconds` each, tears everything down. */
 export async function runCps(opts: { modes: readonly CpsMode[]; runs: number; seconds: number }): Promise<CpsResult[]> {
   const native = addon();
@@ -173,7 +164,7 @@ export async function runCps(opts: { modes: readonly CpsMode[]; runs: number; se
     }
     return rigs.map((rig) => ({
       mode: rig.mode, cps: cps.get(rig.mode)!, failed: failed.get(rig.mode)!,
-      ...(rig.dp && rig.counters0 ? { counters: diffCounters(readReasonCounters(rig.dp.maps.stats), rig.counters0) } : {}),
+      ...(rig.dp && rig.counters0 ? { counters: movedCounters(readReasonCounters(rig.dp.maps.stats), rig.counters0) } : {}),
     }));
   } finally {
     for (const rig of rigs) await closeRig(rig);

@@ -25,6 +25,7 @@ import { readReasonCounters, type ReasonCounters } from '../src/datapath/stats.j
 import type { Frontend } from '../src/model/types.js';
 import { Lab, run } from '../src/lab/netns.js';
 import { writeBenchChart } from './lib/bench-charts.js';
+import { median, movedCounters } from './lib/stats.js';
 
 // ---------------------------------------------------------------- parameters
 
@@ -71,12 +72,6 @@ const GEN_MODE: Record<Flows, number> = { '1': 0, '65000': 1, new: 2 };
 // ---------------------------------------------------------------- helpers
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function macBytes(mac: string): Buffer {
   return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
@@ -125,15 +120,6 @@ function xdpCtx(ifindex: number): Buffer {
   ctx.writeUInt32LE(FRAME_LEN, 4);
   ctx.writeUInt32LE(ifindex, 12);
   return ctx;
-}
-
-function diffReasons(after: ReasonCounters, before: ReasonCounters): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const k of Object.keys(after) as Array<keyof ReasonCounters>) {
-    const d = Number(after[k] - before[k]);
-    if (d !== 0) out[k] = d;
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------- generator
@@ -478,7 +464,7 @@ function nsPerPacket(native: NativeAddon, gen: Generator, dp: LoadedDatapath, ch
     detail: {
       empty_program_ns: empty, frame_writer_ns: frameOnly, frame_writer_plus_established_ns: estTotal, frame_writer_plus_new_flow_ns: newTotal,
       established_65000_flows_ns: net(est65Total),
-      counters_established: diffReasons(r1, r0), counters_established_65000: diffReasons(r65b, r65a), counters_new_flow: diffReasons(r2, r65b),
+      counters_established: movedCounters(r1, r0), counters_established_65000: movedCounters(r65b, r65a), counters_new_flow: movedCounters(r2, r65b),
     },
   };
 }
@@ -576,7 +562,7 @@ async function main(): Promise<void> {
         const r: Result = { mode: c.mode, flows, pps_median: Math.round(median(runs.get(c.mode)!)), pps_runs: runs.get(c.mode)! };
         results.push(r);
         const b = before.get(c.mode);
-        if (b && c.setup.reasons) counters[c.mode === 'pharos' ? flows : `${flows} (${c.mode})`] = diffReasons(c.setup.reasons(), b);
+        if (b && c.setup.reasons) counters[c.mode === 'pharos' ? flows : `${flows} (${c.mode})`] = movedCounters(c.setup.reasons(), b);
         log(`  ${c.mode} flows=${flows}: ${fmtMpps(r.pps_median)} Mpps (${r.pps_runs.map(fmtMpps).join(' ')})`);
       }
     }

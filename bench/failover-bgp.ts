@@ -3,18 +3,19 @@
  * without BFD. `PHAROS_BENCH_ONLY=bgp npm run bench:failover` runs only
  * these and merges them into the last results.
  *
- *                                     ┌ up0 [a: XDP, speaker] eth0 ┐
+ *                                     ┌ up0 [a: tc, speaker] eth0 ┐
  *   client ── c0 [rtr: bird2, multipath]                            ├ br0 ── be1, be2
- *                                     └ up0 [b: XDP, speaker] eth0 ┘
+ *                                     └ up0 [b: tc, speaker] eth0 ┘
  *
  * The lab is src/lab/ecmp-lab.ts, as in test/bgp/ecmp-scaleout.test.ts.
  *
- * Both nodes run the real XDP data path (same hash seed and Maglev table)
+ * Both nodes run the real data path (the tc build at tc ingress, as --xdp-mode
+ * auto picks on veth; same hash seed and Maglev table)
  * and a BgpSpeaker advertising the VIP; bird2 installs a two-path route
  * (L4 hash). The client opens a new HTTP connection every 10 ms (300 ms to
  * answer). "Hung" means what a frozen machine does, with no link change the
  * router could see: node a's speaker is stopped (SIGSTOP) and everything
- * arriving on its uplink is dropped (XDP detached and an nftables netdev
+ * arriving on its uplink is dropped (data path detached and an nftables netdev
  * drop-all in node a's namespace). The client sees about half its new
  * connections fail until bird drops node a's path: after BFD's detection
  * time (300 ms x 3) with BFD, after the 9 s hold time without.
@@ -37,10 +38,11 @@ import { PROJECT_ROOT } from '../src/datapath/bpf-build.js';
 import type { PeerSpec } from '../src/bgp/speaker.js';
 import { drainedPeers } from '../src/bgp/drain.js';
 import { SpeakerProcess } from '../src/lab/bgp/speaker-process.js';
-import { buildEcmpLab, ecmpFrontends, ecmpNodes, ecmpPeer, startEcmpBgp, startEcmpDatapath, stopEcmpDatapath } from '../src/lab/ecmp-lab.js';
+import { attachEcmpInterface, buildEcmpLab, ecmpFrontends, ecmpNodes, ecmpPeer, startEcmpBgp, startEcmpDatapath, stopEcmpDatapath } from '../src/lab/ecmp-lab.js';
 import { routerNextHops } from '../src/lab/topology.js';
 import { sleep, waitFor } from '../src/lab/wait.js';
 import { writeBenchChart } from './lib/bench-charts.js';
+import { median } from './lib/stats.js';
 
 const LAB_PREFIX = 'phbfdx';
 const VIP = '203.0.113.100';
@@ -78,12 +80,6 @@ export interface HungNodeResult {
   medians: { bfd: HungNodeRun; noBfd: HungNodeRun };
   settings: { bfd: typeof BFD; holdTimeSeconds: number; probeIntervalMs: number; probeTimeoutMs: number; runs: number };
   date: string;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 function medianRun(runs: HungNodeRun[]): HungNodeRun {
@@ -159,7 +155,7 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
       await sleep(1000);
       const { prober, lines, zero: proberZero } = await startProber();
       await sleep(1500);
-      // Hang node a: its agent stops, and nothing arriving on its uplink is handled any more.
+      // Hang node a: its speaker stops, and nothing arriving on its uplink is handled any more.
       const hangAt = performance.now();
       process.kill(a.speaker!.pid!, 'SIGSTOP');
       a.dp!.detach('up0', { netns: lab.nsPath('a') });
@@ -171,7 +167,7 @@ export async function measureBgpHungNode(runs: number, log: (line: string) => vo
       await new Promise((r) => (prober.exitCode === null ? prober.once('exit', r) : r(undefined)));
       // Bring node a back for the next run.
       await lab.exec('a', ['nft', 'delete', 'table', 'netdev', 'phbfd_hang']);
-      a.dp!.attachXdp('up0', { netns: lab.nsPath('a') });
+      attachEcmpInterface(lab, a, 'up0');
       process.kill(a.speaker!.pid!, 'SIGCONT');
       const hangProberMs = hangAt - proberZero;
       const sent = lines.map((l) => ({ t: Number(l.split(' ')[0]), ok: !/ fail /.test(l) })).filter((x) => x.t >= hangProberMs);
@@ -237,7 +233,7 @@ export function bgpHungNodeMarkdown(r: HungNodeResult): string[] {
   return [
     '## BGP: a hung LB node in ECMP (bench/failover-bgp.ts)',
     '',
-    `Two LB nodes (XDP data path + speaker) advertise one VIP to bird2 with multipath; node a hangs (speaker SIGSTOPped, uplink traffic dropped, no link change). Median of ${r.settings.runs} runs; the client opens a new connection every ${r.settings.probeIntervalMs} ms (${r.settings.probeTimeoutMs} ms to answer).`,
+    `Two LB nodes (data path + speaker) advertise one VIP to bird2 with multipath; node a hangs (speaker SIGSTOPped, uplink traffic dropped, no link change). Median of ${r.settings.runs} runs; the client opens a new connection every ${r.settings.probeIntervalMs} ms (${r.settings.probeTimeoutMs} ms to answer).`,
     '',
     '| event | failed-connection window: hang → last failed request (ms) | requests failed in the window | hang → router has one path (ms) | target |',
     '|---|---|---|---|---|',

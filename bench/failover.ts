@@ -40,6 +40,7 @@ import { L2Lab, NAMESPACE, longestGap, sleep, waitFor, LAB_PREFIX } from '../src
 import { addressLeaseName } from '../src/l2/election-core.js';
 import { bgpHungNodeMarkdown, bgpHungNodeSummary, measureBgpHungNode, updateBgpRowsOnly, withBgpSection } from './failover-bgp.js';
 import { writeBenchChart } from './lib/bench-charts.js';
+import { median } from './lib/stats.js';
 
 const RUNS = Number(process.env.PHAROS_BENCH_RUNS ?? 5);
 const SERVICES = 200;
@@ -58,12 +59,6 @@ interface Run {
   clientMovedMs: number;
   /** Probes that failed (timeout, refused) from the event to the end of the window. */
   failed: number;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
 async function main(): Promise<void> {

@@ -90,10 +90,7 @@ export async function startEcmpDatapath(lab: Lab, addon: NativeAddon, n: EcmpNod
   const sync = new DatapathSync(addon, dp.maps);
   n.sync = sync;
   sync.readState();
-  for (const ifname of ['up0', 'eth0']) {
-    dp.attachTcIngress(ifname, { netns: lab.nsPath(n.name) });
-    dp.attachTcEgress(ifname, { netns: lab.nsPath(n.name) });
-  }
+  for (const ifname of ['up0', 'eth0']) attachEcmpInterface(lab, n, ifname);
   sync.setNodeConfig({ snatV4: n.snat, portMin: 40000, portMax: 49999 });
   sync.touchLiveness();
   n.liveness = setInterval(() => sync.touchLiveness(), 500);
@@ -101,6 +98,12 @@ export async function startEcmpDatapath(lab: Lab, addon: NativeAddon, n: EcmpNod
   if (r.errors.length) throw new Error(JSON.stringify(r.errors));
   const backends = new Set(opts.frontends.flatMap((f) => f.backends.map((b) => b.address)));
   for (const address of backends) await lab.exec(n.name, ['ip', 'neigh', 'replace', address, 'dev', 'eth0', 'managed']);
+}
+
+/** Attaches node `n`'s loaded data path to `ifname` (tc ingress and egress), as at start (again after a detach). */
+export function attachEcmpInterface(lab: Lab, n: EcmpNode, ifname: string): void {
+  n.dp!.attachTcIngress(ifname, { netns: lab.nsPath(n.name) });
+  n.dp!.attachTcEgress(ifname, { netns: lab.nsPath(n.name) });
 }
 
 /** Stops node `n`'s liveness stamp, closes its data path and removes its pins. */
