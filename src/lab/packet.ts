@@ -18,7 +18,7 @@
 import { formatAddressBytes } from '../model/cidr.js';
 
 // The pcap reader and writer live with the lab's capture (src/lab/pcap.ts).
-export { readPcap, writePcap } from '../../src/lab/pcap.js';
+export { readPcap, writePcap } from './pcap.js';
 
 // ---------------------------------------------------------------------------
 // Addresses
