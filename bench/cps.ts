@@ -17,7 +17,7 @@
  * on the machine hits them alike. A connection: connect, the server closes,
  * the client reads EOF (bench/tools/tcpbench.c).
  *
- * Writes bench/results/cps.json and cps.md (a tmp dir when a BENCH_ knob is
+ * Writes bench/results/cps.json, cps.md and cps.svg (a tmp dir when a BENCH_ knob is
  * set). Knobs: BENCH_RUNS (5), BENCH_CPS_S (3), BENCH_MODES (comma list).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -31,6 +31,7 @@ import { readReasonCounters, type ReasonCounters } from '../src/datapath/stats.j
 import type { Frontend } from '../src/model/types.js';
 import { Lab } from '../src/lab/netns.js';
 import { buildCluster } from '../src/lab/topology.js';
+import { writeBenchChart } from './lib/bench-charts.js';
 import { median, movedCounters } from './lib/stats.js';
 import { connectionsPerSecond, tcpbench } from './lib/tcpbench.js';
 
@@ -200,6 +201,7 @@ async function main(): Promise<void> {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'cps.json'), JSON.stringify({ kernel: release(), load, runs, seconds, results }, null, 2) + '\n');
   writeFileSync(join(dir, 'cps.md'), cpsMarkdown(results, { load, runs, seconds }));
+  writeBenchChart('cps', dir);
   for (const r of results) log(`${r.mode}: ${Math.round(median(r.cps))} conn/s (median), ${r.failed} failed`);
   log(`wrote ${join(dir, 'cps.md')}`);
 }

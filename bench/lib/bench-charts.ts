@@ -7,13 +7,10 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stackCharts, type BarChart, type Chart } from './svg-chart.js';
+import { median } from './stats.js';
 
 export const RESULTS_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'results');
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
 
 interface DatapathResults { results: { mode: string; flows: string; pps_median: number }[]; kernel?: string }
 
@@ -38,6 +35,16 @@ export function attachCharts(r: AttachResults): Chart[] {
     { kind: 'bars', title: 'Attach mode on veth: one TCP stream (median)', yLabel: 'Gbit/s', groups: modes, series: [{ name: 'stream', values: r.results.map((x) => median(x.stream_gbps)) }] },
     { kind: 'bars', title: 'Attach mode on veth: new connections per second (median)', yLabel: 'connections/s', groups: modes, series: [{ name: 'connections/s', values: r.results.map((x) => median(x.cps)) }] },
   ];
+}
+
+interface CpsResults { results: Array<{ mode: string; cps: number[] }> }
+
+/** TCP connections per second through each LB mode (median of the runs). */
+export function cpsCharts(r: CpsResults): Chart[] {
+  return [{
+    kind: 'bars', title: 'TCP connections per second through the LB (median)', yLabel: 'connections/s',
+    groups: r.results.map((x) => x.mode), series: [{ name: 'connections/s', values: r.results.map((x) => median(x.cps)) }],
+  }];
 }
 
 interface FailoverRun { gapMs: number; takeoverMs: number; clientMovedMs: number }
@@ -156,6 +163,7 @@ export function fuzzCharts(r: FuzzResults): Chart[] {
 export const BENCH_CHARTS: Record<string, (results: any) => Chart[]> = {
   datapath: datapathCharts,
   attach: attachCharts,
+  cps: cpsCharts,
   failover: failoverCharts,
   soak: soakCharts,
   scale: scaleCharts,
