@@ -154,24 +154,9 @@ export function registerBgpMetrics(registry: client.Registry, getSpeaker: () => 
       for (const p of peers()) if (p.bfd) this.inc({ peer: p.id }, p.bfdDrops);
     },
   });
-  new client.Counter({
-    name: 'pharos_bgp_max_prefix_exceeded_total',
-    help: 'Times a neighbor announced more prefixes than its maxPrefixes limit (restart: session reset with Cease/Maximum Number of Prefixes Reached; drop: routes past it ignored)',
-    labelNames: ['peer'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of peers()) this.inc({ peer: p.id }, p.counters.maxPrefixExceeded);
-    },
-  });
-  new client.Counter({
-    name: 'pharos_bgp_received_prefixes_dropped_total',
-    help: 'Prefixes a neighbor announced past its maxPrefixes limit and that were ignored (maxPrefixAction drop)',
-    labelNames: ['peer'] as const,
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const p of peers()) this.inc({ peer: p.id }, p.counters.prefixesDropped);
-    },
-  });
+  perPeer(client.Counter, 'pharos_bgp_max_prefix_exceeded_total',
+    'Times a neighbor announced more prefixes than its maxPrefixes limit (restart: session reset with Cease/Maximum Number of Prefixes Reached; drop: routes past it ignored)',
+    (p) => p.counters.maxPrefixExceeded);
+  perPeer(client.Counter, 'pharos_bgp_received_prefixes_dropped_total',
+    'Prefixes a neighbor announced past its maxPrefixes limit and that were ignored (maxPrefixAction drop)', (p) => p.counters.prefixesDropped);
 }
