@@ -29,6 +29,11 @@ export interface RowSpec {
 
 const I = 'instance=~"$instance"';
 const RATE = '$__rate_interval';
+
+/** The query of a "rate of `metric`, summed by `label`" panel, with that label as its legend. */
+function rateBy(metric: string, label: string): PanelQuery[] {
+  return [{ expr: `sum by (${label}) (rate(${metric}{${I}}[${RATE}]))`, legend: `{{${label}}}` }];
+}
 /** Hash maps: the array maps (statistics, next hops, the program table) always read full. */
 export const HASH_MAPS = 'ph_frontends|ph_backends|ph_maglev|ph_vips|ph_responder|ph_fe_members|ph_affinity|ph_src_ranges';
 
@@ -37,19 +42,19 @@ export const ROWS: RowSpec[] = [
     title: 'Data path',
     panels: [
       { title: 'Packets per service', unit: 'pps', description: 'Client-to-backend packets the data path forwarded, per service.',
-        queries: [{ expr: `sum by (service) (rate(pharos_datapath_packets_total{${I}}[${RATE}]))`, legend: '{{service}}' }] },
+        queries: rateBy('pharos_datapath_packets_total', 'service') },
       { title: 'Bytes per service', unit: 'binBps', description: 'Client-to-backend bytes the data path forwarded, per service.',
-        queries: [{ expr: `sum by (service) (rate(pharos_datapath_bytes_total{${I}}[${RATE}]))`, legend: '{{service}}' }] },
+        queries: rateBy('pharos_datapath_bytes_total', 'service') },
       { title: 'Packets per backend', unit: 'pps', description: 'Packets sent to each backend (--metrics-per-backend).',
-        queries: [{ expr: `sum by (backend) (rate(pharos_datapath_backend_packets_total{${I}}[${RATE}]))`, legend: '{{backend}}' }] },
+        queries: rateBy('pharos_datapath_backend_packets_total', 'backend') },
       { title: 'Bytes per backend', unit: 'binBps', description: 'Bytes sent to each backend (--metrics-per-backend).',
-        queries: [{ expr: `sum by (backend) (rate(pharos_datapath_backend_bytes_total{${I}}[${RATE}]))`, legend: '{{backend}}' }] },
+        queries: rateBy('pharos_datapath_backend_bytes_total', 'backend') },
       { title: 'Drops by reason', unit: 'pps', description: 'Packets of ours the data path dropped (README: data path reasons).',
-        queries: [{ expr: `sum by (reason) (rate(pharos_datapath_drops_total{${I}}[${RATE}]))`, legend: '{{reason}}' }] },
+        queries: rateBy('pharos_datapath_drops_total', 'reason') },
       { title: 'Passed to the kernel by reason', unit: 'pps', description: 'Packets of ours handed to the kernel (XDP_PASS).',
-        queries: [{ expr: `sum by (reason) (rate(pharos_datapath_passes_total{${I}}[${RATE}]))`, legend: '{{reason}}' }] },
+        queries: rateBy('pharos_datapath_passes_total', 'reason') },
       { title: 'Data path events', unit: 'ops', description: 'Conntrack creations and hits, reverse NAT, ARP/NA replies, forwarding verdicts.',
-        queries: [{ expr: `sum by (event) (rate(pharos_datapath_events_total{${I}}[${RATE}]))`, legend: '{{event}}' }] },
+        queries: rateBy('pharos_datapath_events_total', 'event') },
     ],
   },
   {
