@@ -437,7 +437,7 @@ t.test('the image runs as the DaemonSet says and serves a LoadBalancer service',
     const hostPath = volume?.hostPath?.path as string | undefined;
     if (!hostPath || !hostPaths[hostPath]) throw new Error(`volume ${vm.name}: only the hostPath volumes ${Object.keys(hostPaths).join(', ')} have lab paths`);
     // type DirectoryOrCreate: the kubelet makes the host directory when it is missing (a fresh node has no /sys/fs/bpf/pharos).
-    if (volume.hostPath.type === 'DirectoryOrCreate') lines.push(`mkdir -p ${q(hostPaths[hostPath]!)}`);
+    if (volume?.hostPath?.type === 'DirectoryOrCreate') lines.push(`mkdir -p ${q(hostPaths[hostPath]!)}`);
     lines.push(`mkdir -p ${q(at(vm.mountPath))}`, `mount --rbind ${q(hostPaths[hostPath]!)} ${q(at(vm.mountPath))}`);
     if (vm.readOnly) lines.push(`mount -o remount,bind,ro ${q(at(vm.mountPath))}`);
     // HostToContainer: mounts made on the host later show up inside, not the other way.
