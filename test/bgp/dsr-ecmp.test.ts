@@ -21,7 +21,7 @@ import { ADDON_PATH, loadAddon } from '../../src/native/libbpf.js';
 import { removePins } from '../../src/datapath/loader.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';
 import type { Frontend } from '../../src/model/types.js';
-import { labProgram } from '../../src/lab/netns.js';
+import { startLongFlows, type LongFlowsReport } from '../../src/lab/flows.js';
 import { routerNextHops } from '../../src/lab/topology.js';
 import { buildEcmpLab, ecmpBackend, ecmpNodes, ecmpPeer, startEcmpBgp, startEcmpDatapath, stopEcmpDatapath, type EcmpNode } from '../../src/lab/ecmp-lab.js';
 import type { SpeakerProcess } from '../../src/lab/bgp/speaker-process.js';
@@ -35,8 +35,6 @@ const BACKENDS = [1, 2];
 const CONNECTIONS = 24;
 const RUN_MS = 12_000;
 const WITHDRAW_AFTER_MS = 4_000;
-
-interface FlowsReport { connections: number; open: number; stalled: number; broken: { conn: number; at: number; error: string }[]; requests: number; longestWaitMs: number; peers: string[] }
 
 function frontend(vip: string, dsr: boolean): Frontend {
   return {
@@ -75,23 +73,17 @@ t.test('an ECMP path withdrawn: DSR flows move to the other node and go on; SNAT
   const both = NODES.map((n) => n.uplink).sort();
 
   /** Long-lived flows to `vip`; node b stops advertising it mid-run. */
-  const withdrawDuring = async (vip: string): Promise<{ report: FlowsReport; viaB: bigint }> => {
+  const withdrawDuring = async (vip: string): Promise<{ report: LongFlowsReport; viaB: bigint }> => {
     for (const n of NODES) await advertise(n, [vip]);
     await waitFor(`${vip} routed over both nodes`, 20_000, async () => (JSON.stringify(await routerNextHops(lab, vip)) === JSON.stringify(both) ? true : undefined), { everyMs: 100 });
     const countB = (): bigint => { const c = readReasonCounters(b.dp!.maps.stats); return c.dsr_l2 + c.ct_create + c.ct_hit; };
-    const flows = lab.spawn('cli', [process.execPath, labProgram('long-flows'), vip, String(PORT), String(CONNECTIONS), '50', String(RUN_MS)]);
-    let out = '';
-    flows.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-    const exited = new Promise<void>((resolve) => flows.once('exit', () => resolve()));
+    const flows = startLongFlows(lab, 'cli', { host: vip, port: PORT, connections: CONNECTIONS, intervalMs: 50, durationMs: RUN_MS });
     const bBefore = countB();
     await sleep(WITHDRAW_AFTER_MS);
     const viaB = countB() - bBefore;
     await advertise(b, []);
     await waitFor(`${vip} routed over node a alone`, 10_000, async () => (JSON.stringify(await routerNextHops(lab, vip)) === JSON.stringify([a.uplink]) ? true : undefined), { everyMs: 50 });
-    await Promise.race([exited, sleep(RUN_MS + 5_000)]);
-    const line = out.trim().split('\n').pop() ?? '';
-    t.ok(line.startsWith('{'), `the flows' report: ${line.slice(0, 200)}`);
-    return { report: JSON.parse(line) as FlowsReport, viaB };
+    return { report: await flows.report, viaB };
   };
 
   await t.test('DSR: the flows node b carried go on through node a', async (t) => {

@@ -14,7 +14,7 @@
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { labProgram } from '../../src/lab/netns.js';
+import { startLongFlows, type LongFlowsReport } from '../../src/lab/flows.js';
 import { CLIENT, L2Lab, sleep, waitFor } from '../../src/lab/l2-lab.js';
 
 const PORT = 8080;
@@ -22,16 +22,6 @@ const CONNECTIONS = 20;
 const INTERVAL_MS = 50;
 const RUN_MS = 14_000;
 const FAULT_AFTER_MS = 4_000;
-
-interface FlowsReport {
-  connections: number;
-  open: number;
-  stalled: number;
-  broken: { conn: number; at: number; error: string }[];
-  requests: number;
-  longestWaitMs: number;
-  peers: string[];
-}
 
 t.test('DSR connections survive an L2 takeover; SNAT ones do not', { skip: privilegedUnavailable() }, async (t) => {
   const lab = await L2Lab.create(t, 'phdt', 2);
@@ -57,21 +47,16 @@ t.test('DSR connections survive an L2 takeover; SNAT ones do not', { skip: privi
   }
 
   /** Long-lived flows to `vip` while its holder's link goes down; resolves with the flows' report, holders before and after. */
-  const takeover = async (vip: string): Promise<{ report: FlowsReport; from: string; to: string }> => {
+  const takeover = async (vip: string): Promise<{ report: LongFlowsReport; from: string; to: string }> => {
     const from = (await waitFor(`a holder of ${vip}`, 10_000, () => lab.holderOf(vip)))!;
     const to = from === 'n1' ? 'n2' : 'n1';
-    const flows = lab.lab.spawn('client', [process.execPath, labProgram('long-flows'), vip, String(PORT), String(CONNECTIONS), String(INTERVAL_MS), String(RUN_MS)]);
-    let out = '';
-    flows.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
-    const exited = new Promise<void>((resolve) => flows.once('exit', () => resolve()));
+    const flows = startLongFlows(lab.lab, 'client', { host: vip, port: PORT, connections: CONNECTIONS, intervalMs: INTERVAL_MS, durationMs: RUN_MS });
     await sleep(FAULT_AFTER_MS);
     await lab.lab.exec(from, ['ip', 'link', 'set', 'eth0', 'down']);
     await waitFor(`${to} to take ${vip} over`, 8_000, async () => ((await lab.holderOf(vip)) === to ? true : undefined), 50);
-    await Promise.race([exited, sleep(RUN_MS + 5_000)]);
+    const report = await flows.report;
     await lab.lab.exec(from, ['ip', 'link', 'set', 'eth0', 'up']);
-    const line = out.trim().split('\n').pop() ?? '';
-    t.ok(line.startsWith('{'), `the flows' report: ${line.slice(0, 200)}`);
-    return { report: JSON.parse(line) as FlowsReport, from, to };
+    return { report, from, to };
   };
 
   await t.test('DSR: every connection survives the takeover, and the backend sees the client', async (t) => {
