@@ -23,6 +23,7 @@ import { PROJECT_ROOT } from '../../src/datapath/bpf-build.js';
 import { removePins } from '../../src/datapath/loader.js';
 import { parseExposition } from '../support/prom.js';
 import type { AgentStateView } from '../../src/metrics/state-view.js';
+import { l2PoolAndPolicy } from '../../src/lab/manifests.js';
 
 const CLI = join(PROJECT_ROOT, 'dist', 'cli', 'main.js');
 const HTTP = '127.0.0.1:9647';
@@ -31,17 +32,8 @@ const PIN_DIR = '/run/pharos/bpffs/phq-lb';
 const FRONTEND_MAP_SIZE = 320;
 const SERVICES = 400;
 
-const HEADER = `apiVersion: lb.pharos.io/v1alpha1
-kind: LoadBalancerIPPool
-metadata: { name: big }
-spec:
-  blocks: [{ cidr: 198.18.0.0/22 }]
----
-apiVersion: lb.pharos.io/v1alpha1
-kind: L2AnnouncementPolicy
-metadata: { name: l2 }
-spec: { interfaces: ["^eth0$"], loadBalancerIPs: true }
-`;
+// 1,022 addresses (the /22 without its first and last), announced on eth0.
+const HEADER = l2PoolAndPolicy('big', [['198.18.0.1', '198.18.3.254']]);
 
 /** One LoadBalancer service with `n` endpoints (they need not answer: only ARP is exercised). */
 function service(name: string, n: number, seed: number): string {
