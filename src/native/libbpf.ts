@@ -79,7 +79,8 @@ export interface BpfProgram {
   pin(path: string): void;
 }
 
-export interface BpfObject {
+/** The calls an object passes straight to libbpf (BpfObject and the native handle share them). */
+export interface ObjectCalls {
   readonly path: string;
   /** Set a `const volatile` global in .rodata (before load). `value` must be exactly the variable's size. */
   setRodata(variable: string, value: Buffer): void;
@@ -92,11 +93,14 @@ export interface BpfObject {
   load(): void;
   /** load() on a worker thread (the verifier takes seconds; the event loop keeps running). The object is unusable until it settles. */
   loadAsync(): Promise<void>;
-  program(name: string): BpfProgram;
-  map(name: string): BpfMap;
   mapNames(): string[];
   programNames(): string[];
   close(): void;
+}
+
+export interface BpfObject extends ObjectCalls {
+  program(name: string): BpfProgram;
+  map(name: string): BpfMap;
 }
 
 export interface TestRunOptions {
@@ -326,20 +330,10 @@ interface NativeProgramHandle {
   pin(path: string): void;
 }
 
-interface NativeObjectHandle {
-  readonly path: string;
+interface NativeObjectHandle extends ObjectCalls {
   readonly loaded: boolean;
-  setRodata(variable: string, value: Buffer): void;
-  setMaxEntries(map: string, n: number): void;
-  setPinPath(map: string, path: string): void;
-  setAutocreate(map: string, on: boolean): void;
-  load(): void;
-  loadAsync(): Promise<void>;
   map(name: string): NativeMapHandle;
   program(name: string): NativeProgramHandle;
-  mapNames(): string[];
-  programNames(): string[];
-  close(): void;
 }
 
 type Passthrough = Pick<NativeAddon,
