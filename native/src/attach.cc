@@ -84,11 +84,20 @@ static void QueryXdp(Napi::Env env, int ifindex, const std::string &what, struct
   if (rc != 0) Throw(env, -rc, what, mark);
 }
 
+// The (ifindex, netns?) arguments of xdpDetach and xdpQuery.
+struct XdpTarget {
+  int ifindex;
+  std::optional<std::string> netns;
+};
+
+static XdpTarget ParseXdpTarget(const Napi::CallbackInfo &info, const std::string &fn) {
+  return {ArgIfindex(info, 0, fn), OptString(ArgAt(info, 1), fn + ": netns")};
+}
+
 // xdpDetach(ifindex, netns?): removes whatever native/generic program is attached.
 Napi::Value XdpDetach(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  int ifindex = ArgIfindex(info, 0, "xdpDetach");
-  std::optional<std::string> netns = OptString(ArgAt(info, 1), "xdpDetach: netns");
+  auto [ifindex, netns] = ParseXdpTarget(info, "xdpDetach");
   NetnsGuard guard;
   EnterNetns(env, guard, netns);
   std::string what = "XDP detach from " + DescribeIfindex(ifindex) + InNetns(netns);
@@ -110,8 +119,7 @@ Napi::Value XdpDetach(const Napi::CallbackInfo &info) {
 // xdpQuery(ifindex, netns?) -> { progId, mode }
 Napi::Value XdpQuery(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  int ifindex = ArgIfindex(info, 0, "xdpQuery");
-  std::optional<std::string> netns = OptString(ArgAt(info, 1), "xdpQuery: netns");
+  auto [ifindex, netns] = ParseXdpTarget(info, "xdpQuery");
   NetnsGuard guard;
   EnterNetns(env, guard, netns);
   struct bpf_xdp_query_opts q;
@@ -194,25 +202,36 @@ Napi::Value TcAttach(const Napi::CallbackInfo &info) {
   return env.Undefined();
 }
 
-// Runs `call(hook)` on the clsact hook `t` names, inside its netns (left
-// again on return); `mark` is where the libbpf log starts, for errors.
+// What a call on one tc filter left: libbpf's return code, the filter's
+// options as the call filled them (prog_id for a query), and where the
+// libbpf log starts, for errors.
+struct TcFilterCall {
+  int rc;
+  struct bpf_tc_opts opts;
+  uint64_t mark;
+};
+
+// Runs `call(hook, opts)` on the filter (handle, priority) of the clsact hook
+// `t` names, inside its netns (left again on return).
 template <typename Call>
-static int OnTcHook(Napi::Env env, const TcTarget &t, uint64_t *mark, Call call) {
+static TcFilterCall OnTcFilter(Napi::Env env, const TcTarget &t, Call call) {
   NetnsGuard guard;
   EnterNetns(env, guard, t.netns);
-  *mark = LogMark();
+  TcFilterCall r{0, {}, LogMark()};
+  r.opts.sz = sizeof(r.opts);
+  r.opts.handle = t.handle;
+  r.opts.priority = t.priority;
   LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = t.ifindex, .attach_point = t.point);
-  return call(&hook);
+  r.rc = call(&hook, &r.opts);
+  return r;
 }
 
 // tcDetach(ifindex, direction, opts?): idempotent (an absent filter is fine).
 Napi::Value TcDetach(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   TcTarget t = ParseTc(info, "tcDetach", 2);
-  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = t.handle, .priority = t.priority);
-  uint64_t mark;
-  int rc = OnTcHook(env, t, &mark, [&](const struct bpf_tc_hook *hook) { return bpf_tc_detach(hook, &opts); });
-  if (rc != 0 && rc != -ENOENT) Throw(env, -rc, "tc detach from " + DescribeTc(t), mark);
+  TcFilterCall r = OnTcFilter(env, t, bpf_tc_detach);
+  if (r.rc != 0 && r.rc != -ENOENT) Throw(env, -r.rc, "tc detach from " + DescribeTc(t), r.mark);
   return env.Undefined();
 }
 
@@ -222,13 +241,11 @@ Napi::Value TcDetach(const Napi::CallbackInfo &info) {
 Napi::Value TcQuery(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   TcTarget t = ParseTc(info, "tcQuery", 2);
-  LIBBPF_OPTS(bpf_tc_opts, opts, .handle = t.handle, .priority = t.priority);
-  uint64_t mark;
-  int rc = OnTcHook(env, t, &mark, [&](const struct bpf_tc_hook *hook) { return bpf_tc_query(hook, &opts); });
+  TcFilterCall r = OnTcFilter(env, t, bpf_tc_query);
   // No filter there: ENOENT; no clsact qdisc at all: the kernel answers EINVAL.
-  if (rc == -ENOENT || rc == -EINVAL) return Napi::Number::New(env, 0);
-  if (rc != 0) Throw(env, -rc, "tc query of " + DescribeTc(t), mark);
-  return Napi::Number::New(env, opts.prog_id);
+  if (r.rc == -ENOENT || r.rc == -EINVAL) return Napi::Number::New(env, 0);
+  if (r.rc != 0) Throw(env, -r.rc, "tc query of " + DescribeTc(t), r.mark);
+  return Napi::Number::New(env, r.opts.prog_id);
 }
 
 }  // namespace pharos
