@@ -10,9 +10,9 @@
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { httpGet, startEchoServer, udpQuery, withLab, type Lab } from '../support/lab.js';
+import { httpGet, startEchoServer, udpQuery, withDatapathLab, type Lab } from '../support/lab.js';
 import { addBackend, be4, be6 } from './backends.js';
-import { loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
+import type { NativeAddon } from '../../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';
@@ -88,9 +88,7 @@ const skip = privilegedUnavailable();
 
 t.before(async () => {
   if (skip) return;
-  lab = await withLab(t, 'phd');
-  addon = loadAddon();
-  removePins(PIN_DIR);
+  ({ lab, addon } = await withDatapathLab(t, 'phd', PIN_DIR));
   await lab.addNamespace('cli');
   await lab.addNamespace('lb', { forwarding: true });
   await lab.addLink({ ns: 'cli', ifname: 'eth0', addrs: ['198.18.0.1/24', '2001:db8::1/64'] }, { ns: 'lb', ifname: 'c0', addrs: ['198.18.0.2/24', '2001:db8::2/64'] });

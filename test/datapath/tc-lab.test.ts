@@ -13,9 +13,9 @@ import t, { type Test } from 'tap';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { httpGet, startEchoServer, udpQuery, withLab, type Lab } from '../support/lab.js';
+import { httpGet, startEchoServer, udpQuery, withDatapathLab, type Lab } from '../support/lab.js';
 import { waitFor } from '../support/wait.js';
-import { loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
+import type { NativeAddon } from '../../src/native/libbpf.js';
 import { attachIngress, loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync } from '../../src/datapath/sync.js';
 import { readReasonCounters } from '../../src/datapath/stats.js';
@@ -51,9 +51,7 @@ let liveness: NodeJS.Timeout | undefined;
 
 t.before(async () => {
   if (skip) return;
-  lab = await withLab(t, 'phtc');
-  addon = loadAddon();
-  removePins(PIN_DIR);
+  ({ lab, addon } = await withDatapathLab(t, 'phtc', PIN_DIR));
   await lab.addNamespace('cli');
   await lab.addNamespace('lb', { forwarding: true });
   await lab.addNamespace('be');

@@ -14,8 +14,8 @@
  */
 import t from 'tap';
 import { privilegedUnavailable } from '../support/privileged.js';
-import { httpGet, startEchoServer, withLab, type Lab } from '../support/lab.js';
-import { loadAddon, type NativeAddon } from '../../src/native/libbpf.js';
+import { httpGet, startEchoServer, withDatapathLab, type Lab } from '../support/lab.js';
+import type { NativeAddon } from '../../src/native/libbpf.js';
 import { loadDatapath, removePins, type LoadedDatapath } from '../../src/datapath/loader.js';
 import { DatapathSync, frontendKeyString } from '../../src/datapath/sync.js';
 import { readReasonCounters, readTraffic, type ReasonCounters } from '../../src/datapath/stats.js';
@@ -63,9 +63,7 @@ function frontendTraffic(address: string): { packets: number; bytes: number } {
 
 t.before(async () => {
   if (skip) return;
-  lab = await withLab(t, 'phl5');
-  addon = loadAddon();
-  removePins(PIN_DIR);
+  ({ lab, addon } = await withDatapathLab(t, 'phl5', PIN_DIR));
   await lab.addNamespace('cli');
   // An LB node forwards; with forwarding off bpf_fib_lookup answers FWD_DISABLED (LAB-FACTS).
   await lab.addNamespace('srv', { forwarding: true });
