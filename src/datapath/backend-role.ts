@@ -86,7 +86,7 @@ export function maglevOwners(f: Frontend, sizing: MaglevSizing): string[] | unde
  * a backend that has no socket for them are handed to their owner there.
  */
 export class PreviousTables {
-  private readonly current = new Map<string, { frontend: Frontend; owners: string[]; sig: string }>();
+  private readonly current = new Map<string, { frontend: Frontend; owners: string[]; sig: string; inputs: string }>();
   private readonly previous = new Map<string, { table: PreviousTable; until: number }>();
 
   constructor(private readonly keepMs: number, private readonly sizing: MaglevSizing) {}
@@ -100,15 +100,21 @@ export class PreviousTables {
       const key = `${f.address}|${f.port}`;
       if (seen.has(key)) continue;
       seen.add(key);
+      // What the table is built from: unchanged backends, unchanged table — no rebuild (every pass would otherwise build every table).
+      const inputs = f.backends.map((b) => `${b.address}|${b.port}|${b.weight}|${b.state}`).sort().join(',');
+      const cur = this.current.get(key);
+      if (cur && cur.inputs === inputs) continue;
       const owners = maglevOwners(f, this.sizing);
       const sig = owners ? owners.join(',') : '';
-      const cur = this.current.get(key);
-      if (cur?.sig === sig) continue;
+      if (cur?.sig === sig) {
+        this.current.set(key, { ...cur, frontend: f, inputs });
+        continue;
+      }
       if (cur && cur.sig !== '' && this.keepMs > 0) {
         this.previous.set(key, { table: { address: f.address, port: f.port, protocol: 'TCP', owners: cur.owners }, until: now + this.keepMs });
         changed = true;
       }
-      if (owners) this.current.set(key, { frontend: f, owners, sig });
+      if (owners) this.current.set(key, { frontend: f, owners, sig, inputs });
       else this.current.delete(key);
     }
     for (const key of [...this.current.keys()]) if (!seen.has(key)) this.current.delete(key);
@@ -163,6 +169,8 @@ export class BackendRoleController implements AgentController<BackendRoleKind> {
   private decap: LoadedDecap | undefined;
   /** VIPs this agent put on lo (removed again when no longer served). */
   private readonly onLo = new Set<string>();
+  /** The VIP list last written to the state file. */
+  private rememberedText = '';
   private readonly previous: PreviousTables;
   private expiryTimer: NodeJS.Timeout | undefined;
 
@@ -245,9 +253,13 @@ export class BackendRoleController implements AgentController<BackendRoleKind> {
   }
 
   private remember(): void {
+    const text = JSON.stringify([...this.onLo].sort());
+    // Written when the set changed, not on every pass.
+    if (text === this.rememberedText) return;
     try {
-      writeFileSync(`${this.stateFile}.tmp`, JSON.stringify([...this.onLo].sort()));
+      writeFileSync(`${this.stateFile}.tmp`, text);
       renameSync(`${this.stateFile}.tmp`, this.stateFile);
+      this.rememberedText = text;
     } catch (err) {
       this.o.log.warn('DSR backend: cannot record the VIPs on lo (a restart will not remove stale ones)', { file: this.stateFile, error: (err as Error).message });
     }
